@@ -1,0 +1,41 @@
+"""Build the convx extension.
+
+All compiler directives live here.  ``CONVX_DEBUG=1`` turns Cython's bounds,
+wraparound and initialisation checks back on and compiles with
+AddressSanitizer and UndefinedBehaviorSanitizer (see docs/design.md).
+"""
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("CONVX_DEBUG", "0") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,  # the core never divides by a value that can be zero or negative
+    "embedsignature": True,
+}
+
+if DEBUG:
+    compile_args = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
+    link_args = ["-fsanitize=address,undefined"]
+else:
+    # Portable: no -march=native, so a wheel runs on any x86-64 / aarch64 machine.
+    compile_args = ["-O3"]
+    link_args = []
+
+ext = Extension(
+    "convx._core",
+    ["src/convx/_core.pyx"],
+    include_dirs=[np.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    extra_compile_args=compile_args,
+    extra_link_args=link_args,
+)
+
+setup(ext_modules=cythonize([ext], compiler_directives=directives))

@@ -1,0 +1,108 @@
+"""Allocate outputs and call the core: the one path every face of convx takes.
+
+Callers (the notebook names in ``_notebook.py``, the public API) have already
+checked their arguments and brought arrays to one float dtype, C order.  Here
+the output sizes are computed, outputs and scratch are allocated (``np.empty``
+where the kernel writes every cell, ``np.zeros`` for accumulators), the
+degenerate sizes the kernels are not asked to handle are answered directly,
+and the kernel in ``_core`` is called.
+
+Geometry is always 2-D: ``stride=(sh, sw)``, ``dilation=(dh, dw)`` and
+``pads=(top, bottom, left, right)``.  1-D callers pass H = 1.
+"""
+import numpy as np
+
+from . import _core
+from ._validate import ConvxValueError
+
+# BLAS takes 32-bit sizes.
+_BLAS_MAX = 2**31 - 1
+_NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
+            np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+def output_size(func, size, k, stride, dilation, pad_lo, pad_hi, axis):
+    """Output length along one axis; an error if the kernel does not fit."""
+    padded = size + pad_lo + pad_hi
+    span = dilation * (k - 1) + 1
+    if span > padded:
+        raise ConvxValueError(
+            f"{func}(): the kernel spans {span} along {axis} (size {k}, dilation {dilation}) "
+            f"but the padded input is only {padded} ({size} + padding {pad_lo} + {pad_hi})")
+    return (padded - span) // stride + 1
+
+
+def _sizes(func, in_hw, k_hw, stride, pads, dilation):
+    oh = output_size(func, in_hw[0], k_hw[0], stride[0], dilation[0], pads[0], pads[1], "height")
+    ow = output_size(func, in_hw[1], k_hw[1], stride[1], dilation[1], pads[2], pads[3], "width")
+    return oh, ow
+
+
+def _work(func, dtype, k, p, f):
+    """Scratch for one image's im2col matrix, after a check that BLAS can index it."""
+    if max(k, p, f) > _BLAS_MAX:
+        raise ConvxValueError(
+            f"{func}(): a GEMM dimension exceeds 2**31 - 1 (kernel taps {k}, output "
+            f"positions {p}, filters {f}); split the input into smaller pieces")
+    return np.empty((1, k, p), dtype)
+
+
+def forward(func, x, w, bias, stride, pads, dilation, groups):
+    """conv(x, w) + bias: x (N, C, H, W), w (F, C // groups, KH, KW) -> (N, F, OH, OW)."""
+    n, c, h, wd = x.shape
+    f, cg, kh, kw = w.shape
+    oh, ow = _sizes(func, (h, wd), (kh, kw), stride, pads, dilation)
+    out = np.empty((n, f, oh, ow), x.dtype)
+    if out.size == 0:
+        return out
+    k = cg * kh * kw
+    if k == 0:  # no input channels: the sum is empty
+        out[...] = 0 if bias is None else bias[:, None, None]
+        return out
+    work = _work(func, x.dtype, k, oh * ow, f)
+    _core.conv_forward(x, w, _NO_BIAS[x.dtype] if bias is None else bias, out, work,
+                       stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups)
+    return out
+
+
+def input_grad(func, input_shape, w, gout, stride, pads, dilation, groups):
+    """The gradient of sum(conv(x, w) * gout) with respect to x, x of ``input_shape``."""
+    n, c, h, wd = input_shape
+    f, cg, kh, kw = w.shape
+    dx = np.zeros(input_shape, w.dtype)
+    k = cg * kh * kw
+    if dx.size == 0 or gout.size == 0 or k == 0:
+        return dx
+    work = _work(func, w.dtype, k, gout.shape[2] * gout.shape[3], f)
+    _core.conv_input_grad(gout, w, dx, work, stride[0], stride[1], dilation[0], dilation[1],
+                          pads[0], pads[2], groups)
+    return dx
+
+
+def weight_grad(func, x, weight_shape, gout, stride, pads, dilation, groups):
+    """The gradient of sum(conv(x, w) * gout) with respect to w, w of ``weight_shape``."""
+    f, cg, kh, kw = weight_shape
+    dw = np.zeros(weight_shape, x.dtype)
+    k = cg * kh * kw
+    if dw.size == 0 or gout.size == 0:
+        return dw
+    work = _work(func, x.dtype, k, gout.shape[2] * gout.shape[3], f)
+    _core.conv_weight_grad(x, gout, dw, work, stride[0], stride[1], dilation[0], dilation[1],
+                           pads[0], pads[2], groups)
+    return dw
+
+
+def pad(x, pads):
+    """x (N, C, H, W) with ``pads=(top, bottom, left, right)`` zeros around each image.
+
+    ``x`` must be C-contiguous float32, float64 or int64; the result has its dtype.
+    """
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h + pads[0] + pads[1], w + pads[2] + pads[3]), x.dtype)
+    if out.size == 0:
+        return out
+    if x.size == 0:  # nothing to copy: all border
+        out[...] = 0
+        return out
+    _core.pad(x, out, pads[0], pads[2])
+    return out

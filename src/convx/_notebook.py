@@ -1,0 +1,423 @@
+"""The 28 functions of the chapter-5 notebook, with their names and signatures.
+
+``from convx import *`` replaces the notebook's definitions with these.  Each
+one checks its arguments, maps the notebook's layout onto the engine's NCHW
+one, and returns what the notebook returned: the same shape, the same kind of
+dtype, the same values.  The deliberate differences (docs/notebook.md):
+
+* the multi-channel forward takes the filter size from ``param.shape[2:]``,
+  not from ``param.shape[0]`` (the number of input channels);
+* images need not be square;
+* for even kernel sizes the gradients are the true gradients of the forward
+  pass (the notebook's input gradient is shifted by one there);
+* ``param_grad_1d_batch`` pads by the kernel's half-width, not by 1.
+
+The notebook's convolution is a "same" cross-correlation: ``k // 2`` zeros
+before each row and ``k - 1 - k // 2`` after it, so the output has the size of
+the input for every kernel size.
+
+Result dtypes follow the notebook: forwards that built their output with
+``np.zeros(shape)`` return floats; functions that accumulated into
+``np.zeros_like(arg)`` return ``arg``'s integer dtype when every array argument
+is an integer array (computed exactly in float64, then rounded).  float32
+arguments give float32 where the notebook would give floats.
+"""
+import math
+
+import numpy as np
+
+from . import _engine
+from . import _validate as v
+
+__all__ = [
+    "assert_same_shape", "assert_dim",
+    "_pad_1d", "conv_1d", "conv_1d_sum", "_param_grad_1d", "_input_grad_1d",
+    "_pad_1d_batch", "conv_1d_batch", "input_grad_1d_batch", "param_grad_1d_batch",
+    "conv_1d_batch_sum",
+    "_pad_2d", "_pad_2d_obs", "_compute_output_obs_2d", "_compute_output_2d",
+    "_compute_grads_obs_2d", "_compute_grads_2d", "_param_grad_2d", "_compute_output_2d_sum",
+    "_pad_2d_channel", "_pad_conv_input", "_compute_output_obs", "_output",
+    "_compute_grads_obs", "_input_grad", "_param_grad", "_compute_output_sum",
+]
+
+_UNIT = (1, 1)
+
+
+# --------------------------------------------------------------------------
+# Helpers: every notebook name below is a few lines over these.
+# --------------------------------------------------------------------------
+
+def _same_pads(kh, kw):
+    """The notebook's padding: k // 2 before, k - 1 - k // 2 after."""
+    return (kh // 2, kh - 1 - kh // 2, kw // 2, kw - 1 - kw // 2)
+
+
+def _int_result(result, like, *arrays):
+    """The notebook accumulated into ``np.zeros_like(like)``: when every array
+    argument is an integer array the answer is an integer array of that dtype."""
+    if like.dtype.kind in "iu" and all(a.dtype.kind in "iu" for a in arrays):
+        return np.rint(result).astype(like.dtype)
+    return result
+
+
+def _conv(func, x, w):
+    """'same' forward: x (N, C, H, W), w (F, C, KH, KW), any real dtypes."""
+    dt = v.float_dtype(x, w)
+    return _engine.forward(func, v.as_kernel_input(x, dt), v.as_kernel_input(w, dt), None,
+                           _UNIT, _same_pads(*w.shape[2:]), _UNIT, 1)
+
+
+def _conv_input_grad(func, x, w, gout):
+    """'same' input gradient; the result has x's shape."""
+    dt = v.float_dtype(x, w, gout)
+    return _engine.input_grad(func, x.shape, v.as_kernel_input(w, dt),
+                              v.as_kernel_input(gout, dt), _UNIT,
+                              _same_pads(*w.shape[2:]), _UNIT, 1)
+
+
+def _conv_weight_grad(func, x, w, gout):
+    """'same' weight gradient; the result has w's shape."""
+    dt = v.float_dtype(x, w, gout)
+    return _engine.weight_grad(func, v.as_kernel_input(x, dt), w.shape,
+                               v.as_kernel_input(gout, dt), _UNIT,
+                               _same_pads(*w.shape[2:]), _UNIT, 1)
+
+
+def _pad(func, inp, num, ndim, layout, spatial):
+    """Zero-pad the last ``spatial`` axes (1 or 2) of ``inp`` by ``num`` on each side.
+
+    The 1-D pads concatenated an int64 zero array, so integer input stays
+    integer (int64); the 2-D pads stacked float zeros, so they return floats.
+    """
+    v.array(func, "inp", inp, ndim, layout)
+    num = v.nonneg_int(func, "num", num)
+    if spatial == 1 and inp.dtype.kind in "iu" and inp.dtype != np.uint64:
+        dt = np.dtype(np.int64)
+    else:
+        dt = v.float_dtype(inp)
+    lead = math.prod(inp.shape[:ndim - spatial])
+    hw = (1,) * (2 - spatial) + inp.shape[ndim - spatial:]
+    pads = (0, 0, num, num) if spatial == 1 else (num, num, num, num)
+    out = _engine.pad(v.as_kernel_input(inp, dt).reshape((lead, 1) + hw), pads)
+    return out.reshape(inp.shape[:ndim - spatial] + out.shape[4 - spatial:])
+
+
+def _check_kernel(func, name, param, axes):
+    v.kernel_nonempty(func, name, param.shape, axes)
+
+
+# --------------------------------------------------------------------------
+# Helper objects
+# --------------------------------------------------------------------------
+
+def assert_same_shape(output, output_grad):
+    """Raise if ``output`` and ``output_grad`` differ in shape; return None."""
+    shapes = []
+    for name, a in (("output", output), ("output_grad", output_grad)):
+        try:
+            shapes.append(tuple(a.shape))
+        except AttributeError:
+            raise v.ConvxTypeError(
+                f"assert_same_shape(): argument '{name}' must be an array, "
+                f"got {v._describe(a)}") from None
+    if shapes[0] != shapes[1]:
+        raise v.ConvxValueError(
+            f"assert_same_shape(): 'output' and 'output_grad' must have the same shape, "
+            f"got {shapes[0]} and {shapes[1]}")
+    return None
+
+
+def assert_dim(t, dim):
+    """Raise unless ``t`` has ``dim`` dimensions; return None."""
+    try:
+        nd = len(t.shape)
+    except AttributeError:
+        raise v.ConvxTypeError(
+            f"assert_dim(): argument 't' must be an array, got {v._describe(t)}") from None
+    if nd != dim:
+        raise v.ConvxValueError(
+            f"assert_dim(): tensor expected to have dimension {dim}, "
+            f"instead has dimension {nd} (shape {tuple(t.shape)})")
+    return None
+
+
+# --------------------------------------------------------------------------
+# 1-D, one observation
+# --------------------------------------------------------------------------
+
+def _pad_1d(inp, num):
+    """``inp`` of shape (L,) with ``num`` zeros on each side: shape (L + 2*num,)."""
+    return _pad("_pad_1d", inp, num, 1, "(length,)", spatial=1)
+
+
+def conv_1d(inp, param):
+    """'same' 1-D cross-correlation of ``inp`` (L,) with ``param`` (K,): floats of shape (L,)."""
+    f = "conv_1d"
+    v.array(f, "inp", inp, 1, "(length,)")
+    v.array(f, "param", param, 1, "(kernel_size,)")
+    _check_kernel(f, "param", param, (0,))
+    return _conv(f, inp[None, None, None], param[None, None, None])[0, 0, 0]
+
+
+def conv_1d_sum(inp, param):
+    """``conv_1d(inp, param).sum()``."""
+    return np.sum(conv_1d(inp, param))
+
+
+def _grad_1d_args(f, inp, param, output_grad):
+    v.array(f, "inp", inp, 1, "(length,)")
+    v.array(f, "param", param, 1, "(kernel_size,)")
+    _check_kernel(f, "param", param, (0,))
+    if output_grad is None:
+        output_grad = np.ones_like(inp)
+    else:
+        v.array(f, "output_grad", output_grad, 1, "(length,)")
+        v.same_shape(f, "output_grad", output_grad, inp.shape, "the shape of 'inp'")
+    return output_grad
+
+
+def _param_grad_1d(inp, param, output_grad=None):
+    """Gradient of ``sum(conv_1d(inp, param) * output_grad)`` with respect to ``param``.
+
+    ``output_grad`` defaults to ones.  Shape (K,), dtype of ``param``'s kind.
+    """
+    f = "_param_grad_1d"
+    output_grad = _grad_1d_args(f, inp, param, output_grad)
+    g = _conv_weight_grad(f, inp[None, None, None], param[None, None, None],
+                          output_grad[None, None, None])
+    return _int_result(g[0, 0, 0], param, inp, param, output_grad)
+
+
+def _input_grad_1d(inp, param, output_grad=None):
+    """Gradient of ``sum(conv_1d(inp, param) * output_grad)`` with respect to ``inp``.
+
+    ``output_grad`` defaults to ones.  Shape (L,), dtype of ``inp``'s kind.
+    """
+    f = "_input_grad_1d"
+    output_grad = _grad_1d_args(f, inp, param, output_grad)
+    g = _conv_input_grad(f, inp[None, None, None], param[None, None, None],
+                         output_grad[None, None, None])
+    return _int_result(g[0, 0, 0], inp, inp, param, output_grad)
+
+
+# --------------------------------------------------------------------------
+# 1-D, a batch
+# --------------------------------------------------------------------------
+
+def _pad_1d_batch(inp, num):
+    """``inp`` of shape (N, L) with ``num`` zeros on each side of each row."""
+    return _pad("_pad_1d_batch", inp, num, 2, "(batch, length)", spatial=1)
+
+
+def _batch_1d_args(f, inp, param):
+    v.array(f, "inp", inp, 2, "(batch, length)")
+    v.array(f, "param", param, 1, "(kernel_size,)")
+    _check_kernel(f, "param", param, (0,))
+    return inp[:, None, None], param[None, None, None]
+
+
+def conv_1d_batch(inp, param):
+    """``conv_1d`` of each row of ``inp`` (N, L): floats of shape (N, L)."""
+    x, w = _batch_1d_args("conv_1d_batch", inp, param)
+    return _conv("conv_1d_batch", x, w)[:, 0, 0]
+
+
+def input_grad_1d_batch(inp, param):
+    """Gradient of ``conv_1d_batch_sum(inp, param)`` with respect to ``inp``: shape (N, L)."""
+    f = "input_grad_1d_batch"
+    x, w = _batch_1d_args(f, inp, param)
+    g = _conv_input_grad(f, x, w, np.ones(x.shape, inp.dtype))
+    return _int_result(g[:, 0, 0], inp, inp, param)
+
+
+def param_grad_1d_batch(inp, param):
+    """Gradient of ``conv_1d_batch_sum(inp, param)`` with respect to ``param``: shape (K,).
+
+    The notebook padded by 1 whatever the kernel size; convx pads by the
+    kernel's half-width, as ``conv_1d`` does.
+    """
+    f = "param_grad_1d_batch"
+    x, w = _batch_1d_args(f, inp, param)
+    g = _conv_weight_grad(f, x, w, np.ones(x.shape, inp.dtype))
+    return _int_result(g[0, 0, 0], param, inp, param)
+
+
+def conv_1d_batch_sum(inp, fil):
+    """``conv_1d_batch(inp, fil).sum()``."""
+    return np.sum(conv_1d_batch(inp, fil))
+
+
+# --------------------------------------------------------------------------
+# 2-D, one channel
+# --------------------------------------------------------------------------
+
+def _pad_2d(inp, num):
+    """``inp`` of shape (N, H, W) with a border of ``num`` zeros around each image."""
+    return _pad("_pad_2d", inp, num, 3, "(batch, height, width)", spatial=2)
+
+
+def _pad_2d_obs(inp, num):
+    """``inp`` of shape (H, W) with a border of ``num`` zeros; need not be square."""
+    return _pad("_pad_2d_obs", inp, num, 2, "(height, width)", spatial=2)
+
+
+def _check_2d(f, inp, param, ndim, layout):
+    v.array(f, "inp" if ndim == 3 else "obs", inp, ndim, layout)
+    v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
+    _check_kernel(f, "param", param, (0, 1))
+
+
+def _compute_output_obs_2d(obs, param):
+    """'same' 2-D cross-correlation of ``obs`` (H, W) with ``param`` (KH, KW): shape (H, W)."""
+    f = "_compute_output_obs_2d"
+    _check_2d(f, obs, param, 2, "(height, width)")
+    out = _conv(f, obs[None, None], param[None, None])[0, 0]
+    return _int_result(out, obs, obs, param)
+
+
+def _compute_output_2d(img_batch, param):
+    """``_compute_output_obs_2d`` of each image of ``img_batch`` (N, H, W): shape (N, H, W)."""
+    f = "_compute_output_2d"
+    v.array(f, "img_batch", img_batch, 3, "(batch, height, width)")
+    v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
+    _check_kernel(f, "param", param, (0, 1))
+    out = _conv(f, img_batch[:, None], param[None, None])[:, 0]
+    return _int_result(out, img_batch, img_batch, param)
+
+
+def _grads_2d_args(f, inp, output_grad, param, batched):
+    names = ("inp", "output_grad") if batched else ("input_obs", "output_grad_obs")
+    layout = "(batch, height, width)" if batched else "(height, width)"
+    nd = 3 if batched else 2
+    v.array(f, names[0], inp, nd, layout)
+    v.array(f, names[1], output_grad, nd, layout)
+    v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
+    _check_kernel(f, "param", param, (0, 1))
+    v.same_shape(f, names[1], output_grad, inp.shape, f"the shape of '{names[0]}'")
+    if not batched:
+        inp, output_grad = inp[None], output_grad[None]
+    return inp[:, None], output_grad[:, None], param[None, None]
+
+
+def _compute_grads_obs_2d(input_obs, output_grad_obs, param):
+    """Input gradient for one image: ``input_obs`` and ``output_grad_obs`` (H, W)."""
+    f = "_compute_grads_obs_2d"
+    x, g, w = _grads_2d_args(f, input_obs, output_grad_obs, param, batched=False)
+    out = _conv_input_grad(f, x, w, g)[0, 0]
+    return _int_result(out, input_obs, input_obs, output_grad_obs, param)
+
+
+def _compute_grads_2d(inp, output_grad, param):
+    """Input gradient for a batch: ``inp`` and ``output_grad`` (N, H, W)."""
+    f = "_compute_grads_2d"
+    x, g, w = _grads_2d_args(f, inp, output_grad, param, batched=True)
+    out = _conv_input_grad(f, x, w, g)[:, 0]
+    return _int_result(out, inp, inp, output_grad, param)
+
+
+def _param_grad_2d(inp, output_grad, param):
+    """Parameter gradient for a batch: ``inp`` and ``output_grad`` (N, H, W) -> (KH, KW)."""
+    f = "_param_grad_2d"
+    x, g, w = _grads_2d_args(f, inp, output_grad, param, batched=True)
+    out = _conv_weight_grad(f, x, w, g)[0, 0]
+    return _int_result(out, param, inp, output_grad, param)
+
+
+def _compute_output_2d_sum(img_batch, param):
+    """``_compute_output_2d(img_batch, param).sum()``."""
+    return _compute_output_2d(img_batch, param).sum()
+
+
+# --------------------------------------------------------------------------
+# Channels and a batch.  The notebook's param is [in_channels, out_channels,
+# kernel_height, kernel_width]; the engine's weight is (out, in, kh, kw).
+# --------------------------------------------------------------------------
+
+def _pad_2d_channel(inp, num):
+    """``inp`` of shape (C, H, W) with a border of ``num`` zeros around each channel."""
+    return _pad("_pad_2d_channel", inp, num, 3, "(channels, height, width)", spatial=2)
+
+
+def _pad_conv_input(inp, num):
+    """``inp`` of shape (N, C, H, W) with a border of ``num`` zeros around each channel."""
+    return _pad("_pad_conv_input", inp, num, 4, "(batch, channels, height, width)", spatial=2)
+
+
+_PARAM_LAYOUT = "(in_channels, out_channels, kernel_height, kernel_width)"
+
+
+def _check_param_4d(f, param, in_channels, in_name):
+    v.array(f, "param", param, 4, _PARAM_LAYOUT)
+    _check_kernel(f, "param", param, (2, 3))
+    if param.shape[0] != in_channels:
+        raise v.ConvxValueError(
+            f"{f}(): argument 'param' must have {in_channels} input channels in its first axis "
+            f"(the channels of '{in_name}'), got param of shape {param.shape}")
+
+
+def _forward_4d(f, inp, param, batched):
+    name = "inp" if batched else "obs"
+    layout = "(batch, channels, height, width)" if batched else "(channels, height, width)"
+    v.array(f, name, inp, 4 if batched else 3, layout)
+    _check_param_4d(f, param, inp.shape[-3], name)
+    x = inp if batched else inp[None]
+    out = _conv(f, x, param.transpose(1, 0, 2, 3))
+    return out if batched else out[0]
+
+
+def _compute_output_obs(obs, param):
+    """Forward for one image: ``obs`` (C_in, H, W), ``param`` (C_in, C_out, KH, KW) -> (C_out, H, W).
+
+    The filter size comes from ``param.shape[2:]`` (the notebook used
+    ``param.shape[0]``, the number of input channels: docs/notebook.md).
+    """
+    return _forward_4d("_compute_output_obs", obs, param, batched=False)
+
+
+def _output(inp, param):
+    """Forward for a batch: ``inp`` (N, C_in, H, W), ``param`` (C_in, C_out, KH, KW) -> (N, C_out, H, W)."""
+    return _forward_4d("_output", inp, param, batched=True)
+
+
+def _grads_4d_args(f, inp, output_grad, param, batched):
+    names = ("inp", "output_grad") if batched else ("input_obs", "output_grad_obs")
+    nd = 4 if batched else 3
+    lead = "batch, " if batched else ""
+    v.array(f, names[0], inp, nd, f"({lead}in_channels, height, width)")
+    v.array(f, names[1], output_grad, nd, f"({lead}out_channels, height, width)")
+    _check_param_4d(f, param, inp.shape[-3], names[0])
+    expected = inp.shape[:-3] + (param.shape[1],) + inp.shape[-2:]
+    v.same_shape(f, names[1], output_grad, expected,
+                 f"'{names[0]}' with param's {param.shape[1]} output channels")
+    if not batched:
+        inp, output_grad = inp[None], output_grad[None]
+    return inp, output_grad, param.transpose(1, 0, 2, 3)
+
+
+def _compute_grads_obs(input_obs, output_grad_obs, param):
+    """Input gradient for one image: (C_in, H, W), (C_out, H, W), (C_in, C_out, KH, KW) -> (C_in, H, W)."""
+    f = "_compute_grads_obs"
+    x, g, w = _grads_4d_args(f, input_obs, output_grad_obs, param, batched=False)
+    out = _conv_input_grad(f, x, w, g)[0]
+    return _int_result(out, input_obs, input_obs, output_grad_obs, param)
+
+
+def _input_grad(inp, output_grad, param):
+    """Input gradient for a batch: (N, C_in, H, W), (N, C_out, H, W), param -> (N, C_in, H, W)."""
+    f = "_input_grad"
+    x, g, w = _grads_4d_args(f, inp, output_grad, param, batched=True)
+    out = _conv_input_grad(f, x, w, g)
+    return _int_result(out, inp, inp, output_grad, param)
+
+
+def _param_grad(inp, output_grad, param):
+    """Parameter gradient for a batch: (N, C_in, H, W), (N, C_out, H, W) -> (C_in, C_out, KH, KW)."""
+    f = "_param_grad"
+    x, g, w = _grads_4d_args(f, inp, output_grad, param, batched=True)
+    out = np.ascontiguousarray(_conv_weight_grad(f, x, w, g).transpose(1, 0, 2, 3))
+    return _int_result(out, param, inp, output_grad, param)
+
+
+def _compute_output_sum(imgs, param):
+    """``_output(imgs, param).sum()``."""
+    return _output(imgs, param).sum()

@@ -1,0 +1,98 @@
+"""Argument checking and normalisation shared by every face of convx.
+
+Each check raises an error whose message names the function, the argument,
+what was expected and what came.  The notebook signalled bad input with
+``assert``, so both error classes are also ``AssertionError``: code written
+against the notebook (``except AssertionError``) keeps working, and code
+written against NumPy (``except ValueError`` / ``except TypeError``) works too.
+"""
+import operator
+
+import numpy as np
+
+__all__ = ["ConvxValueError", "ConvxTypeError"]
+
+
+class ConvxValueError(ValueError, AssertionError):
+    """A bad shape or value: catchable as ``ValueError`` and ``AssertionError``."""
+
+
+class ConvxTypeError(TypeError, AssertionError):
+    """A bad type or dtype: catchable as ``TypeError`` and ``AssertionError``."""
+
+
+def _describe(obj):
+    """A short, human description of what the caller passed."""
+    if isinstance(obj, np.ndarray):
+        return f"an array of dtype {obj.dtype} and shape {obj.shape}"
+    if obj is None:
+        return "None"
+    return f"{type(obj).__name__} {obj!r:.60}"
+
+
+def array(func, name, a, ndim, layout):
+    """Check that ``a`` is a real numeric ndarray of rank ``ndim``.
+
+    ``layout`` is how the shape reads in words, e.g. ``"(batch, length)"``.
+    Returns ``a`` unchanged: no copy is made here.
+    """
+    if not isinstance(a, np.ndarray):
+        raise ConvxTypeError(
+            f"{func}(): argument '{name}' must be a numpy.ndarray of shape {layout}, "
+            f"got {_describe(a)}")
+    kind = a.dtype.kind
+    if kind not in "iuf":
+        raise ConvxTypeError(
+            f"{func}(): argument '{name}' must have a real numeric dtype (integer or float), "
+            f"got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ConvxValueError(
+            f"{func}(): argument '{name}' must be {ndim}-D with shape {layout}, "
+            f"got a {a.ndim}-D array of shape {a.shape}")
+    return a
+
+
+def same_shape(func, name, a, expected, why):
+    """Check ``a.shape == expected``; ``why`` says where ``expected`` comes from."""
+    if a.shape != tuple(expected):
+        raise ConvxValueError(
+            f"{func}(): argument '{name}' must have shape {tuple(expected)} ({why}), "
+            f"got shape {a.shape}")
+
+
+def nonneg_int(func, name, value):
+    """An int >= 0 (Python or NumPy integer, not bool)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ConvxTypeError(f"{func}(): argument '{name}' must be an int >= 0, got bool {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ConvxTypeError(
+            f"{func}(): argument '{name}' must be an int >= 0, got {_describe(value)}") from None
+    if v < 0:
+        raise ConvxValueError(f"{func}(): argument '{name}' must be an int >= 0, got {v}")
+    return v
+
+
+def kernel_nonempty(func, name, shape, axes):
+    """Each kernel size in ``shape[axes]`` must be at least 1."""
+    if any(shape[ax] < 1 for ax in axes):
+        raise ConvxValueError(
+            f"{func}(): argument '{name}' must have kernel sizes >= 1, got shape {shape}")
+
+
+def float_dtype(*arrays):
+    """The dtype convx computes in: float32 when the arguments promote to
+    float32, float64 otherwise (ints and float16 compute in float64)."""
+    if np.result_type(*arrays) == np.float32:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def as_kernel_input(a, dtype):
+    """``a`` as a C-contiguous, native-byte-order array of ``dtype``.
+
+    Copies only when it must (wrong dtype, byte order or layout).  The core
+    reads through ``const`` memoryviews, so read-only arrays are passed as is.
+    """
+    return np.ascontiguousarray(a, dtype=dtype)
