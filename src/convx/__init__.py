@@ -1,14 +1,22 @@
 """convx: fast convolution for NumPy.
 
-``from convx import *`` brings the 28 functions of the chapter-5 notebook of
-*Deep Learning from Scratch* (underscore names included), computed by a
-Cython core.  See docs/notebook.md for the switch and docs/design.md for the
-layers.
+Two faces over one Cython core:
+
+* the public API, with ``torch.nn.functional`` semantics: :func:`conv1d`,
+  :func:`conv2d` and their gradients :func:`conv1d_input_grad`,
+  :func:`conv2d_input_grad`, :func:`conv1d_weight_grad`,
+  :func:`conv2d_weight_grad`;
+* the 28 functions of the chapter-5 notebook of *Deep Learning from Scratch*
+  (``from convx import *`` brings them, underscore names included), see
+  docs/notebook.md.
 """
+from ._api import (conv1d, conv1d_input_grad, conv1d_weight_grad, conv2d,  # noqa: F401
+                   conv2d_input_grad, conv2d_weight_grad)
+from ._api import __all__ as _api_all
 from ._notebook import *  # noqa: F401,F403
 from ._notebook import __all__ as _notebook_all
-from ._validate import ConvxTypeError, ConvxValueError
+from ._validate import ConvxTypeError, ConvxValueError  # noqa: F401
 
 __version__ = "0.1.0"
 
-__all__ = list(_notebook_all)
+__all__ = list(_notebook_all) + list(_api_all) + ["ConvxTypeError", "ConvxValueError"]

@@ -32,7 +32,7 @@ def output_size(func, size, k, stride, dilation, pad_lo, pad_hi, axis):
     return (padded - span) // stride + 1
 
 
-def _sizes(func, in_hw, k_hw, stride, pads, dilation):
+def sizes(func, in_hw, k_hw, stride, pads, dilation):
     oh = output_size(func, in_hw[0], k_hw[0], stride[0], dilation[0], pads[0], pads[1], "height")
     ow = output_size(func, in_hw[1], k_hw[1], stride[1], dilation[1], pads[2], pads[3], "width")
     return oh, ow
@@ -51,7 +51,7 @@ def forward(func, x, w, bias, stride, pads, dilation, groups):
     """conv(x, w) + bias: x (N, C, H, W), w (F, C // groups, KH, KW) -> (N, F, OH, OW)."""
     n, c, h, wd = x.shape
     f, cg, kh, kw = w.shape
-    oh, ow = _sizes(func, (h, wd), (kh, kw), stride, pads, dilation)
+    oh, ow = sizes(func, (h, wd), (kh, kw), stride, pads, dilation)
     out = np.empty((n, f, oh, ow), x.dtype)
     if out.size == 0:
         return out

@@ -63,6 +63,8 @@ def _int_result(result, like, *arrays):
 def _conv(func, x, w):
     """'same' forward: x (N, C, H, W), w (F, C, KH, KW), any real dtypes."""
     dt = v.float_dtype(x, w)
+    if 0 in x.shape[2:]:  # 'same' keeps the size, even an empty one
+        return np.zeros(x.shape[:1] + w.shape[:1] + x.shape[2:], dt)
     return _engine.forward(func, v.as_kernel_input(x, dt), v.as_kernel_input(w, dt), None,
                            _UNIT, _same_pads(*w.shape[2:]), _UNIT, 1)
 
@@ -150,18 +152,21 @@ def _pad_1d(inp, num):
     return _pad("_pad_1d", inp, num, 1, "(length,)", spatial=1)
 
 
-def conv_1d(inp, param):
-    """'same' 1-D cross-correlation of ``inp`` (L,) with ``param`` (K,): floats of shape (L,)."""
-    f = "conv_1d"
+def _conv_1d(f, inp, param):
     v.array(f, "inp", inp, 1, "(length,)")
     v.array(f, "param", param, 1, "(kernel_size,)")
     _check_kernel(f, "param", param, (0,))
     return _conv(f, inp[None, None, None], param[None, None, None])[0, 0, 0]
 
 
+def conv_1d(inp, param):
+    """'same' 1-D cross-correlation of ``inp`` (L,) with ``param`` (K,): floats of shape (L,)."""
+    return _conv_1d("conv_1d", inp, param)
+
+
 def conv_1d_sum(inp, param):
     """``conv_1d(inp, param).sum()``."""
-    return np.sum(conv_1d(inp, param))
+    return np.sum(_conv_1d("conv_1d_sum", inp, param))
 
 
 def _grad_1d_args(f, inp, param, output_grad):
@@ -209,17 +214,21 @@ def _pad_1d_batch(inp, num):
     return _pad("_pad_1d_batch", inp, num, 2, "(batch, length)", spatial=1)
 
 
-def _batch_1d_args(f, inp, param):
+def _batch_1d_args(f, inp, param, param_name="param"):
     v.array(f, "inp", inp, 2, "(batch, length)")
-    v.array(f, "param", param, 1, "(kernel_size,)")
-    _check_kernel(f, "param", param, (0,))
+    v.array(f, param_name, param, 1, "(kernel_size,)")
+    _check_kernel(f, param_name, param, (0,))
     return inp[:, None, None], param[None, None, None]
+
+
+def _conv_1d_batch(f, inp, param, param_name):
+    x, w = _batch_1d_args(f, inp, param, param_name)
+    return _conv(f, x, w)[:, 0, 0]
 
 
 def conv_1d_batch(inp, param):
     """``conv_1d`` of each row of ``inp`` (N, L): floats of shape (N, L)."""
-    x, w = _batch_1d_args("conv_1d_batch", inp, param)
-    return _conv("conv_1d_batch", x, w)[:, 0, 0]
+    return _conv_1d_batch("conv_1d_batch", inp, param, "param")
 
 
 def input_grad_1d_batch(inp, param):
@@ -244,7 +253,7 @@ def param_grad_1d_batch(inp, param):
 
 def conv_1d_batch_sum(inp, fil):
     """``conv_1d_batch(inp, fil).sum()``."""
-    return np.sum(conv_1d_batch(inp, fil))
+    return np.sum(_conv_1d_batch("conv_1d_batch_sum", inp, fil, "fil"))
 
 
 # --------------------------------------------------------------------------
@@ -277,7 +286,10 @@ def _compute_output_obs_2d(obs, param):
 
 def _compute_output_2d(img_batch, param):
     """``_compute_output_obs_2d`` of each image of ``img_batch`` (N, H, W): shape (N, H, W)."""
-    f = "_compute_output_2d"
+    return _output_2d("_compute_output_2d", img_batch, param)
+
+
+def _output_2d(f, img_batch, param):
     v.array(f, "img_batch", img_batch, 3, "(batch, height, width)")
     v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
     _check_kernel(f, "param", param, (0, 1))
@@ -325,7 +337,7 @@ def _param_grad_2d(inp, output_grad, param):
 
 def _compute_output_2d_sum(img_batch, param):
     """``_compute_output_2d(img_batch, param).sum()``."""
-    return _compute_output_2d(img_batch, param).sum()
+    return _output_2d("_compute_output_2d_sum", img_batch, param).sum()
 
 
 # --------------------------------------------------------------------------
@@ -355,8 +367,8 @@ def _check_param_4d(f, param, in_channels, in_name):
             f"(the channels of '{in_name}'), got param of shape {param.shape}")
 
 
-def _forward_4d(f, inp, param, batched):
-    name = "inp" if batched else "obs"
+def _forward_4d(f, inp, param, batched, name=None):
+    name = name or ("inp" if batched else "obs")
     layout = "(batch, channels, height, width)" if batched else "(channels, height, width)"
     v.array(f, name, inp, 4 if batched else 3, layout)
     _check_param_4d(f, param, inp.shape[-3], name)
@@ -420,4 +432,4 @@ def _param_grad(inp, output_grad, param):
 
 def _compute_output_sum(imgs, param):
     """``_output(imgs, param).sum()``."""
-    return _output(imgs, param).sum()
+    return _forward_4d("_compute_output_sum", imgs, param, batched=True, name="imgs").sum()

@@ -1,0 +1,352 @@
+"""The public API: ``torch.nn.functional.conv1d/conv2d`` semantics for NumPy arrays.
+
+Layouts are NCL / NCHW for data and ``(C_out, C_in // groups, k)`` /
+``(C_out, C_in // groups, kH, kW)`` for weights, as in PyTorch, CS231n and d2l.
+Every function checks its arguments here, brings the arrays to one float dtype
+in C order, and calls the engine: the same core the notebook names use.
+"""
+import numpy as np
+
+from . import _engine
+from . import _validate as v
+
+__all__ = ["conv1d", "conv2d", "conv1d_input_grad", "conv2d_input_grad",
+           "conv1d_weight_grad", "conv2d_weight_grad"]
+
+
+def _pair(func, name, value, nsp, minimum):
+    """An int or a tuple of ``nsp`` ints, each >= ``minimum``, as a tuple."""
+    items = value if isinstance(value, (tuple, list)) else (value,) * nsp
+    if len(items) != nsp:
+        raise v.ConvxValueError(
+            f"{func}(): argument '{name}' must be an int or a tuple of {nsp} ints, got {value!r}")
+    out = []
+    for item in items:
+        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
+            raise v.ConvxTypeError(
+                f"{func}(): argument '{name}' must be an int or a tuple of {nsp} ints, got {value!r}")
+        if item < minimum:
+            raise v.ConvxValueError(
+                f"{func}(): argument '{name}' must be >= {minimum}, got {value!r}")
+        out.append(int(item))
+    return tuple(out)
+
+
+def _geometry(func, nsp, kernel, stride, padding, dilation):
+    """Normalise stride, padding and dilation to the engine's 2-D form.
+
+    Returns ``(stride, pads, dilation)``: ``(sh, sw)``, ``(top, bottom, left,
+    right)`` and ``(dh, dw)``.  For 1-D (``nsp == 1``) the height axis is the
+    trivial one.
+    """
+    stride = _pair(func, "stride", stride, nsp, 1)
+    dilation = _pair(func, "dilation", dilation, nsp, 1)
+    if isinstance(padding, str):
+        if padding == "valid":
+            lohi = [(0, 0)] * nsp
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise v.ConvxValueError(
+                    f"{func}(): padding='same' needs stride 1, got stride={stride}")
+            lohi = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                lohi.append((total // 2, total - total // 2))
+        else:
+            raise v.ConvxValueError(
+                f"{func}(): argument 'padding' must be an int, a tuple of {nsp} ints, "
+                f"'valid' or 'same', got {padding!r}")
+    else:
+        lohi = [(p, p) for p in _pair(func, "padding", padding, nsp, 0)]
+    if nsp == 1:
+        return (1,) + stride, (0, 0) + lohi[0], (1,) + dilation
+    return stride, lohi[0] + lohi[1], dilation
+
+
+def _groups(func, groups, c_in, c_out):
+    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
+        raise v.ConvxTypeError(f"{func}(): argument 'groups' must be an int >= 1, got {groups!r}")
+    if groups < 1:
+        raise v.ConvxValueError(f"{func}(): argument 'groups' must be >= 1, got {groups}")
+    if c_in % groups or c_out % groups:
+        raise v.ConvxValueError(
+            f"{func}(): input channels ({c_in}) and output channels ({c_out}) must both be "
+            f"divisible by groups ({groups})")
+    return int(groups)
+
+
+def _dtype(func, *named):
+    """The compute dtype of same-dtype float or integer arrays, and the result dtype."""
+    first_name, first = named[0]
+    for name, a in named[1:]:
+        if a.dtype != first.dtype:
+            raise v.ConvxTypeError(
+                f"{func}(): arguments '{first_name}' and '{name}' must have the same dtype, "
+                f"got {first.dtype} and {a.dtype}")
+    if first.dtype == np.float16:
+        return np.dtype(np.float32), first.dtype
+    compute = v.float_dtype(first)
+    return compute, compute
+
+
+_LAYOUT = {1: ("(batch, channels, length)", "(out_channels, in_channels // groups, kernel_size)"),
+           2: ("(batch, channels, height, width)",
+               "(out_channels, in_channels // groups, kernel_height, kernel_width)")}
+
+
+def _shape_arg(func, name, shape, ndim, layout):
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise v.ConvxTypeError(
+            f"{func}(): argument '{name}' must be a tuple of {ndim} ints {layout}, "
+            f"got {shape!r}") from None
+    if len(shape) != ndim or any(s < 0 for s in shape):
+        raise v.ConvxValueError(
+            f"{func}(): argument '{name}' must be a tuple of {ndim} ints >= 0 {layout}, "
+            f"got {shape!r}")
+    return shape
+
+
+def _to4(a, nsp):
+    """An NCL / OIK array as NCHW / OIHW with H = 1 (a view)."""
+    return a[:, :, None, :] if nsp == 1 else a
+
+
+def _from4(a, nsp):
+    return a[:, :, 0, :] if nsp == 1 else a
+
+
+def _shape4(shape, nsp):
+    return shape[:2] + (1,) + shape[2:] if nsp == 1 else shape
+
+
+def _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride, padding, dilation, groups):
+    """Check how input and weight fit together; return the engine's geometry.
+
+    Returns ``(stride, pads, dilation, groups, (OH, OW))`` in 2-D form.
+    """
+    g = _groups(func, groups, x_shape[1], w_shape[0])
+    if w_shape[1] * g != x_shape[1]:
+        raise v.ConvxValueError(
+            f"{func}(): '{w_name}' of shape {w_shape} expects {w_shape[1] * g} input channels "
+            f"({w_name}.shape[1] * groups), got '{x_name}' of shape {x_shape}")
+    v.kernel_nonempty(func, w_name, w_shape, range(2, nsp + 2))
+    st, pads, dil = _geometry(func, nsp, w_shape[2:], stride, padding, dilation)
+    out_hw = _engine.sizes(func, _shape4(x_shape, nsp)[2:], _shape4(w_shape, nsp)[2:],
+                           st, pads, dil)
+    return st, pads, dil, g, out_hw
+
+
+def _check_gout(func, gout, x_shape, w_shape, out_hw, nsp):
+    expected = (x_shape[0], w_shape[0]) + (out_hw[1:] if nsp == 1 else out_hw)
+    v.same_shape(func, "grad_output", gout, expected,
+                 "the output shape of the forward pass with these arguments")
+
+
+def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
+    x_layout, w_layout = _LAYOUT[nsp]
+    unbatched = isinstance(x, np.ndarray) and x.ndim == nsp + 1
+    if unbatched:
+        x = x[None]
+    v.array(func, "input", x, nsp + 2, x_layout)
+    v.array(func, "weight", weight, nsp + 2, w_layout)
+    named = [("input", x), ("weight", weight)]
+    if bias is not None:
+        v.array(func, "bias", bias, 1, "(out_channels,)")
+        named.append(("bias", bias))
+        if bias.shape[0] != weight.shape[0]:
+            raise v.ConvxValueError(
+                f"{func}(): argument 'bias' must have shape ({weight.shape[0]},) "
+                f"(weight's out_channels), got shape {bias.shape}")
+    compute, result = _dtype(func, *named)
+    st, pads, dil, g, _ = _plan(func, nsp, x.shape, "input", weight.shape, "weight",
+                                stride, padding, dilation, groups)
+    out = _engine.forward(func, v.as_kernel_input(_to4(x, nsp), compute),
+                          v.as_kernel_input(_to4(weight, nsp), compute),
+                          None if bias is None else v.as_kernel_input(bias, compute),
+                          st, pads, dil, g)
+    out = _from4(out, nsp).astype(result, copy=False)
+    return out[0] if unbatched else out
+
+
+def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, dilation, groups):
+    x_layout, w_layout = _LAYOUT[nsp]
+    input_shape = _shape_arg(func, "input_shape", input_shape, nsp + 2, x_layout)
+    v.array(func, "weight", weight, nsp + 2, w_layout)
+    v.array(func, "grad_output", grad_output, nsp + 2, "(batch, out_channels, *output_size)")
+    compute, result = _dtype(func, ("weight", weight), ("grad_output", grad_output))
+    st, pads, dil, g, out_hw = _plan(func, nsp, input_shape, "input_shape", weight.shape,
+                                     "weight", stride, padding, dilation, groups)
+    _check_gout(func, grad_output, input_shape, weight.shape, out_hw, nsp)
+    dx = _engine.input_grad(func, _shape4(input_shape, nsp),
+                            v.as_kernel_input(_to4(weight, nsp), compute),
+                            v.as_kernel_input(_to4(grad_output, nsp), compute), st, pads, dil, g)
+    return _from4(dx, nsp).astype(result, copy=False)
+
+
+def _weight_grad(func, nsp, x, weight_shape, grad_output, stride, padding, dilation, groups):
+    x_layout, w_layout = _LAYOUT[nsp]
+    v.array(func, "input", x, nsp + 2, x_layout)
+    weight_shape = _shape_arg(func, "weight_shape", weight_shape, nsp + 2, w_layout)
+    v.array(func, "grad_output", grad_output, nsp + 2, "(batch, out_channels, *output_size)")
+    compute, result = _dtype(func, ("input", x), ("grad_output", grad_output))
+    st, pads, dil, g, out_hw = _plan(func, nsp, x.shape, "input", weight_shape,
+                                     "weight_shape", stride, padding, dilation, groups)
+    _check_gout(func, grad_output, x.shape, weight_shape, out_hw, nsp)
+    dw = _engine.weight_grad(func, v.as_kernel_input(_to4(x, nsp), compute),
+                             _shape4(weight_shape, nsp),
+                             v.as_kernel_input(_to4(grad_output, nsp), compute), st, pads, dil, g)
+    return _from4(dw, nsp).astype(result, copy=False)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
+
+    Parameters
+    ----------
+    input : ndarray of shape (N, C_in, H, W) or (C_in, H, W)
+    weight : ndarray of shape (C_out, C_in // groups, kH, kW)
+    bias : ndarray of shape (C_out,), optional
+    stride : int or (int, int), each >= 1
+    padding : int, (int, int), 'valid' or 'same'
+        Zeros added on both sides of each spatial axis.  'same' (stride 1 only)
+        keeps the size; for an even total padding the extra zero goes after,
+        as in PyTorch.
+    dilation : int or (int, int), each >= 1
+    groups : int >= 1, dividing C_in and C_out
+
+    Returns
+    -------
+    ndarray of shape (N, C_out, H_out, W_out), or (C_out, H_out, W_out)
+        ``H_out = (H + 2*padding - dilation*(kH - 1) - 1) // stride + 1``.
+        The dtype of ``input``: float32 and float64 compute in their own
+        precision, float16 computes in float32, integers compute and return
+        float64.  ``input``, ``weight`` and ``bias`` must share one dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, convx
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> w = np.ones((1, 1, 3, 3))
+    >>> convx.conv2d(x, w)
+    array([[[[45., 54.],
+             [81., 90.]]]])
+    >>> convx.conv2d(x, w, padding='same').shape
+    (1, 1, 4, 4)
+    """
+    return _forward("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution (cross-correlation), as ``torch.nn.functional.conv1d``.
+
+    Parameters
+    ----------
+    input : ndarray of shape (N, C_in, L) or (C_in, L)
+    weight : ndarray of shape (C_out, C_in // groups, k)
+    bias : ndarray of shape (C_out,), optional
+    stride, padding, dilation, groups
+        As in :func:`conv2d`, with ints or 1-tuples.
+
+    Returns
+    -------
+    ndarray of shape (N, C_out, L_out), or (C_out, L_out)
+
+    Examples
+    --------
+    >>> import numpy as np, convx
+    >>> convx.conv1d(np.array([[[1., 2., 3., 4., 5.]]]), np.array([[[1., 1., 1.]]]), padding=1)
+    array([[[ 3.,  6.,  9., 12.,  9.]]])
+    """
+    return _forward("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """Gradient of a :func:`conv2d` with respect to its input, as ``torch.nn.grad.conv2d_input``.
+
+    Parameters
+    ----------
+    input_shape : tuple (N, C_in, H, W)
+        The shape of the forward pass's input (it fixes H and W when a
+        stride > 1 makes several sizes give the same output).
+    weight : ndarray of shape (C_out, C_in // groups, kH, kW)
+    grad_output : ndarray of shape (N, C_out, H_out, W_out)
+        The gradient of the loss with respect to the forward pass's output.
+    stride, padding, dilation, groups
+        As given to :func:`conv2d`.
+
+    Returns
+    -------
+    ndarray of shape ``input_shape``
+
+    Examples
+    --------
+    >>> import numpy as np, convx
+    >>> convx.conv2d_input_grad((1, 1, 3, 3), np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2)))
+    array([[[[1., 2., 1.],
+             [2., 4., 2.],
+             [1., 2., 1.]]]])
+    """
+    return _input_grad("conv2d_input_grad", 2, input_shape, weight, grad_output,
+                       stride, padding, dilation, groups)
+
+
+def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """Gradient of a :func:`conv1d` with respect to its input, as ``torch.nn.grad.conv1d_input``.
+
+    ``input_shape`` is (N, C_in, L), ``weight`` (C_out, C_in // groups, k) and
+    ``grad_output`` (N, C_out, L_out).  Returns an ndarray of shape ``input_shape``.
+
+    Examples
+    --------
+    >>> import numpy as np, convx
+    >>> convx.conv1d_input_grad((1, 1, 5), np.ones((1, 1, 3)), np.ones((1, 1, 5)), padding=1)
+    array([[[2., 3., 3., 3., 2.]]])
+    """
+    return _input_grad("conv1d_input_grad", 1, input_shape, weight, grad_output,
+                       stride, padding, dilation, groups)
+
+
+def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """Gradient of a :func:`conv2d` with respect to its weight, as ``torch.nn.grad.conv2d_weight``.
+
+    Parameters
+    ----------
+    input : ndarray of shape (N, C_in, H, W)
+    weight_shape : tuple (C_out, C_in // groups, kH, kW)
+    grad_output : ndarray of shape (N, C_out, H_out, W_out)
+    stride, padding, dilation, groups
+        As given to :func:`conv2d`.
+
+    Returns
+    -------
+    ndarray of shape ``weight_shape``, summed over the batch
+
+    Examples
+    --------
+    >>> import numpy as np, convx
+    >>> x = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> convx.conv2d_weight_grad(x, (1, 1, 2, 2), np.ones((1, 1, 2, 2)))
+    array([[[[ 8., 12.],
+             [20., 24.]]]])
+    """
+    return _weight_grad("conv2d_weight_grad", 2, input, weight_shape, grad_output,
+                        stride, padding, dilation, groups)
+
+
+def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """Gradient of a :func:`conv1d` with respect to its weight, as ``torch.nn.grad.conv1d_weight``.
+
+    ``input`` is (N, C_in, L), ``weight_shape`` (C_out, C_in // groups, k) and
+    ``grad_output`` (N, C_out, L_out).  Returns an ndarray of shape ``weight_shape``.
+
+    Examples
+    --------
+    >>> import numpy as np, convx
+    >>> convx.conv1d_weight_grad(np.array([[[1., 2., 3., 4., 5.]]]), (1, 1, 3), np.ones((1, 1, 5)),
+    ...                          padding=1)
+    array([[[10., 15., 14.]]])
+    """
+    return _weight_grad("conv1d_weight_grad", 1, input, weight_shape, grad_output,
+                        stride, padding, dilation, groups)
