@@ -29,13 +29,42 @@ else:
     compile_args = ["-O3"]
     link_args = []
 
+def openmp_flags():
+    """-fopenmp where the C compiler accepts it; otherwise none, said aloud.
+
+    convx.show_config() reports at run time whether OpenMP is compiled in.
+    """
+    if os.environ.get("CONVX_OPENMP", "1") == "0":
+        return []
+    import shutil
+    import subprocess
+    import sysconfig
+    import tempfile
+
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "omp.c")
+        with open(src, "w") as fh:
+            fh.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+        result = subprocess.run([cc, "-fopenmp", src, "-o", os.path.join(tmp, "omp")],
+                                capture_output=True)
+    if result.returncode != 0:
+        print("convx: the C compiler has no OpenMP; building single-threaded batches")
+        return []
+    return ["-fopenmp"]
+
+
+omp = openmp_flags()
+
 ext = Extension(
     "convx._core",
     ["src/convx/_core.pyx"],
     include_dirs=[np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=compile_args,
-    extra_link_args=link_args,
+    extra_compile_args=compile_args + omp,
+    extra_link_args=link_args + omp,
 )
 
 setup(ext_modules=cythonize([ext], compiler_directives=directives))

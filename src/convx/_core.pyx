@@ -38,9 +38,34 @@ as its transpose (see ``_gemm``).
 
 from libc.stdint cimport int64_t
 
-cimport cython
 from cython cimport floating
+from cython.parallel cimport parallel, prange, threadid
 from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define CONVX_OPENMP 1
+    static int convx_omp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    #define CONVX_OPENMP 0
+    static int convx_omp_max_threads(void) { return 1; }
+    #endif
+    """
+    const int CONVX_OPENMP
+    int convx_omp_max_threads() noexcept nogil
+
+
+def openmp_enabled():
+    """True when this extension was compiled with OpenMP."""
+    return bool(CONVX_OPENMP)
+
+
+def openmp_max_threads():
+    """omp_get_max_threads(): OMP_NUM_THREADS, or what threadpoolctl set (1 without OpenMP)."""
+    return convx_omp_max_threads()
 
 
 ctypedef fused pad_t:
@@ -82,6 +107,12 @@ cdef inline Py_ssize_t _end_valid(Py_ssize_t offset, Py_ssize_t stride,
     return last if last < n_out else n_out
 
 
+# The im2col inner loops work on raw row pointers taken from the memoryviews:
+# with a unit stride the copy and the scatter-add are plain loops GCC
+# vectorises (rows are short: a memcpy call per row costs more than the copy),
+# which indexing the 2-D memoryviews element by element hid.
+# Pointers are only taken to cells inside the arrays (CONVX_DEBUG checks it).
+
 cdef void _im2col(const floating[:, :, ::1] x,      # IN  (Cg, H, W)
                   floating[:, ::1] col,              # OUT (Cg*KH*KW, OH*OW)
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
@@ -89,6 +120,8 @@ cdef void _im2col(const floating[:, :, ::1] x,      # IN  (Cg, H, W)
                   Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
     cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2]
     cdef Py_ssize_t c, p, q, i, j, row, off_w, j0, j1, r
+    cdef floating* dst
+    cdef const floating* src
     for c in range(C):
         for p in range(KH):
             for q in range(KW):
@@ -99,17 +132,25 @@ cdef void _im2col(const floating[:, :, ::1] x,      # IN  (Cg, H, W)
                 if j1 < j0:
                     j1 = j0
                 for i in range(OH):
+                    dst = &col[row, i * OW]
                     r = i * sh - pt + p * dh
-                    if r < 0 or r >= H:
+                    if r < 0 or r >= H or j0 == j1:
                         for j in range(OW):
-                            col[row, i * OW + j] = 0
+                            dst[j] = 0
                         continue
                     for j in range(j0):
-                        col[row, i * OW + j] = 0
-                    for j in range(j0, j1):
-                        col[row, i * OW + j] = x[c, r, j * sw + off_w]
+                        dst[j] = 0
+                    src = &x[c, r, j0 * sw + off_w]
+                    dst += j0
+                    if sw == 1:
+                        for j in range(j1 - j0):
+                            dst[j] = src[j]
+                    else:
+                        for j in range(j1 - j0):
+                            dst[j] = src[j * sw]
+                    dst -= j0
                     for j in range(j1, OW):
-                        col[row, i * OW + j] = 0
+                        dst[j] = 0
 
 
 cdef void _col2im_add(const floating[:, ::1] col,   # IN  (Cg*KH*KW, OH*OW)
@@ -121,6 +162,8 @@ cdef void _col2im_add(const floating[:, ::1] col,   # IN  (Cg*KH*KW, OH*OW)
     input cell it was read from; entries that were padding are dropped."""
     cdef Py_ssize_t C = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
     cdef Py_ssize_t c, p, q, i, j, row, off_w, j0, j1, r
+    cdef floating* dst
+    cdef const floating* src
     for c in range(C):
         for p in range(KH):
             for q in range(KW):
@@ -128,118 +171,186 @@ cdef void _col2im_add(const floating[:, ::1] col,   # IN  (Cg*KH*KW, OH*OW)
                 off_w = q * dw - pl
                 j0 = _first_valid(off_w, sw, OW)
                 j1 = _end_valid(off_w, sw, W, OW)
+                if j1 <= j0:
+                    continue
                 for i in range(OH):
                     r = i * sh - pt + p * dh
                     if r < 0 or r >= H:
                         continue
-                    for j in range(j0, j1):
-                        dx[c, r, j * sw + off_w] += col[row, i * OW + j]
+                    src = &col[row, i * OW + j0]
+                    dst = &dx[c, r, j0 * sw + off_w]
+                    if sw == 1:
+                        for j in range(j1 - j0):
+                            dst[j] += src[j]
+                    else:
+                        for j in range(j1 - j0):
+                            dst[j * sw] += src[j]
 
 
-cdef inline bint _is_pointwise(Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw,
-                               Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t H, Py_ssize_t W,
-                               Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
-    """True when col is the input itself (1x1 kernel, stride 1, no padding)."""
-    return KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 \
+cdef struct Geom:
+    Py_ssize_t groups, Cg, Fg, K, P     # group sizes, taps per group, output positions
+    Py_ssize_t KH, KW, OH, OW
+    Py_ssize_t sh, sw, dh, dw, pt, pl
+    bint pointwise                      # 1x1 kernel, stride 1, no padding: col is x
+
+
+cdef Geom _geom(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
+                Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups) noexcept:
+    cdef Geom G
+    G.groups = groups
+    G.Cg = C // groups
+    G.Fg = F // groups
+    G.K = G.Cg * KH * KW
+    G.P = OH * OW
+    G.KH, G.KW, G.OH, G.OW = KH, KW, OH, OW
+    G.sh, G.sw, G.dh, G.dw, G.pt, G.pl = sh, sw, dh, dw, pt, pl
+    G.pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 \
         and OH == H and OW == W
+    return G
 
+
+# --------------------------------------------------------------------------
+# One image.  The kernels below run these over the batch, serially or one
+# image per OpenMP thread; ``col`` is the calling thread's scratch.
+# --------------------------------------------------------------------------
+
+cdef void _forward_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
+                         const floating[:, :, :, ::1] w,   # IN  (F, Cg, KH, KW)
+                         const floating[::1] bias,         # IN  (F,) or (0,)
+                         floating[:, :, ::1] out,          # OUT (F, OH, OW)
+                         floating[:, ::1] col,             # scratch (K, P)
+                         const Geom* G) noexcept nogil:
+    cdef Py_ssize_t g, f, i, j
+    cdef floating beta = 0
+    cdef const floating* b
+    if bias.shape[0] > 0:
+        beta = 1
+        for f in range(out.shape[0]):
+            for i in range(G.OH):
+                for j in range(G.OW):
+                    out[f, i, j] = bias[f]
+    for g in range(G.groups):
+        if G.pointwise:
+            b = &x[g * G.Cg, 0, 0]
+        else:
+            _im2col(x[g * G.Cg:(g + 1) * G.Cg], col, G.KH, G.KW, G.OH, G.OW,
+                    G.sh, G.sw, G.dh, G.dw, G.pt, G.pl)
+            b = &col[0, 0]
+        _gemm(c'N', c'N', <int> G.P, <int> G.Fg, <int> G.K,
+              b, <int> G.P, &w[g * G.Fg, 0, 0, 0], <int> G.K,
+              beta, &out[g * G.Fg, 0, 0], <int> G.P)
+
+
+cdef void _input_grad_image(const floating[:, :, ::1] gout,   # IN  (F, OH, OW)
+                            const floating[:, :, :, ::1] w,   # IN  (F, Cg, KH, KW)
+                            floating[:, :, ::1] dx,           # OUT (C, H, W), zeroed
+                            floating[:, ::1] col,             # scratch (K, P)
+                            const Geom* G) noexcept nogil:
+    cdef Py_ssize_t g
+    for g in range(G.groups):
+        if G.pointwise:
+            _gemm(c'N', c'T', <int> G.P, <int> G.K, <int> G.Fg,
+                  &gout[g * G.Fg, 0, 0], <int> G.P, &w[g * G.Fg, 0, 0, 0], <int> G.K,
+                  0, &dx[g * G.Cg, 0, 0], <int> G.P)
+        else:
+            _gemm(c'N', c'T', <int> G.P, <int> G.K, <int> G.Fg,
+                  &gout[g * G.Fg, 0, 0], <int> G.P, &w[g * G.Fg, 0, 0, 0], <int> G.K,
+                  0, &col[0, 0], <int> G.P)
+            _col2im_add(col, dx[g * G.Cg:(g + 1) * G.Cg], G.KH, G.KW, G.OH, G.OW,
+                        G.sh, G.sw, G.dh, G.dw, G.pt, G.pl)
+
+
+cdef void _weight_grad_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
+                             const floating[:, :, ::1] gout,   # IN  (F, OH, OW)
+                             floating[:, :, :, ::1] dw,        # IN/OUT (F, Cg, KH, KW), added to
+                             floating[:, ::1] col,             # scratch (K, P)
+                             const Geom* G) noexcept nogil:
+    cdef Py_ssize_t g
+    cdef const floating* a
+    for g in range(G.groups):
+        if G.pointwise:
+            a = &x[g * G.Cg, 0, 0]
+        else:
+            _im2col(x[g * G.Cg:(g + 1) * G.Cg], col, G.KH, G.KW, G.OH, G.OW,
+                    G.sh, G.sw, G.dh, G.dw, G.pt, G.pl)
+            a = &col[0, 0]
+        _gemm(c'T', c'N', <int> G.K, <int> G.Fg, <int> G.P,
+              a, <int> G.P, &gout[g * G.Fg, 0, 0], <int> G.P,
+              1, &dw[g * G.Fg, 0, 0, 0], <int> G.K)
+
+
+# --------------------------------------------------------------------------
+# The kernels.  ``work.shape[0]`` is the number of threads: 1 runs the batch
+# serially; more run one image at a time per OpenMP thread, each thread with
+# its own scratch.  The caller limits BLAS to one thread around a parallel
+# call (convx._threads), so the two thread pools never compete.
+# --------------------------------------------------------------------------
 
 def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
                  const floating[:, :, :, ::1] w,     # IN  (F, C // G, KH, KW)
                  const floating[::1] bias,           # IN  (F,) or (0,) for no bias
-                 floating[:, :, :, ::1] out,         # OUT (N, F, OH, OW)
-                 floating[:, :, ::1] work,           # scratch (1, K, OH*OW)
+                 floating[:, :, :, ::1] out,         # OUT (N, F, OH, OW), every cell written
+                 floating[:, :, ::1] work,           # scratch (threads, K, OH*OW)
                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                  Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups):
-    """out = conv(x, w) + bias.  Every cell of ``out`` is written."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t F = w.shape[0], KH = w.shape[2], KW = w.shape[3]
-    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
-    cdef Py_ssize_t Cg = C // groups, Fg = F // groups
-    cdef Py_ssize_t K = Cg * KH * KW, P = OH * OW
-    cdef Py_ssize_t n, g, f, i, j
-    cdef bint pointwise = _is_pointwise(KH, KW, sh, sw, pt, pl, H, W, OH, OW)
-    cdef bint has_bias = bias.shape[0] > 0
-    cdef floating beta = 1 if has_bias else 0
-    cdef floating[:, ::1] col = work[0]
-    cdef const floating* b_ptr
-    with nogil:
-        for n in range(N):
-            if has_bias:
-                for f in range(F):
-                    for i in range(OH):
-                        for j in range(OW):
-                            out[n, f, i, j] = bias[f]
-            for g in range(groups):
-                if pointwise:
-                    b_ptr = &x[n, g * Cg, 0, 0]
-                else:
-                    _im2col(x[n, g * Cg:(g + 1) * Cg], col, KH, KW, OH, OW,
-                            sh, sw, dh, dw, pt, pl)
-                    b_ptr = &col[0, 0]
-                _gemm(c'N', c'N', <int> P, <int> Fg, <int> K,
-                      b_ptr, <int> P, &w[g * Fg, 0, 0, 0], <int> K,
-                      beta, &out[n, g * Fg, 0, 0], <int> P)
+    """out = conv(x, w) + bias."""
+    cdef Geom G = _geom(x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
+                        out.shape[2], out.shape[3], sh, sw, dh, dw, pt, pl, groups)
+    cdef Py_ssize_t n, tid, nt = work.shape[0]
+    if nt == 1:
+        with nogil:
+            for n in range(x.shape[0]):
+                _forward_image(x[n], w, bias, out[n], work[0], &G)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            for n in prange(x.shape[0], schedule="static"):
+                _forward_image(x[n], w, bias, out[n], work[tid], &G)
 
 
 def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
                     const floating[:, :, :, ::1] w,     # IN  (F, C // G, KH, KW)
                     floating[:, :, :, ::1] dx,          # OUT (N, C, H, W), must arrive zeroed
-                    floating[:, :, ::1] work,           # scratch (1, K, OH*OW)
+                    floating[:, :, ::1] work,           # scratch (threads, K, OH*OW)
                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups):
     """dx = the gradient of sum(conv(x, w) * gout) with respect to x."""
-    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
-    cdef Py_ssize_t F = w.shape[0], KH = w.shape[2], KW = w.shape[3]
-    cdef Py_ssize_t OH = gout.shape[2], OW = gout.shape[3]
-    cdef Py_ssize_t Cg = C // groups, Fg = F // groups
-    cdef Py_ssize_t K = Cg * KH * KW, P = OH * OW
-    cdef Py_ssize_t n, g
-    cdef bint pointwise = _is_pointwise(KH, KW, sh, sw, pt, pl, H, W, OH, OW)
-    cdef floating[:, ::1] col = work[0]
-    with nogil:
-        for n in range(N):
-            for g in range(groups):
-                if pointwise:
-                    _gemm(c'N', c'T', <int> P, <int> K, <int> Fg,
-                          &gout[n, g * Fg, 0, 0], <int> P, &w[g * Fg, 0, 0, 0], <int> K,
-                          0, &dx[n, g * Cg, 0, 0], <int> P)
-                else:
-                    _gemm(c'N', c'T', <int> P, <int> K, <int> Fg,
-                          &gout[n, g * Fg, 0, 0], <int> P, &w[g * Fg, 0, 0, 0], <int> K,
-                          0, &col[0, 0], <int> P)
-                    _col2im_add(col, dx[n, g * Cg:(g + 1) * Cg], KH, KW, OH, OW,
-                                sh, sw, dh, dw, pt, pl)
+    cdef Geom G = _geom(dx.shape[1], dx.shape[2], dx.shape[3], w.shape[0], w.shape[2], w.shape[3],
+                        gout.shape[2], gout.shape[3], sh, sw, dh, dw, pt, pl, groups)
+    cdef Py_ssize_t n, tid, nt = work.shape[0]
+    if nt == 1:
+        with nogil:
+            for n in range(dx.shape[0]):
+                _input_grad_image(gout[n], w, dx[n], work[0], &G)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            for n in prange(dx.shape[0], schedule="static"):
+                _input_grad_image(gout[n], w, dx[n], work[tid], &G)
 
 
-def conv_weight_grad(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
-                     const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
-                     floating[:, :, :, ::1] dw_,         # OUT (F, C // G, KH, KW), must arrive zeroed
-                     floating[:, :, ::1] work,           # scratch (1, K, OH*OW)
-                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
+                     const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
+                     floating[:, :, :, :, ::1] dw,        # OUT (threads, F, C // G, KH, KW), zeroed
+                     floating[:, :, ::1] work,            # scratch (threads, K, OH*OW)
+                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw_,
                      Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups):
-    """dw_ += the gradient of sum(conv(x, w) * gout) with respect to w."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t F = dw_.shape[0], KH = dw_.shape[2], KW = dw_.shape[3]
-    cdef Py_ssize_t OH = gout.shape[2], OW = gout.shape[3]
-    cdef Py_ssize_t Cg = C // groups, Fg = F // groups
-    cdef Py_ssize_t K = Cg * KH * KW, P = OH * OW
-    cdef Py_ssize_t n, g
-    cdef bint pointwise = _is_pointwise(KH, KW, sh, sw, pt, pl, H, W, OH, OW)
-    cdef floating[:, ::1] col = work[0]
-    cdef const floating* a_ptr
-    with nogil:
-        for n in range(N):
-            for g in range(groups):
-                if pointwise:
-                    a_ptr = &x[n, g * Cg, 0, 0]
-                else:
-                    _im2col(x[n, g * Cg:(g + 1) * Cg], col, KH, KW, OH, OW,
-                            sh, sw, dh, dw, pt, pl)
-                    a_ptr = &col[0, 0]
-                _gemm(c'T', c'N', <int> K, <int> Fg, <int> P,
-                      a_ptr, <int> P, &gout[n, g * Fg, 0, 0], <int> P,
-                      1, &dw_[g * Fg, 0, 0, 0], <int> K)
+    """dw[t] += the part of the gradient of sum(conv(x, w) * gout) with respect to w
+    that thread t's images contribute; the caller sums over t."""
+    cdef Geom G = _geom(x.shape[1], x.shape[2], x.shape[3], dw.shape[1], dw.shape[3], dw.shape[4],
+                        gout.shape[2], gout.shape[3], sh, sw, dh, dw_, pt, pl, groups)
+    cdef Py_ssize_t n, tid, nt = work.shape[0]
+    if nt == 1:
+        with nogil:
+            for n in range(x.shape[0]):
+                _weight_grad_image(x[n], gout[n], dw[0], work[0], &G)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            for n in prange(x.shape[0], schedule="static"):
+                _weight_grad_image(x[n], gout[n], dw[tid], work[tid], &G)
 
 
 def pad(const pad_t[:, :, :, ::1] x,    # IN  (N, C, H, W)

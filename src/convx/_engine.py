@@ -12,7 +12,7 @@ Geometry is always 2-D: ``stride=(sh, sw)``, ``dilation=(dh, dw)`` and
 """
 import numpy as np
 
-from . import _core
+from . import _core, _threads
 from ._validate import ConvxValueError
 
 # BLAS takes 32-bit sizes.
@@ -38,13 +38,18 @@ def sizes(func, in_hw, k_hw, stride, pads, dilation):
     return oh, ow
 
 
-def _work(func, dtype, k, p, f):
-    """Scratch for one image's im2col matrix, after a check that BLAS can index it."""
+def _plan(func, dtype, n, k, p, f):
+    """Threads for a call and their scratch: one im2col matrix (K, P) per thread.
+
+    Returns ``(work, blas_threads)``; ``work.shape[0]`` is the number of
+    threads.  Checks first that BLAS's 32-bit sizes can index the products.
+    """
     if max(k, p, f) > _BLAS_MAX:
         raise ConvxValueError(
             f"{func}(): a GEMM dimension exceeds 2**31 - 1 (kernel taps {k}, output "
             f"positions {p}, filters {f}); split the input into smaller pieces")
-    return np.empty((1, k, p), dtype)
+    threads, blas_threads = _threads.plan(n, n * k * p * f)
+    return np.empty((threads, k, p), dtype), blas_threads
 
 
 def forward(func, x, w, bias, stride, pads, dilation, groups):
@@ -59,9 +64,10 @@ def forward(func, x, w, bias, stride, pads, dilation, groups):
     if k == 0:  # no input channels: the sum is empty
         out[...] = 0 if bias is None else bias[:, None, None]
         return out
-    work = _work(func, x.dtype, k, oh * ow, f)
-    _core.conv_forward(x, w, _NO_BIAS[x.dtype] if bias is None else bias, out, work,
-                       stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups)
+    work, blas = _plan(func, x.dtype, n, k, oh * ow, f)
+    _threads.run(blas, _core.conv_forward, x, w, _NO_BIAS[x.dtype] if bias is None else bias,
+                 out, work, stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2],
+                 groups)
     return out
 
 
@@ -73,23 +79,24 @@ def input_grad(func, input_shape, w, gout, stride, pads, dilation, groups):
     k = cg * kh * kw
     if dx.size == 0 or gout.size == 0 or k == 0:
         return dx
-    work = _work(func, w.dtype, k, gout.shape[2] * gout.shape[3], f)
-    _core.conv_input_grad(gout, w, dx, work, stride[0], stride[1], dilation[0], dilation[1],
-                          pads[0], pads[2], groups)
+    work, blas = _plan(func, w.dtype, n, k, gout.shape[2] * gout.shape[3], f)
+    _threads.run(blas, _core.conv_input_grad, gout, w, dx, work, stride[0], stride[1],
+                 dilation[0], dilation[1], pads[0], pads[2], groups)
     return dx
 
 
 def weight_grad(func, x, weight_shape, gout, stride, pads, dilation, groups):
     """The gradient of sum(conv(x, w) * gout) with respect to w, w of ``weight_shape``."""
     f, cg, kh, kw = weight_shape
-    dw = np.zeros(weight_shape, x.dtype)
     k = cg * kh * kw
-    if dw.size == 0 or gout.size == 0:
-        return dw
-    work = _work(func, x.dtype, k, gout.shape[2] * gout.shape[3], f)
-    _core.conv_weight_grad(x, gout, dw, work, stride[0], stride[1], dilation[0], dilation[1],
-                           pads[0], pads[2], groups)
-    return dw
+    if k * f == 0 or gout.size == 0:
+        return np.zeros(weight_shape, x.dtype)
+    work, blas = _plan(func, x.dtype, x.shape[0], k, gout.shape[2] * gout.shape[3], f)
+    # One accumulator per thread (each thread sums its own images), then one reduction.
+    dw = np.zeros((work.shape[0],) + tuple(weight_shape), x.dtype)
+    _threads.run(blas, _core.conv_weight_grad, x, gout, dw, work, stride[0], stride[1],
+                 dilation[0], dilation[1], pads[0], pads[2], groups)
+    return dw[0] if dw.shape[0] == 1 else dw.sum(axis=0)
 
 
 def pad(x, pads):
