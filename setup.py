@@ -61,7 +61,8 @@ omp = openmp_flags()
 ext = Extension(
     "convx._core",
     ["src/convx/_core.pyx"],
-    include_dirs=[np.get_include()],
+    include_dirs=[np.get_include(), "src/convx"],
+    depends=["src/convx/_direct.h"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=compile_args + omp,
     extra_link_args=link_args + omp,

@@ -23,11 +23,17 @@ alone, never from convx.
 
 Every result is float64, whatever the input dtype: integer inputs are small
 in the tests, so float64 sums of them are exact.
+
+The second half of this file is a general reference for the public API
+(``torch.nn.functional.conv1d/conv2d`` semantics): strides, asymmetric zero
+padding, dilation and groups, see :func:`conv_nd`.
 """
 import numpy as np
 
 __all__ = ["same_pads", "pad", "corr_same_1d", "corr_same_2d",
-           "forward", "input_grad", "param_grad"]
+           "forward", "input_grad", "param_grad",
+           "torch_same_pads", "conv_output_size", "conv_nd", "conv_nd_input_grad",
+           "conv_nd_weight_grad"]
 
 
 def same_pads(k):
@@ -140,3 +146,167 @@ def param_grad(x, g, param_shape):
                 for q in range(KW):
                     dparam[ci, co, p, q] = np.sum(xp[:, ci, p:p + H, q:q + W] * g[:, co])
     return dparam
+
+
+# --------------------------------------------------------------------------
+# The general convolution of the public API (PyTorch's semantics)
+# --------------------------------------------------------------------------
+#
+# Layouts: x is (N, C, H, W), w is (F, C // groups, KH, KW).  With
+# Cg = C // groups and Fg = F // groups, filter f belongs to group
+# gi = f // Fg and reads input channels gi*Cg .. gi*Cg + Cg - 1:
+#
+#     out[n, f, i, j] = bias[f] + sum_{c, p, q} w[f, c, p, q]
+#                         * xpad[n, gi*Cg + c, i*sh + p*dh, j*sw + q*dw]
+#
+# where xpad is x with ``top``/``bottom`` zero rows and ``left``/``right``
+# zero columns.  For one tap (p, q) the positions i*sh + p*dh, i = 0..OH-1,
+# are the strided slice ``p*dh : p*dh + sh*(OH-1) + 1 : sh``, so each pass
+# below is a loop over groups and taps of one such slice; the sum over the
+# group's channels is a plain contraction of that slice with w[..., p, q].
+#
+# 1-D arrays (N, C, L) / (F, C // groups, K) are taken as H = 1; stride,
+# pads and dilation are then still given in the 2-D form (pass sh = dh = 1
+# and top = bottom = 0).
+
+
+def _two(v):
+    """An int or a pair as a pair of ints."""
+    if isinstance(v, (int, np.integer)):
+        return (int(v), int(v))
+    a, b = v
+    return (int(a), int(b))
+
+
+def torch_same_pads(k, dilation=1):
+    """PyTorch's padding='same' along one axis: ``(before, after)``.
+
+    The total is ``dilation * (k - 1)``; ``total // 2`` goes before and the
+    rest (one more, when the total is odd) after.
+    """
+    total = dilation * (k - 1)
+    return (total // 2, total - total // 2)
+
+
+def conv_output_size(size, k, stride=1, dilation=1, pad_lo=0, pad_hi=0):
+    """Output length along one axis, or None when the kernel does not fit in the padded input."""
+    padded = size + pad_lo + pad_hi
+    span = dilation * (k - 1) + 1
+    if span > padded:
+        return None
+    return (padded - span) // stride + 1
+
+
+def _geometry(x_shape, w_shape, stride, pads, dilation, groups):
+    """Check the shapes and return everything the three passes need."""
+    N, C, H, W = x_shape
+    F, Cg, KH, KW = w_shape
+    if groups < 1 or C % groups or F % groups or Cg * groups != C:
+        raise ValueError(f"shapes {x_shape} and {w_shape} do not fit groups={groups}")
+    sh, sw = _two(stride)
+    dh, dw = _two(dilation)
+    pt, pb, pl, pr = (int(p) for p in pads)
+    if min(sh, sw, dh, dw) < 1 or min(pt, pb, pl, pr) < 0 or min(KH, KW) < 1:
+        raise ValueError("bad stride, dilation, padding or kernel size")
+    OH = conv_output_size(H, KH, sh, dh, pt, pb)
+    OW = conv_output_size(W, KW, sw, dw, pl, pr)
+    if OH is None or OW is None:
+        raise ValueError("the kernel does not fit in the padded input")
+    return dict(N=N, C=C, H=H, W=W, F=F, Cg=Cg, Fg=F // groups, KH=KH, KW=KW, sh=sh, sw=sw,
+                dh=dh, dw=dw, pt=pt, pb=pb, pl=pl, pr=pr, OH=OH, OW=OW,
+                Hp=H + pt + pb, Wp=W + pl + pr)
+
+
+def _tap(G, p, q):
+    """The index of xpad's spatial axes read by tap (p, q): a pair of strided slices."""
+    rows = slice(p * G["dh"], p * G["dh"] + G["sh"] * (G["OH"] - 1) + 1, G["sh"])
+    cols = slice(q * G["dw"], q * G["dw"] + G["sw"] * (G["OW"] - 1) + 1, G["sw"])
+    return rows, cols
+
+
+def _as4(shape):
+    """A 3-D (1-D conv) shape as a 4-D one with H = 1."""
+    shape = tuple(int(s) for s in shape)
+    return shape[:2] + (1,) + shape[2:] if len(shape) == 3 else shape
+
+
+def conv_nd(x, w, bias=None, stride=1, pads=(0, 0, 0, 0), dilation=1, groups=1):
+    """The forward pass: x (N, C, H, W), w (F, C // groups, KH, KW) -> (N, F, OH, OW).
+
+    ``pads`` is ``(top, bottom, left, right)``; ``stride`` and ``dilation``
+    are an int or ``(along H, along W)``.  3-D x and w are 1-D convolutions
+    (H = 1) and give a 3-D result.
+    """
+    x, w = _f64(x), _f64(w)
+    one_d = x.ndim == 3
+    x, w = x.reshape(_as4(x.shape)), w.reshape(_as4(w.shape))
+    G = _geometry(x.shape, w.shape, stride, pads, dilation, groups)
+    xp = np.pad(x, [(0, 0), (0, 0), (G["pt"], G["pb"]), (G["pl"], G["pr"])])
+    out = np.zeros((G["N"], G["F"], G["OH"], G["OW"]))
+    Cg, Fg = G["Cg"], G["Fg"]
+    for gi in range(groups):
+        xg = xp[:, gi * Cg:(gi + 1) * Cg]          # (N, Cg, Hp, Wp)
+        wg = w[gi * Fg:(gi + 1) * Fg]              # (Fg, Cg, KH, KW)
+        for p in range(G["KH"]):
+            for q in range(G["KW"]):
+                rows, cols = _tap(G, p, q)
+                # out[n, f, i, j] += sum_c w[f, c, p, q] * xpad[n, c, i*sh + p*dh, j*sw + q*dw]
+                out[:, gi * Fg:(gi + 1) * Fg] += np.einsum(
+                    "fc,nchw->nfhw", wg[:, :, p, q], xg[:, :, rows, cols])
+    if bias is not None:
+        out += _f64(bias)[None, :, None, None]
+    return out[:, :, 0, :] if one_d else out
+
+
+def conv_nd_input_grad(input_shape, w, g, stride=1, pads=(0, 0, 0, 0), dilation=1, groups=1):
+    """d sum(conv_nd(x, w) * g) / dx for x of ``input_shape``: the exact adjoint of conv_nd.
+
+    conv_nd reads the slice ``xpad[:, group's channels, rows, cols]`` of tap
+    (p, q) with weight ``w[f, c, p, q]`` into ``out[:, f]``; the adjoint adds
+    ``sum_f w[f, c, p, q] * g[:, f]`` into that same slice of a zero padded
+    array (within one slice every position is distinct, so ``+=`` is a true
+    scatter-add), then drops the padding.
+    """
+    w, g = _f64(w), _f64(g)
+    input_shape = tuple(int(s) for s in input_shape)
+    w = w.reshape(_as4(w.shape))
+    G = _geometry(_as4(input_shape), w.shape, stride, pads, dilation, groups)
+    g = g.reshape(G["N"], G["F"], G["OH"], G["OW"])  # raises if g has the wrong size
+    dxp = np.zeros((G["N"], G["C"], G["Hp"], G["Wp"]))
+    Cg, Fg = G["Cg"], G["Fg"]
+    for gi in range(groups):
+        wg = w[gi * Fg:(gi + 1) * Fg]
+        gg = g[:, gi * Fg:(gi + 1) * Fg]           # (N, Fg, OH, OW)
+        for p in range(G["KH"]):
+            for q in range(G["KW"]):
+                rows, cols = _tap(G, p, q)
+                dxp[:, gi * Cg:(gi + 1) * Cg, rows, cols] += np.einsum(
+                    "fc,nfhw->nchw", wg[:, :, p, q], gg)
+    dx = dxp[:, :, G["pt"]:G["pt"] + G["H"], G["pl"]:G["pl"] + G["W"]]
+    return dx.reshape(input_shape).copy()
+
+
+def conv_nd_weight_grad(x, w_shape, g, stride=1, pads=(0, 0, 0, 0), dilation=1, groups=1):
+    """d sum(conv_nd(x, w) * g) / dw for w of ``w_shape``: the exact adjoint of conv_nd.
+
+    ``w[f, c, p, q]`` multiplies the slice of tap (p, q) of input channel
+    ``gi*Cg + c`` into ``out[:, f]``, so its gradient is the sum over the
+    batch and the output positions of that slice times ``g[:, f]``.
+    """
+    x, g = _f64(x), _f64(g)
+    w_shape = tuple(int(s) for s in w_shape)
+    x = x.reshape(_as4(x.shape))
+    G = _geometry(x.shape, _as4(w_shape), stride, pads, dilation, groups)
+    g = g.reshape(G["N"], G["F"], G["OH"], G["OW"])
+    xp = np.pad(x, [(0, 0), (0, 0), (G["pt"], G["pb"]), (G["pl"], G["pr"])])
+    dw = np.zeros((G["F"], G["Cg"], G["KH"], G["KW"]))
+    Cg, Fg = G["Cg"], G["Fg"]
+    for gi in range(groups):
+        xg = xp[:, gi * Cg:(gi + 1) * Cg]
+        gg = g[:, gi * Fg:(gi + 1) * Fg]
+        for p in range(G["KH"]):
+            for q in range(G["KW"]):
+                rows, cols = _tap(G, p, q)
+                dw[gi * Fg:(gi + 1) * Fg, :, p, q] += np.einsum(
+                    "nchw,nfhw->fc", xg[:, :, rows, cols], gg)
+    return dw.reshape(w_shape)

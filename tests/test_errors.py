@@ -1,9 +1,11 @@
-"""Bad input to the notebook names: one table of (function, args, exception, argument).
+"""Bad input to the notebook names and the public API: one table of
+(function, args, exception, argument, value).
 
 Every case must raise an error that is an AssertionError (what the notebook's
 ``assert``s raised) and a ValueError (bad shapes and values) or a TypeError
 (bad types and dtypes), and not the other one, and whose message names the
-function that was called and the offending argument.
+function that was called and the offending argument, and, where the row gives
+one, shows the offending value.
 """
 import math
 import re
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 
 import convx
+import convx._api
 
 SIGNATURES = {
     # name: argument names, in order
@@ -86,8 +89,9 @@ VALUE, TYPE = ValueError, TypeError
 CASES = []
 
 
-def case(func, args, exc, arg, what):
-    CASES.append(pytest.param(func, args, exc, arg, id=f"{func}-{arg}-{what}"))
+def case(func, args, exc, arg, what, value=None):
+    """One row; ``value`` is a regex the message must also contain (the offending value)."""
+    CASES.append(pytest.param(func, args, exc, arg, value, id=f"{func}-{arg}-{what}"))
 
 
 def replaced(func, i, value):
@@ -193,14 +197,199 @@ for func in ("_input_grad", "_param_grad"):
     case(func, (A(1, 2, 4, 5), A(1, 1, 4, 5), A(2, 3, 3, 2)), VALUE, "output_grad",
          "fewer-out-channels")
 
+# ---- the public API ----------------------------------------------------------
+# Valid calls: groups 2, 4 input and 6 output channels, 6x5 images (length 7 in
+# 1-D), 3x2 kernels (3 in 1-D), padding 1.  Arguments are passed positionally
+# in signature order (see ``api``), so the table keeps its one shape.
+_GEOM = ("stride", "padding", "dilation", "groups")
+API_SIGNATURES = {
+    "conv1d": ("input", "weight", "bias") + _GEOM,
+    "conv2d": ("input", "weight", "bias") + _GEOM,
+    "conv1d_input_grad": ("input_shape", "weight", "grad_output") + _GEOM,
+    "conv2d_input_grad": ("input_shape", "weight", "grad_output") + _GEOM,
+    "conv1d_weight_grad": ("input", "weight_shape", "grad_output") + _GEOM,
+    "conv2d_weight_grad": ("input", "weight_shape", "grad_output") + _GEOM,
+}
+_X = {1: A(2, 4, 7), 2: A(2, 4, 6, 5)}
+_W = {1: A(6, 2, 3), 2: A(6, 2, 3, 2)}
+_G = {1: A(2, 6, 7), 2: A(2, 6, 6, 6)}       # the forward's output shapes
+_GEOM_GOOD = (1, 1, 1, 2)
+API_GOOD = {}
+for _n in (1, 2):
+    API_GOOD[f"conv{_n}d"] = (_X[_n], _W[_n], A(6)) + _GEOM_GOOD
+    API_GOOD[f"conv{_n}d_input_grad"] = (_X[_n].shape, _W[_n], _G[_n]) + _GEOM_GOOD
+    API_GOOD[f"conv{_n}d_weight_grad"] = (_X[_n], _W[_n].shape, _G[_n]) + _GEOM_GOOD
+
+
+def api(func, **changes):
+    """API_GOOD[func] with some arguments changed, by name, as a positional tuple."""
+    names = API_SIGNATURES[func]
+    assert set(changes) <= set(names), changes
+    return tuple(changes.get(name, good) for name, good in zip(names, API_GOOD[func]))
+
+
+def _v(value):
+    """A regex for the offending value as repr shows it."""
+    return re.escape(repr(value))
+
+
+for func in API_SIGNATURES:
+    nsp = 1 if func.startswith("conv1d") else 2
+    names = API_SIGNATURES[func]
+    good = dict(zip(names, API_GOOD[func]))
+    w_arg = "weight" if "weight" in names else "weight_shape"
+
+    # -- stride, padding, dilation: ints >= 1 (>= 0 for padding), or nsp-tuples
+    for name, lowest in (("stride", 1), ("padding", 0), ("dilation", 1)):
+        for bad in (lowest - 1, lowest - 3, (lowest,) * (nsp - 1) + (lowest - 1,)):
+            case(func, api(func, **{name: bad}), VALUE, name, f"below-{lowest}-{bad}", _v(bad))
+        case(func, api(func, **{name: np.int64(lowest - 1)}), VALUE, name, "np-int-too-small")
+        case(func, api(func, **{name: (1,) * (nsp + 1)}), VALUE, name, "tuple-too-long",
+             _v((1,) * (nsp + 1)))
+        case(func, api(func, **{name: ()}), VALUE, name, "empty-tuple")
+        if nsp == 2:
+            case(func, api(func, **{name: (1,)}), VALUE, name, "tuple-too-short", _v((1,)))
+        for what, bad in (("float", 1.5), ("integral-float", 1.0), ("bool", True),
+                          ("str-digit", "1"), ("None", None), ("np-float", np.float64(2.0)),
+                          ("float-in-tuple", (1, 1.5) if nsp == 2 else (1.5,))):
+            if name == "padding" and what == "str-digit":
+                case(func, api(func, padding=bad), VALUE, name, what, _v(bad))
+                continue
+            case(func, api(func, **{name: bad}), TYPE, name, what)
+    for bad in ("SAME", "full", "", "Valid", " same"):
+        case(func, api(func, padding=bad), VALUE, "padding", f"string-{bad!r}", _v(bad))
+    # 'same' needs stride 1
+    for bad in (2, (1, 2) if nsp == 2 else (3,)):
+        case(func, api(func, padding="same", stride=bad), VALUE, "padding",
+             f"same-with-stride-{bad}")
+
+    # -- groups
+    for bad in (0, -2):
+        case(func, api(func, groups=bad), VALUE, "groups", f"below-1-{bad}", _v(bad))
+    for what, bad in (("float", 2.0), ("bool", True), ("None", None), ("str", "2")):
+        case(func, api(func, groups=bad), TYPE, "groups", what)
+    # 4 input channels, 6 output channels: groups 3 does not divide C_in, groups 4 not C_out
+    case(func, api(func, groups=3), VALUE, "groups", "not-dividing-in-channels")
+    case(func, api(func, groups=4), VALUE, "groups", "not-dividing-out-channels")
+
+    # -- the weight against the input: in-channels * groups, kernel fitting
+    wshape = good[w_arg].shape if w_arg == "weight" else good[w_arg]
+    for what, shape in (("in-channels-3", (6, 3) + wshape[2:]),
+                        ("in-channels-4-ignoring-groups", (6, 4) + wshape[2:]),
+                        ("in-channels-1", (6, 1) + wshape[2:])):
+        if w_arg == "weight":
+            case(func, api(func, weight=A(*shape)), VALUE, "weight", what)
+        else:
+            case(func, api(func, weight_shape=shape), VALUE, "weight_shape", what)
+    # the padded input is 8x7 (9 in 1-D): a 9-tall (10-long) kernel, or a dilated one
+    big = (6, 2, 9, 2) if nsp == 2 else (6, 2, 10)
+    case(func, api(func, **{w_arg: A(*big) if w_arg == "weight" else big}), VALUE, w_arg,
+         "kernel-larger-than-padded-input")
+    case(func, api(func, dilation=5), VALUE, w_arg, "dilated-kernel-larger-than-padded-input")
+    case(func, api(func, padding=0, **{w_arg: A(*big) if w_arg == "weight" else big}), VALUE,
+         w_arg, "kernel-larger-than-input-no-padding")
+
+    # -- array arguments: type, dtype and rank
+    for name in names[:3]:
+        a = good[name]
+        if not isinstance(a, np.ndarray):
+            continue
+        if name != "bias":  # bias=None is no bias
+            case(func, api(func, **{name: None}), TYPE, name, "None")
+        case(func, api(func, **{name: a.tolist()}), TYPE, name, "list")
+        case(func, api(func, **{name: a.ravel()[0]}), TYPE, name, "numpy-scalar")
+        for what, conv in BAD_DTYPES.items():
+            case(func, api(func, **{name: conv(a)}), TYPE, name, f"dtype-{what}")
+        case(func, api(func, **{name: a[None]}), VALUE, name, "one-dim-too-many")
+        if name == "input" and func in ("conv1d", "conv2d"):
+            # one dim fewer is an unbatched input: valid; two fewer is not
+            case(func, api(func, input=a[0, 0]), VALUE, name, "two-dims-too-few")
+        elif name != "bias":  # a bias of rank 0: see the bias rows
+            case(func, api(func, **{name: a[0]}), VALUE, name, "one-dim-too-few")
+
+    # -- dtypes must agree
+    arrays = [n for n in names[:3] if isinstance(good[n], np.ndarray)]
+    for name in arrays[1:]:
+        for what, dt in (("float32", np.float32), ("int64", np.int64), ("float16", np.float16)):
+            case(func, api(func, **{name: good[name].astype(dt)}), TYPE, name,
+                 f"dtype-mismatch-{what}", re.escape(np.dtype(dt).name))
+    case(func, api(func, **{arrays[0]: good[arrays[0]].astype(np.float32)}), TYPE,
+         arrays[0], "first-dtype-mismatch")
+
+    # -- bias (forwards)
+    if "bias" in names:
+        for what, bad in (("short", A(5)), ("long", A(7)), ("in-channels", A(4))):
+            case(func, api(func, bias=bad), VALUE, "bias", f"length-{what}",
+                 re.escape(str(bad.shape)))
+        case(func, api(func, bias=A(6, 1)), VALUE, "bias", "rank-2")
+        case(func, api(func, bias=A(1, 6)), VALUE, "bias", "rank-2-row")
+        case(func, api(func, bias=np.array(1.0)), VALUE, "bias", "rank-0")
+        case(func, api(func, bias=1.0), TYPE, "bias", "python-float")
+
+    # -- grad_output against the forward's output shape (gradients)
+    if "grad_output" in names:
+        g = good["grad_output"]
+        n_, f_, *sp = g.shape
+        wrong = {"batch": (n_ + 1, f_, *sp), "channels": (n_, f_ - 2, *sp),
+                 "in-channels": (n_, 4, *sp), "last-longer": (n_, f_, *sp[:-1], sp[-1] + 1),
+                 "last-shorter": (n_, f_, *sp[:-1], sp[-1] - 1)}
+        if nsp == 2:
+            wrong["transposed"] = (n_, f_, sp[1], sp[0] + 1)
+            wrong["taller"] = (n_, f_, sp[0] + 1, sp[1])
+        for what, shape in wrong.items():
+            case(func, api(func, grad_output=A(*shape)), VALUE, "grad_output",
+                 f"shape-{what}", re.escape(str(tuple(shape))))
+        # the stride changes the output size: a stride-1 grad_output for stride 2
+        case(func, api(func, stride=2), VALUE, "grad_output", "shape-for-stride-1")
+
+    # -- input_shape / weight_shape: tuples of nsp + 2 ints >= 0
+    for name in ("input_shape", "weight_shape"):
+        if name not in names:
+            continue
+        shape = tuple(good[name])
+        case(func, api(func, **{name: None}), TYPE, name, "None")
+        case(func, api(func, **{name: 5}), TYPE, name, "int")
+        case(func, api(func, **{name: 5.0}), TYPE, name, "float")
+        case(func, api(func, **{name: shape[:-1]}), VALUE, name, "too-short", _v(shape[:-1]))
+        case(func, api(func, **{name: shape + (1,)}), VALUE, name, "too-long",
+             _v(shape + (1,)))
+        case(func, api(func, **{name: ()}), VALUE, name, "empty")
+        neg = shape[:-1] + (-shape[-1],)
+        case(func, api(func, **{name: neg}), VALUE, name, "negative", _v(neg))
+        # not ints: each must be refused, not truncated or parsed
+        case(func, api(func, **{name: shape[:-1] + (shape[-1] + 0.5,)}), TYPE, name,
+             "float-entry")
+        case(func, api(func, **{name: shape[:-1] + (float(shape[-1]),)}), TYPE, name,
+             "integral-float-entry")
+        case(func, api(func, **{name: shape[:-1] + (str(shape[-1]),)}), TYPE, name,
+             "str-entry")
+        case(func, api(func, **{name: shape[:-1] + ("x",)}), TYPE, name, "non-digit-str-entry")
+        case(func, api(func, **{name: "".join(map(str, shape))}), TYPE, name, "str")
+        case(func, api(func, **{name: shape[:-1] + (None,)}), TYPE, name, "None-entry")
+    if "weight_shape" in names:
+        ws = tuple(good["weight_shape"])
+        case(func, api(func, weight_shape=ws[:2] + (0,) + ws[3:]), VALUE, "weight_shape",
+             "zero-kernel")
+        # a kernel size True (which int() would take for 1) must be refused like bool strides
+        case(func, api(func, weight_shape=ws[:2] + (True,) + ws[3:]), TYPE, "weight_shape",
+             "bool-entry")
+    if "input_shape" in names:
+        s_ = tuple(good["input_shape"])
+        case(func, api(func, input_shape=(True,) + s_[1:], grad_output=good["grad_output"][:1]),
+             TYPE, "input_shape", "bool-entry")
+    if "weight" in names:
+        case(func, api(func, weight=np.zeros(_W[nsp].shape[:2] + (0,) * nsp)), VALUE,
+             "weight", "zero-kernel")
+
+
 
 def message_pattern(func, arg):
     """Both the called function, as ``func()``, and the argument, quoted."""
     return rf"(?s)(?=.*(?<![\w.]){re.escape(func)}\(\))(?=.*'{re.escape(arg)}')"
 
 
-@pytest.mark.parametrize("func, args, exc, arg", CASES)
-def test_bad_input(func, args, exc, arg):
+@pytest.mark.parametrize("func, args, exc, arg, value", CASES)
+def test_bad_input(func, args, exc, arg, value):
     f = getattr(convx, func)
     convx_exc = convx.ConvxValueError if exc is ValueError else convx.ConvxTypeError
     other = TypeError if exc is ValueError else ValueError
@@ -209,6 +398,8 @@ def test_bad_input(func, args, exc, arg):
     assert isinstance(info.value, AssertionError)
     assert isinstance(info.value, convx_exc)
     assert not isinstance(info.value, other)
+    if value is not None:
+        assert re.search(value, str(info.value)), f"{value!r} not in {str(info.value)!r}"
 
 
 def test_table_is_complete():
@@ -221,6 +412,22 @@ def test_table_is_complete():
     assert len(CASES) > 300
     for func, args in GOOD.items():
         getattr(convx, func)(*args)
+
+
+def test_api_table_is_complete():
+    """Every public API function is in the table with rows for each of its
+    arguments, and every case's call is valid apart from the one bad argument
+    (API_GOOD runs clean, and gives the shapes the grad_output rows assume)."""
+    assert set(API_SIGNATURES) == set(convx._api.__all__) <= set(convx.__all__)
+    for func, names in API_SIGNATURES.items():
+        rows = {p.values[3] for p in CASES if p.values[0] == func}
+        assert set(names) <= rows, set(names) - rows
+        result = getattr(convx, func)(*API_GOOD[func])
+        assert isinstance(result, np.ndarray)
+    for n in (1, 2):
+        assert convx.conv2d(_X[2], _W[2], None, *_GEOM_GOOD).shape == _G[2].shape
+        assert convx.conv1d(_X[1], _W[1], None, *_GEOM_GOOD).shape == _G[1].shape
+    assert sum(p.values[0] in API_SIGNATURES for p in CASES) > 400
 
 
 def test_error_classes():

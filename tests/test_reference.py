@@ -16,6 +16,16 @@ import numpy as np
 import pytest
 
 import convx
+import convx._engine
+
+@pytest.fixture(params=["direct", "im2col"], autouse=True)
+def kernel_path(request, monkeypatch):
+    """Run every test through both implementations of the unit-stride passes:
+    the direct SIMD kernel and im2col + GEMM (convx._engine.USE_DIRECT; on a
+    CPU without AVX2 the direct kernel runs its slow baseline clone here)."""
+    monkeypatch.setattr(convx._engine, "USE_DIRECT", request.param == "direct")
+    return request.param
+
 
 
 def _load_reference():

@@ -14,22 +14,24 @@ __all__ = ["conv1d", "conv2d", "conv1d_input_grad", "conv2d_input_grad",
            "conv1d_weight_grad", "conv2d_weight_grad"]
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _pair(func, name, value, nsp, minimum):
     """An int or a tuple of ``nsp`` ints, each >= ``minimum``, as a tuple."""
+    if type(value) is int and value >= minimum:  # the common case, first
+        return (value,) * nsp
     items = value if isinstance(value, (tuple, list)) else (value,) * nsp
+    if not all(_is_int(item) for item in items):
+        raise v.ConvxTypeError(
+            f"{func}(): argument '{name}' must be an int or a tuple of {nsp} ints, got {value!r}")
     if len(items) != nsp:
         raise v.ConvxValueError(
             f"{func}(): argument '{name}' must be an int or a tuple of {nsp} ints, got {value!r}")
-    out = []
-    for item in items:
-        if isinstance(item, (bool, np.bool_)) or not isinstance(item, (int, np.integer)):
-            raise v.ConvxTypeError(
-                f"{func}(): argument '{name}' must be an int or a tuple of {nsp} ints, got {value!r}")
-        if item < minimum:
-            raise v.ConvxValueError(
-                f"{func}(): argument '{name}' must be >= {minimum}, got {value!r}")
-        out.append(int(item))
-    return tuple(out)
+    if any(item < minimum for item in items):
+        raise v.ConvxValueError(f"{func}(): argument '{name}' must be >= {minimum}, got {value!r}")
+    return tuple(int(item) for item in items)
 
 
 def _geometry(func, nsp, kernel, stride, padding, dilation):
@@ -41,50 +43,59 @@ def _geometry(func, nsp, kernel, stride, padding, dilation):
     """
     stride = _pair(func, "stride", stride, nsp, 1)
     dilation = _pair(func, "dilation", dilation, nsp, 1)
-    if isinstance(padding, str):
+    if type(padding) is int and padding >= 0:
+        lohi = (padding, padding) * nsp
+    elif isinstance(padding, str):
         if padding == "valid":
-            lohi = [(0, 0)] * nsp
+            lohi = (0, 0) * nsp
         elif padding == "same":
-            if any(s != 1 for s in stride):
+            if stride != (1,) * nsp:
                 raise v.ConvxValueError(
-                    f"{func}(): padding='same' needs stride 1, got stride={stride}")
-            lohi = []
+                    f"{func}(): argument 'padding'='same' needs stride 1, got stride={stride}")
+            lohi = ()
             for k, d in zip(kernel, dilation):
                 total = d * (k - 1)
-                lohi.append((total // 2, total - total // 2))
+                lohi += (total // 2, total - total // 2)
         else:
             raise v.ConvxValueError(
                 f"{func}(): argument 'padding' must be an int, a tuple of {nsp} ints, "
                 f"'valid' or 'same', got {padding!r}")
     else:
-        lohi = [(p, p) for p in _pair(func, "padding", padding, nsp, 0)]
+        lohi = ()
+        for p in _pair(func, "padding", padding, nsp, 0):
+            lohi += (p, p)
     if nsp == 1:
-        return (1,) + stride, (0, 0) + lohi[0], (1,) + dilation
-    return stride, lohi[0] + lohi[1], dilation
+        return (1,) + stride, (0, 0) + lohi, (1,) + dilation
+    return stride, lohi, dilation
 
 
 def _groups(func, groups, c_in, c_out):
-    if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)):
+    if not _is_int(groups):
         raise v.ConvxTypeError(f"{func}(): argument 'groups' must be an int >= 1, got {groups!r}")
     if groups < 1:
         raise v.ConvxValueError(f"{func}(): argument 'groups' must be >= 1, got {groups}")
     if c_in % groups or c_out % groups:
         raise v.ConvxValueError(
-            f"{func}(): input channels ({c_in}) and output channels ({c_out}) must both be "
-            f"divisible by groups ({groups})")
+            f"{func}(): argument 'groups' ({groups}) must divide the input channels ({c_in}) "
+            f"and the output channels ({c_out})")
     return int(groups)
 
 
 def _dtype(func, *named):
-    """The compute dtype of same-dtype float or integer arrays, and the result dtype."""
+    """The compute dtype of same-dtype float or integer arrays, and the result dtype.
+
+    "Same dtype" ignores byte order: a big-endian float64 array goes with a
+    native one.
+    """
     first_name, first = named[0]
+    kind = first.dtype.type
     for name, a in named[1:]:
-        if a.dtype != first.dtype:
+        if a.dtype.type is not kind:
             raise v.ConvxTypeError(
                 f"{func}(): arguments '{first_name}' and '{name}' must have the same dtype, "
                 f"got {first.dtype} and {a.dtype}")
-    if first.dtype == np.float16:
-        return np.dtype(np.float32), first.dtype
+    if kind is np.float16:
+        return v.FLOAT32, np.dtype(np.float16)
     compute = v.float_dtype(first)
     return compute, compute
 
@@ -95,45 +106,47 @@ _LAYOUT = {1: ("(batch, channels, length)", "(out_channels, in_channels // group
 
 
 def _shape_arg(func, name, shape, ndim, layout):
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
+    """A tuple or list of ``ndim`` ints >= 0 (Python or NumPy ints, not bools)."""
+    if not isinstance(shape, (tuple, list)) or not all(_is_int(s) for s in shape):
         raise v.ConvxTypeError(
             f"{func}(): argument '{name}' must be a tuple of {ndim} ints {layout}, "
-            f"got {shape!r}") from None
+            f"got {shape!r}")
     if len(shape) != ndim or any(s < 0 for s in shape):
         raise v.ConvxValueError(
             f"{func}(): argument '{name}' must be a tuple of {ndim} ints >= 0 {layout}, "
             f"got {shape!r}")
-    return shape
+    return tuple(int(s) for s in shape)
 
 
 def _to4(a, nsp):
     """An NCL / OIK array as NCHW / OIHW with H = 1 (a view)."""
-    return a[:, :, None, :] if nsp == 1 else a
+    return a.reshape(a.shape[0], a.shape[1], 1, a.shape[2]) if nsp == 1 else a
 
 
 def _from4(a, nsp):
-    return a[:, :, 0, :] if nsp == 1 else a
+    return a.reshape(a.shape[0], a.shape[1], a.shape[3]) if nsp == 1 else a
 
 
 def _shape4(shape, nsp):
-    return shape[:2] + (1,) + shape[2:] if nsp == 1 else shape
+    return (shape[0], shape[1], 1, shape[2]) if nsp == 1 else shape
 
 
-def _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride, padding, dilation, groups):
+def _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride, padding, dilation, groups,
+          shown_shape=None):
     """Check how input and weight fit together; return the engine's geometry.
 
     Returns ``(stride, pads, dilation, groups, (OH, OW))`` in 2-D form.
+    ``shown_shape`` is the input's shape as the caller gave it, for messages.
     """
     g = _groups(func, groups, x_shape[1], w_shape[0])
     if w_shape[1] * g != x_shape[1]:
         raise v.ConvxValueError(
-            f"{func}(): '{w_name}' of shape {w_shape} expects {w_shape[1] * g} input channels "
-            f"({w_name}.shape[1] * groups), got '{x_name}' of shape {x_shape}")
+            f"{func}(): argument '{w_name}' of shape {w_shape} expects {w_shape[1] * g} input "
+            f"channels ({w_name}.shape[1] * groups), got '{x_name}' of shape "
+            f"{shown_shape or x_shape}")
     v.kernel_nonempty(func, w_name, w_shape, range(2, nsp + 2))
     st, pads, dil = _geometry(func, nsp, w_shape[2:], stride, padding, dilation)
-    out_hw = _engine.sizes(func, _shape4(x_shape, nsp)[2:], _shape4(w_shape, nsp)[2:],
+    out_hw = _engine.sizes(func, w_name, _shape4(x_shape, nsp)[2:], _shape4(w_shape, nsp)[2:],
                            st, pads, dil)
     return st, pads, dil, g, out_hw
 
@@ -144,60 +157,121 @@ def _check_gout(func, gout, x_shape, w_shape, out_hw, nsp):
                  "the output shape of the forward pass with these arguments")
 
 
-def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
+# Checking the arguments costs more than convolving a small input.  What the
+# checks conclude depends only on the shapes, dtypes and geometry arguments, so
+# it is kept per call signature: a call like an earlier valid one skips the
+# checks (an invalid call is never stored, and fails again in full).
+_PLANS = {}
+_PLANS_MAX = 256
+
+
+def _planned(key, check, *args):
+    """``check(*args)``, or what it returned before for the same ``key``."""
+    try:
+        return _PLANS[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable argument (a list): no cache
+        return check(*args)
+    plan = check(*args)
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
+
+
+def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups):
     x_layout, w_layout = _LAYOUT[nsp]
-    unbatched = isinstance(x, np.ndarray) and x.ndim == nsp + 1
-    if unbatched:
-        x = x[None]
+    shown = None
+    if isinstance(x, np.ndarray) and x.ndim == nsp + 1:  # unbatched
+        shown, x = x.shape, x[None]
     v.array(func, "input", x, nsp + 2, x_layout)
     v.array(func, "weight", weight, nsp + 2, w_layout)
-    named = [("input", x), ("weight", weight)]
-    if bias is not None:
+    if bias is None:
+        compute, result = _dtype(func, ("input", x), ("weight", weight))
+    else:
         v.array(func, "bias", bias, 1, "(out_channels,)")
-        named.append(("bias", bias))
         if bias.shape[0] != weight.shape[0]:
             raise v.ConvxValueError(
                 f"{func}(): argument 'bias' must have shape ({weight.shape[0]},) "
                 f"(weight's out_channels), got shape {bias.shape}")
-    compute, result = _dtype(func, *named)
-    st, pads, dil, g, _ = _plan(func, nsp, x.shape, "input", weight.shape, "weight",
-                                stride, padding, dilation, groups)
+        compute, result = _dtype(func, ("input", x), ("weight", weight), ("bias", bias))
+    geometry = _plan(func, nsp, x.shape, "input", weight.shape, "weight",
+                     stride, padding, dilation, groups, shown)
+    return shown is not None, compute, result, geometry
+
+
+def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
+    try:
+        key = (func, x.shape, x.dtype, weight.shape, weight.dtype,
+               None if bias is None else (bias.shape, bias.dtype),
+               stride, padding, dilation, groups)
+    except AttributeError:  # not arrays: the checks say what is wrong
+        key = [None]
+    unbatched, compute, result, (st, pads, dil, g, out_hw) = _planned(
+        key, _forward_plan, func, nsp, x, weight, bias, stride, padding, dilation, groups)
+    if unbatched:
+        x = x[None]
     out = _engine.forward(func, v.as_kernel_input(_to4(x, nsp), compute),
                           v.as_kernel_input(_to4(weight, nsp), compute),
                           None if bias is None else v.as_kernel_input(bias, compute),
-                          st, pads, dil, g)
-    out = _from4(out, nsp).astype(result, copy=False)
+                          st, pads, dil, g, out_hw)
+    out = _from4(out, nsp)
+    if result is not compute:
+        out = out.astype(result)
     return out[0] if unbatched else out
 
 
-def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, dilation, groups):
+def _grad_plan(func, nsp, which, shape, array, array_name, grad_output, stride, padding,
+               dilation, groups):
+    """The checks of the two gradients: ``which`` is "input" (``shape`` is the
+    input's, ``array`` the weight) or "weight" (``shape`` is the weight's,
+    ``array`` the input)."""
     x_layout, w_layout = _LAYOUT[nsp]
-    input_shape = _shape_arg(func, "input_shape", input_shape, nsp + 2, x_layout)
-    v.array(func, "weight", weight, nsp + 2, w_layout)
+    if which == "input":
+        shape = _shape_arg(func, "input_shape", shape, nsp + 2, x_layout)
+        v.array(func, "weight", array, nsp + 2, w_layout)
+        x_shape, x_name, w_shape, w_name = shape, "input_shape", array.shape, "weight"
+    else:
+        v.array(func, "input", array, nsp + 2, x_layout)
+        shape = _shape_arg(func, "weight_shape", shape, nsp + 2, w_layout)
+        x_shape, x_name, w_shape, w_name = array.shape, "input", shape, "weight_shape"
     v.array(func, "grad_output", grad_output, nsp + 2, "(batch, out_channels, *output_size)")
-    compute, result = _dtype(func, ("weight", weight), ("grad_output", grad_output))
-    st, pads, dil, g, out_hw = _plan(func, nsp, input_shape, "input_shape", weight.shape,
-                                     "weight", stride, padding, dilation, groups)
-    _check_gout(func, grad_output, input_shape, weight.shape, out_hw, nsp)
-    dx = _engine.input_grad(func, _shape4(input_shape, nsp),
-                            v.as_kernel_input(_to4(weight, nsp), compute),
+    compute, result = _dtype(func, (array_name, array), ("grad_output", grad_output))
+    geometry = _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride, padding, dilation,
+                     groups)
+    _check_gout(func, grad_output, x_shape, w_shape, geometry[4], nsp)
+    return _shape4(shape, nsp), compute, result, geometry
+
+
+def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups):
+    try:
+        return (func, tuple(shape), array.shape, array.dtype, grad_output.shape,
+                grad_output.dtype, stride, padding, dilation, groups)
+    except (AttributeError, TypeError):  # the checks say what is wrong
+        return [None]
+
+
+def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, dilation, groups):
+    key = _grad_key(func, input_shape, weight, grad_output, stride, padding, dilation, groups)
+    shape4, compute, result, (st, pads, dil, g, _) = _planned(
+        key, _grad_plan, func, nsp, "input", input_shape, weight, "weight", grad_output,
+        stride, padding, dilation, groups)
+    dx = _engine.input_grad(func, shape4, v.as_kernel_input(_to4(weight, nsp), compute),
                             v.as_kernel_input(_to4(grad_output, nsp), compute), st, pads, dil, g)
-    return _from4(dx, nsp).astype(result, copy=False)
+    dx = _from4(dx, nsp)
+    return dx if result is compute else dx.astype(result)
 
 
 def _weight_grad(func, nsp, x, weight_shape, grad_output, stride, padding, dilation, groups):
-    x_layout, w_layout = _LAYOUT[nsp]
-    v.array(func, "input", x, nsp + 2, x_layout)
-    weight_shape = _shape_arg(func, "weight_shape", weight_shape, nsp + 2, w_layout)
-    v.array(func, "grad_output", grad_output, nsp + 2, "(batch, out_channels, *output_size)")
-    compute, result = _dtype(func, ("input", x), ("grad_output", grad_output))
-    st, pads, dil, g, out_hw = _plan(func, nsp, x.shape, "input", weight_shape,
-                                     "weight_shape", stride, padding, dilation, groups)
-    _check_gout(func, grad_output, x.shape, weight_shape, out_hw, nsp)
-    dw = _engine.weight_grad(func, v.as_kernel_input(_to4(x, nsp), compute),
-                             _shape4(weight_shape, nsp),
+    key = _grad_key(func, weight_shape, x, grad_output, stride, padding, dilation, groups)
+    shape4, compute, result, (st, pads, dil, g, _) = _planned(
+        key, _grad_plan, func, nsp, "weight", weight_shape, x, "input", grad_output,
+        stride, padding, dilation, groups)
+    dw = _engine.weight_grad(func, v.as_kernel_input(_to4(x, nsp), compute), shape4,
                              v.as_kernel_input(_to4(grad_output, nsp), compute), st, pads, dil, g)
-    return _from4(dw, nsp).astype(result, copy=False)
+    dw = _from4(dw, nsp)
+    return dw if result is compute else dw.astype(result)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

@@ -46,26 +46,17 @@ from scipy.linalg.cython_blas cimport dgemm, sgemm
 cdef extern from *:
     """
     #ifdef _OPENMP
-    #include <omp.h>
     #define CONVX_OPENMP 1
-    static int convx_omp_max_threads(void) { return omp_get_max_threads(); }
     #else
     #define CONVX_OPENMP 0
-    static int convx_omp_max_threads(void) { return 1; }
     #endif
     """
     const int CONVX_OPENMP
-    int convx_omp_max_threads() noexcept nogil
 
 
 def openmp_enabled():
     """True when this extension was compiled with OpenMP."""
     return bool(CONVX_OPENMP)
-
-
-def openmp_max_threads():
-    """omp_get_max_threads(): OMP_NUM_THREADS, or what threadpoolctl set (1 without OpenMP)."""
-    return convx_omp_max_threads()
 
 
 ctypedef fused pad_t:
@@ -209,6 +200,158 @@ cdef Geom _geom(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
     G.pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 \
         and OH == H and OW == W
     return G
+
+
+# --------------------------------------------------------------------------
+# The direct path (unit horizontal stride): pad one image into the thread's
+# scratch, then run the SIMD micro-kernel of _direct.h over it.
+# --------------------------------------------------------------------------
+
+cdef extern from "_direct.h" nogil:
+    void cvx_direct_f32(const float* xpad, Py_ssize_t row_step, const float* wt,
+                        const Py_ssize_t* off, Py_ssize_t K, Py_ssize_t F, const float* bias,
+                        float* out, Py_ssize_t OH, Py_ssize_t OW)
+    void cvx_direct_f64(const double* xpad, Py_ssize_t row_step, const double* wt,
+                        const Py_ssize_t* off, Py_ssize_t K, Py_ssize_t F, const double* bias,
+                        double* out, Py_ssize_t OH, Py_ssize_t OW)
+    void cvx_wgrad_f32(const float* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
+                       Py_ssize_t K, const float* g, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
+                       float* dw)
+    void cvx_wgrad_f64(const double* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
+                       Py_ssize_t K, const double* g, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
+                       double* dw)
+    int cvx_direct_fast()
+
+
+def direct_fast():
+    """True when the direct kernels run vectorised on this CPU (see _direct.h)."""
+    return bool(cvx_direct_fast())
+
+
+cdef void _pad_into(const floating[:, :, ::1] src,   # IN  (C, H, W)
+                    floating[::1] dst,                # OUT (C*Hp*Wp + slack,), all written
+                    Py_ssize_t Hp, Py_ssize_t Wp,
+                    Py_ssize_t top, Py_ssize_t left) noexcept nogil:
+    """dst[c, r, s] = src[c, r - top, s - left], zero outside src; a negative
+    top or left crops instead of padding.  The slack after the image is zeroed."""
+    cdef Py_ssize_t C = src.shape[0], H = src.shape[1], W = src.shape[2]
+    cdef Py_ssize_t c, r, s, i, s0, s1, base
+    s0 = left if left > 0 else 0                 # first column that holds data
+    s1 = W + left if W + left < Wp else Wp       # one past the last
+    if s1 < s0:
+        s1 = s0
+    for c in range(C):
+        for r in range(Hp):
+            base = (c * Hp + r) * Wp
+            i = r - top
+            if i < 0 or i >= H or s0 == s1:
+                for s in range(Wp):
+                    dst[base + s] = 0
+                continue
+            for s in range(s0):
+                dst[base + s] = 0
+            for s in range(s0, s1):
+                dst[base + s] = src[c, i, s - left]
+            for s in range(s1, Wp):
+                dst[base + s] = 0
+    for s in range(C * Hp * Wp, dst.shape[0]):
+        dst[s] = 0
+
+
+cdef inline void _direct(const floating* xpad, Py_ssize_t row_step, const floating* wt,
+                         const Py_ssize_t* off, Py_ssize_t K, Py_ssize_t F,
+                         const floating* bias, floating* out,
+                         Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    if floating is float:
+        cvx_direct_f32(xpad, row_step, wt, off, K, F, bias, out, OH, OW)
+    else:
+        cvx_direct_f64(xpad, row_step, wt, off, K, F, bias, out, OH, OW)
+
+
+cdef void _direct_image(const floating[:, :, ::1] src,    # IN  (groups*Cs, Hs, Ws)
+                        const floating[:, :, ::1] wt,     # IN  (groups, K, F_pad)
+                        const Py_ssize_t[::1] off,        # IN  (K,)
+                        const floating[::1] bias,         # IN  (groups*Fo,) or (0,)
+                        floating[:, :, ::1] out,          # OUT (groups*Fo, OH, OW)
+                        floating[::1] pad,                # scratch (Cs*Hp*Wp + slack,)
+                        Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
+                        Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step) noexcept nogil:
+    cdef Py_ssize_t g, Cs = src.shape[0] // groups, Fo = out.shape[0] // groups
+    cdef const floating* b = NULL
+    for g in range(groups):
+        _pad_into(src[g * Cs:(g + 1) * Cs], pad, Hp, Wp, top, left)
+        if bias.shape[0] > 0:
+            b = &bias[g * Fo]
+        _direct(&pad[0], row_step, &wt[g, 0, 0], &off[0], wt.shape[1], Fo, b,
+                &out[g * Fo, 0, 0], out.shape[1], out.shape[2])
+
+
+def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
+                const floating[:, :, ::1] wt,       # IN  (groups, K, F_pad)
+                const Py_ssize_t[::1] off,          # IN  (K,)
+                const floating[::1] bias,           # IN  (groups*Fo,) or (0,)
+                floating[:, :, :, ::1] out,         # OUT (N, groups*Fo, OH, OW), all written
+                floating[:, ::1] work,              # scratch (threads, Cs*Hp*Wp + slack)
+                Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
+                Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step):
+    """The direct pass: each image of ``src`` is padded (or cropped) to
+    (Cs, Hp, Wp) at offset (top, left), then
+    out[n, f, i, j] = bias[f] + sum_k wt[g, k, f] * pad[i*row_step + j + off[k]].
+    It is the forward pass (src = x) and, at stride 1, the input gradient
+    (src = grad_output, wt = the flipped, transposed weight)."""
+    cdef Py_ssize_t n, tid, nt = work.shape[0]
+    if nt == 1:
+        with nogil:
+            for n in range(src.shape[0]):
+                _direct_image(src[n], wt, off, bias, out[n], work[0], groups, Hp, Wp,
+                              top, left, row_step)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            for n in prange(src.shape[0], schedule="static"):
+                _direct_image(src[n], wt, off, bias, out[n], work[tid], groups, Hp, Wp,
+                              top, left, row_step)
+
+
+cdef void _wgrad_direct_image(const floating[:, :, ::1] x,      # IN  (groups*Cs, H, W)
+                              const floating[:, :, ::1] gout,   # IN  (groups*Fo, OH, OW)
+                              const Py_ssize_t[::1] off,        # IN  (K,)
+                              floating[:, :, :, ::1] dw,        # IN/OUT (groups*Fo, Cs, KH, KW)
+                              floating[::1] pad,                # scratch (Cs*Hp*Wp + slack,)
+                              Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
+                              Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step) noexcept nogil:
+    cdef Py_ssize_t g, Cs = x.shape[0] // groups, Fo = gout.shape[0] // groups
+    for g in range(groups):
+        _pad_into(x[g * Cs:(g + 1) * Cs], pad, Hp, Wp, top, left)
+        if floating is float:
+            cvx_wgrad_f32(&pad[0], row_step, &off[0], off.shape[0], &gout[g * Fo, 0, 0], Fo,
+                          gout.shape[1], gout.shape[2], &dw[g * Fo, 0, 0, 0])
+        else:
+            cvx_wgrad_f64(&pad[0], row_step, &off[0], off.shape[0], &gout[g * Fo, 0, 0], Fo,
+                          gout.shape[1], gout.shape[2], &dw[g * Fo, 0, 0, 0])
+
+
+def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
+                            const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
+                            const Py_ssize_t[::1] off,           # IN  (K,)
+                            floating[:, :, :, :, ::1] dw,        # OUT (threads, F, Cg, KH, KW), zeroed
+                            floating[:, ::1] work,               # scratch (threads, Cg*Hp*Wp + slack)
+                            Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
+                            Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step):
+    """dw[t] += thread t's images' share of the weight gradient, by the direct
+    kernel (unit horizontal stride); the caller sums over t."""
+    cdef Py_ssize_t n, tid, nt = work.shape[0]
+    if nt == 1:
+        with nogil:
+            for n in range(x.shape[0]):
+                _wgrad_direct_image(x[n], gout[n], off, dw[0], work[0], groups, Hp, Wp,
+                                    top, left, row_step)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            for n in prange(x.shape[0], schedule="static"):
+                _wgrad_direct_image(x[n], gout[n], off, dw[tid], work[tid], groups, Hp, Wp,
+                                    top, left, row_step)
 
 
 # --------------------------------------------------------------------------

@@ -21,21 +21,20 @@ _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
             np.dtype(np.float64): np.empty(0, np.float64)}
 
 
-def output_size(func, size, k, stride, dilation, pad_lo, pad_hi, axis):
-    """Output length along one axis; an error if the kernel does not fit."""
-    padded = size + pad_lo + pad_hi
-    span = dilation * (k - 1) + 1
-    if span > padded:
-        raise ConvxValueError(
-            f"{func}(): the kernel spans {span} along {axis} (size {k}, dilation {dilation}) "
-            f"but the padded input is only {padded} ({size} + padding {pad_lo} + {pad_hi})")
-    return (padded - span) // stride + 1
-
-
-def sizes(func, in_hw, k_hw, stride, pads, dilation):
-    oh = output_size(func, in_hw[0], k_hw[0], stride[0], dilation[0], pads[0], pads[1], "height")
-    ow = output_size(func, in_hw[1], k_hw[1], stride[1], dilation[1], pads[2], pads[3], "width")
-    return oh, ow
+def sizes(func, kernel_arg, in_hw, k_hw, stride, pads, dilation):
+    """(OH, OW); an error naming ``kernel_arg`` if the kernel does not fit."""
+    out = []
+    for axis in (0, 1):
+        padded = in_hw[axis] + pads[2 * axis] + pads[2 * axis + 1]
+        span = dilation[axis] * (k_hw[axis] - 1) + 1
+        if span > padded:
+            raise ConvxValueError(
+                f"{func}(): argument '{kernel_arg}': the kernel spans {span} along "
+                f"{('height', 'width')[axis]} (size {k_hw[axis]}, dilation {dilation[axis]}) but "
+                f"the padded input is only {padded} ({in_hw[axis]} + padding "
+                f"{pads[2 * axis]} + {pads[2 * axis + 1]})")
+        out.append((padded - span) // stride[axis] + 1)
+    return tuple(out)
 
 
 def _plan(func, dtype, n, k, p, f):
@@ -52,11 +51,80 @@ def _plan(func, dtype, n, k, p, f):
     return np.empty((threads, k, p), dtype), blas_threads
 
 
-def forward(func, x, w, bias, stride, pads, dilation, groups):
-    """conv(x, w) + bias: x (N, C, H, W), w (F, C // groups, KH, KW) -> (N, F, OH, OW)."""
+# The direct kernel (_direct.h) computes a block of this many output channels
+# times this many columns at once; its scratch needs a column block of slack.
+_DIRECT_FB = 4
+_DIRECT_JB = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
+# Tests and benchmarks switch this off to compare the two paths; on an x86-64
+# CPU without AVX2 the direct kernels are scalar and BLAS is faster.
+USE_DIRECT = _core.direct_fast()
+
+
+def _direct_pays(taps, cols, sw):
+    """The direct kernel needs a unit horizontal stride, and beats im2col + GEMM
+    when there are enough taps to sum (K >= 32) and its output-channel blocks
+    of _DIRECT_FB are not mostly padding (measured: docs/benchmarks.md)."""
+    padded = -(-cols // _DIRECT_FB) * _DIRECT_FB
+    return USE_DIRECT and sw == 1 and taps >= 32 and padded <= 1.5 * cols
+
+
+def _tap_offsets(cs, kh, kw, hp, wp, dh, dw):
+    """Where each tap (c, p, q) reads in a padded (cs, hp, wp) image, relative to
+    the output position: c*hp*wp + p*dh*wp + q*dw, in (c, p, q) order."""
+    return (np.arange(cs)[:, None, None] * (hp * wp) + np.arange(kh)[None, :, None] * (dh * wp)
+            + np.arange(kw)[None, None, :] * dw).ravel().astype(np.intp)
+
+
+def _direct_weights(w, groups, flip):
+    """The direct kernel's weights: (groups, K, F_pad), zero columns past F.
+
+    Forward: wt[g, (c, p, q), f] = w[g*Fg + f, c, p, q].  Input gradient
+    (``flip``): wt[g, (f, p, q), c] = w[g*Fg + f, c, KH-1-p, KW-1-q].
+    """
+    f, cg, kh, kw = w.shape
+    fg = f // groups
+    if flip:
+        wg = w[:, :, ::-1, ::-1].reshape(groups, fg, cg, kh, kw).transpose(0, 1, 3, 4, 2)
+        wg = wg.reshape(groups, fg * kh * kw, cg)
+    else:
+        wg = w.reshape(groups, fg, cg * kh * kw).transpose(0, 2, 1)
+    cols = wg.shape[2]
+    padded = -(-cols // _DIRECT_FB) * _DIRECT_FB
+    wt = np.zeros((groups, wg.shape[1], padded), w.dtype)
+    wt[:, :, :cols] = wg
+    return wt
+
+
+def _direct(func, src, wt, off, bias, out, groups, hp, wp, top, left, row_step):
+    """Run the direct kernel over a batch: see _core.conv_direct."""
+    n, cs = src.shape[0], src.shape[1] // groups
+    k, fo = off.shape[0], out.shape[1] // groups
+    threads, _ = _threads.plan(n, n * k * fo * out.shape[2] * out.shape[3] * groups, blas=False)
+    work = np.empty((threads, cs * hp * wp + _DIRECT_JB[src.dtype]), src.dtype)
+    _core.conv_direct(src, wt, off, _NO_BIAS[src.dtype] if bias is None else bias, out, work,
+                      groups, hp, wp, top, left, row_step)
+    return out
+
+
+def _specialised(kernel):
+    """The float32 and float64 versions of a fused kernel, by dtype: calling one
+    directly skips Cython's run-time dispatch on the buffers' types."""
+    return {np.dtype(np.float32): kernel["float"], np.dtype(np.float64): kernel["double"]}
+
+
+_FORWARD = _specialised(_core.conv_forward)
+_INPUT_GRAD = _specialised(_core.conv_input_grad)
+_WEIGHT_GRAD = _specialised(_core.conv_weight_grad)
+
+
+def forward(func, x, w, bias, stride, pads, dilation, groups, out_hw=None):
+    """conv(x, w) + bias: x (N, C, H, W), w (F, C // groups, KH, KW) -> (N, F, OH, OW).
+
+    ``out_hw``: (OH, OW) when the caller has computed them already.
+    """
     n, c, h, wd = x.shape
     f, cg, kh, kw = w.shape
-    oh, ow = sizes(func, (h, wd), (kh, kw), stride, pads, dilation)
+    oh, ow = out_hw or sizes(func, "param", (h, wd), (kh, kw), stride, pads, dilation)
     out = np.empty((n, f, oh, ow), x.dtype)
     if out.size == 0:
         return out
@@ -64,8 +132,13 @@ def forward(func, x, w, bias, stride, pads, dilation, groups):
     if k == 0:  # no input channels: the sum is empty
         out[...] = 0 if bias is None else bias[:, None, None]
         return out
+    if _direct_pays(k, f // groups, stride[1]):
+        hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
+        off = _tap_offsets(c // groups, kh, kw, hp, wp, dilation[0], dilation[1])
+        return _direct(func, x, _direct_weights(w, groups, flip=False), off, bias, out, groups,
+                       hp, wp, pads[0], pads[2], stride[0] * wp)
     work, blas = _plan(func, x.dtype, n, k, oh * ow, f)
-    _threads.run(blas, _core.conv_forward, x, w, _NO_BIAS[x.dtype] if bias is None else bias,
+    _threads.run(blas, _FORWARD[x.dtype], x, w, _NO_BIAS[x.dtype] if bias is None else bias,
                  out, work, stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2],
                  groups)
     return out
@@ -75,12 +148,18 @@ def input_grad(func, input_shape, w, gout, stride, pads, dilation, groups):
     """The gradient of sum(conv(x, w) * gout) with respect to x, x of ``input_shape``."""
     n, c, h, wd = input_shape
     f, cg, kh, kw = w.shape
-    dx = np.zeros(input_shape, w.dtype)
     k = cg * kh * kw
-    if dx.size == 0 or gout.size == 0 or k == 0:
-        return dx
+    if n * c * h * wd == 0 or gout.size == 0 or k == 0:
+        return np.zeros(input_shape, w.dtype)
+    if stride[0] == 1 and _direct_pays((f // groups) * kh * kw, cg, stride[1]):
+        hp, wp = h + (kh - 1) * dilation[0], wd + (kw - 1) * dilation[1]
+        off = _tap_offsets(f // groups, kh, kw, hp, wp, dilation[0], dilation[1])
+        return _direct(func, gout, _direct_weights(w, groups, flip=True), off, None,
+                       np.empty(input_shape, w.dtype), groups, hp, wp,
+                       (kh - 1) * dilation[0] - pads[0], (kw - 1) * dilation[1] - pads[2], wp)
+    dx = np.zeros(input_shape, w.dtype)
     work, blas = _plan(func, w.dtype, n, k, gout.shape[2] * gout.shape[3], f)
-    _threads.run(blas, _core.conv_input_grad, gout, w, dx, work, stride[0], stride[1],
+    _threads.run(blas, _INPUT_GRAD[w.dtype], gout, w, dx, work, stride[0], stride[1],
                  dilation[0], dilation[1], pads[0], pads[2], groups)
     return dx
 
@@ -91,11 +170,24 @@ def weight_grad(func, x, weight_shape, gout, stride, pads, dilation, groups):
     k = cg * kh * kw
     if k * f == 0 or gout.size == 0:
         return np.zeros(weight_shape, x.dtype)
-    work, blas = _plan(func, x.dtype, x.shape[0], k, gout.shape[2] * gout.shape[3], f)
+    n, c, h, wd = x.shape
+    oh, ow = gout.shape[2], gout.shape[3]
+    # For the weight gradient GEMM wins once the (F, K) block is large enough to
+    # amortise packing (measured: docs/benchmarks.md).
+    if _direct_pays(k, f // groups, stride[1]) and k * (f // groups) <= 4096:
+        hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
+        off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
+        threads, _ = _threads.plan(n, n * k * f * oh * ow, blas=False)
+        work = np.empty((threads, cg * hp * wp + _DIRECT_JB[x.dtype]), x.dtype)
+        dw = np.zeros((threads,) + tuple(weight_shape), x.dtype)
+        _core.conv_weight_grad_direct(x, gout, off, dw, work, groups, hp, wp, pads[0], pads[2],
+                                      stride[0] * wp)
+    else:
+        work, blas = _plan(func, x.dtype, n, k, oh * ow, f)
+        dw = np.zeros((work.shape[0],) + tuple(weight_shape), x.dtype)
+        _threads.run(blas, _WEIGHT_GRAD[x.dtype], x, gout, dw, work, stride[0], stride[1],
+                     dilation[0], dilation[1], pads[0], pads[2], groups)
     # One accumulator per thread (each thread sums its own images), then one reduction.
-    dw = np.zeros((work.shape[0],) + tuple(weight_shape), x.dtype)
-    _threads.run(blas, _core.conv_weight_grad, x, gout, dw, work, stride[0], stride[1],
-                 dilation[0], dilation[1], pads[0], pads[2], groups)
     return dw[0] if dw.shape[0] == 1 else dw.sum(axis=0)
 
 

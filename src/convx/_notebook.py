@@ -66,7 +66,7 @@ def _conv(func, x, w):
     if 0 in x.shape[2:]:  # 'same' keeps the size, even an empty one
         return np.zeros(x.shape[:1] + w.shape[:1] + x.shape[2:], dt)
     return _engine.forward(func, v.as_kernel_input(x, dt), v.as_kernel_input(w, dt), None,
-                           _UNIT, _same_pads(*w.shape[2:]), _UNIT, 1)
+                           _UNIT, _same_pads(*w.shape[2:]), _UNIT, 1, out_hw=x.shape[2:])
 
 
 def _conv_input_grad(func, x, w, gout):

@@ -17,9 +17,11 @@ import ctypes
 import os
 import threading
 
+import numpy as np
 import scipy
 
 from . import _core
+from ._validate import ConvxTypeError, ConvxValueError
 
 __all__ = ["get_num_threads", "set_num_threads", "show_config"]
 
@@ -60,39 +62,73 @@ def _find_openblas():
 _blas_path, _blas_set, _blas_get = _find_openblas()
 
 
+def _default_threads():
+    """OMP_NUM_THREADS if set, else the CPUs this process may run on.
+
+    Read once, for the whole process: OpenMP's own omp_get_max_threads() is
+    per thread (another library's omp_set_num_threads changes it in one
+    Python thread only), and a count that differed between Python threads
+    would make results differ in their last bits.
+    """
+    try:
+        n = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
+    except ValueError:
+        n = 0
+    if n < 1:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, n or 1)
+
+
+_DEFAULT_THREADS = _default_threads()
+
+
 def get_num_threads():
     """The number of threads convx uses for one call.
 
-    By default, OpenMP's ``omp_get_max_threads()`` (``OMP_NUM_THREADS``, or
-    what threadpoolctl set), else the number of CPUs this process may use.
+    ``set_num_threads(n)`` sets it; by default it is ``OMP_NUM_THREADS`` if
+    set, else the number of CPUs this process may run on, the same in every
+    Python thread.  Without OpenMP (see :func:`show_config`) batches run on one
+    thread whatever it says.
     """
-    if _user_threads is not None:
-        return _user_threads
-    if _core.openmp_enabled():
-        return max(1, _core.openmp_max_threads())
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return _DEFAULT_THREADS if _user_threads is None else _user_threads
 
 
 def set_num_threads(n):
-    """Use ``n`` threads per call from now on (``None``: back to the default)."""
+    """Use ``n`` threads per call from now on, in every Python thread.
+
+    ``None`` goes back to the default (:func:`get_num_threads`).  Calls with
+    the same number of threads give bit-identical results; a different number
+    can change the weight gradient in its last bits (its per-thread sums are
+    added in another order).
+    """
     global _user_threads
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"set_num_threads(): argument 'n' must be an int >= 1 or None, got {n!r}")
+    if n is not None:
+        if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)):
+            raise ConvxTypeError(
+                f"set_num_threads(): argument 'n' must be an int >= 1 or None, got {n!r}")
+        if n < 1:
+            raise ConvxValueError(
+                f"set_num_threads(): argument 'n' must be an int >= 1 or None, got {n!r}")
+        n = int(n)
     _user_threads = n
 
 
-def plan(n_images, macs):
+def plan(n_images, macs, blas=True):
     """``(threads, blas_threads)`` for one call of ``macs`` multiply-adds.
 
     ``threads`` OpenMP threads share the images; ``blas_threads`` is the BLAS
-    limit to hold during the call, or None to leave BLAS as it is.
+    limit to hold during the call, or None to leave BLAS as it is.  A kernel
+    that calls no BLAS (``blas=False``) only needs OpenMP.
     """
     if macs < _PARALLEL_MIN_MACS:
         return 1, None
     nt = get_num_threads()
+    omp = nt > 1 and n_images >= 2 and _core.openmp_enabled()
+    if not blas:
+        return (min(nt, n_images) if omp else 1), None
     if _blas_set is None:
         return 1, None
-    if nt > 1 and n_images >= 2 and _core.openmp_enabled():
+    if omp:
         return min(nt, n_images), 1
     return 1, nt
 
@@ -100,7 +136,7 @@ def plan(n_images, macs):
 def run(blas_threads, kernel, *args):
     """``kernel(*args)`` with BLAS limited to ``blas_threads`` threads (None: as it is)."""
     global _active, _saved
-    if blas_threads is None:
+    if blas_threads is None or _blas_set is None:
         return kernel(*args)
     with _lock:
         if _active == 0:

@@ -76,17 +76,23 @@ def nonneg_int(func, name, value):
 
 def kernel_nonempty(func, name, shape, axes):
     """Each kernel size in ``shape[axes]`` must be at least 1."""
-    if any(shape[ax] < 1 for ax in axes):
+    if min(shape[ax] for ax in axes) < 1:
         raise ConvxValueError(
             f"{func}(): argument '{name}' must have kernel sizes >= 1, got shape {shape}")
+
+
+FLOAT32, FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def float_dtype(*arrays):
     """The dtype convx computes in: float32 when the arguments promote to
     float32, float64 otherwise (ints and float16 compute in float64)."""
-    if np.result_type(*arrays) == np.float32:
-        return np.dtype(np.float32)
-    return np.dtype(np.float64)
+    kinds = {a.dtype.type for a in arrays}
+    if kinds == {np.float64}:  # the common cases, without NumPy's promotion
+        return FLOAT64
+    if kinds == {np.float32}:
+        return FLOAT32
+    return FLOAT32 if np.result_type(*arrays) == np.float32 else FLOAT64
 
 
 def as_kernel_input(a, dtype):
@@ -95,4 +101,6 @@ def as_kernel_input(a, dtype):
     Copies only when it must (wrong dtype, byte order or layout).  The core
     reads through ``const`` memoryviews, so read-only arrays are passed as is.
     """
+    if a.dtype is dtype and a.flags.c_contiguous:  # already so: skip NumPy's checks
+        return a
     return np.ascontiguousarray(a, dtype=dtype)

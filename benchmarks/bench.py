@@ -1,0 +1,929 @@
+"""convx against PyTorch's CPU convolution and a NumPy im2col, side by side in one process.
+
+    python benchmarks/bench.py [--quick] [--repeat N] [--shapes NAMES] [--dtypes LIST]
+                               [--no-loops] [--markdown docs/benchmarks.md]
+
+What it times, for each shape below, in float64 and float32, three passes:
+forward (``convx.conv{1,2}d``), input grad (``convx.conv{1,2}d_input_grad``) and
+weight grad (``convx.conv{1,2}d_weight_grad``), against
+
+* PyTorch (when installed): ``torch.nn.functional.conv{1,2}d`` and
+  ``torch.nn.grad.conv{1,2}d_input`` / ``_weight``, with ``torch.set_num_threads(2)``;
+* ``benchmarks/im2col_numpy.py``: the ordinary vectorised NumPy im2col of the
+  book / CS231n (whole-batch column matrix, one matmul; col2im by kernel taps);
+* on the notebook CIFAR and book MNIST shapes (float64, ``--no-loops`` skips
+  them), the notebook's own pure-Python loops from
+  ``benchmarks/baseline/notebook_loops.py`` (``_output_fixed``, ``_input_grad``,
+  ``_param_grad``, weights in the notebook's ``[C_in, C_out, k, k]`` layout),
+  timed once on ONE image and multiplied by the batch size (they are linear in it).
+
+Shapes (``--shapes`` takes a comma-separated list of these names, or parts of them):
+
+    cifar    notebook CIFAR  (10,3,32,32)   x 16 5x5, padding 2
+    mnist    book MNIST      (100,1,28,28)  x 16 5x5, padding 2
+    c16      (32,16,32,32)   x 32 3x3, padding 1
+    c64      (16,64,56,56)   x 64 3x3, padding 1   (the largest)
+    1d-4096  1-D (64,1,4096) x 16 k9, padding 4    (C_out = 16)
+    1d-1024  1-D (32,16,1024) x 32 k5, padding 2
+
+Method.  Inputs are standard normal from ``np.random.default_rng(0)`` (float32
+is the float64 data cast), C-contiguous, and torch gets the same memory through
+``torch.from_numpy`` (no copy is timed).  Before any timing every
+implementation's result is checked against torch (against the im2col baseline
+when torch is missing; the loops against convx on their one image): same shape
+and dtype and ``np.allclose(got, ref, rtol=tol, atol=tol * max|ref|)`` with tol
+1e-8 for float64 and 1e-3 for float32.  A case that disagrees is not timed and
+fails the run.  Timing is round-robin: each round times one sample of each
+implementation in turn (so a noisy moment on a shared machine hits all of them
+alike); a sample is enough back-to-back calls to last about ``--min-time``
+seconds and gives the time per call.  ``--repeat`` rounds; the table shows the
+minimum ("best of several") and the median, and every ratio uses the minimum:
+torch/convx = torch time / convx time, im2col/convx likewise.
+
+Targets (the run exits 1 if one fails or a result disagrees):
+
+* float64: torch/convx >= 1.0 on every pass and geometric mean >= 2.0;
+* float32: torch/convx >= 0.6 on every pass and geometric mean >= 1.0;
+* per-call overhead: conv1d of a (1,1,5) input with a (1,1,3) kernel (padding 1),
+  its input grad and weight grad, and the notebook name ``convx.conv_1d`` on a
+  length-5 signal with a length-3 kernel: median over several tight loops of
+  20000 calls <= 5 us per call;
+* working memory: the peak memory traced by ``tracemalloc`` (NumPy's array
+  allocations are traced) during one convx call on the largest shape, minus
+  the output it returns (the inputs exist before tracing starts), must not grow
+  with the batch: batch 16 <= 1.5 x batch 4 + 1 MiB.  Memory that a kernel
+  takes with C ``malloc`` is not traced; the peak resident-set growth is shown
+  beside it as a cross-check.
+
+Threads: torch on 2 threads; convx on its default (``convx.get_num_threads()``,
+reported); the im2col baseline on NumPy's BLAS with its default threads.
+
+The machine may be shared: absolute numbers are noisy, the ratios less so as
+every implementation runs in the same process, in turn.  If the environment
+sets ``OPENBLAS_CORETYPE`` or ``OPENBLAS_L2_SIZE`` (they change the kernels
+OpenBLAS picks, for NumPy's and SciPy's BLAS alike), unset them for the
+benchmark command only:
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench.py ...``.
+``--markdown PATH`` writes the tables and the run's details to PATH and a bar
+plot of torch/convx (matplotlib; ``pip install matplotlib``, for this script
+only) next to it with the suffix ``.png``.
+"""
+import argparse
+import contextlib
+import ctypes
+import datetime
+import gc
+import io
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+import timeit
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import scipy
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import convx  # noqa: E402
+import im2col_numpy  # noqa: E402
+from baseline import notebook_loops  # noqa: E402
+
+try:
+    import torch
+    import torch.nn.functional
+    import torch.nn.grad
+except ImportError:  # the benchmark still runs, without the torch columns and targets
+    torch = None
+
+TORCH_THREADS = 2
+PASSES = ("forward", "input grad", "weight grad")
+TOL = {"float64": 1e-8, "float32": 1e-3}
+TARGETS = {  # dtype: (every pass >=, geometric mean >=)
+    "float64": (1.0, 2.0),
+    "float32": (0.6, 1.0),
+}
+OVERHEAD_TARGET = 5e-6      # s per call
+MEMORY_SLACK = 1 << 20      # bytes
+MEMORY_GROWTH = 1.5         # batch 16 may use at most this times batch 4 (+ slack)
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+# --------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------
+
+class Shape:
+    def __init__(self, name, label, x, w, padding, loops=False):
+        self.name = name
+        self.label = label
+        self.x = x                  # input shape, NCHW or NCL
+        self.w = w                  # weight shape, torch layout
+        self.padding = padding
+        self.nsp = len(x) - 2
+        self.loops = loops          # the notebook's loops are timed on this shape
+
+    def out_shape(self):
+        spatial = tuple(s + 2 * self.padding - k + 1 for s, k in zip(self.x[2:], self.w[2:]))
+        return (self.x[0], self.w[0]) + spatial
+
+    def macs(self):
+        return int(np.prod(self.out_shape())) * int(np.prod(self.w[1:]))
+
+
+SHAPES = [
+    Shape("cifar", "notebook CIFAR (10,3,32,32) x16 5x5 p2", (10, 3, 32, 32), (16, 3, 5, 5), 2,
+          loops=True),
+    Shape("mnist", "book MNIST (100,1,28,28) x16 5x5 p2", (100, 1, 28, 28), (16, 1, 5, 5), 2,
+          loops=True),
+    Shape("c16", "(32,16,32,32) x32 3x3 p1", (32, 16, 32, 32), (32, 16, 3, 3), 1),
+    Shape("c64", "(16,64,56,56) x64 3x3 p1", (16, 64, 56, 56), (64, 64, 3, 3), 1),
+    Shape("1d-4096", "1-D (64,1,4096) x16 k9 p4", (64, 1, 4096), (16, 1, 9), 4),
+    Shape("1d-1024", "1-D (32,16,1024) x32 k5 p2", (32, 16, 1024), (32, 16, 5), 2),
+]
+LARGEST = "c64"
+
+
+def make_data(shape, dtype):
+    """x, w, grad_output for ``shape``: standard normal from default_rng(0), cast to dtype."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape.x)
+    w = rng.standard_normal(shape.w)
+    g = rng.standard_normal(shape.out_shape())
+    return tuple(np.ascontiguousarray(a, dtype=dtype) for a in (x, w, g))
+
+
+def convx_calls(shape, x, w, g):
+    p = shape.padding
+    if shape.nsp == 2:
+        fwd, ig, wg = convx.conv2d, convx.conv2d_input_grad, convx.conv2d_weight_grad
+    else:
+        fwd, ig, wg = convx.conv1d, convx.conv1d_input_grad, convx.conv1d_weight_grad
+    return {"forward": lambda: fwd(x, w, padding=p),
+            "input grad": lambda: ig(x.shape, w, g, padding=p),
+            "weight grad": lambda: wg(x, w.shape, g, padding=p)}
+
+
+def torch_calls(shape, x, w, g):
+    p = shape.padding
+    xt, wt, gt = (torch.from_numpy(a) for a in (x, w, g))
+    if shape.nsp == 2:
+        fwd = torch.nn.functional.conv2d
+        ig, wg = torch.nn.grad.conv2d_input, torch.nn.grad.conv2d_weight
+    else:
+        fwd = torch.nn.functional.conv1d
+        ig, wg = torch.nn.grad.conv1d_input, torch.nn.grad.conv1d_weight
+    return {"forward": lambda: fwd(xt, wt, padding=p),
+            "input grad": lambda: ig(x.shape, wt, gt, padding=p),
+            "weight grad": lambda: wg(xt, w.shape, gt, padding=p)}
+
+
+def im2col_calls(shape, x, w, g):
+    p = shape.padding
+    m = im2col_numpy
+    if shape.nsp == 2:
+        fwd, ig, wg = m.conv2d, m.conv2d_input_grad, m.conv2d_weight_grad
+    else:
+        fwd, ig, wg = m.conv1d, m.conv1d_input_grad, m.conv1d_weight_grad
+    return {"forward": lambda: fwd(x, w, 1, p),
+            "input grad": lambda: ig(x.shape, w, g, 1, p),
+            "weight grad": lambda: wg(x, w.shape, g, 1, p)}
+
+
+def loop_calls(x, w, g):
+    """The notebook's loops on the first image, weights in its [C_in, C_out, k, k] layout.
+
+    Returns {pass: (loops call, convx call on the same image, convert convx's result
+    to the loops' layout)}.
+    """
+    x1, g1 = x[:1].copy(), g[:1].copy()
+    param = np.ascontiguousarray(w.transpose(1, 0, 2, 3))
+    p = w.shape[2] // 2   # the notebook pads by k // 2
+    nl = notebook_loops
+    return {
+        "forward": (lambda: nl._output_fixed(x1, param),
+                    lambda: convx.conv2d(x1, w, padding=p), lambda r: r),
+        "input grad": (lambda: nl._input_grad(x1, g1, param),
+                       lambda: convx.conv2d_input_grad(x1.shape, w, g1, padding=p), lambda r: r),
+        "weight grad": (lambda: nl._param_grad(x1, g1, param),
+                        lambda: convx.conv2d_weight_grad(x1, w.shape, g1, padding=p),
+                        lambda r: r.transpose(1, 0, 2, 3)),
+    }
+
+
+# --------------------------------------------------------------------------
+# Checking and timing
+# --------------------------------------------------------------------------
+
+def as_numpy(r):
+    if torch is not None and isinstance(r, torch.Tensor):
+        return r.numpy()
+    return np.asarray(r)
+
+
+def agree(got, ref, dtype):
+    """(ok, max |got - ref| / max |ref|)."""
+    got, ref = as_numpy(got), as_numpy(ref)
+    if got.shape != ref.shape or got.dtype != np.dtype(dtype):
+        return False, float("inf")
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    scale = scale or 1.0
+    err = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)))) / scale
+    tol = TOL[dtype]
+    ok = bool(np.all(np.isfinite(got))) and bool(np.allclose(got, ref, rtol=tol, atol=tol * scale))
+    return ok, err
+
+
+def per_call(fn, number):
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        return (time.perf_counter() - t0) / number
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def time_round_robin(fns, repeat, min_time):
+    """{name: [seconds per call, one per round]} for already warmed-up callables."""
+    numbers = {}
+    for name, fn in fns.items():
+        t = per_call(fn, 1)
+        numbers[name] = max(1, min(100000, int(math.ceil(min_time / max(t, 1e-7)))))
+    samples = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            samples[name].append(per_call(fn, numbers[name]))
+    return samples
+
+
+class Row:
+    def __init__(self, shape, dtype, pass_):
+        self.shape, self.dtype, self.pass_ = shape, dtype, pass_
+        self.t = {}             # impl -> (min, median)
+        self.checks = {}        # impl -> (ok, rel err)
+        self.loops = None       # seconds for the whole batch (1 image x N)
+        self.loops_check = None
+
+    @property
+    def ok(self):
+        return all(ok for ok, _ in self.checks.values()) and (
+            self.loops_check is None or self.loops_check[0])
+
+    def ratio(self, impl):
+        if impl not in self.t or "convx" not in self.t:
+            return None
+        return self.t[impl][0] / self.t["convx"][0]
+
+    def loops_ratio(self):
+        if self.loops is None or "convx" not in self.t:
+            return None
+        return self.loops / self.t["convx"][0]
+
+
+_T0 = time.perf_counter()
+
+
+def log(msg):
+    print(f"[{time.perf_counter() - _T0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
+def run_case(shape, dtype, args):
+    x, w, g = make_data(shape, dtype)
+    impls = {"convx": convx_calls(shape, x, w, g)}
+    if torch is not None:
+        impls["torch"] = torch_calls(shape, x, w, g)
+    impls["im2col"] = im2col_calls(shape, x, w, g)
+    ref_impl = "torch" if torch is not None else "im2col"
+    rows = []
+    for pass_ in PASSES:
+        row = Row(shape, dtype, pass_)
+        # The first call of each is the check and the warm-up.
+        results = {name: calls[pass_]() for name, calls in impls.items()}
+        ref = results[ref_impl]
+        for name, r in results.items():
+            if name != ref_impl:
+                row.checks[name] = agree(r, ref, dtype)
+        del results, ref
+        if not row.ok:
+            log(f"  MISMATCH {shape.name} {dtype} {pass_}: {row.checks}")
+            rows.append(row)
+            continue
+        order = ["torch", "convx", "im2col"] if torch is not None else ["convx", "im2col"]
+        samples = time_round_robin({n: impls[n][pass_] for n in order},
+                                   args.repeat, args.min_time)
+        for name, s in samples.items():
+            row.t[name] = (min(s), statistics.median(s))
+        rows.append(row)
+    if shape.loops and dtype == "float64" and not args.no_loops:
+        for row, (pass_, (loop_fn, convx_fn, to_loops)) in zip(rows, loop_calls(x, w, g).items()):
+            if not row.t:
+                continue
+            log(f"  notebook loops {shape.name} {pass_} on 1 image ...")
+            t0 = time.perf_counter()
+            ref = loop_fn()
+            row.loops = (time.perf_counter() - t0) * shape.x[0]
+            row.loops_check = agree(to_loops(convx_fn()), ref, dtype)
+    return rows
+
+
+# --------------------------------------------------------------------------
+# Per-call overhead and working memory
+# --------------------------------------------------------------------------
+
+def overhead(calls, loops):
+    x = np.random.default_rng(0).standard_normal((1, 1, 5))
+    w = np.random.default_rng(1).standard_normal((1, 1, 3))
+    g = np.random.default_rng(2).standard_normal((1, 1, 5))
+    x1, w1 = x[0, 0].copy(), w[0, 0].copy()
+    cases = [
+        ("convx.conv1d", lambda: convx.conv1d(x, w, padding=1), True),
+        ("convx.conv1d_input_grad", lambda: convx.conv1d_input_grad(x.shape, w, g, padding=1), True),
+        ("convx.conv1d_weight_grad",
+         lambda: convx.conv1d_weight_grad(x, w.shape, g, padding=1), True),
+        ("convx.conv_1d (notebook name)", lambda: convx.conv_1d(x1, w1), True),
+    ]
+    if torch is not None:
+        xt, wt, gt = (torch.from_numpy(a) for a in (x, w, g))
+        cases += [
+            ("torch conv1d", lambda: torch.nn.functional.conv1d(xt, wt, padding=1), False),
+            ("torch conv1d_input", lambda: torch.nn.grad.conv1d_input(x.shape, wt, gt, padding=1),
+             False),
+            ("torch conv1d_weight",
+             lambda: torch.nn.grad.conv1d_weight(xt, w.shape, gt, padding=1), False),
+        ]
+    cases.append(("notebook loops conv_1d", lambda: notebook_loops.conv_1d(x1, w1), False))
+    out = []
+    for name, fn, target in cases:
+        fn()
+        n = calls
+        if not target:  # information only: keep slow calls from taking long
+            n = max(20, min(calls, int(0.1 / max(per_call(fn, 10), 1e-9))))
+        ts = [t / n for t in timeit.Timer(fn).repeat(repeat=loops, number=n)]
+        out.append((name, statistics.median(ts), min(ts), target))
+    return out
+
+
+def _rss_kib(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_hwm():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _malloc_trim():
+    """Give free heap memory back to the system, so that the RSS peak sees new allocations."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def traced_extra(fn):
+    """(tracemalloc peak minus the returned array, peak RSS growth minus it or None)."""
+    gc.collect()
+    _malloc_trim()
+    rss0 = _rss_kib("VmRSS")
+    can_rss = rss0 is not None and _reset_hwm()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        r = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    hwm = _rss_kib("VmHWM") if can_rss else None
+    nbytes = as_numpy(r).nbytes
+    rss = None if hwm is None else hwm * 1024 - rss0 * 1024 - nbytes
+    del r
+    gc.collect()
+    return peak - nbytes, rss
+
+
+def memory(dtypes, with_im2col):
+    shape = next(s for s in SHAPES if s.name == LARGEST)
+    rows = []
+    for dtype in dtypes:
+        per_batch = {}
+        for n in (4, 16):
+            sub = Shape(shape.name, shape.label, (n,) + shape.x[1:], shape.w, shape.padding)
+            x, w, g = make_data(sub, dtype)
+            calls = convx_calls(sub, x, w, g)
+            for pass_ in PASSES:
+                calls[pass_]()   # warm-up outside the trace
+                per_batch[(n, pass_)] = traced_extra(calls[pass_])
+            if with_im2col and n == 16:
+                icalls = im2col_calls(sub, x, w, g)
+                for pass_ in PASSES:
+                    per_batch[("im2col", pass_)] = traced_extra(icalls[pass_])
+            del x, w, g, calls
+        k = int(np.prod(shape.w[1:]))
+        p = int(np.prod(shape.out_shape()[2:]))
+        whole = 16 * k * p * np.dtype(dtype).itemsize
+        for pass_ in PASSES:
+            e4, r4 = per_batch[(4, pass_)]
+            e16, r16 = per_batch[(16, pass_)]
+            ok = e16 <= MEMORY_GROWTH * e4 + MEMORY_SLACK
+            rows.append({"dtype": dtype, "pass": pass_, "extra4": e4, "extra16": e16,
+                         "rss4": r4, "rss16": r16, "ok": ok, "whole": whole,
+                         "im2col": per_batch.get(("im2col", pass_), (None, None))[0]})
+    return rows
+
+
+# --------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------
+
+def fmt_time(t):
+    if t is None:
+        return "-"
+    if t >= 1:
+        return f"{t:.2f} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.2f} ms"
+    return f"{t * 1e6:.1f} us"
+
+
+def fmt_ratio(r):
+    if r is None:
+        return "-"
+    return f"{r:,.0f}x" if r >= 100 else f"{r:.2f}x"
+
+
+def fmt_mib(b):
+    return "-" if b is None else f"{b / 2**20:.1f} MiB"
+
+
+def verdict(row):
+    if not row.ok:
+        return "MISMATCH"
+    r = row.ratio("torch")
+    if r is None:
+        return "n/a"
+    return "PASS" if r >= TARGETS[row.dtype][0] else "FAIL"
+
+
+def table_rows(rows):
+    out = []
+    for r in rows:
+        errs = dict(r.checks)
+        if r.loops_check is not None:
+            errs["loops"] = r.loops_check
+        out.append({
+            "shape": r.shape.label,
+            "pass": r.pass_,
+            "dtype": r.dtype,
+            "torch min": fmt_time(r.t.get("torch", (None,))[0]),
+            "torch med": fmt_time(r.t.get("torch", (None, None))[1]),
+            "convx min": fmt_time(r.t.get("convx", (None,))[0]),
+            "convx med": fmt_time(r.t.get("convx", (None, None))[1]),
+            "im2col min": fmt_time(r.t.get("im2col", (None,))[0]),
+            "im2col med": fmt_time(r.t.get("im2col", (None, None))[1]),
+            "loops (1 img x N)": fmt_time(r.loops),
+            "torch/convx": fmt_ratio(r.ratio("torch")),
+            "im2col/convx": fmt_ratio(r.ratio("im2col")),
+            "loops/convx": fmt_ratio(r.loops_ratio()),
+            "max rel err": ", ".join(f"{k} {e:.0e}" if ok else f"{k} WRONG ({e:.0e})"
+                                     for k, (ok, e) in errs.items()),
+            "target": f">= {TARGETS[r.dtype][0]:g}",
+            "verdict": verdict(r),
+        })
+    return out
+
+
+def text_table(rs):
+    cols = list(rs[0])
+    widths = {c: max(len(c), *(len(r[c]) for r in rs)) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols),
+             "  ".join("-" * widths[c] for c in cols)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in cols) for r in rs]
+    return "\n".join(lines)
+
+
+def md_table(rs):
+    cols = list(rs[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    out += ["| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |" for r in rs]
+    return "\n".join(out)
+
+
+def status(ok, fail="FAIL"):
+    return "SKIP" if ok is None else "PASS" if ok else fail
+
+
+def geomean(xs):
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def summaries(rows, overhead_rows, memory_rows):
+    """[(ok, text)] for every target; ok is None for a target that could not be measured."""
+    out = []
+    if not all(r.ok for r in rows):
+        bad = [f"{r.shape.name} {r.dtype} {r.pass_}" for r in rows if not r.ok]
+        out.append((False, "correctness: results disagree on " + ", ".join(bad)))
+    else:
+        out.append((True, f"correctness: all {len(rows)} cases agree ("
+                          + ("convx and im2col against torch" if torch is not None
+                             else "convx against im2col")
+                          + ("; the loops against convx on one image"
+                             if any(r.loops_check for r in rows) else "") + ")"))
+    for dtype, (floor, gm_target) in TARGETS.items():
+        rs = [r for r in rows if r.dtype == dtype and r.ok]
+        if not rs:
+            continue
+        if torch is None:
+            out.append((None, f"{dtype}: torch/convx targets skipped (torch is not installed)"))
+            continue
+        ratios = [(r.ratio("torch"), r) for r in rs]
+        worst, wr = min(ratios, key=lambda t: t[0])
+        gm = geomean([t[0] for t in ratios])
+        ok = worst >= floor and gm >= gm_target
+        out.append((ok, f"{dtype}: torch/convx geometric mean {gm:.2f}x (target >= {gm_target:g}), "
+                        f"lowest {worst:.2f}x on {wr.shape.name} {wr.pass_} "
+                        f"(target every pass >= {floor:g}), over {len(rs)} passes"))
+    for name, med, _, target in overhead_rows:
+        if target:
+            out.append((med <= OVERHEAD_TARGET,
+                        f"overhead: {name} tiny input {med * 1e6:.2f} us per call "
+                        f"(median; target <= {OVERHEAD_TARGET * 1e6:g} us)"))
+    for m in memory_rows:
+        out.append((m["ok"], f"memory: {m['dtype']} {m['pass']} on (N,64,56,56): extra "
+                             f"{fmt_mib(m['extra4'])} at N=4, {fmt_mib(m['extra16'])} at N=16 "
+                             f"(target: N=16 <= {MEMORY_GROWTH:g} x N=4 + 1 MiB)"))
+    return out
+
+
+def overhead_table(overhead_rows):
+    return [{"call (1-D, length 5, kernel 3)": name, "median per call": f"{med * 1e6:.2f} us",
+             "min per call": f"{mn * 1e6:.2f} us",
+             "target": (f"<= {OVERHEAD_TARGET * 1e6:g} us" if target else "info"),
+             "verdict": ("PASS" if med <= OVERHEAD_TARGET else "FAIL") if target else "-"}
+            for name, med, mn, target in overhead_rows]
+
+
+def memory_table(memory_rows):
+    out = []
+    for m in memory_rows:
+        out.append({
+            "dtype": m["dtype"], "pass": m["pass"],
+            "convx extra N=4": fmt_mib(m["extra4"]), "convx extra N=16": fmt_mib(m["extra16"]),
+            "RSS growth N=4": fmt_mib(m["rss4"]), "RSS growth N=16": fmt_mib(m["rss16"]),
+            "im2col baseline extra N=16": fmt_mib(m["im2col"]),
+            "whole-batch column matrix N=16": fmt_mib(m["whole"]),
+            "verdict": "PASS" if m["ok"] else "FAIL",
+        })
+    return out
+
+
+def blas_threads():
+    """{library file: threads} for the OpenBLAS copies loaded (NumPy's, SciPy's)."""
+    out = {}
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({ln.split()[-1] for ln in f
+                            if "openblas" in ln.lower() and ln.split()[-1].startswith("/")})
+    except OSError:
+        return out
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for sym in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
+                    "openblas_get_num_threads64_", "openblas_get_num_threads"):
+            fn = getattr(lib, sym, None)
+            if fn is not None:
+                fn.restype = ctypes.c_int
+                out[os.path.basename(path)] = fn()
+                break
+    return out
+
+
+def machine_info():
+    try:
+        nproc = len(os.sched_getaffinity(0))
+    except AttributeError:
+        nproc = os.cpu_count()
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        convx.show_config()
+    return {
+        "nproc": nproc, "cpu": model, "platform": platform.platform(),
+        "python": platform.python_version(), "numpy": np.__version__,
+        "scipy": scipy.__version__, "torch": torch.__version__ if torch is not None else "not installed",
+        "convx": convx.__version__, "show_config": buf.getvalue().rstrip(),
+        "convx threads": convx.get_num_threads(),
+        "torch threads": torch.get_num_threads() if torch is not None else None,
+        "openblas env": {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ},
+        "thread env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                  "MKL_NUM_THREADS") if k in os.environ},
+    }
+
+
+def load_average():
+    try:
+        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def busy_note(load, nproc):
+    """A warning when the 1-minute load average says other work shares the cores."""
+    try:
+        one = float(load.split()[0])
+    except (ValueError, IndexError):
+        return None
+    if one <= 0.5 * nproc:
+        return None
+    return (f"the 1-minute load average ({one:.2f}) shows other work on these {nproc} cores: "
+            "the threads of every implementation wait for cores, absolute times are "
+            "inflated and the ratios are noisier than on an idle machine")
+
+
+def openblas_note(info):
+    cmd = "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench.py ..."
+    if info["openblas env"]:
+        set_ = ", ".join(f"{k}={v}" for k, v in info["openblas env"].items())
+        return (f"**This run's environment set {set_}**: these force OpenBLAS's kernel choice "
+                f"(NumPy's and SciPy's, so convx's and the im2col baseline's) away from what a "
+                f"user gets.  Unset them for the benchmark command only: `{cmd}`.")
+    return ("`OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` were unset in this run.  Where an "
+            "environment sets them (they force OpenBLAS's kernel choice), unset them for the "
+            f"benchmark command only: `{cmd}`.")
+
+
+def plot(path, rows, info, when):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (`pip install matplotlib`): no plot written"
+    timed = [r for r in rows if r.ratio("torch") is not None]
+    if not timed:
+        return "no torch ratios to plot"
+    groups = []
+    for r in timed:
+        key = (r.shape.name, r.pass_)
+        if key not in groups:
+            groups.append(key)
+    dtypes = [d for d in TARGETS if any(r.dtype == d for r in timed)]
+    fig, ax = plt.subplots(figsize=(max(8, 0.75 * len(groups) + 2), 5.5))
+    width = 0.8 / len(dtypes)
+    colors = {"float64": "#1f77b4", "float32": "#ff7f0e"}
+    for i, dtype in enumerate(dtypes):
+        xs, ys = [], []
+        for j, key in enumerate(groups):
+            r = next((r for r in timed if (r.shape.name, r.pass_) == key and r.dtype == dtype),
+                     None)
+            if r is not None:
+                xs.append(j + (i - (len(dtypes) - 1) / 2) * width)
+                ys.append(r.ratio("torch"))
+        bars = ax.bar(xs, ys, width, label=dtype, color=colors.get(dtype))
+        ax.bar_label(bars, labels=[f"{y:.2g}" for y in ys], fontsize=6, padding=1)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="black", lw=1, label="1.0 (float64: every pass)")
+    ax.axhline(0.6, color="red", lw=1, ls="--", label="0.6 (float32: every pass)")
+    short = {"forward": "fwd", "input grad": "dx", "weight grad": "dw"}
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([f"{s}\n{short[p]}" for s, p in groups], fontsize=8)
+    ax.set_ylabel("torch time / convx time (log scale; > 1: convx faster)")
+    ax.set_title(f"convx vs torch {info['torch']} CPU, {TORCH_THREADS} threads, best of several "
+                 f"({when}; nproc {info['nproc']}, {info['cpu']})", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, command, when,
+                   elapsed):
+    overall = all(ok is not False for ok, _ in sums)
+    partial = args.shapes or args.dtypes != "float64,float32"
+    lines = [
+        "# convx against PyTorch and a NumPy im2col",
+        "",
+        "Generated by `benchmarks/bench.py`; rerun it to refresh this page and its plot.",
+        "",
+        f"- date: {when}",
+        f"- command: `{command}`" + (" (a partial run)" if partial else ""),
+        f"- wall time of the run: {elapsed:.0f} s",
+        f"- machine: nproc {info['nproc']}, {info['cpu']}, {info['platform']}; load average "
+        f"(1, 5, 15 min) {info['load before']} before, {info['load after']} after",
+        f"- versions: Python {info['python']}, NumPy {info['numpy']}, SciPy {info['scipy']}, "
+        f"torch {info['torch']}, convx {info['convx']}",
+        (f"- threads: torch {info['torch threads']} (`torch.set_num_threads({TORCH_THREADS})`), "
+         if torch is not None else "- threads: torch not installed, ")
+        + f"convx {info['convx threads']} (`convx.get_num_threads()`, its default), "
+        "im2col baseline: NumPy's BLAS, default threads; OpenBLAS copies loaded and their "
+        "thread counts after the run: "
+        + (", ".join(f"{k} {v}" for k, v in info["blas threads"].items()) or "unknown")
+        + "; thread variables: "
+        + (", ".join(f"{k}={v}" for k, v in info["thread env"].items()) or "unset"),
+        f"- {openblas_note(info)}",
+    ]
+    busy = busy_note(info["load before"], info["nproc"])
+    if busy:
+        lines.append(f"- **Busy machine at the start of this run**: {busy}.")
+    lines += [
+        "",
+        "`convx.show_config()`:",
+        "",
+        "```",
+        info["show_config"],
+        "```",
+        "",
+        "**The machine is shared**: other work may have run beside the benchmark, so absolute "
+        "times are noisy.  The ratios are measured side by side in one process: every round "
+        "times torch, convx and the im2col baseline in turn on the same arrays, "
+        f"{args.repeat} rounds, each sample about {args.min_time * 1e3:g} ms of back-to-back "
+        "calls.  Ratios use the minimum over the rounds (best of several); the median is shown "
+        "beside it.  Before timing, every result is checked against torch "
+        + ("" if torch is not None else "(not installed here: against the im2col baseline) ")
+        + "(`np.allclose`, rtol = atol / max|ref| = 1e-8 in float64, 1e-3 in float32); the "
+        "max rel err column is max|got - ref| / max|ref|.",
+        "",
+        "## Targets: " + ("**PASS**" if overall else "**FAIL**"),
+        "",
+    ]
+    lines += [f"- {status(ok, '**FAIL**')}: {text}" for ok, text in sums]
+    lines += ["", "## Time per call", "", md_table(rs), ""]
+    if png is not None:
+        lines += [f"![torch time / convx time per pass]({png.name})", ""]
+    elif plot_error:
+        lines += [f"(Plot: {plot_error}.)", ""]
+    lines += [
+        "Notes:",
+        "",
+        "- Inputs: standard normal from `np.random.default_rng(0)` (float32: the float64 "
+        "data cast), weights in PyTorch's layout `(C_out, C_in, k[, k])`; the 1-D "
+        "(64,1,4096) k9 case has 16 output channels.  torch gets the same memory through "
+        "`torch.from_numpy`.",
+        "- torch calls: `torch.nn.functional.conv{1,2}d`, `torch.nn.grad.conv{1,2}d_input`, "
+        "`torch.nn.grad.conv{1,2}d_weight`, with the same int padding.",
+        "- im2col: `benchmarks/im2col_numpy.py`, the book's / CS231n's vectorised NumPy "
+        "(a whole-batch column matrix and one matmul; col2im by a loop over kernel taps).",
+        "- loops: the notebook's pure-Python loops (`benchmarks/baseline/notebook_loops.py`: "
+        "`_output_fixed`, `_input_grad`, `_param_grad`, weights as `[C_in, C_out, k, k]`), "
+        "float64 only, **timed once on one image and multiplied by the batch size** "
+        "(10 for CIFAR, 100 for MNIST); checked against convx on that image.",
+        "",
+        "## Per-call overhead",
+        "",
+        "Median (and minimum) over several tight loops of "
+        f"{args.overhead_calls} calls, float64, padding 1 (the notebook name: its 'same' "
+        "convolution of a length-5 signal).",
+        "",
+        md_table(overhead_table(ov)),
+        "",
+        "## Working memory on the largest shape, (N,64,56,56) x64 3x3 p1",
+        "",
+        "Extra = the peak memory `tracemalloc` traced during one convx call (NumPy's array "
+        "allocations are traced) minus the output it returns; the inputs exist before "
+        "tracing starts.  RSS growth (peak resident set during the call minus the resident "
+        "set before and the output) is a cross-check that also sees memory a kernel takes "
+        "with C `malloc`; it can read low when freed memory is reused.  convx's extra should "
+        "be per-thread scratch, the same for N = 4 and N = 16, unlike the baseline's "
+        "whole-batch column matrix.",
+        "",
+        md_table(memory_table(mem)),
+        "",
+    ]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer rounds and shorter samples (a smoke run, noisier)")
+    ap.add_argument("--repeat", type=int, default=None, metavar="N",
+                    help="timing rounds per case (default 7, --quick 3)")
+    ap.add_argument("--min-time", type=float, default=None, metavar="S",
+                    help="seconds of back-to-back calls per sample (default 0.02, --quick 0.005)")
+    ap.add_argument("--shapes", default="", metavar="NAMES",
+                    help="comma-separated shape names or parts of them: "
+                         + ", ".join(s.name for s in SHAPES) + " (default: all)")
+    ap.add_argument("--dtypes", default="float64,float32",
+                    help="comma-separated, from float64,float32 (default: both)")
+    ap.add_argument("--no-loops", action="store_true", help="skip the notebook's loops")
+    ap.add_argument("--markdown", metavar="PATH",
+                    help="write the report to PATH and the plot to PATH with suffix .png")
+    args = ap.parse_args(argv)
+    args.repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
+    args.min_time = args.min_time if args.min_time is not None else (0.005 if args.quick else 0.02)
+    args.overhead_calls = 5000 if args.quick else 20000
+    args.overhead_loops = 3 if args.quick else 5
+    if args.repeat < 1:
+        ap.error("--repeat must be >= 1")
+    if args.min_time <= 0:
+        ap.error("--min-time must be > 0")
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not dtypes or any(d not in TARGETS for d in dtypes):
+        ap.error("--dtypes takes float64 and/or float32")
+    wanted = [w.strip().lower() for w in args.shapes.split(",") if w.strip()]
+    shapes = [s for s in SHAPES if not wanted or any(w in s.name for w in wanted)]
+    if not shapes:
+        ap.error(f"--shapes {args.shapes!r} matches none of "
+                 + ", ".join(s.name for s in SHAPES))
+
+    if torch is not None:
+        torch.set_num_threads(TORCH_THREADS)
+    command = "python " + shlex.join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    info = machine_info()
+    info["load before"] = load_average()
+    print(f"{when}; nproc {info['nproc']}; {info['cpu']}; Python {info['python']}, NumPy "
+          f"{info['numpy']}, SciPy {info['scipy']}, torch {info['torch']}, convx {info['convx']}")
+    print(f"threads: torch {info['torch threads'] or '-'}, convx {info['convx threads']}; "
+          f"load average {info['load before']}")
+    print(f"command: {command}")
+    if info["openblas env"]:
+        print("WARNING: " + openblas_note(info).replace("**", ""))
+    busy = busy_note(info["load before"], info["nproc"])
+    if busy:
+        print("WARNING: " + busy)
+    if torch is None:
+        print("WARNING: torch is not installed: no torch columns, torch targets skipped")
+    if info["convx threads"] != TORCH_THREADS:
+        print(f"WARNING: convx runs {info['convx threads']} threads, torch {TORCH_THREADS}")
+
+    start = time.perf_counter()
+    rows = []
+    for shape in shapes:
+        for dtype in dtypes:
+            log(f"timing {shape.name} {dtype} ...")
+            rows += run_case(shape, dtype, args)
+    log("per-call overhead ...")
+    ov = overhead(args.overhead_calls, args.overhead_loops)
+    log("working memory ...")
+    mem = memory(dtypes, with_im2col=True)
+    elapsed = time.perf_counter() - start
+    info["load after"] = load_average()
+    info["blas threads"] = blas_threads()
+
+    rs = table_rows(rows)
+    sums = summaries(rows, ov, mem)
+    print()
+    print(text_table(rs))
+    print()
+    print(text_table(overhead_table(ov)))
+    print()
+    print(text_table(memory_table(mem)))
+    print()
+    for ok, text in sums:
+        print(f"{status(ok)}: {text}")
+    overall = all(ok is not False for ok, _ in sums)
+    print(f"load average after: {info['load after']} (before: {info['load before']}); "
+          f"wall time {elapsed:.0f} s")
+    print("overall:", "PASS" if overall else "FAIL")
+
+    if args.markdown:
+        md = Path(args.markdown)
+        md.parent.mkdir(parents=True, exist_ok=True)
+        png = md.with_suffix(".png")
+        err = plot(png, rows, info, when)
+        if err:
+            print(f"plot: {err}")
+            png = None
+        write_markdown(md, png, err, rs, rows, ov, mem, sums, info, args, command, when, elapsed)
+        print(f"wrote {md}" + (f" and {png}" if png else ""))
+    return 0 if overall else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

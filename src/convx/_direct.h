@@ -1,0 +1,192 @@
+/* convx: the direct-convolution micro-kernel, for unit horizontal stride.
+ *
+ * Computes, for one image and one group,
+ *
+ *     out[f, i, j] = bias[f] + sum_k  wt[k, f] * xpad[i*sh*Wp + j + off[k]]
+ *
+ * for 0 <= f < F, 0 <= i < OH, 0 <= j < OW, where k runs over the K kernel
+ * taps (c, p, q) and off[k] = c*Hp*Wp + p*dh*Wp + q*dw is where tap k reads,
+ * relative to the output position, in the zero-padded image xpad (C, Hp, Wp).
+ * This is the forward cross-correlation; the input gradient at stride 1 is
+ * the same sum over the padded output gradient with the kernel flipped (the
+ * caller builds wt and off for either).
+ *
+ * No checking is done here; the callers in _core.pyx guarantee:
+ *   - every read xpad[i*sh*Wp + j + off[k]] for j < round_up(OW, CVX_JB) lies
+ *     inside the buffer (it has CVX_JB elements of slack after the image);
+ *   - wt holds round_up(F, CVX_FB) columns, the ones past F zero.
+ *
+ * Blocking: a block of CVX_FB output channels times CVX_JB consecutive output
+ * columns is accumulated in registers (CVX_FB x 2 vectors) over all K taps,
+ * then stored.  A block that sticks out past F or OW is computed into a
+ * stack buffer and its valid part copied out.
+ *
+ * Portability: the vectors are GCC/Clang vector extensions of 32 bytes; on
+ * x86-64 each kernel is compiled for x86-64-v3 (AVX2, FMA) and for the baseline, and the
+ * loader picks one at run time (target_clones), so a portable wheel runs the
+ * fast one where the CPU has it.  Elsewhere the compiler maps the vectors to
+ * whatever SIMD the target has.  The two element types are instantiated from
+ * one body by CVX_DEFINE_DIRECT, the only macro template in convx: fused types
+ * cannot express SIMD vectors.
+ */
+#ifndef CONVX_DIRECT_H
+#define CONVX_DIRECT_H
+
+#include <stddef.h>
+#include <string.h>
+
+#define CVX_FB 4        /* output channels per register block */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CONVX_NO_CLONES)
+#define CVX_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CVX_CLONES
+#endif
+
+#define CVX_DEFINE_DIRECT(NAME, T, VT, VL)                                          \
+typedef T VT __attribute__((vector_size(32)));                                      \
+                                                                                    \
+static inline VT NAME##_load(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; } \
+static inline void NAME##_store(T *p, VT v) { memcpy(p, &v, sizeof v); }           \
+                                                                                    \
+CVX_CLONES static void NAME(                                                        \
+    const T *xpad, ptrdiff_t row_step,  /* IN: image; row_step = sh*Wp */           \
+    const T *wt, const ptrdiff_t *off, ptrdiff_t K, ptrdiff_t F,                    \
+    const T *bias,                      /* IN: (F,) or NULL */                      \
+    T *out, ptrdiff_t OH, ptrdiff_t OW) /* OUT: (F, OH, OW) */                      \
+{                                                                                   \
+    enum { JB = 2 * VL };                                                           \
+    const ptrdiff_t FP = (F + CVX_FB - 1) / CVX_FB * CVX_FB;                        \
+    T tmp[CVX_FB][JB];                                                              \
+    for (ptrdiff_t i = 0; i < OH; i++) {                                            \
+        const T *xrow = xpad + i * row_step;                                        \
+        for (ptrdiff_t j0 = 0; j0 < OW; j0 += JB) {                                 \
+            const T *xj = xrow + j0;                                                \
+            for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB) {                          \
+                VT acc[CVX_FB][2];                                                  \
+                for (int a = 0; a < CVX_FB; a++) {                                  \
+                    T b0 = (bias && f0 + a < F) ? bias[f0 + a] : (T)0;              \
+                    for (int v = 0; v < 2; v++)                                     \
+                        for (int l = 0; l < VL; l++) acc[a][v][l] = b0;             \
+                }                                                                   \
+                const T *wk = wt + f0;                                              \
+                for (ptrdiff_t k = 0; k < K; k++, wk += FP) {                       \
+                    const T *xk = xj + off[k];                                      \
+                    VT x0 = NAME##_load(xk), x1 = NAME##_load(xk + VL);             \
+                    for (int a = 0; a < CVX_FB; a++) {                              \
+                        VT wb = {0};                                                \
+                        wb += wk[a];                                                \
+                        acc[a][0] += wb * x0;                                       \
+                        acc[a][1] += wb * x1;                                       \
+                    }                                                               \
+                }                                                                   \
+                const int full_f = f0 + CVX_FB <= F, full_j = j0 + JB <= OW;        \
+                if (full_f && full_j) {                                             \
+                    for (int a = 0; a < CVX_FB; a++) {                              \
+                        T *o = out + ((f0 + a) * OH + i) * OW + j0;                 \
+                        NAME##_store(o, acc[a][0]);                                 \
+                        NAME##_store(o + VL, acc[a][1]);                            \
+                    }                                                               \
+                } else {                                                            \
+                    ptrdiff_t nf = full_f ? CVX_FB : F - f0;                        \
+                    ptrdiff_t nj = full_j ? JB : OW - j0;                           \
+                    for (int a = 0; a < CVX_FB; a++) {                              \
+                        NAME##_store(tmp[a], acc[a][0]);                            \
+                        NAME##_store(tmp[a] + VL, acc[a][1]);                       \
+                    }                                                               \
+                    for (ptrdiff_t a = 0; a < nf; a++)                              \
+                        memcpy(out + ((f0 + a) * OH + i) * OW + j0, tmp[a],         \
+                               nj * sizeof(T));                                     \
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+}
+
+/* The weight gradient, for one image and one group:
+ *
+ *     dw[f, k] += sum_{i, j} g[f, i, j] * xpad[i*sh*Wp + j + off[k]]
+ *
+ * A block of CVX_FB output channels times 2 taps is accumulated in vector
+ * registers over the whole image, then reduced.  Columns past the last full
+ * vector are summed in scalars: reading past OW would multiply the padding
+ * of g by image values, and 0 * inf is NaN.
+ */
+#define CVX_DEFINE_WGRAD(NAME, T, VT, VL)                                           \
+CVX_CLONES static void NAME(                                                        \
+    const T *xpad, ptrdiff_t row_step, const ptrdiff_t *off, ptrdiff_t K,           \
+    const T *g, ptrdiff_t F, ptrdiff_t OH, ptrdiff_t OW, /* IN: g (F, OH, OW) */    \
+    T *dw)                                               /* IN/OUT: (F, K) */       \
+{                                                                                   \
+    const ptrdiff_t jv = OW / VL * VL;                                              \
+    for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB) {                                  \
+        const ptrdiff_t nf = F - f0 < CVX_FB ? F - f0 : CVX_FB;                     \
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += 2) {                                   \
+            const ptrdiff_t nk = K - k0 < 2 ? K - k0 : 2;                           \
+            VT acc[CVX_FB][2];                                                      \
+            T sacc[CVX_FB][2];                                                      \
+            for (int a = 0; a < CVX_FB; a++)                                        \
+                for (int b = 0; b < 2; b++) {                                       \
+                    acc[a][b] = (VT){0};                                            \
+                    sacc[a][b] = 0;                                                 \
+                }                                                                   \
+            /* rows past F or K repeat the last real one; their sums are dropped */ \
+            ptrdiff_t fa[CVX_FB], kb[2];                                            \
+            for (int a = 0; a < CVX_FB; a++) fa[a] = f0 + (a < nf ? a : nf - 1);    \
+            for (int b = 0; b < 2; b++) kb[b] = off[k0 + (b < nk ? b : nk - 1)];    \
+            for (ptrdiff_t i = 0; i < OH; i++) {                                    \
+                const T *x0p = xpad + i * row_step + kb[0];                         \
+                const T *x1p = xpad + i * row_step + kb[1];                         \
+                const T *gp[CVX_FB];                                                \
+                for (int a = 0; a < CVX_FB; a++) gp[a] = g + (fa[a] * OH + i) * OW; \
+                for (ptrdiff_t j = 0; j < jv; j += VL) {                            \
+                    VT x0 = NAME##_ld(x0p + j), x1 = NAME##_ld(x1p + j);            \
+                    for (int a = 0; a < CVX_FB; a++) {                              \
+                        VT gv = NAME##_ld(gp[a] + j);                               \
+                        acc[a][0] += gv * x0;                                       \
+                        acc[a][1] += gv * x1;                                       \
+                    }                                                               \
+                }                                                                   \
+                for (ptrdiff_t j = jv; j < OW; j++)                                 \
+                    for (int a = 0; a < CVX_FB; a++) {                              \
+                        sacc[a][0] += gp[a][j] * x0p[j];                            \
+                        sacc[a][1] += gp[a][j] * x1p[j];                            \
+                    }                                                               \
+            }                                                                       \
+            for (ptrdiff_t a = 0; a < nf; a++)                                      \
+                for (ptrdiff_t b = 0; b < nk; b++) {                                \
+                    T s = sacc[a][b];                                               \
+                    for (int l = 0; l < VL; l++) s += acc[a][b][l];                 \
+                    dw[(f0 + a) * K + k0 + b] += s;                                 \
+                }                                                                   \
+        }                                                                           \
+    }                                                                               \
+}
+
+CVX_DEFINE_DIRECT(cvx_direct_f32, float, cvx_vf32, 8)
+CVX_DEFINE_DIRECT(cvx_direct_f64, double, cvx_vf64, 4)
+
+static inline cvx_vf32 cvx_wgrad_f32_ld(const float *p) { return cvx_direct_f32_load(p); }
+static inline cvx_vf64 cvx_wgrad_f64_ld(const double *p) { return cvx_direct_f64_load(p); }
+CVX_DEFINE_WGRAD(cvx_wgrad_f32, float, cvx_vf32, 8)
+CVX_DEFINE_WGRAD(cvx_wgrad_f64, double, cvx_vf64, 4)
+
+/* 1 where the kernels above run vectorised code: an x86-64 CPU with AVX2 and
+ * FMA (the fast clone), or any other target, where the compiler's own SIMD is
+ * the baseline; 0 on an x86-64 CPU without AVX2, where convx uses BLAS. */
+static int cvx_direct_fast(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CONVX_NO_CLONES)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#elif defined(__x86_64__)
+    return 0;
+#else
+    return 1;
+#endif
+}
+
+#define CVX_JB_F32 16   /* 2 * VL: the column block, and the slack xpad needs */
+#define CVX_JB_F64 8
+
+#endif

@@ -1,0 +1,38 @@
+"""Shared pytest configuration: the hypothesis profiles.
+
+* ``ci`` (the default): deterministic (derandomize, no example database), at
+  least 300 examples for every ``@given`` test, so each fuzzed pass of
+  tests/test_fuzz.py gets >= 300 cases in every CI run;
+* ``long``: random, >= 5,000 examples per test; run it before resolving a
+  reliability issue::
+
+      python -m pytest tests/test_fuzz.py --hypothesis-profile=long --hypothesis-show-statistics
+
+Both disable the per-example deadline (timings on a loaded 2-core CI machine
+are noise) and the health checks that only complain about slow or large
+examples, and print the blob that replays a failure (``@reproduce_failure``).
+"""
+from hypothesis import HealthCheck, settings
+
+_COMMON = dict(
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+settings.register_profile("ci", max_examples=300, derandomize=True, database=None, **_COMMON)
+settings.register_profile("long", max_examples=5000, derandomize=False, **_COMMON)
+
+
+def pytest_configure(config):
+    # The hypothesis plugin loads --hypothesis-profile=NAME itself; without
+    # that option the deterministic "ci" profile is the default.
+    if not config.getoption("--hypothesis-profile", default=None):
+        settings.load_profile("ci")
+    # When a @given test fails, hypothesis's pytest plugin imports libcst (if
+    # installed) to suggest a patch; libcst's import warns through
+    # mypy_extensions, and filterwarnings=error turns the failure report into
+    # an INTERNALERROR that hides the failing example.  Ignore only that one
+    # third-party warning (appended, so it takes precedence over "error").
+    config.addinivalue_line(
+        "filterwarnings", "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")

@@ -1,0 +1,394 @@
+"""Threads: convx's own OpenMP threads, calls from many Python threads, the GIL,
+set_num_threads / get_num_threads, and SciPy's OpenBLAS thread count.
+
+Every test leaves convx at its default thread count (the autouse fixture).
+"""
+import concurrent.futures
+import ctypes
+import importlib.util
+import os
+import pathlib
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import convx
+import convx._threads
+
+
+def _load_reference():
+    # --import-mode=importlib puts nothing on sys.path: load the sibling file.
+    name = "_convx_tests_reference"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, pathlib.Path(__file__).with_name("reference.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+ref = _load_reference()
+EPS64 = np.finfo(np.float64).eps
+
+
+@pytest.fixture(autouse=True)
+def default_threads():
+    convx.set_num_threads(None)
+    yield
+    convx.set_num_threads(None)
+
+
+# --------------------------------------------------------------------------
+# (a) the thread count changes nothing but the rounding
+# --------------------------------------------------------------------------
+
+X_SHAPE, W_SHAPE = (8, 8, 24, 24), (16, 8, 3, 3)
+
+
+def _three_passes(x, w, b, g, stride):
+    kw = dict(stride=stride, padding=1)
+    return (convx.conv2d(x, w, b, **kw),
+            convx.conv2d_input_grad(x.shape, w, g, **kw),
+            convx.conv2d_weight_grad(x, w.shape, g, **kw))
+
+
+def _data(dtype, stride, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(X_SHAPE).astype(dtype)
+    w = rng.standard_normal(W_SHAPE).astype(dtype)
+    b = rng.standard_normal(W_SHAPE[0]).astype(dtype)
+    oh = (X_SHAPE[2] + 2 - 3) // stride + 1
+    g = rng.standard_normal((X_SHAPE[0], W_SHAPE[0], oh, oh)).astype(dtype)
+    return x, w, b, g
+
+
+@pytest.mark.parametrize("stride", [1, 2])  # stride 1 and 2 take different kernels
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thread_counts_agree(dtype, stride):
+    x, w, b, g = _data(dtype, stride)
+    oh = g.shape[2]
+    macs = X_SHAPE[0] * W_SHAPE[0] * W_SHAPE[1] * 9 * oh * oh
+    # big enough for convx to run a batch of 8 on several threads
+    assert macs >= convx._threads._PARALLEL_MIN_MACS
+    convx.set_num_threads(2)
+    if convx._core.openmp_enabled():
+        assert convx._threads.plan(X_SHAPE[0], macs)[0] == 2
+    results = {}
+    for setting in (1, None, 2):
+        convx.set_num_threads(setting)
+        first = _three_passes(x, w, b, g, stride)
+        for _ in range(2):  # the same setting again: bit for bit the same
+            again = _three_passes(x, w, b, g, stride)
+            for a, b_ in zip(first, again):
+                assert np.array_equal(a, b_), f"threads={setting}: repeated calls differ"
+        results[setting] = first
+    # Each result is within gamma_n * sum|terms| <= n*eps/2 * sum|terms| of the
+    # exact value whatever the order of summation (Higham, section 3.1), so two
+    # thread counts differ by at most n*eps * sum|terms|; sum|terms| per element
+    # is the reference on absolute values, n the number of products summed (+1
+    # for the bias).
+    rk = dict(stride=stride, pads=(1, 1, 1, 1))
+    bounds = (ref.conv_nd(np.abs(x), np.abs(w), np.abs(b), **rk),
+              ref.conv_nd_input_grad(x.shape, np.abs(w), np.abs(g), **rk),
+              ref.conv_nd_weight_grad(np.abs(x), w.shape, np.abs(g), **rk))
+    nterms = (W_SHAPE[1] * 9 + 1, W_SHAPE[0] * 9, X_SHAPE[0] * oh * oh)
+    eps = np.finfo(dtype).eps
+    for setting in (None, 2):
+        for name, a, b_, bound, n in zip(("forward", "input_grad", "weight_grad"),
+                                         results[1], results[setting], bounds, nterms):
+            assert a.dtype == b_.dtype == np.dtype(dtype) and a.shape == b_.shape
+            err = np.abs(a.astype(np.float64) - b_)
+            atol = (n + 1) * eps * bound
+            assert np.all(err <= atol), (
+                f"{name}: threads=1 and threads={setting} differ by {err.max():.3g}")
+
+
+# --------------------------------------------------------------------------
+# (b) many Python threads at once
+# --------------------------------------------------------------------------
+
+def _shared_inputs():
+    rng = np.random.default_rng(11)
+    arrays = dict(
+        x=rng.standard_normal((4, 4, 16, 16)),
+        w=rng.standard_normal((8, 4, 3, 3)),
+        b=rng.standard_normal(8),
+        g1=rng.standard_normal((4, 8, 16, 16)),    # stride 1, padding 1
+        g2=rng.standard_normal((4, 8, 8, 8)),      # stride 2, padding 1
+        x1=rng.standard_normal((3, 4, 40)),
+        w1=rng.standard_normal((6, 2, 5)),
+        g1d=rng.standard_normal((3, 6, 17)),       # stride 2, padding 1, dilation 2, groups 2
+        xf=rng.standard_normal((4, 4, 16, 16)).astype(np.float32),
+        wf=rng.standard_normal((8, 4, 3, 3)).astype(np.float32),
+        p=rng.standard_normal((4, 8, 3, 3)),       # the notebook's (C_in, C_out, KH, KW)
+        og=rng.standard_normal((4, 8, 16, 16)),
+    )
+    for a in arrays.values():
+        a.flags.writeable = False
+    return arrays
+
+
+def _calls(a):
+    c1d = dict(stride=2, padding=1, dilation=2, groups=2)
+    return [
+        lambda: convx.conv2d(a["x"], a["w"], a["b"], padding=1),
+        lambda: convx.conv2d(a["x"], a["w"], None, stride=2, padding=1),
+        lambda: convx.conv2d(a["xf"], a["wf"], padding="same"),
+        lambda: convx.conv2d_input_grad(a["x"].shape, a["w"], a["g1"], padding=1),
+        lambda: convx.conv2d_input_grad(a["x"].shape, a["w"], a["g2"], stride=2, padding=1),
+        lambda: convx.conv2d_weight_grad(a["x"], a["w"].shape, a["g1"], padding=1),
+        lambda: convx.conv2d_weight_grad(a["x"], a["w"].shape, a["g2"], stride=2, padding=1),
+        lambda: convx.conv1d(a["x1"], a["w1"], None, **c1d),
+        lambda: convx.conv1d_input_grad(a["x1"].shape, a["w1"], a["g1d"], **c1d),
+        lambda: convx.conv1d_weight_grad(a["x1"], a["w1"].shape, a["g1d"], **c1d),
+        lambda: convx._output(a["x"], a["p"]),
+        lambda: convx._input_grad(a["x"], a["og"], a["p"]),
+        lambda: convx._param_grad(a["x"], a["og"], a["p"]),
+    ]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_concurrent_python_threads_match_serial(threads):
+    # An explicit thread count: the default may differ between Python threads
+    # (see test_default_thread_count_is_the_same_in_every_python_thread), and a
+    # different count legitimately changes the weight gradient's rounding.
+    convx.set_num_threads(threads)
+    arrays = _shared_inputs()
+    copies = {k: v.copy() for k, v in arrays.items()}
+    calls = _calls(arrays)
+    serial = [call() for call in calls]
+    blas_before = convx._threads._blas_get() if convx._threads._blas_get else None
+
+    def job(i):
+        k = (i * 7) % len(calls)  # every thread gets a mix of all calls
+        return k, calls[k]()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(job, range(8 * 200)))
+    assert len(results) == 1600
+    seen = set()
+    for k, out in results:
+        seen.add(k)
+        assert out.dtype == serial[k].dtype and out.shape == serial[k].shape
+        assert np.array_equal(out, serial[k]), f"call {k} differs from its serial result"
+    assert seen == set(range(len(calls)))
+    for k, v in arrays.items():
+        assert np.array_equal(v, copies[k]), f"input {k} was changed"
+    if blas_before is not None:
+        assert convx._threads._blas_get() == blas_before
+
+
+# --------------------------------------------------------------------------
+# (c) the GIL is released while the kernel runs
+# --------------------------------------------------------------------------
+
+def _long_call(pass_, n):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, 16, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 5, 5)).astype(np.float32)
+    if pass_ == "forward":
+        return lambda: convx.conv2d(x, w)
+    if pass_ == "forward-strided":
+        return lambda: convx.conv2d(x, w, stride=2)
+    if pass_ == "input_grad":
+        g = rng.standard_normal((n, 32, 60, 60)).astype(np.float32)
+        return lambda: convx.conv2d_input_grad(x.shape, w, g)
+    g = rng.standard_normal((n, 32, 60, 60)).astype(np.float32)
+    return lambda: convx.conv2d_weight_grad(x, w.shape, g)
+
+
+def _timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+def _calibrated_call(pass_, target=0.15):
+    """A call on a batch sized for about ``target`` seconds (the kernels' speed varies)."""
+    n = 4
+    t = min(_timed(_long_call(pass_, n)) for _ in range(2))
+    n = int(np.clip(round(n * target / max(t, 1e-6)), 2, 64))
+    return _long_call(pass_, n)
+
+
+PASSES = ["forward", "forward-strided", "input_grad", "weight_grad"]
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+def test_other_python_threads_run_during_a_call(pass_):
+    """While one thread is inside a long call, another keeps running Python.
+
+    Were the GIL held by the kernel (nearly all of the call), the main thread
+    could run no bytecode in the middle half of the call; this holds on a busy
+    machine too, as it does not depend on how fast either thread runs.
+    """
+    convx.set_num_threads(1)
+    call = _calibrated_call(pass_, target=0.1)
+    span = {}
+    started = threading.Event()
+
+    def worker():
+        started.set()
+        span["start"] = time.perf_counter()
+        call()
+        span["end"] = time.perf_counter()
+
+    th = threading.Thread(target=worker)
+    stamps = []
+    th.start()
+    started.wait()
+    while th.is_alive():
+        stamps.append(time.perf_counter())
+        sum(range(100))
+    th.join()
+    lo = span["start"] + 0.25 * (span["end"] - span["start"])
+    hi = span["end"] - 0.25 * (span["end"] - span["start"])
+    inside = sum(lo < t < hi for t in stamps)
+    assert inside >= 10, (f"the main thread ran {inside} iterations in the middle half of a "
+                          f"{span['end'] - span['start']:.3f} s call: the GIL is held")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pass_", PASSES)
+def test_two_python_threads_run_in_parallel(pass_):
+    """Two single-threaded calls from two Python threads take clearly less wall
+    time than two serial calls (the machine has 2 cores; best of 5, as it is shared)."""
+    convx.set_num_threads(1)
+    call = _calibrated_call(pass_)
+    call()  # warm up
+    ratios = []
+    for _ in range(5):
+        one = min(_timed(call) for _ in range(2))
+        barrier = threading.Barrier(3)
+
+        def worker():
+            barrier.wait()
+            call()
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for th in threads:
+            th.start()
+        barrier.wait()
+        t = time.perf_counter()
+        for th in threads:
+            th.join()
+        ratios.append((time.perf_counter() - t) / one)
+        if ratios[-1] < 1.3:
+            break
+    assert min(ratios) < 1.6, f"two concurrent calls take {min(ratios):.2f}x one call: {ratios}"
+
+
+# --------------------------------------------------------------------------
+# (d) set_num_threads / get_num_threads
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
+                                        (True, TypeError), (False, TypeError), ("2", TypeError),
+                                        (2.0, TypeError)])
+def test_set_num_threads_rejects(bad, error):
+    convx.set_num_threads(3)
+    with pytest.raises(error, match=r"set_num_threads\(\).*'n'") as info:
+        convx.set_num_threads(bad)
+    assert isinstance(info.value, AssertionError)  # convx's error classes are both
+    assert convx.get_num_threads() == 3  # unchanged by the refused call
+
+
+def test_set_num_threads_takes_numpy_ints():
+    convx.set_num_threads(np.int64(2))
+    assert convx.get_num_threads() == 2 and type(convx.get_num_threads()) is int
+
+
+def test_get_num_threads_reflects_set_num_threads():
+    default = convx.get_num_threads()
+    assert isinstance(default, int) and default >= 1
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    expected = int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0))
+    assert default == expected
+    for n in (1, 2, 5, 1):
+        convx.set_num_threads(n)
+        assert convx.get_num_threads() == n
+    convx.set_num_threads(None)
+    assert convx.get_num_threads() == default
+
+
+def _openmp_runtime():
+    """ctypes handle of the OpenMP runtime loaded in this process (convx's), or None."""
+    with open("/proc/self/maps") as maps:
+        paths = sorted({line.split()[-1] for line in maps
+                        if any(k in line for k in ("libgomp", "libomp", "libiomp"))})
+    for path in paths:
+        lib = ctypes.CDLL(path)
+        if hasattr(lib, "omp_set_num_threads"):
+            return lib
+    return None
+
+
+def test_default_thread_count_is_the_same_in_every_python_thread():
+    """convx's default must not depend on which Python thread calls.
+
+    omp_get_max_threads() reads the *calling* thread's OpenMP ICV, which
+    torch.set_num_threads, threadpoolctl or any library's omp_set_num_threads
+    change for that thread only.  If the default follows it, the main thread
+    and a worker thread run one call with different thread counts, and (the
+    weight gradient sums per-thread partial results) get different bits.
+    """
+    if not convx._core.openmp_enabled():
+        assert convx.get_num_threads() >= 1
+        return
+    omp = _openmp_runtime()
+    assert omp is not None, "convx is built with OpenMP but no OpenMP runtime is loaded"
+    omp.omp_get_max_threads.restype = ctypes.c_int
+    saved = omp.omp_get_max_threads()
+    try:
+        omp.omp_set_num_threads(1)  # what torch.set_num_threads(1) does, in this thread only
+        here = convx.get_num_threads()
+        there = {}
+        th = threading.Thread(target=lambda: there.setdefault("n", convx.get_num_threads()))
+        th.start()
+        th.join()
+        assert here == there["n"], (
+            f"get_num_threads() is {here} in the main thread and {there['n']} in another")
+    finally:
+        omp.omp_set_num_threads(saved)
+
+
+def test_set_num_threads_changes_the_plan():
+    big = 1 << 30
+    convx.set_num_threads(1)
+    assert convx._threads.plan(8, big)[0] == 1
+    convx.set_num_threads(2)
+    expected = 2 if convx._core.openmp_enabled() and convx._threads._blas_set else 1
+    assert convx._threads.plan(8, big)[0] == expected
+    assert convx._threads.plan(1, big)[0] == 1            # one image: serial
+    assert convx._threads.plan(8, 100)[0] == 1            # tiny call: serial
+
+
+# --------------------------------------------------------------------------
+# (e) SciPy's OpenBLAS thread count survives convx's calls
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting", [None, 1, 2])
+def test_blas_thread_count_restored(setting):
+    get, set_ = convx._threads._blas_get, convx._threads._blas_set
+    convx.set_num_threads(setting)
+    if get is None:
+        # no OpenBLAS convx can limit: convx must never run BLAS inside its threads
+        assert convx._threads.plan(8, 1 << 30) == (1, None)
+        return
+    original = get()
+    try:
+        for blas_n in sorted({original, 1, 3}):
+            set_(blas_n)
+            before = get()
+            for stride in (1, 2):  # both kernels
+                x, w, b, g = _data(np.float64, stride)
+                _three_passes(x, w, b, g, stride)
+                assert get() == before, f"BLAS threads {get()} after a call, {before} before"
+                convx._output(x, np.ones((8, 4, 3, 3)))
+                assert get() == before
+    finally:
+        set_(original)

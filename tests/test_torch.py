@@ -1,0 +1,260 @@
+"""The public API against PyTorch: torch.nn.functional.conv1d/conv2d and torch.nn.grad.
+
+Random configurations like tests/test_api.py's (batch 1-3, channels 1-6,
+sizes 1-12, kernels 1-5, strides and dilations 1-3, int / pair / 'valid' /
+'same' padding, groups 1, 2, 3 and depthwise, bias or not, float32 and
+float64), drawn from another seed.  Gradients with explicit padding are
+compared with torch.nn.grad.conv*_input / conv*_weight; with padding='same'
+with torch's autograd through F.conv*d(..., padding='same').
+
+Without torch this module is skipped, unless CONVX_REQUIRE_TORCH=1 (CI), in
+which case a missing torch is an import error.
+"""
+import importlib.util
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+if os.environ.get("CONVX_REQUIRE_TORCH") == "1":
+    import torch
+else:
+    torch = pytest.importorskip("torch")
+
+import torch.nn.functional as TF  # noqa: E402
+
+import convx  # noqa: E402
+import convx._engine  # noqa: E402
+
+torch.set_num_threads(1)
+
+# torch's own performance note for padding='same' with even kernels (pyproject
+# turns warnings into errors).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Using padding='same' with even kernel lengths:UserWarning")
+
+
+@pytest.fixture(params=["direct", "im2col"], autouse=True)
+def kernel_path(request, monkeypatch):
+    """Run every test through both implementations of the unit-stride passes:
+    the direct SIMD kernel and im2col + GEMM (convx._engine.USE_DIRECT; on a
+    CPU without AVX2 the direct kernel runs its slow baseline clone here)."""
+    monkeypatch.setattr(convx._engine, "USE_DIRECT", request.param == "direct")
+    return request.param
+
+
+
+def _load_reference():
+    # --import-mode=importlib puts nothing on sys.path: load the sibling file.
+    name = "_convx_tests_reference"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, pathlib.Path(__file__).with_name("reference.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+ref = _load_reference()
+
+F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+CONVX = {
+    1: (convx.conv1d, convx.conv1d_input_grad, convx.conv1d_weight_grad),
+    2: (convx.conv2d, convx.conv2d_input_grad, convx.conv2d_weight_grad),
+}
+TORCH = {
+    1: (TF.conv1d, torch.nn.grad.conv1d_input, torch.nn.grad.conv1d_weight),
+    2: (TF.conv2d, torch.nn.grad.conv2d_input, torch.nn.grad.conv2d_weight),
+}
+
+
+def tolerance(bound, nterms, dtype):
+    """Per-element tolerance between two computations of one sum of ``nterms`` products.
+
+    Each of convx and torch, in whatever order it sums, is within
+    gamma_n * sum|terms| <= n * eps/2 * (1 + O(n*eps)) of the exact value
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, section 3.1),
+    so they differ by at most about n * eps * sum|terms|; (n + 1) leaves room
+    for the bias and the O(n*eps) term.  ``bound`` is sum|terms| per element,
+    the float64 reference evaluated on absolute values.
+    """
+    return (nterms + 1) * np.finfo(dtype).eps * bound
+
+
+def assert_close(got, want, bound, nterms, dtype):
+    assert isinstance(got, np.ndarray)
+    assert got.shape == want.shape, f"shape {got.shape}, torch {want.shape}"
+    assert got.dtype == dtype == want.dtype, f"dtype {got.dtype}, torch {want.dtype}"
+    atol = tolerance(bound, nterms, dtype)
+    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    bad = ~(err <= atol)
+    assert not bad.any(), (
+        f"{bad.sum()} of {bad.size} elements off; worst {np.nanmax(err):.3g}, "
+        f"convx {got[bad][:5]}, torch {want[bad][:5]}, atol {atol[bad][:5]}")
+
+
+def _draw(rng, nsp):
+    kind = str(rng.choice(["g1", "g1", "g2", "g3", "depthwise"]))
+    if kind == "depthwise":
+        C = int(rng.integers(1, 7))
+        groups, F = C, C * int(rng.integers(1, 3))
+    else:
+        groups = int(kind[1])
+        C = groups * int(rng.integers(1, 6 // groups + 1))
+        F = groups * int(rng.integers(1, 6 // groups + 1))
+    N = int(rng.integers(1, 4))
+    sizes = [int(rng.integers(1, 13)) for _ in range(nsp)]
+    ks = [int(rng.integers(1, 6)) for _ in range(nsp)]
+    pform = str(rng.choice(["int", "pair", "valid", "same"], p=[0.3, 0.25, 0.15, 0.3]))
+    strides = [1] * nsp if pform == "same" else [int(rng.integers(1, 4)) for _ in range(nsp)]
+    dils = [int(rng.integers(1, 4)) for _ in range(nsp)]
+    if pform == "int":
+        p = int(rng.integers(0, 4))
+        padding, lohi = p, [(p, p)] * nsp
+    elif pform == "pair":
+        ps = [int(rng.integers(0, 4)) for _ in range(nsp)]
+        padding, lohi = tuple(ps), [(p, p) for p in ps]
+    elif pform == "valid":
+        padding, lohi = "valid", [(0, 0)] * nsp
+    else:
+        padding, lohi = "same", [ref.torch_same_pads(k, d) for k, d in zip(ks, dils)]
+    outs = [ref.conv_output_size(n, k, s, d, lo, hi)
+            for n, k, s, d, (lo, hi) in zip(sizes, ks, strides, dils, lohi)]
+    if None in outs:
+        return None
+    pads = (0, 0) + lohi[0] if nsp == 1 else lohi[0] + lohi[1]
+    two = (lambda v: (1,) + tuple(v)) if nsp == 1 else tuple
+    cfg = dict(nsp=nsp, N=N, C=C, F=F, groups=groups, kind=kind,
+               x_shape=(N, C, *sizes), w_shape=(F, C // groups, *ks),
+               out_shape=(N, F, *outs), stride=tuple(strides), dilation=tuple(dils),
+               padding=padding, pform=pform, bias=bool(rng.random() < 0.5),
+               dtype=F32 if rng.random() < 0.5 else F64, seed=int(rng.integers(2**31)),
+               rk=dict(stride=two(strides), dilation=two(dils), pads=pads, groups=groups))
+    cfg["id"] = (f"{nsp}d-n{N}-c{C}-f{F}-{kind}-{'x'.join(map(str, sizes))}"
+                 f"-k{'x'.join(map(str, ks))}-s{cfg['stride']}-d{cfg['dilation']}-p{padding}"
+                 f"-{'bias' if cfg['bias'] else 'nobias'}-{cfg['dtype'].name}").replace(" ", "")
+    return cfg
+
+
+def _configs(seed, n):
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        cfg = _draw(rng, nsp=2 if len(out) % 5 < 3 else 1)
+        if cfg is not None:
+            out.append(cfg)
+    return out
+
+
+CONFIGS = _configs(777, 120)
+PARAMS = [pytest.param(c, id=c["id"]) for c in CONFIGS]
+
+
+def test_configs_cover_the_brief():
+    for nsp in (1, 2):
+        cs = [c for c in CONFIGS if c["nsp"] == nsp]
+        assert {"g1", "g2", "g3", "depthwise"} <= {c["kind"] for c in cs}
+        assert any(c["kind"] == "depthwise" and c["F"] > c["C"] > 1 for c in cs)
+        assert {"int", "pair", "valid", "same"} <= {c["pform"] for c in cs}
+        assert {1, 2, 3} <= {c["stride"][-1] for c in cs}
+        assert {1, 2, 3} <= {c["dilation"][-1] for c in cs}
+        assert {True, False} == {c["bias"] for c in cs}
+        assert {F32, F64} == {c["dtype"] for c in cs}
+        assert any(c["pform"] == "same" and c["w_shape"][-1] % 2 == 0 for c in cs)
+
+
+def _arrays(cfg):
+    rng = np.random.default_rng(cfg["seed"])
+    dt = cfg["dtype"]
+    x = rng.standard_normal(cfg["x_shape"]).astype(dt)
+    w = rng.standard_normal(cfg["w_shape"]).astype(dt)
+    b = rng.standard_normal(cfg["F"]).astype(dt) if cfg["bias"] else None
+    g = rng.standard_normal(cfg["out_shape"]).astype(dt)
+    return x, w, b, g
+
+
+def _kw(cfg):
+    return dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
+                groups=cfg["groups"])
+
+
+def _torch_padding(cfg):
+    """padding for torch.nn.grad: explicit ints (it takes no strings)."""
+    return 0 if cfg["padding"] == "valid" else cfg["padding"]
+
+
+def _t(a):
+    return None if a is None else torch.from_numpy(a)
+
+
+@pytest.mark.parametrize("cfg", PARAMS)
+def test_forward(cfg):
+    x, w, b, _ = _arrays(cfg)
+    nsp = cfg["nsp"]
+    got = CONVX[nsp][0](x, w, b, **_kw(cfg))
+    want = TORCH[nsp][0](_t(x), _t(w), _t(b), **_kw(cfg)).numpy()
+    bound = ref.conv_nd(np.abs(x), np.abs(w), None if b is None else np.abs(b), **cfg["rk"])
+    assert got.shape == cfg["out_shape"]
+    assert_close(got, want, bound, w[0].size + 1, cfg["dtype"])
+
+
+def _torch_grads(cfg, x, w, g):
+    """(dx, dw) from torch: torch.nn.grad with explicit padding, autograd for 'same'."""
+    nsp = cfg["nsp"]
+    if cfg["padding"] == "same":
+        xt = torch.from_numpy(x.copy()).requires_grad_()
+        wt = torch.from_numpy(w.copy()).requires_grad_()
+        out = TORCH[nsp][0](xt, wt, None, **_kw(cfg))
+        out.backward(torch.from_numpy(g))
+        return xt.grad.numpy(), wt.grad.numpy()
+    kw = dict(_kw(cfg), padding=_torch_padding(cfg))
+    dx = TORCH[nsp][1](x.shape, _t(w), _t(g), **kw).numpy()
+    dw = TORCH[nsp][2](_t(x), w.shape, _t(g), **kw).numpy()
+    return dx, dw
+
+
+@pytest.mark.parametrize("cfg", PARAMS)
+def test_input_and_weight_grad(cfg):
+    x, w, _, g = _arrays(cfg)
+    nsp = cfg["nsp"]
+    want_dx, want_dw = _torch_grads(cfg, x, w, g)
+    dx = CONVX[nsp][1](x.shape, w, g, **_kw(cfg))
+    dw = CONVX[nsp][2](x, w.shape, g, **_kw(cfg))
+    assert dx.shape == x.shape and dw.shape == w.shape
+    bound_dx = ref.conv_nd_input_grad(x.shape, np.abs(w), np.abs(g), **cfg["rk"])
+    bound_dw = ref.conv_nd_weight_grad(np.abs(x), w.shape, np.abs(g), **cfg["rk"])
+    # dx sums over the group's filters and the taps; dw over the batch and the output positions
+    assert_close(dx, want_dx, bound_dx, (cfg["F"] // cfg["groups"]) * w[0, 0].size, cfg["dtype"])
+    assert_close(dw, want_dw, bound_dw, g[:, 0].size, cfg["dtype"])
+
+
+@pytest.mark.parametrize("nsp", [1, 2])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_training_step_matches_autograd(nsp, dtype):
+    """A layer with bias, stride 2, padding 1, dilation 2, depthwise: forward and
+    both gradients of sum(out * g) against autograd."""
+    rng = np.random.default_rng(5 + nsp)
+    sp = (13, 10)[:nsp] if nsp == 2 else (15,)
+    x = rng.standard_normal((3, 4) + sp).astype(dtype)
+    w = rng.standard_normal((8, 1) + (3,) * nsp).astype(dtype)
+    b = rng.standard_normal(8).astype(dtype)
+    kw = dict(stride=2, padding=1, dilation=2, groups=4)
+    xt, wt, bt = (torch.from_numpy(a.copy()).requires_grad_() for a in (x, w, b))
+    out_t = TORCH[nsp][0](xt, wt, bt, **kw)
+    g = rng.standard_normal(tuple(out_t.shape)).astype(dtype)
+    out_t.backward(torch.from_numpy(g))
+    out = CONVX[nsp][0](x, w, b, **kw)
+    rk = dict(stride=(1, 2) if nsp == 1 else 2, dilation=(1, 2) if nsp == 1 else 2,
+              pads=(0, 0, 1, 1) if nsp == 1 else (1, 1, 1, 1), groups=4)
+    assert_close(out, out_t.detach().numpy(),
+                 ref.conv_nd(np.abs(x), np.abs(w), np.abs(b), **rk), w[0].size + 1, dtype)
+    assert_close(CONVX[nsp][1](x.shape, w, g, **kw), xt.grad.numpy(),
+                 ref.conv_nd_input_grad(x.shape, np.abs(w), np.abs(g), **rk),
+                 2 * w[0, 0].size, dtype)
+    assert_close(CONVX[nsp][2](x, w.shape, g, **kw), wt.grad.numpy(),
+                 ref.conv_nd_weight_grad(np.abs(x), w.shape, np.abs(g), **rk),
+                 g[:, 0].size, dtype)
