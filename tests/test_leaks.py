@@ -22,9 +22,9 @@ tracemalloc tracing, and then checks, after ``gc.collect()``:
 Two call sizes:
 
 * ``serial``: tiny inputs, far below the OpenMP threshold
-  (``convx._threads._PARALLEL_MIN_MACS`` = 2**17 multiply-adds), so the batch
+  (``convx._threads._PARALLEL_MIN_MACS``, lowered to 2**17 multiply-adds here), so the batch
   runs on the calling thread;
-* ``openmp``: batch 2 and just above the threshold (1.1x to 3x, see
+* ``openmp``: batch 2, 1.1x to 9x the threshold (the smallest calls in
   ``OPENMP_MACS``), with ``set_num_threads(2)``, so the images are shared by
   two OpenMP threads (BLAS held to one thread; per-thread scratch and, for
   the weight gradient, per-thread accumulators).  ``N_OK_OMP`` = 10,000
@@ -32,13 +32,14 @@ Two call sizes:
   and far more on a machine whose cores are busy with other work (OpenMP's
   barrier then waits for a descheduled thread).
 
-Both strides 1 and 2 are used where the public API allows it, so the kernels
-for unit and non-unit strides are both exercised.
+The successful calls of every function but the pads take both of convx's
+kernels (the direct kernel and im2col + GEMM; see ``_cases``).
 
-Marked slow: about a minute and a half on the 2-core CI machine (see
-docs/reliability.md for the measured figure and the command).
+Marked slow: about 80 s on the idle 2-core CI machine, several minutes when
+its cores are busy (docs/reliability.md has the figures and the command).
 """
 import gc
+import inspect
 import os
 import time
 import tracemalloc
@@ -62,9 +63,8 @@ BAD_TRACED_LIMIT = 32 << 10
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-# multiply-adds of the smallest openmp-size calls (batch 2): the 2-D passes,
-# 2 * (2*3*3) * (16*16) * 16, and the 1-D ones at stride 2, 2 * (2*3) * 1024 * 16
-OPENMP_MACS = (147_456, 196_608)
+# multiply-adds of the smallest openmp-size calls (batch 2; see _cases)
+OPENMP_MACS = (147_456, 196_608, 262_144)
 
 VE, TE = convx.ConvxValueError, convx.ConvxTypeError
 
@@ -86,48 +86,58 @@ def rng_arrays(seed, *shapes, dtype=np.float64):
 # --------------------------------------------------------------------------
 
 def _cases(size):
-    """{name: (ok_calls, bad_calls)} for the ``serial`` or ``openmp`` size."""
-    if size == "serial":
-        n, c, h, w, f, k, L = 1, 2, 5, 6, 3, 3, 9
-    else:
-        # just above the threshold (see OPENMP_MACS): 2-D, 2 * (2*3*3) * (16*16)
-        # * 16 = 147,456 multiply-adds at stride 1, and at stride 2 on the 32x32
-        # image below; 1-D, 2 * (2*3) * 2048 * 16 = 393,216 at stride 1, half
-        # that at stride 2.
-        n, c, h, w, f, k, L = 2, 2, 16, 16, 16, 3, 2048
-    x, wt, b, x1, w1 = rng_arrays(0, (n, c, h, w), (f, c, k, k), (f,), (n, c, L), (f, c, k))
-    # stride 2 needs a bigger image to stay above the OpenMP threshold
-    hs = h if size == "serial" else 2 * h
-    (xs,) = rng_arrays(1, (n, c, hs, hs))
-    go = rng_arrays(2, (n, f, h, w))[0]                       # padding 1, stride 1: same size
-    gos = rng_arrays(3, (n, f, (hs - 1) // 2 + 1, (hs - 1) // 2 + 1))[0]  # padding 1, stride 2
-    go1 = rng_arrays(4, (n, f, L))[0]
-    go1s = rng_arrays(5, (n, f, (L - 1) // 2 + 1))[0]
-    param = np.ascontiguousarray(wt.transpose(1, 0, 2, 3))    # notebook layout (C_in, C_out, kh, kw)
-    nb_go = rng_arrays(6, (n, f, h, w))[0]                    # notebook output grad: 'same' size
-    a1 = rng_arrays(7, (L,))[0]
+    """{name: (ok_calls, bad_calls)} for the ``serial`` or ``openmp`` size.
 
-    x32, w32 = x.astype(np.float32), wt.astype(np.float32)
+    The successful calls of each function take both of convx's kernels, as
+    the engine dispatches today (``_engine._direct_pays``): the direct kernel
+    (unit horizontal stride, >= 32 taps: 4 channels x 3x3, or 4 x 9 in 1-D)
+    and im2col + GEMM (stride 2, or few taps: 1x1, 2 channels x 3x3, 4 x 3).
+    """
+    if size == "serial":
+        n, c, h, w, f, L, hs, h1 = 1, 4, 5, 6, 4, 9, 5, 5
+    else:
+        # every call at or above the threshold, the smallest just above it
+        # (OPENMP_MACS): 2 * (4*3*3) * (16*16) * 8 = 147,456 multiply-adds for
+        # the 3x3 passes (stride 2 on a 32x32 image gives the same), 2 * (2*3*3)
+        # * (16*16) * 16 for the 2-channel one, 2 * (4*3) * 1024 * 8 = 196,608
+        # for 1-D at stride 2, 2 * 4 * (64*64) * 8 = 262,144 for the 1x1 kernel.
+        n, c, h, w, f, L, hs, h1 = 2, 4, 16, 16, 8, 2048, 32, 64
+    x, wt, b, x1, w1, w1k9 = rng_arrays(0, (n, c, h, w), (f, c, 3, 3), (f,), (n, c, L),
+                                        (f, c, 3), (f, c, 9))
+    xs, x11 = rng_arrays(1, (n, c, hs, hs), (n, c, h1, h1))
+    x2, wt2 = rng_arrays(2, (n, 2, h, w), (2 * f, 2, 3, 3), dtype=np.float32)
+    go = rng_arrays(3, (n, f, h, w))[0]                        # padding 1, stride 1: same size
+    gos = rng_arrays(4, (n, f, (hs - 1) // 2 + 1, (hs - 1) // 2 + 1))[0]  # padding 1, stride 2
+    go1 = rng_arrays(5, (n, f, L))[0]                          # k=3 padding 1, k=9 padding 4
+    go1s = rng_arrays(6, (n, f, (L - 1) // 2 + 1))[0]
+    param = np.ascontiguousarray(wt.transpose(1, 0, 2, 3))     # notebook layout (C_in, C_out, kh, kw)
+    param11 = rng_arrays(7, (c, f, 1, 1))[0]
+    nb_go, nb_go11 = rng_arrays(8, (n, f, h, w), (n, f, h1, h1))  # notebook output grads ('same')
+    a1 = rng_arrays(9, (L,))[0]
+
+    # bad arrays made once: the loops time convx, not astype
+    x32, go32 = x.astype(np.float32), go.astype(np.float32)
     bad_rank = x[0, 0]
-    cplx = x.astype(np.complex128)
+    cplx, a1c, wt_c, nb_go_c = (a.astype(np.complex128) for a in (x, a1, wt, nb_go))
+    x_obj, x_str, x1_bool = x.astype(object), x.astype(str), x1.astype(bool)
 
     cases = {
         "_pad_1d": (
             [lambda: convx._pad_1d(a1, 2)],
             [(VE, lambda: convx._pad_1d(x1, 2)),                 # wrong rank
              (VE, lambda: convx._pad_1d(a1, -1)),                # negative num
-             (TE, lambda: convx._pad_1d(a1.astype(complex), 1)),  # complex
+             (TE, lambda: convx._pad_1d(a1c, 1)),                 # complex
              (TE, lambda: convx._pad_1d(list(a1), 1))]),          # a list
         "_pad_conv_input": (
             [lambda: convx._pad_conv_input(x, 1)],
             [(VE, lambda: convx._pad_conv_input(bad_rank, 1)),
              (TE, lambda: convx._pad_conv_input(x, 1.5)),
              (TE, lambda: convx._pad_conv_input(cplx, 1)),
-             (TE, lambda: convx._pad_conv_input(x.astype(object), 1))]),
+             (TE, lambda: convx._pad_conv_input(x_obj, 1))]),
         "conv2d": (
             [lambda: convx.conv2d(x, wt, b, padding=1),
              lambda: convx.conv2d(xs, wt, stride=2, padding=1),
-             lambda: convx.conv2d(x32, w32, padding="same")],
+             lambda: convx.conv2d(x2, wt2, padding="same")],
             [(VE, lambda: convx.conv2d(bad_rank, wt)),
              (VE, lambda: convx.conv2d(x[:, :1], wt)),           # channels mismatch
              (VE, lambda: convx.conv2d(x, wt, b[:-1])),          # bias length
@@ -136,13 +146,15 @@ def _cases(size):
              (TE, lambda: convx.conv2d(cplx, wt))]),
         "conv1d": (
             [lambda: convx.conv1d(x1, w1, b, padding=1),
-             lambda: convx.conv1d(x1, w1, stride=2, padding=1)],
+             lambda: convx.conv1d(x1, w1, stride=2, padding=1),
+             lambda: convx.conv1d(x1, w1k9, padding=4)],
             [(VE, lambda: convx.conv1d(x, w1)),
              (VE, lambda: convx.conv1d(x1, w1, padding=-1)),
              (VE, lambda: convx.conv1d(x1, w1, padding="full")),
-             (TE, lambda: convx.conv1d(x1.astype(bool), w1))]),
+             (TE, lambda: convx.conv1d(x1_bool, w1))]),
         "_output": (
-            [lambda: convx._output(x, param)],
+            [lambda: convx._output(x, param),
+             lambda: convx._output(x11, param11)],
             [(VE, lambda: convx._output(bad_rank, param)),
              (VE, lambda: convx._output(x, param[:1])),         # in-channels mismatch
              (TE, lambda: convx._output(cplx, param)),
@@ -152,34 +164,38 @@ def _cases(size):
              lambda: convx.conv2d_input_grad(xs.shape, wt, gos, stride=2, padding=1)],
             [(VE, lambda: convx.conv2d_input_grad(x.shape, wt, go)),   # grad_output shape
              (VE, lambda: convx.conv2d_input_grad(x.shape[:3], wt, go, padding=1)),
-             (TE, lambda: convx.conv2d_input_grad(x.shape, wt, go.astype(np.float32), padding=1)),
-             (TE, lambda: convx.conv2d_input_grad(x.shape, wt.astype(complex), go, padding=1))]),
+             (TE, lambda: convx.conv2d_input_grad(x.shape, wt, go32, padding=1)),
+             (TE, lambda: convx.conv2d_input_grad(x.shape, wt_c, go, padding=1))]),
         "conv1d_input_grad": (
             [lambda: convx.conv1d_input_grad(x1.shape, w1, go1, padding=1),
-             lambda: convx.conv1d_input_grad(x1.shape, w1, go1s, stride=2, padding=1)],
+             lambda: convx.conv1d_input_grad(x1.shape, w1, go1s, stride=2, padding=1),
+             lambda: convx.conv1d_input_grad(x1.shape, w1k9, go1, padding=4)],
             [(VE, lambda: convx.conv1d_input_grad(x1.shape, w1, go1)),
              (VE, lambda: convx.conv1d_input_grad(x1.shape, w1, go1, padding=1, dilation=0)),
              (TE, lambda: convx.conv1d_input_grad(x1.shape, w1, go1, padding=1, stride=1.0))]),
         "_input_grad": (
-            [lambda: convx._input_grad(x, nb_go, param)],
+            [lambda: convx._input_grad(x, nb_go, param),
+             lambda: convx._input_grad(x11, nb_go11, param11)],
             [(VE, lambda: convx._input_grad(x, nb_go[:, :1], param)),
              (VE, lambda: convx._input_grad(bad_rank, nb_go, param)),
-             (TE, lambda: convx._input_grad(x, nb_go.astype(complex), param))]),
+             (TE, lambda: convx._input_grad(x, nb_go_c, param))]),
         "conv2d_weight_grad": (
             [lambda: convx.conv2d_weight_grad(x, wt.shape, go, padding=1),
              lambda: convx.conv2d_weight_grad(xs, wt.shape, gos, stride=2, padding=1)],
             [(VE, lambda: convx.conv2d_weight_grad(x, wt.shape, go)),
-             (VE, lambda: convx.conv2d_weight_grad(x, (f, c + 1, k, k), go, padding=1)),
+             (VE, lambda: convx.conv2d_weight_grad(x, (f, c + 1, 3, 3), go, padding=1)),
              (TE, lambda: convx.conv2d_weight_grad(x, wt.shape, go, padding=1, groups=1.0)),
-             (TE, lambda: convx.conv2d_weight_grad(x.astype(str), wt.shape, go, padding=1))]),
+             (TE, lambda: convx.conv2d_weight_grad(x_str, wt.shape, go, padding=1))]),
         "conv1d_weight_grad": (
             [lambda: convx.conv1d_weight_grad(x1, w1.shape, go1, padding=1),
-             lambda: convx.conv1d_weight_grad(x1, w1.shape, go1s, stride=2, padding=1)],
+             lambda: convx.conv1d_weight_grad(x1, w1.shape, go1s, stride=2, padding=1),
+             lambda: convx.conv1d_weight_grad(x1, w1k9.shape, go1, padding=4)],
             [(VE, lambda: convx.conv1d_weight_grad(x1, w1.shape, go1s, padding=1)),
              (VE, lambda: convx.conv1d_weight_grad(x1, (f, c, 0), go1, padding=1)),
-             (TE, lambda: convx.conv1d_weight_grad(x1, w1.shape, list(go1), padding=1))]),
+             (TE, lambda: convx.conv1d_weight_grad(x1, w1.shape, list(go1s[0, 0, :4]), padding=1))]),
         "_param_grad": (
-            [lambda: convx._param_grad(x, nb_go, param)],
+            [lambda: convx._param_grad(x, nb_go, param),
+             lambda: convx._param_grad(x11, nb_go11, param11)],
             [(VE, lambda: convx._param_grad(x, nb_go[:, :, :-1], param)),
              (VE, lambda: convx._param_grad(x, nb_go, param[..., :0])),   # empty kernel
              (TE, lambda: convx._param_grad(x, nb_go, cplx))]),
@@ -200,10 +216,16 @@ PARAMS = [pytest.param(size, p, name, id=f"{size}-{p}-{name}")
 
 
 @pytest.fixture
-def two_threads():
-    """convx uses 2 threads (whatever OMP_NUM_THREADS says); restored afterwards."""
+def two_threads(monkeypatch):
+    """convx uses 2 threads (whatever OMP_NUM_THREADS says); restored afterwards.
+
+    The threshold below which a call stays on one thread is lowered to 2**17
+    multiply-adds, the size of the ``openmp`` cases, so that 10,000 calls on
+    the threaded path stay quick.
+    """
     if not convx._core.openmp_enabled():
         pytest.skip("convx was built without OpenMP: there is no OpenMP path to check")
+    monkeypatch.setattr(_threads, "_PARALLEL_MIN_MACS", 1 << 17)
     convx.set_num_threads(2)
     yield
     convx.set_num_threads(None)
@@ -216,10 +238,13 @@ def _run(ok_calls, bad_calls, n_ok, n_bad):
     for i in range(n_bad):
         exc, call = bad_calls[i % nb]
         try:
-            call()
+            got = call()
         except exc:
             continue
-        raise AssertionError(f"bad call #{i % nb} did not raise {exc.__name__} (call {i})")
+        raise AssertionError(
+            f"failing call #{i % nb} ({inspect.getsource(call).strip()}) did not raise "
+            f"{exc.__name__} (try {i // nb + 1}, after {n_ok} successful calls): it "
+            f"returned {type(got).__name__} {getattr(got, 'shape', '')}")
 
 
 def _traced_growth(run, n_ok, n_bad):

@@ -46,7 +46,7 @@ def default_threads():
 # (a) the thread count changes nothing but the rounding
 # --------------------------------------------------------------------------
 
-X_SHAPE, W_SHAPE = (8, 8, 24, 24), (16, 8, 3, 3)
+X_SHAPE, W_SHAPE = (8, 8, 48, 48), (16, 8, 3, 3)
 
 
 def _three_passes(x, w, b, g, stride):

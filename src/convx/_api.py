@@ -14,13 +14,18 @@ __all__ = ["conv1d", "conv2d", "conv1d_input_grad", "conv2d_input_grad",
            "conv1d_weight_grad", "conv2d_weight_grad"]
 
 
+# Strides, dilations and paddings index 64-bit memory: past this they could
+# overflow the kernels' index arithmetic, and they mean nothing real anyway.
+_GEOMETRY_MAX = 2**62
+
+
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _pair(func, name, value, nsp, minimum):
     """An int or a tuple of ``nsp`` ints, each >= ``minimum``, as a tuple."""
-    if type(value) is int and value >= minimum:  # the common case, first
+    if type(value) is int and minimum <= value <= _GEOMETRY_MAX:  # the common case, first
         return (value,) * nsp
     items = value if isinstance(value, (tuple, list)) else (value,) * nsp
     if not all(_is_int(item) for item in items):
@@ -31,6 +36,9 @@ def _pair(func, name, value, nsp, minimum):
             f"{func}(): argument '{name}' must be an int or a tuple of {nsp} ints, got {value!r}")
     if any(item < minimum for item in items):
         raise v.ConvxValueError(f"{func}(): argument '{name}' must be >= {minimum}, got {value!r}")
+    if any(item > _GEOMETRY_MAX for item in items):
+        raise v.ConvxValueError(
+            f"{func}(): argument '{name}' must be at most 2**62, got {value!r}")
     return tuple(int(item) for item in items)
 
 
@@ -43,7 +51,7 @@ def _geometry(func, nsp, kernel, stride, padding, dilation):
     """
     stride = _pair(func, "stride", stride, nsp, 1)
     dilation = _pair(func, "dilation", dilation, nsp, 1)
-    if type(padding) is int and padding >= 0:
+    if type(padding) is int and 0 <= padding <= _GEOMETRY_MAX:
         lohi = (padding, padding) * nsp
     elif isinstance(padding, str):
         if padding == "valid":
@@ -146,7 +154,7 @@ def _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride, padding, dilation
             f"{shown_shape or x_shape}")
     v.kernel_nonempty(func, w_name, w_shape, range(2, nsp + 2))
     st, pads, dil = _geometry(func, nsp, w_shape[2:], stride, padding, dilation)
-    out_hw = _engine.sizes(func, w_name, _shape4(x_shape, nsp)[2:], _shape4(w_shape, nsp)[2:],
+    out_hw = _engine.sizes(func, w_name, _shape4(x_shape, nsp)[2:], _shape4(w_shape, nsp),
                            st, pads, dil)
     return st, pads, dil, g, out_hw
 
@@ -165,14 +173,30 @@ _PLANS = {}
 _PLANS_MAX = 256
 
 
+def _plain(*values):
+    """``values`` if each is a plain int, str or tuple of plain ints, else None.
+
+    The cache may only see arguments whose equality means "same argument":
+    1 == 1.0 == True, but only the first is a valid stride.
+    """
+    for value in values:
+        if type(value) is tuple:
+            if not all(type(item) is int for item in value):
+                return None
+        elif type(value) is not int and type(value) is not str:
+            return None
+    return values
+
+
 def _planned(key, check, *args):
-    """``check(*args)``, or what it returned before for the same ``key``."""
+    """``check(*args)``, or what it returned before for the same ``key``
+    (None: no cache for this call)."""
+    if key is None:
+        return check(*args)
     try:
         return _PLANS[key]
     except KeyError:
         pass
-    except TypeError:  # an unhashable argument (a list): no cache
-        return check(*args)
     plan = check(*args)
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
@@ -202,12 +226,12 @@ def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups)
 
 
 def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
+    geometry = _plain(stride, padding, dilation, groups)
     try:
-        key = (func, x.shape, x.dtype, weight.shape, weight.dtype,
-               None if bias is None else (bias.shape, bias.dtype),
-               stride, padding, dilation, groups)
+        key = geometry and (func, x.shape, x.dtype, weight.shape, weight.dtype,
+                            None if bias is None else (bias.shape, bias.dtype), geometry)
     except AttributeError:  # not arrays: the checks say what is wrong
-        key = [None]
+        key = None
     unbatched, compute, result, (st, pads, dil, g, out_hw) = _planned(
         key, _forward_plan, func, nsp, x, weight, bias, stride, padding, dilation, groups)
     if unbatched:
@@ -245,11 +269,12 @@ def _grad_plan(func, nsp, which, shape, array, array_name, grad_output, stride, 
 
 
 def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups):
+    plain = _plain(shape if type(shape) is tuple else None, stride, padding, dilation, groups)
     try:
-        return (func, tuple(shape), array.shape, array.dtype, grad_output.shape,
-                grad_output.dtype, stride, padding, dilation, groups)
-    except (AttributeError, TypeError):  # the checks say what is wrong
-        return [None]
+        return plain and (func, array.shape, array.dtype, grad_output.shape, grad_output.dtype,
+                          plain)
+    except AttributeError:  # not arrays: the checks say what is wrong
+        return None
 
 
 def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, dilation, groups):

@@ -21,8 +21,21 @@ _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
             np.dtype(np.float64): np.empty(0, np.float64)}
 
 
-def sizes(func, kernel_arg, in_hw, k_hw, stride, pads, dilation):
-    """(OH, OW); an error naming ``kernel_arg`` if the kernel does not fit."""
+def check_gemm_sizes(func, k, p, f):
+    """BLAS takes 32-bit sizes: taps K, output positions P and filters F must fit."""
+    if max(k, p, f) > _BLAS_MAX:
+        raise ConvxValueError(
+            f"{func}(): a GEMM dimension exceeds 2**31 - 1 (kernel taps {k}, output "
+            f"positions {p}, filters {f}); split the input into smaller pieces")
+
+
+def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation):
+    """(OH, OW) for a weight of shape ``w_shape`` (F, Cg, KH, KW).
+
+    Raises, before anything is allocated, when the kernel does not fit (naming
+    ``kernel_arg``) or when the products would be too large for BLAS.
+    """
+    k_hw = w_shape[2:]
     out = []
     for axis in (0, 1):
         padded = in_hw[axis] + pads[2 * axis] + pads[2 * axis + 1]
@@ -34,6 +47,7 @@ def sizes(func, kernel_arg, in_hw, k_hw, stride, pads, dilation):
                 f"the padded input is only {padded} ({in_hw[axis]} + padding "
                 f"{pads[2 * axis]} + {pads[2 * axis + 1]})")
         out.append((padded - span) // stride[axis] + 1)
+    check_gemm_sizes(func, w_shape[1] * k_hw[0] * k_hw[1], out[0] * out[1], w_shape[0])
     return tuple(out)
 
 
@@ -43,10 +57,7 @@ def _plan(func, dtype, n, k, p, f):
     Returns ``(work, blas_threads)``; ``work.shape[0]`` is the number of
     threads.  Checks first that BLAS's 32-bit sizes can index the products.
     """
-    if max(k, p, f) > _BLAS_MAX:
-        raise ConvxValueError(
-            f"{func}(): a GEMM dimension exceeds 2**31 - 1 (kernel taps {k}, output "
-            f"positions {p}, filters {f}); split the input into smaller pieces")
+    check_gemm_sizes(func, k, p, f)
     threads, blas_threads = _threads.plan(n, n * k * p * f)
     return np.empty((threads, k, p), dtype), blas_threads
 
@@ -60,12 +71,16 @@ _DIRECT_JB = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
 USE_DIRECT = _core.direct_fast()
 
 
-def _direct_pays(taps, cols, sw):
+def _direct_pays(taps, cols, sw, image, scratch):
     """The direct kernel needs a unit horizontal stride, and beats im2col + GEMM
     when there are enough taps to sum (K >= 32) and its output-channel blocks
-    of _DIRECT_FB are not mostly padding (measured: docs/benchmarks.md)."""
+    of _DIRECT_FB are not mostly padding (measured: docs/benchmarks.md).  Its
+    scratch is the image with its zero border: a border much larger than the
+    image (a huge padding or dilation) is left to im2col, whose scratch does
+    not grow with either."""
     padded = -(-cols // _DIRECT_FB) * _DIRECT_FB
-    return USE_DIRECT and sw == 1 and taps >= 32 and padded <= 1.5 * cols
+    return (USE_DIRECT and sw == 1 and taps >= 32 and padded <= 1.5 * cols
+            and scratch <= 4 * image + 4096)
 
 
 def _tap_offsets(cs, kh, kw, hp, wp, dh, dw):
@@ -124,7 +139,7 @@ def forward(func, x, w, bias, stride, pads, dilation, groups, out_hw=None):
     """
     n, c, h, wd = x.shape
     f, cg, kh, kw = w.shape
-    oh, ow = out_hw or sizes(func, "param", (h, wd), (kh, kw), stride, pads, dilation)
+    oh, ow = out_hw or sizes(func, "param", (h, wd), w.shape, stride, pads, dilation)
     out = np.empty((n, f, oh, ow), x.dtype)
     if out.size == 0:
         return out
@@ -132,8 +147,8 @@ def forward(func, x, w, bias, stride, pads, dilation, groups, out_hw=None):
     if k == 0:  # no input channels: the sum is empty
         out[...] = 0 if bias is None else bias[:, None, None]
         return out
-    if _direct_pays(k, f // groups, stride[1]):
-        hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
+    hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
+    if _direct_pays(k, f // groups, stride[1], h * wd, hp * wp):
         off = _tap_offsets(c // groups, kh, kw, hp, wp, dilation[0], dilation[1])
         return _direct(func, x, _direct_weights(w, groups, flip=False), off, bias, out, groups,
                        hp, wp, pads[0], pads[2], stride[0] * wp)
@@ -151,8 +166,9 @@ def input_grad(func, input_shape, w, gout, stride, pads, dilation, groups):
     k = cg * kh * kw
     if n * c * h * wd == 0 or gout.size == 0 or k == 0:
         return np.zeros(input_shape, w.dtype)
-    if stride[0] == 1 and _direct_pays((f // groups) * kh * kw, cg, stride[1]):
-        hp, wp = h + (kh - 1) * dilation[0], wd + (kw - 1) * dilation[1]
+    hp, wp = h + (kh - 1) * dilation[0], wd + (kw - 1) * dilation[1]
+    if stride[0] == 1 and _direct_pays((f // groups) * kh * kw, cg, stride[1],
+                                       gout.shape[2] * gout.shape[3], hp * wp):
         off = _tap_offsets(f // groups, kh, kw, hp, wp, dilation[0], dilation[1])
         return _direct(func, gout, _direct_weights(w, groups, flip=True), off, None,
                        np.empty(input_shape, w.dtype), groups, hp, wp,
@@ -174,8 +190,8 @@ def weight_grad(func, x, weight_shape, gout, stride, pads, dilation, groups):
     oh, ow = gout.shape[2], gout.shape[3]
     # For the weight gradient GEMM wins once the (F, K) block is large enough to
     # amortise packing (measured: docs/benchmarks.md).
-    if _direct_pays(k, f // groups, stride[1]) and k * (f // groups) <= 4096:
-        hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
+    hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
+    if _direct_pays(k, f // groups, stride[1], h * wd, hp * wp) and k * (f // groups) <= 4096:
         off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
         threads, _ = _threads.plan(n, n * k * f * oh * ow, blas=False)
         work = np.empty((threads, cg * hp * wp + _DIRECT_JB[x.dtype]), x.dtype)

@@ -25,9 +25,11 @@ from ._validate import ConvxTypeError, ConvxValueError
 
 __all__ = ["get_num_threads", "set_num_threads", "show_config"]
 
-# Below this many multiply-adds a call runs on one thread: waking a team costs
-# more than it saves, and OpenBLAS runs products this small on one thread too.
-_PARALLEL_MIN_MACS = 1 << 17
+# Below this many multiply-adds (about 0.1 ms of work) a call runs on one
+# thread: waking a team costs more than it saves on an idle machine, and on a
+# busy one a thread that is not scheduled holds the whole team up for a
+# time slice.  OpenBLAS runs products this small on one thread too.
+_PARALLEL_MIN_MACS = 1 << 22
 
 _user_threads = None
 _lock = threading.Lock()

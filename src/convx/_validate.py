@@ -7,6 +7,7 @@ against the notebook (``except AssertionError``) keeps working, and code
 written against NumPy (``except ValueError`` / ``except TypeError``) works too.
 """
 import operator
+import reprlib
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def _describe(obj):
         return f"an array of dtype {obj.dtype} and shape {obj.shape}"
     if obj is None:
         return "None"
-    return f"{type(obj).__name__} {obj!r:.60}"
+    return f"{type(obj).__name__} {reprlib.repr(obj)}"
 
 
 def array(func, name, a, ndim, layout):

@@ -1,0 +1,34 @@
+"""The README's code runs as written, and shows what it says."""
+import pathlib
+import re
+
+import numpy as np
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _blocks(language):
+    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), re.S)
+
+
+def test_readme_python_blocks_run():
+    blocks = _blocks("python")
+    assert len(blocks) >= 2
+    namespaces = []
+    for block in blocks:
+        namespace = {}
+        exec(compile(block, str(README), "exec"), namespace)
+        namespaces.append(namespace)
+    drop_in, api = namespaces[0], namespaces[1]
+    assert drop_in["out"].shape == (10, 16, 32, 32)
+    assert drop_in["d_param"].shape == (3, 16, 5, 5)
+    assert api["y"].shape == (32, 32, 32, 32) and api["y"].dtype == np.float32
+    assert api["dx"].shape == api["x"].shape and api["dw"].shape == api["w"].shape
+
+
+def test_readme_opens_with_the_two_setup_commands():
+    text = README.read_text()
+    first_block = text.split("```sh\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert first_block == ['pip install . && python -m convx',
+                           'pip install ".[test]" && python -m pytest']
+    assert text.index("```sh") < text.index("```python")
