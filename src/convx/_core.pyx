@@ -23,8 +23,10 @@ implied by the output size (OH, OW), so asymmetric padding costs nothing.
 Padding is never materialised: ``_im2col`` writes zeros where a tap falls
 outside the image.
 
-The three passes are GEMMs over an im2col matrix, one image and one group at a
-time.  For one image and group, ``col`` has shape (Cg*KH*KW, OH*OW), row
+Each pass has two implementations; the engine picks one per call.
+
+**im2col + GEMM** (any stride).  One image and one group at a time, ``col``
+has shape (Cg*KH*KW, OH*OW), row
 ``(c*KH + p)*KW + q`` holding the input seen by tap (c, p, q) at each output
 position:
 
@@ -34,6 +36,17 @@ position:
 
 BLAS is column-major and our arrays are row-major, so each product is issued
 as its transpose (see ``_gemm``).
+
+**Direct** (unit horizontal stride, ``conv_direct`` and
+``conv_weight_grad_direct``).  Each image is copied with its zero border into
+the thread's scratch (``_pad_into``), and the SIMD micro-kernels of
+``_direct.h`` sum over the taps straight from it: no column matrix, no packing.
+At stride 1 the input gradient is the same forward sum over the padded output
+gradient with the kernel flipped, so ``conv_direct`` serves both.
+
+Threads: ``work.shape[0]`` is the number of threads.  One runs the batch
+serially; more run one image at a time per OpenMP thread, each with its own
+scratch (and, for the weight gradient, its own accumulator).
 """
 
 from libc.stdint cimport int64_t

@@ -66,6 +66,12 @@ def _plan(func, dtype, n, k, p, f):
 # times this many columns at once; its scratch needs a column block of slack.
 _DIRECT_FB = 4
 _DIRECT_JB = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
+# The gradients go to GEMM once the (channels x taps) block is larger than
+# these: there OpenBLAS's packing pays for itself (measured single-threaded on
+# the shapes of benchmarks/bench.py: e.g. the input gradient of 16 -> 32
+# channels 3x3, a block of 4608, is faster direct; of 64 -> 64, 36864, by GEMM).
+_DIRECT_MAX_BLOCK_INPUT_GRAD = 16384
+_DIRECT_MAX_BLOCK_WEIGHT_GRAD = 4096
 # Tests and benchmarks switch this off to compare the two paths; on an x86-64
 # CPU without AVX2 the direct kernels are scalar and BLAS is faster.
 USE_DIRECT = _core.direct_fast()
@@ -167,8 +173,9 @@ def input_grad(func, input_shape, w, gout, stride, pads, dilation, groups):
     if n * c * h * wd == 0 or gout.size == 0 or k == 0:
         return np.zeros(input_shape, w.dtype)
     hp, wp = h + (kh - 1) * dilation[0], wd + (kw - 1) * dilation[1]
-    if stride[0] == 1 and _direct_pays((f // groups) * kh * kw, cg, stride[1],
-                                       gout.shape[2] * gout.shape[3], hp * wp):
+    taps = (f // groups) * kh * kw  # the flipped kernel's: output channels x KH x KW
+    if (stride[0] == 1 and _direct_pays(taps, cg, stride[1], gout.shape[2] * gout.shape[3],
+                                        hp * wp) and taps * cg <= _DIRECT_MAX_BLOCK_INPUT_GRAD):
         off = _tap_offsets(f // groups, kh, kw, hp, wp, dilation[0], dilation[1])
         return _direct(func, gout, _direct_weights(w, groups, flip=True), off, None,
                        np.empty(input_shape, w.dtype), groups, hp, wp,
@@ -188,10 +195,9 @@ def weight_grad(func, x, weight_shape, gout, stride, pads, dilation, groups):
         return np.zeros(weight_shape, x.dtype)
     n, c, h, wd = x.shape
     oh, ow = gout.shape[2], gout.shape[3]
-    # For the weight gradient GEMM wins once the (F, K) block is large enough to
-    # amortise packing (measured: docs/benchmarks.md).
     hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
-    if _direct_pays(k, f // groups, stride[1], h * wd, hp * wp) and k * (f // groups) <= 4096:
+    if (_direct_pays(k, f // groups, stride[1], h * wd, hp * wp)
+            and k * (f // groups) <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
         off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
         threads, _ = _threads.plan(n, n * k * f * oh * ow, blas=False)
         work = np.empty((threads, cg * hp * wp + _DIRECT_JB[x.dtype]), x.dtype)
