@@ -1,4 +1,5 @@
-"""Shared pytest configuration: the hypothesis profiles.
+"""Shared pytest configuration: the hypothesis profiles, the reference's
+import path and the fixture that runs a test through both kernel paths.
 
 * ``ci`` (the default): deterministic (derandomize, no example database), at
   least 300 examples for every ``@given`` test, so each fuzzed pass of
@@ -12,7 +13,17 @@ Both disable the per-example deadline (timings on a loaded 2-core CI machine
 are noise) and the health checks that only complain about slow or large
 examples, and print the blob that replays a failure (``@reproduce_failure``).
 """
+import pathlib
+import sys
+
+import pytest
 from hypothesis import HealthCheck, settings
+
+import convx._engine
+
+# --import-mode=importlib puts nothing on sys.path; the test modules import
+# their sibling tests/reference.py (the pure-NumPy oracle) as ``reference``.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 _COMMON = dict(
     deadline=None,
@@ -36,3 +47,12 @@ def pytest_configure(config):
     # third-party warning (appended, so it takes precedence over "error").
     config.addinivalue_line(
         "filterwarnings", "ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")
+
+
+@pytest.fixture(params=["direct", "im2col"])
+def kernel_path(request, monkeypatch):
+    """Run a test through both implementations of the unit-stride passes: the
+    direct SIMD kernel and im2col + GEMM (convx._engine.USE_DIRECT; on a CPU
+    without AVX2 the direct kernel runs its slow baseline clone here)."""
+    monkeypatch.setattr(convx._engine, "USE_DIRECT", request.param == "direct")
+    return request.param

@@ -738,22 +738,8 @@ def test_notebook_family(kind, data):
 # (an independent implementation of the 'same' convolution)
 # ==========================================================================
 
-def _load_notebook_reference():
-    import importlib.util
-    import pathlib
-    import sys
-    name = "_convx_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
 def test_reference_agrees_with_the_notebook_reference():
-    nbref = _load_notebook_reference()
+    import reference as nbref  # tests/reference.py (conftest.py puts tests/ on sys.path)
     rng = np.random.default_rng(4)
     for _ in range(40):
         n, ci, co = rng.integers(0, 3), rng.integers(0, 4), rng.integers(0, 4)

@@ -8,9 +8,6 @@ Float results are compared with a tolerance derived from the dtype (see
 ``_float_tolerance``); integer results must be exact, and every result's shape
 and dtype must be exactly the documented ones.
 """
-import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -18,29 +15,10 @@ import pytest
 import convx
 import convx._engine
 
-@pytest.fixture(params=["direct", "im2col"], autouse=True)
-def kernel_path(request, monkeypatch):
-    """Run every test through both implementations of the unit-stride passes:
-    the direct SIMD kernel and im2col + GEMM (convx._engine.USE_DIRECT; on a
-    CPU without AVX2 the direct kernel runs its slow baseline clone here)."""
-    monkeypatch.setattr(convx._engine, "USE_DIRECT", request.param == "direct")
-    return request.param
+# every test runs through both kernel paths (conftest.py)
+pytestmark = pytest.mark.usefixtures("kernel_path")
 
-
-
-def _load_reference():
-    # --import-mode=importlib puts nothing on sys.path: load the sibling file.
-    name = "_convx_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
+import reference as ref  # noqa: E402  (tests/reference.py; see conftest.py)
 
 EPS64 = np.finfo(np.float64).eps
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)

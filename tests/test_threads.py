@@ -5,10 +5,7 @@ Every test leaves convx at its default thread count (the autouse fixture).
 """
 import concurrent.futures
 import ctypes
-import importlib.util
 import os
-import pathlib
-import sys
 import threading
 import time
 
@@ -18,20 +15,7 @@ import pytest
 import convx
 import convx._threads
 
-
-def _load_reference():
-    # --import-mode=importlib puts nothing on sys.path: load the sibling file.
-    name = "_convx_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
+import reference as ref  # noqa: E402  (tests/reference.py; see conftest.py)
 EPS64 = np.finfo(np.float64).eps
 
 

@@ -10,10 +10,7 @@ with torch's autograd through F.conv*d(..., padding='same').
 Without torch this module is skipped, unless CONVX_REQUIRE_TORCH=1 (CI), in
 which case a missing torch is an import error.
 """
-import importlib.util
 import os
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -30,35 +27,15 @@ import convx._engine  # noqa: E402
 
 torch.set_num_threads(1)
 
-# torch's own performance note for padding='same' with even kernels (pyproject
-# turns warnings into errors).
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Using padding='same' with even kernel lengths:UserWarning")
+pytestmark = [
+    # torch's own performance note for padding='same' with even kernels
+    # (pyproject turns warnings into errors)
+    pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths:UserWarning"),
+    # every test runs through both kernel paths (conftest.py)
+    pytest.mark.usefixtures("kernel_path"),
+]
 
-
-@pytest.fixture(params=["direct", "im2col"], autouse=True)
-def kernel_path(request, monkeypatch):
-    """Run every test through both implementations of the unit-stride passes:
-    the direct SIMD kernel and im2col + GEMM (convx._engine.USE_DIRECT; on a
-    CPU without AVX2 the direct kernel runs its slow baseline clone here)."""
-    monkeypatch.setattr(convx._engine, "USE_DIRECT", request.param == "direct")
-    return request.param
-
-
-
-def _load_reference():
-    # --import-mode=importlib puts nothing on sys.path: load the sibling file.
-    name = "_convx_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
+import reference as ref  # noqa: E402  (tests/reference.py; see conftest.py)
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 

@@ -12,22 +12,26 @@
  * caller builds wt and off for either).
  *
  * No checking is done here; the callers in _core.pyx guarantee:
- *   - every read xpad[i*sh*Wp + j + off[k]] for j < round_up(OW, CVX_JB) lies
- *     inside the buffer (it has CVX_JB elements of slack after the image);
+ *   - every read xpad[i*sh*Wp + j + off[k]] for j < round_up(OW, JB) lies
+ *     inside the buffer, JB = 2 vectors = 16 floats or 8 doubles (it has JB
+ *     elements of slack after the image: _engine._DIRECT_JB);
  *   - wt holds round_up(F, CVX_FB) columns, the ones past F zero.
  *
- * Blocking: a block of CVX_FB output channels times CVX_JB consecutive output
- * columns is accumulated in registers (CVX_FB x 2 vectors) over all K taps,
- * then stored.  A block that sticks out past F or OW is computed into a
- * stack buffer and its valid part copied out.
+ * Blocking: a block of CVX_FB output channels times 2 vectors of consecutive
+ * output columns, for one or two output rows, is accumulated in registers
+ * over all K taps, then stored.  A block that sticks out past F or OW is
+ * computed into a stack buffer and its valid part copied out.
  *
- * Portability: the vectors are GCC/Clang vector extensions of 32 bytes; on
- * x86-64 each kernel is compiled for x86-64-v3 (AVX2, FMA) and for the baseline, and the
- * loader picks one at run time (target_clones), so a portable wheel runs the
- * fast one where the CPU has it.  Elsewhere the compiler maps the vectors to
- * whatever SIMD the target has.  The two element types are instantiated from
- * one body by CVX_DEFINE_DIRECT, the only macro template in convx: fused types
- * cannot express SIMD vectors.
+ * Portability: the vectors are GCC/Clang vector extensions of 32 bytes.  On
+ * x86-64 each kernel is compiled for more than one instruction set and picks
+ * one at run time, so a portable wheel runs the fast one where the CPU has
+ * it: the forward kernel for x86-64-v4 (AVX-512's 32 registers hold two rows
+ * of accumulators), x86-64-v3 (AVX2, FMA) and the baseline
+ * (CVX_DISPATCH_DIRECT); the weight gradient for x86-64-v3 and the baseline
+ * (target_clones).  Elsewhere the compiler maps the vectors to whatever SIMD
+ * the target has.  The two element types are instantiated from one body by
+ * CVX_DEFINE_DIRECT and CVX_DEFINE_WGRAD, the only macro templates in convx:
+ * fused types cannot express SIMD vectors.
  */
 #ifndef CONVX_DIRECT_H
 #define CONVX_DIRECT_H
@@ -49,59 +53,113 @@ typedef T VT __attribute__((vector_size(32)));                                  
 static inline VT NAME##_load(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; } \
 static inline void NAME##_store(T *p, VT v) { memcpy(p, &v, sizeof v); }           \
                                                                                     \
-CVX_CLONES static void NAME(                                                        \
-    const T *xpad, ptrdiff_t row_step,  /* IN: image; row_step = sh*Wp */           \
-    const T *wt, const ptrdiff_t *off, ptrdiff_t K, ptrdiff_t F,                    \
-    const T *bias,                      /* IN: (F,) or NULL */                      \
-    T *out, ptrdiff_t OH, ptrdiff_t OW) /* OUT: (F, OH, OW) */                      \
+/* One register block: CVX_FB channels from f0, 2*VL columns from j0, R rows   */  \
+/* (1 or 2, a constant once inlined) from i.                                    */  \
+static inline __attribute__((always_inline)) void NAME##_block(                     \
+    const T *xpad, ptrdiff_t row_step, const T *wt, ptrdiff_t FP,                   \
+    const ptrdiff_t *off, ptrdiff_t K, ptrdiff_t F, const T *bias,                  \
+    T *out, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t i, ptrdiff_t j0, ptrdiff_t f0,    \
+    const int R)                                                                    \
 {                                                                                   \
     enum { JB = 2 * VL };                                                           \
-    const ptrdiff_t FP = (F + CVX_FB - 1) / CVX_FB * CVX_FB;                        \
-    T tmp[CVX_FB][JB];                                                              \
-    for (ptrdiff_t i = 0; i < OH; i++) {                                            \
-        const T *xrow = xpad + i * row_step;                                        \
-        for (ptrdiff_t j0 = 0; j0 < OW; j0 += JB) {                                 \
-            const T *xj = xrow + j0;                                                \
-            for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB) {                          \
-                VT acc[CVX_FB][2];                                                  \
-                for (int a = 0; a < CVX_FB; a++) {                                  \
-                    T b0 = (bias && f0 + a < F) ? bias[f0 + a] : (T)0;              \
-                    for (int v = 0; v < 2; v++)                                     \
-                        for (int l = 0; l < VL; l++) acc[a][v][l] = b0;             \
-                }                                                                   \
-                const T *wk = wt + f0;                                              \
-                for (ptrdiff_t k = 0; k < K; k++, wk += FP) {                       \
-                    const T *xk = xj + off[k];                                      \
-                    VT x0 = NAME##_load(xk), x1 = NAME##_load(xk + VL);             \
-                    for (int a = 0; a < CVX_FB; a++) {                              \
-                        VT wb = {0};                                                \
-                        wb += wk[a];                                                \
-                        acc[a][0] += wb * x0;                                       \
-                        acc[a][1] += wb * x1;                                       \
-                    }                                                               \
-                }                                                                   \
-                const int full_f = f0 + CVX_FB <= F, full_j = j0 + JB <= OW;        \
-                if (full_f && full_j) {                                             \
-                    for (int a = 0; a < CVX_FB; a++) {                              \
-                        T *o = out + ((f0 + a) * OH + i) * OW + j0;                 \
-                        NAME##_store(o, acc[a][0]);                                 \
-                        NAME##_store(o + VL, acc[a][1]);                            \
-                    }                                                               \
-                } else {                                                            \
-                    ptrdiff_t nf = full_f ? CVX_FB : F - f0;                        \
-                    ptrdiff_t nj = full_j ? JB : OW - j0;                           \
-                    for (int a = 0; a < CVX_FB; a++) {                              \
-                        NAME##_store(tmp[a], acc[a][0]);                            \
-                        NAME##_store(tmp[a] + VL, acc[a][1]);                       \
-                    }                                                               \
-                    for (ptrdiff_t a = 0; a < nf; a++)                              \
-                        memcpy(out + ((f0 + a) * OH + i) * OW + j0, tmp[a],         \
-                               nj * sizeof(T));                                     \
-                }                                                                   \
+    VT acc[2][CVX_FB][2];                                                           \
+    for (int a = 0; a < CVX_FB; a++) {                                              \
+        T b0 = (bias && f0 + a < F) ? bias[f0 + a] : (T)0;                          \
+        for (int r = 0; r < R; r++)                                                 \
+            for (int v = 0; v < 2; v++)                                             \
+                for (int l = 0; l < VL; l++) acc[r][a][v][l] = b0;                  \
+    }                                                                               \
+    const T *xj = xpad + i * row_step + j0;                                         \
+    const T *wk = wt + f0;                                                          \
+    for (ptrdiff_t k = 0; k < K; k++, wk += FP) {                                   \
+        VT x[2][2];                                                                 \
+        for (int r = 0; r < R; r++) {                                               \
+            x[r][0] = NAME##_load(xj + r * row_step + off[k]);                      \
+            x[r][1] = NAME##_load(xj + r * row_step + off[k] + VL);                 \
+        }                                                                           \
+        for (int a = 0; a < CVX_FB; a++) {                                          \
+            VT wb = {0};                                                            \
+            wb += wk[a];                                                            \
+            for (int r = 0; r < R; r++) {                                           \
+                acc[r][a][0] += wb * x[r][0];                                       \
+                acc[r][a][1] += wb * x[r][1];                                       \
             }                                                                       \
         }                                                                           \
     }                                                                               \
+    const int full_f = f0 + CVX_FB <= F, full_j = j0 + JB <= OW;                    \
+    const ptrdiff_t nf = full_f ? CVX_FB : F - f0, nj = full_j ? JB : OW - j0;      \
+    for (int r = 0; r < R; r++) {                                                   \
+        if (full_f && full_j) {                                                     \
+            for (int a = 0; a < CVX_FB; a++) {                                      \
+                T *o = out + ((f0 + a) * OH + i + r) * OW + j0;                     \
+                NAME##_store(o, acc[r][a][0]);                                      \
+                NAME##_store(o + VL, acc[r][a][1]);                                 \
+            }                                                                       \
+        } else {                                                                    \
+            T tmp[CVX_FB][JB];                                                      \
+            for (int a = 0; a < CVX_FB; a++) {                                      \
+                NAME##_store(tmp[a], acc[r][a][0]);                                 \
+                NAME##_store(tmp[a] + VL, acc[r][a][1]);                            \
+            }                                                                       \
+            for (ptrdiff_t a = 0; a < nf; a++)                                      \
+                memcpy(out + ((f0 + a) * OH + i + r) * OW + j0, tmp[a],             \
+                       nj * sizeof(T));                                             \
+        }                                                                           \
+    }                                                                               \
+}                                                                                   \
+                                                                                    \
+/* The whole image, R output rows at a time (then one at a time).             */  \
+static inline __attribute__((always_inline)) void NAME##_body(                      \
+    const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
+    ptrdiff_t K, ptrdiff_t F, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,    \
+    const int R)                                                                    \
+{                                                                                   \
+    const ptrdiff_t FP = (F + CVX_FB - 1) / CVX_FB * CVX_FB;                        \
+    ptrdiff_t i = 0;                                                                \
+    for (; i + R <= OH; i += R)                                                     \
+        for (ptrdiff_t j0 = 0; j0 < OW; j0 += 2 * VL)                               \
+            for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \
+                NAME##_block(xpad, row_step, wt, FP, off, K, F, bias, out, OH, OW,  \
+                             i, j0, f0, R);                                         \
+    for (; i < OH; i++)                                                             \
+        for (ptrdiff_t j0 = 0; j0 < OW; j0 += 2 * VL)                               \
+            for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \
+                NAME##_block(xpad, row_step, wt, FP, off, K, F, bias, out, OH, OW,  \
+                             i, j0, f0, 1);                                         \
+}                                                                                   \
+CVX_DISPATCH_DIRECT(NAME, T)
+
+/* On x86-64: x86-64-v4 (AVX-512, 32 vector registers) blocks two output rows
+ * at once, 16 accumulators; x86-64-v3 (AVX2, FMA, 16 registers) and the
+ * baseline one row, 8 accumulators.  The CPU is asked at each call (a load
+ * of a word libgcc filled in at start-up). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CONVX_NO_CLONES)
+#define CVX_DIRECT_ARGS(T)                                                          \
+    const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
+    ptrdiff_t K, ptrdiff_t F, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW
+#define CVX_DISPATCH_DIRECT(NAME, T)                                                \
+__attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(CVX_DIRECT_ARGS(T)) \
+{ NAME##_body(xpad, row_step, wt, off, K, F, bias, out, OH, OW, 2); }               \
+__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(CVX_DIRECT_ARGS(T)) \
+{ NAME##_body(xpad, row_step, wt, off, K, F, bias, out, OH, OW, 1); }               \
+static void NAME##_v1(CVX_DIRECT_ARGS(T))                                           \
+{ NAME##_body(xpad, row_step, wt, off, K, F, bias, out, OH, OW, 1); }               \
+static void NAME(CVX_DIRECT_ARGS(T))                                                \
+{                                                                                   \
+    if (__builtin_cpu_supports("x86-64-v4"))                                        \
+        NAME##_v4(xpad, row_step, wt, off, K, F, bias, out, OH, OW);                \
+    else if (__builtin_cpu_supports("x86-64-v3"))                                   \
+        NAME##_v3(xpad, row_step, wt, off, K, F, bias, out, OH, OW);                \
+    else                                                                            \
+        NAME##_v1(xpad, row_step, wt, off, K, F, bias, out, OH, OW);                \
 }
+#else
+#define CVX_DISPATCH_DIRECT(NAME, T)                                                \
+static void NAME(const T *xpad, ptrdiff_t row_step, const T *wt,                    \
+                 const ptrdiff_t *off, ptrdiff_t K, ptrdiff_t F, const T *bias,     \
+                 T *out, ptrdiff_t OH, ptrdiff_t OW)                                \
+{ NAME##_body(xpad, row_step, wt, off, K, F, bias, out, OH, OW, 1); }
+#endif
 
 /* The weight gradient, for one image and one group:
  *
@@ -186,7 +244,5 @@ static int cvx_direct_fast(void)
 #endif
 }
 
-#define CVX_JB_F32 16   /* 2 * VL: the column block, and the slack xpad needs */
-#define CVX_JB_F64 8
 
 #endif
