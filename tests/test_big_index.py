@@ -384,3 +384,18 @@ def test_geometry_past_int64_answered_or_refused(kwargs):
     x, w = np.arange(1.0, 6.0)[None, None], np.full((1, 1, 1), 2.0)
     expected = 2 * x[..., :1] if "stride" in kwargs else 2 * x
     _answered_or_refused(lambda: convx.conv1d(x, w, **kwargs), expected)
+
+
+@pytest.mark.parametrize("pad, args", [
+    (convx._pad_1d, (np.ones(3),)),
+    (convx._pad_1d_batch, (np.ones((2, 3)),)),
+    (convx._pad_2d_obs, (np.ones((2, 3)),)),
+    (convx._pad_conv_input, (np.ones((1, 1, 2, 2)),)),
+])
+@pytest.mark.parametrize("num", [2**47, 2**62, 2**70])
+def test_pad_too_large_refused_before_allocating(pad, args, num):
+    """A notebook pad whose result would pass 2**48 elements is refused, naming
+    'num', before NumPy is asked for the memory (or its size overflows)."""
+    with allocates_at_most():
+        with pytest.raises(convx.ConvxValueError, match=r"'num'.*2\*\*48"):
+            pad(*args, num)

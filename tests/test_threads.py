@@ -137,9 +137,8 @@ def _calls(a):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_concurrent_python_threads_match_serial(threads):
-    # An explicit thread count: the default may differ between Python threads
-    # (see test_default_thread_count_is_the_same_in_every_python_thread), and a
-    # different count legitimately changes the weight gradient's rounding.
+    # An explicit thread count, 1 and 2: a different count legitimately changes
+    # the weight gradient's rounding, so each is compared with its own serial run.
     convx.set_num_threads(threads)
     arrays = _shared_inputs()
     copies = {k: v.copy() for k, v in arrays.items()}

@@ -155,7 +155,7 @@ def _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride, padding, dilation
     v.kernel_nonempty(func, w_name, w_shape, range(2, nsp + 2))
     st, pads, dil = _geometry(func, nsp, w_shape[2:], stride, padding, dilation)
     out_hw = _engine.sizes(func, w_name, _shape4(x_shape, nsp)[2:], _shape4(w_shape, nsp),
-                           st, pads, dil)
+                           st, pads, dil, x_name)
     return st, pads, dil, g, out_hw
 
 

@@ -21,15 +21,17 @@ _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
             np.dtype(np.float64): np.empty(0, np.float64)}
 
 
-def check_gemm_sizes(func, k, p, f):
+def check_gemm_sizes(func, k, p, f, kernel_arg="weight", input_arg="input"):
     """BLAS takes 32-bit sizes: taps K, output positions P and filters F must fit."""
     if max(k, p, f) > _BLAS_MAX:
+        culprit = (f"argument '{input_arg}' with this padding, stride and dilation gives"
+                   if p > _BLAS_MAX else f"argument '{kernel_arg}' has")
         raise ConvxValueError(
-            f"{func}(): a GEMM dimension exceeds 2**31 - 1 (kernel taps {k}, output "
+            f"{func}(): {culprit} a GEMM dimension past 2**31 - 1 (kernel taps {k}, output "
             f"positions {p}, filters {f}); split the input into smaller pieces")
 
 
-def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation):
+def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation, input_arg="input"):
     """(OH, OW) for a weight of shape ``w_shape`` (F, Cg, KH, KW).
 
     Raises, before anything is allocated, when the kernel does not fit (naming
@@ -47,7 +49,8 @@ def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation):
                 f"the padded input is only {padded} ({in_hw[axis]} + padding "
                 f"{pads[2 * axis]} + {pads[2 * axis + 1]})")
         out.append((padded - span) // stride[axis] + 1)
-    check_gemm_sizes(func, w_shape[1] * k_hw[0] * k_hw[1], out[0] * out[1], w_shape[0])
+    check_gemm_sizes(func, w_shape[1] * k_hw[0] * k_hw[1], out[0] * out[1], w_shape[0],
+                     kernel_arg, input_arg)
     return tuple(out)
 
 
@@ -145,7 +148,7 @@ def forward(func, x, w, bias, stride, pads, dilation, groups, out_hw=None):
     """
     n, c, h, wd = x.shape
     f, cg, kh, kw = w.shape
-    oh, ow = out_hw or sizes(func, "param", (h, wd), w.shape, stride, pads, dilation)
+    oh, ow = out_hw or sizes(func, "param", (h, wd), w.shape, stride, pads, dilation, "inp")
     out = np.empty((n, f, oh, ow), x.dtype)
     if out.size == 0:
         return out

@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 _UNIT = (1, 1)
+# A padded array larger than this (2 PiB of float64) is refused before NumPy
+# is asked for it: past 2**63 its size would not even be computable.
+_PAD_MAX = 2**48
 
 
 # --------------------------------------------------------------------------
@@ -99,6 +102,11 @@ def _pad(func, inp, num, ndim, layout, spatial):
         dt = v.float_dtype(inp)
     lead = math.prod(inp.shape[:ndim - spatial])
     hw = (1,) * (2 - spatial) + inp.shape[ndim - spatial:]
+    padded = lead * math.prod(n + 2 * num for n in inp.shape[ndim - spatial:])
+    if padded > _PAD_MAX:
+        raise v.ConvxValueError(
+            f"{func}(): argument 'num' ({num}) would make an array of {padded} elements, "
+            f"more than 2**48")
     pads = (0, 0, num, num) if spatial == 1 else (num, num, num, num)
     out = _engine.pad(v.as_kernel_input(inp, dt).reshape((lead, 1) + hw), pads)
     return out.reshape(inp.shape[:ndim - spatial] + out.shape[4 - spatial:])
