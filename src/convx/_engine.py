@@ -54,7 +54,7 @@ def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation, input_arg="i
     return tuple(out)
 
 
-def _plan(func, dtype, n, k, p, f):
+def _gemm_scratch(func, dtype, n, k, p, f):
     """Threads for a call and their scratch: one im2col matrix (K, P) per thread.
 
     Returns ``(work, blas_threads)``; ``work.shape[0]`` is the number of
@@ -161,7 +161,7 @@ def forward(func, x, w, bias, stride, pads, dilation, groups, out_hw=None):
         off = _tap_offsets(c // groups, kh, kw, hp, wp, dilation[0], dilation[1])
         return _direct(func, x, _direct_weights(w, groups, flip=False), off, bias, out, groups,
                        hp, wp, pads[0], pads[2], stride[0] * wp)
-    work, blas = _plan(func, x.dtype, n, k, oh * ow, f)
+    work, blas = _gemm_scratch(func, x.dtype, n, k, oh * ow, f)
     _threads.run(blas, _FORWARD[x.dtype], x, w, _NO_BIAS[x.dtype] if bias is None else bias,
                  out, work, stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2],
                  groups)
@@ -184,7 +184,7 @@ def input_grad(func, input_shape, w, gout, stride, pads, dilation, groups):
                        np.empty(input_shape, w.dtype), groups, hp, wp,
                        (kh - 1) * dilation[0] - pads[0], (kw - 1) * dilation[1] - pads[2], wp)
     dx = np.zeros(input_shape, w.dtype)
-    work, blas = _plan(func, w.dtype, n, k, gout.shape[2] * gout.shape[3], f)
+    work, blas = _gemm_scratch(func, w.dtype, n, k, gout.shape[2] * gout.shape[3], f)
     _threads.run(blas, _INPUT_GRAD[w.dtype], gout, w, dx, work, stride[0], stride[1],
                  dilation[0], dilation[1], pads[0], pads[2], groups)
     return dx
@@ -208,7 +208,7 @@ def weight_grad(func, x, weight_shape, gout, stride, pads, dilation, groups):
         _core.conv_weight_grad_direct(x, gout, off, dw, work, groups, hp, wp, pads[0], pads[2],
                                       stride[0] * wp)
     else:
-        work, blas = _plan(func, x.dtype, n, k, oh * ow, f)
+        work, blas = _gemm_scratch(func, x.dtype, n, k, oh * ow, f)
         dw = np.zeros((work.shape[0],) + tuple(weight_shape), x.dtype)
         _threads.run(blas, _WEIGHT_GRAD[x.dtype], x, gout, dw, work, stride[0], stride[1],
                      dilation[0], dilation[1], pads[0], pads[2], groups)
