@@ -119,12 +119,19 @@ def _direct_weights(w, groups, flip):
     return wt
 
 
-def _direct(func, src, wt, off, bias, out, groups, hp, wp, top, left, row_step):
+def _direct_scratch(dtype, n, macs, cs, hp, wp):
+    """Threads for a direct-kernel call and their scratch: one zero-bordered
+    image (cs, hp, wp) per thread, plus the column block of slack the kernel
+    may read past it.  ``work.shape[0]`` is the number of threads."""
+    threads, _ = _threads.plan(n, macs, blas=False)
+    return np.empty((threads, cs * hp * wp + _DIRECT_JB[dtype]), dtype)
+
+
+def _direct(src, wt, off, bias, out, groups, hp, wp, top, left, row_step):
     """Run the direct kernel over a batch: see _core.conv_direct."""
     n, cs = src.shape[0], src.shape[1] // groups
-    k, fo = off.shape[0], out.shape[1] // groups
-    threads, _ = _threads.plan(n, n * k * fo * out.shape[2] * out.shape[3] * groups, blas=False)
-    work = np.empty((threads, cs * hp * wp + _DIRECT_JB[src.dtype]), src.dtype)
+    macs = n * off.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
+    work = _direct_scratch(src.dtype, n, macs, cs, hp, wp)
     _core.conv_direct(src, wt, off, _NO_BIAS[src.dtype] if bias is None else bias, out, work,
                       groups, hp, wp, top, left, row_step)
     return out
@@ -159,7 +166,7 @@ def forward(func, x, w, bias, stride, pads, dilation, groups, out_hw=None):
     hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
     if _direct_pays(k, f // groups, stride[1], h * wd, hp * wp):
         off = _tap_offsets(c // groups, kh, kw, hp, wp, dilation[0], dilation[1])
-        return _direct(func, x, _direct_weights(w, groups, flip=False), off, bias, out, groups,
+        return _direct(x, _direct_weights(w, groups, flip=False), off, bias, out, groups,
                        hp, wp, pads[0], pads[2], stride[0] * wp)
     work, blas = _gemm_scratch(func, x.dtype, n, k, oh * ow, f)
     _threads.run(blas, _FORWARD[x.dtype], x, w, _NO_BIAS[x.dtype] if bias is None else bias,
@@ -180,7 +187,7 @@ def input_grad(func, input_shape, w, gout, stride, pads, dilation, groups):
     if (stride[0] == 1 and _direct_pays(taps, cg, stride[1], gout.shape[2] * gout.shape[3],
                                         hp * wp) and taps * cg <= _DIRECT_MAX_BLOCK_INPUT_GRAD):
         off = _tap_offsets(f // groups, kh, kw, hp, wp, dilation[0], dilation[1])
-        return _direct(func, gout, _direct_weights(w, groups, flip=True), off, None,
+        return _direct(gout, _direct_weights(w, groups, flip=True), off, None,
                        np.empty(input_shape, w.dtype), groups, hp, wp,
                        (kh - 1) * dilation[0] - pads[0], (kw - 1) * dilation[1] - pads[2], wp)
     dx = np.zeros(input_shape, w.dtype)
@@ -202,9 +209,8 @@ def weight_grad(func, x, weight_shape, gout, stride, pads, dilation, groups):
     if (_direct_pays(k, f // groups, stride[1], h * wd, hp * wp)
             and k * (f // groups) <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
         off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
-        threads, _ = _threads.plan(n, n * k * f * oh * ow, blas=False)
-        work = np.empty((threads, cg * hp * wp + _DIRECT_JB[x.dtype]), x.dtype)
-        dw = np.zeros((threads,) + tuple(weight_shape), x.dtype)
+        work = _direct_scratch(x.dtype, n, n * k * f * oh * ow, cg, hp, wp)
+        dw = np.zeros((work.shape[0],) + tuple(weight_shape), x.dtype)
         _core.conv_weight_grad_direct(x, gout, off, dw, work, groups, hp, wp, pads[0], pads[2],
                                       stride[0] * wp)
     else:
