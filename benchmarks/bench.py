@@ -36,7 +36,11 @@ and dtype and ``np.allclose(got, ref, rtol=tol, atol=tol * max|ref|)`` with tol
 fails the run.  Timing is round-robin: each round times one sample of each
 implementation in turn (so a noisy moment on a shared machine hits all of them
 alike); a sample is enough back-to-back calls to last about ``--min-time``
-seconds and gives the time per call.  ``--repeat`` rounds; the table shows the
+seconds and gives the time per call.  NumPy's OpenBLAS threads busy-wait for
+about 0.1 s after a call, and measured here a convx or torch call right after
+a NumPy matmul ran 1.5-2.2x slower; so each im2col sample is followed by a
+pause of ``--settle`` seconds (0.25) before the next implementation is timed.
+``--repeat`` rounds; the table shows the
 minimum ("best of several") and the median, and every ratio uses the minimum:
 torch/convx = torch time / convx time, im2col/convx likewise.
 
@@ -253,16 +257,27 @@ def per_call(fn, number):
             gc.enable()
 
 
-def time_round_robin(fns, repeat, min_time):
-    """{name: [seconds per call, one per round]} for already warmed-up callables."""
+def time_round_robin(fns, repeat, min_time, settle_after=(), settle=0.0):
+    """{name: [seconds per call, one per round]} for already warmed-up callables.
+
+    After each sample of an implementation named in ``settle_after`` the run
+    sleeps ``settle`` seconds, so that its idle worker threads stop spinning
+    before the next implementation is timed.
+    """
+    def sample(name, fn, number):
+        t = per_call(fn, number)
+        if name in settle_after:
+            time.sleep(settle)
+        return t
+
     numbers = {}
     for name, fn in fns.items():
-        t = per_call(fn, 1)
+        t = sample(name, fn, 1)
         numbers[name] = max(1, min(100000, int(math.ceil(min_time / max(t, 1e-7)))))
     samples = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
-            samples[name].append(per_call(fn, numbers[name]))
+            samples[name].append(sample(name, fn, numbers[name]))
     return samples
 
 
@@ -320,7 +335,7 @@ def run_case(shape, dtype, args):
             continue
         order = ["torch", "convx", "im2col"] if torch is not None else ["convx", "im2col"]
         samples = time_round_robin({n: impls[n][pass_] for n in order},
-                                   args.repeat, args.min_time)
+                                   args.repeat, args.min_time, ("im2col",), args.settle)
         for name, s in samples.items():
             row.t[name] = (min(s), statistics.median(s))
         rows.append(row)
@@ -770,7 +785,8 @@ def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, c
         "times are noisy.  The ratios are measured side by side in one process: every round "
         "times torch, convx and the im2col baseline in turn on the same arrays, "
         f"{args.repeat} rounds, each sample about {args.min_time * 1e3:g} ms of back-to-back "
-        "calls.  Ratios use the minimum over the rounds (best of several); the median is shown "
+        f"calls, with a {args.settle:g} s pause after each im2col sample while NumPy's BLAS "
+        "threads stop spinning (they slow whatever runs next by up to 2x).  Ratios use the minimum over the rounds (best of several); the median is shown "
         "beside it.  Before timing, every result is checked against torch "
         + ("" if torch is not None else "(not installed here: against the im2col baseline) ")
         + "(`np.allclose`, rtol = atol / max|ref| = 1e-8 in float64, 1e-3 in float32); the "
@@ -835,6 +851,9 @@ def main(argv=None):
                     help="timing rounds per case (default 7, --quick 3)")
     ap.add_argument("--min-time", type=float, default=None, metavar="S",
                     help="seconds of back-to-back calls per sample (default 0.02, --quick 0.005)")
+    ap.add_argument("--settle", type=float, default=0.25, metavar="S",
+                    help="seconds to pause after each im2col sample, while NumPy's BLAS "
+                         "threads stop spinning (default 0.25)")
     ap.add_argument("--shapes", default="", metavar="NAMES",
                     help="comma-separated shape names or parts of them: "
                          + ", ".join(s.name for s in SHAPES) + " (default: all)")
@@ -847,11 +866,13 @@ def main(argv=None):
     args.repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
     args.min_time = args.min_time if args.min_time is not None else (0.005 if args.quick else 0.02)
     args.overhead_calls = 5000 if args.quick else 20000
-    args.overhead_loops = 3 if args.quick else 5
+    args.overhead_loops = 3 if args.quick else 9
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
     if args.min_time <= 0:
         ap.error("--min-time must be > 0")
+    if args.settle < 0:
+        ap.error("--settle must be >= 0")
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if not dtypes or any(d not in TARGETS for d in dtypes):
         ap.error("--dtypes takes float64 and/or float32")

@@ -53,6 +53,9 @@ def pytest_configure(config):
 def kernel_path(request, monkeypatch):
     """Run a test through both implementations of the unit-stride passes: the
     direct SIMD kernel and im2col + GEMM (convx._engine.USE_DIRECT; on a CPU
-    without AVX2 the direct kernel runs its slow baseline clone here)."""
+    without AVX2 the direct kernel runs its slow baseline clone here).  The
+    cached plans hold the path they chose, so the test gets an empty cache of
+    its own."""
     monkeypatch.setattr(convx._engine, "USE_DIRECT", request.param == "direct")
+    monkeypatch.setattr(convx._engine, "PLANS", {})
     return request.param

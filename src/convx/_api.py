@@ -126,9 +126,12 @@ def _shape_arg(func, name, shape, ndim, layout):
     return tuple(int(s) for s in shape)
 
 
-def _to4(a, nsp):
-    """An NCL / OIK array as NCHW / OIHW with H = 1 (a view)."""
-    return a.reshape(a.shape[0], a.shape[1], 1, a.shape[2]) if nsp == 1 else a
+def _to4(a, nsp, dtype):
+    """An NCL / OIK array as NCHW / OIHW with H = 1, ready for the kernels
+    (``_validate.as_kernel_input``: a copy only if the dtype or layout needs one)."""
+    if nsp == 1:
+        a = a.reshape(a.shape[0], a.shape[1], 1, a.shape[2])
+    return v.as_kernel_input(a, dtype)
 
 
 def _from4(a, nsp):
@@ -165,43 +168,20 @@ def _check_gout(func, gout, x_shape, w_shape, out_hw, nsp):
                  "the output shape of the forward pass with these arguments")
 
 
-# Checking the arguments costs more than convolving a small input.  What the
-# checks conclude depends only on the shapes, dtypes and geometry arguments, so
-# it is kept per call signature: a call like an earlier valid one skips the
-# checks (an invalid call is never stored, and fails again in full).
-_PLANS = {}
-_PLANS_MAX = 256
-
-
 def _plain(*values):
-    """``values`` if each is a plain int, str or tuple of plain ints, else None.
+    """``values`` if each is a plain int, str or tuple of plain ints, else None:
+    a key for the plan cache (``_engine.planned``).
 
     The cache may only see arguments whose equality means "same argument":
     1 == 1.0 == True, but only the first is a valid stride.
     """
     for value in values:
         if type(value) is tuple:
-            if not all(type(item) is int for item in value):
+            if [item for item in value if type(item) is not int]:
                 return None
         elif type(value) is not int and type(value) is not str:
             return None
     return values
-
-
-def _planned(key, check, *args):
-    """``check(*args)``, or what it returned before for the same ``key``
-    (None: no cache for this call)."""
-    if key is None:
-        return check(*args)
-    try:
-        return _PLANS[key]
-    except KeyError:
-        pass
-    plan = check(*args)
-    if len(_PLANS) >= _PLANS_MAX:
-        _PLANS.clear()
-    _PLANS[key] = plan
-    return plan
 
 
 def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups):
@@ -220,9 +200,10 @@ def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups)
                 f"{func}(): argument 'bias' must have shape ({weight.shape[0]},) "
                 f"(weight's out_channels), got shape {bias.shape}")
         compute, result = _dtype(func, ("input", x), ("weight", weight), ("bias", bias))
-    geometry = _plan(func, nsp, x.shape, "input", weight.shape, "weight",
-                     stride, padding, dilation, groups, shown)
-    return shown is not None, compute, result, geometry
+    st, pads, dil, g, out_hw = _plan(func, nsp, x.shape, "input", weight.shape, "weight",
+                                     stride, padding, dilation, groups, shown)
+    return shown is not None, compute, result, _engine.forward_plan(
+        func, _shape4(x.shape, nsp), _shape4(weight.shape, nsp), st, pads, dil, g, out_hw)
 
 
 def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
@@ -232,14 +213,13 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
                             None if bias is None else (bias.shape, bias.dtype), geometry)
     except AttributeError:  # not arrays: the checks say what is wrong
         key = None
-    unbatched, compute, result, (st, pads, dil, g, out_hw) = _planned(
+    unbatched, compute, result, plan = _engine.planned(
         key, _forward_plan, func, nsp, x, weight, bias, stride, padding, dilation, groups)
     if unbatched:
         x = x[None]
-    out = _engine.forward(func, v.as_kernel_input(_to4(x, nsp), compute),
-                          v.as_kernel_input(_to4(weight, nsp), compute),
-                          None if bias is None else v.as_kernel_input(bias, compute),
-                          st, pads, dil, g, out_hw)
+    out = _engine.forward_run(plan, _to4(x, nsp, compute),
+                              _to4(weight, nsp, compute),
+                              None if bias is None else v.as_kernel_input(bias, compute))
     out = _from4(out, nsp)
     if result is not compute:
         out = out.astype(result)
@@ -262,10 +242,12 @@ def _grad_plan(func, nsp, which, shape, array, array_name, grad_output, stride, 
         x_shape, x_name, w_shape, w_name = array.shape, "input", shape, "weight_shape"
     v.array(func, "grad_output", grad_output, nsp + 2, "(batch, out_channels, *output_size)")
     compute, result = _dtype(func, (array_name, array), ("grad_output", grad_output))
-    geometry = _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride, padding, dilation,
-                     groups)
-    _check_gout(func, grad_output, x_shape, w_shape, geometry[4], nsp)
-    return _shape4(shape, nsp), compute, result, geometry
+    st, pads, dil, g, out_hw = _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride,
+                                     padding, dilation, groups)
+    _check_gout(func, grad_output, x_shape, w_shape, out_hw, nsp)
+    make = _engine.input_grad_plan if which == "input" else _engine.weight_grad_plan
+    return compute, result, make(func, _shape4(x_shape, nsp), _shape4(w_shape, nsp),
+                                 _shape4(grad_output.shape, nsp), st, pads, dil, g)
 
 
 def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups):
@@ -279,22 +261,22 @@ def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups
 
 def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, dilation, groups):
     key = _grad_key(func, input_shape, weight, grad_output, stride, padding, dilation, groups)
-    shape4, compute, result, (st, pads, dil, g, _) = _planned(
+    compute, result, plan = _engine.planned(
         key, _grad_plan, func, nsp, "input", input_shape, weight, "weight", grad_output,
         stride, padding, dilation, groups)
-    dx = _engine.input_grad(func, shape4, v.as_kernel_input(_to4(weight, nsp), compute),
-                            v.as_kernel_input(_to4(grad_output, nsp), compute), st, pads, dil, g)
+    dx = _engine.input_grad_run(plan, _to4(weight, nsp, compute),
+                                _to4(grad_output, nsp, compute))
     dx = _from4(dx, nsp)
     return dx if result is compute else dx.astype(result)
 
 
 def _weight_grad(func, nsp, x, weight_shape, grad_output, stride, padding, dilation, groups):
     key = _grad_key(func, weight_shape, x, grad_output, stride, padding, dilation, groups)
-    shape4, compute, result, (st, pads, dil, g, _) = _planned(
+    compute, result, plan = _engine.planned(
         key, _grad_plan, func, nsp, "weight", weight_shape, x, "input", grad_output,
         stride, padding, dilation, groups)
-    dw = _engine.weight_grad(func, v.as_kernel_input(_to4(x, nsp), compute), shape4,
-                             v.as_kernel_input(_to4(grad_output, nsp), compute), st, pads, dil, g)
+    dw = _engine.weight_grad_run(plan, _to4(x, nsp, compute),
+                                 _to4(grad_output, nsp, compute))
     dw = _from4(dw, nsp)
     return dw if result is compute else dw.astype(result)
 

@@ -32,7 +32,7 @@ position:
 
     forward       out_g  (Fg, P)  =  w_g (Fg, K)   @ col (K, P)
     input grad    dcol   (K, P)   =  w_g.T (K, Fg) @ g_g (Fg, P);  col2im(dcol) -> dx
-    weight grad   dw_g   (Fg, K) +=  g_g (Fg, P)   @ col.T (P, K)
+    weight grad   dw_g.T (K, Fg) +=  col (K, P)    @ g_g.T (P, Fg)
 
 BLAS is column-major and our arrays are row-major, so each product is issued
 as its transpose (see ``_gemm``).
@@ -50,6 +50,7 @@ scratch (and, for the weight gradient, its own accumulator).
 """
 
 from libc.stdint cimport int64_t
+from libc.string cimport memset
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
@@ -420,8 +421,8 @@ cdef void _input_grad_image(const floating[:, :, ::1] gout,   # IN  (F, OH, OW)
 
 cdef void _weight_grad_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
                              const floating[:, :, ::1] gout,   # IN  (F, OH, OW)
-                             floating[:, :, :, ::1] dw,        # IN/OUT (F, Cg, KH, KW), added to
-                             floating[:, ::1] col,             # scratch (K, P)
+                             floating* acc,                    # IN/OUT (groups, K, Fg), added to
+                             floating[:, ::1] col,             # scratch (K + rows for acc, P)
                              const Geom* G) noexcept nogil:
     cdef Py_ssize_t g
     cdef const floating* a
@@ -432,9 +433,9 @@ cdef void _weight_grad_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
             _im2col(x[g * G.Cg:(g + 1) * G.Cg], col, G.KH, G.KW, G.OH, G.OW,
                     G.sh, G.sw, G.dh, G.dw, G.pt, G.pl)
             a = &col[0, 0]
-        _gemm(c'T', c'N', <int> G.K, <int> G.Fg, <int> G.P,
-              a, <int> G.P, &gout[g * G.Fg, 0, 0], <int> G.P,
-              1, &dw[g * G.Fg, 0, 0, 0], <int> G.K)
+        _gemm(c'T', c'N', <int> G.Fg, <int> G.K, <int> G.P,
+              &gout[g * G.Fg, 0, 0], <int> G.P, a, <int> G.P,
+              1, acc + g * G.K * G.Fg, <int> G.Fg)
 
 
 # --------------------------------------------------------------------------
@@ -489,24 +490,42 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
 
 def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                      const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
-                     floating[:, :, :, :, ::1] dw,        # OUT (threads, F, C // G, KH, KW), zeroed
-                     floating[:, :, ::1] work,            # scratch (threads, K, OH*OW)
+                     floating[:, :, :, ::1] dw,           # OUT (F, C // G, KH, KW)
+                     floating[:, :, ::1] work,            # scratch (threads, K + R, OH*OW)
                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw_,
                      Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups):
-    """dw[t] += the part of the gradient of sum(conv(x, w) * gout) with respect to w
-    that thread t's images contribute; the caller sums over t."""
-    cdef Geom G = _geom(x.shape[1], x.shape[2], x.shape[3], dw.shape[1], dw.shape[3], dw.shape[4],
+    """dw = the gradient of sum(conv(x, w) * gout) with respect to w.
+
+    Each thread's scratch holds its im2col matrix in its first K rows and,
+    from row K on, its accumulator (R rows hold groups*K*Fg values): thread t
+    sums its images' part there, transposed, acc[t, g, (c, p, q), f] being its
+    part of the gradient of w[g*Fg + f, c, p, q].  Then the threads' parts are
+    added, in thread order, into dw."""
+    cdef Geom G = _geom(x.shape[1], x.shape[2], x.shape[3], dw.shape[0], dw.shape[2], dw.shape[3],
                         gout.shape[2], gout.shape[3], sh, sw, dh, dw_, pt, pl, groups)
-    cdef Py_ssize_t n, tid, nt = work.shape[0]
+    cdef Py_ssize_t n, tid, nt = work.shape[0], g, kk, f, t
+    cdef Py_ssize_t size = G.groups * G.K * G.Fg
+    cdef floating s
+    cdef floating* out = &dw[0, 0, 0, 0]
     if nt == 1:
         with nogil:
+            memset(&work[0, G.K, 0], 0, size * sizeof(floating))
             for n in range(x.shape[0]):
-                _weight_grad_image(x[n], gout[n], dw[0], work[0], &G)
+                _weight_grad_image(x[n], gout[n], &work[0, G.K, 0], work[0], &G)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
+            memset(&work[tid, G.K, 0], 0, size * sizeof(floating))
             for n in prange(x.shape[0], schedule="static"):
-                _weight_grad_image(x[n], gout[n], dw[tid], work[tid], &G)
+                _weight_grad_image(x[n], gout[n], &work[tid, G.K, 0], work[tid], &G)
+    with nogil:
+        for g in range(G.groups):
+            for f in range(G.Fg):
+                for kk in range(G.K):
+                    s = (&work[0, G.K, 0])[(g * G.K + kk) * G.Fg + f]
+                    for t in range(1, nt):
+                        s = s + (&work[t, G.K, 0])[(g * G.K + kk) * G.Fg + f]
+                    out[(g * G.Fg + f) * G.K + kk] = s
 
 
 def pad(const pad_t[:, :, :, ::1] x,    # IN  (N, C, H, W)

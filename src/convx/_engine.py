@@ -7,6 +7,12 @@ where the kernel writes every cell, ``np.zeros`` for accumulators), the
 degenerate sizes the kernels are not asked to handle are answered directly,
 and the kernel in ``_core`` is called.
 
+Each pass is split in two: ``*_plan`` looks only at shapes and geometry and
+decides the path (direct kernel or im2col + GEMM), the output shape and the
+kernel's arguments; ``*_run`` allocates and calls the kernel.  A plan can be
+kept for calls with the same signature: the public API keeps it beside its own
+argument checks, which is most of what a call on a tiny input costs.
+
 Geometry is always 2-D: ``stride=(sh, sw)``, ``dilation=(dh, dw)`` and
 ``pads=(top, bottom, left, right)``.  1-D callers pass H = 1.
 """
@@ -54,17 +60,6 @@ def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation, input_arg="i
     return tuple(out)
 
 
-def _gemm_scratch(func, dtype, n, k, p, f):
-    """Threads for a call and their scratch: one im2col matrix (K, P) per thread.
-
-    Returns ``(work, blas_threads)``; ``work.shape[0]`` is the number of
-    threads.  Checks first that BLAS's 32-bit sizes can index the products.
-    """
-    check_gemm_sizes(func, k, p, f)
-    threads, blas_threads = _threads.plan(n, n * k * p * f)
-    return np.empty((threads, k, p), dtype), blas_threads
-
-
 # The direct kernel (_direct.h) computes a block of this many output channels
 # times this many columns at once; its scratch needs a column block of slack.
 _DIRECT_FB = 4
@@ -72,9 +67,11 @@ _DIRECT_JB = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
 # The gradients go to GEMM once the (channels x taps) block is larger than
 # these: there OpenBLAS's packing pays for itself (measured single-threaded on
 # the shapes of benchmarks/bench.py: e.g. the input gradient of 16 -> 32
-# channels 3x3, a block of 4608, is faster direct; of 64 -> 64, 36864, by GEMM).
+# channels 3x3, a block of 4608, is faster direct; of 64 -> 64, 36864, by GEMM;
+# the weight gradient of 3 -> 16 channels 5x5, a block of 1200, is faster
+# direct; of 16 -> 32 channels k5, 2560, by GEMM).
 _DIRECT_MAX_BLOCK_INPUT_GRAD = 16384
-_DIRECT_MAX_BLOCK_WEIGHT_GRAD = 4096
+_DIRECT_MAX_BLOCK_WEIGHT_GRAD = 2048
 # Tests and benchmarks switch this off to compare the two paths; on an x86-64
 # CPU without AVX2 the direct kernels are scalar and BLAS is faster.
 USE_DIRECT = _core.direct_fast()
@@ -94,9 +91,12 @@ def _direct_pays(taps, cols, sw, image, scratch):
 
 def _tap_offsets(cs, kh, kw, hp, wp, dh, dw):
     """Where each tap (c, p, q) reads in a padded (cs, hp, wp) image, relative to
-    the output position: c*hp*wp + p*dh*wp + q*dw, in (c, p, q) order."""
-    return (np.arange(cs)[:, None, None] * (hp * wp) + np.arange(kh)[None, :, None] * (dh * wp)
-            + np.arange(kw)[None, None, :] * dw).ravel().astype(np.intp)
+    the output position: c*hp*wp + p*dh*wp + q*dw, in (c, p, q) order.
+    Read-only: plans that hold it are shared between calls and threads."""
+    off = (np.arange(cs)[:, None, None] * (hp * wp) + np.arange(kh)[None, :, None] * (dh * wp)
+           + np.arange(kw)[None, None, :] * dw).ravel().astype(np.intp)
+    off.flags.writeable = False
+    return off
 
 
 def _direct_weights(w, groups, flip):
@@ -127,11 +127,11 @@ def _direct_scratch(dtype, n, macs, cs, hp, wp):
     return np.empty((threads, cs * hp * wp + _DIRECT_JB[dtype]), dtype)
 
 
-def _direct(src, wt, off, bias, out, groups, hp, wp, top, left, row_step):
-    """Run the direct kernel over a batch: see _core.conv_direct."""
-    n, cs = src.shape[0], src.shape[1] // groups
-    macs = n * off.shape[0] * out.shape[1] * out.shape[2] * out.shape[3]
-    work = _direct_scratch(src.dtype, n, macs, cs, hp, wp)
+def _direct(src, wt, bias, out, d):
+    """Run the direct kernel over a batch: see _core.conv_direct.  ``d`` is a
+    plan's ``(off, cs, hp, wp, top, left, row_step, groups, macs)``."""
+    off, cs, hp, wp, top, left, row_step, groups, macs = d
+    work = _direct_scratch(src.dtype, src.shape[0], macs, cs, hp, wp)
     _core.conv_direct(src, wt, off, _NO_BIAS[src.dtype] if bias is None else bias, out, work,
                       groups, hp, wp, top, left, row_step)
     return out
@@ -147,79 +147,170 @@ _FORWARD = _specialised(_core.conv_forward)
 _INPUT_GRAD = _specialised(_core.conv_input_grad)
 _WEIGHT_GRAD = _specialised(_core.conv_weight_grad)
 
+# How a plan says which way a pass runs.  A plan depends only on shapes and
+# geometry (and USE_DIRECT), never on the arrays' values, so callers that see
+# the same call signature again may keep it (the public API does).
+_EMPTY, _ZERO, _DIRECT, _GEMM = "empty", "zero", "direct", "gemm"
 
-def forward(func, x, w, bias, stride, pads, dilation, groups, out_hw=None):
-    """conv(x, w) + bias: x (N, C, H, W), w (F, C // groups, KH, KW) -> (N, F, OH, OW).
 
-    ``out_hw``: (OH, OW) when the caller has computed them already.
+def _gemm_args(func, n, k, p, f, stride, pads, dilation, groups):
+    """A GEMM plan's ``(n, k, p, macs, geometry)``; checks BLAS's size limits."""
+    check_gemm_sizes(func, k, p, f)
+    return (n, k, p, n * k * p * f,
+            (stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups))
+
+
+def _gemm_run(kernel, dtype, g, arrays, extra=0):
+    """Call an im2col + GEMM kernel on ``arrays``, then its scratch, then the
+    plan's geometry.  The scratch is one im2col matrix (K, P) per thread
+    (``shape[0]`` is the number of threads) with ``extra`` more rows of P."""
+    n, k, p, macs, geometry = g
+    threads, blas = _threads.plan(n, macs)
+    work = np.empty((threads, k + extra, p), dtype)
+    if blas is None:  # BLAS left as it is: no need for _threads.run
+        kernel(*arrays, work, *geometry)
+    else:
+        _threads.run(blas, kernel, *arrays, work, *geometry)
+
+
+# Checking the arguments, and planning the engine's path, cost more than
+# convolving a small input.  Both depend only on the shapes, dtypes and
+# geometry arguments, so the faces keep them per call signature: a call like
+# an earlier valid one skips them (an invalid call is never stored, and fails
+# again in full).  A plan holds the path chosen with USE_DIRECT as it was;
+# whoever changes that flag empties PLANS.
+PLANS = {}
+_PLANS_MAX = 256
+
+
+def planned(key, make, *args):
+    """``make(*args)``, or what it returned before for the same ``key``
+    (None: no cache for this call).  ``key`` must name ``make`` and all that
+    ``make`` depends on, with values whose equality means "same argument"."""
+    if key is None:
+        return make(*args)
+    try:
+        return PLANS[key]
+    except KeyError:
+        pass
+    plan = make(*args)
+    if len(PLANS) >= _PLANS_MAX:
+        PLANS.clear()
+    PLANS[key] = plan
+    return plan
+
+
+def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=None):
+    """How to run conv(x, w): ``(how, out_shape, args)``.
+
+    ``out_hw``: (OH, OW) when the caller has checked the geometry already
+    (else :func:`sizes` checks it, naming the notebook's arguments).
     """
-    n, c, h, wd = x.shape
-    f, cg, kh, kw = w.shape
-    oh, ow = out_hw or sizes(func, "param", (h, wd), w.shape, stride, pads, dilation, "inp")
-    out = np.empty((n, f, oh, ow), x.dtype)
-    if out.size == 0:
-        return out
+    n, c, h, wd = x_shape
+    f, cg, kh, kw = w_shape
+    oh, ow = out_hw or sizes(func, "param", (h, wd), w_shape, stride, pads, dilation, "inp")
+    out_shape = (n, f, oh, ow)
     k = cg * kh * kw
+    if n * f * oh * ow == 0:
+        return _EMPTY, out_shape, None
     if k == 0:  # no input channels: the sum is empty
-        out[...] = 0 if bias is None else bias[:, None, None]
-        return out
+        return _ZERO, out_shape, None
     hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
     if _direct_pays(k, f // groups, stride[1], h * wd, hp * wp):
         off = _tap_offsets(c // groups, kh, kw, hp, wp, dilation[0], dilation[1])
-        return _direct(x, _direct_weights(w, groups, flip=False), off, bias, out, groups,
-                       hp, wp, pads[0], pads[2], stride[0] * wp)
-    work, blas = _gemm_scratch(func, x.dtype, n, k, oh * ow, f)
-    _threads.run(blas, _FORWARD[x.dtype], x, w, _NO_BIAS[x.dtype] if bias is None else bias,
-                 out, work, stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2],
-                 groups)
+        return _DIRECT, out_shape, (off, c // groups, hp, wp, pads[0], pads[2], stride[0] * wp,
+                                    groups, n * k * f * oh * ow)
+    return _GEMM, out_shape, _gemm_args(func, n, k, oh * ow, f, stride, pads, dilation, groups)
+
+
+def forward_run(plan, x, w, bias):
+    """conv(x, w) + bias by a :func:`forward_plan` made for these shapes."""
+    how, out_shape, args = plan
+    out = np.empty(out_shape, x.dtype)
+    if how is _GEMM:
+        _gemm_run(_FORWARD[x.dtype], x.dtype, args,
+                  (x, w, _NO_BIAS[x.dtype] if bias is None else bias, out))
+    elif how is _DIRECT:
+        _direct(x, _direct_weights(w, args[7], flip=False), bias, out, args)
+    elif how is _ZERO:
+        out[...] = 0 if bias is None else bias[:, None, None]
     return out
 
 
-def input_grad(func, input_shape, w, gout, stride, pads, dilation, groups):
-    """The gradient of sum(conv(x, w) * gout) with respect to x, x of ``input_shape``."""
+def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilation, groups):
+    """How to run the input gradient: ``(how, input_shape, args)``."""
     n, c, h, wd = input_shape
-    f, cg, kh, kw = w.shape
+    f, cg, kh, kw = w_shape
     k = cg * kh * kw
-    if n * c * h * wd == 0 or gout.size == 0 or k == 0:
-        return np.zeros(input_shape, w.dtype)
+    p = gout_shape[2] * gout_shape[3]
+    if n * c * h * wd == 0 or n * f * p == 0 or k == 0:
+        return _ZERO, input_shape, None
     hp, wp = h + (kh - 1) * dilation[0], wd + (kw - 1) * dilation[1]
     taps = (f // groups) * kh * kw  # the flipped kernel's: output channels x KH x KW
-    if (stride[0] == 1 and _direct_pays(taps, cg, stride[1], gout.shape[2] * gout.shape[3],
-                                        hp * wp) and taps * cg <= _DIRECT_MAX_BLOCK_INPUT_GRAD):
+    if (stride[0] == 1 and _direct_pays(taps, cg, stride[1], p, hp * wp)
+            and taps * cg <= _DIRECT_MAX_BLOCK_INPUT_GRAD):
         off = _tap_offsets(f // groups, kh, kw, hp, wp, dilation[0], dilation[1])
-        return _direct(gout, _direct_weights(w, groups, flip=True), off, None,
-                       np.empty(input_shape, w.dtype), groups, hp, wp,
-                       (kh - 1) * dilation[0] - pads[0], (kw - 1) * dilation[1] - pads[2], wp)
-    dx = np.zeros(input_shape, w.dtype)
-    work, blas = _gemm_scratch(func, w.dtype, n, k, gout.shape[2] * gout.shape[3], f)
-    _threads.run(blas, _INPUT_GRAD[w.dtype], gout, w, dx, work, stride[0], stride[1],
-                 dilation[0], dilation[1], pads[0], pads[2], groups)
-    return dx
+        return _DIRECT, input_shape, (off, f // groups, hp, wp, (kh - 1) * dilation[0] - pads[0],
+                                      (kw - 1) * dilation[1] - pads[2], wp, groups,
+                                      n * taps * c * h * wd)
+    return _GEMM, input_shape, _gemm_args(func, n, k, p, f, stride, pads, dilation, groups)
 
 
-def weight_grad(func, x, weight_shape, gout, stride, pads, dilation, groups):
-    """The gradient of sum(conv(x, w) * gout) with respect to w, w of ``weight_shape``."""
+def input_grad_run(plan, w, gout):
+    """The gradient of sum(conv(x, w) * gout) with respect to x, by an
+    :func:`input_grad_plan` made for these shapes."""
+    how, shape, args = plan
+    if how is _GEMM:
+        dx = np.zeros(shape, w.dtype)
+        _gemm_run(_INPUT_GRAD[w.dtype], w.dtype, args, (gout, w, dx))
+        return dx
+    if how is _DIRECT:
+        return _direct(gout, _direct_weights(w, args[7], flip=True), None,
+                       np.empty(shape, w.dtype), args)
+    return np.zeros(shape, w.dtype)
+
+
+def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dilation, groups):
+    """How to run the weight gradient: ``(how, weight_shape, args)``."""
     f, cg, kh, kw = weight_shape
     k = cg * kh * kw
-    if k * f == 0 or gout.size == 0:
-        return np.zeros(weight_shape, x.dtype)
-    n, c, h, wd = x.shape
-    oh, ow = gout.shape[2], gout.shape[3]
+    n, c, h, wd = x_shape
+    oh, ow = gout_shape[2], gout_shape[3]
+    if k * f == 0 or n * oh * ow == 0:
+        return _ZERO, weight_shape, None
     hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
     if (_direct_pays(k, f // groups, stride[1], h * wd, hp * wp)
             and k * (f // groups) <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
         off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
-        work = _direct_scratch(x.dtype, n, n * k * f * oh * ow, cg, hp, wp)
-        dw = np.zeros((work.shape[0],) + tuple(weight_shape), x.dtype)
-        _core.conv_weight_grad_direct(x, gout, off, dw, work, groups, hp, wp, pads[0], pads[2],
-                                      stride[0] * wp)
-    else:
-        work, blas = _gemm_scratch(func, x.dtype, n, k, oh * ow, f)
-        dw = np.zeros((work.shape[0],) + tuple(weight_shape), x.dtype)
-        _threads.run(blas, _WEIGHT_GRAD[x.dtype], x, gout, dw, work, stride[0], stride[1],
-                     dilation[0], dilation[1], pads[0], pads[2], groups)
-    # One accumulator per thread (each thread sums its own images), then one reduction.
-    return dw[0] if dw.shape[0] == 1 else dw.sum(axis=0)
+        return _DIRECT, weight_shape, (off, cg, hp, wp, pads[0], pads[2], stride[0] * wp,
+                                       groups, n * k * f * oh * ow)
+    return _GEMM, weight_shape, _gemm_args(func, n, k, oh * ow, f, stride, pads, dilation, groups)
+
+
+def weight_grad_run(plan, x, gout):
+    """The gradient of sum(conv(x, w) * gout) with respect to w, by a
+    :func:`weight_grad_plan` made for these shapes."""
+    how, shape, args = plan
+    if how is _GEMM:
+        # Accumulated per thread and transposed, (groups, K, Fg), in rows of
+        # the scratch past the im2col matrix, then added and transposed back
+        # by the kernel: OpenBLAS packs the column matrix faster as the
+        # product's right operand (measured: 1.6x on the float32 gradient of
+        # 16 -> 32 channels 3x3).
+        k, p = args[1], args[2]
+        dw = np.empty(shape, x.dtype)
+        _gemm_run(_WEIGHT_GRAD[x.dtype], x.dtype, args, (x, gout, dw),
+                  extra=-(-shape[0] * k // p))  # groups * K * Fg = F * K values
+        return dw
+    if how is _DIRECT:
+        off, cg, hp, wp, top, left, row_step, groups, macs = args
+        work = _direct_scratch(x.dtype, x.shape[0], macs, cg, hp, wp)
+        # One accumulator per thread (each thread sums its own images), then one reduction.
+        dw = np.zeros((work.shape[0],) + tuple(shape), x.dtype)
+        _core.conv_weight_grad_direct(x, gout, off, dw, work, groups, hp, wp, top, left,
+                                      row_step)
+        return dw[0] if dw.shape[0] == 1 else dw.sum(axis=0)
+    return np.zeros(shape, x.dtype)
 
 
 def pad(x, pads):

@@ -68,24 +68,28 @@ def _conv(func, x, w):
     dt = v.float_dtype(x, w)
     if 0 in x.shape[2:]:  # 'same' keeps the size, even an empty one
         return np.zeros(x.shape[:1] + w.shape[:1] + x.shape[2:], dt)
-    return _engine.forward(func, v.as_kernel_input(x, dt), v.as_kernel_input(w, dt), None,
-                           _UNIT, _same_pads(*w.shape[2:]), _UNIT, 1, out_hw=x.shape[2:])
+    plan = _engine.planned((_engine.forward_plan, func, x.shape, w.shape), _engine.forward_plan,
+                           func, x.shape, w.shape, _UNIT, _same_pads(*w.shape[2:]), _UNIT, 1,
+                           x.shape[2:])
+    return _engine.forward_run(plan, v.as_kernel_input(x, dt), v.as_kernel_input(w, dt), None)
 
 
 def _conv_input_grad(func, x, w, gout):
     """'same' input gradient; the result has x's shape."""
     dt = v.float_dtype(x, w, gout)
-    return _engine.input_grad(func, x.shape, v.as_kernel_input(w, dt),
-                              v.as_kernel_input(gout, dt), _UNIT,
-                              _same_pads(*w.shape[2:]), _UNIT, 1)
+    plan = _engine.planned((_engine.input_grad_plan, func, x.shape, w.shape, gout.shape),
+                           _engine.input_grad_plan, func, x.shape, w.shape, gout.shape, _UNIT,
+                           _same_pads(*w.shape[2:]), _UNIT, 1)
+    return _engine.input_grad_run(plan, v.as_kernel_input(w, dt), v.as_kernel_input(gout, dt))
 
 
 def _conv_weight_grad(func, x, w, gout):
     """'same' weight gradient; the result has w's shape."""
     dt = v.float_dtype(x, w, gout)
-    return _engine.weight_grad(func, v.as_kernel_input(x, dt), w.shape,
-                               v.as_kernel_input(gout, dt), _UNIT,
-                               _same_pads(*w.shape[2:]), _UNIT, 1)
+    plan = _engine.planned((_engine.weight_grad_plan, func, x.shape, w.shape, gout.shape),
+                           _engine.weight_grad_plan, func, x.shape, w.shape, gout.shape, _UNIT,
+                           _same_pads(*w.shape[2:]), _UNIT, 1)
+    return _engine.weight_grad_run(plan, v.as_kernel_input(x, dt), v.as_kernel_input(gout, dt))
 
 
 def _pad(func, inp, num, ndim, layout, spatial):

@@ -77,9 +77,10 @@ def nonneg_int(func, name, value):
 
 def kernel_nonempty(func, name, shape, axes):
     """Each kernel size in ``shape[axes]`` must be at least 1."""
-    if min(shape[ax] for ax in axes) < 1:
-        raise ConvxValueError(
-            f"{func}(): argument '{name}' must have kernel sizes >= 1, got shape {shape}")
+    for ax in axes:
+        if shape[ax] < 1:
+            raise ConvxValueError(
+                f"{func}(): argument '{name}' must have kernel sizes >= 1, got shape {shape}")
 
 
 FLOAT32, FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -88,11 +89,13 @@ FLOAT32, FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 def float_dtype(*arrays):
     """The dtype convx computes in: float32 when the arguments promote to
     float32, float64 otherwise (ints and float16 compute in float64)."""
-    kinds = {a.dtype.type for a in arrays}
-    if kinds == {np.float64}:  # the common cases, without NumPy's promotion
-        return FLOAT64
-    if kinds == {np.float32}:
-        return FLOAT32
+    first = arrays[0].dtype.type
+    if first is np.float64 or first is np.float32:  # the common cases, without NumPy's promotion
+        for a in arrays:
+            if a.dtype.type is not first:
+                break
+        else:
+            return FLOAT64 if first is np.float64 else FLOAT32
     return FLOAT32 if np.result_type(*arrays) == np.float32 else FLOAT64
 
 
