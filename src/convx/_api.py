@@ -176,10 +176,10 @@ def _plain(*values):
     1 == 1.0 == True, but only the first is a valid stride.
     """
     for value in values:
-        if type(value) is tuple:
-            if [item for item in value if type(item) is not int]:
-                return None
-        elif type(value) is not int and type(value) is not str:
+        kind = type(value)
+        if kind is int or kind is str:
+            continue
+        if kind is not tuple or [item for item in value if type(item) is not int]:
             return None
     return values
 

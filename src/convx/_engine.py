@@ -153,18 +153,20 @@ _WEIGHT_GRAD = _specialised(_core.conv_weight_grad)
 _EMPTY, _ZERO, _DIRECT, _GEMM = "empty", "zero", "direct", "gemm"
 
 
-def _gemm_args(func, n, k, p, f, stride, pads, dilation, groups):
-    """A GEMM plan's ``(n, k, p, macs, geometry)``; checks BLAS's size limits."""
+def _gemm_args(func, n, k, p, f, stride, pads, dilation, groups, extra=0):
+    """A GEMM plan's ``(n, k, p, macs, geometry, extra)``; checks BLAS's size
+    limits.  ``extra``: rows of P the kernel needs in its scratch past the
+    im2col matrix (K, P)."""
     check_gemm_sizes(func, k, p, f)
     return (n, k, p, n * k * p * f,
-            (stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups))
+            (stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups), extra)
 
 
-def _gemm_run(kernel, dtype, g, arrays, extra=0):
+def _gemm_run(kernel, dtype, g, arrays):
     """Call an im2col + GEMM kernel on ``arrays``, then its scratch, then the
-    plan's geometry.  The scratch is one im2col matrix (K, P) per thread
-    (``shape[0]`` is the number of threads) with ``extra`` more rows of P."""
-    n, k, p, macs, geometry = g
+    plan's geometry.  The scratch is one im2col matrix (K, P) per thread, with
+    the plan's extra rows (``shape[0]`` is the number of threads)."""
+    n, k, p, macs, geometry, extra = g
     threads, blas = _threads.plan(n, macs)
     work = np.empty((threads, k + extra, p), dtype)
     if blas is None:  # BLAS left as it is: no need for _threads.run
@@ -284,7 +286,9 @@ def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dila
         off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
         return _DIRECT, weight_shape, (off, cg, hp, wp, pads[0], pads[2], stride[0] * wp,
                                        groups, n * k * f * oh * ow)
-    return _GEMM, weight_shape, _gemm_args(func, n, k, oh * ow, f, stride, pads, dilation, groups)
+    # The kernel accumulates F * K values per thread in its scratch's extra rows.
+    return _GEMM, weight_shape, _gemm_args(func, n, k, oh * ow, f, stride, pads, dilation, groups,
+                                           extra=-(-f * k // (oh * ow)))
 
 
 def weight_grad_run(plan, x, gout):
@@ -297,10 +301,8 @@ def weight_grad_run(plan, x, gout):
         # by the kernel: OpenBLAS packs the column matrix faster as the
         # product's right operand (measured: 1.6x on the float32 gradient of
         # 16 -> 32 channels 3x3).
-        k, p = args[1], args[2]
         dw = np.empty(shape, x.dtype)
-        _gemm_run(_WEIGHT_GRAD[x.dtype], x.dtype, args, (x, gout, dw),
-                  extra=-(-shape[0] * k // p))  # groups * K * Fg = F * K values
+        _gemm_run(_WEIGHT_GRAD[x.dtype], x.dtype, args, (x, gout, dw))
         return dw
     if how is _DIRECT:
         off, cg, hp, wp, top, left, row_step, groups, macs = args

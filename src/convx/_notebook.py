@@ -63,32 +63,47 @@ def _int_result(result, like, *arrays):
     return result
 
 
+# The engine's plans for the notebook's geometry ('same' padding, stride 1),
+# made from shapes alone, so that _engine.planned can keep them.
+
+def _forward_plan(func, x_shape, w_shape):
+    return _engine.forward_plan(func, x_shape, w_shape, _UNIT, _same_pads(*w_shape[2:]), _UNIT,
+                                1, x_shape[2:])
+
+
+def _input_grad_plan(func, x_shape, w_shape, gout_shape):
+    return _engine.input_grad_plan(func, x_shape, w_shape, gout_shape, _UNIT,
+                                   _same_pads(*w_shape[2:]), _UNIT, 1)
+
+
+def _weight_grad_plan(func, x_shape, w_shape, gout_shape):
+    return _engine.weight_grad_plan(func, x_shape, w_shape, gout_shape, _UNIT,
+                                    _same_pads(*w_shape[2:]), _UNIT, 1)
+
+
 def _conv(func, x, w):
     """'same' forward: x (N, C, H, W), w (F, C, KH, KW), any real dtypes."""
     dt = v.float_dtype(x, w)
-    if 0 in x.shape[2:]:  # 'same' keeps the size, even an empty one
-        return np.zeros(x.shape[:1] + w.shape[:1] + x.shape[2:], dt)
-    plan = _engine.planned((_engine.forward_plan, func, x.shape, w.shape), _engine.forward_plan,
-                           func, x.shape, w.shape, _UNIT, _same_pads(*w.shape[2:]), _UNIT, 1,
-                           x.shape[2:])
+    xs, ws = x.shape, w.shape
+    if 0 in xs[2:]:  # 'same' keeps the size, even an empty one
+        return np.zeros(xs[:1] + ws[:1] + xs[2:], dt)
+    plan = _engine.planned((_forward_plan, func, xs, ws), _forward_plan, func, xs, ws)
     return _engine.forward_run(plan, v.as_kernel_input(x, dt), v.as_kernel_input(w, dt), None)
 
 
 def _conv_input_grad(func, x, w, gout):
     """'same' input gradient; the result has x's shape."""
     dt = v.float_dtype(x, w, gout)
-    plan = _engine.planned((_engine.input_grad_plan, func, x.shape, w.shape, gout.shape),
-                           _engine.input_grad_plan, func, x.shape, w.shape, gout.shape, _UNIT,
-                           _same_pads(*w.shape[2:]), _UNIT, 1)
+    shapes = (x.shape, w.shape, gout.shape)
+    plan = _engine.planned((_input_grad_plan, func) + shapes, _input_grad_plan, func, *shapes)
     return _engine.input_grad_run(plan, v.as_kernel_input(w, dt), v.as_kernel_input(gout, dt))
 
 
 def _conv_weight_grad(func, x, w, gout):
     """'same' weight gradient; the result has w's shape."""
     dt = v.float_dtype(x, w, gout)
-    plan = _engine.planned((_engine.weight_grad_plan, func, x.shape, w.shape, gout.shape),
-                           _engine.weight_grad_plan, func, x.shape, w.shape, gout.shape, _UNIT,
-                           _same_pads(*w.shape[2:]), _UNIT, 1)
+    shapes = (x.shape, w.shape, gout.shape)
+    plan = _engine.planned((_weight_grad_plan, func) + shapes, _weight_grad_plan, func, *shapes)
     return _engine.weight_grad_run(plan, v.as_kernel_input(x, dt), v.as_kernel_input(gout, dt))
 
 
