@@ -10,8 +10,9 @@ and the kernel in ``_core`` is called.
 Each pass is split in two: ``*_plan`` looks only at shapes and geometry and
 decides the path (direct kernel or im2col + GEMM), the output shape and the
 kernel's arguments; ``*_run`` allocates and calls the kernel.  A plan can be
-kept for calls with the same signature: the public API keeps it beside its own
-argument checks, which is most of what a call on a tiny input costs.
+kept for calls with the same signature (``planned``): both faces keep theirs,
+the public API beside its own argument checks, since planning and checking
+are most of what a call on a tiny input costs.
 
 Geometry is always 2-D: ``stride=(sh, sw)``, ``dilation=(dh, dw)`` and
 ``pads=(top, bottom, left, right)``.  1-D callers pass H = 1.
