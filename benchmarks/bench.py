@@ -50,8 +50,9 @@ Targets (the run exits 1 if one fails or a result disagrees):
 * float32: torch/convx >= 0.6 on every pass and geometric mean >= 1.0;
 * per-call overhead: conv1d of a (1,1,5) input with a (1,1,3) kernel (padding 1),
   its input grad and weight grad, and the notebook name ``convx.conv_1d`` on a
-  length-5 signal with a length-3 kernel: median over several tight loops of
-  20000 calls <= 5 us per call;
+  length-5 signal with a length-3 kernel: median over 45 rounds <= 5 us per
+  call, each round timing 2000 calls of every case in turn (a burst of load
+  from another tenant then hits all cases alike instead of one whole case);
 * working memory: the peak memory traced by ``tracemalloc`` (NumPy's array
   allocations are traced) during one convx call on the largest shape, minus
   the output it returns (the inputs exist before tracing starts), must not grow
@@ -355,7 +356,15 @@ def run_case(shape, dtype, args):
 # Per-call overhead and working memory
 # --------------------------------------------------------------------------
 
-def overhead(calls, loops):
+def overhead(calls, rounds):
+    """(name, median, min, is_target) per tiny call, in seconds per call.
+
+    The cases are timed in turn: each round times ``calls`` calls of every
+    case, and the median is over the rounds.  On a shared machine another
+    tenant's burst of load then slows every case alike, and a burst shorter
+    than half the run cannot move a median (back-to-back loops of one case
+    put a whole case inside one burst).
+    """
     x = np.random.default_rng(0).standard_normal((1, 1, 5))
     w = np.random.default_rng(1).standard_normal((1, 1, 3))
     g = np.random.default_rng(2).standard_normal((1, 1, 5))
@@ -377,15 +386,18 @@ def overhead(calls, loops):
              lambda: torch.nn.grad.conv1d_weight(xt, w.shape, gt, padding=1), False),
         ]
     cases.append(("notebook loops conv_1d", lambda: notebook_loops.conv_1d(x1, w1), False))
-    out = []
+    numbers = []
     for name, fn, target in cases:
         fn()
-        n = calls
-        if not target:  # information only: keep slow calls from taking long
-            n = max(20, min(calls, int(0.1 / max(per_call(fn, 10), 1e-9))))
-        ts = [t / n for t in timeit.Timer(fn).repeat(repeat=loops, number=n)]
-        out.append((name, statistics.median(ts), min(ts), target))
-    return out
+        # information only: keep slow calls to about the time of the targets'
+        numbers.append(calls if target else
+                       max(5, min(calls, int(calls * 5e-6 / max(per_call(fn, 10), 1e-9)))))
+    samples = [[] for _ in cases]
+    for _ in range(rounds):
+        for (name, fn, target), n, times in zip(cases, numbers, samples):
+            times.append(timeit.Timer(fn).timeit(n) / n)
+    return [(name, statistics.median(times), min(times), target)
+            for (name, fn, target), times in zip(cases, samples)]
 
 
 def _rss_kib(field):
@@ -819,9 +831,10 @@ def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, c
         "",
         "## Per-call overhead",
         "",
-        "Median (and minimum) over several tight loops of "
-        f"{args.overhead_calls} calls, float64, padding 1 (the notebook name: its 'same' "
-        "convolution of a length-5 signal).",
+        f"Median (and minimum) over {args.overhead_rounds} rounds; each round times "
+        f"{args.overhead_calls} calls of every row in turn, so that a burst of load from "
+        "another tenant slows all rows alike.  float64, padding 1 (the notebook name: its "
+        "'same' convolution of a length-5 signal).",
         "",
         md_table(overhead_table(ov)),
         "",
@@ -865,8 +878,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     args.repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
     args.min_time = args.min_time if args.min_time is not None else (0.005 if args.quick else 0.02)
-    args.overhead_calls = 5000 if args.quick else 20000
-    args.overhead_loops = 3 if args.quick else 9
+    args.overhead_calls = 1000 if args.quick else 2000
+    args.overhead_rounds = 9 if args.quick else 45
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
     if args.min_time <= 0:
@@ -910,7 +923,7 @@ def main(argv=None):
             log(f"timing {shape.name} {dtype} ...")
             rows += run_case(shape, dtype, args)
     log("per-call overhead ...")
-    ov = overhead(args.overhead_calls, args.overhead_loops)
+    ov = overhead(args.overhead_calls, args.overhead_rounds)
     log("working memory ...")
     mem = memory(dtypes, with_im2col=True)
     elapsed = time.perf_counter() - start

@@ -300,6 +300,39 @@ def test_weight_grad(cfg):
     assert_matches(got, want, bound, nterms, cfg["dtype"], cfg["w_shape"])
 
 
+@pytest.mark.parametrize("c, f, groups", [(2, 3, 1), (4, 4, 2)])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_scratch_on_the_stack_and_on_the_heap(c, f, groups, dtype):
+    """A serial GEMM call whose scratch fits in _core.STACK_SCRATCH values
+    passes none and the kernel uses its stack; one value more and the scratch
+    is allocated.  Lengths on both sides of that line, for the three passes
+    (the weight gradient's scratch also holds its accumulator)."""
+    k, n = 2, 2
+    limit = convx._core.STACK_SCRATCH
+    seen = set()
+    for length in [*range(limit // 5 - 4, limit // 5 + 5), *range(limit // 4 - 3, limit // 4 + 5)]:
+        rng = np.random.default_rng(length)
+        x = rng.standard_normal((n, c, length)).astype(dtype)
+        w = rng.standard_normal((f, c // groups, k)).astype(dtype)
+        p = length - k + 1
+        g = rng.standard_normal((n, f, p)).astype(dtype)
+        kk = (c // groups) * k
+        wgrad_rows = kk + -(-f * kk // p)
+        seen |= {kk * p <= limit, wgrad_rows * p <= limit}
+        kw = dict(stride=1, pads=(0, 0, 0, 0), dilation=1, groups=groups)
+        assert_matches(convx.conv1d(x, w, groups=groups), ref.conv_nd(x, w, None, **kw),
+                       ref.conv_nd(np.abs(x), np.abs(w), None, **kw), kk, dtype, (n, f, p))
+        assert_matches(convx.conv1d_input_grad(x.shape, w, g, groups=groups),
+                       ref.conv_nd_input_grad(x.shape, w, g, **kw),
+                       ref.conv_nd_input_grad(x.shape, np.abs(w), np.abs(g), **kw),
+                       (f // groups) * k, dtype, x.shape)
+        assert_matches(convx.conv1d_weight_grad(x, w.shape, g, groups=groups),
+                       ref.conv_nd_weight_grad(x, w.shape, g, **kw),
+                       ref.conv_nd_weight_grad(np.abs(x), w.shape, np.abs(g), **kw),
+                       n * p, dtype, w.shape)
+    assert seen == {True, False}
+
+
 @pytest.mark.parametrize("cfg", _params(INVALID))
 def test_kernel_larger_than_padded_input(cfg):
     """All three passes refuse a kernel whose dilated span exceeds the padded input."""

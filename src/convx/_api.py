@@ -126,19 +126,8 @@ def _shape_arg(func, name, shape, ndim, layout):
     return tuple(int(s) for s in shape)
 
 
-def _to4(a, nsp, dtype):
-    """An NCL / OIK array as NCHW / OIHW with H = 1, ready for the kernels
-    (``_validate.as_kernel_input``: a copy only if the dtype or layout needs one)."""
-    if nsp == 1:
-        a = a.reshape(a.shape[0], a.shape[1], 1, a.shape[2])
-    return v.as_kernel_input(a, dtype)
-
-
-def _from4(a, nsp):
-    return a.reshape(a.shape[0], a.shape[1], a.shape[3]) if nsp == 1 else a
-
-
 def _shape4(shape, nsp):
+    """An NCL / OIK shape as NCHW / OIHW with H = 1."""
     return (shape[0], shape[1], 1, shape[2]) if nsp == 1 else shape
 
 
@@ -168,13 +157,21 @@ def _check_gout(func, gout, x_shape, w_shape, out_hw, nsp):
                  "the output shape of the forward pass with these arguments")
 
 
-def _plain(*values):
-    """``values`` if each is a plain int, str or tuple of plain ints, else None:
-    a key for the plan cache (``_engine.planned``).
+_INT_STR = (int, str)
+
+
+def _plain(stride, padding, dilation, groups):
+    """The geometry arguments as a tuple if each is a plain int, str or tuple
+    of plain ints, else None: part of a key for the plan cache
+    (``_engine.planned``).
 
     The cache may only see arguments whose equality means "same argument":
     1 == 1.0 == True, but only the first is a valid stride.
     """
+    if (type(stride) is int and type(dilation) is int and type(groups) is int
+            and type(padding) in _INT_STR):  # the common case, first
+        return stride, padding, dilation, groups
+    values = (stride, padding, dilation, groups)
     for value in values:
         kind = type(value)
         if kind is int or kind is str:
@@ -183,6 +180,11 @@ def _plain(*values):
             return None
     return values
 
+
+# What a face keeps per call signature (``_engine.planned``): the compute and
+# result dtypes, the 4-D shapes the arrays are viewed as (None: already 4-D),
+# the shape the result is given back as (None: as the engine made it), and
+# the engine's plan.
 
 def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups):
     x_layout, w_layout = _LAYOUT[nsp]
@@ -202,8 +204,13 @@ def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups)
         compute, result = _dtype(func, ("input", x), ("weight", weight), ("bias", bias))
     st, pads, dil, g, out_hw = _plan(func, nsp, x.shape, "input", weight.shape, "weight",
                                      stride, padding, dilation, groups, shown)
-    return shown is not None, compute, result, _engine.forward_plan(
-        func, _shape4(x.shape, nsp), _shape4(weight.shape, nsp), st, pads, dil, g, out_hw)
+    x4, w4 = _shape4(x.shape, nsp), _shape4(weight.shape, nsp)
+    plan = _engine.forward_plan(func, x4, w4, st, pads, dil, g, out_hw)
+    out_shape = plan[1][:2] + (out_hw[1:] if nsp == 1 else out_hw)
+    if shown is not None:
+        out_shape = out_shape[1:]
+    return (compute, result, None if x4 == x.shape and shown is None else x4,
+            None if nsp == 2 else w4, None if out_shape == plan[1] else out_shape, plan)
 
 
 def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
@@ -213,17 +220,14 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
                             None if bias is None else (bias.shape, bias.dtype), geometry)
     except AttributeError:  # not arrays: the checks say what is wrong
         key = None
-    unbatched, compute, result, plan = _engine.planned(
+    compute, result, x4, w4, shape, plan = _engine.PLANS.get(key) or _engine.planned(
         key, _forward_plan, func, nsp, x, weight, bias, stride, padding, dilation, groups)
-    if unbatched:
-        x = x[None]
-    out = _engine.forward_run(plan, _to4(x, nsp, compute),
-                              _to4(weight, nsp, compute),
+    out = _engine.forward_run(plan, v.as_kernel_input(x, compute, x4),
+                              v.as_kernel_input(weight, compute, w4),
                               None if bias is None else v.as_kernel_input(bias, compute))
-    out = _from4(out, nsp)
-    if result is not compute:
-        out = out.astype(result)
-    return out[0] if unbatched else out
+    if shape is not None:
+        out = out.reshape(shape)
+    return out if result is compute else out.astype(result)
 
 
 def _grad_plan(func, nsp, which, shape, array, array_name, grad_output, stride, padding,
@@ -246,38 +250,48 @@ def _grad_plan(func, nsp, which, shape, array, array_name, grad_output, stride, 
                                      padding, dilation, groups)
     _check_gout(func, grad_output, x_shape, w_shape, out_hw, nsp)
     make = _engine.input_grad_plan if which == "input" else _engine.weight_grad_plan
-    return compute, result, make(func, _shape4(x_shape, nsp), _shape4(w_shape, nsp),
-                                 _shape4(grad_output.shape, nsp), st, pads, dil, g)
+    x4, w4, g4 = _shape4(x_shape, nsp), _shape4(w_shape, nsp), _shape4(grad_output.shape, nsp)
+    if nsp == 2:
+        return compute, result, None, None, None, make(func, x4, w4, g4, st, pads, dil, g)
+    return (compute, result, x4 if which == "weight" else w4, g4, shape,
+            make(func, x4, w4, g4, st, pads, dil, g))
 
 
 def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups):
-    plain = _plain(shape if type(shape) is tuple else None, stride, padding, dilation, groups)
+    plain = _plain(stride, padding, dilation, groups)
+    if not plain or type(shape) is not tuple:
+        return None
+    for item in shape:
+        if type(item) is not int:
+            return None
     try:
-        return plain and (func, array.shape, array.dtype, grad_output.shape, grad_output.dtype,
-                          plain)
+        return (func, shape, array.shape, array.dtype, grad_output.shape, grad_output.dtype,
+                plain)
     except AttributeError:  # not arrays: the checks say what is wrong
         return None
 
 
 def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, dilation, groups):
     key = _grad_key(func, input_shape, weight, grad_output, stride, padding, dilation, groups)
-    compute, result, plan = _engine.planned(
+    compute, result, w4, g4, shape, plan = _engine.PLANS.get(key) or _engine.planned(
         key, _grad_plan, func, nsp, "input", input_shape, weight, "weight", grad_output,
         stride, padding, dilation, groups)
-    dx = _engine.input_grad_run(plan, _to4(weight, nsp, compute),
-                                _to4(grad_output, nsp, compute))
-    dx = _from4(dx, nsp)
+    dx = _engine.input_grad_run(plan, v.as_kernel_input(weight, compute, w4),
+                                v.as_kernel_input(grad_output, compute, g4))
+    if shape is not None:
+        dx = dx.reshape(shape)
     return dx if result is compute else dx.astype(result)
 
 
 def _weight_grad(func, nsp, x, weight_shape, grad_output, stride, padding, dilation, groups):
     key = _grad_key(func, weight_shape, x, grad_output, stride, padding, dilation, groups)
-    compute, result, plan = _engine.planned(
+    compute, result, x4, g4, shape, plan = _engine.PLANS.get(key) or _engine.planned(
         key, _grad_plan, func, nsp, "weight", weight_shape, x, "input", grad_output,
         stride, padding, dilation, groups)
-    dw = _engine.weight_grad_run(plan, _to4(x, nsp, compute),
-                                 _to4(grad_output, nsp, compute))
-    dw = _from4(dw, nsp)
+    dw = _engine.weight_grad_run(plan, v.as_kernel_input(x, compute, x4),
+                                 v.as_kernel_input(grad_output, compute, g4))
+    if shape is not None:
+        dw = dw.reshape(shape)
     return dw if result is compute else dw.astype(result)
 
 

@@ -4,8 +4,9 @@
 It does no checking: every shape, stride, padding and dtype is validated by the
 Python layer (``convx._engine``) before a kernel is called, and the kernels run
 with bounds checking off (``setup.py``; ``CONVX_DEBUG=1`` turns it back on).
-Outputs and scratch buffers are allocated by the caller; no kernel creates a
-Python object, and each releases the GIL for its whole run.
+Outputs and scratch buffers are allocated by the caller (a serial call whose
+scratch is small may pass none: the kernel then uses its stack); no kernel
+creates a Python object, and each releases the GIL for its whole run.
 
 Layout and formula
 ------------------
@@ -119,7 +120,7 @@ cdef inline Py_ssize_t _end_valid(Py_ssize_t offset, Py_ssize_t stride,
 # Pointers are only taken to cells inside the arrays (CONVX_DEBUG checks it).
 
 cdef void _im2col(const floating[:, :, ::1] x,      # IN  (Cg, H, W)
-                  floating[:, ::1] col,              # OUT (Cg*KH*KW, OH*OW)
+                  floating* col,                     # OUT (Cg*KH*KW, OH*OW), C order
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                   Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
@@ -137,7 +138,7 @@ cdef void _im2col(const floating[:, :, ::1] x,      # IN  (Cg, H, W)
                 if j1 < j0:
                     j1 = j0
                 for i in range(OH):
-                    dst = &col[row, i * OW]
+                    dst = col + (row * OH + i) * OW
                     r = i * sh - pt + p * dh
                     if r < 0 or r >= H or j0 == j1:
                         for j in range(OW):
@@ -158,7 +159,7 @@ cdef void _im2col(const floating[:, :, ::1] x,      # IN  (Cg, H, W)
                         dst[j] = 0
 
 
-cdef void _col2im_add(const floating[:, ::1] col,   # IN  (Cg*KH*KW, OH*OW)
+cdef void _col2im_add(const floating* col,          # IN  (Cg*KH*KW, OH*OW), C order
                       floating[:, :, ::1] dx,        # IN/OUT (Cg, H, W), accumulated into
                       Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
@@ -182,7 +183,7 @@ cdef void _col2im_add(const floating[:, ::1] col,   # IN  (Cg*KH*KW, OH*OW)
                     r = i * sh - pt + p * dh
                     if r < 0 or r >= H:
                         continue
-                    src = &col[row, i * OW + j0]
+                    src = col + (row * OH + i) * OW + j0
                     dst = &dx[c, r, j0 * sw + off_w]
                     if sw == 1:
                         for j in range(j1 - j0):
@@ -285,7 +286,7 @@ cdef inline void _direct(const floating* xpad, Py_ssize_t row_step, const floati
 cdef void _direct_image(const floating[:, :, ::1] src,    # IN  (groups*Cs, Hs, Ws)
                         const floating[:, :, ::1] wt,     # IN  (groups, K, F_pad)
                         const Py_ssize_t[::1] off,        # IN  (K,)
-                        const floating[::1] bias,         # IN  (groups*Fo,) or (0,)
+                        const floating* bias,             # IN  (groups*Fo,) or NULL
                         floating[:, :, ::1] out,          # OUT (groups*Fo, OH, OW)
                         floating[::1] pad,                # scratch (Cs*Hp*Wp + slack,)
                         Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
@@ -294,8 +295,8 @@ cdef void _direct_image(const floating[:, :, ::1] src,    # IN  (groups*Cs, Hs, 
     cdef const floating* b = NULL
     for g in range(groups):
         _pad_into(src[g * Cs:(g + 1) * Cs], pad, Hp, Wp, top, left)
-        if bias.shape[0] > 0:
-            b = &bias[g * Fo]
+        if bias != NULL:
+            b = bias + g * Fo
         _direct(&pad[0], row_step, &wt[g, 0, 0], &off[0], wt.shape[1], Fo, b,
                 &out[g * Fo, 0, 0], out.shape[1], out.shape[2])
 
@@ -303,7 +304,7 @@ cdef void _direct_image(const floating[:, :, ::1] src,    # IN  (groups*Cs, Hs, 
 def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
                 const floating[:, :, ::1] wt,       # IN  (groups, K, F_pad)
                 const Py_ssize_t[::1] off,          # IN  (K,)
-                const floating[::1] bias,           # IN  (groups*Fo,) or (0,)
+                const floating[::1] bias,           # IN  (groups*Fo,), or None
                 floating[:, :, :, ::1] out,         # OUT (N, groups*Fo, OH, OW), all written
                 floating[:, ::1] work,              # scratch (threads, Cs*Hp*Wp + slack)
                 Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
@@ -314,16 +315,19 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
     It is the forward pass (src = x) and, at stride 1, the input gradient
     (src = grad_output, wt = the flipped, transposed weight)."""
     cdef Py_ssize_t n, tid, nt = work.shape[0]
+    cdef const floating* b = NULL
+    if bias is not None:
+        b = &bias[0]
     if nt == 1:
         with nogil:
             for n in range(src.shape[0]):
-                _direct_image(src[n], wt, off, bias, out[n], work[0], groups, Hp, Wp,
+                _direct_image(src[n], wt, off, b, out[n], work[0], groups, Hp, Wp,
                               top, left, row_step)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             for n in prange(src.shape[0], schedule="static"):
-                _direct_image(src[n], wt, off, bias, out[n], work[tid], groups, Hp, Wp,
+                _direct_image(src[n], wt, off, b, out[n], work[tid], groups, Hp, Wp,
                               top, left, row_step)
 
 
@@ -375,14 +379,14 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
 
 cdef void _forward_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
                          const floating[:, :, :, ::1] w,   # IN  (F, Cg, KH, KW)
-                         const floating[::1] bias,         # IN  (F,) or (0,)
+                         const floating* bias,             # IN  (F,) or NULL
                          floating[:, :, ::1] out,          # OUT (F, OH, OW)
-                         floating[:, ::1] col,             # scratch (K, P)
+                         floating* col,                    # scratch (K, P), C order
                          const Geom* G) noexcept nogil:
     cdef Py_ssize_t g, f, i, j
     cdef floating beta = 0
     cdef const floating* b
-    if bias.shape[0] > 0:
+    if bias != NULL:
         beta = 1
         for f in range(out.shape[0]):
             for i in range(G.OH):
@@ -394,7 +398,7 @@ cdef void _forward_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
         else:
             _im2col(x[g * G.Cg:(g + 1) * G.Cg], col, G.KH, G.KW, G.OH, G.OW,
                     G.sh, G.sw, G.dh, G.dw, G.pt, G.pl)
-            b = &col[0, 0]
+            b = col
         _gemm(c'N', c'N', <int> G.P, <int> G.Fg, <int> G.K,
               b, <int> G.P, &w[g * G.Fg, 0, 0, 0], <int> G.K,
               beta, &out[g * G.Fg, 0, 0], <int> G.P)
@@ -403,7 +407,7 @@ cdef void _forward_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
 cdef void _input_grad_image(const floating[:, :, ::1] gout,   # IN  (F, OH, OW)
                             const floating[:, :, :, ::1] w,   # IN  (F, Cg, KH, KW)
                             floating[:, :, ::1] dx,           # OUT (C, H, W), zeroed
-                            floating[:, ::1] col,             # scratch (K, P)
+                            floating* col,                    # scratch (K, P), C order
                             const Geom* G) noexcept nogil:
     cdef Py_ssize_t g
     for g in range(G.groups):
@@ -414,7 +418,7 @@ cdef void _input_grad_image(const floating[:, :, ::1] gout,   # IN  (F, OH, OW)
         else:
             _gemm(c'N', c'T', <int> G.P, <int> G.K, <int> G.Fg,
                   &gout[g * G.Fg, 0, 0], <int> G.P, &w[g * G.Fg, 0, 0, 0], <int> G.K,
-                  0, &col[0, 0], <int> G.P)
+                  0, col, <int> G.P)
             _col2im_add(col, dx[g * G.Cg:(g + 1) * G.Cg], G.KH, G.KW, G.OH, G.OW,
                         G.sh, G.sw, G.dh, G.dw, G.pt, G.pl)
 
@@ -422,7 +426,7 @@ cdef void _input_grad_image(const floating[:, :, ::1] gout,   # IN  (F, OH, OW)
 cdef void _weight_grad_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
                              const floating[:, :, ::1] gout,   # IN  (F, OH, OW)
                              floating* acc,                    # IN/OUT (groups, K, Fg), added to
-                             floating[:, ::1] col,             # scratch (K + rows for acc, P)
+                             floating* col,                    # scratch (K, P), C order
                              const Geom* G) noexcept nogil:
     cdef Py_ssize_t g
     cdef const floating* a
@@ -432,7 +436,7 @@ cdef void _weight_grad_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
         else:
             _im2col(x[g * G.Cg:(g + 1) * G.Cg], col, G.KH, G.KW, G.OH, G.OW,
                     G.sh, G.sw, G.dh, G.dw, G.pt, G.pl)
-            a = &col[0, 0]
+            a = col
         _gemm(c'T', c'N', <int> G.Fg, <int> G.K, <int> G.P,
               &gout[g * G.Fg, 0, 0], <int> G.P, a, <int> G.P,
               1, acc + g * G.K * G.Fg, <int> G.Fg)
@@ -443,55 +447,73 @@ cdef void _weight_grad_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
 # serially; more run one image at a time per OpenMP thread, each thread with
 # its own scratch.  The caller limits BLAS to one thread around a parallel
 # call (convx._threads), so the two thread pools never compete.
+#
+# ``work=None`` runs serially with a scratch of STACK_SCRATCH values on the
+# kernel's stack: the caller may pass it when the scratch fits, which spares
+# a tiny call an allocation (the cost of a call, not of its arithmetic).
 # --------------------------------------------------------------------------
+
+cdef enum:
+    _STACK_SCRATCH = 512
+
+STACK_SCRATCH = _STACK_SCRATCH
+
+
 
 def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
                  const floating[:, :, :, ::1] w,     # IN  (F, C // G, KH, KW)
-                 const floating[::1] bias,           # IN  (F,) or (0,) for no bias
+                 const floating[::1] bias,           # IN  (F,), or None
                  floating[:, :, :, ::1] out,         # OUT (N, F, OH, OW), every cell written
-                 floating[:, :, ::1] work,           # scratch (threads, K, OH*OW)
+                 floating[:, :, ::1] work,           # scratch (threads, K, OH*OW) or None
                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                  Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups):
     """out = conv(x, w) + bias."""
     cdef Geom G = _geom(x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
                         out.shape[2], out.shape[3], sh, sw, dh, dw, pt, pl, groups)
-    cdef Py_ssize_t n, tid, nt = work.shape[0]
+    cdef Py_ssize_t n, tid, nt = 1 if work is None else work.shape[0]
+    cdef floating stack[_STACK_SCRATCH]
+    cdef floating* col = &stack[0] if work is None else &work[0, 0, 0]
+    cdef const floating* b = NULL
+    if bias is not None:
+        b = &bias[0]
     if nt == 1:
         with nogil:
             for n in range(x.shape[0]):
-                _forward_image(x[n], w, bias, out[n], work[0], &G)
+                _forward_image(x[n], w, b, out[n], col, &G)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             for n in prange(x.shape[0], schedule="static"):
-                _forward_image(x[n], w, bias, out[n], work[tid], &G)
+                _forward_image(x[n], w, b, out[n], &work[tid, 0, 0], &G)
 
 
 def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
                     const floating[:, :, :, ::1] w,     # IN  (F, C // G, KH, KW)
                     floating[:, :, :, ::1] dx,          # OUT (N, C, H, W), must arrive zeroed
-                    floating[:, :, ::1] work,           # scratch (threads, K, OH*OW)
+                    floating[:, :, ::1] work,           # scratch (threads, K, OH*OW) or None
                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups):
     """dx = the gradient of sum(conv(x, w) * gout) with respect to x."""
     cdef Geom G = _geom(dx.shape[1], dx.shape[2], dx.shape[3], w.shape[0], w.shape[2], w.shape[3],
                         gout.shape[2], gout.shape[3], sh, sw, dh, dw, pt, pl, groups)
-    cdef Py_ssize_t n, tid, nt = work.shape[0]
+    cdef Py_ssize_t n, tid, nt = 1 if work is None else work.shape[0]
+    cdef floating stack[_STACK_SCRATCH]
+    cdef floating* col = &stack[0] if work is None else &work[0, 0, 0]
     if nt == 1:
         with nogil:
             for n in range(dx.shape[0]):
-                _input_grad_image(gout[n], w, dx[n], work[0], &G)
+                _input_grad_image(gout[n], w, dx[n], col, &G)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             for n in prange(dx.shape[0], schedule="static"):
-                _input_grad_image(gout[n], w, dx[n], work[tid], &G)
+                _input_grad_image(gout[n], w, dx[n], &work[tid, 0, 0], &G)
 
 
 def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                      const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
                      floating[:, :, :, ::1] dw,           # OUT (F, C // G, KH, KW)
-                     floating[:, :, ::1] work,            # scratch (threads, K + R, OH*OW)
+                     floating[:, :, ::1] work,            # scratch (threads, K + R, OH*OW) or None
                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw_,
                      Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups):
     """dw = the gradient of sum(conv(x, w) * gout) with respect to w.
@@ -503,28 +525,32 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     added, in thread order, into dw."""
     cdef Geom G = _geom(x.shape[1], x.shape[2], x.shape[3], dw.shape[0], dw.shape[2], dw.shape[3],
                         gout.shape[2], gout.shape[3], sh, sw, dh, dw_, pt, pl, groups)
-    cdef Py_ssize_t n, tid, nt = work.shape[0], g, kk, f, t
+    cdef Py_ssize_t n, tid, nt = 1 if work is None else work.shape[0], g, kk, f, t
     cdef Py_ssize_t size = G.groups * G.K * G.Fg
+    cdef Py_ssize_t step = 0 if work is None else work.shape[1] * work.shape[2]
+    cdef floating stack[_STACK_SCRATCH]
+    cdef floating* col = &stack[0] if work is None else &work[0, 0, 0]
+    cdef floating* acc = col + G.K * G.P   # thread t's accumulator: acc + t * step
     cdef floating s
     cdef floating* out = &dw[0, 0, 0, 0]
     if nt == 1:
         with nogil:
-            memset(&work[0, G.K, 0], 0, size * sizeof(floating))
+            memset(acc, 0, size * sizeof(floating))
             for n in range(x.shape[0]):
-                _weight_grad_image(x[n], gout[n], &work[0, G.K, 0], work[0], &G)
+                _weight_grad_image(x[n], gout[n], acc, col, &G)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
-            memset(&work[tid, G.K, 0], 0, size * sizeof(floating))
+            memset(acc + tid * step, 0, size * sizeof(floating))
             for n in prange(x.shape[0], schedule="static"):
-                _weight_grad_image(x[n], gout[n], &work[tid, G.K, 0], work[tid], &G)
+                _weight_grad_image(x[n], gout[n], acc + tid * step, col + tid * step, &G)
     with nogil:
         for g in range(G.groups):
             for f in range(G.Fg):
                 for kk in range(G.K):
-                    s = (&work[0, G.K, 0])[(g * G.K + kk) * G.Fg + f]
+                    s = acc[(g * G.K + kk) * G.Fg + f]
                     for t in range(1, nt):
-                        s = s + (&work[t, G.K, 0])[(g * G.K + kk) * G.Fg + f]
+                        s = s + acc[t * step + (g * G.K + kk) * G.Fg + f]
                     out[(g * G.Fg + f) * G.K + kk] = s
 
 

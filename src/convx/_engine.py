@@ -24,8 +24,6 @@ from ._validate import ConvxValueError
 
 # BLAS takes 32-bit sizes.
 _BLAS_MAX = 2**31 - 1
-_NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
-            np.dtype(np.float64): np.empty(0, np.float64)}
 
 
 def check_gemm_sizes(func, k, p, f, kernel_arg="weight", input_arg="input"):
@@ -133,8 +131,7 @@ def _direct(src, wt, bias, out, d):
     plan's ``(off, cs, hp, wp, top, left, row_step, groups, macs)``."""
     off, cs, hp, wp, top, left, row_step, groups, macs = d
     work = _direct_scratch(src.dtype, src.shape[0], macs, cs, hp, wp)
-    _core.conv_direct(src, wt, off, _NO_BIAS[src.dtype] if bias is None else bias, out, work,
-                      groups, hp, wp, top, left, row_step)
+    _core.conv_direct(src, wt, off, bias, out, work, groups, hp, wp, top, left, row_step)
     return out
 
 
@@ -144,6 +141,7 @@ def _specialised(kernel):
     return {np.dtype(np.float32): kernel["float"], np.dtype(np.float64): kernel["double"]}
 
 
+_STACK_SCRATCH = _core.STACK_SCRATCH
 _FORWARD = _specialised(_core.conv_forward)
 _INPUT_GRAD = _specialised(_core.conv_input_grad)
 _WEIGHT_GRAD = _specialised(_core.conv_weight_grad)
@@ -155,25 +153,26 @@ _EMPTY, _ZERO, _DIRECT, _GEMM = "empty", "zero", "direct", "gemm"
 
 
 def _gemm_args(func, n, k, p, f, stride, pads, dilation, groups, extra=0):
-    """A GEMM plan's ``(n, k, p, macs, geometry, extra)``; checks BLAS's size
-    limits.  ``extra``: rows of P the kernel needs in its scratch past the
-    im2col matrix (K, P)."""
+    """A GEMM plan's ``(n, rows, p, macs, geometry)``; checks BLAS's size
+    limits.  The kernel's scratch is ``rows`` by ``p`` per thread: the im2col
+    matrix (K, P), then ``extra`` rows it may use past it."""
     check_gemm_sizes(func, k, p, f)
-    return (n, k, p, n * k * p * f,
-            (stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups), extra)
+    return (n, k + extra, p, n * k * p * f,
+            (stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups))
 
 
 def _gemm_run(kernel, dtype, g, arrays):
     """Call an im2col + GEMM kernel on ``arrays``, then its scratch, then the
-    plan's geometry.  The scratch is one im2col matrix (K, P) per thread, with
-    the plan's extra rows (``shape[0]`` is the number of threads)."""
-    n, k, p, macs, geometry, extra = g
+    plan's geometry.  The scratch is ``(threads, rows, p)``, or None for a
+    serial call whose scratch fits on the kernel's stack."""
+    n, rows, p, macs, geometry = g
     threads, blas = _threads.plan(n, macs)
-    work = np.empty((threads, k + extra, p), dtype)
     if blas is None:  # BLAS left as it is: no need for _threads.run
-        kernel(*arrays, work, *geometry)
+        work = None if threads == 1 and rows * p <= _STACK_SCRATCH else \
+            np.empty((threads, rows, p), dtype)
+        kernel(*(arrays + (work,) + geometry))
     else:
-        _threads.run(blas, kernel, *arrays, work, *geometry)
+        _threads.run(blas, kernel, *arrays, np.empty((threads, rows, p), dtype), *geometry)
 
 
 # Checking the arguments, and planning the engine's path, cost more than
@@ -229,10 +228,10 @@ def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=
 def forward_run(plan, x, w, bias):
     """conv(x, w) + bias by a :func:`forward_plan` made for these shapes."""
     how, out_shape, args = plan
-    out = np.empty(out_shape, x.dtype)
+    dtype = x.dtype
+    out = np.empty(out_shape, dtype)
     if how is _GEMM:
-        _gemm_run(_FORWARD[x.dtype], x.dtype, args,
-                  (x, w, _NO_BIAS[x.dtype] if bias is None else bias, out))
+        _gemm_run(_FORWARD[dtype], dtype, args, (x, w, bias, out))
     elif how is _DIRECT:
         _direct(x, _direct_weights(w, args[7], flip=False), bias, out, args)
     elif how is _ZERO:
@@ -263,9 +262,10 @@ def input_grad_run(plan, w, gout):
     """The gradient of sum(conv(x, w) * gout) with respect to x, by an
     :func:`input_grad_plan` made for these shapes."""
     how, shape, args = plan
+    dtype = w.dtype
     if how is _GEMM:
-        dx = np.zeros(shape, w.dtype)
-        _gemm_run(_INPUT_GRAD[w.dtype], w.dtype, args, (gout, w, dx))
+        dx = np.zeros(shape, dtype)
+        _gemm_run(_INPUT_GRAD[dtype], dtype, args, (gout, w, dx))
         return dx
     if how is _DIRECT:
         return _direct(gout, _direct_weights(w, args[7], flip=True), None,
@@ -302,8 +302,9 @@ def weight_grad_run(plan, x, gout):
         # by the kernel: OpenBLAS packs the column matrix faster as the
         # product's right operand (measured: 1.6x on the float32 gradient of
         # 16 -> 32 channels 3x3).
-        dw = np.empty(shape, x.dtype)
-        _gemm_run(_WEIGHT_GRAD[x.dtype], x.dtype, args, (x, gout, dw))
+        dtype = x.dtype
+        dw = np.empty(shape, dtype)
+        _gemm_run(_WEIGHT_GRAD[dtype], dtype, args, (x, gout, dw))
         return dw
     if how is _DIRECT:
         off, cg, hp, wp, top, left, row_step, groups, macs = args

@@ -67,6 +67,7 @@ def _int_result(result, like, *arrays):
 # made from shapes alone, so that _engine.planned can keep them.
 
 def _forward_plan(func, x_shape, w_shape):
+    # 'same' keeps the size, even an empty one: the plan is told it, not asked.
     return _engine.forward_plan(func, x_shape, w_shape, _UNIT, _same_pads(*w_shape[2:]), _UNIT,
                                 1, x_shape[2:])
 
@@ -85,9 +86,8 @@ def _conv(func, x, w):
     """'same' forward: x (N, C, H, W), w (F, C, KH, KW), any real dtypes."""
     dt = v.float_dtype(x, w)
     xs, ws = x.shape, w.shape
-    if 0 in xs[2:]:  # 'same' keeps the size, even an empty one
-        return np.zeros(xs[:1] + ws[:1] + xs[2:], dt)
-    plan = _engine.planned((_forward_plan, func, xs, ws), _forward_plan, func, xs, ws)
+    key = (_forward_plan, func, xs, ws)
+    plan = _engine.PLANS.get(key) or _engine.planned(key, _forward_plan, func, xs, ws)
     return _engine.forward_run(plan, v.as_kernel_input(x, dt), v.as_kernel_input(w, dt), None)
 
 
@@ -95,7 +95,8 @@ def _conv_input_grad(func, x, w, gout):
     """'same' input gradient; the result has x's shape."""
     dt = v.float_dtype(x, w, gout)
     shapes = (x.shape, w.shape, gout.shape)
-    plan = _engine.planned((_input_grad_plan, func) + shapes, _input_grad_plan, func, *shapes)
+    key = (_input_grad_plan, func) + shapes
+    plan = _engine.PLANS.get(key) or _engine.planned(key, _input_grad_plan, func, *shapes)
     return _engine.input_grad_run(plan, v.as_kernel_input(w, dt), v.as_kernel_input(gout, dt))
 
 
@@ -103,7 +104,8 @@ def _conv_weight_grad(func, x, w, gout):
     """'same' weight gradient; the result has w's shape."""
     dt = v.float_dtype(x, w, gout)
     shapes = (x.shape, w.shape, gout.shape)
-    plan = _engine.planned((_weight_grad_plan, func) + shapes, _weight_grad_plan, func, *shapes)
+    key = (_weight_grad_plan, func) + shapes
+    plan = _engine.PLANS.get(key) or _engine.planned(key, _weight_grad_plan, func, *shapes)
     return _engine.weight_grad_run(plan, v.as_kernel_input(x, dt), v.as_kernel_input(gout, dt))
 
 
@@ -127,12 +129,8 @@ def _pad(func, inp, num, ndim, layout, spatial):
             f"{func}(): argument 'num' ({num}) would make an array of {padded} elements, "
             f"more than 2**48")
     pads = (0, 0, num, num) if spatial == 1 else (num, num, num, num)
-    out = _engine.pad(v.as_kernel_input(inp, dt).reshape((lead, 1) + hw), pads)
+    out = _engine.pad(v.as_kernel_input(inp, dt, (lead, 1) + hw), pads)
     return out.reshape(inp.shape[:ndim - spatial] + out.shape[4 - spatial:])
-
-
-def _check_kernel(func, name, param, axes):
-    v.kernel_nonempty(func, name, param.shape, axes)
 
 
 # --------------------------------------------------------------------------
@@ -182,7 +180,7 @@ def _pad_1d(inp, num):
 def _conv_1d(f, inp, param):
     v.array(f, "inp", inp, 1, "(length,)")
     v.array(f, "param", param, 1, "(kernel_size,)")
-    _check_kernel(f, "param", param, (0,))
+    v.kernel_nonempty(f, "param", param.shape, (0,))
     return _conv(f, inp[None, None, None], param[None, None, None])[0, 0, 0]
 
 
@@ -199,7 +197,7 @@ def conv_1d_sum(inp, param):
 def _grad_1d_args(f, inp, param, output_grad):
     v.array(f, "inp", inp, 1, "(length,)")
     v.array(f, "param", param, 1, "(kernel_size,)")
-    _check_kernel(f, "param", param, (0,))
+    v.kernel_nonempty(f, "param", param.shape, (0,))
     if output_grad is None:
         output_grad = np.ones_like(inp)
     else:
@@ -244,7 +242,7 @@ def _pad_1d_batch(inp, num):
 def _batch_1d_args(f, inp, param, param_name="param"):
     v.array(f, "inp", inp, 2, "(batch, length)")
     v.array(f, param_name, param, 1, "(kernel_size,)")
-    _check_kernel(f, param_name, param, (0,))
+    v.kernel_nonempty(f, param_name, param.shape, (0,))
     return inp[:, None, None], param[None, None, None]
 
 
@@ -300,7 +298,7 @@ def _pad_2d_obs(inp, num):
 def _check_2d(f, inp, param, ndim, layout):
     v.array(f, "inp" if ndim == 3 else "obs", inp, ndim, layout)
     v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
-    _check_kernel(f, "param", param, (0, 1))
+    v.kernel_nonempty(f, "param", param.shape, (0, 1))
 
 
 def _compute_output_obs_2d(obs, param):
@@ -319,7 +317,7 @@ def _compute_output_2d(img_batch, param):
 def _output_2d(f, img_batch, param):
     v.array(f, "img_batch", img_batch, 3, "(batch, height, width)")
     v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
-    _check_kernel(f, "param", param, (0, 1))
+    v.kernel_nonempty(f, "param", param.shape, (0, 1))
     out = _conv(f, img_batch[:, None], param[None, None])[:, 0]
     return _int_result(out, img_batch, img_batch, param)
 
@@ -331,7 +329,7 @@ def _grads_2d_args(f, inp, output_grad, param, batched):
     v.array(f, names[0], inp, nd, layout)
     v.array(f, names[1], output_grad, nd, layout)
     v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
-    _check_kernel(f, "param", param, (0, 1))
+    v.kernel_nonempty(f, "param", param.shape, (0, 1))
     v.same_shape(f, names[1], output_grad, inp.shape, f"the shape of '{names[0]}'")
     if not batched:
         inp, output_grad = inp[None], output_grad[None]
@@ -387,7 +385,7 @@ _PARAM_LAYOUT = "(in_channels, out_channels, kernel_height, kernel_width)"
 
 def _check_param_4d(f, param, in_channels, in_name):
     v.array(f, "param", param, 4, _PARAM_LAYOUT)
-    _check_kernel(f, "param", param, (2, 3))
+    v.kernel_nonempty(f, "param", param.shape, (2, 3))
     if param.shape[0] != in_channels:
         raise v.ConvxValueError(
             f"{f}(): argument 'param' must have {in_channels} input channels in its first axis "

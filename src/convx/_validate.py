@@ -84,27 +84,29 @@ def kernel_nonempty(func, name, shape, axes):
 
 
 FLOAT32, FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
+_F32, _F64 = np.float32, np.float64
 
 
 def float_dtype(*arrays):
     """The dtype convx computes in: float32 when the arguments promote to
     float32, float64 otherwise (ints and float16 compute in float64)."""
     first = arrays[0].dtype.type
-    if first is np.float64 or first is np.float32:  # the common cases, without NumPy's promotion
+    if first is _F64 or first is _F32:  # the common cases, without NumPy's promotion
         for a in arrays:
             if a.dtype.type is not first:
                 break
         else:
-            return FLOAT64 if first is np.float64 else FLOAT32
+            return FLOAT64 if first is _F64 else FLOAT32
     return FLOAT32 if np.result_type(*arrays) == np.float32 else FLOAT64
 
 
-def as_kernel_input(a, dtype):
-    """``a`` as a C-contiguous, native-byte-order array of ``dtype``.
+def as_kernel_input(a, dtype, shape=None):
+    """``a`` as a C-contiguous, native-byte-order array of ``dtype``, viewed
+    with ``shape`` if given (a shape of the same size, e.g. with unit axes added).
 
     Copies only when it must (wrong dtype, byte order or layout).  The core
     reads through ``const`` memoryviews, so read-only arrays are passed as is.
     """
-    if a.dtype is dtype and a.flags.c_contiguous:  # already so: skip NumPy's checks
-        return a
-    return np.ascontiguousarray(a, dtype=dtype)
+    if a.dtype is not dtype or not a.flags.c_contiguous:  # else skip NumPy's checks
+        a = np.ascontiguousarray(a, dtype=dtype)
+    return a if shape is None else a.reshape(shape)
