@@ -284,7 +284,7 @@ cdef inline void _direct(const floating* xpad, Py_ssize_t row_step, const floati
 
 
 cdef void _direct_image(const floating[:, :, ::1] src,    # IN  (groups*Cs, Hs, Ws)
-                        const floating[:, :, ::1] wt,     # IN  (groups, K, F_pad)
+                        const floating[:, :, :, ::1] wt,  # IN  (groups, blocks, K, FB)
                         const Py_ssize_t[::1] off,        # IN  (K,)
                         const floating* bias,             # IN  (groups*Fo,) or NULL
                         floating[:, :, ::1] out,          # OUT (groups*Fo, OH, OW)
@@ -297,12 +297,12 @@ cdef void _direct_image(const floating[:, :, ::1] src,    # IN  (groups*Cs, Hs, 
         _pad_into(src[g * Cs:(g + 1) * Cs], pad, Hp, Wp, top, left)
         if bias != NULL:
             b = bias + g * Fo
-        _direct(&pad[0], row_step, &wt[g, 0, 0], &off[0], wt.shape[1], Fo, b,
+        _direct(&pad[0], row_step, &wt[g, 0, 0, 0], &off[0], wt.shape[2], Fo, b,
                 &out[g * Fo, 0, 0], out.shape[1], out.shape[2])
 
 
 def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
-                const floating[:, :, ::1] wt,       # IN  (groups, K, F_pad)
+                const floating[:, :, :, ::1] wt,    # IN  (groups, blocks, K, FB)
                 const Py_ssize_t[::1] off,          # IN  (K,)
                 const floating[::1] bias,           # IN  (groups*Fo,), or None
                 floating[:, :, :, ::1] out,         # OUT (N, groups*Fo, OH, OW), all written
@@ -311,7 +311,7 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
                 Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step):
     """The direct pass: each image of ``src`` is padded (or cropped) to
     (Cs, Hp, Wp) at offset (top, left), then
-    out[n, f, i, j] = bias[f] + sum_k wt[g, k, f] * pad[i*row_step + j + off[k]].
+    out[n, f, i, j] = bias[f] + sum_k wt[g, f // FB, k, f % FB] * pad[i*row_step + j + off[k]].
     It is the forward pass (src = x) and, at stride 1, the input gradient
     (src = grad_output, wt = the flipped, transposed weight)."""
     cdef Py_ssize_t n, tid, nt = work.shape[0]

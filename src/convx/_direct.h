@@ -15,7 +15,11 @@
  *   - every read xpad[i*sh*Wp + j + off[k]] for j < round_up(OW, JB) lies
  *     inside the buffer, JB = 2 vectors = 16 floats or 8 doubles (it has JB
  *     elements of slack after the image: _engine._DIRECT_JB);
- *   - wt holds round_up(F, CVX_FB) columns, the ones past F zero.
+ *   - wt is packed by blocks of CVX_FB output channels, (ceil(F / CVX_FB),
+ *     K, CVX_FB): wt[b, k, a] is the weight of tap k for channel
+ *     b*CVX_FB + a, zero past F.  A block's weights are then read in order,
+ *     CVX_FB values per tap, instead of one short run per row of a (K, F)
+ *     matrix.
  *
  * Blocking: a block of CVX_FB output channels times 2 vectors of consecutive
  * output columns, for one or two output rows, is accumulated in registers
@@ -56,7 +60,7 @@ static inline void NAME##_store(T *p, VT v) { memcpy(p, &v, sizeof v); }        
 /* One register block: CVX_FB channels from f0, 2*VL columns from j0, R rows   */  \
 /* (1 or 2, a constant once inlined) from i.                                    */  \
 static inline __attribute__((always_inline)) void NAME##_block(                     \
-    const T *xpad, ptrdiff_t row_step, const T *wt, ptrdiff_t FP,                   \
+    const T *xpad, ptrdiff_t row_step, const T *wt,                                 \
     const ptrdiff_t *off, ptrdiff_t K, ptrdiff_t F, const T *bias,                  \
     T *out, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t i, ptrdiff_t j0, ptrdiff_t f0,    \
     const int R)                                                                    \
@@ -70,16 +74,15 @@ static inline __attribute__((always_inline)) void NAME##_block(                 
                 for (int l = 0; l < VL; l++) acc[r][a][v][l] = b0;                  \
     }                                                                               \
     const T *xj = xpad + i * row_step + j0;                                         \
-    const T *wk = wt + f0;                                                          \
-    for (ptrdiff_t k = 0; k < K; k++, wk += FP) {                                   \
+    const T *wk = wt + f0 * K;           /* block f0 / CVX_FB, tap 0 */            \
+    for (ptrdiff_t k = 0; k < K; k++, wk += CVX_FB) {                               \
         VT x[2][2];                                                                 \
         for (int r = 0; r < R; r++) {                                               \
             x[r][0] = NAME##_load(xj + r * row_step + off[k]);                      \
             x[r][1] = NAME##_load(xj + r * row_step + off[k] + VL);                 \
         }                                                                           \
         for (int a = 0; a < CVX_FB; a++) {                                          \
-            VT wb = {0};                                                            \
-            wb += wk[a];                                                            \
+            const VT wb = wk[a] - (VT){0};   /* a broadcast (x - 0 is x) */        \
             for (int r = 0; r < R; r++) {                                           \
                 acc[r][a][0] += wb * x[r][0];                                       \
                 acc[r][a][1] += wb * x[r][1];                                       \
@@ -114,17 +117,16 @@ static inline __attribute__((always_inline)) void NAME##_body(                  
     ptrdiff_t K, ptrdiff_t F, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,    \
     const int R)                                                                    \
 {                                                                                   \
-    const ptrdiff_t FP = (F + CVX_FB - 1) / CVX_FB * CVX_FB;                        \
     ptrdiff_t i = 0;                                                                \
     for (; i + R <= OH; i += R)                                                     \
         for (ptrdiff_t j0 = 0; j0 < OW; j0 += 2 * VL)                               \
             for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \
-                NAME##_block(xpad, row_step, wt, FP, off, K, F, bias, out, OH, OW,  \
+                NAME##_block(xpad, row_step, wt, off, K, F, bias, out, OH, OW,      \
                              i, j0, f0, R);                                         \
     for (; i < OH; i++)                                                             \
         for (ptrdiff_t j0 = 0; j0 < OW; j0 += 2 * VL)                               \
             for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \
-                NAME##_block(xpad, row_step, wt, FP, off, K, F, bias, out, OH, OW,  \
+                NAME##_block(xpad, row_step, wt, off, K, F, bias, out, OH, OW,      \
                              i, j0, f0, 1);                                         \
 }                                                                                   \
 CVX_DISPATCH_DIRECT(NAME, T)

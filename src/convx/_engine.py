@@ -63,13 +63,16 @@ def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation, input_arg="i
 # times this many columns at once; its scratch needs a column block of slack.
 _DIRECT_FB = 4
 _DIRECT_JB = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
-# The gradients go to GEMM once the (channels x taps) block is larger than
-# these: there OpenBLAS's packing pays for itself (measured single-threaded on
-# the shapes of benchmarks/bench.py: e.g. the input gradient of 16 -> 32
-# channels 3x3, a block of 4608, is faster direct; of 64 -> 64, 36864, by GEMM;
-# the weight gradient of 3 -> 16 channels 5x5, a block of 1200, is faster
-# direct; of 16 -> 32 channels k5, 2560, by GEMM).
-_DIRECT_MAX_BLOCK_INPUT_GRAD = 16384
+# A pass goes to GEMM once the direct kernel's (channels x taps) block is
+# larger than these: there OpenBLAS's packing pays for itself.  Measured
+# single-threaded, CPU time of direct / GEMM, float32 and float64: the forward
+# and input gradient (one kernel) of 16 -> 32 channels 3x3, a block of 4608,
+# 0.62 and 0.74; of 32 -> 32 5x5, 25600, 0.58 and 0.70; of 64 -> 64 3x3,
+# 36864, 0.91 and 0.77; of 128 -> 128 3x3, 147456, 1.01 and 1.02; of
+# 256 -> 256 3x3, 589824, 1.19 and 1.13.  The weight gradient of 3 -> 16
+# channels 5x5, a block of 1200, is faster direct; of 16 -> 32 channels k5,
+# 2560, by GEMM.
+_DIRECT_MAX_BLOCK = 65536
 _DIRECT_MAX_BLOCK_WEIGHT_GRAD = 2048
 # Tests and benchmarks switch this off to compare the two paths; on an x86-64
 # CPU without AVX2 the direct kernels are scalar and BLAS is faster.
@@ -99,10 +102,12 @@ def _tap_offsets(cs, kh, kw, hp, wp, dh, dw):
 
 
 def _direct_weights(w, groups, flip):
-    """The direct kernel's weights: (groups, K, F_pad), zero columns past F.
+    """The direct kernel's weights: (groups, blocks, K, _DIRECT_FB), the
+    output channels packed by blocks of _DIRECT_FB (zero past the last).
 
-    Forward: wt[g, (c, p, q), f] = w[g*Fg + f, c, p, q].  Input gradient
-    (``flip``): wt[g, (f, p, q), c] = w[g*Fg + f, c, KH-1-p, KW-1-q].
+    Forward: wt[g, b, (c, p, q), a] = w[g*Fg + b*FB + a, c, p, q].  Input
+    gradient (``flip``), whose output channels are w's inputs:
+    wt[g, b, (f, p, q), a] = w[g*Fg + f, b*FB + a, KH-1-p, KW-1-q].
     """
     f, cg, kh, kw = w.shape
     fg = f // groups
@@ -111,11 +116,11 @@ def _direct_weights(w, groups, flip):
         wg = wg.reshape(groups, fg * kh * kw, cg)
     else:
         wg = w.reshape(groups, fg, cg * kh * kw).transpose(0, 2, 1)
-    cols = wg.shape[2]
-    padded = -(-cols // _DIRECT_FB) * _DIRECT_FB
-    wt = np.zeros((groups, wg.shape[1], padded), w.dtype)
-    wt[:, :, :cols] = wg
-    return wt
+    taps, cols = wg.shape[1], wg.shape[2]
+    blocks = -(-cols // _DIRECT_FB)
+    wt = np.zeros((groups, blocks, _DIRECT_FB, taps), w.dtype)
+    wt.reshape(groups, blocks * _DIRECT_FB, taps)[:, :cols] = wg.transpose(0, 2, 1)
+    return np.ascontiguousarray(wt.transpose(0, 1, 3, 2))
 
 
 def _direct_scratch(dtype, n, macs, cs, hp, wp):
@@ -218,7 +223,8 @@ def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=
     if k == 0:  # no input channels: the sum is empty
         return _ZERO, out_shape, None
     hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
-    if _direct_pays(k, f // groups, stride[1], h * wd, hp * wp):
+    if _direct_pays(k, f // groups, stride[1], h * wd, hp * wp) \
+            and k * (f // groups) <= _DIRECT_MAX_BLOCK:
         off = _tap_offsets(c // groups, kh, kw, hp, wp, dilation[0], dilation[1])
         return _DIRECT, out_shape, (off, c // groups, hp, wp, pads[0], pads[2], stride[0] * wp,
                                     groups, n * k * f * oh * ow)
@@ -250,7 +256,7 @@ def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilati
     hp, wp = h + (kh - 1) * dilation[0], wd + (kw - 1) * dilation[1]
     taps = (f // groups) * kh * kw  # the flipped kernel's: output channels x KH x KW
     if (stride[0] == 1 and _direct_pays(taps, cg, stride[1], p, hp * wp)
-            and taps * cg <= _DIRECT_MAX_BLOCK_INPUT_GRAD):
+            and taps * cg <= _DIRECT_MAX_BLOCK):
         off = _tap_offsets(f // groups, kh, kw, hp, wp, dilation[0], dilation[1])
         return _DIRECT, input_shape, (off, f // groups, hp, wp, (kh - 1) * dilation[0] - pads[0],
                                       (kw - 1) * dilation[1] - pads[2], wp, groups,
