@@ -23,8 +23,10 @@
  *
  * Blocking: a block of CVX_FB output channels times 2 vectors of consecutive
  * output columns, for one or two output rows, is accumulated in registers
- * over all K taps, then stored.  A block that sticks out past F or OW is
- * computed into a stack buffer and its valid part copied out.
+ * over all K taps, then stored.  The last block of a row at least 2 vectors
+ * wide is moved left to end at OW (it overlaps the one before); a block that
+ * still sticks out past F or OW is computed into a stack buffer and its valid
+ * part copied out.
  *
  * Portability: the vectors are GCC/Clang vector extensions of 32 bytes.  On
  * x86-64 each kernel is compiled for more than one instruction set and picks
@@ -111,6 +113,14 @@ static inline __attribute__((always_inline)) void NAME##_block(                 
     }                                                                               \
 }                                                                                   \
                                                                                     \
+/* A block of columns that would stick out past OW starts at OW - 2*VL        */  \
+/* instead, when the row is that wide: it recomputes a few columns the block  */  \
+/* before it wrote (the same values) rather than going through a buffer.      */  \
+static inline ptrdiff_t NAME##_last(ptrdiff_t j0, ptrdiff_t OW)                     \
+{                                                                                   \
+    return j0 + 2 * VL > OW && OW >= 2 * VL ? OW - 2 * VL : j0;                     \
+}                                                                                   \
+                                                                                    \
 /* The whole image, R output rows at a time (then one at a time).             */  \
 static inline __attribute__((always_inline)) void NAME##_body(                      \
     const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
@@ -122,12 +132,12 @@ static inline __attribute__((always_inline)) void NAME##_body(                  
         for (ptrdiff_t j0 = 0; j0 < OW; j0 += 2 * VL)                               \
             for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \
                 NAME##_block(xpad, row_step, wt, off, K, F, bias, out, OH, OW,      \
-                             i, j0, f0, R);                                         \
+                             i, NAME##_last(j0, OW), f0, R);                        \
     for (; i < OH; i++)                                                             \
         for (ptrdiff_t j0 = 0; j0 < OW; j0 += 2 * VL)                               \
             for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \
                 NAME##_block(xpad, row_step, wt, off, K, F, bias, out, OH, OW,      \
-                             i, j0, f0, 1);                                         \
+                             i, NAME##_last(j0, OW), f0, 1);                        \
 }                                                                                   \
 CVX_DISPATCH_DIRECT(NAME, T)
 

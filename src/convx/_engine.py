@@ -79,15 +79,23 @@ _DIRECT_MAX_BLOCK_WEIGHT_GRAD = 2048
 USE_DIRECT = _core.direct_fast()
 
 
-def _direct_pays(taps, cols, sw, image, scratch):
+def _direct_pays(taps, cols, sw, image, scratch, weight_grad=False):
     """The direct kernel needs a unit horizontal stride, and beats im2col + GEMM
-    when there are enough taps to sum (K >= 32) and its output-channel blocks
-    of _DIRECT_FB are not mostly padding (measured: docs/benchmarks.md).  Its
-    scratch is the image with its zero border: a border much larger than the
-    image (a huge padding or dilation) is left to im2col, whose scratch does
-    not grow with either."""
+    when there are enough taps to sum and its output-channel blocks of
+    _DIRECT_FB are not mostly padding.  Enough taps: K >= 32; for the forward
+    kernel (forward and input gradient) also K >= 24 with at most 16 output
+    channels, where GEMM's fixed costs (im2col, packing) weigh most.  Measured
+    single-threaded, direct / GEMM CPU time of the forward pass, float32 and
+    float64: 1 -> 8 channels 5x5 (K = 25), 0.67 and 0.75; 1 -> 16 5x5, 0.89
+    and 0.99; 3 -> 16 3x3 (K = 27), 0.91 and 1.02; 1 -> 32 5x5, 1.11 and 1.37;
+    2 -> 16 3x3 (K = 18), 0.99 and 1.08; 1 -> 16 3x3 (K = 9), 1.22 and 1.22.
+    The weight-gradient kernel loses at K = 25 (1.8 and 1.25 on 1 -> 16 5x5).
+    Its scratch is the image with its zero border: a border much larger than
+    the image (a huge padding or dilation) is left to im2col, whose scratch
+    does not grow with either."""
     padded = -(-cols // _DIRECT_FB) * _DIRECT_FB
-    return (USE_DIRECT and sw == 1 and taps >= 32 and padded <= 1.5 * cols
+    enough = taps >= 32 or (not weight_grad and taps >= 24 and cols <= 16)
+    return (USE_DIRECT and sw == 1 and enough and padded <= 1.5 * cols
             and scratch <= 4 * image + 4096)
 
 
@@ -288,7 +296,7 @@ def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dila
     if k * f == 0 or n * oh * ow == 0:
         return _ZERO, weight_shape, None
     hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
-    if (_direct_pays(k, f // groups, stride[1], h * wd, hp * wp)
+    if (_direct_pays(k, f // groups, stride[1], h * wd, hp * wp, weight_grad=True)
             and k * (f // groups) <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
         off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
         return _DIRECT, weight_shape, (off, cg, hp, wp, pads[0], pads[2], stride[0] * wp,
