@@ -118,6 +118,8 @@ cdef inline Py_ssize_t _end_valid(Py_ssize_t offset, Py_ssize_t stride,
 # vectorises (rows are short: a memcpy call per row costs more than the copy),
 # which indexing the 2-D memoryviews element by element hid.
 # Pointers are only taken to cells inside the arrays (CONVX_DEBUG checks it).
+# The column matrix is a pointer itself, since it may live on the kernel's
+# stack (STACK_SCRATCH): its bounds are the sanitizer build's to check.
 
 cdef void _im2col(const floating[:, :, ::1] x,      # IN  (Cg, H, W)
                   floating* col,                     # OUT (Cg*KH*KW, OH*OW), C order
