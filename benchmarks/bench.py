@@ -98,7 +98,9 @@ sys.path.insert(0, str(HERE))
 
 import convx  # noqa: E402
 import im2col_numpy  # noqa: E402
+import report  # noqa: E402
 from baseline import notebook_loops  # noqa: E402
+from report import fmt_time, load_average, md_table, text_table  # noqa: E402
 
 try:
     import torch
@@ -483,16 +485,6 @@ def memory(dtypes, with_im2col):
 # Reporting
 # --------------------------------------------------------------------------
 
-def fmt_time(t):
-    if t is None:
-        return "-"
-    if t >= 1:
-        return f"{t:.2f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.2f} ms"
-    return f"{t * 1e6:.1f} us"
-
-
 def fmt_ratio(r):
     if r is None:
         return "-"
@@ -538,22 +530,6 @@ def table_rows(rows):
             "verdict": verdict(r),
         })
     return out
-
-
-def text_table(rs):
-    cols = list(rs[0])
-    widths = {c: max(len(c), *(len(r[c]) for r in rs)) for c in cols}
-    lines = ["  ".join(c.ljust(widths[c]) for c in cols),
-             "  ".join("-" * widths[c] for c in cols)]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in cols) for r in rs]
-    return "\n".join(lines)
-
-
-def md_table(rs):
-    cols = list(rs[0])
-    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    out += ["| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |" for r in rs]
-    return "\n".join(out)
 
 
 def status(ok, fail="FAIL"):
@@ -649,40 +625,19 @@ def blas_threads():
 
 
 def machine_info():
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:
-        nproc = os.cpu_count()
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         convx.show_config()
     return {
-        "nproc": nproc, "cpu": model, "platform": platform.platform(),
+        "nproc": report.cpu_count(), "cpu": report.cpu_model(), "platform": platform.platform(),
         "python": platform.python_version(), "numpy": np.__version__,
         "scipy": scipy.__version__, "torch": torch.__version__ if torch is not None else "not installed",
         "convx": convx.__version__, "show_config": buf.getvalue().rstrip(),
         "convx threads": convx.get_num_threads(),
         "torch threads": torch.get_num_threads() if torch is not None else None,
         "openblas env": {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ},
-        "thread env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                  "MKL_NUM_THREADS") if k in os.environ},
+        "thread env": report.thread_env(),
     }
-
-
-def load_average():
-    try:
-        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def busy_note(load, nproc):

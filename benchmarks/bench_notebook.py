@@ -55,7 +55,9 @@ import time
 import numpy as np
 
 import convx
+import report
 from baseline import notebook_loops as nl
+from report import fmt_time, load_average, md_table, text_table
 
 TARGET = 1000.0
 LOOP_REPEAT_BELOW = 0.5   # s: loop calls faster than this are repeated ...
@@ -92,13 +94,6 @@ def blas_threads(set_to=None):
     if set_to is not None:
         getattr(lib, prefix + "set_num_threads")(int(set_to))
     return int(getattr(lib, prefix + "get_num_threads")())
-
-
-def load_average():
-    try:
-        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 # --------------------------------------------------------------------------
@@ -244,14 +239,6 @@ def build_passes(seed, loop_images):
 # Reporting
 # --------------------------------------------------------------------------
 
-def fmt_time(t):
-    if t >= 1:
-        return f"{t:.2f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.2f} ms"
-    return f"{t * 1e6:.1f} us"
-
-
 def fmt_ratio(r):
     return f"{r:,.0f}x" if r >= 10 else f"{r:.2f}x"
 
@@ -286,43 +273,12 @@ def rows(passes, loop_images):
     return out
 
 
-def text_table(rs):
-    cols = list(rs[0])
-    widths = {c: max(len(c), *(len(r[c]) for r in rs)) for c in cols}
-    line = "  ".join(c.ljust(widths[c]) for c in cols)
-    sep = "  ".join("-" * widths[c] for c in cols)
-    body = ["  ".join(r[c].ljust(widths[c]) for c in cols) for r in rs]
-    return "\n".join([line, sep] + body)
-
-
-def md_table(rs):
-    cols = list(rs[0])
-    out = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |",
-           "|" + "|".join("---" for _ in cols) + "|"]
-    out += ["| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |" for r in rs]
-    return "\n".join(out)
-
-
 def machine_info():
-    try:
-        ncpu = len(os.sched_getaffinity(0))
-    except AttributeError:
-        ncpu = os.cpu_count()
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import scipy
-    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                          "MKL_NUM_THREADS") if k in os.environ}
+    threads = report.thread_env()
     return {
-        "nproc": ncpu,
-        "cpu": model,
+        "nproc": report.cpu_count(),
+        "cpu": report.cpu_model(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -1,0 +1,70 @@
+"""What bench.py and bench_notebook.py share: the machine they ran on, its
+load, and how times and tables are written."""
+import os
+import platform
+
+# the variables that set BLAS's and OpenMP's thread counts
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cpu_count():
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count()
+
+
+def cpu_model():
+    """The CPU's model name (Linux's /proc/cpuinfo), else what platform says."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return model
+
+
+def thread_env():
+    """{variable: value} for the thread-count variables that are set."""
+    return {k: os.environ[k] for k in THREAD_VARS if k in os.environ}
+
+
+def load_average():
+    try:
+        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def fmt_time(t):
+    """Seconds as s, ms or us; None as "-"."""
+    if t is None:
+        return "-"
+    if t >= 1:
+        return f"{t:.2f} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.2f} ms"
+    return f"{t * 1e6:.1f} us"
+
+
+def text_table(rows):
+    """Rows (dicts of str, one key order) as aligned plain-text columns."""
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols),
+             "  ".join("-" * widths[c] for c in cols)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def md_table(rows):
+    """Rows (dicts of str, one key order) as a Markdown table."""
+    cols = list(rows[0])
+    out = ["| " + " | ".join(c.replace("|", "\\|") for c in cols) + " |",
+           "|" + "|".join("---" for _ in cols) + "|"]
+    out += ["| " + " | ".join(r[c].replace("|", "\\|") for c in cols) + " |" for r in rows]
+    return "\n".join(out)
