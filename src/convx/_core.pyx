@@ -336,7 +336,7 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
 cdef void _wgrad_direct_image(const floating[:, :, ::1] x,      # IN  (groups*Cs, H, W)
                               const floating[:, :, ::1] gout,   # IN  (groups*Fo, OH, OW)
                               const Py_ssize_t[::1] off,        # IN  (K,)
-                              floating[:, :, :, ::1] dw,        # IN/OUT (groups*Fo, Cs, KH, KW)
+                              floating* acc,                    # IN/OUT (groups*Fo, Cs*KH*KW)
                               floating[::1] pad,                # scratch (Cs*Hp*Wp + slack,)
                               Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
                               Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step) noexcept nogil:
@@ -345,33 +345,49 @@ cdef void _wgrad_direct_image(const floating[:, :, ::1] x,      # IN  (groups*Cs
         _pad_into(x[g * Cs:(g + 1) * Cs], pad, Hp, Wp, top, left)
         if floating is float:
             cvx_wgrad_f32(&pad[0], row_step, &off[0], off.shape[0], &gout[g * Fo, 0, 0], Fo,
-                          gout.shape[1], gout.shape[2], &dw[g * Fo, 0, 0, 0])
+                          gout.shape[1], gout.shape[2], acc + g * Fo * off.shape[0])
         else:
             cvx_wgrad_f64(&pad[0], row_step, &off[0], off.shape[0], &gout[g * Fo, 0, 0], Fo,
-                          gout.shape[1], gout.shape[2], &dw[g * Fo, 0, 0, 0])
+                          gout.shape[1], gout.shape[2], acc + g * Fo * off.shape[0])
 
 
 def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                             const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
                             const Py_ssize_t[::1] off,           # IN  (K,)
-                            floating[:, :, :, :, ::1] dw,        # OUT (threads, F, Cg, KH, KW), zeroed
-                            floating[:, ::1] work,               # scratch (threads, Cg*Hp*Wp + slack)
+                            floating[:, :, :, ::1] dw,           # OUT (F, Cg, KH, KW)
+                            floating[:, ::1] work,               # scratch (threads, Cg*Hp*Wp + slack + F*Cg*KH*KW)
                             Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
                             Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step):
-    """dw[t] += thread t's images' share of the weight gradient, by the direct
-    kernel (unit horizontal stride); the caller sums over t."""
-    cdef Py_ssize_t n, tid, nt = work.shape[0]
+    """dw = the weight gradient, by the direct kernel (unit horizontal stride).
+
+    Each thread's scratch row holds its padded image and, after it, its
+    accumulator (the last dw.size values): thread t sums its images' part
+    there, then the threads' parts are added, in thread order, into dw."""
+    cdef Py_ssize_t n, tid, nt = work.shape[0], i, t
+    cdef Py_ssize_t size = dw.shape[0] * dw.shape[1] * dw.shape[2] * dw.shape[3]
+    cdef Py_ssize_t plen = work.shape[1] - size, step = work.shape[1]
+    cdef floating s
+    cdef floating* acc = &work[0, plen]     # thread t's accumulator: acc + t * step
+    cdef floating* out = &dw[0, 0, 0, 0]
     if nt == 1:
         with nogil:
+            memset(acc, 0, size * sizeof(floating))
             for n in range(x.shape[0]):
-                _wgrad_direct_image(x[n], gout[n], off, dw[0], work[0], groups, Hp, Wp,
+                _wgrad_direct_image(x[n], gout[n], off, acc, work[0, :plen], groups, Hp, Wp,
                                     top, left, row_step)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
+            memset(acc + tid * step, 0, size * sizeof(floating))
             for n in prange(x.shape[0], schedule="static"):
-                _wgrad_direct_image(x[n], gout[n], off, dw[tid], work[tid], groups, Hp, Wp,
-                                    top, left, row_step)
+                _wgrad_direct_image(x[n], gout[n], off, acc + tid * step, work[tid, :plen],
+                                    groups, Hp, Wp, top, left, row_step)
+    with nogil:
+        for i in range(size):
+            s = acc[i]
+            for t in range(1, nt):
+                s = s + acc[t * step + i]
+            out[i] = s
 
 
 # --------------------------------------------------------------------------

@@ -17,6 +17,8 @@ are most of what a call on a tiny input costs.
 Geometry is always 2-D: ``stride=(sh, sw)``, ``dilation=(dh, dw)`` and
 ``pads=(top, bottom, left, right)``.  1-D callers pass H = 1.
 """
+import math
+
 import numpy as np
 
 from . import _core, _threads
@@ -131,12 +133,13 @@ def _direct_weights(w, groups, flip):
     return np.ascontiguousarray(wt.transpose(0, 1, 3, 2))
 
 
-def _direct_scratch(dtype, n, macs, cs, hp, wp):
+def _direct_scratch(dtype, n, macs, cs, hp, wp, extra=0):
     """Threads for a direct-kernel call and their scratch: one zero-bordered
     image (cs, hp, wp) per thread, plus the column block of slack the kernel
-    may read past it.  ``work.shape[0]`` is the number of threads."""
+    may read past it, plus ``extra`` values (the weight gradient's
+    accumulator).  ``work.shape[0]`` is the number of threads."""
     threads, _ = _threads.plan(n, macs, blas=False)
-    return np.empty((threads, cs * hp * wp + _DIRECT_JB[dtype]), dtype)
+    return np.empty((threads, cs * hp * wp + _DIRECT_JB[dtype] + extra), dtype)
 
 
 def _direct(src, wt, bias, out, d):
@@ -322,12 +325,13 @@ def weight_grad_run(plan, x, gout):
         return dw
     if how is _DIRECT:
         off, cg, hp, wp, top, left, row_step, groups, macs = args
-        work = _direct_scratch(x.dtype, x.shape[0], macs, cg, hp, wp)
-        # One accumulator per thread (each thread sums its own images), then one reduction.
-        dw = np.zeros((work.shape[0],) + tuple(shape), x.dtype)
+        # One accumulator per thread, after its padded image (each thread sums
+        # its own images); the kernel adds them into dw.
+        work = _direct_scratch(x.dtype, x.shape[0], macs, cg, hp, wp, extra=math.prod(shape))
+        dw = np.empty(shape, x.dtype)
         _core.conv_weight_grad_direct(x, gout, off, dw, work, groups, hp, wp, top, left,
                                       row_step)
-        return dw[0] if dw.shape[0] == 1 else dw.sum(axis=0)
+        return dw
     return np.zeros(shape, x.dtype)
 
 
