@@ -230,8 +230,7 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
     return out if result is compute else out.astype(result)
 
 
-def _grad_plan(func, nsp, which, shape, array, array_name, grad_output, stride, padding,
-               dilation, groups):
+def _grad_plan(func, nsp, which, shape, array, grad_output, stride, padding, dilation, groups):
     """The checks of the two gradients: ``which`` is "input" (``shape`` is the
     input's, ``array`` the weight) or "weight" (``shape`` is the weight's,
     ``array`` the input)."""
@@ -240,10 +239,12 @@ def _grad_plan(func, nsp, which, shape, array, array_name, grad_output, stride, 
         shape = _shape_arg(func, "input_shape", shape, nsp + 2, x_layout)
         v.array(func, "weight", array, nsp + 2, w_layout)
         x_shape, x_name, w_shape, w_name = shape, "input_shape", array.shape, "weight"
+        array_name = "weight"
     else:
         v.array(func, "input", array, nsp + 2, x_layout)
         shape = _shape_arg(func, "weight_shape", shape, nsp + 2, w_layout)
         x_shape, x_name, w_shape, w_name = array.shape, "input", shape, "weight_shape"
+        array_name = "input"
     v.array(func, "grad_output", grad_output, nsp + 2, "(batch, out_channels, *output_size)")
     compute, result = _dtype(func, (array_name, array), ("grad_output", grad_output))
     st, pads, dil, g, out_hw = _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride,
@@ -251,10 +252,10 @@ def _grad_plan(func, nsp, which, shape, array, array_name, grad_output, stride, 
     _check_gout(func, grad_output, x_shape, w_shape, out_hw, nsp)
     make = _engine.input_grad_plan if which == "input" else _engine.weight_grad_plan
     x4, w4, g4 = _shape4(x_shape, nsp), _shape4(w_shape, nsp), _shape4(grad_output.shape, nsp)
+    plan = make(func, x4, w4, g4, st, pads, dil, g)
     if nsp == 2:
-        return compute, result, None, None, None, make(func, x4, w4, g4, st, pads, dil, g)
-    return (compute, result, x4 if which == "weight" else w4, g4, shape,
-            make(func, x4, w4, g4, st, pads, dil, g))
+        return compute, result, None, None, None, plan
+    return compute, result, w4 if which == "input" else x4, g4, shape, plan
 
 
 def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups):
@@ -271,28 +272,18 @@ def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups
         return None
 
 
-def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, dilation, groups):
-    key = _grad_key(func, input_shape, weight, grad_output, stride, padding, dilation, groups)
-    compute, result, w4, g4, shape, plan = _engine.PLANS.get(key) or _engine.planned(
-        key, _grad_plan, func, nsp, "input", input_shape, weight, "weight", grad_output,
+def _grad(func, nsp, which, shape, array, grad_output, stride, padding, dilation, groups):
+    """The two gradients (``which``, ``shape`` and ``array`` as in _grad_plan)."""
+    key = _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups)
+    compute, result, a4, g4, out_shape, plan = _engine.PLANS.get(key) or _engine.planned(
+        key, _grad_plan, func, nsp, which, shape, array, grad_output,
         stride, padding, dilation, groups)
-    dx = _engine.input_grad_run(plan, v.as_kernel_input(weight, compute, w4),
-                                v.as_kernel_input(grad_output, compute, g4))
-    if shape is not None:
-        dx = dx.reshape(shape)
-    return dx if result is compute else dx.astype(result)
-
-
-def _weight_grad(func, nsp, x, weight_shape, grad_output, stride, padding, dilation, groups):
-    key = _grad_key(func, weight_shape, x, grad_output, stride, padding, dilation, groups)
-    compute, result, x4, g4, shape, plan = _engine.PLANS.get(key) or _engine.planned(
-        key, _grad_plan, func, nsp, "weight", weight_shape, x, "input", grad_output,
-        stride, padding, dilation, groups)
-    dw = _engine.weight_grad_run(plan, v.as_kernel_input(x, compute, x4),
-                                 v.as_kernel_input(grad_output, compute, g4))
-    if shape is not None:
-        dw = dw.reshape(shape)
-    return dw if result is compute else dw.astype(result)
+    run = _engine.input_grad_run if which == "input" else _engine.weight_grad_run
+    d = run(plan, v.as_kernel_input(array, compute, a4),
+            v.as_kernel_input(grad_output, compute, g4))
+    if out_shape is not None:
+        d = d.reshape(out_shape)
+    return d if result is compute else d.astype(result)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -383,8 +374,8 @@ def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
              [2., 4., 2.],
              [1., 2., 1.]]]])
     """
-    return _input_grad("conv2d_input_grad", 2, input_shape, weight, grad_output,
-                       stride, padding, dilation, groups)
+    return _grad("conv2d_input_grad", 2, "input", input_shape, weight, grad_output,
+                 stride, padding, dilation, groups)
 
 
 def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
@@ -399,8 +390,8 @@ def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
     >>> convx.conv1d_input_grad((1, 1, 5), np.ones((1, 1, 3)), np.ones((1, 1, 5)), padding=1)
     array([[[2., 3., 3., 3., 2.]]])
     """
-    return _input_grad("conv1d_input_grad", 1, input_shape, weight, grad_output,
-                       stride, padding, dilation, groups)
+    return _grad("conv1d_input_grad", 1, "input", input_shape, weight, grad_output,
+                 stride, padding, dilation, groups)
 
 
 def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1):
@@ -426,8 +417,8 @@ def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
     array([[[[ 8., 12.],
              [20., 24.]]]])
     """
-    return _weight_grad("conv2d_weight_grad", 2, input, weight_shape, grad_output,
-                        stride, padding, dilation, groups)
+    return _grad("conv2d_weight_grad", 2, "weight", weight_shape, input, grad_output,
+                 stride, padding, dilation, groups)
 
 
 def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1):
@@ -443,5 +434,5 @@ def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
     ...                          padding=1)
     array([[[10., 15., 14.]]])
     """
-    return _weight_grad("conv1d_weight_grad", 1, input, weight_shape, grad_output,
-                        stride, padding, dilation, groups)
+    return _grad("conv1d_weight_grad", 1, "weight", weight_shape, input, grad_output,
+                 stride, padding, dilation, groups)
