@@ -94,6 +94,13 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k,
               <double*> b, &ldb, &beta, c, &ldc)
 
 
+cdef inline const floating* _data_or_null(const floating[::1] a) noexcept:
+    """``&a[0]``, or NULL for an absent (None) array such as a missing bias."""
+    if a is None:
+        return NULL
+    return &a[0]
+
+
 cdef inline Py_ssize_t _first_valid(Py_ssize_t offset, Py_ssize_t stride,
                                     Py_ssize_t n_out) noexcept nogil:
     """Smallest j >= 0 with j*stride + offset >= 0, clipped to n_out."""
@@ -317,9 +324,7 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
     It is the forward pass (src = x) and, at stride 1, the input gradient
     (src = grad_output, wt = the flipped, transposed weight)."""
     cdef Py_ssize_t n, tid, nt = work.shape[0]
-    cdef const floating* b = NULL
-    if bias is not None:
-        b = &bias[0]
+    cdef const floating* b = _data_or_null(bias)
     if nt == 1:
         with nogil:
             for n in range(src.shape[0]):
@@ -491,9 +496,7 @@ def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
     cdef Py_ssize_t n, tid, nt = 1 if work is None else work.shape[0]
     cdef floating stack[_STACK_SCRATCH]
     cdef floating* col = &stack[0] if work is None else &work[0, 0, 0]
-    cdef const floating* b = NULL
-    if bias is not None:
-        b = &bias[0]
+    cdef const floating* b = _data_or_null(bias)
     if nt == 1:
         with nogil:
             for n in range(x.shape[0]):
