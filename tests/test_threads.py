@@ -201,17 +201,11 @@ def _calibrated_call(pass_, target=0.15):
 PASSES = ["forward", "forward-strided", "input_grad", "weight_grad"]
 
 
-@pytest.mark.parametrize("pass_", PASSES)
-def test_other_python_threads_run_during_a_call(pass_):
-    """While one thread is inside a long call, another keeps running Python.
-
-    Were the GIL held by the kernel (nearly all of the call), the main thread
-    could run no bytecode in the middle half of the call; this holds on a busy
-    machine too, as it does not depend on how fast either thread runs.
-    """
-    convx.set_num_threads(1)
-    call = _calibrated_call(pass_, target=0.1)
-    span = {}
+def _during_call(call, body):
+    """Run ``call`` in another thread while this one repeats ``body``; return
+    how many times ``body`` finished in the middle half of the call, and the
+    call's duration in seconds."""
+    span, stamps = {}, []
     started = threading.Event()
 
     def worker():
@@ -221,18 +215,29 @@ def test_other_python_threads_run_during_a_call(pass_):
         span["end"] = time.perf_counter()
 
     th = threading.Thread(target=worker)
-    stamps = []
     th.start()
     started.wait()
     while th.is_alive():
+        body()
         stamps.append(time.perf_counter())
-        sum(range(100))
     th.join()
-    lo = span["start"] + 0.25 * (span["end"] - span["start"])
-    hi = span["end"] - 0.25 * (span["end"] - span["start"])
-    inside = sum(lo < t < hi for t in stamps)
+    length = span["end"] - span["start"]
+    lo, hi = span["start"] + 0.25 * length, span["end"] - 0.25 * length
+    return sum(lo < t < hi for t in stamps), length
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+def test_other_python_threads_run_during_a_call(pass_):
+    """While one thread is inside a long call, another keeps running Python.
+
+    Were the GIL held by the kernel (nearly all of the call), the main thread
+    could run no bytecode in the middle half of the call; this holds on a busy
+    machine too, as it does not depend on how fast either thread runs.
+    """
+    convx.set_num_threads(1)
+    inside, length = _during_call(_calibrated_call(pass_, target=0.1), lambda: sum(range(100)))
     assert inside >= 10, (f"the main thread ran {inside} iterations in the middle half of a "
-                          f"{span['end'] - span['start']:.3f} s call: the GIL is held")
+                          f"{length:.3f} s call: the GIL is held")
 
 
 @pytest.mark.parametrize("pass_", PASSES)
@@ -251,27 +256,9 @@ def test_two_python_threads_run_convx_calls_at_once(pass_):
     rng = np.random.default_rng(5)
     xs = rng.standard_normal((2, 4, 12, 12)).astype(np.float32)
     ws = rng.standard_normal((4, 4, 3, 3)).astype(np.float32)
-    span, done = {}, []
-    started = threading.Event()
-
-    def worker():
-        started.set()
-        span["start"] = time.perf_counter()
-        call()
-        span["end"] = time.perf_counter()
-
-    th = threading.Thread(target=worker)
-    th.start()
-    started.wait()
-    while th.is_alive():
-        convx.conv2d(xs, ws, padding=1)
-        done.append(time.perf_counter())
-    th.join()
-    lo = span["start"] + 0.25 * (span["end"] - span["start"])
-    hi = span["end"] - 0.25 * (span["end"] - span["start"])
-    inside = sum(lo < t < hi for t in done)
+    inside, length = _during_call(call, lambda: convx.conv2d(xs, ws, padding=1))
     assert inside >= 3, (f"{inside} convx calls completed in the middle half of a "
-                         f"{span['end'] - span['start']:.3f} s call in another thread")
+                         f"{length:.3f} s call in another thread")
 
 
 # --------------------------------------------------------------------------
