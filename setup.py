@@ -62,7 +62,7 @@ ext = Extension(
     "convx._core",
     ["src/convx/_core.pyx"],
     include_dirs=[np.get_include(), "src/convx"],
-    depends=["src/convx/_direct.h"],
+    depends=["src/convx/_direct.h", "src/convx/_gemm.h", "src/convx/_runtime.h"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     extra_compile_args=compile_args + omp,
     extra_link_args=link_args + omp,

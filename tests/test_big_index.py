@@ -271,7 +271,7 @@ def test_batch_offset_past_2_31_openmp(monkeypatch):
     rng = np.random.default_rng(6)
     convx.set_num_threads(2)
     try:
-        assert _threads.plan(n, n * 1 * 2 * f)[0] == 2   # K=1, P=2: the OpenMP path
+        assert _threads.plan(n, n * 1 * 2 * f) == 2   # K=1, P=2: the OpenMP path
         with little_real_memory():
             x = lazy_zeros((n, 1, 1, L))
             vals = randn(rng, (n, 2))

@@ -317,4 +317,4 @@ def test_openmp_size_really_runs_threads(two_threads):
     among 2 OpenMP threads (so the leak tests cover the threaded path)."""
     for macs in OPENMP_MACS:
         assert macs >= _threads._PARALLEL_MIN_MACS
-        assert _threads.plan(2, macs)[0] == 2
+        assert _threads.plan(2, macs) == 2

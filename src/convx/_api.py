@@ -206,20 +206,32 @@ def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups)
                                      stride, padding, dilation, groups, shown)
     x4, w4 = _shape4(x.shape, nsp), _shape4(weight.shape, nsp)
     plan = _engine.forward_plan(func, x4, w4, st, pads, dil, g, out_hw)
-    out_shape = plan[1][:2] + (out_hw[1:] if nsp == 1 else out_hw)
+    out_shape = plan[2][:2] + (out_hw[1:] if nsp == 1 else out_hw)
     if shown is not None:
         out_shape = out_shape[1:]
     return (compute, result, None if x4 == x.shape and shown is None else x4,
-            None if nsp == 2 else w4, None if out_shape == plan[1] else out_shape, plan)
+            None if nsp == 2 else w4, None if out_shape == plan[2] else out_shape, plan)
+
+
+_NDARRAY = np.ndarray
 
 
 def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
-    geometry = _plain(stride, padding, dilation, groups)
-    try:
-        key = geometry and (func, x.shape, x.dtype, weight.shape, weight.dtype,
-                            None if bias is None else (bias.shape, bias.dtype), geometry)
-    except AttributeError:  # not arrays: the checks say what is wrong
-        key = None
+    # Only plain ndarrays are looked up in the cache: anything else (a duck
+    # array, a subclass) is checked in full on every call.
+    key = None
+    if type(x) is _NDARRAY and type(weight) is _NDARRAY and (bias is None
+                                                              or type(bias) is _NDARRAY):
+        geometry = _plain(stride, padding, dilation, groups)
+        if geometry:
+            key = (func, x.shape, x.dtype, weight.shape, weight.dtype,
+                   None if bias is None else (bias.shape, bias.dtype), geometry)
+    else:
+        x_layout, w_layout = _LAYOUT[nsp]
+        x = v.plain(func, "input", x, x_layout)
+        weight = v.plain(func, "weight", weight, w_layout)
+        if bias is not None:
+            bias = v.plain(func, "bias", bias, "(out_channels,)")
     compute, result, x4, w4, shape, plan = _engine.PLANS.get(key) or _engine.planned(
         key, _forward_plan, func, nsp, x, weight, bias, stride, padding, dilation, groups)
     out = _engine.forward_run(plan, v.as_kernel_input(x, compute, x4),
@@ -260,21 +272,26 @@ def _grad_plan(func, nsp, which, shape, array, grad_output, stride, padding, dil
 
 def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups):
     plain = _plain(stride, padding, dilation, groups)
-    if not plain or type(shape) is not tuple:
+    if not plain or type(shape) is not tuple or type(array) is not _NDARRAY \
+            or type(grad_output) is not _NDARRAY:
         return None
     for item in shape:
         if type(item) is not int:
             return None
-    try:
-        return (func, shape, array.shape, array.dtype, grad_output.shape, grad_output.dtype,
-                plain)
-    except AttributeError:  # not arrays: the checks say what is wrong
-        return None
+    return func, shape, array.shape, array.dtype, grad_output.shape, grad_output.dtype, plain
 
 
 def _grad(func, nsp, which, shape, array, grad_output, stride, padding, dilation, groups):
     """The two gradients (``which``, ``shape`` and ``array`` as in _grad_plan)."""
     key = _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups)
+    if key is None:  # checked in full: bring subclasses to plain ndarrays first
+        x_layout, w_layout = _LAYOUT[nsp]
+        if which == "input":
+            array = v.plain(func, "weight", array, w_layout)
+        else:
+            array = v.plain(func, "input", array, x_layout)
+        grad_output = v.plain(func, "grad_output", grad_output,
+                              "(batch, out_channels, *output_size)")
     compute, result, a4, g4, out_shape, plan = _engine.PLANS.get(key) or _engine.planned(
         key, _grad_plan, func, nsp, which, shape, array, grad_output,
         stride, padding, dilation, groups)

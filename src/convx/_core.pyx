@@ -14,40 +14,53 @@ All passes are 2-D, NCHW; 1-D convolution is the case H = 1.  With
 x of shape (N, C, H, W), w of shape (F, C // G, KH, KW) and G groups, the
 forward pass is the cross-correlation
 
-    out[n, f, i, j] = sum_{c, p, q} w[f, c, p, q]
+    out[n, f, i, j] = bias[f] + sum_{c, p, q} w[f, c, p, q]
                       * x[n, g*Cg + c, i*sh - pt + p*dh, j*sw - pl + q*dw]
 
 with g = f // (F // G), Cg = C // G, and x read as zero outside
 0 <= row < H, 0 <= col < W.  That zero border is the padding: ``pt`` rows above
 and ``pl`` columns to the left; the rows below and columns to the right are
 implied by the output size (OH, OW), so asymmetric padding costs nothing.
-Padding is never materialised: ``_im2col`` writes zeros where a tap falls
-outside the image.
+The forward pass and the weight gradient multiply the border's zeros like any
+other value (so 0 * inf = NaN there, as with an explicitly padded input); the
+input gradient sums over the output positions that exist, as its definition
+says (docs/reliability.md, "Non-finite values").
 
 Each pass has two implementations; the engine picks one per call.
 
-**im2col + GEMM** (any stride).  One image and one group at a time, ``col``
-has shape (Cg*KH*KW, OH*OW), row
-``(c*KH + p)*KW + q`` holding the input seen by tap (c, p, q) at each output
-position:
+**im2col + GEMM** (any stride), by the matrix product of ``_gemm.h``, which
+reads the image as its im2col matrix (rows ``(c*KH + p)*KW + q``, one column
+per output position) straight into its packed panels:
 
-    forward       out_g  (Fg, P)  =  w_g (Fg, K)   @ col (K, P)
-    input grad    dcol   (K, P)   =  w_g.T (K, Fg) @ g_g (Fg, P);  col2im(dcol) -> dx
-    weight grad   dw_g.T (K, Fg) +=  col (K, P)    @ g_g.T (P, Fg)
-
-BLAS is column-major and our arrays are row-major, so each product is issued
-as its transpose (see ``_gemm``).
+    forward       out_g  (Fg, P)  =  w_g (Fg, K)     @ col (K, P)
+    input grad    dcol   (K, P)   =  w_g.T (K, Fg)   @ g_g (Fg, P);  col2im(dcol) -> dx
+    weight grad   dw_g   (Fg, K) +=  g_g (Fg, P)     @ col.T (P, K)
 
 **Direct** (unit horizontal stride, ``conv_direct`` and
-``conv_weight_grad_direct``).  Each image is copied with its zero border into
-the thread's scratch (``_pad_into``), and the SIMD micro-kernels of
-``_direct.h`` sum over the taps straight from it: no column matrix, no packing.
-At stride 1 the input gradient is the same forward sum over the padded output
-gradient with the kernel flipped, so ``conv_direct`` serves both.
+``conv_weight_grad_direct``).  The rows of the image a piece of work needs are
+copied with their zero border into the thread's scratch (``_pad_rows``), and
+the SIMD micro-kernels of ``_direct.h`` sum over the taps straight from it: no
+column matrix, no packing.  At stride 1 the input gradient is the same
+forward sum over the padded output gradient with the kernel flipped, so
+``conv_direct`` serves both.
 
-Threads: ``work.shape[0]`` is the number of threads.  One runs the batch
-serially; more run one image at a time per OpenMP thread, each with its own
-scratch (and, for the weight gradient, its own accumulator).
+Work and threads
+----------------
+Each kernel splits its call into items, (image, group, block), where a block
+is a range of output positions (GEMM), of output rows (direct) or of input
+channels (the GEMM input gradient), sized by the caller.  ``nt`` threads share
+the items in a static schedule (``nt == 1`` runs them in order on the calling
+thread); each thread has its own slice of ``work``, after a slice all threads
+share (the packed weights).  Every element of the forward pass and of the
+input gradient is summed by one item in an order that does not depend on the
+blocks or on the threads, so those results are the same bits for any ``nt``.
+The weight gradient sums over images and positions: each thread adds its
+items into its own accumulator, and the accumulators are added in thread
+order at the end (the same bits for the same ``nt``).
+
+Between items, and between the blocks of a matrix product, every thread
+checks the stop flag (``_runtime.h``); when the call is interrupted the
+kernel returns False with its output incomplete, and the caller raises.
 """
 
 from libc.stdint cimport int64_t
@@ -55,7 +68,6 @@ from libc.string cimport memset
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 
 cdef extern from *:
@@ -69,29 +81,187 @@ cdef extern from *:
     const int CONVX_OPENMP
 
 
+cdef extern from "_runtime.h" nogil:
+    int cvx_isa
+    int cvx_never
+    int cvx_interrupted
+    int cvx_user_threads
+    int cvx_default_threads
+    int cvx_max_threads
+    int cvx_forked
+    size_t cvx_stack_size
+    int cvx_get_threads()
+    int cvx_team_size(int want)
+    int cvx_interrupt_begin()
+    void cvx_interrupt_end()
+    void cvx_runtime_init()
+    int cvx_isa_detect()
+    int CVX_STOPPED(const int* stop)
+    unsigned long long cvx_seen
+    void cvx_saw(int tid)
+
+
+cdef extern from "_gemm.h" nogil:
+    enum:
+        CVX_DENSE
+        CVX_ROWS
+        CVX_PREPACKED
+        CVX_IM2COL
+        CVX_IM2COL_T
+        CVX_MR
+        CVX_KC
+        CVX_MC
+        CVX_NC
+        CVX_NR_MAX
+    ctypedef struct cvx_operand:
+        int kind
+        const void* p
+        Py_ssize_t rs, cs
+        Py_ssize_t H, W, KH, KW, OW, sh, sw, dh, dw, pt, pl
+        Py_ssize_t p0
+    Py_ssize_t cvx_first_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t n)
+    Py_ssize_t cvx_end_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t size, Py_ssize_t n)
+    void cvx_im2col_f32(const cvx_operand* X, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t p0,
+                        Py_ssize_t np, float* dst, Py_ssize_t ld)
+    void cvx_im2col_f64(const cvx_operand* X, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t p0,
+                        Py_ssize_t np, double* dst, Py_ssize_t ld)
+    void cvx_prepack_f32(const cvx_operand* A, Py_ssize_t M, Py_ssize_t K, float* dst)
+    void cvx_prepack_f64(const cvx_operand* A, Py_ssize_t M, Py_ssize_t K, double* dst)
+    int cvx_gemm_f32(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
+                     const cvx_operand* B, float* abuf, float* bbuf, float* C, Py_ssize_t ldc,
+                     int accumulate, const float* bias, const int* stop)
+    int cvx_gemm_f64(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
+                     const cvx_operand* B, double* abuf, double* bbuf, double* C, Py_ssize_t ldc,
+                     int accumulate, const double* bias, const int* stop)
+
+
+cdef extern from "_direct.h" nogil:
+    void cvx_direct_f32(const float* xpad, Py_ssize_t row_step, const float* wt,
+                        const Py_ssize_t* off, Py_ssize_t K, Py_ssize_t F, const float* bias,
+                        float* out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1)
+    void cvx_direct_f64(const double* xpad, Py_ssize_t row_step, const double* wt,
+                        const Py_ssize_t* off, Py_ssize_t K, Py_ssize_t F, const double* bias,
+                        double* out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1)
+    void cvx_wgrad_f32(const float* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
+                       Py_ssize_t K, const float* g, Py_ssize_t gs, Py_ssize_t grs, Py_ssize_t F,
+                       Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, float* dw)
+    void cvx_wgrad_f64(const double* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
+                       Py_ssize_t K, const double* g, Py_ssize_t gs, Py_ssize_t grs, Py_ssize_t F,
+                       Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, double* dw)
+    int cvx_direct_fast()
+
+
+cvx_runtime_init()
+
+
+# --------------------------------------------------------------------------
+# The process-level settings of _runtime.h, for convx._threads and the tests.
+# --------------------------------------------------------------------------
+
 def openmp_enabled():
     """True when this extension was compiled with OpenMP."""
     return bool(CONVX_OPENMP)
+
+
+def configure_threads(int default, int maximum, size_t stack_size):
+    """Set the default thread count, its bound (the CPUs the process may use)
+    and the stack size libgomp gives its threads (0: the system's default)."""
+    global cvx_default_threads, cvx_max_threads, cvx_stack_size
+    cvx_default_threads = default
+    cvx_max_threads = maximum
+    cvx_stack_size = stack_size
+
+
+def set_user_threads(int n):
+    """convx.set_num_threads: ``n`` threads per call, or 0 for the default."""
+    global cvx_user_threads
+    cvx_user_threads = n
+
+
+def user_threads():
+    """What set_user_threads last set (0: the default)."""
+    return cvx_user_threads
+
+
+def get_threads():
+    """The threads a call may use now: 1 in a forked child."""
+    return cvx_get_threads()
+
+
+def forked():
+    """True in a child of fork() (made after convx was imported)."""
+    return bool(cvx_forked)
+
+
+def isa():
+    """The instruction-set level the SIMD kernels run at: 4 (x86-64-v4),
+    3 (x86-64-v3) or 1 (the baseline)."""
+    return cvx_isa
+
+
+def set_isa(int level):
+    """Run the SIMD kernels at ``level`` at most (the CPU's own at most); for
+    tests, which check the baseline kernels on any machine.  Returns the level
+    now in force."""
+    global cvx_isa
+    cdef int best = cvx_isa_detect()
+    cvx_isa = level if level < best else best
+    return cvx_isa
+
+
+def direct_fast():
+    """True when the direct kernels run vectorised on this CPU (see _direct.h)."""
+    return bool(cvx_direct_fast())
+
+
+def interrupt_begin():
+    """Chain convx's SIGINT handler in front of the current one, for a call
+    from the main thread; returns whether one was installed."""
+    return bool(cvx_interrupt_begin())
+
+
+def interrupt_end():
+    """Put the SIGINT handler that interrupt_begin found back."""
+    cvx_interrupt_end()
+
+
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
+
+
+def check_signals():
+    """Run the Python handlers of pending signals (a KeyboardInterrupt raises
+    here), then forget that a kernel was interrupted."""
+    global cvx_interrupted
+    PyErr_CheckSignals()
+    cvx_interrupted = 0
+
+
+cdef inline const int* _stop(bint interruptible) noexcept nogil:
+    return &cvx_interrupted if interruptible else &cvx_never
+
+
+cdef inline int _team(int nt) noexcept nogil:
+    """The threads a parallel region may start: libgomp exits the process when
+    it cannot create one, so ask for no more than cvx_team_size found."""
+    global cvx_seen
+    cvx_seen = 1
+    if nt > 1 and CONVX_OPENMP:
+        cvx_seen = 0
+        return cvx_team_size(nt)
+    return 1
+
+
+def threads_seen():
+    """How many threads ran items in the last kernel call (from any Python
+    thread): a diagnostic for the tests."""
+    return bin(cvx_seen).count("1")
 
 
 ctypedef fused pad_t:
     float
     double
     int64_t
-
-
-cdef inline void _gemm(char transa, char transb, int m, int n, int k,
-                       const floating* a, int lda,
-                       const floating* b, int ldb,
-                       floating beta, floating* c, int ldc) noexcept nogil:
-    """Column-major C (m, n) = op(A) @ op(B) + beta * C, with alpha = 1."""
-    cdef floating alpha = 1
-    if floating is float:
-        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*> a, &lda,
-              <float*> b, &ldb, &beta, c, &ldc)
-    else:
-        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*> a, &lda,
-              <double*> b, &ldb, &beta, c, &ldc)
 
 
 cdef inline const floating* _data_or_null(const floating[::1] a) noexcept:
@@ -101,112 +271,32 @@ cdef inline const floating* _data_or_null(const floating[::1] a) noexcept:
     return &a[0]
 
 
-cdef inline Py_ssize_t _first_valid(Py_ssize_t offset, Py_ssize_t stride,
-                                    Py_ssize_t n_out) noexcept nogil:
-    """Smallest j >= 0 with j*stride + offset >= 0, clipped to n_out."""
-    cdef Py_ssize_t j = 0
-    if offset < 0:
-        j = (-offset + stride - 1) // stride
-    return j if j < n_out else n_out
+cdef inline const floating* _data4(const floating[:, :, :, ::1] a) noexcept:
+    """``&a[0, 0, 0, 0]``, or NULL for an empty array: an empty input with
+    padding still has an output (of the border's zeros), and its data is
+    never read."""
+    if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0 or a.shape[3] == 0:
+        return NULL
+    return &a[0, 0, 0, 0]
 
 
-cdef inline Py_ssize_t _end_valid(Py_ssize_t offset, Py_ssize_t stride,
-                                  Py_ssize_t size, Py_ssize_t n_out) noexcept nogil:
-    """One past the largest j with j*stride + offset <= size - 1, clipped to n_out."""
-    cdef Py_ssize_t last = size - 1 - offset
-    if last < 0:
-        return 0
-    last = last // stride + 1
-    return last if last < n_out else n_out
+cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t m) noexcept nogil:
+    return (n + m - 1) // m * m
 
 
-# The im2col inner loops work on raw row pointers taken from the memoryviews:
-# with a unit stride the copy and the scatter-add are plain loops GCC
-# vectorises (rows are short: a memcpy call per row costs more than the copy),
-# which indexing the 2-D memoryviews element by element hid.
-# Pointers are only taken to cells inside the arrays (CONVX_DEBUG checks it).
-# The column matrix is a pointer itself, since it may live on the kernel's
-# stack (STACK_SCRATCH): its bounds are the sanitizer build's to check.
-
-cdef void _im2col(const floating[:, :, ::1] x,      # IN  (Cg, H, W)
-                  floating* col,                     # OUT (Cg*KH*KW, OH*OW), C order
-                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
-                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                  Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
-    cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2]
-    cdef Py_ssize_t c, p, q, i, j, row, off_w, j0, j1, r
-    cdef floating* dst
-    cdef const floating* src
-    for c in range(C):
-        for p in range(KH):
-            for q in range(KW):
-                row = (c * KH + p) * KW + q
-                off_w = q * dw - pl
-                j0 = _first_valid(off_w, sw, OW)
-                j1 = _end_valid(off_w, sw, W, OW)
-                if j1 < j0:
-                    j1 = j0
-                for i in range(OH):
-                    dst = col + (row * OH + i) * OW
-                    r = i * sh - pt + p * dh
-                    if r < 0 or r >= H or j0 == j1:
-                        for j in range(OW):
-                            dst[j] = 0
-                        continue
-                    for j in range(j0):
-                        dst[j] = 0
-                    src = &x[c, r, j0 * sw + off_w]
-                    dst += j0
-                    if sw == 1:
-                        for j in range(j1 - j0):
-                            dst[j] = src[j]
-                    else:
-                        for j in range(j1 - j0):
-                            dst[j] = src[j * sw]
-                    dst -= j0
-                    for j in range(j1, OW):
-                        dst[j] = 0
+cdef inline Py_ssize_t _min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a < b else b
 
 
-cdef void _col2im_add(const floating* col,          # IN  (Cg*KH*KW, OH*OW), C order
-                      floating[:, :, ::1] dx,        # IN/OUT (Cg, H, W), accumulated into
-                      Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
-                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                      Py_ssize_t pt, Py_ssize_t pl) noexcept nogil:
-    """The adjoint of ``_im2col``: every column entry is added back to the
-    input cell it was read from; entries that were padding are dropped."""
-    cdef Py_ssize_t C = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
-    cdef Py_ssize_t c, p, q, i, j, row, off_w, j0, j1, r
-    cdef floating* dst
-    cdef const floating* src
-    for c in range(C):
-        for p in range(KH):
-            for q in range(KW):
-                row = (c * KH + p) * KW + q
-                off_w = q * dw - pl
-                j0 = _first_valid(off_w, sw, OW)
-                j1 = _end_valid(off_w, sw, W, OW)
-                if j1 <= j0:
-                    continue
-                for i in range(OH):
-                    r = i * sh - pt + p * dh
-                    if r < 0 or r >= H:
-                        continue
-                    src = col + (row * OH + i) * OW + j0
-                    dst = &dx[c, r, j0 * sw + off_w]
-                    if sw == 1:
-                        for j in range(j1 - j0):
-                            dst[j] += src[j]
-                    else:
-                        for j in range(j1 - j0):
-                            dst[j * sw] += src[j]
-
+# --------------------------------------------------------------------------
+# Geometry
+# --------------------------------------------------------------------------
 
 cdef struct Geom:
-    Py_ssize_t groups, Cg, Fg, K, P     # group sizes, taps per group, output positions
-    Py_ssize_t KH, KW, OH, OW
-    Py_ssize_t sh, sw, dh, dw, pt, pl
-    bint pointwise                      # 1x1 kernel, stride 1, no padding: col is x
+    Py_ssize_t C, H, W, F, OH, OW, P     # input channels and size, filters, output size
+    Py_ssize_t groups, Cg, Fg, K         # group sizes; K = Cg*KH*KW taps per group
+    Py_ssize_t KH, KW, sh, sw, dh, dw, pt, pl
+    bint pointwise                       # 1x1 kernel, stride 1, no padding: col is x
 
 
 cdef Geom _geom(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
@@ -214,266 +304,115 @@ cdef Geom _geom(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                 Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups) noexcept:
     cdef Geom G
+    G.C, G.H, G.W, G.F, G.OH, G.OW, G.P = C, H, W, F, OH, OW, OH * OW
     G.groups = groups
     G.Cg = C // groups
     G.Fg = F // groups
     G.K = G.Cg * KH * KW
-    G.P = OH * OW
-    G.KH, G.KW, G.OH, G.OW = KH, KW, OH, OW
+    G.KH, G.KW = KH, KW
     G.sh, G.sw, G.dh, G.dw, G.pt, G.pl = sh, sw, dh, dw, pt, pl
     G.pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 \
         and OH == H and OW == W
     return G
 
 
-# --------------------------------------------------------------------------
-# The direct path (unit horizontal stride): pad one image into the thread's
-# scratch, then run the SIMD micro-kernel of _direct.h over it.
-# --------------------------------------------------------------------------
-
-cdef extern from "_direct.h" nogil:
-    void cvx_direct_f32(const float* xpad, Py_ssize_t row_step, const float* wt,
-                        const Py_ssize_t* off, Py_ssize_t K, Py_ssize_t F, const float* bias,
-                        float* out, Py_ssize_t OH, Py_ssize_t OW)
-    void cvx_direct_f64(const double* xpad, Py_ssize_t row_step, const double* wt,
-                        const Py_ssize_t* off, Py_ssize_t K, Py_ssize_t F, const double* bias,
-                        double* out, Py_ssize_t OH, Py_ssize_t OW)
-    void cvx_wgrad_f32(const float* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
-                       Py_ssize_t K, const float* g, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
-                       float* dw)
-    void cvx_wgrad_f64(const double* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
-                       Py_ssize_t K, const double* g, Py_ssize_t F, Py_ssize_t OH, Py_ssize_t OW,
-                       double* dw)
-    int cvx_direct_fast()
+cdef cvx_operand _image(const void* x, const Geom* G, Py_ssize_t p0, bint transposed) noexcept nogil:
+    """One group's channels of an image, read as its im2col matrix (or that
+    matrix transposed) from output position p0 on."""
+    cdef cvx_operand op
+    if G.pointwise:  # the image is its own column matrix, (Cg, P)
+        op.kind = CVX_DENSE
+        op.p = x
+        op.rs = 1 if transposed else G.P
+        op.cs = G.P if transposed else 1
+        op.p0 = 0
+        return op
+    op.kind = CVX_IM2COL_T if transposed else CVX_IM2COL
+    op.p = x
+    op.H, op.W, op.KH, op.KW, op.OW = G.H, G.W, G.KH, G.KW, G.OW
+    op.sh, op.sw, op.dh, op.dw, op.pt, op.pl = G.sh, G.sw, G.dh, G.dw, G.pt, G.pl
+    op.p0 = p0
+    return op
 
 
-def direct_fast():
-    """True when the direct kernels run vectorised on this CPU (see _direct.h)."""
-    return bool(cvx_direct_fast())
+cdef cvx_operand _dense(const void* p, Py_ssize_t rs, Py_ssize_t cs) noexcept nogil:
+    cdef cvx_operand op
+    op.kind = CVX_DENSE
+    op.p0 = 0
+    op.p = p
+    op.rs, op.cs = rs, cs
+    return op
 
 
-cdef void _pad_into(const floating[:, :, ::1] src,   # IN  (C, H, W)
-                    floating[::1] dst,                # OUT (C*Hp*Wp + slack,), all written
-                    Py_ssize_t Hp, Py_ssize_t Wp,
-                    Py_ssize_t top, Py_ssize_t left) noexcept nogil:
-    """dst[c, r, s] = src[c, r - top, s - left], zero outside src; a negative
-    top or left crops instead of padding.  The slack after the image is zeroed."""
-    cdef Py_ssize_t C = src.shape[0], H = src.shape[1], W = src.shape[2]
-    cdef Py_ssize_t c, r, s, i, s0, s1, base
-    s0 = left if left > 0 else 0                 # first column that holds data
-    s1 = W + left if W + left < Wp else Wp       # one past the last
-    if s1 < s0:
-        s1 = s0
-    for c in range(C):
-        for r in range(Hp):
-            base = (c * Hp + r) * Wp
-            i = r - top
-            if i < 0 or i >= H or s0 == s1:
-                for s in range(Wp):
-                    dst[base + s] = 0
-                continue
-            for s in range(s0):
-                dst[base + s] = 0
-            for s in range(s0, s1):
-                dst[base + s] = src[c, i, s - left]
-            for s in range(s1, Wp):
-                dst[base + s] = 0
-    for s in range(C * Hp * Wp, dst.shape[0]):
-        dst[s] = 0
-
-
-cdef inline void _direct(const floating* xpad, Py_ssize_t row_step, const floating* wt,
-                         const Py_ssize_t* off, Py_ssize_t K, Py_ssize_t F,
-                         const floating* bias, floating* out,
-                         Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+cdef inline int _gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
+                      const cvx_operand* B, floating* abuf, floating* bbuf, floating* C,
+                      Py_ssize_t ldc, int accumulate, const floating* bias,
+                      const int* stop) noexcept nogil:
     if floating is float:
-        cvx_direct_f32(xpad, row_step, wt, off, K, F, bias, out, OH, OW)
+        return cvx_gemm_f32(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop)
     else:
-        cvx_direct_f64(xpad, row_step, wt, off, K, F, bias, out, OH, OW)
+        return cvx_gemm_f64(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop)
 
 
-cdef void _direct_image(const floating[:, :, ::1] src,    # IN  (groups*Cs, Hs, Ws)
-                        const floating[:, :, :, ::1] wt,  # IN  (groups, blocks, K, FB)
-                        const Py_ssize_t[::1] off,        # IN  (K,)
-                        const floating* bias,             # IN  (groups*Fo,) or NULL
-                        floating[:, :, ::1] out,          # OUT (groups*Fo, OH, OW)
-                        floating[::1] pad,                # scratch (Cs*Hp*Wp + slack,)
-                        Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
-                        Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step) noexcept nogil:
-    cdef Py_ssize_t g, Cs = src.shape[0] // groups, Fo = out.shape[0] // groups
-    cdef const floating* b = NULL
-    for g in range(groups):
-        _pad_into(src[g * Cs:(g + 1) * Cs], pad, Hp, Wp, top, left)
-        if bias != NULL:
-            b = bias + g * Fo
-        _direct(&pad[0], row_step, &wt[g, 0, 0, 0], &off[0], wt.shape[2], Fo, b,
-                &out[g * Fo, 0, 0], out.shape[1], out.shape[2])
-
-
-def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
-                const floating[:, :, :, ::1] wt,    # IN  (groups, blocks, K, FB)
-                const Py_ssize_t[::1] off,          # IN  (K,)
-                const floating[::1] bias,           # IN  (groups*Fo,), or None
-                floating[:, :, :, ::1] out,         # OUT (N, groups*Fo, OH, OW), all written
-                floating[:, ::1] work,              # scratch (threads, Cs*Hp*Wp + slack)
-                Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
-                Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step):
-    """The direct pass: each image of ``src`` is padded (or cropped) to
-    (Cs, Hp, Wp) at offset (top, left), then
-    out[n, f, i, j] = bias[f] + sum_k wt[g, f // FB, k, f % FB] * pad[i*row_step + j + off[k]].
-    It is the forward pass (src = x) and, at stride 1, the input gradient
-    (src = grad_output, wt = the flipped, transposed weight)."""
-    cdef Py_ssize_t n, tid, nt = work.shape[0]
-    cdef const floating* b = _data_or_null(bias)
-    if nt == 1:
-        with nogil:
-            for n in range(src.shape[0]):
-                _direct_image(src[n], wt, off, b, out[n], work[0], groups, Hp, Wp,
-                              top, left, row_step)
+cdef inline void _wgrad(const floating* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
+                        Py_ssize_t K, const floating* g, Py_ssize_t gs, Py_ssize_t grs,
+                        Py_ssize_t F, Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1,
+                        floating* dw) noexcept nogil:
+    if floating is float:
+        cvx_wgrad_f32(xpad, row_step, off, K, g, gs, grs, F, OW, i0, i1, dw)
     else:
-        with nogil, parallel(num_threads=nt):
-            tid = threadid()
-            for n in prange(src.shape[0], schedule="static"):
-                _direct_image(src[n], wt, off, b, out[n], work[tid], groups, Hp, Wp,
-                              top, left, row_step)
+        cvx_wgrad_f64(xpad, row_step, off, K, g, gs, grs, F, OW, i0, i1, dw)
 
 
-cdef void _wgrad_direct_image(const floating[:, :, ::1] x,      # IN  (groups*Cs, H, W)
-                              const floating[:, :, ::1] gout,   # IN  (groups*Fo, OH, OW)
-                              const Py_ssize_t[::1] off,        # IN  (K,)
-                              floating* acc,                    # IN/OUT (groups*Fo, Cs*KH*KW)
-                              floating[::1] pad,                # scratch (Cs*Hp*Wp + slack,)
-                              Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
-                              Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step) noexcept nogil:
-    cdef Py_ssize_t g, Cs = x.shape[0] // groups, Fo = gout.shape[0] // groups
-    for g in range(groups):
-        _pad_into(x[g * Cs:(g + 1) * Cs], pad, Hp, Wp, top, left)
-        if floating is float:
-            cvx_wgrad_f32(&pad[0], row_step, &off[0], off.shape[0], &gout[g * Fo, 0, 0], Fo,
-                          gout.shape[1], gout.shape[2], acc + g * Fo * off.shape[0])
-        else:
-            cvx_wgrad_f64(&pad[0], row_step, &off[0], off.shape[0], &gout[g * Fo, 0, 0], Fo,
-                          gout.shape[1], gout.shape[2], acc + g * Fo * off.shape[0])
+# Scratch: sizes in elements, shared by the engine (which allocates) and the
+# kernels (which carve it up).  A product's packed panels of B hold at most
+# CVX_KC x CVX_NC values, rounded to the widest panel (CVX_NR_MAX) so that the
+# sizes do not depend on the instruction set.
+
+cdef inline Py_ssize_t _bpack(Py_ssize_t depth, Py_ssize_t cols) noexcept nogil:
+    return _min(depth, CVX_KC) * _round_up(_min(cols, CVX_NC), CVX_NR_MAX)
 
 
-def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
-                            const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
-                            const Py_ssize_t[::1] off,           # IN  (K,)
-                            floating[:, :, :, ::1] dw,           # OUT (F, Cg, KH, KW)
-                            floating[:, ::1] work,               # scratch (threads, Cg*Hp*Wp + slack + F*Cg*KH*KW)
-                            Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
-                            Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step):
-    """dw = the weight gradient, by the direct kernel (unit horizontal stride).
+cdef inline Py_ssize_t _apack(Py_ssize_t rows, Py_ssize_t depth) noexcept nogil:
+    return _min(_round_up(rows, CVX_MR), CVX_MC) * _min(depth, CVX_KC)
 
-    Each thread's scratch row holds its padded image and, after it, its
-    accumulator (the last dw.size values): thread t sums its images' part
-    there, then the threads' parts are added, in thread order, into dw."""
-    cdef Py_ssize_t n, tid, nt = work.shape[0], i, t
-    cdef Py_ssize_t size = dw.shape[0] * dw.shape[1] * dw.shape[2] * dw.shape[3]
-    cdef Py_ssize_t plen = work.shape[1] - size, step = work.shape[1]
-    cdef floating s
-    cdef floating* acc = &work[0, plen]     # thread t's accumulator: acc + t * step
-    cdef floating* out = &dw[0, 0, 0, 0]
-    if nt == 1:
-        with nogil:
-            memset(acc, 0, size * sizeof(floating))
-            for n in range(x.shape[0]):
-                _wgrad_direct_image(x[n], gout[n], off, acc, work[0, :plen], groups, Hp, Wp,
-                                    top, left, row_step)
-    else:
-        with nogil, parallel(num_threads=nt):
-            tid = threadid()
-            memset(acc + tid * step, 0, size * sizeof(floating))
-            for n in prange(x.shape[0], schedule="static"):
-                _wgrad_direct_image(x[n], gout[n], off, acc + tid * step, work[tid, :plen],
-                                    groups, Hp, Wp, top, left, row_step)
-    with nogil:
-        for i in range(size):
-            s = acc[i]
-            for t in range(1, nt):
-                s = s + acc[t * step + i]
-            out[i] = s
+
+def forward_scratch(Py_ssize_t Fg, Py_ssize_t K, Py_ssize_t groups, Py_ssize_t nb):
+    """(shared, per thread) scratch of conv_forward: the packed weights, then
+    each thread's packed block of the column matrix (nb positions)."""
+    return groups * _round_up(Fg, CVX_MR) * K, _bpack(K, nb)
+
+
+def input_grad_scratch(Py_ssize_t Cg, Py_ssize_t Fg, Py_ssize_t KHW, Py_ssize_t groups,
+                       Py_ssize_t cc, Py_ssize_t nb, bint pointwise):
+    """(shared, per thread) scratch of conv_input_grad with blocks of ``cc``
+    channels and ``nb`` positions: the packed weights, chunk by chunk, then
+    each thread's packed tail of the output gradient and block of the column
+    matrix's gradient (none when the kernel is pointwise)."""
+    return (groups * ((Cg + cc - 1) // cc) * _chunk_pack(cc, KHW, Fg),
+            _bpack(Fg, nb) + (0 if pointwise else cc * KHW * nb))
+
+
+def weight_grad_scratch(Py_ssize_t F, Py_ssize_t Fg, Py_ssize_t K, Py_ssize_t nb,
+                        Py_ssize_t ipb, bint dot, bint pointwise):
+    """Per-thread scratch of conv_weight_grad: the thread's accumulator
+    (F x K), then its packed output gradient and column-matrix block (the
+    matrix product), or its block of the column matrix, ``ipb`` images of
+    ``nb`` positions (the dot products; none when the kernel is pointwise)."""
+    if dot:
+        return F * K + (0 if pointwise else K * ipb * nb)
+    return F * K + _apack(Fg, nb) + _bpack(nb, K)
+
+
+def gemm_blocks():
+    """(MR, KC, MC, NC, NR_MAX) of _gemm.h, for the engine and the tests."""
+    return CVX_MR, CVX_KC, CVX_MC, CVX_NC, CVX_NR_MAX
 
 
 # --------------------------------------------------------------------------
-# One image.  The kernels below run these over the batch, serially or one
-# image per OpenMP thread; ``col`` is the calling thread's scratch.
-# --------------------------------------------------------------------------
-
-cdef void _forward_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
-                         const floating[:, :, :, ::1] w,   # IN  (F, Cg, KH, KW)
-                         const floating* bias,             # IN  (F,) or NULL
-                         floating[:, :, ::1] out,          # OUT (F, OH, OW)
-                         floating* col,                    # scratch (K, P), C order
-                         const Geom* G) noexcept nogil:
-    cdef Py_ssize_t g, f, i, j
-    cdef floating beta = 0
-    cdef const floating* b
-    if bias != NULL:
-        beta = 1
-        for f in range(out.shape[0]):
-            for i in range(G.OH):
-                for j in range(G.OW):
-                    out[f, i, j] = bias[f]
-    for g in range(G.groups):
-        if G.pointwise:
-            b = &x[g * G.Cg, 0, 0]
-        else:
-            _im2col(x[g * G.Cg:(g + 1) * G.Cg], col, G.KH, G.KW, G.OH, G.OW,
-                    G.sh, G.sw, G.dh, G.dw, G.pt, G.pl)
-            b = col
-        _gemm(c'N', c'N', <int> G.P, <int> G.Fg, <int> G.K,
-              b, <int> G.P, &w[g * G.Fg, 0, 0, 0], <int> G.K,
-              beta, &out[g * G.Fg, 0, 0], <int> G.P)
-
-
-cdef void _input_grad_image(const floating[:, :, ::1] gout,   # IN  (F, OH, OW)
-                            const floating[:, :, :, ::1] w,   # IN  (F, Cg, KH, KW)
-                            floating[:, :, ::1] dx,           # OUT (C, H, W), zeroed
-                            floating* col,                    # scratch (K, P), C order
-                            const Geom* G) noexcept nogil:
-    cdef Py_ssize_t g
-    for g in range(G.groups):
-        if G.pointwise:
-            _gemm(c'N', c'T', <int> G.P, <int> G.K, <int> G.Fg,
-                  &gout[g * G.Fg, 0, 0], <int> G.P, &w[g * G.Fg, 0, 0, 0], <int> G.K,
-                  0, &dx[g * G.Cg, 0, 0], <int> G.P)
-        else:
-            _gemm(c'N', c'T', <int> G.P, <int> G.K, <int> G.Fg,
-                  &gout[g * G.Fg, 0, 0], <int> G.P, &w[g * G.Fg, 0, 0, 0], <int> G.K,
-                  0, col, <int> G.P)
-            _col2im_add(col, dx[g * G.Cg:(g + 1) * G.Cg], G.KH, G.KW, G.OH, G.OW,
-                        G.sh, G.sw, G.dh, G.dw, G.pt, G.pl)
-
-
-cdef void _weight_grad_image(const floating[:, :, ::1] x,      # IN  (C, H, W)
-                             const floating[:, :, ::1] gout,   # IN  (F, OH, OW)
-                             floating* acc,                    # IN/OUT (groups, K, Fg), added to
-                             floating* col,                    # scratch (K, P), C order
-                             const Geom* G) noexcept nogil:
-    cdef Py_ssize_t g
-    cdef const floating* a
-    for g in range(G.groups):
-        if G.pointwise:
-            a = &x[g * G.Cg, 0, 0]
-        else:
-            _im2col(x[g * G.Cg:(g + 1) * G.Cg], col, G.KH, G.KW, G.OH, G.OW,
-                    G.sh, G.sw, G.dh, G.dw, G.pt, G.pl)
-            a = col
-        _gemm(c'T', c'N', <int> G.Fg, <int> G.K, <int> G.P,
-              &gout[g * G.Fg, 0, 0], <int> G.P, a, <int> G.P,
-              1, acc + g * G.K * G.Fg, <int> G.Fg)
-
-
-# --------------------------------------------------------------------------
-# The kernels.  ``work.shape[0]`` is the number of threads: 1 runs the batch
-# serially; more run one image at a time per OpenMP thread, each thread with
-# its own scratch.  The caller limits BLAS to one thread around a parallel
-# call (convx._threads), so the two thread pools never compete.
-#
-# ``work=None`` runs serially with a scratch of STACK_SCRATCH values on the
-# kernel's stack: the caller may pass it when the scratch fits, which spares
-# a tiny call an allocation (the cost of a call, not of its arithmetic).
+# The kernels.  ``work`` may be None for a serial call whose scratch fits in
+# STACK_SCRATCH values (the engine decides): it then lives on the kernel's
+# stack, which spares a tiny call an allocation.
 # --------------------------------------------------------------------------
 
 cdef enum:
@@ -482,97 +421,512 @@ cdef enum:
 STACK_SCRATCH = _STACK_SCRATCH
 
 
+cdef inline floating* _scratch(floating[::1] work, floating* stack) noexcept:
+    return stack if work is None else &work[0]
+
+
+cdef void _forward_item(const floating* x, const floating* wpack, const floating* bias,
+                        floating* out, floating* bbuf, const Geom* G, Py_ssize_t nb,
+                        Py_ssize_t nblk, Py_ssize_t mb, Py_ssize_t nmb, Py_ssize_t item,
+                        const int* stop) noexcept nogil:
+    """Filters m*mb.. of group g, positions b*nb.. of image n, for
+    item = ((n*groups + g)*nblk + b)*nmb + m."""
+    cdef Py_ssize_t m = item % nmb, b = (item // nmb) % nblk, ng = item // (nmb * nblk)
+    cdef Py_ssize_t n = ng // G.groups, g = ng % G.groups
+    cdef Py_ssize_t p0 = b * nb, np_ = _min(nb, G.P - b * nb)
+    cdef Py_ssize_t m0 = m * mb, f0 = g * G.Fg + m0
+    cdef cvx_operand A, B
+    A.kind = CVX_PREPACKED
+    A.p = wpack + g * _round_up(G.Fg, CVX_MR) * G.K
+    A.rs = _round_up(G.Fg, CVX_MR)
+    A.p0 = m0
+    B = _image(x + (n * G.C + g * G.Cg) * G.H * G.W, G, p0, False)
+    if G.pointwise:
+        B.p = <const floating*> B.p + p0
+    _gemm(_min(mb, G.Fg - m0), np_, G.K, &A, &B, <floating*> NULL, bbuf,
+          out + (n * G.F + f0) * G.P + p0, G.P, 0, NULL if bias == NULL else bias + f0, stop)
+
 
 def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
                  const floating[:, :, :, ::1] w,     # IN  (F, C // G, KH, KW)
                  const floating[::1] bias,           # IN  (F,), or None
                  floating[:, :, :, ::1] out,         # OUT (N, F, OH, OW), every cell written
-                 floating[:, :, ::1] work,           # scratch (threads, K, OH*OW) or None
+                 floating[::1] work,                 # scratch: forward_scratch, or None
                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                 Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups):
-    """out = conv(x, w) + bias."""
+                 Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups,
+                 Py_ssize_t nb, Py_ssize_t mb, int nt, bint interruptible):
+    """out = conv(x, w) + bias, each item a block of ``mb`` filters (a multiple
+    of the micro-tile's rows) and ``nb`` output positions of one image.
+    Returns False when interrupted (``out`` is then incomplete)."""
     cdef Geom G = _geom(x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
                         out.shape[2], out.shape[3], sh, sw, dh, dw, pt, pl, groups)
-    cdef Py_ssize_t n, tid, nt = 1 if work is None else work.shape[0]
     cdef floating stack[_STACK_SCRATCH]
-    cdef floating* col = &stack[0] if work is None else &work[0, 0, 0]
+    cdef floating* scratch = _scratch(work, stack)
+    cdef Py_ssize_t Mp = _round_up(G.Fg, CVX_MR), shared = groups * Mp * G.K
+    cdef Py_ssize_t per = _bpack(G.K, nb), nblk = (G.P + nb - 1) // nb
+    cdef Py_ssize_t nmb = (G.Fg + mb - 1) // mb
+    cdef Py_ssize_t items = x.shape[0] * groups * nblk * nmb, it, g, tid
+    cdef const floating* xp = _data4(x)
     cdef const floating* b = _data_or_null(bias)
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef const int* stop = _stop(interruptible)
+    cdef cvx_operand W
+    with nogil:
+        for g in range(groups):  # the weights, packed once for every item
+            W = _dense(&w[g * G.Fg, 0, 0, 0], G.K, 1)
+            if floating is float:
+                cvx_prepack_f32(&W, G.Fg, G.K, scratch + g * Mp * G.K)
+            else:
+                cvx_prepack_f64(&W, G.Fg, G.K, scratch + g * Mp * G.K)
+        nt = _team(nt)
     if nt == 1:
         with nogil:
-            for n in range(x.shape[0]):
-                _forward_image(x[n], w, b, out[n], col, &G)
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _forward_item(xp, scratch, b, op, scratch + shared, &G, nb, nblk, mb, nmb, it,
+                              stop)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
-            for n in prange(x.shape[0], schedule="static"):
-                _forward_image(x[n], w, b, out[n], &work[tid, 0, 0], &G)
+            cvx_saw(tid)
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _forward_item(xp, scratch, b, op, scratch + shared + tid * per, &G, nb,
+                                  nblk, mb, nmb, it, stop)
+    return not CVX_STOPPED(stop)
+
+
+cdef void _col2im_add(const floating* dcol, Py_ssize_t ld, floating* dx, Py_ssize_t c0,
+                      Py_ssize_t c1, Py_ssize_t p0, Py_ssize_t npos, const Geom* G) noexcept nogil:
+    """The adjoint of reading the im2col matrix: row ``((c - c0)*KH + p)*KW + q``
+    of ``dcol`` (columns: output positions p0..p0+npos) is added back to the
+    cells of channel c of ``dx`` (one group's (Cg, H, W)) that tap read;
+    entries that fell in the padding are dropped."""
+    cdef Py_ssize_t c, p, q, i, ja, jb, va, vb, j0, j1, j, r, pos, off_w, off_h
+    cdef const floating* row
+    cdef const floating* src
+    cdef floating* dst
+    for c in range(c0, c1):
+        for p in range(G.KH):
+            for q in range(G.KW):
+                row = dcol + (((c - c0) * G.KH + p) * G.KW + q) * ld
+                off_w = q * G.dw - G.pl
+                off_h = p * G.dh - G.pt
+                j0 = cvx_first_valid(off_w, G.sw, G.OW)
+                j1 = cvx_end_valid(off_w, G.sw, G.W, G.OW)
+                pos = p0
+                while pos < p0 + npos:
+                    i = pos // G.OW
+                    ja = pos - i * G.OW
+                    jb = _min(G.OW, ja + p0 + npos - pos)
+                    r = i * G.sh + off_h
+                    va = ja if ja > j0 else j0
+                    vb = jb if jb < j1 else j1
+                    if 0 <= r < G.H and vb > va:
+                        src = row + (pos - p0) + (va - ja)
+                        dst = dx + (c * G.H + r) * G.W + va * G.sw + off_w
+                        if G.sw == 1:
+                            for j in range(vb - va):
+                                dst[j] += src[j]
+                        else:
+                            for j in range(vb - va):
+                                dst[j * G.sw] += src[j]
+                    pos += jb - ja
+
+
+cdef inline Py_ssize_t _chunk_pack(Py_ssize_t cc, Py_ssize_t khw, Py_ssize_t Fg) noexcept nogil:
+    """The packed size of one chunk of w.T: cc*khw rows (rounded up) by Fg."""
+    return _round_up(cc * khw, CVX_MR) * Fg
+
+
+cdef void _input_grad_item(const floating* gout, const floating* wpack, floating* dx,
+                           floating* scratch, const Geom* G, Py_ssize_t nb, Py_ssize_t cc,
+                           Py_ssize_t nchunk, Py_ssize_t item, const int* stop) noexcept nogil:
+    """dx[n, channels c0..c1 of group g] for item = (n*groups + g)*nchunk + chunk."""
+    cdef Py_ssize_t chunk = item % nchunk, ng = item // nchunk
+    cdef Py_ssize_t n = ng // G.groups, g = ng % G.groups
+    cdef Py_ssize_t c0 = chunk * cc, c1 = _min(G.Cg, c0 + cc), khw = G.KH * G.KW
+    cdef Py_ssize_t M = (c1 - c0) * khw, p0, np_
+    cdef floating* bbuf = scratch
+    cdef floating* dcol = bbuf + _bpack(G.Fg, nb)
+    cdef floating* dxg = dx + (n * G.C + g * G.Cg) * G.H * G.W
+    cdef cvx_operand A, B
+    # A = w_g.T restricted to the chunk's taps, packed once per call
+    A.kind = CVX_PREPACKED
+    A.p = wpack + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg)
+    A.rs = _round_up(M, CVX_MR)
+    A.p0 = 0
+    # B = the output gradient, read in place
+    B = _dense(gout + (n * G.F + g * G.Fg) * G.P, G.P, 1)
+    B.kind = CVX_ROWS
+    p0 = 0
+    while p0 < G.P:
+        np_ = _min(nb, G.P - p0)
+        if G.pointwise:  # dcol is dx itself
+            if _gemm(M, np_, G.Fg, &A, &B, <floating*> NULL, bbuf, dxg + c0 * G.P + p0, G.P, 0,
+                     <const floating*> NULL, stop):
+                return
+        else:
+            if _gemm(M, np_, G.Fg, &A, &B, <floating*> NULL, bbuf, dcol, np_, 0,
+                     <const floating*> NULL, stop):
+                return
+            _col2im_add(dcol, np_, dxg, c0, c1, p0, np_, G)
+        B.p = <const floating*> B.p + nb
+        p0 += nb
 
 
 def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
                     const floating[:, :, :, ::1] w,     # IN  (F, C // G, KH, KW)
-                    floating[:, :, :, ::1] dx,          # OUT (N, C, H, W), must arrive zeroed
-                    floating[:, :, ::1] work,           # scratch (threads, K, OH*OW) or None
+                    floating[:, :, :, ::1] dx,          # IN/OUT (N, C, H, W), must arrive zeroed
+                    floating[::1] work,                 # scratch: input_grad_scratch, or None
                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                    Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups):
-    """dx = the gradient of sum(conv(x, w) * gout) with respect to x."""
+                    Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups,
+                    Py_ssize_t nb, Py_ssize_t cc, int nt, bint interruptible):
+    """dx = the gradient of sum(conv(x, w) * gout) with respect to x, each item
+    a block of ``cc`` input channels of one image, in blocks of ``nb`` output
+    positions.  Returns False when interrupted."""
     cdef Geom G = _geom(dx.shape[1], dx.shape[2], dx.shape[3], w.shape[0], w.shape[2], w.shape[3],
                         gout.shape[2], gout.shape[3], sh, sw, dh, dw, pt, pl, groups)
-    cdef Py_ssize_t n, tid, nt = 1 if work is None else work.shape[0]
     cdef floating stack[_STACK_SCRATCH]
-    cdef floating* col = &stack[0] if work is None else &work[0, 0, 0]
+    cdef floating* scratch = _scratch(work, stack)
+    cdef Py_ssize_t khw = G.KH * G.KW, nchunk = (G.Cg + cc - 1) // cc
+    cdef Py_ssize_t items = dx.shape[0] * groups * nchunk, it, tid, g, chunk, c0
+    cdef Py_ssize_t shared = groups * nchunk * _chunk_pack(cc, khw, G.Fg)
+    cdef Py_ssize_t per = _bpack(G.Fg, nb) + (0 if G.pointwise else cc * khw * nb)
+    cdef const floating* gp = _data4(gout)
+    cdef floating* dp = &dx[0, 0, 0, 0]
+    cdef const int* stop = _stop(interruptible)
+    cdef cvx_operand W
+    with nogil:
+        for g in range(groups):  # w.T, chunk by chunk: A[r, f] = w[g*Fg + f, c0*khw + r]
+            for chunk in range(nchunk):
+                c0 = chunk * cc
+                W = _dense(&w[g * G.Fg, 0, 0, 0] + c0 * khw, 1, G.K)
+                if floating is float:
+                    cvx_prepack_f32(&W, (_min(G.Cg, c0 + cc) - c0) * khw, G.Fg,
+                                    scratch + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg))
+                else:
+                    cvx_prepack_f64(&W, (_min(G.Cg, c0 + cc) - c0) * khw, G.Fg,
+                                    scratch + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg))
+        nt = _team(nt)
     if nt == 1:
         with nogil:
-            for n in range(dx.shape[0]):
-                _input_grad_image(gout[n], w, dx[n], col, &G)
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _input_grad_item(gp, scratch, dp, scratch + shared, &G, nb, cc, nchunk, it, stop)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
-            for n in prange(dx.shape[0], schedule="static"):
-                _input_grad_image(gout[n], w, dx[n], &work[tid, 0, 0], &G)
+            cvx_saw(tid)
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _input_grad_item(gp, scratch, dp, scratch + shared + tid * per, &G, nb, cc,
+                                     nchunk, it, stop)
+    return not CVX_STOPPED(stop)
+
+
+cdef void _weight_grad_item(const floating* x, const floating* gout, const Py_ssize_t* off,
+                            floating* acc, floating* scratch, const Geom* G, Py_ssize_t N,
+                            Py_ssize_t nb, Py_ssize_t ipb, Py_ssize_t nblk, Py_ssize_t item,
+                            const int* stop) noexcept nogil:
+    """acc[group g] += g_g @ col.T over positions b*nb.. of images n0..n0+ipb,
+    for item = ((n0 // ipb)*groups + g)*nblk + b.
+
+    With ``off`` (tap k's row of the block of the column matrix starts at
+    off[k]), as blocks of dot products along the positions (the direct
+    kernel's weight gradient, each image a row), over the block written to
+    ``scratch`` (or over x itself when pointwise); else by the matrix product
+    (one image per item), whose packed panels ``scratch`` holds."""
+    cdef Py_ssize_t b = item % nblk, ng = item // nblk
+    cdef Py_ssize_t n0 = (ng // G.groups) * ipb, g = ng % G.groups
+    cdef Py_ssize_t p0 = b * nb, np_ = _min(nb, G.P - b * nb), ni = _min(ipb, N - n0), i
+    cdef const floating* xg = x + (n0 * G.C + g * G.Cg) * G.H * G.W
+    cdef const floating* gg = gout + (n0 * G.F + g * G.Fg) * G.P + p0
+    cdef cvx_operand A, B
+    if off != NULL:
+        if G.pointwise:  # tap c's row is x's channel c; images C*P apart
+            _wgrad(xg + p0, G.C * G.P, off, G.K, gg, G.P, G.F * G.P, G.Fg, np_, 0, ni,
+                   acc + g * G.Fg * G.K)
+            return
+        for i in range(ni):  # image i's positions follow image i-1's in each tap's row
+            B = _image(xg + i * G.C * G.H * G.W, G, 0, False)
+            if floating is float:
+                cvx_im2col_f32(&B, 0, G.K, p0, np_, scratch + i * np_, off[1] if G.K > 1 else 0)
+            else:
+                cvx_im2col_f64(&B, 0, G.K, p0, np_, scratch + i * np_, off[1] if G.K > 1 else 0)
+        _wgrad(scratch, np_, off, G.K, gg, G.P, G.F * G.P, G.Fg, np_, 0, ni,
+               acc + g * G.Fg * G.K)
+        return
+    A = _dense(gg, G.P, 1)
+    B = _image(xg, G, p0, True)
+    if G.pointwise:
+        B.p = <const floating*> B.p + p0
+    _gemm(G.Fg, G.K, np_, &A, &B, scratch, scratch + _apack(G.Fg, nb), acc + g * G.Fg * G.K,
+          G.K, 1, <const floating*> NULL, stop)
 
 
 def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                      const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
                      floating[:, :, :, ::1] dw,           # OUT (F, C // G, KH, KW)
-                     floating[:, :, ::1] work,            # scratch (threads, K + R, OH*OW) or None
+                     floating[::1] work,                  # scratch: weight_grad_scratch x nt, or None
                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw_,
-                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups):
-    """dw = the gradient of sum(conv(x, w) * gout) with respect to w.
+                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups,
+                     Py_ssize_t nb, Py_ssize_t ipb, const Py_ssize_t[::1] off, int nt,
+                     bint interruptible):
+    """dw = the gradient of sum(conv(x, w) * gout) with respect to w, each item
+    a block of ``nb`` output positions of ``ipb`` images (``nb`` is every
+    position when ``ipb`` > 1) and one group: by blocks of dot products when
+    ``off`` is given (off[k] = k*ipb*nb, or k*OH*OW for a pointwise kernel),
+    else by the matrix product (``ipb`` = 1).
 
-    Each thread's scratch holds its im2col matrix in its first K rows and,
-    from row K on, its accumulator (R rows hold groups*K*Fg values): thread t
-    sums its images' part there, transposed, acc[t, g, (c, p, q), f] being its
-    part of the gradient of w[g*Fg + f, c, p, q].  Then the threads' parts are
-    added, in thread order, into dw."""
+    Each thread's scratch starts with its accumulator (F x K): thread t sums
+    its items there, then the threads' parts are added, in thread order, into
+    dw.  Returns False when interrupted."""
     cdef Geom G = _geom(x.shape[1], x.shape[2], x.shape[3], dw.shape[0], dw.shape[2], dw.shape[3],
                         gout.shape[2], gout.shape[3], sh, sw, dh, dw_, pt, pl, groups)
-    cdef Py_ssize_t n, tid, nt = 1 if work is None else work.shape[0], g, kk, f, t
-    cdef Py_ssize_t size = G.groups * G.K * G.Fg
-    cdef Py_ssize_t step = 0 if work is None else work.shape[1] * work.shape[2]
     cdef floating stack[_STACK_SCRATCH]
-    cdef floating* col = &stack[0] if work is None else &work[0, 0, 0]
-    cdef floating* acc = col + G.K * G.P   # thread t's accumulator: acc + t * step
-    cdef floating s
+    cdef floating* scratch = _scratch(work, stack)
+    cdef const Py_ssize_t* offp = NULL if off is None else &off[0]
+    cdef Py_ssize_t size = G.F * G.K, nblk = (G.P + nb - 1) // nb, N = x.shape[0]
+    cdef Py_ssize_t per = size + (((0 if G.pointwise else G.K * ipb * nb)) if offp != NULL
+                                  else _apack(G.Fg, nb) + _bpack(nb, G.K))
+    cdef Py_ssize_t items = (N + ipb - 1) // ipb * groups * nblk, it, tid, i, t
+    cdef const floating* xp = _data4(x)
+    cdef const floating* gp = _data4(gout)
     cdef floating* out = &dw[0, 0, 0, 0]
+    cdef floating* mine
+    cdef floating s
+    cdef const int* stop = _stop(interruptible)
+    with nogil:
+        nt = _team(nt)
     if nt == 1:
         with nogil:
-            memset(acc, 0, size * sizeof(floating))
-            for n in range(x.shape[0]):
-                _weight_grad_image(x[n], gout[n], acc, col, &G)
+            memset(scratch, 0, size * sizeof(floating))
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _weight_grad_item(xp, gp, offp, scratch, scratch + size, &G, N, nb, ipb, nblk, it,
+                                  stop)
+    else:
+        with nogil:  # every accumulator, whether or not its thread gets items
+            for t in range(nt):
+                memset(scratch + t * per, 0, size * sizeof(floating))
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            mine = scratch + tid * per
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _weight_grad_item(xp, gp, offp, mine, mine + size, &G, N, nb, ipb, nblk, it,
+                                      stop)
+    with nogil:
+        for i in range(size):
+            s = scratch[i]
+            for t in range(1, nt):
+                s = s + scratch[t * per + i]
+            out[i] = s
+    return not CVX_STOPPED(stop)
+
+
+# --------------------------------------------------------------------------
+# The direct path (unit horizontal stride): pad the rows of one image that a
+# block of output rows reads into the thread's scratch, then run the SIMD
+# micro-kernel of _direct.h over them.
+# --------------------------------------------------------------------------
+
+cdef void _pad_rows(const floating* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                    floating* dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
+                    Py_ssize_t left, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t slack) noexcept nogil:
+    """Rows r0..r1 of each channel of dst (C, Hp, Wp): dst[c, r, s] =
+    src[c, r - top, s - left], zero outside src (a negative top or left crops
+    instead of padding).  The ``slack`` values after the image are zeroed."""
+    cdef Py_ssize_t c, r, s, i, s0, s1
+    cdef floating* d
+    cdef const floating* row
+    s0 = left if left > 0 else 0                 # first column that holds data
+    s1 = W + left if W + left < Wp else Wp       # one past the last
+    if s1 < s0:
+        s1 = s0
+    for c in range(C):
+        for r in range(r0, r1):
+            d = dst + (c * Hp + r) * Wp
+            i = r - top
+            if i < 0 or i >= H or s0 == s1:
+                memset(d, 0, Wp * sizeof(floating))
+                continue
+            row = src + (c * H + i) * W - left
+            for s in range(s0):
+                d[s] = 0
+            for s in range(s0, s1):
+                d[s] = row[s]
+            for s in range(s1, Wp):
+                d[s] = 0
+    memset(dst + C * Hp * Wp, 0, slack * sizeof(floating))
+
+
+cdef struct Direct:
+    Py_ssize_t Cs, Hs, Ws, groups        # the source (x, or grad_output): (groups*Cs, Hs, Ws)
+    Py_ssize_t Fo, OH, OW, K, blocks     # output channels per group, output size, taps
+    Py_ssize_t Hp, Wp, top, left         # the padded image, and where the source lies in it
+    Py_ssize_t sh, span                  # rows between output rows, rows one output row reads
+    Py_ssize_t row_step, rb, nrb, slack  # row_step = sh*Wp; blocks of rb output rows
+
+
+cdef Direct _direct_geom(Py_ssize_t Cs, Py_ssize_t Hs, Py_ssize_t Ws, Py_ssize_t groups,
+                         Py_ssize_t Fo, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t K,
+                         Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left,
+                         Py_ssize_t row_step, Py_ssize_t span, Py_ssize_t rb,
+                         Py_ssize_t slack) noexcept:
+    cdef Direct D
+    D.Cs, D.Hs, D.Ws, D.groups = Cs, Hs, Ws, groups
+    D.Fo, D.OH, D.OW, D.K = Fo, OH, OW, K
+    D.Hp, D.Wp, D.top, D.left = Hp, Wp, top, left
+    D.row_step, D.sh, D.span = row_step, row_step // Wp, span
+    D.rb, D.nrb, D.slack = rb, (OH + rb - 1) // rb, slack
+    return D
+
+
+cdef inline void _pad_block(const floating* src, floating* pad, const Direct* D, Py_ssize_t i0,
+                            Py_ssize_t i1) noexcept nogil:
+    """The rows of the padded source that output rows i0..i1 read."""
+    _pad_rows(src, D.Cs, D.Hs, D.Ws, pad, D.Hp, D.Wp, D.top, D.left, i0 * D.sh,
+              _min(D.Hp, (i1 - 1) * D.sh + D.span), D.slack)
+
+
+cdef void _direct_item(const floating* src, const floating* wt, const Py_ssize_t* off,
+                       const floating* bias, floating* out, floating* pad, const Direct* D,
+                       Py_ssize_t item) noexcept nogil:
+    """Output rows of block rb of group g of image n, item = (n*groups + g)*nrb + rb."""
+    cdef Py_ssize_t rb = item % D.nrb, ng = item // D.nrb
+    cdef Py_ssize_t n = ng // D.groups, g = ng % D.groups
+    cdef Py_ssize_t i0 = rb * D.rb, i1 = _min(D.OH, i0 + D.rb)
+    cdef const floating* b = NULL if bias == NULL else bias + g * D.Fo
+    _pad_block(src + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1)
+    wt = wt + g * D.blocks * D.K * 4
+    out = out + (n * D.groups + g) * D.Fo * D.OH * D.OW
+    if floating is float:
+        cvx_direct_f32(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1)
+    else:
+        cvx_direct_f64(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1)
+
+
+def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
+                const floating[:, :, :, ::1] wt,    # IN  (groups, blocks, K, FB)
+                const Py_ssize_t[::1] off,          # IN  (K,)
+                const floating[::1] bias,           # IN  (groups*Fo,), or None
+                floating[:, :, :, ::1] out,         # OUT (N, groups*Fo, OH, OW), all written
+                floating[::1] work,                 # scratch: (Cs*Hp*Wp + slack) per thread
+                Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
+                Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step, Py_ssize_t span,
+                Py_ssize_t slack, Py_ssize_t rb, int nt, bint interruptible):
+    """The direct pass: each image of ``src`` is padded (or cropped) to
+    (Cs, Hp, Wp) at offset (top, left), then
+    out[n, f, i, j] = bias[f] + sum_k wt[g, f // FB, k, f % FB] * pad[i*row_step + j + off[k]],
+    in blocks of ``rb`` output rows; ``span`` is the number of padded rows
+    one output row reads.  It is the forward pass (src = x) and, at stride 1,
+    the input gradient (src = grad_output, wt = the flipped, transposed
+    weight).  Returns False when interrupted."""
+    cdef Direct D = _direct_geom(src.shape[1] // groups, src.shape[2], src.shape[3], groups,
+                                 out.shape[1] // groups, out.shape[2], out.shape[3],
+                                 wt.shape[2], Hp, Wp, top, left, row_step, span, rb, slack)
+    D.blocks = wt.shape[1]
+    cdef Py_ssize_t per = D.Cs * Hp * Wp + slack
+    cdef Py_ssize_t items = src.shape[0] * groups * D.nrb, it, tid
+    cdef const floating* sp = _data4(src)
+    cdef const floating* wp = &wt[0, 0, 0, 0]
+    cdef const floating* b = _data_or_null(bias)
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef floating* scratch = &work[0]
+    cdef const int* stop = _stop(interruptible)
+    with nogil:
+        nt = _team(nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _direct_item(sp, wp, &off[0], b, op, scratch, &D, it)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
-            memset(acc + tid * step, 0, size * sizeof(floating))
-            for n in prange(x.shape[0], schedule="static"):
-                _weight_grad_image(x[n], gout[n], acc + tid * step, col + tid * step, &G)
+            cvx_saw(tid)
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _direct_item(sp, wp, &off[0], b, op, scratch + tid * per, &D, it)
+    return not CVX_STOPPED(stop)
+
+
+cdef void _wgrad_direct_item(const floating* x, const floating* gout, const Py_ssize_t* off,
+                             floating* acc, floating* pad, const Direct* D,
+                             Py_ssize_t item) noexcept nogil:
+    """acc[group g] += the weight gradient of output rows block rb of image n."""
+    cdef Py_ssize_t rb = item % D.nrb, ng = item // D.nrb
+    cdef Py_ssize_t n = ng // D.groups, g = ng % D.groups
+    cdef Py_ssize_t i0 = rb * D.rb, i1 = _min(D.OH, i0 + D.rb)
+    cdef const floating* gg = gout + (n * D.groups + g) * D.Fo * D.OH * D.OW
+    _pad_block(x + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1)
+    acc = acc + g * D.Fo * D.K
+    _wgrad(pad, D.row_step, off, D.K, gg, D.OH * D.OW, D.OW, D.Fo, D.OW, i0, i1, acc)
+
+
+def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
+                            const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
+                            const Py_ssize_t[::1] off,           # IN  (K,)
+                            floating[:, :, :, ::1] dw,           # OUT (F, Cg, KH, KW)
+                            floating[::1] work,                  # scratch: (dw.size + Cg*Hp*Wp + slack) per thread
+                            Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
+                            Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step,
+                            Py_ssize_t span, Py_ssize_t slack, Py_ssize_t rb, int nt,
+                            bint interruptible):
+    """dw = the weight gradient, by the direct kernel (unit horizontal stride),
+    in blocks of ``rb`` output rows.
+
+    Each thread's scratch holds its accumulator (the first dw.size values)
+    and then its padded image: thread t sums its items' part there, then the
+    threads' parts are added, in thread order, into dw.  Returns False when
+    interrupted."""
+    cdef Direct D = _direct_geom(x.shape[1] // groups, x.shape[2], x.shape[3], groups,
+                                 gout.shape[1] // groups, gout.shape[2], gout.shape[3],
+                                 off.shape[0], Hp, Wp, top, left, row_step, span, rb, slack)
+    cdef Py_ssize_t size = dw.shape[0] * dw.shape[1] * dw.shape[2] * dw.shape[3]
+    cdef Py_ssize_t per = size + D.Cs * Hp * Wp + slack
+    cdef Py_ssize_t items = x.shape[0] * groups * D.nrb, it, tid, i, t
+    cdef const floating* xp = _data4(x)
+    cdef const floating* gp = _data4(gout)
+    cdef floating* scratch = &work[0]
+    cdef floating* out = &dw[0, 0, 0, 0]
+    cdef floating* mine
+    cdef floating s
+    cdef const int* stop = _stop(interruptible)
     with nogil:
-        for g in range(G.groups):
-            for f in range(G.Fg):
-                for kk in range(G.K):
-                    s = acc[(g * G.K + kk) * G.Fg + f]
-                    for t in range(1, nt):
-                        s = s + acc[t * step + (g * G.K + kk) * G.Fg + f]
-                    out[(g * G.Fg + f) * G.K + kk] = s
+        nt = _team(nt)
+    if nt == 1:
+        with nogil:
+            memset(scratch, 0, size * sizeof(floating))
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _wgrad_direct_item(xp, gp, &off[0], scratch, scratch + size, &D, it)
+    else:
+        with nogil:  # every accumulator, whether or not its thread gets items
+            for t in range(nt):
+                memset(scratch + t * per, 0, size * sizeof(floating))
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            mine = scratch + tid * per
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _wgrad_direct_item(xp, gp, &off[0], mine, mine + size, &D, it)
+    with nogil:
+        for i in range(size):
+            s = scratch[i]
+            for t in range(1, nt):
+                s = s + scratch[t * per + i]
+            out[i] = s
+    return not CVX_STOPPED(stop)
 
 
 def pad(const pad_t[:, :, :, ::1] x,    # IN  (N, C, H, W)

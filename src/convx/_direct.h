@@ -4,7 +4,7 @@
  *
  *     out[f, i, j] = bias[f] + sum_k  wt[k, f] * xpad[i*sh*Wp + j + off[k]]
  *
- * for 0 <= f < F, 0 <= i < OH, 0 <= j < OW, where k runs over the K kernel
+ * for 0 <= f < F, i0 <= i < i1 (rows of the OH-row output), 0 <= j < OW, where k runs over the K kernel
  * taps (c, p, q) and off[k] = c*Hp*Wp + p*dh*Wp + q*dw is where tap k reads,
  * relative to the output position, in the zero-padded image xpad (C, Hp, Wp).
  * This is the forward cross-correlation; the input gradient at stride 1 is
@@ -30,12 +30,11 @@
  *
  * Portability: the vectors are GCC/Clang vector extensions of 32 bytes.  On
  * x86-64 each kernel is compiled for more than one instruction set and picks
- * one at run time, so a portable wheel runs the fast one where the CPU has
- * it: the forward kernel for x86-64-v4 (AVX-512's 32 registers hold two rows
- * of accumulators), x86-64-v3 (AVX2, FMA) and the baseline
- * (CVX_DISPATCH_DIRECT); the weight gradient for x86-64-v3 and the baseline
- * (target_clones).  Elsewhere the compiler maps the vectors to whatever SIMD
- * the target has.  The two element types are instantiated from one body by
+ * one at run time by cvx_isa (_runtime.h), so a portable wheel runs the fast
+ * one where the CPU has it: the forward kernel for x86-64-v4 (AVX-512's 32
+ * registers hold two rows of accumulators), x86-64-v3 (AVX2, FMA) and the
+ * baseline; the weight gradient for x86-64-v3 and the baseline.  Elsewhere
+ * the compiler maps the vectors to whatever SIMD the target has.  The two element types are instantiated from one body by
  * CVX_DEFINE_DIRECT and CVX_DEFINE_WGRAD, the only macro templates in convx:
  * fused types cannot express SIMD vectors.
  */
@@ -45,13 +44,9 @@
 #include <stddef.h>
 #include <string.h>
 
-#define CVX_FB 4        /* output channels per register block */
+#include "_runtime.h"
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CONVX_NO_CLONES)
-#define CVX_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define CVX_CLONES
-#endif
+#define CVX_FB 4        /* output channels per register block */
 
 #define CVX_DEFINE_DIRECT(NAME, T, VT, VL)                                          \
 typedef T VT __attribute__((vector_size(32)));                                      \
@@ -121,19 +116,19 @@ static inline ptrdiff_t NAME##_last(ptrdiff_t j0, ptrdiff_t OW)                 
     return j0 + 2 * VL > OW && OW >= 2 * VL ? OW - 2 * VL : j0;                     \
 }                                                                                   \
                                                                                     \
-/* The whole image, R output rows at a time (then one at a time).             */  \
+/* Rows i0..i1 of the image, R output rows at a time (then one at a time).    */  \
 static inline __attribute__((always_inline)) void NAME##_body(                      \
     const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
     ptrdiff_t K, ptrdiff_t F, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,    \
-    const int R)                                                                    \
+    ptrdiff_t i0, ptrdiff_t i1, const int R)                                        \
 {                                                                                   \
-    ptrdiff_t i = 0;                                                                \
-    for (; i + R <= OH; i += R)                                                     \
+    ptrdiff_t i = i0;                                                               \
+    for (; i + R <= i1; i += R)                                                     \
         for (ptrdiff_t j0 = 0; j0 < OW; j0 += 2 * VL)                               \
             for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \
                 NAME##_block(xpad, row_step, wt, off, K, F, bias, out, OH, OW,      \
                              i, NAME##_last(j0, OW), f0, R);                        \
-    for (; i < OH; i++)                                                             \
+    for (; i < i1; i++)                                                             \
         for (ptrdiff_t j0 = 0; j0 < OW; j0 += 2 * VL)                               \
             for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \
                 NAME##_block(xpad, row_step, wt, off, K, F, bias, out, OH, OW,      \
@@ -143,50 +138,55 @@ CVX_DISPATCH_DIRECT(NAME, T)
 
 /* On x86-64: x86-64-v4 (AVX-512, 32 vector registers) blocks two output rows
  * at once, 16 accumulators; x86-64-v3 (AVX2, FMA, 16 registers) and the
- * baseline one row, 8 accumulators.  The CPU is asked at each call (a load
- * of a word libgcc filled in at start-up). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CONVX_NO_CLONES)
+ * baseline one row, 8 accumulators. */
 #define CVX_DIRECT_ARGS(T)                                                          \
     const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
-    ptrdiff_t K, ptrdiff_t F, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW
+    ptrdiff_t K, ptrdiff_t F, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,    \
+    ptrdiff_t i0, ptrdiff_t i1
+#define CVX_DIRECT_PASS xpad, row_step, wt, off, K, F, bias, out, OH, OW, i0, i1
+#if CVX_X86_DISPATCH
 #define CVX_DISPATCH_DIRECT(NAME, T)                                                \
 __attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(CVX_DIRECT_ARGS(T)) \
-{ NAME##_body(xpad, row_step, wt, off, K, F, bias, out, OH, OW, 2); }               \
+{ NAME##_body(CVX_DIRECT_PASS, 2); }                                                \
 __attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(CVX_DIRECT_ARGS(T)) \
-{ NAME##_body(xpad, row_step, wt, off, K, F, bias, out, OH, OW, 1); }               \
-static void NAME##_v1(CVX_DIRECT_ARGS(T))                                           \
-{ NAME##_body(xpad, row_step, wt, off, K, F, bias, out, OH, OW, 1); }               \
+{ NAME##_body(CVX_DIRECT_PASS, 1); }                                                \
+static void NAME##_v1(CVX_DIRECT_ARGS(T)) { NAME##_body(CVX_DIRECT_PASS, 1); }      \
 static void NAME(CVX_DIRECT_ARGS(T))                                                \
 {                                                                                   \
-    if (__builtin_cpu_supports("x86-64-v4"))                                        \
-        NAME##_v4(xpad, row_step, wt, off, K, F, bias, out, OH, OW);                \
-    else if (__builtin_cpu_supports("x86-64-v3"))                                   \
-        NAME##_v3(xpad, row_step, wt, off, K, F, bias, out, OH, OW);                \
+    if (cvx_isa >= 4)                                                               \
+        NAME##_v4(CVX_DIRECT_PASS);                                                 \
+    else if (cvx_isa >= 3)                                                          \
+        NAME##_v3(CVX_DIRECT_PASS);                                                 \
     else                                                                            \
-        NAME##_v1(xpad, row_step, wt, off, K, F, bias, out, OH, OW);                \
+        NAME##_v1(CVX_DIRECT_PASS);                                                 \
 }
 #else
 #define CVX_DISPATCH_DIRECT(NAME, T)                                                \
-static void NAME(const T *xpad, ptrdiff_t row_step, const T *wt,                    \
-                 const ptrdiff_t *off, ptrdiff_t K, ptrdiff_t F, const T *bias,     \
-                 T *out, ptrdiff_t OH, ptrdiff_t OW)                                \
-{ NAME##_body(xpad, row_step, wt, off, K, F, bias, out, OH, OW, 1); }
+static void NAME(CVX_DIRECT_ARGS(T)) { NAME##_body(CVX_DIRECT_PASS, 1); }
 #endif
 
 /* The weight gradient, for one image and one group:
  *
- *     dw[f, k] += sum_{i, j} g[f, i, j] * xpad[i*sh*Wp + j + off[k]]
+ *     dw[f, k] += sum_{i0 <= i < i1, j < OW} g[f*gs + i*grs + j] * xpad[i*row_step + j + off[k]]
+ *
+ * (gs = OH*OW and grs = OW for a whole (F, OH, OW) gradient).  The im2col
+ * path calls it too, over an explicit block of the column matrix, where it
+ * is a plain block of dot products: i runs over images, j over positions.
  *
  * A block of CVX_FB output channels times 2 taps is accumulated in vector
  * registers over the whole image, then reduced.  Columns past the last full
  * vector are summed in scalars: reading past OW would multiply the padding
  * of g by image values, and 0 * inf is NaN.
  */
-#define CVX_DEFINE_WGRAD(NAME, T, VT, VL)                                           \
-CVX_CLONES static void NAME(                                                        \
+#define CVX_WGRAD_ARGS(T)                                                           \
     const T *xpad, ptrdiff_t row_step, const ptrdiff_t *off, ptrdiff_t K,           \
-    const T *g, ptrdiff_t F, ptrdiff_t OH, ptrdiff_t OW, /* IN: g (F, OH, OW) */    \
-    T *dw)                                               /* IN/OUT: (F, K) */       \
+    const T *g, ptrdiff_t gs, ptrdiff_t grs,             /* IN: g, planes gs apart, */\
+    ptrdiff_t F, ptrdiff_t OW,                           /*  rows grs apart         */\
+    ptrdiff_t i0, ptrdiff_t i1,                          /* the rows to sum over */ \
+    T *dw                                                /* IN/OUT: (F, K) */
+#define CVX_WGRAD_PASS xpad, row_step, off, K, g, gs, grs, F, OW, i0, i1, dw
+#define CVX_DEFINE_WGRAD(NAME, T, VT, VL)                                           \
+static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRAD_ARGS(T))    \
 {                                                                                   \
     const ptrdiff_t jv = OW / VL * VL;                                              \
     for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB) {                                  \
@@ -204,11 +204,11 @@ CVX_CLONES static void NAME(                                                    
             ptrdiff_t fa[CVX_FB], kb[2];                                            \
             for (int a = 0; a < CVX_FB; a++) fa[a] = f0 + (a < nf ? a : nf - 1);    \
             for (int b = 0; b < 2; b++) kb[b] = off[k0 + (b < nk ? b : nk - 1)];    \
-            for (ptrdiff_t i = 0; i < OH; i++) {                                    \
+            for (ptrdiff_t i = i0; i < i1; i++) {                                   \
                 const T *x0p = xpad + i * row_step + kb[0];                         \
                 const T *x1p = xpad + i * row_step + kb[1];                         \
                 const T *gp[CVX_FB];                                                \
-                for (int a = 0; a < CVX_FB; a++) gp[a] = g + (fa[a] * OH + i) * OW; \
+                for (int a = 0; a < CVX_FB; a++) gp[a] = g + fa[a] * gs + i * grs;  \
                 for (ptrdiff_t j = 0; j < jv; j += VL) {                            \
                     VT x0 = NAME##_ld(x0p + j), x1 = NAME##_ld(x1p + j);            \
                     for (int a = 0; a < CVX_FB; a++) {                              \
@@ -231,7 +231,25 @@ CVX_CLONES static void NAME(                                                    
                 }                                                                   \
         }                                                                           \
     }                                                                               \
+}                                                                                   \
+CVX_DISPATCH_WGRAD(NAME, T)
+
+#if CVX_X86_DISPATCH
+#define CVX_DISPATCH_WGRAD(NAME, T)                                                 \
+__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(CVX_WGRAD_ARGS(T))  \
+{ NAME##_body(CVX_WGRAD_PASS); }                                                    \
+static void NAME##_v1(CVX_WGRAD_ARGS(T)) { NAME##_body(CVX_WGRAD_PASS); }           \
+static void NAME(CVX_WGRAD_ARGS(T))                                                 \
+{                                                                                   \
+    if (cvx_isa >= 3)                                                               \
+        NAME##_v3(CVX_WGRAD_PASS);                                                  \
+    else                                                                            \
+        NAME##_v1(CVX_WGRAD_PASS);                                                  \
 }
+#else
+#define CVX_DISPATCH_WGRAD(NAME, T)                                                 \
+static void NAME(CVX_WGRAD_ARGS(T)) { NAME##_body(CVX_WGRAD_PASS); }
+#endif
 
 CVX_DEFINE_DIRECT(cvx_direct_f32, float, cvx_vf32, 8)
 CVX_DEFINE_DIRECT(cvx_direct_f64, double, cvx_vf64, 4)
@@ -242,19 +260,18 @@ CVX_DEFINE_WGRAD(cvx_wgrad_f32, float, cvx_vf32, 8)
 CVX_DEFINE_WGRAD(cvx_wgrad_f64, double, cvx_vf64, 4)
 
 /* 1 where the kernels above run vectorised code: an x86-64 CPU with AVX2 and
- * FMA (the fast clone), or any other target, where the compiler's own SIMD is
- * the baseline; 0 on an x86-64 CPU without AVX2, where convx uses BLAS. */
+ * FMA (cvx_isa >= 3), or any other target, where the compiler's own SIMD is
+ * the baseline; 0 on an x86-64 CPU without AVX2, where the im2col path is
+ * faster. */
 static int cvx_direct_fast(void)
 {
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CONVX_NO_CLONES)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#if CVX_X86_DISPATCH
+    return cvx_isa >= 3;
 #elif defined(__x86_64__)
     return 0;
 #else
     return 1;
 #endif
 }
-
 
 #endif

@@ -9,30 +9,37 @@ and the kernel in ``_core`` is called.
 
 Each pass is split in two: ``*_plan`` looks only at shapes and geometry and
 decides the path (direct kernel or im2col + GEMM), the output shape and the
-kernel's arguments; ``*_run`` allocates and calls the kernel.  A plan can be
-kept for calls with the same signature (``planned``): both faces keep theirs,
-the public API beside its own argument checks, since planning and checking
-are most of what a call on a tiny input costs.
+kernel's arguments; ``*_run`` picks the threads, allocates and calls the
+kernel.  A plan can be kept for calls with the same signature (``planned``):
+both faces keep theirs, the public API beside its own argument checks, since
+planning and checking are most of what a call on a tiny input costs.
+
+Every kernel call goes through :func:`_call`, which makes a long call from the
+main thread interruptible: Ctrl-C stops the kernel's threads between pieces
+of work and raises ``KeyboardInterrupt`` (docs/reliability.md).
 
 Geometry is always 2-D: ``stride=(sh, sw)``, ``dilation=(dh, dw)`` and
 ``pads=(top, bottom, left, right)``.  1-D callers pass H = 1.
 """
 import math
+import threading
 
 import numpy as np
 
 from . import _core, _threads
-from ._validate import ConvxValueError
+from ._validate import ConvxMemoryError, ConvxValueError
 
-# BLAS takes 32-bit sizes.
-_BLAS_MAX = 2**31 - 1
+# The GEMM's sizes are 64-bit, but the engine keeps them below 2**31 so that
+# the arithmetic on products of them (positions x taps, the scratch) stays far
+# from overflowing.
+_GEMM_MAX = 2**31 - 1
 
 
 def check_gemm_sizes(func, k, p, f, kernel_arg="weight", input_arg="input"):
-    """BLAS takes 32-bit sizes: taps K, output positions P and filters F must fit."""
-    if max(k, p, f) > _BLAS_MAX:
+    """Taps K, output positions P and filters F must each be below 2**31."""
+    if max(k, p, f) > _GEMM_MAX:
         culprit = (f"argument '{input_arg}' with this padding, stride and dilation gives"
-                   if p > _BLAS_MAX else f"argument '{kernel_arg}' has")
+                   if p > _GEMM_MAX else f"argument '{kernel_arg}' has")
         raise ConvxValueError(
             f"{func}(): {culprit} a GEMM dimension past 2**31 - 1 (kernel taps {k}, output "
             f"positions {p}, filters {f}); split the input into smaller pieces")
@@ -42,7 +49,7 @@ def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation, input_arg="i
     """(OH, OW) for a weight of shape ``w_shape`` (F, Cg, KH, KW).
 
     Raises, before anything is allocated, when the kernel does not fit (naming
-    ``kernel_arg``) or when the products would be too large for BLAS.
+    ``kernel_arg``) or when a size would be too large for the GEMM.
     """
     k_hw = w_shape[2:]
     out = []
@@ -61,24 +68,113 @@ def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation, input_arg="i
     return tuple(out)
 
 
+# --------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------
+
+def _nbytes(shape, dtype):
+    return math.prod(shape) * np.dtype(dtype).itemsize
+
+
+def _human(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def _result(func, shape, dtype, zero=False):
+    """The result array, or ConvxMemoryError naming what it needs."""
+    try:
+        return (np.zeros if zero else np.empty)(shape, dtype)
+    except (MemoryError, ValueError):  # ValueError: NumPy's "array is too big"
+        pass
+    raise ConvxMemoryError(
+        f"{func}(): the result, an array of shape {tuple(shape)} and dtype {np.dtype(dtype)}, "
+        f"needs {_nbytes(shape, dtype)} bytes ({_human(_nbytes(shape, dtype))}), which could "
+        f"not be allocated; split the batch, or the input, into smaller pieces") from None
+
+
+def _scratch(func, size, dtype, threads, shared=0):
+    """A kernel's working memory: ``shared`` values plus ``size`` per thread."""
+    total = shared + size * threads
+    try:
+        return np.empty(total, dtype)
+    except (MemoryError, ValueError):
+        pass
+    per = size * np.dtype(dtype).itemsize
+    raise ConvxMemoryError(
+        f"{func}(): this call needs {total * np.dtype(dtype).itemsize} bytes "
+        f"({_human(total * np.dtype(dtype).itemsize)}) of working memory "
+        f"({_human(per)} for each of {threads} thread{'s' if threads > 1 else ''}"
+        + (f", plus {_human(shared * np.dtype(dtype).itemsize)} shared" if shared else "")
+        + "), which could not be allocated; use fewer threads (convx.set_num_threads), or "
+        "split the input into smaller pieces (fewer channels, a smaller image)") from None
+
+
+# --------------------------------------------------------------------------
+# Calling a kernel
+# --------------------------------------------------------------------------
+
+# A call of at least this many multiply-adds from the main thread can be
+# interrupted by Ctrl-C: installing and removing the signal handler costs
+# about a microsecond, nothing beside a call of this size.
+_INTERRUPT_MIN_MACS = _threads._PARALLEL_MIN_MACS
+
+
+def _call(kernel, macs, *args, accumulates_into=None):
+    """``kernel(*args, interruptible)``, which returns False when interrupted.
+
+    A call from the main thread of at least _INTERRUPT_MIN_MACS chains a
+    SIGINT handler in front of Python's for its duration: a Ctrl-C then
+    stops the kernel's threads at their next check (about a millisecond of
+    work apart) and Python's own handler raises KeyboardInterrupt here.  If
+    that handler returns instead of raising (a user's handler), the call is
+    made again from the start, after zeroing ``accumulates_into`` (the output
+    of a kernel that adds into it; the others overwrite theirs).
+    """
+    if macs < _INTERRUPT_MIN_MACS or threading.get_ident() != threading.main_thread().ident:
+        kernel(*args, False)
+        return
+    installed = _core.interrupt_begin()
+    try:
+        while not kernel(*args, installed):
+            _core.interrupt_end()
+            _core.check_signals()  # runs Python's handler: KeyboardInterrupt
+            if accumulates_into is not None:
+                accumulates_into[...] = 0
+            installed = _core.interrupt_begin()
+    finally:
+        _core.interrupt_end()
+
+
+# --------------------------------------------------------------------------
+# The direct kernel
+# --------------------------------------------------------------------------
+
 # The direct kernel (_direct.h) computes a block of this many output channels
 # times this many columns at once; its scratch needs a column block of slack.
 _DIRECT_FB = 4
 _DIRECT_JB = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
 # A pass goes to GEMM once the direct kernel's (channels x taps) block is
-# larger than these: there OpenBLAS's packing pays for itself.  Measured
-# single-threaded, CPU time of direct / GEMM, float32 and float64: the forward
-# and input gradient (one kernel) of 16 -> 32 channels 3x3, a block of 4608,
-# 0.62 and 0.74; of 32 -> 32 5x5, 25600, 0.58 and 0.70; of 64 -> 64 3x3,
-# 36864, 0.91 and 0.77; of 128 -> 128 3x3, 147456, 1.01 and 1.02; of
-# 256 -> 256 3x3, 589824, 1.19 and 1.13.  The weight gradient of 3 -> 16
-# channels 5x5, a block of 1200, is faster direct; of 16 -> 32 channels k5,
-# 2560, by GEMM.
+# larger than these: there the GEMM's packing pays for itself.  Measured
+# single-threaded, CPU time of direct / GEMM (OpenBLAS's, on which these were
+# first set), float32 and float64: the forward and input gradient (one
+# kernel) of 16 -> 32 channels 3x3, a block of 4608, 0.62 and 0.74; of
+# 32 -> 32 5x5, 25600, 0.58 and 0.70; of 64 -> 64 3x3, 36864, 0.91 and 0.77;
+# of 128 -> 128 3x3, 147456, 1.01 and 1.02; of 256 -> 256 3x3, 589824, 1.19
+# and 1.13.  The weight gradient of 3 -> 16 channels 5x5, a block of 1200, is
+# faster direct; of 16 -> 32 channels k5, 2560, by GEMM.
 _DIRECT_MAX_BLOCK = 65536
 _DIRECT_MAX_BLOCK_WEIGHT_GRAD = 2048
 # Tests and benchmarks switch this off to compare the two paths; on an x86-64
-# CPU without AVX2 the direct kernels are scalar and BLAS is faster.
+# CPU without AVX2 the direct kernels are scalar and the GEMM is faster.
 USE_DIRECT = _core.direct_fast()
+
+# Work is split into items of about this many multiply-adds at most (a
+# millisecond or two): the granularity at which threads share one image and
+# at which a call notices Ctrl-C.
+_ITEM_MACS = 1 << 25
 
 
 def _direct_pays(taps, cols, sw, image, scratch, weight_grad=False):
@@ -90,13 +186,17 @@ def _direct_pays(taps, cols, sw, image, scratch, weight_grad=False):
     single-threaded, direct / GEMM CPU time of the forward pass, float32 and
     float64: 1 -> 8 channels 5x5 (K = 25), 0.67 and 0.75; 1 -> 16 5x5, 0.89
     and 0.99; 3 -> 16 3x3 (K = 27), 0.91 and 1.02; 1 -> 32 5x5, 1.11 and 1.37;
-    2 -> 16 3x3 (K = 18), 0.99 and 1.08; 1 -> 16 3x3 (K = 9), 1.22 and 1.22.
-    The weight-gradient kernel loses at K = 25 (1.8 and 1.25 on 1 -> 16 5x5).
-    Its scratch is the image with its zero border: a border much larger than
+    2 -> 16 3x3 (K = 18), 0.99 and 1.08; 1 -> 16 3x3 (K = 9), 1.22 and 1.22
+    (against OpenBLAS's GEMM, before convx had its own).  The weight-gradient
+    kernel, a block of dot products along the output rows, needs no more
+    taps than one: against convx's own product it took 0.41-0.86 of the time
+    on 1 -> 16 channels k9 (1-D) and 5x5, and 0.9-1.5 on 16 -> 32 3x3, both
+    threaded and not (the limit on its block, below, keeps it from larger
+    ones).  Its scratch is the image with its zero border: a border much larger than
     the image (a huge padding or dilation) is left to im2col, whose scratch
     does not grow with either."""
     padded = -(-cols // _DIRECT_FB) * _DIRECT_FB
-    enough = taps >= 32 or (not weight_grad and taps >= 24 and cols <= 16)
+    enough = weight_grad or taps >= 32 or (taps >= 24 and cols <= 16)
     return (USE_DIRECT and sw == 1 and enough and padded <= 1.5 * cols
             and scratch <= 4 * image + 4096)
 
@@ -133,62 +233,52 @@ def _direct_weights(w, groups, flip):
     return np.ascontiguousarray(wt.transpose(0, 1, 3, 2))
 
 
-def _direct_scratch(dtype, n, macs, cs, hp, wp, extra=0):
-    """Threads for a direct-kernel call and their scratch: one zero-bordered
-    image (cs, hp, wp) per thread, plus the column block of slack the kernel
-    may read past it, plus ``extra`` values (the weight gradient's
-    accumulator).  ``work.shape[0]`` is the number of threads."""
-    threads, _ = _threads.plan(n, macs, blas=False)
-    return np.empty((threads, cs * hp * wp + _DIRECT_JB[dtype] + extra), dtype)
+def _rows_per_item(rows, row_macs, images, threads):
+    """Output rows per item: at most _ITEM_MACS of work, and enough items for
+    every thread when there are fewer images than threads."""
+    rb = max(1, _ITEM_MACS // max(row_macs, 1))
+    if images < 2 * threads:
+        rb = min(rb, -(-rows // -(-2 * threads // images)))
+    return max(1, min(rows, rb))
 
 
-def _direct(src, wt, bias, out, d):
-    """Run the direct kernel over a batch: see _core.conv_direct.  ``d`` is a
-    plan's ``(off, cs, hp, wp, top, left, row_step, groups, macs)``."""
-    off, cs, hp, wp, top, left, row_step, groups, macs = d
-    work = _direct_scratch(src.dtype, src.shape[0], macs, cs, hp, wp)
-    _core.conv_direct(src, wt, off, bias, out, work, groups, hp, wp, top, left, row_step)
+def _direct_run(func, src, wt, d, bias, out):
+    """Run the direct kernel over a batch (see _core.conv_direct).  ``d`` is a
+    plan's ``(off, cs, hp, wp, top, left, row_step, span, groups, macs, row_macs)``."""
+    off, cs, hp, wp, top, left, row_step, span, groups, macs, row_macs = d
+    threads = _threads.plan(src.shape[0] * groups * out.shape[2], macs)
+    slack = _DIRECT_JB[src.dtype]
+    work = _scratch(func, cs * hp * wp + slack, src.dtype, threads)
+    rb = _rows_per_item(out.shape[2], row_macs, src.shape[0] * groups, threads)
+    _call(_core.conv_direct, macs, src, wt, off, bias, out, work, groups, hp, wp, top, left,
+          row_step, span, slack, rb, threads)
     return out
 
 
-def _specialised(kernel):
-    """The float32 and float64 versions of a fused kernel, by dtype: calling one
-    directly skips Cython's run-time dispatch on the buffers' types."""
-    return {np.dtype(np.float32): kernel["float"], np.dtype(np.float64): kernel["double"]}
+# --------------------------------------------------------------------------
+# The GEMM kernels
+# --------------------------------------------------------------------------
 
-
+_MR, _KC, _MC, _NC, _NR_MAX = _core.gemm_blocks()
 _STACK_SCRATCH = _core.STACK_SCRATCH
-_FORWARD = _specialised(_core.conv_forward)
-_INPUT_GRAD = _specialised(_core.conv_input_grad)
-_WEIGHT_GRAD = _specialised(_core.conv_weight_grad)
+
+
+def _round_up(n, m):
+    return -(-n // m) * m
+
+
+def _input_grad_positions(k):
+    """Output positions per block of the GEMM input gradient, whose column
+    matrix block (k x positions) each thread keeps: about 2**17 values, from
+    shapes alone (the order in which dx sums its terms depends on it, and must
+    not depend on the threads)."""
+    return min(_NC, max(4 * _NR_MAX, _round_up((1 << 17) // k, _NR_MAX)))
+
 
 # How a plan says which way a pass runs.  A plan depends only on shapes and
 # geometry (and USE_DIRECT), never on the arrays' values, so callers that see
 # the same call signature again may keep it (the public API does).
 _EMPTY, _ZERO, _DIRECT, _GEMM = "empty", "zero", "direct", "gemm"
-
-
-def _gemm_args(func, n, k, p, f, stride, pads, dilation, groups, extra=0):
-    """A GEMM plan's ``(n, rows, p, macs, geometry)``; checks BLAS's size
-    limits.  The kernel's scratch is ``rows`` by ``p`` per thread: the im2col
-    matrix (K, P), then ``extra`` rows it may use past it."""
-    check_gemm_sizes(func, k, p, f)
-    return (n, k + extra, p, n * k * p * f,
-            (stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups))
-
-
-def _gemm_run(kernel, dtype, g, arrays):
-    """Call an im2col + GEMM kernel on ``arrays``, then its scratch, then the
-    plan's geometry.  The scratch is ``(threads, rows, p)``, or None for a
-    serial call whose scratch fits on the kernel's stack."""
-    n, rows, p, macs, geometry = g
-    threads, blas = _threads.plan(n, macs)
-    if blas is None:  # BLAS left as it is: no need for _threads.run
-        work = None if threads == 1 and rows * p <= _STACK_SCRATCH else \
-            np.empty((threads, rows, p), dtype)
-        kernel(*(arrays + (work,) + geometry))
-    else:
-        _threads.run(blas, kernel, *arrays, np.empty((threads, rows, p), dtype), *geometry)
 
 
 # Checking the arguments, and planning the engine's path, cost more than
@@ -218,8 +308,12 @@ def planned(key, make, *args):
     return plan
 
 
+def _geometry(stride, pads, dilation, groups):
+    return stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups
+
+
 def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=None):
-    """How to run conv(x, w): ``(how, out_shape, args)``.
+    """How to run conv(x, w): ``(func, how, out_shape, args)``.
 
     ``out_hw``: (OH, OW) when the caller has checked the geometry already
     (else :func:`sizes` checks it, naming the notebook's arguments).
@@ -228,111 +322,197 @@ def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=
     f, cg, kh, kw = w_shape
     oh, ow = out_hw or sizes(func, "param", (h, wd), w_shape, stride, pads, dilation, "inp")
     out_shape = (n, f, oh, ow)
-    k = cg * kh * kw
+    k, fg = cg * kh * kw, f // groups
     if n * f * oh * ow == 0:
-        return _EMPTY, out_shape, None
+        return func, _EMPTY, out_shape, None
     if k == 0:  # no input channels: the sum is empty
-        return _ZERO, out_shape, None
+        return func, _ZERO, out_shape, None
+    macs = n * k * f * oh * ow
     hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
-    if _direct_pays(k, f // groups, stride[1], h * wd, hp * wp) \
-            and k * (f // groups) <= _DIRECT_MAX_BLOCK:
+    if _direct_pays(k, fg, stride[1], h * wd, hp * wp) and k * fg <= _DIRECT_MAX_BLOCK:
         off = _tap_offsets(c // groups, kh, kw, hp, wp, dilation[0], dilation[1])
-        return _DIRECT, out_shape, (off, c // groups, hp, wp, pads[0], pads[2], stride[0] * wp,
-                                    groups, n * k * f * oh * ow)
-    return _GEMM, out_shape, _gemm_args(func, n, k, oh * ow, f, stride, pads, dilation, groups)
+        return func, _DIRECT, out_shape, (off, c // groups, hp, wp, pads[0], pads[2],
+                                          stride[0] * wp, (kh - 1) * dilation[0] + 1, groups,
+                                          macs, ow * fg * k)
+    check_gemm_sizes(func, k, oh * ow, f)
+    p = oh * ow
+    nb = min(p, _NC)
+    shared, per = _core.forward_scratch(fg, k, groups, nb)
+    return func, _GEMM, out_shape, (_geometry(stride, pads, dilation, groups), nb, shared, per,
+                                    macs, n * groups * -(-p // nb), fg, k * nb)
 
 
 def forward_run(plan, x, w, bias):
     """conv(x, w) + bias by a :func:`forward_plan` made for these shapes."""
-    how, out_shape, args = plan
+    func, how, out_shape, args = plan
     dtype = x.dtype
-    out = np.empty(out_shape, dtype)
+    out = _result(func, out_shape, dtype)
     if how is _GEMM:
-        _gemm_run(_FORWARD[dtype], dtype, args, (x, w, bias, out))
+        geometry, nb, shared, per, macs, items, fg, block_macs = args
+        threads = _threads.plan(items * fg, macs)
+        # Blocks of filters too, when one image's blocks are fewer than the
+        # threads (one image, few positions): rows of the micro-tile at a time.
+        mb = fg if items >= 2 * threads else _round_up(-(-fg // -(-2 * threads // items)), _MR)
+        work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
+            _scratch(func, per, dtype, threads, shared)
+        _call(_core.conv_forward, macs, x, w, bias, out, work, *geometry, nb, mb, threads)
     elif how is _DIRECT:
-        _direct(x, _direct_weights(w, args[7], flip=False), bias, out, args)
+        _direct_run(func, x, _direct_weights(w, args[8], flip=False), args, bias, out)
     elif how is _ZERO:
         out[...] = 0 if bias is None else bias[:, None, None]
     return out
 
 
 def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilation, groups):
-    """How to run the input gradient: ``(how, input_shape, args)``."""
+    """How to run the input gradient: ``(func, how, input_shape, args)``."""
     n, c, h, wd = input_shape
     f, cg, kh, kw = w_shape
-    k = cg * kh * kw
+    k, fg = cg * kh * kw, f // groups
     p = gout_shape[2] * gout_shape[3]
     if n * c * h * wd == 0 or n * f * p == 0 or k == 0:
-        return _ZERO, input_shape, None
+        return func, _ZERO, input_shape, None
+    macs = n * k * f * p
+    check_gemm_sizes(func, k, p, f)
+    pointwise = (kh == kw == 1 and stride == (1, 1) and pads == (0, 0, 0, 0)
+                 and p == h * wd)
+    nb = p if pointwise else _input_grad_positions(k)
+    gemm = (_geometry(stride, pads, dilation, groups), min(nb, p), pointwise,
+            _core.input_grad_scratch(cg, fg, kh * kw, groups, cg, min(nb, p), pointwise), macs,
+            cg, kh * kw, fg)
     hp, wp = h + (kh - 1) * dilation[0], wd + (kw - 1) * dilation[1]
-    taps = (f // groups) * kh * kw  # the flipped kernel's: output channels x KH x KW
+    taps = fg * kh * kw  # the flipped kernel's: output channels x KH x KW
     if (stride[0] == 1 and _direct_pays(taps, cg, stride[1], p, hp * wp)
             and taps * cg <= _DIRECT_MAX_BLOCK):
-        off = _tap_offsets(f // groups, kh, kw, hp, wp, dilation[0], dilation[1])
-        return _DIRECT, input_shape, (off, f // groups, hp, wp, (kh - 1) * dilation[0] - pads[0],
-                                      (kw - 1) * dilation[1] - pads[2], wp, groups,
-                                      n * taps * c * h * wd)
-    return _GEMM, input_shape, _gemm_args(func, n, k, p, f, stride, pads, dilation, groups)
+        off = _tap_offsets(fg, kh, kw, hp, wp, dilation[0], dilation[1])
+        return func, _DIRECT, input_shape, (
+            (off, fg, hp, wp, (kh - 1) * dilation[0] - pads[0], (kw - 1) * dilation[1] - pads[2],
+             wp, (kh - 1) * dilation[0] + 1, groups, macs, wd * cg * taps), gemm)
+    return func, _GEMM, input_shape, gemm
+
+
+def _input_grad_gemm(func, args, w, gout, dx):
+    geometry, nb, pointwise, (shared, per), macs, cg, khw, fg = args
+    groups = geometry[6]
+    items = gout.shape[0] * groups
+    threads = _threads.plan(items * cg, macs)
+    # Blocks of input channels when the images are fewer than the threads.
+    cc = cg if items >= 2 * threads else -(-cg // -(-2 * threads // items))
+    if cc != cg:
+        shared, per = _core.input_grad_scratch(cg, fg, khw, groups, cc, nb, pointwise)
+    work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
+        _scratch(func, per, w.dtype, threads, shared)
+    _call(_core.conv_input_grad, macs, gout, w, dx, work, *geometry, nb, cc, threads,
+          accumulates_into=None if pointwise else dx)
+    return dx
 
 
 def input_grad_run(plan, w, gout):
     """The gradient of sum(conv(x, w) * gout) with respect to x, by an
     :func:`input_grad_plan` made for these shapes."""
-    how, shape, args = plan
+    func, how, shape, args = plan
     dtype = w.dtype
-    if how is _GEMM:
-        dx = np.zeros(shape, dtype)
-        _gemm_run(_INPUT_GRAD[dtype], dtype, args, (gout, w, dx))
-        return dx
+    if how is _ZERO:
+        return _result(func, shape, dtype, zero=True)
+    # zeroed: the GEMM path adds into it (np.zeros takes fresh pages from the
+    # system, which cost memory only where they are written)
+    dx = _result(func, shape, dtype, zero=how is _GEMM)
     if how is _DIRECT:
-        return _direct(gout, _direct_weights(w, args[7], flip=True), None,
-                       np.empty(shape, w.dtype), args)
-    return np.zeros(shape, w.dtype)
+        direct, gemm = args
+        # The direct kernel multiplies the zero border of the padded output
+        # gradient by every weight; 0 * inf would make NaN where the input
+        # gradient has no term at all, so non-finite weights take the GEMM,
+        # which sums over the output positions that exist.
+        if np.isfinite(w).all():
+            return _direct_run(func, gout, _direct_weights(w, direct[8], flip=True), direct,
+                               None, dx)
+        args = gemm
+        dx[...] = 0
+    return _input_grad_gemm(func, args, w, gout, dx)
 
 
 def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dilation, groups):
-    """How to run the weight gradient: ``(how, weight_shape, args)``."""
+    """How to run the weight gradient: ``(func, how, weight_shape, args)``."""
     f, cg, kh, kw = weight_shape
-    k = cg * kh * kw
+    k, fg = cg * kh * kw, f // groups
     n, c, h, wd = x_shape
     oh, ow = gout_shape[2], gout_shape[3]
     if k * f == 0 or n * oh * ow == 0:
-        return _ZERO, weight_shape, None
+        return func, _ZERO, weight_shape, None
+    macs = n * k * f * oh * ow
     hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
-    if (_direct_pays(k, f // groups, stride[1], h * wd, hp * wp, weight_grad=True)
-            and k * (f // groups) <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
+    if (_direct_pays(k, fg, stride[1], h * wd, hp * wp, weight_grad=True)
+            and k * fg <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
         off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
-        return _DIRECT, weight_shape, (off, cg, hp, wp, pads[0], pads[2], stride[0] * wp,
-                                       groups, n * k * f * oh * ow)
-    # The kernel accumulates F * K values per thread in its scratch's extra rows.
-    return _GEMM, weight_shape, _gemm_args(func, n, k, oh * ow, f, stride, pads, dilation, groups,
-                                           extra=-(-f * k // (oh * ow)))
+        return func, _DIRECT, weight_shape, (off, cg, hp, wp, pads[0], pads[2], stride[0] * wp,
+                                             (kh - 1) * dilation[0] + 1, groups, macs,
+                                             ow * fg * k)
+    check_gemm_sizes(func, k, oh * ow, f)
+    p = oh * ow
+    pointwise = (kh == kw == 1 and stride == (1, 1) and pads == (0, 0, 0, 0)
+                 and p == h * wd)
+    dot = _weight_grad_by_dots(fg, k)
+    ipb = 1
+    if dot:
+        # Blocks of the column matrix (k x positions) small enough to stay in
+        # L2; several images per block when they are small (each block ends
+        # with a horizontal sum per pair of taps and block of filters).
+        target = max(256, min(4096, _round_up((1 << 16) // (k + fg), 64)))
+        nb = min(p, target)
+        if nb == p:  # but at least two items per CPU, for the threads
+            ipb = max(1, min(target // p, -(-n // (2 * _threads._MAX_THREADS))))
+        off = np.arange(k, dtype=np.intp) * (p if pointwise else ipb * nb)
+        off.flags.writeable = False
+    else:
+        # up to 4 blocks of columns per item, but two items per CPU at least
+        pieces = -(-2 * _threads._MAX_THREADS // (n * groups))
+        nb, off = min(p, 4 * _NC, max(_KC, _round_up(-(-p // pieces), 64))), None
+    return func, _GEMM, weight_shape, (_geometry(stride, pads, dilation, groups), nb, ipb, off,
+                                       _core.weight_grad_scratch(f, fg, k, nb, ipb, dot,
+                                                                 pointwise),
+                                       macs, -(-n // ipb) * groups * -(-p // nb))
+
+
+# The weight gradient's matrix product packs both operands (a transpose
+# each: positions are its depth), and each packed value is used fg or k
+# times; with few filters or taps packing costs more than the products, and
+# blocks of dot products along the positions, which read both operands as
+# they lie, are faster.
+WEIGHT_GRAD_DOT = None   # None: by _weight_grad_by_dots; True / False: always (tests)
+
+
+def _weight_grad_by_dots(fg, k):
+    """Measured against the product, both threaded and not: 1 -> 16 channels
+    k9 (1-D) 0.44-0.87 of its time, 1 -> 16 5x5 0.49-0.95; 6 -> 16 5x5 (k =
+    150) 1.1-1.3 times it, 16 -> 32 3x3 1.1-1.6."""
+    if WEIGHT_GRAD_DOT is not None:
+        return WEIGHT_GRAD_DOT
+    return k < 32 or fg * k <= 1024
 
 
 def weight_grad_run(plan, x, gout):
     """The gradient of sum(conv(x, w) * gout) with respect to w, by a
     :func:`weight_grad_plan` made for these shapes."""
-    how, shape, args = plan
+    func, how, shape, args = plan
+    dtype = x.dtype
+    if how is _ZERO:
+        return _result(func, shape, dtype, zero=True)
+    dw = _result(func, shape, dtype)
     if how is _GEMM:
-        # Accumulated per thread and transposed, (groups, K, Fg), in rows of
-        # the scratch past the im2col matrix, then added and transposed back
-        # by the kernel: OpenBLAS packs the column matrix faster as the
-        # product's right operand (measured: 1.6x on the float32 gradient of
-        # 16 -> 32 channels 3x3).
-        dtype = x.dtype
-        dw = np.empty(shape, dtype)
-        _gemm_run(_WEIGHT_GRAD[dtype], dtype, args, (x, gout, dw))
+        geometry, nb, ipb, off, per, macs, items = args
+        threads = _threads.plan(items, macs)
+        work = None if threads == 1 and per <= _STACK_SCRATCH else \
+            _scratch(func, per, dtype, threads)
+        _call(_core.conv_weight_grad, macs, x, gout, dw, work, *geometry, nb, ipb, off, threads)
         return dw
-    if how is _DIRECT:
-        off, cg, hp, wp, top, left, row_step, groups, macs = args
-        # One accumulator per thread, after its padded image (each thread sums
-        # its own images); the kernel adds them into dw.
-        work = _direct_scratch(x.dtype, x.shape[0], macs, cg, hp, wp, extra=math.prod(shape))
-        dw = np.empty(shape, x.dtype)
-        _core.conv_weight_grad_direct(x, gout, off, dw, work, groups, hp, wp, top, left,
-                                      row_step)
-        return dw
-    return np.zeros(shape, x.dtype)
+    off, cg, hp, wp, top, left, row_step, span, groups, macs, row_macs = args
+    oh = gout.shape[2]
+    threads = _threads.plan(x.shape[0] * groups * oh, macs)
+    slack = _DIRECT_JB[dtype]
+    work = _scratch(func, dw.size + cg * hp * wp + slack, dtype, threads)
+    rb = _rows_per_item(oh, row_macs, x.shape[0] * groups, threads)
+    _call(_core.conv_weight_grad_direct, macs, x, gout, off, dw, work, groups, hp, wp, top, left,
+          row_step, span, slack, rb, threads)
+    return dw
 
 
 def pad(x, pads):

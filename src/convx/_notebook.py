@@ -115,7 +115,7 @@ def _pad(func, inp, num, ndim, layout, spatial):
     The 1-D pads concatenated an int64 zero array, so integer input stays
     integer (int64); the 2-D pads stacked float zeros, so they return floats.
     """
-    v.array(func, "inp", inp, ndim, layout)
+    inp = v.array(func, "inp", inp, ndim, layout)
     num = v.nonneg_int(func, "num", num)
     if spatial == 1 and inp.dtype.kind in "iu" and inp.dtype != np.uint64:
         dt = np.dtype(np.int64)
@@ -178,8 +178,8 @@ def _pad_1d(inp, num):
 
 
 def _conv_1d(f, inp, param):
-    v.array(f, "inp", inp, 1, "(length,)")
-    v.array(f, "param", param, 1, "(kernel_size,)")
+    inp = v.array(f, "inp", inp, 1, "(length,)")
+    param = v.array(f, "param", param, 1, "(kernel_size,)")
     v.kernel_nonempty(f, "param", param.shape, (0,))
     return _conv(f, inp[None, None, None], param[None, None, None])[0, 0, 0]
 
@@ -195,15 +195,15 @@ def conv_1d_sum(inp, param):
 
 
 def _grad_1d_args(f, inp, param, output_grad):
-    v.array(f, "inp", inp, 1, "(length,)")
-    v.array(f, "param", param, 1, "(kernel_size,)")
+    inp = v.array(f, "inp", inp, 1, "(length,)")
+    param = v.array(f, "param", param, 1, "(kernel_size,)")
     v.kernel_nonempty(f, "param", param.shape, (0,))
     if output_grad is None:
         output_grad = np.ones_like(inp)
     else:
-        v.array(f, "output_grad", output_grad, 1, "(length,)")
+        output_grad = v.array(f, "output_grad", output_grad, 1, "(length,)")
         v.same_shape(f, "output_grad", output_grad, inp.shape, "the shape of 'inp'")
-    return output_grad
+    return inp, param, output_grad
 
 
 def _param_grad_1d(inp, param, output_grad=None):
@@ -212,7 +212,7 @@ def _param_grad_1d(inp, param, output_grad=None):
     ``output_grad`` defaults to ones.  Shape (K,), dtype of ``param``'s kind.
     """
     f = "_param_grad_1d"
-    output_grad = _grad_1d_args(f, inp, param, output_grad)
+    inp, param, output_grad = _grad_1d_args(f, inp, param, output_grad)
     g = _conv_weight_grad(f, inp[None, None, None], param[None, None, None],
                           output_grad[None, None, None])
     return _int_result(g[0, 0, 0], param, inp, param, output_grad)
@@ -224,7 +224,7 @@ def _input_grad_1d(inp, param, output_grad=None):
     ``output_grad`` defaults to ones.  Shape (L,), dtype of ``inp``'s kind.
     """
     f = "_input_grad_1d"
-    output_grad = _grad_1d_args(f, inp, param, output_grad)
+    inp, param, output_grad = _grad_1d_args(f, inp, param, output_grad)
     g = _conv_input_grad(f, inp[None, None, None], param[None, None, None],
                          output_grad[None, None, None])
     return _int_result(g[0, 0, 0], inp, inp, param, output_grad)
@@ -240,14 +240,16 @@ def _pad_1d_batch(inp, num):
 
 
 def _batch_1d_args(f, inp, param, param_name="param"):
-    v.array(f, "inp", inp, 2, "(batch, length)")
-    v.array(f, param_name, param, 1, "(kernel_size,)")
+    """The notebook's (N, L) batch and (K,) kernel as NCHW and OIHW views, and
+    ``inp`` as a plain ndarray."""
+    inp = v.array(f, "inp", inp, 2, "(batch, length)")
+    param = v.array(f, param_name, param, 1, "(kernel_size,)")
     v.kernel_nonempty(f, param_name, param.shape, (0,))
-    return inp[:, None, None], param[None, None, None]
+    return inp, inp[:, None, None], param[None, None, None]
 
 
 def _conv_1d_batch(f, inp, param, param_name):
-    x, w = _batch_1d_args(f, inp, param, param_name)
+    _, x, w = _batch_1d_args(f, inp, param, param_name)
     return _conv(f, x, w)[:, 0, 0]
 
 
@@ -259,7 +261,7 @@ def conv_1d_batch(inp, param):
 def input_grad_1d_batch(inp, param):
     """Gradient of ``conv_1d_batch_sum(inp, param)`` with respect to ``inp``: shape (N, L)."""
     f = "input_grad_1d_batch"
-    x, w = _batch_1d_args(f, inp, param)
+    inp, x, w = _batch_1d_args(f, inp, param)
     g = _conv_input_grad(f, x, w, np.ones(x.shape, inp.dtype))
     return _int_result(g[:, 0, 0], inp, inp, param)
 
@@ -271,7 +273,7 @@ def param_grad_1d_batch(inp, param):
     kernel's half-width, as ``conv_1d`` does.
     """
     f = "param_grad_1d_batch"
-    x, w = _batch_1d_args(f, inp, param)
+    inp, x, w = _batch_1d_args(f, inp, param)
     g = _conv_weight_grad(f, x, w, np.ones(x.shape, inp.dtype))
     return _int_result(g[0, 0, 0], param, inp, param)
 
@@ -296,15 +298,16 @@ def _pad_2d_obs(inp, num):
 
 
 def _check_2d(f, inp, param, ndim, layout):
-    v.array(f, "inp" if ndim == 3 else "obs", inp, ndim, layout)
-    v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
+    inp = v.array(f, "inp" if ndim == 3 else "obs", inp, ndim, layout)
+    param = v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
     v.kernel_nonempty(f, "param", param.shape, (0, 1))
+    return inp, param
 
 
 def _compute_output_obs_2d(obs, param):
     """'same' 2-D cross-correlation of ``obs`` (H, W) with ``param`` (KH, KW): shape (H, W)."""
     f = "_compute_output_obs_2d"
-    _check_2d(f, obs, param, 2, "(height, width)")
+    obs, param = _check_2d(f, obs, param, 2, "(height, width)")
     out = _conv(f, obs[None, None], param[None, None])[0, 0]
     return _int_result(out, obs, obs, param)
 
@@ -315,8 +318,8 @@ def _compute_output_2d(img_batch, param):
 
 
 def _output_2d(f, img_batch, param):
-    v.array(f, "img_batch", img_batch, 3, "(batch, height, width)")
-    v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
+    img_batch = v.array(f, "img_batch", img_batch, 3, "(batch, height, width)")
+    param = v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
     v.kernel_nonempty(f, "param", param.shape, (0, 1))
     out = _conv(f, img_batch[:, None], param[None, None])[:, 0]
     return _int_result(out, img_batch, img_batch, param)
@@ -326,9 +329,9 @@ def _grads_2d_args(f, inp, output_grad, param, batched):
     names = ("inp", "output_grad") if batched else ("input_obs", "output_grad_obs")
     layout = "(batch, height, width)" if batched else "(height, width)"
     nd = 3 if batched else 2
-    v.array(f, names[0], inp, nd, layout)
-    v.array(f, names[1], output_grad, nd, layout)
-    v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
+    inp = v.array(f, names[0], inp, nd, layout)
+    output_grad = v.array(f, names[1], output_grad, nd, layout)
+    param = v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
     v.kernel_nonempty(f, "param", param.shape, (0, 1))
     v.same_shape(f, names[1], output_grad, inp.shape, f"the shape of '{names[0]}'")
     if not batched:
@@ -384,19 +387,20 @@ _PARAM_LAYOUT = "(in_channels, out_channels, kernel_height, kernel_width)"
 
 
 def _check_param_4d(f, param, in_channels, in_name):
-    v.array(f, "param", param, 4, _PARAM_LAYOUT)
+    param = v.array(f, "param", param, 4, _PARAM_LAYOUT)
     v.kernel_nonempty(f, "param", param.shape, (2, 3))
     if param.shape[0] != in_channels:
         raise v.ConvxValueError(
             f"{f}(): argument 'param' must have {in_channels} input channels in its first axis "
             f"(the channels of '{in_name}'), got param of shape {param.shape}")
+    return param
 
 
 def _forward_4d(f, inp, param, batched, name=None):
     name = name or ("inp" if batched else "obs")
     layout = "(batch, channels, height, width)" if batched else "(channels, height, width)"
-    v.array(f, name, inp, 4 if batched else 3, layout)
-    _check_param_4d(f, param, inp.shape[-3], name)
+    inp = v.array(f, name, inp, 4 if batched else 3, layout)
+    param = _check_param_4d(f, param, inp.shape[-3], name)
     x = inp if batched else inp[None]
     out = _conv(f, x, param.transpose(1, 0, 2, 3))
     return out if batched else out[0]
@@ -420,9 +424,9 @@ def _grads_4d_args(f, inp, output_grad, param, batched):
     names = ("inp", "output_grad") if batched else ("input_obs", "output_grad_obs")
     nd = 4 if batched else 3
     lead = "batch, " if batched else ""
-    v.array(f, names[0], inp, nd, f"({lead}in_channels, height, width)")
-    v.array(f, names[1], output_grad, nd, f"({lead}out_channels, height, width)")
-    _check_param_4d(f, param, inp.shape[-3], names[0])
+    inp = v.array(f, names[0], inp, nd, f"({lead}in_channels, height, width)")
+    output_grad = v.array(f, names[1], output_grad, nd, f"({lead}out_channels, height, width)")
+    param = _check_param_4d(f, param, inp.shape[-3], names[0])
     expected = inp.shape[:-3] + (param.shape[1],) + inp.shape[-2:]
     v.same_shape(f, names[1], output_grad, expected,
                  f"'{names[0]}' with param's {param.shape[1]} output channels")

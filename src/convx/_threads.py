@@ -1,24 +1,25 @@
-"""How many threads convx uses, and keeping its threads and BLAS's apart.
+"""How many threads convx uses, and how that follows the process it runs in.
 
-convx parallelises over the images of a batch with OpenMP, one image at a time
-per thread, with BLAS limited to one thread meanwhile; a call with a single
-image runs serially and lets BLAS use the threads.  Either way one pool of
-threads works at a time, never both: nested pools oversubscribe the cores (a
-throwaway prototype measured 7-27x slowdowns).
+convx runs its kernels on OpenMP threads, sharing out the images of a batch,
+and blocks of one image when the images are fewer than the threads
+(``_core``).  It calls no BLAS: the matrix products are its own
+(``_gemm.h``), so it never touches another library's thread settings.
 
-BLAS's thread count is process-wide in SciPy's OpenBLAS (a pthreads build,
-where even ``openblas_set_num_threads_local`` changes it for every thread), so
-it is limited for the duration of a call, reference-counted across concurrent
-calls: the first call in saves it, the last one out restores it.  Where
-SciPy's BLAS is not an OpenBLAS convx can find, convx never runs BLAS inside
-its own threads.
+The thread count is one number for the whole process, kept in ``_core``
+(``_runtime.h``) where threadpoolctl reaches it too:
+
+* ``set_num_threads(n)``, an int from 1 to the CPUs the process may use;
+* by default ``OMP_NUM_THREADS`` if set (clamped to those CPUs), else the
+  CPUs, read once at import;
+* ``threadpoolctl.threadpool_limits(n)`` sets it like ``set_num_threads`` for
+  the duration of its block, then puts the count it found back;
+* in a child of ``fork()``, one thread whatever the setting: libgomp's
+  threads do not exist in the child, and its next parallel region would wait
+  for them forever.
 """
-import ctypes
 import os
-import threading
 
 import numpy as np
-import scipy
 
 from . import _core
 from ._validate import ConvxTypeError, ConvxValueError
@@ -28,82 +29,86 @@ __all__ = ["get_num_threads", "set_num_threads", "show_config"]
 # Below this many multiply-adds (about 0.1 ms of work) a call runs on one
 # thread: waking a team costs more than it saves on an idle machine, and on a
 # busy one a thread that is not scheduled holds the whole team up for a
-# time slice.  OpenBLAS runs products this small on one thread too.
+# time slice.
 _PARALLEL_MIN_MACS = 1 << 22
 
-_user_threads = None
-_lock = threading.Lock()
-_active = 0       # calls inside a BLAS limit right now
-_saved = None     # BLAS's own thread count, restored when the last call leaves
+
+def _cpus():
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
-def _find_openblas():
-    """(path, set_num_threads, get_num_threads) of the OpenBLAS SciPy loaded, or Nones."""
-    scipy_root = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
+def _env_threads(name):
+    """The first number of an OpenMP thread variable (``"4"``, ``"4,2"``), or 0."""
     try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if ".so" in line and "openblas" in line}
-    except OSError:
-        return None, None, None
-    for path in sorted(paths):
-        if not (path.startswith(scipy_root) and "scipy" in os.path.basename(os.path.dirname(path))):
+        return int(os.environ.get(name, "").split(",")[0])
+    except ValueError:
+        return 0
+
+
+def _env_stack_size():
+    """OMP_STACKSIZE or GOMP_STACKSIZE in bytes, as libgomp reads them
+    (a number with an optional B, K, M or G; K when there is none), or 0."""
+    for name in ("OMP_STACKSIZE", "GOMP_STACKSIZE"):
+        text = os.environ.get(name, "").strip().upper()
+        if not text:
             continue
-        lib = ctypes.CDLL(path)
-        for prefix in ("scipy_openblas", "openblas"):
-            try:
-                setter = getattr(lib, prefix + "_set_num_threads")
-                getter = getattr(lib, prefix + "_get_num_threads")
-            except AttributeError:
-                continue
-            setter.argtypes, setter.restype = [ctypes.c_int], None
-            getter.argtypes, getter.restype = [], ctypes.c_int
-            return path, setter, getter
-    return None, None, None
+        unit = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1])
+        digits = text[:-1] if unit else text
+        try:
+            return int(digits) * (unit or 1 << 10)
+        except ValueError:
+            return 0
+    return 0
 
 
-_blas_path, _blas_set, _blas_get = _find_openblas()
-
-
-def _default_threads():
-    """OMP_NUM_THREADS if set, else the CPUs this process may run on.
+def _configure():
+    """The default thread count: OMP_NUM_THREADS if set, else the CPUs, and
+    never more than the CPUs (or OMP_THREAD_LIMIT): libgomp ends the process
+    when it cannot create a thread, so convx asks for no more than it can have.
 
     Read once, for the whole process: OpenMP's own omp_get_max_threads() is
     per thread (another library's omp_set_num_threads changes it in one
     Python thread only), and a count that differed between Python threads
-    would make results differ in their last bits.
+    would make weight gradients differ in their last bits.
     """
-    try:
-        n = int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0])
-    except ValueError:
-        n = 0
-    if n < 1:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, n or 1)
+    cpus = _cpus()
+    limit = _env_threads("OMP_THREAD_LIMIT")
+    if limit >= 1:
+        cpus = min(cpus, limit)
+    n = _env_threads("OMP_NUM_THREADS")
+    default = min(n, cpus) if n >= 1 else cpus
+    _core.configure_threads(default, cpus, _env_stack_size())
+    return cpus
 
 
-_DEFAULT_THREADS = _default_threads()
+_MAX_THREADS = _configure()
 
 
 def get_num_threads():
     """The number of threads convx uses for one call.
 
-    ``set_num_threads(n)`` sets it; by default it is ``OMP_NUM_THREADS`` if
-    set, else the number of CPUs this process may run on, the same in every
-    Python thread.  Without OpenMP (see :func:`show_config`) batches run on one
-    thread whatever it says.
+    ``set_num_threads(n)`` sets it (and ``threadpoolctl.threadpool_limits``,
+    for the length of its block); by default it is ``OMP_NUM_THREADS`` if set,
+    else the number of CPUs this process may run on, the same in every Python
+    thread.  In a child of ``fork()`` it is 1 (docs/reliability.md).  Without
+    OpenMP (see :func:`show_config`) calls run on one thread whatever it says.
     """
-    return _DEFAULT_THREADS if _user_threads is None else _user_threads
+    return _core.get_threads()
 
 
 def set_num_threads(n):
     """Use ``n`` threads per call from now on, in every Python thread.
 
-    ``None`` goes back to the default (:func:`get_num_threads`).  Calls with
-    the same number of threads give bit-identical results; a different number
-    can change the weight gradient in its last bits (its per-thread sums are
-    added in another order).
+    ``n`` is an int from 1 to the number of CPUs this process may use
+    (``len(os.sched_getaffinity(0))``, or ``os.cpu_count()`` where that does
+    not exist); ``None`` goes back to the default (:func:`get_num_threads`).
+    The forward pass and the input gradient give the same bits for every
+    thread count; the weight gradient, which adds one partial sum per thread,
+    the same bits for the same count.
     """
-    global _user_threads
     if n is not None:
         if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)):
             raise ConvxTypeError(
@@ -111,59 +116,80 @@ def set_num_threads(n):
         if n < 1:
             raise ConvxValueError(
                 f"set_num_threads(): argument 'n' must be an int >= 1 or None, got {n!r}")
-        n = int(n)
-    _user_threads = n
+        cpus = _cpus()
+        if n > cpus:
+            raise ConvxValueError(
+                f"set_num_threads(): argument 'n' must be at most {cpus}, the CPUs this "
+                f"process may use, got {int(n)}")
+    _core.set_user_threads(0 if n is None else int(n))
 
 
-def plan(n_images, macs, blas=True):
-    """``(threads, blas_threads)`` for one call of ``macs`` multiply-adds.
-
-    ``threads`` OpenMP threads share the images; ``blas_threads`` is the BLAS
-    limit to hold during the call, or None to leave BLAS as it is.  A kernel
-    that calls no BLAS (``blas=False``) only needs OpenMP.
-    """
-    if macs < _PARALLEL_MIN_MACS:
-        return 1, None
-    nt = get_num_threads()
-    omp = nt > 1 and n_images >= 2 and _core.openmp_enabled()
-    if not blas:
-        return (min(nt, n_images) if omp else 1), None
-    if _blas_set is None:
-        return 1, None
-    if omp:
-        return min(nt, n_images), 1
-    return 1, nt
+def plan(items, macs):
+    """The threads for a call of ``macs`` multiply-adds split into ``items``
+    pieces: one for a small call, else as many as :func:`get_num_threads`
+    allows and the pieces can use."""
+    if macs < _PARALLEL_MIN_MACS or not _core.openmp_enabled():
+        return 1
+    return max(1, min(_core.get_threads(), items))
 
 
-def run(blas_threads, kernel, *args):
-    """``kernel(*args)`` with BLAS limited to ``blas_threads`` threads (None: as it is)."""
-    global _active, _saved
-    if blas_threads is None or _blas_set is None:
-        return kernel(*args)
-    with _lock:
-        if _active == 0:
-            _saved = _blas_get()
-            _blas_set(blas_threads)
-        _active += 1
+# --------------------------------------------------------------------------
+# threadpoolctl
+# --------------------------------------------------------------------------
+
+def _register_threadpoolctl():
+    """Register a threadpoolctl controller for convx's thread count; returns
+    what show_config says about it."""
     try:
-        return kernel(*args)
-    finally:
-        with _lock:
-            _active -= 1
-            if _active == 0:
-                _blas_set(_saved)
+        import threadpoolctl
+    except ImportError:
+        return "not installed"
+    base = getattr(threadpoolctl, "LibController", None)
+    register = getattr(threadpoolctl, "register", None)
+    if base is None or register is None:
+        return (f"{threadpoolctl.__version__} has no controller registry (3.5 or later has): "
+                "convx's threads follow set_num_threads only")
+    if any(getattr(c, "internal_api", None) == "convx"
+           for c in getattr(threadpoolctl, "_ALL_CONTROLLERS", ())):
+        return f"{threadpoolctl.__version__}, convx's pool registered"
+
+    class ConvxController(base):
+        """convx's thread count, found in convx._core by its exported symbols."""
+
+        user_api = "openmp"
+        internal_api = "convx"
+        filename_prefixes = ("_core",)
+        check_symbols = ("convx_get_num_threads", "convx_set_num_threads")
+
+        def get_num_threads(self):
+            return self.dynlib.convx_get_num_threads()
+
+        def set_num_threads(self, num_threads):
+            self.dynlib.convx_set_num_threads(int(num_threads))
+
+        def get_version(self):
+            from . import __version__
+            return __version__
+
+    register(ConvxController)
+    return f"{threadpoolctl.__version__}, convx's pool registered"
+
+
+_THREADPOOLCTL = _register_threadpoolctl()
+
+_ISA_NAMES = {4: "x86-64-v4 (AVX-512)", 3: "x86-64-v3 (AVX2, FMA)", 1: "the compiler's baseline"}
 
 
 def show_config():
     """Print how this convx was built and how it runs threads."""
     from . import __version__
     print(f"convx {__version__}")
-    print("  OpenMP:   " + ("yes" if _core.openmp_enabled()
-                            else "no (compiled without it: batches run on one thread)"))
-    print(f"  threads:  {get_num_threads()}"
-          + (" (set_num_threads)" if _user_threads is not None else " (default)"))
-    print(f"  BLAS:     scipy.linalg.cython_blas, SciPy {scipy.__version__}")
-    if _blas_path:
-        print(f"            OpenBLAS at {_blas_path}, limited during calls")
-    else:
-        print("            not an OpenBLAS convx can limit: convx runs no threads of its own")
+    print("  OpenMP:        " + ("yes" if _core.openmp_enabled()
+                                 else "no (compiled without it: calls run on one thread)"))
+    setting = _core.user_threads()
+    how = ("one thread in a child of fork()" if _core.forked()
+           else "set_num_threads" if setting else "default")
+    print(f"  threads:       {get_num_threads()} ({how}; at most {_MAX_THREADS})")
+    print(f"  SIMD kernels:  {_ISA_NAMES.get(_core.isa(), _core.isa())}")
+    print("  matrix product: convx's own (no BLAS)")
+    print(f"  threadpoolctl: {_THREADPOOLCTL}")

@@ -11,7 +11,7 @@ import reprlib
 
 import numpy as np
 
-__all__ = ["ConvxValueError", "ConvxTypeError"]
+__all__ = ["ConvxValueError", "ConvxTypeError", "ConvxMemoryError"]
 
 
 class ConvxValueError(ValueError, AssertionError):
@@ -22,29 +22,63 @@ class ConvxTypeError(TypeError, AssertionError):
     """A bad type or dtype: catchable as ``TypeError`` and ``AssertionError``."""
 
 
+class ConvxMemoryError(MemoryError):
+    """A valid call whose result or working memory cannot be allocated: the
+    message gives the bytes it needs and how to need fewer."""
+
+
 def _describe(obj):
     """A short, human description of what the caller passed."""
     if isinstance(obj, np.ndarray):
         return f"an array of dtype {obj.dtype} and shape {obj.shape}"
     if obj is None:
         return "None"
-    return f"{type(obj).__name__} {reprlib.repr(obj)}"
+    kind = type(obj)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    try:
+        text = reprlib.repr(obj)
+    except Exception:  # a foreign object whose repr fails: its type says enough
+        return name
+    return f"{name} {text}"
+
+
+def _duck_hint(obj):
+    """What to do with an array-like that is not an ndarray."""
+    if hasattr(obj, "__array__") or hasattr(obj, "__array_interface__"):
+        return "; convert it with numpy.asarray() first"
+    return ""
+
+
+def plain(func, name, a, layout):
+    """``a`` if it is an ndarray, a plain ndarray view of it for a subclass
+    (``np.matrix``, ``np.memmap``: the view indexes and reshapes as an ndarray
+    does), else ConvxTypeError.  A masked array is refused: its mask would be
+    silently ignored.  No copy is made."""
+    if type(a) is np.ndarray:
+        return a
+    if isinstance(a, np.ma.MaskedArray):
+        raise ConvxTypeError(
+            f"{func}(): argument '{name}' is a masked array, whose mask convx would "
+            f"ignore; pass a plain array (e.g. {name}.filled(0))")
+    if not isinstance(a, np.ndarray):
+        raise ConvxTypeError(
+            f"{func}(): argument '{name}' must be a numpy.ndarray of shape {layout}, "
+            f"got {_describe(a)}" + _duck_hint(a))
+    return a.view(np.ndarray)
 
 
 def array(func, name, a, ndim, layout):
     """Check that ``a`` is a real numeric ndarray of rank ``ndim``.
 
     ``layout`` is how the shape reads in words, e.g. ``"(batch, length)"``.
-    Returns ``a`` unchanged: no copy is made here.
+    Returns ``a`` as :func:`plain` gives it: callers use what it returns.
     """
-    if not isinstance(a, np.ndarray):
-        raise ConvxTypeError(
-            f"{func}(): argument '{name}' must be a numpy.ndarray of shape {layout}, "
-            f"got {_describe(a)}")
+    a = plain(func, name, a, layout)
     kind = a.dtype.kind
-    if kind not in "iuf":
+    if kind not in "iuf" or kind == "f" and a.dtype.itemsize > 8:  # longdouble: no silent rounding
         raise ConvxTypeError(
-            f"{func}(): argument '{name}' must have a real numeric dtype (integer or float), "
+            f"{func}(): argument '{name}' must have a real numeric dtype: an integer, "
+            f"float16, float32 or float64 (convx computes in float32 and float64), "
             f"got dtype {a.dtype}")
     if a.ndim != ndim:
         raise ConvxValueError(

@@ -1,0 +1,470 @@
+/* convx: the matrix product of the im2col passes, convx's own.
+ *
+ * Computes, for one image and one group,
+ *
+ *     C[i, j] (=|+=) bias[i] + sum_k A[i, k] * B[k, j]     0 <= i < M, 0 <= j < N
+ *
+ * where A and B are "operands": a dense matrix read with any two strides, a
+ * matrix packed once per call (the weights), or an image read as its im2col
+ * matrix (or that matrix transposed) without ever writing it out:
+ *
+ *     im2col:    B[(c, p, q), (i, j)] = x[c, i*sh - pt + p*dh, j*sw - pl + q*dw]
+ *                (zero where that falls outside the image, i.e. in the padding)
+ *     im2col_T:  B[(i, j), (c, p, q)] = the same value
+ *
+ * with taps k = (c*KH + p)*KW + q and output positions (i, j) -> i*OW + j.
+ *
+ * Why convx has its own: BLAS's thread count is process-wide (OpenBLAS's
+ * pthreads build, SciPy's), so running BLAS on one thread inside convx's
+ * parallel regions meant changing a setting other code owns; a product of
+ * our own also reads the image straight into its packed panels, stops
+ * between blocks when the call is interrupted, and sums every element in an
+ * order that does not depend on the number of threads.
+ *
+ * Blocking (Goto / BLIS): the columns of B in blocks of CVX_NC, its rows in
+ * blocks of CVX_KC, packed into micro-panels of NR columns; the rows of A in
+ * blocks of CVX_MC, packed into micro-panels of CVX_MR rows; a micro-tile of
+ * CVX_MR x NR elements of C accumulates in vector registers over a block of
+ * CVX_KC, then is stored (the first block) or added to C (the later ones).
+ * Each element of C is therefore summed in the same order, bias first, then
+ * k = 0, 1, ..., K - 1 in blocks of CVX_KC, whatever the tile it falls in
+ * and whoever computes it.
+ *
+ * Instruction sets: the micro-kernel and its driver are compiled for
+ * x86-64-v4 and x86-64-v3 with 32-byte vectors (NR = 3 vectors: 24 floats or
+ * 12 doubles) and for the baseline with 16-byte vectors (12 floats or 6
+ * doubles; 32-byte vectors on SSE2 spill and run 10x slower), chosen by
+ * cvx_isa (_runtime.h) at each call.  The packers move memory and take NR as
+ * an argument; they are compiled for x86-64-v3 and the baseline.
+ *
+ * No checking is done here: the callers in _core.pyx guarantee the sizes.
+ */
+#ifndef CONVX_GEMM_H
+#define CONVX_GEMM_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "_runtime.h"
+
+#define CVX_MR 4        /* rows of a micro-tile */
+#define CVX_NV 3        /* vectors of columns in a micro-tile */
+#define CVX_KC 256      /* depth of a packed block */
+#define CVX_MC 128      /* rows of A packed at once: a multiple of CVX_MR */
+#define CVX_NC 384      /* columns of B packed at once: a multiple of every NR (24, 12, 6) */
+#define CVX_NR_MAX 24
+
+enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_ROWS = 4 };
+
+/* One operand.  DENSE: element (r, c) at p[r*rs + c*cs].  ROWS (B only):
+ * element (k, j) at p[k*rs + j], read in place by the micro-kernel, not
+ * packed (worth it when M is small: each value is then used by few rows of
+ * A, and copying it into a panel costs as much as using it).  PREPACKED: packed by
+ * cvx_prepack_*, rs = the rows rounded up to CVX_MR.  IM2COL, IM2COL_T: p is
+ * one group's channels of an image, (C, H, W) in C order, and the geometry
+ * below says how it is read; its positions are the output positions p0,
+ * p0 + 1, ... (a block of the image's). */
+typedef struct {
+    int kind;
+    const void *p;
+    ptrdiff_t rs, cs;
+    ptrdiff_t H, W, KH, KW, OW, sh, sw, dh, dw, pt, pl;
+    ptrdiff_t p0;       /* IM2COL, IM2COL_T: the output position of the first column (row);
+                           PREPACKED: the first row, a multiple of CVX_MR */
+} cvx_operand;
+
+static inline ptrdiff_t cvx_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
+
+/* Smallest j >= 0 with j*stride + offset >= 0, clipped to [0, n]. */
+static inline ptrdiff_t cvx_first_valid(ptrdiff_t offset, ptrdiff_t stride, ptrdiff_t n)
+{
+    ptrdiff_t j = offset < 0 ? (-offset + stride - 1) / stride : 0;
+    return j < n ? j : n;
+}
+
+/* One past the largest j with j*stride + offset <= size - 1, clipped to [0, n]. */
+static inline ptrdiff_t cvx_end_valid(ptrdiff_t offset, ptrdiff_t stride, ptrdiff_t size,
+                                      ptrdiff_t n)
+{
+    ptrdiff_t last = size - 1 - offset;
+    if (last < 0)
+        return 0;
+    last = last / stride + 1;
+    return last < n ? last : n;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Packing, for each element type.                                         */
+/*                                                                         */
+/* A block of A (rows ic..ic+mc, depth pc..pc+kc) packed: micro-panel t    */
+/* holds rows ic + t*MR .. + MR - 1, element (i, k) at                     */
+/* dst[t*MR*kc + (k - pc)*MR + i % MR], zero past mc.  A block of B (depth */
+/* pc..pc+kc, columns jc..jc+nc): micro-panel t holds columns jc + t*nr    */
+/* .. + nr - 1, element (k, j) at dst[t*nr*kc + (k - pc)*nr + j % nr],     */
+/* zero past nc.                                                           */
+/* ---------------------------------------------------------------------- */
+
+#define CVX_DEFINE_PACK(T, S, ATTR)                                                   \
+ATTR static void cvx_pack_a_dense_##S(const cvx_operand *A, ptrdiff_t ic, ptrdiff_t mc,  \
+                                 ptrdiff_t pc, ptrdiff_t kc, T *dst)                \
+{                                                                                   \
+    const T *p = (const T *)A->p;                                                   \
+    for (ptrdiff_t ir = 0; ir < mc; ir += CVX_MR) {                                 \
+        const ptrdiff_t mr = cvx_min(CVX_MR, mc - ir);                              \
+        T *d = dst + ir * kc;                                                       \
+        for (ptrdiff_t i = 0; i < CVX_MR; i++) {                                    \
+            if (i >= mr) {                                                          \
+                for (ptrdiff_t k = 0; k < kc; k++) d[k * CVX_MR + i] = 0;           \
+                continue;                                                           \
+            }                                                                       \
+            const T *s = p + (ic + ir + i) * A->rs + pc * A->cs;                    \
+            if (A->cs == 1)                                                         \
+                for (ptrdiff_t k = 0; k < kc; k++) d[k * CVX_MR + i] = s[k];        \
+            else                                                                    \
+                for (ptrdiff_t k = 0; k < kc; k++) d[k * CVX_MR + i] = s[k * A->cs];\
+        }                                                                           \
+    }                                                                               \
+}                                                                                   \
+                                                                                    \
+/* The whole of a dense A (M x K), packed block by block along K: block pc  */     \
+/* starts at dst + pc*Mp (Mp = M rounded up to MR), as cvx_operand PREPACKED */     \
+/* reads it.                                                                 */     \
+ATTR static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K, T *dst) \
+{                                                                                   \
+    const ptrdiff_t Mp = (M + CVX_MR - 1) / CVX_MR * CVX_MR;                        \
+    for (ptrdiff_t pc = 0; pc < K; pc += CVX_KC)                                    \
+        cvx_pack_a_dense_##S(A, 0, M, pc, cvx_min(CVX_KC, K - pc), dst + pc * Mp);  \
+}                                                                                   \
+                                                                                    \
+ATTR static const T *cvx_pack_a_##S(const cvx_operand *A, ptrdiff_t ic, ptrdiff_t mc,    \
+                               ptrdiff_t pc, ptrdiff_t kc, T *buf)                  \
+{                                                                                   \
+    if (A->kind == CVX_PREPACKED)                                                   \
+        return (const T *)A->p + pc * A->rs + (A->p0 + ic) * kc;                    \
+    cvx_pack_a_dense_##S(A, ic, mc, pc, kc, buf);                                   \
+    return buf;                                                                     \
+}                                                                                   \
+                                                                                    \
+/* Where output positions pos0, pos0 + 1, ... of tap k read, one output row  */     \
+/* at a time: for each row, `before` zeros, then `n` values from `src` at    */     \
+/* step X->sw, then `after` zeros (the cells of the padding).                */     \
+typedef struct {                                                                    \
+    const T *plane;                       /* the tap's channel */                   \
+    ptrdiff_t off_w, off_h, j0, j1;       /* its column offset, row offset and */   \
+                                          /* the output columns that read data */   \
+    ptrdiff_t i, j;                       /* the next position's row and column */  \
+} cvx_tap_##S;                                                                      \
+                                                                                    \
+ATTR static inline void cvx_tap_start_##S(const cvx_operand *X, ptrdiff_t k, ptrdiff_t pos0,\
+                                     cvx_tap_##S *t)                                \
+{                                                                                   \
+    const ptrdiff_t q = k % X->KW, p = (k / X->KW) % X->KH, c = k / (X->KW * X->KH);\
+    t->plane = (const T *)X->p + c * X->H * X->W;                                   \
+    t->off_w = q * X->dw - X->pl;                                                   \
+    t->off_h = p * X->dh - X->pt;                                                   \
+    t->j0 = cvx_first_valid(t->off_w, X->sw, X->OW);                                \
+    t->j1 = cvx_end_valid(t->off_w, X->sw, X->W, X->OW);                            \
+    if (t->j1 < t->j0)                                                              \
+        t->j1 = t->j0;                                                              \
+    t->i = pos0 / X->OW;                                                            \
+    t->j = pos0 - t->i * X->OW;                                                     \
+}                                                                                   \
+                                                                                    \
+/* The next run of at most `left` positions, within one output row. */             \
+ATTR static inline ptrdiff_t cvx_tap_run_##S(const cvx_operand *X, cvx_tap_##S *t,       \
+                                        ptrdiff_t left, ptrdiff_t *before,          \
+                                        const T **src, ptrdiff_t *n, ptrdiff_t *after)\
+{                                                                                   \
+    const ptrdiff_t ja = t->j, jb = cvx_min(X->OW, ja + left);                      \
+    const ptrdiff_t r = t->i * X->sh + t->off_h;                                    \
+    ptrdiff_t va = ja > t->j0 ? ja : t->j0, vb = jb < t->j1 ? jb : t->j1;           \
+    if (r < 0 || r >= X->H || vb <= va)                                             \
+        va = vb = jb;                                                               \
+    *before = va - ja;                                                              \
+    *n = vb - va;                                                                   \
+    *after = jb - vb;                                                               \
+    *src = *n ? t->plane + r * X->W + va * X->sw + t->off_w : NULL;                 \
+    if (jb == X->OW) {                                                              \
+        t->i++;                                                                     \
+        t->j = 0;                                                                   \
+    } else {                                                                        \
+        t->j = jb;                                                                  \
+    }                                                                               \
+    return jb - ja;                                                                 \
+}                                                                                   \
+                                                                                    \
+/* Rows k0..k1 of the im2col matrix, positions p0..p0+np: row k at         */     \
+/* dst + (k - k0)*ld.                                                       */     \
+ATTR static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1,        \
+                           ptrdiff_t p0, ptrdiff_t np, T *dst, ptrdiff_t ld)        \
+{                                                                                   \
+    for (ptrdiff_t k = k0; k < k1; k++) {                                           \
+        cvx_tap_##S t;                                                              \
+        T *d = dst + (k - k0) * ld;                                                 \
+        cvx_tap_start_##S(X, k, p0, &t);                                            \
+        for (ptrdiff_t done = 0; done < np;) {                                      \
+            ptrdiff_t before, n, after;                                             \
+            const T *src;                                                           \
+            done += cvx_tap_run_##S(X, &t, np - done, &before, &src, &n, &after);   \
+            for (ptrdiff_t j = 0; j < before; j++) *d++ = 0;                        \
+            if (X->sw == 1)                                                         \
+                for (ptrdiff_t j = 0; j < n; j++) *d++ = src[j];                    \
+            else                                                                    \
+                for (ptrdiff_t j = 0; j < n; j++) *d++ = src[j * X->sw];            \
+            for (ptrdiff_t j = 0; j < after; j++) *d++ = 0;                         \
+        }                                                                           \
+    }                                                                               \
+}                                                                                   \
+                                                                                    \
+/* Writes row kk of a packed block, column by column from column `col`:    */      \
+/* the columns of panel t are at dst + (t*kc + kk)*nr + l.                  */      \
+typedef struct { T *p; ptrdiff_t l, nr, step; } cvx_cursor_##S;                     \
+                                                                                    \
+ATTR static inline cvx_cursor_##S cvx_cursor_##S##_at(T *dst, ptrdiff_t kc, ptrdiff_t nr,\
+                                                 ptrdiff_t kk, ptrdiff_t col)       \
+{                                                                                   \
+    cvx_cursor_##S c;                                                               \
+    c.p = dst + ((col / nr) * kc + kk) * nr + col % nr;                             \
+    c.l = col % nr;                                                                 \
+    c.nr = nr;                                                                      \
+    c.step = (kc - 1) * nr;    /* from the end of one panel's row to the next's */  \
+    return c;                                                                       \
+}                                                                                   \
+                                                                                    \
+/* n values (src[0], src[step], ...; zeros when src is NULL) at the cursor. */     \
+ATTR static inline void cvx_put_##S(cvx_cursor_##S *c, const T *src, ptrdiff_t step,     \
+                               ptrdiff_t n)                                         \
+{                                                                                   \
+    while (n > 0) {                                                                 \
+        const ptrdiff_t run = cvx_min(n, c->nr - c->l);                             \
+        T *d = c->p;                                                                \
+        if (!src)                                                                   \
+            for (ptrdiff_t j = 0; j < run; j++) d[j] = 0;                           \
+        else if (step == 1)                                                         \
+            for (ptrdiff_t j = 0; j < run; j++) d[j] = src[j];                      \
+        else                                                                        \
+            for (ptrdiff_t j = 0; j < run; j++) d[j] = src[j * step];               \
+        if (src)                                                                    \
+            src += run * step;                                                      \
+        n -= run;                                                                   \
+        c->l += run;                                                                \
+        c->p += run;                                                                \
+        if (c->l == c->nr) {                                                        \
+            c->l = 0;                                                               \
+            c->p += c->step;                                                        \
+        }                                                                           \
+    }                                                                               \
+}                                                                                   \
+                                                                                    \
+/* Row kk of a packed block: tap k at output positions jc..jc+nc. */               \
+ATTR static inline void cvx_pack_tap_##S(const cvx_operand *X, ptrdiff_t k, ptrdiff_t jc,\
+                                    ptrdiff_t nc, T *dst, ptrdiff_t kc,             \
+                                    ptrdiff_t nr, ptrdiff_t kk)                     \
+{                                                                                   \
+    cvx_tap_##S t;                                                                  \
+    cvx_cursor_##S cur = cvx_cursor_##S##_at(dst, kc, nr, kk, 0);                   \
+    cvx_tap_start_##S(X, k, jc, &t);                                                \
+    for (ptrdiff_t done = 0; done < nc;) {                                          \
+        ptrdiff_t before, n, after;                                                 \
+        const T *src;                                                               \
+        done += cvx_tap_run_##S(X, &t, nc - done, &before, &src, &n, &after);       \
+        cvx_put_##S(&cur, NULL, 0, before);                                         \
+        cvx_put_##S(&cur, src, X->sw, n);                                           \
+        cvx_put_##S(&cur, NULL, 0, after);                                          \
+    }                                                                               \
+}                                                                                   \
+                                                                                    \
+ATTR static void cvx_pack_b_##S(const cvx_operand *B, ptrdiff_t pc, ptrdiff_t kc,        \
+                           ptrdiff_t jc, ptrdiff_t nc, ptrdiff_t nr, T *dst)        \
+{                                                                                   \
+    const ptrdiff_t ncp = (nc + nr - 1) / nr * nr;                                  \
+    for (ptrdiff_t kk = 0; kk < kc; kk++) {                                         \
+        if (B->kind == CVX_DENSE) {                                                 \
+            cvx_cursor_##S cur = cvx_cursor_##S##_at(dst, kc, nr, kk, 0);           \
+            cvx_put_##S(&cur, (const T *)B->p + (pc + kk) * B->rs + jc * B->cs,     \
+                        B->cs, nc);                                                 \
+        } else if (B->kind == CVX_IM2COL) {                                         \
+            cvx_pack_tap_##S(B, pc + kk, B->p0 + jc, nc, dst, kc, nr, kk);          \
+        }                                                                           \
+        /* the unused columns of the last panel */                                  \
+        cvx_cursor_##S cur = cvx_cursor_##S##_at(dst, kc, nr, kk, nc);              \
+        cvx_put_##S(&cur, NULL, 0, ncp - nc);                                       \
+    }                                                                               \
+    if (B->kind == CVX_IM2COL_T) {                                                  \
+        /* rows are output positions pc..pc+kc, columns taps jc..jc+nc: a tap's */  \
+        /* positions go down one column of a panel */                               \
+        for (ptrdiff_t j = 0; j < nc; j++) {                                        \
+            T col[CVX_KC];                                                          \
+            cvx_im2col_##S(B, jc + j, jc + j + 1, B->p0 + pc, kc, col, kc);         \
+            T *d = dst + (j / nr) * nr * kc + j % nr;                               \
+            for (ptrdiff_t kk = 0; kk < kc; kk++) d[kk * nr] = col[kk];             \
+        }                                                                           \
+    }                                                                               \
+}
+
+#if CVX_X86_DISPATCH
+#define CVX_V4 __attribute__((target("arch=x86-64-v4")))
+#define CVX_V3 __attribute__((target("arch=x86-64-v3")))
+CVX_DEFINE_PACK(float, f32_v3, CVX_V3)
+CVX_DEFINE_PACK(double, f64_v3, CVX_V3)
+#endif
+CVX_DEFINE_PACK(float, f32_v1, )
+CVX_DEFINE_PACK(double, f64_v1, )
+
+/* ---------------------------------------------------------------------- */
+/* Micro-kernel and driver, for each element type and instruction set.     */
+/* ---------------------------------------------------------------------- */
+
+#define CVX_DEFINE_GEMM(NAME, S, T, VB, ATTR)                                       \
+typedef T NAME##_vt __attribute__((vector_size(VB)));                               \
+enum { NAME##_VL = VB / sizeof(T), NAME##_NR = CVX_NV * (VB / sizeof(T)) };         \
+                                                                                    \
+ATTR static inline __attribute__((always_inline)) NAME##_vt NAME##_load(const T *p) \
+{ NAME##_vt v; memcpy(&v, p, sizeof v); return v; }                                 \
+ATTR static inline __attribute__((always_inline)) void NAME##_store(T *p, NAME##_vt v)\
+{ memcpy(p, &v, sizeof v); }                                                        \
+                                                                                    \
+/* C[0:m, 0:n] (=|+=) bias + a (kc x MR, packed) . b (kc x NR, rows ldb apart). */\
+ATTR static inline __attribute__((always_inline)) void NAME##_micro(                \
+    ptrdiff_t kc, const T *restrict a, const T *restrict b, ptrdiff_t ldb, T *c,    \
+    ptrdiff_t ldc, int accumulate, const T *bias, ptrdiff_t m, ptrdiff_t n)         \
+{                                                                                   \
+    enum { VL = NAME##_VL, NR = NAME##_NR };                                        \
+    NAME##_vt acc[CVX_MR][CVX_NV];                                                  \
+    for (int i = 0; i < CVX_MR; i++) {                                              \
+        const T b0 = bias && i < m ? bias[i] : (T)0;                                \
+        for (int v = 0; v < CVX_NV; v++) acc[i][v] = (NAME##_vt){0} + b0;           \
+    }                                                                               \
+    for (ptrdiff_t k = 0; k < kc; k++) {                                            \
+        NAME##_vt bv[CVX_NV];                                                       \
+        for (int v = 0; v < CVX_NV; v++) bv[v] = NAME##_load(b + k * ldb + v * VL); \
+        for (int i = 0; i < CVX_MR; i++) {                                          \
+            const NAME##_vt ai = a[k * CVX_MR + i] - (NAME##_vt){0}; /* broadcast */\
+            for (int v = 0; v < CVX_NV; v++) acc[i][v] += ai * bv[v];               \
+        }                                                                           \
+    }                                                                               \
+    if (m == CVX_MR && n == NR) {                                                   \
+        for (int i = 0; i < CVX_MR; i++)                                            \
+            for (int v = 0; v < CVX_NV; v++) {                                      \
+                T *p = c + i * ldc + v * VL;                                        \
+                NAME##_store(p, accumulate ? NAME##_load(p) + acc[i][v] : acc[i][v]);\
+            }                                                                       \
+    } else {                                                                        \
+        T tmp[CVX_MR][NR];                                                          \
+        for (int i = 0; i < CVX_MR; i++)                                            \
+            for (int v = 0; v < CVX_NV; v++) NAME##_store(tmp[i] + v * VL, acc[i][v]);\
+        for (ptrdiff_t i = 0; i < m; i++)                                           \
+            for (ptrdiff_t j = 0; j < n; j++)                                       \
+                c[i * ldc + j] = accumulate ? c[i * ldc + j] + tmp[i][j] : tmp[i][j];\
+    }                                                                               \
+}                                                                                   \
+                                                                                    \
+/* Returns 1 when *stop was seen set (C is then incomplete), else 0. */            \
+ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,   \
+                     const cvx_operand *B, T *abuf, T *bbuf, T *C, ptrdiff_t ldc,   \
+                     int accumulate, const T *bias, const int *stop)                \
+{                                                                                   \
+    enum { NR = NAME##_NR };                                                        \
+    for (ptrdiff_t jc = 0; jc < N; jc += CVX_NC) {                                  \
+        const ptrdiff_t nc = cvx_min(CVX_NC, N - jc);                               \
+        for (ptrdiff_t pc = 0; pc < K; pc += CVX_KC) {                              \
+            const ptrdiff_t kc = cvx_min(CVX_KC, K - pc);                           \
+            if (CVX_STOPPED(stop))                                                  \
+                return 1;                                                           \
+            /* ROWS: full panels read in place, the last partial one packed */    \
+            const ptrdiff_t inplace = B->kind == CVX_ROWS ? nc / NR * NR : 0;       \
+            if (B->kind == CVX_ROWS) {                                              \
+                if (nc > inplace) {                                                 \
+                    cvx_operand tail = *B;                                          \
+                    tail.kind = CVX_DENSE;                                          \
+                    tail.cs = 1;                                                    \
+                    cvx_pack_b_##S(&tail, pc, kc, jc + inplace, nc - inplace, NR,   \
+                                   bbuf);                                           \
+                }                                                                   \
+            } else {                                                                \
+                cvx_pack_b_##S(B, pc, kc, jc, nc, NR, bbuf);                        \
+            }                                                                       \
+            const T *brow = (const T *)B->p + pc * B->rs + jc;                      \
+            const int acc = accumulate || pc > 0;                                   \
+            for (ptrdiff_t ic = 0; ic < M; ic += CVX_MC) {                          \
+                const ptrdiff_t mc = cvx_min(CVX_MC, M - ic);                       \
+                const T *ap = cvx_pack_a_##S(A, ic, mc, pc, kc, abuf);              \
+                for (ptrdiff_t jr = 0; jr < nc; jr += NR) {                         \
+                    const int here = jr < inplace;                                  \
+                    const T *bp = here ? brow + jr : bbuf + (jr - inplace) * kc;    \
+                    const ptrdiff_t ldb = here ? B->rs : NR;                        \
+                    for (ptrdiff_t ir = 0; ir < mc; ir += CVX_MR)                   \
+                        NAME##_micro(kc, ap + ir * kc, bp, ldb,                     \
+                                     C + (ic + ir) * ldc + jc + jr, ldc, acc,       \
+                                     acc || !bias ? NULL : bias + ic + ir,          \
+                                     cvx_min(CVX_MR, mc - ir), cvx_min(NR, nc - jr));\
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+    return 0;                                                                       \
+}
+
+#if CVX_X86_DISPATCH
+CVX_DEFINE_GEMM(cvx_gemm_f32_v4, f32_v3, float, 32, CVX_V4)
+CVX_DEFINE_GEMM(cvx_gemm_f64_v4, f64_v3, double, 32, CVX_V4)
+CVX_DEFINE_GEMM(cvx_gemm_f32_v3, f32_v3, float, 32, CVX_V3)
+CVX_DEFINE_GEMM(cvx_gemm_f64_v3, f64_v3, double, 32, CVX_V3)
+#endif
+CVX_DEFINE_GEMM(cvx_gemm_f32_v1, f32_v1, float, 16, )
+CVX_DEFINE_GEMM(cvx_gemm_f64_v1, f64_v1, double, 16, )
+
+/* The product at the instruction-set level cvx_isa, and its panel width. */
+#if CVX_X86_DISPATCH
+#define CVX_DISPATCH_GEMM(S, T)                                                     \
+static int cvx_gemm_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,\
+                        const cvx_operand *B, T *abuf, T *bbuf, T *C, ptrdiff_t ldc,\
+                        int accumulate, const T *bias, const int *stop)             \
+{                                                                                   \
+    if (cvx_isa >= 4)                                                               \
+        return cvx_gemm_##S##_v4(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop);\
+    if (cvx_isa >= 3)                                                               \
+        return cvx_gemm_##S##_v3(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop);\
+    return cvx_gemm_##S##_v1(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop);\
+}                                                                                   \
+static ptrdiff_t cvx_gemm_nr_##S(void)                                              \
+{ return cvx_isa >= 3 ? cvx_gemm_##S##_v3_NR : cvx_gemm_##S##_v1_NR; }
+#else
+#define CVX_DISPATCH_GEMM(S, T)                                                     \
+static int cvx_gemm_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,\
+                        const cvx_operand *B, T *abuf, T *bbuf, T *C, ptrdiff_t ldc,\
+                        int accumulate, const T *bias, const int *stop)             \
+{ return cvx_gemm_##S##_v1(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop); }\
+static ptrdiff_t cvx_gemm_nr_##S(void) { return cvx_gemm_##S##_v1_NR; }
+#endif
+
+CVX_DISPATCH_GEMM(f32, float)
+CVX_DISPATCH_GEMM(f64, double)
+
+/* The packers the kernels in _core.pyx call directly, at the level cvx_isa. */
+#if CVX_X86_DISPATCH
+#define CVX_DISPATCH_PACK(S, T)                                                     \
+static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K, T *dst) \
+{                                                                                   \
+    if (cvx_isa >= 3) cvx_prepack_##S##_v3(A, M, K, dst);                           \
+    else cvx_prepack_##S##_v1(A, M, K, dst);                                        \
+}                                                                                   \
+static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1,        \
+                           ptrdiff_t p0, ptrdiff_t np, T *dst, ptrdiff_t ld)        \
+{                                                                                   \
+    if (cvx_isa >= 3) cvx_im2col_##S##_v3(X, k0, k1, p0, np, dst, ld);              \
+    else cvx_im2col_##S##_v1(X, k0, k1, p0, np, dst, ld);                           \
+}
+#else
+#define CVX_DISPATCH_PACK(S, T)                                                     \
+static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K, T *dst) \
+{ cvx_prepack_##S##_v1(A, M, K, dst); }                                             \
+static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1,        \
+                           ptrdiff_t p0, ptrdiff_t np, T *dst, ptrdiff_t ld)        \
+{ cvx_im2col_##S##_v1(X, k0, k1, p0, np, dst, ld); }
+#endif
+
+CVX_DISPATCH_PACK(f32, float)
+CVX_DISPATCH_PACK(f64, double)
+
+#endif

@@ -1,0 +1,265 @@
+/* convx: the process-level state the kernels consult.  No arithmetic here.
+ *
+ *   - the instruction-set level the SIMD kernels run at (cvx_isa), chosen
+ *     once from the CPU and lowered only by the tests;
+ *   - the thread count (cvx_get_threads), which convx.set_num_threads and
+ *     threadpoolctl set through the exported convx_*_num_threads symbols;
+ *   - fork: a child made by fork() after libgomp started a team cannot use
+ *     libgomp's thread pool (its threads do not exist in the child, and the
+ *     next parallel region waits for them forever).  A pthread_atfork
+ *     handler marks the child, and convx runs one thread there;
+ *   - thread creation: libgomp ends the process when pthread_create fails,
+ *     so before a team larger than any this OS thread has started, convx
+ *     creates and joins that many threads itself (cvx_team_size), and runs
+ *     fewer threads if it cannot;
+ *   - interrupts: while the main thread runs a long call, a SIGINT handler
+ *     chained in front of Python's sets a flag the kernels poll between
+ *     pieces of work (cvx_interrupt_begin / _end); Python's own handler
+ *     still runs, so the KeyboardInterrupt is raised when the call returns.
+ *
+ * Everything here is read by the kernels without the GIL and written with
+ * the GIL held (or from a signal handler, or in a forked child before any
+ * other thread exists).  Plain ints suffice for the settings; the stop flag
+ * is read and written atomically.
+ */
+#ifndef CONVX_RUNTIME_H
+#define CONVX_RUNTIME_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+#if defined(_WIN32)
+#define CVX_EXPORT __declspec(dllexport)
+#else
+#define CVX_EXPORT __attribute__((visibility("default")))
+#include <pthread.h>
+#endif
+
+#if defined(__GNUC__)
+#define CVX_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define CVX_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define CVX_TLS __thread
+#else
+#define CVX_LOAD(p) (*(volatile const int *)(p))
+#define CVX_STORE(p, v) (*(volatile int *)(p) = (v))
+#define CVX_TLS __declspec(thread)
+#endif
+
+/* A kernel stops early when *stop becomes nonzero.  Calls that cannot be
+ * interrupted poll cvx_never, which stays 0. */
+static int cvx_never = 0;
+static int cvx_interrupted = 0;
+#define CVX_STOPPED(stop) CVX_LOAD(stop)
+
+/* ---------------------------------------------------------------------- */
+/* Instruction-set level: 4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2 and  */
+/* FMA), 1 = the compiler's baseline (and every non-x86 target, where the   */
+/* compiler's own SIMD is the baseline).                                     */
+/* ---------------------------------------------------------------------- */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CONVX_NO_CLONES)
+#define CVX_X86_DISPATCH 1
+#else
+#define CVX_X86_DISPATCH 0
+#endif
+
+static int cvx_isa = 1;
+
+static int cvx_isa_detect(void)
+{
+#if CVX_X86_DISPATCH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return 4;
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return 3;
+#endif
+    return 1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Threads                                                                 */
+/* ---------------------------------------------------------------------- */
+
+static int cvx_user_threads = 0;      /* convx.set_num_threads / threadpoolctl; 0: default */
+static int cvx_default_threads = 1;   /* OMP_NUM_THREADS or the CPUs, clamped (convx._threads) */
+static int cvx_max_threads = 1;       /* the CPUs this process may use */
+static int cvx_forked = 0;            /* set in a child of fork() */
+
+/* The OpenMP threads that ran items in the last parallel call, one bit per
+ * thread number (a diagnostic for the tests: convx._core.threads_seen). */
+static unsigned long long cvx_seen = 1;
+
+static inline void cvx_saw(int tid)
+{
+#if defined(__GNUC__)
+    __atomic_fetch_or(&cvx_seen, 1ULL << (tid & 63), __ATOMIC_RELAXED);
+#else
+    cvx_seen |= 1ULL << (tid & 63);
+#endif
+}
+
+static int cvx_get_threads(void)
+{
+    if (cvx_forked)
+        return 1;
+    return cvx_user_threads > 0 ? cvx_user_threads : cvx_default_threads;
+}
+
+/* For threadpoolctl (convx._threads registers a controller that finds these
+ * symbols in convx._core): the thread count convx uses, and setting it, as
+ * convx.set_num_threads does, clamped to the CPUs the process may use. */
+CVX_EXPORT int convx_get_num_threads(void) { return cvx_get_threads(); }
+
+CVX_EXPORT void convx_set_num_threads(int n)
+{
+    if (n < 1)
+        n = 1;
+    if (n > cvx_max_threads)
+        n = cvx_max_threads;
+    cvx_user_threads = n;
+}
+
+#if !defined(_WIN32)
+static size_t cvx_stack_size = 0;     /* OMP_STACKSIZE / GOMP_STACKSIZE in bytes; 0: default */
+static CVX_TLS int cvx_team_ok = 1;   /* the largest team this OS thread may start */
+
+static void *cvx_probe_body(void *arg) { return arg; }
+
+/* The number of threads, at most `want`, that a parallel region started by
+ * this OS thread can have.  libgomp keeps a pool of threads per OS thread
+ * that starts regions and only creates threads when a region needs more
+ * than the pool holds; so the first time this thread asks for more than it
+ * had, convx creates (and joins) that many threads with the stack size
+ * libgomp uses.  glibc keeps the stacks of joined threads for reuse, so
+ * libgomp's own pthread_create then finds them. */
+static int cvx_team_size(int want)
+{
+    if (want <= cvx_team_ok)
+        return want;
+    pthread_t ids[256];
+    pthread_attr_t attr;
+    int made = 0, use_attr = pthread_attr_init(&attr) == 0;
+    if (want - 1 > 256)
+        want = 257;
+    if (use_attr && cvx_stack_size)
+        pthread_attr_setstacksize(&attr, cvx_stack_size);
+    while (made < want - 1 &&
+           pthread_create(&ids[made], use_attr ? &attr : NULL, cvx_probe_body, NULL) == 0)
+        made++;
+    for (int i = 0; i < made; i++)
+        pthread_join(ids[i], NULL);
+    if (use_attr)
+        pthread_attr_destroy(&attr);
+    if (made + 1 > cvx_team_ok)
+        cvx_team_ok = made + 1;
+    return made + 1 < want ? made + 1 : want;
+}
+#else
+static size_t cvx_stack_size = 0;
+static int cvx_team_size(int want) { return want; }
+#endif
+
+/* ---------------------------------------------------------------------- */
+/* SIGINT during a long call from the main thread                          */
+/* ---------------------------------------------------------------------- */
+
+static int cvx_sigint_installed = 0;
+
+#if !defined(_WIN32)
+static struct sigaction cvx_sigint_prev;
+
+static void cvx_on_sigint(int sig, siginfo_t *info, void *context)
+{
+    CVX_STORE(&cvx_interrupted, 1);
+    /* then whatever handled SIGINT before: Python's C handler, which marks
+     * the signal for the interpreter (and writes its wakeup fd) */
+    if (cvx_sigint_prev.sa_flags & SA_SIGINFO)
+        cvx_sigint_prev.sa_sigaction(sig, info, context);
+    else if (cvx_sigint_prev.sa_handler != SIG_DFL && cvx_sigint_prev.sa_handler != SIG_IGN)
+        cvx_sigint_prev.sa_handler(sig);
+}
+
+/* Chain cvx_on_sigint in front of the current SIGINT handler; 0 when SIGINT
+ * is ignored or left at its default (then nothing is installed, and there is
+ * nothing to stop for). */
+static int cvx_interrupt_begin(void)
+{
+    struct sigaction act;
+    CVX_STORE(&cvx_interrupted, 0);
+    if (sigaction(SIGINT, NULL, &cvx_sigint_prev) != 0)
+        return 0;
+    if (!(cvx_sigint_prev.sa_flags & SA_SIGINFO) &&
+        (cvx_sigint_prev.sa_handler == SIG_DFL || cvx_sigint_prev.sa_handler == SIG_IGN))
+        return 0;
+    act = cvx_sigint_prev;
+    act.sa_sigaction = cvx_on_sigint;
+    act.sa_flags = (cvx_sigint_prev.sa_flags | SA_SIGINFO) & ~SA_RESETHAND;
+    if (sigaction(SIGINT, &act, NULL) != 0)
+        return 0;
+    cvx_sigint_installed = 1;
+    return 1;
+}
+
+static void cvx_interrupt_end(void)
+{
+    if (cvx_sigint_installed) {
+        sigaction(SIGINT, &cvx_sigint_prev, NULL);
+        cvx_sigint_installed = 0;
+    }
+}
+
+static void cvx_atfork_child(void)
+{
+    /* only the forking thread exists here: no libgomp team, no other call */
+    cvx_forked = 1;
+    cvx_team_ok = 1;
+    cvx_interrupt_end();
+    CVX_STORE(&cvx_interrupted, 0);
+}
+
+static void cvx_runtime_init(void)
+{
+    cvx_isa = cvx_isa_detect();
+    pthread_atfork(NULL, NULL, cvx_atfork_child);
+}
+#else
+typedef void (*cvx_sighandler)(int);
+static cvx_sighandler cvx_sigint_prev_handler = NULL;
+
+static void cvx_on_sigint(int sig)
+{
+    CVX_STORE(&cvx_interrupted, 1);
+    if (cvx_sigint_prev_handler && cvx_sigint_prev_handler != SIG_DFL &&
+        cvx_sigint_prev_handler != SIG_IGN)
+        cvx_sigint_prev_handler(sig);
+}
+
+static int cvx_interrupt_begin(void)
+{
+    CVX_STORE(&cvx_interrupted, 0);
+    cvx_sighandler prev = signal(SIGINT, cvx_on_sigint);
+    if (prev == SIG_ERR)
+        return 0;
+    if (prev == SIG_DFL || prev == SIG_IGN) {
+        signal(SIGINT, prev);
+        return 0;
+    }
+    cvx_sigint_prev_handler = prev;
+    cvx_sigint_installed = 1;
+    return 1;
+}
+
+static void cvx_interrupt_end(void)
+{
+    if (cvx_sigint_installed) {
+        signal(SIGINT, cvx_sigint_prev_handler);
+        cvx_sigint_installed = 0;
+    }
+}
+
+static void cvx_runtime_init(void) { cvx_isa = cvx_isa_detect(); }
+#endif
+
+#endif
