@@ -355,3 +355,51 @@ def test_shape_helpers(scenario, dtype):
     assert convx.assert_same_shape(a, b) is None
     assert convx.assert_dim(a, 4) is None
     keep.check()
+
+
+# ---- subclasses of ndarray: np.matrix, np.memmap --------------------------
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_matrices_compute_as_their_arrays():
+    """An np.matrix is always 2-D: as the (C_in, L) input of conv1d it is an
+    unbatched signal, and the notebook's batch pads and 2-D helpers take it as
+    their 2-D argument.  The results are plain ndarrays, equal to the same
+    calls on np.asarray(m); calling twice (the second from the plan cache)
+    gives the same."""
+    m = np.matrix(np.arange(14.0).reshape(2, 7))
+    a = np.asarray(m)
+    w = np.arange(12.0).reshape(2, 2, 3)
+    for _ in range(2):
+        out = convx.conv1d(m, w, padding=1)
+        assert type(out) is np.ndarray
+        assert np.array_equal(out, convx.conv1d(a, w, padding=1))
+        for f in (convx._pad_1d_batch, convx._pad_2d_obs):
+            got = f(m, 2)
+            assert type(got) is np.ndarray and np.array_equal(got, f(a, 2))
+        got = convx.conv_1d_batch(m, np.array([1.0, 2.0, 3.0]))
+        assert np.array_equal(got, convx.conv_1d_batch(a, np.array([1.0, 2.0, 3.0])))
+        got = convx._compute_output_obs_2d(m, np.matrix([[1.0, 2.0], [3.0, 4.0]]))
+        assert np.array_equal(got, convx._compute_output_obs_2d(a, np.array([[1.0, 2.0],
+                                                                              [3.0, 4.0]])))
+        gm = np.matrix(np.ones((2, 7)))
+        assert np.array_equal(convx.conv1d_input_grad((1, 2, 7), w, gm.A[None], padding=1),
+                              convx.conv1d_input_grad((1, 2, 7), w, np.ones((1, 2, 7)), padding=1))
+    assert np.array_equal(np.asarray(m), a)  # not written to
+
+
+def test_memmaps_compute_as_their_arrays(tmp_path):
+    x = np.arange(2 * 3 * 6 * 5, dtype=np.float32).reshape(2, 3, 6, 5)
+    mm = np.memmap(tmp_path / "x.bin", dtype=np.float32, mode="w+", shape=x.shape)
+    mm[...] = x
+    mm.flush()
+    ro = np.memmap(tmp_path / "x.bin", dtype=np.float32, mode="r", shape=x.shape)
+    w = np.ones((4, 3, 3, 3), np.float32)
+    for _ in range(2):
+        out = convx.conv2d(ro, w, padding=1)
+        assert type(out) is np.ndarray and np.array_equal(out, convx.conv2d(x, w, padding=1))
+        dw = convx.conv2d_weight_grad(ro, w.shape, np.ones((2, 4, 6, 5), np.float32), padding=1)
+        assert np.array_equal(dw, convx.conv2d_weight_grad(x, w.shape,
+                                                           np.ones((2, 4, 6, 5), np.float32),
+                                                           padding=1))
+        assert np.array_equal(convx._output(ro, w.transpose(1, 0, 2, 3)),
+                              convx._output(x, w.transpose(1, 0, 2, 3)))

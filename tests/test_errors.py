@@ -107,6 +107,8 @@ BAD_DTYPES = {
     "str": lambda a: a.astype(str),
     "bool": lambda a: a > 2,
 }
+if np.dtype(np.longdouble).itemsize > 8:  # where longdouble is float64, it computes exactly
+    BAD_DTYPES["longdouble"] = lambda a: a.astype(np.longdouble)
 
 for func, good in GOOD.items():
     names = SIGNATURES[func]
@@ -494,3 +496,118 @@ def test_assert_dim_non_array(bad):
     with pytest.raises(AssertionError, match=r"(?s)assert_dim.*'t'") as info:
         convx.assert_dim(bad, 1)
     assert isinstance(info.value, TypeError)
+
+
+# ---- the plan cache never skips a check ----------------------------------
+
+class Duck:
+    """An array-like with an ndarray's shape, dtype, ndim and __array__, as a
+    dask array has: not an ndarray, so convx refuses it, whether or not a
+    NumPy call with the same shape and dtype came before."""
+
+    def __init__(self, a):
+        self._a = a
+        self.shape, self.dtype, self.ndim = a.shape, a.dtype, a.ndim
+        self.size, self.flags = a.size, None
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._a, dtype)
+
+
+ALL_FUNCS = [(f, SIGNATURES[f], GOOD[f]) for f in SIGNATURES] + \
+    [(f, API_SIGNATURES[f], API_GOOD[f]) for f in API_SIGNATURES]
+
+
+@pytest.mark.parametrize("func, names, good", ALL_FUNCS, ids=[f for f, _, _ in ALL_FUNCS])
+def test_a_duck_array_after_a_valid_call_is_refused(func, names, good):
+    f = getattr(convx, func)
+    for i, (name, a) in enumerate(zip(names, good)):
+        if not isinstance(a, np.ndarray):
+            continue
+        f(*good)  # valid: its plan is cached now
+        args = list(good)
+        args[i] = Duck(a)
+        with pytest.raises(convx.ConvxTypeError, match=message_pattern(func, name)) as info:
+            f(*args)
+        assert "numpy.asarray" in str(info.value) and "Duck" in str(info.value)
+        f(*good)  # and the cache still serves the valid call
+
+
+@pytest.mark.parametrize("func, names, good", ALL_FUNCS, ids=[f for f, _, _ in ALL_FUNCS])
+def test_longdouble_is_refused_naming_the_dtypes_convx_computes_in(func, names, good):
+    if np.dtype(np.longdouble).itemsize <= 8:
+        pytest.skip("longdouble is float64 here")
+    f = getattr(convx, func)
+    i, name = next((i, n) for i, (n, a) in enumerate(zip(names, good))
+                   if isinstance(a, np.ndarray))
+    args = list(good)
+    args[i] = good[i].astype(np.longdouble)
+    with pytest.raises(convx.ConvxTypeError, match=message_pattern(func, name)) as info:
+        f(*args)
+    assert "float32" in str(info.value) and "float64" in str(info.value)
+    assert "longdouble" in str(info.value) or "float128" in str(info.value)
+
+
+def test_masked_arrays_are_refused():
+    x = np.ma.masked_array(A(1, 2, 7), mask=A(1, 2, 7) > 5)
+    with pytest.raises(convx.ConvxTypeError, match=r"conv1d\(\): argument 'input' is a masked"):
+        convx.conv1d(x, A(3, 2, 3))
+    with pytest.raises(convx.ConvxTypeError, match=r"_pad_1d\(\): argument 'inp' is a masked"):
+        convx._pad_1d(np.ma.masked_array(A(5)), 1)
+
+
+# ---- memory: a valid call whose result or working memory cannot be had ----
+
+def test_an_empty_input_with_a_huge_batch():
+    """A zero-size input whose result would be huge: ConvxMemoryError (also a
+    MemoryError) naming the function and the bytes, not NumPy's 'array is too
+    big', before anything is copied; a representable result that does not fit
+    in memory: the same class, after NumPy refused to allocate it."""
+    x = np.empty((2**62, 0, 1), np.int8)     # (NumPy refuses wider empty arrays)
+    w = np.empty((4, 0, 3), np.int8)
+    with pytest.raises(convx.ConvxMemoryError, match=r"conv1d\(\): the result would have "
+                       r"18446744073709551616 elements \(73786976294838206464 bytes in float32, "
+                       r"147573952589676412928 in float64\).*batch \(of 4611686018427387904\)"):
+        convx.conv1d(x, w, padding=1)
+    assert issubclass(convx.ConvxMemoryError, MemoryError)
+    x = np.empty((2**62, 1, 0), np.int8)
+    with pytest.raises(convx.ConvxMemoryError, match=r"conv1d\(\): the result"):
+        convx.conv1d(x, np.ones((1, 1, 3), np.int8), padding=2)
+    with pytest.raises(convx.ConvxMemoryError, match=r"conv1d_weight_grad\(\): the result"):
+        big = 2**31 - 1      # the most filters and taps a GEMM takes
+        convx.conv1d_weight_grad(np.empty((0, big, 5)), (big, big, 1), np.empty((0, big, 5)))
+    # representable, but far past any machine's memory (12 PiB): NumPy's
+    # MemoryError, as a ConvxMemoryError naming the bytes
+    with pytest.raises(convx.ConvxMemoryError, match=r"conv1d\(\): the result, 13194139533312 "
+                       r"elements of float64, needs 105553116266496 bytes \(96.0 TiB\), which "
+                       r"could not be allocated; split the batch \(of 1099511627776\)"):
+        convx.conv1d(np.empty((2**40, 0, 5), np.int8), np.empty((4, 0, 3), np.int8))
+
+
+def test_working_memory_that_cannot_be_had(monkeypatch):
+    """The scratch a kernel needs cannot be allocated: ConvxMemoryError giving
+    the bytes needed and how to need fewer."""
+    real_empty = np.empty
+
+    def scarce_empty(shape, dtype=float, *args, **kwargs):
+        if isinstance(shape, int) and shape > 1000:  # the engine's 1-D scratch
+            raise MemoryError("no")
+        return real_empty(shape, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(convx._engine.np, "empty", scarce_empty)
+    convx._engine.PLANS.clear()
+    x = np.ones((4, 64, 64, 64))
+    w = np.ones((128, 64, 3, 3))
+    for call, name in [(lambda: convx.conv2d(x, w, padding=1), "conv2d"),
+                       (lambda: convx.conv2d_input_grad(x.shape, w, np.ones((4, 128, 64, 64)),
+                                                        padding=1), "conv2d_input_grad"),
+                       (lambda: convx.conv2d_weight_grad(x, w.shape, np.ones((4, 128, 64, 64)),
+                                                         padding=1), "conv2d_weight_grad"),
+                       (lambda: convx._output(x, np.ones((64, 128, 3, 3))), "_output")]:
+        with pytest.raises(convx.ConvxMemoryError) as info:
+            call()
+        text = str(info.value)
+        assert text.startswith(f"{name}(): ")
+        assert re.search(r"needs \d+ bytes \([\d.]+ (KiB|MiB|GiB)\) of working memory", text)
+        assert "argument '" in text and "set_num_threads" in text and "smaller pieces" in text
+    convx._engine.PLANS.clear()

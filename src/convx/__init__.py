@@ -16,9 +16,10 @@ from ._api import __all__ as _api_all
 from ._notebook import *  # noqa: F401,F403
 from ._notebook import __all__ as _notebook_all
 from ._threads import get_num_threads, set_num_threads, show_config  # noqa: F401
-from ._validate import ConvxTypeError, ConvxValueError  # noqa: F401
+from ._validate import ConvxMemoryError, ConvxTypeError, ConvxValueError  # noqa: F401
 
 __version__ = "0.1.0"
 
 __all__ = list(_notebook_all) + list(_api_all) + [
-    "ConvxTypeError", "ConvxValueError", "get_num_threads", "set_num_threads", "show_config"]
+    "ConvxMemoryError", "ConvxTypeError", "ConvxValueError", "get_num_threads", "set_num_threads",
+    "show_config"]

@@ -205,7 +205,7 @@ def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups)
     st, pads, dil, g, out_hw = _plan(func, nsp, x.shape, "input", weight.shape, "weight",
                                      stride, padding, dilation, groups, shown)
     x4, w4 = _shape4(x.shape, nsp), _shape4(weight.shape, nsp)
-    plan = _engine.forward_plan(func, x4, w4, st, pads, dil, g, out_hw)
+    plan = _engine.forward_plan(func, x4, w4, st, pads, dil, g, out_hw, "weight")
     out_shape = plan[2][:2] + (out_hw[1:] if nsp == 1 else out_hw)
     if shown is not None:
         out_shape = out_shape[1:]
@@ -234,9 +234,10 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
             bias = v.plain(func, "bias", bias, "(out_channels,)")
     compute, result, x4, w4, shape, plan = _engine.PLANS.get(key) or _engine.planned(
         key, _forward_plan, func, nsp, x, weight, bias, stride, padding, dilation, groups)
-    out = _engine.forward_run(plan, v.as_kernel_input(x, compute, x4),
-                              v.as_kernel_input(weight, compute, w4),
-                              None if bias is None else v.as_kernel_input(bias, compute))
+    out = _engine.forward_run(plan, v.as_kernel_input(func, "input", x, compute, x4),
+                              v.as_kernel_input(func, "weight", weight, compute, w4),
+                              None if bias is None else
+                              v.as_kernel_input(func, "bias", bias, compute))
     if shape is not None:
         out = out.reshape(shape)
     return out if result is compute else out.astype(result)
@@ -264,7 +265,7 @@ def _grad_plan(func, nsp, which, shape, array, grad_output, stride, padding, dil
     _check_gout(func, grad_output, x_shape, w_shape, out_hw, nsp)
     make = _engine.input_grad_plan if which == "input" else _engine.weight_grad_plan
     x4, w4, g4 = _shape4(x_shape, nsp), _shape4(w_shape, nsp), _shape4(grad_output.shape, nsp)
-    plan = make(func, x4, w4, g4, st, pads, dil, g)
+    plan = make(func, x4, w4, g4, st, pads, dil, g, w_name)
     if nsp == 2:
         return compute, result, None, None, None, plan
     return compute, result, w4 if which == "input" else x4, g4, shape, plan
@@ -296,8 +297,9 @@ def _grad(func, nsp, which, shape, array, grad_output, stride, padding, dilation
         key, _grad_plan, func, nsp, which, shape, array, grad_output,
         stride, padding, dilation, groups)
     run = _engine.input_grad_run if which == "input" else _engine.weight_grad_run
-    d = run(plan, v.as_kernel_input(array, compute, a4),
-            v.as_kernel_input(grad_output, compute, g4))
+    d = run(plan, v.as_kernel_input(func, "weight" if which == "input" else "input", array,
+                                    compute, a4),
+            v.as_kernel_input(func, "grad_output", grad_output, compute, g4))
     if out_shape is not None:
         d = d.reshape(out_shape)
     return d if result is compute else d.astype(result)

@@ -89,6 +89,7 @@ cdef extern from "_runtime.h" nogil:
     int cvx_default_threads
     int cvx_max_threads
     int cvx_forked
+    int cvx_sigint_installed
     size_t cvx_stack_size
     int cvx_get_threads()
     int cvx_team_size(int want)
@@ -225,6 +226,12 @@ def interrupt_end():
     cvx_interrupt_end()
 
 
+def sigint_chained():
+    """True while convx's SIGINT handler is chained in front of Python's (only
+    during a long call from the main thread)."""
+    return bool(cvx_sigint_installed)
+
+
 cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
 
@@ -245,11 +252,9 @@ cdef inline int _team(int nt) noexcept nogil:
     """The threads a parallel region may start: libgomp exits the process when
     it cannot create one, so ask for no more than cvx_team_size found."""
     global cvx_seen
-    cvx_seen = 1
-    if nt > 1 and CONVX_OPENMP:
-        cvx_seen = 0
-        return cvx_team_size(nt)
-    return 1
+    nt = cvx_team_size(nt) if nt > 1 and CONVX_OPENMP else 1
+    cvx_seen = 1 if nt == 1 else 0   # the team's threads mark themselves
+    return nt
 
 
 def threads_seen():

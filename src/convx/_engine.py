@@ -83,31 +83,52 @@ def _human(n):
         n /= 1024
 
 
-def _result(func, shape, dtype, zero=False):
-    """The result array, or ConvxMemoryError naming what it needs."""
+# NumPy refuses an array of more than this many bytes ("array is too big").
+_NUMPY_MAX_BYTES = 2**63 - 1
+
+
+def check_result_size(func, shape):
+    """A result shape NumPy could not even represent (in float64) is refused
+    here, at planning, before any argument is copied: its size is known from
+    the shapes alone (a zero-size input may have a huge result)."""
+    n = math.prod(shape)
+    if n * 8 > _NUMPY_MAX_BYTES:
+        raise ConvxMemoryError(
+            f"{func}(): the result would have {n} elements ({n * 4} bytes in float32, "
+            f"{n * 8} in float64), more than an array can hold; split the batch "
+            f"(of {shape[0]}), or the input, into smaller pieces")
+
+
+def _result(who, shape, dtype, zero=False):
+    """The result array, or ConvxMemoryError naming what it needs.  ``who`` is
+    a plan's ``(func, kernel_arg, w_shape)``."""
     try:
         return (np.zeros if zero else np.empty)(shape, dtype)
     except (MemoryError, ValueError):  # ValueError: NumPy's "array is too big"
         pass
     raise ConvxMemoryError(
-        f"{func}(): the result, an array of shape {tuple(shape)} and dtype {np.dtype(dtype)}, "
-        f"needs {_nbytes(shape, dtype)} bytes ({_human(_nbytes(shape, dtype))}), which could "
-        f"not be allocated; split the batch, or the input, into smaller pieces") from None
+        f"{who[0]}(): the result, {math.prod(shape)} elements of {np.dtype(dtype)}, needs "
+        f"{_nbytes(shape, dtype)} bytes ({_human(_nbytes(shape, dtype))}), which could not be "
+        f"allocated; split the batch (of {shape[0]}), or the input, into smaller pieces"
+    ) from None
 
 
-def _scratch(func, size, dtype, threads, shared=0):
-    """A kernel's working memory: ``shared`` values plus ``size`` per thread."""
+def _scratch(who, size, dtype, threads, shared=0):
+    """A kernel's working memory: ``shared`` values plus ``size`` per thread,
+    or ConvxMemoryError saying what it needs and how to need less."""
     total = shared + size * threads
     try:
         return np.empty(total, dtype)
     except (MemoryError, ValueError):
         pass
-    per = size * np.dtype(dtype).itemsize
+    func, kernel_arg, (f, cg, kh, kw) = who
+    item = np.dtype(dtype).itemsize
     raise ConvxMemoryError(
-        f"{func}(): this call needs {total * np.dtype(dtype).itemsize} bytes "
-        f"({_human(total * np.dtype(dtype).itemsize)}) of working memory "
-        f"({_human(per)} for each of {threads} thread{'s' if threads > 1 else ''}"
-        + (f", plus {_human(shared * np.dtype(dtype).itemsize)} shared" if shared else "")
+        f"{func}(): with argument '{kernel_arg}' of {f} filters of {cg} channels and "
+        f"{kh}x{kw} taps, this call needs {total * item} bytes ({_human(total * item)}) of "
+        f"working memory ({_human(size * item)} for each of {threads} "
+        f"thread{'s' if threads > 1 else ''}"
+        + (f", plus {_human(shared * item)} shared" if shared else "")
         + "), which could not be allocated; use fewer threads (convx.set_num_threads), or "
         "split the input into smaller pieces (fewer channels, a smaller image)") from None
 
@@ -242,13 +263,13 @@ def _rows_per_item(rows, row_macs, images, threads):
     return max(1, min(rows, rb))
 
 
-def _direct_run(func, src, wt, d, bias, out):
+def _direct_run(who, src, wt, d, bias, out):
     """Run the direct kernel over a batch (see _core.conv_direct).  ``d`` is a
     plan's ``(off, cs, hp, wp, top, left, row_step, span, groups, macs, row_macs)``."""
     off, cs, hp, wp, top, left, row_step, span, groups, macs, row_macs = d
     threads = _threads.plan(src.shape[0] * groups * out.shape[2], macs)
     slack = _DIRECT_JB[src.dtype]
-    work = _scratch(func, cs * hp * wp + slack, src.dtype, threads)
+    work = _scratch(who, cs * hp * wp + slack, src.dtype, threads)
     rb = _rows_per_item(out.shape[2], row_macs, src.shape[0] * groups, threads)
     _call(_core.conv_direct, macs, src, wt, off, bias, out, work, groups, hp, wp, top, left,
           row_step, span, slack, rb, threads)
@@ -261,6 +282,17 @@ def _direct_run(func, src, wt, d, bias, out):
 
 _MR, _KC, _MC, _NC, _NR_MAX = _core.gemm_blocks()
 _STACK_SCRATCH = _core.STACK_SCRATCH
+
+
+def _specialised(kernel):
+    """The float32 and float64 versions of a fused kernel, by dtype: calling one
+    directly skips Cython's run-time dispatch on the buffers' types."""
+    return {np.dtype(np.float32): kernel["float"], np.dtype(np.float64): kernel["double"]}
+
+
+_FORWARD = _specialised(_core.conv_forward)
+_INPUT_GRAD = _specialised(_core.conv_input_grad)
+_WEIGHT_GRAD = _specialised(_core.conv_weight_grad)
 
 
 def _round_up(n, m):
@@ -277,8 +309,15 @@ def _input_grad_positions(k):
 
 # How a plan says which way a pass runs.  A plan depends only on shapes and
 # geometry (and USE_DIRECT), never on the arrays' values, so callers that see
-# the same call signature again may keep it (the public API does).
-_EMPTY, _ZERO, _DIRECT, _GEMM = "empty", "zero", "direct", "gemm"
+# the same call signature again may keep it (the public API does).  _SMALL is
+# a GEMM call too small for threads or Ctrl-C, whose scratch fits on the
+# kernel's stack: its plan holds the kernel's arguments ready, since on a tiny
+# input the Python around the kernel is most of the cost.
+_EMPTY, _ZERO, _DIRECT, _GEMM, _SMALL = "empty", "zero", "direct", "gemm", "small"
+
+
+def _small(macs, scratch):
+    return macs < _threads._PARALLEL_MIN_MACS and scratch <= _STACK_SCRATCH
 
 
 # Checking the arguments, and planning the engine's path, cost more than
@@ -312,85 +351,103 @@ def _geometry(stride, pads, dilation, groups):
     return stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups
 
 
-def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=None):
-    """How to run conv(x, w): ``(func, how, out_shape, args)``.
+def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=None,
+                 kernel_arg="param"):
+    """How to run conv(x, w): ``(who, how, out_shape, args)``, ``who`` naming
+    the function and its kernel argument for messages.
 
     ``out_hw``: (OH, OW) when the caller has checked the geometry already
     (else :func:`sizes` checks it, naming the notebook's arguments).
     """
+    who = (func, kernel_arg, w_shape)
     n, c, h, wd = x_shape
     f, cg, kh, kw = w_shape
     oh, ow = out_hw or sizes(func, "param", (h, wd), w_shape, stride, pads, dilation, "inp")
     out_shape = (n, f, oh, ow)
+    check_result_size(func, out_shape)
     k, fg = cg * kh * kw, f // groups
     if n * f * oh * ow == 0:
-        return func, _EMPTY, out_shape, None
+        return who, _EMPTY, out_shape, None
     if k == 0:  # no input channels: the sum is empty
-        return func, _ZERO, out_shape, None
+        return who, _ZERO, out_shape, None
     macs = n * k * f * oh * ow
     hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
     if _direct_pays(k, fg, stride[1], h * wd, hp * wp) and k * fg <= _DIRECT_MAX_BLOCK:
         off = _tap_offsets(c // groups, kh, kw, hp, wp, dilation[0], dilation[1])
-        return func, _DIRECT, out_shape, (off, c // groups, hp, wp, pads[0], pads[2],
+        return who, _DIRECT, out_shape, (off, c // groups, hp, wp, pads[0], pads[2],
                                           stride[0] * wp, (kh - 1) * dilation[0] + 1, groups,
                                           macs, ow * fg * k)
     check_gemm_sizes(func, k, oh * ow, f)
     p = oh * ow
     nb = min(p, _NC)
     shared, per = _core.forward_scratch(fg, k, groups, nb)
-    return func, _GEMM, out_shape, (_geometry(stride, pads, dilation, groups), nb, shared, per,
-                                    macs, n * groups * -(-p // nb), fg, k * nb)
+    geometry = _geometry(stride, pads, dilation, groups)
+    if _small(macs, shared + per):
+        return who, _SMALL, out_shape, geometry + (nb, fg, 1, False)
+    return who, _GEMM, out_shape, (geometry, nb, shared, per, macs, n * groups * -(-p // nb), fg)
 
 
 def forward_run(plan, x, w, bias):
     """conv(x, w) + bias by a :func:`forward_plan` made for these shapes."""
-    func, how, out_shape, args = plan
+    who, how, out_shape, args = plan
     dtype = x.dtype
-    out = _result(func, out_shape, dtype)
+    if how is _SMALL:
+        try:
+            out = np.empty(out_shape, dtype)
+        except MemoryError:
+            out = _result(who, out_shape, dtype)
+        _FORWARD[dtype](x, w, bias, out, None, *args)
+        return out
+    out = _result(who, out_shape, dtype)
     if how is _GEMM:
-        geometry, nb, shared, per, macs, items, fg, block_macs = args
+        geometry, nb, shared, per, macs, items, fg = args
         threads = _threads.plan(items * fg, macs)
         # Blocks of filters too, when one image's blocks are fewer than the
         # threads (one image, few positions): rows of the micro-tile at a time.
         mb = fg if items >= 2 * threads else _round_up(-(-fg // -(-2 * threads // items)), _MR)
         work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
-            _scratch(func, per, dtype, threads, shared)
-        _call(_core.conv_forward, macs, x, w, bias, out, work, *geometry, nb, mb, threads)
+            _scratch(who, per, dtype, threads, shared)
+        _call(_FORWARD[dtype], macs, x, w, bias, out, work, *geometry, nb, mb, threads)
     elif how is _DIRECT:
-        _direct_run(func, x, _direct_weights(w, args[8], flip=False), args, bias, out)
+        _direct_run(who, x, _direct_weights(w, args[8], flip=False), args, bias, out)
     elif how is _ZERO:
         out[...] = 0 if bias is None else bias[:, None, None]
     return out
 
 
-def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilation, groups):
-    """How to run the input gradient: ``(func, how, input_shape, args)``."""
+def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilation, groups,
+                    kernel_arg="param"):
+    """How to run the input gradient: ``(who, how, input_shape, args)``."""
+    who = (func, kernel_arg, w_shape)
+    check_result_size(func, input_shape)
     n, c, h, wd = input_shape
     f, cg, kh, kw = w_shape
     k, fg = cg * kh * kw, f // groups
     p = gout_shape[2] * gout_shape[3]
     if n * c * h * wd == 0 or n * f * p == 0 or k == 0:
-        return func, _ZERO, input_shape, None
+        return who, _ZERO, input_shape, None
     macs = n * k * f * p
     check_gemm_sizes(func, k, p, f)
     pointwise = (kh == kw == 1 and stride == (1, 1) and pads == (0, 0, 0, 0)
                  and p == h * wd)
     nb = p if pointwise else _input_grad_positions(k)
-    gemm = (_geometry(stride, pads, dilation, groups), min(nb, p), pointwise,
-            _core.input_grad_scratch(cg, fg, kh * kw, groups, cg, min(nb, p), pointwise), macs,
-            cg, kh * kw, fg)
+    geometry = _geometry(stride, pads, dilation, groups)
+    shared, per = _core.input_grad_scratch(cg, fg, kh * kw, groups, cg, min(nb, p), pointwise)
+    gemm = (geometry, min(nb, p), pointwise, (shared, per), macs, cg, kh * kw, fg)
     hp, wp = h + (kh - 1) * dilation[0], wd + (kw - 1) * dilation[1]
     taps = fg * kh * kw  # the flipped kernel's: output channels x KH x KW
     if (stride[0] == 1 and _direct_pays(taps, cg, stride[1], p, hp * wp)
             and taps * cg <= _DIRECT_MAX_BLOCK):
         off = _tap_offsets(fg, kh, kw, hp, wp, dilation[0], dilation[1])
-        return func, _DIRECT, input_shape, (
+        return who, _DIRECT, input_shape, (
             (off, fg, hp, wp, (kh - 1) * dilation[0] - pads[0], (kw - 1) * dilation[1] - pads[2],
              wp, (kh - 1) * dilation[0] + 1, groups, macs, wd * cg * taps), gemm)
-    return func, _GEMM, input_shape, gemm
+    if _small(macs, shared + per):
+        return who, _SMALL, input_shape, geometry + (min(nb, p), cg, 1, False)
+    return who, _GEMM, input_shape, gemm
 
 
-def _input_grad_gemm(func, args, w, gout, dx):
+def _input_grad_gemm(who, args, w, gout, dx):
     geometry, nb, pointwise, (shared, per), macs, cg, khw, fg = args
     groups = geometry[6]
     items = gout.shape[0] * groups
@@ -400,8 +457,8 @@ def _input_grad_gemm(func, args, w, gout, dx):
     if cc != cg:
         shared, per = _core.input_grad_scratch(cg, fg, khw, groups, cc, nb, pointwise)
     work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
-        _scratch(func, per, w.dtype, threads, shared)
-    _call(_core.conv_input_grad, macs, gout, w, dx, work, *geometry, nb, cc, threads,
+        _scratch(who, per, w.dtype, threads, shared)
+    _call(_INPUT_GRAD[w.dtype], macs, gout, w, dx, work, *geometry, nb, cc, threads,
           accumulates_into=None if pointwise else dx)
     return dx
 
@@ -409,13 +466,20 @@ def _input_grad_gemm(func, args, w, gout, dx):
 def input_grad_run(plan, w, gout):
     """The gradient of sum(conv(x, w) * gout) with respect to x, by an
     :func:`input_grad_plan` made for these shapes."""
-    func, how, shape, args = plan
+    who, how, shape, args = plan
     dtype = w.dtype
+    if how is _SMALL:
+        try:
+            dx = np.zeros(shape, dtype)
+        except MemoryError:
+            dx = _result(who, shape, dtype, zero=True)
+        _INPUT_GRAD[dtype](gout, w, dx, None, *args)
+        return dx
     if how is _ZERO:
-        return _result(func, shape, dtype, zero=True)
+        return _result(who, shape, dtype, zero=True)
     # zeroed: the GEMM path adds into it (np.zeros takes fresh pages from the
     # system, which cost memory only where they are written)
-    dx = _result(func, shape, dtype, zero=how is _GEMM)
+    dx = _result(who, shape, dtype, zero=how is _GEMM)
     if how is _DIRECT:
         direct, gemm = args
         # The direct kernel multiplies the zero border of the padded output
@@ -423,27 +487,30 @@ def input_grad_run(plan, w, gout):
         # gradient has no term at all, so non-finite weights take the GEMM,
         # which sums over the output positions that exist.
         if np.isfinite(w).all():
-            return _direct_run(func, gout, _direct_weights(w, direct[8], flip=True), direct,
+            return _direct_run(who, gout, _direct_weights(w, direct[8], flip=True), direct,
                                None, dx)
         args = gemm
         dx[...] = 0
-    return _input_grad_gemm(func, args, w, gout, dx)
+    return _input_grad_gemm(who, args, w, gout, dx)
 
 
-def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dilation, groups):
-    """How to run the weight gradient: ``(func, how, weight_shape, args)``."""
+def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dilation, groups,
+                     kernel_arg="param"):
+    """How to run the weight gradient: ``(who, how, weight_shape, args)``."""
+    who = (func, kernel_arg, weight_shape)
+    check_result_size(func, weight_shape)
     f, cg, kh, kw = weight_shape
     k, fg = cg * kh * kw, f // groups
     n, c, h, wd = x_shape
     oh, ow = gout_shape[2], gout_shape[3]
     if k * f == 0 or n * oh * ow == 0:
-        return func, _ZERO, weight_shape, None
+        return who, _ZERO, weight_shape, None
     macs = n * k * f * oh * ow
     hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
     if (_direct_pays(k, fg, stride[1], h * wd, hp * wp, weight_grad=True)
             and k * fg <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
         off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
-        return func, _DIRECT, weight_shape, (off, cg, hp, wp, pads[0], pads[2], stride[0] * wp,
+        return who, _DIRECT, weight_shape, (off, cg, hp, wp, pads[0], pads[2], stride[0] * wp,
                                              (kh - 1) * dilation[0] + 1, groups, macs,
                                              ow * fg * k)
     check_gemm_sizes(func, k, oh * ow, f)
@@ -466,10 +533,12 @@ def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dila
         # up to 4 blocks of columns per item, but two items per CPU at least
         pieces = -(-2 * _threads._MAX_THREADS // (n * groups))
         nb, off = min(p, 4 * _NC, max(_KC, _round_up(-(-p // pieces), 64))), None
-    return func, _GEMM, weight_shape, (_geometry(stride, pads, dilation, groups), nb, ipb, off,
-                                       _core.weight_grad_scratch(f, fg, k, nb, ipb, dot,
-                                                                 pointwise),
-                                       macs, -(-n // ipb) * groups * -(-p // nb))
+    geometry = _geometry(stride, pads, dilation, groups)
+    per = _core.weight_grad_scratch(f, fg, k, nb, ipb, dot, pointwise)
+    if _small(macs, per):
+        return who, _SMALL, weight_shape, geometry + (nb, ipb, off, 1, False)
+    return who, _GEMM, weight_shape, (geometry, nb, ipb, off, per, macs,
+                                       -(-n // ipb) * groups * -(-p // nb))
 
 
 # The weight gradient's matrix product packs both operands (a transpose
@@ -492,23 +561,30 @@ def _weight_grad_by_dots(fg, k):
 def weight_grad_run(plan, x, gout):
     """The gradient of sum(conv(x, w) * gout) with respect to w, by a
     :func:`weight_grad_plan` made for these shapes."""
-    func, how, shape, args = plan
+    who, how, shape, args = plan
     dtype = x.dtype
+    if how is _SMALL:
+        try:
+            dw = np.empty(shape, dtype)
+        except MemoryError:
+            dw = _result(who, shape, dtype)
+        _WEIGHT_GRAD[dtype](x, gout, dw, None, *args)
+        return dw
     if how is _ZERO:
-        return _result(func, shape, dtype, zero=True)
-    dw = _result(func, shape, dtype)
+        return _result(who, shape, dtype, zero=True)
+    dw = _result(who, shape, dtype)
     if how is _GEMM:
         geometry, nb, ipb, off, per, macs, items = args
         threads = _threads.plan(items, macs)
         work = None if threads == 1 and per <= _STACK_SCRATCH else \
-            _scratch(func, per, dtype, threads)
-        _call(_core.conv_weight_grad, macs, x, gout, dw, work, *geometry, nb, ipb, off, threads)
+            _scratch(who, per, dtype, threads)
+        _call(_WEIGHT_GRAD[dtype], macs, x, gout, dw, work, *geometry, nb, ipb, off, threads)
         return dw
     off, cg, hp, wp, top, left, row_step, span, groups, macs, row_macs = args
     oh = gout.shape[2]
     threads = _threads.plan(x.shape[0] * groups * oh, macs)
     slack = _DIRECT_JB[dtype]
-    work = _scratch(func, dw.size + cg * hp * wp + slack, dtype, threads)
+    work = _scratch(who, dw.size + cg * hp * wp + slack, dtype, threads)
     rb = _rows_per_item(oh, row_macs, x.shape[0] * groups, threads)
     _call(_core.conv_weight_grad_direct, macs, x, gout, off, dw, work, groups, hp, wp, top, left,
           row_step, span, slack, rb, threads)

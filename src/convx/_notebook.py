@@ -82,31 +82,37 @@ def _weight_grad_plan(func, x_shape, w_shape, gout_shape):
                                     _same_pads(*w_shape[2:]), _UNIT, 1)
 
 
-def _conv(func, x, w):
-    """'same' forward: x (N, C, H, W), w (F, C, KH, KW), any real dtypes."""
+def _conv(func, x, w, names=("inp", "param")):
+    """'same' forward: x (N, C, H, W), w (F, C, KH, KW), any real dtypes;
+    ``names`` are the arguments they came from."""
     dt = v.float_dtype(x, w)
     xs, ws = x.shape, w.shape
     key = (_forward_plan, func, xs, ws)
     plan = _engine.PLANS.get(key) or _engine.planned(key, _forward_plan, func, xs, ws)
-    return _engine.forward_run(plan, v.as_kernel_input(x, dt), v.as_kernel_input(w, dt), None)
+    return _engine.forward_run(plan, v.as_kernel_input(func, names[0], x, dt),
+                               v.as_kernel_input(func, names[1], w, dt), None)
 
 
-def _conv_input_grad(func, x, w, gout):
-    """'same' input gradient; the result has x's shape."""
+def _conv_input_grad(func, x, w, gout, names=("param", "output_grad")):
+    """'same' input gradient; the result has x's shape; ``names`` are the
+    arguments w and gout came from."""
     dt = v.float_dtype(x, w, gout)
     shapes = (x.shape, w.shape, gout.shape)
     key = (_input_grad_plan, func) + shapes
     plan = _engine.PLANS.get(key) or _engine.planned(key, _input_grad_plan, func, *shapes)
-    return _engine.input_grad_run(plan, v.as_kernel_input(w, dt), v.as_kernel_input(gout, dt))
+    return _engine.input_grad_run(plan, v.as_kernel_input(func, names[0], w, dt),
+                                  v.as_kernel_input(func, names[1], gout, dt))
 
 
-def _conv_weight_grad(func, x, w, gout):
-    """'same' weight gradient; the result has w's shape."""
+def _conv_weight_grad(func, x, w, gout, names=("inp", "output_grad")):
+    """'same' weight gradient; the result has w's shape; ``names`` are the
+    arguments x and gout came from."""
     dt = v.float_dtype(x, w, gout)
     shapes = (x.shape, w.shape, gout.shape)
     key = (_weight_grad_plan, func) + shapes
     plan = _engine.PLANS.get(key) or _engine.planned(key, _weight_grad_plan, func, *shapes)
-    return _engine.weight_grad_run(plan, v.as_kernel_input(x, dt), v.as_kernel_input(gout, dt))
+    return _engine.weight_grad_run(plan, v.as_kernel_input(func, names[0], x, dt),
+                                   v.as_kernel_input(func, names[1], gout, dt))
 
 
 def _pad(func, inp, num, ndim, layout, spatial):
@@ -129,7 +135,7 @@ def _pad(func, inp, num, ndim, layout, spatial):
             f"{func}(): argument 'num' ({num}) would make an array of {padded} elements, "
             f"more than 2**48")
     pads = (0, 0, num, num) if spatial == 1 else (num, num, num, num)
-    out = _engine.pad(v.as_kernel_input(inp, dt, (lead, 1) + hw), pads)
+    out = _engine.pad(v.as_kernel_input(func, "inp", inp, dt, (lead, 1) + hw), pads)
     return out.reshape(inp.shape[:ndim - spatial] + out.shape[4 - spatial:])
 
 
@@ -250,7 +256,7 @@ def _batch_1d_args(f, inp, param, param_name="param"):
 
 def _conv_1d_batch(f, inp, param, param_name):
     _, x, w = _batch_1d_args(f, inp, param, param_name)
-    return _conv(f, x, w)[:, 0, 0]
+    return _conv(f, x, w, ("inp", param_name))[:, 0, 0]
 
 
 def conv_1d_batch(inp, param):
@@ -308,7 +314,7 @@ def _compute_output_obs_2d(obs, param):
     """'same' 2-D cross-correlation of ``obs`` (H, W) with ``param`` (KH, KW): shape (H, W)."""
     f = "_compute_output_obs_2d"
     obs, param = _check_2d(f, obs, param, 2, "(height, width)")
-    out = _conv(f, obs[None, None], param[None, None])[0, 0]
+    out = _conv(f, obs[None, None], param[None, None], ("obs", "param"))[0, 0]
     return _int_result(out, obs, obs, param)
 
 
@@ -321,7 +327,7 @@ def _output_2d(f, img_batch, param):
     img_batch = v.array(f, "img_batch", img_batch, 3, "(batch, height, width)")
     param = v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
     v.kernel_nonempty(f, "param", param.shape, (0, 1))
-    out = _conv(f, img_batch[:, None], param[None, None])[:, 0]
+    out = _conv(f, img_batch[:, None], param[None, None], ("img_batch", "param"))[:, 0]
     return _int_result(out, img_batch, img_batch, param)
 
 
@@ -343,7 +349,7 @@ def _compute_grads_obs_2d(input_obs, output_grad_obs, param):
     """Input gradient for one image: ``input_obs`` and ``output_grad_obs`` (H, W)."""
     f = "_compute_grads_obs_2d"
     x, g, w = _grads_2d_args(f, input_obs, output_grad_obs, param, batched=False)
-    out = _conv_input_grad(f, x, w, g)[0, 0]
+    out = _conv_input_grad(f, x, w, g, ("param", "output_grad_obs"))[0, 0]
     return _int_result(out, input_obs, input_obs, output_grad_obs, param)
 
 
@@ -402,7 +408,7 @@ def _forward_4d(f, inp, param, batched, name=None):
     inp = v.array(f, name, inp, 4 if batched else 3, layout)
     param = _check_param_4d(f, param, inp.shape[-3], name)
     x = inp if batched else inp[None]
-    out = _conv(f, x, param.transpose(1, 0, 2, 3))
+    out = _conv(f, x, param.transpose(1, 0, 2, 3), (name, "param"))
     return out if batched else out[0]
 
 
@@ -439,7 +445,7 @@ def _compute_grads_obs(input_obs, output_grad_obs, param):
     """Input gradient for one image: (C_in, H, W), (C_out, H, W), (C_in, C_out, KH, KW) -> (C_in, H, W)."""
     f = "_compute_grads_obs"
     x, g, w = _grads_4d_args(f, input_obs, output_grad_obs, param, batched=False)
-    out = _conv_input_grad(f, x, w, g)[0]
+    out = _conv_input_grad(f, x, w, g, ("param", "output_grad_obs"))[0]
     return _int_result(out, input_obs, input_obs, output_grad_obs, param)
 
 

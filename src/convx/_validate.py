@@ -6,6 +6,7 @@ what was expected and what came.  The notebook signalled bad input with
 against the notebook (``except AssertionError``) keeps working, and code
 written against NumPy (``except ValueError`` / ``except TypeError``) works too.
 """
+import math
 import operator
 import reprlib
 
@@ -49,6 +50,9 @@ def _duck_hint(obj):
     return ""
 
 
+_NDARRAY = np.ndarray
+
+
 def plain(func, name, a, layout):
     """``a`` if it is an ndarray, a plain ndarray view of it for a subclass
     (``np.matrix``, ``np.memmap``: the view indexes and reshapes as an ndarray
@@ -73,7 +77,8 @@ def array(func, name, a, ndim, layout):
     ``layout`` is how the shape reads in words, e.g. ``"(batch, length)"``.
     Returns ``a`` as :func:`plain` gives it: callers use what it returns.
     """
-    a = plain(func, name, a, layout)
+    if type(a) is not _NDARRAY:
+        a = plain(func, name, a, layout)
     kind = a.dtype.kind
     if kind not in "iuf" or kind == "f" and a.dtype.itemsize > 8:  # longdouble: no silent rounding
         raise ConvxTypeError(
@@ -134,13 +139,23 @@ def float_dtype(*arrays):
     return FLOAT32 if np.result_type(*arrays) == np.float32 else FLOAT64
 
 
-def as_kernel_input(a, dtype, shape=None):
+def as_kernel_input(func, name, a, dtype, shape=None):
     """``a`` as a C-contiguous, native-byte-order array of ``dtype``, viewed
     with ``shape`` if given (a shape of the same size, e.g. with unit axes added).
 
     Copies only when it must (wrong dtype, byte order or layout).  The core
     reads through ``const`` memoryviews, so read-only arrays are passed as is.
+    A copy that cannot be allocated raises ConvxMemoryError naming ``func``
+    and the argument ``name``.
     """
     if a.dtype is not dtype or not a.flags.c_contiguous:  # else skip NumPy's checks
-        a = np.ascontiguousarray(a, dtype=dtype)
+        try:
+            a = np.ascontiguousarray(a, dtype=dtype)
+        except (MemoryError, ValueError):  # ValueError: NumPy's "array is too big"
+            need = math.prod(a.shape) * np.dtype(dtype).itemsize
+            raise ConvxMemoryError(
+                f"{func}(): argument '{name}', an array of shape {a.shape} and dtype {a.dtype}, "
+                f"needs a copy in {np.dtype(dtype)} and C order of {need} bytes, which could "
+                f"not be allocated; pass float32 or float64 in C order, or split it into "
+                f"smaller pieces") from None
     return a if shape is None else a.reshape(shape)

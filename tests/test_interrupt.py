@@ -1,0 +1,372 @@
+"""Ctrl-C: a long convx call from the main thread stops within a few
+milliseconds of SIGINT and raises KeyboardInterrupt, every thread stops
+computing, and nothing is left behind: not the SIGINT handler convx chains in
+front of Python's for the call, not a thread count, not a BLAS setting (convx
+runs no BLAS, and never touches another library's thread count).
+
+The long calls run at the baseline instruction-set level (convx._core.set_isa):
+its kernels are several times slower, so a call of seconds needs little memory.
+"""
+import math
+import os
+import random
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import convx
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt",
+                                reason="POSIX signals")
+
+LATENCY = 0.25     # seconds from SIGINT to KeyboardInterrupt (the promise)
+LONG = 2.0         # seconds a call must last uninterrupted to be a "long call"
+
+
+@pytest.fixture
+def baseline_isa():
+    level = convx._core.isa()
+    convx._core.set_isa(1)
+    convx._engine.PLANS.clear()
+    yield
+    convx._core.set_isa(level)
+    convx._engine.PLANS.clear()
+
+
+@pytest.fixture(autouse=True)
+def default_threads():
+    convx.set_num_threads(None)
+    yield
+    convx.set_num_threads(None)
+
+
+def _assert_clean():
+    """Nothing of an interrupted call is left behind."""
+    assert not convx._core.sigint_chained()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    x = np.arange(5.0).reshape(1, 1, 5)
+    assert np.array_equal(convx.conv1d(x, np.ones((1, 1, 3)), padding=1),
+                          [[[1.0, 3.0, 6.0, 9.0, 7.0]]])
+
+
+# Each long call: (name, maker); maker(rows) returns a call whose work grows
+# linearly with ``rows``.  Both kernel paths, the three passes, one image and
+# a batch.
+def _maker(pass_, n, c, f, k, width, stride=1, dtype=np.float32):
+    rng = np.random.default_rng(1)
+
+    def make(rows):
+        # the values do not matter here, only the work: fill the large arrays
+        # cheaply, with a little variety
+        x = np.full((n, c, rows, width), 0.5, dtype)
+        x[..., ::7] = -0.25
+        w = rng.standard_normal((f, c, k, k)).astype(dtype)
+        kw = dict(stride=stride, padding=k // 2)
+        if pass_ == "forward":
+            return lambda: convx.conv2d(x, w, **kw)
+        oh, ow = (rows - 1) // stride + 1, (width - 1) // stride + 1
+        g = np.full((n, f, oh, ow), 0.75, dtype)
+        g[..., ::5] = -1.0
+        if pass_ == "input_grad":
+            return lambda: convx.conv2d_input_grad(x.shape, w, g, **kw)
+        return lambda: convx.conv2d_weight_grad(x, w.shape, g, **kw)
+    return make
+
+
+LONG_CALLS = [
+    pytest.param(_maker("forward", 1, 64, 64, 3, 128), id="forward-direct-one-image"),
+    pytest.param(_maker("input_grad", 1, 64, 64, 3, 128), id="input_grad-direct-one-image"),
+    pytest.param(_maker("weight_grad", 1, 8, 16, 3, 256), id="weight_grad-direct-one-image"),
+    pytest.param(_maker("forward", 4, 128, 128, 3, 64, stride=2), id="forward-gemm-batch4"),
+    pytest.param(_maker("input_grad", 1, 128, 128, 3, 64, stride=2),
+                 id="input_grad-gemm-one-image"),
+    pytest.param(_maker("weight_grad", 4, 64, 128, 3, 64, stride=2),
+                 id="weight_grad-gemm-batch4"),
+]
+# (The weight gradient's dot products, for few taps, share the item loop of
+# the GEMM weight gradient above, and an item is at most about 4M
+# multiply-adds; a call of seconds of them would need gigabytes of input.)
+
+
+def _long_call(make):
+    """A call lasting at least LONG seconds: sized from a short one (the work
+    grows linearly with the rows)."""
+    rows = 32
+    call = make(rows)
+    call()
+    t = min(_timed(call) for _ in range(2))
+    return make(int(math.ceil(rows * 1.5 * LONG / max(t, 1e-4)))), t * 1.5 * LONG / max(t, 1e-4)
+
+
+def _timed(call):
+    t0 = time.perf_counter()
+    call()
+    return time.perf_counter() - t0
+
+
+def _sigint_after(delay):
+    sent = {}
+
+    def fire():
+        time.sleep(delay)
+        sent["at"] = time.perf_counter()
+        os.kill(os.getpid(), signal.SIGINT)
+    th = threading.Thread(target=fire)
+    th.start()
+    return th, sent
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("make", LONG_CALLS)
+def test_ctrl_c_stops_a_long_call(make, threads, baseline_isa):
+    if threads > convx._threads._MAX_THREADS:
+        pytest.skip("one CPU")
+    convx.set_num_threads(threads)
+    call, estimate = _long_call(make)
+    assert estimate >= LONG
+    th, sent = _sigint_after(0.2)
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        call()
+    raised = time.perf_counter()
+    th.join()
+    assert raised - start < estimate / 2, "the call ran to its end"
+    latency = raised - sent["at"]
+    assert latency < LATENCY, f"KeyboardInterrupt came {latency:.3f} s after SIGINT"
+    # and no thread goes on computing: the process is idle afterwards
+    c0 = time.process_time()
+    time.sleep(0.5)
+    idle = time.process_time() - c0
+    assert idle < 0.1, f"the process used {idle:.3f} s of CPU in the 0.5 s after the interrupt"
+    _assert_clean()
+
+
+def test_a_handler_that_does_not_raise_gets_the_full_result(baseline_isa):
+    """A SIGINT handler of the user's that returns: the call is interrupted,
+    the handler runs, and the call starts again and completes."""
+    make = _maker("input_grad", 2, 32, 32, 3, 64, stride=2)   # the GEMM path, which adds into dx
+    call = make(256)
+    expected = call()
+    seen = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    try:
+        th, _ = _sigint_after(0.05)
+        got = call()
+        th.join()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert seen == [signal.SIGINT]
+    assert np.array_equal(got, expected)
+    _assert_clean()
+
+
+def test_an_ignored_sigint_does_not_stop_a_call(baseline_isa):
+    make = _maker("forward", 1, 64, 64, 3, 128)
+    call = make(128)
+    expected = call()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        th, _ = _sigint_after(0.05)
+        got = call()
+        th.join()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert np.array_equal(got, expected)
+    _assert_clean()
+
+
+def test_ctrl_c_in_the_main_thread_leaves_calls_of_other_threads_alone(baseline_isa):
+    """KeyboardInterrupt belongs to the main thread: a call in another thread
+    runs to its end and gives its full result."""
+    make = _maker("forward", 1, 64, 64, 3, 128)
+    call = make(256)
+    expected = call()
+    result, done = {}, threading.Event()
+
+    def work():
+        result["out"] = call()
+        done.set()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    interrupted = False
+    fire, _ = _sigint_after(0.05)
+    # Event.wait, not Thread.join: a KeyboardInterrupt inside Thread.join can
+    # make CPython 3.11 take a running thread for finished.
+    try:
+        while not done.wait(0.01):
+            pass
+    except KeyboardInterrupt:
+        interrupted = True
+    done.wait()
+    worker.join()
+    fire.join()
+    assert interrupted
+    assert np.array_equal(result["out"], expected)
+    _assert_clean()
+
+
+# --------------------------------------------------------------------------
+# Nothing leaks: SIGINTs at random points, threadpoolctl around calls in
+# other threads, concurrent calls, exceptions.  SciPy's BLAS thread count is
+# always what the user last set.
+# --------------------------------------------------------------------------
+
+def _blas_counts():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    return sorted((d["filepath"], d["num_threads"]) for d in threadpoolctl.threadpool_info()
+                  if d["user_api"] == "blas")
+
+
+@pytest.fixture
+def scipy_blas():
+    """SciPy's BLAS loaded, and set by the user to a count other than its
+    default (then back)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    scipy_linalg.blas.dgemm(1.0, np.ones((8, 8)), np.ones((8, 8)))
+    limits = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+    counts = _blas_counts()
+    assert any("scipy" in path for path, _ in counts), counts
+    yield counts
+    limits.restore_original_limits()
+
+
+class _Interrupt(KeyboardInterrupt):
+    pass
+
+
+def test_thousands_of_sigints_at_random_points(scipy_blas):
+    """A thread sends SIGINT at random moments while the main thread makes
+    short threaded calls (about a millisecond each).  Python's handler raises
+    only while the main thread is inside a convx call (so the test's own code
+    is not interrupted), at whatever point of the call it lands: in convx's
+    Python code, or in a kernel, which then stops."""
+    if not convx._core.openmp_enabled() or convx._threads._MAX_THREADS < 2:
+        pytest.skip("needs OpenMP and two CPUs")
+    threads_before = convx.get_num_threads()
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 16, 48, 48)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((2, 32, 48, 48)).astype(np.float32)
+    calls = [lambda: convx.conv2d(x, w, padding=1),
+             lambda: convx.conv2d_input_grad(x.shape, w, g, padding=1),
+             lambda: convx.conv2d_weight_grad(x, w.shape, g, padding=1),
+             lambda: convx.conv2d(x, w, stride=2, padding=1)]
+    expected = []
+    for c in calls:
+        expected.append(c())
+        assert convx._core.threads_seen() == 2  # threaded calls
+    state = {"armed": False, "raised": 0, "absorbed": 0}
+
+    def handler(signum, frame):
+        if state["armed"]:
+            state["raised"] += 1
+            raise _Interrupt
+        state["absorbed"] += 1
+
+    stop = threading.Event()
+    sent = [0]
+
+    def sender():
+        r = random.Random(3)
+        while not stop.is_set():
+            time.sleep(r.uniform(0, 0.003))
+            os.kill(os.getpid(), signal.SIGINT)
+            sent[0] += 1
+
+    old = signal.signal(signal.SIGINT, handler)
+    th = threading.Thread(target=sender)
+    completed = interrupted = 0
+    try:
+        th.start()
+        deadline = time.perf_counter() + 8.0
+        i = 0
+        while time.perf_counter() < deadline or sent[0] < 2000:
+            k = i % len(calls)
+            i += 1
+            try:
+                state["armed"] = True
+                out = calls[k]()
+                state["armed"] = False
+                assert np.array_equal(out, expected[k]), f"call {k} gave a different result"
+                completed += 1
+            except _Interrupt:
+                state["armed"] = False
+                interrupted += 1
+    finally:
+        stop.set()
+        th.join()
+        time.sleep(0.01)   # the last signals reach the (disarmed) handler
+        signal.signal(signal.SIGINT, old)
+    print(f"{sent[0]} SIGINTs: {interrupted} calls interrupted, {completed} completed, "
+          f"{state['absorbed']} signals outside a call")
+    assert sent[0] >= 2000
+    assert interrupted >= 100 and completed >= 100, (sent[0], interrupted, completed)
+    _assert_clean()
+    assert _blas_counts() == scipy_blas
+    assert convx.get_num_threads() == threads_before
+    for c, e in zip(calls, expected):  # fully usable, threaded, the same bits
+        assert np.array_equal(c(), e)
+        assert convx._core.threads_seen() == 2
+
+
+@pytest.mark.parametrize("order", ["enter-call-leave-end", "call-enter-end-leave"])
+def test_threadpoolctl_around_a_call_in_another_thread(order, scipy_blas):
+    """threadpoolctl entered and left, in both orders, around a convx call in
+    another thread: BLAS ends as the user last set it."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 32, 96, 96)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    started, go_on = threading.Event(), threading.Event()
+
+    def worker():
+        started.set()
+        for _ in range(3):
+            convx.conv2d(x, w, padding=1)
+        go_on.wait(5)
+
+    th = threading.Thread(target=worker)
+    if order == "enter-call-leave-end":
+        with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+            th.start()
+            started.wait()
+        go_on.set()
+        th.join()
+    else:
+        th.start()
+        started.wait()
+        with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+            go_on.set()
+            th.join()
+    assert _blas_counts() == scipy_blas
+
+
+def test_concurrent_calls_and_exceptions_leave_blas_alone(scipy_blas):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 16, 48, 48))
+    w = rng.standard_normal((16, 16, 3, 3))
+
+    def good():
+        for _ in range(20):
+            convx.conv2d(x, w, padding=1)
+            convx.conv2d_weight_grad(x, w.shape, np.ones((4, 16, 48, 48)), padding=1)
+
+    def bad():
+        for _ in range(20):
+            with pytest.raises(convx.ConvxValueError):
+                convx.conv2d(x, w[:, :3])
+            with pytest.raises(convx.ConvxTypeError):
+                convx.conv2d(x.astype(np.longdouble), w)
+
+    threads = [threading.Thread(target=f) for f in (good, good, bad, good, bad)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _blas_counts() == scipy_blas
+    _assert_clean()
