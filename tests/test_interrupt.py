@@ -76,6 +76,21 @@ def _maker(pass_, n, c, f, k, width, stride=1, dtype=np.float32):
     return make
 
 
+def _maker1d(pass_, c, f, k):
+    """One signal of c channels whose length grows (``rows`` thousand samples)."""
+    rng = np.random.default_rng(1)
+
+    def make(rows):
+        x = np.full((1, c, 1000 * rows), 0.5, np.float32)
+        x[..., ::7] = -0.25
+        w = rng.standard_normal((f, c, k)).astype(np.float32)
+        if pass_ == "forward":
+            return lambda: convx.conv1d(x, w, padding=k // 2)
+        g = np.full((1, f, 1000 * rows), 0.75, np.float32)
+        return lambda: convx.conv1d_weight_grad(x, w.shape, g, padding=k // 2)
+    return make
+
+
 LONG_CALLS = [
     pytest.param(_maker("forward", 1, 64, 64, 3, 128), id="forward-direct-one-image"),
     pytest.param(_maker("input_grad", 1, 64, 64, 3, 128), id="input_grad-direct-one-image"),
@@ -85,6 +100,9 @@ LONG_CALLS = [
                  id="input_grad-gemm-one-image"),
     pytest.param(_maker("weight_grad", 4, 64, 128, 3, 64, stride=2),
                  id="weight_grad-gemm-batch4"),
+    # one long row: a 1-D signal, whose single output row is split in columns
+    pytest.param(_maker1d("forward", 32, 32, 5), id="forward-direct-1d-one-signal"),
+    pytest.param(_maker1d("weight_grad", 8, 16, 5), id="weight_grad-direct-1d-one-signal"),
 ]
 # (The weight gradient's dot products, for few taps, share the item loop of
 # the GEMM weight gradient above, and an item is at most about 4M

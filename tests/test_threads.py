@@ -402,3 +402,57 @@ def test_show_config_says_how_convx_runs():
     assert f"threads:       {convx.get_num_threads()} (default; at most {_cpus()})" in text
     assert "matrix product: convx's own (no BLAS)" in text
     assert "OpenMP:        " + ("yes" if convx._core.openmp_enabled() else "no") in text
+
+
+# --------------------------------------------------------------------------
+# (e) items: blocks of rows, columns, positions, filters and channels give
+#     the same bits as whole images
+# --------------------------------------------------------------------------
+
+ITEM_CASES = [
+    pytest.param((2, 8, 12, 40), (16, 8, 3, 3), 1, id="direct"),          # rows and columns
+    pytest.param((1, 16, 1, 700), (16, 16, 1, 5), 1, id="direct-1d"),      # one long row
+    pytest.param((2, 8, 12, 40), (16, 8, 3, 3), 2, id="gemm-stride2"),
+    pytest.param((1, 64, 10, 10), (64, 64, 3, 3), 1, id="gemm-one-image"),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("x_shape, w_shape, stride", ITEM_CASES)
+def test_small_items_give_the_same_bits(x_shape, w_shape, stride, threads, kernel_path,
+                                        monkeypatch):
+    """With items of 1,024 multiply-adds (a handful of columns, the smallest
+    blocks of positions and channels), every pass agrees with the reference,
+    and the forward pass and the input gradient are the same bits as with
+    whole images."""
+    if threads > convx._threads._MAX_THREADS:
+        pytest.skip("one CPU")
+    convx.set_num_threads(threads)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    pad = (w_shape[2] // 2, w_shape[3] // 2)
+    kw = dict(stride=stride, padding=pad)
+    g = rng.standard_normal(convx.conv2d(x, w, **kw).shape)
+    whole = _three_passes_kw(x, w, g, kw)
+    monkeypatch.setattr(convx._engine, "_ITEM_MACS", 1024)
+    monkeypatch.setattr(convx._threads, "_PARALLEL_MIN_MACS", 1)  # threads on any size
+    convx._engine.PLANS.clear()
+    small = _three_passes_kw(x, w, g, kw)
+    assert np.array_equal(small[0], whole[0]) and np.array_equal(small[1], whole[1])
+    rk = dict(stride=stride, pads=(pad[0], pad[0], pad[1], pad[1]))
+    eps = np.finfo(np.float64).eps
+    for got, want, bound, n in (
+            (small[0], ref.conv_nd(x, w, **rk), ref.conv_nd(np.abs(x), np.abs(w), **rk),
+             w_shape[1] * w_shape[2] * w_shape[3]),
+            (small[1], ref.conv_nd_input_grad(x.shape, w, g, **rk),
+             ref.conv_nd_input_grad(x.shape, np.abs(w), np.abs(g), **rk),
+             w_shape[0] * w_shape[2] * w_shape[3]),
+            (small[2], ref.conv_nd_weight_grad(x, w.shape, g, **rk),
+             ref.conv_nd_weight_grad(np.abs(x), w.shape, np.abs(g), **rk), g.size)):
+        assert np.all(np.abs(got - want) <= 2 * n * eps * bound)
+
+
+def _three_passes_kw(x, w, g, kw):
+    return (convx.conv2d(x, w, **kw), convx.conv2d_input_grad(x.shape, w, g, **kw),
+            convx.conv2d_weight_grad(x, w.shape, g, **kw))

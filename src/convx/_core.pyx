@@ -37,8 +37,9 @@ per output position) straight into its packed panels:
     weight grad   dw_g   (Fg, K) +=  g_g (Fg, P)     @ col.T (P, K)
 
 **Direct** (unit horizontal stride, ``conv_direct`` and
-``conv_weight_grad_direct``).  The rows of the image a piece of work needs are
-copied with their zero border into the thread's scratch (``_pad_rows``), and
+``conv_weight_grad_direct``).  The rows and columns of the image a piece of
+work needs are copied with their zero border into the thread's scratch
+(``_pad_block``), and
 the SIMD micro-kernels of ``_direct.h`` sum over the taps straight from it: no
 column matrix, no packing.  At stride 1 the input gradient is the same
 forward sum over the padded output gradient with the kernel flipped, so
@@ -47,8 +48,8 @@ forward sum over the padded output gradient with the kernel flipped, so
 Work and threads
 ----------------
 Each kernel splits its call into items, (image, group, block), where a block
-is a range of output positions (GEMM), of output rows (direct) or of input
-channels (the GEMM input gradient), sized by the caller.  ``nt`` threads share
+is a range of output positions (GEMM), of output rows and columns (direct) or
+of input channels (the GEMM input gradient), sized by the caller.  ``nt`` threads share
 the items in a static schedule (``nt == 1`` runs them in order on the calling
 thread); each thread has its own slice of ``work``, after a slice all threads
 share (the packed weights).  Every element of the forward pass and of the
@@ -139,16 +140,18 @@ cdef extern from "_gemm.h" nogil:
 cdef extern from "_direct.h" nogil:
     void cvx_direct_f32(const float* xpad, Py_ssize_t row_step, const float* wt,
                         const Py_ssize_t* off, Py_ssize_t K, Py_ssize_t F, const float* bias,
-                        float* out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1)
+                        float* out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1,
+                        Py_ssize_t ja, Py_ssize_t jb)
     void cvx_direct_f64(const double* xpad, Py_ssize_t row_step, const double* wt,
                         const Py_ssize_t* off, Py_ssize_t K, Py_ssize_t F, const double* bias,
-                        double* out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1)
+                        double* out, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1,
+                        Py_ssize_t ja, Py_ssize_t jb)
     void cvx_wgrad_f32(const float* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
                        Py_ssize_t K, const float* g, Py_ssize_t gs, Py_ssize_t grs, Py_ssize_t F,
-                       Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, float* dw)
+                       Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, float* dw)
     void cvx_wgrad_f64(const double* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
                        Py_ssize_t K, const double* g, Py_ssize_t gs, Py_ssize_t grs, Py_ssize_t F,
-                       Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, double* dw)
+                       Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, double* dw)
     int cvx_direct_fast()
 
 
@@ -361,12 +364,12 @@ cdef inline int _gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operan
 
 cdef inline void _wgrad(const floating* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
                         Py_ssize_t K, const floating* g, Py_ssize_t gs, Py_ssize_t grs,
-                        Py_ssize_t F, Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1,
-                        floating* dw) noexcept nogil:
+                        Py_ssize_t F, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja,
+                        Py_ssize_t jb, floating* dw) noexcept nogil:
     if floating is float:
-        cvx_wgrad_f32(xpad, row_step, off, K, g, gs, grs, F, OW, i0, i1, dw)
+        cvx_wgrad_f32(xpad, row_step, off, K, g, gs, grs, F, i0, i1, ja, jb, dw)
     else:
-        cvx_wgrad_f64(xpad, row_step, off, K, g, gs, grs, F, OW, i0, i1, dw)
+        cvx_wgrad_f64(xpad, row_step, off, K, g, gs, grs, F, i0, i1, ja, jb, dw)
 
 
 # Scratch: sizes in elements, shared by the engine (which allocates) and the
@@ -652,7 +655,7 @@ cdef void _weight_grad_item(const floating* x, const floating* gout, const Py_ss
     cdef cvx_operand A, B
     if off != NULL:
         if G.pointwise:  # tap c's row is x's channel c; images C*P apart
-            _wgrad(xg + p0, G.C * G.P, off, G.K, gg, G.P, G.F * G.P, G.Fg, np_, 0, ni,
+            _wgrad(xg + p0, G.C * G.P, off, G.K, gg, G.P, G.F * G.P, G.Fg, 0, ni, 0, np_,
                    acc + g * G.Fg * G.K)
             return
         for i in range(ni):  # image i's positions follow image i-1's in each tap's row
@@ -661,7 +664,7 @@ cdef void _weight_grad_item(const floating* x, const floating* gout, const Py_ss
                 cvx_im2col_f32(&B, 0, G.K, p0, np_, scratch + i * np_, off[1] if G.K > 1 else 0)
             else:
                 cvx_im2col_f64(&B, 0, G.K, p0, np_, scratch + i * np_, off[1] if G.K > 1 else 0)
-        _wgrad(scratch, np_, off, G.K, gg, G.P, G.F * G.P, G.Fg, np_, 0, ni,
+        _wgrad(scratch, np_, off, G.K, gg, G.P, G.F * G.P, G.Fg, 0, ni, 0, np_,
                acc + g * G.Fg * G.K)
         return
     A = _dense(gg, G.P, 1)
@@ -741,17 +744,19 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
 # micro-kernel of _direct.h over them.
 # --------------------------------------------------------------------------
 
-cdef void _pad_rows(const floating* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                    floating* dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
-                    Py_ssize_t left, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t slack) noexcept nogil:
-    """Rows r0..r1 of each channel of dst (C, Hp, Wp): dst[c, r, s] =
-    src[c, r - top, s - left], zero outside src (a negative top or left crops
-    instead of padding).  The ``slack`` values after the image are zeroed."""
+cdef void _pad_block(const floating* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                     floating* dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
+                     Py_ssize_t left, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0,
+                     Py_ssize_t c1, Py_ssize_t slack) noexcept nogil:
+    """Rows r0..r1, columns c0..c1 of each channel of dst (C, Hp, Wp):
+    dst[c, r, s] = src[c, r - top, s - left], zero outside src (a negative top
+    or left crops instead of padding).  The ``slack`` values after the image
+    are zeroed."""
     cdef Py_ssize_t c, r, s, i, s0, s1
     cdef floating* d
     cdef const floating* row
-    s0 = left if left > 0 else 0                 # first column that holds data
-    s1 = W + left if W + left < Wp else Wp       # one past the last
+    s0 = left if left > c0 else c0               # first column that holds data
+    s1 = W + left if W + left < c1 else c1       # one past the last
     if s1 < s0:
         s1 = s0
     for c in range(C):
@@ -759,14 +764,14 @@ cdef void _pad_rows(const floating* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t 
             d = dst + (c * Hp + r) * Wp
             i = r - top
             if i < 0 or i >= H or s0 == s1:
-                memset(d, 0, Wp * sizeof(floating))
+                memset(d + c0, 0, (c1 - c0) * sizeof(floating))
                 continue
             row = src + (c * H + i) * W - left
-            for s in range(s0):
+            for s in range(c0, s0):
                 d[s] = 0
             for s in range(s0, s1):
                 d[s] = row[s]
-            for s in range(s1, Wp):
+            for s in range(s1, c1):
                 d[s] = 0
     memset(dst + C * Hp * Wp, 0, slack * sizeof(floating))
 
@@ -775,46 +780,59 @@ cdef struct Direct:
     Py_ssize_t Cs, Hs, Ws, groups        # the source (x, or grad_output): (groups*Cs, Hs, Ws)
     Py_ssize_t Fo, OH, OW, K, blocks     # output channels per group, output size, taps
     Py_ssize_t Hp, Wp, top, left         # the padded image, and where the source lies in it
-    Py_ssize_t sh, span                  # rows between output rows, rows one output row reads
-    Py_ssize_t row_step, rb, nrb, slack  # row_step = sh*Wp; blocks of rb output rows
+    Py_ssize_t sh, span_h, span_w        # rows between output rows; rows and columns one
+                                         # output position reads
+    Py_ssize_t row_step, slack           # row_step = sh*Wp
+    Py_ssize_t rb, nrb, cb, ncb          # blocks of rb output rows by cb columns
 
 
 cdef Direct _direct_geom(Py_ssize_t Cs, Py_ssize_t Hs, Py_ssize_t Ws, Py_ssize_t groups,
                          Py_ssize_t Fo, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t K,
                          Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left,
-                         Py_ssize_t row_step, Py_ssize_t span, Py_ssize_t rb,
-                         Py_ssize_t slack) noexcept:
+                         Py_ssize_t row_step, Py_ssize_t span_h, Py_ssize_t span_w,
+                         Py_ssize_t rb, Py_ssize_t cb, Py_ssize_t slack) noexcept:
     cdef Direct D
     D.Cs, D.Hs, D.Ws, D.groups = Cs, Hs, Ws, groups
     D.Fo, D.OH, D.OW, D.K = Fo, OH, OW, K
     D.Hp, D.Wp, D.top, D.left = Hp, Wp, top, left
-    D.row_step, D.sh, D.span = row_step, row_step // Wp, span
-    D.rb, D.nrb, D.slack = rb, (OH + rb - 1) // rb, slack
+    D.row_step, D.sh, D.span_h, D.span_w = row_step, row_step // Wp, span_h, span_w
+    D.rb, D.nrb, D.cb, D.ncb, D.slack = rb, (OH + rb - 1) // rb, cb, (OW + cb - 1) // cb, slack
     return D
 
 
-cdef inline void _pad_block(const floating* src, floating* pad, const Direct* D, Py_ssize_t i0,
-                            Py_ssize_t i1) noexcept nogil:
-    """The rows of the padded source that output rows i0..i1 read."""
-    _pad_rows(src, D.Cs, D.Hs, D.Ws, pad, D.Hp, D.Wp, D.top, D.left, i0 * D.sh,
-              _min(D.Hp, (i1 - 1) * D.sh + D.span), D.slack)
+cdef inline void _item_block(const Direct* D, Py_ssize_t item, Py_ssize_t* n, Py_ssize_t* g,
+                             Py_ssize_t* i0, Py_ssize_t* i1, Py_ssize_t* j0,
+                             Py_ssize_t* j1) noexcept nogil:
+    """The image, group and block of output rows and columns of an item,
+    item = ((n*groups + g)*nrb + row block)*ncb + column block."""
+    cdef Py_ssize_t cbi = item % D.ncb, rbi = (item // D.ncb) % D.nrb
+    cdef Py_ssize_t ng = item // (D.ncb * D.nrb)
+    n[0], g[0] = ng // D.groups, ng % D.groups
+    i0[0], j0[0] = rbi * D.rb, cbi * D.cb
+    i1[0], j1[0] = _min(D.OH, i0[0] + D.rb), _min(D.OW, j0[0] + D.cb)
+
+
+cdef inline void _pad_for(const floating* src, floating* pad, const Direct* D, Py_ssize_t i0,
+                          Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """The rows and columns of the padded source that outputs (i0..i1, j0..j1) read."""
+    _pad_block(src, D.Cs, D.Hs, D.Ws, pad, D.Hp, D.Wp, D.top, D.left, i0 * D.sh,
+               _min(D.Hp, (i1 - 1) * D.sh + D.span_h), j0, _min(D.Wp, j1 - 1 + D.span_w),
+               D.slack)
 
 
 cdef void _direct_item(const floating* src, const floating* wt, const Py_ssize_t* off,
                        const floating* bias, floating* out, floating* pad, const Direct* D,
                        Py_ssize_t item) noexcept nogil:
-    """Output rows of block rb of group g of image n, item = (n*groups + g)*nrb + rb."""
-    cdef Py_ssize_t rb = item % D.nrb, ng = item // D.nrb
-    cdef Py_ssize_t n = ng // D.groups, g = ng % D.groups
-    cdef Py_ssize_t i0 = rb * D.rb, i1 = _min(D.OH, i0 + D.rb)
+    cdef Py_ssize_t n, g, i0, i1, j0, j1
+    _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
     cdef const floating* b = NULL if bias == NULL else bias + g * D.Fo
-    _pad_block(src + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1)
+    _pad_for(src + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
     wt = wt + g * D.blocks * D.K * 4
     out = out + (n * D.groups + g) * D.Fo * D.OH * D.OW
     if floating is float:
-        cvx_direct_f32(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1)
+        cvx_direct_f32(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1, j0, j1)
     else:
-        cvx_direct_f64(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1)
+        cvx_direct_f64(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1, j0, j1)
 
 
 def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
@@ -824,21 +842,23 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
                 floating[:, :, :, ::1] out,         # OUT (N, groups*Fo, OH, OW), all written
                 floating[::1] work,                 # scratch: (Cs*Hp*Wp + slack) per thread
                 Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
-                Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step, Py_ssize_t span,
-                Py_ssize_t slack, Py_ssize_t rb, int nt, bint interruptible):
+                Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step, Py_ssize_t span_h,
+                Py_ssize_t span_w, Py_ssize_t slack, Py_ssize_t rb, Py_ssize_t cb, int nt,
+                bint interruptible):
     """The direct pass: each image of ``src`` is padded (or cropped) to
     (Cs, Hp, Wp) at offset (top, left), then
     out[n, f, i, j] = bias[f] + sum_k wt[g, f // FB, k, f % FB] * pad[i*row_step + j + off[k]],
-    in blocks of ``rb`` output rows; ``span`` is the number of padded rows
-    one output row reads.  It is the forward pass (src = x) and, at stride 1,
-    the input gradient (src = grad_output, wt = the flipped, transposed
-    weight).  Returns False when interrupted."""
+    in blocks of ``rb`` output rows by ``cb`` columns; one output position
+    reads ``span_h`` padded rows and ``span_w`` columns.  It is the forward
+    pass (src = x) and, at stride 1, the input gradient (src = grad_output,
+    wt = the flipped, transposed weight).  Returns False when interrupted."""
     cdef Direct D = _direct_geom(src.shape[1] // groups, src.shape[2], src.shape[3], groups,
                                  out.shape[1] // groups, out.shape[2], out.shape[3],
-                                 wt.shape[2], Hp, Wp, top, left, row_step, span, rb, slack)
+                                 wt.shape[2], Hp, Wp, top, left, row_step, span_h, span_w, rb,
+                                 cb, slack)
     D.blocks = wt.shape[1]
     cdef Py_ssize_t per = D.Cs * Hp * Wp + slack
-    cdef Py_ssize_t items = src.shape[0] * groups * D.nrb, it, tid
+    cdef Py_ssize_t items = src.shape[0] * groups * D.nrb * D.ncb, it, tid
     cdef const floating* sp = _data4(src)
     cdef const floating* wp = &wt[0, 0, 0, 0]
     cdef const floating* b = _data_or_null(bias)
@@ -866,14 +886,13 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
 cdef void _wgrad_direct_item(const floating* x, const floating* gout, const Py_ssize_t* off,
                              floating* acc, floating* pad, const Direct* D,
                              Py_ssize_t item) noexcept nogil:
-    """acc[group g] += the weight gradient of output rows block rb of image n."""
-    cdef Py_ssize_t rb = item % D.nrb, ng = item // D.nrb
-    cdef Py_ssize_t n = ng // D.groups, g = ng % D.groups
-    cdef Py_ssize_t i0 = rb * D.rb, i1 = _min(D.OH, i0 + D.rb)
+    """acc[group g] += the weight gradient of one block of image n's outputs."""
+    cdef Py_ssize_t n, g, i0, i1, j0, j1
+    _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
     cdef const floating* gg = gout + (n * D.groups + g) * D.Fo * D.OH * D.OW
-    _pad_block(x + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1)
-    acc = acc + g * D.Fo * D.K
-    _wgrad(pad, D.row_step, off, D.K, gg, D.OH * D.OW, D.OW, D.Fo, D.OW, i0, i1, acc)
+    _pad_for(x + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
+    _wgrad(pad, D.row_step, off, D.K, gg, D.OH * D.OW, D.OW, D.Fo, i0, i1, j0, j1,
+           acc + g * D.Fo * D.K)
 
 
 def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
@@ -883,10 +902,10 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
                             floating[::1] work,                  # scratch: (dw.size + Cg*Hp*Wp + slack) per thread
                             Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
                             Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step,
-                            Py_ssize_t span, Py_ssize_t slack, Py_ssize_t rb, int nt,
-                            bint interruptible):
+                            Py_ssize_t span_h, Py_ssize_t span_w, Py_ssize_t slack,
+                            Py_ssize_t rb, Py_ssize_t cb, int nt, bint interruptible):
     """dw = the weight gradient, by the direct kernel (unit horizontal stride),
-    in blocks of ``rb`` output rows.
+    in blocks of ``rb`` output rows by ``cb`` columns.
 
     Each thread's scratch holds its accumulator (the first dw.size values)
     and then its padded image: thread t sums its items' part there, then the
@@ -894,10 +913,11 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
     interrupted."""
     cdef Direct D = _direct_geom(x.shape[1] // groups, x.shape[2], x.shape[3], groups,
                                  gout.shape[1] // groups, gout.shape[2], gout.shape[3],
-                                 off.shape[0], Hp, Wp, top, left, row_step, span, rb, slack)
+                                 off.shape[0], Hp, Wp, top, left, row_step, span_h, span_w, rb,
+                                 cb, slack)
     cdef Py_ssize_t size = dw.shape[0] * dw.shape[1] * dw.shape[2] * dw.shape[3]
     cdef Py_ssize_t per = size + D.Cs * Hp * Wp + slack
-    cdef Py_ssize_t items = x.shape[0] * groups * D.nrb, it, tid, i, t
+    cdef Py_ssize_t items = x.shape[0] * groups * D.nrb * D.ncb, it, tid, i, t
     cdef const floating* xp = _data4(x)
     cdef const floating* gp = _data4(gout)
     cdef floating* scratch = &work[0]

@@ -4,17 +4,20 @@
  *
  *     out[f, i, j] = bias[f] + sum_k  wt[k, f] * xpad[i*sh*Wp + j + off[k]]
  *
- * for 0 <= f < F, i0 <= i < i1 (rows of the OH-row output), 0 <= j < OW, where k runs over the K kernel
- * taps (c, p, q) and off[k] = c*Hp*Wp + p*dh*Wp + q*dw is where tap k reads,
+ * for 0 <= f < F, i0 <= i < i1 and ja <= j < jb (a block of the OH x OW
+ * output), where k runs over the K kernel taps (c, p, q) and
+ * off[k] = c*Hp*Wp + p*dh*Wp + q*dw is where tap k reads,
  * relative to the output position, in the zero-padded image xpad (C, Hp, Wp).
  * This is the forward cross-correlation; the input gradient at stride 1 is
  * the same sum over the padded output gradient with the kernel flipped (the
  * caller builds wt and off for either).
  *
  * No checking is done here; the callers in _core.pyx guarantee:
- *   - every read xpad[i*sh*Wp + j + off[k]] for j < round_up(OW, JB) lies
- *     inside the buffer, JB = 2 vectors = 16 floats or 8 doubles (it has JB
- *     elements of slack after the image: _engine._DIRECT_JB);
+ *   - every read xpad[i*sh*Wp + j + off[k]] for j < ja + round_up(jb - ja, JB)
+ *     lies inside the buffer, JB = 2 vectors = 16 floats or 8 doubles (it has
+ *     JB elements of slack after the image: _engine._DIRECT_JB); values read
+ *     past the rows and columns the block needs land only in lanes that are
+ *     not stored;
  *   - wt is packed by blocks of CVX_FB output channels, (ceil(F / CVX_FB),
  *     K, CVX_FB): wt[b, k, a] is the weight of tap k for channel
  *     b*CVX_FB + a, zero past F.  A block's weights are then read in order,
@@ -24,8 +27,8 @@
  * Blocking: a block of CVX_FB output channels times 2 vectors of consecutive
  * output columns, for one or two output rows, is accumulated in registers
  * over all K taps, then stored.  The last block of a row at least 2 vectors
- * wide is moved left to end at OW (it overlaps the one before); a block that
- * still sticks out past F or OW is computed into a stack buffer and its valid
+ * wide is moved left to end at jb (it overlaps the one before); a block that
+ * still sticks out past F or jb is computed into a stack buffer and its valid
  * part copied out.
  *
  * Portability: the vectors are GCC/Clang vector extensions of 32 bytes.  On
@@ -34,8 +37,9 @@
  * one where the CPU has it: the forward kernel for x86-64-v4 (AVX-512's 32
  * registers hold two rows of accumulators), x86-64-v3 (AVX2, FMA) and the
  * baseline; the weight gradient for x86-64-v3 and the baseline.  Elsewhere
- * the compiler maps the vectors to whatever SIMD the target has.  The two element types are instantiated from one body by
- * CVX_DEFINE_DIRECT and CVX_DEFINE_WGRAD, the only macro templates in convx:
+ * the compiler maps the vectors to whatever SIMD the target has.  The two
+ * element types are instantiated from one body by CVX_DEFINE_DIRECT and
+ * CVX_DEFINE_WGRAD (with _gemm.h's, the only macro templates in convx):
  * fused types cannot express SIMD vectors.
  */
 #ifndef CONVX_DIRECT_H
@@ -59,8 +63,8 @@ static inline void NAME##_store(T *p, VT v) { memcpy(p, &v, sizeof v); }        
 static inline __attribute__((always_inline)) void NAME##_block(                     \
     const T *xpad, ptrdiff_t row_step, const T *wt,                                 \
     const ptrdiff_t *off, ptrdiff_t K, ptrdiff_t F, const T *bias,                  \
-    T *out, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t i, ptrdiff_t j0, ptrdiff_t f0,    \
-    const int R)                                                                    \
+    T *out, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t i, ptrdiff_t j0, ptrdiff_t jend,  \
+    ptrdiff_t f0, const int R)                                                      \
 {                                                                                   \
     enum { JB = 2 * VL };                                                           \
     VT acc[2][CVX_FB][2];                                                           \
@@ -86,8 +90,8 @@ static inline __attribute__((always_inline)) void NAME##_block(                 
             }                                                                       \
         }                                                                           \
     }                                                                               \
-    const int full_f = f0 + CVX_FB <= F, full_j = j0 + JB <= OW;                    \
-    const ptrdiff_t nf = full_f ? CVX_FB : F - f0, nj = full_j ? JB : OW - j0;      \
+    const int full_f = f0 + CVX_FB <= F, full_j = j0 + JB <= jend;                  \
+    const ptrdiff_t nf = full_f ? CVX_FB : F - f0, nj = full_j ? JB : jend - j0;    \
     for (int r = 0; r < R; r++) {                                                   \
         if (full_f && full_j) {                                                     \
             for (int a = 0; a < CVX_FB; a++) {                                      \
@@ -108,31 +112,32 @@ static inline __attribute__((always_inline)) void NAME##_block(                 
     }                                                                               \
 }                                                                                   \
                                                                                     \
-/* A block of columns that would stick out past OW starts at OW - 2*VL        */  \
-/* instead, when the row is that wide: it recomputes a few columns the block  */  \
-/* before it wrote (the same values) rather than going through a buffer.      */  \
-static inline ptrdiff_t NAME##_last(ptrdiff_t j0, ptrdiff_t OW)                     \
+/* A block of columns that would stick out past jb starts at jb - 2*VL       */  \
+/* instead, when the range is that wide: it recomputes a few columns the     */  \
+/* block before it wrote (the same values) rather than going through a       */  \
+/* buffer.                                                                    */  \
+static inline ptrdiff_t NAME##_last(ptrdiff_t j0, ptrdiff_t ja, ptrdiff_t jb)       \
 {                                                                                   \
-    return j0 + 2 * VL > OW && OW >= 2 * VL ? OW - 2 * VL : j0;                     \
+    return j0 + 2 * VL > jb && jb - ja >= 2 * VL ? jb - 2 * VL : j0;                \
 }                                                                                   \
                                                                                     \
-/* Rows i0..i1 of the image, R output rows at a time (then one at a time).    */  \
+/* Rows i0..i1, columns ja..jb, R output rows at a time (then one at a time). */  \
 static inline __attribute__((always_inline)) void NAME##_body(                      \
     const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
     ptrdiff_t K, ptrdiff_t F, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,    \
-    ptrdiff_t i0, ptrdiff_t i1, const int R)                                        \
+    ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t ja, ptrdiff_t jb, const int R)            \
 {                                                                                   \
     ptrdiff_t i = i0;                                                               \
     for (; i + R <= i1; i += R)                                                     \
-        for (ptrdiff_t j0 = 0; j0 < OW; j0 += 2 * VL)                               \
+        for (ptrdiff_t j0 = ja; j0 < jb; j0 += 2 * VL)                              \
             for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \
                 NAME##_block(xpad, row_step, wt, off, K, F, bias, out, OH, OW,      \
-                             i, NAME##_last(j0, OW), f0, R);                        \
+                             i, NAME##_last(j0, ja, jb), jb, f0, R);                \
     for (; i < i1; i++)                                                             \
-        for (ptrdiff_t j0 = 0; j0 < OW; j0 += 2 * VL)                               \
+        for (ptrdiff_t j0 = ja; j0 < jb; j0 += 2 * VL)                              \
             for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \
                 NAME##_block(xpad, row_step, wt, off, K, F, bias, out, OH, OW,      \
-                             i, NAME##_last(j0, OW), f0, 1);                        \
+                             i, NAME##_last(j0, ja, jb), jb, f0, 1);                \
 }                                                                                   \
 CVX_DISPATCH_DIRECT(NAME, T)
 
@@ -142,8 +147,8 @@ CVX_DISPATCH_DIRECT(NAME, T)
 #define CVX_DIRECT_ARGS(T)                                                          \
     const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
     ptrdiff_t K, ptrdiff_t F, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,    \
-    ptrdiff_t i0, ptrdiff_t i1
-#define CVX_DIRECT_PASS xpad, row_step, wt, off, K, F, bias, out, OH, OW, i0, i1
+    ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t ja, ptrdiff_t jb
+#define CVX_DIRECT_PASS xpad, row_step, wt, off, K, F, bias, out, OH, OW, i0, i1, ja, jb
 #if CVX_X86_DISPATCH
 #define CVX_DISPATCH_DIRECT(NAME, T)                                                \
 __attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(CVX_DIRECT_ARGS(T)) \
@@ -167,28 +172,28 @@ static void NAME(CVX_DIRECT_ARGS(T)) { NAME##_body(CVX_DIRECT_PASS, 1); }
 
 /* The weight gradient, for one image and one group:
  *
- *     dw[f, k] += sum_{i0 <= i < i1, j < OW} g[f*gs + i*grs + j] * xpad[i*row_step + j + off[k]]
+ *     dw[f, k] += sum_{i0 <= i < i1, ja <= j < jb} g[f*gs + i*grs + j] * xpad[i*row_step + j + off[k]]
  *
  * (gs = OH*OW and grs = OW for a whole (F, OH, OW) gradient).  The im2col
  * path calls it too, over an explicit block of the column matrix, where it
  * is a plain block of dot products: i runs over images, j over positions.
  *
  * A block of CVX_FB output channels times 2 taps is accumulated in vector
- * registers over the whole image, then reduced.  Columns past the last full
- * vector are summed in scalars: reading past OW would multiply the padding
+ * registers over the block, then reduced.  Columns past the last full
+ * vector are summed in scalars: reading past jb would multiply the padding
  * of g by image values, and 0 * inf is NaN.
  */
 #define CVX_WGRAD_ARGS(T)                                                           \
     const T *xpad, ptrdiff_t row_step, const ptrdiff_t *off, ptrdiff_t K,           \
     const T *g, ptrdiff_t gs, ptrdiff_t grs,             /* IN: g, planes gs apart, */\
-    ptrdiff_t F, ptrdiff_t OW,                           /*  rows grs apart         */\
-    ptrdiff_t i0, ptrdiff_t i1,                          /* the rows to sum over */ \
+    ptrdiff_t F,                                         /*  rows grs apart         */\
+    ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t ja, ptrdiff_t jb, /* the block to sum over */\
     T *dw                                                /* IN/OUT: (F, K) */
-#define CVX_WGRAD_PASS xpad, row_step, off, K, g, gs, grs, F, OW, i0, i1, dw
+#define CVX_WGRAD_PASS xpad, row_step, off, K, g, gs, grs, F, i0, i1, ja, jb, dw
 #define CVX_DEFINE_WGRAD(NAME, T, VT, VL)                                           \
 static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRAD_ARGS(T))    \
 {                                                                                   \
-    const ptrdiff_t jv = OW / VL * VL;                                              \
+    const ptrdiff_t jv = ja + (jb - ja) / VL * VL;                                  \
     for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB) {                                  \
         const ptrdiff_t nf = F - f0 < CVX_FB ? F - f0 : CVX_FB;                     \
         for (ptrdiff_t k0 = 0; k0 < K; k0 += 2) {                                   \
@@ -209,7 +214,7 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRAD_ARGS(T))
                 const T *x1p = xpad + i * row_step + kb[1];                         \
                 const T *gp[CVX_FB];                                                \
                 for (int a = 0; a < CVX_FB; a++) gp[a] = g + fa[a] * gs + i * grs;  \
-                for (ptrdiff_t j = 0; j < jv; j += VL) {                            \
+                for (ptrdiff_t j = ja; j < jv; j += VL) {                           \
                     VT x0 = NAME##_ld(x0p + j), x1 = NAME##_ld(x1p + j);            \
                     for (int a = 0; a < CVX_FB; a++) {                              \
                         VT gv = NAME##_ld(gp[a] + j);                               \
@@ -217,7 +222,7 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRAD_ARGS(T))
                         acc[a][1] += gv * x1;                                       \
                     }                                                               \
                 }                                                                   \
-                for (ptrdiff_t j = jv; j < OW; j++)                                 \
+                for (ptrdiff_t j = jv; j < jb; j++)                                 \
                     for (int a = 0; a < CVX_FB; a++) {                              \
                         sacc[a][0] += gp[a][j] * x0p[j];                            \
                         sacc[a][1] += gp[a][j] * x1p[j];                            \

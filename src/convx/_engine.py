@@ -192,10 +192,11 @@ _DIRECT_MAX_BLOCK_WEIGHT_GRAD = 2048
 # CPU without AVX2 the direct kernels are scalar and the GEMM is faster.
 USE_DIRECT = _core.direct_fast()
 
-# Work is split into items of about this many multiply-adds at most (a
-# millisecond or two): the granularity at which threads share one image and
-# at which a call notices Ctrl-C.
-_ITEM_MACS = 1 << 25
+# Work is split into items of about this many multiply-adds at most: the
+# granularity at which threads share one image and at which a call notices
+# Ctrl-C (a third of a millisecond on AVX2 at 50 GFLOP/s, some 20 ms on the
+# baseline kernels).
+_ITEM_MACS = 1 << 24
 
 
 def _direct_pays(taps, cols, sw, image, scratch, weight_grad=False):
@@ -254,25 +255,32 @@ def _direct_weights(w, groups, flip):
     return np.ascontiguousarray(wt.transpose(0, 1, 3, 2))
 
 
-def _rows_per_item(rows, row_macs, images, threads):
-    """Output rows per item: at most _ITEM_MACS of work, and enough items for
-    every thread when there are fewer images than threads."""
-    rb = max(1, _ITEM_MACS // max(row_macs, 1))
+def _blocks(rows, cols, col_macs, images, threads):
+    """(rows, columns) of output per item of the direct kernels: at most
+    _ITEM_MACS of work (whole rows when a row is less; else part of one row,
+    a long 1-D signal's say), and enough items for every thread when there
+    are fewer images than threads."""
+    row_macs = cols * col_macs
+    if row_macs > _ITEM_MACS:
+        return 1, min(cols, max(64, _ITEM_MACS // max(col_macs, 1)))
+    rb = _ITEM_MACS // max(row_macs, 1)
     if images < 2 * threads:
         rb = min(rb, -(-rows // -(-2 * threads // images)))
-    return max(1, min(rows, rb))
+    return max(1, min(rows, rb)), cols
 
 
 def _direct_run(who, src, wt, d, bias, out):
     """Run the direct kernel over a batch (see _core.conv_direct).  ``d`` is a
-    plan's ``(off, cs, hp, wp, top, left, row_step, span, groups, macs, row_macs)``."""
-    off, cs, hp, wp, top, left, row_step, span, groups, macs, row_macs = d
-    threads = _threads.plan(src.shape[0] * groups * out.shape[2], macs)
+    plan's ``(off, cs, hp, wp, top, left, row_step, span_h, span_w, groups, macs,
+    col_macs)``."""
+    off, cs, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs = d
+    n, (rows, cols) = src.shape[0], out.shape[2:]
+    threads = _threads.plan(n * groups * rows * cols, macs)
     slack = _DIRECT_JB[src.dtype]
     work = _scratch(who, cs * hp * wp + slack, src.dtype, threads)
-    rb = _rows_per_item(out.shape[2], row_macs, src.shape[0] * groups, threads)
+    rb, cb = _blocks(rows, cols, col_macs, n * groups, threads)
     _call(_core.conv_direct, macs, src, wt, off, bias, out, work, groups, hp, wp, top, left,
-          row_step, span, slack, rb, threads)
+          row_step, span_h, span_w, slack, rb, cb, threads)
     return out
 
 
@@ -375,8 +383,8 @@ def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=
     if _direct_pays(k, fg, stride[1], h * wd, hp * wp) and k * fg <= _DIRECT_MAX_BLOCK:
         off = _tap_offsets(c // groups, kh, kw, hp, wp, dilation[0], dilation[1])
         return who, _DIRECT, out_shape, (off, c // groups, hp, wp, pads[0], pads[2],
-                                          stride[0] * wp, (kh - 1) * dilation[0] + 1, groups,
-                                          macs, ow * fg * k)
+                                         stride[0] * wp, (kh - 1) * dilation[0] + 1,
+                                         (kw - 1) * dilation[1] + 1, groups, macs, fg * k)
     check_gemm_sizes(func, k, oh * ow, f)
     p = oh * ow
     nb = min(p, _NC)
@@ -409,7 +417,7 @@ def forward_run(plan, x, w, bias):
             _scratch(who, per, dtype, threads, shared)
         _call(_FORWARD[dtype], macs, x, w, bias, out, work, *geometry, nb, mb, threads)
     elif how is _DIRECT:
-        _direct_run(who, x, _direct_weights(w, args[8], flip=False), args, bias, out)
+        _direct_run(who, x, _direct_weights(w, args[9], flip=False), args, bias, out)
     elif how is _ZERO:
         out[...] = 0 if bias is None else bias[:, None, None]
     return out
@@ -441,7 +449,8 @@ def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilati
         off = _tap_offsets(fg, kh, kw, hp, wp, dilation[0], dilation[1])
         return who, _DIRECT, input_shape, (
             (off, fg, hp, wp, (kh - 1) * dilation[0] - pads[0], (kw - 1) * dilation[1] - pads[2],
-             wp, (kh - 1) * dilation[0] + 1, groups, macs, wd * cg * taps), gemm)
+             wp, (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1, groups, macs,
+             cg * taps), gemm)
     if _small(macs, shared + per):
         return who, _SMALL, input_shape, geometry + (min(nb, p), cg, 1, False)
     return who, _GEMM, input_shape, gemm
@@ -487,7 +496,7 @@ def input_grad_run(plan, w, gout):
         # gradient has no term at all, so non-finite weights take the GEMM,
         # which sums over the output positions that exist.
         if np.isfinite(w).all():
-            return _direct_run(who, gout, _direct_weights(w, direct[8], flip=True), direct,
+            return _direct_run(who, gout, _direct_weights(w, direct[9], flip=True), direct,
                                None, dx)
         args = gemm
         dx[...] = 0
@@ -511,8 +520,8 @@ def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dila
             and k * fg <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
         off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
         return who, _DIRECT, weight_shape, (off, cg, hp, wp, pads[0], pads[2], stride[0] * wp,
-                                             (kh - 1) * dilation[0] + 1, groups, macs,
-                                             ow * fg * k)
+                                            (kh - 1) * dilation[0] + 1,
+                                            (kw - 1) * dilation[1] + 1, groups, macs, fg * k)
     check_gemm_sizes(func, k, oh * ow, f)
     p = oh * ow
     pointwise = (kh == kw == 1 and stride == (1, 1) and pads == (0, 0, 0, 0)
@@ -580,14 +589,14 @@ def weight_grad_run(plan, x, gout):
             _scratch(who, per, dtype, threads)
         _call(_WEIGHT_GRAD[dtype], macs, x, gout, dw, work, *geometry, nb, ipb, off, threads)
         return dw
-    off, cg, hp, wp, top, left, row_step, span, groups, macs, row_macs = args
-    oh = gout.shape[2]
-    threads = _threads.plan(x.shape[0] * groups * oh, macs)
+    off, cg, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs = args
+    n, (rows, cols) = x.shape[0], gout.shape[2:]
+    threads = _threads.plan(n * groups * rows * cols, macs)
     slack = _DIRECT_JB[dtype]
     work = _scratch(who, dw.size + cg * hp * wp + slack, dtype, threads)
-    rb = _rows_per_item(oh, row_macs, x.shape[0] * groups, threads)
+    rb, cb = _blocks(rows, cols, col_macs, n * groups, threads)
     _call(_core.conv_weight_grad_direct, macs, x, gout, off, dw, work, groups, hp, wp, top, left,
-          row_step, span, slack, rb, threads)
+          row_step, span_h, span_w, slack, rb, cb, threads)
     return dw
 
 
