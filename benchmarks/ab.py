@@ -19,9 +19,11 @@ over ``--rounds`` rounds (45 by default) of 2,000 calls per case.
 (benchmarks/bench.py's and others: one image, strided, 1x1, depthwise,
 grouped, a 7x7 stem, 256 channels) in float32 and float64, and checks that
 the two builds agree (``np.allclose`` at 1e-4 / 1e-10 of the largest
-magnitude).  After every sample of a pass that ran BLAS threads (builds
-before convx had its own matrix product), it pauses for OpenBLAS's threads
-to stop spinning, which would otherwise slow what runs next.
+magnitude).  After every sample it pauses (``--settle``, 0.25 s): builds
+before convx had its own matrix product ran OpenBLAS's threads on one image,
+and those threads spin after a call, slowing whatever runs next (the weight
+gradient of one 64-channel image measured 0.41x with a pause of 0.05 s and
+1.0x with 0.3 s).
 
 The machine may be shared: quote the ratios, not the times.
 """
@@ -178,7 +180,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=None, metavar="N")
     ap.add_argument("--filter", default="", metavar="WORDS",
                     help="only the pass cases whose name has all these comma-separated words")
-    ap.add_argument("--settle", type=float, default=0.05, metavar="S",
+    ap.add_argument("--settle", type=float, default=0.25, metavar="S",
                     help="pause after each pass sample (OpenBLAS's threads spin after calls)")
     ap.add_argument("--markdown", metavar="PATH", help="also write the tables to PATH")
     args = ap.parse_args()

@@ -50,9 +50,15 @@ Targets (the run exits 1 if one fails or a result disagrees):
 * float32: torch/convx >= 0.6 on every pass and geometric mean >= 1.0;
 * per-call overhead: conv1d of a (1,1,5) input with a (1,1,3) kernel (padding 1),
   its input grad and weight grad, and the notebook name ``convx.conv_1d`` on a
-  length-5 signal with a length-3 kernel: median over 45 rounds <= 5 us per
-  call, each round timing 2000 calls of every case in turn (a burst of load
-  from another tenant then hits all cases alike instead of one whole case);
+  length-5 signal with a length-3 kernel: median over 45 rounds <= 0.70 times
+  the median of the notebook's own pure-Python ``conv_1d`` loop on the same
+  signal, each round timing 2000 calls of every case in turn (a burst of load
+  from another tenant then hits all cases alike instead of one whole case).
+  A tiny call's cost is mostly Python's, so the yardstick is Python code on
+  the same machine in the same rounds: the target was first 5 us, on a
+  machine where the loop took 7.17 us (5 / 7.17 = 0.70), and an absolute
+  time fails on a machine that runs Python 2.5 times slower whatever convx
+  does (benchmarks/ab.py compares builds directly);
 * working memory: the peak memory traced by ``tracemalloc`` (NumPy's array
   allocations are traced) during one convx call on the largest shape, minus
   the output it returns (the inputs exist before tracing starts), must not grow
@@ -116,7 +122,7 @@ TARGETS = {  # dtype: (every pass >=, geometric mean >=)
     "float64": (1.0, 2.0),
     "float32": (0.6, 1.0),
 }
-OVERHEAD_TARGET = 5e-6      # s per call
+OVERHEAD_TARGET = 0.70      # median per call / the notebook loop's median per call
 MEMORY_SLACK = 1 << 20      # bytes
 MEMORY_GROWTH = 1.5         # batch 16 may use at most this times batch 4 (+ slack)
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -566,11 +572,13 @@ def summaries(rows, overhead_rows, memory_rows):
         out.append((ok, f"{dtype}: torch/convx geometric mean {gm:.2f}x (target >= {gm_target:g}), "
                         f"lowest {worst:.2f}x on {wr.shape.name} {wr.pass_} "
                         f"(target every pass >= {floor:g}), over {len(rs)} passes"))
+    loop = _loop_median(overhead_rows)
     for name, med, _, target in overhead_rows:
         if target:
-            out.append((med <= OVERHEAD_TARGET,
-                        f"overhead: {name} tiny input {med * 1e6:.2f} us per call "
-                        f"(median; target <= {OVERHEAD_TARGET * 1e6:g} us)"))
+            out.append((med <= OVERHEAD_TARGET * loop,
+                        f"overhead: {name} tiny input {med * 1e6:.2f} us per call, "
+                        f"{med / loop:.2f} x the notebook's loop ({loop * 1e6:.2f} us) "
+                        f"(median; target <= {OVERHEAD_TARGET:g} x)"))
     for m in memory_rows:
         out.append((m["ok"], f"memory: {m['dtype']} {m['pass']} on (N,64,56,56): extra "
                              f"{fmt_mib(m['extra4'])} at N=4, {fmt_mib(m['extra16'])} at N=16 "
@@ -578,11 +586,19 @@ def summaries(rows, overhead_rows, memory_rows):
     return out
 
 
+def _loop_median(overhead_rows):
+    """The notebook loop's median per call: the overhead targets' yardstick."""
+    return next(med for name, med, _, _ in overhead_rows if name == "notebook loops conv_1d")
+
+
 def overhead_table(overhead_rows):
+    loop = _loop_median(overhead_rows)
     return [{"call (1-D, length 5, kernel 3)": name, "median per call": f"{med * 1e6:.2f} us",
              "min per call": f"{mn * 1e6:.2f} us",
-             "target": (f"<= {OVERHEAD_TARGET * 1e6:g} us" if target else "info"),
-             "verdict": ("PASS" if med <= OVERHEAD_TARGET else "FAIL") if target else "-"}
+             "/ notebook loop": f"{med / loop:.2f}",
+             "target": (f"<= {OVERHEAD_TARGET:g} x the loop" if target else "info"),
+             "verdict": ("PASS" if med <= OVERHEAD_TARGET * loop else "FAIL") if target
+             else "-"}
             for name, med, mn, target in overhead_rows]
 
 
@@ -789,7 +805,10 @@ def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, c
         f"Median (and minimum) over {args.overhead_rounds} rounds; each round times "
         f"{args.overhead_calls} calls of every row in turn, so that a burst of load from "
         "another tenant slows all rows alike.  float64, padding 1 (the notebook name: its "
-        "'same' convolution of a length-5 signal).",
+        "'same' convolution of a length-5 signal).  The target is a ratio to the "
+        "notebook's own Python loop on the same signal, timed in the same rounds: a tiny "
+        "call costs Python time, and machines differ in it (the target was 5 us where the "
+        "loop took 7.17 us).",
         "",
         md_table(overhead_table(ov)),
         "",
