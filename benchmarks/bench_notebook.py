@@ -2,7 +2,7 @@
 
     python benchmarks/bench_notebook.py [--repeat R] [--loop-images K]
                                         [--markdown PATH] [--seed S]
-                                        [--blas-threads N]
+                                        [--threads N]
 
 The baseline is ``benchmarks/notebook_loops.py``: the learner's notebook code,
 transcribed as written.  Three examples from the notebook are timed:
@@ -35,13 +35,12 @@ saw), or the pass is reported as a mismatch and the script exits 1.  The
 exit status is also 1 when a target pass is under 1000x.
 
 The machine this runs on may be shared and small (2 cores): run it on an idle
-machine, and read the convx minimum beside the median.  convx's GEMMs run in
-SciPy's OpenBLAS, which by default starts one thread per core; when another
-process keeps a core busy those threads wait on each other and a
-millisecond-sized GEMM can take 50-100x longer.  The script prints the OpenBLAS
-thread count and the load average before and after the run;
-``--blas-threads N`` sets the thread count (at run time, through OpenBLAS's
-own ``set_num_threads``) for a run on a busy machine.
+machine, and read the convx minimum beside the median.  convx runs one thread
+per core by default; when another process keeps a core busy its threads wait
+on each other and a millisecond-sized pass can take many times longer.  The
+script prints convx's thread count and the load average before and after the
+run; ``--threads N`` sets convx's thread count (``convx.set_num_threads``) for
+a run on a busy machine.
 """
 import argparse
 import datetime
@@ -62,38 +61,6 @@ from report import fmt_time, load_average, md_table, text_table
 TARGET = 1000.0
 LOOP_REPEAT_BELOW = 0.5   # s: loop calls faster than this are repeated ...
 LOOP_BUDGET = 2.0         # s: ... for about this long in all
-
-
-# --------------------------------------------------------------------------
-# The OpenBLAS that convx's GEMMs call (SciPy's, through scipy.linalg.cython_blas)
-# --------------------------------------------------------------------------
-
-def _scipy_openblas():
-    """(ctypes library, symbol prefix) of SciPy's 32-bit-int OpenBLAS, or (None, None)."""
-    import ctypes
-    import scipy.linalg.cython_blas  # noqa: F401  (loaded already by convx)
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower()
-                            and ln.split()[-1].startswith("/")})
-    except OSError:
-        return None, None
-    for path in paths:
-        lib = ctypes.CDLL(path)
-        for prefix in ("scipy_openblas_", "openblas_"):
-            if hasattr(lib, prefix + "get_num_threads"):  # the 64-bit-int build has a 64_ suffix
-                return lib, prefix
-    return None, None
-
-
-def blas_threads(set_to=None):
-    """OpenBLAS thread count for convx's GEMMs, after setting it when asked (None if unknown)."""
-    lib, prefix = _scipy_openblas()
-    if lib is None:
-        return None
-    if set_to is not None:
-        getattr(lib, prefix + "set_num_threads")(int(set_to))
-    return int(getattr(lib, prefix + "get_num_threads")())
 
 
 # --------------------------------------------------------------------------
@@ -274,7 +241,6 @@ def rows(passes, loop_images):
 
 
 def machine_info():
-    import scipy
     threads = report.thread_env()
     return {
         "nproc": report.cpu_count(),
@@ -282,9 +248,8 @@ def machine_info():
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "scipy": scipy.__version__,
         "convx": convx.__version__,
-        "blas threads env": ", ".join(f"{k}={v}" for k, v in threads.items()) or "(unset)",
+        "threads env": ", ".join(f"{k}={v}" for k, v in threads.items()) or "(unset)",
     }
 
 
@@ -299,9 +264,8 @@ def write_markdown(path, rs, info, command, args, when, targets_ok, checks_ok, e
         f"- command: `{command}`",
         "- machine: " + f"nproc {info['nproc']}, {info['cpu']}, {info['platform']} "
         "(a shared machine: other work may have run beside the benchmark)",
-        f"- versions: Python {info['python']}, NumPy {info['numpy']}, SciPy {info['scipy']}, "
-        f"convx {info['convx']}; OpenBLAS threads for convx's GEMMs: {info['blas threads']} "
-        f"(thread variables: {info['blas threads env']})",
+        f"- versions: Python {info['python']}, NumPy {info['numpy']}, convx {info['convx']}; "
+        f"convx threads: {info['threads']} (thread variables: {info['threads env']})",
         f"- load average (1, 5, 15 min) before the run: {info['load before']}; "
         f"after: {info['load after']}",
         f"- wall time of the whole run: {elapsed:.0f} s",
@@ -326,10 +290,10 @@ def write_markdown(path, rs, info, command, args, when, targets_ok, checks_ok, e
         "filter, so it does about 9/25 of the work; it is listed for information only.",
         "- The 2-D and 1-D rows carry no target: on such small inputs convx's time is mostly "
         "the fixed cost of a Python call with argument checks.",
-        "- convx's GEMMs run in SciPy's OpenBLAS, by default with one thread per core.  "
-        "When another process keeps a core busy, those threads wait on each other and a "
-        "CIFAR pass can take 50-100x longer than on an idle machine; compare the load "
-        "average above, and `--blas-threads 1` for a run on a busy machine.",
+        "- convx runs one thread per core by default.  When another process keeps a core "
+        "busy, those threads wait on each other and a CIFAR pass can take many times longer "
+        "than on an idle machine; compare the load average above, and `--threads 1` for a "
+        "run on a busy machine.",
     ]
     if scaled:
         lines.append(
@@ -353,30 +317,28 @@ def main(argv=None):
                          "scale by 10/K (default: all 10, no scaling)")
     ap.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     ap.add_argument("--seed", type=int, default=190220, help="random seed (default 190220)")
-    ap.add_argument("--blas-threads", type=int, default=None, metavar="N",
-                    help="OpenBLAS threads for convx's GEMMs (default: OpenBLAS's own, "
-                         "one per core unless OPENBLAS_NUM_THREADS says otherwise)")
+    ap.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="convx's thread count (default: convx's own, one per core unless "
+                         "OMP_NUM_THREADS says otherwise)")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
     if args.loop_images is not None and not 1 <= args.loop_images <= 10:
         ap.error("--loop-images must be between 1 and 10")
-    if args.blas_threads is not None and args.blas_threads < 1:
-        ap.error("--blas-threads must be >= 1")
+    if args.threads is not None:
+        try:
+            convx.set_num_threads(args.threads)
+        except ValueError as e:
+            ap.error(f"--threads: {e}")
 
     command = "python " + shlex.join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     info = machine_info()
-    threads = blas_threads(args.blas_threads)
-    if args.blas_threads is not None and threads != args.blas_threads:
-        print(f"error: could not set the OpenBLAS thread count to {args.blas_threads} "
-              f"(it is {threads})", file=sys.stderr)
-        return 2
-    info["blas threads"] = "unknown" if threads is None else str(threads)
+    info["threads"] = str(convx.get_num_threads())
     info["load before"] = load_average()
     print(f"{when}; nproc {info['nproc']}; {info['cpu']}; Python {info['python']}, "
-          f"NumPy {info['numpy']}, SciPy {info['scipy']}, convx {info['convx']}; "
-          f"OpenBLAS threads {info['blas threads']} (variables: {info['blas threads env']}); "
+          f"NumPy {info['numpy']}, convx {info['convx']}; "
+          f"convx threads {info['threads']} (variables: {info['threads env']}); "
           f"load average {info['load before']}")
     print(f"command: {command}")
 
