@@ -162,6 +162,18 @@ def test_ctrl_c_stops_a_long_call(make, threads, baseline_isa):
     _assert_clean()
 
 
+def _call_with_handler(handler, call):
+    """``call()`` with ``handler`` for SIGINT, and a SIGINT 50 ms into it."""
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        th, _ = _sigint_after(0.05)
+        got = call()
+        th.join()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return got
+
+
 def test_a_handler_that_does_not_raise_gets_the_full_result(baseline_isa):
     """A SIGINT handler of the user's that returns: the call is interrupted,
     the handler runs, and the call starts again and completes."""
@@ -169,30 +181,16 @@ def test_a_handler_that_does_not_raise_gets_the_full_result(baseline_isa):
     call = make(256)
     expected = call()
     seen = []
-    old = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
-    try:
-        th, _ = _sigint_after(0.05)
-        got = call()
-        th.join()
-    finally:
-        signal.signal(signal.SIGINT, old)
+    got = _call_with_handler(lambda signum, frame: seen.append(signum), call)
     assert seen == [signal.SIGINT]
     assert np.array_equal(got, expected)
     _assert_clean()
 
 
 def test_an_ignored_sigint_does_not_stop_a_call(baseline_isa):
-    make = _maker("forward", 1, 64, 64, 3, 128)
-    call = make(128)
+    call = _maker("forward", 1, 64, 64, 3, 128)(128)
     expected = call()
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        th, _ = _sigint_after(0.05)
-        got = call()
-        th.join()
-    finally:
-        signal.signal(signal.SIGINT, old)
-    assert np.array_equal(got, expected)
+    assert np.array_equal(_call_with_handler(signal.SIG_IGN, call), expected)
     _assert_clean()
 
 

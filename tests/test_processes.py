@@ -63,6 +63,20 @@ def check(results):
 def child_work(_=None):
     results = passes()
     return check(results), convx.get_num_threads(), SEEN()
+
+def fork_and_wait(child):
+    # child() in a forked child, which prints what it finds; the parent
+    # waits for it, and fails if the child failed
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child()
+            os._exit(0)
+        except BaseException as e:
+            print("child failed:", repr(e), flush=True)
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 """
 
 
@@ -95,17 +109,7 @@ def _two_threads():
 def test_os_fork_after_a_threaded_call():
     _two_threads()
     out = run_case("""
-        pid = os.fork()
-        if pid == 0:
-            try:
-                ok, threads, seen = child_work()
-                print("child", ok, threads, seen, flush=True)
-                os._exit(0)
-            except BaseException as e:
-                print("child failed:", repr(e), flush=True)
-                os._exit(1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        fork_and_wait(lambda: print("child", *child_work(), flush=True))
         child_work()      # the parent still runs threads
         print("parent", PARENT_THREADS, SEEN())
     """)
@@ -169,19 +173,11 @@ def test_fork_while_another_thread_is_inside_a_call():
         th.start()
         inside.wait()
         time.sleep(0.05)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                assert blas() == before, (blas(), before)
-                ok, threads, seen = child_work()
-                print("child", ok, threads, seen, blas() == before, flush=True)
-                os._exit(0)
-            except BaseException as e:
-                print("child failed:", repr(e), flush=True)
-                os._exit(1)
-        _, status = os.waitpid(pid, 0)
+        def child():
+            assert blas() == before, (blas(), before)
+            print("child", *child_work(), blas() == before, flush=True)
+        fork_and_wait(child)
         th.join()
-        assert os.waitstatus_to_exitcode(status) == 0
         assert blas() == before
         print("parent", blas() == before)
     """)
@@ -195,18 +191,10 @@ def test_child_that_sets_two_threads():
     results."""
     _two_threads()
     out = run_case("""
-        pid = os.fork()
-        if pid == 0:
-            try:
-                convx.set_num_threads(2)
-                ok, threads, seen = child_work()
-                print("child", ok, threads, seen, convx._core.forked(), flush=True)
-                os._exit(0)
-            except BaseException as e:
-                print("child failed:", repr(e), flush=True)
-                os._exit(1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        def child():
+            convx.set_num_threads(2)
+            print("child", *child_work(), convx._core.forked(), flush=True)
+        fork_and_wait(child)
     """)
     assert "child True 1 1 True" in out
 
@@ -215,17 +203,8 @@ def test_child_that_sets_two_threads():
 def test_fork_of_a_fork():
     _two_threads()
     out = run_case("""
-        pid = os.fork()
-        if pid == 0:
-            pid2 = os.fork()
-            if pid2 == 0:
-                ok, threads, seen = child_work()
-                print("grandchild", ok, threads, flush=True)
-                os._exit(0)
-            _, status = os.waitpid(pid2, 0)
-            os._exit(os.waitstatus_to_exitcode(status))
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        fork_and_wait(lambda: fork_and_wait(
+            lambda: print("grandchild", *child_work()[:2], flush=True)))
     """)
     assert "grandchild True 1" in out
 
@@ -249,14 +228,12 @@ def test_show_config_in_a_forked_child():
         pytest.skip("no fork()")
     out = run_case("""
         import io, contextlib
-        pid = os.fork()
-        if pid == 0:
+        def child():
             buf = io.StringIO()
             with contextlib.redirect_stdout(buf):
                 convx.show_config()
             print("config", "one thread in a child of fork()" in buf.getvalue(), flush=True)
-            os._exit(0)
-        os.waitpid(pid, 0)
+        fork_and_wait(child)
     """)
     assert "config True" in out
 

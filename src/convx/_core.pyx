@@ -433,6 +433,30 @@ cdef inline floating* _scratch(floating[::1] work, floating* stack) noexcept:
     return stack if work is None else &work[0]
 
 
+cdef void _zero_accumulators(floating* scratch, Py_ssize_t per, Py_ssize_t size,
+                             int nt) noexcept nogil:
+    """The weight gradients' per-thread accumulators: the first ``size``
+    values of each thread's ``per``.  All of them, whether or not a thread
+    gets items."""
+    cdef int t
+    for t in range(nt):
+        memset(scratch + t * per, 0, size * sizeof(floating))
+
+
+cdef void _add_accumulators(const floating* scratch, Py_ssize_t per, Py_ssize_t size, int nt,
+                            floating* out) noexcept nogil:
+    """out = the threads' accumulators added in thread order (the same bits
+    for the same number of threads)."""
+    cdef Py_ssize_t i
+    cdef int t
+    cdef floating s
+    for i in range(size):
+        s = scratch[i]
+        for t in range(1, nt):
+            s = s + scratch[t * per + i]
+        out[i] = s
+
+
 cdef void _forward_item(const floating* x, const floating* wpack, const floating* bias,
                         floating* out, floating* bbuf, const Geom* G, Py_ssize_t nb,
                         Py_ssize_t nblk, Py_ssize_t mb, Py_ssize_t nmb, Py_ssize_t item,
@@ -700,27 +724,24 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     cdef Py_ssize_t size = G.F * G.K, nblk = (G.P + nb - 1) // nb, N = x.shape[0]
     cdef Py_ssize_t per = size + (((0 if G.pointwise else G.K * ipb * nb)) if offp != NULL
                                   else _apack(G.Fg, nb) + _bpack(nb, G.K))
-    cdef Py_ssize_t items = (N + ipb - 1) // ipb * groups * nblk, it, tid, i, t
+    cdef Py_ssize_t items = (N + ipb - 1) // ipb * groups * nblk, it, tid
     cdef const floating* xp = _data4(x)
     cdef const floating* gp = _data4(gout)
     cdef floating* out = &dw[0, 0, 0, 0]
     cdef floating* mine
-    cdef floating s
     cdef const int* stop = _stop(interruptible)
     with nogil:
         nt = _team(nt)
+    with nogil:
+        _zero_accumulators(scratch, per, size, nt)
     if nt == 1:
         with nogil:
-            memset(scratch, 0, size * sizeof(floating))
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
                 _weight_grad_item(xp, gp, offp, scratch, scratch + size, &G, N, nb, ipb, nblk, it,
                                   stop)
     else:
-        with nogil:  # every accumulator, whether or not its thread gets items
-            for t in range(nt):
-                memset(scratch + t * per, 0, size * sizeof(floating))
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
@@ -730,11 +751,7 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                     _weight_grad_item(xp, gp, offp, mine, mine + size, &G, N, nb, ipb, nblk, it,
                                       stop)
     with nogil:
-        for i in range(size):
-            s = scratch[i]
-            for t in range(1, nt):
-                s = s + scratch[t * per + i]
-            out[i] = s
+        _add_accumulators(scratch, per, size, nt, out)
     return not CVX_STOPPED(stop)
 
 
@@ -917,27 +934,24 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
                                  cb, slack)
     cdef Py_ssize_t size = dw.shape[0] * dw.shape[1] * dw.shape[2] * dw.shape[3]
     cdef Py_ssize_t per = size + D.Cs * Hp * Wp + slack
-    cdef Py_ssize_t items = x.shape[0] * groups * D.nrb * D.ncb, it, tid, i, t
+    cdef Py_ssize_t items = x.shape[0] * groups * D.nrb * D.ncb, it, tid
     cdef const floating* xp = _data4(x)
     cdef const floating* gp = _data4(gout)
     cdef floating* scratch = &work[0]
     cdef floating* out = &dw[0, 0, 0, 0]
     cdef floating* mine
-    cdef floating s
     cdef const int* stop = _stop(interruptible)
     with nogil:
         nt = _team(nt)
+    with nogil:
+        _zero_accumulators(scratch, per, size, nt)
     if nt == 1:
         with nogil:
-            memset(scratch, 0, size * sizeof(floating))
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
                 _wgrad_direct_item(xp, gp, &off[0], scratch, scratch + size, &D, it)
     else:
-        with nogil:  # every accumulator, whether or not its thread gets items
-            for t in range(nt):
-                memset(scratch + t * per, 0, size * sizeof(floating))
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
@@ -946,11 +960,7 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
                 if not CVX_STOPPED(stop):
                     _wgrad_direct_item(xp, gp, &off[0], mine, mine + size, &D, it)
     with nogil:
-        for i in range(size):
-            s = scratch[i]
-            for t in range(1, nt):
-                s = s + scratch[t * per + i]
-            out[i] = s
+        _add_accumulators(scratch, per, size, nt, out)
     return not CVX_STOPPED(stop)
 
 

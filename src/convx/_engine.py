@@ -148,8 +148,9 @@ def _call(kernel, macs, *args, accumulates_into=None):
 
     A call from the main thread of at least _INTERRUPT_MIN_MACS chains a
     SIGINT handler in front of Python's for its duration: a Ctrl-C then
-    stops the kernel's threads at their next check (about a millisecond of
-    work apart) and Python's own handler raises KeyboardInterrupt here.  If
+    stops the kernel's threads at their next check (between items of at most
+    _ITEM_MACS, and between a matrix product's blocks) and Python's own
+    handler raises KeyboardInterrupt here.  If
     that handler returns instead of raising (a user's handler), the call is
     made again from the start, after zeroing ``accumulates_into`` (the output
     of a kernel that adds into it; the others overwrite theirs).
@@ -269,19 +270,19 @@ def _blocks(rows, cols, col_macs, images, threads):
     return max(1, min(rows, rb)), cols
 
 
-def _direct_run(who, src, wt, d, bias, out):
-    """Run the direct kernel over a batch (see _core.conv_direct).  ``d`` is a
-    plan's ``(off, cs, hp, wp, top, left, row_step, span_h, span_w, groups, macs,
-    col_macs)``."""
+def _direct_run(who, kernel, arrays, d, n, rows, cols, dtype, accumulator=0):
+    """Run a direct kernel (_core.conv_direct or conv_weight_grad_direct) on
+    ``arrays`` over a batch of ``n`` images whose output is rows x cols.
+    ``d`` is a plan's ``(off, cs, hp, wp, top, left, row_step, span_h, span_w,
+    groups, macs, col_macs)``; each thread's scratch is ``accumulator`` values
+    (the weight gradient's) and a padded image."""
     off, cs, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs = d
-    n, (rows, cols) = src.shape[0], out.shape[2:]
     threads = _threads.plan(n * groups * rows * cols, macs)
-    slack = _DIRECT_JB[src.dtype]
-    work = _scratch(who, cs * hp * wp + slack, src.dtype, threads)
+    slack = _DIRECT_JB[dtype]
+    work = _scratch(who, accumulator + cs * hp * wp + slack, dtype, threads)
     rb, cb = _blocks(rows, cols, col_macs, n * groups, threads)
-    _call(_core.conv_direct, macs, src, wt, off, bias, out, work, groups, hp, wp, top, left,
-          row_step, span_h, span_w, slack, rb, cb, threads)
-    return out
+    _call(kernel, macs, *arrays, work, groups, hp, wp, top, left, row_step, span_h, span_w,
+          slack, rb, cb, threads)
 
 
 # --------------------------------------------------------------------------
@@ -324,8 +325,19 @@ def _input_grad_positions(k):
 _EMPTY, _ZERO, _DIRECT, _GEMM, _SMALL = "empty", "zero", "direct", "gemm", "small"
 
 
-def _small(macs, scratch):
+def _fits_small(macs, scratch):
     return macs < _threads._PARALLEL_MIN_MACS and scratch <= _STACK_SCRATCH
+
+
+def _run_small(who, kernel, shape, dtype, zero, arrays, args):
+    """A _SMALL plan's call: the result, then the kernel on the calling
+    thread with its scratch on its stack, and nothing else."""
+    try:
+        out = (np.zeros if zero else np.empty)(shape, dtype)
+    except MemoryError:
+        out = _result(who, shape, dtype, zero)
+    kernel(*arrays, out, None, *args)
+    return out
 
 
 # Checking the arguments, and planning the engine's path, cost more than
@@ -390,7 +402,7 @@ def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=
     nb = min(p, _NC)
     shared, per = _core.forward_scratch(fg, k, groups, nb)
     geometry = _geometry(stride, pads, dilation, groups)
-    if _small(macs, shared + per):
+    if _fits_small(macs, shared + per):
         return who, _SMALL, out_shape, geometry + (nb, fg, 1, False)
     return who, _GEMM, out_shape, (geometry, nb, shared, per, macs, n * groups * -(-p // nb), fg)
 
@@ -400,12 +412,7 @@ def forward_run(plan, x, w, bias):
     who, how, out_shape, args = plan
     dtype = x.dtype
     if how is _SMALL:
-        try:
-            out = np.empty(out_shape, dtype)
-        except MemoryError:
-            out = _result(who, out_shape, dtype)
-        _FORWARD[dtype](x, w, bias, out, None, *args)
-        return out
+        return _run_small(who, _FORWARD[dtype], out_shape, dtype, False, (x, w, bias), args)
     out = _result(who, out_shape, dtype)
     if how is _GEMM:
         geometry, nb, shared, per, macs, items, fg = args
@@ -417,7 +424,9 @@ def forward_run(plan, x, w, bias):
             _scratch(who, per, dtype, threads, shared)
         _call(_FORWARD[dtype], macs, x, w, bias, out, work, *geometry, nb, mb, threads)
     elif how is _DIRECT:
-        _direct_run(who, x, _direct_weights(w, args[9], flip=False), args, bias, out)
+        _direct_run(who, _core.conv_direct,
+                    (x, _direct_weights(w, args[9], flip=False), args[0], bias, out), args,
+                    x.shape[0], out_shape[2], out_shape[3], dtype)
     elif how is _ZERO:
         out[...] = 0 if bias is None else bias[:, None, None]
     return out
@@ -451,7 +460,7 @@ def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilati
             (off, fg, hp, wp, (kh - 1) * dilation[0] - pads[0], (kw - 1) * dilation[1] - pads[2],
              wp, (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1, groups, macs,
              cg * taps), gemm)
-    if _small(macs, shared + per):
+    if _fits_small(macs, shared + per):
         return who, _SMALL, input_shape, geometry + (min(nb, p), cg, 1, False)
     return who, _GEMM, input_shape, gemm
 
@@ -477,13 +486,8 @@ def input_grad_run(plan, w, gout):
     :func:`input_grad_plan` made for these shapes."""
     who, how, shape, args = plan
     dtype = w.dtype
-    if how is _SMALL:
-        try:
-            dx = np.zeros(shape, dtype)
-        except MemoryError:
-            dx = _result(who, shape, dtype, zero=True)
-        _INPUT_GRAD[dtype](gout, w, dx, None, *args)
-        return dx
+    if how is _SMALL:  # the GEMM adds into dx
+        return _run_small(who, _INPUT_GRAD[dtype], shape, dtype, True, (gout, w), args)
     if how is _ZERO:
         return _result(who, shape, dtype, zero=True)
     # zeroed: the GEMM path adds into it (np.zeros takes fresh pages from the
@@ -496,8 +500,10 @@ def input_grad_run(plan, w, gout):
         # gradient has no term at all, so non-finite weights take the GEMM,
         # which sums over the output positions that exist.
         if np.isfinite(w).all():
-            return _direct_run(who, gout, _direct_weights(w, direct[9], flip=True), direct,
-                               None, dx)
+            _direct_run(who, _core.conv_direct,
+                        (gout, _direct_weights(w, direct[9], flip=True), direct[0], None, dx),
+                        direct, gout.shape[0], shape[2], shape[3], dtype)
+            return dx
         args = gemm
         dx[...] = 0
     return _input_grad_gemm(who, args, w, gout, dx)
@@ -544,7 +550,7 @@ def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dila
         nb, off = min(p, 4 * _NC, max(_KC, _round_up(-(-p // pieces), 64))), None
     geometry = _geometry(stride, pads, dilation, groups)
     per = _core.weight_grad_scratch(f, fg, k, nb, ipb, dot, pointwise)
-    if _small(macs, per):
+    if _fits_small(macs, per):
         return who, _SMALL, weight_shape, geometry + (nb, ipb, off, 1, False)
     return who, _GEMM, weight_shape, (geometry, nb, ipb, off, per, macs,
                                        -(-n // ipb) * groups * -(-p // nb))
@@ -573,12 +579,7 @@ def weight_grad_run(plan, x, gout):
     who, how, shape, args = plan
     dtype = x.dtype
     if how is _SMALL:
-        try:
-            dw = np.empty(shape, dtype)
-        except MemoryError:
-            dw = _result(who, shape, dtype)
-        _WEIGHT_GRAD[dtype](x, gout, dw, None, *args)
-        return dw
+        return _run_small(who, _WEIGHT_GRAD[dtype], shape, dtype, False, (x, gout), args)
     if how is _ZERO:
         return _result(who, shape, dtype, zero=True)
     dw = _result(who, shape, dtype)
@@ -589,14 +590,8 @@ def weight_grad_run(plan, x, gout):
             _scratch(who, per, dtype, threads)
         _call(_WEIGHT_GRAD[dtype], macs, x, gout, dw, work, *geometry, nb, ipb, off, threads)
         return dw
-    off, cg, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs = args
-    n, (rows, cols) = x.shape[0], gout.shape[2:]
-    threads = _threads.plan(n * groups * rows * cols, macs)
-    slack = _DIRECT_JB[dtype]
-    work = _scratch(who, dw.size + cg * hp * wp + slack, dtype, threads)
-    rb, cb = _blocks(rows, cols, col_macs, n * groups, threads)
-    _call(_core.conv_weight_grad_direct, macs, x, gout, off, dw, work, groups, hp, wp, top, left,
-          row_step, span_h, span_w, slack, rb, cb, threads)
+    _direct_run(who, _core.conv_weight_grad_direct, (x, gout, args[0], dw), args, x.shape[0],
+                gout.shape[2], gout.shape[3], dtype, accumulator=dw.size)
     return dw
 
 
