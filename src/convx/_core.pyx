@@ -328,12 +328,12 @@ cdef cvx_operand _image(const void* x, const Geom* G, Py_ssize_t p0, bint transp
     """One group's channels of an image, read as its im2col matrix (or that
     matrix transposed) from output position p0 on."""
     cdef cvx_operand op
+    memset(&op, 0, sizeof(op))
     if G.pointwise:  # the image is its own column matrix, (Cg, P)
         op.kind = CVX_DENSE
         op.p = x
         op.rs = 1 if transposed else G.P
         op.cs = G.P if transposed else 1
-        op.p0 = 0
         return op
     op.kind = CVX_IM2COL_T if transposed else CVX_IM2COL
     op.p = x
@@ -345,8 +345,8 @@ cdef cvx_operand _image(const void* x, const Geom* G, Py_ssize_t p0, bint transp
 
 cdef cvx_operand _dense(const void* p, Py_ssize_t rs, Py_ssize_t cs) noexcept nogil:
     cdef cvx_operand op
+    memset(&op, 0, sizeof(op))
     op.kind = CVX_DENSE
-    op.p0 = 0
     op.p = p
     op.rs, op.cs = rs, cs
     return op
@@ -467,10 +467,10 @@ cdef void _forward_item(const floating* x, const floating* wpack, const floating
     cdef Py_ssize_t n = ng // G.groups, g = ng % G.groups
     cdef Py_ssize_t p0 = b * nb, np_ = _min(nb, G.P - b * nb)
     cdef Py_ssize_t m0 = m * mb, f0 = g * G.Fg + m0
-    cdef cvx_operand A, B
+    cdef cvx_operand A = _dense(wpack + g * _round_up(G.Fg, CVX_MR) * G.K,
+                                _round_up(G.Fg, CVX_MR), 0)
+    cdef cvx_operand B
     A.kind = CVX_PREPACKED
-    A.p = wpack + g * _round_up(G.Fg, CVX_MR) * G.K
-    A.rs = _round_up(G.Fg, CVX_MR)
     A.p0 = m0
     B = _image(x + (n * G.C + g * G.Cg) * G.H * G.W, G, p0, False)
     if G.pointwise:
@@ -583,12 +583,11 @@ cdef void _input_grad_item(const floating* gout, const floating* wpack, floating
     cdef floating* bbuf = scratch
     cdef floating* dcol = bbuf + _bpack(G.Fg, nb)
     cdef floating* dxg = dx + (n * G.C + g * G.Cg) * G.H * G.W
-    cdef cvx_operand A, B
     # A = w_g.T restricted to the chunk's taps, packed once per call
+    cdef cvx_operand A = _dense(wpack + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg),
+                                _round_up(M, CVX_MR), 0)
+    cdef cvx_operand B
     A.kind = CVX_PREPACKED
-    A.p = wpack + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg)
-    A.rs = _round_up(M, CVX_MR)
-    A.p0 = 0
     # B = the output gradient, read in place
     B = _dense(gout + (n * G.F + g * G.Fg) * G.P, G.P, 1)
     B.kind = CVX_ROWS

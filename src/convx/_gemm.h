@@ -359,7 +359,8 @@ ATTR static inline __attribute__((always_inline)) void NAME##_micro(            
     }                                                                               \
 }                                                                                   \
                                                                                     \
-/* Returns 1 when *stop was seen set (C is then incomplete), else 0. */            \
+/* Returns 1 when *stop was seen set (C is then incomplete), else 0; *stop */    \
+/* is read before each block of CVX_MC x CVX_NC x CVX_KC multiply-adds.     */    \
 ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,   \
                      const cvx_operand *B, T *abuf, T *bbuf, T *C, ptrdiff_t ldc,   \
                      int accumulate, const T *bias, const int *stop)                \
@@ -388,6 +389,8 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
             const int acc = accumulate || pc > 0;                                   \
             for (ptrdiff_t ic = 0; ic < M; ic += CVX_MC) {                          \
                 const ptrdiff_t mc = cvx_min(CVX_MC, M - ic);                       \
+                if (ic && CVX_STOPPED(stop)) /* at most MC x NC x KC between checks */\
+                    return 1;                                                       \
                 const T *ap = cvx_pack_a_##S(A, ic, mc, pc, kc, abuf);              \
                 for (ptrdiff_t jr = 0; jr < nc; jr += NR) {                         \
                     const int here = jr < inplace;                                  \
