@@ -276,6 +276,17 @@ def test_thousands_of_sigints_at_random_points(scipy_blas):
     for c in calls:
         expected.append(c())
         assert convx._core.threads_seen() == 2  # threaded calls
+    # Signals come at random gaps of up to three calls' time (3 ms on an
+    # optimised build, where a call takes about 1 ms; far longer under the
+    # sanitizers), so that some calls are hit and some complete.  The count
+    # asked for shrinks with the gap, to keep the test near 8 s.
+    durations = []
+    for c in calls * 3:
+        t0 = time.perf_counter()
+        c()
+        durations.append(time.perf_counter() - t0)
+    gap = max(0.003, 3 * float(np.median(durations)))
+    wanted = max(300, int(2000 * 0.003 / gap))
     state = {"armed": False, "raised": 0, "absorbed": 0}
 
     def handler(signum, frame):
@@ -290,7 +301,7 @@ def test_thousands_of_sigints_at_random_points(scipy_blas):
     def sender():
         r = random.Random(3)
         while not stop.is_set():
-            time.sleep(r.uniform(0, 0.003))
+            time.sleep(r.uniform(0, gap))
             os.kill(os.getpid(), signal.SIGINT)
             sent[0] += 1
 
@@ -301,7 +312,7 @@ def test_thousands_of_sigints_at_random_points(scipy_blas):
         th.start()
         deadline = time.perf_counter() + 8.0
         i = 0
-        while time.perf_counter() < deadline or sent[0] < 2000:
+        while time.perf_counter() < deadline or sent[0] < wanted:
             k = i % len(calls)
             i += 1
             try:
@@ -320,8 +331,9 @@ def test_thousands_of_sigints_at_random_points(scipy_blas):
         signal.signal(signal.SIGINT, old)
     print(f"{sent[0]} SIGINTs: {interrupted} calls interrupted, {completed} completed, "
           f"{state['absorbed']} signals outside a call")
-    assert sent[0] >= 2000
-    assert interrupted >= 100 and completed >= 100, (sent[0], interrupted, completed)
+    assert sent[0] >= wanted
+    least = wanted // 20
+    assert interrupted >= least and completed >= least, (sent[0], interrupted, completed)
     _assert_clean()
     assert _blas_counts() == scipy_blas
     assert convx.get_num_threads() == threads_before
