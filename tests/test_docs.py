@@ -32,3 +32,14 @@ def test_readme_opens_with_the_two_setup_commands():
     assert first_block == ['pip install . && python -m convx',
                            'pip install ".[test]" && python -m pytest']
     assert text.index("```sh") < text.index("```python")
+
+
+def test_docstring_examples_run():
+    """The examples in the public docstrings (API and layers) give what they show."""
+    import doctest
+
+    import convx._api
+    import convx.layers
+    for module in (convx._api, convx.layers):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted >= 6 and result.failed == 0, (module.__name__, result)

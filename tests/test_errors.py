@@ -384,6 +384,18 @@ for func in API_SIGNATURES:
              "weight", "zero-kernel")
 
 
+# The bias gradients take grad_output alone: batched or one example.
+BIAS_SIGNATURES = {"conv1d_bias_grad": ("grad_output",), "conv2d_bias_grad": ("grad_output",)}
+BIAS_GOOD = {f"conv{_n}d_bias_grad": (_G[_n],) for _n in (1, 2)}
+for func, (_g,) in BIAS_GOOD.items():
+    case(func, (None,), TYPE, "grad_output", "None")
+    case(func, (_g.tolist(),), TYPE, "grad_output", "list")
+    case(func, (_g.ravel()[0],), TYPE, "grad_output", "numpy-scalar")
+    for what, conv in BAD_DTYPES.items():
+        case(func, (conv(_g),), TYPE, "grad_output", f"dtype-{what}")
+    case(func, (_g[None],), VALUE, "grad_output", "one-dim-too-many")
+    case(func, (_g[0, 0],), VALUE, "grad_output", "two-dims-too-few")
+
 
 def message_pattern(func, arg):
     """Both the called function, as ``func()``, and the argument, quoted."""
@@ -420,11 +432,12 @@ def test_api_table_is_complete():
     """Every public API function is in the table with rows for each of its
     arguments, and every case's call is valid apart from the one bad argument
     (API_GOOD runs clean, and gives the shapes the grad_output rows assume)."""
-    assert set(API_SIGNATURES) == set(convx._api.__all__) <= set(convx.__all__)
-    for func, names in API_SIGNATURES.items():
+    assert set(API_SIGNATURES) | set(BIAS_SIGNATURES) == set(convx._api.__all__)
+    assert set(convx._api.__all__) <= set(convx.__all__)
+    for func, names in {**API_SIGNATURES, **BIAS_SIGNATURES}.items():
         rows = {p.values[3] for p in CASES if p.values[0] == func}
         assert set(names) <= rows, set(names) - rows
-        result = getattr(convx, func)(*API_GOOD[func])
+        result = getattr(convx, func)(*{**API_GOOD, **BIAS_GOOD}[func])
         assert isinstance(result, np.ndarray)
     for n in (1, 2):
         assert convx.conv2d(_X[2], _W[2], None, *_GEOM_GOOD).shape == _G[2].shape
@@ -515,7 +528,8 @@ class Duck:
 
 
 ALL_FUNCS = [(f, SIGNATURES[f], GOOD[f]) for f in SIGNATURES] + \
-    [(f, API_SIGNATURES[f], API_GOOD[f]) for f in API_SIGNATURES]
+    [(f, API_SIGNATURES[f], API_GOOD[f]) for f in API_SIGNATURES] + \
+    [(f, BIAS_SIGNATURES[f], BIAS_GOOD[f]) for f in BIAS_SIGNATURES]
 
 
 @pytest.mark.parametrize("func, names, good", ALL_FUNCS, ids=[f for f, _, _ in ALL_FUNCS])

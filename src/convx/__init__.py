@@ -5,18 +5,23 @@ Two faces over one Cython core:
 * the public API, with ``torch.nn.functional`` semantics: :func:`conv1d`,
   :func:`conv2d` and their gradients :func:`conv1d_input_grad`,
   :func:`conv2d_input_grad`, :func:`conv1d_weight_grad`,
-  :func:`conv2d_weight_grad`;
+  :func:`conv2d_weight_grad`, :func:`conv1d_bias_grad`,
+  :func:`conv2d_bias_grad`;
 * the 28 functions of the chapter-5 notebook of *Deep Learning from Scratch*
   (``from convx import *`` brings them, underscore names included), see
   docs/notebook.md.
+
+Around them, as thin: :mod:`convx.layers`, the book's ``Conv2D_Op`` /
+``Conv1D_Op`` and layers (``Conv2D``, ``Conv1D``) to train a network with.
 """
-from ._api import (conv1d, conv1d_input_grad, conv1d_weight_grad, conv2d,  # noqa: F401
-                   conv2d_input_grad, conv2d_weight_grad)
+from ._api import (conv1d, conv1d_bias_grad, conv1d_input_grad, conv1d_weight_grad,  # noqa: F401
+                   conv2d, conv2d_bias_grad, conv2d_input_grad, conv2d_weight_grad)
 from ._api import __all__ as _api_all
 from ._notebook import *  # noqa: F401,F403
 from ._notebook import __all__ as _notebook_all
 from ._threads import get_num_threads, set_num_threads, show_config  # noqa: F401
 from ._validate import ConvxMemoryError, ConvxTypeError, ConvxValueError  # noqa: F401
+from . import layers  # noqa: F401,E402  (convx.layers, not in __all__)
 
 __version__ = "0.1.0"
 

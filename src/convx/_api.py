@@ -11,7 +11,7 @@ from . import _engine
 from . import _validate as v
 
 __all__ = ["conv1d", "conv2d", "conv1d_input_grad", "conv2d_input_grad",
-           "conv1d_weight_grad", "conv2d_weight_grad"]
+           "conv1d_weight_grad", "conv2d_weight_grad", "conv1d_bias_grad", "conv2d_bias_grad"]
 
 
 # Strides, dilations and paddings index 64-bit memory: past this they could
@@ -455,3 +455,54 @@ def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
     """
     return _grad("conv1d_weight_grad", 1, "weight", weight_shape, input, grad_output,
                  stride, padding, dilation, groups)
+
+
+def _bias_grad(func, nsp, grad_output):
+    layout = "(batch, out_channels, *output_size)"
+    if type(grad_output) is not _NDARRAY:
+        grad_output = v.plain(func, "grad_output", grad_output, layout)
+    unbatched = isinstance(grad_output, np.ndarray) and grad_output.ndim == nsp + 1
+    g = v.array(func, "grad_output", grad_output[None] if unbatched else grad_output, nsp + 2,
+                layout)
+    compute, result = _dtype(func, ("grad_output", g))
+    n, c = g.shape[:2]
+    g3 = v.as_kernel_input(func, "grad_output", g, compute, (n, c, g[0, 0].size if n * c else 0))
+    return _engine.bias_grad(func, g3).astype(result)
+
+
+def conv2d_bias_grad(grad_output):
+    """Gradient of a :func:`conv2d` with respect to its bias: ``grad_output``
+    summed over the batch and the positions, ``grad_output.sum(axis=(0, 2, 3))``.
+
+    Parameters
+    ----------
+    grad_output : ndarray of shape (N, C_out, H_out, W_out), or (C_out, H_out, W_out)
+        The gradient of the loss with respect to the forward pass's output.
+
+    Returns
+    -------
+    ndarray of shape (C_out,)
+        Summed in float64 whatever the dtype, then given back in the dtype
+        the other gradients have (``grad_output``'s; float64 for integers).
+
+    Examples
+    --------
+    >>> import numpy as np, convx
+    >>> convx.conv2d_bias_grad(np.ones((2, 3, 4, 5)))
+    array([40., 40., 40.])
+    """
+    return _bias_grad("conv2d_bias_grad", 2, grad_output)
+
+
+def conv1d_bias_grad(grad_output):
+    """Gradient of a :func:`conv1d` with respect to its bias:
+    ``grad_output.sum(axis=(0, 2))`` for ``grad_output`` of shape
+    (N, C_out, L_out), or ``grad_output.sum(axis=1)`` for (C_out, L_out).
+
+    Examples
+    --------
+    >>> import numpy as np, convx
+    >>> convx.conv1d_bias_grad(np.arange(12.0).reshape(2, 2, 3))
+    array([24., 42.])
+    """
+    return _bias_grad("conv1d_bias_grad", 1, grad_output)

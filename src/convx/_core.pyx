@@ -963,6 +963,57 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
     return not CVX_STOPPED(stop)
 
 
+cdef double _sum(const floating* a, Py_ssize_t n) noexcept nogil:
+    """The sum of ``n`` values, in double, by eight interleaved partial sums
+    (vectorised, and about as accurate as NumPy's pairwise sum)."""
+    cdef double s[8]
+    cdef Py_ssize_t i = 0
+    cdef int t
+    for t in range(8):
+        s[t] = 0
+    while i + 8 <= n:
+        for t in range(8):
+            s[t] += a[i + t]
+        i += 8
+    while i < n:
+        s[0] += a[i]
+        i += 1
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+
+
+def bias_grad(const floating[:, :, ::1] g,    # IN  (N, C, P): the output gradient
+              double[:, :, ::1] partial,      # OUT (N, C, chunks), every cell written
+              Py_ssize_t chunk, int nt, bint interruptible):
+    """partial[n, c, k] = the sum, in double, of g[n, c, k*chunk : (k+1)*chunk].
+
+    Each item is one cell: the same bits for any ``nt``; the caller adds the
+    cells over images and chunks.  Returns False when interrupted."""
+    cdef Py_ssize_t N = g.shape[0], C = g.shape[1], P = g.shape[2]
+    cdef Py_ssize_t nch = partial.shape[2], items = N * C * nch, it, row, k, tid
+    cdef const floating* gp = &g[0, 0, 0]
+    cdef double* out = &partial[0, 0, 0]
+    cdef const int* stop = _stop(interruptible)
+    with nogil:
+        nt = _team(nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                row, k = it // nch, it % nch
+                out[it] = _sum(gp + row * P + k * chunk, _min(chunk, P - k * chunk))
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    row = it // nch
+                    k = it % nch
+                    out[it] = _sum(gp + row * P + k * chunk, _min(chunk, P - k * chunk))
+    return not CVX_STOPPED(stop)
+
+
 def pad(const pad_t[:, :, :, ::1] x,    # IN  (N, C, H, W)
         pad_t[:, :, :, ::1] out,        # OUT (N, C, H + pt + pb, W + pl + pr)
         Py_ssize_t pt, Py_ssize_t pl):

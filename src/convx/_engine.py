@@ -595,6 +595,30 @@ def weight_grad_run(plan, x, gout):
     return dw
 
 
+# The bias gradient sums the output gradient's values over images and
+# positions.  Each item sums a chunk of one (image, channel) row; a sum runs
+# at the speed of memory, so threads pay from far fewer values than
+# multiply-adds (_threads._PARALLEL_MIN_MACS).
+_SUM_CHUNK = 1 << 15
+_SUM_PARALLEL_MIN = 1 << 18
+
+
+def bias_grad(func, gout):
+    """The gradient of sum(out * gout) with respect to a bias added to each
+    of out's channels: gout (N, C, P) summed over images and positions, as
+    float64 (C,).  Every chunk is summed in double by one item and the chunks
+    are added by NumPy in a fixed order: the same bits for any thread count."""
+    n, c, p = gout.shape
+    if n * c * p == 0:
+        return np.zeros(c)
+    nch = -(-p // _SUM_CHUNK)
+    partial = _result((func, "grad_output", None), (n, c, nch), np.float64)
+    items = n * c * nch
+    _call(_core.bias_grad, n * c * p, gout, partial, _SUM_CHUNK,
+          _threads.plan(items, n * c * p, _SUM_PARALLEL_MIN))
+    return partial.sum(axis=(0, 2))
+
+
 def pad(x, pads):
     """x (N, C, H, W) with ``pads=(top, bottom, left, right)`` zeros around each image.
 

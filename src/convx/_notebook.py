@@ -389,12 +389,22 @@ def _pad_conv_input(inp, num):
     return _pad("_pad_conv_input", inp, num, 4, "(batch, channels, height, width)", spatial=2)
 
 
-_PARAM_LAYOUT = "(in_channels, out_channels, kernel_height, kernel_width)"
+# The same passes serve convx.layers' Conv2D_Op and Conv1D_Op, the book's
+# operations: ``nsp`` spatial axes (1-D is run as 2-D with a unit height) and
+# ``names`` for the arguments their messages name.
+_SPATIAL = {1: "length", 2: "height, width"}
+_KERNEL = {1: "kernel_size", 2: "kernel_height, kernel_width"}
 
 
-def _check_param_4d(f, param, in_channels, in_name):
-    param = v.array(f, "param", param, 4, _PARAM_LAYOUT)
-    v.kernel_nonempty(f, "param", param.shape, (2, 3))
+def _as_2d(a, nsp):
+    """A 1-D pass's array viewed with a unit height axis before its last."""
+    return a if nsp == 2 else a[..., None, :]
+
+
+def _check_param(f, param, in_channels, in_name, nsp=2):
+    param = v.array(f, "param", param, nsp + 2,
+                    f"(in_channels, out_channels, {_KERNEL[nsp]})")
+    v.kernel_nonempty(f, "param", param.shape, range(2, nsp + 2))
     if param.shape[0] != in_channels:
         raise v.ConvxValueError(
             f"{f}(): argument 'param' must have {in_channels} input channels in its first axis "
@@ -402,14 +412,50 @@ def _check_param_4d(f, param, in_channels, in_name):
     return param
 
 
-def _forward_4d(f, inp, param, batched, name=None):
+def _forward_channels(f, inp, param, batched, name=None, nsp=2):
     name = name or ("inp" if batched else "obs")
-    layout = "(batch, channels, height, width)" if batched else "(channels, height, width)"
-    inp = v.array(f, name, inp, 4 if batched else 3, layout)
-    param = _check_param_4d(f, param, inp.shape[-3], name)
-    x = inp if batched else inp[None]
-    out = _conv(f, x, param.transpose(1, 0, 2, 3), (name, "param"))
+    layout = f"({'batch, ' if batched else ''}channels, {_SPATIAL[nsp]})"
+    nd = nsp + 1 + batched
+    inp = v.array(f, name, inp, nd, layout)
+    param = _check_param(f, param, inp.shape[-1 - nsp], name, nsp)
+    x = _as_2d(inp if batched else inp[None], nsp)
+    out = _conv(f, x, _as_2d(param, nsp).transpose(1, 0, 2, 3), (name, "param"))
+    out = out if nsp == 2 else out[:, :, 0]
     return out if batched else out[0]
+
+
+def _grads_channels_args(f, inp, output_grad, param, batched, nsp=2, names=None):
+    """The arrays of a gradient as the engine's 4-D views (x, g, w)."""
+    names = names or (("inp", "output_grad") if batched else ("input_obs", "output_grad_obs"))
+    nd = nsp + 1 + batched
+    lead = "batch, " if batched else ""
+    inp = v.array(f, names[0], inp, nd, f"({lead}in_channels, {_SPATIAL[nsp]})")
+    output_grad = v.array(f, names[1], output_grad, nd,
+                          f"({lead}out_channels, {_SPATIAL[nsp]})")
+    param = _check_param(f, param, inp.shape[-1 - nsp], names[0], nsp)
+    expected = inp.shape[:-1 - nsp] + (param.shape[1],) + inp.shape[-nsp:]
+    v.same_shape(f, names[1], output_grad, expected,
+                 f"'{names[0]}' with param's {param.shape[1]} output channels")
+    if not batched:
+        inp, output_grad = inp[None], output_grad[None]
+    return (_as_2d(inp, nsp), _as_2d(output_grad, nsp),
+            _as_2d(param, nsp).transpose(1, 0, 2, 3))
+
+
+def _channels_input_grad(f, inp, output_grad, param, nsp=2, names=("inp", "output_grad")):
+    """The batched input gradient: (N, C_in, *size), in ``inp``'s dtype kind."""
+    x, g, w = _grads_channels_args(f, inp, output_grad, param, True, nsp, names)
+    out = _conv_input_grad(f, x, w, g, ("param", names[1]))
+    out = out if nsp == 2 else out[:, :, 0]
+    return _int_result(out, inp, inp, output_grad, param)
+
+
+def _channels_param_grad(f, inp, output_grad, param, nsp=2, names=("inp", "output_grad")):
+    """The batched parameter gradient: (C_in, C_out, *kernel), in ``param``'s dtype kind."""
+    x, g, w = _grads_channels_args(f, inp, output_grad, param, True, nsp, names)
+    out = _conv_weight_grad(f, x, w, g, names).transpose(1, 0, 2, 3)
+    out = np.ascontiguousarray(out if nsp == 2 else out[:, :, 0])
+    return _int_result(out, param, inp, output_grad, param)
 
 
 def _compute_output_obs(obs, param):
@@ -418,53 +464,32 @@ def _compute_output_obs(obs, param):
     The filter size comes from ``param.shape[2:]`` (the notebook used
     ``param.shape[0]``, the number of input channels: docs/notebook.md).
     """
-    return _forward_4d("_compute_output_obs", obs, param, batched=False)
+    return _forward_channels("_compute_output_obs", obs, param, batched=False)
 
 
 def _output(inp, param):
     """Forward for a batch: ``inp`` (N, C_in, H, W), ``param`` (C_in, C_out, KH, KW) -> (N, C_out, H, W)."""
-    return _forward_4d("_output", inp, param, batched=True)
-
-
-def _grads_4d_args(f, inp, output_grad, param, batched):
-    names = ("inp", "output_grad") if batched else ("input_obs", "output_grad_obs")
-    nd = 4 if batched else 3
-    lead = "batch, " if batched else ""
-    inp = v.array(f, names[0], inp, nd, f"({lead}in_channels, height, width)")
-    output_grad = v.array(f, names[1], output_grad, nd, f"({lead}out_channels, height, width)")
-    param = _check_param_4d(f, param, inp.shape[-3], names[0])
-    expected = inp.shape[:-3] + (param.shape[1],) + inp.shape[-2:]
-    v.same_shape(f, names[1], output_grad, expected,
-                 f"'{names[0]}' with param's {param.shape[1]} output channels")
-    if not batched:
-        inp, output_grad = inp[None], output_grad[None]
-    return inp, output_grad, param.transpose(1, 0, 2, 3)
+    return _forward_channels("_output", inp, param, batched=True)
 
 
 def _compute_grads_obs(input_obs, output_grad_obs, param):
     """Input gradient for one image: (C_in, H, W), (C_out, H, W), (C_in, C_out, KH, KW) -> (C_in, H, W)."""
     f = "_compute_grads_obs"
-    x, g, w = _grads_4d_args(f, input_obs, output_grad_obs, param, batched=False)
+    x, g, w = _grads_channels_args(f, input_obs, output_grad_obs, param, batched=False)
     out = _conv_input_grad(f, x, w, g, ("param", "output_grad_obs"))[0]
     return _int_result(out, input_obs, input_obs, output_grad_obs, param)
 
 
 def _input_grad(inp, output_grad, param):
     """Input gradient for a batch: (N, C_in, H, W), (N, C_out, H, W), param -> (N, C_in, H, W)."""
-    f = "_input_grad"
-    x, g, w = _grads_4d_args(f, inp, output_grad, param, batched=True)
-    out = _conv_input_grad(f, x, w, g)
-    return _int_result(out, inp, inp, output_grad, param)
+    return _channels_input_grad("_input_grad", inp, output_grad, param)
 
 
 def _param_grad(inp, output_grad, param):
     """Parameter gradient for a batch: (N, C_in, H, W), (N, C_out, H, W) -> (C_in, C_out, KH, KW)."""
-    f = "_param_grad"
-    x, g, w = _grads_4d_args(f, inp, output_grad, param, batched=True)
-    out = np.ascontiguousarray(_conv_weight_grad(f, x, w, g).transpose(1, 0, 2, 3))
-    return _int_result(out, param, inp, output_grad, param)
+    return _channels_param_grad("_param_grad", inp, output_grad, param)
 
 
 def _compute_output_sum(imgs, param):
     """``_output(imgs, param).sum()``."""
-    return _forward_4d("_compute_output_sum", imgs, param, batched=True, name="imgs").sum()
+    return _forward_channels("_compute_output_sum", imgs, param, batched=True, name="imgs").sum()

@@ -124,11 +124,12 @@ def set_num_threads(n):
     _core.set_user_threads(0 if n is None else int(n))
 
 
-def plan(items, macs):
-    """The threads for a call of ``macs`` multiply-adds split into ``items``
+def plan(items, macs, minimum=_PARALLEL_MIN_MACS):
+    """The threads for a call of ``macs`` multiply-adds (or other units of
+    work, of which a parallel call needs ``minimum``) split into ``items``
     pieces: one for a small call, else as many as :func:`get_num_threads`
     allows and the pieces can use."""
-    if macs < _PARALLEL_MIN_MACS or not _core.openmp_enabled():
+    if macs < minimum or not _core.openmp_enabled():
         return 1
     return max(1, min(_core.get_threads(), items))
 

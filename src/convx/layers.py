@@ -1,0 +1,360 @@
+"""Layers to train a network with: thin faces over the engine the functions use.
+
+Two kinds, for two kinds of code:
+
+* :class:`Conv2D_Op` and :class:`Conv1D_Op` are the operation of *Deep
+  Learning from Scratch*'s framework (chapter 5), under the book's names and
+  contract: the notebook's layout (``param`` is ``[C_in, C_out, k, k]``), its
+  "same" padding (``k // 2`` zeros before, ``k - 1 - k // 2`` after), and the
+  hooks ``_output``, ``_input_grad`` and ``_param_grad`` its ``ParamOperation``
+  calls.  They work alone, or mixed into the book's own class::
+
+      class Conv2D_Op(convx.layers.Conv2D_Op, ParamOperation):
+          pass
+
+  so that the book's ``Layer`` finds them among its ``ParamOperation``\\ s and
+  its optimizers update ``param`` in place (the operation keeps the very array
+  it was given).
+
+* :class:`Conv2D` and :class:`Conv1D` are layers for a network of your own,
+  in PyTorch's layout and with its default initialisation: ``forward(x)``,
+  then ``backward(grad_out)``, which returns the input's gradient and sets
+  ``weight_grad`` and ``bias_grad``.
+
+Each layer keeps a reference to its last input for the backward pass (no
+copy): change that array in place between the two and the gradients are those
+of the changed input, as in the book's framework.
+"""
+import inspect
+import math
+import operator
+
+import numpy as np
+
+from . import _api
+from . import _notebook as nb
+from . import _validate as v
+
+__all__ = ["Conv2D_Op", "Conv1D_Op", "Conv2D", "Conv1D"]
+
+
+# --------------------------------------------------------------------------
+# The book's operation
+# --------------------------------------------------------------------------
+
+def _next_init(cls, obj):
+    """The ``__init__`` after ``cls`` in ``obj``'s class's MRO, or None when it
+    is ``object``'s: a class mixed in after ours (the book's ParamOperation)
+    gets to run its own."""
+    mro = type(obj).__mro__
+    for base in mro[mro.index(cls) + 1:]:
+        if "__init__" in vars(base):
+            return None if base is object else base.__init__
+    return None
+
+
+class _ParamOp:
+    """The book's ``ParamOperation`` contract for a convolution with ``nsp``
+    spatial axes; see :class:`Conv2D_Op`."""
+
+    _nsp = 2
+
+    def __init__(self, W):
+        name = type(self).__name__
+        nd = self._nsp + 2
+        layout = f"(in_channels, out_channels, {nb._KERNEL[self._nsp]})"
+        v.array(name, "W", W, nd, layout)   # checks; a subclass view is not kept
+        v.kernel_nonempty(name, "W", W.shape, range(2, nd))
+        init = _next_init(_ParamOp, self)
+        if init is not None:  # a mixin: the framework's class initialises too
+            try:
+                inspect.signature(init).bind(self, W)
+            except TypeError:
+                init(self)
+            else:
+                init(self, W)
+        self.param = W
+
+    # The book's Operation.forward and ParamOperation.backward.
+
+    def forward(self, input_, inference=False):
+        """Keep ``input_``, compute, keep and return ``output``."""
+        self.input_ = input_
+        self.output = self._output(inference)
+        return self.output
+
+    def backward(self, output_grad):
+        """Check ``output_grad`` against ``output``, set ``input_grad`` and
+        ``param_grad``, and return ``input_grad``."""
+        name = f"{type(self).__name__}.backward"
+        if getattr(self, "output", None) is None:
+            raise v.ConvxValueError(f"{name}(): call forward() first: there is no output "
+                                    f"to take the gradient of")
+        _same_shape(name, "output_grad", output_grad, self.output.shape, "the output's")
+        self.input_grad = self._input_grad(output_grad)
+        self.param_grad = self._param_grad(output_grad)
+        return self.input_grad
+
+    # The three hooks, as the book's ParamOperation calls them.  They read
+    # ``self.input_`` and ``self.param`` only, so they work whichever class
+    # set those (this one or the book's).
+
+    def _output(self, inference=False):
+        return nb._forward_channels(f"{type(self).__name__}._output", self.input_, self.param,
+                                    batched=True, name="input_", nsp=self._nsp)
+
+    def _input_grad(self, output_grad):
+        return nb._channels_input_grad(f"{type(self).__name__}._input_grad", self.input_,
+                                       output_grad, self.param, self._nsp,
+                                       ("input_", "output_grad"))
+
+    def _param_grad(self, output_grad):
+        return nb._channels_param_grad(f"{type(self).__name__}._param_grad", self.input_,
+                                       output_grad, self.param, self._nsp,
+                                       ("input_", "output_grad"))
+
+
+def _same_shape(func, name, a, expected, whose):
+    if not isinstance(a, np.ndarray):
+        raise v.ConvxTypeError(f"{func}(): argument '{name}' must be a numpy.ndarray, "
+                               f"got {v._describe(a)}")
+    if a.shape != tuple(expected):
+        raise v.ConvxValueError(f"{func}(): argument '{name}' must have {whose} shape "
+                                f"{tuple(expected)}, got shape {a.shape}")
+
+
+class Conv2D_Op(_ParamOp):
+    """The book's 2-D convolution operation, fast and right.
+
+    Parameters
+    ----------
+    W : ndarray of shape (C_in, C_out, k_h, k_w)
+        Kept as ``self.param``, the very array (no copy): an optimizer that
+        updates ``param`` in place updates the operation.
+
+    ``forward(input_)`` takes ``(N, C_in, H, W)`` and returns
+    ``(N, C_out, H, W)``: the notebook's ``_output(input_, param)``.
+    ``backward(output_grad)`` sets ``input_grad`` (the notebook's
+    ``_input_grad``) and ``param_grad`` (``_param_grad``) and returns
+    ``input_grad``.  Both gradients are the true gradients of the forward
+    pass, for any batch and for even kernels (docs/notebook.md says what the
+    book's vectorised operation got wrong).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx.layers import Conv2D_Op
+    >>> op = Conv2D_Op(np.ones((1, 2, 3, 3)))
+    >>> op.forward(np.ones((4, 1, 5, 5))).shape
+    (4, 2, 5, 5)
+    >>> op.backward(np.ones((4, 2, 5, 5))).shape, op.param_grad.shape
+    ((4, 1, 5, 5), (1, 2, 3, 3))
+    """
+    _nsp = 2
+
+
+class Conv1D_Op(_ParamOp):
+    """The 1-D operation of the book's contract: ``W`` of shape
+    (C_in, C_out, k), inputs (N, C_in, L), outputs (N, C_out, L); otherwise
+    as :class:`Conv2D_Op`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx.layers import Conv1D_Op
+    >>> Conv1D_Op(np.ones((1, 1, 3))).forward(np.array([[[1., 2., 3., 4.]]]))
+    array([[[3., 6., 9., 7.]]])
+    """
+    _nsp = 1
+
+
+# --------------------------------------------------------------------------
+# Layers in PyTorch's layout
+# --------------------------------------------------------------------------
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _rng(func, rng):
+    if rng is None or _api._is_int(rng):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise v.ConvxTypeError(f"{func}(): argument 'rng' must be None, an int seed or a "
+                           f"numpy.random.Generator, got {v._describe(rng)}")
+
+
+def _positive(func, name, value):
+    if not _api._is_int(value):
+        raise v.ConvxTypeError(f"{func}(): argument '{name}' must be an int >= 1, "
+                               f"got {v._describe(value)}")
+    value = operator.index(value)
+    if value < 1:
+        raise v.ConvxValueError(f"{func}(): argument '{name}' must be an int >= 1, got {value}")
+    return value
+
+
+class _ConvLayer:
+    """A convolution layer with ``nsp`` spatial axes; see :class:`Conv2D`."""
+
+    _nsp = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, dtype=np.float32, rng=None):
+        func = type(self).__name__
+        nsp = self._nsp
+        in_channels = _positive(func, "in_channels", in_channels)
+        out_channels = _positive(func, "out_channels", out_channels)
+        kernel = _api._pair(func, "kernel_size", kernel_size, nsp, 1)
+        groups = _positive(func, "groups", groups)
+        _api._groups(func, groups, in_channels, out_channels)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in _FLOATS:
+            raise v.ConvxTypeError(f"{func}(): argument 'dtype' must be float32 or float64, "
+                                   f"got {v._describe(dtype)}")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise v.ConvxTypeError(f"{func}(): argument 'bias' must be True or False, "
+                                   f"got {v._describe(bias)}")
+        gen = _rng(func, rng)
+        # A bad stride, padding or dilation fails here, at construction, with
+        # the message conv2d / conv1d would give.
+        _api._geometry(func, nsp, kernel, stride, padding, dilation)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = kernel
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both (its
+        # kaiming_uniform_ with a = sqrt(5) gives that bound for the weight).
+        fan_in = in_channels // groups * math.prod(kernel)
+        bound = 1 / math.sqrt(fan_in)
+        shape = (out_channels, in_channels // groups) + kernel
+        self.weight = gen.uniform(-bound, bound, shape).astype(dtype)
+        self.bias = gen.uniform(-bound, bound, out_channels).astype(dtype) if bias else None
+        self.weight_grad = None
+        self.bias_grad = None
+        self._x = None
+
+    @property
+    def dtype(self):
+        return self.weight.dtype
+
+    def _conv_args(self):
+        return self.stride, self.padding, self.dilation, self.groups
+
+    def forward(self, x):
+        """The layer's output for ``x`` (N, C_in, *size), or one unbatched
+        example (C_in, *size); keeps ``x`` for :meth:`backward`."""
+        func = f"{type(self).__name__}.forward"
+        nsp = self._nsp
+        if not isinstance(x, np.ndarray) or x.dtype != self.weight.dtype:
+            raise v.ConvxTypeError(
+                f"{func}(): argument 'x' must be a numpy.ndarray of the layer's dtype "
+                f"{self.weight.dtype}, got {v._describe(x)}; convert it with "
+                f"x.astype(np.{self.weight.dtype})")
+        if x.ndim not in (nsp + 1, nsp + 2) or x.shape[-1 - nsp] != self.in_channels:
+            size = "length" if nsp == 1 else "height, width"
+            raise v.ConvxValueError(
+                f"{func}(): argument 'x' must have shape (batch, {self.in_channels}, {size}) "
+                f"or ({self.in_channels}, {size}), for the layer's {self.in_channels} input "
+                f"channels, got shape {x.shape}")
+        out = _api._forward(func, nsp, x, self.weight, self.bias, *self._conv_args())
+        self._x, self._out_shape = x, out.shape
+        return out
+
+    __call__ = forward
+
+    def backward(self, grad_out):
+        """Given dL/d(output) of the last :meth:`forward`, set ``weight_grad``
+        and ``bias_grad`` (overwriting them) and return dL/dx."""
+        func = f"{type(self).__name__}.backward"
+        nsp = self._nsp
+        if self._x is None:
+            raise v.ConvxValueError(f"{func}(): call forward() first: there is no input to "
+                                    f"take the gradient at")
+        _same_shape(func, "grad_out", grad_out, self._out_shape, "the last output's")
+        if grad_out.dtype != self.weight.dtype:
+            raise v.ConvxTypeError(
+                f"{func}(): argument 'grad_out' must have the layer's dtype "
+                f"{self.weight.dtype}, got dtype {grad_out.dtype}")
+        x, g = self._x, grad_out
+        unbatched = x.ndim == nsp + 1
+        if unbatched:
+            x, g = x[None], g[None]
+        args = self._conv_args()
+        dx = _api._grad(func, nsp, "input", x.shape, self.weight, g, *args)
+        self.weight_grad = _api._grad(func, nsp, "weight", self.weight.shape, x, g, *args)
+        self.bias_grad = None if self.bias is None else _api._bias_grad(func, nsp, g)
+        return dx[0] if unbatched else dx
+
+    def parameters(self):
+        """``[(weight, weight_grad), (bias, bias_grad)]`` (without the bias
+        when there is none): the arrays an optimizer updates in place, each
+        with its gradient from the last :meth:`backward`."""
+        pairs = [(self.weight, self.weight_grad)]
+        if self.bias is not None:
+            pairs.append((self.bias, self.bias_grad))
+        return pairs
+
+    def __repr__(self):
+        size = self.kernel_size if self._nsp == 2 else self.kernel_size[0]
+        extra = "".join(f", {name}={value!r}" for name, value, default in (
+            ("stride", self.stride, 1), ("padding", self.padding, 0),
+            ("dilation", self.dilation, 1), ("groups", self.groups, 1)) if value != default)
+        if self.bias is None:
+            extra += ", bias=False"
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={size}{extra}, dtype={self.weight.dtype})")
+
+
+class Conv2D(_ConvLayer):
+    """A 2-D convolution layer for NumPy networks, in PyTorch's layout.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride, padding, dilation, groups
+        As for :func:`convx.conv2d` (``padding`` may be 'same' or 'valid').
+    bias : bool
+    dtype : float32 (default) or float64
+        The layer's parameters; inputs must have this dtype.
+    rng : None, int or numpy.random.Generator
+        Draws the initial weights: a seed reproduces them.
+
+    Attributes
+    ----------
+    weight : ndarray (out_channels, in_channels // groups, kH, kW)
+    bias : ndarray (out_channels,), or None
+        Drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)), ``fan_in =
+        in_channels // groups * kH * kW``, as PyTorch's ``nn.Conv2d`` does.
+    weight_grad, bias_grad : ndarray, or None before the first backward
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx.layers import Conv2D
+    >>> layer = Conv2D(3, 8, 3, padding=1, rng=0)
+    >>> y = layer.forward(np.ones((2, 3, 16, 16), np.float32))
+    >>> dx = layer.backward(np.ones_like(y))
+    >>> y.shape, dx.shape, layer.weight_grad.shape, layer.bias_grad.shape
+    ((2, 8, 16, 16), (2, 3, 16, 16), (8, 3, 3, 3), (8,))
+    """
+    _nsp = 2
+
+
+class Conv1D(_ConvLayer):
+    """A 1-D convolution layer, in PyTorch's layout: inputs (N, C_in, L),
+    weight (out_channels, in_channels // groups, k); otherwise as
+    :class:`Conv2D`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx.layers import Conv1D
+    >>> layer = Conv1D(1, 4, 5, stride=2, rng=0)
+    >>> layer.forward(np.ones((2, 1, 40), np.float32)).shape
+    (2, 4, 18)
+    """
+    _nsp = 1
