@@ -13,17 +13,21 @@ def _blocks(language):
 
 def test_readme_python_blocks_run():
     blocks = _blocks("python")
-    assert len(blocks) >= 2
+    assert len(blocks) >= 3
     namespaces = []
     for block in blocks:
         namespace = {}
         exec(compile(block, str(README), "exec"), namespace)
         namespaces.append(namespace)
-    drop_in, api = namespaces[0], namespaces[1]
+    drop_in, layers, api = namespaces[0], namespaces[1], namespaces[2]
     assert drop_in["out"].shape == (10, 16, 32, 32)
     assert drop_in["d_param"].shape == (3, 16, 5, 5)
+    assert layers["y"].shape == (10, 16, 32, 32) and layers["dx"].shape == (10, 3, 32, 32)
+    assert layers["conv"].weight_grad.shape == (16, 3, 5, 5)
+    assert np.allclose(layers["conv"].bias_grad, 10 * 32 * 32)
     assert api["y"].shape == (32, 32, 32, 32) and api["y"].dtype == np.float32
     assert api["dx"].shape == api["x"].shape and api["dw"].shape == api["w"].shape
+    assert np.allclose(api["db"], api["g"].sum(axis=(0, 2, 3)))
 
 
 def test_readme_opens_with_the_two_setup_commands():

@@ -591,6 +591,9 @@ def test_layer_unbatched_and_gradients_overwritten():
     layer.backward(np.ones_like(y))
     assert np.array_equal(layer.weight_grad, first)  # overwritten, not accumulated
     assert np.array_equal(layer.bias_grad, np.full(5, 42.0))
+    layer.weight_grad = None
+    assert layer.backward(np.ones_like(y), input_grad=False) is None  # the first layer's
+    assert np.array_equal(layer.weight_grad, first)
     pairs = layer.parameters()
     assert pairs[0][0] is layer.weight and pairs[0][1] is layer.weight_grad
     assert pairs[1][0] is layer.bias and pairs[1][1] is layer.bias_grad
@@ -704,3 +707,15 @@ def test_bias_grad_errors():
         convx.conv1d_bias_grad([[1.0, 2.0]])
     with pytest.raises(ConvxTypeError, match="real numeric dtype"):
         convx.conv2d_bias_grad(np.ones((1, 2, 3, 3), complex))
+
+
+def test_layer_takes_any_byte_order_and_layout_of_its_dtype():
+    rng = np.random.default_rng(16)
+    layer = Conv1D(3, 4, 3, padding=1, rng=rng)
+    x = rng.standard_normal((2, 3, 9)).astype(np.float32)
+    want = layer.forward(x)
+    for other in (x.astype(">f4"), np.asfortranarray(x), x[:, :, ::-1].copy()[:, :, ::-1]):
+        assert np.array_equal(layer.forward(other), want)
+        g = np.ones(want.shape, ">f4")
+        dx = layer.backward(g)
+        assert dx.dtype == np.float32 and dx.shape == x.shape

@@ -342,6 +342,42 @@ def test_omp_num_threads_is_clamped_to_the_cpus(env, expected):
     assert got == (cpus if expected == "cpus" else min(expected, cpus))
 
 
+_IDLE_CPU = """
+import os, time
+import numpy as np
+import convx
+x = np.random.rand(8, 16, 64, 64).astype(np.float32)
+w = np.random.rand(16, 16, 3, 3).astype(np.float32)
+convx.conv2d(x, w, padding=1)
+assert convx._core.threads_seen() == 2
+start = time.process_time()
+time.sleep(0.3)
+print(time.process_time() - start, os.environ.get("OMP_WAIT_POLICY"))
+"""
+
+
+@pytest.mark.parametrize("policy", [None, "active"])
+def test_threads_sleep_between_calls(policy):
+    """After a threaded call convx's threads sleep (libgomp's passive policy,
+    set as libgomp loads): the process uses no CPU while it sleeps, so
+    NumPy's BLAS or another pool gets the cores between convx's calls.  The
+    variable is gone again from the environment; a policy the user set is
+    kept, and obeyed (active: the threads spin, which this measure sees)."""
+    if not convx._core.openmp_enabled() or convx._threads._MAX_THREADS < 2:
+        pytest.skip("needs OpenMP and two CPUs")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    out = subprocess.run([sys.executable, "-c", _IDLE_CPU], capture_output=True, text=True,
+                         env=env, timeout=120, check=True)
+    cpu, seen = out.stdout.split()
+    assert seen == str(policy)
+    if policy is None:
+        assert float(cpu) < 0.03, cpu
+    else:
+        assert float(cpu) > 0.1, cpu
+
+
 def _openmp_runtime():
     """ctypes handle of the OpenMP runtime loaded in this process (convx's), or None."""
     with open("/proc/self/maps") as maps:

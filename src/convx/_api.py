@@ -467,7 +467,7 @@ def _bias_grad(func, nsp, grad_output):
     compute, result = _dtype(func, ("grad_output", g))
     n, c = g.shape[:2]
     g3 = v.as_kernel_input(func, "grad_output", g, compute, (n, c, g[0, 0].size if n * c else 0))
-    return _engine.bias_grad(func, g3).astype(result)
+    return _engine.bias_grad(func, g3).astype(result, copy=False)
 
 
 def conv2d_bias_grad(grad_output):

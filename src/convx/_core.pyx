@@ -65,7 +65,7 @@ kernel returns False with its output incomplete, and the caller raises.
 """
 
 from libc.stdint cimport int64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
@@ -800,6 +800,8 @@ cdef struct Direct:
                                          # output position reads
     Py_ssize_t row_step, slack           # row_step = sh*Wp
     Py_ssize_t rb, nrb, cb, ncb          # blocks of rb output rows by cb columns
+    Py_ssize_t flat                      # > 0: whole rows computed as one strip, of at
+                                         # most this many columns (conv_direct)
 
 
 cdef Direct _direct_geom(Py_ssize_t Cs, Py_ssize_t Hs, Py_ssize_t Ws, Py_ssize_t groups,
@@ -813,6 +815,7 @@ cdef Direct _direct_geom(Py_ssize_t Cs, Py_ssize_t Hs, Py_ssize_t Ws, Py_ssize_t
     D.Hp, D.Wp, D.top, D.left = Hp, Wp, top, left
     D.row_step, D.sh, D.span_h, D.span_w = row_step, row_step // Wp, span_h, span_w
     D.rb, D.nrb, D.cb, D.ncb, D.slack = rb, (OH + rb - 1) // rb, cb, (OW + cb - 1) // cb, slack
+    D.flat = 0
     return D
 
 
@@ -845,6 +848,26 @@ cdef void _direct_item(const floating* src, const floating* wt, const Py_ssize_t
     _pad_for(src + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
     wt = wt + g * D.blocks * D.K * 4
     out = out + (n * D.groups + g) * D.Fo * D.OH * D.OW
+    cdef Py_ssize_t strip, f, i
+    cdef floating* tmp
+    if D.flat:
+        # Narrow rows (whole rows, unit vertical stride): the rows i0..i1 as
+        # one strip of (i1 - i0 - 1)*Wp + OW columns of the padded image, the
+        # Wp - OW columns between two rows computed and dropped.  Each value
+        # is the same sum, in the same order, as row by row.
+        strip = (i1 - i0 - 1) * D.Wp + D.OW
+        tmp = pad + D.Cs * D.Hp * D.Wp + D.slack
+        if floating is float:
+            cvx_direct_f32(pad + i0 * D.Wp, 0, wt, off, D.K, D.Fo, b, tmp, 1, strip, 0, 1, 0,
+                           strip)
+        else:
+            cvx_direct_f64(pad + i0 * D.Wp, 0, wt, off, D.K, D.Fo, b, tmp, 1, strip, 0, 1, 0,
+                           strip)
+        for f in range(D.Fo):
+            for i in range(i0, i1):
+                memcpy(out + (f * D.OH + i) * D.OW, tmp + f * strip + (i - i0) * D.Wp,
+                       D.OW * sizeof(floating))
+        return
     if floating is float:
         cvx_direct_f32(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1, j0, j1)
     else:
@@ -856,24 +879,28 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
                 const Py_ssize_t[::1] off,          # IN  (K,)
                 const floating[::1] bias,           # IN  (groups*Fo,), or None
                 floating[:, :, :, ::1] out,         # OUT (N, groups*Fo, OH, OW), all written
-                floating[::1] work,                 # scratch: (Cs*Hp*Wp + slack) per thread
+                floating[::1] work,                 # scratch: Cs*Hp*Wp + slack + Fo*flat
+                                                    # per thread
                 Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
                 Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step, Py_ssize_t span_h,
-                Py_ssize_t span_w, Py_ssize_t slack, Py_ssize_t rb, Py_ssize_t cb, int nt,
-                bint interruptible):
+                Py_ssize_t span_w, Py_ssize_t slack, Py_ssize_t rb, Py_ssize_t cb,
+                Py_ssize_t flat, int nt, bint interruptible):
     """The direct pass: each image of ``src`` is padded (or cropped) to
     (Cs, Hp, Wp) at offset (top, left), then
     out[n, f, i, j] = bias[f] + sum_k wt[g, f // FB, k, f % FB] * pad[i*row_step + j + off[k]],
     in blocks of ``rb`` output rows by ``cb`` columns; one output position
     reads ``span_h`` padded rows and ``span_w`` columns.  It is the forward
     pass (src = x) and, at stride 1, the input gradient (src = grad_output,
-    wt = the flipped, transposed weight).  Returns False when interrupted."""
+    wt = the flipped, transposed weight).  ``flat`` > 0 (whole rows, cb = OW,
+    row_step = Wp) computes each item's rows as one strip of at most ``flat``
+    columns, for narrow images.  Returns False when interrupted."""
     cdef Direct D = _direct_geom(src.shape[1] // groups, src.shape[2], src.shape[3], groups,
                                  out.shape[1] // groups, out.shape[2], out.shape[3],
                                  wt.shape[2], Hp, Wp, top, left, row_step, span_h, span_w, rb,
                                  cb, slack)
     D.blocks = wt.shape[1]
-    cdef Py_ssize_t per = D.Cs * Hp * Wp + slack
+    D.flat = flat
+    cdef Py_ssize_t per = D.Cs * Hp * Wp + slack + D.Fo * flat
     cdef Py_ssize_t items = src.shape[0] * groups * D.nrb * D.ncb, it, tid
     cdef const floating* sp = _data4(src)
     cdef const floating* wp = &wt[0, 0, 0, 0]
@@ -981,17 +1008,28 @@ cdef double _sum(const floating* a, Py_ssize_t n) noexcept nogil:
     return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
 
 
-def bias_grad(const floating[:, :, ::1] g,    # IN  (N, C, P): the output gradient
-              double[:, :, ::1] partial,      # OUT (N, C, chunks), every cell written
-              Py_ssize_t chunk, int nt, bint interruptible):
-    """partial[n, c, k] = the sum, in double, of g[n, c, k*chunk : (k+1)*chunk].
+cdef inline void _bias_item(const floating* g, double* cell, Py_ssize_t P, Py_ssize_t nch,
+                            Py_ssize_t chunk, Py_ssize_t it) noexcept nogil:
+    """cell[it]: the sum of chunk it % nch of row it // nch of g (rows of P)."""
+    cdef Py_ssize_t row = it // nch, k = it % nch
+    cell[it] = _sum(g + row * P + k * chunk, _min(chunk, P - k * chunk))
 
-    Each item is one cell: the same bits for any ``nt``; the caller adds the
-    cells over images and chunks.  Returns False when interrupted."""
+
+def bias_grad(const floating[:, :, ::1] g,    # IN  (N, C, P): the output gradient
+              double[:, :, ::1] partial,      # scratch (N, C, chunks)
+              double[::1] out,                # OUT (C,)
+              Py_ssize_t chunk, int nt, bint interruptible):
+    """out[c] = the sum, in double, of g[:, c, :].
+
+    Each item sums one chunk of ``chunk`` values of one (image, channel) row
+    into its cell of ``partial``; then each channel's cells are added in
+    image and chunk order: the same bits for any ``nt``.  Returns False when
+    interrupted (``out`` is then not written)."""
     cdef Py_ssize_t N = g.shape[0], C = g.shape[1], P = g.shape[2]
-    cdef Py_ssize_t nch = partial.shape[2], items = N * C * nch, it, row, k, tid
+    cdef Py_ssize_t nch = partial.shape[2], items = N * C * nch, it, k, n, c, tid
     cdef const floating* gp = &g[0, 0, 0]
-    cdef double* out = &partial[0, 0, 0]
+    cdef double* cell = &partial[0, 0, 0]
+    cdef double s
     cdef const int* stop = _stop(interruptible)
     with nogil:
         nt = _team(nt)
@@ -1000,18 +1038,24 @@ def bias_grad(const floating[:, :, ::1] g,    # IN  (N, C, P): the output gradie
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
-                row, k = it // nch, it % nch
-                out[it] = _sum(gp + row * P + k * chunk, _min(chunk, P - k * chunk))
+                _bias_item(gp, cell, P, nch, chunk, it)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
             for it in prange(items, schedule="static"):
                 if not CVX_STOPPED(stop):
-                    row = it // nch
-                    k = it % nch
-                    out[it] = _sum(gp + row * P + k * chunk, _min(chunk, P - k * chunk))
-    return not CVX_STOPPED(stop)
+                    _bias_item(gp, cell, P, nch, chunk, it)
+    if CVX_STOPPED(stop):
+        return False
+    with nogil:
+        for c in range(C):
+            s = 0
+            for n in range(N):
+                for k in range(nch):
+                    s = s + cell[(n * C + c) * nch + k]
+            out[c] = s
+    return True
 
 
 def pad(const pad_t[:, :, :, ::1] x,    # IN  (N, C, H, W)

@@ -124,12 +124,13 @@ def set_num_threads(n):
     _core.set_user_threads(0 if n is None else int(n))
 
 
-def plan(items, macs, minimum=_PARALLEL_MIN_MACS):
+def plan(items, macs, minimum=None):
     """The threads for a call of ``macs`` multiply-adds (or other units of
-    work, of which a parallel call needs ``minimum``) split into ``items``
-    pieces: one for a small call, else as many as :func:`get_num_threads`
-    allows and the pieces can use."""
-    if macs < minimum or not _core.openmp_enabled():
+    work, of which a parallel call needs ``minimum``; default
+    _PARALLEL_MIN_MACS) split into ``items`` pieces: one for a small call,
+    else as many as :func:`get_num_threads` allows and the pieces can use."""
+    if macs < (_PARALLEL_MIN_MACS if minimum is None else minimum) \
+            or not _core.openmp_enabled():
         return 1
     return max(1, min(_core.get_threads(), items))
 
@@ -191,6 +192,9 @@ def show_config():
     how = ("one thread in a child of fork()" if _core.forked()
            else "set_num_threads" if setting else "default")
     print(f"  threads:       {get_num_threads()} ({how}; at most {_MAX_THREADS})")
+    from . import _PASSIVE
+    print("  idle threads:  " + ("sleep (OMP_WAIT_POLICY=passive, convx's default)" if _PASSIVE
+                                 else "as OMP_WAIT_POLICY / GOMP_SPINCOUNT say (set by you)"))
     print(f"  SIMD kernels:  {_ISA_NAMES.get(_core.isa(), _core.isa())}")
     print("  matrix product: convx's own (no BLAS)")
     print(f"  threadpoolctl: {_THREADPOOLCTL}")

@@ -248,7 +248,7 @@ class _ConvLayer:
         example (C_in, *size); keeps ``x`` for :meth:`backward`."""
         func = f"{type(self).__name__}.forward"
         nsp = self._nsp
-        if not isinstance(x, np.ndarray) or x.dtype != self.weight.dtype:
+        if not isinstance(x, np.ndarray) or x.dtype.type is not self.weight.dtype.type:
             raise v.ConvxTypeError(
                 f"{func}(): argument 'x' must be a numpy.ndarray of the layer's dtype "
                 f"{self.weight.dtype}, got {v._describe(x)}; convert it with "
@@ -265,16 +265,19 @@ class _ConvLayer:
 
     __call__ = forward
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         """Given dL/d(output) of the last :meth:`forward`, set ``weight_grad``
-        and ``bias_grad`` (overwriting them) and return dL/dx."""
+        and ``bias_grad`` (overwriting them) and return dL/dx.
+
+        ``input_grad=False`` skips dL/dx and returns None: a network's first
+        layer needs no gradient for its input (PyTorch skips it too)."""
         func = f"{type(self).__name__}.backward"
         nsp = self._nsp
         if self._x is None:
             raise v.ConvxValueError(f"{func}(): call forward() first: there is no input to "
                                     f"take the gradient at")
         _same_shape(func, "grad_out", grad_out, self._out_shape, "the last output's")
-        if grad_out.dtype != self.weight.dtype:
+        if grad_out.dtype.type is not self.weight.dtype.type:
             raise v.ConvxTypeError(
                 f"{func}(): argument 'grad_out' must have the layer's dtype "
                 f"{self.weight.dtype}, got dtype {grad_out.dtype}")
@@ -283,10 +286,11 @@ class _ConvLayer:
         if unbatched:
             x, g = x[None], g[None]
         args = self._conv_args()
-        dx = _api._grad(func, nsp, "input", x.shape, self.weight, g, *args)
+        dx = _api._grad(func, nsp, "input", x.shape, self.weight, g, *args) if input_grad \
+            else None
         self.weight_grad = _api._grad(func, nsp, "weight", self.weight.shape, x, g, *args)
         self.bias_grad = None if self.bias is None else _api._bias_grad(func, nsp, g)
-        return dx[0] if unbatched else dx
+        return dx[0] if unbatched and dx is not None else dx
 
     def parameters(self):
         """``[(weight, weight_grad), (bias, bias_grad)]`` (without the bias
