@@ -57,6 +57,8 @@ def parts(threads):
         model.backward(grad)
         optimizer.step(model.parameters())
 
+    step()  # every layer has its gradients from here on
+
     rows = [
         ("conv 1 -> 16, forward", lambda: conv1.forward(x)),
         ("conv 16 -> 32, forward", lambda: conv2.forward(a1)),
