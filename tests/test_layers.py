@@ -719,3 +719,21 @@ def test_layer_takes_any_byte_order_and_layout_of_its_dtype():
         g = np.ones(want.shape, ">f4")
         dx = layer.backward(g)
         assert dx.dtype == np.float32 and dx.shape == x.shape
+
+
+def test_mixin_with_a_framework_class_whose_init_takes_no_param():
+    """Mixed into a class whose __init__ takes no parameter (the book's plain
+    Operation), convx's operation still runs it, and keeps param itself."""
+    class Op(convx.layers.Conv1D_Op, Operation):
+        pass
+
+    calls = []
+    original = Operation.__init__
+    Operation.__init__ = lambda self: calls.append(self)
+    try:
+        W = np.ones((2, 3, 3))
+        op = Op(W)
+    finally:
+        Operation.__init__ = original
+    assert calls == [op] and op.param is W
+    assert op.forward(np.ones((1, 2, 5))).shape == (1, 3, 5)

@@ -67,9 +67,9 @@ class _ParamOp:
         v.kernel_nonempty(name, "W", W.shape, range(2, nd))
         init = _next_init(_ParamOp, self)
         if init is not None:  # a mixin: the framework's class initialises too
-            try:
+            try:  # the book's ParamOperation(param); a plain Operation()
                 inspect.signature(init).bind(self, W)
-            except TypeError:
+            except (TypeError, ValueError):
                 init(self)
             else:
                 init(self, W)
