@@ -1,0 +1,237 @@
+# convx: the direct passes, unit horizontal stride (see _core.pyx).
+# Included by _core.pyx, whose helpers and declarations it uses.
+
+# --------------------------------------------------------------------------
+# The direct path (unit horizontal stride): pad the rows of one image that a
+# block of output rows reads into the thread's scratch, then run the SIMD
+# micro-kernel of _direct.h over them.
+# --------------------------------------------------------------------------
+
+cdef void _pad_block(const floating* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                     floating* dst, Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top,
+                     Py_ssize_t left, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t c0,
+                     Py_ssize_t c1, Py_ssize_t slack) noexcept nogil:
+    """Rows r0..r1, columns c0..c1 of each channel of dst (C, Hp, Wp):
+    dst[c, r, s] = src[c, r - top, s - left], zero outside src (a negative top
+    or left crops instead of padding).  The ``slack`` values after the image
+    are zeroed."""
+    cdef Py_ssize_t c, r, s, i, s0, s1
+    cdef floating* d
+    cdef const floating* row
+    s0 = left if left > c0 else c0               # first column that holds data
+    s1 = W + left if W + left < c1 else c1       # one past the last
+    if s1 < s0:
+        s1 = s0
+    for c in range(C):
+        for r in range(r0, r1):
+            d = dst + (c * Hp + r) * Wp
+            i = r - top
+            if i < 0 or i >= H or s0 == s1:
+                memset(d + c0, 0, (c1 - c0) * sizeof(floating))
+                continue
+            row = src + (c * H + i) * W - left
+            for s in range(c0, s0):
+                d[s] = 0
+            for s in range(s0, s1):
+                d[s] = row[s]
+            for s in range(s1, c1):
+                d[s] = 0
+    memset(dst + C * Hp * Wp, 0, slack * sizeof(floating))
+
+
+cdef struct Direct:
+    Py_ssize_t Cs, Hs, Ws, groups        # the source (x, or grad_output): (groups*Cs, Hs, Ws)
+    Py_ssize_t Fo, OH, OW, K, blocks     # output channels per group, output size, taps
+    Py_ssize_t Hp, Wp, top, left         # the padded image, and where the source lies in it
+    Py_ssize_t sh, span_h, span_w        # rows between output rows; rows and columns one
+                                         # output position reads
+    Py_ssize_t row_step, slack           # row_step = sh*Wp
+    Py_ssize_t rb, nrb, cb, ncb          # blocks of rb output rows by cb columns
+    Py_ssize_t flat                      # > 0: whole rows computed as one strip, of at
+                                         # most this many columns (conv_direct)
+
+
+cdef Direct _direct_geom(Py_ssize_t Cs, Py_ssize_t Hs, Py_ssize_t Ws, Py_ssize_t groups,
+                         Py_ssize_t Fo, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t K,
+                         Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left,
+                         Py_ssize_t row_step, Py_ssize_t span_h, Py_ssize_t span_w,
+                         Py_ssize_t rb, Py_ssize_t cb, Py_ssize_t slack) noexcept:
+    cdef Direct D
+    D.Cs, D.Hs, D.Ws, D.groups = Cs, Hs, Ws, groups
+    D.Fo, D.OH, D.OW, D.K = Fo, OH, OW, K
+    D.Hp, D.Wp, D.top, D.left = Hp, Wp, top, left
+    D.row_step, D.sh, D.span_h, D.span_w = row_step, row_step // Wp, span_h, span_w
+    D.rb, D.nrb, D.cb, D.ncb, D.slack = rb, (OH + rb - 1) // rb, cb, (OW + cb - 1) // cb, slack
+    D.flat = 0
+    return D
+
+
+cdef inline void _item_block(const Direct* D, Py_ssize_t item, Py_ssize_t* n, Py_ssize_t* g,
+                             Py_ssize_t* i0, Py_ssize_t* i1, Py_ssize_t* j0,
+                             Py_ssize_t* j1) noexcept nogil:
+    """The image, group and block of output rows and columns of an item,
+    item = ((n*groups + g)*nrb + row block)*ncb + column block."""
+    cdef Py_ssize_t cbi = item % D.ncb, rbi = (item // D.ncb) % D.nrb
+    cdef Py_ssize_t ng = item // (D.ncb * D.nrb)
+    n[0], g[0] = ng // D.groups, ng % D.groups
+    i0[0], j0[0] = rbi * D.rb, cbi * D.cb
+    i1[0], j1[0] = _min(D.OH, i0[0] + D.rb), _min(D.OW, j0[0] + D.cb)
+
+
+cdef inline void _pad_for(const floating* src, floating* pad, const Direct* D, Py_ssize_t i0,
+                          Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """The rows and columns of the padded source that outputs (i0..i1, j0..j1) read."""
+    _pad_block(src, D.Cs, D.Hs, D.Ws, pad, D.Hp, D.Wp, D.top, D.left, i0 * D.sh,
+               _min(D.Hp, (i1 - 1) * D.sh + D.span_h), j0, _min(D.Wp, j1 - 1 + D.span_w),
+               D.slack)
+
+
+cdef void _direct_item(const floating* src, const floating* wt, const Py_ssize_t* off,
+                       const floating* bias, floating* out, floating* pad, const Direct* D,
+                       Py_ssize_t item) noexcept nogil:
+    cdef Py_ssize_t n, g, i0, i1, j0, j1
+    _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
+    cdef const floating* b = NULL if bias == NULL else bias + g * D.Fo
+    _pad_for(src + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
+    wt = wt + g * D.blocks * D.K * 4
+    out = out + (n * D.groups + g) * D.Fo * D.OH * D.OW
+    cdef Py_ssize_t strip, f, i
+    cdef floating* tmp
+    if D.flat:
+        # Narrow rows (whole rows, unit vertical stride): the rows i0..i1 as
+        # one strip of (i1 - i0 - 1)*Wp + OW columns of the padded image, the
+        # Wp - OW columns between two rows computed and dropped.  Each value
+        # is the same sum, in the same order, as row by row.
+        strip = (i1 - i0 - 1) * D.Wp + D.OW
+        tmp = pad + D.Cs * D.Hp * D.Wp + D.slack
+        if floating is float:
+            cvx_direct_f32(pad + i0 * D.Wp, 0, wt, off, D.K, D.Fo, b, tmp, 1, strip, 0, 1, 0,
+                           strip)
+        else:
+            cvx_direct_f64(pad + i0 * D.Wp, 0, wt, off, D.K, D.Fo, b, tmp, 1, strip, 0, 1, 0,
+                           strip)
+        for f in range(D.Fo):
+            for i in range(i0, i1):
+                memcpy(out + (f * D.OH + i) * D.OW, tmp + f * strip + (i - i0) * D.Wp,
+                       D.OW * sizeof(floating))
+        return
+    if floating is float:
+        cvx_direct_f32(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1, j0, j1)
+    else:
+        cvx_direct_f64(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1, j0, j1)
+
+
+def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
+                const floating[:, :, :, ::1] wt,    # IN  (groups, blocks, K, FB)
+                const Py_ssize_t[::1] off,          # IN  (K,)
+                const floating[::1] bias,           # IN  (groups*Fo,), or None
+                floating[:, :, :, ::1] out,         # OUT (N, groups*Fo, OH, OW), all written
+                floating[::1] work,                 # scratch: Cs*Hp*Wp + slack + Fo*flat
+                                                    # per thread
+                Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
+                Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step, Py_ssize_t span_h,
+                Py_ssize_t span_w, Py_ssize_t slack, Py_ssize_t rb, Py_ssize_t cb,
+                Py_ssize_t flat, int nt, bint interruptible):
+    """The direct pass: each image of ``src`` is padded (or cropped) to
+    (Cs, Hp, Wp) at offset (top, left), then
+    out[n, f, i, j] = bias[f] + sum_k wt[g, f // FB, k, f % FB] * pad[i*row_step + j + off[k]],
+    in blocks of ``rb`` output rows by ``cb`` columns; one output position
+    reads ``span_h`` padded rows and ``span_w`` columns.  It is the forward
+    pass (src = x) and, at stride 1, the input gradient (src = grad_output,
+    wt = the flipped, transposed weight).  ``flat`` > 0 (whole rows, cb = OW,
+    row_step = Wp) computes each item's rows as one strip of at most ``flat``
+    columns, for narrow images.  Returns False when interrupted."""
+    cdef Direct D = _direct_geom(src.shape[1] // groups, src.shape[2], src.shape[3], groups,
+                                 out.shape[1] // groups, out.shape[2], out.shape[3],
+                                 wt.shape[2], Hp, Wp, top, left, row_step, span_h, span_w, rb,
+                                 cb, slack)
+    D.blocks = wt.shape[1]
+    D.flat = flat
+    cdef Py_ssize_t per = D.Cs * Hp * Wp + slack + D.Fo * flat
+    cdef Py_ssize_t items = src.shape[0] * groups * D.nrb * D.ncb, it, tid
+    cdef const floating* sp = _data4(src)
+    cdef const floating* wp = &wt[0, 0, 0, 0]
+    cdef const floating* b = _data_or_null(bias)
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef floating* scratch = &work[0]
+    cdef const int* stop = _stop(interruptible)
+    with nogil:
+        nt = _team(nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _direct_item(sp, wp, &off[0], b, op, scratch, &D, it)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _direct_item(sp, wp, &off[0], b, op, scratch + tid * per, &D, it)
+    return not CVX_STOPPED(stop)
+
+
+cdef void _wgrad_direct_item(const floating* x, const floating* gout, const Py_ssize_t* off,
+                             floating* acc, floating* pad, const Direct* D,
+                             Py_ssize_t item) noexcept nogil:
+    """acc[group g] += the weight gradient of one block of image n's outputs."""
+    cdef Py_ssize_t n, g, i0, i1, j0, j1
+    _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
+    cdef const floating* gg = gout + (n * D.groups + g) * D.Fo * D.OH * D.OW
+    _pad_for(x + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
+    _wgrad(pad, D.row_step, off, D.K, gg, D.OH * D.OW, D.OW, D.Fo, i0, i1, j0, j1,
+           acc + g * D.Fo * D.K)
+
+
+def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
+                            const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
+                            const Py_ssize_t[::1] off,           # IN  (K,)
+                            floating[:, :, :, ::1] dw,           # OUT (F, Cg, KH, KW)
+                            floating[::1] work,                  # scratch: (dw.size + Cg*Hp*Wp + slack) per thread
+                            Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
+                            Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step,
+                            Py_ssize_t span_h, Py_ssize_t span_w, Py_ssize_t slack,
+                            Py_ssize_t rb, Py_ssize_t cb, int nt, bint interruptible):
+    """dw = the weight gradient, by the direct kernel (unit horizontal stride),
+    in blocks of ``rb`` output rows by ``cb`` columns.
+
+    Each thread's scratch holds its accumulator (the first dw.size values)
+    and then its padded image: thread t sums its items' part there, then the
+    threads' parts are added, in thread order, into dw.  Returns False when
+    interrupted."""
+    cdef Direct D = _direct_geom(x.shape[1] // groups, x.shape[2], x.shape[3], groups,
+                                 gout.shape[1] // groups, gout.shape[2], gout.shape[3],
+                                 off.shape[0], Hp, Wp, top, left, row_step, span_h, span_w, rb,
+                                 cb, slack)
+    cdef Py_ssize_t size = dw.shape[0] * dw.shape[1] * dw.shape[2] * dw.shape[3]
+    cdef Py_ssize_t per = size + D.Cs * Hp * Wp + slack
+    cdef Py_ssize_t items = x.shape[0] * groups * D.nrb * D.ncb, it, tid
+    cdef const floating* xp = _data4(x)
+    cdef const floating* gp = _data4(gout)
+    cdef floating* scratch = &work[0]
+    cdef floating* out = &dw[0, 0, 0, 0]
+    cdef floating* mine
+    cdef const int* stop = _stop(interruptible)
+    with nogil:
+        nt = _team(nt)
+    with nogil:
+        _zero_accumulators(scratch, per, size, nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _wgrad_direct_item(xp, gp, &off[0], scratch, scratch + size, &D, it)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            mine = scratch + tid * per
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _wgrad_direct_item(xp, gp, &off[0], mine, mine + size, &D, it)
+    with nogil:
+        _add_accumulators(scratch, per, size, nt, out)
+    return not CVX_STOPPED(stop)

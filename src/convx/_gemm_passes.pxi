@@ -1,0 +1,409 @@
+# convx: im2col + GEMM, the three passes (see _core.pyx, "Each pass has two implementations").
+# Included by _core.pyx, whose helpers and declarations it uses.
+
+# --------------------------------------------------------------------------
+# Geometry
+# --------------------------------------------------------------------------
+
+cdef struct Geom:
+    Py_ssize_t C, H, W, F, OH, OW, P     # input channels and size, filters, output size
+    Py_ssize_t groups, Cg, Fg, K         # group sizes; K = Cg*KH*KW taps per group
+    Py_ssize_t KH, KW, sh, sw, dh, dw, pt, pl
+    bint pointwise                       # 1x1 kernel, stride 1, no padding: col is x
+
+
+cdef Geom _geom(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
+                Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups) noexcept:
+    cdef Geom G
+    G.C, G.H, G.W, G.F, G.OH, G.OW, G.P = C, H, W, F, OH, OW, OH * OW
+    G.groups = groups
+    G.Cg = C // groups
+    G.Fg = F // groups
+    G.K = G.Cg * KH * KW
+    G.KH, G.KW = KH, KW
+    G.sh, G.sw, G.dh, G.dw, G.pt, G.pl = sh, sw, dh, dw, pt, pl
+    G.pointwise = KH == 1 and KW == 1 and sh == 1 and sw == 1 and pt == 0 and pl == 0 \
+        and OH == H and OW == W
+    return G
+
+
+cdef cvx_operand _image(const void* x, const Geom* G, Py_ssize_t p0, bint transposed) noexcept nogil:
+    """One group's channels of an image, read as its im2col matrix (or that
+    matrix transposed) from output position p0 on."""
+    cdef cvx_operand op
+    memset(&op, 0, sizeof(op))
+    if G.pointwise:  # the image is its own column matrix, (Cg, P)
+        op.kind = CVX_DENSE
+        op.p = x
+        op.rs = 1 if transposed else G.P
+        op.cs = G.P if transposed else 1
+        return op
+    op.kind = CVX_IM2COL_T if transposed else CVX_IM2COL
+    op.p = x
+    op.H, op.W, op.KH, op.KW, op.OW = G.H, G.W, G.KH, G.KW, G.OW
+    op.sh, op.sw, op.dh, op.dw, op.pt, op.pl = G.sh, G.sw, G.dh, G.dw, G.pt, G.pl
+    op.p0 = p0
+    return op
+
+
+cdef cvx_operand _dense(const void* p, Py_ssize_t rs, Py_ssize_t cs) noexcept nogil:
+    cdef cvx_operand op
+    memset(&op, 0, sizeof(op))
+    op.kind = CVX_DENSE
+    op.p = p
+    op.rs, op.cs = rs, cs
+    return op
+
+
+cdef inline int _gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
+                      const cvx_operand* B, floating* abuf, floating* bbuf, floating* C,
+                      Py_ssize_t ldc, int accumulate, const floating* bias,
+                      const int* stop) noexcept nogil:
+    if floating is float:
+        return cvx_gemm_f32(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop)
+    else:
+        return cvx_gemm_f64(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop)
+
+
+# Scratch: sizes in elements, shared by the engine (which allocates) and the
+# kernels (which carve it up).  A product's packed panels of B hold at most
+# CVX_KC x CVX_NC values, rounded to the widest panel (CVX_NR_MAX) so that the
+# sizes do not depend on the instruction set.
+
+cdef inline Py_ssize_t _bpack(Py_ssize_t depth, Py_ssize_t cols) noexcept nogil:
+    return _min(depth, CVX_KC) * _round_up(_min(cols, CVX_NC), CVX_NR_MAX)
+
+
+cdef inline Py_ssize_t _apack(Py_ssize_t rows, Py_ssize_t depth) noexcept nogil:
+    return _min(_round_up(rows, CVX_MR), CVX_MC) * _min(depth, CVX_KC)
+
+
+def forward_scratch(Py_ssize_t Fg, Py_ssize_t K, Py_ssize_t groups, Py_ssize_t nb):
+    """(shared, per thread) scratch of conv_forward: the packed weights, then
+    each thread's packed block of the column matrix (nb positions)."""
+    return groups * _round_up(Fg, CVX_MR) * K, _bpack(K, nb)
+
+
+def input_grad_scratch(Py_ssize_t Cg, Py_ssize_t Fg, Py_ssize_t KHW, Py_ssize_t groups,
+                       Py_ssize_t cc, Py_ssize_t nb, bint pointwise):
+    """(shared, per thread) scratch of conv_input_grad with blocks of ``cc``
+    channels and ``nb`` positions: the packed weights, chunk by chunk, then
+    each thread's packed tail of the output gradient and block of the column
+    matrix's gradient (none when the kernel is pointwise)."""
+    return (groups * ((Cg + cc - 1) // cc) * _chunk_pack(cc, KHW, Fg),
+            _bpack(Fg, nb) + (0 if pointwise else cc * KHW * nb))
+
+
+def weight_grad_scratch(Py_ssize_t F, Py_ssize_t Fg, Py_ssize_t K, Py_ssize_t nb,
+                        Py_ssize_t ipb, bint dot, bint pointwise):
+    """Per-thread scratch of conv_weight_grad: the thread's accumulator
+    (F x K), then its packed output gradient and column-matrix block (the
+    matrix product), or its block of the column matrix, ``ipb`` images of
+    ``nb`` positions (the dot products; none when the kernel is pointwise)."""
+    if dot:
+        return F * K + (0 if pointwise else K * ipb * nb)
+    return F * K + _apack(Fg, nb) + _bpack(nb, K)
+
+
+def gemm_blocks():
+    """(MR, KC, MC, NC, NR_MAX) of _gemm.h, for the engine and the tests."""
+    return CVX_MR, CVX_KC, CVX_MC, CVX_NC, CVX_NR_MAX
+
+
+cdef void _forward_item(const floating* x, const floating* wpack, const floating* bias,
+                        floating* out, floating* bbuf, const Geom* G, Py_ssize_t nb,
+                        Py_ssize_t nblk, Py_ssize_t mb, Py_ssize_t nmb, Py_ssize_t item,
+                        const int* stop) noexcept nogil:
+    """Filters m*mb.. of group g, positions b*nb.. of image n, for
+    item = ((n*groups + g)*nblk + b)*nmb + m."""
+    cdef Py_ssize_t m = item % nmb, b = (item // nmb) % nblk, ng = item // (nmb * nblk)
+    cdef Py_ssize_t n = ng // G.groups, g = ng % G.groups
+    cdef Py_ssize_t p0 = b * nb, np_ = _min(nb, G.P - b * nb)
+    cdef Py_ssize_t m0 = m * mb, f0 = g * G.Fg + m0
+    cdef cvx_operand A = _dense(wpack + g * _round_up(G.Fg, CVX_MR) * G.K,
+                                _round_up(G.Fg, CVX_MR), 0)
+    cdef cvx_operand B
+    A.kind = CVX_PREPACKED
+    A.p0 = m0
+    B = _image(x + (n * G.C + g * G.Cg) * G.H * G.W, G, p0, False)
+    if G.pointwise:
+        B.p = <const floating*> B.p + p0
+    _gemm(_min(mb, G.Fg - m0), np_, G.K, &A, &B, <floating*> NULL, bbuf,
+          out + (n * G.F + f0) * G.P + p0, G.P, 0, NULL if bias == NULL else bias + f0, stop)
+
+
+def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
+                 const floating[:, :, :, ::1] w,     # IN  (F, C // G, KH, KW)
+                 const floating[::1] bias,           # IN  (F,), or None
+                 floating[:, :, :, ::1] out,         # OUT (N, F, OH, OW), every cell written
+                 floating[::1] work,                 # scratch: forward_scratch, or None
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                 Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups,
+                 Py_ssize_t nb, Py_ssize_t mb, int nt, bint interruptible):
+    """out = conv(x, w) + bias, each item a block of ``mb`` filters (a multiple
+    of the micro-tile's rows) and ``nb`` output positions of one image.
+    Returns False when interrupted (``out`` is then incomplete)."""
+    cdef Geom G = _geom(x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3],
+                        out.shape[2], out.shape[3], sh, sw, dh, dw, pt, pl, groups)
+    cdef floating stack[_STACK_SCRATCH]
+    cdef floating* scratch = _scratch(work, stack)
+    cdef Py_ssize_t Mp = _round_up(G.Fg, CVX_MR), shared = groups * Mp * G.K
+    cdef Py_ssize_t per = _bpack(G.K, nb), nblk = (G.P + nb - 1) // nb
+    cdef Py_ssize_t nmb = (G.Fg + mb - 1) // mb
+    cdef Py_ssize_t items = x.shape[0] * groups * nblk * nmb, it, g, tid
+    cdef const floating* xp = _data4(x)
+    cdef const floating* b = _data_or_null(bias)
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef const int* stop = _stop(interruptible)
+    cdef cvx_operand W
+    with nogil:
+        for g in range(groups):  # the weights, packed once for every item
+            W = _dense(&w[g * G.Fg, 0, 0, 0], G.K, 1)
+            if floating is float:
+                cvx_prepack_f32(&W, G.Fg, G.K, scratch + g * Mp * G.K)
+            else:
+                cvx_prepack_f64(&W, G.Fg, G.K, scratch + g * Mp * G.K)
+        nt = _team(nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _forward_item(xp, scratch, b, op, scratch + shared, &G, nb, nblk, mb, nmb, it,
+                              stop)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _forward_item(xp, scratch, b, op, scratch + shared + tid * per, &G, nb,
+                                  nblk, mb, nmb, it, stop)
+    return not CVX_STOPPED(stop)
+
+
+cdef void _col2im_add(const floating* dcol, Py_ssize_t ld, floating* dx, Py_ssize_t c0,
+                      Py_ssize_t c1, Py_ssize_t p0, Py_ssize_t npos, const Geom* G) noexcept nogil:
+    """The adjoint of reading the im2col matrix: row ``((c - c0)*KH + p)*KW + q``
+    of ``dcol`` (columns: output positions p0..p0+npos) is added back to the
+    cells of channel c of ``dx`` (one group's (Cg, H, W)) that tap read;
+    entries that fell in the padding are dropped."""
+    cdef Py_ssize_t c, p, q, i, ja, jb, va, vb, j0, j1, j, r, pos, off_w, off_h
+    cdef const floating* row
+    cdef const floating* src
+    cdef floating* dst
+    for c in range(c0, c1):
+        for p in range(G.KH):
+            for q in range(G.KW):
+                row = dcol + (((c - c0) * G.KH + p) * G.KW + q) * ld
+                off_w = q * G.dw - G.pl
+                off_h = p * G.dh - G.pt
+                j0 = cvx_first_valid(off_w, G.sw, G.OW)
+                j1 = cvx_end_valid(off_w, G.sw, G.W, G.OW)
+                pos = p0
+                while pos < p0 + npos:
+                    i = pos // G.OW
+                    ja = pos - i * G.OW
+                    jb = _min(G.OW, ja + p0 + npos - pos)
+                    r = i * G.sh + off_h
+                    va = ja if ja > j0 else j0
+                    vb = jb if jb < j1 else j1
+                    if 0 <= r < G.H and vb > va:
+                        src = row + (pos - p0) + (va - ja)
+                        dst = dx + (c * G.H + r) * G.W + va * G.sw + off_w
+                        if G.sw == 1:
+                            for j in range(vb - va):
+                                dst[j] += src[j]
+                        else:
+                            for j in range(vb - va):
+                                dst[j * G.sw] += src[j]
+                    pos += jb - ja
+
+
+cdef inline Py_ssize_t _chunk_pack(Py_ssize_t cc, Py_ssize_t khw, Py_ssize_t Fg) noexcept nogil:
+    """The packed size of one chunk of w.T: cc*khw rows (rounded up) by Fg."""
+    return _round_up(cc * khw, CVX_MR) * Fg
+
+
+cdef void _input_grad_item(const floating* gout, const floating* wpack, floating* dx,
+                           floating* scratch, const Geom* G, Py_ssize_t nb, Py_ssize_t cc,
+                           Py_ssize_t nchunk, Py_ssize_t item, const int* stop) noexcept nogil:
+    """dx[n, channels c0..c1 of group g] for item = (n*groups + g)*nchunk + chunk."""
+    cdef Py_ssize_t chunk = item % nchunk, ng = item // nchunk
+    cdef Py_ssize_t n = ng // G.groups, g = ng % G.groups
+    cdef Py_ssize_t c0 = chunk * cc, c1 = _min(G.Cg, c0 + cc), khw = G.KH * G.KW
+    cdef Py_ssize_t M = (c1 - c0) * khw, p0, np_
+    cdef floating* bbuf = scratch
+    cdef floating* dcol = bbuf + _bpack(G.Fg, nb)
+    cdef floating* dxg = dx + (n * G.C + g * G.Cg) * G.H * G.W
+    # A = w_g.T restricted to the chunk's taps, packed once per call
+    cdef cvx_operand A = _dense(wpack + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg),
+                                _round_up(M, CVX_MR), 0)
+    cdef cvx_operand B
+    A.kind = CVX_PREPACKED
+    # B = the output gradient, read in place
+    B = _dense(gout + (n * G.F + g * G.Fg) * G.P, G.P, 1)
+    B.kind = CVX_ROWS
+    p0 = 0
+    while p0 < G.P:
+        np_ = _min(nb, G.P - p0)
+        if G.pointwise:  # dcol is dx itself
+            if _gemm(M, np_, G.Fg, &A, &B, <floating*> NULL, bbuf, dxg + c0 * G.P + p0, G.P, 0,
+                     <const floating*> NULL, stop):
+                return
+        else:
+            if _gemm(M, np_, G.Fg, &A, &B, <floating*> NULL, bbuf, dcol, np_, 0,
+                     <const floating*> NULL, stop):
+                return
+            _col2im_add(dcol, np_, dxg, c0, c1, p0, np_, G)
+        B.p = <const floating*> B.p + nb
+        p0 += nb
+
+
+def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
+                    const floating[:, :, :, ::1] w,     # IN  (F, C // G, KH, KW)
+                    floating[:, :, :, ::1] dx,          # IN/OUT (N, C, H, W), must arrive zeroed
+                    floating[::1] work,                 # scratch: input_grad_scratch, or None
+                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                    Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups,
+                    Py_ssize_t nb, Py_ssize_t cc, int nt, bint interruptible):
+    """dx = the gradient of sum(conv(x, w) * gout) with respect to x, each item
+    a block of ``cc`` input channels of one image, in blocks of ``nb`` output
+    positions.  Returns False when interrupted."""
+    cdef Geom G = _geom(dx.shape[1], dx.shape[2], dx.shape[3], w.shape[0], w.shape[2], w.shape[3],
+                        gout.shape[2], gout.shape[3], sh, sw, dh, dw, pt, pl, groups)
+    cdef floating stack[_STACK_SCRATCH]
+    cdef floating* scratch = _scratch(work, stack)
+    cdef Py_ssize_t khw = G.KH * G.KW, nchunk = (G.Cg + cc - 1) // cc
+    cdef Py_ssize_t items = dx.shape[0] * groups * nchunk, it, tid, g, chunk, c0
+    cdef Py_ssize_t shared = groups * nchunk * _chunk_pack(cc, khw, G.Fg)
+    cdef Py_ssize_t per = _bpack(G.Fg, nb) + (0 if G.pointwise else cc * khw * nb)
+    cdef const floating* gp = _data4(gout)
+    cdef floating* dp = &dx[0, 0, 0, 0]
+    cdef const int* stop = _stop(interruptible)
+    cdef cvx_operand W
+    with nogil:
+        for g in range(groups):  # w.T, chunk by chunk: A[r, f] = w[g*Fg + f, c0*khw + r]
+            for chunk in range(nchunk):
+                c0 = chunk * cc
+                W = _dense(&w[g * G.Fg, 0, 0, 0] + c0 * khw, 1, G.K)
+                if floating is float:
+                    cvx_prepack_f32(&W, (_min(G.Cg, c0 + cc) - c0) * khw, G.Fg,
+                                    scratch + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg))
+                else:
+                    cvx_prepack_f64(&W, (_min(G.Cg, c0 + cc) - c0) * khw, G.Fg,
+                                    scratch + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg))
+        nt = _team(nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _input_grad_item(gp, scratch, dp, scratch + shared, &G, nb, cc, nchunk, it, stop)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _input_grad_item(gp, scratch, dp, scratch + shared + tid * per, &G, nb, cc,
+                                     nchunk, it, stop)
+    return not CVX_STOPPED(stop)
+
+
+cdef void _weight_grad_item(const floating* x, const floating* gout, const Py_ssize_t* off,
+                            floating* acc, floating* scratch, const Geom* G, Py_ssize_t N,
+                            Py_ssize_t nb, Py_ssize_t ipb, Py_ssize_t nblk, Py_ssize_t item,
+                            const int* stop) noexcept nogil:
+    """acc[group g] += g_g @ col.T over positions b*nb.. of images n0..n0+ipb,
+    for item = ((n0 // ipb)*groups + g)*nblk + b.
+
+    With ``off`` (tap k's row of the block of the column matrix starts at
+    off[k]), as blocks of dot products along the positions (the direct
+    kernel's weight gradient, each image a row), over the block written to
+    ``scratch`` (or over x itself when pointwise); else by the matrix product
+    (one image per item), whose packed panels ``scratch`` holds."""
+    cdef Py_ssize_t b = item % nblk, ng = item // nblk
+    cdef Py_ssize_t n0 = (ng // G.groups) * ipb, g = ng % G.groups
+    cdef Py_ssize_t p0 = b * nb, np_ = _min(nb, G.P - b * nb), ni = _min(ipb, N - n0), i
+    cdef const floating* xg = x + (n0 * G.C + g * G.Cg) * G.H * G.W
+    cdef const floating* gg = gout + (n0 * G.F + g * G.Fg) * G.P + p0
+    cdef cvx_operand A, B
+    if off != NULL:
+        if G.pointwise:  # tap c's row is x's channel c; images C*P apart
+            _wgrad(xg + p0, G.C * G.P, off, G.K, gg, G.P, G.F * G.P, G.Fg, 0, ni, 0, np_,
+                   acc + g * G.Fg * G.K)
+            return
+        for i in range(ni):  # image i's positions follow image i-1's in each tap's row
+            B = _image(xg + i * G.C * G.H * G.W, G, 0, False)
+            if floating is float:
+                cvx_im2col_f32(&B, 0, G.K, p0, np_, scratch + i * np_, off[1] if G.K > 1 else 0)
+            else:
+                cvx_im2col_f64(&B, 0, G.K, p0, np_, scratch + i * np_, off[1] if G.K > 1 else 0)
+        _wgrad(scratch, np_, off, G.K, gg, G.P, G.F * G.P, G.Fg, 0, ni, 0, np_,
+               acc + g * G.Fg * G.K)
+        return
+    A = _dense(gg, G.P, 1)
+    B = _image(xg, G, p0, True)
+    if G.pointwise:
+        B.p = <const floating*> B.p + p0
+    _gemm(G.Fg, G.K, np_, &A, &B, scratch, scratch + _apack(G.Fg, nb), acc + g * G.Fg * G.K,
+          G.K, 1, <const floating*> NULL, stop)
+
+
+def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
+                     const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
+                     floating[:, :, :, ::1] dw,           # OUT (F, C // G, KH, KW)
+                     floating[::1] work,                  # scratch: weight_grad_scratch x nt, or None
+                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw_,
+                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups,
+                     Py_ssize_t nb, Py_ssize_t ipb, const Py_ssize_t[::1] off, int nt,
+                     bint interruptible):
+    """dw = the gradient of sum(conv(x, w) * gout) with respect to w, each item
+    a block of ``nb`` output positions of ``ipb`` images (``nb`` is every
+    position when ``ipb`` > 1) and one group: by blocks of dot products when
+    ``off`` is given (off[k] = k*ipb*nb, or k*OH*OW for a pointwise kernel),
+    else by the matrix product (``ipb`` = 1).
+
+    Each thread's scratch starts with its accumulator (F x K): thread t sums
+    its items there, then the threads' parts are added, in thread order, into
+    dw.  Returns False when interrupted."""
+    cdef Geom G = _geom(x.shape[1], x.shape[2], x.shape[3], dw.shape[0], dw.shape[2], dw.shape[3],
+                        gout.shape[2], gout.shape[3], sh, sw, dh, dw_, pt, pl, groups)
+    cdef floating stack[_STACK_SCRATCH]
+    cdef floating* scratch = _scratch(work, stack)
+    cdef const Py_ssize_t* offp = NULL if off is None else &off[0]
+    cdef Py_ssize_t size = G.F * G.K, nblk = (G.P + nb - 1) // nb, N = x.shape[0]
+    cdef Py_ssize_t per = size + (((0 if G.pointwise else G.K * ipb * nb)) if offp != NULL
+                                  else _apack(G.Fg, nb) + _bpack(nb, G.K))
+    cdef Py_ssize_t items = (N + ipb - 1) // ipb * groups * nblk, it, tid
+    cdef const floating* xp = _data4(x)
+    cdef const floating* gp = _data4(gout)
+    cdef floating* out = &dw[0, 0, 0, 0]
+    cdef floating* mine
+    cdef const int* stop = _stop(interruptible)
+    with nogil:
+        nt = _team(nt)
+    with nogil:
+        _zero_accumulators(scratch, per, size, nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _weight_grad_item(xp, gp, offp, scratch, scratch + size, &G, N, nb, ipb, nblk, it,
+                                  stop)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            mine = scratch + tid * per
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _weight_grad_item(xp, gp, offp, mine, mine + size, &G, N, nb, ipb, nblk, it,
+                                      stop)
+    with nogil:
+        _add_accumulators(scratch, per, size, nt, out)
+    return not CVX_STOPPED(stop)
