@@ -205,12 +205,12 @@ for func in ("_input_grad", "_param_grad"):
 # in signature order (see ``api``), so the table keeps its one shape.
 _GEOM = ("stride", "padding", "dilation", "groups")
 API_SIGNATURES = {
-    "conv1d": ("input", "weight", "bias") + _GEOM,
-    "conv2d": ("input", "weight", "bias") + _GEOM,
-    "conv1d_input_grad": ("input_shape", "weight", "grad_output") + _GEOM,
-    "conv2d_input_grad": ("input_shape", "weight", "grad_output") + _GEOM,
-    "conv1d_weight_grad": ("input", "weight_shape", "grad_output") + _GEOM,
-    "conv2d_weight_grad": ("input", "weight_shape", "grad_output") + _GEOM,
+    "conv1d": ("input", "weight", "bias") + _GEOM + ("method",),
+    "conv2d": ("input", "weight", "bias") + _GEOM + ("method",),
+    "conv1d_input_grad": ("input_shape", "weight", "grad_output") + _GEOM + ("method",),
+    "conv2d_input_grad": ("input_shape", "weight", "grad_output") + _GEOM + ("method",),
+    "conv1d_weight_grad": ("input", "weight_shape", "grad_output") + _GEOM + ("method",),
+    "conv2d_weight_grad": ("input", "weight_shape", "grad_output") + _GEOM + ("method",),
 }
 _X = {1: A(2, 4, 7), 2: A(2, 4, 6, 5)}
 _W = {1: A(6, 2, 3), 2: A(6, 2, 3, 2)}
@@ -218,9 +218,9 @@ _G = {1: A(2, 6, 7), 2: A(2, 6, 6, 6)}       # the forward's output shapes
 _GEOM_GOOD = (1, 1, 1, 2)
 API_GOOD = {}
 for _n in (1, 2):
-    API_GOOD[f"conv{_n}d"] = (_X[_n], _W[_n], A(6)) + _GEOM_GOOD
-    API_GOOD[f"conv{_n}d_input_grad"] = (_X[_n].shape, _W[_n], _G[_n]) + _GEOM_GOOD
-    API_GOOD[f"conv{_n}d_weight_grad"] = (_X[_n], _W[_n].shape, _G[_n]) + _GEOM_GOOD
+    API_GOOD[f"conv{_n}d"] = (_X[_n], _W[_n], A(6)) + _GEOM_GOOD + ("auto",)
+    API_GOOD[f"conv{_n}d_input_grad"] = (_X[_n].shape, _W[_n], _G[_n]) + _GEOM_GOOD + ("auto",)
+    API_GOOD[f"conv{_n}d_weight_grad"] = (_X[_n], _W[_n].shape, _G[_n]) + _GEOM_GOOD + ("auto",)
 
 
 def api(func, **changes):
@@ -264,6 +264,15 @@ for func in API_SIGNATURES:
     for bad in (2, (1, 2) if nsp == 2 else (3,)):
         case(func, api(func, padding="same", stride=bad), VALUE, "padding",
              f"same-with-stride-{bad}")
+
+    # -- method: a name of the engine's, that applies to the call
+    for bad in ("fft", "", "AUTO"):
+        case(func, api(func, method=bad), VALUE, "method", f"string-{bad!r}", _v(bad))
+    for what, bad in (("None", None), ("int", 1), ("bytes", b"auto")):
+        case(func, api(func, method=bad), TYPE, "method", what)
+    if func in ("conv1d", "conv2d"):
+        case(func, api(func, method="direct", stride=2), VALUE, "method",
+             "direct-with-stride-2")
 
     # -- groups
     for bad in (0, -2):

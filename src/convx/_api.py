@@ -181,12 +181,24 @@ def _plain(stride, padding, dilation, groups):
     return values
 
 
+def _method(func, method):
+    """``method`` if it names one of the engine's methods (_engine.METHODS)."""
+    names = ", ".join(repr(m) for m in _engine.METHODS)
+    if not isinstance(method, str):
+        raise v.ConvxTypeError(f"{func}(): argument 'method' must be one of {names}, "
+                               f"got {v._describe(method)}")
+    if method not in _engine.METHODS:
+        raise v.ConvxValueError(f"{func}(): argument 'method' must be one of {names}, "
+                                f"got {method!r}")
+    return method
+
+
 # What a face keeps per call signature (``_engine.planned``): the compute and
 # result dtypes, the 4-D shapes the arrays are viewed as (None: already 4-D),
 # the shape the result is given back as (None: as the engine made it), and
 # the engine's plan.
 
-def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups):
+def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups, method):
     x_layout, w_layout = _LAYOUT[nsp]
     shown = None
     if isinstance(x, np.ndarray) and x.ndim == nsp + 1:  # unbatched
@@ -205,7 +217,8 @@ def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups)
     st, pads, dil, g, out_hw = _plan(func, nsp, x.shape, "input", weight.shape, "weight",
                                      stride, padding, dilation, groups, shown)
     x4, w4 = _shape4(x.shape, nsp), _shape4(weight.shape, nsp)
-    plan = _engine.forward_plan(func, x4, w4, st, pads, dil, g, out_hw, "weight")
+    plan = _engine.forward_plan(func, x4, w4, st, pads, dil, g, out_hw, "weight",
+                                _method(func, method))
     out_shape = plan[2][:2] + (out_hw[1:] if nsp == 1 else out_hw)
     if shown is not None:
         out_shape = out_shape[1:]
@@ -216,16 +229,16 @@ def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups)
 _NDARRAY = np.ndarray
 
 
-def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
+def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups, method="auto"):
     # Only plain ndarrays are looked up in the cache: anything else (a duck
     # array, a subclass) is checked in full on every call.
     key = None
     if type(x) is _NDARRAY and type(weight) is _NDARRAY and (bias is None
                                                               or type(bias) is _NDARRAY):
         geometry = _plain(stride, padding, dilation, groups)
-        if geometry:
+        if geometry and type(method) is str:
             key = (func, x.shape, x.dtype, weight.shape, weight.dtype,
-                   None if bias is None else (bias.shape, bias.dtype), geometry)
+                   None if bias is None else (bias.shape, bias.dtype), geometry, method)
     else:
         x_layout, w_layout = _LAYOUT[nsp]
         x = v.plain(func, "input", x, x_layout)
@@ -233,7 +246,8 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
         if bias is not None:
             bias = v.plain(func, "bias", bias, "(out_channels,)")
     compute, result, x4, w4, shape, plan = _engine.PLANS.get(key) or _engine.planned(
-        key, _forward_plan, func, nsp, x, weight, bias, stride, padding, dilation, groups)
+        key, _forward_plan, func, nsp, x, weight, bias, stride, padding, dilation, groups,
+        method)
     out = _engine.forward_run(plan, v.as_kernel_input(func, "input", x, compute, x4),
                               v.as_kernel_input(func, "weight", weight, compute, w4),
                               None if bias is None else
@@ -243,7 +257,8 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups):
     return out if result is compute else out.astype(result)
 
 
-def _grad_plan(func, nsp, which, shape, array, grad_output, stride, padding, dilation, groups):
+def _grad_plan(func, nsp, which, shape, array, grad_output, stride, padding, dilation, groups,
+               method):
     """The checks of the two gradients: ``which`` is "input" (``shape`` is the
     input's, ``array`` the weight) or "weight" (``shape`` is the weight's,
     ``array`` the input)."""
@@ -265,26 +280,28 @@ def _grad_plan(func, nsp, which, shape, array, grad_output, stride, padding, dil
     _check_gout(func, grad_output, x_shape, w_shape, out_hw, nsp)
     make = _engine.input_grad_plan if which == "input" else _engine.weight_grad_plan
     x4, w4, g4 = _shape4(x_shape, nsp), _shape4(w_shape, nsp), _shape4(grad_output.shape, nsp)
-    plan = make(func, x4, w4, g4, st, pads, dil, g, w_name)
+    plan = make(func, x4, w4, g4, st, pads, dil, g, w_name, _method(func, method))
     if nsp == 2:
         return compute, result, None, None, None, plan
     return compute, result, w4 if which == "input" else x4, g4, shape, plan
 
 
-def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups):
+def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups, method):
     plain = _plain(stride, padding, dilation, groups)
     if not plain or type(shape) is not tuple or type(array) is not _NDARRAY \
-            or type(grad_output) is not _NDARRAY:
+            or type(grad_output) is not _NDARRAY or type(method) is not str:
         return None
     for item in shape:
         if type(item) is not int:
             return None
-    return func, shape, array.shape, array.dtype, grad_output.shape, grad_output.dtype, plain
+    return (func, shape, array.shape, array.dtype, grad_output.shape, grad_output.dtype, plain,
+            method)
 
 
-def _grad(func, nsp, which, shape, array, grad_output, stride, padding, dilation, groups):
+def _grad(func, nsp, which, shape, array, grad_output, stride, padding, dilation, groups,
+          method="auto"):
     """The two gradients (``which``, ``shape`` and ``array`` as in _grad_plan)."""
-    key = _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups)
+    key = _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups, method)
     if key is None:  # checked in full: bring subclasses to plain ndarrays first
         x_layout, w_layout = _LAYOUT[nsp]
         if which == "input":
@@ -295,7 +312,7 @@ def _grad(func, nsp, which, shape, array, grad_output, stride, padding, dilation
                               "(batch, out_channels, *output_size)")
     compute, result, a4, g4, out_shape, plan = _engine.PLANS.get(key) or _engine.planned(
         key, _grad_plan, func, nsp, which, shape, array, grad_output,
-        stride, padding, dilation, groups)
+        stride, padding, dilation, groups, method)
     run = _engine.input_grad_run if which == "input" else _engine.weight_grad_run
     d = run(plan, v.as_kernel_input(func, "weight" if which == "input" else "input", array,
                                     compute, a4),
@@ -305,7 +322,8 @@ def _grad(func, nsp, which, shape, array, grad_output, stride, padding, dilation
     return d if result is compute else d.astype(result)
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           method="auto"):
     """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
 
     Parameters
@@ -320,6 +338,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         as in PyTorch.
     dilation : int or (int, int), each >= 1
     groups : int >= 1, dividing C_in and C_out
+    method : 'auto' (default), 'direct' or 'gemm'
+        The algorithm.  'auto' lets the engine choose by its cost models (a
+        pure function of the shapes and geometry: the same call gives the same
+        bits on every run); 'direct' (the SIMD direct kernels, stride 1 along
+        the width) or 'gemm' (im2col + convx's matrix product, any geometry)
+        force one, for tests or to get one algorithm's bits.  A method that
+        does not apply to the call raises ConvxValueError.  The same argument
+        is taken by the gradients (the input gradient's direct kernel needs
+        stride 1 along both axes).
 
     Returns
     -------
@@ -340,10 +367,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     >>> convx.conv2d(x, w, padding='same').shape
     (1, 1, 4, 4)
     """
-    return _forward("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+    return _forward("conv2d", 2, input, weight, bias, stride, padding, dilation, groups,
+                    method)
 
 
-def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           method="auto"):
     """1-D convolution (cross-correlation), as ``torch.nn.functional.conv1d``.
 
     Parameters
@@ -351,7 +380,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     input : ndarray of shape (N, C_in, L) or (C_in, L)
     weight : ndarray of shape (C_out, C_in // groups, k)
     bias : ndarray of shape (C_out,), optional
-    stride, padding, dilation, groups
+    stride, padding, dilation, groups, method
         As in :func:`conv2d`, with ints or 1-tuples.
 
     Returns
@@ -364,10 +393,12 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     >>> convx.conv1d(np.array([[[1., 2., 3., 4., 5.]]]), np.array([[[1., 1., 1.]]]), padding=1)
     array([[[ 3.,  6.,  9., 12.,  9.]]])
     """
-    return _forward("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+    return _forward("conv1d", 1, input, weight, bias, stride, padding, dilation, groups,
+                    method)
 
 
-def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1,
+                      groups=1, method="auto"):
     """Gradient of a :func:`conv2d` with respect to its input, as ``torch.nn.grad.conv2d_input``.
 
     Parameters
@@ -378,7 +409,7 @@ def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
     weight : ndarray of shape (C_out, C_in // groups, kH, kW)
     grad_output : ndarray of shape (N, C_out, H_out, W_out)
         The gradient of the loss with respect to the forward pass's output.
-    stride, padding, dilation, groups
+    stride, padding, dilation, groups, method
         As given to :func:`conv2d`.
 
     Returns
@@ -394,10 +425,11 @@ def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
              [1., 2., 1.]]]])
     """
     return _grad("conv2d_input_grad", 2, "input", input_shape, weight, grad_output,
-                 stride, padding, dilation, groups)
+                 stride, padding, dilation, groups, method)
 
 
-def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1,
+                      groups=1, method="auto"):
     """Gradient of a :func:`conv1d` with respect to its input, as ``torch.nn.grad.conv1d_input``.
 
     ``input_shape`` is (N, C_in, L), ``weight`` (C_out, C_in // groups, k) and
@@ -410,10 +442,11 @@ def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
     array([[[2., 3., 3., 3., 2.]]])
     """
     return _grad("conv1d_input_grad", 1, "input", input_shape, weight, grad_output,
-                 stride, padding, dilation, groups)
+                 stride, padding, dilation, groups, method)
 
 
-def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1,
+                       groups=1, method="auto"):
     """Gradient of a :func:`conv2d` with respect to its weight, as ``torch.nn.grad.conv2d_weight``.
 
     Parameters
@@ -421,7 +454,7 @@ def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
     input : ndarray of shape (N, C_in, H, W)
     weight_shape : tuple (C_out, C_in // groups, kH, kW)
     grad_output : ndarray of shape (N, C_out, H_out, W_out)
-    stride, padding, dilation, groups
+    stride, padding, dilation, groups, method
         As given to :func:`conv2d`.
 
     Returns
@@ -437,10 +470,11 @@ def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
              [20., 24.]]]])
     """
     return _grad("conv2d_weight_grad", 2, "weight", weight_shape, input, grad_output,
-                 stride, padding, dilation, groups)
+                 stride, padding, dilation, groups, method)
 
 
-def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1):
+def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1,
+                       groups=1, method="auto"):
     """Gradient of a :func:`conv1d` with respect to its weight, as ``torch.nn.grad.conv1d_weight``.
 
     ``input`` is (N, C_in, L), ``weight_shape`` (C_out, C_in // groups, k) and
@@ -454,7 +488,7 @@ def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
     array([[[10., 15., 14.]]])
     """
     return _grad("conv1d_weight_grad", 1, "weight", weight_shape, input, grad_output,
-                 stride, padding, dilation, groups)
+                 stride, padding, dilation, groups, method)
 
 
 def _bias_grad(func, nsp, grad_output):

@@ -23,6 +23,7 @@ Geometry is always 2-D: ``stride=(sh, sw)``, ``dilation=(dh, dw)`` and
 """
 import math
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -338,28 +339,104 @@ def _input_grad_positions(k):
     return min(_NC, max(4 * _NR_MAX, _round_up((1 << 17) // k, _NR_MAX)))
 
 
-# How a plan says which way a pass runs.  A plan depends only on shapes and
-# geometry (and USE_DIRECT), never on the arrays' values, so callers that see
-# the same call signature again may keep it (the public API does).  _SMALL is
-# a GEMM call too small for threads or Ctrl-C, whose scratch fits on the
-# kernel's stack: its plan holds the kernel's arguments ready, since on a tiny
-# input the Python around the kernel is most of the cost.
-_EMPTY, _ZERO, _DIRECT, _GEMM, _SMALL = "empty", "zero", "direct", "gemm", "small"
+# --------------------------------------------------------------------------
+# The table of algorithms
+# --------------------------------------------------------------------------
+
+class Call(NamedTuple):
+    """What a plan may look at: the call's function and shapes, its geometry
+    in 2-D form (``stride=(sh, sw)``, ``pads=(top, bottom, left, right)``,
+    ``dilation=(dh, dw)``), and what follows from them.  Never the arrays'
+    values, so a plan may be kept for calls with the same signature."""
+    func: str
+    kernel_arg: str
+    x: tuple          # (N, C, H, W): the input's shape
+    w: tuple          # (F, C // groups, KH, KW): the weight's
+    out: tuple        # (N, F, OH, OW): the forward pass's output's
+    stride: tuple
+    pads: tuple
+    dilation: tuple
+    groups: int
+
+    @property
+    def k(self):       # taps per filter: C // groups x KH x KW
+        return self.w[1] * self.w[2] * self.w[3]
+
+    @property
+    def fg(self):      # filters per group
+        return self.w[0] // self.groups
+
+    @property
+    def p(self):       # output positions per image
+        return self.out[2] * self.out[3]
+
+    @property
+    def macs(self):    # multiply-adds of any of the three passes
+        return self.x[0] * self.k * self.w[0] * self.p
+
+    def geometry(self):
+        """The kernels' geometry arguments: sh, sw, dh, dw, pt, pl, groups."""
+        return (self.stride[0], self.stride[1], self.dilation[0], self.dilation[1],
+                self.pads[0], self.pads[2], self.groups)
+
+
+class Algorithm(NamedTuple):
+    """One way to run a pass.  ``plan(call, forced)`` gives the arguments its
+    run needs, or None where it does not apply or (unless ``forced``: the
+    caller asked for this method) where its cost model, the measured
+    constants beside each plan, says another is faster; ``run(who, shape,
+    args, *arrays)`` allocates the result and calls the kernel.  ``method`` is
+    the name a caller forces it by (None: a degenerate size, always tried);
+    ``needs`` says, for messages, what a call must be for it to apply."""
+    name: str
+    method: object
+    plan: object
+    run: object
+    needs: str = ""
+
+
+# The methods a caller may force (the public API's ``method=``).
+METHODS = ("auto", "direct", "gemm")
+
+
+def _select(table, call, shape, method="auto"):
+    """A pass's plan, ``(who, algorithm, result shape, args)``: the first
+    algorithm of ``table`` whose plan applies, among those of ``method``
+    ("auto": all of them, by their cost models).  A pure function of the
+    call's shapes, geometry and the CPU (USE_DIRECT): never of the thread
+    count or of timings."""
+    for algorithm in table:
+        if method == "auto" or algorithm.method in (None, method):
+            args = algorithm.plan(call, algorithm.method == method)
+            if args is not None:
+                return (call.func, call.kernel_arg, call.w), algorithm, shape, args
+    needs = next((a.needs for a in table if a.method == method), "")
+    raise ConvxValueError(
+        f"{call.func}(): argument 'method'={method!r} does not apply to this call: the "
+        f"{method} algorithm needs {needs}; method='auto' picks one that does")
 
 
 def _fits_small(macs, scratch):
+    """A GEMM call too small for threads or Ctrl-C, whose scratch fits on the
+    kernel's stack: its plan holds the kernel's arguments ready, since on a
+    tiny input the Python around the kernel is most of the cost."""
     return macs < _threads._PARALLEL_MIN_MACS and scratch <= _STACK_SCRATCH
 
 
 def _run_small(who, kernel, shape, dtype, zero, arrays, args):
-    """A _SMALL plan's call: the result, then the kernel on the calling
-    thread with its scratch on its stack, and nothing else."""
+    """A small GEMM's call: the result, then the kernel on the calling thread
+    with its scratch on its stack, and nothing else."""
     try:
         out = (np.zeros if zero else np.empty)(shape, dtype)
     except MemoryError:
         out = _result(who, shape, dtype, zero)
     kernel(*arrays, out, None, *args)
     return out
+
+
+def _empty_result(who, shape, args, *arrays):
+    """A result with no elements (or with nothing summed into it, zeroed)."""
+    return _result(who, shape, arrays[0].dtype, zero=True)
 
 
 # Checking the arguments, and planning the engine's path, cost more than
@@ -389,106 +466,157 @@ def planned(key, make, *args):
     return plan
 
 
-def _geometry(stride, pads, dilation, groups):
-    return stride[0], stride[1], dilation[0], dilation[1], pads[0], pads[2], groups
+def _direct_geometry(c, hp, wp, top, left, row_step, kh, kw, dilation, groups, macs, col_macs):
+    """A direct plan's arguments (_direct_run's ``d``)."""
+    return (_tap_offsets(c, kh, kw, hp, wp, dilation[0], dilation[1]), c, hp, wp, top, left,
+            row_step, (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1, groups, macs,
+            col_macs)
 
 
-def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=None,
-                 kernel_arg="param"):
-    """How to run conv(x, w): ``(who, how, out_shape, args)``, ``who`` naming
-    the function and its kernel argument for messages.
+# ---- forward --------------------------------------------------------------
 
-    ``out_hw``: (OH, OW) when the caller has checked the geometry already
-    (else :func:`sizes` checks it, naming the notebook's arguments).
-    """
-    who = (func, kernel_arg, w_shape)
-    n, c, h, wd = x_shape
-    f, cg, kh, kw = w_shape
-    oh, ow = out_hw or sizes(func, "param", (h, wd), w_shape, stride, pads, dilation, "inp")
-    out_shape = (n, f, oh, ow)
-    check_result_size(func, out_shape)
-    k, fg = cg * kh * kw, f // groups
-    if n * f * oh * ow == 0:
-        return who, _EMPTY, out_shape, None
-    if k == 0:  # no input channels: the sum is empty
-        return who, _ZERO, out_shape, None
-    macs = n * k * f * oh * ow
-    hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
-    if _direct_pays(k, fg, stride[1], h * wd, hp * wp) and k * fg <= _DIRECT_MAX_BLOCK:
-        off = _tap_offsets(c // groups, kh, kw, hp, wp, dilation[0], dilation[1])
-        return who, _DIRECT, out_shape, (off, c // groups, hp, wp, pads[0], pads[2],
-                                         stride[0] * wp, (kh - 1) * dilation[0] + 1,
-                                         (kw - 1) * dilation[1] + 1, groups, macs, fg * k)
-    check_gemm_sizes(func, k, oh * ow, f)
-    p = oh * ow
-    nb = min(p, _NC)
-    shared, per = _core.forward_scratch(fg, k, groups, nb)
-    geometry = _geometry(stride, pads, dilation, groups)
-    if _fits_small(macs, shared + per):
-        return who, _SMALL, out_shape, geometry + (nb, fg, 1, False)
-    return who, _GEMM, out_shape, (geometry, nb, shared, per, macs, n * groups * -(-p // nb), fg)
+def _forward_empty(c, forced=False):
+    return () if c.out[0] * c.out[1] * c.p == 0 else None
 
 
-def forward_run(plan, x, w, bias):
-    """conv(x, w) + bias by a :func:`forward_plan` made for these shapes."""
-    who, how, out_shape, args = plan
-    dtype = x.dtype
-    if how is _SMALL:
-        return _run_small(who, _FORWARD[dtype], out_shape, dtype, False, (x, w, bias), args)
-    out = _result(who, out_shape, dtype)
-    if how is _GEMM:
-        geometry, nb, shared, per, macs, items, fg = args
-        threads = _threads.plan(items * fg, macs)
-        # Blocks of filters too, when one image's blocks are fewer than the
-        # threads (one image, few positions): rows of the micro-tile at a time.
-        mb = fg if items >= 2 * threads else _round_up(-(-fg // -(-2 * threads // items)), _MR)
-        work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
-            _scratch(who, per, dtype, threads, shared)
-        _call(_FORWARD[dtype], macs, x, w, bias, out, work, *geometry, nb, mb, threads)
-    elif how is _DIRECT:
-        _direct_run(who, _core.conv_direct,
-                    (x, _direct_weights(w, args[9], flip=False), args[0], bias, out), args,
-                    x.shape[0], out_shape[2], out_shape[3], dtype)
-    elif how is _ZERO:
-        out[...] = 0 if bias is None else bias[:, None, None]
+def _forward_empty_run(who, shape, args, x, w, bias):
+    return _result(who, shape, x.dtype)
+
+
+def _forward_zero(c, forced=False):
+    return () if c.k == 0 else None   # no input channels: the sum is empty
+
+
+def _forward_zero_run(who, shape, args, x, w, bias):
+    out = _result(who, shape, x.dtype)
+    out[...] = 0 if bias is None else bias[:, None, None]
     return out
 
 
-def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilation, groups,
-                    kernel_arg="param"):
-    """How to run the input gradient: ``(who, how, input_shape, args)``."""
-    who = (func, kernel_arg, w_shape)
-    check_result_size(func, input_shape)
-    n, c, h, wd = input_shape
-    f, cg, kh, kw = w_shape
-    k, fg = cg * kh * kw, f // groups
-    p = gout_shape[2] * gout_shape[3]
-    if n * c * h * wd == 0 or n * f * p == 0 or k == 0:
-        return who, _ZERO, input_shape, None
-    macs = n * k * f * p
-    check_gemm_sizes(func, k, p, f)
-    pointwise = (kh == kw == 1 and stride == (1, 1) and pads == (0, 0, 0, 0)
-                 and p == h * wd)
-    nb = p if pointwise else _input_grad_positions(k)
-    geometry = _geometry(stride, pads, dilation, groups)
-    shared, per = _core.input_grad_scratch(cg, fg, kh * kw, groups, cg, min(nb, p), pointwise)
-    gemm = (geometry, min(nb, p), pointwise, (shared, per), macs, cg, kh * kw, fg)
-    hp, wp = h + (kh - 1) * dilation[0], wd + (kw - 1) * dilation[1]
-    taps = fg * kh * kw  # the flipped kernel's: output channels x KH x KW
-    if (stride[0] == 1 and _direct_pays(taps, cg, stride[1], p, hp * wp)
-            and taps * cg <= _DIRECT_MAX_BLOCK):
-        off = _tap_offsets(fg, kh, kw, hp, wp, dilation[0], dilation[1])
-        return who, _DIRECT, input_shape, (
-            (off, fg, hp, wp, (kh - 1) * dilation[0] - pads[0], (kw - 1) * dilation[1] - pads[2],
-             wp, (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1, groups, macs,
-             cg * taps), gemm)
-    if _fits_small(macs, shared + per):
-        return who, _SMALL, input_shape, geometry + (min(nb, p), cg, 1, False)
-    return who, _GEMM, input_shape, gemm
+def _forward_padded(c):
+    """(Hp, Wp): the padded input the forward pass reads."""
+    (sh, _), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
+    return (c.out[2] - 1) * sh + (kh - 1) * dh + 1, c.out[3] + (kw - 1) * dw
 
 
-def _input_grad_gemm(who, args, w, gout, dx):
+def _forward_direct(c, forced=False):
+    hp, wp = _forward_padded(c)
+    if c.stride[1] != 1:
+        return None
+    if not forced and not (_direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp)
+                           and c.k * c.fg <= _DIRECT_MAX_BLOCK):
+        return None
+    return _direct_geometry(c.x[1] // c.groups, hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp,
+                            c.w[2], c.w[3], c.dilation, c.groups, c.macs, c.fg * c.k)
+
+
+def _forward_direct_run(who, shape, args, x, w, bias):
+    out = _result(who, shape, x.dtype)
+    _direct_run(who, _core.conv_direct,
+                (x, _direct_weights(w, args[9], flip=False), args[0], bias, out), args,
+                x.shape[0], shape[2], shape[3], x.dtype)
+    return out
+
+
+def _forward_gemm_sizes(c):
+    check_gemm_sizes(c.func, c.k, c.p, c.w[0])
+    nb = min(c.p, _NC)
+    return nb, _core.forward_scratch(c.fg, c.k, c.groups, nb)
+
+
+def _forward_small(c, forced=False):
+    nb, (shared, per) = _forward_gemm_sizes(c)
+    return c.geometry() + (nb, c.fg, 1, False) if _fits_small(c.macs, shared + per) else None
+
+
+def _forward_small_run(who, shape, args, x, w, bias):
+    return _run_small(who, _FORWARD[x.dtype], shape, x.dtype, False, (x, w, bias), args)
+
+
+def _forward_gemm(c, forced=False):
+    nb, (shared, per) = _forward_gemm_sizes(c)
+    return (c.geometry(), nb, shared, per, c.macs, c.x[0] * c.groups * -(-c.p // nb), c.fg)
+
+
+def _forward_gemm_run(who, shape, args, x, w, bias):
+    geometry, nb, shared, per, macs, items, fg = args
+    dtype = x.dtype
+    out = _result(who, shape, dtype)
+    threads = _threads.plan(items * fg, macs)
+    # Blocks of filters too, when one image's blocks are fewer than the
+    # threads (one image, few positions): rows of the micro-tile at a time.
+    mb = fg if items >= 2 * threads else _round_up(-(-fg // -(-2 * threads // items)), _MR)
+    work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
+        _scratch(who, per, dtype, threads, shared)
+    _call(_FORWARD[dtype], macs, x, w, bias, out, work, *geometry, nb, mb, threads)
+    return out
+
+
+# ---- input gradient ---------------------------------------------------------
+
+def _input_grad_zero(c, forced=False):
+    n, ch, h, wd = c.x
+    empty = n * ch * h * wd == 0 or n * c.w[0] * c.p == 0 or c.k == 0
+    return () if empty else None
+
+
+def _input_grad_gemm(c, forced=False):
+    """The GEMM's arguments (also the direct plan's fallback)."""
+    check_gemm_sizes(c.func, c.k, c.p, c.w[0])
+    n, ch, h, wd = c.x
+    f, cg, kh, kw = c.w
+    pointwise = (kh == kw == 1 and c.stride == (1, 1) and c.pads == (0, 0, 0, 0)
+                 and c.p == h * wd)
+    nb = min(c.p if pointwise else _input_grad_positions(c.k), c.p)
+    scratch = _core.input_grad_scratch(cg, c.fg, kh * kw, c.groups, cg, nb, pointwise)
+    return (c.geometry(), nb, pointwise, scratch, c.macs, cg, kh * kw, c.fg)
+
+
+def _input_grad_direct(c, forced=False):
+    gemm = _input_grad_gemm(c)   # checks the GEMM's sizes, as before any path
+    n, ch, h, wd = c.x
+    f, cg, kh, kw = c.w
+    hp, wp = h + (kh - 1) * c.dilation[0], wd + (kw - 1) * c.dilation[1]
+    taps = c.fg * kh * kw  # the flipped kernel's: output channels x KH x KW
+    if c.stride != (1, 1):
+        return None
+    if not forced and not (_direct_pays(taps, cg, c.stride[1], c.p, hp * wp)
+                           and taps * cg <= _DIRECT_MAX_BLOCK):
+        return None
+    return (_direct_geometry(c.fg, hp, wp, (kh - 1) * c.dilation[0] - c.pads[0],
+                             (kw - 1) * c.dilation[1] - c.pads[2], wp, kh, kw, c.dilation,
+                             c.groups, c.macs, cg * taps), gemm)
+
+
+def _input_grad_direct_run(who, shape, args, w, gout):
+    direct, gemm = args
+    # The direct kernel multiplies the zero border of the padded output
+    # gradient by every weight; 0 * inf would make NaN where the input
+    # gradient has no term at all, so non-finite weights take the GEMM,
+    # which sums over the output positions that exist.
+    if not np.isfinite(w).all():
+        return _input_grad_gemm_run(who, shape, gemm, w, gout)
+    dx = _result(who, shape, w.dtype)
+    _direct_run(who, _core.conv_direct,
+                (gout, _direct_weights(w, direct[9], flip=True), direct[0], None, dx),
+                direct, gout.shape[0], shape[2], shape[3], w.dtype)
+    return dx
+
+
+def _input_grad_small(c, forced=False):
+    geometry, nb, pointwise, (shared, per), macs, cg, khw, fg = _input_grad_gemm(c)
+    return geometry + (nb, cg, 1, False) if _fits_small(macs, shared + per) else None
+
+
+def _input_grad_small_run(who, shape, args, w, gout):   # the GEMM adds into dx
+    return _run_small(who, _INPUT_GRAD[w.dtype], shape, w.dtype, True, (gout, w), args)
+
+
+def _input_grad_gemm_run(who, shape, args, w, gout):
     geometry, nb, pointwise, (shared, per), macs, cg, khw, fg = args
+    # zeroed: the GEMM adds into it (np.zeros takes fresh pages from the
+    # system, which cost memory only where they are written)
+    dx = _result(who, shape, w.dtype, zero=True)
     groups = geometry[6]
     items = gout.shape[0] * groups
     threads = _threads.plan(items * cg, macs)
@@ -503,79 +631,29 @@ def _input_grad_gemm(who, args, w, gout, dx):
     return dx
 
 
-def input_grad_run(plan, w, gout):
-    """The gradient of sum(conv(x, w) * gout) with respect to x, by an
-    :func:`input_grad_plan` made for these shapes."""
-    who, how, shape, args = plan
-    dtype = w.dtype
-    if how is _SMALL:  # the GEMM adds into dx
-        return _run_small(who, _INPUT_GRAD[dtype], shape, dtype, True, (gout, w), args)
-    if how is _ZERO:
-        return _result(who, shape, dtype, zero=True)
-    # zeroed: the GEMM path adds into it (np.zeros takes fresh pages from the
-    # system, which cost memory only where they are written)
-    dx = _result(who, shape, dtype, zero=how is _GEMM)
-    if how is _DIRECT:
-        direct, gemm = args
-        # The direct kernel multiplies the zero border of the padded output
-        # gradient by every weight; 0 * inf would make NaN where the input
-        # gradient has no term at all, so non-finite weights take the GEMM,
-        # which sums over the output positions that exist.
-        if np.isfinite(w).all():
-            _direct_run(who, _core.conv_direct,
-                        (gout, _direct_weights(w, direct[9], flip=True), direct[0], None, dx),
-                        direct, gout.shape[0], shape[2], shape[3], dtype)
-            return dx
-        args = gemm
-        dx[...] = 0
-    return _input_grad_gemm(who, args, w, gout, dx)
+# ---- weight gradient --------------------------------------------------------
+
+def _weight_grad_zero(c, forced=False):
+    return () if c.k * c.w[0] == 0 or c.x[0] * c.p == 0 else None
 
 
-def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dilation, groups,
-                     kernel_arg="param"):
-    """How to run the weight gradient: ``(who, how, weight_shape, args)``."""
-    who = (func, kernel_arg, weight_shape)
-    check_result_size(func, weight_shape)
-    f, cg, kh, kw = weight_shape
-    k, fg = cg * kh * kw, f // groups
-    n, c, h, wd = x_shape
-    oh, ow = gout_shape[2], gout_shape[3]
-    if k * f == 0 or n * oh * ow == 0:
-        return who, _ZERO, weight_shape, None
-    macs = n * k * f * oh * ow
-    hp, wp = (oh - 1) * stride[0] + (kh - 1) * dilation[0] + 1, ow + (kw - 1) * dilation[1]
-    if (_direct_pays(k, fg, stride[1], h * wd, hp * wp, weight_grad=True)
-            and k * fg <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
-        off = _tap_offsets(cg, kh, kw, hp, wp, dilation[0], dilation[1])
-        return who, _DIRECT, weight_shape, (off, cg, hp, wp, pads[0], pads[2], stride[0] * wp,
-                                            (kh - 1) * dilation[0] + 1,
-                                            (kw - 1) * dilation[1] + 1, groups, macs, fg * k)
-    check_gemm_sizes(func, k, oh * ow, f)
-    p = oh * ow
-    pointwise = (kh == kw == 1 and stride == (1, 1) and pads == (0, 0, 0, 0)
-                 and p == h * wd)
-    dot = _weight_grad_by_dots(fg, k)
-    ipb = 1
-    if dot:
-        # Blocks of the column matrix (k x positions) small enough to stay in
-        # L2; several images per block when they are small (each block ends
-        # with a horizontal sum per pair of taps and block of filters).
-        target = max(256, min(4096, _round_up((1 << 16) // (k + fg), 64)))
-        nb = min(p, target)
-        if nb == p:  # but at least two items per CPU, for the threads
-            ipb = max(1, min(target // p, -(-n // (2 * _threads._MAX_THREADS))))
-        off = np.arange(k, dtype=np.intp) * (p if pointwise else ipb * nb)
-        off.flags.writeable = False
-    else:
-        # up to 4 blocks of columns per item, but two items per CPU at least
-        pieces = -(-2 * _threads._MAX_THREADS // (n * groups))
-        nb, off = min(p, 4 * _NC, max(_KC, _round_up(-(-p // pieces), 64))), None
-    geometry = _geometry(stride, pads, dilation, groups)
-    per = _core.weight_grad_scratch(f, fg, k, nb, ipb, dot, pointwise)
-    if _fits_small(macs, per):
-        return who, _SMALL, weight_shape, geometry + (nb, ipb, off, 1, False)
-    return who, _GEMM, weight_shape, (geometry, nb, ipb, off, per, macs,
-                                       -(-n // ipb) * groups * -(-p // nb))
+def _weight_grad_direct(c, forced=False):
+    hp, wp = _forward_padded(c)
+    if c.stride[1] != 1:
+        return None
+    if not forced and not (_direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp,
+                                        weight_grad=True)
+                           and c.k * c.fg <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
+        return None
+    return _direct_geometry(c.w[1], hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp, c.w[2],
+                            c.w[3], c.dilation, c.groups, c.macs, c.fg * c.k)
+
+
+def _weight_grad_direct_run(who, shape, args, x, gout):
+    dw = _result(who, shape, x.dtype)
+    _direct_run(who, _core.conv_weight_grad_direct, (x, gout, args[0], dw), args, x.shape[0],
+                gout.shape[2], gout.shape[3], x.dtype, accumulator=dw.size)
+    return dw
 
 
 # The weight gradient's matrix product packs both operands (a transpose
@@ -595,26 +673,140 @@ def _weight_grad_by_dots(fg, k):
     return k < 32 or fg * k <= 1024
 
 
-def weight_grad_run(plan, x, gout):
-    """The gradient of sum(conv(x, w) * gout) with respect to w, by a
-    :func:`weight_grad_plan` made for these shapes."""
-    who, how, shape, args = plan
+def _weight_grad_blocks(c):
+    """(nb, ipb, off, per): positions per block, images per block, the dot
+    path's tap offsets (None: the packed product) and each thread's scratch."""
+    check_gemm_sizes(c.func, c.k, c.p, c.w[0])
+    n, ch, h, wd = c.x
+    f, cg, kh, kw = c.w
+    k, fg, p = c.k, c.fg, c.p
+    pointwise = (kh == kw == 1 and c.stride == (1, 1) and c.pads == (0, 0, 0, 0)
+                 and p == h * wd)
+    dot = _weight_grad_by_dots(fg, k)
+    ipb = 1
+    if dot:
+        # Blocks of the column matrix (k x positions) small enough to stay in
+        # L2; several images per block when they are small (each block ends
+        # with a horizontal sum per pair of taps and block of filters).
+        target = max(256, min(4096, _round_up((1 << 16) // (k + fg), 64)))
+        nb = min(p, target)
+        if nb == p:  # but at least two items per CPU, for the threads
+            ipb = max(1, min(target // p, -(-n // (2 * _threads._MAX_THREADS))))
+        off = np.arange(k, dtype=np.intp) * (p if pointwise else ipb * nb)
+        off.flags.writeable = False
+    else:
+        # up to 4 blocks of columns per item, but two items per CPU at least
+        pieces = -(-2 * _threads._MAX_THREADS // (n * c.groups))
+        nb, off = min(p, 4 * _NC, max(_KC, _round_up(-(-p // pieces), 64))), None
+    return nb, ipb, off, _core.weight_grad_scratch(f, fg, k, nb, ipb, dot, pointwise)
+
+
+def _weight_grad_small(c, forced=False):
+    nb, ipb, off, per = _weight_grad_blocks(c)
+    return c.geometry() + (nb, ipb, off, 1, False) if _fits_small(c.macs, per) else None
+
+
+def _weight_grad_small_run(who, shape, args, x, gout):
+    return _run_small(who, _WEIGHT_GRAD[x.dtype], shape, x.dtype, False, (x, gout), args)
+
+
+def _weight_grad_gemm(c, forced=False):
+    nb, ipb, off, per = _weight_grad_blocks(c)
+    return (c.geometry(), nb, ipb, off, per, c.macs,
+            -(-c.x[0] // ipb) * c.groups * -(-c.p // nb))
+
+
+def _weight_grad_gemm_run(who, shape, args, x, gout):
+    geometry, nb, ipb, off, per, macs, items = args
     dtype = x.dtype
-    if how is _SMALL:
-        return _run_small(who, _WEIGHT_GRAD[dtype], shape, dtype, False, (x, gout), args)
-    if how is _ZERO:
-        return _result(who, shape, dtype, zero=True)
     dw = _result(who, shape, dtype)
-    if how is _GEMM:
-        geometry, nb, ipb, off, per, macs, items = args
-        threads = _threads.plan(items, macs)
-        work = None if threads == 1 and per <= _STACK_SCRATCH else \
-            _scratch(who, per, dtype, threads)
-        _call(_WEIGHT_GRAD[dtype], macs, x, gout, dw, work, *geometry, nb, ipb, off, threads)
-        return dw
-    _direct_run(who, _core.conv_weight_grad_direct, (x, gout, args[0], dw), args, x.shape[0],
-                gout.shape[2], gout.shape[3], dtype, accumulator=dw.size)
+    threads = _threads.plan(items, macs)
+    work = None if threads == 1 and per <= _STACK_SCRATCH else _scratch(who, per, dtype, threads)
+    _call(_WEIGHT_GRAD[dtype], macs, x, gout, dw, work, *geometry, nb, ipb, off, threads)
     return dw
+
+
+# ---- the table --------------------------------------------------------------
+
+# For each pass, its algorithms in the order the engine tries them: the
+# degenerate sizes first, then the direct kernels where their cost model says
+# they pay (_direct_pays), then the GEMM (small calls on the stack).  The
+# first whose plan applies runs the call.
+_DIRECT_NEEDS = "stride 1 along the width"
+ALGORITHMS = {
+    "forward": (
+        Algorithm("empty", None, _forward_empty, _forward_empty_run),
+        Algorithm("zero", None, _forward_zero, _forward_zero_run),
+        Algorithm("direct", "direct", _forward_direct, _forward_direct_run, _DIRECT_NEEDS),
+        Algorithm("gemm-small", "gemm", _forward_small, _forward_small_run),
+        Algorithm("gemm", "gemm", _forward_gemm, _forward_gemm_run),
+    ),
+    "input grad": (
+        Algorithm("zero", None, _input_grad_zero, _empty_result),
+        Algorithm("direct", "direct", _input_grad_direct, _input_grad_direct_run,
+                  "stride 1 along both axes"),
+        Algorithm("gemm-small", "gemm", _input_grad_small, _input_grad_small_run),
+        Algorithm("gemm", "gemm", _input_grad_gemm, _input_grad_gemm_run),
+    ),
+    "weight grad": (
+        Algorithm("zero", None, _weight_grad_zero, _empty_result),
+        Algorithm("direct", "direct", _weight_grad_direct, _weight_grad_direct_run,
+                  _DIRECT_NEEDS),
+        Algorithm("gemm-small", "gemm", _weight_grad_small, _weight_grad_small_run),
+        Algorithm("gemm", "gemm", _weight_grad_gemm, _weight_grad_gemm_run),
+    ),
+}
+
+
+# ---- the passes -------------------------------------------------------------
+
+def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=None,
+                 kernel_arg="param", method="auto"):
+    """How to run conv(x, w): ``(who, algorithm, out_shape, args)``, ``who``
+    naming the function and its kernel argument for messages.
+
+    ``out_hw``: (OH, OW) when the caller has checked the geometry already
+    (else :func:`sizes` checks it, naming the notebook's arguments).
+    """
+    n, c, h, wd = x_shape
+    oh, ow = out_hw or sizes(func, "param", (h, wd), w_shape, stride, pads, dilation, "inp")
+    out_shape = (n, w_shape[0], oh, ow)
+    check_result_size(func, out_shape)
+    call = Call(func, kernel_arg, x_shape, w_shape, out_shape, stride, pads, dilation, groups)
+    return _select(ALGORITHMS["forward"], call, out_shape, method)
+
+
+def run(plan, *arrays):
+    """Run a call by its plan: ``forward_run(plan, x, w, bias)``,
+    ``input_grad_run(plan, w, gout)`` (the gradient of sum(conv(x, w) * gout)
+    with respect to x), ``weight_grad_run(plan, x, gout)`` (with respect to
+    w), each with a plan made for these shapes."""
+    who, algorithm, shape, args = plan
+    return algorithm.run(who, shape, args, *arrays)
+
+
+forward_run = input_grad_run = weight_grad_run = run
+
+
+def _grad_plan(pass_, func, x_shape, w_shape, gout_shape, stride, pads, dilation, groups,
+               kernel_arg, shape, method):
+    check_result_size(func, shape)
+    call = Call(func, kernel_arg, x_shape, w_shape, gout_shape, stride, pads, dilation, groups)
+    return _select(ALGORITHMS[pass_], call, shape, method)
+
+
+def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilation, groups,
+                    kernel_arg="param", method="auto"):
+    """How to run the input gradient: ``(who, algorithm, input_shape, args)``."""
+    return _grad_plan("input grad", func, input_shape, w_shape, gout_shape, stride, pads,
+                      dilation, groups, kernel_arg, input_shape, method)
+
+
+def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dilation, groups,
+                     kernel_arg="param", method="auto"):
+    """How to run the weight gradient: ``(who, algorithm, weight_shape, args)``."""
+    return _grad_plan("weight grad", func, x_shape, weight_shape, gout_shape, stride, pads,
+                      dilation, groups, kernel_arg, weight_shape, method)
 
 
 # The bias gradient sums the output gradient's values over images and

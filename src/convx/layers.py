@@ -241,7 +241,7 @@ class _ConvLayer:
         return self.weight.dtype
 
     def _conv_args(self):
-        return self.stride, self.padding, self.dilation, self.groups
+        return self.stride, self.padding, self.dilation, self.groups, "auto"
 
     def forward(self, x):
         """The layer's output for ``x`` (N, C_in, *size), or one unbatched
