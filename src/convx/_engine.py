@@ -423,15 +423,13 @@ def _fits_small(macs, scratch):
     return macs < _threads._PARALLEL_MIN_MACS and scratch <= _STACK_SCRATCH
 
 
-def _run_small(who, kernel, shape, dtype, zero, arrays, args):
-    """A small GEMM's call: the result, then the kernel on the calling thread
-    with its scratch on its stack, and nothing else."""
+def _small_result(who, shape, dtype, zero=False):
+    """A small GEMM's result: the allocation, and nothing else on the way
+    (a tiny call's time is mostly the Python around its kernel)."""
     try:
-        out = (np.zeros if zero else np.empty)(shape, dtype)
+        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
     except MemoryError:
-        out = _result(who, shape, dtype, zero)
-    kernel(*arrays, out, None, *args)
-    return out
+        return _result(who, shape, dtype, zero)
 
 
 def _empty_result(who, shape, args, *arrays):
@@ -530,7 +528,9 @@ def _forward_small(c, forced=False):
 
 
 def _forward_small_run(who, shape, args, x, w, bias):
-    return _run_small(who, _FORWARD[x.dtype], shape, x.dtype, False, (x, w, bias), args)
+    out = _small_result(who, shape, x.dtype)
+    _FORWARD[x.dtype](x, w, bias, out, None, *args)   # on this thread, scratch on its stack
+    return out
 
 
 def _forward_gemm(c, forced=False):
@@ -608,8 +608,10 @@ def _input_grad_small(c, forced=False):
     return geometry + (nb, cg, 1, False) if _fits_small(macs, shared + per) else None
 
 
-def _input_grad_small_run(who, shape, args, w, gout):   # the GEMM adds into dx
-    return _run_small(who, _INPUT_GRAD[w.dtype], shape, w.dtype, True, (gout, w), args)
+def _input_grad_small_run(who, shape, args, w, gout):
+    dx = _small_result(who, shape, w.dtype, zero=True)   # the GEMM adds into dx
+    _INPUT_GRAD[w.dtype](gout, w, dx, None, *args)
+    return dx
 
 
 def _input_grad_gemm_run(who, shape, args, w, gout):
@@ -707,7 +709,9 @@ def _weight_grad_small(c, forced=False):
 
 
 def _weight_grad_small_run(who, shape, args, x, gout):
-    return _run_small(who, _WEIGHT_GRAD[x.dtype], shape, x.dtype, False, (x, gout), args)
+    dw = _small_result(who, shape, x.dtype)
+    _WEIGHT_GRAD[x.dtype](x, gout, dw, None, *args)
+    return dw
 
 
 def _weight_grad_gemm(c, forced=False):
@@ -776,16 +780,24 @@ def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=
     return _select(ALGORITHMS["forward"], call, out_shape, method)
 
 
-def run(plan, *arrays):
-    """Run a call by its plan: ``forward_run(plan, x, w, bias)``,
-    ``input_grad_run(plan, w, gout)`` (the gradient of sum(conv(x, w) * gout)
-    with respect to x), ``weight_grad_run(plan, x, gout)`` (with respect to
-    w), each with a plan made for these shapes."""
+def forward_run(plan, x, w, bias):
+    """conv(x, w) + bias by a :func:`forward_plan` made for these shapes."""
     who, algorithm, shape, args = plan
-    return algorithm.run(who, shape, args, *arrays)
+    return algorithm.run(who, shape, args, x, w, bias)
 
 
-forward_run = input_grad_run = weight_grad_run = run
+def input_grad_run(plan, w, gout):
+    """The gradient of sum(conv(x, w) * gout) with respect to x, by an
+    :func:`input_grad_plan` made for these shapes."""
+    who, algorithm, shape, args = plan
+    return algorithm.run(who, shape, args, w, gout)
+
+
+def weight_grad_run(plan, x, gout):
+    """The gradient of sum(conv(x, w) * gout) with respect to w, by a
+    :func:`weight_grad_plan` made for these shapes."""
+    who, algorithm, shape, args = plan
+    return algorithm.run(who, shape, args, x, gout)
 
 
 def _grad_plan(pass_, func, x_shape, w_shape, gout_shape, stride, pads, dilation, groups,
