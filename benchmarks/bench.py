@@ -908,8 +908,10 @@ def plot(path, rows, info, when):
         bars = ax.bar(xs, ys, width, label=dtype, color=colors.get(dtype))
         ax.bar_label(bars, labels=[f"{y:.2g}" for y in ys], fontsize=6, padding=1)
     ax.set_yscale("log")
-    ax.axhline(1.0, color="black", lw=1, label="1.0 (float64: every pass)")
-    ax.axhline(0.6, color="red", lw=1, ls="--", label="0.6 (float32: every pass)")
+    ax.axhline(TARGETS["float64"][0], color="black", lw=1,
+               label=f"{TARGETS['float64'][0]:g} (float64: every pass)")
+    ax.axhline(TARGETS["float32"][0], color="red", lw=1, ls="--",
+               label=f"{TARGETS['float32'][0]:g} (float32: every pass)")
     short = {"forward": "fwd", "input grad": "dx", "weight grad": "dw"}
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([f"{s}\n{short[p]}" for s, p in groups], fontsize=8)
