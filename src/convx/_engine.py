@@ -8,9 +8,9 @@ degenerate sizes the kernels are not asked to handle are answered directly,
 and the kernel in ``_core`` is called.
 
 Each pass is split in two: ``*_plan`` looks only at shapes and geometry and
-decides the path (direct kernel or im2col + GEMM), the output shape and the
-kernel's arguments; ``*_run`` picks the threads, allocates and calls the
-kernel.  A plan can be kept for calls with the same signature (``planned``):
+picks an algorithm from one table (``ALGORITHMS``: the degenerate sizes, the
+direct kernels, im2col + GEMM), with the output shape and the kernel's
+arguments; ``*_run`` picks the threads, allocates and calls the kernel.  A plan can be kept for calls with the same signature (``planned``):
 both faces keep theirs, the public API beside its own argument checks, since
 planning and checking are most of what a call on a tiny input costs.
 
