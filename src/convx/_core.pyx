@@ -27,8 +27,9 @@ input gradient sums over the output positions that exist, as its definition
 says (docs/reliability.md, "Non-finite values").
 
 Each pass has two implementations, each family in a file of its own that
-this module includes (``_gemm_passes.pxi``, ``_direct_passes.pxi``; the bias
-gradient's sum in ``_sum_passes.pxi``); the engine's table of algorithms
+this module includes (``_gemm_passes.pxi``, ``_direct_passes.pxi``, and for
+one channel per group ``_depthwise_passes.pxi``; the bias gradient's sum in
+``_sum_passes.pxi``); the engine's table of algorithms
 (``_engine.ALGORITHMS``) picks one per call.
 
 **im2col + GEMM** (any stride), by the matrix product of ``_gemm.h``, which
@@ -156,6 +157,17 @@ cdef extern from "_direct.h" nogil:
                        Py_ssize_t K, const double* g, Py_ssize_t gs, Py_ssize_t grs, Py_ssize_t F,
                        Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, double* dw)
     int cvx_direct_fast()
+
+
+cdef extern from "_depthwise.h" nogil:
+    void cvx_depthwise_f32(const float* xpad, Py_ssize_t Wp, const float* w, Py_ssize_t KH,
+                           Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t dh, Py_ssize_t dw,
+                           float bias, float* out, Py_ssize_t OW, Py_ssize_t rows,
+                           Py_ssize_t ja, Py_ssize_t jb)
+    void cvx_depthwise_f64(const double* xpad, Py_ssize_t Wp, const double* w, Py_ssize_t KH,
+                           Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t dh, Py_ssize_t dw,
+                           double bias, double* out, Py_ssize_t OW, Py_ssize_t rows,
+                           Py_ssize_t ja, Py_ssize_t jb)
 
 
 cvx_runtime_init()
@@ -356,6 +368,7 @@ cdef void _add_accumulators(const floating* scratch, Py_ssize_t per, Py_ssize_t 
 
 include "_gemm_passes.pxi"
 include "_direct_passes.pxi"
+include "_depthwise_passes.pxi"
 include "_sum_passes.pxi"
 
 

@@ -222,7 +222,7 @@ def _direct_pays(taps, cols, sw, image, scratch, weight_grad=False):
     padded = -(-cols // _DIRECT_FB) * _DIRECT_FB
     enough = weight_grad or taps >= 32 or (taps >= 24 and cols <= 16)
     return (USE_DIRECT and sw == 1 and enough and padded <= 1.5 * cols
-            and scratch <= 4 * image + 4096)
+            and _border_fits(scratch, image))
 
 
 def _tap_offsets(cs, kh, kw, hp, wp, dh, dw):
@@ -516,6 +516,62 @@ def _forward_direct_run(who, shape, args, x, w, bias):
     return out
 
 
+def _border_fits(padded, image):
+    """A padded plane a thread copies at most this much larger than the
+    plane itself: a huge padding or dilation is left to im2col, whose
+    scratch does not grow with either (as _direct_pays)."""
+    return padded <= 4 * image + 4096
+
+
+def _depthwise(c):
+    """One input and one output channel per group, unit horizontal stride."""
+    return c.w[1] == 1 and c.fg == 1 and c.stride[1] == 1
+
+
+def _forward_depthwise(c, forced=False):
+    """Wherever it applies it pays (where the direct kernels do: USE_DIRECT).
+    Measured against what the table chose before it (the direct kernel, whose
+    blocks of 4 output channels are 3/4 padding here), 2 threads, time of
+    new / old, forward and input gradient: (8,64,56,56) 3x3 float32 0.33 and
+    0.41, float64 0.29 and 0.33; (8,96,28,28) 5x5 0.30 / 0.49, 0.26 / 0.33;
+    (16,32,112,112) 3x3 0.35 / 0.39, 0.40 / 0.70; (4,256,14,14) 3x3 0.41 /
+    0.53, 0.39 / 0.49; (32,144,7,7) 5x5 0.42 / 0.43, 0.32 / 0.51;
+    (8,24,64,64) 7x7 0.31 / 0.38, 0.24 / 0.28; 1-D (64,16,1024) k9 0.38 /
+    0.39, 0.39 / 0.39.  One channel in all (groups 1, a plain filter): the
+    same with 24 taps or more (15x15: 0.24 float64, 0.31 float32; 31x31:
+    0.18, 0.32; 1-D k127: 0.34, 0.33, against the GEMM), but with fewer the
+    GEMM's forward stays ahead in float32 (3x3 on (16,1,256,256): 1.37;
+    1-D k5: 1.43, from bench.py --suite classes) and keeps it; the input
+    gradient gains there too (3x3: 0.41 float64, 0.71 float32)."""
+    if not _depthwise(c) or not (forced or USE_DIRECT):
+        return None
+    hp, wp = _forward_padded(c)
+    if not forced and (c.groups == 1 and c.k < 24 or not _border_fits(hp * wp, c.x[2] * c.x[3])):
+        return None
+    return _direct_geometry(1, hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp, c.w[2], c.w[3],
+                            c.dilation, c.groups, c.macs, c.k) + (c.w[2], c.w[3]) + c.dilation
+
+
+def _depthwise_run(who, arrays, d, shape, dtype):
+    """conv_depthwise over ``arrays`` (src, taps, bias, out), ``shape`` the
+    output's, by a depthwise plan's ``d``."""
+    (_, _, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs,
+     kh, kw, dh, dw) = d
+    n, _, rows, cols = shape
+    threads = _threads.plan(n * groups * rows * cols, macs)
+    slack = _DIRECT_JB[dtype]
+    rb, cb = _blocks(rows, cols, col_macs, n * groups, threads)
+    work = _scratch(who, hp * wp + slack, dtype, threads)
+    _call(_core.conv_depthwise, macs, *arrays, work, hp, wp, top, left, row_step, span_h,
+          span_w, slack, rb, cb, kh, kw, dh, dw, threads)
+
+
+def _forward_depthwise_run(who, shape, args, x, w, bias):
+    out = _result(who, shape, x.dtype)
+    _depthwise_run(who, (x, w.reshape(w.shape[0], -1), bias, out), args, shape, x.dtype)
+    return out
+
+
 def _forward_gemm_sizes(c):
     check_gemm_sizes(c.func, c.k, c.p, c.w[0])
     nb = min(c.p, _NC)
@@ -600,6 +656,31 @@ def _input_grad_direct_run(who, shape, args, w, gout):
     _direct_run(who, _core.conv_direct,
                 (gout, _direct_weights(w, direct[9], flip=True), direct[0], None, dx),
                 direct, gout.shape[0], shape[2], shape[3], w.dtype)
+    return dx
+
+
+def _input_grad_depthwise(c, forced=False):
+    gemm = _input_grad_gemm(c)   # checks the GEMM's sizes, as before any path
+    if not (_depthwise(c) and c.stride == (1, 1) and (forced or USE_DIRECT)):
+        return None   # (its cost: _forward_depthwise's figures)
+    n, ch, h, wd = c.x
+    f, cg, kh, kw = c.w
+    (dh, dw) = c.dilation
+    hp, wp = h + (kh - 1) * dh, wd + (kw - 1) * dw
+    if not forced and not _border_fits(hp * wp, c.p):
+        return None
+    d = _direct_geometry(1, hp, wp, (kh - 1) * dh - c.pads[0], (kw - 1) * dw - c.pads[2], wp,
+                         kh, kw, c.dilation, c.groups, c.macs, c.k)
+    return d + (kh, kw, dh, dw), gemm
+
+
+def _input_grad_depthwise_run(who, shape, args, w, gout):
+    depthwise, gemm = args
+    if not np.isfinite(w).all():   # as the direct kernel: the rule of non-finite weights
+        return _input_grad_gemm_run(who, shape, gemm, w, gout)
+    dx = _result(who, shape, w.dtype)
+    taps = np.ascontiguousarray(w[:, 0, ::-1, ::-1]).reshape(w.shape[0], -1)
+    _depthwise_run(who, (gout, taps, None, dx), depthwise, shape, w.dtype)
     return dx
 
 
@@ -741,12 +822,16 @@ ALGORITHMS = {
     "forward": (
         Algorithm("empty", None, _forward_empty, _forward_empty_run),
         Algorithm("zero", None, _forward_zero, _forward_zero_run),
+        Algorithm("depthwise", "direct", _forward_depthwise, _forward_depthwise_run,
+                  _DIRECT_NEEDS),
         Algorithm("direct", "direct", _forward_direct, _forward_direct_run, _DIRECT_NEEDS),
         Algorithm("gemm-small", "gemm", _forward_small, _forward_small_run),
         Algorithm("gemm", "gemm", _forward_gemm, _forward_gemm_run),
     ),
     "input grad": (
         Algorithm("zero", None, _input_grad_zero, _empty_result),
+        Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,
+                  "stride 1 along both axes"),
         Algorithm("direct", "direct", _input_grad_direct, _input_grad_direct_run,
                   "stride 1 along both axes"),
         Algorithm("gemm-small", "gemm", _input_grad_small, _input_grad_small_run),

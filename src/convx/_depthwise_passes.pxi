@@ -1,0 +1,66 @@
+# convx: depthwise convolution (one input and one output channel per group,
+# unit horizontal stride): the forward pass and, at stride 1, the input
+# gradient.  Included by _core.pyx after _direct_passes.pxi, whose Direct
+# geometry, items and padding it shares (with Cs = Fo = 1).
+
+cdef void _depthwise_item(const floating* src, const floating* wt, const floating* bias,
+                          floating* out, floating* pad, const Direct* D, Py_ssize_t KH,
+                          Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw,
+                          Py_ssize_t item) noexcept nogil:
+    """One block of rows and columns of one channel of one image."""
+    cdef Py_ssize_t n, g, i0, i1, j0, j1
+    _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
+    cdef Py_ssize_t plane = n * D.groups + g
+    cdef floating b = 0 if bias == NULL else bias[g]
+    _pad_for(src + plane * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
+    out = out + plane * D.OH * D.OW + i0 * D.OW
+    if floating is float:
+        cvx_depthwise_f32(pad + i0 * D.row_step, D.Wp, wt + g * KH * KW, KH, KW, D.sh, dh, dw,
+                          b, out, D.OW, i1 - i0, j0, j1)
+    else:
+        cvx_depthwise_f64(pad + i0 * D.row_step, D.Wp, wt + g * KH * KW, KH, KW, D.sh, dh, dw,
+                          b, out, D.OW, i1 - i0, j0, j1)
+
+
+def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
+                   const floating[:, ::1] wt,          # IN  (C, KH*KW): each channel's taps
+                   const floating[::1] bias,           # IN  (C,), or None
+                   floating[:, :, :, ::1] out,         # OUT (N, C, OH, OW), all written
+                   floating[::1] work,                 # scratch: Hp*Wp + slack per thread
+                   Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left,
+                   Py_ssize_t row_step, Py_ssize_t span_h, Py_ssize_t span_w,
+                   Py_ssize_t slack, Py_ssize_t rb, Py_ssize_t cb, Py_ssize_t KH,
+                   Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw, int nt, bint interruptible):
+    """out[n, c, i, j] = bias[c] + sum_{p, q} wt[c, p*KW + q] * pad[c][i*row_step + p*dh*Wp + j + q*dw],
+    each channel of ``src`` padded (or cropped) to (Hp, Wp) at offset (top,
+    left), in blocks of ``rb`` output rows by ``cb`` columns.  The forward
+    pass (src = x) and, at stride 1, the input gradient (src = grad_output,
+    wt = the flipped taps).  Returns False when interrupted."""
+    cdef Py_ssize_t C = src.shape[1]
+    cdef Direct D = _direct_geom(1, src.shape[2], src.shape[3], C, 1, out.shape[2],
+                                 out.shape[3], KH * KW, Hp, Wp, top, left, row_step, span_h,
+                                 span_w, rb, cb, slack)
+    cdef Py_ssize_t per = Hp * Wp + slack
+    cdef Py_ssize_t items = src.shape[0] * C * D.nrb * D.ncb, it, tid
+    cdef const floating* sp = _data4(src)
+    cdef const floating* wp = &wt[0, 0]
+    cdef const floating* b = _data_or_null(bias)
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef floating* scratch = &work[0]
+    cdef const int* stop = _stop(interruptible)
+    with nogil:
+        nt = _team(nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _depthwise_item(sp, wp, b, op, scratch, &D, KH, KW, dh, dw, it)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _depthwise_item(sp, wp, b, op, scratch + tid * per, &D, KH, KW, dh, dw, it)
+    return not CVX_STOPPED(stop)

@@ -1,0 +1,90 @@
+"""The depthwise algorithm (one input and one output channel per group, unit
+horizontal stride): chosen for those calls, right against the reference for
+every geometry it takes, the same bits for any thread count, and the rule of
+non-finite values kept."""
+import numpy as np
+import pytest
+
+import convx
+import reference as ref
+from convx import _engine
+
+CASES = [  # (x shape, (KH, KW), stride, padding (per side), dilation)
+    ((2, 6, 10, 11), (3, 3), 1, 1, 1),
+    ((3, 8, 9, 9), (5, 5), 1, 2, 2),
+    ((2, 4, 12, 7), (3, 3), (2, 1), (0, 1), 1),       # stride 2 along the height
+    ((1, 3, 1, 40), (1, 7), 1, (0, 3), 1),            # 1-D
+    ((4, 16, 8, 8), (2, 3), 1, (1, 0), (1, 2)),       # even kernel, dilated width
+    ((2, 5, 6, 30), (7, 7), 1, 3, 1),
+    ((1, 2, 40, 3), (3, 3), 1, 0, 1),                 # narrower than a vector
+]
+
+
+def _pads(padding):
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return (ph, ph, pw, pw)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_depthwise_against_the_reference(case, dtype, monkeypatch):
+    monkeypatch.setattr(_engine, "PLANS", {})
+    monkeypatch.setattr(_engine, "USE_DIRECT", True)
+    xs, (kh, kw), stride, padding, dilation = case
+    c = xs[1]
+    rng = np.random.default_rng(sum(xs))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((c, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=c)
+    pads = _pads(padding)
+    want = ref.conv_nd(x, w, b, stride=stride, pads=pads, dilation=dilation, groups=c)
+    g = rng.standard_normal(want.shape).astype(dtype)
+    want_dx = ref.conv_nd_input_grad(x.shape, w, g, stride, pads, dilation, c)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    runs = []
+    for threads in range(1, min(2, convx._threads._MAX_THREADS) + 1):
+        convx.set_num_threads(threads)
+        try:
+            runs.append((convx.conv2d(x, w, b, **geometry),
+                         convx.conv2d_input_grad(x.shape, w, g, **geometry)))
+        finally:
+            convx.set_num_threads(None)
+    for y, dx in runs:
+        np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
+        np.testing.assert_allclose(dx, want_dx, rtol=tol, atol=tol * np.abs(want_dx).max())
+        assert np.array_equal(y, runs[0][0]) and np.array_equal(dx, runs[0][1])
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    st, dl = (sh, sw), (dilation, dilation) if isinstance(dilation, int) else dilation
+    fwd = _engine.forward_plan("t", x.shape, w.shape, st, pads, dl, c, kernel_arg="weight")
+    assert fwd[1].name == "depthwise"
+    grad = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, st, pads, dl, c,
+                                   kernel_arg="weight")
+    assert (grad[1].name == "depthwise") == (st == (1, 1))
+
+
+def test_not_depthwise_is_not_taken():
+    """Two channels per group, or a channel multiplier, or a width stride:
+    the other algorithms."""
+    for x, w, groups, stride in [((2, 8, 9, 9), (8, 2, 3, 3), 4, (1, 1)),
+                                 ((2, 4, 9, 9), (8, 1, 3, 3), 4, (1, 1)),
+                                 ((2, 4, 9, 9), (4, 1, 3, 3), 4, (1, 2))]:
+        plan = _engine.forward_plan("t", x, w, stride, (1, 1, 1, 1), (1, 1), groups,
+                                    kernel_arg="weight")
+        assert plan[1].name != "depthwise"
+
+
+def test_non_finite_weights_keep_the_rule():
+    """The input gradient sums over the output positions that exist: an
+    infinite weight makes no NaN where there is no term (the depthwise kernel
+    would multiply the zero border by it, so such weights take the GEMM)."""
+    rng = np.random.default_rng(5)
+    x_shape = (2, 4, 6, 6)
+    w = rng.standard_normal((4, 1, 3, 3))
+    w[1, 0, 0, 0] = np.inf
+    g = rng.standard_normal((2, 4, 6, 6))
+    got = convx.conv2d_input_grad(x_shape, w, g, padding=1, groups=4)
+    gemm = convx.conv2d_input_grad(x_shape, w, g, padding=1, groups=4, method="gemm")
+    assert np.array_equal(np.isnan(got), np.isnan(gemm))
+    assert np.array_equal(got[np.isfinite(gemm)], gemm[np.isfinite(gemm)])
+    assert np.isfinite(got[:, 0]).all()   # channels without the infinite weight
