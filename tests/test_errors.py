@@ -266,7 +266,7 @@ for func in API_SIGNATURES:
              f"same-with-stride-{bad}")
 
     # -- method: a name of the engine's, that applies to the call
-    for bad in ("fft", "", "AUTO"):
+    for bad in ("winograd", "", "AUTO", "FFT"):
         case(func, api(func, method=bad), VALUE, "method", f"string-{bad!r}", _v(bad))
     for what, bad in (("None", None), ("int", 1), ("bytes", b"auto")):
         case(func, api(func, method=bad), TYPE, "method", what)

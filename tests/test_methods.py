@@ -25,11 +25,16 @@ def _pads(padding):
     return (ph, ph, pw, pw)
 
 
-def _applies(method, pass_, stride):
+def _applies(method, pass_, stride, w_shape):
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    if method == "fft":
+        return w_shape[2:] != (1, 1)   # (dilation never makes a 1x1 kernel span more)
     if method != "direct":
         return True
     return sw == 1 and (pass_ != "input grad" or sh == 1)
+
+
+NEEDS = {"direct": "stride 1", "fft": "a kernel that spans more than one position"}
 
 
 def _calls(x, w, g, geometry, method):
@@ -59,11 +64,12 @@ def test_every_method_that_applies(case, dtype):
     got = {m: _calls(x, w, g, geometry, m) for m in _engine.METHODS}
     for pass_ in want:
         results = {}
-        for method in ("direct", "gemm"):
-            if not _applies(method, pass_, stride):
-                with pytest.raises(ConvxValueError, match=r"argument 'method'='direct' does not "
-                                                          r"apply to this call: the direct "
-                                                          r"algorithm needs stride 1"):
+        for method in _engine.METHODS[1:]:
+            if not _applies(method, pass_, stride, ws):
+                with pytest.raises(ConvxValueError, match=rf"argument 'method'='{method}' does "
+                                                          rf"not apply to this call: the "
+                                                          rf"{method} algorithm needs "
+                                                          rf"{NEEDS[method]}"):
                     got[method][pass_]()
                 continue
             r = got[method][pass_]()
@@ -101,11 +107,11 @@ def test_forced_direct_runs_where_auto_would_not():
 ])
 def test_bad_methods_are_refused(func, args):
     f = getattr(convx, func)
-    for method in ("auto", "direct", "gemm"):
+    for method in ("auto", "direct", "gemm", "fft"):
         f(*args(), method=method)
-    for bad in ("fft", "winograd", "", "Direct", " auto"):
+    for bad in ("winograd", "FFT", "", "Direct", " auto"):
         with pytest.raises(ConvxValueError, match=rf"{func}\(\): argument 'method' must be one "
-                                                  rf"of 'auto', 'direct', 'gemm', got "):
+                                                  rf"of 'auto', 'direct', 'gemm', 'fft', got "):
             f(*args(), method=bad)
     for bad in (None, 1, b"auto", ("auto",)):
         with pytest.raises(ConvxTypeError, match=rf"{func}\(\): argument 'method' must be one"):
@@ -113,7 +119,7 @@ def test_bad_methods_are_refused(func, args):
     # a valid call is cached; a bad method after it is still checked
     f(*args(), method="gemm")
     with pytest.raises(ConvxValueError):
-        f(*args(), method="fft")
+        f(*args(), method="winograd")
 
 
 def test_the_table_names_every_method():

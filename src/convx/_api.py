@@ -218,7 +218,7 @@ def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups,
                                      stride, padding, dilation, groups, shown)
     x4, w4 = _shape4(x.shape, nsp), _shape4(weight.shape, nsp)
     plan = _engine.forward_plan(func, x4, w4, st, pads, dil, g, out_hw, "weight",
-                                _method(func, method))
+                                _method(func, method), compute)
     out_shape = plan[2][:2] + (out_hw[1:] if nsp == 1 else out_hw)
     if shown is not None:
         out_shape = out_shape[1:]
@@ -280,7 +280,7 @@ def _grad_plan(func, nsp, which, shape, array, grad_output, stride, padding, dil
     _check_gout(func, grad_output, x_shape, w_shape, out_hw, nsp)
     make = _engine.input_grad_plan if which == "input" else _engine.weight_grad_plan
     x4, w4, g4 = _shape4(x_shape, nsp), _shape4(w_shape, nsp), _shape4(grad_output.shape, nsp)
-    plan = make(func, x4, w4, g4, st, pads, dil, g, w_name, _method(func, method))
+    plan = make(func, x4, w4, g4, st, pads, dil, g, w_name, _method(func, method), compute)
     if nsp == 2:
         return compute, result, None, None, None, plan
     return compute, result, w4 if which == "input" else x4, g4, shape, plan
@@ -338,15 +338,18 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         as in PyTorch.
     dilation : int or (int, int), each >= 1
     groups : int >= 1, dividing C_in and C_out
-    method : 'auto' (default), 'direct' or 'gemm'
+    method : 'auto' (default), 'direct', 'gemm' or 'fft'
         The algorithm.  'auto' lets the engine choose by its cost models (a
-        pure function of the shapes and geometry: the same call gives the same
-        bits on every run); 'direct' (the SIMD direct kernels, stride 1 along
-        the width) or 'gemm' (im2col + convx's matrix product, any geometry)
-        force one, for tests or to get one algorithm's bits.  A method that
-        does not apply to the call raises ConvxValueError.  The same argument
-        is taken by the gradients (the input gradient's direct kernel needs
-        stride 1 along both axes).
+        pure function of the shapes, dtype and geometry: the same call gives
+        the same bits on every run); 'direct' (the SIMD direct kernels, stride
+        1 along the width), 'gemm' (im2col + convx's matrix product, any
+        geometry) or 'fft' (products of scipy.fft spectra, overlap-save; a
+        kernel spanning more than one position; its error bound is in
+        docs/design.md, and a call with a non-finite value takes the other
+        algorithms) force one, for tests or to get one algorithm's bits.  A
+        method that does not apply to the call raises ConvxValueError.  The
+        same argument is taken by the gradients (the input gradient's direct
+        kernel needs stride 1 along both axes).
 
     Returns
     -------

@@ -370,6 +370,7 @@ include "_gemm_passes.pxi"
 include "_direct_passes.pxi"
 include "_depthwise_passes.pxi"
 include "_sum_passes.pxi"
+include "_fft_passes.pxi"
 
 
 # --------------------------------------------------------------------------

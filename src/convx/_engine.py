@@ -7,10 +7,11 @@ where the kernel writes every cell, ``np.zeros`` for accumulators), the
 degenerate sizes the kernels are not asked to handle are answered directly,
 and the kernel in ``_core`` is called.
 
-Each pass is split in two: ``*_plan`` looks only at shapes and geometry and
-picks an algorithm from one table (``ALGORITHMS``: the degenerate sizes, the
-direct kernels, im2col + GEMM), with the output shape and the kernel's
-arguments; ``*_run`` picks the threads, allocates and calls the kernel.  A plan can be kept for calls with the same signature (``planned``):
+Each pass is split in two: ``*_plan`` looks only at shapes, dtype and
+geometry and picks an algorithm from one table (``ALGORITHMS``: the
+degenerate sizes, the FFT, the direct kernels, im2col + GEMM), with the output
+shape and the kernel's arguments; ``*_run`` picks the threads, allocates and
+calls the kernel.  A plan can be kept for calls with the same signature (``planned``):
 both faces keep theirs, the public API beside its own argument checks, since
 planning and checking are most of what a call on a tiny input costs.
 
@@ -27,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _core, _threads
+from . import _core, _fft, _threads
 from ._validate import ConvxMemoryError, ConvxValueError
 
 # The GEMM's sizes are 64-bit, but the engine keeps them below 2**31 so that
@@ -357,6 +358,7 @@ class Call(NamedTuple):
     pads: tuple
     dilation: tuple
     groups: int
+    dtype: np.dtype = np.dtype(np.float64)   # the compute dtype
 
     @property
     def k(self):       # taps per filter: C // groups x KH x KW
@@ -396,7 +398,7 @@ class Algorithm(NamedTuple):
 
 
 # The methods a caller may force (the public API's ``method=``).
-METHODS = ("auto", "direct", "gemm")
+METHODS = ("auto", "direct", "gemm", "fft")
 
 
 def _select(table, call, shape, method="auto"):
@@ -811,17 +813,119 @@ def _weight_grad_gemm_run(who, shape, args, x, gout):
     return dw
 
 
+# ---- the FFT ------------------------------------------------------------------
+
+# What the other algorithms cost, in nanoseconds per multiply-add, for the
+# FFT's cost model to compare with (convx._fft's constants), by the
+# itemsize: the medians over the shapes those constants were fitted on
+# (depthwise 0.06-0.29 float32, 0.15-0.37 float64; direct 0.024-0.056,
+# 0.05-0.12).  The GEMM's rate falls with the rows of its product, m (the
+# filters per group, or the input gradient's channels per group): a + b / m,
+# 0.14-0.96 float32 at one row, 0.07-0.08 at 16, 0.004-0.008 at 64 (a 7x7
+# stem); the formula errs towards the GEMM in between.
+_NS_PER_MAC = {"depthwise": {4: 0.13, 8: 0.245}, "direct": {4: 0.036, 8: 0.07}}
+_NS_PER_MAC_GEMM = {4: (0.005, 0.35), 8: (0.01, 0.6)}
+
+
+def _ns_per_mac(name, c, pass_):
+    if name in _NS_PER_MAC:
+        return _NS_PER_MAC[name][c.dtype.itemsize]
+    a, b = _NS_PER_MAC_GEMM[c.dtype.itemsize]
+    return a + b / max(c.w[1] if pass_ == "input grad" else c.fg, 1)
+
+
+def _fft_geometry(c, pass_):
+    """The FFT's tiling for a pass and its cost in ns (convx._fft.geometry),
+    or None where the kernel spans one position along both axes."""
+    f, cg, kh, kw = c.w
+    span = ((kh - 1) * c.dilation[0] + 1, (kw - 1) * c.dilation[1] + 1)
+    if span == (1, 1):
+        return None
+    pads = (c.pads[0], c.pads[2])
+    if pass_ == "input grad":
+        out1, up, down, cin, cout = c.x[2:], c.stride, (1, 1), c.fg, cg
+        origin = (span[0] - 1 - pads[0], span[1] - 1 - pads[1])
+    else:
+        out1 = tuple((o - 1) * s + 1 for o, s in zip(c.out[2:], c.stride))
+        origin, up, down, cin, cout = pads, (1, 1), c.stride, cg, c.fg
+    swap = span[1] == 1
+    if swap:
+        span, out1, origin, up, down = (v[::-1] for v in (span, out1, origin, up, down))
+    return _fft.geometry(span, out1, origin, up, down, c.x[0], cin * c.groups, cout * c.groups,
+                         c.groups * cin * cout, c.dtype.itemsize, swap)
+
+
+def _fft_plan(pass_, shape):
+    """The plan of the FFT for ``pass_``: its geometry and the plan that runs a
+    call whose values are not all finite (the best of the other algorithms)."""
+    def plan(c, forced=False):
+        found = _fft_geometry(c, pass_)
+        if found is None:
+            return None
+        fallback = _select([a for a in ALGORITHMS[pass_] if a.method != "fft"], c, shape(c))
+        if not forced and found[1] >= c.macs * _ns_per_mac(fallback[1].name, c, pass_):
+            return None
+        return found[0], fallback, c.macs, c.dilation
+    return plan
+
+
+def _finite(*arrays):
+    """No NaN or infinity in any of ``arrays``: the FFT's precondition."""
+    return all(np.isfinite(a).all() for a in arrays)
+
+
+def _fft_threads(g, macs):
+    return _threads.plan(g.images * g.tiles[0] * g.tiles[1], macs)
+
+
+def _forward_fft_run(who, shape, args, x, w, bias):
+    g, fallback, macs, dilation = args
+    if not _finite(x, w):   # a non-finite value would spread over its tile
+        return forward_run(fallback, x, w, bias)
+    out = _result(who, shape, x.dtype)
+    _fft.correlate(x, _fft.spectra(w, g, dilation), out, bias, g, x.shape[1] // w.shape[1],
+                   _fft_threads(g, macs))
+    return out
+
+
+def _input_grad_fft_run(who, shape, args, w, gout):
+    g, fallback, macs, dilation = args
+    if not _finite(w, gout):
+        return input_grad_run(fallback, w, gout)
+    groups = shape[1] // w.shape[1]
+    dx = _result(who, shape, w.dtype)
+    # its kernel: (groups x Cg, Fg, KH, KW), flipped
+    f, cg, kh, kw = w.shape
+    k = w.reshape(groups, f // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
+    k = k.reshape(groups * cg, f // groups, kh, kw)[..., ::-1, ::-1]
+    _fft.correlate(gout, _fft.spectra(k, g, dilation), dx, None, g, groups,
+                   _fft_threads(g, macs))
+    return dx
+
+
+def _weight_grad_fft_run(who, shape, args, x, gout):
+    g, fallback, macs, dilation = args
+    if not _finite(x, gout):
+        return weight_grad_run(fallback, x, gout)
+    return _fft.weight_grad(x, gout, shape, dilation, g, x.shape[1] // shape[1],
+                            _fft_threads(g, macs))
+
+
 # ---- the table --------------------------------------------------------------
 
 # For each pass, its algorithms in the order the engine tries them: the
-# degenerate sizes first, then the direct kernels where their cost model says
-# they pay (_direct_pays), then the GEMM (small calls on the stack).  The
-# first whose plan applies runs the call.
+# degenerate sizes first, then the FFT where its cost model says it beats
+# what the rest of the table would choose, then the direct kernels where
+# theirs says they pay (_direct_pays), then the GEMM (small calls on the
+# stack).  The first whose plan applies runs the call.
 _DIRECT_NEEDS = "stride 1 along the width"
+_FFT_NEEDS = "a kernel that spans more than one position along an axis"
 ALGORITHMS = {
     "forward": (
         Algorithm("empty", None, _forward_empty, _forward_empty_run),
         Algorithm("zero", None, _forward_zero, _forward_zero_run),
+        Algorithm("fft", "fft", _fft_plan("forward", lambda c: c.out), _forward_fft_run,
+                  _FFT_NEEDS),
         Algorithm("depthwise", "direct", _forward_depthwise, _forward_depthwise_run,
                   _DIRECT_NEEDS),
         Algorithm("direct", "direct", _forward_direct, _forward_direct_run, _DIRECT_NEEDS),
@@ -830,6 +934,8 @@ ALGORITHMS = {
     ),
     "input grad": (
         Algorithm("zero", None, _input_grad_zero, _empty_result),
+        Algorithm("fft", "fft", _fft_plan("input grad", lambda c: c.x), _input_grad_fft_run,
+                  _FFT_NEEDS),
         Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,
                   "stride 1 along both axes"),
         Algorithm("direct", "direct", _input_grad_direct, _input_grad_direct_run,
@@ -839,6 +945,8 @@ ALGORITHMS = {
     ),
     "weight grad": (
         Algorithm("zero", None, _weight_grad_zero, _empty_result),
+        Algorithm("fft", "fft", _fft_plan("weight grad", lambda c: c.w), _weight_grad_fft_run,
+                  _FFT_NEEDS),
         Algorithm("direct", "direct", _weight_grad_direct, _weight_grad_direct_run,
                   _DIRECT_NEEDS),
         Algorithm("gemm-small", "gemm", _weight_grad_small, _weight_grad_small_run),
@@ -850,7 +958,7 @@ ALGORITHMS = {
 # ---- the passes -------------------------------------------------------------
 
 def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=None,
-                 kernel_arg="param", method="auto"):
+                 kernel_arg="param", method="auto", dtype=np.float64):
     """How to run conv(x, w): ``(who, algorithm, out_shape, args)``, ``who``
     naming the function and its kernel argument for messages.
 
@@ -861,7 +969,8 @@ def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=
     oh, ow = out_hw or sizes(func, "param", (h, wd), w_shape, stride, pads, dilation, "inp")
     out_shape = (n, w_shape[0], oh, ow)
     check_result_size(func, out_shape)
-    call = Call(func, kernel_arg, x_shape, w_shape, out_shape, stride, pads, dilation, groups)
+    call = Call(func, kernel_arg, x_shape, w_shape, out_shape, stride, pads, dilation, groups,
+                np.dtype(dtype))
     return _select(ALGORITHMS["forward"], call, out_shape, method)
 
 
@@ -886,24 +995,25 @@ def weight_grad_run(plan, x, gout):
 
 
 def _grad_plan(pass_, func, x_shape, w_shape, gout_shape, stride, pads, dilation, groups,
-               kernel_arg, shape, method):
+               kernel_arg, shape, method, dtype):
     check_result_size(func, shape)
-    call = Call(func, kernel_arg, x_shape, w_shape, gout_shape, stride, pads, dilation, groups)
+    call = Call(func, kernel_arg, x_shape, w_shape, gout_shape, stride, pads, dilation, groups,
+                np.dtype(dtype))
     return _select(ALGORITHMS[pass_], call, shape, method)
 
 
 def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilation, groups,
-                    kernel_arg="param", method="auto"):
+                    kernel_arg="param", method="auto", dtype=np.float64):
     """How to run the input gradient: ``(who, algorithm, input_shape, args)``."""
     return _grad_plan("input grad", func, input_shape, w_shape, gout_shape, stride, pads,
-                      dilation, groups, kernel_arg, input_shape, method)
+                      dilation, groups, kernel_arg, input_shape, method, dtype)
 
 
 def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dilation, groups,
-                     kernel_arg="param", method="auto"):
+                     kernel_arg="param", method="auto", dtype=np.float64):
     """How to run the weight gradient: ``(who, algorithm, weight_shape, args)``."""
     return _grad_plan("weight grad", func, x_shape, weight_shape, gout_shape, stride, pads,
-                      dilation, groups, kernel_arg, weight_shape, method)
+                      dilation, groups, kernel_arg, weight_shape, method, dtype)
 
 
 # The bias gradient sums the output gradient's values over images and

@@ -66,20 +66,20 @@ def _int_result(result, like, *arrays):
 # The engine's plans for the notebook's geometry ('same' padding, stride 1),
 # made from shapes alone, so that _engine.planned can keep them.
 
-def _forward_plan(func, x_shape, w_shape):
+def _forward_plan(func, dtype, x_shape, w_shape):
     # 'same' keeps the size, even an empty one: the plan is told it, not asked.
     return _engine.forward_plan(func, x_shape, w_shape, _UNIT, _same_pads(*w_shape[2:]), _UNIT,
-                                1, x_shape[2:])
+                                1, x_shape[2:], dtype=dtype)
 
 
-def _input_grad_plan(func, x_shape, w_shape, gout_shape):
+def _input_grad_plan(func, dtype, x_shape, w_shape, gout_shape):
     return _engine.input_grad_plan(func, x_shape, w_shape, gout_shape, _UNIT,
-                                   _same_pads(*w_shape[2:]), _UNIT, 1)
+                                   _same_pads(*w_shape[2:]), _UNIT, 1, dtype=dtype)
 
 
-def _weight_grad_plan(func, x_shape, w_shape, gout_shape):
+def _weight_grad_plan(func, dtype, x_shape, w_shape, gout_shape):
     return _engine.weight_grad_plan(func, x_shape, w_shape, gout_shape, _UNIT,
-                                    _same_pads(*w_shape[2:]), _UNIT, 1)
+                                    _same_pads(*w_shape[2:]), _UNIT, 1, dtype=dtype)
 
 
 def _conv(func, x, w, names=("inp", "param")):
@@ -87,8 +87,8 @@ def _conv(func, x, w, names=("inp", "param")):
     ``names`` are the arguments they came from."""
     dt = v.float_dtype(x, w)
     xs, ws = x.shape, w.shape
-    key = (_forward_plan, func, xs, ws)
-    plan = _engine.PLANS.get(key) or _engine.planned(key, _forward_plan, func, xs, ws)
+    key = (_forward_plan, func, dt, xs, ws)
+    plan = _engine.PLANS.get(key) or _engine.planned(key, _forward_plan, func, dt, xs, ws)
     return _engine.forward_run(plan, v.as_kernel_input(func, names[0], x, dt),
                                v.as_kernel_input(func, names[1], w, dt), None)
 
@@ -98,8 +98,8 @@ def _conv_input_grad(func, x, w, gout, names=("param", "output_grad")):
     arguments w and gout came from."""
     dt = v.float_dtype(x, w, gout)
     shapes = (x.shape, w.shape, gout.shape)
-    key = (_input_grad_plan, func) + shapes
-    plan = _engine.PLANS.get(key) or _engine.planned(key, _input_grad_plan, func, *shapes)
+    key = (_input_grad_plan, func, dt) + shapes
+    plan = _engine.PLANS.get(key) or _engine.planned(key, _input_grad_plan, func, dt, *shapes)
     return _engine.input_grad_run(plan, v.as_kernel_input(func, names[0], w, dt),
                                   v.as_kernel_input(func, names[1], gout, dt))
 
@@ -109,8 +109,8 @@ def _conv_weight_grad(func, x, w, gout, names=("inp", "output_grad")):
     arguments x and gout came from."""
     dt = v.float_dtype(x, w, gout)
     shapes = (x.shape, w.shape, gout.shape)
-    key = (_weight_grad_plan, func) + shapes
-    plan = _engine.PLANS.get(key) or _engine.planned(key, _weight_grad_plan, func, *shapes)
+    key = (_weight_grad_plan, func, dt) + shapes
+    plan = _engine.PLANS.get(key) or _engine.planned(key, _weight_grad_plan, func, dt, *shapes)
     return _engine.weight_grad_run(plan, v.as_kernel_input(func, names[0], x, dt),
                                    v.as_kernel_input(func, names[1], gout, dt))
 

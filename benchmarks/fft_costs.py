@@ -1,0 +1,100 @@
+"""How well the engine chooses between the FFT and the other algorithms.
+
+For each shape and pass, times method='fft' and the algorithm the table picks
+without the FFT (forced by its method), interleaved in one process, best of
+``--rounds``, and reports which one 'auto' takes and what the choice costs
+against the faster of the two.  The shapes are the ones the FFT's cost
+constants (src/convx/_fft.py, src/convx/_engine.py's _NS_PER_MAC) were fitted
+on; a choice within 5% of the faster counts as right.
+
+    python benchmarks/fft_costs.py [--threads N] [--rounds R]
+"""
+import argparse
+import math
+import time
+
+import numpy as np
+
+import convx
+from convx import _engine
+
+SHAPES = [  # (input, weight): 'same' padding, groups = channels when the weight has one
+    ((8, 1, 128, 128), (1, 1, 5, 5)), ((8, 1, 128, 128), (1, 1, 7, 7)),
+    ((8, 1, 128, 128), (1, 1, 11, 11)), ((4, 1, 256, 256), (1, 1, 15, 15)),
+    ((2, 1, 300, 300), (1, 1, 21, 21)), ((1, 1, 512, 512), (1, 1, 63, 63)),
+    ((16, 1, 64, 64), (1, 1, 9, 9)), ((32, 1, 28, 28), (1, 1, 13, 13)),
+    ((16, 1, 1, 16000), (1, 1, 1, 15)), ((16, 1, 1, 16000), (1, 1, 1, 31)),
+    ((16, 1, 1, 16000), (1, 1, 1, 63)), ((16, 1, 1, 16000), (1, 1, 1, 127)),
+    ((2, 1, 1, 44100), (1, 1, 1, 511)), ((8, 4, 1, 4096), (8, 4, 1, 63)),
+    ((8, 2, 1, 8000), (4, 2, 1, 127)), ((4, 3, 128, 128), (8, 3, 11, 11)),
+    ((4, 3, 128, 128), (16, 3, 15, 15)), ((8, 16, 64, 64), (16, 16, 7, 7)),
+    ((8, 32, 56, 56), (32, 1, 7, 7)), ((4, 16, 64, 64), (16, 1, 13, 13)),
+    ((8, 8, 32, 32), (8, 8, 9, 9)), ((2, 3, 224, 224), (64, 3, 7, 7)),
+    ((4, 1, 128, 128), (4, 1, 17, 17)), ((4, 1, 200, 200), (1, 1, 31, 1)),
+]
+
+
+def best_of(f, rounds):
+    f()
+    best = math.inf
+    for _ in range(rounds):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    if args.threads:
+        convx.set_num_threads(args.threads)
+    print(f"threads: {convx.get_num_threads()}; best of {args.rounds}")
+    losses, wrong, total = [], 0, 0
+    for xs, ws in SHAPES:
+        pads = ((ws[2] - 1) // 2, (ws[3] - 1) // 2)
+        groups = xs[1] if ws[1] == 1 and xs[1] > 1 else 1
+        geometry = dict(padding=pads, groups=groups)
+        pads4 = (pads[0], pads[0], pads[1], pads[1])
+        for dtype in (np.float32, np.float64):
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal(xs).astype(dtype)
+            w = rng.standard_normal(ws).astype(dtype)
+            g = rng.standard_normal(convx.conv2d(x, w, **geometry).shape).astype(dtype)
+            passes = {
+                "forward": (lambda m: convx.conv2d(x, w, **geometry, method=m),
+                            lambda m: _engine.forward_plan("t", xs, ws, (1, 1), pads4, (1, 1),
+                                                           groups, method=m, dtype=dtype)),
+                "input grad": (lambda m: convx.conv2d_input_grad(xs, w, g, **geometry, method=m),
+                               lambda m: _engine.input_grad_plan("t", xs, ws, g.shape, (1, 1),
+                                                                 pads4, (1, 1), groups,
+                                                                 method=m, dtype=dtype)),
+                "weight grad": (lambda m: convx.conv2d_weight_grad(x, ws, g, **geometry,
+                                                                   method=m),
+                                lambda m: _engine.weight_grad_plan("t", xs, ws, g.shape, (1, 1),
+                                                                   pads4, (1, 1), groups,
+                                                                   method=m, dtype=dtype)),
+            }
+            for pass_, (call, plan) in passes.items():
+                chosen = plan("auto")
+                other = plan("fft")[3][1][1]   # the FFT plan's fallback: the table without it
+                t_fft = best_of(lambda: call("fft"), args.rounds)
+                t_other = best_of(lambda: call(other.method), args.rounds)
+                t_auto = t_fft if chosen[1].name == "fft" else t_other
+                loss = t_auto / min(t_fft, t_other)
+                losses.append(loss)
+                total += 1
+                wrong += loss > 1.05
+                print(f"{str(xs):18} {str(ws):16} {np.dtype(dtype).name:7} {pass_:11} "
+                      f"auto: {chosen[1].name:9} fft {t_fft * 1e3:8.2f} ms  {other.name:9} "
+                      f"{t_other * 1e3:8.2f} ms  {'' if loss <= 1.05 else f'{loss:.2f}x slower'}",
+                      flush=True)
+    print(f"auto within 5% of the faster in {total - wrong} of {total} cases; its time over "
+          f"the faster's: geomean {math.exp(np.mean(np.log(losses))):.3f}, "
+          f"worst {max(losses):.2f}")
+
+
+if __name__ == "__main__":
+    main()

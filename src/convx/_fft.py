@@ -1,0 +1,291 @@
+"""The FFT algorithm: convolution as products of spectra, by overlap-save tiles.
+
+A correlation of a plane with a kernel spanning S positions (its taps,
+dilation included) is, on a tile of L positions of the plane, the inverse
+transform of X * conj(K), whose first L - S + 1 values have no wrap-around.
+The engine's plan (:func:`geometry`) picks the tile lengths L along each
+axis from a cost model; the output is cut into tiles of T = L - S + 1
+positions, and each tile reads the L positions of the (padded) input under
+it: overlap-save.  A whole image is one tile when that is cheapest, a long
+signal or a large image is many.
+
+Along an axis where the kernel spans one position nothing is transformed:
+a kernel one row tall (every 1-D kernel) transforms each row alone, and a
+kernel one column wide is run with the two axes swapped.
+
+The three passes are one correlation each:
+
+- forward: the input's tiles against the kernel, channels mixed in the
+  frequency domain (``_core.fft_mix``), bias added, strides taken from the
+  unit-stride result;
+- input gradient: the output gradient, spread out by the stride, against
+  the kernel flipped and its channel axes swapped;
+- weight gradient: the input's tiles against the output gradient's tiles,
+  summed over tiles and images in the frequency domain
+  (``_core.fft_mix_grad``) and transformed back once.
+
+This module computes; the engine (``_engine``) decides when and checks the
+values (a non-finite value would spread over a whole tile: such calls take
+the direct or GEMM path instead).  The transforms are scipy.fft's, on the
+call's threads (``workers``); each transform and each bin of a product is
+computed by one thread in a fixed order, so the result is the same bits for
+any thread count.  Working memory is one image's tiles at a time: it does not
+grow with the batch.
+"""
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _core
+
+_scipy_fft = None
+
+
+def _sf():
+    """scipy.fft, imported on the first FFT call (``import convx`` stays light)."""
+    global _scipy_fft
+    if _scipy_fft is None:
+        import scipy.fft
+        _scipy_fft = scipy.fft
+    return _scipy_fft
+
+
+def _smooth(lo, hi):
+    """The 5-smooth numbers (2**a 3**b 5**c, the transform lengths pocketfft
+    is fastest on) in [lo, hi], ascending."""
+    out = []
+    p5 = 1
+    while p5 <= hi:
+        p35 = p5
+        while p35 <= hi:
+            n = p35
+            while n < lo:
+                n *= 2
+            while n <= hi:
+                out.append(n)
+                n *= 2
+            p35 *= 3
+        p5 *= 5
+    return sorted(set(out))
+
+
+def fast_len(n):
+    """The smallest 5-smooth number >= n."""
+    return _smooth(n, 2 * n)[0]
+
+
+# Cost constants, in nanoseconds on one thread, written here so that the
+# choice is a function of the shapes and the dtype alone.  They were fitted
+# on an x86-64-v3 machine (scipy 1.17's pocketfft) to the times of whole
+# calls, 34 shapes x 3 passes x 2 dtypes on one thread and 24 of the shapes
+# on two (1 to 64 channels, kernels 5x5 to 63x63 and 15 to 511 taps), by the
+# choice they make rather than by least squares: the FFT or the other
+# algorithm, chosen by them, takes on average 1.04x (float32) and 1.03x
+# (float64) the time of the faster of the two, 2.2x at worst
+# (benchmarks/fft_costs.py measures this again).  By the itemsize:
+# - per real value x log2(tile size) of the transforms (forward and inverse;
+#   pocketfft alone takes 0.3-0.6 forward and 0.45-1.1 inverse);
+_NS_TRANSFORM = {4: 0.5, 8: 1.0}
+# - per complex multiply-add of the channel mixing (_fft.h alone: 0.8-1.5,
+#   bound by memory) with what else each bin costs (the products' arrays);
+_NS_MIX = {4: 2.0, 8: 3.0}
+# - per value of a tile gathered from the padded input and of an output
+#   value written back (inside the transforms' figure once fitted);
+_NS_COPY = {4: 0.0, 8: 0.0}
+# - per chunk of images: the Python around the transforms (a dozen NumPy
+#   and scipy.fft calls).
+_NS_CHUNK = 20_000.0
+# A chunk of images is transformed at once, up to this many values of tiles
+# (input and output channels): a bound on the working memory, whatever the
+# batch.  A tile of more values than this is cut smaller.
+_CHUNK_VALUES = 1 << 21
+_MAX_TILE = 1 << 21
+
+
+class Geometry(NamedTuple):
+    """How one correlation runs: ``span`` the kernel's extent (dilated),
+    ``L`` the tile (transform) lengths, ``T`` the output positions per tile
+    (L - span + 1), ``tiles`` how many along each axis, ``out1`` the
+    unit-stride output it computes, ``origin`` where output (0, 0)'s window
+    starts in the source (negative: inside the padding), ``up`` the spacing of
+    the source's values (the input gradient's stride), ``down`` the stride the
+    result is sampled at, ``images`` how many are transformed at once, and
+    ``swap``: the axes are exchanged (a kernel one column wide runs as one
+    row tall)."""
+    span: tuple
+    L: tuple
+    T: tuple
+    tiles: tuple
+    out1: tuple
+    origin: tuple
+    up: tuple
+    down: tuple
+    images: int
+    swap: bool
+
+    @property
+    def region(self):
+        """The (rows, columns) of source each image needs: every tile's window."""
+        return tuple((t - 1) * s + n for t, s, n in zip(self.tiles, self.T, self.L))
+
+
+def _axis_choices(span, out):
+    """(cost per output, L, T, tiles) along one axis: the tile lengths worth
+    trying, each shorter than the next and cheaper per output (the others
+    are never best).  A span of 1 is not transformed: rows are tiles of one."""
+    if span == 1:
+        return [(1, 1, 1, out)]
+    whole = fast_len(out + span - 1)
+    choices, best = [], math.inf
+    for L in _smooth(min(fast_len(2 * span - 1), whole), whole):
+        T = L - span + 1
+        tiles = -(-out // T)
+        work = tiles * L
+        if work < best:
+            best = work
+            choices.append((L, T, tiles))
+    return [(L, L, T, tiles) for L, T, tiles in choices]
+
+
+def _terms(n, tiles, size, bins, cin, cout, mixes, images):
+    """What the cost model counts for ``n`` images: the transforms' values x
+    log2(size), the complex multiply-adds, the values copied, the chunks."""
+    values = n * tiles * (cin + cout) * size
+    return (values * math.log2(max(size, 2)), n * tiles * mixes * bins, values,
+            -(-n // images))
+
+
+def geometry(span, out1, origin, up, down, n, cin, cout, mixes, itemsize, swap=False):
+    """The cheapest tiling of a correlation by the cost model, and its cost in
+    nanoseconds: ``(Geometry, ns, terms)`` (terms: :func:`_terms`).  ``n``
+    images, ``cin`` and ``cout`` channels transformed in and out of each,
+    ``mixes`` complex multiply-adds per bin and image (channels in x out per
+    group, x groups)."""
+    best = None
+    costs = (_NS_TRANSFORM[itemsize], _NS_MIX[itemsize], _NS_COPY[itemsize], _NS_CHUNK)
+    for _, lh, th, nh in _axis_choices(span[0], out1[0]):
+        for _, lw, tw, nw in _axis_choices(span[1], out1[1]):
+            size = lh * lw
+            if size > _MAX_TILE and best is not None:
+                continue
+            tiles = nh * nw
+            images = max(1, min(n, _CHUNK_VALUES // ((cin + cout) * tiles * size)))
+            terms = _terms(n, tiles, size, lh * (lw // 2 + 1), cin, cout, mixes, images)
+            ns = sum(t * k for t, k in zip(terms, costs))
+            if best is None or ns < best[1]:
+                best = (Geometry(span, (lh, lw), (th, tw), (nh, nw), out1, origin, up, down,
+                                 images, swap), ns, terms)
+    return best
+
+
+def spectra(k, g, dilation):
+    """The kernel's conjugated spectra for a correlation: ``k`` (out, in, KH,
+    KW) spread by ``dilation`` to the geometry's span and transformed at its
+    tile lengths; (out, in, bins) complex, C order."""
+    if g.swap:
+        k = k.swapaxes(-1, -2)
+        dilation = dilation[::-1]
+    kd = np.zeros(k.shape[:2] + g.span, k.dtype)
+    kd[..., ::dilation[0], ::dilation[1]] = k
+    spec = _rfft(kd, g, 1)
+    spec = np.conj(spec, out=spec)
+    return np.ascontiguousarray(spec.reshape(k.shape[:2] + (-1,)))
+
+
+def _region(src, g):
+    """Images ``src`` (N, C, H, W) placed in the zero region their tiles
+    read: value (a, b) at (a*up + origin, b*up + origin)."""
+    rh, rw = g.region
+    buf = np.zeros(src.shape[:2] + (rh, rw), src.dtype)
+    spans = []
+    for axis in (0, 1):
+        size, up, o = src.shape[2 + axis], g.up[axis], g.origin[axis]
+        n = (rh, rw)[axis]
+        a0 = max(0, -(o // up))                     # first a with a*up + o >= 0
+        a1 = min(size, (n - 1 - o) // up + 1) if n - 1 - o >= 0 else 0
+        if a1 <= a0:
+            return buf
+        spans.append((slice(a0, a1), slice(a0 * up + o, (a1 - 1) * up + o + 1, up)))
+    buf[:, :, spans[0][1], spans[1][1]] = src[:, :, spans[0][0], spans[1][0]]
+    return buf
+
+
+def _tiles(buf, g, threads):
+    """The (N, C, tiles, bins) spectra of the windows of a region."""
+    if g.tiles == (1, 1) and buf.shape[2:] == g.L:
+        spec = _rfft(buf, g, threads)   # one tile: the region itself, contiguous
+    else:
+        win = np.lib.stride_tricks.sliding_window_view(buf, g.L, axis=(2, 3))
+        spec = _rfft(win[:, :, ::g.T[0], ::g.T[1]], g, threads)
+    return np.ascontiguousarray(spec.reshape(buf.shape[:2] + (g.tiles[0] * g.tiles[1], -1)))
+
+
+def _rfft(a, g, threads):
+    """The spectra of tiles ``a`` (..., Lh or less, Lw or less), zero-filled
+    to the geometry's lengths: along the rows alone when Lh is 1."""
+    if g.L[0] == 1:
+        return _sf().rfft(a, n=g.L[1], axis=-1, workers=threads)
+    return _sf().rfft2(a, s=g.L, workers=threads)
+
+
+def _irfft(a, g, threads):
+    """The tiles (..., Lh, Lw) whose spectra are ``a``."""
+    if g.L[0] == 1:
+        return _sf().irfft(a, n=g.L[1], axis=-1, workers=threads)
+    return _sf().irfft2(a, s=g.L, workers=threads)
+
+
+def _float_view(a):
+    """A complex array's interleaved (real, imaginary) floats, last axis doubled."""
+    return a.view(np.float32 if a.dtype == np.complex64 else np.float64)
+
+
+def correlate(src, spec, out, bias, g, groups, threads):
+    """out[n, o] = bias[o] + the correlation of src[n]'s channels of o's group
+    with the kernel whose spectra are ``spec`` (:func:`spectra`), at the
+    geometry ``g``: the forward pass (src = the input) and the input gradient
+    (src = the output gradient).  ``out`` is written whole."""
+    if g.swap:
+        src, out = src.swapaxes(2, 3), out.swapaxes(2, 3)
+    (th, tw), lh, (nh, nw) = g.T, g.L[0], g.tiles
+    f, (oh, ow), (sh, sw) = out.shape[1], out.shape[2:], g.down
+    for n0 in range(0, src.shape[0], g.images):
+        x = _tiles(_region(src[n0:n0 + g.images], g), g, threads)
+        y = np.empty((x.shape[0], f) + x.shape[2:], x.dtype)
+        _core.fft_mix(_float_view(x), _float_view(spec), _float_view(y), groups, threads)
+        del x
+        y = _irfft(y.reshape(y.shape[:2] + (nh, nw, lh, -1)), g, threads)
+        y = y[..., :th, :tw].transpose(0, 1, 2, 4, 3, 5).reshape(y.shape[:2] + (nh * th, nw * tw))
+        part = out[n0:n0 + g.images]
+        part[...] = y[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw]
+        if bias is not None:
+            part += bias[:, None, None]
+
+
+def weight_grad(x, gout, dw_shape, dilation, g, groups, threads):
+    """The weight gradient, dw[o, c, p, q] = sum over images and output
+    positions of gout[n, o, i, j] * xpad[n, c, i*sh + p*dh, j*sw + q*dw], at
+    the geometry ``g`` (its tiles cut the unit-stride output, ``g.down`` the
+    stride).  Returns a new (F, Cg, KH, KW) array of x's dtype."""
+    if g.swap:
+        x, gout = x.swapaxes(2, 3), gout.swapaxes(2, 3)
+        dilation = dilation[::-1]
+    f, cg = dw_shape[0], dw_shape[1]
+    (th, tw), lh, (nh, nw) = g.T, g.L[0], g.tiles
+    (sh, sw), (oh, ow) = g.down, gout.shape[2:]
+    acc = None
+    for n0 in range(0, x.shape[0], g.images):
+        xs = _tiles(_region(x[n0:n0 + g.images], g), g, threads)
+        gbuf = np.zeros((xs.shape[0], f, nh * th, nw * tw), x.dtype)
+        gbuf[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw] = gout[n0:n0 + g.images]
+        gt = gbuf.reshape(xs.shape[0], f, nh, th, nw, tw).transpose(0, 1, 2, 4, 3, 5)
+        gs = np.ascontiguousarray(_rfft(gt, g, threads).reshape(xs.shape[0], f, nh * nw, -1))
+        if acc is None:
+            acc = np.zeros((f, cg, xs.shape[3]), xs.dtype)
+        _core.fft_mix_grad(_float_view(gs), _float_view(xs), _float_view(acc), groups, threads)
+    k = _irfft(acc.reshape(f, cg, lh, -1), g, threads)
+    k = k[:, :, :g.span[0]:dilation[0], :g.span[1]:dilation[1]]
+    if g.swap:
+        k = k.swapaxes(2, 3)
+    return np.ascontiguousarray(k, dtype=x.dtype)

@@ -1,0 +1,293 @@
+"""The FFT algorithm (method='fft'): every pass against the reference within
+its documented error bound, its fallback on non-finite values, the same bits
+for any thread count, working memory that does not grow with the batch, and
+'auto' choosing it where it pays.
+
+The bound (docs/design.md, "Accuracy"): with u the unit roundoff of the
+compute dtype and Lh x Lw the transform's tile, every element of
+
+* the forward pass, at (n, f): |error| <= 2u log2(2 Lh Lw) sum over c in f's
+  group of ||x[n, c]|| ||w[f, c]||, plus u |value| for the final rounding;
+* the input gradient, at (n, c): the same with g[n, f] for x[n, c];
+* the weight gradient, at (f, c): 2u log2(2 Lh Lw) sqrt(overlap) sum over n
+  of ||x[n, c]|| ||g[n, f]||, where overlap (the tiles an input value lies
+  in) is ceil(Lh / Th) ceil(Lw / Tw);
+
+norms being 2-norms over the image (over the unpadded values).  Unlike a
+direct sum's, the error of one element is not bounded by its own terms: a
+transform spreads rounding over its whole tile.
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+import convx
+from convx import ConvxValueError, _engine, _fft
+from test_fuzz import EPS64, Ref
+
+PASSES = ("forward", "input grad", "weight grad")
+
+
+def _public(nsp):
+    if nsp == 1:
+        return convx.conv1d, convx.conv1d_input_grad, convx.conv1d_weight_grad
+    return convx.conv2d, convx.conv2d_input_grad, convx.conv2d_weight_grad
+
+
+def _as4(shape):
+    return shape if len(shape) == 4 else shape[:2] + (1,) + shape[2:]
+
+
+def _geometry(pass_, x, w, y_shape, stride, pads, dilation, groups):
+    """The FFT plan's tiling for this call (convx._fft.Geometry)."""
+    two = (lambda v: (1,) + tuple(v)) if x.ndim == 3 else tuple
+    flat = tuple(p for pair in pads for p in pair)
+    pads4 = (0, 0) + flat if x.ndim == 3 else flat
+    args = ("t", _as4(x.shape), _as4(w.shape))
+    if pass_ == "forward":
+        plan = _engine.forward_plan(*args, two(stride), pads4, two(dilation), groups,
+                                    method="fft", dtype=x.dtype)
+    else:
+        make = _engine.input_grad_plan if pass_ == "input grad" else _engine.weight_grad_plan
+        plan = make(*args, _as4(y_shape), two(stride), pads4, two(dilation), groups,
+                    method="fft", dtype=x.dtype)
+    assert plan[1].name == "fft"
+    return plan[3][0]
+
+
+def fft_bound(pass_, x, w, g, geometry, groups):
+    """The documented bound, broadcastable against the pass's result."""
+    x, w, g = (a.astype(np.float64) for a in (x, w, g))
+    nsp = x.ndim - 2
+    axes = tuple(range(2, 2 + nsp))
+    xn, wn, gn = (np.sqrt((a * a).sum(axis=axes)) for a in (x, w, g))
+    f, cg = w.shape[:2]
+    fg = f // groups
+    lh, lw = geometry.L
+    u = float(np.finfo(x.dtype if x.dtype != np.float64 else np.float64).eps) / 2
+    scale = 2 * math.log2(2 * lh * lw)
+    if pass_ == "forward":
+        s = np.concatenate([xn[:, i * cg:(i + 1) * cg] @ wn[i * fg:(i + 1) * fg].T
+                            for i in range(groups)], axis=1)
+    elif pass_ == "input grad":
+        s = np.concatenate([gn[:, i * fg:(i + 1) * fg] @ wn[i * fg:(i + 1) * fg]
+                            for i in range(groups)], axis=1)
+    else:
+        overlap = math.prod(-(-L // T) for L, T in zip(geometry.L, geometry.T))
+        s = np.concatenate([gn[:, i * fg:(i + 1) * fg].T @ xn[:, i * cg:(i + 1) * cg]
+                            for i in range(groups)], axis=0) * math.sqrt(overlap)
+    return scale * s.reshape(s.shape + (1,) * nsp)
+
+
+def _check(pass_, got, want, bound, ref_bound, dtype):
+    """``want`` is the float64 reference, whose own error is at most
+    ``ref_bound`` (n eps64 sum|terms|, as test_fuzz.py counts it)."""
+    u = float(np.finfo(dtype).eps) / 2
+    atol = bound * u + u * np.abs(want) + ref_bound + 1e-300
+    err = np.abs(got.astype(np.float64) - want)
+    assert got.dtype == dtype and got.shape == want.shape, pass_
+    bad = ~(err <= atol)
+    assert not bad.any(), (f"{pass_}: {bad.sum()} of {bad.size} beyond the FFT bound; "
+                           f"worst error / bound {np.max(err / atol):.3g}")
+    return float(np.max(err / atol))
+
+
+def run_case(nsp, n, cg, fg, groups, size, kernel, stride, pads, dilation, dtype, seed,
+             scale=1.0):
+    rng = np.random.default_rng(seed)
+    conv, conv_dx, conv_dw = _public(nsp)
+    x = (rng.standard_normal((n, cg * groups) + size) * scale).astype(dtype)
+    w = rng.standard_normal((fg * groups, cg) + kernel).astype(dtype)
+    b = rng.standard_normal(fg * groups).astype(dtype)
+    kw = dict(stride=stride, padding=tuple(p for p, _ in pads), dilation=dilation,
+              groups=groups, method="fft")
+    y = conv(x, w, b, **kw)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    dx = conv_dx(x.shape, w, g, **kw)
+    dw = conv_dw(x, w.shape, g, **kw)
+    ref = Ref(x, w, g, b, stride, list(pads), dilation, groups)
+    want = {"forward": (ref.y, ref.y_abs, ref.n_y), "input grad": (ref.dx, ref.dx_abs, ref.n_dx),
+            "weight grad": (ref.dw, ref.dw_abs, ref.n_dw)}
+    worst = 0.0
+    for pass_, got in zip(PASSES, (y, dx, dw)):
+        geometry = _geometry(pass_, x, w, y.shape, stride, pads, dilation, groups)
+        bound = fft_bound(pass_, x, w, g, geometry, groups)
+        value, magnitude, nterms = want[pass_]
+        worst = max(worst, _check(pass_, got, value, bound, nterms * EPS64 * magnitude,
+                                  np.dtype(dtype)))
+    return worst
+
+
+@st.composite
+def fft_cases(draw):
+    nsp = draw(st.sampled_from([1, 2]))
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    kernel = tuple(draw(st.integers(1, 9)) for _ in range(nsp))
+    if max(kernel) == 1:   # the FFT needs a kernel spanning more than one position
+        kernel = kernel[:-1] + (draw(st.integers(2, 9)),)
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(nsp))
+    stride = tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in range(nsp))
+    pads = tuple((p, p) for p in (draw(st.integers(0, 6)) for _ in range(nsp)))
+    top = 40 if nsp == 2 else 300
+    size = tuple(draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p[0]), top))
+                 for k, d, p in zip(kernel, dilation, pads))
+    return dict(nsp=nsp, n=draw(st.integers(1, 3)), cg=draw(st.integers(1, 3)),
+                fg=draw(st.integers(1, 3)), groups=groups, size=size, kernel=kernel,
+                stride=stride, pads=pads, dilation=dilation,
+                dtype=draw(st.sampled_from([np.float32, np.float64])),
+                seed=draw(st.integers(0, 2**32 - 1)),
+                scale=draw(st.sampled_from([1e-3, 1.0, 1e3])))
+
+
+@given(case=fft_cases())
+def test_every_pass_within_the_bound(case):
+    """hypothesis: strides, dilation, groups, padding wider than the kernel,
+    kernels one row tall or one column wide, images cut into tiles."""
+    note(repr(case))
+    run_case(**case)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [
+    # (n, cg, fg, groups, size, kernel, stride, pads, dilation)
+    (2, 1, 1, 1, (300, 280), (31, 31), (1, 1), ((15, 15), (15, 15)), (1, 1)),  # tiles
+    (3, 1, 1, 1, (20000,), (255,), (1,), ((127, 127),), (1,)),                 # overlap-save
+    (2, 3, 4, 1, (64, 64), (11, 11), (1, 1), ((5, 5), (5, 5)), (1, 1)),        # channel mixing
+    (2, 2, 2, 4, (50, 47), (9, 1), (2, 1), ((4, 4), (0, 0)), (1, 1)),          # one column wide
+    (1, 2, 3, 1, (4000,), (63,), (3,), ((0, 0),), (2,)),                       # strided, dilated
+])
+def test_large_kernels_within_the_bound(case, dtype):
+    run_case(len(case[4]), *case, dtype, seed=7)
+
+
+def test_tiles_are_cut():
+    """The first case above is cut into several tiles (the bound is tested
+    where overlap-save actually happens), the 1-D one along its length."""
+    x = np.zeros((2, 1, 300, 280))
+    w = np.zeros((1, 1, 31, 31))
+    g = _geometry("forward", x, w, (2, 1, 300, 280), (1, 1), ((15, 15), (15, 15)), (1, 1), 1)
+    assert g.tiles[0] * g.tiles[1] > 1, g
+    x1 = np.zeros((3, 1, 20000))
+    g1 = _geometry("forward", x1, np.zeros((1, 1, 255)), (3, 1, 20000), (1,), ((127, 127),),
+                   (1,), 1)
+    assert g1.L[0] == 1 and g1.tiles[1] > 1, g1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["input", "weight", "grad_output"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_values_take_the_other_algorithm(dtype, where, value):
+    """A non-finite value would spread over its whole tile through the
+    transform: such a call runs the algorithm 'auto' would take without the
+    FFT, bit for bit, and so follows the rule of docs/reliability.md."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 1, 40, 40)).astype(dtype)
+    w = rng.standard_normal((1, 1, 15, 15)).astype(dtype)
+    g = rng.standard_normal((2, 1, 40, 40)).astype(dtype)
+    {"input": x, "weight": w, "grad_output": g}[where][0, 0, 3, 4] = value
+    calls = {
+        "forward": lambda m: convx.conv2d(x, w, padding=7, method=m),
+        "input grad": lambda m: convx.conv2d_input_grad(x.shape, w, g, padding=7, method=m),
+        "weight grad": lambda m: convx.conv2d_weight_grad(x, w.shape, g, padding=7, method=m),
+    }
+    uses = {"forward": ("input", "weight"), "input grad": ("weight", "grad_output"),
+            "weight grad": ("input", "grad_output")}
+    for pass_, call in calls.items():
+        got = call("fft")
+        if where in uses[pass_]:
+            plan = {"forward": lambda: _engine.forward_plan(
+                        "t", x.shape, w.shape, (1, 1), (7,) * 4, (1, 1), 1, method="fft",
+                        dtype=dtype),
+                    "input grad": lambda: _engine.input_grad_plan(
+                        "t", x.shape, w.shape, g.shape, (1, 1), (7,) * 4, (1, 1), 1,
+                        method="fft", dtype=dtype),
+                    "weight grad": lambda: _engine.weight_grad_plan(
+                        "t", x.shape, w.shape, g.shape, (1, 1), (7,) * 4, (1, 1), 1,
+                        method="fft", dtype=dtype)}[pass_]()
+            fallback = plan[3][1][1]
+            assert fallback.name != "fft"
+            want = call(fallback.method)
+            np.testing.assert_array_equal(got, want, err_msg=pass_)
+            assert not np.isfinite(got).all(), pass_
+        else:
+            assert np.isfinite(got).all(), pass_   # this pass never reads the value
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_bits_for_any_thread_count(dtype, default_threads):
+    """Each transform and each bin of a product is computed by one thread."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 70, 65)).astype(dtype)
+    w = rng.standard_normal((4, 2, 13, 13)).astype(dtype)
+    g = rng.standard_normal((3, 4, 70, 65)).astype(dtype)
+    results = []
+    for threads in range(1, convx._threads._MAX_THREADS + 1):
+        convx.set_num_threads(threads)
+        results.append((convx.conv2d(x, w, padding=6, method="fft"),
+                        convx.conv2d_input_grad(x.shape, w, g, padding=6, method="fft"),
+                        convx.conv2d_weight_grad(x, w.shape, g, padding=6, method="fft")))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture
+def default_threads():
+    yield
+    convx.set_num_threads(None)
+
+
+def test_working_memory_does_not_grow_with_the_batch():
+    """Images are transformed in chunks of a size fixed by the shapes of one
+    image: a batch of 100,000 plans the same chunk as a batch of 1,000."""
+    chunks = []
+    for n in (1000, 100_000):
+        plan = _engine.forward_plan("t", (n, 1, 64, 64), (1, 1, 15, 15), (1, 1), (7,) * 4,
+                                    (1, 1), 1, method="fft", dtype=np.float32)
+        g = plan[3][0]
+        chunks.append(g.images)
+        assert g.images * 2 * g.tiles[0] * g.tiles[1] * g.L[0] * g.L[1] <= _fft._CHUNK_VALUES
+    assert chunks[0] == chunks[1] < 1000
+
+
+@pytest.mark.parametrize("x_shape, w_shape, padding, fft", [
+    ((2, 1, 512, 512), (1, 1, 63, 63), 31, True),     # a large 2-D filter
+    ((4, 1, 30000), (1, 1, 511), 255, True),          # a long 1-D filter
+    ((8, 16, 32, 32), (16, 16, 3, 3), 1, False),      # a 3x3 layer
+    ((8, 4, 1000), (8, 4, 5), 2, False),              # a short 1-D filter
+])
+def test_auto_takes_the_fft_where_it_pays(x_shape, w_shape, padding, fft):
+    nsp = len(x_shape) - 2
+    st_, pads, dl = (1, 1), (padding,) * 4, (1, 1)
+    if nsp == 1:
+        pads = (0, 0, padding, padding)
+    for dtype in (np.float32, np.float64):
+        for pass_, make in (("forward", _engine.forward_plan),
+                            ("input grad", _engine.input_grad_plan),
+                            ("weight grad", _engine.weight_grad_plan)):
+            x4, w4 = _as4(x_shape), _as4(w_shape)
+            args = (x4, w4) if pass_ == "forward" else (x4, w4, x4[:1] + w4[:1] + x4[2:])
+            plan = make("t", *args, st_, pads, dl, 1, dtype=dtype)
+            assert (plan[1].name == "fft") == fft, (pass_, dtype, plan[1].name)
+
+
+def test_method_fft_needs_a_kernel_wider_than_one_tap():
+    x = np.ones((1, 2, 5, 5))
+    w = np.ones((3, 2, 1, 1))
+    for call in (lambda: convx.conv2d(x, w, method="fft"),
+                 lambda: convx.conv2d_input_grad(x.shape, w, np.ones((1, 3, 5, 5)),
+                                                 method="fft"),
+                 lambda: convx.conv2d_weight_grad(x, w.shape, np.ones((1, 3, 5, 5)),
+                                                  method="fft")):
+        with pytest.raises(ConvxValueError, match=r"conv2d\w*\(\): argument 'method'='fft' "
+                                                  r"does not apply to this call: the fft "
+                                                  r"algorithm needs a kernel that spans more "
+                                                  r"than one position"):
+            call()
+    # a dilated 1x1 kernel still spans one position; a 1x2 kernel spans two
+    y = convx.conv2d(x, np.ones((3, 2, 1, 2)), method="fft")
+    np.testing.assert_allclose(y, convx.conv2d(x, np.ones((3, 2, 1, 2)), method="gemm"),
+                               rtol=1e-12, atol=1e-12)
