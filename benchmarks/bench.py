@@ -112,6 +112,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 import timeit
@@ -148,6 +149,8 @@ OVERHEAD_TARGET = 0.33      # median per call / torch's median per call, same in
 MEMORY_SLACK = 1 << 20      # bytes
 MEMORY_GROWTH = 1.5         # batch 16 may use at most this times batch 4 (+ slack)
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+CONTENTION_MIN = 0.050      # s: the cases at least this long on one thread, idle machine
+CONTENTION_TARGET = 1.5     # their time, default threads, one CPU busy / one thread, idle
 
 
 # --------------------------------------------------------------------------
@@ -511,6 +514,75 @@ def run_case(shape, dtype, args):
 
 
 # --------------------------------------------------------------------------
+# Contention: a neighbour takes one CPU
+# --------------------------------------------------------------------------
+
+_BUSY = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def busy_cpu(cpu):
+    """A subprocess spinning on ``cpu`` (pinned to it) for the block: a
+    neighbour, another tenant or a data loader, that takes one core."""
+    proc = subprocess.Popen([sys.executable, "-c", _BUSY, str(cpu)])
+    try:
+        time.sleep(0.3)   # scheduled and spinning
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def median_time(fn, rounds):
+    fn()
+    samples = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples)
+
+
+def contention(shapes, dtypes, rounds):
+    """For each pass that takes at least CONTENTION_MIN on one thread on the
+    idle machine: its median time so, and its median time with convx's
+    default threads while a busy loop holds the first CPU this process may
+    use.  [] when convx runs one thread (nothing to balance)."""
+    if convx.get_num_threads() < 2:
+        return []
+    cpu = min(os.sched_getaffinity(0))
+    out = []
+    for shape in shapes:
+        for dtype in dtypes:
+            x, w, g = make_data(shape, dtype)
+            calls = convx_calls(shape, x, w, g)
+            for pass_ in PASSES:
+                convx.set_num_threads(1)
+                try:
+                    idle = median_time(calls[pass_], rounds)
+                finally:
+                    convx.set_num_threads(None)
+                if idle < CONTENTION_MIN:
+                    continue
+                log(f"  contention: {shape.name} {dtype} {pass_} ...")
+                with busy_cpu(cpu):
+                    busy = median_time(calls[pass_], rounds)
+                out.append({"shape": shape, "dtype": dtype, "pass": pass_, "idle1": idle,
+                            "busy": busy, "threads": convx.get_num_threads(), "cpu": cpu})
+    return out
+
+
+def contention_table(cont):
+    return [{"shape": c["shape"].label, "pass": c["pass"], "dtype": c["dtype"],
+             "1 thread, idle": fmt_time(c["idle1"]),
+             f"{c['threads']} threads, CPU {c['cpu']} busy": fmt_time(c["busy"]),
+             "ratio": f"{c['busy'] / c['idle1']:.2f}",
+             "target": f"<= {CONTENTION_TARGET:g}",
+             "verdict": "PASS" if c["busy"] <= CONTENTION_TARGET * c["idle1"] else "FAIL"}
+            for c in cont]
+
+
+# --------------------------------------------------------------------------
 # Per-call overhead and working memory
 # --------------------------------------------------------------------------
 
@@ -703,7 +775,7 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
 
 
-def summaries(rows, overhead_rows, memory_rows):
+def summaries(rows, overhead_rows, memory_rows, cont=()):
     """[(ok, text)] for every target; ok is None for a target that could not be measured."""
     out = []
     if not all(r.ok for r in rows):
@@ -754,6 +826,15 @@ def summaries(rows, overhead_rows, memory_rows):
                     f"overhead: {name} tiny input {med * 1e6:.2f} us per call, "
                     f"{med / peer_med:.2f} x {peer} ({peer_med * 1e6:.2f} us) "
                     f"(median; target <= {OVERHEAD_TARGET:g} x)"))
+    if cont:
+        worst = max(cont, key=lambda c: c["busy"] / c["idle1"])
+        ratio = worst["busy"] / worst["idle1"]
+        out.append((ratio <= CONTENTION_TARGET,
+                    f"contention: {len(cont)} passes take >= {CONTENTION_MIN * 1e3:.0f} ms on "
+                    f"one thread; with CPU {worst['cpu']} held by a busy loop, "
+                    f"{worst['threads']} threads take at most {ratio:.2f}x their one-thread "
+                    f"idle time ({worst['shape'].name} {worst['dtype']} {worst['pass']}; "
+                    f"median of rounds; target <= {CONTENTION_TARGET:g}x)"))
     for m in memory_rows:
         out.append((m["ok"], f"memory: {m['dtype']} {m['pass']} on (N,64,56,56): extra "
                              f"{fmt_mib(m['extra4'])} at N=4, {fmt_mib(m['extra16'])} at N=16 "
@@ -927,7 +1008,7 @@ def plot(path, rows, info, when):
 
 
 def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, command, when,
-                   elapsed):
+                   elapsed, cont=()):
     overall = all(ok is not False for ok, _ in sums)
     partial = args.shapes or args.dtypes != "float64,float32"
     core = args.suite == "core"
@@ -993,6 +1074,20 @@ def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, c
         lines += [f"![torch time / convx time per pass]({png.name})", ""]
     elif plot_error:
         lines += [f"(Plot: {plot_error}.)", ""]
+    if cont:
+        lines += [
+            "## Contention",
+            "",
+            f"Every pass of the run that takes at least {CONTENTION_MIN * 1e3:.0f} ms on one "
+            "thread on the idle machine (`convx.set_num_threads(1)`), timed again with "
+            "convx's default threads while a subprocess of the benchmark's own spins on one "
+            "CPU (pinned there with `sched_setaffinity`): a neighbour that takes a core.  "
+            "Medians of the rounds.  A static split of the work among the threads would wait "
+            "for the one that shares its CPU.",
+            "",
+            md_table(contention_table(cont)),
+            "",
+        ]
     lines += [
         "Notes:",
         "",
@@ -1079,6 +1174,8 @@ def main(argv=None):
     ap.add_argument("--dtypes", default="float64,float32",
                     help="comma-separated, from float64,float32 (default: both)")
     ap.add_argument("--no-loops", action="store_true", help="skip the notebook's loops")
+    ap.add_argument("--no-contention", action="store_true",
+                    help="skip the contention target (a busy loop pinned to one CPU)")
     ap.add_argument("--markdown", metavar="PATH",
                     help="write the report to PATH and the plot to PATH with suffix .png")
     args = ap.parse_args(argv)
@@ -1144,12 +1241,16 @@ def main(argv=None):
         ov = overhead(args.overhead_calls, args.overhead_rounds)
         log("working memory ...")
         mem = memory(dtypes, with_im2col=True)
+    cont = []
+    if not args.no_contention:
+        log("contention: a busy loop on one CPU ...")
+        cont = contention(shapes, dtypes, max(3, args.repeat))
     elapsed = time.perf_counter() - start
     info["load after"] = load_average()
     info["blas threads"] = blas_threads()
 
     rs = table_rows(rows)
-    sums = summaries(rows, ov, mem)
+    sums = summaries(rows, ov, mem, cont)
     print()
     print(text_table(rs))
     print()
@@ -1158,6 +1259,9 @@ def main(argv=None):
         print()
     if mem:
         print(text_table(memory_table(mem)))
+        print()
+    if cont:
+        print(text_table(contention_table(cont)))
         print()
     for ok, text in sums:
         print(f"{status(ok)}: {text}")
@@ -1174,7 +1278,8 @@ def main(argv=None):
         if err:
             print(f"plot: {err}")
             png = None
-        write_markdown(md, png, err, rs, rows, ov, mem, sums, info, args, command, when, elapsed)
+        write_markdown(md, png, err, rs, rows, ov, mem, sums, info, args, command, when, elapsed,
+                       cont)
         print(f"wrote {md}" + (f" and {png}" if png else ""))
     return 0 if overall else 1
 

@@ -88,3 +88,35 @@ def test_non_finite_weights_keep_the_rule():
     assert np.array_equal(np.isnan(got), np.isnan(gemm))
     assert np.array_equal(got[np.isfinite(gemm)], gemm[np.isfinite(gemm)])
     assert np.isfinite(got[:, 0]).all()   # channels without the infinite weight
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, k, padding, dilation", [
+    ((3, 12, 14, 14), 3, 1, 1),
+    ((2, 8, 7, 9), 5, 2, 1),
+    ((2, 6, 20, 28), 3, 2, 2),
+    ((1, 4, 30, 5), 3, (1, 0), 1),
+])
+def test_strip_gives_the_bits_of_row_by_row(x_shape, k, padding, dilation, dtype, monkeypatch):
+    """Narrow rows go through the depthwise kernel as one strip per item
+    (_engine._depthwise_strip); every value is the same sum in the same order
+    as row by row."""
+    rng = np.random.default_rng(5)
+    c = x_shape[1]
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal((c, 1, k, k)).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    kw = dict(padding=padding, dilation=dilation, groups=c)
+    y = convx.conv2d(x, w, b, **kw)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    dx = convx.conv2d_input_grad(x.shape, w, g, **kw)
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    wp = x_shape[3] + 2 * pw
+    assert _engine._depthwise_strip(2, y.shape[3], wp, wp) > 0   # the strip is taken
+    monkeypatch.setattr(_engine, "DEPTHWISE_STRIP_MAX", 0)
+    monkeypatch.setattr(_engine, "PLANS", {})
+    np.testing.assert_array_equal(convx.conv2d(x, w, b, **kw), y)
+    np.testing.assert_array_equal(convx.conv2d_input_grad(x.shape, w, g, **kw), dx)
+    want = ref.conv_nd(x, w, b, stride=1, pads=(ph, ph, pw, pw), dilation=dilation, groups=c)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())

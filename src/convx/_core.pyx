@@ -54,14 +54,16 @@ Work and threads
 Each kernel splits its call into items, (image, group, block), where a block
 is a range of output positions (GEMM), of output rows and columns (direct) or
 of input channels (the GEMM input gradient), sized by the caller.  ``nt`` threads share
-the items in a static schedule (``nt == 1`` runs them in order on the calling
-thread); each thread has its own slice of ``work``, after a slice all threads
+the items in a dynamic schedule, one item at a time, so that a thread whose CPU
+is shared with another process does less (``nt == 1`` runs them in order on
+the calling thread); the weight gradients, whose threads each sum into an
+accumulator of their own, share theirs in a static schedule; each thread has its own slice of ``work``, after a slice all threads
 share (the packed weights).  Every element of the forward pass and of the
 input gradient is summed by one item in an order that does not depend on the
 blocks or on the threads, so those results are the same bits for any ``nt``.
 The weight gradient sums over images and positions: each thread adds its
 items into its own accumulator, and the accumulators are added in thread
-order at the end (the same bits for the same ``nt``).
+order at the end (the same bits for the same ``nt``: a static split).
 
 Between items, and between the blocks of a matrix product, every thread
 checks the stop flag (``_runtime.h``); when the call is interrupted the

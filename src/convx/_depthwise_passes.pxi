@@ -8,12 +8,30 @@ cdef void _depthwise_item(const floating* src, const floating* wt, const floatin
                           Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw,
                           Py_ssize_t item) noexcept nogil:
     """One block of rows and columns of one channel of one image."""
-    cdef Py_ssize_t n, g, i0, i1, j0, j1
+    cdef Py_ssize_t n, g, i0, i1, j0, j1, i, strip
     _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
     cdef Py_ssize_t plane = n * D.groups + g
     cdef floating b = 0 if bias == NULL else bias[g]
+    cdef floating* tmp
     _pad_for(src + plane * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
     out = out + plane * D.OH * D.OW + i0 * D.OW
+    if D.flat:
+        # Narrow rows (whole rows, unit vertical stride): the rows i0..i1 as
+        # one row of (i1 - i0 - 1)*Wp + OW columns of the padded image, the
+        # Wp - OW columns between two rows computed and dropped: one long
+        # loop per tap instead of a short one per row and tap.  Each value is
+        # the same sum, in the same order, as row by row.
+        strip = (i1 - i0 - 1) * D.Wp + D.OW
+        tmp = pad + D.Hp * D.Wp + D.slack
+        if floating is float:
+            cvx_depthwise_f32(pad + i0 * D.Wp, D.Wp, wt + g * KH * KW, KH, KW, 1, dh, dw, b,
+                              tmp, strip, 1, 0, strip)
+        else:
+            cvx_depthwise_f64(pad + i0 * D.Wp, D.Wp, wt + g * KH * KW, KH, KW, 1, dh, dw, b,
+                              tmp, strip, 1, 0, strip)
+        for i in range(i1 - i0):
+            memcpy(out + i * D.OW, tmp + i * D.Wp, D.OW * sizeof(floating))
+        return
     if floating is float:
         cvx_depthwise_f32(pad + i0 * D.row_step, D.Wp, wt + g * KH * KW, KH, KW, D.sh, dh, dw,
                           b, out, D.OW, i1 - i0, j0, j1)
@@ -26,21 +44,25 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
                    const floating[:, ::1] wt,          # IN  (C, KH*KW): each channel's taps
                    const floating[::1] bias,           # IN  (C,), or None
                    floating[:, :, :, ::1] out,         # OUT (N, C, OH, OW), all written
-                   floating[::1] work,                 # scratch: Hp*Wp + slack per thread
+                   floating[::1] work,                 # scratch: Hp*Wp + slack + flat per thread
                    Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left,
                    Py_ssize_t row_step, Py_ssize_t span_h, Py_ssize_t span_w,
                    Py_ssize_t slack, Py_ssize_t rb, Py_ssize_t cb, Py_ssize_t KH,
-                   Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw, int nt, bint interruptible):
+                   Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t flat, int nt,
+                   bint interruptible):
     """out[n, c, i, j] = bias[c] + sum_{p, q} wt[c, p*KW + q] * pad[c][i*row_step + p*dh*Wp + j + q*dw],
     each channel of ``src`` padded (or cropped) to (Hp, Wp) at offset (top,
     left), in blocks of ``rb`` output rows by ``cb`` columns.  The forward
     pass (src = x) and, at stride 1, the input gradient (src = grad_output,
-    wt = the flipped taps).  Returns False when interrupted."""
+    wt = the flipped taps).  ``flat`` > 0 (whole rows, cb = OW, row_step =
+    Wp) computes each item's rows as one strip of at most ``flat`` columns.
+    Returns False when interrupted."""
     cdef Py_ssize_t C = src.shape[1]
     cdef Direct D = _direct_geom(1, src.shape[2], src.shape[3], C, 1, out.shape[2],
                                  out.shape[3], KH * KW, Hp, Wp, top, left, row_step, span_h,
                                  span_w, rb, cb, slack)
-    cdef Py_ssize_t per = Hp * Wp + slack
+    D.flat = flat
+    cdef Py_ssize_t per = Hp * Wp + slack + flat
     cdef Py_ssize_t items = src.shape[0] * C * D.nrb * D.ncb, it, tid
     cdef const floating* sp = _data4(src)
     cdef const floating* wp = &wt[0, 0]
@@ -60,7 +82,7 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="static"):
+            for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
                     _depthwise_item(sp, wp, b, op, scratch + tid * per, &D, KH, KW, dh, dw, it)
     return not CVX_STOPPED(stop)

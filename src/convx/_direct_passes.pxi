@@ -167,7 +167,7 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="static"):
+            for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
                     _direct_item(sp, wp, &off[0], b, op, scratch + tid * per, &D, it)
     return not CVX_STOPPED(stop)

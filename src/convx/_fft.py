@@ -29,8 +29,8 @@ values (a non-finite value would spread over a whole tile: such calls take
 the direct or GEMM path instead).  The transforms are scipy.fft's, on the
 call's threads (``workers``); each transform and each bin of a product is
 computed by one thread in a fixed order, so the result is the same bits for
-any thread count.  Working memory is one image's tiles at a time: it does not
-grow with the batch.
+any thread count.  Working memory is a chunk of images' tiles at a time
+(``_CHUNK_VALUES``): it does not grow with the batch.
 """
 import math
 from typing import NamedTuple
@@ -131,11 +131,12 @@ class Geometry(NamedTuple):
 
 
 def _axis_choices(span, out):
-    """(cost per output, L, T, tiles) along one axis: the tile lengths worth
-    trying, each shorter than the next and cheaper per output (the others
-    are never best).  A span of 1 is not transformed: rows are tiles of one."""
+    """(L, T, tiles) along one axis: the tile lengths worth trying, each
+    longer than the last and with fewer transformed values in all (the
+    others are never best).  A span of 1 is not transformed: rows are tiles
+    of one."""
     if span == 1:
-        return [(1, 1, 1, out)]
+        return [(1, 1, out)]
     whole = fast_len(out + span - 1)
     choices, best = [], math.inf
     for L in _smooth(min(fast_len(2 * span - 1), whole), whole):
@@ -145,7 +146,7 @@ def _axis_choices(span, out):
         if work < best:
             best = work
             choices.append((L, T, tiles))
-    return [(L, L, T, tiles) for L, T, tiles in choices]
+    return choices
 
 
 def _terms(n, tiles, size, bins, cin, cout, mixes, images):
@@ -164,8 +165,8 @@ def geometry(span, out1, origin, up, down, n, cin, cout, mixes, itemsize, swap=F
     group, x groups)."""
     best = None
     costs = (_NS_TRANSFORM[itemsize], _NS_MIX[itemsize], _NS_COPY[itemsize], _NS_CHUNK)
-    for _, lh, th, nh in _axis_choices(span[0], out1[0]):
-        for _, lw, tw, nw in _axis_choices(span[1], out1[1]):
+    for lh, th, nh in _axis_choices(span[0], out1[0]):
+        for lw, tw, nw in _axis_choices(span[1], out1[1]):
             size = lh * lw
             if size > _MAX_TILE and best is not None:
                 continue

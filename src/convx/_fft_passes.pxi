@@ -45,7 +45,7 @@ def fft_mix(const floating[:, :, :, ::1] x,   # IN  (N, C, T, 2B): spectra of N 
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="static"):
+            for it in prange(items, schedule="dynamic"):
                 _mix_item(xp, wp, yp, C, T, B, F, Cg, Fg, it)
 
 
@@ -84,7 +84,7 @@ def fft_mix_grad(const floating[:, :, :, ::1] g,  # IN  (N, F, T, 2B): the outpu
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="static"):
+            for it in prange(items, schedule="dynamic"):
                 _mix_grad_item(gp, xp, ap, N, C, T, B, F, Cg, Fg, it)
 
 

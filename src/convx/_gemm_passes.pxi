@@ -177,7 +177,7 @@ def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="static"):
+            for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
                     _forward_item(xp, scratch, b, op, scratch + shared + tid * per, &G, nb,
                                   nblk, mb, nmb, it, stop)
@@ -306,7 +306,7 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="static"):
+            for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
                     _input_grad_item(gp, scratch, dp, scratch + shared + tid * per, &G, nb, cc,
                                      nchunk, it, stop)

@@ -54,7 +54,7 @@ def bias_grad(const floating[:, :, ::1] g,    # IN  (N, C, P): the output gradie
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="static"):
+            for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
                     _bias_item(gp, cell, P, nch, chunk, it)
     if CVX_STOPPED(stop):
