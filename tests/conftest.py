@@ -59,3 +59,11 @@ def kernel_path(request, monkeypatch):
     monkeypatch.setattr(convx._engine, "USE_DIRECT", request.param == "direct")
     monkeypatch.setattr(convx._engine, "PLANS", {})
     return request.param
+
+
+@pytest.fixture
+def default_threads():
+    """The test may set convx's thread count; it starts and ends at the default."""
+    convx.set_num_threads(None)
+    yield
+    convx.set_num_threads(None)

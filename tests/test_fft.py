@@ -59,7 +59,8 @@ def _geometry(pass_, x, w, y_shape, stride, pads, dilation, groups):
 
 
 def fft_bound(pass_, x, w, g, geometry, groups):
-    """The documented bound, broadcastable against the pass's result."""
+    """The documented bound in units of u (``_check`` multiplies by the
+    dtype's u), broadcastable against the pass's result."""
     x, w, g = (a.astype(np.float64) for a in (x, w, g))
     nsp = x.ndim - 2
     axes = tuple(range(2, 2 + nsp))
@@ -67,7 +68,6 @@ def fft_bound(pass_, x, w, g, geometry, groups):
     f, cg = w.shape[:2]
     fg = f // groups
     lh, lw = geometry.L
-    u = float(np.finfo(x.dtype if x.dtype != np.float64 else np.float64).eps) / 2
     scale = 2 * math.log2(2 * lh * lw)
     if pass_ == "forward":
         s = np.concatenate([xn[:, i * cg:(i + 1) * cg] @ wn[i * fg:(i + 1) * fg].T
@@ -232,12 +232,6 @@ def test_same_bits_for_any_thread_count(dtype, default_threads):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
-
-
-@pytest.fixture
-def default_threads():
-    yield
-    convx.set_num_threads(None)
 
 
 def test_working_memory_does_not_grow_with_the_batch():

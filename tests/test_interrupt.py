@@ -19,8 +19,9 @@ import pytest
 
 import convx
 
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt",
-                                reason="POSIX signals")
+pytestmark = [pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt",
+                                 reason="POSIX signals"),
+              pytest.mark.usefixtures("default_threads")]   # (conftest.py)
 
 LATENCY = 0.25     # seconds from SIGINT to KeyboardInterrupt (the promise)
 LONG = 2.0         # seconds a call must last uninterrupted to be a "long call"
@@ -34,13 +35,6 @@ def baseline_isa():
     yield
     convx._core.set_isa(level)
     convx._engine.PLANS.clear()
-
-
-@pytest.fixture(autouse=True)
-def default_threads():
-    convx.set_num_threads(None)
-    yield
-    convx.set_num_threads(None)
 
 
 def _assert_clean():

@@ -19,13 +19,7 @@ import pytest
 import convx
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
-
-
-@pytest.fixture(autouse=True)
-def default_threads():
-    convx.set_num_threads(None)
-    yield
-    convx.set_num_threads(None)
+pytestmark = pytest.mark.usefixtures("default_threads")   # (conftest.py)
 
 
 def _convx_info():

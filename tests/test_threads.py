@@ -22,13 +22,7 @@ import convx._threads
 
 import reference as ref  # noqa: E402  (tests/reference.py; see conftest.py)
 EPS64 = np.finfo(np.float64).eps
-
-
-@pytest.fixture(autouse=True)
-def default_threads():
-    convx.set_num_threads(None)
-    yield
-    convx.set_num_threads(None)
+pytestmark = pytest.mark.usefixtures("default_threads")   # (conftest.py)
 
 
 # --------------------------------------------------------------------------

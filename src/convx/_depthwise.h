@@ -17,7 +17,7 @@
  * No checking is done here: _core.pyx guarantees that every read lies in
  * xpad (jb - 1 + (KW - 1)*dw < Wp and the rows exist).  On x86-64 the body
  * is compiled for x86-64-v4, -v3 and the baseline and picked at run time by
- * cvx_isa, as _direct.h's are.
+ * cvx_isa (CVX_ISA_DISPATCH, _runtime.h).
  */
 #ifndef CONVX_DEPTHWISE_H
 #define CONVX_DEPTHWISE_H
@@ -50,28 +50,7 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_DW_ARGS(T))   
         }                                                                           \
     }                                                                               \
 }                                                                                   \
-CVX_DISPATCH_DEPTHWISE(NAME, T)
-
-#if CVX_X86_DISPATCH
-#define CVX_DISPATCH_DEPTHWISE(NAME, T)                                             \
-__attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(CVX_DW_ARGS(T))     \
-{ NAME##_body(CVX_DW_PASS); }                                                       \
-__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(CVX_DW_ARGS(T))     \
-{ NAME##_body(CVX_DW_PASS); }                                                       \
-static void NAME##_v1(CVX_DW_ARGS(T)) { NAME##_body(CVX_DW_PASS); }                 \
-static void NAME(CVX_DW_ARGS(T))                                                    \
-{                                                                                   \
-    if (cvx_isa >= 4)                                                               \
-        NAME##_v4(CVX_DW_PASS);                                                     \
-    else if (cvx_isa >= 3)                                                          \
-        NAME##_v3(CVX_DW_PASS);                                                     \
-    else                                                                            \
-        NAME##_v1(CVX_DW_PASS);                                                     \
-}
-#else
-#define CVX_DISPATCH_DEPTHWISE(NAME, T)                                             \
-static void NAME(CVX_DW_ARGS(T)) { NAME##_body(CVX_DW_PASS); }
-#endif
+CVX_ISA_DISPATCH(NAME, CVX_DW_ARGS(T), CVX_DW_PASS, NAME##_body)
 
 CVX_DEFINE_DEPTHWISE(cvx_depthwise_f32, float)
 CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)

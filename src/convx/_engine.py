@@ -865,7 +865,7 @@ def _ns_per_mac(name, c, pass_):
 def _fft_geometry(c, pass_):
     """The FFT's tiling for a pass and its cost in ns (convx._fft.geometry),
     or None where the kernel spans one position along both axes."""
-    f, cg, kh, kw = c.w
+    _, cg, kh, kw = c.w
     span = ((kh - 1) * c.dilation[0] + 1, (kw - 1) * c.dilation[1] + 1)
     if span == (1, 1):
         return None
@@ -897,46 +897,41 @@ def _fft_plan(pass_, shape):
     return plan
 
 
-def _finite(*arrays):
-    """No NaN or infinity in any of ``arrays``: the FFT's precondition."""
-    return all(np.isfinite(a).all() for a in arrays)
+def _fft_run(compute):
+    """An FFT run: ``compute(who, shape, g, dilation, threads, *arrays)`` on
+    the call's arrays, unless one of the first two (those it transforms: the
+    bias is only added) holds a NaN or an infinity, which would spread over
+    its tile; then the plan the table makes without the FFT runs the call."""
+    def run(who, shape, args, *arrays):
+        g, fallback, macs, dilation = args
+        if not all(np.isfinite(a).all() for a in arrays[:2]):
+            fwho, algorithm, fshape, fargs = fallback
+            return algorithm.run(fwho, fshape, fargs, *arrays)
+        threads = _threads.plan(g.images * g.tiles[0] * g.tiles[1], macs)
+        return compute(who, shape, g, dilation, threads, *arrays)
+    return run
 
 
-def _fft_threads(g, macs):
-    return _threads.plan(g.images * g.tiles[0] * g.tiles[1], macs)
-
-
-def _forward_fft_run(who, shape, args, x, w, bias):
-    g, fallback, macs, dilation = args
-    if not _finite(x, w):   # a non-finite value would spread over its tile
-        return forward_run(fallback, x, w, bias)
+def _forward_fft(who, shape, g, dilation, threads, x, w, bias):
     out = _result(who, shape, x.dtype)
     _fft.correlate(x, _fft.spectra(w, g, dilation), out, bias, g, x.shape[1] // w.shape[1],
-                   _fft_threads(g, macs))
+                   threads)
     return out
 
 
-def _input_grad_fft_run(who, shape, args, w, gout):
-    g, fallback, macs, dilation = args
-    if not _finite(w, gout):
-        return input_grad_run(fallback, w, gout)
+def _input_grad_fft(who, shape, g, dilation, threads, w, gout):
     groups = shape[1] // w.shape[1]
     dx = _result(who, shape, w.dtype)
     # its kernel: (groups x Cg, Fg, KH, KW), flipped
     f, cg, kh, kw = w.shape
     k = w.reshape(groups, f // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
     k = k.reshape(groups * cg, f // groups, kh, kw)[..., ::-1, ::-1]
-    _fft.correlate(gout, _fft.spectra(k, g, dilation), dx, None, g, groups,
-                   _fft_threads(g, macs))
+    _fft.correlate(gout, _fft.spectra(k, g, dilation), dx, None, g, groups, threads)
     return dx
 
 
-def _weight_grad_fft_run(who, shape, args, x, gout):
-    g, fallback, macs, dilation = args
-    if not _finite(x, gout):
-        return weight_grad_run(fallback, x, gout)
-    return _fft.weight_grad(x, gout, shape, dilation, g, x.shape[1] // shape[1],
-                            _fft_threads(g, macs))
+def _weight_grad_fft(who, shape, g, dilation, threads, x, gout):
+    return _fft.weight_grad(x, gout, shape, dilation, g, x.shape[1] // shape[1], threads)
 
 
 # ---- the table --------------------------------------------------------------
@@ -952,8 +947,8 @@ ALGORITHMS = {
     "forward": (
         Algorithm("empty", None, _forward_empty, _forward_empty_run),
         Algorithm("zero", None, _forward_zero, _forward_zero_run),
-        Algorithm("fft", "fft", _fft_plan("forward", lambda c: c.out), _forward_fft_run,
-                  _FFT_NEEDS),
+        Algorithm("fft", "fft", _fft_plan("forward", lambda c: c.out),
+                  _fft_run(_forward_fft), _FFT_NEEDS),
         Algorithm("depthwise", "direct", _forward_depthwise, _forward_depthwise_run,
                   _DIRECT_NEEDS),
         Algorithm("direct", "direct", _forward_direct, _forward_direct_run, _DIRECT_NEEDS),
@@ -962,8 +957,8 @@ ALGORITHMS = {
     ),
     "input grad": (
         Algorithm("zero", None, _input_grad_zero, _empty_result),
-        Algorithm("fft", "fft", _fft_plan("input grad", lambda c: c.x), _input_grad_fft_run,
-                  _FFT_NEEDS),
+        Algorithm("fft", "fft", _fft_plan("input grad", lambda c: c.x),
+                  _fft_run(_input_grad_fft), _FFT_NEEDS),
         Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,
                   "stride 1 along both axes"),
         Algorithm("direct", "direct", _input_grad_direct, _input_grad_direct_run,
@@ -973,8 +968,8 @@ ALGORITHMS = {
     ),
     "weight grad": (
         Algorithm("zero", None, _weight_grad_zero, _empty_result),
-        Algorithm("fft", "fft", _fft_plan("weight grad", lambda c: c.w), _weight_grad_fft_run,
-                  _FFT_NEEDS),
+        Algorithm("fft", "fft", _fft_plan("weight grad", lambda c: c.w),
+                  _fft_run(_weight_grad_fft), _FFT_NEEDS),
         Algorithm("direct", "direct", _weight_grad_direct, _weight_grad_direct_run,
                   _DIRECT_NEEDS),
         Algorithm("gemm-small", "gemm", _weight_grad_small, _weight_grad_small_run),

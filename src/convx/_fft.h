@@ -12,7 +12,7 @@
  * summed in the same order whatever the block or the thread.  No checking
  * is done here; _core.pyx passes the shapes.  On x86-64 the bodies are
  * compiled for x86-64-v4, -v3 and the baseline and picked at run time by
- * cvx_isa, as _direct.h's are.
+ * cvx_isa (CVX_ISA_DISPATCH, _runtime.h).
  */
 #ifndef CONVX_FFT_H
 #define CONVX_FFT_H
@@ -78,29 +78,8 @@ static inline __attribute__((always_inline)) void NAME##_conj_body(CVX_MIXC_ARGS
             as[i] = a[i];                                                           \
     }                                                                               \
 }                                                                                   \
-CVX_DISPATCH_MIX(NAME, CVX_MIX_ARGS(T), CVX_MIX_PASS, NAME##_body)                  \
-CVX_DISPATCH_MIX(NAME##_conj, CVX_MIXC_ARGS(T), CVX_MIXC_PASS, NAME##_conj_body)
-
-#if CVX_X86_DISPATCH
-#define CVX_DISPATCH_MIX(NAME, ARGS, PASS, BODY)                                 \
-__attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(ARGS)               \
-{ BODY(PASS); }                                                               \
-__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(ARGS)               \
-{ BODY(PASS); }                                                               \
-static void NAME##_v1(ARGS) { BODY(PASS); }                                   \
-static void NAME(ARGS)                                                              \
-{                                                                                   \
-    if (cvx_isa >= 4)                                                               \
-        NAME##_v4(PASS);                                                            \
-    else if (cvx_isa >= 3)                                                          \
-        NAME##_v3(PASS);                                                            \
-    else                                                                            \
-        NAME##_v1(PASS);                                                            \
-}
-#else
-#define CVX_DISPATCH_MIX(NAME, ARGS, PASS, BODY)                                 \
-static void NAME(ARGS) { BODY(PASS); }
-#endif
+CVX_ISA_DISPATCH(NAME, CVX_MIX_ARGS(T), CVX_MIX_PASS, NAME##_body)                  \
+CVX_ISA_DISPATCH(NAME##_conj, CVX_MIXC_ARGS(T), CVX_MIXC_PASS, NAME##_conj_body)
 
 CVX_DEFINE_MIX(cvx_mix_f32, float)
 CVX_DEFINE_MIX(cvx_mix_f64, double)

@@ -82,7 +82,7 @@ def fast_len(n):
 # on two (1 to 64 channels, kernels 5x5 to 63x63 and 15 to 511 taps), by the
 # choice they make rather than by least squares: the FFT or the other
 # algorithm, chosen by them, takes on average 1.04x (float32) and 1.03x
-# (float64) the time of the faster of the two, 2.2x at worst
+# (float64) the time of the faster of the two, 2.4x at worst
 # (benchmarks/fft_costs.py measures this again).  By the itemsize:
 # - per real value x log2(tile size) of the transforms (forward and inverse;
 #   pocketfft alone takes 0.3-0.6 forward and 0.45-1.1 inverse);
@@ -90,9 +90,6 @@ _NS_TRANSFORM = {4: 0.5, 8: 1.0}
 # - per complex multiply-add of the channel mixing (_fft.h alone: 0.8-1.5,
 #   bound by memory) with what else each bin costs (the products' arrays);
 _NS_MIX = {4: 2.0, 8: 3.0}
-# - per value of a tile gathered from the padded input and of an output
-#   value written back (inside the transforms' figure once fitted);
-_NS_COPY = {4: 0.0, 8: 0.0}
 # - per chunk of images: the Python around the transforms (a dozen NumPy
 #   and scipy.fft calls).
 _NS_CHUNK = 20_000.0
@@ -151,10 +148,11 @@ def _axis_choices(span, out):
 
 def _terms(n, tiles, size, bins, cin, cout, mixes, images):
     """What the cost model counts for ``n`` images: the transforms' values x
-    log2(size), the complex multiply-adds, the values copied, the chunks."""
+    log2(size), the complex multiply-adds, the chunks.  (Copying the tiles in
+    and out costs per value what the transforms' figure absorbs: fitted with
+    a term of its own, that term came out zero.)"""
     values = n * tiles * (cin + cout) * size
-    return (values * math.log2(max(size, 2)), n * tiles * mixes * bins, values,
-            -(-n // images))
+    return values * math.log2(max(size, 2)), n * tiles * mixes * bins, -(-n // images)
 
 
 def geometry(span, out1, origin, up, down, n, cin, cout, mixes, itemsize, swap=False):
@@ -164,7 +162,7 @@ def geometry(span, out1, origin, up, down, n, cin, cout, mixes, itemsize, swap=F
     ``mixes`` complex multiply-adds per bin and image (channels in x out per
     group, x groups)."""
     best = None
-    costs = (_NS_TRANSFORM[itemsize], _NS_MIX[itemsize], _NS_COPY[itemsize], _NS_CHUNK)
+    costs = (_NS_TRANSFORM[itemsize], _NS_MIX[itemsize], _NS_CHUNK)
     for lh, th, nh in _axis_choices(span[0], out1[0]):
         for lw, tw, nw in _axis_choices(span[1], out1[1]):
             size = lh * lw
@@ -214,7 +212,7 @@ def _region(src, g):
 
 def _tiles(buf, g, threads):
     """The (N, C, tiles, bins) spectra of the windows of a region."""
-    if g.tiles == (1, 1) and buf.shape[2:] == g.L:
+    if g.tiles == (1, 1):
         spec = _rfft(buf, g, threads)   # one tile: the region itself, contiguous
     else:
         win = np.lib.stride_tricks.sliding_window_view(buf, g.L, axis=(2, 3))

@@ -66,6 +66,32 @@ static int cvx_interrupted = 0;
 
 static int cvx_isa = 1;
 
+/* A kernel compiled for each level and picked at run time:
+ * CVX_ISA_DISPATCH(NAME, ARGS, PASS, BODY) defines NAME(ARGS), which calls
+ * the always-inline BODY(PASS) compiled for x86-64-v4, -v3 or the baseline
+ * by cvx_isa (the baseline alone where there is no dispatch).  ARGS is the
+ * parameter list, PASS the same names as arguments. */
+#if CVX_X86_DISPATCH
+#define CVX_ISA_DISPATCH(NAME, ARGS, PASS, BODY)                                    \
+__attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(ARGS)               \
+{ BODY(PASS); }                                                                     \
+__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(ARGS)               \
+{ BODY(PASS); }                                                                     \
+static void NAME##_v1(ARGS) { BODY(PASS); }                                         \
+static void NAME(ARGS)                                                              \
+{                                                                                   \
+    if (cvx_isa >= 4)                                                               \
+        NAME##_v4(PASS);                                                            \
+    else if (cvx_isa >= 3)                                                          \
+        NAME##_v3(PASS);                                                            \
+    else                                                                            \
+        NAME##_v1(PASS);                                                            \
+}
+#else
+#define CVX_ISA_DISPATCH(NAME, ARGS, PASS, BODY)                                    \
+static void NAME(ARGS) { BODY(PASS); }
+#endif
+
 static int cvx_isa_detect(void)
 {
 #if CVX_X86_DISPATCH
