@@ -70,6 +70,9 @@ Targets (the run exits 1 if one fails or a result disagrees):
 
 * float64: torch/convx >= 1.0 on every pass and geometric mean >= 2.0;
 * float32: torch/convx >= 0.6 on every pass and geometric mean >= 1.0;
+* Winograd, on c64 in float32, forward and input grad: convx's GFLOP/s
+  (direct-convolution FLOPs) >= 1.3 times the run's measured sgemm peak (the
+  roofline's), and torch/convx >= 1.2;
 * per-call overhead: conv1d of a (1,1,5) input with a (1,1,3) kernel (padding 1),
   its input grad and weight grad, and the notebook name ``convx.conv_1d`` on a
   length-5 signal with a length-3 kernel: median over 45 rounds <= 0.33 times
@@ -244,6 +247,10 @@ SUITE_TARGETS = {  # suite: {dtype: (every pass >=, geometric mean >=)}
     "classes": {"float64": (1.0, 2.0), "float32": (0.9, 1.3)},
 }
 FFT_TARGET = 1.0            # scipy.signal's best FFT time / convx time, large kernels
+# Winograd: on this case, float32, forward and input gradient, GFLOP/s (direct
+# convolution's FLOPs) >= this x the run's measured sgemm peak, and torch
+# time / convx time >= this
+WINOGRAD_TARGET = ("c64", 1.3, 1.2)
 ROOFLINE_TARGETS = (0.50, 0.75, 0.25)   # >= 50% of the bound on >= 3/4 of the cases, >= 25% on all
 
 
@@ -808,6 +815,20 @@ def summaries(rows, overhead_rows, memory_rows, cont=()):
         out.append((ratio >= FFT_TARGET,
                     f"large kernel: {r.shape.name} {r.dtype} forward, scipy.signal's FFT / convx "
                     f"{ratio:.2f}x (target >= {FFT_TARGET:g})"))
+    case, of_peak, of_torch = WINOGRAD_TARGET
+    for r in rows:
+        if (r.shape.name, r.dtype) != (case, "float32") or r.pass_ == "weight grad" or not r.ok:
+            continue
+        peak = None if ROOFLINE is None else ROOFLINE["peak"]["float32"] / 1e9
+        peer = r.ratio("torch")
+        if peak is None or peer is None:
+            out.append((None, f"winograd: {case} float32 {r.pass_}: target skipped (no "
+                              f"{'torch' if peer is None else 'peak'} measured)"))
+            continue
+        out.append((r.gflops() >= of_peak * peak and peer >= of_torch,
+                    f"winograd: {case} float32 {r.pass_} {r.gflops():.0f} GFLOP/s, "
+                    f"{r.gflops() / peak:.2f}x the sgemm peak (target >= {of_peak:g}x), "
+                    f"{peer:.2f}x torch (target >= {of_torch:g}x)"))
     bounded = [r for r in rows if r.ok and r.of_bound() is not None]
     if bounded and ROOFLINE_SUITE:
         half, share, floor = ROOFLINE_TARGETS

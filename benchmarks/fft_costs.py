@@ -1,13 +1,16 @@
-"""How well the engine chooses between the FFT and the other algorithms.
+"""How well the engine chooses between the FFT (or Winograd) and the other algorithms.
 
-For each shape and pass, times method='fft' and the algorithm the table picks
-without the FFT (forced by its method), interleaved in one process, best of
-``--rounds``, and reports which one 'auto' takes and what the choice costs
-against the faster of the two.  The shapes are the ones the FFT's cost
-constants (src/convx/_fft.py, src/convx/_engine.py's _NS_PER_MAC) were fitted
-on; a choice within 5% of the faster counts as right.
+For each shape and pass, times the method (``--method fft``, the default, or
+``winograd``) and the algorithm the table picks without the FFT and Winograd
+(forced by its method), interleaved in one process, best of ``--rounds``,
+and reports which one 'auto' takes and what the choice costs against the
+faster of the two.  The shapes are the ones the cost constants were fitted
+on (the FFT's in src/convx/_fft.py and src/convx/_engine.py's _NS_PER_MAC,
+Winograd's in _engine.py's _NS_WINO); a choice within 5% of the faster
+counts as right.  ('auto' takes Winograd in float32 only: its float64 lines
+are shown and not counted.)
 
-    python benchmarks/fft_costs.py [--threads N] [--rounds R]
+    python benchmarks/fft_costs.py [--method fft|winograd] [--threads N] [--rounds R]
 """
 import argparse
 import math
@@ -33,6 +36,22 @@ SHAPES = [  # (input, weight): 'same' padding, groups = channels when the weight
     ((4, 1, 128, 128), (4, 1, 17, 17)), ((4, 1, 200, 200), (1, 1, 31, 1)),
 ]
 
+# Winograd's: 3x3, padding 1, float32 and float64; the weight (filters,
+# channels per group), groups = channels / channels per group.
+WINOGRAD_SHAPES = [
+    ((16, 64, 56, 56), (64, 64, 3, 3)), ((8, 128, 28, 28), (128, 128, 3, 3)),
+    ((4, 256, 14, 14), (256, 256, 3, 3)), ((2, 512, 7, 7), (512, 512, 3, 3)),
+    ((32, 32, 32, 32), (32, 32, 3, 3)), ((8, 16, 64, 64), (16, 16, 3, 3)),
+    ((8, 3, 32, 32), (16, 3, 3, 3)), ((1, 64, 56, 56), (64, 64, 3, 3)),
+    ((1, 128, 28, 28), (128, 128, 3, 3)), ((16, 32, 16, 16), (64, 32, 3, 3)),
+    ((2, 64, 112, 112), (64, 64, 3, 3)), ((8, 64, 30, 30), (128, 64, 3, 3)),
+    ((8, 96, 17, 17), (96, 96, 3, 3)), ((8, 128, 28, 28), (128, 32, 3, 3)),
+    ((8, 128, 28, 28), (128, 4, 3, 3)), ((8, 24, 40, 40), (24, 24, 3, 3)),
+    ((2, 256, 28, 28), (256, 256, 3, 3)), ((16, 8, 32, 32), (8, 8, 3, 3)),
+    ((8, 48, 20, 20), (48, 48, 3, 3)), ((64, 16, 28, 28), (32, 16, 3, 3)),
+    ((4, 32, 9, 9), (32, 32, 3, 3)), ((2, 1024, 7, 7), (256, 1024, 3, 3)),
+]
+
 
 def best_of(f, rounds):
     f()
@@ -46,6 +65,7 @@ def best_of(f, rounds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--method", choices=("fft", "winograd"), default="fft")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
@@ -53,9 +73,10 @@ def main():
         convx.set_num_threads(args.threads)
     print(f"threads: {convx.get_num_threads()}; best of {args.rounds}")
     losses, wrong, total = [], 0, 0
-    for xs, ws in SHAPES:
+    method = args.method
+    for xs, ws in SHAPES if method == "fft" else WINOGRAD_SHAPES:
         pads = ((ws[2] - 1) // 2, (ws[3] - 1) // 2)
-        groups = xs[1] if ws[1] == 1 and xs[1] > 1 else 1
+        groups = xs[1] // ws[1]
         geometry = dict(padding=pads, groups=groups)
         pads4 = (pads[0], pads[0], pads[1], pads[1])
         for dtype in (np.float32, np.float64):
@@ -77,18 +98,27 @@ def main():
                                                                    pads4, (1, 1), groups,
                                                                    method=m, dtype=dtype)),
             }
+            if method == "winograd":
+                del passes["weight grad"]
             for pass_, (call, plan) in passes.items():
                 chosen = plan("auto")
-                other = plan("fft")[3][1][1]   # the FFT plan's fallback: the table without it
-                t_fft = best_of(lambda: call("fft"), args.rounds)
+                other = plan(method)[3][1][1]   # the plan's fallback: the table without it
+                t_fft = best_of(lambda: call(method), args.rounds)
                 t_other = best_of(lambda: call(other.method), args.rounds)
-                t_auto = t_fft if chosen[1].name == "fft" else t_other
+                t_auto = t_fft if chosen[1].name == method else t_other
                 loss = t_auto / min(t_fft, t_other)
+                if method == "winograd" and dtype == np.float64:
+                    # 'auto' keeps the direct sums in float64 by design (their
+                    # error bound): shown, not counted
+                    print(f"{str(xs):18} {str(ws):16} float64 {pass_:11} auto: "
+                          f"{chosen[1].name:9} winograd {t_fft * 1e3:8.2f} ms  "
+                          f"{other.name:9} {t_other * 1e3:8.2f} ms  (not counted)", flush=True)
+                    continue
                 losses.append(loss)
                 total += 1
                 wrong += loss > 1.05
                 print(f"{str(xs):18} {str(ws):16} {np.dtype(dtype).name:7} {pass_:11} "
-                      f"auto: {chosen[1].name:9} fft {t_fft * 1e3:8.2f} ms  {other.name:9} "
+                      f"auto: {chosen[1].name:9} {method} {t_fft * 1e3:8.2f} ms  {other.name:9} "
                       f"{t_other * 1e3:8.2f} ms  {'' if loss <= 1.05 else f'{loss:.2f}x slower'}",
                       flush=True)
     print(f"auto within 5% of the faster in {total - wrong} of {total} cases; its time over "

@@ -55,7 +55,7 @@ def _geometry(pass_, x, w, y_shape, stride, pads, dilation, groups):
         plan = make(*args, _as4(y_shape), two(stride), pads4, two(dilation), groups,
                     method="fft", dtype=x.dtype)
     assert plan[1].name == "fft"
-    return plan[3][0]
+    return plan[3][0][0]
 
 
 def fft_bound(pass_, x, w, g, geometry, groups):
@@ -82,15 +82,16 @@ def fft_bound(pass_, x, w, g, geometry, groups):
     return scale * s.reshape(s.shape + (1,) * nsp)
 
 
-def _check(pass_, got, want, bound, ref_bound, dtype):
+def _check(pass_, got, want, bound, ref_bound, dtype, algorithm="FFT"):
     """``want`` is the float64 reference, whose own error is at most
-    ``ref_bound`` (n eps64 sum|terms|, as test_fuzz.py counts it)."""
+    ``ref_bound`` (n eps64 sum|terms|, as test_fuzz.py counts it); ``bound``
+    the algorithm's, in units of u.  Returns the worst error / tolerance."""
     u = float(np.finfo(dtype).eps) / 2
     atol = bound * u + u * np.abs(want) + ref_bound + 1e-300
     err = np.abs(got.astype(np.float64) - want)
     assert got.dtype == dtype and got.shape == want.shape, pass_
     bad = ~(err <= atol)
-    assert not bad.any(), (f"{pass_}: {bad.sum()} of {bad.size} beyond the FFT bound; "
+    assert not bad.any(), (f"{pass_}: {bad.sum()} of {bad.size} beyond the {algorithm} bound; "
                            f"worst error / bound {np.max(err / atol):.3g}")
     return float(np.max(err / atol))
 
@@ -241,7 +242,7 @@ def test_working_memory_does_not_grow_with_the_batch():
     for n in (1000, 100_000):
         plan = _engine.forward_plan("t", (n, 1, 64, 64), (1, 1, 15, 15), (1, 1), (7,) * 4,
                                     (1, 1), 1, method="fft", dtype=np.float32)
-        g = plan[3][0]
+        g = plan[3][0][0]
         chunks.append(g.images)
         assert g.images * 2 * g.tiles[0] * g.tiles[1] * g.L[0] * g.L[1] <= _fft._CHUNK_VALUES
     assert chunks[0] == chunks[1] < 1000

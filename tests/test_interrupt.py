@@ -47,9 +47,9 @@ def _assert_clean():
 
 
 # Each long call: (name, maker); maker(rows) returns a call whose work grows
-# linearly with ``rows``.  Both kernel paths, the three passes, one image and
+# linearly with ``rows``.  The kernel paths (Winograd too), the three passes, one image and
 # a batch.
-def _maker(pass_, n, c, f, k, width, stride=1, dtype=np.float32):
+def _maker(pass_, n, c, f, k, width, stride=1, dtype=np.float32, method="auto"):
     rng = np.random.default_rng(1)
 
     def make(rows):
@@ -58,7 +58,7 @@ def _maker(pass_, n, c, f, k, width, stride=1, dtype=np.float32):
         x = np.full((n, c, rows, width), 0.5, dtype)
         x[..., ::7] = -0.25
         w = rng.standard_normal((f, c, k, k)).astype(dtype)
-        kw = dict(stride=stride, padding=k // 2)
+        kw = dict(stride=stride, padding=k // 2, method=method)
         if pass_ == "forward":
             return lambda: convx.conv2d(x, w, **kw)
         oh, ow = (rows - 1) // stride + 1, (width - 1) // stride + 1
@@ -86,8 +86,14 @@ def _maker1d(pass_, c, f, k):
 
 
 LONG_CALLS = [
-    pytest.param(_maker("forward", 1, 64, 64, 3, 128), id="forward-direct-one-image"),
-    pytest.param(_maker("input_grad", 1, 64, 64, 3, 128), id="input_grad-direct-one-image"),
+    pytest.param(_maker("forward", 1, 64, 64, 3, 128, method="direct"),
+                 id="forward-direct-one-image"),
+    pytest.param(_maker("input_grad", 1, 64, 64, 3, 128, method="direct"),
+                 id="input_grad-direct-one-image"),
+    pytest.param(_maker("forward", 1, 64, 64, 3, 128, method="winograd"),
+                 id="forward-winograd-one-image"),
+    pytest.param(_maker("input_grad", 2, 64, 64, 3, 128, method="winograd"),
+                 id="input_grad-winograd-batch2"),
     pytest.param(_maker("weight_grad", 1, 8, 16, 3, 256), id="weight_grad-direct-one-image"),
     pytest.param(_maker("forward", 4, 128, 128, 3, 64, stride=2), id="forward-gemm-batch4"),
     pytest.param(_maker("input_grad", 1, 128, 128, 3, 64, stride=2),
@@ -191,7 +197,7 @@ def test_an_ignored_sigint_does_not_stop_a_call(baseline_isa):
 def test_ctrl_c_in_the_main_thread_leaves_calls_of_other_threads_alone(baseline_isa):
     """KeyboardInterrupt belongs to the main thread: a call in another thread
     runs to its end and gives its full result."""
-    make = _maker("forward", 1, 64, 64, 3, 128)
+    make = _maker("forward", 1, 64, 64, 3, 128, method="direct")
     call = make(256)
     expected = call()
     result, done = {}, threading.Event()

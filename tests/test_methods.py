@@ -25,16 +25,21 @@ def _pads(padding):
     return (ph, ph, pw, pw)
 
 
-def _applies(method, pass_, stride, w_shape):
+def _applies(method, pass_, stride, w_shape, dilation):
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     if method == "fft":
         return w_shape[2:] != (1, 1)   # (dilation never makes a 1x1 kernel span more)
+    if method == "winograd":
+        return (w_shape[2:] == (3, 3) and stride == 1 and dilation == 1
+                and pass_ != "weight grad")
     if method != "direct":
         return True
     return sw == 1 and (pass_ != "input grad" or sh == 1)
 
 
-NEEDS = {"direct": "stride 1", "fft": "a kernel that spans more than one position"}
+NEEDS = {"direct": "stride 1", "fft": "a kernel that spans more than one position",
+         "winograd": "a 3x3 kernel at stride 1 and dilation 1, in the forward pass or the "
+                     "input gradient"}
 
 
 def _calls(x, w, g, geometry, method):
@@ -65,7 +70,7 @@ def test_every_method_that_applies(case, dtype):
     for pass_ in want:
         results = {}
         for method in _engine.METHODS[1:]:
-            if not _applies(method, pass_, stride, ws):
+            if not _applies(method, pass_, stride, ws, dilation):
                 with pytest.raises(ConvxValueError, match=rf"argument 'method'='{method}' does "
                                                           rf"not apply to this call: the "
                                                           rf"{method} algorithm needs "
@@ -109,9 +114,10 @@ def test_bad_methods_are_refused(func, args):
     f = getattr(convx, func)
     for method in ("auto", "direct", "gemm", "fft"):
         f(*args(), method=method)
-    for bad in ("winograd", "FFT", "", "Direct", " auto"):
+    for bad in ("Winograd", "FFT", "", "Direct", " auto"):
         with pytest.raises(ConvxValueError, match=rf"{func}\(\): argument 'method' must be one "
-                                                  rf"of 'auto', 'direct', 'gemm', 'fft', got "):
+                                                  rf"of 'auto', 'direct', 'gemm', 'fft', "
+                                                  rf"'winograd', got "):
             f(*args(), method=bad)
     for bad in (None, 1, b"auto", ("auto",)):
         with pytest.raises(ConvxTypeError, match=rf"{func}\(\): argument 'method' must be one"):
@@ -119,7 +125,7 @@ def test_bad_methods_are_refused(func, args):
     # a valid call is cached; a bad method after it is still checked
     f(*args(), method="gemm")
     with pytest.raises(ConvxValueError):
-        f(*args(), method="winograd")
+        f(*args(), method="Winograd")
 
 
 def test_the_table_names_every_method():

@@ -338,18 +338,20 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         as in PyTorch.
     dilation : int or (int, int), each >= 1
     groups : int >= 1, dividing C_in and C_out
-    method : 'auto' (default), 'direct', 'gemm' or 'fft'
+    method : 'auto' (default), 'direct', 'gemm', 'fft' or 'winograd'
         The algorithm.  'auto' lets the engine choose by its cost models (a
         pure function of the shapes, dtype and geometry: the same call gives
         the same bits on every run); 'direct' (the SIMD direct kernels, stride
         1 along the width), 'gemm' (im2col + convx's matrix product, any
-        geometry) or 'fft' (products of scipy.fft spectra, overlap-save; a
-        kernel spanning more than one position; its error bound is in
-        docs/design.md, and a call with a non-finite value takes the other
-        algorithms) force one, for tests or to get one algorithm's bits.  A
-        method that does not apply to the call raises ConvxValueError.  The
-        same argument is taken by the gradients (the input gradient's direct
-        kernel needs stride 1 along both axes).
+        geometry), 'fft' (products of scipy.fft spectra, overlap-save; a
+        kernel spanning more than one position) or 'winograd' (F(4x4, 3x3):
+        a 3x3 kernel at stride 1 and dilation 1, the forward pass and the
+        input gradient; 'auto' takes it in float32 only) force one, for tests
+        or to get one algorithm's bits.  The FFT's and Winograd's error
+        bounds are in docs/design.md, and a call with a non-finite value
+        takes the other algorithms.  A method that does not apply to the call
+        raises ConvxValueError.  The same argument is taken by the gradients
+        (the input gradient's direct kernel needs stride 1 along both axes).
 
     Returns
     -------

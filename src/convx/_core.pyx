@@ -26,11 +26,13 @@ other value (so 0 * inf = NaN there, as with an explicitly padded input); the
 input gradient sums over the output positions that exist, as its definition
 says (docs/reliability.md, "Non-finite values").
 
-Each pass has two implementations, each family in a file of its own that
-this module includes (``_gemm_passes.pxi``, ``_direct_passes.pxi``, and for
-one channel per group ``_depthwise_passes.pxi``; the bias gradient's sum in
-``_sum_passes.pxi``); the engine's table of algorithms
-(``_engine.ALGORITHMS``) picks one per call.
+Each pass has several implementations, each family in a file of its own
+that this module includes (``_gemm_passes.pxi``, ``_direct_passes.pxi``, and
+for one channel per group ``_depthwise_passes.pxi``; the FFT's products of
+spectra in ``_fft_passes.pxi``; Winograd's F(4x4, 3x3) in
+``_winograd_passes.pxi``; the bias gradient's sum in ``_sum_passes.pxi``);
+the engine's table of algorithms (``_engine.ALGORITHMS``) picks one per
+call.  The two below are the ones every pass has.
 
 **im2col + GEMM** (any stride), by the matrix product of ``_gemm.h``, which
 reads the image as its im2col matrix (rows ``(c*KH + p)*KW + q``, one column
@@ -373,6 +375,7 @@ include "_direct_passes.pxi"
 include "_depthwise_passes.pxi"
 include "_sum_passes.pxi"
 include "_fft_passes.pxi"
+include "_winograd_passes.pxi"
 
 
 # --------------------------------------------------------------------------

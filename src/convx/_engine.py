@@ -9,7 +9,7 @@ and the kernel in ``_core`` is called.
 
 Each pass is split in two: ``*_plan`` looks only at shapes, dtype and
 geometry and picks an algorithm from one table (``ALGORITHMS``: the
-degenerate sizes, the FFT, the direct kernels, im2col + GEMM), with the output
+degenerate sizes, the FFT, Winograd, the direct kernels, im2col + GEMM), with the output
 shape and the kernel's arguments; ``*_run`` picks the threads, allocates and
 calls the kernel.  A plan can be kept for calls with the same signature (``planned``):
 both faces keep theirs, the public API beside its own argument checks, since
@@ -398,7 +398,7 @@ class Algorithm(NamedTuple):
 
 
 # The methods a caller may force (the public API's ``method=``).
-METHODS = ("auto", "direct", "gemm", "fft")
+METHODS = ("auto", "direct", "gemm", "fft", "winograd")
 
 
 def _select(table, call, shape, method="auto"):
@@ -890,36 +890,55 @@ def _fft_plan(pass_, shape):
         found = _fft_geometry(c, pass_)
         if found is None:
             return None
-        fallback = _select([a for a in ALGORITHMS[pass_] if a.method != "fft"], c, shape(c))
+        fallback = _exact_plan(pass_, c, shape(c))
         if not forced and found[1] >= c.macs * _ns_per_mac(fallback[1].name, c, pass_):
             return None
-        return found[0], fallback, c.macs, c.dilation
+        return (found[0], c.dilation, c.macs), fallback
     return plan
 
 
-def _fft_run(compute):
-    """An FFT run: ``compute(who, shape, g, dilation, threads, *arrays)`` on
-    the call's arrays, unless one of the first two (those it transforms: the
-    bias is only added) holds a NaN or an infinity, which would spread over
-    its tile; then the plan the table makes without the FFT runs the call."""
+# The FFT and Winograd transform whole tiles: one NaN or infinity in what
+# they transform would spread over its tile's outputs.
+_SPREADING = ("fft", "winograd")
+
+
+def _exact_plan(pass_, c, shape):
+    """The plan the table makes for ``c`` without the algorithms that spread
+    a non-finite value: the one that runs a call whose values are not all
+    finite."""
+    return _select([a for a in ALGORITHMS[pass_] if a.method not in _SPREADING], c, shape)
+
+
+def _finite_run(compute):
+    """A run of an algorithm that spreads a non-finite value, whose plan is
+    ``(own, fallback)``: ``compute(who, shape, own, *arrays)``, unless one of
+    the call's first two arrays (those it transforms: the bias is only added)
+    holds a NaN or an infinity; then the fallback plan runs the call."""
     def run(who, shape, args, *arrays):
-        g, fallback, macs, dilation = args
+        own, fallback = args
         if not all(np.isfinite(a).all() for a in arrays[:2]):
             fwho, algorithm, fshape, fargs = fallback
             return algorithm.run(fwho, fshape, fargs, *arrays)
-        threads = _threads.plan(g.images * g.tiles[0] * g.tiles[1], macs)
-        return compute(who, shape, g, dilation, threads, *arrays)
+        return compute(who, shape, own, *arrays)
     return run
 
 
-def _forward_fft(who, shape, g, dilation, threads, x, w, bias):
+def _fft_own(own):
+    """A plan's FFT geometry, dilation and the threads to run it on now."""
+    g, dilation, macs = own
+    return g, dilation, _threads.plan(g.images * g.tiles[0] * g.tiles[1], macs)
+
+
+def _forward_fft(who, shape, own, x, w, bias):
+    g, dilation, threads = _fft_own(own)
     out = _result(who, shape, x.dtype)
     _fft.correlate(x, _fft.spectra(w, g, dilation), out, bias, g, x.shape[1] // w.shape[1],
                    threads)
     return out
 
 
-def _input_grad_fft(who, shape, g, dilation, threads, w, gout):
+def _input_grad_fft(who, shape, own, w, gout):
+    g, dilation, threads = _fft_own(own)
     groups = shape[1] // w.shape[1]
     dx = _result(who, shape, w.dtype)
     # its kernel: (groups x Cg, Fg, KH, KW), flipped
@@ -930,25 +949,128 @@ def _input_grad_fft(who, shape, g, dilation, threads, w, gout):
     return dx
 
 
-def _weight_grad_fft(who, shape, g, dilation, threads, x, gout):
+def _weight_grad_fft(who, shape, own, x, gout):
+    g, dilation, threads = _fft_own(own)
     return _fft.weight_grad(x, gout, shape, dilation, g, x.shape[1] // shape[1], threads)
+
+
+# ---- Winograd -------------------------------------------------------------------
+
+_WINO_COLS = _core.winograd_cols()
+# A block of tiles whose V and M take about this much: on four layers (32 to
+# 256 channels, float32, one thread), 512 KiB and 1 MiB were within the
+# noise of each other, 2 MiB and 4 MiB up to 1.35x slower, 256 KiB slower
+# on 32 channels.  The cost model below was fitted with 1 MiB.
+_WINO_BLOCK_BYTES = 1 << 20
+
+# Winograd's cost in nanoseconds, float32, 2 threads, fitted (least squares
+# on relative error) to whole calls on 22 layers x 2 passes of
+# benchmarks/fft_costs.py --method winograd: per value of the input and
+# output transforms (36 per tile and channel), per multiply-add of the 36
+# products (36 per tile, input and output channel of a group), per product
+# row (the same / the rows: short products waste their micro-tiles), per
+# value of the transformed kernel (transformed and packed once per call)
+# and per value of it read by each block of tiles.
+_NS_WINO = (0.45, 0.0053, 0.36, 6.0, 0.13)
+# What the direct kernels and the GEMM take on such layers, float32, 2
+# threads, per multiply-add: 0.013-0.047 on the same 22 layers, median 0.024.
+_NS_PER_MAC_3X3 = 0.024
+
+
+def _winograd_pays(c, cin, cout, tiles, tb):
+    """float32 only: in float64 'auto' keeps the direct sums, whose error
+    bound is an element's own terms (docs/design.md, "Accuracy"); forced, the
+    method runs in both.  And only where the direct kernels are vectorised
+    (USE_DIRECT: AVX2), as Winograd's transforms are."""
+    if not USE_DIRECT or c.dtype.itemsize != 4:
+        return False
+    ig, og = cin // c.groups, cout // c.groups
+    t_value, t_mac, t_row, t_weight, t_read = _NS_WINO
+    weights = 36 * c.groups * ig * og
+    cost = (36 * tiles * (t_value * (cin + cout) + c.groups * ig * og * (t_mac + t_row / og))
+            + weights * (t_weight + t_read * -(-tiles // tb)))
+    return cost < c.macs * _NS_PER_MAC_3X3
+
+
+def _winograd_sides(c, pass_):
+    """(channels in, channels out, output height, width, pads top, left) of
+    the correlation Winograd computes for ``pass_``: the input gradient is the
+    forward sum over the output gradient, the kernel turned and its channel
+    axes exchanged, padded by 2 - p (a negative pad crops)."""
+    if pass_ == "input grad":
+        return c.w[0], c.x[1], c.x[2], c.x[3], 2 - c.pads[0], 2 - c.pads[2]
+    return c.x[1], c.w[0], c.out[2], c.out[3], c.pads[0], c.pads[2]
+
+
+def _winograd_block(cin, cout, tiles, itemsize):
+    """Tiles per item: a multiple of _WINO_COLS whose V and M (36 x (cin +
+    cout) values a tile) take about _WINO_BLOCK_BYTES, and at least two items
+    per CPU when the batch has few tiles."""
+    fit = _WINO_BLOCK_BYTES // (36 * (cin + cout) * itemsize)
+    spread = -(-tiles // (2 * _threads._MAX_THREADS))
+    return max(_WINO_COLS, min(_round_up(spread, _WINO_COLS), fit // _WINO_COLS * _WINO_COLS,
+                               _WINO_COLS * 16))
+
+
+def _winograd_plan(pass_, shape):
+    """Winograd's F(4x4, 3x3): a 3x3 kernel at unit stride and dilation, the
+    forward pass and the input gradient; with the plan that runs a call
+    whose values are not all finite."""
+    def plan(c, forced=False):
+        if c.w[2:] != (3, 3) or c.stride != (1, 1) or c.dilation != (1, 1):
+            return None
+        cin, cout, oh, ow, pt, pl = _winograd_sides(c, pass_)
+        tiles = c.x[0] * -(-oh // 4) * -(-ow // 4)
+        tb = _winograd_block(cin, cout, tiles, c.dtype.itemsize)
+        if not forced and not _winograd_pays(c, cin, cout, tiles, tb):
+            return None
+        fallback = _exact_plan(pass_, c, shape(c))
+        return (tb, pt, pl, c.groups, -(-tiles // tb), c.macs, pass_ == "input grad"), fallback
+    return plan
+
+
+def _winograd_compute(who, shape, own, src, w, bias):
+    """The forward pass (src the input), or with the plan's ``flip`` the
+    input gradient (src the output gradient, no bias)."""
+    tb, pt, pl, groups, items, macs, flip = own
+    out = _result(who, shape, src.dtype)
+    shared, per = _core.winograd_scratch(src.shape[1], shape[1], groups, tb)
+    threads = _threads.plan(items, macs)
+    work = _scratch(who, per, src.dtype, threads, shared)
+    _call(_core.conv_winograd, macs, src, w, bias, out, work, pt, pl, groups, flip, tb, threads)
+    return out
+
+
+def _input_grad_winograd(who, shape, own, w, gout):
+    return _winograd_compute(who, shape, own, gout, w, None)
+
+
+def _weight_grad_winograd(c, forced=False):
+    """The weight gradient has no Winograd form here: its entry is in the
+    table so that method='winograd' is refused there naming what it needs."""
+    return None
 
 
 # ---- the table --------------------------------------------------------------
 
 # For each pass, its algorithms in the order the engine tries them: the
 # degenerate sizes first, then the FFT where its cost model says it beats
-# what the rest of the table would choose, then the direct kernels where
+# what the rest of the table would choose, then Winograd where its model says
+# it beats the direct kernels and the GEMM, then the direct kernels where
 # theirs says they pay (_direct_pays), then the GEMM (small calls on the
 # stack).  The first whose plan applies runs the call.
 _DIRECT_NEEDS = "stride 1 along the width"
 _FFT_NEEDS = "a kernel that spans more than one position along an axis"
+_WINO_NEEDS = ("a 3x3 kernel at stride 1 and dilation 1, in the forward pass or the input "
+               "gradient")
 ALGORITHMS = {
     "forward": (
         Algorithm("empty", None, _forward_empty, _forward_empty_run),
         Algorithm("zero", None, _forward_zero, _forward_zero_run),
         Algorithm("fft", "fft", _fft_plan("forward", lambda c: c.out),
-                  _fft_run(_forward_fft), _FFT_NEEDS),
+                  _finite_run(_forward_fft), _FFT_NEEDS),
+        Algorithm("winograd", "winograd", _winograd_plan("forward", lambda c: c.out),
+                  _finite_run(_winograd_compute), _WINO_NEEDS),
         Algorithm("depthwise", "direct", _forward_depthwise, _forward_depthwise_run,
                   _DIRECT_NEEDS),
         Algorithm("direct", "direct", _forward_direct, _forward_direct_run, _DIRECT_NEEDS),
@@ -958,7 +1080,9 @@ ALGORITHMS = {
     "input grad": (
         Algorithm("zero", None, _input_grad_zero, _empty_result),
         Algorithm("fft", "fft", _fft_plan("input grad", lambda c: c.x),
-                  _fft_run(_input_grad_fft), _FFT_NEEDS),
+                  _finite_run(_input_grad_fft), _FFT_NEEDS),
+        Algorithm("winograd", "winograd", _winograd_plan("input grad", lambda c: c.x),
+                  _finite_run(_input_grad_winograd), _WINO_NEEDS),
         Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,
                   "stride 1 along both axes"),
         Algorithm("direct", "direct", _input_grad_direct, _input_grad_direct_run,
@@ -969,7 +1093,8 @@ ALGORITHMS = {
     "weight grad": (
         Algorithm("zero", None, _weight_grad_zero, _empty_result),
         Algorithm("fft", "fft", _fft_plan("weight grad", lambda c: c.w),
-                  _fft_run(_weight_grad_fft), _FFT_NEEDS),
+                  _finite_run(_weight_grad_fft), _FFT_NEEDS),
+        Algorithm("winograd", "winograd", _weight_grad_winograd, None, _WINO_NEEDS),
         Algorithm("direct", "direct", _weight_grad_direct, _weight_grad_direct_run,
                   _DIRECT_NEEDS),
         Algorithm("gemm-small", "gemm", _weight_grad_small, _weight_grad_small_run),

@@ -1,0 +1,492 @@
+/* convx: the transforms of Winograd's minimal filtering algorithm F(4x4, 3x3).
+ *
+ * A 3x3 correlation at unit stride gives each 4x4 tile of output from a 6x6
+ * tile of input d (the tiles overlap by 2) as
+ *
+ *     Y = A^T [ sum_c (G g_c G^T) (.) (B^T d_c B) ] A
+ *
+ * where (.) multiplies element by element and g_c is the kernel of input
+ * channel c: 36 multiplies per channel for 16 outputs where the direct sum
+ * takes 144.  Over many channels and filters the sum over c is, for each of
+ * the 36 positions xi of the 6x6 transformed tile, a matrix product
+ *
+ *     M[xi] (filters x tiles) = U[xi] (filters x channels) . V[xi] (channels x tiles)
+ *
+ * which convx's own GEMM computes (_gemm.h; _winograd_passes.pxi drives it).
+ * This file holds the three transforms around those products, with the
+ * matrices of Lavin and Gray (2016) at the points 0, 1, -1, 2, -2, infinity:
+ *
+ *   B^T (input)                 G (kernel)                   A^T (output)
+ *   [4  0 -5  0  1  0]          [ 1/4     0     0 ]          [1  1  1  1  1  0]
+ *   [0 -4 -4  1  1  0]          [-1/6  -1/6  -1/6 ]          [0  1 -1  2 -2  0]
+ *   [0  4 -4 -1  1  0]          [-1/6   1/6  -1/6 ]          [0  1  1  4  4  0]
+ *   [0 -2 -1  2  1  0]          [ 1/24  1/12  1/6 ]          [0  1 -1  8 -8  1]
+ *   [0  2 -1 -2  1  0]          [ 1/24 -1/12  1/6 ]
+ *   [0  4  0 -5  0  1]          [ 0     0     1   ]
+ *
+ * Tiles are numbered over the whole batch, image by image and row by row
+ * (TH x TW tiles per image); a block of tiles t0 .. t0 + nt is one column
+ * each of V and M, whose rows are (xi, channel) and (xi, filter), ``tb``
+ * columns apart.  The input and output transforms work on L tiles at once
+ * (a vector's worth: 8 floats, 4 doubles): a generic version, one loop over
+ * the lanes per step, for the baseline; one with AVX2 intrinsics (below)
+ * where cvx_isa is 3 or more (x86-64-v3 and v4).  The kernel's transform is
+ * computed in double and rounded once.
+ *
+ * No checking is done here: _winograd_passes.pxi guarantees the sizes.
+ */
+#ifndef CONVX_WINOGRAD_H
+#define CONVX_WINOGRAD_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "_runtime.h"
+
+/* B^T along one axis of a 6x6 tile of L lanes: out[a*os] = sum_r BT[a][r] in[r*is]. */
+#define CVX_WINO_BT(T, L, in, is, out, os)                                          \
+    for (int l = 0; l < L; l++) {                                                   \
+        const T d0 = in[0 * is][l], d1 = in[1 * is][l], d2 = in[2 * is][l];        \
+        const T d3 = in[3 * is][l], d4 = in[4 * is][l], d5 = in[5 * is][l];        \
+        out[0 * os][l] = 4 * d0 - 5 * d2 + d4;                                      \
+        out[1 * os][l] = -4 * (d1 + d2) + (d3 + d4);                                \
+        out[2 * os][l] = 4 * (d1 - d2) + (d4 - d3);                                 \
+        out[3 * os][l] = 2 * (d3 - d1) + (d4 - d2);                                 \
+        out[4 * os][l] = 2 * (d1 - d3) + (d4 - d2);                                 \
+        out[5 * os][l] = 4 * d1 - 5 * d3 + d5;                                      \
+    }
+
+/* A^T along one axis: out[i*os] = sum_a AT[i][a] in[a*is], i < 4. */
+#define CVX_WINO_AT(T, L, in, is, out, os)                                          \
+    for (int l = 0; l < L; l++) {                                                   \
+        const T m0 = in[0 * is][l], m1 = in[1 * is][l], m2 = in[2 * is][l];        \
+        const T m3 = in[3 * is][l], m4 = in[4 * is][l], m5 = in[5 * is][l];        \
+        const T s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;         \
+        out[0 * os][l] = m0 + s12 + s34;                                            \
+        out[1 * os][l] = d12 + 2 * d34;                                             \
+        out[2 * os][l] = s12 + 4 * s34;                                             \
+        out[3 * os][l] = d12 + 8 * d34 + m5;                                        \
+    }
+
+/* Where a block's tiles lie: for tile t0 + l, its image, and the row and
+ * column (in the input, which may be outside it) of its first value, or
+ * img = -1 (row = col = 0) past the block's nt tiles. */
+static inline void cvx_wino_lanes(ptrdiff_t L, ptrdiff_t t0, ptrdiff_t t, ptrdiff_t nt,
+                                  ptrdiff_t TH, ptrdiff_t TW, ptrdiff_t pt, ptrdiff_t pl,
+                                  ptrdiff_t *img, ptrdiff_t *row, ptrdiff_t *col)
+{
+    for (ptrdiff_t l = 0; l < L; l++) {
+        if (t + l >= nt) {
+            img[l] = -1;
+            row[l] = col[l] = 0;
+            continue;
+        }
+        const ptrdiff_t tau = t0 + t + l, in_img = tau % (TH * TW);
+        img[l] = tau / (TH * TW);
+        row[l] = 4 * (in_img / TW) - pt;
+        col[l] = 4 * (in_img % TW) - pl;
+    }
+}
+
+/* V[(xi*C + c)*tb + t] = (B^T d B)[xi] for the 6x6 input tile d of channel
+ * c of tile t0 + t (zero outside the image), 0 <= t < ncols; columns past nt
+ * (up to ncols, a multiple of L) are zero.  x is the batch, (N, C, H, W). */
+#define CVX_WINO_IN_ARGS(T)                                                         \
+    const T *x, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t pt, ptrdiff_t pl,  \
+    ptrdiff_t TH, ptrdiff_t TW, ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t ncols, T *V,  \
+    ptrdiff_t tb
+#define CVX_WINO_IN_PASS x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb
+
+#define CVX_DEFINE_WINO_IN(NAME, T, L)                                              \
+static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_IN_ARGS(T))  \
+{                                                                                   \
+    for (ptrdiff_t t = 0; t < ncols; t += L) {                                      \
+        ptrdiff_t img[L], row[L], col[L];                                           \
+        cvx_wino_lanes(L, t0, t, nt, TH, TW, pt, pl, img, row, col);               \
+        for (ptrdiff_t c = 0; c < C; c++) {                                         \
+            T p[36][L], s[36][L];                                                   \
+            for (ptrdiff_t l = 0; l < L; l++) {                                     \
+                if (img[l] < 0) {                                                   \
+                    for (int e = 0; e < 36; e++) p[e][l] = 0;                       \
+                    continue;                                                       \
+                }                                                                   \
+                const T *src = x + (img[l] * C + c) * H * W;                        \
+                const ptrdiff_t r0 = row[l], q0 = col[l];                           \
+                if (r0 >= 0 && q0 >= 0 && r0 + 6 <= H && q0 + 6 <= W) {            \
+                    src += r0 * W + q0;                                             \
+                    for (int r = 0; r < 6; r++)                                     \
+                        for (int q = 0; q < 6; q++) p[r * 6 + q][l] = src[r * W + q];\
+                } else {                                                            \
+                    for (int r = 0; r < 6; r++)                                     \
+                        for (int q = 0; q < 6; q++) {                               \
+                            const ptrdiff_t i = r0 + r, j = q0 + q;                 \
+                            p[r * 6 + q][l] = i >= 0 && i < H && j >= 0 && j < W    \
+                                              ? src[i * W + j] : (T)0;              \
+                        }                                                           \
+                }                                                                   \
+            }                                                                       \
+            for (int r = 0; r < 6; r++) {      /* along each row: s[r][b] */       \
+                T (*in)[L] = p + r * 6, (*out)[L] = s + r * 6;                      \
+                CVX_WINO_BT(T, L, in, 1, out, 1)                                    \
+            }                                                                       \
+            for (int b = 0; b < 6; b++) {      /* down each column: p[a][b] */     \
+                T (*in)[L] = s + b, (*out)[L] = p + b;                              \
+                CVX_WINO_BT(T, L, in, 6, out, 6)                                    \
+            }                                                                       \
+            for (int e = 0; e < 36; e++)                                            \
+                memcpy(V + (e * C + c) * tb + t, p[e], sizeof p[e]);                \
+        }                                                                           \
+    }                                                                               \
+}                                                                                   \
+static void NAME(CVX_WINO_IN_ARGS(T)) { NAME##_body(CVX_WINO_IN_PASS); }
+
+/* out[n, f, 4i + a, 4j + b] = (A^T M A)[a][b] + bias[f] for each tile t0 + t
+ * (image n, tile row i, tile column j), 0 <= t < nt, where M's 36 values
+ * for filter f are M[(xi*F + f)*tb + t]; only the cells inside the (N, F, OH,
+ * OW) output are written.  M has at least nt rounded up to L columns. */
+#define CVX_WINO_OUT_ARGS(T)                                                        \
+    const T *M, ptrdiff_t F, ptrdiff_t tb, ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t TH,\
+    ptrdiff_t TW, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW
+#define CVX_WINO_OUT_PASS M, F, tb, t0, nt, TH, TW, bias, out, OH, OW
+
+#define CVX_DEFINE_WINO_OUT(NAME, T, L)                                             \
+static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_OUT_ARGS(T)) \
+{                                                                                   \
+    for (ptrdiff_t t = 0; t < nt; t += L) {                                         \
+        ptrdiff_t img[L], row[L], col[L];                                           \
+        cvx_wino_lanes(L, t0, t, nt, TH, TW, 0, 0, img, row, col);                 \
+        for (ptrdiff_t f = 0; f < F; f++) {                                         \
+            T m[36][L], s[24][L], y[16][L];                                         \
+            for (int e = 0; e < 36; e++)                                            \
+                memcpy(m[e], M + (e * F + f) * tb + t, sizeof m[e]);                \
+            for (int b = 0; b < 6; b++) {      /* down each column: s[i][b] */     \
+                T (*in)[L] = m + b, (*o)[L] = s + b;                                \
+                CVX_WINO_AT(T, L, in, 6, o, 6)                                      \
+            }                                                                       \
+            for (int i = 0; i < 4; i++) {      /* along each row: y[i][j] */       \
+                T (*in)[L] = s + i * 6, (*o)[L] = y + i * 4;                        \
+                CVX_WINO_AT(T, L, in, 1, o, 1)                                      \
+            }                                                                       \
+            const T b0 = bias ? bias[f] : (T)0;                                     \
+            for (ptrdiff_t l = 0; l < L && img[l] >= 0; l++) {                      \
+                T *dst = out + ((img[l] * F + f) * OH + row[l]) * OW + col[l];      \
+                const ptrdiff_t rows = OH - row[l] < 4 ? OH - row[l] : 4;            \
+                const ptrdiff_t cols = OW - col[l] < 4 ? OW - col[l] : 4;           \
+                for (ptrdiff_t i = 0; i < rows; i++)                                \
+                    for (ptrdiff_t j = 0; j < cols; j++)                            \
+                        dst[i * OW + j] = y[i * 4 + j][l] + b0;                     \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+}                                                                                   \
+static void NAME(CVX_WINO_OUT_ARGS(T)) { NAME##_body(CVX_WINO_OUT_PASS); }
+
+CVX_DEFINE_WINO_IN(cvx_wino_in_f32_v1, float, 8)
+CVX_DEFINE_WINO_IN(cvx_wino_in_f64_v1, double, 4)
+CVX_DEFINE_WINO_OUT(cvx_wino_out_f32_v1, float, 8)
+CVX_DEFINE_WINO_OUT(cvx_wino_out_f64_v1, double, 4)
+
+#if CVX_X86_DISPATCH
+/* ---------------------------------------------------------------------- */
+/* x86-64-v3 and up: the same transforms with AVX2 intrinsics.  A tile's   */
+/* rows are read as they lie, four values at a time (masked where they     */
+/* reach past the image), and the L tiles' values turned into one vector   */
+/* per (row, column) by in-register transposes.  The same sums as the      */
+/* generic code, in the same order (contracted to fused multiply-adds).   */
+/* ---------------------------------------------------------------------- */
+#include <immintrin.h>
+
+#define CVX_AVX2 __attribute__((target("arch=x86-64-v3")))
+
+/* The 1-D transforms on vector variables (any vector type). */
+#define CVX_WINO_BT_V(d, o)                                                         \
+    do {                                                                            \
+        o[0] = 4 * d[0] - 5 * d[2] + d[4];                                          \
+        o[1] = -4 * (d[1] + d[2]) + (d[3] + d[4]);                                  \
+        o[2] = 4 * (d[1] - d[2]) + (d[4] - d[3]);                                   \
+        o[3] = 2 * (d[3] - d[1]) + (d[4] - d[2]);                                   \
+        o[4] = 2 * (d[1] - d[3]) + (d[4] - d[2]);                                   \
+        o[5] = 4 * d[1] - 5 * d[3] + d[5];                                          \
+    } while (0)
+
+#define CVX_WINO_AT_V(m, o)                                                         \
+    do {                                                                            \
+        const __typeof__(m[0]) s12 = m[1] + m[2], d12 = m[1] - m[2];                \
+        const __typeof__(m[0]) s34 = m[3] + m[4], d34 = m[3] - m[4];                \
+        o[0] = m[0] + s12 + s34;                                                    \
+        o[1] = d12 + 2 * d34;                                                       \
+        o[2] = s12 + 4 * s34;                                                       \
+        o[3] = d12 + 8 * d34 + m[5];                                                \
+    } while (0)
+
+/* Lane l's tile reads, in each of its rows ra..rb that lie in the image
+ * (zeros in the others, and for lanes past the block's tiles), 8 values
+ * from its first column q0 (0-5 are used), at x[base + c*H*W + r*W + k]:
+ * where all 8 lie in the row, k = 0..7 (kind 0); else, when the row has 8
+ * values, those from cs = q0 clamped to [0, W - 8] (k = 0..7), moved by
+ * q0 - cs lanes (idx) and zeroed outside the row (keep) (kind 1); else one
+ * at a time, zeros outside the row (kind 2, a row narrower than 8).
+ * Per lane, once per block of tiles. */
+#define CVX_WINO_EDGES(L)                                                           \
+    for (ptrdiff_t l = 0; l < L; l++) {                                             \
+        const ptrdiff_t r0 = row[l], q0 = col[l];                                   \
+        ptrdiff_t cs = q0 < 0 ? 0 : q0;                                             \
+        cs = cs > W - 8 ? W - 8 : cs;                                               \
+        ra[l] = r0 < 0 ? -r0 : 0;                                                   \
+        rb[l] = img[l] < 0 ? 0 : H - r0 < 6 ? H - r0 : 6;                           \
+        kind[l] = q0 >= 0 && q0 + 8 <= W ? 0 : W >= 8 ? 1 : 2;                      \
+        for (int q = 0; q < 8; q++) {                                               \
+            const int in = q0 + q >= 0 && q0 + q < W;                               \
+            const ptrdiff_t k = q + q0 - cs;                                        \
+            idx[l][q] = k < 0 ? 0 : k > 7 ? 7 : (int)k;                             \
+            keep[l][q] = in ? -1 : 0;                                               \
+        }                                                                           \
+        base[l] = img[l] < 0 ? 0 : (img[l] * C * H + r0) * W + (kind[l] == 1 ? cs : q0);\
+    }
+
+CVX_AVX2 static void cvx_wino_in_f32_avx2(CVX_WINO_IN_ARGS(float))
+{
+    static const float zero8[8] = {0};
+    for (ptrdiff_t t = 0; t < ncols; t += 8) {
+        ptrdiff_t img[8], row[8], col[8], ra[8], rb[8], base[8];
+        int kind[8], idx[8][8], keep[8][8];
+        cvx_wino_lanes(8, t0, t, nt, TH, TW, pt, pl, img, row, col);
+        CVX_WINO_EDGES(8)   /* W >= 8: no lane of kind 2 */
+        for (ptrdiff_t c = 0; c < C; c++) {
+            __m256 h[6][6], v[6], o[6];
+            for (int r = 0; r < 6; r++) {
+                __m256 R[8], d[6];
+                /* every lane the same way, without a branch: a row outside
+                 * the image reads zeros, and kind 0 moves by nothing */
+                for (int l = 0; l < 8; l++) {
+                    const int live = r >= ra[l] && r < rb[l];
+                    const float *p = live ? x + base[l] + c * H * W + r * W : zero8;
+                    R[l] = _mm256_and_ps(
+                        _mm256_permutevar8x32_ps(_mm256_loadu_ps(p),
+                                                 _mm256_loadu_si256((const __m256i *)idx[l])),
+                        _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)keep[l])));
+                }
+                /* lanes (l | l + 4) of a_l, b_l: tiles l and l + 4, columns 0-3, 4-7 */
+                __m256 a[4], b[4];
+                for (int l = 0; l < 4; l++) {
+                    a[l] = _mm256_permute2f128_ps(R[l], R[l + 4], 0x20);
+                    b[l] = _mm256_permute2f128_ps(R[l], R[l + 4], 0x31);
+                }
+                const __m256 t0_ = _mm256_unpacklo_ps(a[0], a[1]), t1_ = _mm256_unpackhi_ps(a[0], a[1]);
+                const __m256 t2_ = _mm256_unpacklo_ps(a[2], a[3]), t3_ = _mm256_unpackhi_ps(a[2], a[3]);
+                const __m256 u0 = _mm256_unpacklo_ps(b[0], b[1]), u2 = _mm256_unpacklo_ps(b[2], b[3]);
+                d[0] = _mm256_shuffle_ps(t0_, t2_, 0x44);
+                d[1] = _mm256_shuffle_ps(t0_, t2_, 0xEE);
+                d[2] = _mm256_shuffle_ps(t1_, t3_, 0x44);
+                d[3] = _mm256_shuffle_ps(t1_, t3_, 0xEE);
+                d[4] = _mm256_shuffle_ps(u0, u2, 0x44);
+                d[5] = _mm256_shuffle_ps(u0, u2, 0xEE);
+                CVX_WINO_BT_V(d, h[r]);          /* along the row */
+            }
+            for (int bq = 0; bq < 6; bq++) {     /* down each column */
+                for (int r = 0; r < 6; r++) v[r] = h[r][bq];
+                CVX_WINO_BT_V(v, o);
+                for (int a = 0; a < 6; a++)
+                    _mm256_storeu_ps(V + ((a * 6 + bq) * C + c) * tb + t, o[a]);
+            }
+        }
+    }
+}
+
+CVX_AVX2 static void cvx_wino_in_f64_avx2(CVX_WINO_IN_ARGS(double))
+{
+    for (ptrdiff_t t = 0; t < ncols; t += 4) {
+        ptrdiff_t img[4], row[4], col[4], ra[4], rb[4], base[4];
+        int kind[4], idx[4][8], keep[4][8];
+        cvx_wino_lanes(4, t0, t, nt, TH, TW, pt, pl, img, row, col);
+        CVX_WINO_EDGES(4)
+        for (ptrdiff_t l = 0; l < 4; l++)        /* no shifted loads: kind 1 as kind 2 */
+            if (kind[l] == 1) {
+                base[l] += col[l] - (col[l] < 0 ? 0 : col[l] > W - 8 ? W - 8 : col[l]);
+                kind[l] = 2;
+            }
+        for (ptrdiff_t c = 0; c < C; c++) {
+            __m256d h[6][6], v[6], o[6];
+            for (int r = 0; r < 6; r++) {
+                __m256d a[4], d[6];
+                __m128d e[4];
+                for (int l = 0; l < 4; l++) {
+                    const ptrdiff_t at = base[l] + c * H * W + r * W;
+                    if (r < ra[l] || r >= rb[l]) {
+                        a[l] = _mm256_setzero_pd();
+                        e[l] = _mm_setzero_pd();
+                    } else if (kind[l] == 0) {
+                        a[l] = _mm256_loadu_pd(x + at);
+                        e[l] = _mm_loadu_pd(x + at + 4);
+                    } else {
+                        double w6[6];
+                        for (int q = 0; q < 6; q++)
+                            w6[q] = keep[l][q] ? x[at + q] : 0.0;
+                        a[l] = _mm256_loadu_pd(w6);
+                        e[l] = _mm_loadu_pd(w6 + 4);
+                    }
+                }
+                const __m256d t0_ = _mm256_unpacklo_pd(a[0], a[1]), t1_ = _mm256_unpackhi_pd(a[0], a[1]);
+                const __m256d t2_ = _mm256_unpacklo_pd(a[2], a[3]), t3_ = _mm256_unpackhi_pd(a[2], a[3]);
+                d[0] = _mm256_permute2f128_pd(t0_, t2_, 0x20);
+                d[1] = _mm256_permute2f128_pd(t1_, t3_, 0x20);
+                d[2] = _mm256_permute2f128_pd(t0_, t2_, 0x31);
+                d[3] = _mm256_permute2f128_pd(t1_, t3_, 0x31);
+                d[4] = _mm256_set_m128d(_mm_unpacklo_pd(e[2], e[3]), _mm_unpacklo_pd(e[0], e[1]));
+                d[5] = _mm256_set_m128d(_mm_unpackhi_pd(e[2], e[3]), _mm_unpackhi_pd(e[0], e[1]));
+                CVX_WINO_BT_V(d, h[r]);
+            }
+            for (int bq = 0; bq < 6; bq++) {
+                for (int r = 0; r < 6; r++) v[r] = h[r][bq];
+                CVX_WINO_BT_V(v, o);
+                for (int a = 0; a < 6; a++)
+                    _mm256_storeu_pd(V + ((a * 6 + bq) * C + c) * tb + t, o[a]);
+            }
+        }
+    }
+}
+
+/* Where each lane's 4x4 outputs go: its place in out when they all lie in
+ * it, else buf (copied, clipped, after). */
+#define CVX_WINO_SINKS(T, L)                                                        \
+    for (ptrdiff_t l = 0; l < L; l++) {                                             \
+        const int whole = img[l] >= 0 && row[l] + 4 <= OH && col[l] + 4 <= OW;      \
+        dst[l] = whole ? out + ((img[l] * F + f) * OH + row[l]) * OW + col[l] : buf[l];\
+        ld[l] = whole ? OW : 4;                                                     \
+    }
+
+#define CVX_WINO_CLIP(T, L)                                                         \
+    for (ptrdiff_t l = 0; l < L; l++) {                                             \
+        if (dst[l] != buf[l] || img[l] < 0)                                         \
+            continue;                                                               \
+        T *o = out + ((img[l] * F + f) * OH + row[l]) * OW + col[l];                \
+        const ptrdiff_t rows = OH - row[l] < 4 ? OH - row[l] : 4;                   \
+        const ptrdiff_t cols = OW - col[l] < 4 ? OW - col[l] : 4;                   \
+        for (ptrdiff_t i = 0; i < rows; i++)                                        \
+            for (int j = 0; j < 4; j++)                                             \
+                if (j < cols)                                                       \
+                    o[i * OW + j] = buf[l][i * 4 + j];                              \
+    }
+
+CVX_AVX2 static void cvx_wino_out_f32_avx2(CVX_WINO_OUT_ARGS(float))
+{
+    for (ptrdiff_t t = 0; t < nt; t += 8) {
+        ptrdiff_t img[8], row[8], col[8], ld[8];
+        float *dst[8];
+        float buf[8][16];
+        cvx_wino_lanes(8, t0, t, nt, TH, TW, 0, 0, img, row, col);
+        for (ptrdiff_t f = 0; f < F; f++) {
+            __m256 s[4][6], m[6], y[4];
+            CVX_WINO_SINKS(float, 8)
+            for (int bq = 0; bq < 6; bq++) {     /* down each column */
+                __m256 o[4];
+                for (int a = 0; a < 6; a++) m[a] = _mm256_loadu_ps(M + ((a * 6 + bq) * F + f) * tb + t);
+                CVX_WINO_AT_V(m, o);
+                for (int i = 0; i < 4; i++) s[i][bq] = o[i];
+            }
+            const __m256 bv = _mm256_set1_ps(bias ? bias[f] : 0.0f);
+            for (int i = 0; i < 4; i++) {        /* along each row */
+                CVX_WINO_AT_V(s[i], y);
+                for (int j = 0; j < 4; j++) y[j] = y[j] + bv;
+                /* lanes (l | l + 4) of r_l: row i of tiles l and l + 4 */
+                const __m256 t0_ = _mm256_unpacklo_ps(y[0], y[1]), t1_ = _mm256_unpackhi_ps(y[0], y[1]);
+                const __m256 t2_ = _mm256_unpacklo_ps(y[2], y[3]), t3_ = _mm256_unpackhi_ps(y[2], y[3]);
+                __m256 r[4];
+                r[0] = _mm256_shuffle_ps(t0_, t2_, 0x44);
+                r[1] = _mm256_shuffle_ps(t0_, t2_, 0xEE);
+                r[2] = _mm256_shuffle_ps(t1_, t3_, 0x44);
+                r[3] = _mm256_shuffle_ps(t1_, t3_, 0xEE);
+                for (int l = 0; l < 4; l++) {
+                    _mm_storeu_ps(dst[l] + i * ld[l], _mm256_castps256_ps128(r[l]));
+                    _mm_storeu_ps(dst[l + 4] + i * ld[l + 4], _mm256_extractf128_ps(r[l], 1));
+                }
+            }
+            CVX_WINO_CLIP(float, 8)
+        }
+    }
+}
+
+CVX_AVX2 static void cvx_wino_out_f64_avx2(CVX_WINO_OUT_ARGS(double))
+{
+    for (ptrdiff_t t = 0; t < nt; t += 4) {
+        ptrdiff_t img[4], row[4], col[4], ld[4];
+        double *dst[4];
+        double buf[4][16];
+        cvx_wino_lanes(4, t0, t, nt, TH, TW, 0, 0, img, row, col);
+        for (ptrdiff_t f = 0; f < F; f++) {
+            __m256d s[4][6], m[6], y[4];
+            CVX_WINO_SINKS(double, 4)
+            for (int bq = 0; bq < 6; bq++) {
+                __m256d o[4];
+                for (int a = 0; a < 6; a++) m[a] = _mm256_loadu_pd(M + ((a * 6 + bq) * F + f) * tb + t);
+                CVX_WINO_AT_V(m, o);
+                for (int i = 0; i < 4; i++) s[i][bq] = o[i];
+            }
+            const __m256d bv = _mm256_set1_pd(bias ? bias[f] : 0.0);
+            for (int i = 0; i < 4; i++) {
+                CVX_WINO_AT_V(s[i], y);
+                for (int j = 0; j < 4; j++) y[j] = y[j] + bv;
+                const __m256d t0_ = _mm256_unpacklo_pd(y[0], y[1]), t1_ = _mm256_unpackhi_pd(y[0], y[1]);
+                const __m256d t2_ = _mm256_unpacklo_pd(y[2], y[3]), t3_ = _mm256_unpackhi_pd(y[2], y[3]);
+                _mm256_storeu_pd(dst[0] + i * ld[0], _mm256_permute2f128_pd(t0_, t2_, 0x20));
+                _mm256_storeu_pd(dst[1] + i * ld[1], _mm256_permute2f128_pd(t1_, t3_, 0x20));
+                _mm256_storeu_pd(dst[2] + i * ld[2], _mm256_permute2f128_pd(t0_, t2_, 0x31));
+                _mm256_storeu_pd(dst[3] + i * ld[3], _mm256_permute2f128_pd(t1_, t3_, 0x31));
+            }
+            CVX_WINO_CLIP(double, 4)
+        }
+    }
+}
+#endif
+
+/* The transforms at the level cvx_isa. */
+#if CVX_X86_DISPATCH
+#define CVX_WINO_PICK(NAME, ARGS, PASS, WIDE)                                       \
+static void NAME(ARGS)                                                              \
+{                                                                                   \
+    if (cvx_isa >= 3 && WIDE)                                                       \
+        NAME##_avx2(PASS);                                                          \
+    else                                                                            \
+        NAME##_v1(PASS);                                                            \
+}
+#else
+#define CVX_WINO_PICK(NAME, ARGS, PASS, WIDE) static void NAME(ARGS) { NAME##_v1(PASS); }
+#endif
+
+/* (the AVX2 input transforms read 8 values a row: rows of at least 8) */
+CVX_WINO_PICK(cvx_wino_in_f32, CVX_WINO_IN_ARGS(float), CVX_WINO_IN_PASS, W >= 8)
+CVX_WINO_PICK(cvx_wino_in_f64, CVX_WINO_IN_ARGS(double), CVX_WINO_IN_PASS, W >= 8)
+CVX_WINO_PICK(cvx_wino_out_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(cvx_wino_out_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
+
+/* u[(xi*O + o)*I + i] = (G g G^T)[xi] for g = w[o, i] (3x3, rows of 3), or
+ * with ``flip`` for g = w[i, o] turned by 180 degrees (the input gradient's
+ * kernel: its outputs are w's inputs); w is one group's (O, I, 3, 3), or
+ * (I, O, 3, 3) flipped.  Computed in double, rounded once to T. */
+#define CVX_DEFINE_WINO_WEIGHTS(NAME, T)                                            \
+static void NAME(const T *w, ptrdiff_t O, ptrdiff_t I, int flip, ptrdiff_t o,      \
+                 T *u)                                                              \
+{                                                                                   \
+    static const double G[6][3] = {                                                 \
+        {1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},\
+        {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};  \
+    for (ptrdiff_t i = 0; i < I; i++) {                                             \
+        double g[3][3], h[6][3];                                                    \
+        const T *src = flip ? w + (i * O + o) * 9 : w + (o * I + i) * 9;            \
+        for (int p = 0; p < 3; p++)                                                 \
+            for (int q = 0; q < 3; q++)                                             \
+                g[p][q] = flip ? src[(2 - p) * 3 + 2 - q] : src[p * 3 + q];         \
+        for (int a = 0; a < 6; a++)                                                 \
+            for (int q = 0; q < 3; q++)                                             \
+                h[a][q] = G[a][0] * g[0][q] + G[a][1] * g[1][q] + G[a][2] * g[2][q];\
+        for (int a = 0; a < 6; a++)                                                 \
+            for (int b = 0; b < 6; b++)                                             \
+                u[((a * 6 + b) * O + o) * I + i] =                                  \
+                    (T)(h[a][0] * G[b][0] + h[a][1] * G[b][1] + h[a][2] * G[b][2]); \
+    }                                                                               \
+}
+
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f32, float)
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f64, double)
+
+#endif

@@ -1,0 +1,140 @@
+# convx: Winograd's F(4x4, 3x3) (_winograd.h) for a 3x3 kernel at unit stride
+# and dilation: the forward pass, and the input gradient (the same sum over
+# the output gradient, the kernel turned by 180 degrees and its channel axes
+# exchanged).  Included by _core.pyx after _gemm_passes.pxi, whose matrix
+# product runs the 36 products per block of tiles.
+#
+# An item is a block of ``tb`` tiles (4x4 outputs each, numbered over the
+# whole batch): its input transform (V, 36 x C rows of tb columns), then for
+# each group and each of the 36 positions xi, M[xi] = U[xi] . V[xi], then the
+# output transform.  Each output is computed by one item, in an order that
+# depends on neither the block nor the threads: the same bits for any ``nt``.
+
+cdef extern from "_winograd.h" nogil:
+    void cvx_wino_in_f32(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
+                         Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ncols, float* V,
+                         Py_ssize_t tb)
+    void cvx_wino_in_f64(const double* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
+                         Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ncols, double* V,
+                         Py_ssize_t tb)
+    void cvx_wino_out_f32(const float* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t t0,
+                          Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW, const float* bias,
+                          float* out, Py_ssize_t OH, Py_ssize_t OW)
+    void cvx_wino_out_f64(const double* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t t0,
+                          Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW, const double* bias,
+                          double* out, Py_ssize_t OH, Py_ssize_t OW)
+    void cvx_wino_weights_f32(const float* w, Py_ssize_t O, Py_ssize_t I, int flip,
+                              Py_ssize_t o, float* u)
+    void cvx_wino_weights_f64(const double* w, Py_ssize_t O, Py_ssize_t I, int flip,
+                              Py_ssize_t o, double* u)
+
+
+cdef enum:
+    _WINO_COLS = 24     # a block's columns are a multiple of every GEMM panel width (24, 12, 6)
+
+
+def winograd_scratch(Py_ssize_t C, Py_ssize_t O, Py_ssize_t groups, Py_ssize_t tb):
+    """(shared, per thread) scratch of conv_winograd from C input to O output
+    channels with blocks of ``tb`` tiles: the transformed kernel and its
+    packed copy, then each thread's V and M."""
+    cdef Py_ssize_t Ig = C // groups, Og = O // groups
+    return groups * 36 * (Og + _round_up(Og, CVX_MR)) * Ig, 36 * (C + O) * tb
+
+
+def winograd_cols():
+    """The multiple of which a block's tiles ``tb`` must be."""
+    return _WINO_COLS
+
+
+cdef void _wino_item(const floating* x, const floating* pack, const floating* bias,
+                     floating* out, floating* V, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                     Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t groups,
+                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
+                     Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t item,
+                     const int* stop) noexcept nogil:
+    """Tiles item*tb .. of the batch: V and then M in the thread's ``V``."""
+    cdef Py_ssize_t t0 = item * tb, nt = _min(tb, tiles - item * tb)
+    cdef Py_ssize_t ncols = _round_up(nt, _WINO_COLS), Ig = C // groups, Og = O // groups
+    cdef Py_ssize_t Mp = _round_up(Og, CVX_MR), g, xi
+    cdef floating* M = V + 36 * C * tb
+    cdef cvx_operand A, B
+    if floating is float:
+        cvx_wino_in_f32(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb)
+    else:
+        cvx_wino_in_f64(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb)
+    for g in range(groups):
+        for xi in range(36):
+            A = _dense(pack + (g * 36 + xi) * Mp * Ig, Mp, 0)
+            A.kind = CVX_PREPACKED
+            B = _dense(V + (xi * C + g * Ig) * tb, tb, 1)
+            B.kind = CVX_ROWS
+            if _gemm(Og, ncols, Ig, &A, &B, <floating*> NULL, <floating*> NULL,
+                     M + (xi * O + g * Og) * tb, tb, 0, NULL, stop):
+                return
+    if floating is float:
+        cvx_wino_out_f32(M, O, tb, t0, nt, TH, TW, bias, out, OH, OW)
+    else:
+        cvx_wino_out_f64(M, O, tb, t0, nt, TH, TW, bias, out, OH, OW)
+
+
+def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
+                  const floating[:, :, :, ::1] w,   # IN  (O, C//G, 3, 3); flip: (C, O//G, 3, 3)
+                  const floating[::1] bias,         # IN  (O,), or None
+                  floating[:, :, :, ::1] out,       # OUT (N, O, OH, OW), every cell written
+                  floating[::1] work,               # scratch: winograd_scratch
+                  Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, bint flip,
+                  Py_ssize_t tb, int nt, bint interruptible):
+    """out = the 3x3 correlation of x (read as zero outside it, ``pt`` rows
+    above and ``pl`` columns left of out's first cell; negative values crop)
+    with w, or with ``flip`` with w turned by 180 degrees and its two channel
+    axes exchanged, plus bias; by blocks of ``tb`` tiles (a multiple of
+    winograd_cols()).  Returns False when interrupted."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t Ig = C // groups, Og = O // groups, Mp = _round_up(Og, CVX_MR)
+    cdef Py_ssize_t TH = (OH + 3) // 4, TW = (OW + 3) // 4, tiles = N * TH * TW
+    cdef Py_ssize_t items = (tiles + tb - 1) // tb, per = 36 * (C + O) * tb
+    cdef Py_ssize_t it, g, o, xi, tid
+    cdef floating* u = &work[0]
+    cdef floating* pack = u + groups * 36 * Og * Ig
+    cdef floating* scratch = pack + groups * 36 * Mp * Ig
+    cdef const floating* wp = &w[0, 0, 0, 0]
+    cdef const floating* xp = _data4(x)
+    cdef const floating* b = _data_or_null(bias)
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef const int* stop = _stop(interruptible)
+    cdef cvx_operand A
+    with nogil:
+        nt = _team(nt)
+        # the kernel's transform U (groups x 36 x Og x Ig), then each (group, xi) packed
+        for it in prange(groups * Og, schedule="static", num_threads=nt):
+            g = it // Og
+            o = it % Og
+            if floating is float:
+                cvx_wino_weights_f32(wp + g * Og * Ig * 9, Og, Ig, flip, o, u + g * 36 * Og * Ig)
+            else:
+                cvx_wino_weights_f64(wp + g * Og * Ig * 9, Og, Ig, flip, o, u + g * 36 * Og * Ig)
+        for it in range(groups * 36):
+            A = _dense(u + it * Og * Ig, Ig, 1)
+            if floating is float:
+                cvx_prepack_f32(&A, Og, Ig, pack + it * Mp * Ig)
+            else:
+                cvx_prepack_f64(&A, Og, Ig, pack + it * Mp * Ig)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _wino_item(xp, pack, b, op, scratch, C, H, W, O, OH, OW, groups, pt, pl, TH,
+                           TW, tiles, tb, it, stop)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            for it in prange(items, schedule="dynamic"):
+                if not CVX_STOPPED(stop):
+                    _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, O, OH, OW,
+                               groups, pt, pl, TH, TW, tiles, tb, it, stop)
+    return not CVX_STOPPED(stop)

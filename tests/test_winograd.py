@@ -1,0 +1,244 @@
+"""Winograd's F(4x4, 3x3) (method='winograd'): the forward pass and the input
+gradient against the reference within the documented error bound, at every
+instruction-set level and for images narrower than its vectors; its
+fallback on non-finite values; the same bits for any thread count; working
+memory that does not grow with the batch; and 'auto' choosing it where it
+pays.
+
+The bound (docs/design.md, "Accuracy"): with u the unit roundoff of the
+compute dtype, K the channels summed into an output (C // groups for the
+forward pass, F // groups for the input gradient) and |B|, |G|, |A| the
+transform matrices with their entries' absolute values, every element of
+the result is within
+
+    (K + 16) u  sum over c of  |A|^T [ (|G| |g_c| |G|^T) (.) (|B|^T |d_c| |B|) ] |A|
+
+of the exact sum, plus u |value| for the final rounding; d_c is the 6x6
+input tile the output's 4x4 tile reads in channel c (zero outside the
+image), g_c the 3x3 kernel that channel meets.  Unlike a direct sum's, the
+bound of one output involves its whole tile.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+import convx
+from convx import ConvxValueError, _core, _engine
+from test_fft import _check as check_bound
+from test_fuzz import EPS64, Ref
+
+BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], float)
+G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+               [0, 1, -1, 8, -8, 1]], float)
+
+
+def test_the_matrices_compute_a_correlation():
+    """The matrices written here (and in _winograd.h) give the 4x4 valid
+    correlation of a 6x6 tile with a 3x3 kernel, exactly up to rounding."""
+    rng = np.random.default_rng(0)
+    d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
+    y = AT @ ((G @ g @ G.T) * (BT @ d @ BT.T)) @ AT.T
+    want = np.array([[(d[i:i + 3, j:j + 3] * g).sum() for j in range(4)] for i in range(4)])
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-13)
+
+
+def winograd_bound(src, k, out_hw, pt, pl, groups):
+    """The documented bound in units of u, shaped like the result: ``src``
+    (N, C, H, W) is what the transform reads, ``k`` (O, C // groups, 3, 3)
+    the kernel it meets (for the input gradient, w turned and its channel
+    axes exchanged), the output's first cell reading src at (-pt, -pl)."""
+    n, c, h, wd = src.shape
+    o, cg = k.shape[:2]
+    oh, ow = out_hw
+    th, tw = -(-oh // 4), -(-ow // 4)
+    # src with the zeros the tiles read around it
+    big = np.zeros((n, c, 4 * th + 2, 4 * tw + 2))
+    r0, r1 = max(0, pt), min(4 * th + 2, h + pt)     # big[i] is src[i - pt]
+    c0, c1 = max(0, pl), min(4 * tw + 2, wd + pl)
+    if r1 > r0 and c1 > c0:
+        big[:, :, r0:r1, c0:c1] = np.abs(src[:, :, r0 - pt:r1 - pt, c0 - pl:c1 - pl])
+    tiles = np.lib.stride_tricks.sliding_window_view(big, (6, 6), axis=(2, 3))[:, :, ::4, ::4]
+    v = np.einsum("ar,nctsrq,bq->nctsab", np.abs(BT), tiles, np.abs(BT))
+    u = np.einsum("ap,ocpq,bq->ocab", np.abs(G), np.abs(k), np.abs(G))
+    og = o // groups
+    m = np.concatenate([np.einsum("nctsab,ocab->notsab", v[:, i * cg:(i + 1) * cg],
+                                  u[i * og:(i + 1) * og]) for i in range(groups)], axis=1)
+    s = np.einsum("ia,notsab,jb->notisj", np.abs(AT), m, np.abs(AT))
+    s = s.reshape(n, o, 4 * th, 4 * tw)[:, :, :oh, :ow]
+    return (cg + 16) * s
+
+
+def turned(w, groups):
+    """The input gradient's kernel: w turned by 180 degrees, its channel axes
+    exchanged within each group: (C, F // groups, 3, 3)."""
+    f, cg = w.shape[:2]
+    k = w.reshape(groups, f // groups, cg, 3, 3).transpose(0, 2, 1, 3, 4)
+    return k.reshape(groups * cg, f // groups, 3, 3)[..., ::-1, ::-1]
+
+
+def run_case(n, cg, fg, groups, size, pads, dtype, seed, scale=1.0, bias=True):
+    """Both passes by method='winograd' against the float64 reference."""
+    rng = np.random.default_rng(seed)
+    c, f = cg * groups, fg * groups
+    x = (rng.standard_normal((n, c) + size) * scale).astype(dtype)
+    w = rng.standard_normal((f, cg, 3, 3)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype) if bias else None
+    kw = dict(padding=pads, groups=groups, method="winograd")
+    y = convx.conv2d(x, w, b, **kw)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    dx = convx.conv2d_input_grad(x.shape, w, g, **kw)
+    ref = Ref(x, w, g, b, (1, 1), [(pads[0], pads[0]), (pads[1], pads[1])], (1, 1), groups)
+    xf, wf, gf = (a.astype(np.float64) for a in (x, w, g))
+    worst = check_bound("forward", y, ref.y,
+                        winograd_bound(xf, wf, y.shape[2:], pads[0], pads[1], groups),
+                        ref.n_y * EPS64 * ref.y_abs, np.dtype(dtype), "Winograd")
+    dx_bound = winograd_bound(gf, turned(wf, groups), x.shape[2:], 2 - pads[0], 2 - pads[1],
+                              groups)
+    return max(worst, check_bound("input grad", dx, ref.dx, dx_bound,
+                                  ref.n_dx * EPS64 * ref.dx_abs, np.dtype(dtype), "Winograd"))
+
+
+@st.composite
+def winograd_cases(draw):
+    pads = (draw(st.integers(0, 4)), draw(st.integers(0, 4)))
+    size = tuple(draw(st.integers(max(1, 3 - 2 * p), 40)) for p in pads)
+    return dict(n=draw(st.integers(1, 3)), cg=draw(st.integers(1, 9)),
+                fg=draw(st.integers(1, 9)), groups=draw(st.sampled_from([1, 1, 2, 3])),
+                size=size, pads=pads, dtype=draw(st.sampled_from([np.float32, np.float64])),
+                seed=draw(st.integers(0, 2**32 - 1)),
+                scale=draw(st.sampled_from([1e-3, 1.0, 1e3])), bias=draw(st.booleans()))
+
+
+@given(case=winograd_cases())
+def test_both_passes_within_the_bound(case):
+    """hypothesis: padding 0 to 4 (wider than the kernel crops the input
+    gradient's reads), images from one pixel wide, groups, ragged tiles."""
+    note(repr(case))
+    run_case(**case)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [
+    # (n, cg, fg, groups, size, pads)
+    (2, 64, 64, 1, (56, 56), (1, 1)),      # the benchmark's layer, smaller batch
+    (3, 16, 24, 1, (33, 29), (1, 1)),      # ragged tiles at the bottom and right
+    (1, 40, 8, 1, (9, 70), (0, 2)),        # long rows, tiles past several blocks
+    (5, 8, 8, 4, (14, 14), (1, 1)),        # grouped
+    (2, 300, 5, 1, (7, 7), (1, 1)),        # more channels than one GEMM block (256)
+    (1, 3, 3, 1, (5, 6), (2, 2)),          # rows narrower than a vector
+])
+@pytest.mark.parametrize("isa", [1, 9])
+def test_named_cases_within_the_bound(case, dtype, isa):
+    """At the baseline level (isa 1: generic transforms) and at the CPU's own
+    (the AVX2 transforms where it has AVX2)."""
+    before = _core.isa()
+    try:
+        _core.set_isa(isa)
+        run_case(*case, dtype, seed=11)
+    finally:
+        _core.set_isa(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", ["input", "weight", "grad_output"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_take_the_other_algorithm(dtype, where, value):
+    """A non-finite value would spread over its tile's outputs through the
+    transforms: such a call runs the algorithm 'auto' would take without
+    Winograd, bit for bit, and so follows docs/reliability.md."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 8, 12, 12)).astype(dtype)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(dtype)
+    g = rng.standard_normal((2, 8, 12, 12)).astype(dtype)
+    {"input": x, "weight": w, "grad_output": g}[where][1, 2, 2, 1] = value
+    calls = {
+        "forward": (lambda m: convx.conv2d(x, w, padding=1, method=m), ("input", "weight"),
+                    lambda: _engine.forward_plan("t", x.shape, w.shape, (1, 1), (1,) * 4,
+                                                 (1, 1), 1, method="winograd", dtype=dtype)),
+        "input grad": (lambda m: convx.conv2d_input_grad(x.shape, w, g, padding=1, method=m),
+                       ("weight", "grad_output"),
+                       lambda: _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1),
+                                                       (1,) * 4, (1, 1), 1, method="winograd",
+                                                       dtype=dtype)),
+    }
+    for pass_, (call, uses, plan) in calls.items():
+        got = call("winograd")
+        if where in uses:
+            fallback = plan()[3][1][1]
+            assert fallback.method not in ("fft", "winograd")
+            np.testing.assert_array_equal(got, call(fallback.method), err_msg=pass_)
+            assert not np.isfinite(got).all(), pass_
+        else:
+            assert np.isfinite(got).all(), pass_
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_bits_for_any_thread_count(dtype, default_threads):
+    """Each block of tiles is computed by one thread, in an order that does
+    not depend on the others."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 16, 30, 31)).astype(dtype)
+    w = rng.standard_normal((12, 16, 3, 3)).astype(dtype)
+    g = rng.standard_normal((5, 12, 30, 31)).astype(dtype)
+    results = []
+    for threads in range(1, convx._threads._MAX_THREADS + 1):
+        convx.set_num_threads(threads)
+        results.append((convx.conv2d(x, w, padding=1, method="winograd"),
+                        convx.conv2d_input_grad(x.shape, w, g, padding=1, method="winograd")))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_working_memory_does_not_grow_with_the_batch():
+    """A thread's block of tiles is fixed by the channels: a batch of 10,000
+    plans the same block as a batch of 100, within _WINO_BLOCK_BYTES."""
+    blocks = []
+    for n in (100, 10_000):
+        plan = _engine.forward_plan("t", (n, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1,) * 4,
+                                    (1, 1), 1, method="winograd", dtype=np.float32)
+        tb = plan[3][0][0]
+        _, per = _core.winograd_scratch(64, 64, 1, tb)
+        assert per * 4 <= _engine._WINO_BLOCK_BYTES, (tb, per)
+        blocks.append(tb)
+    assert blocks[0] == blocks[1]
+
+
+def test_method_winograd_needs_a_3x3_kernel_at_unit_stride():
+    x = np.ones((1, 2, 9, 9))
+    ok = np.ones((3, 2, 3, 3))
+    calls = [lambda: convx.conv2d(x, np.ones((3, 2, 5, 5)), method="winograd"),
+             lambda: convx.conv2d(x, ok, stride=2, method="winograd"),
+             lambda: convx.conv2d(x, ok, dilation=2, method="winograd"),
+             lambda: convx.conv2d_input_grad(x.shape, ok, np.ones((1, 3, 4, 4)), stride=2,
+                                             method="winograd"),
+             lambda: convx.conv2d_weight_grad(x, ok.shape, np.ones((1, 3, 7, 7)),
+                                              method="winograd"),
+             lambda: convx.conv1d(np.ones((1, 2, 9)), np.ones((3, 2, 3)), method="winograd")]
+    for call in calls:
+        with pytest.raises(ConvxValueError, match=r"conv[12]d\w*\(\): argument "
+                                                  r"'method'='winograd' does not apply to this "
+                                                  r"call: the winograd algorithm needs a 3x3 "
+                                                  r"kernel at stride 1 and dilation 1"):
+            call()
+
+
+@pytest.mark.parametrize("x_shape, w_shape, groups, dtype, winograd", [
+    ((16, 64, 56, 56), (64, 64, 3, 3), 1, np.float32, True),     # the issue's layer
+    ((8, 128, 28, 28), (128, 128, 3, 3), 1, np.float32, True),
+    ((16, 64, 56, 56), (64, 64, 3, 3), 1, np.float64, False),    # float64: the exact sums
+    ((8, 3, 32, 32), (16, 3, 3, 3), 1, np.float32, False),        # few channels
+    ((8, 64, 56, 56), (64, 1, 3, 3), 64, np.float32, False),      # depthwise
+])
+def test_auto_takes_winograd_where_it_pays(x_shape, w_shape, groups, dtype, winograd):
+    for pass_, make in (("forward", _engine.forward_plan),
+                        ("input grad", _engine.input_grad_plan)):
+        args = (x_shape, w_shape) if pass_ == "forward" else (x_shape, w_shape, x_shape[:1]
+                                                              + w_shape[:1] + x_shape[2:])
+        plan = make("t", *args, (1, 1), (1,) * 4, (1, 1), groups, dtype=dtype)
+        assert (plan[1].name == "winograd") == (winograd and _engine.USE_DIRECT), \
+            (pass_, plan[1].name)
