@@ -1,7 +1,8 @@
 """The depthwise algorithm (one input and one output channel per group, unit
 horizontal stride): chosen for those calls, right against the reference for
-every geometry it takes, the same bits for any thread count, and the rule of
-non-finite values kept."""
+every geometry it takes (its weight gradient too, channels summed in pieces
+of images), the same bits for any thread count, and the rule of non-finite
+values kept."""
 import numpy as np
 import pytest
 
@@ -17,6 +18,8 @@ CASES = [  # (x shape, (KH, KW), stride, padding (per side), dilation)
     ((4, 16, 8, 8), (2, 3), 1, (1, 0), (1, 2)),       # even kernel, dilated width
     ((2, 5, 6, 30), (7, 7), 1, 3, 1),
     ((1, 2, 40, 3), (3, 3), 1, 0, 1),                 # narrower than a vector
+    ((9, 2, 20, 21), (3, 3), 1, 1, 1),                # two channels: the weight gradient's
+    ((5, 3, 13, 40), (5, 5), (3, 1), 2, (1, 2)),      # images in pieces
 ]
 
 
@@ -41,19 +44,23 @@ def test_depthwise_against_the_reference(case, dtype, monkeypatch):
     want = ref.conv_nd(x, w, b, stride=stride, pads=pads, dilation=dilation, groups=c)
     g = rng.standard_normal(want.shape).astype(dtype)
     want_dx = ref.conv_nd_input_grad(x.shape, w, g, stride, pads, dilation, c)
+    want_dw = ref.conv_nd_weight_grad(x, w.shape, g, stride, pads, dilation, c)
     tol = 2e-5 if dtype == np.float32 else 1e-12
     runs = []
     for threads in range(1, min(2, convx._threads._MAX_THREADS) + 1):
         convx.set_num_threads(threads)
         try:
             runs.append((convx.conv2d(x, w, b, **geometry),
-                         convx.conv2d_input_grad(x.shape, w, g, **geometry)))
+                         convx.conv2d_input_grad(x.shape, w, g, **geometry),
+                         convx.conv2d_weight_grad(x, w.shape, g, **geometry)))
         finally:
             convx.set_num_threads(None)
-    for y, dx in runs:
+    for y, dx, dw in runs:
         np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
         np.testing.assert_allclose(dx, want_dx, rtol=tol, atol=tol * np.abs(want_dx).max())
-        assert np.array_equal(y, runs[0][0]) and np.array_equal(dx, runs[0][1])
+        np.testing.assert_allclose(dw, want_dw, rtol=tol, atol=tol * np.abs(want_dw).max())
+        for got, first in zip((y, dx, dw), runs[0]):
+            assert np.array_equal(got, first)
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     st, dl = (sh, sw), (dilation, dilation) if isinstance(dilation, int) else dilation
     fwd = _engine.forward_plan("t", x.shape, w.shape, st, pads, dl, c, kernel_arg="weight")
@@ -61,6 +68,9 @@ def test_depthwise_against_the_reference(case, dtype, monkeypatch):
     grad = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, st, pads, dl, c,
                                    kernel_arg="weight")
     assert (grad[1].name == "depthwise") == (st == (1, 1))
+    wgrad = _engine.weight_grad_plan("t", x.shape, w.shape, g.shape, st, pads, dl, c,
+                                     kernel_arg="weight")
+    assert wgrad[1].name == "depthwise"
 
 
 def test_not_depthwise_is_not_taken():

@@ -164,6 +164,12 @@ cdef extern from "_direct.h" nogil:
 
 
 cdef extern from "_depthwise.h" nogil:
+    void cvx_dw_wgrad_f32(const float* xpad, Py_ssize_t Wp, const float* g, Py_ssize_t OW,
+                          Py_ssize_t rows, Py_ssize_t sh, Py_ssize_t KH, Py_ssize_t KW,
+                          Py_ssize_t dh, Py_ssize_t dw, float* acc)
+    void cvx_dw_wgrad_f64(const double* xpad, Py_ssize_t Wp, const double* g, Py_ssize_t OW,
+                          Py_ssize_t rows, Py_ssize_t sh, Py_ssize_t KH, Py_ssize_t KW,
+                          Py_ssize_t dh, Py_ssize_t dw, double* acc)
     void cvx_depthwise_f32(const float* xpad, Py_ssize_t Wp, const float* w, Py_ssize_t KH,
                            Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t dh, Py_ssize_t dw,
                            float bias, float* out, Py_ssize_t OW, Py_ssize_t rows,
@@ -313,6 +319,10 @@ cdef inline Py_ssize_t _round_up(Py_ssize_t n, Py_ssize_t m) noexcept nogil:
 
 cdef inline Py_ssize_t _min(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a if a < b else b
+
+
+cdef inline Py_ssize_t _max(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a if a > b else b
 
 
 cdef inline void _wgrad(const floating* xpad, Py_ssize_t row_step, const Py_ssize_t* off,

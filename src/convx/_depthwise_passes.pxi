@@ -86,3 +86,85 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
                 if not CVX_STOPPED(stop):
                     _depthwise_item(sp, wp, b, op, scratch + tid * per, &D, KH, KW, dh, dw, it)
     return not CVX_STOPPED(stop)
+
+
+def depthwise_weight_grad_chunks(Py_ssize_t N, Py_ssize_t C):
+    """How many pieces conv_depthwise_weight_grad cuts each channel's images
+    into: enough for about 16 items in all (fixed by the shapes, so the
+    order of the sums is too)."""
+    return _min(N, _max(1, (16 + C - 1) // C)) if N > 0 else 1
+
+
+cdef void _dw_wgrad_item(const floating* x, const floating* g, floating* partial,
+                         floating* pad, const Direct* D, Py_ssize_t N, Py_ssize_t chunks,
+                         Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw,
+                         Py_ssize_t item) noexcept nogil:
+    """Channel c, images of piece k (item = c*chunks + k), into partial[item]."""
+    cdef Py_ssize_t c = item // chunks, k = item % chunks, n
+    cdef Py_ssize_t n0 = k * N // chunks, n1 = (k + 1) * N // chunks
+    cdef Py_ssize_t C = D.groups, K = KH * KW
+    cdef floating* acc = partial + item * K
+    memset(acc, 0, K * sizeof(floating))
+    for n in range(n0, n1):
+        _pad_for(x + (n * C + c) * D.Hs * D.Ws, pad, D, 0, D.OH, 0, D.OW)
+        if floating is float:
+            cvx_dw_wgrad_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, D.sh, KH, KW,
+                             dh, dw, acc)
+        else:
+            cvx_dw_wgrad_f64(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, D.sh, KH, KW,
+                             dh, dw, acc)
+
+
+def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
+                               const floating[:, :, :, ::1] g,    # IN  (N, C, OH, OW)
+                               floating[:, ::1] dwt,              # OUT (C, KH*KW), all written
+                               floating[::1] work,                # scratch, see below
+                               Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left,
+                               Py_ssize_t row_step, Py_ssize_t span_h, Py_ssize_t span_w,
+                               Py_ssize_t slack, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh,
+                               Py_ssize_t dw, Py_ssize_t chunks, int nt, bint interruptible):
+    """dwt[c, p*KW + q] = sum over n, i, j of pad[n, c][i*row_step + p*dh*Wp + j + q*dw]
+    * g[n, c, i, j]: the depthwise weight gradient (one channel in and out
+    per group, unit width stride).  Each item is one channel's images of one
+    of ``chunks`` pieces, summed into its own row of partial sums (``work``'s
+    first C*chunks*KH*KW values); each thread pads one image's channel at a
+    time into its Hp*Wp + slack values after them.  The pieces are added in
+    order at the end: the same bits for any ``nt``.  Returns False when
+    interrupted."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = KH * KW, items = C * chunks
+    cdef Direct D = _direct_geom(1, x.shape[2], x.shape[3], C, 1, g.shape[2], g.shape[3], K, Hp,
+                                 Wp, top, left, row_step, span_h, span_w, g.shape[2],
+                                 g.shape[3], slack)
+    cdef Py_ssize_t per = Hp * Wp + slack, it, tid, c, k, t
+    cdef const floating* xp = _data4(x)
+    cdef const floating* gp = &g[0, 0, 0, 0]
+    cdef floating* partial = &work[0]
+    cdef floating* pads = partial + items * K
+    cdef floating s
+    cdef const int* stop = _stop(interruptible)
+    with nogil:
+        nt = _team(nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _dw_wgrad_item(xp, gp, partial, pads, &D, N, chunks, KH, KW, dh, dw, it)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            for it in prange(items, schedule="dynamic"):
+                if not CVX_STOPPED(stop):
+                    _dw_wgrad_item(xp, gp, partial, pads + tid * per, &D, N, chunks, KH, KW, dh,
+                                   dw, it)
+    if CVX_STOPPED(stop):
+        return False
+    with nogil:
+        for c in range(C):
+            for t in range(K):
+                s = partial[c * chunks * K + t]
+                for k in range(1, chunks):
+                    s = s + partial[(c * chunks + k) * K + t]
+                dwt[c, t] = s
+    return True

@@ -750,6 +750,38 @@ def _weight_grad_zero(c, forced=False):
     return () if c.k * c.w[0] == 0 or c.x[0] * c.p == 0 else None
 
 
+def _weight_grad_depthwise(c, forced=False):
+    """One channel in and out per group, unit width stride (any row stride,
+    dilation and padding): each channel's taps summed along its output rows
+    in vector registers.  Wherever it applies it pays (where the direct
+    kernels do: USE_DIRECT).  Measured against what the table chose before
+    (the direct weight-gradient kernel, whose blocks of 4 filters are 3/4
+    padding here, or the GEMM's dot products), 2 threads: see
+    docs/design.md's table."""
+    if not _depthwise(c) or not (forced or USE_DIRECT):
+        return None
+    hp, wp = _forward_padded(c)
+    if not forced and not _border_fits(hp * wp, c.x[2] * c.x[3]):
+        return None
+    return (_direct_geometry(1, hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp, c.w[2], c.w[3],
+                             c.dilation, c.groups, c.macs, c.k) + (c.w[2], c.w[3]) + c.dilation
+            + (_core.depthwise_weight_grad_chunks(c.x[0], c.x[1]),))
+
+
+def _weight_grad_depthwise_run(who, shape, args, x, gout):
+    (_, _, hp, wp, top, left, row_step, span_h, span_w, groups, macs, _, kh, kw, dh, dw,
+     chunks) = args
+    dtype = x.dtype
+    dwt = _result(who, shape, dtype)
+    c = x.shape[1]
+    threads = _threads.plan(c * chunks, macs)
+    slack = _DIRECT_JB[dtype]
+    work = _scratch(who, hp * wp + slack, dtype, threads, shared=c * chunks * kh * kw)
+    _call(_core.conv_depthwise_weight_grad, macs, x, gout, dwt.reshape(c, kh * kw), work, hp,
+          wp, top, left, row_step, span_h, span_w, slack, kh, kw, dh, dw, chunks, threads)
+    return dwt
+
+
 def _weight_grad_direct(c, forced=False):
     hp, wp = _forward_padded(c)
     if c.stride[1] != 1:
@@ -969,9 +1001,9 @@ _WINO_BLOCK_BYTES = 1 << 20
 # output transforms (36 per tile and channel), per multiply-add of the 36
 # products (36 per tile, input and output channel of a group), per product
 # row (the same / the rows: short products waste their micro-tiles), per
-# value of the transformed kernel (transformed and packed once per call)
-# and per value of it read by each block of tiles.
-_NS_WINO = (0.45, 0.0053, 0.36, 6.0, 0.13)
+# value of the transformed kernel (transformed into its packed form once per
+# call) and per value of it read by each block of tiles.
+_NS_WINO = (0.57, 0.0093, 0.13, 2.9, 0.21)
 # What the direct kernels and the GEMM take on such layers, float32, 2
 # threads, per multiply-add: 0.013-0.047 on the same 22 layers, median 0.024.
 _NS_PER_MAC_3X3 = 0.024
@@ -1095,6 +1127,8 @@ ALGORITHMS = {
         Algorithm("fft", "fft", _fft_plan("weight grad", lambda c: c.w),
                   _finite_run(_weight_grad_fft), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _weight_grad_winograd, None, _WINO_NEEDS),
+        Algorithm("depthwise", "direct", _weight_grad_depthwise, _weight_grad_depthwise_run,
+                  _DIRECT_NEEDS),
         Algorithm("direct", "direct", _weight_grad_direct, _weight_grad_direct_run,
                   _DIRECT_NEEDS),
         Algorithm("gemm-small", "gemm", _weight_grad_small, _weight_grad_small_run),

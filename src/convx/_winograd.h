@@ -41,13 +41,14 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "_gemm.h"
 #include "_runtime.h"
 
 /* B^T along one axis of a 6x6 tile of L lanes: out[a*os] = sum_r BT[a][r] in[r*is]. */
 #define CVX_WINO_BT(T, L, in, is, out, os)                                          \
     for (int l = 0; l < L; l++) {                                                   \
-        const T d0 = in[0 * is][l], d1 = in[1 * is][l], d2 = in[2 * is][l];        \
-        const T d3 = in[3 * is][l], d4 = in[4 * is][l], d5 = in[5 * is][l];        \
+        const T d0 = in[0 * is][l], d1 = in[1 * is][l], d2 = in[2 * is][l];         \
+        const T d3 = in[3 * is][l], d4 = in[4 * is][l], d5 = in[5 * is][l];         \
         out[0 * os][l] = 4 * d0 - 5 * d2 + d4;                                      \
         out[1 * os][l] = -4 * (d1 + d2) + (d3 + d4);                                \
         out[2 * os][l] = 4 * (d1 - d2) + (d4 - d3);                                 \
@@ -59,8 +60,8 @@
 /* A^T along one axis: out[i*os] = sum_a AT[i][a] in[a*is], i < 4. */
 #define CVX_WINO_AT(T, L, in, is, out, os)                                          \
     for (int l = 0; l < L; l++) {                                                   \
-        const T m0 = in[0 * is][l], m1 = in[1 * is][l], m2 = in[2 * is][l];        \
-        const T m3 = in[3 * is][l], m4 = in[4 * is][l], m5 = in[5 * is][l];        \
+        const T m0 = in[0 * is][l], m1 = in[1 * is][l], m2 = in[2 * is][l];         \
+        const T m3 = in[3 * is][l], m4 = in[4 * is][l], m5 = in[5 * is][l];         \
         const T s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;         \
         out[0 * os][l] = m0 + s12 + s34;                                            \
         out[1 * os][l] = d12 + 2 * d34;                                             \
@@ -102,7 +103,7 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_IN_ARGS(T
 {                                                                                   \
     for (ptrdiff_t t = 0; t < ncols; t += L) {                                      \
         ptrdiff_t img[L], row[L], col[L];                                           \
-        cvx_wino_lanes(L, t0, t, nt, TH, TW, pt, pl, img, row, col);               \
+        cvx_wino_lanes(L, t0, t, nt, TH, TW, pt, pl, img, row, col);                \
         for (ptrdiff_t c = 0; c < C; c++) {                                         \
             T p[36][L], s[36][L];                                                   \
             for (ptrdiff_t l = 0; l < L; l++) {                                     \
@@ -112,10 +113,10 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_IN_ARGS(T
                 }                                                                   \
                 const T *src = x + (img[l] * C + c) * H * W;                        \
                 const ptrdiff_t r0 = row[l], q0 = col[l];                           \
-                if (r0 >= 0 && q0 >= 0 && r0 + 6 <= H && q0 + 6 <= W) {            \
+                if (r0 >= 0 && q0 >= 0 && r0 + 6 <= H && q0 + 6 <= W) {             \
                     src += r0 * W + q0;                                             \
                     for (int r = 0; r < 6; r++)                                     \
-                        for (int q = 0; q < 6; q++) p[r * 6 + q][l] = src[r * W + q];\
+                        for (int q = 0; q < 6; q++) p[r * 6 + q][l] = src[r * W + q]; \
                 } else {                                                            \
                     for (int r = 0; r < 6; r++)                                     \
                         for (int q = 0; q < 6; q++) {                               \
@@ -125,11 +126,11 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_IN_ARGS(T
                         }                                                           \
                 }                                                                   \
             }                                                                       \
-            for (int r = 0; r < 6; r++) {      /* along each row: s[r][b] */       \
+            for (int r = 0; r < 6; r++) {      /* along each row: s[r][b] */        \
                 T (*in)[L] = p + r * 6, (*out)[L] = s + r * 6;                      \
                 CVX_WINO_BT(T, L, in, 1, out, 1)                                    \
             }                                                                       \
-            for (int b = 0; b < 6; b++) {      /* down each column: p[a][b] */     \
+            for (int b = 0; b < 6; b++) {      /* down each column: p[a][b] */      \
                 T (*in)[L] = s + b, (*out)[L] = p + b;                              \
                 CVX_WINO_BT(T, L, in, 6, out, 6)                                    \
             }                                                                       \
@@ -145,7 +146,7 @@ static void NAME(CVX_WINO_IN_ARGS(T)) { NAME##_body(CVX_WINO_IN_PASS); }
  * for filter f are M[(xi*F + f)*tb + t]; only the cells inside the (N, F, OH,
  * OW) output are written.  M has at least nt rounded up to L columns. */
 #define CVX_WINO_OUT_ARGS(T)                                                        \
-    const T *M, ptrdiff_t F, ptrdiff_t tb, ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t TH,\
+    const T *M, ptrdiff_t F, ptrdiff_t tb, ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t TH, \
     ptrdiff_t TW, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW
 #define CVX_WINO_OUT_PASS M, F, tb, t0, nt, TH, TW, bias, out, OH, OW
 
@@ -154,23 +155,23 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_OUT_ARGS(
 {                                                                                   \
     for (ptrdiff_t t = 0; t < nt; t += L) {                                         \
         ptrdiff_t img[L], row[L], col[L];                                           \
-        cvx_wino_lanes(L, t0, t, nt, TH, TW, 0, 0, img, row, col);                 \
+        cvx_wino_lanes(L, t0, t, nt, TH, TW, 0, 0, img, row, col);                  \
         for (ptrdiff_t f = 0; f < F; f++) {                                         \
             T m[36][L], s[24][L], y[16][L];                                         \
             for (int e = 0; e < 36; e++)                                            \
                 memcpy(m[e], M + (e * F + f) * tb + t, sizeof m[e]);                \
-            for (int b = 0; b < 6; b++) {      /* down each column: s[i][b] */     \
+            for (int b = 0; b < 6; b++) {      /* down each column: s[i][b] */      \
                 T (*in)[L] = m + b, (*o)[L] = s + b;                                \
                 CVX_WINO_AT(T, L, in, 6, o, 6)                                      \
             }                                                                       \
-            for (int i = 0; i < 4; i++) {      /* along each row: y[i][j] */       \
+            for (int i = 0; i < 4; i++) {      /* along each row: y[i][j] */        \
                 T (*in)[L] = s + i * 6, (*o)[L] = y + i * 4;                        \
                 CVX_WINO_AT(T, L, in, 1, o, 1)                                      \
             }                                                                       \
             const T b0 = bias ? bias[f] : (T)0;                                     \
             for (ptrdiff_t l = 0; l < L && img[l] >= 0; l++) {                      \
                 T *dst = out + ((img[l] * F + f) * OH + row[l]) * OW + col[l];      \
-                const ptrdiff_t rows = OH - row[l] < 4 ? OH - row[l] : 4;            \
+                const ptrdiff_t rows = OH - row[l] < 4 ? OH - row[l] : 4;           \
                 const ptrdiff_t cols = OW - col[l] < 4 ? OW - col[l] : 4;           \
                 for (ptrdiff_t i = 0; i < rows; i++)                                \
                     for (ptrdiff_t j = 0; j < cols; j++)                            \
@@ -241,7 +242,7 @@ CVX_DEFINE_WINO_OUT(cvx_wino_out_f64_v1, double, 4)
             idx[l][q] = k < 0 ? 0 : k > 7 ? 7 : (int)k;                             \
             keep[l][q] = in ? -1 : 0;                                               \
         }                                                                           \
-        base[l] = img[l] < 0 ? 0 : (img[l] * C * H + r0) * W + (kind[l] == 1 ? cs : q0);\
+        base[l] = img[l] < 0 ? 0 : (img[l] * C * H + r0) * W + (kind[l] == 1 ? cs : q0); \
     }
 
 CVX_AVX2 static void cvx_wino_in_f32_avx2(CVX_WINO_IN_ARGS(float))
@@ -351,7 +352,7 @@ CVX_AVX2 static void cvx_wino_in_f64_avx2(CVX_WINO_IN_ARGS(double))
 #define CVX_WINO_SINKS(T, L)                                                        \
     for (ptrdiff_t l = 0; l < L; l++) {                                             \
         const int whole = img[l] >= 0 && row[l] + 4 <= OH && col[l] + 4 <= OW;      \
-        dst[l] = whole ? out + ((img[l] * F + f) * OH + row[l]) * OW + col[l] : buf[l];\
+        dst[l] = whole ? out + ((img[l] * F + f) * OH + row[l]) * OW + col[l] : buf[l]; \
         ld[l] = whole ? OW : 4;                                                     \
     }
 
@@ -459,30 +460,54 @@ CVX_WINO_PICK(cvx_wino_in_f64, CVX_WINO_IN_ARGS(double), CVX_WINO_IN_PASS, W >= 
 CVX_WINO_PICK(cvx_wino_out_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
 CVX_WINO_PICK(cvx_wino_out_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
 
-/* u[(xi*O + o)*I + i] = (G g G^T)[xi] for g = w[o, i] (3x3, rows of 3), or
- * with ``flip`` for g = w[i, o] turned by 180 degrees (the input gradient's
- * kernel: its outputs are w's inputs); w is one group's (O, I, 3, 3), or
- * (I, O, 3, 3) flipped.  Computed in double, rounded once to T. */
+/* Rows o0 .. o0 + CVX_MR - 1 (one micro-panel) of each of the 36 matrices
+ * U[xi] = (G g G^T)[xi] (O x I; g = w[o, i], rows of 3; or with ``flip``
+ * g = w[i, o] turned by 180 degrees, the input gradient's kernel, its outputs
+ * being w's inputs; w is one group's (O, I, 3, 3), or (I, O, 3, 3)
+ * flipped), written straight into their packed form for the matrix product
+ * (_gemm.h, cvx_prepack: K blocks of CVX_KC columns, micro-panels of CVX_MR
+ * rows), matrix xi at pack + xi*Mp*I.  Rows o >= O (the last panel's
+ * padding, up to Mp) are zeros.  A block of CVX_WINO_IB columns of the
+ * panel is one contiguous run in each matrix: it is computed first, then
+ * copied, so that every cache line is written whole, at once.  Computed in
+ * double, rounded once to T. */
+#define CVX_WINO_IB 32   /* columns per block: divides CVX_KC */
+
 #define CVX_DEFINE_WINO_WEIGHTS(NAME, T)                                            \
-static void NAME(const T *w, ptrdiff_t O, ptrdiff_t I, int flip, ptrdiff_t o,      \
-                 T *u)                                                              \
+static void NAME(const T *w, ptrdiff_t O, ptrdiff_t I, int flip, ptrdiff_t o0,      \
+                 T *pack)                                                           \
 {                                                                                   \
     static const double G[6][3] = {                                                 \
-        {1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},\
+        {1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6}, \
         {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};  \
-    for (ptrdiff_t i = 0; i < I; i++) {                                             \
-        double g[3][3], h[6][3];                                                    \
-        const T *src = flip ? w + (i * O + o) * 9 : w + (o * I + i) * 9;            \
-        for (int p = 0; p < 3; p++)                                                 \
-            for (int q = 0; q < 3; q++)                                             \
-                g[p][q] = flip ? src[(2 - p) * 3 + 2 - q] : src[p * 3 + q];         \
-        for (int a = 0; a < 6; a++)                                                 \
-            for (int q = 0; q < 3; q++)                                             \
-                h[a][q] = G[a][0] * g[0][q] + G[a][1] * g[1][q] + G[a][2] * g[2][q];\
-        for (int a = 0; a < 6; a++)                                                 \
-            for (int b = 0; b < 6; b++)                                             \
-                u[((a * 6 + b) * O + o) * I + i] =                                  \
-                    (T)(h[a][0] * G[b][0] + h[a][1] * G[b][1] + h[a][2] * G[b][2]); \
+    const ptrdiff_t Mp = (O + CVX_MR - 1) / CVX_MR * CVX_MR;                        \
+    for (ptrdiff_t i0 = 0; i0 < I; i0 += CVX_WINO_IB) {                             \
+        const ptrdiff_t ib = I - i0 < CVX_WINO_IB ? I - i0 : CVX_WINO_IB;           \
+        const ptrdiff_t pc = i0 / CVX_KC * CVX_KC;                                  \
+        const ptrdiff_t kc = I - pc < CVX_KC ? I - pc : CVX_KC;                     \
+        T u[36][CVX_WINO_IB * CVX_MR];    /* u[xi][(i - i0)*MR + o - o0] */         \
+        for (ptrdiff_t r = 0; r < CVX_MR; r++)                                      \
+            for (ptrdiff_t i = 0; i < ib; i++) {                                    \
+                const ptrdiff_t o = o0 + r;                                         \
+                double g[3][3] = {{0}}, h[6][3];                                    \
+                if (o < O) {                                                        \
+                    const T *src = flip ? w + ((i0 + i) * O + o) * 9                \
+                                        : w + (o * I + i0 + i) * 9;                 \
+                    for (int p = 0; p < 3; p++)                                     \
+                        for (int q = 0; q < 3; q++)                                 \
+                            g[p][q] = flip ? src[(2 - p) * 3 + 2 - q] : src[p * 3 + q]; \
+                }                                                                   \
+                for (int a = 0; a < 6; a++)                                         \
+                    for (int q = 0; q < 3; q++)                                     \
+                        h[a][q] = G[a][0] * g[0][q] + G[a][1] * g[1][q] + G[a][2] * g[2][q]; \
+                for (int a = 0; a < 6; a++)                                         \
+                    for (int b = 0; b < 6; b++)                                     \
+                        u[a * 6 + b][i * CVX_MR + r] =                              \
+                            (T)(h[a][0] * G[b][0] + h[a][1] * G[b][1] + h[a][2] * G[b][2]); \
+            }                                                                       \
+        for (int xi = 0; xi < 36; xi++)                                             \
+            memcpy(pack + xi * Mp * I + pc * Mp + o0 * kc + (i0 - pc) * CVX_MR, u[xi], \
+                   ib * CVX_MR * sizeof(T));                                        \
     }                                                                               \
 }
 

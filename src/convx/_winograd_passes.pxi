@@ -26,9 +26,9 @@ cdef extern from "_winograd.h" nogil:
                           Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW, const double* bias,
                           double* out, Py_ssize_t OH, Py_ssize_t OW)
     void cvx_wino_weights_f32(const float* w, Py_ssize_t O, Py_ssize_t I, int flip,
-                              Py_ssize_t o, float* u)
+                              Py_ssize_t o0, float* pack)
     void cvx_wino_weights_f64(const double* w, Py_ssize_t O, Py_ssize_t I, int flip,
-                              Py_ssize_t o, double* u)
+                              Py_ssize_t o0, double* pack)
 
 
 cdef enum:
@@ -37,10 +37,10 @@ cdef enum:
 
 def winograd_scratch(Py_ssize_t C, Py_ssize_t O, Py_ssize_t groups, Py_ssize_t tb):
     """(shared, per thread) scratch of conv_winograd from C input to O output
-    channels with blocks of ``tb`` tiles: the transformed kernel and its
-    packed copy, then each thread's V and M."""
+    channels with blocks of ``tb`` tiles: the transformed kernel, packed,
+    then each thread's V and M."""
     cdef Py_ssize_t Ig = C // groups, Og = O // groups
-    return groups * 36 * (Og + _round_up(Og, CVX_MR)) * Ig, 36 * (C + O) * tb
+    return groups * 36 * _round_up(Og, CVX_MR) * Ig, 36 * (C + O) * tb
 
 
 def winograd_cols():
@@ -96,32 +96,27 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef Py_ssize_t Ig = C // groups, Og = O // groups, Mp = _round_up(Og, CVX_MR)
     cdef Py_ssize_t TH = (OH + 3) // 4, TW = (OW + 3) // 4, tiles = N * TH * TW
     cdef Py_ssize_t items = (tiles + tb - 1) // tb, per = 36 * (C + O) * tb
-    cdef Py_ssize_t it, g, o, xi, tid
-    cdef floating* u = &work[0]
-    cdef floating* pack = u + groups * 36 * Og * Ig
+    cdef Py_ssize_t it, g, o, tid
+    cdef floating* pack = &work[0]
     cdef floating* scratch = pack + groups * 36 * Mp * Ig
     cdef const floating* wp = &w[0, 0, 0, 0]
     cdef const floating* xp = _data4(x)
     cdef const floating* b = _data_or_null(bias)
     cdef floating* op = &out[0, 0, 0, 0]
     cdef const int* stop = _stop(interruptible)
-    cdef cvx_operand A
     with nogil:
         nt = _team(nt)
-        # the kernel's transform U (groups x 36 x Og x Ig), then each (group, xi) packed
-        for it in prange(groups * Og, schedule="static", num_threads=nt):
-            g = it // Og
-            o = it % Og
+        # the kernel's transform, packed for the products: a micro-panel of
+        # rows of each of group g's 36 matrices (rows past Og are zeros)
+        for it in prange(groups * (Mp // CVX_MR), schedule="static", num_threads=nt):
+            g = it // (Mp // CVX_MR)
+            o = it % (Mp // CVX_MR) * CVX_MR
             if floating is float:
-                cvx_wino_weights_f32(wp + g * Og * Ig * 9, Og, Ig, flip, o, u + g * 36 * Og * Ig)
+                cvx_wino_weights_f32(wp + g * Og * Ig * 9, Og, Ig, flip, o,
+                                     pack + g * 36 * Mp * Ig)
             else:
-                cvx_wino_weights_f64(wp + g * Og * Ig * 9, Og, Ig, flip, o, u + g * 36 * Og * Ig)
-        for it in range(groups * 36):
-            A = _dense(u + it * Og * Ig, Ig, 1)
-            if floating is float:
-                cvx_prepack_f32(&A, Og, Ig, pack + it * Mp * Ig)
-            else:
-                cvx_prepack_f64(&A, Og, Ig, pack + it * Mp * Ig)
+                cvx_wino_weights_f64(wp + g * Og * Ig * 9, Og, Ig, flip, o,
+                                     pack + g * 36 * Mp * Ig)
     if nt == 1:
         with nogil:
             for it in range(items):
