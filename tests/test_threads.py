@@ -486,3 +486,72 @@ def test_small_items_give_the_same_bits(x_shape, w_shape, stride, threads, kerne
 def _three_passes_kw(x, w, g, kw):
     return (convx.conv2d(x, w, **kw), convx.conv2d_input_grad(x.shape, w, g, **kw),
             convx.conv2d_weight_grad(x, w.shape, g, **kw))
+
+
+# --------------------------------------------------------------------------
+# (e) the weight gradient's matrix product shares its items evenly: blocks of
+#     positions or of taps, at least two per CPU and a multiple of the CPUs
+# --------------------------------------------------------------------------
+
+def test_weight_grad_split_shares_evenly():
+    split = convx._engine._weight_grad_split
+    nr, kc = convx._engine._NR_MAX, convx._engine._KC
+    for t in (1, 2, 3, 4, 8):
+        for items in (1, 2, 3, 5, 8, 16):
+            for k in (9, 27, 147, 150, 576, 1152, 4608):
+                for p in (1, 49, 100, 784, 3136, 12544):
+                    kb, nb = split(items, k, p, t)
+                    assert 1 <= kb <= k and 1 <= nb <= p
+                    assert kb == k or kb % nr == 0
+                    nkb, nblk = -(-k // kb), -(-p // nb)
+                    assert nb * (nblk - 1) < p   # no empty block
+                    if t == 1:   # one CPU: whole depth blocks, no split of the taps
+                        assert kb == k and nblk == -(-p // (4 * convx._engine._NC))
+                        continue
+                    blocks = items * nkb * nblk
+                    if items * p >= 4 * t * t:  # room to split: shared evenly
+                        assert blocks >= 2 * t and blocks % t == 0, (t, items, k, p, kb, nb)
+                    if nkb > 1:   # taps only when positions would make blocks < KC
+                        assert 8 * (kb * nkb - k) <= k
+                        assert p < 2 * kc or items * -(-p // (4 * convx._engine._NC)) < 2 * t
+
+
+# One image or two: blocks of taps (a pointwise kernel, whose column matrix
+# is the image read transposed; a 3x3 kernel; two groups).
+SPLIT_CASES = [
+    pytest.param((1, 96, 10, 10), (64, 96, 1, 1), 1, 0, id="pointwise"),
+    pytest.param((1, 64, 10, 10), (64, 64, 3, 3), 1, 1, id="3x3"),
+    pytest.param((1, 192, 9, 9), (64, 96, 3, 3), 2, 1, id="groups2"),
+    pytest.param((2, 128, 7, 7), (96, 128, 3, 3), 1, 1, id="batch2"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, groups, pad", SPLIT_CASES)
+def test_weight_grad_in_blocks_of_taps(x_shape, w_shape, groups, pad, dtype, monkeypatch):
+    """Each tap's gradient is summed by one item, whole: the same bits on
+    one thread and two, and within the rounding bound of the reference."""
+    cpus = convx._threads._MAX_THREADS
+    monkeypatch.setattr(convx._threads, "_MAX_THREADS", 2)   # plans for two CPUs anywhere
+    convx._engine.PLANS.clear()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    kw = dict(padding=pad, groups=groups, method="gemm")
+    g = rng.standard_normal(convx.conv2d(x, w, **kw).shape).astype(dtype)
+    _, algorithm, _, args = convx._engine.weight_grad_plan(
+        "t", x.shape, w.shape, g.shape, (1, 1), (pad,) * 4, (1, 1), groups, method="gemm",
+        dtype=dtype)
+    k = w_shape[1] * w_shape[2] * w_shape[3]
+    assert algorithm.name == "gemm" and args[3] < k   # kb: the taps are split
+    got = []
+    for threads in (1, min(2, cpus)):
+        convx.set_num_threads(threads)
+        got.append(convx.conv2d_weight_grad(x, w.shape, g, **kw))
+    assert np.array_equal(got[0], got[1])
+    rk = dict(pads=(pad,) * 4, groups=groups)
+    want = ref.conv_nd_weight_grad(x.astype(np.float64), w.shape, g.astype(np.float64), **rk)
+    bound = ref.conv_nd_weight_grad(np.abs(x).astype(np.float64), w.shape,
+                                    np.abs(g).astype(np.float64), **rk)
+    eps = np.finfo(dtype).eps
+    assert np.all(np.abs(got[0] - want) <= 2 * g[0, 0].size * x.shape[0] * eps * bound)

@@ -128,7 +128,7 @@ cdef extern from "_gemm.h" nogil:
         const void* p
         Py_ssize_t rs, cs
         Py_ssize_t H, W, KH, KW, OW, sh, sw, dh, dw, pt, pl
-        Py_ssize_t p0
+        Py_ssize_t p0, k0
     Py_ssize_t cvx_first_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t n)
     Py_ssize_t cvx_end_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t size, Py_ssize_t n)
     void cvx_im2col_f32(const cvx_operand* X, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t p0,

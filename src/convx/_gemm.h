@@ -71,6 +71,7 @@ typedef struct {
     ptrdiff_t H, W, KH, KW, OW, sh, sw, dh, dw, pt, pl;
     ptrdiff_t p0;       /* IM2COL, IM2COL_T: the output position of the first column (row);
                            PREPACKED: the first row, a multiple of CVX_MR */
+    ptrdiff_t k0;       /* IM2COL_T: the tap of the first column */
 } cvx_operand;
 
 static inline ptrdiff_t cvx_min(ptrdiff_t a, ptrdiff_t b) { return a < b ? a : b; }
@@ -242,6 +243,8 @@ ATTR static inline void cvx_put_##S(cvx_cursor_##S *c, const T *src, ptrdiff_t s
             for (ptrdiff_t j = 0; j < run; j++) d[j] = 0;                           \
         else if (step == 1)                                                         \
             for (ptrdiff_t j = 0; j < run; j++) d[j] = src[j];                      \
+        else if (step == 2) /* (a constant step: vectorised with shuffles) */       \
+            for (ptrdiff_t j = 0; j < run; j++) d[j] = src[2 * j];                  \
         else                                                                        \
             for (ptrdiff_t j = 0; j < run; j++) d[j] = src[j * step];               \
         if (src)                                                                    \
@@ -295,7 +298,8 @@ ATTR static void cvx_pack_b_##S(const cvx_operand *B, ptrdiff_t pc, ptrdiff_t kc
         /* positions go down one column of a panel */                               \
         for (ptrdiff_t j = 0; j < nc; j++) {                                        \
             T col[CVX_KC];                                                          \
-            cvx_im2col_##S(B, jc + j, jc + j + 1, B->p0 + pc, kc, col, kc);         \
+            const ptrdiff_t k = B->k0 + jc + j;                                     \
+            cvx_im2col_##S(B, k, k + 1, B->p0 + pc, kc, col, kc);                   \
             T *d = dst + (j / nr) * nr * kc + j % nr;                               \
             for (ptrdiff_t kk = 0; kk < kc; kk++) d[kk * nr] = col[kk];             \
         }                                                                           \

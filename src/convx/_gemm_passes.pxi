@@ -97,14 +97,15 @@ def input_grad_scratch(Py_ssize_t Cg, Py_ssize_t Fg, Py_ssize_t KHW, Py_ssize_t 
 
 
 def weight_grad_scratch(Py_ssize_t F, Py_ssize_t Fg, Py_ssize_t K, Py_ssize_t nb,
-                        Py_ssize_t ipb, bint dot, bint pointwise):
+                        Py_ssize_t ipb, Py_ssize_t kb, bint dot, bint pointwise):
     """Per-thread scratch of conv_weight_grad: the thread's accumulator
-    (F x K), then its packed output gradient and column-matrix block (the
-    matrix product), or its block of the column matrix, ``ipb`` images of
-    ``nb`` positions (the dot products; none when the kernel is pointwise)."""
+    (F x K), then its packed output gradient and column-matrix block of
+    ``kb`` taps (the matrix product), or its block of the column matrix,
+    ``ipb`` images of ``nb`` positions (the dot products; none when the kernel
+    is pointwise)."""
     if dot:
         return F * K + (0 if pointwise else K * ipb * nb)
-    return F * K + _apack(Fg, nb) + _bpack(nb, K)
+    return F * K + _apack(Fg, nb) + _bpack(nb, kb)
 
 
 def gemm_blocks():
@@ -315,17 +316,19 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
 
 cdef void _weight_grad_item(const floating* x, const floating* gout, const Py_ssize_t* off,
                             floating* acc, floating* scratch, const Geom* G, Py_ssize_t N,
-                            Py_ssize_t nb, Py_ssize_t ipb, Py_ssize_t nblk, Py_ssize_t item,
-                            const int* stop) noexcept nogil:
+                            Py_ssize_t nb, Py_ssize_t ipb, Py_ssize_t nblk, Py_ssize_t kb,
+                            Py_ssize_t nkb, Py_ssize_t item, const int* stop) noexcept nogil:
     """acc[group g] += g_g @ col.T over positions b*nb.. of images n0..n0+ipb,
-    for item = ((n0 // ipb)*groups + g)*nblk + b.
+    taps t*kb.. (the matrix product; every tap for the dot products, nkb = 1),
+    for item = (((n0 // ipb)*groups + g)*nblk + b)*nkb + t.
 
     With ``off`` (tap k's row of the block of the column matrix starts at
     off[k]), as blocks of dot products along the positions (the direct
     kernel's weight gradient, each image a row), over the block written to
     ``scratch`` (or over x itself when pointwise); else by the matrix product
     (one image per item), whose packed panels ``scratch`` holds."""
-    cdef Py_ssize_t b = item % nblk, ng = item // nblk
+    cdef Py_ssize_t t = item % nkb, b = (item // nkb) % nblk, ng = item // (nkb * nblk)
+    cdef Py_ssize_t k0 = t * kb
     cdef Py_ssize_t n0 = (ng // G.groups) * ipb, g = ng % G.groups
     cdef Py_ssize_t p0 = b * nb, np_ = _min(nb, G.P - b * nb), ni = _min(ipb, N - n0), i
     cdef const floating* xg = x + (n0 * G.C + g * G.Cg) * G.H * G.W
@@ -347,10 +350,12 @@ cdef void _weight_grad_item(const floating* x, const floating* gout, const Py_ss
         return
     A = _dense(gg, G.P, 1)
     B = _image(xg, G, p0, True)
-    if G.pointwise:
-        B.p = <const floating*> B.p + p0
-    _gemm(G.Fg, G.K, np_, &A, &B, scratch, scratch + _apack(G.Fg, nb), acc + g * G.Fg * G.K,
-          G.K, 1, <const floating*> NULL, stop)
+    if G.pointwise:  # B[pos, c] = x[c, pos]
+        B.p = <const floating*> B.p + p0 + k0 * G.P
+    else:
+        B.k0 = k0
+    _gemm(G.Fg, _min(kb, G.K - k0), np_, &A, &B, scratch, scratch + _apack(G.Fg, nb),
+          acc + g * G.Fg * G.K + k0, G.K, 1, <const floating*> NULL, stop)
 
 
 def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
@@ -359,13 +364,14 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                      floating[::1] work,                  # scratch: weight_grad_scratch x nt, or None
                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw_,
                      Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups,
-                     Py_ssize_t nb, Py_ssize_t ipb, const Py_ssize_t[::1] off, int nt,
-                     bint interruptible):
+                     Py_ssize_t nb, Py_ssize_t ipb, Py_ssize_t kb, const Py_ssize_t[::1] off,
+                     int nt, bint interruptible):
     """dw = the gradient of sum(conv(x, w) * gout) with respect to w, each item
     a block of ``nb`` output positions of ``ipb`` images (``nb`` is every
     position when ``ipb`` > 1) and one group: by blocks of dot products when
     ``off`` is given (off[k] = k*ipb*nb, or k*OH*OW for a pointwise kernel),
-    else by the matrix product (``ipb`` = 1).
+    else by the matrix product (``ipb`` = 1), for a block of ``kb`` taps
+    (every tap, K, with the dot products).
 
     Each thread's scratch starts with its accumulator (F x K): thread t sums
     its items there, then the threads' parts are added, in thread order, into
@@ -376,9 +382,10 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     cdef floating* scratch = _scratch(work, stack)
     cdef const Py_ssize_t* offp = NULL if off is None else &off[0]
     cdef Py_ssize_t size = G.F * G.K, nblk = (G.P + nb - 1) // nb, N = x.shape[0]
+    cdef Py_ssize_t nkb = (G.K + kb - 1) // kb
     cdef Py_ssize_t per = size + (((0 if G.pointwise else G.K * ipb * nb)) if offp != NULL
-                                  else _apack(G.Fg, nb) + _bpack(nb, G.K))
-    cdef Py_ssize_t items = (N + ipb - 1) // ipb * groups * nblk, it, tid
+                                  else _apack(G.Fg, nb) + _bpack(nb, kb))
+    cdef Py_ssize_t items = (N + ipb - 1) // ipb * groups * nblk * nkb, it, tid
     cdef const floating* xp = _data4(x)
     cdef const floating* gp = _data4(gout)
     cdef floating* out = &dw[0, 0, 0, 0]
@@ -393,8 +400,8 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
-                _weight_grad_item(xp, gp, offp, scratch, scratch + size, &G, N, nb, ipb, nblk, it,
-                                  stop)
+                _weight_grad_item(xp, gp, offp, scratch, scratch + size, &G, N, nb, ipb, nblk,
+                                  kb, nkb, it, stop)
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
@@ -402,8 +409,8 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
             mine = scratch + tid * per
             for it in prange(items, schedule="static"):
                 if not CVX_STOPPED(stop):
-                    _weight_grad_item(xp, gp, offp, mine, mine + size, &G, N, nb, ipb, nblk, it,
-                                      stop)
+                    _weight_grad_item(xp, gp, offp, mine, mine + size, &G, N, nb, ipb, nblk,
+                                      kb, nkb, it, stop)
     with nogil:
         _add_accumulators(scratch, per, size, nt, out)
     return not CVX_STOPPED(stop)
