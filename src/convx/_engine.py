@@ -507,9 +507,11 @@ def _pointwise(c):
 
 def _forward_direct(c, forced=False):
     """The direct kernel where _direct_pays says, but never on a pointwise
-    kernel: measured on 12 such layers (16 -> 32 to 256 -> 256 channels, one
-    image to 32, 14x14 to 56x56), 2 threads, direct / GEMM time 0.85-2.2,
-    median 1.41, in float32; 0.98-2.3, median 1.60, in float64."""
+    kernel (nor in its input gradient): measured on 12 such layers (16 -> 32
+    to 256 -> 256 channels, one image to 32, 14x14 to 56x56), 2 threads,
+    direct / GEMM time 0.85-2.2, median 1.41, in float32; 0.98-2.3, median
+    1.60, in float64.  The input gradient: 1.03-2.3, median 1.62; 1.08-1.68,
+    median 1.28."""
     hp, wp = _forward_padded(c)
     if c.stride[1] != 1:
         return None
@@ -673,9 +675,9 @@ def _input_grad_direct(c, forced=False):
     taps = c.fg * kh * kw  # the flipped kernel's: output channels x KH x KW
     if c.stride != (1, 1):
         return None
-    if not forced and not (_direct_pays(taps, cg, c.stride[1], c.p, hp * wp)
-                           and taps * cg <= _DIRECT_MAX_BLOCK):
-        return None
+    if not forced and (_pointwise(c) or not (_direct_pays(taps, cg, c.stride[1], c.p, hp * wp)
+                                             and taps * cg <= _DIRECT_MAX_BLOCK)):
+        return None   # (a 1x1 kernel: as _forward_direct; direct / GEMM 1.03-2.3)
     return (_direct_geometry(c.fg, hp, wp, (kh - 1) * c.dilation[0] - c.pads[0],
                              (kw - 1) * c.dilation[1] - c.pads[2], wp, kh, kw, c.dilation,
                              c.groups, c.macs, cg * taps), gemm)

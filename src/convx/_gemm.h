@@ -58,8 +58,8 @@ enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_R
 
 /* One operand.  DENSE: element (r, c) at p[r*rs + c*cs].  ROWS (B only):
  * element (k, j) at p[k*rs + j], read in place by the micro-kernel, not
- * packed (worth it when M is small: each value is then used by few rows of
- * A, and copying it into a panel costs as much as using it).  PREPACKED: packed by
+ * packed (worth it when M or K is small: each value is then used by few
+ * rows of A, and copying it into a panel costs as much as using it).  PREPACKED: packed by
  * cvx_prepack_*, rs = the rows rounded up to CVX_MR.  IM2COL, IM2COL_T: p is
  * one group's channels of an image, (C, H, W) in C order, and the geometry
  * below says how it is read; its positions are the output positions p0,
