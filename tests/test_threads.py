@@ -489,7 +489,7 @@ def _three_passes_kw(x, w, g, kw):
 
 
 # --------------------------------------------------------------------------
-# (e) the weight gradient's matrix product shares its items evenly: blocks of
+# (f) the weight gradient's matrix product shares its items evenly: blocks of
 #     positions or of taps, at least two per CPU and a multiple of the CPUs
 # --------------------------------------------------------------------------
 
