@@ -659,7 +659,6 @@ def _input_grad_zero(c, forced=False):
 def _input_grad_gemm(c, forced=False):
     """The GEMM's arguments (also the direct plan's fallback)."""
     check_gemm_sizes(c.func, c.k, c.p, c.w[0])
-    n, ch, h, wd = c.x
     f, cg, kh, kw = c.w
     pointwise = _pointwise(c)
     nb = min(c.p if pointwise else _input_grad_positions(c.k), c.p)
@@ -873,8 +872,7 @@ def _weight_grad_blocks(c, threaded=True):
     per block, the dot path's tap offsets (None: the packed product) and each
     thread's scratch."""
     check_gemm_sizes(c.func, c.k, c.p, c.w[0])
-    n, ch, h, wd = c.x
-    f, cg, kh, kw = c.w
+    n, f = c.x[0], c.w[0]
     k, fg, p = c.k, c.fg, c.p
     pointwise = _pointwise(c)
     dot = _weight_grad_by_dots(fg, k)
