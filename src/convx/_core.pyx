@@ -160,6 +160,14 @@ cdef extern from "_direct.h" nogil:
     void cvx_wgrad_f64(const double* xpad, Py_ssize_t row_step, const Py_ssize_t* off,
                        Py_ssize_t K, const double* g, Py_ssize_t gs, Py_ssize_t grs, Py_ssize_t F,
                        Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, double* dw)
+    void cvx_wgradt_f32(const float* xpad, Py_ssize_t row_step, Py_ssize_t sw,
+                        const Py_ssize_t* off, Py_ssize_t K, const float* g, Py_ssize_t gs,
+                        Py_ssize_t grs, Py_ssize_t F, Py_ssize_t FP, Py_ssize_t i0,
+                        Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, float* gt, float* dwt)
+    void cvx_wgradt_f64(const double* xpad, Py_ssize_t row_step, Py_ssize_t sw,
+                        const Py_ssize_t* off, Py_ssize_t K, const double* g, Py_ssize_t gs,
+                        Py_ssize_t grs, Py_ssize_t F, Py_ssize_t FP, Py_ssize_t i0,
+                        Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, double* gt, double* dwt)
     int cvx_direct_fast()
 
 

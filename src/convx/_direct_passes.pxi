@@ -235,3 +235,91 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
     with nogil:
         _add_accumulators(scratch, per, size, nt, out)
     return not CVX_STOPPED(stop)
+
+
+# --------------------------------------------------------------------------
+# The weight gradient by output channels (any stride): each item's output
+# gradient transposed, positions by channels, and the image read in place,
+# one value per tap broadcast against vectors of channels (_direct.h).
+# --------------------------------------------------------------------------
+
+cdef void _wgradt_item(const floating* x, const floating* gout, const Py_ssize_t* off,
+                       floating* acc, floating* pad, floating* gt, const Direct* D,
+                       Py_ssize_t sw, Py_ssize_t FP, Py_ssize_t item) noexcept nogil:
+    """acc[group g] (K, FP) += the weight gradient of one block of image n's
+    outputs.  pad holds the padded rows the block reads, r0.. (D.Hp of them
+    at most), channel after channel."""
+    cdef Py_ssize_t n, g, i0, i1, j0, j1
+    _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
+    cdef Py_ssize_t r0 = i0 * D.sh
+    _pad_block(x + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, D.Cs, D.Hs, D.Ws, pad, D.Hp, D.Wp,
+               D.top - r0, D.left, 0, (i1 - 1) * D.sh + D.span_h - r0, j0 * sw,
+               _min(D.Wp, (j1 - 1) * sw + D.span_w), 0)
+    cdef const floating* gg = gout + (n * D.groups + g) * D.Fo * D.OH * D.OW + i0 * D.OW
+    if floating is float:
+        cvx_wgradt_f32(pad, D.row_step, sw, off, D.K, gg, D.OH * D.OW, D.OW, D.Fo, FP, 0,
+                       i1 - i0, j0, j1, gt, acc + g * D.K * FP)
+    else:
+        cvx_wgradt_f64(pad, D.row_step, sw, off, D.K, gg, D.OH * D.OW, D.OW, D.Fo, FP, 0,
+                       i1 - i0, j0, j1, gt, acc + g * D.K * FP)
+
+
+def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
+                              const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
+                              const Py_ssize_t[::1] off,           # IN  (K,)
+                              floating[:, :, :, ::1] dw,           # OUT (F, Cg, KH, KW)
+                              floating[::1] work,                  # scratch, per thread:
+                                  # groups*K*FP + Cg*Hr*Wp + rb*cb*FP
+                              Py_ssize_t groups, Py_ssize_t Hr, Py_ssize_t Wp,
+                              Py_ssize_t top, Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw,
+                              Py_ssize_t span_h, Py_ssize_t span_w, Py_ssize_t FP,
+                              Py_ssize_t rb, Py_ssize_t cb, int nt, bint interruptible):
+    """dw = the weight gradient, vectorised along the output channels (FP:
+    the channels of a group rounded up to whole vectors), in blocks of
+    ``rb`` output rows by ``cb`` columns, at any stride.  A block's padded
+    rows, at most ``Hr`` ((rb - 1)*sh + span_h), are Hr*Wp apart from one
+    channel to the next, as ``off`` expects.
+
+    Each thread sums its items into its own accumulator (groups, K, FP);
+    the threads' accumulators are then added in thread order and transposed
+    into dw.  Returns False when interrupted."""
+    cdef Direct D = _direct_geom(x.shape[1] // groups, x.shape[2], x.shape[3], groups,
+                                 gout.shape[1] // groups, gout.shape[2], gout.shape[3],
+                                 off.shape[0], Hr, Wp, top, left, sh * Wp, span_h, span_w, rb,
+                                 cb, 0)
+    cdef Py_ssize_t size = groups * D.K * FP
+    cdef Py_ssize_t per = size + D.Cs * Hr * Wp + rb * cb * FP
+    cdef Py_ssize_t items = x.shape[0] * groups * D.nrb * D.ncb, it, tid, g, f, k
+    cdef const floating* xp = _data4(x)
+    cdef const floating* gp = _data4(gout)
+    cdef floating* scratch = &work[0]
+    cdef floating* out = &dw[0, 0, 0, 0]
+    cdef floating* mine
+    cdef const int* stop = _stop(interruptible)
+    with nogil:
+        nt = _team(nt)
+    with nogil:
+        _zero_accumulators(scratch, per, size, nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _wgradt_item(xp, gp, &off[0], scratch, scratch + size,
+                             scratch + size + D.Cs * Hr * Wp, &D, sw, FP, it)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            mine = scratch + tid * per
+            for it in prange(items, schedule="static"):
+                if not CVX_STOPPED(stop):
+                    _wgradt_item(xp, gp, &off[0], mine, mine + size,
+                                 mine + size + D.Cs * Hr * Wp, &D, sw, FP, it)
+    with nogil:
+        _add_accumulators(scratch, per, size, nt, scratch)
+        for g in range(groups):
+            for f in range(D.Fo):
+                for k in range(D.K):
+                    out[(g * D.Fo + f) * D.K + k] = scratch[(g * D.K + k) * FP + f]
+    return not CVX_STOPPED(stop)

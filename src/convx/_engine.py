@@ -793,6 +793,91 @@ def _weight_grad_depthwise_run(who, shape, args, x, gout):
     return dwt
 
 
+_VECTOR = {np.dtype(np.float32): 8, np.dtype(np.float64): 4}   # values per 32-byte vector
+# Each thread of the channels algorithm pads the rows one item reads (of one
+# image and group): at most this many values (64 channels of 512 rows of
+# 512), beyond which (a huge dilation, say) the product runs, whose scratch
+# does not grow with the image.
+_CHANNELS_MAX_PAD = 1 << 24
+
+
+def _weight_grad_channels(c, forced=False):
+    """The weight gradient vectorised along the output channels (_direct.h's
+    cvx_wgradt), at any stride: no im2col, no packing.  Where it pays:
+    :func:`_channels_pay`; forced (method='direct'), wherever the other
+    direct kernel would not run instead."""
+    if forced:
+        if not (_channels_pay(c) or c.stride[1] != 1 or WEIGHT_GRAD_CHANNELS):
+            return None
+    elif not (USE_DIRECT and _channels_pay(c)):
+        return None
+    (sh, sw), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
+    oh, ow = c.out[2:]
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    fp = _round_up(c.fg, _VECTOR[c.dtype])
+    # each thread pads the rows of one item at a time: at most rb_max output
+    # rows (_even_blocks never gives more), hr rows of the padded image
+    rb_max = min(oh, max(1, _ITEM_MACS // max(ow * fp * c.k, 1)))
+    hp, hr, wp = (oh - 1) * sh + span_h, (rb_max - 1) * sh + span_h, (ow - 1) * sw + span_w
+    if not _border_fits(hp * wp, c.x[2] * c.x[3]) or c.w[1] * hr * wp > _CHANNELS_MAX_PAD:
+        return None
+    return (_tap_offsets(c.w[1], kh, kw, hr, wp, dh, dw), c.w[1], hr, wp, c.pads[0], c.pads[2],
+            sh, sw, span_h, span_w, c.groups, fp, rb_max, c.macs)
+
+
+def _weight_grad_channels_run(who, shape, args, x, gout):
+    off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, rb_max, macs = args
+    n, _, oh, ow = gout.shape
+    dwt = _result(who, shape, x.dtype)
+    threads = _threads.plan(n * groups * oh * ow, macs)
+    rb, cb = _even_blocks(oh, ow, fp * off.shape[0], n * groups, threads)
+    assert rb <= rb_max
+    size = groups * off.shape[0] * fp
+    work = _scratch(who, size + cs * hr * wp + rb * cb * fp, x.dtype, threads)
+    _call(_core.conv_weight_grad_channels, macs, x, gout, off, dwt, work, groups, hr, wp, top,
+          left, sh, sw, span_h, span_w, fp, rb, cb, threads)
+    return dwt
+
+
+def _even_blocks(rows, cols, col_macs, images, threads):
+    """:func:`_blocks` for a static split (the weight gradient's): where
+    there are few items, equal blocks of rows that make the items a multiple
+    of the threads, so that none waits for another (one 28-row image on 2
+    threads, at most 4 rows an item: 14 items of 2 rows, not 7 of 4)."""
+    rb, cb = _blocks(rows, cols, col_macs, images, threads)
+    if images * rows < threads:      # a long 1-D signal, say: rows in blocks of columns
+        return 1, min(cb, -(-cols // -(-threads // (images * rows))))
+    if cb < cols or threads == 1 or images * -(-rows // rb) >= 8 * threads:
+        return rb, cb
+    for even in range(min(rows, max(1, _ITEM_MACS // max(cols * col_macs, 1))), 0, -1):
+        items = images * (rows // even)
+        if rows % even == 0 and items >= threads and items % threads == 0:
+            return even, cb
+    return rb, cb
+
+
+WEIGHT_GRAD_CHANNELS = None   # None: by _channels_pay; True / False: always (tests)
+
+
+def _channels_pay(c):
+    """Measured against the product (2 threads float32 on x86-64-v4, 1
+    thread float64 on x86-64-v3; 77 layers each: 1 to 256 input channels per
+    group, 4 to 256 filters, 1x1 to 7x7, 14x14 to 56x56, stride 1 and 2),
+    time over the product's: 0.2-0.5 below 16 filters, 0.3-0.8 from 16 to
+    64, 0.7-1.0 at 128 and 256; but 0.94-1.39 on 1x1 kernels with 128 or
+    more filters, whose product packs nothing it would not read anyway.
+    Against the dot products along the rows (the other direct kernel, whose
+    vectors run along a row), float32, 2 threads, 162 layers of 1 to 32
+    filters: 0.16-0.6 from 8 filters on (0.6-1.1 on 64-wide rows), but
+    1.0-1.9 with fewer filters than a vector holds on rows 64 wide (0.9-1.3
+    at 28, 0.4-0.95 at 14), where most of its lanes are padding."""
+    if WEIGHT_GRAD_CHANNELS is not None:
+        return WEIGHT_GRAD_CHANNELS
+    if c.w[2:] == (1, 1) and c.fg >= 128:
+        return False
+    return c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
+
+
 def _weight_grad_direct(c, forced=False):
     hp, wp = _forward_padded(c)
     if c.stride[1] != 1:
@@ -929,12 +1014,17 @@ def _weight_grad_gemm_run(who, shape, args, x, gout):
 # 0.05-0.12).  The GEMM's rate falls with the rows of its product, m (the
 # filters per group, or the input gradient's channels per group): a + b / m,
 # 0.14-0.96 float32 at one row, 0.07-0.08 at 16, 0.004-0.008 at 64 (a 7x7
-# stem); the formula errs towards the GEMM in between.
+# stem); the formula errs towards the GEMM in between.  The weight
+# gradient's channels kernel runs at the direct kernels' rate on the lanes
+# it fills (0.011-0.03 float32 from 16 filters on, 2 threads, x86-64-v4;
+# 0.04-0.1 at 4, half a vector).
 _NS_PER_MAC = {"depthwise": {4: 0.13, 8: 0.245}, "direct": {4: 0.036, 8: 0.07}}
 _NS_PER_MAC_GEMM = {4: (0.005, 0.35), 8: (0.01, 0.6)}
 
 
 def _ns_per_mac(name, c, pass_):
+    if name == "channels":
+        return _NS_PER_MAC["direct"][c.dtype.itemsize] * _round_up(c.fg, _VECTOR[c.dtype]) / c.fg
     if name in _NS_PER_MAC:
         return _NS_PER_MAC[name][c.dtype.itemsize]
     a, b = _NS_PER_MAC_GEMM[c.dtype.itemsize]
@@ -1153,6 +1243,8 @@ def _weight_grad_winograd(c, forced=False):
 # theirs says they pay (_direct_pays), then the GEMM (small calls on the
 # stack).  The first whose plan applies runs the call.
 _DIRECT_NEEDS = "stride 1 along the width"
+_BORDER_NEEDS = ("a padding and dilation that leave the padded image at most 4 times the "
+                 "input's size, and the rows of an item at most 2**24 values")   # the weight gradient's direct kernels run at any stride
 _FFT_NEEDS = "a kernel that spans more than one position along an axis"
 _WINO_NEEDS = ("a 3x3 kernel at stride 1 and dilation 1, in the forward pass or the input "
                "gradient")
@@ -1189,7 +1281,9 @@ ALGORITHMS = {
                   _finite_run(_weight_grad_fft), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _weight_grad_winograd, None, _WINO_NEEDS),
         Algorithm("depthwise", "direct", _weight_grad_depthwise, _weight_grad_depthwise_run,
-                  _DIRECT_NEEDS),
+                  _BORDER_NEEDS),
+        Algorithm("channels", "direct", _weight_grad_channels, _weight_grad_channels_run,
+                  _BORDER_NEEDS),
         Algorithm("direct", "direct", _weight_grad_direct, _weight_grad_direct_run,
                   _DIRECT_NEEDS),
         Algorithm("gemm-small", "gemm", _weight_grad_small, _weight_grad_small_run),

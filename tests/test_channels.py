@@ -1,0 +1,158 @@
+"""The weight gradient vectorised along the output channels (the engine's
+"channels" algorithm, _direct.h's cvx_wgradt): right against the reference
+for every geometry it takes (any stride, dilation, groups, padding, filter
+counts that fill a vector or not), exact where the sums are exact, the same
+bits run after run and for every item split, the rule of non-finite values
+kept, and chosen where its cost model says."""
+import numpy as np
+import pytest
+
+import convx
+import reference as ref
+from convx import _engine
+
+CASES = [  # (x shape, w shape, stride, padding (per side), dilation, groups)
+    ((2, 3, 11, 12), (8, 3, 3, 3), 1, 1, 1, 1),
+    ((3, 4, 9, 10), (5, 4, 3, 3), 1, 1, 1, 1),           # filters short of a vector
+    ((2, 6, 14, 14), (17, 6, 5, 5), 1, 0, 1, 1),          # a vector and one
+    ((2, 3, 23, 21), (24, 3, 7, 7), 2, 3, 1, 1),          # a stem, stride 2
+    ((2, 8, 13, 13), (16, 8, 3, 3), 2, 1, 1, 1),
+    ((1, 5, 17, 19), (13, 5, 3, 2), (2, 3), (1, 2), (2, 1), 1),
+    ((2, 8, 12, 12), (32, 2, 3, 3), 1, 2, 2, 4),          # grouped, dilated
+    ((2, 4, 9, 300), (20, 2, 1, 5), 1, (0, 2), (1, 3), 2),  # long rows
+    ((1, 2, 1, 257), (9, 2, 1, 9), (1, 2), (0, 4), 1, 1),   # 1-D, one row
+    ((3, 16, 6, 6), (40, 16, 1, 1), (2, 2), 0, 1, 1),     # 1x1 strided
+    ((2, 1, 20, 20), (33, 1, 3, 3), 1, 1, 1, 1),          # one channel
+]
+
+
+def _pads(padding):
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return (ph, ph, pw, pw)
+
+
+@pytest.fixture
+def channels(monkeypatch):
+    """Every weight gradient through the channels algorithm."""
+    monkeypatch.setattr(_engine, "WEIGHT_GRAD_CHANNELS", True)
+    monkeypatch.setattr(_engine, "PLANS", {})
+
+
+def _plan(x, w_shape, g, stride, padding, dilation, groups):
+    st = (stride, stride) if isinstance(stride, int) else stride
+    dl = (dilation, dilation) if isinstance(dilation, int) else dilation
+    return _engine.weight_grad_plan("t", x.shape, w_shape, g.shape, st, _pads(padding), dl,
+                                    groups, kernel_arg="weight", dtype=x.dtype)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_against_the_reference(case, dtype, channels, default_threads):
+    xs, ws, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(len(str(case)))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    out = ref.conv_nd(x, w, stride=stride, pads=_pads(padding), dilation=dilation,
+                      groups=groups)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    assert _plan(x, ws, g, **geometry)[1].name == "channels"
+    want = ref.conv_nd_weight_grad(x, ws, g, stride, _pads(padding), dilation, groups)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    runs = []
+    for threads in (1, 2):
+        convx.set_num_threads(threads)
+        for _ in range(2):
+            got = convx.conv2d_weight_grad(x, ws, g, **geometry)
+            assert got.shape == ws and got.dtype == dtype
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+            runs.append(got)
+    assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[2], runs[3])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_exact_where_the_sums_are(case, channels, default_threads):
+    """Small integers: every product and partial sum is exact in float64, so
+    the gradient equals the reference's to the last bit, on any split."""
+    xs, ws, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(7)
+    x = rng.integers(-3, 4, xs).astype(np.float64)
+    out = ref.conv_nd(x, np.ones(ws), stride=stride, pads=_pads(padding), dilation=dilation,
+                      groups=groups)
+    g = rng.integers(-3, 4, out.shape).astype(np.float64)
+    want = ref.conv_nd_weight_grad(x, ws, g, stride, _pads(padding), dilation, groups)
+    for threads in (1, 2):
+        convx.set_num_threads(threads)
+        got = convx.conv2d_weight_grad(x, ws, g, stride=stride, padding=padding,
+                                       dilation=dilation, groups=groups)
+        assert np.array_equal(got, want), threads
+
+
+def test_the_caller_arrays_are_not_written(channels):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 10, 10)).astype(np.float32)
+    g = rng.standard_normal((2, 12, 5, 5)).astype(np.float32)
+    x0, g0 = x.copy(), g.copy()
+    convx.conv2d_weight_grad(x, (12, 4, 3, 3), g, stride=2, padding=1)
+    assert np.array_equal(x, x0) and np.array_equal(g, g0)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_finite_values_follow_the_rule(value, dtype, channels):
+    """An input value reaches exactly the taps and filters that read it (the
+    filters past a vector's last, and taps past the last block, are summed
+    and dropped): the pattern of inf and NaN is the reference's."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 9, 9)).astype(dtype)
+    x[1, 2, 4, 0] = value
+    ws = (5, 3, 3, 3)
+    g = rng.standard_normal((2, 5, 5, 5)).astype(dtype)
+    got = convx.conv2d_weight_grad(x, ws, g, stride=2, padding=1)
+    want = ref.conv_nd_weight_grad(x.astype(np.float64), ws, g.astype(np.float64), 2,
+                                   (1, 1, 1, 1), 1, 1)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert finite.any() and not finite.all()
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5)
+
+
+def test_even_blocks_share_the_rows_evenly():
+    """A static split: where there are few items, they are equal and a
+    multiple of the threads, within the item's size limit."""
+    for rows in range(1, 70):
+        for cols in (1, 7, 28, 300):
+            for col_macs in (9, 1000, 150_000, 3_000_000):
+                for images in (1, 2, 3, 5):
+                    for threads in (1, 2, 3, 4):
+                        rb, cb = _engine._even_blocks(rows, cols, col_macs, images, threads)
+                        assert 1 <= rb <= rows and 1 <= cb <= cols
+                        items = images * -(-rows // rb) * -(-cols // cb)
+                        assert items >= min(threads, images * rows * cols) or \
+                            images * rows >= threads, (rows, cols, images, threads)
+                        base = _engine._blocks(rows, cols, col_macs, images, threads)
+                        if rb != base[0] and cb == cols:
+                            assert rows % rb == 0 and items % threads == 0
+                            assert rb * cols * col_macs <= max(_engine._ITEM_MACS,
+                                                              cols * col_macs)
+
+
+@pytest.mark.parametrize("xs, ws, stride, groups, dtype, name", [
+    ((8, 128, 28, 28), (128, 16, 3, 3), 1, 8, np.float32, "channels"),   # grouped
+    ((64, 6, 14, 14), (16, 6, 5, 5), 1, 1, np.float32, "channels"),       # LeNet's C3
+    ((4, 3, 224, 224), (64, 3, 7, 7), 2, 1, np.float64, "channels"),      # a stem
+    ((8, 64, 56, 56), (128, 64, 3, 3), 2, 1, np.float32, "channels"),
+    ((8, 64, 56, 56), (256, 64, 1, 1), 1, 1, np.float32, "gemm"),         # 1x1, many filters
+    ((8, 256, 56, 56), (512, 256, 1, 1), 2, 1, np.float64, "gemm"),
+    ((4, 1, 64, 64), (4, 1, 5, 5), 1, 1, np.float32, "direct"),          # few filters, wide
+    ((16, 1, 14, 14), (4, 1, 5, 5), 1, 1, np.float32, "channels"),       # few, narrow
+])
+def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
+    monkeypatch.setattr(_engine, "USE_DIRECT", True)
+    pad = ws[2] // 2
+    oh, ow = [(n + 2 * pad - k) // stride + 1 for n, k in zip(xs[2:], ws[2:])]
+    plan = _engine.weight_grad_plan("t", xs, ws, (xs[0], ws[0], oh, ow), (stride, stride),
+                                    (pad,) * 4, (1, 1), groups, kernel_arg="weight",
+                                    dtype=dtype)
+    assert plan[1].name == name
