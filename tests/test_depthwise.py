@@ -102,15 +102,16 @@ def test_non_finite_weights_keep_the_rule():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, k, padding, dilation", [
-    ((3, 12, 14, 14), 3, 1, 1),
-    ((2, 8, 7, 9), 5, 2, 1),
-    ((2, 6, 20, 28), 3, 2, 2),
+    ((3, 12, 9, 2), 3, 1, 1),
+    ((2, 8, 7, 3), 5, 2, 1),
+    ((2, 6, 20, 3), 3, 2, 2),
     ((1, 4, 30, 5), 3, (1, 0), 1),
 ])
 def test_strip_gives_the_bits_of_row_by_row(x_shape, k, padding, dilation, dtype, monkeypatch):
     """Narrow rows go through the depthwise kernel as one strip per item
     (_engine._depthwise_strip); every value is the same sum in the same order
-    as row by row."""
+    as row by row (and wider rows, which go row by row, keep their bits in
+    any block: test_every_output_has_the_same_bits_in_any_block)."""
     rng = np.random.default_rng(5)
     c = x_shape[1]
     x = rng.standard_normal(x_shape).astype(dtype)
@@ -122,7 +123,7 @@ def test_strip_gives_the_bits_of_row_by_row(x_shape, k, padding, dilation, dtype
     dx = convx.conv2d_input_grad(x.shape, w, g, **kw)
     ph, pw = (padding, padding) if isinstance(padding, int) else padding
     wp = x_shape[3] + 2 * pw
-    assert _engine._depthwise_strip(2, y.shape[3], wp, wp) > 0   # the strip is taken
+    assert _engine._depthwise_strip(2, y.shape[3], wp, wp, dtype) > 0   # the strip is taken
     monkeypatch.setattr(_engine, "DEPTHWISE_STRIP_MAX", 0)
     monkeypatch.setattr(_engine, "PLANS", {})
     np.testing.assert_array_equal(convx.conv2d(x, w, b, **kw), y)
@@ -130,3 +131,29 @@ def test_strip_gives_the_bits_of_row_by_row(x_shape, k, padding, dilation, dtype
     want = ref.conv_nd(x, w, b, stride=1, pads=(ph, ph, pw, pw), dilation=dilation, groups=c)
     tol = 2e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, dilation, stride", [(3, 1, 1), (5, 1, 1), (3, 2, 1), (3, 1, 2),
+                                                 (2, 1, 1)])
+def test_every_output_has_the_same_bits_in_any_block(k, dilation, stride, dtype):
+    """Each output sums bias, then its taps in (p, q) order, whether it lies
+    in a block of 4 vectors, in the vectors after it (the last moved left to
+    end at the row's end, overlapping), in a pair of rows that share their
+    loads (unit vertical stride and dilation) or alone, or tap by tap in a
+    row narrower than a vector: cropping the image, which moves every
+    output into other blocks, changes no bit of the outputs that remain."""
+    rng = np.random.default_rng(k * 10 + dilation + 100 * stride)
+    x = rng.standard_normal((2, 3, 15, 70)).astype(dtype)
+    w = rng.standard_normal((3, 1, k, k)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    geometry = dict(stride=(stride, 1), dilation=dilation, groups=3)
+    plan = _engine.forward_plan("t", x.shape, w.shape, (stride, 1), (0, 0, 0, 0),
+                                (dilation, dilation), 3, kernel_arg="weight", dtype=dtype)
+    assert plan[1].name == "depthwise"
+    whole = convx.conv2d(x, w, b, **geometry)
+    span = (k - 1) * dilation + 1
+    for width in list(range(span, span + 18)) + [40, 41, 47, 63, 69]:
+        for height in (span, span + 1, span + 2, 12, 15):
+            got = convx.conv2d(np.ascontiguousarray(x[:, :, :height, :width]), w, b, **geometry)
+            assert np.array_equal(got, whole[:, :, :got.shape[2], :got.shape[3]]), (width, height)

@@ -8,11 +8,18 @@
  * for 0 <= i < rows and ja <= j < jb, where xpad is the channel with its
  * zero border (rows Wp apart) and ``out`` points at row 0 of the block (rows
  * OW apart).  Along each output row, blocks of CVX_DW_BLOCK bytes of
- * outputs (32 floats, 16 doubles; then of one vector) start at the bias and
- * get one multiply-add per tap, taps in (p, q) order, in vector registers, reading
+ * outputs (32 floats, 16 doubles) start at the bias and get one
+ * multiply-add per tap, taps in (p, q) order, in vector registers, reading
  * every input row where it lies (no packing, no channel block to fill: the
  * direct kernel's blocks of 4 output channels would be 3/4 padding here);
- * the row's last outputs get the same sums tap by tap.  Each output is
+ * the rest of the row takes one to four vectors, the last moved left to end
+ * at the row's end (overlapping the one before it, whose values it stores
+ * again), so that a 28-wide row is 4 independent chains, not 3 chains one
+ * after another and 4 columns tap by tap; a row narrower than a vector gets
+ * the same sums tap by tap.  At unit vertical stride and dilation two output
+ * rows go together: each vector of an input row is loaded once for both
+ * (for a 5x5 kernel, 6 rows of loads for 10 of multiply-adds, not 10).
+ * Each output is
  * summed in the same order whatever the block, so the bits do not depend on
  * the threads (nor on the blocking: the same bits as tap by tap).
  *
@@ -41,60 +48,165 @@
     ptrdiff_t rows, ptrdiff_t ja, ptrdiff_t jb
 #define CVX_DW_PASS xpad, Wp, w, KH, KW, sh, dh, dw, bias, out, OW, rows, ja, jb
 
+#if CVX_X86_DISPATCH
+#define CVX_DISPATCH_DW(NAME, T)                                                    \
+__attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(CVX_DW_ARGS(T))     \
+{ NAME##_body(CVX_DW_PASS, 1); }                                                    \
+__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(CVX_DW_ARGS(T))     \
+{ NAME##_body(CVX_DW_PASS, 0); }                                                    \
+static void NAME##_v1(CVX_DW_ARGS(T)) { NAME##_body(CVX_DW_PASS, 0); }              \
+static void NAME(CVX_DW_ARGS(T))                                                    \
+{                                                                                   \
+    if (cvx_isa >= 4)                                                               \
+        NAME##_v4(CVX_DW_PASS);                                                     \
+    else if (cvx_isa >= 3)                                                          \
+        NAME##_v3(CVX_DW_PASS);                                                     \
+    else                                                                            \
+        NAME##_v1(CVX_DW_PASS);                                                     \
+}
+#else
+#define CVX_DISPATCH_DW(NAME, T)                                                    \
+static void NAME(CVX_DW_ARGS(T)) { NAME##_body(CVX_DW_PASS, 0); }
+#endif
+
 #define CVX_DEFINE_DEPTHWISE(NAME, T)                                               \
 typedef T NAME##_vt __attribute__((vector_size(CVX_DW_BLOCK / CVX_DW_NV)));         \
-static inline __attribute__((always_inline)) void NAME##_body(CVX_DW_ARGS(T))       \
+/* Where vector v of NV starts: v*VL, the last at ``last``.               */     \
+static inline __attribute__((always_inline)) ptrdiff_t NAME##_at(int v, const int NV, \
+                                                                 ptrdiff_t last)    \
 {                                                                                   \
-    enum { JB = CVX_DW_BLOCK / sizeof(T) };                                         \
-    for (ptrdiff_t i = 0; i < rows; i++) {                                          \
-        T *restrict o = out + i * OW;                                               \
-        const T *base = xpad + i * sh * Wp;                                         \
-        ptrdiff_t j = ja;                                                           \
-        for (; j + JB <= jb; j += JB) {   /* JB outputs in registers over the taps */ \
-            NAME##_vt acc[CVX_DW_NV];                                               \
-            for (int v = 0; v < CVX_DW_NV; v++) acc[v] = (NAME##_vt){0} + bias;     \
-            for (ptrdiff_t p = 0; p < KH; p++) {                                    \
-                const T *row = base + p * dh * Wp + j;                              \
-                for (ptrdiff_t q = 0; q < KW; q++) {                                \
-                    const NAME##_vt wv = (NAME##_vt){0} + w[p * KW + q];            \
-                    const T *s = row + q * dw;                                      \
-                    for (int v = 0; v < CVX_DW_NV; v++) {                           \
-                        NAME##_vt x;                                                \
-                        memcpy(&x, s + v * (JB / CVX_DW_NV), sizeof x);             \
-                        acc[v] = acc[v] + wv * x;                                   \
-                    }                                                               \
-                }                                                                   \
+    return v < NV - 1 ? v * (ptrdiff_t)(CVX_DW_BLOCK / CVX_DW_NV / sizeof(T)) : last; \
+}                                                                                   \
+/* NV vectors of outputs, at o + v*VL and the last at o + last, summed    */     \
+/* over the taps in registers (NV independent chains of multiply-adds); */      \
+/* the last may overlap the one before it, and store its values again.  */      \
+/* (NV independent chains of multiply-adds); vectors may overlap, and then */     \
+/* store the same values twice.                                             */     \
+static inline __attribute__((always_inline)) void NAME##_vectors(                   \
+    const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
+    ptrdiff_t dh, ptrdiff_t dw, T bias, T *o, ptrdiff_t last, const int NV)         \
+{                                                                                   \
+    NAME##_vt acc[CVX_DW_NV];                                                       \
+    for (int v = 0; v < NV; v++) acc[v] = (NAME##_vt){0} + bias;                    \
+    for (ptrdiff_t p = 0; p < KH; p++) {                                            \
+        const T *row = base + p * dh * Wp;                                          \
+        for (ptrdiff_t q = 0; q < KW; q++) {                                        \
+            const NAME##_vt wv = (NAME##_vt){0} + w[p * KW + q];                    \
+            const T *s = row + q * dw;                                              \
+            for (int v = 0; v < NV; v++) {                                          \
+                NAME##_vt x;                                                        \
+                memcpy(&x, s + NAME##_at(v, NV, last), sizeof x);                   \
+                acc[v] = acc[v] + wv * x;                                           \
             }                                                                       \
-            memcpy(o + j, acc, sizeof acc);                                         \
         }                                                                           \
-        for (; j + JB / CVX_DW_NV <= jb; j += JB / CVX_DW_NV) {  /* one vector */   \
-            NAME##_vt acc = (NAME##_vt){0} + bias;                                  \
-            for (ptrdiff_t p = 0; p < KH; p++) {                                    \
-                const T *row = base + p * dh * Wp + j;                              \
-                for (ptrdiff_t q = 0; q < KW; q++) {                                \
-                    NAME##_vt x;                                                    \
-                    memcpy(&x, row + q * dw, sizeof x);                             \
-                    acc = acc + ((NAME##_vt){0} + w[p * KW + q]) * x;               \
-                }                                                                   \
+    }                                                                               \
+    for (int v = 0; v < NV; v++)                                                    \
+        memcpy(o + NAME##_at(v, NV, last), &acc[v], sizeof acc[v]);                 \
+}                                                                                   \
+                                                                                    \
+/* The same for two output rows at once, o and o + OW, at unit vertical    */     \
+/* stride and dilation: input row r serves tap row r of the first and r - 1 */     \
+/* of the second, so each vector of it is loaded once for both (each output */     \
+/* still sums its taps in (p, q) order: the same bits as row by row).       */     \
+static inline __attribute__((always_inline)) void NAME##_vectors2(                  \
+    const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
+    ptrdiff_t dw, T bias, T *o, ptrdiff_t OW, ptrdiff_t last, const int NV)         \
+{                                                                                   \
+    NAME##_vt a0[CVX_DW_NV], a1[CVX_DW_NV];                                         \
+    for (int v = 0; v < NV; v++) a0[v] = a1[v] = (NAME##_vt){0} + bias;            \
+    for (ptrdiff_t r = 0; r <= KH; r++) {                                           \
+        const T *row = base + r * Wp;                                               \
+        for (ptrdiff_t q = 0; q < KW; q++) {                                        \
+            const T *s = row + q * dw;                                              \
+            NAME##_vt x[CVX_DW_NV];                                                 \
+            for (int v = 0; v < NV; v++)                                            \
+                memcpy(&x[v], s + NAME##_at(v, NV, last), sizeof x[v]);            \
+            if (r < KH) {                                                           \
+                const NAME##_vt w0 = (NAME##_vt){0} + w[r * KW + q];                \
+                for (int v = 0; v < NV; v++) a0[v] = a0[v] + w0 * x[v];             \
             }                                                                       \
-            memcpy(o + j, &acc, sizeof acc);                                        \
+            if (r > 0) {                                                            \
+                const NAME##_vt w1 = (NAME##_vt){0} + w[(r - 1) * KW + q];          \
+                for (int v = 0; v < NV; v++) a1[v] = a1[v] + w1 * x[v];             \
+            }                                                                       \
         }                                                                           \
-        if (j == jb)                                                                \
-            continue;                                                               \
-        for (ptrdiff_t jj = j; jj < jb; jj++)  /* the rest, tap by tap */           \
-            o[jj] = bias;                                                           \
+    }                                                                               \
+    for (int v = 0; v < NV; v++) {                                                  \
+        memcpy(o + NAME##_at(v, NV, last), &a0[v], sizeof a0[v]);                   \
+        memcpy(o + OW + NAME##_at(v, NV, last), &a1[v], sizeof a1[v]);              \
+    }                                                                               \
+}                                                                                   \
+                                                                                    \
+/* NV vectors of one output row (R = 1), or of two (R = 2).               */     \
+static inline __attribute__((always_inline)) void NAME##_block(                     \
+    const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
+    ptrdiff_t dh, ptrdiff_t dw, T bias, T *o, ptrdiff_t OW, ptrdiff_t last,         \
+    const int NV, const int R)                                                      \
+{                                                                                   \
+    if (R == 2)                                                                     \
+        NAME##_vectors2(base, Wp, w, KH, KW, dw, bias, o, OW, last, NV);            \
+    else                                                                            \
+        NAME##_vectors(base, Wp, w, KH, KW, dh, dw, bias, o, last, NV);             \
+}                                                                                   \
+                                                                                    \
+/* One output row (R = 1) or two (R = 2: unit vertical stride and dilation) */     \
+/* from row i.                                                               */    \
+static inline __attribute__((always_inline)) void NAME##_rows(CVX_DW_ARGS(T),       \
+                                                              ptrdiff_t i, const int R) \
+{                                                                                   \
+    enum { JB = CVX_DW_BLOCK / sizeof(T), VL = JB / CVX_DW_NV };                    \
+    T *restrict o = out + i * OW;                                                   \
+    const T *base = xpad + i * sh * Wp;                                             \
+    ptrdiff_t j = ja;                                                               \
+    for (; j + JB <= jb; j += JB)   /* JB outputs in registers over the taps */    \
+        NAME##_block(base + j, Wp, w, KH, KW, dh, dw, bias, o + j, OW, JB - VL,     \
+                     CVX_DW_NV, R);                                                 \
+    if (j == jb)                                                                    \
+        return;                                                                     \
+    if (jb - ja >= VL) {   /* the rest in vectors, the last ending at jb */        \
+        const int nv = (int)((jb - j + VL - 1) / VL);                               \
+        const ptrdiff_t last = jb - VL - j;                                         \
+        const T *b0 = base + j;                                                     \
+        T *o0 = o + j;                                                              \
+        switch (nv) {                                                               \
+        case 1: NAME##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 1, R); break; \
+        case 2: NAME##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 2, R); break; \
+        case 3: NAME##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 3, R); break; \
+        default: NAME##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 4, R); break; \
+        }                                                                           \
+        return;                                                                     \
+    }                                                                               \
+    for (int r = 0; r < R; r++) {   /* narrower than a vector: tap by tap */       \
+        T *restrict orow = o + r * OW;                                              \
+        const T *b = base + r * sh * Wp;                                            \
+        for (ptrdiff_t jj = j; jj < jb; jj++)                                       \
+            orow[jj] = bias;                                                        \
         for (ptrdiff_t p = 0; p < KH; p++) {                                        \
-            const T *row = base + p * dh * Wp;                                      \
+            const T *row = b + p * dh * Wp;                                         \
             for (ptrdiff_t q = 0; q < KW; q++) {                                    \
                 const T wv = w[p * KW + q];                                         \
                 const T *restrict s = row + q * dw;                                 \
                 for (ptrdiff_t jj = j; jj < jb; jj++)                               \
-                    o[jj] += wv * s[jj];                                            \
+                    orow[jj] += wv * s[jj];                                         \
             }                                                                       \
         }                                                                           \
     }                                                                               \
 }                                                                                   \
-CVX_ISA_DISPATCH(NAME, CVX_DW_ARGS(T), CVX_DW_PASS, NAME##_body)
+                                                                                    \
+/* pair: rows two at a time where they share input rows; x86-64-v4 only  */     \
+/* (its 32 registers hold 8 accumulators, 4 inputs and 2 weights; AVX2's   */     \
+/* 16 spilled them, and took 2.5-6x the time).                              */     \
+static inline __attribute__((always_inline)) void NAME##_body(CVX_DW_ARGS(T),       \
+                                                              const int pair)       \
+{                                                                                   \
+    ptrdiff_t i = 0;                                                                \
+    if (pair && sh == 1 && dh == 1)                                                 \
+        for (; i + 2 <= rows; i += 2)                                               \
+            NAME##_rows(CVX_DW_PASS, i, 2);                                         \
+    for (; i < rows; i++)                                                           \
+        NAME##_rows(CVX_DW_PASS, i, 1);                                             \
+}                                                                                   \
+CVX_DISPATCH_DW(NAME, T)
 
 CVX_DEFINE_DEPTHWISE(cvx_depthwise_f32, float)
 CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)

@@ -15,7 +15,7 @@ cdef void _pad_block(const floating* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
     dst[c, r, s] = src[c, r - top, s - left], zero outside src (a negative top
     or left crops instead of padding).  The ``slack`` values after the image
     are zeroed."""
-    cdef Py_ssize_t c, r, s, i, s0, s1
+    cdef Py_ssize_t c, r, i, s0, s1
     cdef floating* d
     cdef const floating* row
     s0 = left if left > c0 else c0               # first column that holds data
@@ -30,12 +30,11 @@ cdef void _pad_block(const floating* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
                 memset(d + c0, 0, (c1 - c0) * sizeof(floating))
                 continue
             row = src + (c * H + i) * W - left
-            for s in range(c0, s0):
-                d[s] = 0
-            for s in range(s0, s1):
-                d[s] = row[s]
-            for s in range(s1, c1):
-                d[s] = 0
+            if s0 > c0:
+                memset(d + c0, 0, (s0 - c0) * sizeof(floating))
+            memcpy(d + s0, row + s0, (s1 - s0) * sizeof(floating))
+            if c1 > s1:
+                memset(d + s1, 0, (c1 - s1) * sizeof(floating))
     memset(dst + C * Hp * Wp, 0, slack * sizeof(floating))
 
 

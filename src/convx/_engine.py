@@ -554,14 +554,16 @@ def _forward_depthwise(c, forced=False):
     (8,24,64,64) 7x7 0.31 / 0.38, 0.24 / 0.28; 1-D (64,16,1024) k9 0.38 /
     0.39, 0.39 / 0.39.  One channel in all (groups 1, a plain filter): the
     same with 24 taps or more (15x15: 0.24 float64, 0.31 float32; 31x31:
-    0.18, 0.32; 1-D k127: 0.34, 0.33, against the GEMM), but with fewer the
-    GEMM's forward stays ahead in float32 (3x3 on (16,1,256,256): 1.37;
-    1-D k5: 1.43, from bench.py --suite classes) and keeps it; the input
-    gradient gains there too (3x3: 0.41 float64, 0.71 float32)."""
+    0.18, 0.32; 1-D k127: 0.34, 0.33, against the GEMM), and with fewer taps
+    too, since a row's last outputs take independent vectors (one vector at
+    a time, as before, was a single chain of multiply-adds and the GEMM was
+    ahead): direct / GEMM time, 2 threads, x86-64-v4 and -v3, float32 and
+    float64, 0.12-0.5 on 7 plain filters (3x3 on 28x28 to 256x256, 4x4,
+    5x5 on 512x512, 1-D k5 and k9)."""
     if not _depthwise(c) or not (forced or USE_DIRECT):
         return None
     hp, wp = _forward_padded(c)
-    if not forced and (c.groups == 1 and c.k < 24 or not _border_fits(hp * wp, c.x[2] * c.x[3])):
+    if not forced and not _border_fits(hp * wp, c.x[2] * c.x[3]):
         return None
     return _direct_geometry(1, hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp, c.w[2], c.w[3],
                             c.dilation, c.groups, c.macs, c.k) + (c.w[2], c.w[3]) + c.dilation
@@ -576,7 +578,7 @@ def _depthwise_run(who, arrays, d, shape, dtype):
     threads = _threads.plan(n * groups * rows * cols, macs)
     slack = _DIRECT_JB[dtype]
     rb, cb = _blocks(rows, cols, col_macs, n * groups, threads)
-    strip = _depthwise_strip(rb, cols, wp, row_step) if cb == cols else 0
+    strip = _depthwise_strip(rb, cols, wp, row_step, dtype) if cb == cols else 0
     work = _scratch(who, hp * wp + slack + strip, dtype, threads)
     _call(_core.conv_depthwise, macs, *arrays, work, hp, wp, top, left, row_step, span_h,
           span_w, slack, rb, cb, kh, kw, dh, dw, strip, threads)
@@ -589,21 +591,25 @@ DEPTHWISE_STRIP_MAX = 4096
 _DEPTHWISE_STRIP_COLS = 32
 
 
-def _depthwise_strip(rows, cols, wp, row_step):
+def _depthwise_strip(rows, cols, wp, row_step, dtype):
     """The columns of conv_depthwise's strip for items of ``rows`` whole
     rows of ``cols`` outputs (the padded image ``wp`` wide), or 0 for row by
-    row.  A short row costs the row kernel a vector loop's set-up and a
-    scalar tail per tap.  Measured, 2 threads, AVX2, time with the strip over
-    row by row, forward and input gradient, float32 / float64: (8,96,28,28)
-    5x5 0.53 0.53 / 0.92 0.72; (32,144,7,7) 5x5 0.48 0.43 / 0.62 0.62;
-    (4,256,14,14) 3x3 0.38 0.40 / 0.68 0.66; (1,128,28,28) 3x3 0.56 0.63 /
-    0.85 0.81; but (8,64,56,56) 3x3 0.90 0.89 / 1.23 1.29 and (8,24,64,64)
-    7x7 1.12 1.10 / 0.88 0.98: wide rows keep row by row."""
+    row.  Row by row, a row narrower than a vector is summed tap by tap, and
+    a wider one in whole vectors (the last overlapping); the strip computes
+    the wp - cols columns between rows and copies its result out, and
+    cannot pair rows as x86-64-v4 does.  The strip where a row is narrower
+    than a vector, or where whole vectors would compute a quarter more
+    columns than the strip.  Measured, 2 threads, time row by row over the
+    strip, forward and input gradient, x86-64-v4 / -v3, 8 depthwise layers
+    of 7x7 to 28x28 images: float32 7x7 5x5 4.2 / 3.4, 10x10 3x3 1.09 /
+    1.07; elsewhere 0.78-1.04 / 0.92-1.03, but float64 14x14 3x3 0.97 /
+    1.17."""
     strip = (rows - 1) * wp + cols
     if (row_step != wp or rows < 2 or cols > _DEPTHWISE_STRIP_COLS
             or strip > DEPTHWISE_STRIP_MAX):
         return 0
-    return strip
+    vl = _VECTOR[np.dtype(dtype)]
+    return strip if cols < vl or _round_up(cols, vl) >= 1.25 * wp else 0
 
 
 def _forward_depthwise_run(who, shape, args, x, w, bias):

@@ -47,7 +47,8 @@
 
 #include "_runtime.h"
 
-#define CVX_MR 4        /* rows of a micro-tile */
+#define CVX_MR 4        /* rows of a micro-tile (cvx_pack_a_dense interleaves 4 rows) */
+_Static_assert(CVX_MR == 4, "cvx_pack_a_dense interleaves exactly 4 rows");
 #define CVX_NV 3        /* vectors of columns in a micro-tile */
 #define CVX_KC 256      /* depth of a packed block */
 #define CVX_MC 128      /* rows of A packed at once: a multiple of CVX_MR */
@@ -113,6 +114,17 @@ ATTR static void cvx_pack_a_dense_##S(const cvx_operand *A, ptrdiff_t ic, ptrdif
     for (ptrdiff_t ir = 0; ir < mc; ir += CVX_MR) {                                 \
         const ptrdiff_t mr = cvx_min(CVX_MR, mc - ir);                              \
         T *d = dst + ir * kc;                                                       \
+        if (mr == CVX_MR && A->cs == 1) {   /* 4 rows interleaved: vectorised */   \
+            const T *s0 = p + (ic + ir) * A->rs + pc, *s1 = s0 + A->rs;             \
+            const T *s2 = s1 + A->rs, *s3 = s2 + A->rs;                             \
+            for (ptrdiff_t k = 0; k < kc; k++) {                                    \
+                d[k * 4] = s0[k];                                                   \
+                d[k * 4 + 1] = s1[k];                                               \
+                d[k * 4 + 2] = s2[k];                                               \
+                d[k * 4 + 3] = s3[k];                                               \
+            }                                                                       \
+            continue;                                                               \
+        }                                                                           \
         for (ptrdiff_t i = 0; i < CVX_MR; i++) {                                    \
             if (i >= mr) {                                                          \
                 for (ptrdiff_t k = 0; k < kc; k++) d[k * CVX_MR + i] = 0;           \
@@ -328,22 +340,28 @@ ATTR static inline __attribute__((always_inline)) NAME##_vt NAME##_load(const T 
 ATTR static inline __attribute__((always_inline)) void NAME##_store(T *p, NAME##_vt v)\
 { memcpy(p, &v, sizeof v); }                                                        \
                                                                                     \
-/* C[0:m, 0:n] (=|+=) bias + a (kc x MR, packed) . b (kc x NR, rows ldb apart). */\
+/* C[0:m, 0:n] (=|+=) bias + a (MR x kc: element (i, k) at a[i*ia + k*ka]; */   \
+/* packed, ka = MR and ia = 1; read in place, ka = 1 and ia = its row step; */    \
+/* rows past m read row m - 1, whose sums are dropped) . b (kc x NR, rows  */     \
+/* ldb apart).                                                              */     \
 ATTR static inline __attribute__((always_inline)) void NAME##_micro(                \
-    ptrdiff_t kc, const T *restrict a, const T *restrict b, ptrdiff_t ldb, T *c,    \
+    ptrdiff_t kc, const T *restrict a, ptrdiff_t ia, ptrdiff_t ka,                  \
+    const T *restrict b, ptrdiff_t ldb, T *c,                                       \
     ptrdiff_t ldc, int accumulate, const T *bias, ptrdiff_t m, ptrdiff_t n)         \
 {                                                                                   \
     enum { VL = NAME##_VL, NR = NAME##_NR };                                        \
     NAME##_vt acc[CVX_MR][CVX_NV];                                                  \
+    const T *ar[CVX_MR];                                                            \
     for (int i = 0; i < CVX_MR; i++) {                                              \
         const T b0 = bias && i < m ? bias[i] : (T)0;                                \
         for (int v = 0; v < CVX_NV; v++) acc[i][v] = (NAME##_vt){0} + b0;           \
+        ar[i] = a + (i < m ? i : m - 1) * ia;                                       \
     }                                                                               \
     for (ptrdiff_t k = 0; k < kc; k++) {                                            \
         NAME##_vt bv[CVX_NV];                                                       \
         for (int v = 0; v < CVX_NV; v++) bv[v] = NAME##_load(b + k * ldb + v * VL); \
         for (int i = 0; i < CVX_MR; i++) {                                          \
-            const NAME##_vt ai = a[k * CVX_MR + i] - (NAME##_vt){0}; /* broadcast */\
+            const NAME##_vt ai = ar[i][k * ka] - (NAME##_vt){0}; /* broadcast */    \
             for (int v = 0; v < CVX_NV; v++) acc[i][v] += ai * bv[v];               \
         }                                                                           \
     }                                                                               \
@@ -395,16 +413,27 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
                 const ptrdiff_t mc = cvx_min(CVX_MC, M - ic);                       \
                 if (ic && CVX_STOPPED(stop)) /* at most MC x NC x KC between checks */\
                     return 1;                                                       \
-                const T *ap = cvx_pack_a_##S(A, ic, mc, pc, kc, abuf);              \
+                /* A dense along the depth is read in place (packing it    */ \
+                /* would copy each value to use it NR times); else packed.  */ \
+                const int a_here = A->kind == CVX_DENSE && A->cs == 1;              \
+                const T *ap = a_here ? (const T *)A->p + ic * A->rs + pc            \
+                                     : cvx_pack_a_##S(A, ic, mc, pc, kc, abuf);     \
                 for (ptrdiff_t jr = 0; jr < nc; jr += NR) {                         \
                     const int here = jr < inplace;                                  \
                     const T *bp = here ? brow + jr : bbuf + (jr - inplace) * kc;    \
                     const ptrdiff_t ldb = here ? B->rs : NR;                        \
-                    for (ptrdiff_t ir = 0; ir < mc; ir += CVX_MR)                   \
-                        NAME##_micro(kc, ap + ir * kc, bp, ldb,                     \
-                                     C + (ic + ir) * ldc + jc + jr, ldc, acc,       \
-                                     acc || !bias ? NULL : bias + ic + ir,          \
-                                     cvx_min(CVX_MR, mc - ir), cvx_min(NR, nc - jr));\
+                    for (ptrdiff_t ir = 0; ir < mc; ir += CVX_MR) {                 \
+                        T *cp = C + (ic + ir) * ldc + jc + jr;                      \
+                        const T *bi = acc || !bias ? NULL : bias + ic + ir;         \
+                        const ptrdiff_t m = cvx_min(CVX_MR, mc - ir);               \
+                        const ptrdiff_t n = cvx_min(NR, nc - jr);                   \
+                        if (a_here) /* two copies, each with its strides fixed */   \
+                            NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, bp, ldb, cp,\
+                                         ldc, acc, bi, m, n);                       \
+                        else                                                        \
+                            NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, bp, ldb, cp,  \
+                                         ldc, acc, bi, m, n);                       \
+                    }                                                               \
                 }                                                                   \
             }                                                                       \
         }                                                                           \
