@@ -48,26 +48,6 @@
     ptrdiff_t rows, ptrdiff_t ja, ptrdiff_t jb
 #define CVX_DW_PASS xpad, Wp, w, KH, KW, sh, dh, dw, bias, out, OW, rows, ja, jb
 
-#if CVX_X86_DISPATCH
-#define CVX_DISPATCH_DW(NAME, T)                                                    \
-__attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(CVX_DW_ARGS(T))     \
-{ NAME##_body(CVX_DW_PASS, 1); }                                                    \
-__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(CVX_DW_ARGS(T))     \
-{ NAME##_body(CVX_DW_PASS, 0); }                                                    \
-static void NAME##_v1(CVX_DW_ARGS(T)) { NAME##_body(CVX_DW_PASS, 0); }              \
-static void NAME(CVX_DW_ARGS(T))                                                    \
-{                                                                                   \
-    if (cvx_isa >= 4)                                                               \
-        NAME##_v4(CVX_DW_PASS);                                                     \
-    else if (cvx_isa >= 3)                                                          \
-        NAME##_v3(CVX_DW_PASS);                                                     \
-    else                                                                            \
-        NAME##_v1(CVX_DW_PASS);                                                     \
-}
-#else
-#define CVX_DISPATCH_DW(NAME, T)                                                    \
-static void NAME(CVX_DW_ARGS(T)) { NAME##_body(CVX_DW_PASS, 0); }
-#endif
 
 #define CVX_DEFINE_DEPTHWISE(NAME, T)                                               \
 typedef T NAME##_vt __attribute__((vector_size(CVX_DW_BLOCK / CVX_DW_NV)));         \
@@ -206,7 +186,7 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_DW_ARGS(T),   
     for (; i < rows; i++)                                                           \
         NAME##_rows(CVX_DW_PASS, i, 1);                                             \
 }                                                                                   \
-CVX_DISPATCH_DW(NAME, T)
+CVX_ISA_DISPATCH_BY(NAME, CVX_DW_ARGS(T), CVX_DW_PASS, NAME##_body, 1, 0)
 
 CVX_DEFINE_DEPTHWISE(cvx_depthwise_f32, float)
 CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)

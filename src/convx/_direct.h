@@ -149,26 +149,8 @@ CVX_DISPATCH_DIRECT(NAME, T)
     ptrdiff_t K, ptrdiff_t F, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,    \
     ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t ja, ptrdiff_t jb
 #define CVX_DIRECT_PASS xpad, row_step, wt, off, K, F, bias, out, OH, OW, i0, i1, ja, jb
-#if CVX_X86_DISPATCH
 #define CVX_DISPATCH_DIRECT(NAME, T)                                                \
-__attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(CVX_DIRECT_ARGS(T)) \
-{ NAME##_body(CVX_DIRECT_PASS, 2); }                                                \
-__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(CVX_DIRECT_ARGS(T)) \
-{ NAME##_body(CVX_DIRECT_PASS, 1); }                                                \
-static void NAME##_v1(CVX_DIRECT_ARGS(T)) { NAME##_body(CVX_DIRECT_PASS, 1); }      \
-static void NAME(CVX_DIRECT_ARGS(T))                                                \
-{                                                                                   \
-    if (cvx_isa >= 4)                                                               \
-        NAME##_v4(CVX_DIRECT_PASS);                                                 \
-    else if (cvx_isa >= 3)                                                          \
-        NAME##_v3(CVX_DIRECT_PASS);                                                 \
-    else                                                                            \
-        NAME##_v1(CVX_DIRECT_PASS);                                                 \
-}
-#else
-#define CVX_DISPATCH_DIRECT(NAME, T)                                                \
-static void NAME(CVX_DIRECT_ARGS(T)) { NAME##_body(CVX_DIRECT_PASS, 1); }
-#endif
+    CVX_ISA_DISPATCH_BY(NAME, CVX_DIRECT_ARGS(T), CVX_DIRECT_PASS, NAME##_body, 2, 1)
 
 /* The weight gradient, for one image and one group:
  *

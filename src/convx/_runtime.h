@@ -70,26 +70,35 @@ static int cvx_isa = 1;
  * CVX_ISA_DISPATCH(NAME, ARGS, PASS, BODY) defines NAME(ARGS), which calls
  * the always-inline BODY(PASS) compiled for x86-64-v4, -v3 or the baseline
  * by cvx_isa (the baseline alone where there is no dispatch).  ARGS is the
- * parameter list, PASS the same names as arguments. */
-#if CVX_X86_DISPATCH
+ * parameter list, PASS the same names as arguments.
+ * CVX_ISA_DISPATCH_BY(NAME, ARGS, PASS, BODY, V4, V3) is the same with one
+ * more argument, a constant per level: BODY(PASS, V4) on x86-64-v4 (its 32
+ * vector registers hold larger blocks), BODY(PASS, V3) on -v3 and the
+ * baseline. */
+#define CVX_UNPAREN(...) __VA_ARGS__
 #define CVX_ISA_DISPATCH(NAME, ARGS, PASS, BODY)                                    \
-__attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(ARGS)               \
-{ BODY(PASS); }                                                                     \
-__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(ARGS)               \
-{ BODY(PASS); }                                                                     \
-static void NAME##_v1(ARGS) { BODY(PASS); }                                         \
-static void NAME(ARGS)                                                              \
+    CVX_ISA_CLONES_(NAME, (ARGS), (PASS), BODY, (), ())
+#define CVX_ISA_DISPATCH_BY(NAME, ARGS, PASS, BODY, V4, V3)                         \
+    CVX_ISA_CLONES_(NAME, (ARGS), (PASS), BODY, (, V4), (, V3))
+#if CVX_X86_DISPATCH
+#define CVX_ISA_CLONES_(NAME, ARGS, PASS, BODY, X4, X3)                             \
+__attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(CVX_UNPAREN ARGS)   \
+{ BODY(CVX_UNPAREN PASS CVX_UNPAREN X4); }                                          \
+__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(CVX_UNPAREN ARGS)   \
+{ BODY(CVX_UNPAREN PASS CVX_UNPAREN X3); }                                          \
+static void NAME##_v1(CVX_UNPAREN ARGS) { BODY(CVX_UNPAREN PASS CVX_UNPAREN X3); }  \
+static void NAME(CVX_UNPAREN ARGS)                                                  \
 {                                                                                   \
     if (cvx_isa >= 4)                                                               \
-        NAME##_v4(PASS);                                                            \
+        NAME##_v4(CVX_UNPAREN PASS);                                                \
     else if (cvx_isa >= 3)                                                          \
-        NAME##_v3(PASS);                                                            \
+        NAME##_v3(CVX_UNPAREN PASS);                                                \
     else                                                                            \
-        NAME##_v1(PASS);                                                            \
+        NAME##_v1(CVX_UNPAREN PASS);                                                \
 }
 #else
-#define CVX_ISA_DISPATCH(NAME, ARGS, PASS, BODY)                                    \
-static void NAME(ARGS) { BODY(PASS); }
+#define CVX_ISA_CLONES_(NAME, ARGS, PASS, BODY, X4, X3)                             \
+static void NAME(CVX_UNPAREN ARGS) { BODY(CVX_UNPAREN PASS CVX_UNPAREN X3); }
 #endif
 
 static int cvx_isa_detect(void)
