@@ -157,3 +157,26 @@ def test_every_output_has_the_same_bits_in_any_block(k, dilation, stride, dtype)
         for height in (span, span + 1, span + 2, 12, 15):
             got = convx.conv2d(np.ascontiguousarray(x[:, :, :height, :width]), w, b, **geometry)
             assert np.array_equal(got, whole[:, :, :got.shape[2], :got.shape[3]]), (width, height)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_grad_row_ends_keep_the_rule(dtype):
+    """A row's last columns (fewer than a vector) are summed as one vector
+    ending at the row's end, its lanes before them zeroed in the gradient
+    and in the image alike: a non-finite value there reaches exactly the
+    taps that read it, at every width."""
+    rng = np.random.default_rng(9)
+    for width in range(3, 40, 3):
+        for k in (3, 5):
+            x = rng.standard_normal((2, 3, 6, width)).astype(dtype)
+            where = (rng.integers(2), rng.integers(3), rng.integers(6), rng.integers(width))
+            x[where] = (np.inf, -np.inf, np.nan)[width % 3]
+            g = rng.standard_normal((2, 3, 6, width)).astype(dtype)
+            ws = (3, 1, k, k)
+            got = convx.conv2d_weight_grad(x, ws, g, padding=k // 2, groups=3)
+            want = ref.conv_nd_weight_grad(x.astype(np.float64), ws, g.astype(np.float64), 1,
+                                           (k // 2,) * 4, 1, 3)
+            assert np.array_equal(np.isnan(got), np.isnan(want)), (width, k)
+            assert np.array_equal(np.isinf(got), np.isinf(want)), (width, k)
+            finite = np.isfinite(want)
+            np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)

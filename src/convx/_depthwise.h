@@ -32,6 +32,7 @@
 #define CONVX_DEPTHWISE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "_runtime.h"
@@ -197,10 +198,11 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
  *
  * For each row of taps p and block of up to 4 taps q, the sums run along
  * the output rows in vector registers (two vectors of g at a time, one
- * accumulator pair per tap; then one vector), the last columns one at a
- * time; then each
- * tap's lanes are added in order, then its column tail, then that goes into
- * acc.  The order depends on the shapes only: the same bits for any
+ * accumulator pair per tap; then one vector; then the last OW % VL columns
+ * as one vector ending at the row's end, the lanes before them zeroed in g
+ * and in x alike), or one column at a time in a row narrower than a
+ * vector; then each tap's lanes are added in order, then its column tail,
+ * then that goes into acc.  The order depends on the shapes only: the same bits for any
  * threads.  Reads stay in xpad (OW - 1 + (KW - 1)*dw < Wp). */
 #define CVX_DWW_ARGS(T)                                                             \
     const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t rows,          \
@@ -208,7 +210,7 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
 #define CVX_DWW_PASS xpad, Wp, g, OW, rows, sh, KH, KW, dh, dw, acc
 
 /* Taps q0 .. q0 + NQ - 1 of tap row p. */
-#define CVX_DWW_TAPS(VT, T, NQ)                                                     \
+#define CVX_DWW_TAPS(VT, IVT, T, NQ)                                                \
     do {                                                                            \
         enum { VL = (int)(sizeof(VT) / sizeof(T)) };                                \
         VT a0[NQ], a1[NQ];                                                          \
@@ -218,6 +220,11 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
             a1[k] = (VT){0};                                                        \
             tail[k] = 0;                                                            \
         }                                                                           \
+        /* a row's last OW % VL columns: one vector ending at OW, its lanes */      \
+        /* before them zeroed in both operands (0 * 0, never 0 * inf)       */      \
+        const ptrdiff_t jt = OW / VL * VL, last = OW - VL;                          \
+        IVT keep;                                                                   \
+        for (int l = 0; l < VL; l++) keep[l] = last + l >= jt ? -1 : 0;             \
         for (ptrdiff_t i = 0; i < rows; i++) {                                      \
             const T *gr = g + i * OW;                                               \
             const T *xr = xpad + (i * sh + p * dh) * Wp + q0 * dw;                  \
@@ -244,7 +251,18 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
                 }                                                                   \
                 j += VL;                                                            \
             }                                                                       \
-            for (; j < OW; j++)                                                     \
+            if (j < OW && last >= 0) {                                              \
+                VT g0;                                                              \
+                memcpy(&g0, gr + last, sizeof g0);                                  \
+                g0 = (VT)((IVT)g0 & keep);                                          \
+                for (int k = 0; k < NQ; k++) {                                      \
+                    VT x0;                                                          \
+                    memcpy(&x0, xr + k * dw + last, sizeof x0);                     \
+                    a1[k] = a1[k] + (VT)((IVT)x0 & keep) * g0;                      \
+                }                                                                   \
+                j = OW;                                                             \
+            }                                                                       \
+            for (; j < OW; j++)   /* a row narrower than a vector */                \
                 for (int k = 0; k < NQ; k++)                                        \
                     tail[k] = tail[k] + xr[k * dw + j] * gr[j];                     \
         }                                                                           \
@@ -256,22 +274,23 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
         }                                                                           \
     } while (0)
 
-#define CVX_DEFINE_DW_WGRAD(NAME, VT, T)                                            \
+#define CVX_DEFINE_DW_WGRAD(NAME, VT, IT, T)                                        \
+typedef IT NAME##_it __attribute__((vector_size(sizeof(VT))));                      \
 static inline __attribute__((always_inline)) void NAME##_body(CVX_DWW_ARGS(T))      \
 {                                                                                   \
     for (ptrdiff_t p = 0; p < KH; p++)                                              \
         for (ptrdiff_t q0 = 0; q0 < KW; q0 += 4) {                                  \
             switch (KW - q0 < 4 ? KW - q0 : 4) {                                    \
-            case 1: CVX_DWW_TAPS(VT, T, 1); break;                                  \
-            case 2: CVX_DWW_TAPS(VT, T, 2); break;                                  \
-            case 3: CVX_DWW_TAPS(VT, T, 3); break;                                  \
-            default: CVX_DWW_TAPS(VT, T, 4); break;                                 \
+            case 1: CVX_DWW_TAPS(VT, NAME##_it, T, 1); break;                       \
+            case 2: CVX_DWW_TAPS(VT, NAME##_it, T, 2); break;                       \
+            case 3: CVX_DWW_TAPS(VT, NAME##_it, T, 3); break;                       \
+            default: CVX_DWW_TAPS(VT, NAME##_it, T, 4); break;                      \
             }                                                                       \
         }                                                                           \
 }                                                                                   \
 CVX_ISA_DISPATCH(NAME, CVX_DWW_ARGS(T), CVX_DWW_PASS, NAME##_body)
 
-CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f32, cvx_depthwise_f32_vt, float)
-CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, double)
+CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f32, cvx_depthwise_f32_vt, int32_t, float)
+CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, int64_t, double)
 
 #endif
