@@ -813,7 +813,7 @@ def _weight_grad_channels(c, forced=False):
     :func:`_channels_pay`; forced (method='direct'), wherever the other
     direct kernel would not run instead."""
     if forced:
-        if not (_channels_pay(c) or c.stride[1] != 1 or WEIGHT_GRAD_CHANNELS):
+        if not (_channels_pay(c) or c.stride[1] != 1):
             return None
     elif not (USE_DIRECT and _channels_pay(c)):
         return None
@@ -1249,8 +1249,9 @@ def _weight_grad_winograd(c, forced=False):
 # theirs says they pay (_direct_pays), then the GEMM (small calls on the
 # stack).  The first whose plan applies runs the call.
 _DIRECT_NEEDS = "stride 1 along the width"
+# (the weight gradient's direct kernels run at any stride)
 _BORDER_NEEDS = ("a padding and dilation that leave the padded image at most 4 times the "
-                 "input's size, and the rows of an item at most 2**24 values")   # the weight gradient's direct kernels run at any stride
+                 "input's size, and the rows of an item at most 2**24 values")
 _FFT_NEEDS = "a kernel that spans more than one position along an axis"
 _WINO_NEEDS = ("a 3x3 kernel at stride 1 and dilation 1, in the forward pass or the input "
                "gradient")
