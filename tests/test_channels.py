@@ -1,9 +1,10 @@
-"""The weight gradient vectorised along the output channels (the engine's
-"channels" algorithm, _direct.h's cvx_wgradt): right against the reference
-for every geometry it takes (any stride, dilation, groups, padding, filter
-counts that fill a vector or not), exact where the sums are exact, the same
-bits run after run and for every item split, the rule of non-finite values
-kept, and chosen where its cost model says."""
+"""The forward pass and the weight gradient vectorised along the output
+channels (the engine's "channels" algorithms, _direct.h's cvx_fwdt and
+cvx_wgradt): right against the reference for every geometry they take (any
+stride, dilation, groups, padding, filter counts that fill a vector or
+not), exact where the sums are exact, the same bits run after run (the
+forward pass for any thread count), the rule of non-finite values kept, and
+chosen where their cost models say."""
 import numpy as np
 import pytest
 
@@ -156,3 +157,62 @@ def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
                                     (pad,) * 4, (1, 1), groups, kernel_arg="weight",
                                     dtype=dtype)
     assert plan[1].name == name
+
+
+@pytest.fixture
+def forward_channels(monkeypatch):
+    """Every forward pass through the channels algorithm."""
+    monkeypatch.setattr(_engine, "FORWARD_CHANNELS", True)
+    monkeypatch.setattr(_engine, "PLANS", {})
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_against_the_reference(case, dtype, forward_channels, default_threads):
+    """Each output sums bias, then its taps in order, in one item: the same
+    bits for any thread count; exact on small integers in float64."""
+    xs, ws, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(len(str(case)) + 1)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    st = (stride, stride) if isinstance(stride, int) else stride
+    dl = (dilation, dilation) if isinstance(dilation, int) else dilation
+    plan = _engine.forward_plan("t", xs, ws, st, _pads(padding), dl, groups,
+                                kernel_arg="weight", dtype=dtype)
+    assert plan[1].name == "channels"
+    want = ref.conv_nd(x, w, b, stride=stride, pads=_pads(padding), dilation=dilation,
+                       groups=groups)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    runs = []
+    for threads in (1, 2):
+        convx.set_num_threads(threads)
+        got = convx.conv2d(x, w, b, **geometry)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+        runs.append(got)
+    assert np.array_equal(runs[0], runs[1])
+    if dtype == np.float64:
+        xi = rng.integers(-3, 4, xs).astype(dtype)
+        wi = rng.integers(-3, 4, ws).astype(dtype)
+        assert np.array_equal(convx.conv2d(xi, wi, **geometry),
+                              ref.conv_nd(xi, wi, stride=stride, pads=_pads(padding),
+                                          dilation=dilation, groups=groups))
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_forward_non_finite_values_follow_the_rule(value, forward_channels):
+    """A non-finite input value reaches exactly the outputs that read it (as
+    if the input were zero-padded: 0 * inf = NaN in the border stays out,
+    since the border holds zeros and the weights are finite)."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 11, 11))
+    x[1, 1, 5, 6] = value
+    w = rng.standard_normal((20, 3, 3, 3))
+    got = convx.conv2d(x, w, stride=2, padding=1)
+    want = ref.conv_nd(x, w, stride=2, pads=(1, 1, 1, 1))
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert finite.any() and not finite.all()
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)

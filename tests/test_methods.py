@@ -13,7 +13,7 @@ CASES = [  # (x shape, w shape, stride, padding (per side), dilation, groups)
     ((2, 16, 12, 12), (32, 16, 3, 3), 1, 1, 1, 1),
     ((2, 6, 10, 11), (6, 1, 3, 3), 1, 1, 1, 6),          # depthwise
     ((2, 8, 9, 9), (8, 4, 2, 3), 1, (1, 0), (2, 1), 2),   # even kernel, dilated, grouped
-    ((3, 3, 13, 13), (8, 3, 5, 5), 2, 2, 1, 1),          # strided: direct only for the weight grad
+    ((3, 3, 13, 13), (8, 3, 5, 5), 2, 2, 1, 1),          # strided: no direct input grad
     ((2, 4, 11, 12), (10, 2, 3, 2), (2, 3), (1, 0), (1, 2), 2),  # strided, grouped, dilated
     ((2, 4, 7, 7), (5, 4, 1, 1), 1, 0, 1, 1),            # 1x1
     ((4, 2, 1, 33), (3, 2, 1, 7), 1, (0, 3), 1, 1),      # 1-D as 2-D
@@ -33,7 +33,7 @@ def _applies(method, pass_, stride, w_shape, dilation):
     if method == "winograd":
         return (w_shape[2:] == (3, 3) and stride == 1 and dilation == 1
                 and pass_ != "weight grad")
-    if method != "direct" or pass_ == "weight grad":   # (its direct kernels: any stride)
+    if method != "direct" or pass_ != "input grad":   # (their direct kernels: any stride)
         return True
     return sw == 1 and (pass_ != "input grad" or sh == 1)
 
@@ -135,4 +135,4 @@ def test_the_table_names_every_method():
         assert methods == set(_engine.METHODS) - {"auto"}, pass_
         assert table[-1].method == "gemm"   # the last entry applies to every call
         direct = next(a for a in table if a.method == "direct")
-        assert ("stride 1" in direct.needs) == (pass_ != "weight grad"), pass_
+        assert ("stride 1" in direct.needs) == (pass_ == "input grad"), pass_

@@ -168,6 +168,14 @@ cdef extern from "_direct.h" nogil:
                         const Py_ssize_t* off, Py_ssize_t K, const double* g, Py_ssize_t gs,
                         Py_ssize_t grs, Py_ssize_t F, Py_ssize_t FP, Py_ssize_t i0,
                         Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, double* gt, double* dwt)
+    void cvx_fwdt_f32(const float* xpad, Py_ssize_t row_step, Py_ssize_t sw,
+                      const Py_ssize_t* off, Py_ssize_t K, const float* wt, Py_ssize_t F,
+                      Py_ssize_t FP, const float* bias, float* out, Py_ssize_t plane,
+                      Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb)
+    void cvx_fwdt_f64(const double* xpad, Py_ssize_t row_step, Py_ssize_t sw,
+                      const Py_ssize_t* off, Py_ssize_t K, const double* wt, Py_ssize_t F,
+                      Py_ssize_t FP, const double* bias, double* out, Py_ssize_t plane,
+                      Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb)
     int cvx_direct_fast()
 
 

@@ -342,6 +342,84 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRADT_ARGS(T)
 CVX_ISA_DISPATCH(NAME, CVX_WGRADT_ARGS(T), CVX_WGRADT_PASS, NAME##_body)
 
 
+/* The forward pass vectorised along the output channels, for any stride.
+ * For one item (output rows i0..i1, columns ja..jb of one image and group):
+ *
+ *     out[f, i, j] = bias[f] + sum_k wt[k, f] * xpad[i*row_step + j*sw + off[k]]
+ *
+ * wt is the group's weights packed by chunks of 2 vectors of channels (the
+ * last may be 1), each (K, width), zero past F: chunk c starts at
+ * wt + c*2*VL*K.  A register block is MR = 6 output positions along a row
+ * by the chunk's vectors: each tap broadcasts one image value per position
+ * against the tap's weight vectors, so the image is read in place (no
+ * im2col) at any stride.  Positions past jb repeat the last and are
+ * dropped.  Each output sums bias, then k = 0, 1, ..., K - 1: the same
+ * bits for any blocking and any thread count.  The block is stored through
+ * a buffer, position by position into the channels' planes. */
+#define CVX_FT_MR 6
+#define CVX_FWDT_ARGS(T)                                                            \
+    const T *xpad, ptrdiff_t row_step, ptrdiff_t sw, const ptrdiff_t *off,          \
+    ptrdiff_t K, const T *wt, ptrdiff_t F, ptrdiff_t FP, const T *bias,             \
+    T *out, ptrdiff_t plane, ptrdiff_t OW,      /* out: (F, ...) planes apart */    \
+    ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t ja, ptrdiff_t jb
+#define CVX_FWDT_PASS xpad, row_step, sw, off, K, wt, F, FP, bias, out, plane, OW, i0, i1, ja, jb
+#define CVX_DEFINE_FWDT(NAME, T, VT, VL)                                            \
+static inline __attribute__((always_inline)) void NAME##_tile(                      \
+    const T *xr, ptrdiff_t sw, const ptrdiff_t *off, ptrdiff_t K, const T *w,       \
+    const T *bias, ptrdiff_t nf, T *o, ptrdiff_t plane, ptrdiff_t np, const int NV) \
+{                                                                                   \
+    enum { MR = CVX_FT_MR };                                                        \
+    VT acc[CVX_FT_MR][2];                                                           \
+    const T *xp[CVX_FT_MR];                                                         \
+    for (int m = 0; m < MR; m++) {                                                  \
+        xp[m] = xr + (m < np ? m : np - 1) * sw;                                    \
+        for (int v = 0; v < NV; v++) {                                              \
+            VT b = (VT){0};                                                         \
+            if (bias)                                                               \
+                for (int l = 0; l < VL; l++)                                        \
+                    b[l] = v * VL + l < nf ? bias[v * VL + l] : (T)0;               \
+            acc[m][v] = b;                                                          \
+        }                                                                           \
+    }                                                                               \
+    for (ptrdiff_t k = 0; k < K; k++, w += NV * VL) {                               \
+        VT wv[2];                                                                   \
+        for (int v = 0; v < NV; v++) wv[v] = NAME##_ld(w + v * VL);                 \
+        const ptrdiff_t ok = off[k];                                                \
+        for (int m = 0; m < MR; m++) {                                              \
+            const VT xb = xp[m][ok] - (VT){0};   /* a broadcast */                  \
+            for (int v = 0; v < NV; v++) acc[m][v] += xb * wv[v];                   \
+        }                                                                           \
+    }                                                                               \
+    T tmp[CVX_FT_MR][2 * VL];                                                       \
+    for (int m = 0; m < MR; m++)                                                    \
+        for (int v = 0; v < NV; v++) NAME##_st(tmp[m] + v * VL, acc[m][v]);         \
+    for (ptrdiff_t f = 0; f < nf; f++)                                              \
+        for (ptrdiff_t m = 0; m < np; m++) o[f * plane + m] = tmp[m][f];            \
+}                                                                                   \
+                                                                                    \
+static inline __attribute__((always_inline)) void NAME##_body(CVX_FWDT_ARGS(T))     \
+{                                                                                   \
+    enum { MR = CVX_FT_MR };                                                        \
+    for (ptrdiff_t f0 = 0; f0 < FP; f0 += 2 * VL) {                                \
+        const int two = FP - f0 >= 2 * VL;                                          \
+        const ptrdiff_t nf = F - f0 < (two ? 2 : 1) * VL ? F - f0 : (two ? 2 : 1) * VL; \
+        const T *w = wt + f0 * K;                                                   \
+        const T *b = bias ? bias + f0 : NULL;                                       \
+        for (ptrdiff_t i = i0; i < i1; i++)                                         \
+            for (ptrdiff_t j = ja; j < jb; j += MR) {                               \
+                const ptrdiff_t np = jb - j < MR ? jb - j : MR;                     \
+                const T *xr = xpad + i * row_step + j * sw;                         \
+                T *o = out + f0 * plane + i * OW + j;                               \
+                if (two)                                                            \
+                    NAME##_tile(xr, sw, off, K, w, b, nf, o, plane, np, 2);         \
+                else                                                                \
+                    NAME##_tile(xr, sw, off, K, w, b, nf, o, plane, np, 1);         \
+            }                                                                       \
+    }                                                                               \
+}                                                                                   \
+CVX_ISA_DISPATCH(NAME, CVX_FWDT_ARGS(T), CVX_FWDT_PASS, NAME##_body)
+
+
 CVX_DEFINE_DIRECT(cvx_direct_f32, float, cvx_vf32, 8)
 CVX_DEFINE_DIRECT(cvx_direct_f64, double, cvx_vf64, 4)
 
@@ -350,12 +428,20 @@ static inline cvx_vf64 cvx_wgrad_f64_ld(const double *p) { return cvx_direct_f64
 CVX_DEFINE_WGRAD(cvx_wgrad_f32, float, cvx_vf32, 8)
 CVX_DEFINE_WGRAD(cvx_wgrad_f64, double, cvx_vf64, 4)
 
-static inline void cvx_wgradt_f32_st(float *p, cvx_vf32 v) { cvx_direct_f32_store(p, v); }
-static inline void cvx_wgradt_f64_st(double *p, cvx_vf64 v) { cvx_direct_f64_store(p, v); }
-static inline cvx_vf32 cvx_wgradt_f32_ld(const float *p) { return cvx_direct_f32_load(p); }
-static inline cvx_vf64 cvx_wgradt_f64_ld(const double *p) { return cvx_direct_f64_load(p); }
+/* NAME_f32_ld / _st and NAME_f64_ld / _st: the vector loads and stores a
+ * kernel template names. */
+#define CVX_VECTOR_IO(NAME)                                                         \
+static inline cvx_vf32 NAME##_f32_ld(const float *p) { return cvx_direct_f32_load(p); } \
+static inline cvx_vf64 NAME##_f64_ld(const double *p) { return cvx_direct_f64_load(p); } \
+static inline void NAME##_f32_st(float *p, cvx_vf32 v) { cvx_direct_f32_store(p, v); } \
+static inline void NAME##_f64_st(double *p, cvx_vf64 v) { cvx_direct_f64_store(p, v); }
+
+CVX_VECTOR_IO(cvx_wgradt)
 CVX_DEFINE_WGRADT(cvx_wgradt_f32, float, cvx_vf32, 8)
 CVX_DEFINE_WGRADT(cvx_wgradt_f64, double, cvx_vf64, 4)
+CVX_VECTOR_IO(cvx_fwdt)
+CVX_DEFINE_FWDT(cvx_fwdt_f32, float, cvx_vf32, 8)
+CVX_DEFINE_FWDT(cvx_fwdt_f64, double, cvx_vf64, 4)
 
 /* 1 where the kernels above run vectorised code: an x86-64 CPU with AVX2 and
  * FMA (cvx_isa >= 3), or any other target, where the compiler's own SIMD is

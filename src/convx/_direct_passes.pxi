@@ -322,3 +322,74 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
                 for k in range(D.K):
                     out[(g * D.Fo + f) * D.K + k] = scratch[(g * D.K + k) * FP + f]
     return not CVX_STOPPED(stop)
+
+
+# --------------------------------------------------------------------------
+# The forward pass by output channels (any stride): the image read in
+# place, one value per tap and output position broadcast against vectors of
+# the tap's weights (_direct.h).
+# --------------------------------------------------------------------------
+
+cdef void _fwdt_item(const floating* x, const floating* wt, const Py_ssize_t* off,
+                     const floating* bias, floating* out, floating* pad, const Direct* D,
+                     Py_ssize_t sw, Py_ssize_t FP, Py_ssize_t item) noexcept nogil:
+    """One block of image n's outputs, group g.  pad holds the padded rows
+    the block reads, r0.. (D.Hp of them at most), channel after channel."""
+    cdef Py_ssize_t n, g, i0, i1, j0, j1
+    _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
+    cdef Py_ssize_t r0 = i0 * D.sh
+    _pad_block(x + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, D.Cs, D.Hs, D.Ws, pad, D.Hp, D.Wp,
+               D.top - r0, D.left, 0, (i1 - 1) * D.sh + D.span_h - r0, j0 * sw,
+               _min(D.Wp, (j1 - 1) * sw + D.span_w), 0)
+    cdef const floating* b = NULL if bias == NULL else bias + g * D.Fo
+    cdef floating* o = out + (n * D.groups + g) * D.Fo * D.OH * D.OW + i0 * D.OW
+    if floating is float:
+        cvx_fwdt_f32(pad, D.row_step, sw, off, D.K, wt + g * D.K * FP, D.Fo, FP, b, o,
+                     D.OH * D.OW, D.OW, 0, i1 - i0, j0, j1)
+    else:
+        cvx_fwdt_f64(pad, D.row_step, sw, off, D.K, wt + g * D.K * FP, D.Fo, FP, b, o,
+                     D.OH * D.OW, D.OW, 0, i1 - i0, j0, j1)
+
+
+def conv_forward_channels(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
+                          const floating[::1] wt,             # IN  (groups, K*FP), by chunks
+                          const Py_ssize_t[::1] off,          # IN  (K,)
+                          const floating[::1] bias,           # IN  (F,), or None
+                          floating[:, :, :, ::1] out,         # OUT (N, F, OH, OW), all written
+                          floating[::1] work,                 # scratch: Cg*Hr*Wp per thread
+                          Py_ssize_t groups, Py_ssize_t Hr, Py_ssize_t Wp,
+                          Py_ssize_t top, Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw,
+                          Py_ssize_t span_h, Py_ssize_t span_w, Py_ssize_t FP,
+                          Py_ssize_t rb, Py_ssize_t cb, int nt, bint interruptible):
+    """out = the forward pass, vectorised along the output channels, in
+    blocks of ``rb`` output rows by ``cb`` columns, at any stride (padded
+    rows of a block as conv_weight_grad_channels pads them).  Returns False
+    when interrupted."""
+    cdef Direct D = _direct_geom(x.shape[1] // groups, x.shape[2], x.shape[3], groups,
+                                 out.shape[1] // groups, out.shape[2], out.shape[3],
+                                 off.shape[0], Hr, Wp, top, left, sh * Wp, span_h, span_w, rb,
+                                 cb, 0)
+    cdef Py_ssize_t per = D.Cs * Hr * Wp
+    cdef Py_ssize_t items = x.shape[0] * groups * D.nrb * D.ncb, it, tid
+    cdef const floating* xp = _data4(x)
+    cdef const floating* wp_ = &wt[0]
+    cdef const floating* b = _data_or_null(bias)
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef floating* scratch = &work[0]
+    cdef const int* stop = _stop(interruptible)
+    with nogil:
+        nt = _team(nt)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                if CVX_STOPPED(stop):
+                    break
+                _fwdt_item(xp, wp_, &off[0], b, op, scratch, &D, sw, FP, it)
+    else:
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            for it in prange(items, schedule="dynamic"):
+                if not CVX_STOPPED(stop):
+                    _fwdt_item(xp, wp_, &off[0], b, op, scratch + tid * per, &D, sw, FP, it)
+    return not CVX_STOPPED(stop)

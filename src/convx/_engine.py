@@ -531,6 +531,59 @@ def _forward_direct_run(who, shape, args, x, w, bias):
     return out
 
 
+FORWARD_CHANNELS = None   # None: by _forward_channels_pay; True / False: always (tests)
+
+
+def _forward_channels(c, forced=False):
+    """The forward pass vectorised along the output channels (_direct.h's
+    cvx_fwdt), at any stride: no im2col.  Where it pays:
+    :func:`_forward_channels_pay`; forced (method='direct'), where the
+    direct kernel does not apply (a width stride)."""
+    return _channels_plan(c, forced, _forward_channels_pay)
+
+
+def _forward_channels_pay(c):
+    """At a width stride (where the direct kernel does not apply), from two
+    vectors of filters to 64: measured against im2col + GEMM, 2 threads,
+    time over the GEMM's, on 10 strided layers (3 -> 16 to 256 -> 512
+    channels, 3x3 to 7x7): float32 0.64-0.92 x86-64-v4 and 0.67-0.98 -v3 up
+    to 64 filters (a 7x7 stem: 0.92 and 0.92-0.98), float64 0.60-0.99; but
+    0.98-1.09 at 128 filters, 1.15-1.5 at 256 and 512, where the GEMM's
+    packing is a small part of its time; and 1.07-1.64 on 1x1 kernels at
+    stride 2 (32 to 256 channels -> 32 or 64), whose rows the GEMM gathers
+    while this kernel pads every row of the image."""
+    if FORWARD_CHANNELS is not None:
+        return FORWARD_CHANNELS
+    return (c.stride[1] != 1 and 2 * _VECTOR[c.dtype] <= c.fg <= 64
+            and c.w[2] * c.w[3] > 1)
+
+
+def _channels_weights(w, groups, fp, vl):
+    """The forward channels kernel's weights: per group, chunks of 2*vl
+    output channels (the last may be vl), each (K, width), zero past the
+    group's channels; chunk c at c*2*vl*K."""
+    f, cg, kh, kw = w.shape
+    fg, k = f // groups, cg * kh * kw
+    wg = np.zeros((groups, fp, k), w.dtype)
+    wg[:, :fg] = w.reshape(groups, fg, k)
+    chunks = [wg[:, c0:c0 + 2 * vl].transpose(0, 2, 1).reshape(groups, -1)
+              for c0 in range(0, fp, 2 * vl)]
+    return np.ascontiguousarray(np.concatenate(chunks, axis=1)).ravel()
+
+
+def _forward_channels_run(who, shape, args, x, w, bias):
+    off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, rb_max, macs = args
+    n, _, oh, ow = shape
+    out = _result(who, shape, x.dtype)
+    threads = _threads.plan(n * groups * oh * ow, macs)
+    rb, cb = _blocks(oh, ow, fp * off.shape[0], n * groups, threads)
+    work = _scratch(who, cs * hr * wp, x.dtype, threads)
+    _call(_core.conv_forward_channels, macs, x,
+          _channels_weights(w, groups, fp, _VECTOR[x.dtype]), off, bias, out, work, groups, hr,
+          wp, top, left, sh, sw, span_h, span_w, fp, rb, cb, threads)
+    return out
+
+
 def _border_fits(padded, image):
     """A padded plane a thread copies at most this much larger than the
     plane itself: a huge padding or dilation is left to im2col, whose
@@ -812,17 +865,23 @@ def _weight_grad_channels(c, forced=False):
     cvx_wgradt), at any stride: no im2col, no packing.  Where it pays:
     :func:`_channels_pay`; forced (method='direct'), wherever the other
     direct kernel would not run instead."""
-    if forced:
-        if not (_channels_pay(c) or c.stride[1] != 1):
-            return None
-    elif not (USE_DIRECT and _channels_pay(c)):
+    return _channels_plan(c, forced, _channels_pay)
+
+
+def _channels_plan(c, forced, pays):
+    """The channels kernels' plan (forward and weight gradient): where
+    ``pays(c)``, or forced (method='direct') where the other direct kernels
+    need a unit width stride; None where a thread's padded rows would not
+    fit _CHANNELS_MAX_PAD."""
+    if not (pays(c) or forced and c.stride[1] != 1) or not (forced or USE_DIRECT):
         return None
     (sh, sw), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
     oh, ow = c.out[2:]
     span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     fp = _round_up(c.fg, _VECTOR[c.dtype])
     # each thread pads the rows of one item at a time: at most rb_max output
-    # rows (_even_blocks never gives more), hr rows of the padded image
+    # rows (_blocks and _even_blocks never give more), hr rows of the padded
+    # image
     rb_max = min(oh, max(1, _ITEM_MACS // max(ow * fp * c.k, 1)))
     hp, hr, wp = (oh - 1) * sh + span_h, (rb_max - 1) * sh + span_h, (ow - 1) * sw + span_w
     if not _border_fits(hp * wp, c.x[2] * c.x[3]) or c.w[1] * hr * wp > _CHANNELS_MAX_PAD:
@@ -1249,7 +1308,7 @@ def _weight_grad_winograd(c, forced=False):
 # theirs says they pay (_direct_pays), then the GEMM (small calls on the
 # stack).  The first whose plan applies runs the call.
 _DIRECT_NEEDS = "stride 1 along the width"
-# (the weight gradient's direct kernels run at any stride)
+# (the forward pass's and the weight gradient's direct kernels run at any stride)
 _BORDER_NEEDS = ("a padding and dilation that leave the padded image at most 4 times the "
                  "input's size, and the rows of an item at most 2**24 values")
 _FFT_NEEDS = "a kernel that spans more than one position along an axis"
@@ -1264,7 +1323,9 @@ ALGORITHMS = {
         Algorithm("winograd", "winograd", _winograd_plan("forward", lambda c: c.out),
                   _finite_run(_winograd_compute), _WINO_NEEDS),
         Algorithm("depthwise", "direct", _forward_depthwise, _forward_depthwise_run,
-                  _DIRECT_NEEDS),
+                  _BORDER_NEEDS),
+        Algorithm("channels", "direct", _forward_channels, _forward_channels_run,
+                  _BORDER_NEEDS),
         Algorithm("direct", "direct", _forward_direct, _forward_direct_run, _DIRECT_NEEDS),
         Algorithm("gemm-small", "gemm", _forward_small, _forward_small_run),
         Algorithm("gemm", "gemm", _forward_gemm, _forward_gemm_run),
