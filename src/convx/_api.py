@@ -341,8 +341,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     method : 'auto' (default), 'direct', 'gemm', 'fft' or 'winograd'
         The algorithm.  'auto' lets the engine choose by its cost models (a
         pure function of the shapes, dtype and geometry: the same call gives
-        the same bits on every run); 'direct' (the SIMD direct kernels, stride
-        1 along the width), 'gemm' (im2col + convx's matrix product, any
+        the same bits on every run); 'direct' (the SIMD direct kernels, which
+        read the image in place, at any stride), 'gemm' (im2col + convx's matrix product, any
         geometry), 'fft' (products of scipy.fft spectra, overlap-save; a
         kernel spanning more than one position) or 'winograd' (F(4x4, 3x3):
         a 3x3 kernel at stride 1 and dilation 1, the forward pass and the
