@@ -366,8 +366,13 @@ def test_threads_sleep_between_calls(policy):
                          env=env, timeout=120, check=True)
     cpu, seen = out.stdout.split()
     assert seen == str(policy)
+    # A pool that spins through the 0.3 s sleep costs about 0.3 s of CPU per
+    # thread (the active case below); a sleeping one, what the host adds: up
+    # to 0.031 s in fresh venvs on a shared 2-core VM (seen for builds of
+    # three different commits), so the line sits at a third of one spinning
+    # thread.
     if policy is None:
-        assert float(cpu) < 0.03, cpu
+        assert float(cpu) < 0.1, cpu
     else:
         assert float(cpu) > 0.1, cpu
 
