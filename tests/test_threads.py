@@ -524,7 +524,7 @@ def test_weight_grad_split_shares_evenly():
 # One image or two: blocks of taps (a pointwise kernel, whose column matrix
 # is the image read transposed; a 3x3 kernel; two groups).
 SPLIT_CASES = [
-    pytest.param((1, 96, 10, 10), (64, 96, 1, 1), 1, 0, id="pointwise"),
+    pytest.param((1, 192, 10, 10), (64, 192, 1, 1), 1, 0, id="pointwise"),
     pytest.param((1, 64, 10, 10), (64, 64, 3, 3), 1, 1, id="3x3"),
     pytest.param((1, 192, 9, 9), (64, 96, 3, 3), 2, 1, id="groups2"),
     pytest.param((2, 128, 7, 7), (96, 128, 3, 3), 1, 1, id="batch2"),

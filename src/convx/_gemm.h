@@ -31,11 +31,20 @@
  * and whoever computes it.
  *
  * Instruction sets: the micro-kernel and its driver are compiled for
- * x86-64-v4 and x86-64-v3 with 32-byte vectors (NR = 3 vectors: 24 floats or
- * 12 doubles) and for the baseline with 16-byte vectors (12 floats or 6
- * doubles; 32-byte vectors on SSE2 spill and run 10x slower), chosen by
- * cvx_isa (_runtime.h) at each call.  The packers move memory and take NR as
- * an argument; they are compiled for x86-64-v3 and the baseline.
+ * x86-64-v4 with 64-byte vectors (NR = 3 vectors: 48 floats or 24 doubles),
+ * for x86-64-v3 with 32-byte vectors (24 floats or 12 doubles) and for the
+ * baseline with 16-byte vectors (12 floats or 6 doubles; 32-byte vectors on
+ * SSE2 spill and run 10x slower), chosen by cvx_isa (_runtime.h) at each
+ * call.  The packers move memory and take NR as an argument; they are
+ * compiled for x86-64-v3 and the baseline.
+ *
+ * CVX_KC is 128 so that a B panel of the widest micro-tile, KC x 48 floats
+ * (24 KiB), stays in L1 while the micro-kernel sweeps A across it.  Measured
+ * on an Intel Xeon with two 512-bit FMA units (1 thread, method='gemm', 48
+ * passes of 8 layers of our own): 64-byte vectors with KC = 256 were slower
+ * than 32-byte ones on strided layers (the 48 KiB panel left L1); with KC =
+ * 128 they took 0.89x the time of the 32-byte, KC = 256 product (geomean;
+ * 0.69-1.15x).  The 32-byte product lost 2% to the smaller KC there.
  *
  * No checking is done here: the callers in _core.pyx guarantee the sizes.
  */
@@ -50,10 +59,11 @@
 #define CVX_MR 4        /* rows of a micro-tile (cvx_pack_a_dense interleaves 4 rows) */
 _Static_assert(CVX_MR == 4, "cvx_pack_a_dense interleaves exactly 4 rows");
 #define CVX_NV 3        /* vectors of columns in a micro-tile */
-#define CVX_KC 256      /* depth of a packed block */
+#define CVX_KC 128      /* depth of a packed block (see above) */
 #define CVX_MC 128      /* rows of A packed at once: a multiple of CVX_MR */
-#define CVX_NC 384      /* columns of B packed at once: a multiple of every NR (24, 12, 6) */
-#define CVX_NR_MAX 24
+#define CVX_NC 384      /* columns of B packed at once: a multiple of every NR (48, 24, 12, 6) */
+#define CVX_NR_MAX 48   /* the widest panel: float32 at x86-64-v4 */
+_Static_assert(CVX_NC % CVX_NR_MAX == 0, "CVX_NC holds whole panels of every width");
 
 enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_ROWS = 4 };
 
@@ -442,8 +452,8 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
 }
 
 #if CVX_X86_DISPATCH
-CVX_DEFINE_GEMM(cvx_gemm_f32_v4, f32_v3, float, 32, CVX_V4)
-CVX_DEFINE_GEMM(cvx_gemm_f64_v4, f64_v3, double, 32, CVX_V4)
+CVX_DEFINE_GEMM(cvx_gemm_f32_v4, f32_v3, float, 64, CVX_V4)
+CVX_DEFINE_GEMM(cvx_gemm_f64_v4, f64_v3, double, 64, CVX_V4)
 CVX_DEFINE_GEMM(cvx_gemm_f32_v3, f32_v3, float, 32, CVX_V3)
 CVX_DEFINE_GEMM(cvx_gemm_f64_v3, f64_v3, double, 32, CVX_V3)
 #endif
@@ -464,7 +474,8 @@ static int cvx_gemm_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand
     return cvx_gemm_##S##_v1(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop);\
 }                                                                                   \
 static ptrdiff_t cvx_gemm_nr_##S(void)                                              \
-{ return cvx_isa >= 3 ? cvx_gemm_##S##_v3_NR : cvx_gemm_##S##_v1_NR; }
+{ return cvx_isa >= 4 ? cvx_gemm_##S##_v4_NR                                     \
+       : cvx_isa >= 3 ? cvx_gemm_##S##_v3_NR : cvx_gemm_##S##_v1_NR; }
 #else
 #define CVX_DISPATCH_GEMM(S, T)                                                     \
 static int cvx_gemm_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,\

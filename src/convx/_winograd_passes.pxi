@@ -31,8 +31,10 @@ cdef extern from "_winograd.h" nogil:
                               Py_ssize_t o0, double* pack)
 
 
+# A block's tiles are the columns of its products: a multiple of every GEMM
+# panel width, CVX_NR_MAX (_gemm.h), so that each panel is whole.
 cdef enum:
-    _WINO_COLS = 24     # a block's columns are a multiple of every GEMM panel width (24, 12, 6)
+    _WINO_COLS = CVX_NR_MAX
 
 
 def winograd_scratch(Py_ssize_t C, Py_ssize_t O, Py_ssize_t groups, Py_ssize_t tb):
