@@ -366,20 +366,14 @@ CVX_ISA_DISPATCH(NAME, CVX_WGRADT_ARGS(T), CVX_WGRADT_PASS, NAME##_body)
 #define CVX_DEFINE_FWDT(NAME, T, VT, VL)                                            \
 static inline __attribute__((always_inline)) void NAME##_tile(                      \
     const T *xr, ptrdiff_t sw, const ptrdiff_t *off, ptrdiff_t K, const T *w,       \
-    const T *bias, ptrdiff_t nf, T *o, ptrdiff_t plane, ptrdiff_t np, const int NV) \
+    const VT *bv, ptrdiff_t nf, T *o, ptrdiff_t plane, ptrdiff_t np, const int NV)  \
 {                                                                                   \
     enum { MR = CVX_FT_MR };                                                        \
     VT acc[CVX_FT_MR][2];                                                           \
     const T *xp[CVX_FT_MR];                                                         \
     for (int m = 0; m < MR; m++) {                                                  \
         xp[m] = xr + (m < np ? m : np - 1) * sw;                                    \
-        for (int v = 0; v < NV; v++) {                                              \
-            VT b = (VT){0};                                                         \
-            if (bias)                                                               \
-                for (int l = 0; l < VL; l++)                                        \
-                    b[l] = v * VL + l < nf ? bias[v * VL + l] : (T)0;               \
-            acc[m][v] = b;                                                          \
-        }                                                                           \
+        for (int v = 0; v < NV; v++) acc[m][v] = bv[v];                             \
     }                                                                               \
     for (ptrdiff_t k = 0; k < K; k++, w += NV * VL) {                               \
         VT wv[2];                                                                   \
@@ -404,16 +398,19 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_FWDT_ARGS(T)) 
         const int two = FP - f0 >= 2 * VL;                                          \
         const ptrdiff_t nf = F - f0 < (two ? 2 : 1) * VL ? F - f0 : (two ? 2 : 1) * VL; \
         const T *w = wt + f0 * K;                                                   \
-        const T *b = bias ? bias + f0 : NULL;                                       \
+        VT bv[2] = {(VT){0}, (VT){0}};    /* the chunk's bias, 0 past its filters */\
+        if (bias)                                                                   \
+            for (int l = 0; l < 2 * VL; l++)                                        \
+                if (l < nf) bv[l / VL][l % VL] = bias[f0 + l];                      \
         for (ptrdiff_t i = i0; i < i1; i++)                                         \
             for (ptrdiff_t j = ja; j < jb; j += MR) {                               \
                 const ptrdiff_t np = jb - j < MR ? jb - j : MR;                     \
                 const T *xr = xpad + i * row_step + j * sw;                         \
                 T *o = out + f0 * plane + i * OW + j;                               \
                 if (two)                                                            \
-                    NAME##_tile(xr, sw, off, K, w, b, nf, o, plane, np, 2);         \
+                    NAME##_tile(xr, sw, off, K, w, bv, nf, o, plane, np, 2);         \
                 else                                                                \
-                    NAME##_tile(xr, sw, off, K, w, b, nf, o, plane, np, 1);         \
+                    NAME##_tile(xr, sw, off, K, w, bv, nf, o, plane, np, 1);         \
             }                                                                       \
     }                                                                               \
 }                                                                                   \

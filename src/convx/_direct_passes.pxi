@@ -242,6 +242,17 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
 # one value per tap broadcast against vectors of channels (_direct.h).
 # --------------------------------------------------------------------------
 
+cdef inline void _pad_item_rows(const floating* x, floating* pad, const Direct* D,
+                                Py_ssize_t sw, Py_ssize_t n, Py_ssize_t g, Py_ssize_t i0,
+                                Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """The padded rows that output rows i0..i1, columns j0..j1 of image n,
+    group g read (at stride sh, sw), from row i0 * sh on, into ``pad``: the
+    channels kernels' item (its rows relative, its columns absolute)."""
+    cdef Py_ssize_t r0 = i0 * D.sh
+    _pad_block(x + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, D.Cs, D.Hs, D.Ws, pad, D.Hp, D.Wp,
+               D.top - r0, D.left, 0, (i1 - 1) * D.sh + D.span_h - r0, j0 * sw,
+               _min(D.Wp, (j1 - 1) * sw + D.span_w), 0)
+
 cdef void _wgradt_item(const floating* x, const floating* gout, const Py_ssize_t* off,
                        floating* acc, floating* pad, floating* gt, const Direct* D,
                        Py_ssize_t sw, Py_ssize_t FP, Py_ssize_t item) noexcept nogil:
@@ -250,10 +261,7 @@ cdef void _wgradt_item(const floating* x, const floating* gout, const Py_ssize_t
     at most), channel after channel."""
     cdef Py_ssize_t n, g, i0, i1, j0, j1
     _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
-    cdef Py_ssize_t r0 = i0 * D.sh
-    _pad_block(x + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, D.Cs, D.Hs, D.Ws, pad, D.Hp, D.Wp,
-               D.top - r0, D.left, 0, (i1 - 1) * D.sh + D.span_h - r0, j0 * sw,
-               _min(D.Wp, (j1 - 1) * sw + D.span_w), 0)
+    _pad_item_rows(x, pad, D, sw, n, g, i0, i1, j0, j1)
     cdef const floating* gg = gout + (n * D.groups + g) * D.Fo * D.OH * D.OW + i0 * D.OW
     if floating is float:
         cvx_wgradt_f32(pad, D.row_step, sw, off, D.K, gg, D.OH * D.OW, D.OW, D.Fo, FP, 0,
@@ -337,10 +345,7 @@ cdef void _fwdt_item(const floating* x, const floating* wt, const Py_ssize_t* of
     the block reads, r0.. (D.Hp of them at most), channel after channel."""
     cdef Py_ssize_t n, g, i0, i1, j0, j1
     _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
-    cdef Py_ssize_t r0 = i0 * D.sh
-    _pad_block(x + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, D.Cs, D.Hs, D.Ws, pad, D.Hp, D.Wp,
-               D.top - r0, D.left, 0, (i1 - 1) * D.sh + D.span_h - r0, j0 * sw,
-               _min(D.Wp, (j1 - 1) * sw + D.span_w), 0)
+    _pad_item_rows(x, pad, D, sw, n, g, i0, i1, j0, j1)
     cdef const floating* b = NULL if bias == NULL else bias + g * D.Fo
     cdef floating* o = out + (n * D.groups + g) * D.Fo * D.OH * D.OW + i0 * D.OW
     if floating is float:
