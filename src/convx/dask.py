@@ -313,24 +313,30 @@ class _Call:
 class _Block:
     """One task's own part: its batch size and the _Region of each spatial
     axis it gathers from the input (forward pass, weight gradient), or, for
-    the input gradient, its two _Back."""
-    __slots__ = ("call", "n", "rows", "cols", "back")
+    the input gradient, its two _Back; ``cut[i][k]``: whether its input
+    (i, k) is a halo already cut to size (_keys)."""
+    __slots__ = ("call", "n", "rows", "cols", "back", "cut")
 
-    def __init__(self, call, n, rows, cols, back=None):
+    def __init__(self, call, n, rows, cols, back=None, cut=()):
         self.call, self.n, self.rows, self.cols, self.back = call, n, rows, cols, back
+        self.cut = cut
 
 
-def _gather(parts, n, c, rows, cols, dtype):
-    """The region of a block from the chunks it meets (``parts[i][j]``, in
-    the order of rows.pieces and cols.pieces), zero where none reaches."""
+def _gather(parts, cut, n, c, rows, cols, dtype):
+    """The region of a block from the chunks it meets (``parts[i][k]``, in
+    the order of rows.pieces and cols.pieces; ``cut[i][k]``: already cut to
+    the piece), zero where none reaches."""
+    def piece(i, k, r0, r1, c0, c1):
+        return parts[i][k] if cut[i][k] else parts[i][k][:, :, r0:r1, c0:c1]
+
     if len(rows.pieces) == 1 and len(cols.pieces) == 1:
         (_, r0, r1, ra), (_, c0, c1, ca) = rows.pieces[0], cols.pieces[0]
         if ra == ca == 0 and r1 - r0 == rows.length and c1 - c0 == cols.length:
-            return parts[0][0][:, :, r0:r1, c0:c1]    # one chunk covers it: a view
+            return piece(0, 0, r0, r1, c0, c1)    # one chunk covers it: a view
     region = np.zeros((n, c, rows.length, cols.length), dtype)
-    for part_row, (_, r0, r1, ra) in zip(parts, rows.pieces):
-        for part, (_, c0, c1, ca) in zip(part_row, cols.pieces):
-            region[:, :, ra:ra + r1 - r0, ca:ca + c1 - c0] = part[:, :, r0:r1, c0:c1]
+    for i, (_, r0, r1, ra) in enumerate(rows.pieces):
+        for k, (_, c0, c1, ca) in enumerate(cols.pieces):
+            region[:, :, ra:ra + r1 - r0, ca:ca + c1 - c0] = piece(i, k, r0, r1, c0, c1)
     return region
 
 
@@ -347,14 +353,20 @@ def _finish(call, out, squeeze=True):
     return out
 
 
+def _planned(make, *args):
+    """The engine's plan ``make(*args)``, kept per signature in the engine's
+    cache (_engine.planned): blocks of one call mostly share their shapes,
+    and planning (the FFT's cost model) costs milliseconds."""
+    return _engine.planned(("convx.dask", make.__name__) + args, make, *args)
+
+
 def _forward_task(parts, w, bias, block):
     call = block.call
-    x = _gather(parts, block.n, call.c, block.rows, block.cols, call.compute)
+    x = _gather(parts, block.cut, block.n, call.c, block.rows, block.cols, call.compute)
     pads = _pads(block)
     with _threads.limited(call.threads) as record:
-        plan = _engine.forward_plan(call.func, x.shape, call.w4, call.stride, pads,
-                                    call.dilation, call.groups, None, "weight", call.method,
-                                    call.compute)
+        plan = _planned(_engine.forward_plan, call.func, x.shape, call.w4, call.stride, pads,
+                        call.dilation, call.groups, None, "weight", call.method, call.compute)
         out = _engine.forward_run(plan, v.as_kernel_input(call.func, "input", x, call.compute),
                                   v.as_kernel_input(call.func, "weight", w, call.compute),
                                   None if bias is None else
@@ -366,13 +378,13 @@ def _forward_task(parts, w, bias, block):
 def _input_grad_task(parts, w, block):
     call = block.call
     back_h, back_w = block.back
-    g = _gather(parts, block.n, call.w4[0], back_h.gout, back_w.gout, call.compute)
+    g = _gather(parts, block.cut, block.n, call.w4[0], back_h.gout, back_w.gout, call.compute)
     shape = (block.n, call.c, back_h.length, back_w.length)
     pads = (back_h.gout.lo, back_h.gout.hi, back_w.gout.lo, back_w.gout.hi)
     with _threads.limited(call.threads) as record:
-        plan = _engine.input_grad_plan(call.func, shape, call.w4, g.shape, call.stride, pads,
-                                       call.dilation, call.groups, "weight", call.method,
-                                       call.compute)
+        plan = _planned(_engine.input_grad_plan, call.func, shape, call.w4, g.shape,
+                        call.stride, pads, call.dilation, call.groups, "weight", call.method,
+                        call.compute)
         dx = _engine.input_grad_run(plan, v.as_kernel_input(call.func, "weight", w, call.compute),
                                     v.as_kernel_input(call.func, "grad_output", g, call.compute))
     _note(record)
@@ -394,11 +406,11 @@ def _zeros_task(block):
 
 def _weight_grad_task(parts, g, block):
     call = block.call
-    x = _gather(parts, block.n, call.c, block.rows, block.cols, call.compute)
+    x = _gather(parts, block.cut, block.n, call.c, block.rows, block.cols, call.compute)
     with _threads.limited(call.threads) as record:
-        plan = _engine.weight_grad_plan(call.func, x.shape, call.w4, g.shape, call.stride,
-                                        _pads(block), call.dilation, call.groups,
-                                        "weight_shape", call.method, call.compute)
+        plan = _planned(_engine.weight_grad_plan, call.func, x.shape, call.w4, g.shape,
+                        call.stride, _pads(block), call.dilation, call.groups, "weight_shape",
+                        call.method, call.compute)
         dw = _engine.weight_grad_run(plan, v.as_kernel_input(call.func, "input", x, call.compute),
                                      v.as_kernel_input(call.func, "grad_output", g,
                                                        call.compute))
@@ -416,9 +428,47 @@ def _array(name, dsk, dependencies, chunks, dtype):
     return da.Array(graph, name, chunks, meta=np.empty((0,) * len(chunks), dtype))
 
 
-def _keys(name, j, rows, cols):
-    """The keys of chunks (j, 0, r, c) of a 4-D array for a block's _Regions."""
-    return [[(name, j, 0, r[0], c[0]) for c in cols.pieces] for r in rows.pieces]
+def _own(region):
+    """The piece of a _Region that comes from the chunk the block is built
+    around: its largest (the first of equals)."""
+    sizes = [last - first for _, first, last, _ in region.pieces]
+    return sizes.index(max(sizes)) if sizes else -1
+
+
+def _keys(dsk, halos, name, j, rows, cols, bounds_h, bounds_w):
+    """The inputs of a block gathering ``rows`` x ``cols`` from chunks (j, 0,
+    r, c) of the 4-D array ``name``: a nested list of keys, and which of
+    them are halos cut to size.
+
+    The chunk the block is built around, and any chunk it reads whole, is
+    taken as it is; a part of another chunk (a halo) comes from a task of
+    its own that copies just that part (a key of the layer ``halos``, added
+    to ``dsk``), so that the neighbour's chunk is not held in memory until
+    this block runs."""
+    own_r, own_c = _own(rows), _own(cols)
+    keys, cut = [], []
+    for i, (r, r0, r1, _) in enumerate(rows.pieces):
+        row_keys, row_cut = [], []
+        whole_r = r1 - r0 == bounds_h[r + 1] - bounds_h[r]
+        for k, (c, c0, c1, _) in enumerate(cols.pieces):
+            key = (name, j, 0, r, c)
+            whole = whole_r and c1 - c0 == bounds_w[c + 1] - bounds_w[c]
+            if whole or (i == own_r and k == own_c):
+                row_keys.append(key)
+                row_cut.append(False)
+            else:
+                halo = (halos, j, r, c, r0, r1, c0, c1)
+                dsk[halo] = (_cut, key, r0, r1, c0, c1)
+                row_keys.append(halo)
+                row_cut.append(True)
+        keys.append(row_keys)
+        cut.append(tuple(row_cut))
+    return keys, tuple(cut)
+
+
+def _cut(chunk, r0, r1, c0, c1):
+    """A copy of a chunk's rows [r0, r1) and columns [c0, c1): a halo."""
+    return chunk[:, :, r0:r1, c0:c1].copy()
 
 
 def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups, method):
@@ -449,12 +499,13 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups, meth
     w_key = (w.name, 0, 0, 0, 0)
     b_key = None if b is None else (b.name, 0)
     dsk = {}
+    bounds_h, bounds_w = _bounds(x.chunks[2]), _bounds(x.chunks[3])
     for j, n in enumerate(x.chunks[0]):
         for a, rr in enumerate(rows):
             for c, cr in enumerate(cols):
                 key = (name, j, 0, c) if nsp == 1 else (name, j, 0, a, c)
-                dsk[key] = (_forward_task, _keys(x.name, j, rr, cr), w_key, b_key,
-                            _Block(call, n, rr, cr))
+                keys, cut = _keys(dsk, name + "-halo", x.name, j, rr, cr, bounds_h, bounds_w)
+                dsk[key] = (_forward_task, keys, w_key, b_key, _Block(call, n, rr, cr, cut=cut))
     cuts = (tuple(np.diff(cols_cuts).tolist()),) if nsp == 1 else \
         (tuple(np.diff(rows_cuts).tolist()), tuple(np.diff(cols_cuts).tolist()))
     out = _array(name, dsk, [x, w] + ([] if b is None else [b]),
@@ -487,16 +538,18 @@ def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, di
                                        int(groups), method, threads)
     w_key = (w.name, 0, 0, 0, 0)
     dsk = {}
+    bounds_h, bounds_w = _bounds(g.chunks[2]), _bounds(g.chunks[3])
     for j, n in enumerate(g.chunks[0]):
         for a, bh in enumerate(rows):
             for b, bw in enumerate(cols):
                 key = (name, j, 0, b) if nsp == 1 else (name, j, 0, a, b)
-                block = _Block(call, n, None, None, (bh, bw))
                 if bh.gout is None or bw.gout is None:
-                    dsk[key] = (_zeros_task, block)
-                else:
-                    dsk[key] = (_input_grad_task, _keys(g.name, j, bh.gout, bw.gout), w_key,
-                                block)
+                    dsk[key] = (_zeros_task, _Block(call, n, None, None, (bh, bw)))
+                    continue
+                keys, cut = _keys(dsk, name + "-halo", g.name, j, bh.gout, bw.gout, bounds_h,
+                                  bounds_w)
+                dsk[key] = (_input_grad_task, keys, w_key,
+                            _Block(call, n, None, None, (bh, bw), cut))
     cuts = (tuple(np.diff(cols_cuts).tolist()),) if nsp == 1 else \
         (tuple(np.diff(rows_cuts).tolist()), tuple(np.diff(cols_cuts).tolist()))
     return _array(name, dsk, [w, g], (g.chunks[0], (c,)) + cuts, result)
@@ -537,10 +590,11 @@ def _weight_grad(func, nsp, input, weight_shape, grad_output, stride, padding, d
     name = f"convx-{func}-partials-" + tokenize(x4.name, x4.chunks, g4.name, g4.chunks, shape,
                                                 st, pads, dil, int(groups), method, threads)
     dsk = {}
+    bounds_h, bounds_w = _bounds(x4.chunks[2]), _bounds(x4.chunks[3])
     for p, (j, n, (ri, _, _, rr), (ci, _, _, cr)) in enumerate(blocks):
+        keys, cut = _keys(dsk, name + "-halo", x4.name, j, rr, cr, bounds_h, bounds_w)
         dsk[(name, p) + (0,) * len(shape)] = (
-            _weight_grad_task, _keys(x4.name, j, rr, cr), (g4.name, j, 0, ri, ci),
-            _Block(call, n, rr, cr))
+            _weight_grad_task, keys, (g4.name, j, 0, ri, ci), _Block(call, n, rr, cr, cut=cut))
     stack = _array(name, dsk, [x4, g4], ((1,) * len(blocks),) + tuple((s,) for s in shape),
                    compute)
     total = stack[0] if len(blocks) == 1 else stack.sum(axis=0, split_every=_SPLIT_EVERY,
