@@ -70,6 +70,7 @@ worker that runs fewer tasks than it has cores::
 :func:`threads_used` tells how many threads convx used in this process's
 tasks (on a cluster: ``client.run(convx.dask.threads_used)``).
 """
+import bisect
 import collections
 import math
 import threading
@@ -197,10 +198,12 @@ def _pieces(bounds, start, stop):
     from: ``(chunk, first, last, at)`` for each chunk they meet, its rows
     [first, last) going to row ``at`` of the region."""
     out = []
-    for i in range(len(bounds) - 1):
+    i = max(0, bisect.bisect_right(bounds, start) - 1)   # the chunk holding ``start``
+    while i < len(bounds) - 1 and bounds[i] < stop:
         a, b = max(start, bounds[i]), min(stop, bounds[i + 1])
         if a < b:
             out.append((i, a - bounds[i], b - bounds[i], a - start))
+        i += 1
     return tuple(out)
 
 
