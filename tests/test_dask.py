@@ -283,6 +283,45 @@ def test_chunks_far_smaller_than_the_halo(nsp, size):
                                    gw_np(x, w.shape, g, **kw), rtol=1e-12, atol=1e-11)
 
 
+@pytest.mark.parametrize("method", ["direct", "gemm", "fft", "winograd"])
+@pytest.mark.parametrize("nsp", [1, 2])
+def test_forced_methods_on_spatial_chunks(nsp, method):
+    """A forced method runs every block of a spatial chunking (without
+    padding) and applies to the blocks where it applies to the call: float64,
+    against the NumPy call with the same method.  The FFT's and Winograd's
+    error bounds (docs/design.md) are below 1e-12 of the terms' size here; a
+    wrong halo errs by the size of a term."""
+    rng = np.random.default_rng(13)
+    sp = (29,) * nsp
+    x = rng.standard_normal((2, 4) + sp)
+    w = rng.standard_normal((8, 4) + (3,) * nsp)
+    chunks = (1, 4) + (7,) * nsp
+    f_np, gi_np, gw_np, f_da, gi_da, gw_da = _funcs(nsp)
+    kw = dict(padding="same", method=method)
+    y = f_np(x, w, padding="same")
+    g = rng.standard_normal(y.shape)
+    dx, dg = da.from_array(x, chunks=chunks), da.from_array(g, chunks=(1, 8) + chunks[2:])
+    assert f_da(dx, w, **dict(kw, method="auto")).chunks[-1] == (8, 7, 7, 7)  # 1: only a halo
+    scale = np.abs(x).max() * np.abs(w).max() * 4 * 3**nsp + np.abs(g).max() * np.abs(
+        w).max() * 8 * 3**nsp + np.abs(x).max() * np.abs(g).max() * g[0, 0].size
+    compared = 0
+    for build, numpy_call in ((lambda: f_da(dx, w, **kw), lambda: f_np(x, w, **kw)),
+                              (lambda: gi_da(x.shape, w, dg, **kw),
+                               lambda: gi_np(x.shape, w, g, **kw)),
+                              (lambda: gw_da(dx, w.shape, dg, **kw),
+                               lambda: gw_np(x, w.shape, g, **kw))):
+        want = _numpy_or_error(numpy_call)
+        if isinstance(want, Exception):    # Winograd: 2-D only, and no weight gradient
+            with pytest.raises(type(want)) as e:
+                build()
+            assert str(e.value) == str(want)
+            continue
+        np.testing.assert_allclose(build().compute(), want, rtol=0, atol=1e-12 * scale)
+        compared += 1
+    assert compared == (0 if (nsp, method) == (1, "winograd") else
+                        2 if method == "winograd" else 3)
+
+
 def test_input_grad_blocks_no_window_touches_are_zero():
     """Stride 3 with a 1-tap kernel reads one row in three: the input
     gradient's blocks between them are zeros, made without the engine."""
