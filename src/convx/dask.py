@@ -347,11 +347,11 @@ def _pads(block):
     return (block.rows.lo, block.rows.hi, block.cols.lo, block.cols.hi)
 
 
-def _finish(call, out, squeeze=True):
+def _finish(call, out):
     """The engine's result in the result dtype, without the unit H axis of a 1-D call."""
     if call.result is not call.compute:
         out = out.astype(call.result)
-    if squeeze and call.nsp == 1:
+    if call.nsp == 1:
         out = out.reshape(out.shape[:2] + out.shape[3:])
     return out
 
