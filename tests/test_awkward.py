@@ -403,3 +403,44 @@ def test_memmaps_compute_as_their_arrays(tmp_path):
                                                            padding=1))
         assert np.array_equal(convx._output(ro, w.transpose(1, 0, 2, 3)),
                               convx._output(x, w.transpose(1, 0, 2, 3)))
+
+
+def _unaligned(a):
+    """A copy of ``a`` over a buffer one byte past an aligned address: its
+    values are not aligned to their size (``flags.aligned`` is False)."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    out = np.frombuffer(buf[1:].data, a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned and out.flags.c_contiguous
+    return out
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("nsp", [1, 2])
+def test_unaligned_arrays_compute_as_aligned_copies(nsp, dtype):
+    """Arrays whose values sit at odd addresses (np.frombuffer at an offset;
+    a dask chunk deserialised on a distributed worker) are copied before the
+    kernels see them, which would load them misaligned (UBSan: "load of
+    misaligned address"): the same bits as aligned copies, inputs unchanged."""
+    rng = np.random.default_rng(3)
+    sp = (9, 8)[:nsp] if nsp == 2 else (17,)
+    x = rng.standard_normal((2, 4) + sp).astype(dtype)
+    w = rng.standard_normal((6, 2) + (3,) * nsp).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    kw = dict(padding=1, groups=2)
+    f = {s: getattr(convx, f"conv{nsp}d{s}") for s in ("", "_input_grad", "_weight_grad")}
+    y = f[""](x, w, b, **kw)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    ux, uw, ub, ug = (_unaligned(a) for a in (x, w, b, g))
+    assert convx._validate.as_kernel_input("t", "x", ux, np.dtype(dtype)).flags.aligned
+    for method in ("auto", "gemm", "direct"):
+        assert np.array_equal(f[""](ux, uw, ub, method=method, **kw),
+                              f[""](x, w, b, method=method, **kw))
+        assert np.array_equal(f["_input_grad"](x.shape, uw, ug, method=method, **kw),
+                              f["_input_grad"](x.shape, w, g, method=method, **kw))
+        assert np.array_equal(f["_weight_grad"](ux, w.shape, ug, method=method, **kw),
+                              f["_weight_grad"](x, w.shape, g, method=method, **kw))
+    assert np.array_equal(convx.conv2d_bias_grad(_unaligned(np.ones((2, 3, 4, 5), dtype))),
+                          np.full(3, 40.0, dtype))
+    for a, u in ((x, ux), (w, uw), (b, ub), (g, ug)):
+        assert np.array_equal(a, u) and not u.flags.aligned

@@ -28,6 +28,10 @@ def test_readme_python_blocks_run():
     assert api["y"].shape == (32, 32, 32, 32) and api["y"].dtype == np.float32
     assert api["dx"].shape == api["x"].shape and api["dw"].shape == api["w"].shape
     assert np.allclose(api["db"], api["g"].sum(axis=(0, 2, 3)))
+    lazy = namespaces[3]                                   # convx.dask
+    assert lazy["ys"].shape == (16, 8, 256, 256) and lazy["ys"].dtype == np.float32
+    assert lazy["ys"].chunks[2:] == ((130, 126), (130, 126))   # output 130 starts at row 128
+    assert lazy["tile"].shape == (4, 8, 128, 128)
 
 
 def test_readme_opens_with_the_two_setup_commands():

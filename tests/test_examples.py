@@ -1,6 +1,8 @@
-"""The training examples (examples/) work: the loss falls and the accuracy
-passes chance by a wide margin in a short run, the data need no network, and
-the PyTorch twin of the digits network starts from the same weights."""
+"""The examples (examples/) work: the training examples' loss falls and the
+accuracy passes chance by a wide margin in a short run, the data need no
+network, and the PyTorch twin of the digits network starts from the same
+weights; the out-of-core example convolves an image on disk chunk by chunk
+and checks itself."""
 import importlib
 import os
 import pathlib
@@ -26,7 +28,7 @@ def examples():
     sys.path.insert(0, str(EXAMPLES))
     try:
         yield {name: importlib.import_module(name)
-               for name in ("numpy_nn", "train_digits", "train_signals")}
+               for name in ("numpy_nn", "train_digits", "train_signals", "large_image")}
     finally:
         sys.path.remove(str(EXAMPLES))
 
@@ -122,3 +124,33 @@ def test_adam_matches_torch(examples):
         tp.grad = torch.tensor(g)
         opt.step()
     np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_large_image_small_run(examples, tmp_path):
+    """A small run of examples/large_image.py: 3 x 300 x 300 in chunks of
+    64 x 128 (ragged at the edges), the result on disk equal to one
+    convx.conv2d of the whole image within the rounding bound, its spot
+    checks passing, and catching a wrong tile."""
+    pytest.importorskip("dask.array")
+    import convx
+    large = examples["large_image"]
+    lines = []
+    figures = large.run(size=300, chunk=(64, 128), directory=str(tmp_path), keep=True,
+                        log=lines.append)
+    assert len(lines) == 4 and lines[-1].endswith("(ok)")
+    assert figures["blocks"] == 5 * 3 and figures["worst_over_tolerance"] <= 1
+    assert figures["peak_rss"] >= figures["rss_before"] > 0
+    shape = (1, 3, 300, 300)
+    image = np.fromfile(tmp_path / "image.f32", np.float32).reshape(shape)
+    out = np.fromfile(tmp_path / "conv.f32", np.float32).reshape(shape)
+    weight = np.random.default_rng(1).standard_normal((3, 3, 5, 5)).astype(np.float32) / 5
+    want = convx.conv2d(image, weight, padding="same")
+    bound = convx.conv2d(np.abs(image).astype(np.float64), np.abs(weight).astype(np.float64),
+                         padding="same")
+    assert np.all(np.abs(out - want.astype(np.float64)) <= 76 * np.finfo(np.float32).eps * bound)
+    assert np.abs(image).max() > 0.5 and np.abs(out).max() > 0.5   # not an image of zeros
+    tiles = large.Tiles(str(tmp_path / "conv.f32"), shape, "r+")
+    r0, r1, c0, c1 = figures["tiles"][3]                # astride the first chunk corner
+    tiles[:, :, r0 + 1, c0 + 1] = tiles[:, :, r0 + 1, c0 + 1] + 1e-3
+    assert large.spot_check(large.Tiles(str(tmp_path / "image.f32"), shape), tiles, weight,
+                            figures["tiles"]) > 1

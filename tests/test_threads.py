@@ -429,6 +429,57 @@ def test_set_num_threads_changes_the_plan():
     assert convx._threads.plan(8, 100) == 1               # tiny call: serial
 
 
+def test_limited_lowers_the_count_in_one_python_thread_only():
+    """_threads.limited(n): plan() and get_num_threads() give at most n in
+    this Python thread for the block (and record the count plan() chose),
+    nest, and leave other Python threads and the global setting alone."""
+    if not convx._core.openmp_enabled() or _cpus() < 2:
+        pytest.skip("needs OpenMP and 2 CPUs to tell one thread from several")
+    big, cpus = 1 << 30, _cpus()
+    other = {}
+
+    def elsewhere():
+        other["counts"] = (convx.get_num_threads(), convx._threads.plan(8, big))
+
+    with convx._threads.limited(1) as record:
+        assert record.most == 0                       # plan() not asked yet
+        assert convx.get_num_threads() == 1
+        assert convx._threads.plan(8, big) == 1 == record.most == convx._threads._local.last
+        th = threading.Thread(target=elsewhere)
+        th.start()
+        th.join()
+        with convx._threads.limited(cpus) as inner:   # an inner block cannot raise it
+            assert inner.n == 1 and convx.get_num_threads() == 1
+    assert other["counts"] == (cpus, min(cpus, 8))
+    with convx._threads.limited(2) as record:
+        assert convx._threads.plan(8, big) == 2 == record.most
+        assert convx._threads.plan(8, 100) == 1 and record.most == 2   # the highest is kept
+        with convx._threads.limited(1):
+            convx._threads.plan(8, big)
+        assert record.most == 2
+    convx.set_num_threads(1)                          # the global count still caps it
+    with convx._threads.limited(2):
+        assert convx.get_num_threads() == 1 and convx._threads.plan(8, big) == 1
+    convx.set_num_threads(None)
+    assert convx.get_num_threads() == cpus and convx._threads.plan(8, big) == min(cpus, 8)
+    assert convx._threads._local.last == min(cpus, 8)
+    assert convx._core.user_threads() == 0
+    with pytest.raises(RuntimeError), convx._threads.limited(1):   # left on an exception too
+        raise RuntimeError
+    assert convx.get_num_threads() == cpus
+
+
+def test_limited_calls_give_the_same_bits():
+    """A call under limited(1) gives the forward pass's and the input
+    gradient's bits of the default count."""
+    x, w, b, g = _data(np.float32, 1)
+    want = _three_passes(x, w, b, g, 1)
+    with convx._threads.limited(1):
+        got = _three_passes(x, w, b, g, 1)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-4, atol=1e-3)
+
+
 def test_show_config_says_how_convx_runs():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

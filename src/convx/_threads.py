@@ -16,8 +16,16 @@ The thread count is one number for the whole process, kept in ``_core``
 * in a child of ``fork()``, one thread whatever the setting: libgomp's
   threads do not exist in the child, and its next parallel region would wait
   for them forever.
+
+One Python thread may use fewer for a while: under :func:`limited(n)
+<limited>` its calls run on at most ``n`` threads, whatever the global
+count, and other Python threads are unaffected.  convx.dask runs each task
+under it, since a scheduler that runs one task per core has already shared
+out the cores.
 """
+import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -87,6 +95,42 @@ def _configure():
 _MAX_THREADS = _configure()
 
 
+# Per Python thread: the innermost ``limited`` block's _Limit (None outside
+# one), and ``last``, the count plan() last returned in this thread.
+_local = threading.local()
+
+
+class _Limit:
+    """A ``limited(n)`` block: at most ``n`` threads per call, and ``most``,
+    the highest count plan() returned in the block (0: plan() was not asked,
+    every call ran on the calling thread alone)."""
+    __slots__ = ("n", "most")
+
+    def __init__(self, n):
+        self.n = n
+        self.most = 0
+
+
+@contextlib.contextmanager
+def limited(n):
+    """In this Python thread, for the length of the block, run each call on
+    at most ``n`` threads (``n`` >= 1).  Yields the block's record: its
+    ``most`` is the highest count plan() returned in the block.
+
+    The global count (:func:`set_num_threads`) is not touched, other Python
+    threads are not affected, and blocks nest (the inner one can only lower
+    the limit)."""
+    outer = getattr(_local, "limit", None)
+    record = _Limit(n if outer is None else min(n, outer.n))
+    _local.limit = record
+    try:
+        yield record
+    finally:
+        _local.limit = outer
+        if outer is not None and record.most > outer.most:
+            outer.most = record.most
+
+
 def get_num_threads():
     """The number of threads convx uses for one call.
 
@@ -95,8 +139,12 @@ def get_num_threads():
     else the number of CPUs this process may run on, the same in every Python
     thread.  In a child of ``fork()`` it is 1 (docs/reliability.md).  Without
     OpenMP (see :func:`show_config`) calls run on one thread whatever it says.
+    Inside a task of :mod:`convx.dask` it is at most that task's limit (1 by
+    default; the dask config key ``convx.threads-per-task``).
     """
-    return _core.get_threads()
+    limit = getattr(_local, "limit", None)
+    n = _core.get_threads()
+    return n if limit is None else min(n, limit.n)
 
 
 def set_num_threads(n):
@@ -128,11 +176,23 @@ def plan(items, macs, minimum=None):
     """The threads for a call of ``macs`` multiply-adds (or other units of
     work, of which a parallel call needs ``minimum``; default
     _PARALLEL_MIN_MACS) split into ``items`` pieces: one for a small call,
-    else as many as :func:`get_num_threads` allows and the pieces can use."""
+    else as many as :func:`get_num_threads` allows and the pieces can use.
+
+    The count is kept in ``_local.last``, and as the ``most`` of an enclosing
+    :func:`limited` block, so a caller can read what convx used."""
     if macs < (_PARALLEL_MIN_MACS if minimum is None else minimum) \
             or not _core.openmp_enabled():
-        return 1
-    return max(1, min(_core.get_threads(), items))
+        threads = 1
+    else:
+        threads = max(1, min(_core.get_threads(), items))
+    limit = getattr(_local, "limit", None)
+    if limit is not None:
+        if threads > limit.n:
+            threads = limit.n
+        if threads > limit.most:
+            limit.most = threads
+    _local.last = threads
+    return threads
 
 
 # --------------------------------------------------------------------------

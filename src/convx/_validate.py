@@ -143,14 +143,19 @@ def as_kernel_input(func, name, a, dtype, shape=None):
     """``a`` as a C-contiguous, native-byte-order array of ``dtype``, viewed
     with ``shape`` if given (a shape of the same size, e.g. with unit axes added).
 
-    Copies only when it must (wrong dtype, byte order or layout).  The core
-    reads through ``const`` memoryviews, so read-only arrays are passed as is.
-    A copy that cannot be allocated raises ConvxMemoryError naming ``func``
-    and the argument ``name``.
+    Copies only when it must (wrong dtype, byte order or layout, or values
+    not aligned to their size: an array over a buffer at an odd offset, as
+    ``np.frombuffer`` or a deserialised dask chunk may give, which the
+    kernels would load misaligned).  The core reads through ``const``
+    memoryviews, so read-only arrays are passed as is.  A copy that cannot be
+    allocated raises ConvxMemoryError naming ``func`` and the argument ``name``.
     """
-    if a.dtype is not dtype or not a.flags.c_contiguous:  # else skip NumPy's checks
+    flags = a.flags
+    if a.dtype is not dtype or not (flags.c_contiguous and flags.aligned):  # else skip NumPy's
         try:
             a = np.ascontiguousarray(a, dtype=dtype)
+            if not a.flags.aligned:     # (ascontiguousarray keeps a C-contiguous array as is)
+                a = a.copy()
         except (MemoryError, ValueError):  # ValueError: NumPy's "array is too big"
             need = math.prod(a.shape) * np.dtype(dtype).itemsize
             raise ConvxMemoryError(
