@@ -68,6 +68,25 @@ class Tiles:
             del mm
 
 
+def return_freed_memory():
+    """Have glibc's malloc serve every allocation of 1 MiB or more with its
+    own mmap, which free() gives back to the system at once (Linux with
+    glibc; elsewhere nothing changes).  By default glibc raises that
+    threshold to the size of the largest block freed so far, up to 32 MiB,
+    and serves chunk-sized arrays from its heaps afterwards, where freed
+    memory stays in the process: measured here, the compute then added 17.5
+    chunks to the peak RSS instead of 12.6.  The same as running with
+    MALLOC_MMAP_THRESHOLD_=1048576 in the environment."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, 1 << 20))    # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
 def peak_rss():
     """The process's peak resident set so far, in bytes (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin"
@@ -196,6 +215,7 @@ def main(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the files")
     args = parser.parse_args(argv)
     rows, _, cols = args.chunk.partition("x")
+    return_freed_memory()
     figures = run(args.size, (int(rows), int(cols or rows)), args.dir, args.keep)
     return 0 if figures["worst_over_tolerance"] <= 1 else 1
 
