@@ -310,3 +310,54 @@ def conv_nd_weight_grad(x, w_shape, g, stride=1, pads=(0, 0, 0, 0), dilation=1, 
                 dw[gi * Fg:(gi + 1) * Fg, :, p, q] += np.einsum(
                     "nchw,nfhw->fc", xg[:, :, rows, cols], gg)
     return dw.reshape(w_shape)
+
+
+def random_call(rng, nsp, depthwise_max, size_max, pad_max, padding_p):
+    """A random valid convolution for the oracle comparisons, or None when
+    the kernel drawn does not fit: plain, grouped (2, 3) or depthwise, with
+    strides and dilations 1-3, kernels 1-5 and padding an int, a tuple,
+    'valid' or 'same' (drawn with the probabilities ``padding_p``).
+
+    ``depthwise_max``, ``size_max`` and ``pad_max`` bound a depthwise
+    call's channels, the spatial sizes and the padding (each exclusive).
+    Returns a dict of the shapes, the geometry as the public API takes it
+    (``stride``, ``dilation``, ``padding``) and as :func:`conv_nd` takes it
+    (``rk``), whether to add a bias, the dtype and a seed for the data.
+    """
+    kind = str(rng.choice(["g1", "g1", "g2", "g3", "depthwise"]))
+    if kind == "depthwise":
+        C = int(rng.integers(1, depthwise_max))
+        groups, F = C, C * int(rng.integers(1, 3))
+    else:
+        groups = int(kind[1])
+        C = groups * int(rng.integers(1, 6 // groups + 1))
+        F = groups * int(rng.integers(1, 6 // groups + 1))
+    N = int(rng.integers(1, 4))
+    sizes = [int(rng.integers(1, size_max)) for _ in range(nsp)]
+    ks = [int(rng.integers(1, 6)) for _ in range(nsp)]
+    pform = str(rng.choice(["int", "pair", "valid", "same"], p=padding_p))
+    strides = [1] * nsp if pform == "same" else [int(rng.integers(1, 4)) for _ in range(nsp)]
+    dils = [int(rng.integers(1, 4)) for _ in range(nsp)]
+    if pform == "int":
+        p = int(rng.integers(0, pad_max))
+        padding, lohi = p, [(p, p)] * nsp
+    elif pform == "pair":
+        ps = [int(rng.integers(0, pad_max)) for _ in range(nsp)]
+        padding, lohi = tuple(ps), [(p, p) for p in ps]
+    elif pform == "valid":
+        padding, lohi = "valid", [(0, 0)] * nsp
+    else:
+        padding, lohi = "same", [torch_same_pads(k, d) for k, d in zip(ks, dils)]
+    outs = [conv_output_size(n, k, s, d, lo, hi)
+            for n, k, s, d, (lo, hi) in zip(sizes, ks, strides, dils, lohi)]
+    if None in outs:
+        return None
+    pads = (0, 0) + lohi[0] if nsp == 1 else lohi[0] + lohi[1]
+    two = (lambda v: (1,) + tuple(v)) if nsp == 1 else tuple
+    return dict(nsp=nsp, N=N, C=C, F=F, groups=groups, kind=kind, sizes=sizes, ks=ks,
+                x_shape=(N, C, *sizes), w_shape=(F, C // groups, *ks),
+                out_shape=(N, F, *outs), stride=tuple(strides), dilation=tuple(dils),
+                padding=padding, pform=pform, bias=bool(rng.random() < 0.5),
+                dtype=np.dtype(np.float32) if rng.random() < 0.5 else np.dtype(np.float64),
+                seed=int(rng.integers(2**31)),
+                rk=dict(stride=two(strides), dilation=two(dils), pads=pads, groups=groups))

@@ -86,45 +86,15 @@ def random_chunks(rng, n):
 
 
 def _draw(rng, nsp):
-    kind = str(rng.choice(["g1", "g1", "g2", "g3", "depthwise"]))
-    if kind == "depthwise":
-        C = int(rng.integers(1, 5))
-        groups, F = C, C * int(rng.integers(1, 3))
-    else:
-        groups = int(kind[1])
-        C = groups * int(rng.integers(1, 6 // groups + 1))
-        F = groups * int(rng.integers(1, 6 // groups + 1))
-    N = int(rng.integers(1, 4))
-    sizes = [int(rng.integers(1, 18)) for _ in range(nsp)]
-    ks = [int(rng.integers(1, 6)) for _ in range(nsp)]
-    pform = str(rng.choice(["int", "pair", "valid", "same"], p=[0.3, 0.2, 0.2, 0.3]))
-    strides = [1] * nsp if pform == "same" else [int(rng.integers(1, 4)) for _ in range(nsp)]
-    dils = [int(rng.integers(1, 4)) for _ in range(nsp)]
-    if pform == "int":
-        p = int(rng.integers(0, 5))
-        padding, lohi = p, [(p, p)] * nsp
-    elif pform == "pair":
-        ps = [int(rng.integers(0, 5)) for _ in range(nsp)]
-        padding, lohi = tuple(ps), [(p, p) for p in ps]
-    elif pform == "valid":
-        padding, lohi = "valid", [(0, 0)] * nsp
-    else:
-        padding, lohi = "same", [ref.torch_same_pads(k, d) for k, d in zip(ks, dils)]
-    outs = [ref.conv_output_size(n, k, s, d, lo, hi)
-            for n, k, s, d, (lo, hi) in zip(sizes, ks, strides, dils, lohi)]
-    if None in outs:
+    cfg = ref.random_call(rng, nsp, depthwise_max=5, size_max=18, pad_max=5,
+                          padding_p=[0.3, 0.2, 0.2, 0.3])
+    if cfg is None:
         return None
-    pads = (0, 0) + lohi[0] if nsp == 1 else lohi[0] + lohi[1]
-    two = (lambda t: (1,) + tuple(t)) if nsp == 1 else tuple
-    cfg = dict(nsp=nsp, kind=kind, x_shape=(N, C, *sizes), w_shape=(F, C // groups, *ks),
-               out_shape=(N, F, *outs), groups=groups, pform=pform, bias=bool(rng.random() < .5),
-               kw=dict(stride=tuple(strides), padding=padding, dilation=tuple(dils),
-                       groups=groups),
-               rk=dict(stride=two(strides), dilation=two(dils), pads=pads, groups=groups),
-               dtype=F32 if rng.random() < 0.5 else F64, seed=int(rng.integers(2**31)))
-    cfg["id"] = (f"{nsp}d-{kind}-{'x'.join(map(str, cfg['x_shape']))}"
-                 f"-k{'x'.join(map(str, ks))}-s{tuple(strides)}-d{tuple(dils)}-p{padding}"
-                 f"-{cfg['dtype'].name}").replace(" ", "")
+    cfg["kw"] = dict(stride=cfg["stride"], padding=cfg["padding"], dilation=cfg["dilation"],
+                     groups=cfg["groups"])
+    cfg["id"] = (f"{nsp}d-{cfg['kind']}-{'x'.join(map(str, cfg['x_shape']))}"
+                 f"-k{'x'.join(map(str, cfg['ks']))}-s{cfg['stride']}-d{cfg['dilation']}"
+                 f"-p{cfg['padding']}-{cfg['dtype'].name}").replace(" ", "")
     return cfg
 
 
