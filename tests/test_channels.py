@@ -216,3 +216,93 @@ def test_forward_non_finite_values_follow_the_rule(value, forward_channels):
     finite = np.isfinite(want)
     assert finite.any() and not finite.all()
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+
+
+STRIDE1 = [  # (x shape, w shape, padding, dilation, groups): stride 1, where the
+    # channels kernel may replace the direct one (x86-64-v4)
+    ((2, 8, 13, 29), (32, 8, 3, 3), 1, 1, 1),
+    ((3, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1),            # LeNet-like, one vector
+    ((2, 16, 12, 40), (24, 16, 3, 3), 2, 2, 1),          # dilated, a vector and a half
+    ((2, 32, 9, 9), (64, 8, 3, 3), 1, 1, 4),             # grouped
+    ((2, 16, 1, 300), (48, 16, 1, 5), (0, 4), (1, 2), 1),  # 1-D, long rows
+    ((1, 12, 7, 5), (20, 12, 3, 3), (3, 0), 1, 1),       # rows shorter than a tile
+]
+
+
+def _stride1_case(case, dtype, seed):
+    xs, ws, padding, dilation, groups = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    geometry = dict(padding=padding, dilation=dilation, groups=groups)
+    pads = _pads(padding)
+    want = ref.conv_nd(x, w, b, pads=pads, dilation=dilation, groups=groups)
+    g = rng.standard_normal(want.shape).astype(dtype)
+    want_dx = ref.conv_nd_input_grad(xs, w, g, pads=pads, dilation=dilation, groups=groups)
+    return x, w, b, g, geometry, want, want_dx
+
+
+def _both_passes(x, w, b, g, geometry):
+    return (convx.conv2d(x, w, b, method="direct", **geometry),
+            convx.conv2d_input_grad(x.shape, w, g, method="direct", **geometry))
+
+
+@pytest.mark.parametrize("case", STRIDE1)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stride_1_same_bits_as_the_direct_kernel(case, dtype, monkeypatch, default_threads):
+    """At stride 1 the channels kernel (the forward pass, and the input
+    gradient as a forward pass over grad_output) sums each output's terms in
+    the direct kernel's order, so it gives its bits, at every
+    instruction-set level this CPU has, and for 1 and 2 threads."""
+    x, w, b, g, geometry, want, want_dx = _stride1_case(case, dtype, len(str(case)))
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    before = _engine._core.isa()
+    try:
+        for level in sorted({1, 3, before}):
+            if _engine._core.set_isa(level) != level:
+                continue
+            runs = {}
+            for channels in (True, False):
+                monkeypatch.setattr(_engine, "_channels_replace_direct",
+                                    lambda *args, on=channels: on)
+                monkeypatch.setattr(_engine, "PLANS", {})
+                dl = geometry["dilation"]
+                fplan = _engine.forward_plan("t", x.shape, w.shape, (1, 1),
+                                             _pads(geometry["padding"]),
+                                             (dl, dl) if isinstance(dl, int) else dl,
+                                             geometry["groups"], kernel_arg="weight",
+                                             method="direct", dtype=dtype)
+                assert fplan[1].name == ("channels" if channels else "direct")
+                for threads in (1, 2):
+                    convx.set_num_threads(threads)
+                    runs[channels, threads] = _both_passes(x, w, b, g, geometry)
+            for got in runs.values():
+                for a, e, first in zip(got, (want, want_dx), runs[False, 1]):
+                    np.testing.assert_allclose(a, e, rtol=tol, atol=tol * np.abs(e).max())
+                    assert np.array_equal(a, first)
+    finally:
+        _engine._core.set_isa(before)
+
+
+def test_stride_1_input_grad_with_non_finite_weights(monkeypatch):
+    """The channels kernel multiplies grad_output's zero border by every
+    weight; a non-finite weight takes the GEMM, as the direct kernel's does,
+    so the input gradient holds NaN and infinity only where the reference
+    does."""
+    monkeypatch.setattr(_engine, "_channels_replace_direct", lambda *args: True)
+    monkeypatch.setattr(_engine, "PLANS", {})
+    rng = np.random.default_rng(5)
+    xs, ws = (2, 16, 9, 9), (16, 16, 3, 3)
+    w = rng.standard_normal(ws)
+    w[3, 2, 0, 1] = np.inf
+    g = rng.standard_normal((2, 16, 9, 9))
+    plan = _engine.input_grad_plan("t", xs, ws, g.shape, (1, 1), (1,) * 4, (1, 1), 1,
+                                   kernel_arg="weight")
+    assert plan[1].name == "channels"
+    got = convx.conv2d_input_grad(xs, w, g, padding=1)
+    want = ref.conv_nd_input_grad(xs, w, g, pads=(1,) * 4)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)

@@ -24,7 +24,10 @@ NARROW = [  # (N, C, F, H, W, KH, KW, pad, dilation)
 
 @pytest.fixture
 def direct(monkeypatch):
+    """The direct kernel, even where the channels kernel would replace it
+    (x86-64-v4)."""
     monkeypatch.setattr(_engine, "USE_DIRECT", True)
+    monkeypatch.setattr(_engine, "_channels_replace_direct", lambda *args: False)
     monkeypatch.setattr(_engine, "PLANS", {})
 
 

@@ -177,6 +177,7 @@ cdef extern from "_direct.h" nogil:
                       Py_ssize_t FP, const double* bias, double* out, Py_ssize_t plane,
                       Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb)
     int cvx_direct_fast()
+    int cvx_fwdt_vector(int itemsize)
 
 
 cdef extern from "_depthwise.h" nogil:
@@ -252,6 +253,12 @@ def set_isa(int level):
     cdef int best = cvx_isa_detect()
     cvx_isa = level if level < best else best
     return cvx_isa
+
+
+def channels_vector(int itemsize):
+    """The values per vector of conv_forward_channels at the current
+    instruction-set level: its weights come in chunks of two vectors."""
+    return cvx_fwdt_vector(itemsize)
 
 
 def direct_fast():

@@ -349,73 +349,116 @@ CVX_ISA_DISPATCH(NAME, CVX_WGRADT_ARGS(T), CVX_WGRADT_PASS, NAME##_body)
  *
  * wt is the group's weights packed by chunks of 2 vectors of channels (the
  * last may be 1), each (K, width), zero past F: chunk c starts at
- * wt + c*2*VL*K.  A register block is MR = 6 output positions along a row
- * by the chunk's vectors: each tap broadcasts one image value per position
- * against the tap's weight vectors, so the image is read in place (no
- * im2col) at any stride.  Positions past jb repeat the last and are
- * dropped.  Each output sums bias, then k = 0, 1, ..., K - 1: the same
- * bits for any blocking and any thread count.  The block is stored through
- * a buffer, position by position into the channels' planes. */
-#define CVX_FT_MR 6
+ * wt + c*2*VL*K.  A register block (a tile) is MR output positions along a
+ * row by the chunk's vectors: each tap broadcasts one image value per
+ * position against the tap's weight vectors, so the image is read in place
+ * (no im2col) at any stride.  Positions past jb repeat the last and are
+ * dropped (at unit stride a row's last tile moves left instead).  The taps
+ * run in blocks whose weights, at most CVX_FT_KB bytes, stay in L1 while NTC
+ * tiles (along a row, then the next) read them; a tile's sums wait in a
+ * buffer between blocks of taps, and go from it, position by position, into
+ * the channels' planes.  Each output sums bias, then k = 0, 1, ..., K - 1:
+ * the same bits for any blocking and any thread count. */
+#define CVX_FT_KB (16 * 1024)    /* bytes of weights per block of taps */
 #define CVX_FWDT_ARGS(T)                                                            \
     const T *xpad, ptrdiff_t row_step, ptrdiff_t sw, const ptrdiff_t *off,          \
     ptrdiff_t K, const T *wt, ptrdiff_t F, ptrdiff_t FP, const T *bias,             \
     T *out, ptrdiff_t plane, ptrdiff_t OW,      /* out: (F, ...) planes apart */    \
     ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t ja, ptrdiff_t jb
 #define CVX_FWDT_PASS xpad, row_step, sw, off, K, wt, F, FP, bias, out, plane, OW, i0, i1, ja, jb
-#define CVX_DEFINE_FWDT(NAME, T, VT, VL)                                            \
-static inline __attribute__((always_inline)) void NAME##_tile(                      \
-    const T *xr, ptrdiff_t sw, const ptrdiff_t *off, ptrdiff_t K, const T *w,       \
-    const VT *bv, ptrdiff_t nf, T *o, ptrdiff_t plane, ptrdiff_t np, const int NV)  \
+/* NAME_tile: MR positions (a constant once inlined) by NV vectors, taps
+ * k0..k1, from the partial sums in part (MR x 2*VL, by position) or, at
+ * k0 = 0, from the bias vectors bv; back into part.  Each output is the same
+ * sum in the same order whatever the blocks of taps: bias, then k = 0, 1,
+ * ...  At unit stride (SW1) the positions' reads are constant displacements
+ * from one pointer, which leaves the general registers free at MR = 12. */
+#define CVX_DEFINE_FWDT(NAME, T, VT, VL, ATTR, MRC, NTC)                            \
+static inline ATTR __attribute__((always_inline)) void NAME##_tile(                 \
+    const T *xr, ptrdiff_t sw, const ptrdiff_t *off, ptrdiff_t k0, ptrdiff_t k1,    \
+    const T *w, const VT *bv, T *part, ptrdiff_t np, const int NV, const int SW1)   \
 {                                                                                   \
-    enum { MR = CVX_FT_MR };                                                        \
-    VT acc[CVX_FT_MR][2];                                                           \
-    const T *xp[CVX_FT_MR];                                                         \
+    enum { MR = MRC };                                                              \
+    VT acc[MRC][2];                                                                 \
+    const T *xp[MRC];                                                               \
     for (int m = 0; m < MR; m++) {                                                  \
-        xp[m] = xr + (m < np ? m : np - 1) * sw;                                    \
-        for (int v = 0; v < NV; v++) acc[m][v] = bv[v];                             \
+        xp[m] = xr + (m < np ? m : np - 1) * (SW1 ? 1 : sw);                        \
+        for (int v = 0; v < NV; v++)                                                \
+            acc[m][v] = k0 ? NAME##_ld(part + m * 2 * VL + v * VL) : bv[v];         \
     }                                                                               \
-    for (ptrdiff_t k = 0; k < K; k++, w += NV * VL) {                               \
+    w += k0 * NV * VL;                                                              \
+    for (ptrdiff_t k = k0; k < k1; k++, w += NV * VL) {                             \
         VT wv[2];                                                                   \
         for (int v = 0; v < NV; v++) wv[v] = NAME##_ld(w + v * VL);                 \
         const ptrdiff_t ok = off[k];                                                \
         for (int m = 0; m < MR; m++) {                                              \
-            const VT xb = xp[m][ok] - (VT){0};   /* a broadcast */                  \
+            const VT xb = (SW1 ? xr[ok + m] : xp[m][ok]) - (VT){0}; /* broadcast */  \
             for (int v = 0; v < NV; v++) acc[m][v] += xb * wv[v];                   \
         }                                                                           \
     }                                                                               \
-    T tmp[CVX_FT_MR][2 * VL];                                                       \
     for (int m = 0; m < MR; m++)                                                    \
-        for (int v = 0; v < NV; v++) NAME##_st(tmp[m] + v * VL, acc[m][v]);         \
-    for (ptrdiff_t f = 0; f < nf; f++)                                              \
-        for (ptrdiff_t m = 0; m < np; m++) o[f * plane + m] = tmp[m][f];            \
+        for (int v = 0; v < NV; v++)                                                \
+            NAME##_st(part + m * 2 * VL + v * VL, acc[m][v]);                       \
 }                                                                                   \
                                                                                     \
-static inline __attribute__((always_inline)) void NAME##_body(CVX_FWDT_ARGS(T))     \
+/* NTC tiles at a time (a constant), each block of taps in turn.             */   \
+static inline ATTR __attribute__((always_inline)) void NAME##_body(CVX_FWDT_ARGS(T)) \
 {                                                                                   \
-    enum { MR = CVX_FT_MR };                                                        \
+    enum { MR = MRC };                                                              \
+    T part[NTC][MRC * 2 * VL];                                                      \
+    ptrdiff_t is[NTC], js[NTC], np[NTC];                                            \
     for (ptrdiff_t f0 = 0; f0 < FP; f0 += 2 * VL) {                                \
         const int two = FP - f0 >= 2 * VL;                                          \
         const ptrdiff_t nf = F - f0 < (two ? 2 : 1) * VL ? F - f0 : (two ? 2 : 1) * VL; \
+        const ptrdiff_t kb = CVX_FT_KB / (ptrdiff_t)((two ? 2 : 1) * VL * sizeof(T)); \
         const T *w = wt + f0 * K;                                                   \
         VT bv[2] = {(VT){0}, (VT){0}};    /* the chunk's bias, 0 past its filters */\
         if (bias)                                                                   \
             for (int l = 0; l < 2 * VL; l++)                                        \
                 if (l < nf) bv[l / VL][l % VL] = bias[f0 + l];                      \
-        for (ptrdiff_t i = i0; i < i1; i++)                                         \
-            for (ptrdiff_t j = ja; j < jb; j += MR) {                               \
-                const ptrdiff_t np = jb - j < MR ? jb - j : MR;                     \
-                const T *xr = xpad + i * row_step + j * sw;                         \
-                T *o = out + f0 * plane + i * OW + j;                               \
-                if (two)                                                            \
-                    NAME##_tile(xr, sw, off, K, w, bv, nf, o, plane, np, 2);         \
-                else                                                                \
-                    NAME##_tile(xr, sw, off, K, w, bv, nf, o, plane, np, 1);         \
+        for (ptrdiff_t i = i0, j = ja; i < i1;) {                                  \
+            /* up to NTC tiles, along a row and on to the next;             */      \
+            /* a short last tile of a row repeats its last position; at    */      \
+            /* unit stride it moves left instead, when the row is that     */      \
+            /* long (it recomputes the same values)                        */      \
+            int nt = 0;                                                             \
+            for (; nt < NTC && i < i1; nt++) {                                      \
+                np[nt] = jb - j < MR ? jb - j : MR;                                 \
+                js[nt] = j;                                                         \
+                is[nt] = i;                                                         \
+                if (sw == 1 && np[nt] < MR && jb - ja >= MR) {                      \
+                    js[nt] = jb - MR;                                               \
+                    np[nt] = MR;                                                    \
+                }                                                                   \
+                j += MR;                                                            \
+                if (j >= jb) {                                                      \
+                    j = ja;                                                         \
+                    i++;                                                            \
+                }                                                                   \
             }                                                                       \
+            for (ptrdiff_t k0 = 0; k0 < K; k0 += kb) {                              \
+                const ptrdiff_t k1 = K - k0 < kb ? K : k0 + kb;                     \
+                for (int t = 0; t < nt; t++) {                                      \
+                    const T *xr = xpad + is[t] * row_step + js[t] * sw;             \
+                    if (sw == 1 && np[t] == MR) {                                   \
+                        if (two)                                                    \
+                            NAME##_tile(xr, 1, off, k0, k1, w, bv, part[t], MR, 2, 1); \
+                        else                                                        \
+                            NAME##_tile(xr, 1, off, k0, k1, w, bv, part[t], MR, 1, 1); \
+                    } else if (two)                                                 \
+                        NAME##_tile(xr, sw, off, k0, k1, w, bv, part[t], np[t], 2, 0); \
+                    else                                                            \
+                        NAME##_tile(xr, sw, off, k0, k1, w, bv, part[t], np[t], 1, 0); \
+                }                                                                   \
+            }                                                                       \
+            for (int t = 0; t < nt; t++) {                                          \
+                T *o = out + f0 * plane + is[t] * OW + js[t];                       \
+                for (ptrdiff_t f = 0; f < nf; f++)                                  \
+                    for (ptrdiff_t m = 0; m < np[t]; m++)                           \
+                        o[f * plane + m] = part[t][m * 2 * VL + f];                 \
+            }                                                                       \
+        }                                                                           \
     }                                                                               \
-}                                                                                   \
-CVX_ISA_DISPATCH(NAME, CVX_FWDT_ARGS(T), CVX_FWDT_PASS, NAME##_body)
-
+}
 
 CVX_DEFINE_DIRECT(cvx_direct_f32, float, cvx_vf32, 8)
 CVX_DEFINE_DIRECT(cvx_direct_f64, double, cvx_vf64, 4)
@@ -432,13 +475,50 @@ static inline cvx_vf32 NAME##_f32_ld(const float *p) { return cvx_direct_f32_loa
 static inline cvx_vf64 NAME##_f64_ld(const double *p) { return cvx_direct_f64_load(p); } \
 static inline void NAME##_f32_st(float *p, cvx_vf32 v) { cvx_direct_f32_store(p, v); } \
 static inline void NAME##_f64_st(double *p, cvx_vf64 v) { cvx_direct_f64_store(p, v); }
-
 CVX_VECTOR_IO(cvx_wgradt)
 CVX_DEFINE_WGRADT(cvx_wgradt_f32, float, cvx_vf32, 8)
 CVX_DEFINE_WGRADT(cvx_wgradt_f64, double, cvx_vf64, 4)
+
+/* The forward channels kernel: vectors of 32 bytes, tiles of 6 positions,
+ * one tile per block of taps at x86-64-v3 and the baseline; at
+ * x86-64-v4, vectors of 64 bytes, tiles of 12 positions (24 accumulators of
+ * its 32 registers) and four tiles per block of taps, so chunks of 2 vectors
+ * are 32 floats or 16 doubles there: the caller packs the weights by
+ * cvx_fwdt_vector(). */
 CVX_VECTOR_IO(cvx_fwdt)
-CVX_DEFINE_FWDT(cvx_fwdt_f32, float, cvx_vf32, 8)
-CVX_DEFINE_FWDT(cvx_fwdt_f64, double, cvx_vf64, 4)
+CVX_DEFINE_FWDT(cvx_fwdt_f32, float, cvx_vf32, 8, , 6, 1)
+CVX_DEFINE_FWDT(cvx_fwdt_f64, double, cvx_vf64, 4, , 6, 1)
+#if CVX_X86_DISPATCH
+typedef float cvx_wf32 __attribute__((vector_size(64)));
+typedef double cvx_wf64 __attribute__((vector_size(64)));
+#define CVX_VECTOR_IO_64(NAME, S, T, VT)                                            \
+static inline CVX_V4 VT NAME##_##S##_ld(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; } \
+static inline CVX_V4 void NAME##_##S##_st(T *p, VT v) { memcpy(p, &v, sizeof v); }
+CVX_VECTOR_IO_64(cvx_fwdt4, f32, float, cvx_wf32)
+CVX_VECTOR_IO_64(cvx_fwdt4, f64, double, cvx_wf64)
+CVX_DEFINE_FWDT(cvx_fwdt4_f32, float, cvx_wf32, 16, CVX_V4, 12, 4)
+CVX_DEFINE_FWDT(cvx_fwdt4_f64, double, cvx_wf64, 8, CVX_V4, 12, 4)
+#define CVX_DISPATCH_FWDT(S, T)                                                     \
+CVX_V4 static void cvx_fwdt_##S##_v4(CVX_FWDT_ARGS(T)) { cvx_fwdt4_##S##_body(CVX_FWDT_PASS); } \
+CVX_V3 static void cvx_fwdt_##S##_v3(CVX_FWDT_ARGS(T)) { cvx_fwdt_##S##_body(CVX_FWDT_PASS); } \
+static void cvx_fwdt_##S##_v1(CVX_FWDT_ARGS(T)) { cvx_fwdt_##S##_body(CVX_FWDT_PASS); } \
+static void cvx_fwdt_##S(CVX_FWDT_ARGS(T))                                          \
+{                                                                                   \
+    if (cvx_isa >= 4)                                                               \
+        cvx_fwdt_##S##_v4(CVX_FWDT_PASS);                                           \
+    else if (cvx_isa >= 3)                                                          \
+        cvx_fwdt_##S##_v3(CVX_FWDT_PASS);                                           \
+    else                                                                            \
+        cvx_fwdt_##S##_v1(CVX_FWDT_PASS);                                           \
+}
+static int cvx_fwdt_vector(int itemsize) { return (cvx_isa >= 4 ? 64 : 32) / itemsize; }
+#else
+#define CVX_DISPATCH_FWDT(S, T)                                                     \
+static void cvx_fwdt_##S(CVX_FWDT_ARGS(T)) { cvx_fwdt_##S##_body(CVX_FWDT_PASS); }
+static int cvx_fwdt_vector(int itemsize) { return 32 / itemsize; }
+#endif
+CVX_DISPATCH_FWDT(f32, float)
+CVX_DISPATCH_FWDT(f64, double)
 
 /* 1 where the kernels above run vectorised code: an x86-64 CPU with AVX2 and
  * FMA (cvx_isa >= 3), or any other target, where the compiler's own SIMD is

@@ -368,8 +368,11 @@ def conv_forward_channels(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
                           Py_ssize_t rb, Py_ssize_t cb, int nt, bint interruptible):
     """out = the forward pass, vectorised along the output channels, in
     blocks of ``rb`` output rows by ``cb`` columns, at any stride (padded
-    rows of a block as conv_weight_grad_channels pads them).  Returns False
-    when interrupted."""
+    rows of a block as conv_weight_grad_channels pads them).  ``wt`` is
+    packed for the current instruction-set level (channels_vector).  Returns
+    False when interrupted."""
+    if FP % cvx_fwdt_vector(sizeof(floating)) or wt.shape[0] != groups * off.shape[0] * FP:
+        raise ValueError("conv_forward_channels: weights packed for another vector width")
     cdef Direct D = _direct_geom(x.shape[1] // groups, x.shape[2], x.shape[3], groups,
                                  out.shape[1] // groups, out.shape[2], out.shape[3],
                                  off.shape[0], Hr, Wp, top, left, sh * Wp, span_h, span_w, rb,

@@ -443,8 +443,9 @@ def _empty_result(who, shape, args, *arrays):
 # convolving a small input.  Both depend only on the shapes, dtypes and
 # geometry arguments, so the faces keep them per call signature: a call like
 # an earlier valid one skips them (an invalid call is never stored, and fails
-# again in full).  A plan holds the path chosen with USE_DIRECT as it was;
-# whoever changes that flag empties PLANS.
+# again in full).  A plan holds the path chosen with USE_DIRECT and the
+# instruction-set level (_core.set_isa) as they were; whoever changes either
+# empties PLANS.
 PLANS = {}
 _PLANS_MAX = 256
 
@@ -539,7 +540,8 @@ def _forward_channels(c, forced=False):
     cvx_fwdt), at any stride: no im2col.  Where it pays:
     :func:`_forward_channels_pay`; forced (method='direct'), where the
     direct kernel does not apply (a width stride)."""
-    return _channels_plan(c, forced, _forward_channels_pay)
+    return _channels_plan(c, forced, _forward_channels_pay,
+                          _core.channels_vector(c.dtype.itemsize))
 
 
 def _forward_channels_pay(c):
@@ -551,17 +553,43 @@ def _forward_channels_pay(c):
     0.98-1.09 at 128 filters, 1.15-1.5 at 256 and 512, where the GEMM's
     packing is a small part of its time; and 1.07-1.64 on 1x1 kernels at
     stride 2 (32 to 256 channels -> 32 or 64), whose rows the GEMM gathers
-    while this kernel pads every row of the image."""
+    while this kernel pads every row of the image.  At unit stride, in place
+    of the direct kernel: :func:`_channels_replace_direct`."""
     if FORWARD_CHANNELS is not None:
         return FORWARD_CHANNELS
-    return (c.stride[1] != 1 and 2 * _VECTOR[c.dtype] <= c.fg <= 64
-            and c.w[2] * c.w[3] > 1)
+    if c.stride[1] == 1:
+        return _channels_replace_direct(c.fg, c.dtype) and _forward_direct(c) is not None
+    return 2 * _VECTOR[c.dtype] <= c.fg <= 64 and c.w[2] * c.w[3] > 1
+
+
+def _channels_replace_direct(filters, dtype):
+    """Where the direct kernel would run (unit width stride), the channels
+    kernel instead at x86-64-v4, whose 64-byte vectors it uses (the direct
+    kernel's vectors run along a row: in 64-byte vectors, their unaligned
+    loads gained nothing there), where ``filters`` fill its chunks of two
+    vectors (32 floats, 16 doubles) to 85% or more.  A chunk of one vector
+    is bound by the broadcasts of the image, not by the multiply-adds, and
+    a chunk's padding costs as much as its filters.
+
+    Measured, 2 threads, x86-64-v4 with two 512-bit FMA units, channels /
+    direct time of the forward pass and the input gradient (the same
+    kernel) on 48 layers, in one process: 24 to 96 filters on 30x30 and
+    56x56 3x3, 40x40 3x3 dilated 2, and a 1-D row of 2000 with k7.  Where
+    this rule picks the channels kernel (float32: 32, 64 and 96 filters;
+    float64: 32, 48, 64, 96): 0.67-0.95 in float32, 0.57-1.00 in float64.
+    Where it leaves the direct one (float32: 24, 40, 48; float64: 24, 40):
+    0.80-1.34, 0.82-1.19.  Fewer filters than two vectors took 1.1-1.7x the
+    direct kernel's time.  At x86-64-v3 the direct kernel stays."""
+    vl = _core.channels_vector(dtype.itemsize)
+    return (_core.isa() >= 4 and filters >= 2 * vl
+            and 100 * filters >= 85 * _round_up(filters, 2 * vl))
 
 
 def _channels_weights(w, groups, fp, vl):
     """The forward channels kernel's weights: per group, chunks of 2*vl
     output channels (the last may be vl), each (K, width), zero past the
-    group's channels; chunk c at c*2*vl*K."""
+    group's channels; chunk c at c*2*vl*K.  ``vl``: the kernel's vector at
+    the instruction-set level it runs at (_core.channels_vector)."""
     f, cg, kh, kw = w.shape
     fg, k = f // groups, cg * kh * kw
     wg = np.zeros((groups, fp, k), w.dtype)
@@ -569,6 +597,50 @@ def _channels_weights(w, groups, fp, vl):
     chunks = [wg[:, c0:c0 + 2 * vl].transpose(0, 2, 1).reshape(groups, -1)
               for c0 in range(0, fp, 2 * vl)]
     return np.ascontiguousarray(np.concatenate(chunks, axis=1)).ravel()
+
+
+def _transposed(c):
+    """The input gradient at stride 1 as a forward pass: grad_output
+    correlated with the flipped kernel (:func:`_flipped_kernel`) over
+    grad_output padded by span - 1 - padding on each side (a negative
+    padding crops)."""
+    f, cg, kh, kw = c.w
+    span_h, span_w = (kh - 1) * c.dilation[0] + 1, (kw - 1) * c.dilation[1] + 1
+    pt, pb, pl, pr = c.pads
+    return c._replace(x=c.out, w=(c.groups * cg, c.fg, kh, kw), out=c.x,
+                      pads=(span_h - 1 - pt, span_h - 1 - pb, span_w - 1 - pl, span_w - 1 - pr))
+
+
+def _flipped_kernel(w, groups):
+    """The kernel of the input gradient as a forward pass: (groups x Cg, Fg,
+    KH, KW), each group's input and output channels swapped, flipped along
+    both spatial axes."""
+    f, cg, kh, kw = w.shape
+    k = w.reshape(groups, f // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
+    return k.reshape(groups * cg, f // groups, kh, kw)[..., ::-1, ::-1]
+
+
+def _input_grad_channels(c, forced=False):
+    """The input gradient at stride 1 by the forward channels kernel, on
+    :func:`_transposed`: where the direct kernel would run and
+    :func:`_channels_replace_direct` says, forced or not.  Each input
+    gradient value is the same sum in the same order as the direct
+    kernel's (tap (f, p, q) by tap), so the bits are the same."""
+    direct = _input_grad_direct(c) if c.stride == (1, 1) else None
+    if direct is None or not _channels_replace_direct(c.w[1], c.dtype):
+        return None
+    plan = _channels_plan(_transposed(c), True, lambda t: True,
+                          _core.channels_vector(c.dtype.itemsize))
+    return None if plan is None else (plan, direct[1])
+
+
+def _input_grad_channels_run(who, shape, args, w, gout):
+    plan, gemm = args
+    # as _input_grad_direct_run: the kernel multiplies grad_output's zero
+    # border by every weight, so non-finite weights take the GEMM
+    if not np.isfinite(w).all():
+        return _input_grad_gemm_run(who, shape, gemm, w, gout)
+    return _forward_channels_run(who, shape, plan, gout, _flipped_kernel(w, plan[10]), None)
 
 
 def _forward_channels_run(who, shape, args, x, w, bias):
@@ -579,8 +651,8 @@ def _forward_channels_run(who, shape, args, x, w, bias):
     rb, cb = _blocks(oh, ow, fp * off.shape[0], n * groups, threads)
     work = _scratch(who, cs * hr * wp, x.dtype, threads)
     _call(_core.conv_forward_channels, macs, x,
-          _channels_weights(w, groups, fp, _VECTOR[x.dtype]), off, bias, out, work, groups, hr,
-          wp, top, left, sh, sw, span_h, span_w, fp, rb, cb, threads)
+          _channels_weights(w, groups, fp, _core.channels_vector(x.dtype.itemsize)), off, bias,
+          out, work, groups, hr, wp, top, left, sh, sw, span_h, span_w, fp, rb, cb, threads)
     return out
 
 
@@ -865,20 +937,22 @@ def _weight_grad_channels(c, forced=False):
     cvx_wgradt), at any stride: no im2col, no packing.  Where it pays:
     :func:`_channels_pay`; forced (method='direct'), wherever the other
     direct kernel would not run instead."""
-    return _channels_plan(c, forced, _channels_pay)
+    return _channels_plan(c, forced, _channels_pay, _VECTOR[c.dtype])
 
 
-def _channels_plan(c, forced, pays):
+def _channels_plan(c, forced, pays, vector):
     """The channels kernels' plan (forward and weight gradient): where
     ``pays(c)``, or forced (method='direct') where the other direct kernels
     need a unit width stride; None where a thread's padded rows would not
-    fit _CHANNELS_MAX_PAD."""
+    fit _CHANNELS_MAX_PAD.  The filters are padded to whole ``vector``s, the
+    kernel's (the forward kernel's depends on the instruction-set level:
+    whoever changes it empties PLANS)."""
     if not (pays(c) or forced and c.stride[1] != 1) or not (forced or USE_DIRECT):
         return None
     (sh, sw), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
     oh, ow = c.out[2:]
     span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    fp = _round_up(c.fg, _VECTOR[c.dtype])
+    fp = _round_up(c.fg, vector)
     # each thread pads the rows of one item at a time: at most rb_max output
     # rows (_blocks and _even_blocks never give more), hr rows of the padded
     # image
@@ -1189,10 +1263,7 @@ def _input_grad_fft(who, shape, own, w, gout):
     g, dilation, threads = _fft_own(own)
     groups = shape[1] // w.shape[1]
     dx = _result(who, shape, w.dtype)
-    # its kernel: (groups x Cg, Fg, KH, KW), flipped
-    f, cg, kh, kw = w.shape
-    k = w.reshape(groups, f // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
-    k = k.reshape(groups * cg, f // groups, kh, kw)[..., ::-1, ::-1]
+    k = _flipped_kernel(w, groups)
     _fft.correlate(gout, _fft.spectra(k, g, dilation), dx, None, g, groups, threads)
     return dx
 
@@ -1337,6 +1408,8 @@ ALGORITHMS = {
         Algorithm("winograd", "winograd", _winograd_plan("input grad", lambda c: c.x),
                   _finite_run(_input_grad_winograd), _WINO_NEEDS),
         Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,
+                  "stride 1 along both axes"),
+        Algorithm("channels", "direct", _input_grad_channels, _input_grad_channels_run,
                   "stride 1 along both axes"),
         Algorithm("direct", "direct", _input_grad_direct, _input_grad_direct_run,
                   "stride 1 along both axes"),

@@ -329,8 +329,6 @@ ATTR static void cvx_pack_b_##S(const cvx_operand *B, ptrdiff_t pc, ptrdiff_t kc
 }
 
 #if CVX_X86_DISPATCH
-#define CVX_V4 __attribute__((target("arch=x86-64-v4")))
-#define CVX_V3 __attribute__((target("arch=x86-64-v3")))
 CVX_DEFINE_PACK(float, f32_v3, CVX_V3)
 CVX_DEFINE_PACK(double, f64_v3, CVX_V3)
 #endif

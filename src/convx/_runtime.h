@@ -66,6 +66,12 @@ static int cvx_interrupted = 0;
 
 static int cvx_isa = 1;
 
+#if CVX_X86_DISPATCH
+/* A function compiled for x86-64-v4 or -v3 (see CVX_ISA_DISPATCH). */
+#define CVX_V4 __attribute__((target("arch=x86-64-v4")))
+#define CVX_V3 __attribute__((target("arch=x86-64-v3")))
+#endif
+
 /* A kernel compiled for each level and picked at run time:
  * CVX_ISA_DISPATCH(NAME, ARGS, PASS, BODY) defines NAME(ARGS), which calls
  * the always-inline BODY(PASS) compiled for x86-64-v4, -v3 or the baseline
@@ -82,9 +88,9 @@ static int cvx_isa = 1;
     CVX_ISA_CLONES_(NAME, (ARGS), (PASS), BODY, (, V4), (, V3))
 #if CVX_X86_DISPATCH
 #define CVX_ISA_CLONES_(NAME, ARGS, PASS, BODY, X4, X3)                             \
-__attribute__((target("arch=x86-64-v4"))) static void NAME##_v4(CVX_UNPAREN ARGS)   \
+CVX_V4 static void NAME##_v4(CVX_UNPAREN ARGS)                                     \
 { BODY(CVX_UNPAREN PASS CVX_UNPAREN X4); }                                          \
-__attribute__((target("arch=x86-64-v3"))) static void NAME##_v3(CVX_UNPAREN ARGS)   \
+CVX_V3 static void NAME##_v3(CVX_UNPAREN ARGS)                                     \
 { BODY(CVX_UNPAREN PASS CVX_UNPAREN X3); }                                          \
 static void NAME##_v1(CVX_UNPAREN ARGS) { BODY(CVX_UNPAREN PASS CVX_UNPAREN X3); }  \
 static void NAME(CVX_UNPAREN ARGS)                                                  \
