@@ -32,8 +32,54 @@ def _pads(padding):
     return (ph, ph, pw, pw)
 
 
+# 64-byte vectors where this CPU runs the channels kernels in them (x86-64-v4)
+WIDTHS = [32, 64] if _engine._core.channels_wide() else [32]
+
+
+@pytest.fixture(params=WIDTHS, ids=[f"{w}-byte" for w in WIDTHS])
+def width(request, monkeypatch):
+    """The channels kernels in vectors of 32 bytes, or of 64, whatever the
+    filter count (the engine's own choice, _channels_vector, picks 64 only
+    where the filters fill them); 64 only at an instruction-set level that
+    runs them (tests lower it)."""
+    bytes_ = request.param
+
+    def vector(filters, dtype):
+        wide = bytes_ == 64 and _engine._core.channels_wide()
+        return (64 if wide else 32) // dtype.itemsize
+
+    monkeypatch.setattr(_engine, "_channels_vector", vector)
+    monkeypatch.setattr(_engine, "PLANS", {})
+    return bytes_
+
+
+def test_the_vectors_are_ones_the_cpu_runs():
+    """The engine asks for 64-byte vectors only where the CPU runs them, and
+    only where the filters fill two of them to 85%; the kernels refuse any
+    other width (or filters not padded to whole vectors), naming it."""
+    wide = _engine._core.channels_wide()
+    for f in range(1, 200):
+        for dt in (np.dtype(np.float32), np.dtype(np.float64)):
+            got = _engine._channels_vector(f, dt) * dt.itemsize
+            full = f >= 128 // dt.itemsize and 100 * f >= 85 * -(-f // (128 // dt.itemsize)) * (
+                128 // dt.itemsize)
+            assert got == (64 if wide and full else 32), (f, dt)
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    out = np.zeros((1, 16, 3, 3), np.float32)
+    call = dict(groups=1, Hr=3, Wp=3, top=0, left=0, sh=1, sw=1, span_h=1, span_w=1)
+    for vl, fp, ok in ((8, 16, True), (16, 16, wide), (4, 16, False), (8, 12, False)):
+        args = (x, np.zeros(fp, np.float32), np.zeros(1, np.intp), None,
+                np.zeros((1, fp, 3, 3), np.float32) if fp == 16 else out[:, :fp],
+                np.zeros(9, np.float32), *call.values(), fp, vl, 3, 3, 1, False)
+        if ok:
+            assert _engine._core.conv_forward_channels(*args)
+        else:
+            with pytest.raises(ValueError, match=f"{fp} filters in vectors of {vl} values"):
+                _engine._core.conv_forward_channels(*args)
+
+
 @pytest.fixture
-def channels(monkeypatch):
+def channels(monkeypatch, width):
     """Every weight gradient through the channels algorithm."""
     monkeypatch.setattr(_engine, "WEIGHT_GRAD_CHANNELS", True)
     monkeypatch.setattr(_engine, "PLANS", {})
@@ -160,7 +206,7 @@ def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
 
 
 @pytest.fixture
-def forward_channels(monkeypatch):
+def forward_channels(monkeypatch, width):
     """Every forward pass through the channels algorithm."""
     monkeypatch.setattr(_engine, "FORWARD_CHANNELS", True)
     monkeypatch.setattr(_engine, "PLANS", {})
@@ -250,7 +296,8 @@ def _both_passes(x, w, b, g, geometry):
 
 @pytest.mark.parametrize("case", STRIDE1)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_stride_1_same_bits_as_the_direct_kernel(case, dtype, monkeypatch, default_threads):
+def test_stride_1_same_bits_as_the_direct_kernel(case, dtype, width, monkeypatch,
+                                                  default_threads):
     """At stride 1 the channels kernel (the forward pass, and the input
     gradient as a forward pass over grad_output) sums each output's terms in
     the direct kernel's order, so it gives its bits, at every
@@ -285,7 +332,7 @@ def test_stride_1_same_bits_as_the_direct_kernel(case, dtype, monkeypatch, defau
         _engine._core.set_isa(before)
 
 
-def test_stride_1_input_grad_with_non_finite_weights(monkeypatch):
+def test_stride_1_input_grad_with_non_finite_weights(width, monkeypatch):
     """The channels kernel multiplies grad_output's zero border by every
     weight; a non-finite weight takes the GEMM, as the direct kernel's does,
     so the input gradient holds NaN and infinity only where the reference

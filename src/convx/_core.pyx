@@ -163,21 +163,25 @@ cdef extern from "_direct.h" nogil:
     void cvx_wgradt_f32(const float* xpad, Py_ssize_t row_step, Py_ssize_t sw,
                         const Py_ssize_t* off, Py_ssize_t K, const float* g, Py_ssize_t gs,
                         Py_ssize_t grs, Py_ssize_t F, Py_ssize_t FP, Py_ssize_t i0,
-                        Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, float* gt, float* dwt)
+                        Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, float* gt, float* dwt,
+                        int wide)
     void cvx_wgradt_f64(const double* xpad, Py_ssize_t row_step, Py_ssize_t sw,
                         const Py_ssize_t* off, Py_ssize_t K, const double* g, Py_ssize_t gs,
                         Py_ssize_t grs, Py_ssize_t F, Py_ssize_t FP, Py_ssize_t i0,
-                        Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, double* gt, double* dwt)
+                        Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb, double* gt, double* dwt,
+                        int wide)
     void cvx_fwdt_f32(const float* xpad, Py_ssize_t row_step, Py_ssize_t sw,
                       const Py_ssize_t* off, Py_ssize_t K, const float* wt, Py_ssize_t F,
                       Py_ssize_t FP, const float* bias, float* out, Py_ssize_t plane,
-                      Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb)
+                      Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb,
+                      int wide)
     void cvx_fwdt_f64(const double* xpad, Py_ssize_t row_step, Py_ssize_t sw,
                       const Py_ssize_t* off, Py_ssize_t K, const double* wt, Py_ssize_t F,
                       Py_ssize_t FP, const double* bias, double* out, Py_ssize_t plane,
-                      Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb)
+                      Py_ssize_t OW, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t ja, Py_ssize_t jb,
+                      int wide)
     int cvx_direct_fast()
-    int cvx_fwdt_vector(int itemsize)
+    int cvx_channels_wide()
 
 
 cdef extern from "_depthwise.h" nogil:
@@ -255,10 +259,12 @@ def set_isa(int level):
     return cvx_isa
 
 
-def channels_vector(int itemsize):
-    """The values per vector of conv_forward_channels at the current
-    instruction-set level: its weights come in chunks of two vectors."""
-    return cvx_fwdt_vector(itemsize)
+def channels_wide():
+    """True where the channels kernels (conv_forward_channels,
+    conv_weight_grad_channels) can run in 64-byte vectors (x86-64-v4): then
+    a call may ask for vectors of 64 // itemsize values, else of 32 //
+    itemsize, and pads its filters to whole vectors of that width."""
+    return bool(cvx_channels_wide())
 
 
 def direct_fast():

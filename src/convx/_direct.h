@@ -267,8 +267,8 @@ static void NAME(CVX_WGRAD_ARGS(T)) { NAME##_body(CVX_WGRAD_PASS); }
     T *gt,                                       /* scratch: (i1-i0)*(jb-ja)*FP */  \
     T *dwt                                       /* IN/OUT: (K, FP) */
 #define CVX_WGRADT_PASS xpad, row_step, sw, off, K, g, gs, grs, F, FP, i0, i1, ja, jb, gt, dwt
-#define CVX_DEFINE_WGRADT(NAME, T, VT, VL)                                          \
-static inline __attribute__((always_inline)) void NAME##_tile(                      \
+#define CVX_DEFINE_WGRADT(NAME, T, VT, VL, ATTR)                                    \
+static inline ATTR __attribute__((always_inline)) void NAME##_tile(                 \
     const T *xpad, ptrdiff_t row_step, ptrdiff_t sw, const ptrdiff_t *off,          \
     ptrdiff_t nk, const T *gt, ptrdiff_t FP, ptrdiff_t i0, ptrdiff_t i1,            \
     ptrdiff_t ja, ptrdiff_t jb, T *dwt, const int NV)                               \
@@ -298,7 +298,7 @@ static inline __attribute__((always_inline)) void NAME##_tile(                  
             for (int v = 0; v < NV; v++) NAME##_st(dwt + t * FP + v * VL, acc[t][v]); \
 }                                                                                   \
                                                                                     \
-static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRADT_ARGS(T))   \
+static inline ATTR __attribute__((always_inline)) void NAME##_body(CVX_WGRADT_ARGS(T)) \
 {                                                                                   \
     enum { MR = CVX_WT_MR };                                                        \
     const ptrdiff_t cols = jb - ja, P = (i1 - i0) * cols;                           \
@@ -338,8 +338,7 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRADT_ARGS(T)
             }                                                                       \
         }                                                                           \
     }                                                                               \
-}                                                                                   \
-CVX_ISA_DISPATCH(NAME, CVX_WGRADT_ARGS(T), CVX_WGRADT_PASS, NAME##_body)
+}
 
 
 /* The forward pass vectorised along the output channels, for any stride.
@@ -475,50 +474,60 @@ static inline cvx_vf32 NAME##_f32_ld(const float *p) { return cvx_direct_f32_loa
 static inline cvx_vf64 NAME##_f64_ld(const double *p) { return cvx_direct_f64_load(p); } \
 static inline void NAME##_f32_st(float *p, cvx_vf32 v) { cvx_direct_f32_store(p, v); } \
 static inline void NAME##_f64_st(double *p, cvx_vf64 v) { cvx_direct_f64_store(p, v); }
+/* The channels kernels (forward and weight gradient): vectors of 32 bytes,
+ * or, at x86-64-v4 where the caller asks for them (wide: where
+ * cvx_channels_wide()), of 64 bytes, so chunks of 2 vectors are 32 floats
+ * or 16 doubles, and the forward kernel's tiles are 12 positions (24
+ * accumulators of its 32 registers), four of them per block of taps.  The
+ * caller pads the filters to whole vectors and packs the forward kernel's
+ * weights in chunks of two, of the width it asks for. */
 CVX_VECTOR_IO(cvx_wgradt)
-CVX_DEFINE_WGRADT(cvx_wgradt_f32, float, cvx_vf32, 8)
-CVX_DEFINE_WGRADT(cvx_wgradt_f64, double, cvx_vf64, 4)
-
-/* The forward channels kernel: vectors of 32 bytes, tiles of 6 positions,
- * one tile per block of taps at x86-64-v3 and the baseline; at
- * x86-64-v4, vectors of 64 bytes, tiles of 12 positions (24 accumulators of
- * its 32 registers) and four tiles per block of taps, so chunks of 2 vectors
- * are 32 floats or 16 doubles there: the caller packs the weights by
- * cvx_fwdt_vector(). */
+CVX_DEFINE_WGRADT(cvx_wgradt_f32, float, cvx_vf32, 8, )
+CVX_DEFINE_WGRADT(cvx_wgradt_f64, double, cvx_vf64, 4, )
 CVX_VECTOR_IO(cvx_fwdt)
 CVX_DEFINE_FWDT(cvx_fwdt_f32, float, cvx_vf32, 8, , 6, 1)
 CVX_DEFINE_FWDT(cvx_fwdt_f64, double, cvx_vf64, 4, , 6, 1)
 #if CVX_X86_DISPATCH
 typedef float cvx_wf32 __attribute__((vector_size(64)));
 typedef double cvx_wf64 __attribute__((vector_size(64)));
-#define CVX_VECTOR_IO_64(NAME, S, T, VT)                                            \
-static inline CVX_V4 VT NAME##_##S##_ld(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; } \
-static inline CVX_V4 void NAME##_##S##_st(T *p, VT v) { memcpy(p, &v, sizeof v); }
-CVX_VECTOR_IO_64(cvx_fwdt4, f32, float, cvx_wf32)
-CVX_VECTOR_IO_64(cvx_fwdt4, f64, double, cvx_wf64)
+#define CVX_VECTOR_IO_64(NAME)                                                      \
+static inline CVX_V4 cvx_wf32 NAME##_f32_ld(const float *p)                         \
+{ cvx_wf32 v; memcpy(&v, p, sizeof v); return v; }                                  \
+static inline CVX_V4 cvx_wf64 NAME##_f64_ld(const double *p)                        \
+{ cvx_wf64 v; memcpy(&v, p, sizeof v); return v; }                                  \
+static inline CVX_V4 void NAME##_f32_st(float *p, cvx_wf32 v) { memcpy(p, &v, sizeof v); } \
+static inline CVX_V4 void NAME##_f64_st(double *p, cvx_wf64 v) { memcpy(p, &v, sizeof v); }
+CVX_VECTOR_IO_64(cvx_wgradt4)
+CVX_DEFINE_WGRADT(cvx_wgradt4_f32, float, cvx_wf32, 16, CVX_V4)
+CVX_DEFINE_WGRADT(cvx_wgradt4_f64, double, cvx_wf64, 8, CVX_V4)
+CVX_VECTOR_IO_64(cvx_fwdt4)
 CVX_DEFINE_FWDT(cvx_fwdt4_f32, float, cvx_wf32, 16, CVX_V4, 12, 4)
 CVX_DEFINE_FWDT(cvx_fwdt4_f64, double, cvx_wf64, 8, CVX_V4, 12, 4)
-#define CVX_DISPATCH_FWDT(S, T)                                                     \
-CVX_V4 static void cvx_fwdt_##S##_v4(CVX_FWDT_ARGS(T)) { cvx_fwdt4_##S##_body(CVX_FWDT_PASS); } \
-CVX_V3 static void cvx_fwdt_##S##_v3(CVX_FWDT_ARGS(T)) { cvx_fwdt_##S##_body(CVX_FWDT_PASS); } \
-static void cvx_fwdt_##S##_v1(CVX_FWDT_ARGS(T)) { cvx_fwdt_##S##_body(CVX_FWDT_PASS); } \
-static void cvx_fwdt_##S(CVX_FWDT_ARGS(T))                                          \
+/* NAME(ARGS, wide): WIDE's body (64-byte vectors) at x86-64-v4 when the
+ * caller asks for it (and packed for it), else NAME's own (32-byte). */
+#define CVX_DISPATCH_WIDE(NAME, WIDE, ARGS, PASS)                                   \
+CVX_V4 static void NAME##_v4(ARGS) { WIDE##_body(PASS); }                           \
+CVX_V3 static void NAME##_v3(ARGS) { NAME##_body(PASS); }                           \
+static void NAME##_v1(ARGS) { NAME##_body(PASS); }                                  \
+static void NAME(ARGS, int wide)                                                    \
 {                                                                                   \
-    if (cvx_isa >= 4)                                                               \
-        cvx_fwdt_##S##_v4(CVX_FWDT_PASS);                                           \
+    if (cvx_isa >= 4 && wide)                                                       \
+        NAME##_v4(PASS);                                                            \
     else if (cvx_isa >= 3)                                                          \
-        cvx_fwdt_##S##_v3(CVX_FWDT_PASS);                                           \
+        NAME##_v3(PASS);                                                            \
     else                                                                            \
-        cvx_fwdt_##S##_v1(CVX_FWDT_PASS);                                           \
+        NAME##_v1(PASS);                                                            \
 }
-static int cvx_fwdt_vector(int itemsize) { return (cvx_isa >= 4 ? 64 : 32) / itemsize; }
+static int cvx_channels_wide(void) { return cvx_isa >= 4; }
 #else
-#define CVX_DISPATCH_FWDT(S, T)                                                     \
-static void cvx_fwdt_##S(CVX_FWDT_ARGS(T)) { cvx_fwdt_##S##_body(CVX_FWDT_PASS); }
-static int cvx_fwdt_vector(int itemsize) { return 32 / itemsize; }
+#define CVX_DISPATCH_WIDE(NAME, WIDE, ARGS, PASS)                                   \
+static void NAME(ARGS, int wide) { (void)wide; NAME##_body(PASS); }
+static int cvx_channels_wide(void) { return 0; }
 #endif
-CVX_DISPATCH_FWDT(f32, float)
-CVX_DISPATCH_FWDT(f64, double)
+CVX_DISPATCH_WIDE(cvx_wgradt_f32, cvx_wgradt4_f32, CVX_WGRADT_ARGS(float), CVX_WGRADT_PASS)
+CVX_DISPATCH_WIDE(cvx_wgradt_f64, cvx_wgradt4_f64, CVX_WGRADT_ARGS(double), CVX_WGRADT_PASS)
+CVX_DISPATCH_WIDE(cvx_fwdt_f32, cvx_fwdt4_f32, CVX_FWDT_ARGS(float), CVX_FWDT_PASS)
+CVX_DISPATCH_WIDE(cvx_fwdt_f64, cvx_fwdt4_f64, CVX_FWDT_ARGS(double), CVX_FWDT_PASS)
 
 /* 1 where the kernels above run vectorised code: an x86-64 CPU with AVX2 and
  * FMA (cvx_isa >= 3), or any other target, where the compiler's own SIMD is

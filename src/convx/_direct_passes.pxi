@@ -48,6 +48,7 @@ cdef struct Direct:
     Py_ssize_t rb, nrb, cb, ncb          # blocks of rb output rows by cb columns
     Py_ssize_t flat                      # > 0: whole rows computed as one strip, of at
                                          # most this many columns (conv_direct)
+    int wide                             # the channels kernels: 64-byte vectors
 
 
 cdef Direct _direct_geom(Py_ssize_t Cs, Py_ssize_t Hs, Py_ssize_t Ws, Py_ssize_t groups,
@@ -62,6 +63,7 @@ cdef Direct _direct_geom(Py_ssize_t Cs, Py_ssize_t Hs, Py_ssize_t Ws, Py_ssize_t
     D.row_step, D.sh, D.span_h, D.span_w = row_step, row_step // Wp, span_h, span_w
     D.rb, D.nrb, D.cb, D.ncb, D.slack = rb, (OH + rb - 1) // rb, cb, (OW + cb - 1) // cb, slack
     D.flat = 0
+    D.wide = 0
     return D
 
 
@@ -265,10 +267,21 @@ cdef void _wgradt_item(const floating* x, const floating* gout, const Py_ssize_t
     cdef const floating* gg = gout + (n * D.groups + g) * D.Fo * D.OH * D.OW + i0 * D.OW
     if floating is float:
         cvx_wgradt_f32(pad, D.row_step, sw, off, D.K, gg, D.OH * D.OW, D.OW, D.Fo, FP, 0,
-                       i1 - i0, j0, j1, gt, acc + g * D.K * FP)
+                       i1 - i0, j0, j1, gt, acc + g * D.K * FP, D.wide)
     else:
         cvx_wgradt_f64(pad, D.row_step, sw, off, D.K, gg, D.OH * D.OW, D.OW, D.Fo, FP, 0,
-                       i1 - i0, j0, j1, gt, acc + g * D.K * FP)
+                       i1 - i0, j0, j1, gt, acc + g * D.K * FP, D.wide)
+
+
+cdef int _channels_wide(Py_ssize_t VL, Py_ssize_t FP, Py_ssize_t itemsize,
+                        str name) except -1:
+    """1 where a channels kernel is asked for 64-byte vectors of VL values,
+    0 for 32-byte ones; an error for another width, a width this CPU cannot
+    run (cvx_channels_wide), or filters FP not a whole number of vectors."""
+    cdef int wide = VL * itemsize == 64
+    if not (VL * itemsize == 32 or wide and cvx_channels_wide()) or FP % VL:
+        raise ValueError(f"{name}: {FP} filters in vectors of {VL} values")
+    return wide
 
 
 def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
@@ -280,7 +293,8 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
                               Py_ssize_t groups, Py_ssize_t Hr, Py_ssize_t Wp,
                               Py_ssize_t top, Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw,
                               Py_ssize_t span_h, Py_ssize_t span_w, Py_ssize_t FP,
-                              Py_ssize_t rb, Py_ssize_t cb, int nt, bint interruptible):
+                              Py_ssize_t VL, Py_ssize_t rb, Py_ssize_t cb, int nt,
+                              bint interruptible):
     """dw = the weight gradient, vectorised along the output channels (FP:
     the channels of a group rounded up to whole vectors), in blocks of
     ``rb`` output rows by ``cb`` columns, at any stride.  A block's padded
@@ -289,11 +303,14 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
 
     Each thread sums its items into its own accumulator (groups, K, FP);
     the threads' accumulators are then added in thread order and transposed
-    into dw.  Returns False when interrupted."""
+    into dw.  The vectors hold ``VL`` values: 32 or (channels_wide) 64
+    bytes; FP is a whole number of them.  Returns False when interrupted."""
+    cdef int wide = _channels_wide(VL, FP, sizeof(floating), "conv_weight_grad_channels")
     cdef Direct D = _direct_geom(x.shape[1] // groups, x.shape[2], x.shape[3], groups,
                                  gout.shape[1] // groups, gout.shape[2], gout.shape[3],
                                  off.shape[0], Hr, Wp, top, left, sh * Wp, span_h, span_w, rb,
                                  cb, 0)
+    D.wide = wide
     cdef Py_ssize_t size = groups * D.K * FP
     cdef Py_ssize_t per = size + D.Cs * Hr * Wp + rb * cb * FP
     cdef Py_ssize_t items = x.shape[0] * groups * D.nrb * D.ncb, it, tid, g, f, k
@@ -350,10 +367,10 @@ cdef void _fwdt_item(const floating* x, const floating* wt, const Py_ssize_t* of
     cdef floating* o = out + (n * D.groups + g) * D.Fo * D.OH * D.OW + i0 * D.OW
     if floating is float:
         cvx_fwdt_f32(pad, D.row_step, sw, off, D.K, wt + g * D.K * FP, D.Fo, FP, b, o,
-                     D.OH * D.OW, D.OW, 0, i1 - i0, j0, j1)
+                     D.OH * D.OW, D.OW, 0, i1 - i0, j0, j1, D.wide)
     else:
         cvx_fwdt_f64(pad, D.row_step, sw, off, D.K, wt + g * D.K * FP, D.Fo, FP, b, o,
-                     D.OH * D.OW, D.OW, 0, i1 - i0, j0, j1)
+                     D.OH * D.OW, D.OW, 0, i1 - i0, j0, j1, D.wide)
 
 
 def conv_forward_channels(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
@@ -365,18 +382,21 @@ def conv_forward_channels(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
                           Py_ssize_t groups, Py_ssize_t Hr, Py_ssize_t Wp,
                           Py_ssize_t top, Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw,
                           Py_ssize_t span_h, Py_ssize_t span_w, Py_ssize_t FP,
-                          Py_ssize_t rb, Py_ssize_t cb, int nt, bint interruptible):
+                          Py_ssize_t VL, Py_ssize_t rb, Py_ssize_t cb, int nt,
+                          bint interruptible):
     """out = the forward pass, vectorised along the output channels, in
     blocks of ``rb`` output rows by ``cb`` columns, at any stride (padded
-    rows of a block as conv_weight_grad_channels pads them).  ``wt`` is
-    packed for the current instruction-set level (channels_vector).  Returns
-    False when interrupted."""
-    if FP % cvx_fwdt_vector(sizeof(floating)) or wt.shape[0] != groups * off.shape[0] * FP:
-        raise ValueError("conv_forward_channels: weights packed for another vector width")
+    rows of a block as conv_weight_grad_channels pads them), in vectors of
+    ``VL`` values as conv_weight_grad_channels; ``wt`` is packed in chunks
+    of two of them.  Returns False when interrupted."""
+    cdef int wide = _channels_wide(VL, FP, sizeof(floating), "conv_forward_channels")
+    if wt.shape[0] != groups * off.shape[0] * FP:
+        raise ValueError("conv_forward_channels: weights of another size")
     cdef Direct D = _direct_geom(x.shape[1] // groups, x.shape[2], x.shape[3], groups,
                                  out.shape[1] // groups, out.shape[2], out.shape[3],
                                  off.shape[0], Hr, Wp, top, left, sh * Wp, span_h, span_w, rb,
                                  cb, 0)
+    D.wide = wide
     cdef Py_ssize_t per = D.Cs * Hr * Wp
     cdef Py_ssize_t items = x.shape[0] * groups * D.nrb * D.ncb, it, tid
     cdef const floating* xp = _data4(x)

@@ -540,8 +540,7 @@ def _forward_channels(c, forced=False):
     cvx_fwdt), at any stride: no im2col.  Where it pays:
     :func:`_forward_channels_pay`; forced (method='direct'), where the
     direct kernel does not apply (a width stride)."""
-    return _channels_plan(c, forced, _forward_channels_pay,
-                          _core.channels_vector(c.dtype.itemsize))
+    return _channels_plan(c, forced, _forward_channels_pay)
 
 
 def _forward_channels_pay(c):
@@ -562,14 +561,34 @@ def _forward_channels_pay(c):
     return 2 * _VECTOR[c.dtype] <= c.fg <= 64 and c.w[2] * c.w[3] > 1
 
 
+def _channels_vector(filters, dtype):
+    """The values per vector the channels kernels run a call with, by its
+    filters per group (a pure function of the shapes and the CPU): 64 bytes
+    at x86-64-v4 (_core.channels_wide) where the filters fill chunks of two
+    such vectors (32 floats, 16 doubles) to 85% or more; else 32 bytes.  A
+    chunk of one vector is bound by the broadcasts of the image, not by the
+    multiply-adds, and a chunk's padding costs as much as its filters: the
+    weight gradient of a grouped layer with 16 float32 filters per group
+    took 1.17x the time in one 64-byte vector as in two 32-byte ones, and a
+    1-D layer with 48 filters (a chunk and a half) 1.38x.  Where the rule
+    picks 64 bytes, the weight gradient took 0.81-0.96x the time of 32-byte
+    vectors in float32 and 0.84-0.96x in float64 (6 layers of our own: a
+    strided 3x3, one image, LeNet-like 5x5, a 7x7 stem, grouped, 1-D; 2
+    threads, x86-64-v4 with two 512-bit FMA units).  Plans hold the width:
+    whoever changes the instruction-set level empties PLANS."""
+    size = dtype.itemsize
+    wide = 64 // size
+    if (_core.channels_wide() and filters >= 2 * wide
+            and 100 * filters >= 85 * _round_up(filters, 2 * wide)):
+        return wide
+    return 32 // size
+
+
 def _channels_replace_direct(filters, dtype):
     """Where the direct kernel would run (unit width stride), the channels
-    kernel instead at x86-64-v4, whose 64-byte vectors it uses (the direct
-    kernel's vectors run along a row: in 64-byte vectors, their unaligned
-    loads gained nothing there), where ``filters`` fill its chunks of two
-    vectors (32 floats, 16 doubles) to 85% or more.  A chunk of one vector
-    is bound by the broadcasts of the image, not by the multiply-adds, and
-    a chunk's padding costs as much as its filters.
+    kernel instead where it runs in 64-byte vectors (:func:`_channels_vector`,
+    x86-64-v4): the direct kernel's vectors run along a row, and in 64-byte
+    vectors their unaligned loads gained nothing there.
 
     Measured, 2 threads, x86-64-v4 with two 512-bit FMA units, channels /
     direct time of the forward pass and the input gradient (the same
@@ -580,16 +599,14 @@ def _channels_replace_direct(filters, dtype):
     Where it leaves the direct one (float32: 24, 40, 48; float64: 24, 40):
     0.80-1.34, 0.82-1.19.  Fewer filters than two vectors took 1.1-1.7x the
     direct kernel's time.  At x86-64-v3 the direct kernel stays."""
-    vl = _core.channels_vector(dtype.itemsize)
-    return (_core.isa() >= 4 and filters >= 2 * vl
-            and 100 * filters >= 85 * _round_up(filters, 2 * vl))
+    return _channels_vector(filters, dtype) * dtype.itemsize == 64
 
 
 def _channels_weights(w, groups, fp, vl):
     """The forward channels kernel's weights: per group, chunks of 2*vl
     output channels (the last may be vl), each (K, width), zero past the
-    group's channels; chunk c at c*2*vl*K.  ``vl``: the kernel's vector at
-    the instruction-set level it runs at (_core.channels_vector)."""
+    group's channels; chunk c at c*2*vl*K.  ``vl``: the values per vector
+    the plan asks the kernel for (:func:`_channels_vector`)."""
     f, cg, kh, kw = w.shape
     fg, k = f // groups, cg * kh * kw
     wg = np.zeros((groups, fp, k), w.dtype)
@@ -629,8 +646,7 @@ def _input_grad_channels(c, forced=False):
     direct = _input_grad_direct(c) if c.stride == (1, 1) else None
     if direct is None or not _channels_replace_direct(c.w[1], c.dtype):
         return None
-    plan = _channels_plan(_transposed(c), True, lambda t: True,
-                          _core.channels_vector(c.dtype.itemsize))
+    plan = _channels_plan(_transposed(c), True, lambda t: True)
     return None if plan is None else (plan, direct[1])
 
 
@@ -644,15 +660,15 @@ def _input_grad_channels_run(who, shape, args, w, gout):
 
 
 def _forward_channels_run(who, shape, args, x, w, bias):
-    off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, rb_max, macs = args
+    off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, rb_max, macs, vl = args
     n, _, oh, ow = shape
     out = _result(who, shape, x.dtype)
     threads = _threads.plan(n * groups * oh * ow, macs)
     rb, cb = _blocks(oh, ow, fp * off.shape[0], n * groups, threads)
     work = _scratch(who, cs * hr * wp, x.dtype, threads)
     _call(_core.conv_forward_channels, macs, x,
-          _channels_weights(w, groups, fp, _core.channels_vector(x.dtype.itemsize)), off, bias,
-          out, work, groups, hr, wp, top, left, sh, sw, span_h, span_w, fp, rb, cb, threads)
+          _channels_weights(w, groups, fp, vl), off, bias, out, work, groups, hr, wp, top, left,
+          sh, sw, span_h, span_w, fp, vl, rb, cb, threads)
     return out
 
 
@@ -937,22 +953,22 @@ def _weight_grad_channels(c, forced=False):
     cvx_wgradt), at any stride: no im2col, no packing.  Where it pays:
     :func:`_channels_pay`; forced (method='direct'), wherever the other
     direct kernel would not run instead."""
-    return _channels_plan(c, forced, _channels_pay, _VECTOR[c.dtype])
+    return _channels_plan(c, forced, _channels_pay)
 
 
-def _channels_plan(c, forced, pays, vector):
+def _channels_plan(c, forced, pays):
     """The channels kernels' plan (forward and weight gradient): where
     ``pays(c)``, or forced (method='direct') where the other direct kernels
     need a unit width stride; None where a thread's padded rows would not
-    fit _CHANNELS_MAX_PAD.  The filters are padded to whole ``vector``s, the
-    kernel's (the forward kernel's depends on the instruction-set level:
-    whoever changes it empties PLANS)."""
+    fit _CHANNELS_MAX_PAD.  The filters are padded to whole vectors of
+    :func:`_channels_vector`'s width."""
     if not (pays(c) or forced and c.stride[1] != 1) or not (forced or USE_DIRECT):
         return None
     (sh, sw), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
     oh, ow = c.out[2:]
     span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    fp = _round_up(c.fg, vector)
+    vl = _channels_vector(c.fg, c.dtype)
+    fp = _round_up(c.fg, vl)
     # each thread pads the rows of one item at a time: at most rb_max output
     # rows (_blocks and _even_blocks never give more), hr rows of the padded
     # image
@@ -961,11 +977,11 @@ def _channels_plan(c, forced, pays, vector):
     if not _border_fits(hp * wp, c.x[2] * c.x[3]) or c.w[1] * hr * wp > _CHANNELS_MAX_PAD:
         return None
     return (_tap_offsets(c.w[1], kh, kw, hr, wp, dh, dw), c.w[1], hr, wp, c.pads[0], c.pads[2],
-            sh, sw, span_h, span_w, c.groups, fp, rb_max, c.macs)
+            sh, sw, span_h, span_w, c.groups, fp, rb_max, c.macs, vl)
 
 
 def _weight_grad_channels_run(who, shape, args, x, gout):
-    off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, rb_max, macs = args
+    off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, rb_max, macs, vl = args
     n, _, oh, ow = gout.shape
     dwt = _result(who, shape, x.dtype)
     threads = _threads.plan(n * groups * oh * ow, macs)
@@ -974,7 +990,7 @@ def _weight_grad_channels_run(who, shape, args, x, gout):
     size = groups * off.shape[0] * fp
     work = _scratch(who, size + cs * hr * wp + rb * cb * fp, x.dtype, threads)
     _call(_core.conv_weight_grad_channels, macs, x, gout, off, dwt, work, groups, hr, wp, top,
-          left, sh, sw, span_h, span_w, fp, rb, cb, threads)
+          left, sh, sw, span_h, span_w, fp, vl, rb, cb, threads)
     return dwt
 
 

@@ -31,7 +31,9 @@
  * and whoever computes it.
  *
  * Instruction sets: the micro-kernel and its driver are compiled for
- * x86-64-v4 with 64-byte vectors (NR = 3 vectors: 48 floats or 24 doubles),
+ * x86-64-v4 with 64-byte vectors (NR = 3 vectors: 48 floats or 24 doubles)
+ * and micro-tiles of two micro-panels of A, 8 rows (24 accumulators of its
+ * 32 registers; a last panel alone takes 4),
  * for x86-64-v3 with 32-byte vectors (24 floats or 12 doubles) and for the
  * baseline with 16-byte vectors (12 floats or 6 doubles; 32-byte vectors on
  * SSE2 spill and run 10x slower), chosen by cvx_isa (_runtime.h) at each
@@ -339,7 +341,7 @@ CVX_DEFINE_PACK(double, f64_v1, )
 /* Micro-kernel and driver, for each element type and instruction set.     */
 /* ---------------------------------------------------------------------- */
 
-#define CVX_DEFINE_GEMM(NAME, S, T, VB, ATTR)                                       \
+#define CVX_DEFINE_GEMM(NAME, S, T, VB, ATTR, PANELS)                               \
 typedef T NAME##_vt __attribute__((vector_size(VB)));                               \
 enum { NAME##_VL = VB / sizeof(T), NAME##_NR = CVX_NV * (VB / sizeof(T)) };         \
                                                                                     \
@@ -348,40 +350,44 @@ ATTR static inline __attribute__((always_inline)) NAME##_vt NAME##_load(const T 
 ATTR static inline __attribute__((always_inline)) void NAME##_store(T *p, NAME##_vt v)\
 { memcpy(p, &v, sizeof v); }                                                        \
                                                                                     \
-/* C[0:m, 0:n] (=|+=) bias + a (MR x kc: element (i, k) at a[i*ia + k*ka]; */   \
-/* packed, ka = MR and ia = 1; read in place, ka = 1 and ia = its row step; */    \
-/* rows past m read row m - 1, whose sums are dropped) . b (kc x NR, rows  */     \
-/* ldb apart).                                                              */     \
+/* C[0:m, 0:n] (=|+=) bias + a (R x kc, R = P*MR rows: P micro-panels,   */     \
+/* pa apart; element (i, k) of a panel at a[i*ia + k*ka]; packed, ka = MR  */     \
+/* and ia = 1; read in place, ka = 1 and ia = its row step; rows past m    */     \
+/* read row m - 1, whose sums are dropped) . b (kc x NR, rows ldb apart).  */     \
+/* P (1 or 2) is a constant once inlined.                                  */     \
 ATTR static inline __attribute__((always_inline)) void NAME##_micro(                \
-    ptrdiff_t kc, const T *restrict a, ptrdiff_t ia, ptrdiff_t ka,                  \
+    ptrdiff_t kc, const T *restrict a, ptrdiff_t ia, ptrdiff_t ka, ptrdiff_t pa,    \
     const T *restrict b, ptrdiff_t ldb, T *c,                                       \
-    ptrdiff_t ldc, int accumulate, const T *bias, ptrdiff_t m, ptrdiff_t n)         \
+    ptrdiff_t ldc, int accumulate, const T *bias, ptrdiff_t m, ptrdiff_t n,         \
+    const int P)                                                                    \
 {                                                                                   \
-    enum { VL = NAME##_VL, NR = NAME##_NR };                                        \
-    NAME##_vt acc[CVX_MR][CVX_NV];                                                  \
-    const T *ar[CVX_MR];                                                            \
-    for (int i = 0; i < CVX_MR; i++) {                                              \
+    enum { VL = NAME##_VL, NR = NAME##_NR, RMAX = 2 * CVX_MR };                     \
+    const int R = P * CVX_MR;                                                       \
+    NAME##_vt acc[RMAX][CVX_NV];                                                    \
+    const T *ar[RMAX];                                                              \
+    for (int i = 0; i < R; i++) {                                                   \
         const T b0 = bias && i < m ? bias[i] : (T)0;                                \
         for (int v = 0; v < CVX_NV; v++) acc[i][v] = (NAME##_vt){0} + b0;           \
-        ar[i] = a + (i < m ? i : m - 1) * ia;                                       \
+        const ptrdiff_t r = i < m ? i : m - 1;                                      \
+        ar[i] = a + r / CVX_MR * pa + r % CVX_MR * ia;                              \
     }                                                                               \
     for (ptrdiff_t k = 0; k < kc; k++) {                                            \
         NAME##_vt bv[CVX_NV];                                                       \
         for (int v = 0; v < CVX_NV; v++) bv[v] = NAME##_load(b + k * ldb + v * VL); \
-        for (int i = 0; i < CVX_MR; i++) {                                          \
+        for (int i = 0; i < R; i++) {                                               \
             const NAME##_vt ai = ar[i][k * ka] - (NAME##_vt){0}; /* broadcast */    \
             for (int v = 0; v < CVX_NV; v++) acc[i][v] += ai * bv[v];               \
         }                                                                           \
     }                                                                               \
-    if (m == CVX_MR && n == NR) {                                                   \
-        for (int i = 0; i < CVX_MR; i++)                                            \
+    if (m == R && n == NR) {                                                        \
+        for (int i = 0; i < R; i++)                                                 \
             for (int v = 0; v < CVX_NV; v++) {                                      \
                 T *p = c + i * ldc + v * VL;                                        \
                 NAME##_store(p, accumulate ? NAME##_load(p) + acc[i][v] : acc[i][v]);\
             }                                                                       \
     } else {                                                                        \
-        T tmp[CVX_MR][NR];                                                          \
-        for (int i = 0; i < CVX_MR; i++)                                            \
+        T tmp[RMAX][NR];                                                            \
+        for (int i = 0; i < R; i++)                                                 \
             for (int v = 0; v < CVX_NV; v++) NAME##_store(tmp[i] + v * VL, acc[i][v]);\
         for (ptrdiff_t i = 0; i < m; i++)                                           \
             for (ptrdiff_t j = 0; j < n; j++)                                       \
@@ -430,17 +436,26 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
                     const int here = jr < inplace;                                  \
                     const T *bp = here ? brow + jr : bbuf + (jr - inplace) * kc;    \
                     const ptrdiff_t ldb = here ? B->rs : NR;                        \
-                    for (ptrdiff_t ir = 0; ir < mc; ir += CVX_MR) {                 \
+                    for (ptrdiff_t ir = 0; ir < mc;) {                              \
                         T *cp = C + (ic + ir) * ldc + jc + jr;                      \
                         const T *bi = acc || !bias ? NULL : bias + ic + ir;         \
-                        const ptrdiff_t m = cvx_min(CVX_MR, mc - ir);               \
+                        const int two = PANELS == 2 && mc - ir > CVX_MR;            \
+                        const ptrdiff_t m = cvx_min(two ? 2 * CVX_MR : CVX_MR, mc - ir); \
                         const ptrdiff_t n = cvx_min(NR, nc - jr);                   \
-                        if (a_here) /* two copies, each with its strides fixed */   \
-                            NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, bp, ldb, cp,\
-                                         ldc, acc, bi, m, n);                       \
+                        /* one copy per layout and height, strides fixed */         \
+                        if (a_here && two)                                          \
+                            NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, CVX_MR * A->rs, \
+                                         bp, ldb, cp, ldc, acc, bi, m, n, 2);       \
+                        else if (a_here)                                            \
+                            NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, CVX_MR * A->rs, \
+                                         bp, ldb, cp, ldc, acc, bi, m, n, 1);       \
+                        else if (two)                                               \
+                            NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, CVX_MR * kc, bp, \
+                                         ldb, cp, ldc, acc, bi, m, n, 2);           \
                         else                                                        \
-                            NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, bp, ldb, cp,  \
-                                         ldc, acc, bi, m, n);                       \
+                            NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, CVX_MR * kc, bp, \
+                                         ldb, cp, ldc, acc, bi, m, n, 1);           \
+                        ir += two ? 2 * CVX_MR : CVX_MR;                            \
                     }                                                               \
                 }                                                                   \
             }                                                                       \
@@ -450,13 +465,13 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
 }
 
 #if CVX_X86_DISPATCH
-CVX_DEFINE_GEMM(cvx_gemm_f32_v4, f32_v3, float, 64, CVX_V4)
-CVX_DEFINE_GEMM(cvx_gemm_f64_v4, f64_v3, double, 64, CVX_V4)
-CVX_DEFINE_GEMM(cvx_gemm_f32_v3, f32_v3, float, 32, CVX_V3)
-CVX_DEFINE_GEMM(cvx_gemm_f64_v3, f64_v3, double, 32, CVX_V3)
+CVX_DEFINE_GEMM(cvx_gemm_f32_v4, f32_v3, float, 64, CVX_V4, 2)
+CVX_DEFINE_GEMM(cvx_gemm_f64_v4, f64_v3, double, 64, CVX_V4, 2)
+CVX_DEFINE_GEMM(cvx_gemm_f32_v3, f32_v3, float, 32, CVX_V3, 1)
+CVX_DEFINE_GEMM(cvx_gemm_f64_v3, f64_v3, double, 32, CVX_V3, 1)
 #endif
-CVX_DEFINE_GEMM(cvx_gemm_f32_v1, f32_v1, float, 16, )
-CVX_DEFINE_GEMM(cvx_gemm_f64_v1, f64_v1, double, 16, )
+CVX_DEFINE_GEMM(cvx_gemm_f32_v1, f32_v1, float, 16, , 1)
+CVX_DEFINE_GEMM(cvx_gemm_f64_v1, f64_v1, double, 16, , 1)
 
 /* The product at the instruction-set level cvx_isa, and its panel width. */
 #if CVX_X86_DISPATCH
