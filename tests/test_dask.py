@@ -617,6 +617,19 @@ def _big_case():
     return x, w, g
 
 
+def _assert_big_case(x, w, g, y, gx, gw):
+    """The three passes of _big_case, computed in blocks, against the NumPy
+    calls, within the float32 bound of their sums of magnitudes."""
+    pads = (1, 1, 1, 1)
+    assert_close(y, convx.conv2d(x, w, padding=1),
+                 ref.conv_nd(np.abs(x), np.abs(w), pads=pads), w[0].size, F32)
+    assert_close(gx, convx.conv2d_input_grad(x.shape, w, g, padding=1),
+                 ref.conv_nd_input_grad(x.shape, np.abs(w), np.abs(g), pads=pads), 32 * 9, F32)
+    assert_close(gw, convx.conv2d_weight_grad(x, w.shape, g, padding=1),
+                 ref.conv_nd_weight_grad(np.abs(x), w.shape, np.abs(g), pads=pads),
+                 g[:, 0].size, F32)
+
+
 def _threaded_machine():
     if convx._threads._cpus() < 2 or not convx._core.openmp_enabled():
         pytest.skip("needs 2 CPUs and OpenMP to tell one thread from several")
@@ -630,14 +643,7 @@ def test_threaded_scheduler(default_threads):
         y, gx, gw = dask.compute(cd.conv2d(dx, w, padding=1),
                                  cd.conv2d_input_grad(x.shape, w, dg, padding=1),
                                  cd.conv2d_weight_grad(dx, w.shape, dg, padding=1))
-    bound = ref.conv_nd(np.abs(x), np.abs(w), pads=(1, 1, 1, 1))
-    assert_close(y, convx.conv2d(x, w, padding=1), bound, w[0].size, F32)
-    assert_close(gx, convx.conv2d_input_grad(x.shape, w, g, padding=1),
-                 ref.conv_nd_input_grad(x.shape, np.abs(w), np.abs(g), pads=(1, 1, 1, 1)),
-                 32 * 9, F32)
-    assert_close(gw, convx.conv2d_weight_grad(x, w.shape, g, padding=1),
-                 ref.conv_nd_weight_grad(np.abs(x), w.shape, np.abs(g), pads=(1, 1, 1, 1)),
-                 g[:, 0].size, F32)
+    _assert_big_case(x, w, g, y, gx, gw)
 
 
 @pytest.mark.parametrize("per_task", [None, 1, 2])
@@ -713,11 +719,4 @@ def test_local_cluster(default_threads, environ_kept):
     both = min(2, convx.get_num_threads()) if convx._core.openmp_enabled() else 1
     assert {n for counts in used_more.values() for n in counts} == {both}
     assert set(user.values()) == {0}   # the global setting was never changed
-    bound = ref.conv_nd(np.abs(x), np.abs(w), pads=(1, 1, 1, 1))
-    assert_close(y, convx.conv2d(x, w, padding=1), bound, w[0].size, F32)
-    assert_close(gx, convx.conv2d_input_grad(x.shape, w, g, padding=1),
-                 ref.conv_nd_input_grad(x.shape, np.abs(w), np.abs(g), pads=(1, 1, 1, 1)),
-                 32 * 9, F32)
-    assert_close(gw, convx.conv2d_weight_grad(x, w.shape, g, padding=1),
-                 ref.conv_nd_weight_grad(np.abs(x), w.shape, np.abs(g), pads=(1, 1, 1, 1)),
-                 g[:, 0].size, F32)
+    _assert_big_case(x, w, g, y, gx, gw)

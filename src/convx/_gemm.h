@@ -473,7 +473,7 @@ CVX_DEFINE_GEMM(cvx_gemm_f64_v3, f64_v3, double, 32, CVX_V3, 1)
 CVX_DEFINE_GEMM(cvx_gemm_f32_v1, f32_v1, float, 16, , 1)
 CVX_DEFINE_GEMM(cvx_gemm_f64_v1, f64_v1, double, 16, , 1)
 
-/* The product at the instruction-set level cvx_isa, and its panel width. */
+/* The product at the instruction-set level cvx_isa. */
 #if CVX_X86_DISPATCH
 #define CVX_DISPATCH_GEMM(S, T)                                                     \
 static int cvx_gemm_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,\
@@ -485,17 +485,13 @@ static int cvx_gemm_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand
     if (cvx_isa >= 3)                                                               \
         return cvx_gemm_##S##_v3(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop);\
     return cvx_gemm_##S##_v1(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop);\
-}                                                                                   \
-static ptrdiff_t cvx_gemm_nr_##S(void)                                              \
-{ return cvx_isa >= 4 ? cvx_gemm_##S##_v4_NR                                     \
-       : cvx_isa >= 3 ? cvx_gemm_##S##_v3_NR : cvx_gemm_##S##_v1_NR; }
+}
 #else
 #define CVX_DISPATCH_GEMM(S, T)                                                     \
 static int cvx_gemm_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,\
                         const cvx_operand *B, T *abuf, T *bbuf, T *C, ptrdiff_t ldc,\
                         int accumulate, const T *bias, const int *stop)             \
-{ return cvx_gemm_##S##_v1(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop); }\
-static ptrdiff_t cvx_gemm_nr_##S(void) { return cvx_gemm_##S##_v1_NR; }
+{ return cvx_gemm_##S##_v1(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop); }
 #endif
 
 CVX_DISPATCH_GEMM(f32, float)
