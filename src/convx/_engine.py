@@ -704,10 +704,21 @@ def _forward_depthwise(c, forced=False):
     if not _depthwise(c) or not (forced or USE_DIRECT):
         return None
     hp, wp = _forward_padded(c)
-    if not forced and not _border_fits(hp * wp, c.x[2] * c.x[3]):
+    if not forced and (not _border_fits(hp * wp, c.x[2] * c.x[3])
+                       or c.groups == 1 and c.macs < _DEPTHWISE_MIN_MACS
+                       and _forward_small(c) is not None):
         return None
     return _direct_geometry(1, hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp, c.w[2], c.w[3],
                             c.dilation, c.groups, c.macs, c.k) + (c.w[2], c.w[3]) + c.dilation
+
+
+# Below this many multiply-adds the forward pass leaves a plain filter (one
+# channel in and out) to the small GEMM, whose Python around its kernel is less (the input gradient
+# does the same, in _input_grad_depthwise).  Per call, 1-D plain filters,
+# x86-64-v4: length 5 k3 (9 multiply-adds) 7.7 us against 4.0; 64 k5 (300)
+# 7.8 against 4.3; 256 k9 (2232) 8.0 against 8.0; 1024 k9 (9144) 8.6
+# against 9.9, where the GEMM's one row costs it 1.9 ns per multiply-add.
+_DEPTHWISE_MIN_MACS = 1024
 
 
 def _depthwise_run(who, arrays, d, shape, dtype):
@@ -1167,9 +1178,14 @@ def _weight_grad_gemm_run(who, shape, args, x, gout):
 # itemsize: the medians over the shapes those constants were fitted on
 # (depthwise 0.06-0.29 float32, 0.15-0.37 float64; direct 0.024-0.056,
 # 0.05-0.12).  The GEMM's rate falls with the rows of its product, m (the
-# filters per group, or the input gradient's channels per group): a + b / m,
-# 0.14-0.96 float32 at one row, 0.07-0.08 at 16, 0.004-0.008 at 64 (a 7x7
-# stem); the formula errs towards the GEMM in between.  The weight
+# filters per group; in the input gradient, the taps of a group's input
+# channels, or the filters, its depth, where they are fewer: a product one
+# deep is an outer product): a + b / m, 0.14-0.96 float32 at one row,
+# 0.07-0.08 at 16, 0.004-0.008 at 64 (a 7x7 stem); the formula errs towards
+# the GEMM in between.  (The input gradient's m was its channels per group
+# until the book's MNIST layer, (100, 1, 28, 28) x16 5x5, one channel: m = 1
+# sent its float32 input gradient to the FFT, 8.2 ms, where the GEMM takes
+# 2.0; m = min(25 taps, 16 filters) now.)  The weight
 # gradient's channels kernel runs at the direct kernels' rate on the lanes
 # it fills (0.011-0.03 float32 from 16 filters on, 2 threads, x86-64-v4;
 # 0.04-0.1 at 4, half a vector).
@@ -1183,7 +1199,7 @@ def _ns_per_mac(name, c, pass_):
     if name in _NS_PER_MAC:
         return _NS_PER_MAC[name][c.dtype.itemsize]
     a, b = _NS_PER_MAC_GEMM[c.dtype.itemsize]
-    return a + b / max(c.w[1] if pass_ == "input grad" else c.fg, 1)
+    return a + b / max(min(c.k, c.fg) if pass_ == "input grad" else c.fg, 1)
 
 
 def _fft_geometry(c, pass_):
