@@ -713,9 +713,10 @@ def _forward_depthwise(c, forced=False):
 
 
 # Below this many multiply-adds the forward pass leaves a plain filter (one
-# channel in and out) to the small GEMM, whose Python around its kernel is less (the input gradient
-# does the same, in _input_grad_depthwise).  Per call, 1-D plain filters,
-# x86-64-v4: length 5 k3 (9 multiply-adds) 7.7 us against 4.0; 64 k5 (300)
+# channel in and out) to the small GEMM, whose Python around its kernel is
+# less (the input gradient does the same, in _input_grad_depthwise).  Per
+# call, 1-D plain filters, x86-64-v4, depthwise against the small GEMM:
+# length 5 k3 (9 multiply-adds) 7.7 us against 4.0; 64 k5 (300)
 # 7.8 against 4.3; 256 k9 (2232) 8.0 against 8.0; 1024 k9 (9144) 8.6
 # against 9.9, where the GEMM's one row costs it 1.9 ns per multiply-add.
 _DEPTHWISE_MIN_MACS = 1024
