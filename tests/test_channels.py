@@ -78,6 +78,16 @@ def test_the_vectors_are_ones_the_cpu_runs():
                 _engine._core.conv_forward_channels(*args)
 
 
+def _assert_same_non_finite(got, want, tol):
+    """NaN and infinity exactly where the reference has them (some outputs
+    finite, some not), the finite outputs within ``tol``."""
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    assert finite.any() and not finite.all()
+    np.testing.assert_allclose(got[finite], want[finite], rtol=tol, atol=tol)
+
+
 @pytest.fixture
 def channels(monkeypatch, width):
     """Every weight gradient through the channels algorithm."""
@@ -158,11 +168,7 @@ def test_non_finite_values_follow_the_rule(value, dtype, channels):
     got = convx.conv2d_weight_grad(x, ws, g, stride=2, padding=1)
     want = ref.conv_nd_weight_grad(x.astype(np.float64), ws, g.astype(np.float64), 2,
                                    (1, 1, 1, 1), 1, 1)
-    assert np.array_equal(np.isnan(got), np.isnan(want))
-    assert np.array_equal(np.isinf(got), np.isinf(want))
-    finite = np.isfinite(want)
-    assert finite.any() and not finite.all()
-    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5)
+    _assert_same_non_finite(got, want, 1e-5)
 
 
 def test_even_blocks_share_the_rows_evenly():
@@ -257,11 +263,7 @@ def test_forward_non_finite_values_follow_the_rule(value, forward_channels):
     w = rng.standard_normal((20, 3, 3, 3))
     got = convx.conv2d(x, w, stride=2, padding=1)
     want = ref.conv_nd(x, w, stride=2, pads=(1, 1, 1, 1))
-    assert np.array_equal(np.isnan(got), np.isnan(want))
-    assert np.array_equal(np.isinf(got), np.isinf(want))
-    finite = np.isfinite(want)
-    assert finite.any() and not finite.all()
-    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+    _assert_same_non_finite(got, want, 1e-12)
 
 
 STRIDE1 = [  # (x shape, w shape, padding, dilation, groups): stride 1, where the
@@ -349,7 +351,4 @@ def test_stride_1_input_grad_with_non_finite_weights(width, monkeypatch):
     assert plan[1].name == "channels"
     got = convx.conv2d_input_grad(xs, w, g, padding=1)
     want = ref.conv_nd_input_grad(xs, w, g, pads=(1,) * 4)
-    assert np.array_equal(np.isnan(got), np.isnan(want))
-    assert np.array_equal(np.isinf(got), np.isinf(want))
-    finite = np.isfinite(want)
-    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+    _assert_same_non_finite(got, want, 1e-12)

@@ -33,11 +33,10 @@
  * Instruction sets: the micro-kernel and its driver are compiled for
  * x86-64-v4 with 64-byte vectors (NR = 3 vectors: 48 floats or 24 doubles)
  * and micro-tiles of two micro-panels of A, 8 rows (24 accumulators of its
- * 32 registers; a last panel alone takes 4),
- * for x86-64-v3 with 32-byte vectors (24 floats or 12 doubles) and for the
- * baseline with 16-byte vectors (12 floats or 6 doubles; 32-byte vectors on
- * SSE2 spill and run 10x slower), chosen by cvx_isa (_runtime.h) at each
- * call.  The packers move memory and take NR as an argument; they are
+ * 32 registers; a last panel alone takes 4), for x86-64-v3 with 32-byte
+ * vectors (24 floats or 12 doubles) and for the baseline with 16-byte
+ * vectors (12 floats or 6 doubles; 32-byte vectors on SSE2 spill and run
+ * 10x slower), chosen by cvx_isa (_runtime.h) at each call.  The packers move memory and take NR as an argument; they are
  * compiled for x86-64-v3 and the baseline.
  *
  * CVX_KC is 128 so that a B panel of the widest micro-tile, KC x 48 floats
