@@ -177,6 +177,85 @@ def test_non_finite_values_take_the_other_algorithm(dtype, where, value):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("isa", [1, 9])
+@pytest.mark.parametrize("pass_", ["forward", "input grad"])
+def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, default_threads):
+    """The kernel looks for non-finite values itself, as it transforms the
+    input (the output gradient): one anywhere the sums read (a corner, an
+    edge, the last channel, the last image, a late block of tiles) sends the
+    call to the exact algorithm, bit for bit, at the baseline ISA level and
+    at the CPU's own, on one thread and on several.  So does a finite value
+    whose transform overflows."""
+    rng = np.random.default_rng(5)
+    # 4 images of 5 x 6 tiles: 120 tiles, three blocks of 48
+    x = rng.standard_normal((4, 5, 19, 21)).astype(dtype)
+    w = rng.standard_normal((6, 5, 3, 3)).astype(dtype)
+    g = rng.standard_normal((4, 6, 19, 21)).astype(dtype)
+    if pass_ == "forward":
+        data = x
+        call = lambda m: convx.conv2d(x, w, padding=1, method=m)  # noqa: E731
+        plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), (1,) * 4, (1, 1), 1,
+                                    method="winograd", dtype=dtype)
+    else:
+        data = g
+        call = lambda m: convx.conv2d_input_grad(x.shape, w, g, padding=1, method=m)  # noqa: E731
+        plan = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1), (1,) * 4,
+                                       (1, 1), 1, method="winograd", dtype=dtype)
+    assert plan[3][0][0] == 48 and plan[3][0][4] == 3, plan[3][0]
+    exact = plan[3][1][1].method
+    n, c, h, wd = data.shape
+    places = [(0, 0, 0, 0), (n - 1, c - 1, h - 1, wd - 1), (1, 2, 0, wd - 1),
+              (n - 1, 0, h - 1, 0), (2, c - 1, 9, 10), (n - 1, 3, h - 2, 1)]
+    values = [np.nan, np.inf, -np.inf, np.finfo(dtype).max]
+    before = _core.isa()
+    try:
+        _core.set_isa(isa)
+        _engine.PLANS.clear()
+        clean = call("winograd")
+        assert not np.array_equal(clean, call(exact)), "finite data ran Winograd"
+        for threads in sorted({1, convx._threads._MAX_THREADS}):
+            convx.set_num_threads(threads)
+            for place in places:
+                for value in values:
+                    kept = data[place]
+                    data[place] = value
+                    try:
+                        got, want = call("winograd"), call(exact)
+                    finally:
+                        data[place] = kept
+                    np.testing.assert_array_equal(got, want,
+                                                  err_msg=f"{place} {value} {threads}")
+                    assert not np.isfinite(got).all(), (place, value)
+    finally:
+        _core.set_isa(before)
+        _engine.PLANS.clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_kernel_says_whether_it_found_a_non_finite_value(dtype):
+    """conv_winograd's ``found``: 0 on finite data, with every output
+    written (so Winograd does run there), 1 with one NaN in the last block of
+    tiles."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 8, 20, 20)).astype(dtype)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(dtype)
+    out = np.empty((3, 8, 20, 20), dtype)
+    tb = _core.winograd_cols()
+    shared, per = _core.winograd_scratch(8, 8, 1, tb, x.itemsize)
+    work = np.empty(shared + 2 * per, dtype)
+    found = np.full(1, 7, np.intc)
+    for value, want in ((1.0, 0), (np.nan, 1)):
+        x[2, 7, 19, 19] = value
+        for threads in (1, 2):
+            assert _core.conv_winograd(x, w, None, out, work, found, 1, 1, 1, False, tb,
+                                       threads, False)
+            assert found[0] == want, (value, threads)
+            if want == 0:   # what the public call gives, which the bound tests check
+                np.testing.assert_array_equal(out, convx.conv2d(x, w, padding=1,
+                                                                method="winograd"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_same_bits_for_any_thread_count(dtype, default_threads):
     """Each block of tiles is computed by one thread, in an order that does
     not depend on the others."""
@@ -202,7 +281,7 @@ def test_working_memory_does_not_grow_with_the_batch():
         plan = _engine.forward_plan("t", (n, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1,) * 4,
                                     (1, 1), 1, method="winograd", dtype=np.float32)
         tb = plan[3][0][0]
-        _, per = _core.winograd_scratch(64, 64, 1, tb)
+        _, per = _core.winograd_scratch(64, 64, 1, tb, 4)
         assert per * 4 <= _engine._WINO_BLOCK_BYTES, (tb, per)
         blocks.append(tb)
     assert blocks[0] == blocks[1]

@@ -107,6 +107,7 @@ cdef extern from "_runtime.h" nogil:
     void cvx_runtime_init()
     int cvx_isa_detect()
     int CVX_STOPPED(const int* stop)
+    void CVX_STORE(int* p, int v)
     unsigned long long cvx_seen
     void cvx_saw(int tid)
 

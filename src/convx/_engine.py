@@ -1264,17 +1264,22 @@ def _all_finite(a):
                for i in range(0, flat.size, _FINITE_SLAB))
 
 
-def _finite_run(compute):
+def _finite_run(compute, weights=None):
     """A run of an algorithm that spreads a non-finite value, whose plan is
     ``(own, fallback)``: ``compute(who, shape, own, *arrays)``, unless one of
     the call's first two arrays (those it transforms: the bias is only added)
-    holds a NaN or an infinity; then the fallback plan runs the call."""
+    holds a NaN or an infinity; then the fallback plan runs the call.  Where
+    ``weights`` is the index of the weights among those two, only the weights
+    are looked at here: ``compute`` looks at the other as it transforms it,
+    and returns None when it finds such a value."""
     def run(who, shape, args, *arrays):
         own, fallback = args
-        if not all(_all_finite(a) for a in arrays[:2]):
+        looked = arrays[:2] if weights is None else arrays[weights:weights + 1]
+        out = compute(who, shape, own, *arrays) if all(map(_all_finite, looked)) else None
+        if out is None:
             fwho, algorithm, fshape, fargs = fallback
             return algorithm.run(fwho, fshape, fargs, *arrays)
-        return compute(who, shape, own, *arrays)
+        return out
     return run
 
 
@@ -1356,9 +1361,10 @@ def _winograd_sides(c, pass_):
 
 def _winograd_block(cin, cout, tiles, itemsize):
     """Tiles per item: a multiple of _WINO_COLS whose V and M (36 x (cin +
-    cout) values a tile) take about _WINO_BLOCK_BYTES, and at least two items
+    cout) values a tile, and a cache line per matrix between matrices:
+    cvx_wino_stride) take about _WINO_BLOCK_BYTES, and at least two items
     per CPU when the batch has few tiles."""
-    fit = _WINO_BLOCK_BYTES // (36 * (cin + cout) * itemsize)
+    fit = (_WINO_BLOCK_BYTES - 72 * 64) // (36 * (cin + cout) * itemsize)
     spread = -(-tiles // (2 * _threads._MAX_THREADS))
     return max(_WINO_COLS, min(_round_up(spread, _WINO_COLS), fit // _WINO_COLS * _WINO_COLS,
                                _WINO_COLS * 16))
@@ -1383,14 +1389,18 @@ def _winograd_plan(pass_, shape):
 
 def _winograd_compute(who, shape, own, src, w, bias):
     """The forward pass (src the input), or with the plan's ``flip`` the
-    input gradient (src the output gradient, no bias)."""
+    input gradient (src the output gradient, no bias); None where src holds
+    a value that is not finite (the kernel finds it as it transforms src)."""
     tb, pt, pl, groups, items, macs, flip = own
     out = _result(who, shape, src.dtype)
-    shared, per = _core.winograd_scratch(src.shape[1], shape[1], groups, tb)
+    shared, per = _core.winograd_scratch(src.shape[1], shape[1], groups, tb,
+                                         src.dtype.itemsize)
     threads = _threads.plan(items, macs)
     work = _scratch(who, per, src.dtype, threads, shared)
-    _call(_core.conv_winograd, macs, src, w, bias, out, work, pt, pl, groups, flip, tb, threads)
-    return out
+    found = np.zeros(1, np.intc)
+    _call(_core.conv_winograd, macs, src, w, bias, out, work, found, pt, pl, groups, flip, tb,
+          threads)
+    return None if found[0] else out
 
 
 def _input_grad_winograd(who, shape, own, w, gout):
@@ -1425,7 +1435,7 @@ ALGORITHMS = {
         Algorithm("fft", "fft", _fft_plan("forward", lambda c: c.out),
                   _finite_run(_forward_fft), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _winograd_plan("forward", lambda c: c.out),
-                  _finite_run(_winograd_compute), _WINO_NEEDS),
+                  _finite_run(_winograd_compute, weights=1), _WINO_NEEDS),
         Algorithm("depthwise", "direct", _forward_depthwise, _forward_depthwise_run,
                   _BORDER_NEEDS),
         Algorithm("channels", "direct", _forward_channels, _forward_channels_run,
@@ -1439,7 +1449,7 @@ ALGORITHMS = {
         Algorithm("fft", "fft", _fft_plan("input grad", lambda c: c.x),
                   _finite_run(_input_grad_fft), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _winograd_plan("input grad", lambda c: c.x),
-                  _finite_run(_input_grad_winograd), _WINO_NEEDS),
+                  _finite_run(_input_grad_winograd, weights=0), _WINO_NEEDS),
         Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,
                   "stride 1 along both axes"),
         Algorithm("channels", "direct", _input_grad_channels, _input_grad_channels_run,

@@ -27,7 +27,8 @@
  * Tiles are numbered over the whole batch, image by image and row by row
  * (TH x TW tiles per image); a block of tiles t0 .. t0 + nt is one column
  * each of V and M, whose rows are (xi, channel) and (xi, filter), ``tb``
- * columns apart.  The input and output transforms work on L tiles at once
+ * columns apart; matrix xi's rows begin ``xs`` values after matrix xi - 1's
+ * (cvx_wino_stride).  The input and output transforms work on L tiles at once
  * (a vector's worth: 8 floats, 4 doubles): a generic version, one loop over
  * the lanes per step, for the baseline; one with AVX2 intrinsics (below)
  * where cvx_isa is 3 or more (x86-64-v3 and v4).  The kernel's transform is
@@ -89,18 +90,36 @@ static inline void cvx_wino_lanes(ptrdiff_t L, ptrdiff_t t0, ptrdiff_t t, ptrdif
     }
 }
 
-/* V[(xi*C + c)*tb + t] = (B^T d B)[xi] for the 6x6 input tile d of channel
+/* How far apart V's (M's) 36 matrices of ``rows`` rows of tb values lie:
+ * rows*tb rounded up to whole cache lines, and to an odd number of them.
+ * The transforms write (read) one line of each of the 36 in turn; at a
+ * stride of a multiple of 4 KiB (64 channels of 48 tiles in float32: 12
+ * KiB) all 36 lines fell in one set of the L1 cache, which holds 8 or 12,
+ * and each evicted another.  An odd number of lines puts them in 36 sets. */
+static inline ptrdiff_t cvx_wino_stride(ptrdiff_t rows, ptrdiff_t tb, ptrdiff_t size)
+{
+    const ptrdiff_t line = 64 / size, n = (rows * tb + line - 1) / line;
+    return (n | 1) * line;
+}
+
+/* V[xi*xs + c*tb + t] = (B^T d B)[xi] for the 6x6 input tile d of channel
  * c of tile t0 + t (zero outside the image), 0 <= t < ncols; columns past nt
- * (up to ncols, a multiple of L) are zero.  x is the batch, (N, C, H, W). */
+ * (up to ncols, a multiple of L) are zero.  x is the batch, (N, C, H, W);
+ * xs is cvx_wino_stride(C, tb, sizeof(T)).  Returns 1 when a value of V is
+ * not finite, else 0: always where x's tiles hold a NaN or an infinity (each
+ * input value enters some value of its tile's transform with a weight that
+ * is not zero), and where finite values overflow.  So the caller need not
+ * look at x first (a pass over it took 13% of a call's time). */
 #define CVX_WINO_IN_ARGS(T)                                                         \
     const T *x, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t pt, ptrdiff_t pl,  \
     ptrdiff_t TH, ptrdiff_t TW, ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t ncols, T *V,  \
-    ptrdiff_t tb
-#define CVX_WINO_IN_PASS x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb
+    ptrdiff_t tb, ptrdiff_t xs
+#define CVX_WINO_IN_PASS x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, xs
 
 #define CVX_DEFINE_WINO_IN(NAME, T, L)                                              \
-static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_IN_ARGS(T))  \
+static inline __attribute__((always_inline)) int NAME##_body(CVX_WINO_IN_ARGS(T))   \
 {                                                                                   \
+    T seen = 0;                                                                     \
     for (ptrdiff_t t = 0; t < ncols; t += L) {                                      \
         ptrdiff_t img[L], row[L], col[L];                                           \
         cvx_wino_lanes(L, t0, t, nt, TH, TW, pt, pl, img, row, col);                \
@@ -134,21 +153,25 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_IN_ARGS(T
                 T (*in)[L] = s + b, (*out)[L] = p + b;                              \
                 CVX_WINO_BT(T, L, in, 6, out, 6)                                    \
             }                                                                       \
-            for (int e = 0; e < 36; e++)                                            \
-                memcpy(V + (e * C + c) * tb + t, p[e], sizeof p[e]);                \
+            for (int e = 0; e < 36; e++) {                                          \
+                memcpy(V + e * xs + c * tb + t, p[e], sizeof p[e]);                \
+                for (ptrdiff_t l = 0; l < L; l++)                                   \
+                    seen += p[e][l] * 0;                                            \
+            }                                                                       \
         }                                                                           \
     }                                                                               \
+    return seen != seen;                                                            \
 }                                                                                   \
-static void NAME(CVX_WINO_IN_ARGS(T)) { NAME##_body(CVX_WINO_IN_PASS); }
+static int NAME(CVX_WINO_IN_ARGS(T)) { return NAME##_body(CVX_WINO_IN_PASS); }
 
 /* out[n, f, 4i + a, 4j + b] = (A^T M A)[a][b] + bias[f] for each tile t0 + t
  * (image n, tile row i, tile column j), 0 <= t < nt, where M's 36 values
- * for filter f are M[(xi*F + f)*tb + t]; only the cells inside the (N, F, OH,
+ * for filter f are M[xi*xs + f*tb + t]; only the cells inside the (N, F, OH,
  * OW) output are written.  M has at least nt rounded up to L columns. */
 #define CVX_WINO_OUT_ARGS(T)                                                        \
-    const T *M, ptrdiff_t F, ptrdiff_t tb, ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t TH, \
-    ptrdiff_t TW, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW
-#define CVX_WINO_OUT_PASS M, F, tb, t0, nt, TH, TW, bias, out, OH, OW
+    const T *M, ptrdiff_t F, ptrdiff_t tb, ptrdiff_t xs, ptrdiff_t t0, ptrdiff_t nt, \
+    ptrdiff_t TH, ptrdiff_t TW, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW
+#define CVX_WINO_OUT_PASS M, F, tb, xs, t0, nt, TH, TW, bias, out, OH, OW
 
 #define CVX_DEFINE_WINO_OUT(NAME, T, L)                                             \
 static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_OUT_ARGS(T)) \
@@ -159,7 +182,7 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_OUT_ARGS(
         for (ptrdiff_t f = 0; f < F; f++) {                                         \
             T m[36][L], s[24][L], y[16][L];                                         \
             for (int e = 0; e < 36; e++)                                            \
-                memcpy(m[e], M + (e * F + f) * tb + t, sizeof m[e]);                \
+                memcpy(m[e], M + e * xs + f * tb + t, sizeof m[e]);                \
             for (int b = 0; b < 6; b++) {      /* down each column: s[i][b] */      \
                 T (*in)[L] = m + b, (*o)[L] = s + b;                                \
                 CVX_WINO_AT(T, L, in, 6, o, 6)                                      \
@@ -226,143 +249,205 @@ CVX_DEFINE_WINO_OUT(cvx_wino_out_f64_v1, double, 4)
  * where all 8 lie in the row, k = 0..7 (kind 0); else, when the row has 8
  * values, those from cs = q0 clamped to [0, W - 8] (k = 0..7), moved by
  * q0 - cs lanes (idx) and zeroed outside the row (keep) (kind 1); else one
- * at a time, zeros outside the row (kind 2, a row narrower than 8).
- * Per lane, once per block of tiles. */
-#define CVX_WINO_EDGES(L)                                                           \
-    for (ptrdiff_t l = 0; l < L; l++) {                                             \
-        const ptrdiff_t r0 = row[l], q0 = col[l];                                   \
-        ptrdiff_t cs = q0 < 0 ? 0 : q0;                                             \
-        cs = cs > W - 8 ? W - 8 : cs;                                               \
-        ra[l] = r0 < 0 ? -r0 : 0;                                                   \
-        rb[l] = img[l] < 0 ? 0 : H - r0 < 6 ? H - r0 : 6;                           \
-        kind[l] = q0 >= 0 && q0 + 8 <= W ? 0 : W >= 8 ? 1 : 2;                      \
-        for (int q = 0; q < 8; q++) {                                               \
-            const int in = q0 + q >= 0 && q0 + q < W;                               \
-            const ptrdiff_t k = q + q0 - cs;                                        \
-            idx[l][q] = k < 0 ? 0 : k > 7 ? 7 : (int)k;                             \
-            keep[l][q] = in ? -1 : 0;                                               \
-        }                                                                           \
-        base[l] = img[l] < 0 ? 0 : (img[l] * C * H + r0) * W + (kind[l] == 1 ? cs : q0); \
+ * at a time, zeros outside the row (kind 2, a row narrower than 8; and
+ * kind 1 where ``shift`` is 0: the float64 code has no shifted loads).
+ *
+ * The transforms run the channels (filters) outermost and, inside, a chunk
+ * of CVX_WINO_CHUNK groups of L tiles: each channel's plane is then read
+ * (written) in one sweep of neighbouring rows, which the hardware
+ * prefetchers follow, where the other order hopped between C planes per
+ * group of tiles and waited for memory.  So each group's lanes are worked
+ * out once per chunk, here. */
+#define CVX_WINO_CHUNK 8
+
+typedef struct {
+    ptrdiff_t base[8];
+    int ra[8], rb[8], kind[8];
+    int idx[8][8], keep[8][8];
+} cvx_wino_in_lanes;
+
+static inline void cvx_wino_in_setup(int L, int shift, ptrdiff_t C, ptrdiff_t H,
+                                     ptrdiff_t W, ptrdiff_t pt, ptrdiff_t pl, ptrdiff_t TH,
+                                     ptrdiff_t TW, ptrdiff_t t0, ptrdiff_t t, ptrdiff_t nt,
+                                     cvx_wino_in_lanes *s)
+{
+    ptrdiff_t img[8], row[8], col[8];
+    cvx_wino_lanes(L, t0, t, nt, TH, TW, pt, pl, img, row, col);
+    for (int l = 0; l < L; l++) {
+        const ptrdiff_t r0 = row[l], q0 = col[l];
+        ptrdiff_t cs = q0 < 0 ? 0 : q0;
+        cs = cs > W - 8 ? W - 8 : cs;
+        s->ra[l] = r0 < 0 ? (int)-r0 : 0;
+        s->rb[l] = img[l] < 0 ? 0 : H - r0 < 6 ? (int)(H - r0) : 6;
+        s->kind[l] = q0 >= 0 && q0 + 8 <= W ? 0 : W >= 8 && shift ? 1 : 2;
+        for (int q = 0; q < 8; q++) {
+            const int in = q0 + q >= 0 && q0 + q < W;
+            const ptrdiff_t k = q + q0 - cs;
+            s->idx[l][q] = k < 0 ? 0 : k > 7 ? 7 : (int)k;
+            s->keep[l][q] = in ? -1 : 0;
+        }
+        s->base[l] = img[l] < 0 ? 0 : (img[l] * C * H + r0) * W + (s->kind[l] == 1 ? cs : q0);
+    }
+}
+
+/* The chunks of the block's ncols columns (groups of L), each channel
+ * outermost: the body (the macro's last argument) sees c, t (the group's first column) and s (its lanes). */
+#define CVX_WINO_IN_CHUNKS(L, SHIFT, ...)                                          \
+    cvx_wino_in_lanes lanes[CVX_WINO_CHUNK];                                        \
+    for (ptrdiff_t t1 = 0; t1 < ncols; t1 += L * CVX_WINO_CHUNK) {                  \
+        const ptrdiff_t ng = (ncols - t1) / L < CVX_WINO_CHUNK ? (ncols - t1) / L     \
+                                                              : CVX_WINO_CHUNK;     \
+        for (ptrdiff_t g = 0; g < ng; g++)                                          \
+            cvx_wino_in_setup(L, SHIFT, C, H, W, pt, pl, TH, TW, t0, t1 + L * g, nt, \
+                              lanes + g);                                           \
+        for (ptrdiff_t c = 0; c < C; c++)                                           \
+            for (ptrdiff_t g = 0; g < ng; g++) {                                    \
+                const cvx_wino_in_lanes *s = lanes + g;                             \
+                const ptrdiff_t t = t1 + L * g;                                     \
+                __VA_ARGS__                                                         \
+            }                                                                       \
     }
 
-CVX_AVX2 static void cvx_wino_in_f32_avx2(CVX_WINO_IN_ARGS(float))
+CVX_AVX2 static int cvx_wino_in_f32_avx2(CVX_WINO_IN_ARGS(float))
 {
     static const float zero8[8] = {0};
-    for (ptrdiff_t t = 0; t < ncols; t += 8) {
-        ptrdiff_t img[8], row[8], col[8], ra[8], rb[8], base[8];
-        int kind[8], idx[8][8], keep[8][8];
-        cvx_wino_lanes(8, t0, t, nt, TH, TW, pt, pl, img, row, col);
-        CVX_WINO_EDGES(8)   /* W >= 8: no lane of kind 2 */
-        for (ptrdiff_t c = 0; c < C; c++) {
-            __m256 h[6][6], v[6], o[6];
-            for (int r = 0; r < 6; r++) {
-                __m256 R[8], d[6];
-                /* every lane the same way, without a branch: a row outside
-                 * the image reads zeros, and kind 0 moves by nothing */
-                for (int l = 0; l < 8; l++) {
-                    const int live = r >= ra[l] && r < rb[l];
-                    const float *p = live ? x + base[l] + c * H * W + r * W : zero8;
-                    R[l] = _mm256_and_ps(
-                        _mm256_permutevar8x32_ps(_mm256_loadu_ps(p),
-                                                 _mm256_loadu_si256((const __m256i *)idx[l])),
-                        _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)keep[l])));
-                }
-                /* lanes (l | l + 4) of a_l, b_l: tiles l and l + 4, columns 0-3, 4-7 */
-                __m256 a[4], b[4];
-                for (int l = 0; l < 4; l++) {
-                    a[l] = _mm256_permute2f128_ps(R[l], R[l + 4], 0x20);
-                    b[l] = _mm256_permute2f128_ps(R[l], R[l + 4], 0x31);
-                }
-                const __m256 t0_ = _mm256_unpacklo_ps(a[0], a[1]), t1_ = _mm256_unpackhi_ps(a[0], a[1]);
-                const __m256 t2_ = _mm256_unpacklo_ps(a[2], a[3]), t3_ = _mm256_unpackhi_ps(a[2], a[3]);
-                const __m256 u0 = _mm256_unpacklo_ps(b[0], b[1]), u2 = _mm256_unpacklo_ps(b[2], b[3]);
-                d[0] = _mm256_shuffle_ps(t0_, t2_, 0x44);
-                d[1] = _mm256_shuffle_ps(t0_, t2_, 0xEE);
-                d[2] = _mm256_shuffle_ps(t1_, t3_, 0x44);
-                d[3] = _mm256_shuffle_ps(t1_, t3_, 0xEE);
-                d[4] = _mm256_shuffle_ps(u0, u2, 0x44);
-                d[5] = _mm256_shuffle_ps(u0, u2, 0xEE);
-                CVX_WINO_BT_V(d, h[r]);          /* along the row */
+    __m256 seen[6];       /* sums of 0 * V: NaN once a value is not finite */
+    for (int a = 0; a < 6; a++) seen[a] = _mm256_setzero_ps();
+    CVX_WINO_IN_CHUNKS(8, 1, {   /* W >= 8: no lane of kind 2 */
+        __m256 h[6][6], v[6], o[6];
+        for (int r = 0; r < 6; r++) {
+            __m256 R[8], d[6];
+            /* every lane the same way, without a branch: a row outside
+             * the image reads zeros, and kind 0 moves by nothing */
+            for (int l = 0; l < 8; l++) {
+                const int live = r >= s->ra[l] && r < s->rb[l];
+                const float *p = live ? x + s->base[l] + c * H * W + r * W : zero8;
+                R[l] = _mm256_and_ps(
+                    _mm256_permutevar8x32_ps(_mm256_loadu_ps(p),
+                                             _mm256_loadu_si256((const __m256i *)s->idx[l])),
+                    _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)s->keep[l])));
             }
-            for (int bq = 0; bq < 6; bq++) {     /* down each column */
-                for (int r = 0; r < 6; r++) v[r] = h[r][bq];
-                CVX_WINO_BT_V(v, o);
-                for (int a = 0; a < 6; a++)
-                    _mm256_storeu_ps(V + ((a * 6 + bq) * C + c) * tb + t, o[a]);
+            /* lanes (l | l + 4) of a_l, b_l: tiles l and l + 4, columns 0-3, 4-7 */
+            __m256 a[4], b[4];
+            for (int l = 0; l < 4; l++) {
+                a[l] = _mm256_permute2f128_ps(R[l], R[l + 4], 0x20);
+                b[l] = _mm256_permute2f128_ps(R[l], R[l + 4], 0x31);
+            }
+            const __m256 t0_ = _mm256_unpacklo_ps(a[0], a[1]), t1_ = _mm256_unpackhi_ps(a[0], a[1]);
+            const __m256 t2_ = _mm256_unpacklo_ps(a[2], a[3]), t3_ = _mm256_unpackhi_ps(a[2], a[3]);
+            const __m256 u0 = _mm256_unpacklo_ps(b[0], b[1]), u2 = _mm256_unpacklo_ps(b[2], b[3]);
+            d[0] = _mm256_shuffle_ps(t0_, t2_, 0x44);
+            d[1] = _mm256_shuffle_ps(t0_, t2_, 0xEE);
+            d[2] = _mm256_shuffle_ps(t1_, t3_, 0x44);
+            d[3] = _mm256_shuffle_ps(t1_, t3_, 0xEE);
+            d[4] = _mm256_shuffle_ps(u0, u2, 0x44);
+            d[5] = _mm256_shuffle_ps(u0, u2, 0xEE);
+            CVX_WINO_BT_V(d, h[r]);          /* along the row */
+        }
+        for (int bq = 0; bq < 6; bq++) {     /* down each column */
+            for (int r = 0; r < 6; r++) v[r] = h[r][bq];
+            CVX_WINO_BT_V(v, o);
+            for (int a = 0; a < 6; a++) {
+                _mm256_storeu_ps(V + (a * 6 + bq) * xs + c * tb + t, o[a]);
+                seen[a] = _mm256_fmadd_ps(o[a], _mm256_setzero_ps(), seen[a]);
             }
         }
-    }
+    })
+    for (int a = 1; a < 6; a++) seen[0] = _mm256_add_ps(seen[0], seen[a]);
+    return _mm256_movemask_ps(_mm256_cmp_ps(seen[0], seen[0], _CMP_UNORD_Q)) != 0;
 }
 
-CVX_AVX2 static void cvx_wino_in_f64_avx2(CVX_WINO_IN_ARGS(double))
+CVX_AVX2 static int cvx_wino_in_f64_avx2(CVX_WINO_IN_ARGS(double))
 {
-    for (ptrdiff_t t = 0; t < ncols; t += 4) {
-        ptrdiff_t img[4], row[4], col[4], ra[4], rb[4], base[4];
-        int kind[4], idx[4][8], keep[4][8];
-        cvx_wino_lanes(4, t0, t, nt, TH, TW, pt, pl, img, row, col);
-        CVX_WINO_EDGES(4)
-        for (ptrdiff_t l = 0; l < 4; l++)        /* no shifted loads: kind 1 as kind 2 */
-            if (kind[l] == 1) {
-                base[l] += col[l] - (col[l] < 0 ? 0 : col[l] > W - 8 ? W - 8 : col[l]);
-                kind[l] = 2;
-            }
-        for (ptrdiff_t c = 0; c < C; c++) {
-            __m256d h[6][6], v[6], o[6];
-            for (int r = 0; r < 6; r++) {
-                __m256d a[4], d[6];
-                __m128d e[4];
-                for (int l = 0; l < 4; l++) {
-                    const ptrdiff_t at = base[l] + c * H * W + r * W;
-                    if (r < ra[l] || r >= rb[l]) {
-                        a[l] = _mm256_setzero_pd();
-                        e[l] = _mm_setzero_pd();
-                    } else if (kind[l] == 0) {
-                        a[l] = _mm256_loadu_pd(x + at);
-                        e[l] = _mm_loadu_pd(x + at + 4);
-                    } else {
-                        double w6[6];
-                        for (int q = 0; q < 6; q++)
-                            w6[q] = keep[l][q] ? x[at + q] : 0.0;
-                        a[l] = _mm256_loadu_pd(w6);
-                        e[l] = _mm_loadu_pd(w6 + 4);
-                    }
+    __m256d seen[6];
+    for (int a = 0; a < 6; a++) seen[a] = _mm256_setzero_pd();
+    CVX_WINO_IN_CHUNKS(4, 0, {
+        __m256d h[6][6], v[6], o[6];
+        for (int r = 0; r < 6; r++) {
+            __m256d a[4], d[6];
+            __m128d e[4];
+            for (int l = 0; l < 4; l++) {
+                const ptrdiff_t at = s->base[l] + c * H * W + r * W;
+                if (r < s->ra[l] || r >= s->rb[l]) {
+                    a[l] = _mm256_setzero_pd();
+                    e[l] = _mm_setzero_pd();
+                } else if (s->kind[l] == 0) {
+                    a[l] = _mm256_loadu_pd(x + at);
+                    e[l] = _mm_loadu_pd(x + at + 4);
+                } else {
+                    double w6[6];
+                    for (int q = 0; q < 6; q++)
+                        w6[q] = s->keep[l][q] ? x[at + q] : 0.0;
+                    a[l] = _mm256_loadu_pd(w6);
+                    e[l] = _mm_loadu_pd(w6 + 4);
                 }
-                const __m256d t0_ = _mm256_unpacklo_pd(a[0], a[1]), t1_ = _mm256_unpackhi_pd(a[0], a[1]);
-                const __m256d t2_ = _mm256_unpacklo_pd(a[2], a[3]), t3_ = _mm256_unpackhi_pd(a[2], a[3]);
-                d[0] = _mm256_permute2f128_pd(t0_, t2_, 0x20);
-                d[1] = _mm256_permute2f128_pd(t1_, t3_, 0x20);
-                d[2] = _mm256_permute2f128_pd(t0_, t2_, 0x31);
-                d[3] = _mm256_permute2f128_pd(t1_, t3_, 0x31);
-                d[4] = _mm256_set_m128d(_mm_unpacklo_pd(e[2], e[3]), _mm_unpacklo_pd(e[0], e[1]));
-                d[5] = _mm256_set_m128d(_mm_unpackhi_pd(e[2], e[3]), _mm_unpackhi_pd(e[0], e[1]));
-                CVX_WINO_BT_V(d, h[r]);
             }
-            for (int bq = 0; bq < 6; bq++) {
-                for (int r = 0; r < 6; r++) v[r] = h[r][bq];
-                CVX_WINO_BT_V(v, o);
-                for (int a = 0; a < 6; a++)
-                    _mm256_storeu_pd(V + ((a * 6 + bq) * C + c) * tb + t, o[a]);
+            const __m256d t0_ = _mm256_unpacklo_pd(a[0], a[1]), t1_ = _mm256_unpackhi_pd(a[0], a[1]);
+            const __m256d t2_ = _mm256_unpacklo_pd(a[2], a[3]), t3_ = _mm256_unpackhi_pd(a[2], a[3]);
+            d[0] = _mm256_permute2f128_pd(t0_, t2_, 0x20);
+            d[1] = _mm256_permute2f128_pd(t1_, t3_, 0x20);
+            d[2] = _mm256_permute2f128_pd(t0_, t2_, 0x31);
+            d[3] = _mm256_permute2f128_pd(t1_, t3_, 0x31);
+            d[4] = _mm256_set_m128d(_mm_unpacklo_pd(e[2], e[3]), _mm_unpacklo_pd(e[0], e[1]));
+            d[5] = _mm256_set_m128d(_mm_unpackhi_pd(e[2], e[3]), _mm_unpackhi_pd(e[0], e[1]));
+            CVX_WINO_BT_V(d, h[r]);
+        }
+        for (int bq = 0; bq < 6; bq++) {
+            for (int r = 0; r < 6; r++) v[r] = h[r][bq];
+            CVX_WINO_BT_V(v, o);
+            for (int a = 0; a < 6; a++) {
+                _mm256_storeu_pd(V + (a * 6 + bq) * xs + c * tb + t, o[a]);
+                seen[a] = _mm256_fmadd_pd(o[a], _mm256_setzero_pd(), seen[a]);
             }
         }
-    }
+    })
+    for (int a = 1; a < 6; a++) seen[0] = _mm256_add_pd(seen[0], seen[a]);
+    return _mm256_movemask_pd(_mm256_cmp_pd(seen[0], seen[0], _CMP_UNORD_Q)) != 0;
 }
 
-/* Where each lane's 4x4 outputs go: its place in out when they all lie in
- * it, else buf (copied, clipped, after). */
-#define CVX_WINO_SINKS(T, L)                                                        \
-    for (ptrdiff_t l = 0; l < L; l++) {                                             \
-        const int whole = img[l] >= 0 && row[l] + 4 <= OH && col[l] + 4 <= OW;      \
-        dst[l] = whole ? out + ((img[l] * F + f) * OH + row[l]) * OW + col[l] : buf[l]; \
-        ld[l] = whole ? OW : 4;                                                     \
+/* Where each lane's 4x4 outputs go, per group of tiles: ``at``, its place
+ * in filter 0's planes when they all lie in the output, else -1 (buf, then
+ * copied, clipped); and its image, row and column (img -1 past nt). */
+typedef struct {
+    ptrdiff_t at[8], img[8], row[8], col[8];
+} cvx_wino_out_lanes;
+
+/* As CVX_WINO_IN_CHUNKS, each filter f outermost, for the output. */
+#define CVX_WINO_OUT_CHUNKS(L, ...)                                                \
+    cvx_wino_out_lanes lanes[CVX_WINO_CHUNK];                                       \
+    for (ptrdiff_t t1 = 0; t1 < nt; t1 += L * CVX_WINO_CHUNK) {                     \
+        const ptrdiff_t ng = (nt - t1 + L - 1) / L < CVX_WINO_CHUNK                 \
+                                 ? (nt - t1 + L - 1) / L : CVX_WINO_CHUNK;          \
+        for (ptrdiff_t g = 0; g < ng; g++) {                                        \
+            cvx_wino_out_lanes *s = lanes + g;                                      \
+            cvx_wino_lanes(L, t0, t1 + L * g, nt, TH, TW, 0, 0, s->img, s->row, s->col); \
+            for (int l = 0; l < L; l++)                                             \
+                s->at[l] = s->img[l] >= 0 && s->row[l] + 4 <= OH && s->col[l] + 4 <= OW \
+                           ? (s->img[l] * F * OH + s->row[l]) * OW + s->col[l] : -1; \
+        }                                                                           \
+        for (ptrdiff_t f = 0; f < F; f++)                                           \
+            for (ptrdiff_t g = 0; g < ng; g++) {                                    \
+                const cvx_wino_out_lanes *s = lanes + g;                            \
+                const ptrdiff_t t = t1 + L * g;                                     \
+                __VA_ARGS__                                                         \
+            }                                                                       \
     }
 
+/* Lane l writes its rows at dst[l], ld[l] apart: in out, or in buf. */
+#define CVX_WINO_SINKS(T, L)                                                        \
+    for (int l = 0; l < L; l++) {                                                   \
+        dst[l] = s->at[l] >= 0 ? out + s->at[l] + f * OH * OW : buf[l];             \
+        ld[l] = s->at[l] >= 0 ? OW : 4;                                             \
+    }
+
+/* ... and buf's rows go to the cells of out that there are. */
 #define CVX_WINO_CLIP(T, L)                                                         \
-    for (ptrdiff_t l = 0; l < L; l++) {                                             \
-        if (dst[l] != buf[l] || img[l] < 0)                                         \
+    for (int l = 0; l < L; l++) {                                                   \
+        if (s->at[l] >= 0 || s->img[l] < 0)                                         \
             continue;                                                               \
-        T *o = out + ((img[l] * F + f) * OH + row[l]) * OW + col[l];                \
-        const ptrdiff_t rows = OH - row[l] < 4 ? OH - row[l] : 4;                   \
-        const ptrdiff_t cols = OW - col[l] < 4 ? OW - col[l] : 4;                   \
+        T *o = out + ((s->img[l] * F + f) * OH + s->row[l]) * OW + s->col[l];       \
+        const ptrdiff_t rows = OH - s->row[l] < 4 ? OH - s->row[l] : 4;             \
+        const ptrdiff_t cols = OW - s->col[l] < 4 ? OW - s->col[l] : 4;             \
         for (ptrdiff_t i = 0; i < rows; i++)                                        \
             for (int j = 0; j < 4; j++)                                             \
                 if (j < cols)                                                       \
@@ -371,94 +456,84 @@ CVX_AVX2 static void cvx_wino_in_f64_avx2(CVX_WINO_IN_ARGS(double))
 
 CVX_AVX2 static void cvx_wino_out_f32_avx2(CVX_WINO_OUT_ARGS(float))
 {
-    for (ptrdiff_t t = 0; t < nt; t += 8) {
-        ptrdiff_t img[8], row[8], col[8], ld[8];
+    CVX_WINO_OUT_CHUNKS(8, {
+        ptrdiff_t ld[8];
         float *dst[8];
         float buf[8][16];
-        cvx_wino_lanes(8, t0, t, nt, TH, TW, 0, 0, img, row, col);
-        for (ptrdiff_t f = 0; f < F; f++) {
-            __m256 s[4][6], m[6], y[4];
-            CVX_WINO_SINKS(float, 8)
-            for (int bq = 0; bq < 6; bq++) {     /* down each column */
-                __m256 o[4];
-                for (int a = 0; a < 6; a++) m[a] = _mm256_loadu_ps(M + ((a * 6 + bq) * F + f) * tb + t);
-                CVX_WINO_AT_V(m, o);
-                for (int i = 0; i < 4; i++) s[i][bq] = o[i];
-            }
-            const __m256 bv = _mm256_set1_ps(bias ? bias[f] : 0.0f);
-            for (int i = 0; i < 4; i++) {        /* along each row */
-                CVX_WINO_AT_V(s[i], y);
-                for (int j = 0; j < 4; j++) y[j] = y[j] + bv;
-                /* lanes (l | l + 4) of r_l: row i of tiles l and l + 4 */
-                const __m256 t0_ = _mm256_unpacklo_ps(y[0], y[1]), t1_ = _mm256_unpackhi_ps(y[0], y[1]);
-                const __m256 t2_ = _mm256_unpacklo_ps(y[2], y[3]), t3_ = _mm256_unpackhi_ps(y[2], y[3]);
-                __m256 r[4];
-                r[0] = _mm256_shuffle_ps(t0_, t2_, 0x44);
-                r[1] = _mm256_shuffle_ps(t0_, t2_, 0xEE);
-                r[2] = _mm256_shuffle_ps(t1_, t3_, 0x44);
-                r[3] = _mm256_shuffle_ps(t1_, t3_, 0xEE);
-                for (int l = 0; l < 4; l++) {
-                    _mm_storeu_ps(dst[l] + i * ld[l], _mm256_castps256_ps128(r[l]));
-                    _mm_storeu_ps(dst[l + 4] + i * ld[l + 4], _mm256_extractf128_ps(r[l], 1));
-                }
-            }
-            CVX_WINO_CLIP(float, 8)
+        __m256 s4[4][6], m[6], y[4];
+        CVX_WINO_SINKS(float, 8)
+        for (int bq = 0; bq < 6; bq++) {     /* down each column */
+            __m256 o[4];
+            for (int a = 0; a < 6; a++) m[a] = _mm256_loadu_ps(M + (a * 6 + bq) * xs + f * tb + t);
+            CVX_WINO_AT_V(m, o);
+            for (int i = 0; i < 4; i++) s4[i][bq] = o[i];
         }
-    }
+        const __m256 bv = _mm256_set1_ps(bias ? bias[f] : 0.0f);
+        for (int i = 0; i < 4; i++) {        /* along each row */
+            CVX_WINO_AT_V(s4[i], y);
+            for (int j = 0; j < 4; j++) y[j] = y[j] + bv;
+            /* lanes (l | l + 4) of r_l: row i of tiles l and l + 4 */
+            const __m256 t0_ = _mm256_unpacklo_ps(y[0], y[1]), t1_ = _mm256_unpackhi_ps(y[0], y[1]);
+            const __m256 t2_ = _mm256_unpacklo_ps(y[2], y[3]), t3_ = _mm256_unpackhi_ps(y[2], y[3]);
+            __m256 r[4];
+            r[0] = _mm256_shuffle_ps(t0_, t2_, 0x44);
+            r[1] = _mm256_shuffle_ps(t0_, t2_, 0xEE);
+            r[2] = _mm256_shuffle_ps(t1_, t3_, 0x44);
+            r[3] = _mm256_shuffle_ps(t1_, t3_, 0xEE);
+            for (int l = 0; l < 4; l++) {
+                _mm_storeu_ps(dst[l] + i * ld[l], _mm256_castps256_ps128(r[l]));
+                _mm_storeu_ps(dst[l + 4] + i * ld[l + 4], _mm256_extractf128_ps(r[l], 1));
+            }
+        }
+        CVX_WINO_CLIP(float, 8)
+    })
 }
 
 CVX_AVX2 static void cvx_wino_out_f64_avx2(CVX_WINO_OUT_ARGS(double))
 {
-    for (ptrdiff_t t = 0; t < nt; t += 4) {
-        ptrdiff_t img[4], row[4], col[4], ld[4];
+    CVX_WINO_OUT_CHUNKS(4, {
+        ptrdiff_t ld[4];
         double *dst[4];
         double buf[4][16];
-        cvx_wino_lanes(4, t0, t, nt, TH, TW, 0, 0, img, row, col);
-        for (ptrdiff_t f = 0; f < F; f++) {
-            __m256d s[4][6], m[6], y[4];
-            CVX_WINO_SINKS(double, 4)
-            for (int bq = 0; bq < 6; bq++) {
-                __m256d o[4];
-                for (int a = 0; a < 6; a++) m[a] = _mm256_loadu_pd(M + ((a * 6 + bq) * F + f) * tb + t);
-                CVX_WINO_AT_V(m, o);
-                for (int i = 0; i < 4; i++) s[i][bq] = o[i];
-            }
-            const __m256d bv = _mm256_set1_pd(bias ? bias[f] : 0.0);
-            for (int i = 0; i < 4; i++) {
-                CVX_WINO_AT_V(s[i], y);
-                for (int j = 0; j < 4; j++) y[j] = y[j] + bv;
-                const __m256d t0_ = _mm256_unpacklo_pd(y[0], y[1]), t1_ = _mm256_unpackhi_pd(y[0], y[1]);
-                const __m256d t2_ = _mm256_unpacklo_pd(y[2], y[3]), t3_ = _mm256_unpackhi_pd(y[2], y[3]);
-                _mm256_storeu_pd(dst[0] + i * ld[0], _mm256_permute2f128_pd(t0_, t2_, 0x20));
-                _mm256_storeu_pd(dst[1] + i * ld[1], _mm256_permute2f128_pd(t1_, t3_, 0x20));
-                _mm256_storeu_pd(dst[2] + i * ld[2], _mm256_permute2f128_pd(t0_, t2_, 0x31));
-                _mm256_storeu_pd(dst[3] + i * ld[3], _mm256_permute2f128_pd(t1_, t3_, 0x31));
-            }
-            CVX_WINO_CLIP(double, 4)
+        __m256d s4[4][6], m[6], y[4];
+        CVX_WINO_SINKS(double, 4)
+        for (int bq = 0; bq < 6; bq++) {
+            __m256d o[4];
+            for (int a = 0; a < 6; a++) m[a] = _mm256_loadu_pd(M + (a * 6 + bq) * xs + f * tb + t);
+            CVX_WINO_AT_V(m, o);
+            for (int i = 0; i < 4; i++) s4[i][bq] = o[i];
         }
-    }
+        const __m256d bv = _mm256_set1_pd(bias ? bias[f] : 0.0);
+        for (int i = 0; i < 4; i++) {
+            CVX_WINO_AT_V(s4[i], y);
+            for (int j = 0; j < 4; j++) y[j] = y[j] + bv;
+            const __m256d t0_ = _mm256_unpacklo_pd(y[0], y[1]), t1_ = _mm256_unpackhi_pd(y[0], y[1]);
+            const __m256d t2_ = _mm256_unpacklo_pd(y[2], y[3]), t3_ = _mm256_unpackhi_pd(y[2], y[3]);
+            _mm256_storeu_pd(dst[0] + i * ld[0], _mm256_permute2f128_pd(t0_, t2_, 0x20));
+            _mm256_storeu_pd(dst[1] + i * ld[1], _mm256_permute2f128_pd(t1_, t3_, 0x20));
+            _mm256_storeu_pd(dst[2] + i * ld[2], _mm256_permute2f128_pd(t0_, t2_, 0x31));
+            _mm256_storeu_pd(dst[3] + i * ld[3], _mm256_permute2f128_pd(t1_, t3_, 0x31));
+        }
+        CVX_WINO_CLIP(double, 4)
+    })
 }
 #endif
 
-/* The transforms at the level cvx_isa. */
+/* The transforms at the level cvx_isa (RET: ``return``, or nothing for the
+ * output's, which return nothing). */
 #if CVX_X86_DISPATCH
-#define CVX_WINO_PICK(NAME, ARGS, PASS, WIDE)                                       \
-static void NAME(ARGS)                                                              \
-{                                                                                   \
-    if (cvx_isa >= 3 && WIDE)                                                       \
-        NAME##_avx2(PASS);                                                          \
-    else                                                                            \
-        NAME##_v1(PASS);                                                            \
-}
+#define CVX_WINO_PICK(TYPE, RET, NAME, ARGS, PASS, WIDE)                            \
+static TYPE NAME(ARGS) { RET (cvx_isa >= 3 && WIDE ? NAME##_avx2 : NAME##_v1)(PASS); }
 #else
-#define CVX_WINO_PICK(NAME, ARGS, PASS, WIDE) static void NAME(ARGS) { NAME##_v1(PASS); }
+#define CVX_WINO_PICK(TYPE, RET, NAME, ARGS, PASS, WIDE)                            \
+static TYPE NAME(ARGS) { RET NAME##_v1(PASS); }
 #endif
 
 /* (the AVX2 input transforms read 8 values a row: rows of at least 8) */
-CVX_WINO_PICK(cvx_wino_in_f32, CVX_WINO_IN_ARGS(float), CVX_WINO_IN_PASS, W >= 8)
-CVX_WINO_PICK(cvx_wino_in_f64, CVX_WINO_IN_ARGS(double), CVX_WINO_IN_PASS, W >= 8)
-CVX_WINO_PICK(cvx_wino_out_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
-CVX_WINO_PICK(cvx_wino_out_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(int, return, cvx_wino_in_f32, CVX_WINO_IN_ARGS(float), CVX_WINO_IN_PASS, W >= 8)
+CVX_WINO_PICK(int, return, cvx_wino_in_f64, CVX_WINO_IN_ARGS(double), CVX_WINO_IN_PASS, W >= 8)
+CVX_WINO_PICK(void, , cvx_wino_out_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(void, , cvx_wino_out_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
 
 /* Rows o0 .. o0 + CVX_MR - 1 (one micro-panel) of each of the 36 matrices
  * U[xi] = (G g G^T)[xi] (O x I; g = w[o, i], rows of 3; or with ``flip``

@@ -11,20 +11,21 @@
 # depends on neither the block nor the threads: the same bits for any ``nt``.
 
 cdef extern from "_winograd.h" nogil:
-    void cvx_wino_in_f32(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
-                         Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ncols, float* V,
-                         Py_ssize_t tb)
-    void cvx_wino_in_f64(const double* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
-                         Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ncols, double* V,
-                         Py_ssize_t tb)
-    void cvx_wino_out_f32(const float* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t t0,
-                          Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW, const float* bias,
-                          float* out, Py_ssize_t OH, Py_ssize_t OW)
-    void cvx_wino_out_f64(const double* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t t0,
-                          Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW, const double* bias,
-                          double* out, Py_ssize_t OH, Py_ssize_t OW)
+    int cvx_wino_in_f32(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                        Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
+                        Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ncols, float* V,
+                        Py_ssize_t tb, Py_ssize_t xs)
+    int cvx_wino_in_f64(const double* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                        Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
+                        Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ncols, double* V,
+                        Py_ssize_t tb, Py_ssize_t xs)
+    Py_ssize_t cvx_wino_stride(Py_ssize_t rows, Py_ssize_t tb, Py_ssize_t size)
+    void cvx_wino_out_f32(const float* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
+                          Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
+                          const float* bias, float* out, Py_ssize_t OH, Py_ssize_t OW)
+    void cvx_wino_out_f64(const double* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
+                          Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
+                          const double* bias, double* out, Py_ssize_t OH, Py_ssize_t OW)
     void cvx_wino_weights_f32(const float* w, Py_ssize_t O, Py_ssize_t I, int flip,
                               Py_ssize_t o0, float* pack)
     void cvx_wino_weights_f64(const double* w, Py_ssize_t O, Py_ssize_t I, int flip,
@@ -37,12 +38,14 @@ cdef enum:
     _WINO_COLS = CVX_NR_MAX
 
 
-def winograd_scratch(Py_ssize_t C, Py_ssize_t O, Py_ssize_t groups, Py_ssize_t tb):
+def winograd_scratch(Py_ssize_t C, Py_ssize_t O, Py_ssize_t groups, Py_ssize_t tb,
+                     Py_ssize_t itemsize):
     """(shared, per thread) scratch of conv_winograd from C input to O output
-    channels with blocks of ``tb`` tiles: the transformed kernel, packed,
-    then each thread's V and M."""
+    channels with blocks of ``tb`` tiles, in values of ``itemsize`` bytes:
+    the transformed kernel, packed, then each thread's V and M."""
     cdef Py_ssize_t Ig = C // groups, Og = O // groups
-    return groups * 36 * _round_up(Og, CVX_MR) * Ig, 36 * (C + O) * tb
+    return (groups * 36 * _round_up(Og, CVX_MR) * Ig,
+            36 * (cvx_wino_stride(C, tb, itemsize) + cvx_wino_stride(O, tb, itemsize)))
 
 
 def winograd_cols():
@@ -50,35 +53,42 @@ def winograd_cols():
     return _WINO_COLS
 
 
-cdef void _wino_item(const floating* x, const floating* pack, const floating* bias,
-                     floating* out, floating* V, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                     Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t groups,
-                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
-                     Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t item,
-                     const int* stop) noexcept nogil:
-    """Tiles item*tb .. of the batch: V and then M in the thread's ``V``."""
+cdef int _wino_item(const floating* x, const floating* pack, const floating* bias,
+                    floating* out, floating* V, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                    Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t groups,
+                    Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
+                    Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t item,
+                    const int* stop) noexcept nogil:
+    """Tiles item*tb .. of the batch: V and then M in the thread's ``V``.
+    Returns 1, and leaves the item's outputs unwritten, when a value of V is
+    not finite (cvx_wino_in_f32)."""
     cdef Py_ssize_t t0 = item * tb, nt = _min(tb, tiles - item * tb)
     cdef Py_ssize_t ncols = _round_up(nt, _WINO_COLS), Ig = C // groups, Og = O // groups
     cdef Py_ssize_t Mp = _round_up(Og, CVX_MR), g, xi
-    cdef floating* M = V + 36 * C * tb
+    cdef Py_ssize_t vs = cvx_wino_stride(C, tb, sizeof(floating))
+    cdef Py_ssize_t ms = cvx_wino_stride(O, tb, sizeof(floating))
+    cdef floating* M = V + 36 * vs
     cdef cvx_operand A, B
     if floating is float:
-        cvx_wino_in_f32(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb)
+        if cvx_wino_in_f32(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, vs):
+            return 1
     else:
-        cvx_wino_in_f64(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb)
+        if cvx_wino_in_f64(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, vs):
+            return 1
     for g in range(groups):
         for xi in range(36):
             A = _dense(pack + (g * 36 + xi) * Mp * Ig, Mp, 0)
             A.kind = CVX_PREPACKED
-            B = _dense(V + (xi * C + g * Ig) * tb, tb, 1)
+            B = _dense(V + xi * vs + g * Ig * tb, tb, 1)
             B.kind = CVX_ROWS
             if _gemm(Og, ncols, Ig, &A, &B, <floating*> NULL, <floating*> NULL,
-                     M + (xi * O + g * Og) * tb, tb, 0, NULL, stop):
-                return
+                     M + xi * ms + g * Og * tb, tb, 0, NULL, stop):
+                return 0
     if floating is float:
-        cvx_wino_out_f32(M, O, tb, t0, nt, TH, TW, bias, out, OH, OW)
+        cvx_wino_out_f32(M, O, tb, ms, t0, nt, TH, TW, bias, out, OH, OW)
     else:
-        cvx_wino_out_f64(M, O, tb, t0, nt, TH, TW, bias, out, OH, OW)
+        cvx_wino_out_f64(M, O, tb, ms, t0, nt, TH, TW, bias, out, OH, OW)
+    return 0
 
 
 def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
@@ -86,18 +96,24 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                   const floating[::1] bias,         # IN  (O,), or None
                   floating[:, :, :, ::1] out,       # OUT (N, O, OH, OW), every cell written
                   floating[::1] work,               # scratch: winograd_scratch
+                  int[::1] found,                   # OUT (1,): 1 if not all finite
                   Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, bint flip,
                   Py_ssize_t tb, int nt, bint interruptible):
     """out = the 3x3 correlation of x (read as zero outside it, ``pt`` rows
     above and ``pl`` columns left of out's first cell; negative values crop)
     with w, or with ``flip`` with w turned by 180 degrees and its two channel
     axes exchanged, plus bias; by blocks of ``tb`` tiles (a multiple of
-    winograd_cols()).  Returns False when interrupted."""
+    winograd_cols()).  Returns False when interrupted.  found[0] becomes 1,
+    and the items not yet begun are left, when the transform of x holds a
+    value that is not finite: out is then unfinished, for the caller to
+    compute another way; else 0."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t Ig = C // groups, Og = O // groups, Mp = _round_up(Og, CVX_MR)
     cdef Py_ssize_t TH = (OH + 3) // 4, TW = (OW + 3) // 4, tiles = N * TH * TW
-    cdef Py_ssize_t items = (tiles + tb - 1) // tb, per = 36 * (C + O) * tb
+    cdef Py_ssize_t items = (tiles + tb - 1) // tb
+    cdef Py_ssize_t per = 36 * (cvx_wino_stride(C, tb, sizeof(floating))
+                                + cvx_wino_stride(O, tb, sizeof(floating)))
     cdef Py_ssize_t it, g, o, tid
     cdef floating* pack = &work[0]
     cdef floating* scratch = pack + groups * 36 * Mp * Ig
@@ -106,6 +122,8 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef const floating* b = _data_or_null(bias)
     cdef floating* op = &out[0, 0, 0, 0]
     cdef const int* stop = _stop(interruptible)
+    cdef int* bad = &found[0]
+    bad[0] = 0
     with nogil:
         nt = _team(nt)
         # the kernel's transform, packed for the products: a micro-panel of
@@ -124,14 +142,17 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
-                _wino_item(xp, pack, b, op, scratch, C, H, W, O, OH, OW, groups, pt, pl, TH,
-                           TW, tiles, tb, it, stop)
+                if _wino_item(xp, pack, b, op, scratch, C, H, W, O, OH, OW, groups, pt, pl,
+                              TH, TW, tiles, tb, it, stop):
+                    bad[0] = 1
+                    break
     else:
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
             for it in prange(items, schedule="dynamic"):
-                if not CVX_STOPPED(stop):
-                    _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, O, OH, OW,
-                               groups, pt, pl, TH, TW, tiles, tb, it, stop)
+                if not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
+                    if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, O, OH, OW,
+                                  groups, pt, pl, TH, TW, tiles, tb, it, stop):
+                        CVX_STORE(bad, 1)
     return not CVX_STOPPED(stop)
