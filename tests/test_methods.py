@@ -18,6 +18,8 @@ CASES = [  # (x shape, w shape, stride, padding (per side), dilation, groups)
     ((2, 4, 7, 7), (5, 4, 1, 1), 1, 0, 1, 1),            # 1x1
     ((4, 2, 1, 33), (3, 2, 1, 7), 1, (0, 3), 1, 1),      # 1-D as 2-D
     ((1, 3, 8, 8), (4, 3, 3, 3), (2, 1), 1, 1, 1),       # stride 2 along the height only
+    ((2, 50, 6, 7), (30, 50, 1, 1), 1, 0, 1, 1),         # 1x1: three GEMM panels, one ragged
+    ((2, 5, 9, 10), (7, 5, 1, 1), 2, 1, 1, 1),           # 1x1 stride 2 (every other column)
 ]
 
 

@@ -233,6 +233,8 @@ ATTR static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1
             for (ptrdiff_t j = 0; j < before; j++) *d++ = 0;                        \
             if (X->sw == 1)                                                         \
                 for (ptrdiff_t j = 0; j < n; j++) *d++ = src[j];                    \
+            else if (X->sw == 2) /* (as in cvx_put: vectorised with shuffles) */    \
+                for (ptrdiff_t j = 0; j < n; j++) *d++ = src[2 * j];                \
             else                                                                    \
                 for (ptrdiff_t j = 0; j < n; j++) *d++ = src[j * X->sw];            \
             for (ptrdiff_t j = 0; j < after; j++) *d++ = 0;                         \
@@ -304,6 +306,20 @@ ATTR static void cvx_pack_b_##S(const cvx_operand *B, ptrdiff_t pc, ptrdiff_t kc
                            ptrdiff_t jc, ptrdiff_t nc, ptrdiff_t nr, T *dst)        \
 {                                                                                   \
     const ptrdiff_t ncp = (nc + nr - 1) / nr * nr;                                  \
+    if (B->kind == CVX_DENSE && B->rs == 1 && B->cs != 1) {                         \
+        /* stored by columns (a 1x1 weight gradient's input, transposed): each */   \
+        /* column's values run down one column of its panel, read in one sweep */   \
+        /* (by rows, every value came from a different cache line) */               \
+        for (ptrdiff_t j = 0; j < ncp; j++) {                                       \
+            const T *src = (const T *)B->p + pc + (jc + j) * B->cs;                 \
+            T *d = dst + (j / nr) * nr * kc + j % nr;                               \
+            if (j < nc)                                                             \
+                for (ptrdiff_t kk = 0; kk < kc; kk++) d[kk * nr] = src[kk];         \
+            else                                                                    \
+                for (ptrdiff_t kk = 0; kk < kc; kk++) d[kk * nr] = 0;               \
+        }                                                                           \
+        return;                                                                     \
+    }                                                                               \
     for (ptrdiff_t kk = 0; kk < kc; kk++) {                                         \
         if (B->kind == CVX_DENSE) {                                                 \
             cvx_cursor_##S cur = cvx_cursor_##S##_at(dst, kc, nr, kk, 0);           \
