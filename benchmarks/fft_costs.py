@@ -10,7 +10,14 @@ Winograd's in _engine.py's _NS_WINO); a choice within 5% of the faster
 counts as right.  ('auto' takes Winograd in float32 only: its float64 lines
 are shown and not counted.)
 
-    python benchmarks/fft_costs.py [--method fft|winograd] [--threads N] [--rounds R]
+With ``--method winograd --fit`` it also fits Winograd's constants to the
+float32 times it measured: _NS_WINO by non-negative least squares on the
+relative error (_NS_WINO_SPLIT, the dilated calls' copies, measured apart
+and held), and _NS_PER_MAC_3X3 as the median over the layers of what the
+table's other choice takes per multiply-add.  It prints them, to be written
+into src/convx/_engine.py and checked by a run without ``--fit``.
+
+    python benchmarks/fft_costs.py [--method fft|winograd] [--fit] [--threads N] [--rounds R]
 """
 import argparse
 import math
@@ -50,6 +57,12 @@ WINOGRAD_SHAPES = [
     ((2, 256, 28, 28), (256, 256, 3, 3)), ((16, 8, 32, 32), (8, 8, 3, 3)),
     ((8, 48, 20, 20), (48, 48, 3, 3)), ((64, 16, 28, 28), (32, 16, 3, 3)),
     ((4, 32, 9, 9), (32, 32, 3, 3)), ((2, 1024, 7, 7), (256, 1024, 3, 3)),
+    # dilated ('same' padding): Winograd on phase images
+    ((4, 64, 64, 64), (64, 64, 3, 3), 2), ((8, 32, 64, 64), (32, 32, 3, 3), 2),
+    ((2, 128, 32, 32), (128, 128, 3, 3), 2), ((4, 64, 48, 48), (64, 64, 3, 3), 3),
+    ((1, 256, 33, 33), (256, 256, 3, 3), 2), ((8, 16, 40, 40), (16, 16, 3, 3), 2),
+    ((2, 64, 97, 65), (64, 64, 3, 3), 4), ((16, 24, 32, 32), (24, 24, 3, 3), 2),
+    ((2, 48, 128, 128), (48, 48, 3, 3), 2), ((8, 128, 16, 16), (128, 128, 3, 3), 2),
 ]
 
 
@@ -68,16 +81,20 @@ def main():
     ap.add_argument("--method", choices=("fft", "winograd"), default="fft")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--fit", action="store_true",
+                    help="with --method winograd: fit its constants to the times measured")
     args = ap.parse_args()
     if args.threads:
         convx.set_num_threads(args.threads)
     print(f"threads: {convx.get_num_threads()}; best of {args.rounds}")
     losses, wrong, total = [], 0, 0
     method = args.method
-    for xs, ws in SHAPES if method == "fft" else WINOGRAD_SHAPES:
-        pads = ((ws[2] - 1) // 2, (ws[3] - 1) // 2)
+    fits = []   # float32 Winograd: (its terms, copied values, its time, the other's, macs)
+    for xs, ws, *dilated in SHAPES if method == "fft" else WINOGRAD_SHAPES:
+        d = dilated[0] if dilated else 1
+        pads = (d * (ws[2] - 1) // 2, d * (ws[3] - 1) // 2)
         groups = xs[1] // ws[1]
-        geometry = dict(padding=pads, groups=groups)
+        geometry = dict(padding=pads, groups=groups, dilation=d)
         pads4 = (pads[0], pads[0], pads[1], pads[1])
         for dtype in (np.float32, np.float64):
             rng = np.random.default_rng(0)
@@ -86,22 +103,30 @@ def main():
             g = rng.standard_normal(convx.conv2d(x, w, **geometry).shape).astype(dtype)
             passes = {
                 "forward": (lambda m: convx.conv2d(x, w, **geometry, method=m),
-                            lambda m: _engine.forward_plan("t", xs, ws, (1, 1), pads4, (1, 1),
+                            lambda m: _engine.forward_plan("t", xs, ws, (1, 1), pads4, (d, d),
                                                            groups, method=m, dtype=dtype)),
                 "input grad": (lambda m: convx.conv2d_input_grad(xs, w, g, **geometry, method=m),
                                lambda m: _engine.input_grad_plan("t", xs, ws, g.shape, (1, 1),
-                                                                 pads4, (1, 1), groups,
+                                                                 pads4, (d, d), groups,
                                                                  method=m, dtype=dtype)),
                 "weight grad": (lambda m: convx.conv2d_weight_grad(x, ws, g, **geometry,
                                                                    method=m),
                                 lambda m: _engine.weight_grad_plan("t", xs, ws, g.shape, (1, 1),
-                                                                   pads4, (1, 1), groups,
+                                                                   pads4, (d, d), groups,
                                                                    method=m, dtype=dtype)),
             }
             if method == "winograd":
                 del passes["weight grad"]
             for pass_, (call, plan) in passes.items():
-                chosen = plan("auto")
+                seen = []
+                if method == "winograd":   # what the cost model is given
+                    pays = _engine._winograd_pays
+                    _engine._winograd_pays = lambda c, *a: seen.append((c, *a)) or pays(c, *a)
+                try:
+                    chosen = plan("auto")
+                finally:
+                    if method == "winograd":
+                        _engine._winograd_pays = pays
                 other = plan(method)[3][1][1]   # the plan's fallback: the table without it
                 t_fft = best_of(lambda: call(method), args.rounds)
                 t_other = best_of(lambda: call(other.method), args.rounds)
@@ -117,6 +142,10 @@ def main():
                 losses.append(loss)
                 total += 1
                 wrong += loss > 1.05
+                if seen:
+                    c, cin, cout, tiles, tb, copied = seen[0]
+                    fits.append((_engine._winograd_terms(c.groups, cin, cout, tiles, tb), copied,
+                                 t_fft * 1e9, t_other * 1e9, c.macs))
                 print(f"{str(xs):18} {str(ws):16} {np.dtype(dtype).name:7} {pass_:11} "
                       f"auto: {chosen[1].name:9} {method} {t_fft * 1e3:8.2f} ms  {other.name:9} "
                       f"{t_other * 1e3:8.2f} ms  {'' if loss <= 1.05 else f'{loss:.2f}x slower'}",
@@ -124,6 +153,26 @@ def main():
     print(f"auto within 5% of the faster in {total - wrong} of {total} cases; its time over "
           f"the faster's: geomean {math.exp(np.mean(np.log(losses))):.3f}, "
           f"worst {max(losses):.2f}")
+    if args.fit and fits:
+        fit_winograd(fits)
+
+
+def fit_winograd(fits):
+    """_NS_WINO and _NS_PER_MAC_3X3 from the float32 cases' times (ns)."""
+    from scipy.optimize import nnls
+    terms = np.array([f[0] for f in fits], float)
+    copied = np.array([f[1] for f in fits], float)
+    t_wino = np.array([f[2] for f in fits])
+    t_other = np.array([f[3] for f in fits])
+    macs = np.array([f[4] for f in fits], float)
+    rest = t_wino - _engine._NS_WINO_SPLIT * copied
+    ns, _ = nnls(terms / t_wino[:, None], rest / t_wino)
+    model = terms @ ns + _engine._NS_WINO_SPLIT * copied
+    err = model / t_wino - 1
+    print(f"fitted on {len(fits)} float32 passes: _NS_WINO = ({', '.join(f'{v:.3g}' for v in ns)})"
+          f"; the model's error: median {np.median(abs(err)):.0%}, worst {max(abs(err)):.0%}")
+    print(f"the other choice per multiply-add: median {np.median(t_other / macs):.4f} ns "
+          f"(_NS_PER_MAC_3X3), from {min(t_other / macs):.4f} to {max(t_other / macs):.4f}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ CASES = [  # (x shape, w shape, stride, padding (per side), dilation, groups)
     ((1, 3, 8, 8), (4, 3, 3, 3), (2, 1), 1, 1, 1),       # stride 2 along the height only
     ((2, 50, 6, 7), (30, 50, 1, 1), 1, 0, 1, 1),         # 1x1: three GEMM panels, one ragged
     ((2, 5, 9, 10), (7, 5, 1, 1), 2, 1, 1, 1),           # 1x1 stride 2 (every other column)
+    ((2, 6, 13, 12), (4, 6, 3, 3), 1, (2, 1), (2, 3), 1),  # dilated 3x3: Winograd's phases
 ]
 
 
@@ -33,16 +34,14 @@ def _applies(method, pass_, stride, w_shape, dilation):
     if method == "fft":
         return w_shape[2:] != (1, 1)   # (dilation never makes a 1x1 kernel span more)
     if method == "winograd":
-        return (w_shape[2:] == (3, 3) and stride == 1 and dilation == 1
-                and pass_ != "weight grad")
+        return w_shape[2:] == (3, 3) and stride == 1 and pass_ != "weight grad"
     if method != "direct" or pass_ != "input grad":   # (their direct kernels: any stride)
         return True
     return sw == 1 and (pass_ != "input grad" or sh == 1)
 
 
 NEEDS = {"direct": "stride 1", "fft": "a kernel that spans more than one position",
-         "winograd": "a 3x3 kernel at stride 1 and dilation 1, in the forward pass or the "
-                     "input gradient"}
+         "winograd": "a 3x3 kernel at stride 1, in the forward pass or the input gradient"}
 
 
 def _calls(x, w, g, geometry, method):

@@ -36,6 +36,11 @@ AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]], float)
 
 
+def _pads(p):
+    """(top, bottom, left, right) of a padding (height, width)."""
+    return (p[0], p[0], p[1], p[1])
+
+
 def test_the_matrices_compute_a_correlation():
     """The matrices written here (and in _winograd.h) give the 4x4 valid
     correlation of a 6x6 tile with a 3x3 kernel, exactly up to rounding."""
@@ -46,11 +51,30 @@ def test_the_matrices_compute_a_correlation():
     np.testing.assert_allclose(y, want, rtol=0, atol=1e-13)
 
 
-def winograd_bound(src, k, out_hw, pt, pl, groups):
+def winograd_bound(src, k, out_hw, pt, pl, groups, dilation=(1, 1)):
     """The documented bound in units of u, shaped like the result: ``src``
     (N, C, H, W) is what the transform reads, ``k`` (O, C // groups, 3, 3)
     the kernel it meets (for the input gradient, w turned and its channel
-    axes exchanged), the output's first cell reading src at (-pt, -pl)."""
+    axes exchanged), the output's first cell reading src at (-pt, -pl).  At
+    a dilation (dh, dw), the output cells (dh u + r, dw v + s) are the
+    undilated correlation of the phase image src[dh m + r - pt, dw k + s -
+    pl] (docs/design.md): each phase's bound is the undilated one's."""
+    dh, dw = dilation
+    if (dh, dw) != (1, 1):
+        oh, ow = out_hw
+        bound = np.zeros((src.shape[0], k.shape[0], oh, ow))
+        for r in range(min(dh, oh)):
+            for s in range(min(dw, ow)):
+                ohp, owp = len(range(r, oh, dh)), len(range(s, ow, dw))
+                rows = dh * np.arange(ohp + 2) + r - pt
+                cols = dw * np.arange(owp + 2) + s - pl
+                inside = np.ix_((rows >= 0) & (rows < src.shape[2]),
+                                (cols >= 0) & (cols < src.shape[3]))
+                phase = np.zeros(src.shape[:2] + (ohp + 2, owp + 2))
+                phase[:, :, inside[0], inside[1]] = src[:, :, rows[inside[0].ravel()]][
+                    :, :, :, cols[inside[1].ravel()]]
+                bound[:, :, r::dh, s::dw] = winograd_bound(phase, k, (ohp, owp), 0, 0, groups)
+        return bound
     n, c, h, wd = src.shape
     o, cg = k.shape[:2]
     oh, ow = out_hw
@@ -80,24 +104,25 @@ def turned(w, groups):
     return k.reshape(groups * cg, f // groups, 3, 3)[..., ::-1, ::-1]
 
 
-def run_case(n, cg, fg, groups, size, pads, dtype, seed, scale=1.0, bias=True):
+def run_case(n, cg, fg, groups, size, pads, dtype, seed, scale=1.0, bias=True,
+             dilation=(1, 1)):
     """Both passes by method='winograd' against the float64 reference."""
     rng = np.random.default_rng(seed)
     c, f = cg * groups, fg * groups
     x = (rng.standard_normal((n, c) + size) * scale).astype(dtype)
     w = rng.standard_normal((f, cg, 3, 3)).astype(dtype)
     b = rng.standard_normal(f).astype(dtype) if bias else None
-    kw = dict(padding=pads, groups=groups, method="winograd")
+    kw = dict(padding=pads, groups=groups, dilation=dilation, method="winograd")
     y = convx.conv2d(x, w, b, **kw)
     g = rng.standard_normal(y.shape).astype(dtype)
     dx = convx.conv2d_input_grad(x.shape, w, g, **kw)
-    ref = Ref(x, w, g, b, (1, 1), [(pads[0], pads[0]), (pads[1], pads[1])], (1, 1), groups)
+    ref = Ref(x, w, g, b, (1, 1), [(pads[0], pads[0]), (pads[1], pads[1])], dilation, groups)
     xf, wf, gf = (a.astype(np.float64) for a in (x, w, g))
     worst = check_bound("forward", y, ref.y,
-                        winograd_bound(xf, wf, y.shape[2:], pads[0], pads[1], groups),
+                        winograd_bound(xf, wf, y.shape[2:], pads[0], pads[1], groups, dilation),
                         ref.n_y * EPS64 * ref.y_abs, np.dtype(dtype), "Winograd")
-    dx_bound = winograd_bound(gf, turned(wf, groups), x.shape[2:], 2 - pads[0], 2 - pads[1],
-                              groups)
+    dx_bound = winograd_bound(gf, turned(wf, groups), x.shape[2:], 2 * dilation[0] - pads[0],
+                              2 * dilation[1] - pads[1], groups, dilation)
     return max(worst, check_bound("input grad", dx, ref.dx, dx_bound,
                                   ref.n_dx * EPS64 * ref.dx_abs, np.dtype(dtype), "Winograd"))
 
@@ -105,8 +130,9 @@ def run_case(n, cg, fg, groups, size, pads, dtype, seed, scale=1.0, bias=True):
 @st.composite
 def winograd_cases(draw):
     pads = (draw(st.integers(0, 4)), draw(st.integers(0, 4)))
-    size = tuple(draw(st.integers(max(1, 3 - 2 * p), 40)) for p in pads)
-    return dict(n=draw(st.integers(1, 3)), cg=draw(st.integers(1, 9)),
+    dilation = draw(st.sampled_from([(1, 1), (1, 1), (2, 2), (1, 3), (3, 2)]))
+    size = tuple(draw(st.integers(max(1, 2 * d + 1 - 2 * p), 40)) for p, d in zip(pads, dilation))
+    return dict(n=draw(st.integers(1, 3)), cg=draw(st.integers(1, 9)), dilation=dilation,
                 fg=draw(st.integers(1, 9)), groups=draw(st.sampled_from([1, 1, 2, 3])),
                 size=size, pads=pads, dtype=draw(st.sampled_from([np.float32, np.float64])),
                 seed=draw(st.integers(0, 2**32 - 1)),
@@ -116,20 +142,23 @@ def winograd_cases(draw):
 @given(case=winograd_cases())
 def test_both_passes_within_the_bound(case):
     """hypothesis: padding 0 to 4 (wider than the kernel crops the input
-    gradient's reads), images from one pixel wide, groups, ragged tiles."""
+    gradient's reads), images from one pixel wide, groups, ragged tiles,
+    dilations (phase images of unequal sizes)."""
     note(repr(case))
     run_case(**case)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", [
-    # (n, cg, fg, groups, size, pads)
+    # (n, cg, fg, groups, size, pads[, dilation])
     (2, 64, 64, 1, (56, 56), (1, 1)),      # the benchmark's layer, smaller batch
     (3, 16, 24, 1, (33, 29), (1, 1)),      # ragged tiles at the bottom and right
     (1, 40, 8, 1, (9, 70), (0, 2)),        # long rows, tiles past several blocks
     (5, 8, 8, 4, (14, 14), (1, 1)),        # grouped
     (2, 300, 5, 1, (7, 7), (1, 1)),        # more channels than one GEMM block (256)
     (1, 3, 3, 1, (5, 6), (2, 2)),          # rows narrower than a vector
+    (2, 24, 16, 1, (37, 30), (2, 2), (2, 2)),  # dilated, 'same': four phase images
+    (3, 8, 12, 2, (25, 31), (1, 4), (3, 2)),   # dilated unevenly, pads not multiples
 ])
 @pytest.mark.parametrize("isa", [1, 9])
 def test_named_cases_within_the_bound(case, dtype, isa):
@@ -138,7 +167,7 @@ def test_named_cases_within_the_bound(case, dtype, isa):
     before = _core.isa()
     try:
         _core.set_isa(isa)
-        run_case(*case, dtype, seed=11)
+        run_case(*case[:6], dtype, seed=11, dilation=case[6] if len(case) > 6 else (1, 1))
     finally:
         _core.set_isa(before)
 
@@ -179,29 +208,40 @@ def test_non_finite_values_take_the_other_algorithm(dtype, where, value):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("isa", [1, 9])
 @pytest.mark.parametrize("pass_", ["forward", "input grad"])
-def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, default_threads):
+@pytest.mark.parametrize("dilation", [(1, 1), (2, 3)])
+def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, dilation,
+                                                    default_threads, monkeypatch):
     """The kernel looks for non-finite values itself, as it transforms the
     input (the output gradient): one anywhere the sums read (a corner, an
-    edge, the last channel, the last image, a late block of tiles) sends the
-    call to the exact algorithm, bit for bit, at the baseline ISA level and
-    at the CPU's own, on one thread and on several.  So does a finite value
-    whose transform overflows."""
+    edge, the last channel, the last image, a late block of tiles, a late
+    piece of a dilated call's phase images) sends the call to the exact
+    algorithm, bit for bit, at the baseline ISA level and at the CPU's own,
+    on one thread and on several.  So does a finite value whose transform
+    overflows."""
     rng = np.random.default_rng(5)
-    # 4 images of 5 x 6 tiles: 120 tiles, three blocks of 48
+    # 4 images of 5 x 6 tiles: 120 tiles, three blocks of 48; dilated, each
+    # image's phase images one piece (the pieces share the kernel's transform)
+    monkeypatch.setattr(_engine, "_WINO_SPLIT_BYTES", 1)
     x = rng.standard_normal((4, 5, 19, 21)).astype(dtype)
     w = rng.standard_normal((6, 5, 3, 3)).astype(dtype)
     g = rng.standard_normal((4, 6, 19, 21)).astype(dtype)
+    pads = dilation
+    geometry = dict(padding=pads, dilation=dilation)
     if pass_ == "forward":
         data = x
-        call = lambda m: convx.conv2d(x, w, padding=1, method=m)  # noqa: E731
-        plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), (1,) * 4, (1, 1), 1,
+        call = lambda m: convx.conv2d(x, w, method=m, **geometry)  # noqa: E731
+        plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), _pads(pads), dilation, 1,
                                     method="winograd", dtype=dtype)
     else:
         data = g
-        call = lambda m: convx.conv2d_input_grad(x.shape, w, g, padding=1, method=m)  # noqa: E731
-        plan = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1), (1,) * 4,
-                                       (1, 1), 1, method="winograd", dtype=dtype)
-    assert plan[3][0][0] == 48 and plan[3][0][4] == 3, plan[3][0]
+        call = lambda m: convx.conv2d_input_grad(x.shape, w, g, method=m,  # noqa: E731
+                                                 **geometry)
+        plan = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1), _pads(pads),
+                                       dilation, 1, method="winograd", dtype=dtype)
+    if dilation == (1, 1):
+        assert plan[3][0][0] == 48 and plan[3][0][4] == 3, plan[3][0]
+    else:
+        assert plan[3][0][7][2] == 1, plan[3][0]   # one image's phases at a time
     exact = plan[3][1][1].method
     n, c, h, wd = data.shape
     places = [(0, 0, 0, 0), (n - 1, c - 1, h - 1, wd - 1), (1, 2, 0, wd - 1),
@@ -248,7 +288,7 @@ def test_the_kernel_says_whether_it_found_a_non_finite_value(dtype):
         x[2, 7, 19, 19] = value
         for threads in (1, 2):
             assert _core.conv_winograd(x, w, None, out, work, found, 1, 1, 1, False, tb,
-                                       threads, False)
+                                       False, threads, False)
             assert found[0] == want, (value, threads)
             if want == 0:   # what the public call gives, which the bound tests check
                 np.testing.assert_array_equal(out, convx.conv2d(x, w, padding=1,
@@ -256,35 +296,66 @@ def test_the_kernel_says_whether_it_found_a_non_finite_value(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_same_bits_for_any_thread_count(dtype, default_threads):
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_same_bits_for_any_thread_count(dtype, dilation, default_threads):
     """Each block of tiles is computed by one thread, in an order that does
     not depend on the others."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((5, 16, 30, 31)).astype(dtype)
     w = rng.standard_normal((12, 16, 3, 3)).astype(dtype)
     g = rng.standard_normal((5, 12, 30, 31)).astype(dtype)
+    kw = dict(padding=dilation, dilation=dilation, method="winograd")
     results = []
     for threads in range(1, convx._threads._MAX_THREADS + 1):
         convx.set_num_threads(threads)
-        results.append((convx.conv2d(x, w, padding=1, method="winograd"),
-                        convx.conv2d_input_grad(x.shape, w, g, padding=1, method="winograd")))
+        results.append((convx.conv2d(x, w, **kw), convx.conv2d_input_grad(x.shape, w, g, **kw)))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_dilated_call_in_pieces_gives_the_same_bits(dtype, monkeypatch):
+    """Cut into pieces of one image's phase images (the later pieces reuse
+    the kernel's transform), a dilated call gives the bits of one piece."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 10, 23, 26)).astype(dtype)
+    w = rng.standard_normal((7, 10, 3, 3)).astype(dtype)
+    b = rng.standard_normal(7).astype(dtype)
+    g = rng.standard_normal((3, 7, 23, 26)).astype(dtype)
+    kw = dict(padding=(2, 3), dilation=(2, 3), method="winograd")
+    results = []
+    for budget in (_engine._WINO_SPLIT_BYTES, 1):
+        monkeypatch.setattr(_engine, "_WINO_SPLIT_BYTES", budget)
+        _engine.PLANS.clear()
+        plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), (2, 2, 3, 3), (2, 3), 1,
+                                    method="winograd", dtype=dtype)
+        assert plan[3][0][7][2] == (3 if budget > 1 else 1), plan[3][0]
+        results.append((convx.conv2d(x, w, b, **kw),
+                        convx.conv2d_input_grad(x.shape, w, g, **kw)))
+    _engine.PLANS.clear()
+    for a, c in zip(*results):
+        np.testing.assert_array_equal(a, c)
+
+
 def test_working_memory_does_not_grow_with_the_batch():
     """A thread's block of tiles is fixed by the channels: a batch of 10,000
-    plans the same block as a batch of 100, within _WINO_BLOCK_BYTES."""
+    plans the same block as a batch of 100, within _WINO_BLOCK_BYTES; and a
+    dilated call's phase images are cut for the same number of images at a
+    time, within _WINO_SPLIT_BYTES."""
     blocks = []
     for n in (100, 10_000):
-        plan = _engine.forward_plan("t", (n, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1,) * 4,
-                                    (1, 1), 1, method="winograd", dtype=np.float32)
-        tb = plan[3][0][0]
-        _, per = _core.winograd_scratch(64, 64, 1, tb, 4)
-        assert per * 4 <= _engine._WINO_BLOCK_BYTES, (tb, per)
-        blocks.append(tb)
-    assert blocks[0] == blocks[1]
+        for d in (1, 2):
+            plan = _engine.forward_plan("t", (n, 64, 56, 56), (64, 64, 3, 3), (1, 1), (d,) * 4,
+                                        (d, d), 1, method="winograd", dtype=np.float32)
+            tb, split = plan[3][0][0], plan[3][0][7]
+            _, per = _core.winograd_scratch(64, 64, 1, tb, 4)
+            assert per * 4 <= _engine._WINO_BLOCK_BYTES, (tb, per)
+            blocks.append((tb, split))
+            if d == 2:
+                dh, dw, nb, hp, wp, ohp, owp = split
+                assert nb * dh * dw * 64 * (hp * wp + ohp * owp) * 4 <= _engine._WINO_SPLIT_BYTES
+    assert blocks[:2] == blocks[2:]
 
 
 def test_method_winograd_needs_a_3x3_kernel_at_unit_stride():
@@ -292,7 +363,6 @@ def test_method_winograd_needs_a_3x3_kernel_at_unit_stride():
     ok = np.ones((3, 2, 3, 3))
     calls = [lambda: convx.conv2d(x, np.ones((3, 2, 5, 5)), method="winograd"),
              lambda: convx.conv2d(x, ok, stride=2, method="winograd"),
-             lambda: convx.conv2d(x, ok, dilation=2, method="winograd"),
              lambda: convx.conv2d_input_grad(x.shape, ok, np.ones((1, 3, 4, 4)), stride=2,
                                              method="winograd"),
              lambda: convx.conv2d_weight_grad(x, ok.shape, np.ones((1, 3, 7, 7)),
@@ -302,7 +372,7 @@ def test_method_winograd_needs_a_3x3_kernel_at_unit_stride():
         with pytest.raises(ConvxValueError, match=r"conv[12]d\w*\(\): argument "
                                                   r"'method'='winograd' does not apply to this "
                                                   r"call: the winograd algorithm needs a 3x3 "
-                                                  r"kernel at stride 1 and dilation 1"):
+                                                  r"kernel at stride 1, in the forward pass"):
             call()
 
 

@@ -345,7 +345,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         read the image in place, at any stride), 'gemm' (im2col + convx's matrix product, any
         geometry), 'fft' (products of scipy.fft spectra, overlap-save; a
         kernel spanning more than one position) or 'winograd' (F(4x4, 3x3):
-        a 3x3 kernel at stride 1 and dilation 1, the forward pass and the
+        a 3x3 kernel at stride 1, at any dilation, the forward pass and the
         input gradient; 'auto' takes it in float32 only) force one, for tests
         or to get one algorithm's bits.  The FFT's and Winograd's error
         bounds are in docs/design.md, and a call with a non-finite value

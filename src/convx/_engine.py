@@ -1320,32 +1320,48 @@ _WINO_COLS = _core.winograd_cols()
 # on 32 channels.  The cost model below was fitted with 1 MiB.
 _WINO_BLOCK_BYTES = 1 << 20
 
-# Winograd's cost in nanoseconds, float32, 2 threads, fitted (least squares
-# on relative error) to whole calls on 22 layers x 2 passes of
-# benchmarks/fft_costs.py --method winograd: per value of the input and
-# output transforms (36 per tile and channel), per multiply-add of the 36
-# products (36 per tile, input and output channel of a group), per product
-# row (the same / the rows: short products waste their micro-tiles), per
-# value of the transformed kernel (transformed into its packed form once per
-# call) and per value of it read by each block of tiles.
-_NS_WINO = (0.57, 0.0093, 0.13, 2.9, 0.21)
+# Winograd's cost in nanoseconds, float32, 2 threads, fitted (non-negative
+# least squares on relative error) to whole calls on 32 layers (22 plain, 10
+# dilated) x 2 passes by `benchmarks/fft_costs.py --method winograd --fit`,
+# on an Intel Xeon with AVX-512: per value of the input and output
+# transforms (36 per tile and channel), per multiply-add of the 36 products
+# (36 per tile, input and output channel of a group), per product row (the
+# same / the rows: short products waste their micro-tiles), per value of the
+# transformed kernel (transformed into its packed form once per call) and
+# per value of it read by each block of tiles (_winograd_terms).
+_NS_WINO = (0.357, 0.00233, 0.0826, 2.75, 0.0836)
 # What the direct kernels and the GEMM take on such layers, float32, 2
-# threads, per multiply-add: 0.013-0.047 on the same 22 layers, median 0.024.
-_NS_PER_MAC_3X3 = 0.024
+# threads, per multiply-add: 0.0094-0.054 on the same 32 layers, median 0.0133.
+_NS_PER_MAC_3X3 = 0.0133
+# A dilated call's phase images (winograd_split, winograd_merge) are cut for
+# about this many bytes of input and output at a time, one image at least,
+# so that they do not grow with the batch; and what cutting out or putting
+# back a value costs, in nanoseconds (float32, 2 threads: see
+# docs/design.md, "The Winograd algorithm").
+_WINO_SPLIT_BYTES = 16 << 20
+_NS_WINO_SPLIT = 0.4
 
 
-def _winograd_pays(c, cin, cout, tiles, tb):
+def _winograd_terms(groups, cin, cout, tiles, tb):
+    """What _NS_WINO's five constants multiply: the transforms' values, the
+    products' multiply-adds and rows, the transformed kernel's values and
+    their reads by the blocks of tiles."""
+    ig, og = cin // groups, cout // groups
+    weights = 36 * groups * ig * og
+    return (36 * tiles * (cin + cout), 36 * tiles * groups * ig * og, 36 * tiles * groups * ig,
+            weights, weights * -(-tiles // tb))
+
+
+def _winograd_pays(c, cin, cout, tiles, tb, copied):
     """float32 only: in float64 'auto' keeps the direct sums, whose error
     bound is an element's own terms (docs/design.md, "Accuracy"); forced, the
     method runs in both.  And only where the direct kernels are vectorised
-    (USE_DIRECT: AVX2), as Winograd's transforms are."""
+    (USE_DIRECT: AVX2), as Winograd's transforms are.  ``copied``: the
+    values a dilated call cuts into phase images and puts back."""
     if not USE_DIRECT or c.dtype.itemsize != 4:
         return False
-    ig, og = cin // c.groups, cout // c.groups
-    t_value, t_mac, t_row, t_weight, t_read = _NS_WINO
-    weights = 36 * c.groups * ig * og
-    cost = (36 * tiles * (t_value * (cin + cout) + c.groups * ig * og * (t_mac + t_row / og))
-            + weights * (t_weight + t_read * -(-tiles // tb)))
+    terms = _winograd_terms(c.groups, cin, cout, tiles, tb)
+    cost = sum(t * k for t, k in zip(terms, _NS_WINO)) + _NS_WINO_SPLIT * copied
     return cost < c.macs * _NS_PER_MAC_3X3
 
 
@@ -1353,9 +1369,10 @@ def _winograd_sides(c, pass_):
     """(channels in, channels out, output height, width, pads top, left) of
     the correlation Winograd computes for ``pass_``: the input gradient is the
     forward sum over the output gradient, the kernel turned and its channel
-    axes exchanged, padded by 2 - p (a negative pad crops)."""
+    axes exchanged, padded by 2 d - p at dilation d (a negative pad crops)."""
     if pass_ == "input grad":
-        return c.w[0], c.x[1], c.x[2], c.x[3], 2 - c.pads[0], 2 - c.pads[2]
+        return (c.w[0], c.x[1], c.x[2], c.x[3], 2 * c.dilation[0] - c.pads[0],
+                2 * c.dilation[1] - c.pads[2])
     return c.x[1], c.w[0], c.out[2], c.out[3], c.pads[0], c.pads[2]
 
 
@@ -1371,36 +1388,63 @@ def _winograd_block(cin, cout, tiles, itemsize):
 
 
 def _winograd_plan(pass_, shape):
-    """Winograd's F(4x4, 3x3): a 3x3 kernel at unit stride and dilation, the
-    forward pass and the input gradient; with the plan that runs a call
-    whose values are not all finite."""
+    """Winograd's F(4x4, 3x3): a 3x3 kernel at unit stride, the forward pass
+    and the input gradient; with the plan that runs a call whose values are
+    not all finite.  At a dilation (dh, dw) other than 1 the call runs on
+    phase images (winograd_split), ``nb`` images at a time: the plan's
+    ``split`` is (dh, dw, nb, phase height, width, phase output height,
+    width), else None."""
     def plan(c, forced=False):
-        if c.w[2:] != (3, 3) or c.stride != (1, 1) or c.dilation != (1, 1):
+        if c.w[2:] != (3, 3) or c.stride != (1, 1):
             return None
         cin, cout, oh, ow, pt, pl = _winograd_sides(c, pass_)
-        tiles = c.x[0] * -(-oh // 4) * -(-ow // 4)
+        (dh, dw), n, nb, split, copied = c.dilation, c.x[0], c.x[0], None, 0
+        ohp, owp = -(-oh // dh), -(-ow // dw)
+        per_image = dh * dw * -(-ohp // 4) * -(-owp // 4)
+        if (dh, dw) != (1, 1):
+            values = dh * dw * (cin * (ohp + 2) * (owp + 2) + cout * ohp * owp)
+            nb = max(1, min(n, _WINO_SPLIT_BYTES // (values * c.dtype.itemsize)))
+            split, copied = (dh, dw, nb, ohp + 2, owp + 2, ohp, owp), n * values
+        tiles = nb * per_image   # one run of conv_winograd's
         tb = _winograd_block(cin, cout, tiles, c.dtype.itemsize)
-        if not forced and not _winograd_pays(c, cin, cout, tiles, tb):
+        if not forced and not _winograd_pays(c, cin, cout, n * per_image, tb, copied):
             return None
         fallback = _exact_plan(pass_, c, shape(c))
-        return (tb, pt, pl, c.groups, -(-tiles // tb), c.macs, pass_ == "input grad"), fallback
+        return (tb, pt, pl, c.groups, -(-tiles // tb), c.macs * nb // n, pass_ == "input grad",
+                split), fallback
     return plan
 
 
 def _winograd_compute(who, shape, own, src, w, bias):
     """The forward pass (src the input), or with the plan's ``flip`` the
     input gradient (src the output gradient, no bias); None where src holds
-    a value that is not finite (the kernel finds it as it transforms src)."""
-    tb, pt, pl, groups, items, macs, flip = own
+    a value that is not finite (the kernel finds it as it transforms src).
+    A dilated call runs on the phase images of ``nb`` images at a time."""
+    tb, pt, pl, groups, items, macs, flip, split = own
     out = _result(who, shape, src.dtype)
-    shared, per = _core.winograd_scratch(src.shape[1], shape[1], groups, tb,
-                                         src.dtype.itemsize)
+    cin, cout = src.shape[1], shape[1]
+    shared, per = _core.winograd_scratch(cin, cout, groups, tb, src.dtype.itemsize)
     threads = _threads.plan(items, macs)
     work = _scratch(who, per, src.dtype, threads, shared)
     found = np.zeros(1, np.intc)
-    _call(_core.conv_winograd, macs, src, w, bias, out, work, found, pt, pl, groups, flip, tb,
-          threads)
-    return None if found[0] else out
+    if split is None:
+        _call(_core.conv_winograd, macs, src, w, bias, out, work, found, pt, pl, groups, flip,
+              tb, False, threads)
+        return None if found[0] else out
+    dh, dw, nb, hp, wp, ohp, owp = split
+    sizes = (nb * dh * dw * cin * hp * wp, nb * dh * dw * cout * ohp * owp)
+    phases = _scratch(who, 0, src.dtype, 1, sum(sizes))
+    xs = phases[:sizes[0]].reshape(nb * dh * dw, cin, hp, wp)
+    ys = phases[sizes[0]:].reshape(nb * dh * dw, cout, ohp, owp)
+    for n0 in range(0, src.shape[0], nb):
+        k = min(nb, src.shape[0] - n0) * dh * dw
+        _core.winograd_split(src, xs[:k], n0, dh, dw, pt, pl, threads)
+        _call(_core.conv_winograd, macs, xs[:k], w, bias, ys[:k], work, found, 0, 0, groups,
+              flip, tb, n0 > 0, threads)
+        if found[0]:
+            return None
+        _core.winograd_merge(ys[:k], out, n0, dh, dw, threads)
+    return out
 
 
 def _input_grad_winograd(who, shape, own, w, gout):
@@ -1426,8 +1470,7 @@ _DIRECT_NEEDS = "stride 1 along the width"
 _BORDER_NEEDS = ("a padding and dilation that leave the padded image at most 4 times the "
                  "input's size, and the rows of an item at most 2**24 values")
 _FFT_NEEDS = "a kernel that spans more than one position along an axis"
-_WINO_NEEDS = ("a 3x3 kernel at stride 1 and dilation 1, in the forward pass or the input "
-               "gradient")
+_WINO_NEEDS = "a 3x3 kernel at stride 1, in the forward pass or the input gradient"
 ALGORITHMS = {
     "forward": (
         Algorithm("empty", None, _forward_empty, _forward_empty_run),

@@ -1,8 +1,9 @@
 # convx: Winograd's F(4x4, 3x3) (_winograd.h) for a 3x3 kernel at unit stride
 # and dilation: the forward pass, and the input gradient (the same sum over
 # the output gradient, the kernel turned by 180 degrees and its channel axes
-# exchanged).  Included by _core.pyx after _gemm_passes.pxi, whose matrix
-# product runs the 36 products per block of tiles.
+# exchanged); and the copies that run a dilated call on phase images (at the
+# end).  Included by _core.pyx after _gemm_passes.pxi, whose matrix product
+# runs the 36 products per block of tiles.
 #
 # An item is a block of ``tb`` tiles (4x4 outputs each, numbered over the
 # whole batch): its input transform (V, 36 x C rows of tb columns), then for
@@ -98,7 +99,7 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                   floating[::1] work,               # scratch: winograd_scratch
                   int[::1] found,                   # OUT (1,): 1 if not all finite
                   Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, bint flip,
-                  Py_ssize_t tb, int nt, bint interruptible):
+                  Py_ssize_t tb, bint transformed, int nt, bint interruptible):
     """out = the 3x3 correlation of x (read as zero outside it, ``pt`` rows
     above and ``pl`` columns left of out's first cell; negative values crop)
     with w, or with ``flip`` with w turned by 180 degrees and its two channel
@@ -106,7 +107,8 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     winograd_cols()).  Returns False when interrupted.  found[0] becomes 1,
     and the items not yet begun are left, when the transform of x holds a
     value that is not finite: out is then unfinished, for the caller to
-    compute another way; else 0."""
+    compute another way; else 0.  With ``transformed``, work already holds
+    the transformed kernel (a previous call's, with the same w and sizes)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t Ig = C // groups, Og = O // groups, Mp = _round_up(Og, CVX_MR)
@@ -128,7 +130,8 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
         nt = _team(nt)
         # the kernel's transform, packed for the products: a micro-panel of
         # rows of each of group g's 36 matrices (rows past Og are zeros)
-        for it in prange(groups * (Mp // CVX_MR), schedule="static", num_threads=nt):
+        for it in prange(0 if transformed else groups * (Mp // CVX_MR), schedule="static",
+                         num_threads=nt):
             g = it // (Mp // CVX_MR)
             o = it % (Mp // CVX_MR) * CVX_MR
             if floating is float:
@@ -156,3 +159,65 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                                   groups, pt, pl, TH, TW, tiles, tb, it, stop):
                         CVX_STORE(bad, 1)
     return not CVX_STOPPED(stop)
+
+
+# ---- dilation: phases ----------------------------------------------------------
+# At dilation (dh, dw) the output cells of one phase, rows i = dh*u + r and
+# columns j = dw*v + s, read only input rows dh*m + r - pt and columns
+# dw*k + s - pl: an undilated 3x3 correlation, padding 0, of the phase image
+# xs[m, k] = x[dh*m + r - pt, dw*k + s - pl] (zero outside x).  So a dilated
+# call runs conv_winograd on a batch of dh*dw phase images per image, cut
+# from the input and put back into the output by these two copies.
+
+def winograd_split(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
+                   floating[:, :, :, ::1] xs,        # OUT (nb*dh*dw, C, Hp, Wp)
+                   Py_ssize_t n0, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt,
+                   Py_ssize_t pl, int nt):
+    """xs[(n*dh + r)*dw + s, c, m, k] = x[n0 + n, c, dh*m + r - pt, dw*k + s - pl],
+    zero outside x: the phase images of x's images n0 .. n0 + nb."""
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t P = xs.shape[0], C = xs.shape[1], Hp = xs.shape[2], Wp = xs.shape[3]
+    cdef Py_ssize_t it, n, r, s, c, m, k, i, j
+    cdef const floating* src
+    cdef floating* dst
+    with nogil:
+        nt = _team(nt)
+        for it in prange(P * C, schedule="static", num_threads=nt):
+            n = it // (C * dh * dw)
+            r = it // (C * dw) % dh
+            s = it // C % dw
+            c = it % C
+            for m in range(Hp):
+                dst = &xs[it // C, c, m, 0]
+                i = dh * m + r - pt
+                if i < 0 or i >= H:
+                    for k in range(Wp):
+                        dst[k] = 0
+                    continue
+                src = &x[n0 + n, c, i, 0]
+                for k in range(Wp):
+                    j = dw * k + s - pl
+                    dst[k] = src[j] if 0 <= j < W else 0
+
+
+def winograd_merge(const floating[:, :, :, ::1] ys,  # IN  (nb*dh*dw, O, OHp, OWp)
+                   floating[:, :, :, ::1] out,       # OUT (N, O, OH, OW)
+                   Py_ssize_t n0, Py_ssize_t dh, Py_ssize_t dw, int nt):
+    """out[n0 + n, o, dh*u + r, dw*v + s] = ys[(n*dh + r)*dw + s, o, u, v]: every
+    cell of out's images n0 .. n0 + nb from the phase results."""
+    cdef Py_ssize_t nb = ys.shape[0] // (dh * dw), O = out.shape[1]
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t it, n, o, i, s, v
+    cdef const floating* src
+    cdef floating* dst
+    with nogil:
+        nt = _team(nt)
+        for it in prange(nb * O * OH, schedule="static", num_threads=nt):
+            n = it // (O * OH)
+            o = it // OH % O
+            i = it % OH
+            dst = &out[n0 + n, o, i, 0]
+            for s in range(dw):
+                src = &ys[(n * dh + i % dh) * dw + s, o, i // dh, 0]
+                for v in range((OW - s + dw - 1) // dw):
+                    dst[s + v * dw] = src[v]
