@@ -29,7 +29,9 @@
  * over all K taps, then stored.  The last block of a row at least 2 vectors
  * wide is moved left to end at jb (it overlaps the one before); a block that
  * still sticks out past F or jb is computed into a stack buffer and its valid
- * part copied out.
+ * part copied out.  With one output channel (F = 1) the block is that
+ * channel times 4 vectors (rows at least 4 vectors wide): 4 accumulators of 4
+ * would hold zeros.
  *
  * Portability: the vectors are GCC/Clang vector extensions of 32 bytes.  On
  * x86-64 each kernel is compiled for more than one instruction set and picks
@@ -112,6 +114,34 @@ static inline __attribute__((always_inline)) void NAME##_block(                 
     }                                                                               \
 }                                                                                   \
                                                                                     \
+/* One output channel (F = 1: a single filter, or the input gradient of a    */  \
+/* layer with one input channel): CVX_FB blocks would waste 3 of their 4     */  \
+/* rows of accumulators, so the register block is 4 vectors of consecutive   */  \
+/* columns instead, 4*VL columns from j0 (all inside the range), R rows.     */  \
+/* The same sum per output, in the same order: the same bits.               */  \
+static inline __attribute__((always_inline)) void NAME##_block1(                    \
+    const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
+    ptrdiff_t K, const T *bias, T *out, ptrdiff_t OW, ptrdiff_t i, ptrdiff_t j0,    \
+    const int R)                                                                    \
+{                                                                                   \
+    VT acc[2][4];                                                                   \
+    const T b0 = bias ? bias[0] : (T)0;                                             \
+    for (int r = 0; r < R; r++)                                                     \
+        for (int v = 0; v < 4; v++)                                                 \
+            for (int l = 0; l < VL; l++) acc[r][v][l] = b0;                         \
+    const T *xj = xpad + i * row_step + j0;                                         \
+    for (ptrdiff_t k = 0; k < K; k++) {                                             \
+        const VT wb = wt[k * CVX_FB] - (VT){0};                                     \
+        const T *p = xj + off[k];    /* (one pointer a tap: constant displacements) */\
+        for (int r = 0; r < R; r++, p += row_step)                                  \
+            for (int v = 0; v < 4; v++)                                             \
+                acc[r][v] += wb * NAME##_load(p + v * VL);                          \
+    }                                                                               \
+    for (int r = 0; r < R; r++)                                                     \
+        for (int v = 0; v < 4; v++)                                                 \
+            NAME##_store(out + (i + r) * OW + j0 + v * VL, acc[r][v]);              \
+}                                                                                   \
+                                                                                    \
 /* A block of columns that would stick out past jb starts at jb - 2*VL       */  \
 /* instead, when the range is that wide: it recomputes a few columns the     */  \
 /* block before it wrote (the same values) rather than going through a       */  \
@@ -121,6 +151,25 @@ static inline ptrdiff_t NAME##_last(ptrdiff_t j0, ptrdiff_t ja, ptrdiff_t jb)   
     return j0 + 2 * VL > jb && jb - ja >= 2 * VL ? jb - 2 * VL : j0;                \
 }                                                                                   \
                                                                                     \
+/* Rows i .. i + R, one output channel: blocks of 4 vectors, the last moved   */  \
+/* left to end at jb; a range narrower than 4 vectors takes the blocks of     */  \
+/* 2 below.                                                                   */  \
+static inline __attribute__((always_inline)) void NAME##_row1(                      \
+    const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
+    ptrdiff_t K, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t i,    \
+    ptrdiff_t ja, ptrdiff_t jb, const int R)                                        \
+{                                                                                   \
+    if (jb - ja < 4 * VL) {                                                         \
+        for (ptrdiff_t j0 = ja; j0 < jb; j0 += 2 * VL)                              \
+            NAME##_block(xpad, row_step, wt, off, K, 1, bias, out, OH, OW, i,       \
+                         NAME##_last(j0, ja, jb), jb, 0, R);                        \
+        return;                                                                     \
+    }                                                                               \
+    for (ptrdiff_t j0 = ja; j0 < jb; j0 += 4 * VL)                                  \
+        NAME##_block1(xpad, row_step, wt, off, K, bias, out, OW, i,                 \
+                      j0 + 4 * VL > jb ? jb - 4 * VL : j0, R);                      \
+}                                                                                   \
+                                                                                    \
 /* Rows i0..i1, columns ja..jb, R output rows at a time (then one at a time). */  \
 static inline __attribute__((always_inline)) void NAME##_body(                      \
     const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
@@ -128,6 +177,13 @@ static inline __attribute__((always_inline)) void NAME##_body(                  
     ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t ja, ptrdiff_t jb, const int R)            \
 {                                                                                   \
     ptrdiff_t i = i0;                                                               \
+    if (F == 1) {                                                                   \
+        for (; i + R <= i1; i += R)                                                 \
+            NAME##_row1(xpad, row_step, wt, off, K, bias, out, OH, OW, i, ja, jb, R); \
+        for (; i < i1; i++)                                                         \
+            NAME##_row1(xpad, row_step, wt, off, K, bias, out, OH, OW, i, ja, jb, 1); \
+        return;                                                                     \
+    }                                                                               \
     for (; i + R <= i1; i += R)                                                     \
         for (ptrdiff_t j0 = ja; j0 < jb; j0 += 2 * VL)                              \
             for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB)                            \

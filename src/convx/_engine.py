@@ -202,7 +202,7 @@ USE_DIRECT = _core.direct_fast()
 _ITEM_MACS = 1 << 24
 
 
-def _direct_pays(taps, cols, sw, image, scratch, weight_grad=False):
+def _direct_pays(taps, cols, sw, image, scratch, weight_grad=False, single=False):
     """The direct kernel needs a unit horizontal stride, and beats im2col + GEMM
     when there are enough taps to sum and its output-channel blocks of
     _DIRECT_FB are not mostly padding.  Enough taps: K >= 32; for the forward
@@ -219,8 +219,17 @@ def _direct_pays(taps, cols, sw, image, scratch, weight_grad=False):
     threaded and not (the limit on its block, below, keeps it from larger
     ones).  Its scratch is the image with its zero border: a border much larger than
     the image (a huge padding or dilation) is left to im2col, whose scratch
-    does not grow with either."""
-    padded = -(-cols // _DIRECT_FB) * _DIRECT_FB
+    does not grow with either.
+
+    ``single``: the forward pass, where one output channel has blocks of its
+    own (_direct.h: 4 vectors of columns, no padding); the GEMM's product
+    then has one row.  Measured, 2 threads, one filter over 3 to 256
+    channels, 3x3 to 7x7 and a 1-D k9, 14x14 to 200x200, old build against
+    new: 0.15-0.48x the time 'auto' took before (the GEMM), 1.5-48x torch's
+    speed.  The input gradient of one input channel keeps the rule: there
+    the GEMM's product has a row per tap, and the direct kernel, its padded
+    output gradient past the L1 cache, took 1.2-1.7x its time on 28x28."""
+    padded = cols if single and cols == 1 else -(-cols // _DIRECT_FB) * _DIRECT_FB
     enough = weight_grad or taps >= 32 or (taps >= 24 and cols <= 16)
     return (USE_DIRECT and sw == 1 and enough and padded <= 1.5 * cols
             and _border_fits(scratch, image))
@@ -517,7 +526,7 @@ def _forward_direct(c, forced=False):
     if c.stride[1] != 1:
         return None
     if not forced and (_pointwise(c) or not (
-            _direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp)
+            _direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp, single=True)
             and c.k * c.fg <= _DIRECT_MAX_BLOCK)):
         return None
     return _direct_geometry(c.x[1] // c.groups, hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp,

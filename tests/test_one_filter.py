@@ -1,0 +1,116 @@
+"""One output channel in the direct kernel (_direct.h's ``block1``): a
+single filter's forward pass, and the input gradient of a layer with one
+input channel, run in blocks of that one channel by 4 vectors of columns
+instead of blocks of 4 channels, 3 of them padding.  Right against the
+reference for rows narrower than a block, exactly one block, a block and a
+few columns (the last block moved left over the one before), odd row
+counts, bias or none, 1-D; the same sums in the same order as the blocks of
+4, so the same bits as the first filter of a two-filter call, at every
+instruction-set level this CPU has and for any thread count.  And 'auto'
+takes the direct kernel for a single filter."""
+import numpy as np
+import pytest
+
+import convx
+import reference as ref
+from convx import _core, _engine
+
+CASES = [  # (x shape, kernel (KH, KW), padding, dilation)
+    ((2, 5, 7, 9), (3, 3), 1, 1),          # rows narrower than one block
+    ((3, 4, 11, 16), (3, 3), (1, 0), 1),   # 14 columns: within a block or two
+    ((2, 3, 9, 34), (3, 3), 1, 1),         # 34: a block and a few (float64)
+    ((1, 6, 13, 70), (5, 5), 2, 1),        # several blocks, the last moved left
+    ((2, 2, 12, 41), (3, 3), 2, 2),        # dilated
+    ((4, 8, 1, 300), (1, 9), (0, 4), 1),   # 1-D
+    ((1, 1, 15, 64), (7, 7), 3, 1),        # one channel in as well
+]
+
+
+def _pads(padding):
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    return (ph, ph, pw, pw)
+
+
+def _levels():
+    """The instruction-set levels this CPU runs: 1, and 3 and 4 where it has them."""
+    before = _core.isa()
+    return sorted({1, min(3, before), before})
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [False, True])
+def test_one_filter_right_and_the_bits_of_two(case, dtype, bias, default_threads):
+    xs, (kh, kw), padding, dilation = case
+    rng = np.random.default_rng(len(str(case)) + bias)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((1, xs[1], kh, kw)).astype(dtype)
+    b = rng.standard_normal(1).astype(dtype) if bias else None
+    w2 = np.concatenate([w, rng.standard_normal(w.shape).astype(dtype)])
+    b2 = None if b is None else np.concatenate([b, b])
+    geometry = dict(padding=padding, dilation=dilation)
+    want = ref.conv_nd(x, w, stride=1, pads=_pads(padding), dilation=dilation, groups=1)
+    if b is not None:
+        want = want + b.astype(np.float64)[None, :, None, None]
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    before = _core.isa()
+    try:
+        for level in _levels():
+            assert _core.set_isa(level) == level
+            _engine.PLANS.clear()
+            for threads in (1, 2):
+                convx.set_num_threads(threads)
+                got = convx.conv2d(x, w, b, method="direct", **geometry)
+                two = convx.conv2d(x, w2, b2, method="direct", **geometry)
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+                assert np.array_equal(got[:, 0], two[:, 0]), (level, threads)
+    finally:
+        _core.set_isa(before)
+        _engine.PLANS.clear()
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_input_grad_of_one_input_channel(case, dtype, default_threads):
+    """The input gradient at stride 1 runs the forward kernel over the output
+    gradient: with one input channel, it has one output channel."""
+    xs, (kh, kw), padding, dilation = case
+    xs = (xs[0], 1) + xs[2:]
+    rng = np.random.default_rng(len(str(case)))
+    w = rng.standard_normal((5, 1, kh, kw)).astype(dtype)
+    x = rng.standard_normal(xs).astype(dtype)
+    geometry = dict(padding=padding, dilation=dilation)
+    g = rng.standard_normal(convx.conv2d(x, w, **geometry).shape).astype(dtype)
+    want = ref.conv_nd_input_grad(xs, w, g, 1, _pads(padding), dilation, 1)
+    w2 = np.concatenate([w, rng.standard_normal(w.shape).astype(dtype)], axis=1)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    before = _core.isa()
+    try:
+        for level in _levels():
+            assert _core.set_isa(level) == level
+            _engine.PLANS.clear()
+            for threads in (1, 2):
+                convx.set_num_threads(threads)
+                got = convx.conv2d_input_grad(xs, w, g, method="direct", **geometry)
+                two = convx.conv2d_input_grad((xs[0], 2) + xs[2:], w2, g, method="direct",
+                                              **geometry)
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+                assert np.array_equal(got[:, 0], two[:, 0]), (level, threads)
+    finally:
+        _core.set_isa(before)
+        _engine.PLANS.clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape", [
+    ((8, 16, 64, 64), (1, 16, 3, 3)),
+    ((16, 32, 28, 28), (1, 32, 5, 5)),
+    ((4, 256, 14, 14), (1, 256, 3, 3)),
+])
+def test_auto_takes_the_direct_kernel_for_one_filter(x_shape, w_shape, dtype):
+    """The GEMM's product would have one row: 2-6x the direct kernel's time.
+    (Where the direct kernels are not vectorised, USE_DIRECT, never.)"""
+    p = (w_shape[2] - 1) // 2
+    plan = _engine.forward_plan("t", x_shape, w_shape, (1, 1), (p,) * 4, (1, 1), 1,
+                                dtype=dtype)
+    assert (plan[1].name == "direct") == _engine.USE_DIRECT, plan[1].name
