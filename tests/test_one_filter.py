@@ -37,6 +37,26 @@ def _levels():
     return sorted({1, min(3, before), before})
 
 
+def _check_everywhere(one, two, want, dtype):
+    """At every level and on 1 and 2 threads: ``one()`` (one output channel)
+    against the reference ``want``, and bit for bit channel 0 of ``two()``
+    (two output channels: the blocks of 4)."""
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    before = _core.isa()
+    try:
+        for level in _levels():
+            assert _core.set_isa(level) == level
+            _engine.PLANS.clear()
+            for threads in (1, 2):
+                convx.set_num_threads(threads)
+                got = one()
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+                assert np.array_equal(got[:, 0], two()[:, 0]), (level, threads)
+    finally:
+        _core.set_isa(before)
+        _engine.PLANS.clear()
+
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bias", [False, True])
@@ -52,21 +72,8 @@ def test_one_filter_right_and_the_bits_of_two(case, dtype, bias, default_threads
     want = ref.conv_nd(x, w, stride=1, pads=_pads(padding), dilation=dilation, groups=1)
     if b is not None:
         want = want + b.astype(np.float64)[None, :, None, None]
-    tol = 2e-5 if dtype == np.float32 else 1e-12
-    before = _core.isa()
-    try:
-        for level in _levels():
-            assert _core.set_isa(level) == level
-            _engine.PLANS.clear()
-            for threads in (1, 2):
-                convx.set_num_threads(threads)
-                got = convx.conv2d(x, w, b, method="direct", **geometry)
-                two = convx.conv2d(x, w2, b2, method="direct", **geometry)
-                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
-                assert np.array_equal(got[:, 0], two[:, 0]), (level, threads)
-    finally:
-        _core.set_isa(before)
-        _engine.PLANS.clear()
+    _check_everywhere(lambda: convx.conv2d(x, w, b, method="direct", **geometry),
+                      lambda: convx.conv2d(x, w2, b2, method="direct", **geometry), want, dtype)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -83,22 +90,10 @@ def test_input_grad_of_one_input_channel(case, dtype, default_threads):
     g = rng.standard_normal(convx.conv2d(x, w, **geometry).shape).astype(dtype)
     want = ref.conv_nd_input_grad(xs, w, g, 1, _pads(padding), dilation, 1)
     w2 = np.concatenate([w, rng.standard_normal(w.shape).astype(dtype)], axis=1)
-    tol = 2e-5 if dtype == np.float32 else 1e-12
-    before = _core.isa()
-    try:
-        for level in _levels():
-            assert _core.set_isa(level) == level
-            _engine.PLANS.clear()
-            for threads in (1, 2):
-                convx.set_num_threads(threads)
-                got = convx.conv2d_input_grad(xs, w, g, method="direct", **geometry)
-                two = convx.conv2d_input_grad((xs[0], 2) + xs[2:], w2, g, method="direct",
-                                              **geometry)
-                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
-                assert np.array_equal(got[:, 0], two[:, 0]), (level, threads)
-    finally:
-        _core.set_isa(before)
-        _engine.PLANS.clear()
+    _check_everywhere(
+        lambda: convx.conv2d_input_grad(xs, w, g, method="direct", **geometry),
+        lambda: convx.conv2d_input_grad((xs[0], 2) + xs[2:], w2, g, method="direct", **geometry),
+        want, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -125,10 +125,9 @@ static inline __attribute__((always_inline)) void NAME##_block1(                
     const int R)                                                                    \
 {                                                                                   \
     VT acc[2][4];                                                                   \
-    const T b0 = bias ? bias[0] : (T)0;                                             \
+    const VT b0 = (bias ? bias[0] : (T)0) - (VT){0};   /* a broadcast */           \
     for (int r = 0; r < R; r++)                                                     \
-        for (int v = 0; v < 4; v++)                                                 \
-            for (int l = 0; l < VL; l++) acc[r][v][l] = b0;                         \
+        for (int v = 0; v < 4; v++) acc[r][v] = b0;                                 \
     const T *xj = xpad + i * row_step + j0;                                         \
     for (ptrdiff_t k = 0; k < K; k++) {                                             \
         const VT wb = wt[k * CVX_FB] - (VT){0};                                     \

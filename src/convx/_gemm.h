@@ -233,8 +233,6 @@ ATTR static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1
             for (ptrdiff_t j = 0; j < before; j++) *d++ = 0;                        \
             if (X->sw == 1)                                                         \
                 for (ptrdiff_t j = 0; j < n; j++) *d++ = src[j];                    \
-            else if (X->sw == 2) /* (as in cvx_put: vectorised with shuffles) */    \
-                for (ptrdiff_t j = 0; j < n; j++) *d++ = src[2 * j];                \
             else                                                                    \
                 for (ptrdiff_t j = 0; j < n; j++) *d++ = src[j * X->sw];            \
             for (ptrdiff_t j = 0; j < after; j++) *d++ = 0;                         \
@@ -311,12 +309,9 @@ ATTR static void cvx_pack_b_##S(const cvx_operand *B, ptrdiff_t pc, ptrdiff_t kc
         /* column's values run down one column of its panel, read in one sweep */   \
         /* (by rows, every value came from a different cache line) */               \
         for (ptrdiff_t j = 0; j < ncp; j++) {                                       \
-            const T *src = (const T *)B->p + pc + (jc + j) * B->cs;                 \
             T *d = dst + (j / nr) * nr * kc + j % nr;                               \
-            if (j < nc)                                                             \
-                for (ptrdiff_t kk = 0; kk < kc; kk++) d[kk * nr] = src[kk];         \
-            else                                                                    \
-                for (ptrdiff_t kk = 0; kk < kc; kk++) d[kk * nr] = 0;               \
+            const T *src = j < nc ? (const T *)B->p + pc + (jc + j) * B->cs : NULL; \
+            for (ptrdiff_t kk = 0; kk < kc; kk++) d[kk * nr] = src ? src[kk] : 0;   \
         }                                                                           \
         return;                                                                     \
     }                                                                               \
