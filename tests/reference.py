@@ -178,6 +178,13 @@ def _two(v):
     return (int(a), int(b))
 
 
+def pads4(padding):
+    """(top, bottom, left, right) of a padding given per side as an int or
+    (height, width), the same before and after."""
+    ph, pw = _two(padding)
+    return (ph, ph, pw, pw)
+
+
 def torch_same_pads(k, dilation=1):
     """PyTorch's padding='same' along one axis: ``(before, after)``.
 

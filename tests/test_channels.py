@@ -27,11 +27,6 @@ CASES = [  # (x shape, w shape, stride, padding (per side), dilation, groups)
 ]
 
 
-def _pads(padding):
-    ph, pw = (padding, padding) if isinstance(padding, int) else padding
-    return (ph, ph, pw, pw)
-
-
 # 64-byte vectors where this CPU runs the channels kernels in them (x86-64-v4)
 WIDTHS = [32, 64] if _engine._core.channels_wide() else [32]
 
@@ -98,7 +93,7 @@ def channels(monkeypatch, width):
 def _plan(x, w_shape, g, stride, padding, dilation, groups):
     st = (stride, stride) if isinstance(stride, int) else stride
     dl = (dilation, dilation) if isinstance(dilation, int) else dilation
-    return _engine.weight_grad_plan("t", x.shape, w_shape, g.shape, st, _pads(padding), dl,
+    return _engine.weight_grad_plan("t", x.shape, w_shape, g.shape, st, ref.pads4(padding), dl,
                                     groups, kernel_arg="weight", dtype=x.dtype)
 
 
@@ -110,11 +105,11 @@ def test_against_the_reference(case, dtype, channels, default_threads):
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)
     geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    out = ref.conv_nd(x, w, stride=stride, pads=_pads(padding), dilation=dilation,
+    out = ref.conv_nd(x, w, stride=stride, pads=ref.pads4(padding), dilation=dilation,
                       groups=groups)
     g = rng.standard_normal(out.shape).astype(dtype)
     assert _plan(x, ws, g, **geometry)[1].name == "channels"
-    want = ref.conv_nd_weight_grad(x, ws, g, stride, _pads(padding), dilation, groups)
+    want = ref.conv_nd_weight_grad(x, ws, g, stride, ref.pads4(padding), dilation, groups)
     tol = 2e-5 if dtype == np.float32 else 1e-12
     runs = []
     for threads in (1, 2):
@@ -134,10 +129,10 @@ def test_exact_where_the_sums_are(case, channels, default_threads):
     xs, ws, stride, padding, dilation, groups = case
     rng = np.random.default_rng(7)
     x = rng.integers(-3, 4, xs).astype(np.float64)
-    out = ref.conv_nd(x, np.ones(ws), stride=stride, pads=_pads(padding), dilation=dilation,
+    out = ref.conv_nd(x, np.ones(ws), stride=stride, pads=ref.pads4(padding), dilation=dilation,
                       groups=groups)
     g = rng.integers(-3, 4, out.shape).astype(np.float64)
-    want = ref.conv_nd_weight_grad(x, ws, g, stride, _pads(padding), dilation, groups)
+    want = ref.conv_nd_weight_grad(x, ws, g, stride, ref.pads4(padding), dilation, groups)
     for threads in (1, 2):
         convx.set_num_threads(threads)
         got = convx.conv2d_weight_grad(x, ws, g, stride=stride, padding=padding,
@@ -231,10 +226,10 @@ def test_forward_against_the_reference(case, dtype, forward_channels, default_th
     geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     st = (stride, stride) if isinstance(stride, int) else stride
     dl = (dilation, dilation) if isinstance(dilation, int) else dilation
-    plan = _engine.forward_plan("t", xs, ws, st, _pads(padding), dl, groups,
+    plan = _engine.forward_plan("t", xs, ws, st, ref.pads4(padding), dl, groups,
                                 kernel_arg="weight", dtype=dtype)
     assert plan[1].name == "channels"
-    want = ref.conv_nd(x, w, b, stride=stride, pads=_pads(padding), dilation=dilation,
+    want = ref.conv_nd(x, w, b, stride=stride, pads=ref.pads4(padding), dilation=dilation,
                        groups=groups)
     tol = 2e-5 if dtype == np.float32 else 1e-12
     runs = []
@@ -248,7 +243,7 @@ def test_forward_against_the_reference(case, dtype, forward_channels, default_th
         xi = rng.integers(-3, 4, xs).astype(dtype)
         wi = rng.integers(-3, 4, ws).astype(dtype)
         assert np.array_equal(convx.conv2d(xi, wi, **geometry),
-                              ref.conv_nd(xi, wi, stride=stride, pads=_pads(padding),
+                              ref.conv_nd(xi, wi, stride=stride, pads=ref.pads4(padding),
                                           dilation=dilation, groups=groups))
 
 
@@ -284,7 +279,7 @@ def _stride1_case(case, dtype, seed):
     w = rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype)
     geometry = dict(padding=padding, dilation=dilation, groups=groups)
-    pads = _pads(padding)
+    pads = ref.pads4(padding)
     want = ref.conv_nd(x, w, b, pads=pads, dilation=dilation, groups=groups)
     g = rng.standard_normal(want.shape).astype(dtype)
     want_dx = ref.conv_nd_input_grad(xs, w, g, pads=pads, dilation=dilation, groups=groups)
@@ -318,7 +313,7 @@ def test_stride_1_same_bits_as_the_direct_kernel(case, dtype, width, monkeypatch
                 monkeypatch.setattr(_engine, "PLANS", {})
                 dl = geometry["dilation"]
                 fplan = _engine.forward_plan("t", x.shape, w.shape, (1, 1),
-                                             _pads(geometry["padding"]),
+                                             ref.pads4(geometry["padding"]),
                                              (dl, dl) if isinstance(dl, int) else dl,
                                              geometry["groups"], kernel_arg="weight",
                                              method="direct", dtype=dtype)

@@ -23,11 +23,6 @@ CASES = [  # (x shape, (KH, KW), stride, padding (per side), dilation)
 ]
 
 
-def _pads(padding):
-    ph, pw = (padding, padding) if isinstance(padding, int) else padding
-    return (ph, ph, pw, pw)
-
-
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_depthwise_against_the_reference(case, dtype, monkeypatch):
@@ -40,7 +35,7 @@ def test_depthwise_against_the_reference(case, dtype, monkeypatch):
     w = rng.standard_normal((c, 1, kh, kw)).astype(dtype)
     b = rng.standard_normal(c).astype(dtype)
     geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=c)
-    pads = _pads(padding)
+    pads = ref.pads4(padding)
     want = ref.conv_nd(x, w, b, stride=stride, pads=pads, dilation=dilation, groups=c)
     g = rng.standard_normal(want.shape).astype(dtype)
     want_dx = ref.conv_nd_input_grad(x.shape, w, g, stride, pads, dilation, c)

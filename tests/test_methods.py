@@ -24,11 +24,6 @@ CASES = [  # (x shape, w shape, stride, padding (per side), dilation, groups)
 ]
 
 
-def _pads(padding):
-    ph, pw = (padding, padding) if isinstance(padding, int) else padding
-    return (ph, ph, pw, pw)
-
-
 def _applies(method, pass_, stride, w_shape, dilation):
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     if method == "fft":
@@ -60,7 +55,7 @@ def test_every_method_that_applies(case, dtype):
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)
     geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    pads = _pads(padding)
+    pads = ref.pads4(padding)
     want_out = ref.conv_nd(x, w, stride=stride, pads=pads, dilation=dilation, groups=groups)
     g = rng.standard_normal(want_out.shape).astype(dtype)
     want = {"forward": want_out,

@@ -26,11 +26,6 @@ CASES = [  # (x shape, kernel (KH, KW), padding, dilation)
 ]
 
 
-def _pads(padding):
-    ph, pw = (padding, padding) if isinstance(padding, int) else padding
-    return (ph, ph, pw, pw)
-
-
 def _levels():
     """The instruction-set levels this CPU runs: 1, and 3 and 4 where it has them."""
     before = _core.isa()
@@ -69,7 +64,7 @@ def test_one_filter_right_and_the_bits_of_two(case, dtype, bias, default_threads
     w2 = np.concatenate([w, rng.standard_normal(w.shape).astype(dtype)])
     b2 = None if b is None else np.concatenate([b, b])
     geometry = dict(padding=padding, dilation=dilation)
-    want = ref.conv_nd(x, w, stride=1, pads=_pads(padding), dilation=dilation, groups=1)
+    want = ref.conv_nd(x, w, stride=1, pads=ref.pads4(padding), dilation=dilation, groups=1)
     if b is not None:
         want = want + b.astype(np.float64)[None, :, None, None]
     _check_everywhere(lambda: convx.conv2d(x, w, b, method="direct", **geometry),
@@ -88,7 +83,7 @@ def test_input_grad_of_one_input_channel(case, dtype, default_threads):
     x = rng.standard_normal(xs).astype(dtype)
     geometry = dict(padding=padding, dilation=dilation)
     g = rng.standard_normal(convx.conv2d(x, w, **geometry).shape).astype(dtype)
-    want = ref.conv_nd_input_grad(xs, w, g, 1, _pads(padding), dilation, 1)
+    want = ref.conv_nd_input_grad(xs, w, g, 1, ref.pads4(padding), dilation, 1)
     w2 = np.concatenate([w, rng.standard_normal(w.shape).astype(dtype)], axis=1)
     _check_everywhere(
         lambda: convx.conv2d_input_grad(xs, w, g, method="direct", **geometry),

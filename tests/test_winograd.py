@@ -24,6 +24,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 import convx
+import reference
 from convx import ConvxValueError, _core, _engine
 from test_fft import _check as check_bound
 from test_fuzz import EPS64, Ref
@@ -34,11 +35,6 @@ G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]], float)
-
-
-def _pads(p):
-    """(top, bottom, left, right) of a padding (height, width)."""
-    return (p[0], p[0], p[1], p[1])
 
 
 def test_the_matrices_compute_a_correlation():
@@ -230,14 +226,15 @@ def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, dilation,
     if pass_ == "forward":
         data = x
         call = lambda m: convx.conv2d(x, w, method=m, **geometry)  # noqa: E731
-        plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), _pads(pads), dilation, 1,
-                                    method="winograd", dtype=dtype)
+        plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), reference.pads4(pads),
+                                    dilation, 1, method="winograd", dtype=dtype)
     else:
         data = g
         call = lambda m: convx.conv2d_input_grad(x.shape, w, g, method=m,  # noqa: E731
                                                  **geometry)
-        plan = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1), _pads(pads),
-                                       dilation, 1, method="winograd", dtype=dtype)
+        plan = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1),
+                                       reference.pads4(pads), dilation, 1, method="winograd",
+                                       dtype=dtype)
     if dilation == (1, 1):
         assert plan[3][0][0] == 48 and plan[3][0][4] == 3, plan[3][0]
     else:
