@@ -128,11 +128,11 @@ import scipy
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import convx  # noqa: E402
-import im2col_numpy  # noqa: E402
-import report  # noqa: E402
-from baseline import notebook_loops  # noqa: E402
-from report import fmt_time, load_average, md_table, text_table  # noqa: E402
+import convx
+import im2col_numpy
+import report
+from baseline import notebook_loops
+from report import fmt_time, load_average, md_table, text_table
 
 try:
     import torch

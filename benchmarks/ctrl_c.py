@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import convx  # noqa: E402
-import test_interrupt as cases  # noqa: E402  (the tests' long calls)
+import convx
+import test_interrupt as cases  # the tests' long calls
 
 
 def main():

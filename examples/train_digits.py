@@ -24,8 +24,18 @@ import numpy as np
 
 import convx
 from convx.layers import Conv2D
-from numpy_nn import (Adam, Dense, Flatten, ReLU, Sequential, arguments, batches, fit,
-                      plot_history, train_epoch)
+from numpy_nn import (
+    Adam,
+    Dense,
+    Flatten,
+    ReLU,
+    Sequential,
+    arguments,
+    batches,
+    fit,
+    plot_history,
+    train_epoch,
+)
 
 SPLIT_SEED = 0
 

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 import convx
-import convx._engine
 import convx._api
+import convx._engine
 
 # every test runs through both kernel paths (conftest.py)
 pytestmark = pytest.mark.usefixtures("kernel_path")
 
-import reference as ref  # noqa: E402  (tests/reference.py; see conftest.py)
+import reference as ref  # tests/reference.py; see conftest.py
 
 F16, F32, F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 EPS64 = np.finfo(np.float64).eps

@@ -26,14 +26,13 @@ import numpy as np
 import pytest
 
 da = pytest.importorskip("dask.array")
-import dask  # noqa: E402
+import dask
 
-import convx  # noqa: E402
-import convx._core  # noqa: E402
-import convx._threads  # noqa: E402
-import convx.dask as cd  # noqa: E402
-
-import reference as ref  # noqa: E402  (tests/reference.py; see conftest.py)
+import convx
+import convx._core
+import convx._threads
+import convx.dask as cd
+import reference as ref  # tests/reference.py; see conftest.py
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 NAMES = ["conv1d", "conv2d", "conv1d_input_grad", "conv2d_input_grad", "conv1d_weight_grad",

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from convx import *  # noqa: F401,F403  -- the notebook's switch, underscore names included
+from convx import *  # the notebook's switch, underscore names included
 from convx import (  # explicit, so linters and readers see where each name comes from
     _compute_grads_2d,
     _compute_output_2d,

@@ -18,7 +18,7 @@ import convx._engine
 # every test runs through both kernel paths (conftest.py)
 pytestmark = pytest.mark.usefixtures("kernel_path")
 
-import reference as ref  # noqa: E402  (tests/reference.py; see conftest.py)
+import reference as ref  # tests/reference.py; see conftest.py
 
 EPS64 = np.finfo(np.float64).eps
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)

@@ -19,8 +19,8 @@ import pytest
 
 import convx
 import convx._threads
+import reference as ref  # tests/reference.py; see conftest.py
 
-import reference as ref  # noqa: E402  (tests/reference.py; see conftest.py)
 EPS64 = np.finfo(np.float64).eps
 pytestmark = pytest.mark.usefixtures("default_threads")   # (conftest.py)
 

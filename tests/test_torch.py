@@ -20,10 +20,10 @@ if os.environ.get("CONVX_REQUIRE_TORCH") == "1":
 else:
     torch = pytest.importorskip("torch")
 
-import torch.nn.functional as TF  # noqa: E402
+import torch.nn.functional as TF
 
-import convx  # noqa: E402
-import convx._engine  # noqa: E402
+import convx
+import convx._engine
 
 torch.set_num_threads(1)
 
@@ -35,7 +35,7 @@ pytestmark = [
     pytest.mark.usefixtures("kernel_path"),
 ]
 
-import reference as ref  # noqa: E402  (tests/reference.py; see conftest.py)
+import reference as ref  # tests/reference.py; see conftest.py
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 

@@ -225,12 +225,12 @@ def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, dilation,
     geometry = dict(padding=pads, dilation=dilation)
     if pass_ == "forward":
         data = x
-        call = lambda m: convx.conv2d(x, w, method=m, **geometry)  # noqa: E731
+        call = lambda m: convx.conv2d(x, w, method=m, **geometry)
         plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), reference.pads4(pads),
                                     dilation, 1, method="winograd", dtype=dtype)
     else:
         data = g
-        call = lambda m: convx.conv2d_input_grad(x.shape, w, g, method=m,  # noqa: E731
+        call = lambda m: convx.conv2d_input_grad(x.shape, w, g, method=m,
                                                  **geometry)
         plan = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1),
                                        reference.pads4(pads), dilation, 1, method="winograd",
