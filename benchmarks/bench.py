@@ -806,15 +806,16 @@ def summaries(rows, overhead_rows, memory_rows, cont=()):
         worst, wr = min(ratios, key=lambda t: t[0])
         gm = geomean([t[0] for t in ratios])
         ok = worst >= floor and gm >= gm_target
-        out.append((ok, f"{dtype}: torch/convx geometric mean {gm:.2f}x (target >= {gm_target:g}), "
-                        f"lowest {worst:.2f}x on {wr.shape.name} {wr.pass_} "
-                        f"(target every pass >= {floor:g}), over {len(rs)} passes"))
+        out.append((ok,
+                    (f"{dtype}: torch/convx geometric mean {gm:.2f}x (target >= {gm_target:g}), "
+                     f"lowest {worst:.2f}x on {wr.shape.name} {wr.pass_} "
+                     f"(target every pass >= {floor:g}), over {len(rs)} passes")))
     fft_rows = [r for r in rows if r.fft_ratio() is not None]
     for r in fft_rows:
         ratio = r.fft_ratio()
         out.append((ratio >= FFT_TARGET,
-                    f"large kernel: {r.shape.name} {r.dtype} forward, scipy.signal's FFT / convx "
-                    f"{ratio:.2f}x (target >= {FFT_TARGET:g})"))
+                    (f"large kernel: {r.shape.name} {r.dtype} forward, scipy.signal's FFT / convx "
+                     f"{ratio:.2f}x (target >= {FFT_TARGET:g})")))
     case, of_peak, of_torch = WINOGRAD_TARGET
     for r in rows:
         if (r.shape.name, r.dtype) != (case, "float32") or r.pass_ == "weight grad" or not r.ok:
@@ -822,44 +823,45 @@ def summaries(rows, overhead_rows, memory_rows, cont=()):
         peak = None if ROOFLINE is None else ROOFLINE["peak"]["float32"] / 1e9
         peer = r.ratio("torch")
         if peak is None or peer is None:
-            out.append((None, f"winograd: {case} float32 {r.pass_}: target skipped (no "
-                              f"{'torch' if peer is None else 'peak'} measured)"))
+            out.append((None, (f"winograd: {case} float32 {r.pass_}: target skipped (no "
+                               f"{'torch' if peer is None else 'peak'} measured)")))
             continue
         out.append((r.gflops() >= of_peak * peak and peer >= of_torch,
-                    f"winograd: {case} float32 {r.pass_} {r.gflops():.0f} GFLOP/s, "
-                    f"{r.gflops() / peak:.2f}x the sgemm peak (target >= {of_peak:g}x), "
-                    f"{peer:.2f}x torch (target >= {of_torch:g}x)"))
+                    (f"winograd: {case} float32 {r.pass_} {r.gflops():.0f} GFLOP/s, "
+                     f"{r.gflops() / peak:.2f}x the sgemm peak (target >= {of_peak:g}x), "
+                     f"{peer:.2f}x torch (target >= {of_torch:g}x)")))
     bounded = [r for r in rows if r.ok and r.of_bound() is not None]
     if bounded and ROOFLINE_SUITE:
         half, share, floor = ROOFLINE_TARGETS
         above = sum(r.of_bound() >= half for r in bounded)
         worst = min(bounded, key=lambda r: r.of_bound())
         ok = above >= share * len(bounded) and worst.of_bound() >= floor
-        out.append((ok, f"roofline: {above} of {len(bounded)} passes reach >= {half:.0%} of "
-                        f"their bound (target >= {share:.0%} of them); the lowest "
-                        f"{worst.of_bound():.0%} on {worst.shape.name} {worst.dtype} {worst.pass_} "
-                        f"(target every pass >= {floor:.0%})"))
+        out.append((ok,
+                    (f"roofline: {above} of {len(bounded)} passes reach >= {half:.0%} of "
+                     f"their bound (target >= {share:.0%} of them); the lowest "
+                     f"{worst.of_bound():.0%} on {worst.shape.name} {worst.dtype} {worst.pass_} "
+                     f"(target every pass >= {floor:.0%})")))
     for name, med, _, peer, peer_med in _overhead_pairs(overhead_rows):
         if peer_med is None:
             out.append((None, f"overhead: {name}: target skipped (torch is not installed)"))
             continue
         out.append((med <= OVERHEAD_TARGET * peer_med,
-                    f"overhead: {name} tiny input {med * 1e6:.2f} us per call, "
-                    f"{med / peer_med:.2f} x {peer} ({peer_med * 1e6:.2f} us) "
-                    f"(median; target <= {OVERHEAD_TARGET:g} x)"))
+                    (f"overhead: {name} tiny input {med * 1e6:.2f} us per call, "
+                     f"{med / peer_med:.2f} x {peer} ({peer_med * 1e6:.2f} us) "
+                     f"(median; target <= {OVERHEAD_TARGET:g} x)")))
     if cont:
         worst = max(cont, key=lambda c: c["busy"] / c["idle1"])
         ratio = worst["busy"] / worst["idle1"]
         out.append((ratio <= CONTENTION_TARGET,
-                    f"contention: {len(cont)} passes take >= {CONTENTION_MIN * 1e3:.0f} ms on "
-                    f"one thread; with CPU {worst['cpu']} held by a busy loop, "
-                    f"{worst['threads']} threads take at most {ratio:.2f}x their one-thread "
-                    f"idle time ({worst['shape'].name} {worst['dtype']} {worst['pass']}; "
-                    f"median of rounds; target <= {CONTENTION_TARGET:g}x)"))
+                    (f"contention: {len(cont)} passes take >= {CONTENTION_MIN * 1e3:.0f} ms on "
+                     f"one thread; with CPU {worst['cpu']} held by a busy loop, "
+                     f"{worst['threads']} threads take at most {ratio:.2f}x their one-thread "
+                     f"idle time ({worst['shape'].name} {worst['dtype']} {worst['pass']}; "
+                     f"median of rounds; target <= {CONTENTION_TARGET:g}x)")))
     for m in memory_rows:
-        out.append((m["ok"], f"memory: {m['dtype']} {m['pass']} on (N,64,56,56): extra "
-                             f"{fmt_mib(m['extra4'])} at N=4, {fmt_mib(m['extra16'])} at N=16 "
-                             f"(target: N=16 <= {MEMORY_GROWTH:g} x N=4 + 1 MiB)"))
+        out.append((m["ok"], (f"memory: {m['dtype']} {m['pass']} on (N,64,56,56): extra "
+                              f"{fmt_mib(m['extra4'])} at N=4, {fmt_mib(m['extra16'])} at N=16 "
+                              f"(target: N=16 <= {MEMORY_GROWTH:g} x N=4 + 1 MiB)")))
     return out
 
 
@@ -1043,10 +1045,10 @@ def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, c
         f"- date: {when}",
         f"- command: `{command}`" + (" (a partial run)" if partial else ""),
         f"- wall time of the run: {elapsed:.0f} s",
-        f"- machine: nproc {info['nproc']}, {info['cpu']}, {info['platform']}; load average "
-        f"(1, 5, 15 min) {info['load before']} before, {info['load after']} after",
-        f"- versions: Python {info['python']}, NumPy {info['numpy']}, SciPy {info['scipy']}, "
-        f"torch {info['torch']}, convx {info['convx']}",
+        (f"- machine: nproc {info['nproc']}, {info['cpu']}, {info['platform']}; load average "
+         f"(1, 5, 15 min) {info['load before']} before, {info['load after']} after"),
+        (f"- versions: Python {info['python']}, NumPy {info['numpy']}, SciPy {info['scipy']}, "
+         f"torch {info['torch']}, convx {info['convx']}"),
         (f"- threads: torch {info['torch threads']} (`torch.set_num_threads({TORCH_THREADS})`), "
          if torch is not None else "- threads: torch not installed, ")
         + f"convx {info['convx threads']} (`convx.get_num_threads()`, its default), "
@@ -1099,12 +1101,12 @@ def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, c
         lines += [
             "## Contention",
             "",
-            f"Every pass of the run that takes at least {CONTENTION_MIN * 1e3:.0f} ms on one "
-            "thread on the idle machine (`convx.set_num_threads(1)`), timed again with "
-            "convx's default threads while a subprocess of the benchmark's own spins on one "
-            "CPU (pinned there with `sched_setaffinity`): a neighbour that takes a core.  "
-            "Medians of the rounds.  A static split of the work among the threads would wait "
-            "for the one that shares its CPU.",
+            (f"Every pass of the run that takes at least {CONTENTION_MIN * 1e3:.0f} ms on one "
+             "thread on the idle machine (`convx.set_num_threads(1)`), timed again with "
+             "convx's default threads while a subprocess of the benchmark's own spins on one "
+             "CPU (pinned there with `sched_setaffinity`): a neighbour that takes a core.  "
+             "Medians of the rounds.  A static split of the work among the threads would wait "
+             "for the one that shares its CPU."),
             "",
             md_table(contention_table(cont)),
             "",
@@ -1112,31 +1114,31 @@ def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, c
     lines += [
         "Notes:",
         "",
-        "- Inputs: standard normal from `np.random.default_rng(0)` (float32: the float64 "
-        "data cast), weights in PyTorch's layout `(C_out, C_in // groups, k[, k])`.  torch "
-        "gets the same memory through `torch.from_numpy`.",
-        "- torch calls: `torch.nn.functional.conv{1,2}d`, `torch.nn.grad.conv{1,2}d_input`, "
-        "`torch.nn.grad.conv{1,2}d_weight`, with the same stride, padding, dilation and "
-        "groups.",
+        ("- Inputs: standard normal from `np.random.default_rng(0)` (float32: the float64 "
+         "data cast), weights in PyTorch's layout `(C_out, C_in // groups, k[, k])`.  torch "
+         "gets the same memory through `torch.from_numpy`."),
+        ("- torch calls: `torch.nn.functional.conv{1,2}d`, `torch.nn.grad.conv{1,2}d_input`, "
+         "`torch.nn.grad.conv{1,2}d_weight`, with the same stride, padding, dilation and "
+         "groups."),
     ]
     if core:
         lines += [
             "- The 1-D (64,1,4096) k9 case has 16 output channels.",
-            "- im2col: `benchmarks/im2col_numpy.py`, the book's / CS231n's vectorised NumPy "
-            "(a whole-batch column matrix and one matmul; col2im by a loop over kernel taps).",
-            "- loops: the notebook's pure-Python loops (`benchmarks/baseline/notebook_loops.py`: "
-            "`_output_fixed`, `_input_grad`, `_param_grad`, weights as `[C_in, C_out, k, k]`), "
-            "float64 only, **timed once on one image and multiplied by the batch size** "
-            "(10 for CIFAR, 100 for MNIST); checked against convx on that image.",
+            ("- im2col: `benchmarks/im2col_numpy.py`, the book's / CS231n's vectorised NumPy "
+             "(a whole-batch column matrix and one matmul; col2im by a loop over kernel taps)."),
+            ("- loops: the notebook's pure-Python loops (`benchmarks/baseline/notebook_loops.py`: "
+             "`_output_fixed`, `_input_grad`, `_param_grad`, weights as `[C_in, C_out, k, k]`), "
+             "float64 only, **timed once on one image and multiplied by the batch size** "
+             "(10 for CIFAR, 100 for MNIST); checked against convx on that image."),
             "",
         ]
     else:
         lines += [
-            "- Every shape is timed against torch only (the im2col baseline does no groups, "
-            "stride or dilation); the large one-channel kernels also against "
-            "`scipy.signal.oaconvolve` and `fftconvolve` (forward: the correlation as a "
-            "convolution with the flipped kernel, 'same' size, over the batch), whose faster "
-            "is the FFT/convx ratio.",
+            ("- Every shape is timed against torch only (the im2col baseline does no groups, "
+             "stride or dilation); the large one-channel kernels also against "
+             "`scipy.signal.oaconvolve` and `fftconvolve` (forward: the correlation as a "
+             "convolution with the flipped kernel, 'same' size, over the batch), whose faster "
+             "is the FFT/convx ratio."),
             "",
         ]
         with open(path, "w") as f:
@@ -1145,26 +1147,26 @@ def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, c
     lines += [
         "## Per-call overhead",
         "",
-        f"Median (and minimum) over {args.overhead_rounds} rounds; each round times "
-        f"{args.overhead_calls} calls of every row in turn, so that a burst of load from "
-        "another tenant slows all rows alike.  float64, padding 1 (the notebook name: its "
-        "'same' convolution of a length-5 signal).  The target is a ratio to torch's call "
-        "of the same pass on the same input, timed in the same rounds: a tiny call costs "
-        "mostly interpreter and dispatch time, which machines differ in (an absolute 5 us "
-        "failed at 5.6-7.0 us on an AVX2-only machine where torch took 18-59 us).  The "
-        "notebook's own Python loop is shown for scale.",
+        (f"Median (and minimum) over {args.overhead_rounds} rounds; each round times "
+         f"{args.overhead_calls} calls of every row in turn, so that a burst of load from "
+         "another tenant slows all rows alike.  float64, padding 1 (the notebook name: its "
+         "'same' convolution of a length-5 signal).  The target is a ratio to torch's call "
+         "of the same pass on the same input, timed in the same rounds: a tiny call costs "
+         "mostly interpreter and dispatch time, which machines differ in (an absolute 5 us "
+         "failed at 5.6-7.0 us on an AVX2-only machine where torch took 18-59 us).  The "
+         "notebook's own Python loop is shown for scale."),
         "",
         md_table(overhead_table(ov)),
         "",
         "## Working memory on the largest shape, (N,64,56,56) x64 3x3 p1",
         "",
-        "Extra = the peak memory `tracemalloc` traced during one convx call (NumPy's array "
-        "allocations are traced) minus the output it returns; the inputs exist before "
-        "tracing starts.  RSS growth (peak resident set during the call minus the resident "
-        "set before and the output) is a cross-check that also sees memory a kernel takes "
-        "with C `malloc`; it can read low when freed memory is reused.  convx's extra should "
-        "be per-thread scratch, the same for N = 4 and N = 16, unlike the baseline's "
-        "whole-batch column matrix.",
+        ("Extra = the peak memory `tracemalloc` traced during one convx call (NumPy's array "
+         "allocations are traced) minus the output it returns; the inputs exist before "
+         "tracing starts.  RSS growth (peak resident set during the call minus the resident "
+         "set before and the output) is a cross-check that also sees memory a kernel takes "
+         "with C `malloc`; it can read low when freed memory is reused.  convx's extra should "
+         "be per-thread scratch, the same for N = 4 and N = 16, unlike the baseline's "
+         "whole-batch column matrix."),
         "",
         md_table(memory_table(mem)),
         "",

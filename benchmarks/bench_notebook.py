@@ -264,18 +264,18 @@ def write_markdown(path, rs, info, command, args, when, targets_ok, checks_ok, e
         f"- command: `{command}`",
         "- machine: " + f"nproc {info['nproc']}, {info['cpu']}, {info['platform']} "
         "(a shared machine: other work may have run beside the benchmark)",
-        f"- versions: Python {info['python']}, NumPy {info['numpy']}, convx {info['convx']}; "
-        f"convx threads: {info['threads']} (thread variables: {info['threads env']})",
-        f"- load average (1, 5, 15 min) before the run: {info['load before']}; "
-        f"after: {info['load after']}",
+        (f"- versions: Python {info['python']}, NumPy {info['numpy']}, convx {info['convx']}; "
+         f"convx threads: {info['threads']} (thread variables: {info['threads env']})"),
+        (f"- load average (1, 5, 15 min) before the run: {info['load before']}; "
+         f"after: {info['load after']}"),
         f"- wall time of the whole run: {elapsed:.0f} s",
         "",
-        "The baseline is `benchmarks/notebook_loops.py`, the learner's notebook code "
-        "transcribed as written (pure-Python loops).  convx: one warm-up call, then "
-        f"{args.repeat} timed calls, median and minimum reported.  Loops: one timed call, "
-        f"repeated (median) only when it took under {LOOP_REPEAT_BELOW} s.  "
-        "Speed-up = loops time / convx median.  Every pass is checked: convx's result "
-        "equals the loops' (same shape, `np.allclose`, rtol 1e-9) on the same inputs.",
+        ("The baseline is `benchmarks/notebook_loops.py`, the learner's notebook code "
+         "transcribed as written (pure-Python loops).  convx: one warm-up call, then "
+         f"{args.repeat} timed calls, median and minimum reported.  Loops: one timed call, "
+         f"repeated (median) only when it took under {LOOP_REPEAT_BELOW} s.  "
+         "Speed-up = loops time / convx median.  Every pass is checked: convx's result "
+         "equals the loops' (same shape, `np.allclose`, rtol 1e-9) on the same inputs."),
         "",
         md_table(rs),
         "",
@@ -284,16 +284,16 @@ def write_markdown(path, rs, info, command, args, when, targets_ok, checks_ok, e
         "- The target (each of `_output`, `_input_grad`, `_param_grad` on the CIFAR-sized "
         f"example >= {TARGET:,.0f}x faster than the loops): "
         + ("**PASS**." if targets_ok else "**FAIL**."),
-        "- The loop baseline for `_output` is `_output_fixed`: the notebook's forward with "
-        "the filter size taken from `param.shape[2]` instead of `param.shape[0]`, which is "
-        "what convx computes.  The notebook's own `_output` runs a 3x3 corner of each 5x5 "
-        "filter, so it does about 9/25 of the work; it is listed for information only.",
-        "- The 2-D and 1-D rows carry no target: on such small inputs convx's time is mostly "
-        "the fixed cost of a Python call with argument checks.",
-        "- convx runs one thread per core by default.  When another process keeps a core "
-        "busy, those threads wait on each other and a CIFAR pass can take many times longer "
-        "than on an idle machine; compare the load average above, and `--threads 1` for a "
-        "run on a busy machine.",
+        ("- The loop baseline for `_output` is `_output_fixed`: the notebook's forward with "
+         "the filter size taken from `param.shape[2]` instead of `param.shape[0]`, which is "
+         "what convx computes.  The notebook's own `_output` runs a 3x3 corner of each 5x5 "
+         "filter, so it does about 9/25 of the work; it is listed for information only."),
+        ("- The 2-D and 1-D rows carry no target: on such small inputs convx's time is mostly "
+         "the fixed cost of a Python call with argument checks."),
+        ("- convx runs one thread per core by default.  When another process keeps a core "
+         "busy, those threads wait on each other and a CIFAR pass can take many times longer "
+         "than on an idle machine; compare the load average above, and `--threads 1` for a "
+         "run on a busy machine."),
     ]
     if scaled:
         lines.append(
