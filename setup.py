@@ -49,7 +49,7 @@ def openmp_flags():
         with open(src, "w") as fh:
             fh.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
         result = subprocess.run([cc, "-fopenmp", src, "-o", os.path.join(tmp, "omp")],
-                                capture_output=True)
+                                capture_output=True, check=False)
     if result.returncode != 0:
         print("convx: the C compiler has no OpenMP; building single-threaded batches")
         return []

@@ -380,7 +380,7 @@ def measure_roofline(dtypes, rounds=3):
     ``rounds`` square 4096 GEMMs of each dtype through scipy.linalg.blas (on
     its BLAS's default threads), and the best of ``rounds`` np.copyto of
     512 MiB, counting the bytes read and written."""
-    import scipy.linalg.blas as blas
+    from scipy.linalg import blas
     peak = {}
     n = 4096
     for dtype in dtypes:
@@ -413,7 +413,7 @@ def time_round_robin(fns, repeat, min_time, settle_after=(), settle=0.0):
     numbers = {}
     for name, fn in fns.items():
         t = sample(name, fn, 1)
-        numbers[name] = max(1, min(100000, int(math.ceil(min_time / max(t, 1e-7)))))
+        numbers[name] = max(1, min(100000, math.ceil(min_time / max(t, 1e-7))))
     samples = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
@@ -891,7 +891,7 @@ def overhead_table(overhead_rows):
              _overhead_pairs(overhead_rows)}
     out = []
     for name, med, mn, target in overhead_rows:
-        peer, peer_med = peers.get(name, (None, None))
+        _peer, peer_med = peers.get(name, (None, None))
         out.append({
             "call (1-D, length 5, kernel 3)": name, "median per call": f"{med * 1e6:.2f} us",
             "min per call": f"{mn * 1e6:.2f} us",

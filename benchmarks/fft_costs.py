@@ -135,7 +135,7 @@ def main():
                 if method == "winograd" and dtype == np.float64:
                     # 'auto' keeps the direct sums in float64 by design (their
                     # error bound): shown, not counted
-                    print(f"{str(xs):18} {str(ws):16} float64 {pass_:11} auto: "
+                    print(f"{xs!s:18} {ws!s:16} float64 {pass_:11} auto: "
                           f"{chosen[1].name:9} winograd {t_fft * 1e3:8.2f} ms  "
                           f"{other.name:9} {t_other * 1e3:8.2f} ms  (not counted)", flush=True)
                     continue
@@ -146,7 +146,7 @@ def main():
                     c, cin, cout, tiles, tb, copied = seen[0]
                     fits.append((_engine._winograd_terms(c.groups, cin, cout, tiles, tb), copied,
                                  t_fft * 1e9, t_other * 1e9, c.macs))
-                print(f"{str(xs):18} {str(ws):16} {np.dtype(dtype).name:7} {pass_:11} "
+                print(f"{xs!s:18} {ws!s:16} {np.dtype(dtype).name:7} {pass_:11} "
                       f"auto: {chosen[1].name:9} {method} {t_fft * 1e3:8.2f} ms  {other.name:9} "
                       f"{t_other * 1e3:8.2f} ms  {'' if loss <= 1.05 else f'{loss:.2f}x slower'}",
                       flush=True)

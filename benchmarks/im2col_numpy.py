@@ -20,8 +20,8 @@ matrix holds the whole batch, so its memory grows with the batch size.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["conv2d", "conv2d_input_grad", "conv2d_weight_grad",
-           "conv1d", "conv1d_input_grad", "conv1d_weight_grad"]
+__all__ = ["conv1d", "conv1d_input_grad", "conv1d_weight_grad",
+           "conv2d", "conv2d_input_grad", "conv2d_weight_grad"]
 
 
 def _out_size(size, k, stride, padding):
@@ -30,7 +30,7 @@ def _out_size(size, k, stride, padding):
 
 def im2col(x, kh, kw, stride=1, padding=0):
     """x (N, C, H, W) -> columns (N*OH*OW, C*kH*kW), and (OH, OW)."""
-    n, c, h, w = x.shape
+    n, c, _, _ = x.shape
     if padding:
         x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     win = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]

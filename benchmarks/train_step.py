@@ -53,7 +53,7 @@ def parts(threads):
     optimizer = nn.Adam(1e-3)
 
     def step():
-        loss, grad = nn.softmax_cross_entropy(model.forward(x), y)
+        _loss, grad = nn.softmax_cross_entropy(model.forward(x), y)
         model.backward(grad)
         optimizer.step(model.parameters())
 

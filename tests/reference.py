@@ -30,10 +30,9 @@ padding, dilation and groups, see :func:`conv_nd`.
 """
 import numpy as np
 
-__all__ = ["same_pads", "pad", "corr_same_1d", "corr_same_2d",
-           "forward", "input_grad", "param_grad",
-           "torch_same_pads", "conv_output_size", "conv_nd", "conv_nd_input_grad",
-           "conv_nd_weight_grad"]
+__all__ = ["conv_nd", "conv_nd_input_grad", "conv_nd_weight_grad", "conv_output_size",
+           "corr_same_1d", "corr_same_2d", "forward", "input_grad", "pad", "param_grad",
+           "same_pads", "torch_same_pads"]
 
 
 def same_pads(k):

@@ -227,9 +227,7 @@ def nb_applies(kind, scenario):
         return False
     if "n" in geo and "N" not in fz.NB_KINDS[kind][0]:
         return False
-    if ("c_in" in geo or "c_out" in geo) and not kind.startswith("ch"):
-        return False
-    return True
+    return kind.startswith("ch") or ("c_in" not in geo and "c_out" not in geo)
 
 
 def notebook_cases():

@@ -316,9 +316,11 @@ def allocates_at_most(budget=ALLOC_BUDGET):
 def _refused(call):
     """``call()`` raises ConvxValueError naming the 2**31 - 1 limit, allocating
     (almost) nothing first."""
-    with allocates_at_most():
-        with pytest.raises(convx.ConvxValueError, match=r"2\*\*31|exceeds|too large"):
-            call()
+    with (
+        allocates_at_most(),
+        pytest.raises(convx.ConvxValueError, match=r"2\*\*31|exceeds|too large"),
+    ):
+        call()
 
 
 # paddings whose output is too long for BLAS (output positions > 2**31 - 1)
@@ -396,6 +398,5 @@ def test_geometry_past_int64_answered_or_refused(kwargs):
 def test_pad_too_large_refused_before_allocating(pad, args, num):
     """A notebook pad whose result would pass 2**48 elements is refused, naming
     'num', before NumPy is asked for the memory (or its size overflows)."""
-    with allocates_at_most():
-        with pytest.raises(convx.ConvxValueError, match=r"'num'.*2\*\*48"):
-            pad(*args, num)
+    with allocates_at_most(), pytest.raises(convx.ConvxValueError, match=r"'num'.*2\*\*48"):
+        pad(*args, num)

@@ -588,10 +588,12 @@ def test_unknown_chunk_sizes_are_refused(name, build_only):
                                           (1.0, convx.ConvxTypeError),
                                           (True, convx.ConvxTypeError)])
 def test_threads_per_task_config_is_checked(value, error, build_only):
-    with dask.config.set({"convx.threads-per-task": value}):
-        with pytest.raises(error, match=r"^conv2d\(\): dask config 'convx.threads-per-task' "
-                                        r"must be an int from 1 to \d+"):
-            cd.conv2d(da.ones((1, 1, 4, 4), chunks=2), np.ones((1, 1, 2, 2)))
+    with (
+        dask.config.set({"convx.threads-per-task": value}),
+        pytest.raises(error, match=r"^conv2d\(\): dask config 'convx.threads-per-task' "
+                                   r"must be an int from 1 to \d+"),
+    ):
+        cd.conv2d(da.ones((1, 1, 4, 4), chunks=2), np.ones((1, 1, 2, 2)))
 
 
 def test_docstring_examples_run():

@@ -235,9 +235,8 @@ def _v(value):
     return re.escape(repr(value))
 
 
-for func in API_SIGNATURES:
+for func, names in API_SIGNATURES.items():
     nsp = 1 if func.startswith("conv1d") else 2
-    names = API_SIGNATURES[func]
     good = dict(zip(names, API_GOOD[func]))
     w_arg = "weight" if "weight" in names else "weight_shape"
 

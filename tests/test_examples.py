@@ -48,7 +48,7 @@ def test_digits_trains(examples, offline, tmp_path):
     data = digits.load_data()
     assert [a.shape for a in data] == [(1347, 1, 8, 8), (1347,), (450, 1, 8, 8), (450,)]
     assert np.array_equal(np.bincount(data[3]), np.bincount(data[3], minlength=10))
-    model, history = digits.train(epochs=3, progress=False, log=None, data=data)
+    _model, history = digits.train(epochs=3, progress=False, log=None, data=data)
     assert history["loss"][-1] < 0.5 * history["loss"][0] < 2.3
     assert history["accuracy"][-1] >= 0.85          # chance is 0.10
     examples["numpy_nn"].plot_history(history, tmp_path / "curves.png", "test")
@@ -96,7 +96,7 @@ def test_numpy_nn_gradients_by_finite_differences(examples):
                           nn.Flatten(), nn.Dense(3 * 5 * 5, 4, dtype=np.float64, rng=rng))
     x = rng.standard_normal((3, 2, 5, 5))
     y = np.array([0, 3, 1])
-    loss, grad = nn.softmax_cross_entropy(model.forward(x), y)
+    _loss, grad = nn.softmax_cross_entropy(model.forward(x), y)
     model.backward(grad)
     for array, grad in model.parameters():
         flat = array.reshape(-1)
@@ -150,7 +150,7 @@ def test_large_image_small_run(examples, tmp_path):
     assert np.all(np.abs(out - want.astype(np.float64)) <= 76 * np.finfo(np.float32).eps * bound)
     assert np.abs(image).max() > 0.5 and np.abs(out).max() > 0.5   # not an image of zeros
     tiles = large.Tiles(str(tmp_path / "conv.f32"), shape, "r+")
-    r0, r1, c0, c1 = figures["tiles"][3]                # astride the first chunk corner
+    r0, _r1, c0, _c1 = figures["tiles"][3]                # astride the first chunk corner
     tiles[:, :, r0 + 1, c0 + 1] = tiles[:, :, r0 + 1, c0 + 1] + 1e-3
     assert large.spot_check(large.Tiles(str(tmp_path / "image.f32"), shape), tiles, weight,
                             figures["tiles"]) > 1

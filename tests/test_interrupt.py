@@ -116,7 +116,7 @@ def _long_call(make):
     call = make(rows)
     call()
     t = min(_timed(call) for _ in range(2))
-    return make(int(math.ceil(rows * 1.5 * LONG / max(t, 1e-4)))), t * 1.5 * LONG / max(t, 1e-4)
+    return make(math.ceil(rows * 1.5 * LONG / max(t, 1e-4))), t * 1.5 * LONG / max(t, 1e-4)
 
 
 def _timed(call):

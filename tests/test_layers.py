@@ -523,7 +523,7 @@ def test_two_layers_against_finite_differences(case, dtype):
     rng = np.random.default_rng(10)
     first, second, x = _stack(case, dtype, rng)
     r = rng.standard_normal(second.forward(np.tanh(first.forward(x))).shape)
-    loss, dx = _loss_and_grads(first, second, x, r, _tanh, _dtanh)
+    _loss, dx = _loss_and_grads(first, second, x, r, _tanh, _dtanh)
     grads = {"x": (x, dx), "w1": (first.weight, first.weight_grad),
              "b1": (first.bias, first.bias_grad), "w2": (second.weight, second.weight_grad)}
     if second.bias is not None:
@@ -565,7 +565,7 @@ def test_two_layers_against_torch(case):
     out = conv(torch.tanh(h), params[2], params[3], 1, "same", 1, second.groups)
     r = rng.standard_normal(tuple(out.shape))
     (out * torch.tensor(r)).sum().backward()
-    loss, dx = _loss_and_grads(first, second, x, r, _tanh, _dtanh)
+    _loss, dx = _loss_and_grads(first, second, x, r, _tanh, _dtanh)
     np.testing.assert_allclose(second.forward(np.tanh(first.forward(x))), out.detach().numpy(),
                                rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-9, atol=1e-12)

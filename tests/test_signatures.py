@@ -70,7 +70,7 @@ ISSUE_NAMES = [
 def star_namespace():
     """What a notebook cell ``from convx import *`` puts in the notebook's globals."""
     namespace = {}
-    exec("from convx import *", namespace)
+    exec("from convx import *", namespace)  # noqa: S102  (the star import, as a notebook runs it)
     return namespace
 
 
