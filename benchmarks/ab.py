@@ -116,6 +116,19 @@ SHAPES = [  # name, x shape, w shape, stride, padding, groups
 ]
 
 
+def pass_calls(m, x, w, g, kw):
+    """Module ``m``'s three passes on ``x``, ``w`` and the output gradient
+    ``g`` (None until the forward pass has given its shape), as calls
+    without arguments."""
+    nd = x.ndim - 2
+    f = m.conv2d if nd == 2 else m.conv1d
+    fi = m.conv2d_input_grad if nd == 2 else m.conv1d_input_grad
+    fw = m.conv2d_weight_grad if nd == 2 else m.conv1d_weight_grad
+    return {"forward": lambda: f(x, w, **kw),
+            "input grad": lambda: fi(x.shape, w, g, **kw),
+            "weight grad": lambda: fw(x, w.shape, g, **kw)}
+
+
 def passes(a, b, rounds, filt, settle):
     rng = np.random.default_rng(0)
     rows, ratios = [], []
@@ -124,17 +137,8 @@ def passes(a, b, rounds, filt, settle):
             x = rng.standard_normal(xs).astype(dt)
             w = rng.standard_normal(ws).astype(dt)
             kw = dict(stride=st, padding=pd, groups=gr)
-            nd = len(xs) - 2
-
-            def fns(m):
-                f = m.conv2d if nd == 2 else m.conv1d
-                fi = m.conv2d_input_grad if nd == 2 else m.conv1d_input_grad
-                fw = m.conv2d_weight_grad if nd == 2 else m.conv1d_weight_grad
-                return {"forward": lambda: f(x, w, **kw),
-                        "input grad": lambda: fi(x.shape, w, g, **kw),
-                        "weight grad": lambda: fw(x, w.shape, g, **kw)}
-            g = rng.standard_normal(fns(b)["forward"]().shape).astype(dt)
-            fa, fb = fns(a), fns(b)
+            g = rng.standard_normal(pass_calls(b, x, w, None, kw)["forward"]().shape).astype(dt)
+            fa, fb = pass_calls(a, x, w, g, kw), pass_calls(b, x, w, g, kw)
             for p in ("forward", "input grad", "weight grad"):
                 key = f"{name} {p} {dt}"
                 if filt and not all(word in key for word in filt.split(",")):

@@ -64,7 +64,7 @@ def overhead(repeat, scheduler, client=None):
     w = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
     for name, shape, chunks in cases:
         x = rng.standard_normal(shape).astype(np.float32)
-        t_np = median_time(lambda: convx.conv2d(x, w, padding=1), repeat)
+        t_np = median_time(lambda x=x: convx.conv2d(x, w, padding=1), repeat)
         dx = da.from_array(x, chunks=chunks)
         if client is not None:
             dx = client.persist(dx)
@@ -72,12 +72,12 @@ def overhead(repeat, scheduler, client=None):
             dx = dx.persist(scheduler="sync")
         y = convx.dask.conv2d(dx, w, padding=1)
         n = int(np.prod(y.numblocks))
-        t_build = median_time(lambda: convx.dask.conv2d(dx, fresh(w), padding=1), repeat)
+        t_build = median_time(lambda dx=dx: convx.dask.conv2d(dx, fresh(w), padding=1), repeat)
         if client is not None:
-            def run():
+            def run(dx=dx):
                 client.compute(convx.dask.conv2d(dx, fresh(w), padding=1)).result()
         else:
-            def run():
+            def run(dx=dx):
                 with dask.config.set(scheduler=scheduler):
                     convx.dask.conv2d(dx, fresh(w), padding=1).compute()
         t_run = median_time(run, repeat)
@@ -106,7 +106,7 @@ def throughput(repeat, sizes, scheduler, client=None, per_task=1):
             from distributed import wait
             wait(x)
 
-            def run():
+            def run(x=x):
                 y = client.persist(convx.dask.conv2d(x, fresh(w), padding=1))
                 wait(y)
                 client.cancel(y)
@@ -114,7 +114,7 @@ def throughput(repeat, sizes, scheduler, client=None, per_task=1):
             x = da.from_array(rng.standard_normal(shape, dtype=np.float32), chunks=chunks)
             x = x.persist(scheduler="sync")
 
-            def run():
+            def run(x=x):
                 with dask.config.set({"scheduler": scheduler, "num_workers": 2,
                                       "convx.threads-per-task": per_task}):
                     convx.dask.conv2d(x, fresh(w), padding=1).persist()

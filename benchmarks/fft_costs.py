@@ -20,6 +20,7 @@ into src/convx/_engine.py and checked by a run without ``--fit``.
     python benchmarks/fft_costs.py [--method fft|winograd] [--fit] [--threads N] [--rounds R]
 """
 import argparse
+import functools
 import math
 import time
 
@@ -76,6 +77,33 @@ def best_of(f, rounds):
     return best
 
 
+def passes_of(xs, ws, x, w, g, geometry, pads4, d, groups, dtype):
+    """The three passes of one case, by name: (the call, the plan), each a
+    function of the method."""
+    return {
+        "forward": (lambda m: convx.conv2d(x, w, **geometry, method=m),
+                    lambda m: _engine.forward_plan("t", xs, ws, (1, 1), pads4, (d, d),
+                                                   groups, method=m, dtype=dtype)),
+        "input grad": (lambda m: convx.conv2d_input_grad(xs, w, g, **geometry, method=m),
+                       lambda m: _engine.input_grad_plan("t", xs, ws, g.shape, (1, 1),
+                                                         pads4, (d, d), groups,
+                                                         method=m, dtype=dtype)),
+        "weight grad": (lambda m: convx.conv2d_weight_grad(x, ws, g, **geometry,
+                                                           method=m),
+                        lambda m: _engine.weight_grad_plan("t", xs, ws, g.shape, (1, 1),
+                                                           pads4, (d, d), groups,
+                                                           method=m, dtype=dtype)),
+    }
+
+
+def recording(fn, seen):
+    """``fn``, appending the arguments of each call to ``seen``."""
+    def recorded(c, *a):
+        seen.append((c, *a))
+        return fn(c, *a)
+    return recorded
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", choices=("fft", "winograd"), default="fft")
@@ -101,35 +129,22 @@ def main():
             x = rng.standard_normal(xs).astype(dtype)
             w = rng.standard_normal(ws).astype(dtype)
             g = rng.standard_normal(convx.conv2d(x, w, **geometry).shape).astype(dtype)
-            passes = {
-                "forward": (lambda m: convx.conv2d(x, w, **geometry, method=m),
-                            lambda m: _engine.forward_plan("t", xs, ws, (1, 1), pads4, (d, d),
-                                                           groups, method=m, dtype=dtype)),
-                "input grad": (lambda m: convx.conv2d_input_grad(xs, w, g, **geometry, method=m),
-                               lambda m: _engine.input_grad_plan("t", xs, ws, g.shape, (1, 1),
-                                                                 pads4, (d, d), groups,
-                                                                 method=m, dtype=dtype)),
-                "weight grad": (lambda m: convx.conv2d_weight_grad(x, ws, g, **geometry,
-                                                                   method=m),
-                                lambda m: _engine.weight_grad_plan("t", xs, ws, g.shape, (1, 1),
-                                                                   pads4, (d, d), groups,
-                                                                   method=m, dtype=dtype)),
-            }
+            passes = passes_of(xs, ws, x, w, g, geometry, pads4, d, groups, dtype)
             if method == "winograd":
                 del passes["weight grad"]
             for pass_, (call, plan) in passes.items():
                 seen = []
                 if method == "winograd":   # what the cost model is given
                     pays = _engine._winograd_pays
-                    _engine._winograd_pays = lambda c, *a: seen.append((c, *a)) or pays(c, *a)
+                    _engine._winograd_pays = recording(pays, seen)
                 try:
                     chosen = plan("auto")
                 finally:
                     if method == "winograd":
                         _engine._winograd_pays = pays
                 other = plan(method)[3][1][1]   # the plan's fallback: the table without it
-                t_fft = best_of(lambda: call(method), args.rounds)
-                t_other = best_of(lambda: call(other.method), args.rounds)
+                t_fft = best_of(functools.partial(call, method), args.rounds)
+                t_other = best_of(functools.partial(call, other.method), args.rounds)
                 t_auto = t_fft if chosen[1].name == method else t_other
                 loss = t_auto / min(t_fft, t_other)
                 if method == "winograd" and dtype == np.float64:

@@ -16,6 +16,7 @@ tests/reference.py for the rounding bound):
 * the threaded scheduler and a two-process LocalCluster, with the thread
   count convx itself used in each task.
 """
+import functools
 import inspect
 import math
 import os
@@ -372,12 +373,12 @@ def test_batch_and_channel_chunkings_give_the_numpy_bits(case, dtype):
                        da.from_array(b, chunks=1), method=method, **kw)
             assert got.chunks[0] == xc[0] and len(got.chunks[1]) == 1
             equal(got.compute(), y)
-            compared += _same(lambda: gi_da(x.shape, w, da.from_array(g, chunks=gc),
-                                            method=method, **kw), dx, equal)
-            compared += _same(lambda: gw_da(da.from_array(x, chunks=xc), w.shape,
-                                            da.from_array(g, chunks=gc), method=method, **kw),
-                              dw, lambda got, want: assert_close(got, want, bound,
-                                                                 g[:, 0].size, dtype))
+            compared += _same(functools.partial(gi_da, x.shape, w, da.from_array(g, chunks=gc),
+                                                method=method, **kw), dx, equal)
+            compared += _same(functools.partial(gw_da, da.from_array(x, chunks=xc), w.shape,
+                                                da.from_array(g, chunks=gc), method=method, **kw),
+                              dw, functools.partial(assert_close, bound=bound,
+                                                    nterms=g[:, 0].size, dtype=dtype))
         assert compared >= 3
 
 
