@@ -150,7 +150,7 @@ def test_large_image_small_run(examples, tmp_path):
     assert np.all(np.abs(out - want.astype(np.float64)) <= 76 * np.finfo(np.float32).eps * bound)
     assert np.abs(image).max() > 0.5 and np.abs(out).max() > 0.5   # not an image of zeros
     tiles = large.Tiles(str(tmp_path / "conv.f32"), shape, "r+")
-    r0, _r1, c0, _c1 = figures["tiles"][3]                # astride the first chunk corner
+    r0, _r1, c0, _c1 = figures["tiles"][3]              # astride the first chunk corner
     tiles[:, :, r0 + 1, c0 + 1] = tiles[:, :, r0 + 1, c0 + 1] + 1e-3
     assert large.spot_check(large.Tiles(str(tmp_path / "image.f32"), shape), tiles, weight,
                             figures["tiles"]) > 1
