@@ -631,6 +631,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         input's chunks.  Bad arguments raise :func:`convx.conv2d`'s errors
         here, before anything is computed.
 
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv2d`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, convx.dask
@@ -650,6 +659,15 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     """:func:`convx.conv1d` on dask arrays, lazily: ``input`` (N, C_in, L)
     or (C_in, L), ``weight`` (C_out, C_in // groups, k), ``bias`` (C_out,);
     the rest as in :func:`conv2d`.
+
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv1d`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
 
     Examples
     --------
@@ -673,6 +691,15 @@ def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
     interior boundary ``o`` of ``grad_output``'s chunks (clamped to the
     input, duplicates dropped): the boundaries the forward pass maps back.
 
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv2d_input_grad`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, convx.dask
@@ -695,6 +722,15 @@ def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
     """:func:`convx.conv1d_input_grad` on dask arrays, lazily; chunked as
     :func:`conv2d_input_grad` says, along L.
 
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv1d_input_grad`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, convx.dask
@@ -715,6 +751,15 @@ def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
     from the input region its windows read; the partials are summed by a
     tree reduction into one chunk of shape ``weight_shape``.
 
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv2d_weight_grad`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, convx.dask
@@ -732,6 +777,15 @@ def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
                        groups=1, method="auto"):
     """:func:`convx.conv1d_weight_grad` on dask arrays, lazily; summed as
     :func:`conv2d_weight_grad` says.
+
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv1d_weight_grad`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
 
     Examples
     --------
