@@ -3,9 +3,10 @@
 Build (from a clone): ``pip install ".[docs]"`` then
 ``python -m sphinx -W -b html docs docs/_build/html``.  The Markdown pages are
 read by MyST; the API reference is autodoc over the installed package, its
-docstrings in numpydoc style.  ``python -m sphinx -b doctest docs OUT`` runs
-the examples of the pages (the docstrings' own examples run in
-tests/test_docs.py).
+docstrings in numpydoc style.  ``python -m sphinx -W -b doctest docs OUT``
+runs the examples of the API reference's docstrings (tests/test_docs.py runs
+them too, and the pages' Python blocks); .ci/docs does both and checks the
+pages in headless Chromium (docs/check_render.py).
 """
 import convx
 
@@ -46,12 +47,18 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"convx {release}"
 html_theme_options = {
     "navigation_depth": 2,
+    "header_links_before_dropdown": 6,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
+# The section navigation on the left for the pages that have sections (the
+# API reference, the performance pages); the single pages use the width.
 html_sidebars = {"**": ["sidebar-nav-bs"]}
+html_sidebars.update({page: [] for page in (
+    "index", "quickstart", "notebook", "conventions", "examples", "reliability", "scaling",
+    "design", "changelog")})
 html_static_path = []
 html_last_updated_fmt = None
 
