@@ -4,7 +4,7 @@
                                         [--markdown PATH] [--seed S]
                                         [--threads N]
 
-The baseline is ``benchmarks/notebook_loops.py``: the learner's notebook code,
+The baseline is ``benchmarks/baseline/notebook_loops.py``: the learner's notebook code,
 transcribed as written.  Three examples from the notebook are timed:
 
 * CIFAR-sized, multi-channel: input 10x3x32x32 float64 (standard normal),
@@ -270,7 +270,7 @@ def write_markdown(path, rs, info, command, args, when, targets_ok, checks_ok, e
          f"after: {info['load after']}"),
         f"- wall time of the whole run: {elapsed:.0f} s",
         "",
-        ("The baseline is `benchmarks/notebook_loops.py`, the learner's notebook code "
+        ("The baseline is `benchmarks/baseline/notebook_loops.py`, the learner's notebook code "
          "transcribed as written (pure-Python loops).  convx: one warm-up call, then "
          f"{args.repeat} timed calls, median and minimum reported.  Loops: one timed call, "
          f"repeated (median) only when it took under {LOOP_REPEAT_BELOW} s.  "

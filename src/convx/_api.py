@@ -361,6 +361,20 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         precision, float16 computes in float32, integers compute and return
         float64.  ``input``, ``weight`` and ``bias`` must share one dtype.
 
+    Raises
+    ------
+    ConvxTypeError
+        If an array argument is not a NumPy array of a real numeric dtype, the
+        arrays' dtypes differ, or a geometry argument has the wrong type.
+    ConvxValueError
+        If an array has the wrong number of dimensions, the channels do not
+        match (``input.shape[1] != weight.shape[1] * groups``), ``groups`` does
+        not divide the channels, ``padding='same'`` comes with a stride, the
+        (dilated) kernel is larger than the padded input, or ``method`` does
+        not apply to the call.
+    ConvxMemoryError
+        If the result or the working memory cannot be allocated.
+
     Examples
     --------
     >>> import numpy as np, convx
@@ -391,6 +405,22 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     Returns
     -------
     ndarray of shape (N, C_out, L_out), or (C_out, L_out)
+        ``L_out = (L + 2*padding - dilation*(k - 1) - 1) // stride + 1``, in
+        the dtype of ``input`` (the rule of :func:`conv2d`).
+
+    Raises
+    ------
+    ConvxTypeError
+        If an array argument is not a NumPy array of a real numeric dtype, the
+        arrays' dtypes differ, or a geometry argument has the wrong type.
+    ConvxValueError
+        If an array has the wrong number of dimensions, the channels do not
+        match (``input.shape[1] != weight.shape[1] * groups``), ``groups`` does
+        not divide the channels, ``padding='same'`` comes with a stride, the
+        (dilated) kernel is larger than the padded input, or ``method`` does
+        not apply to the call.
+    ConvxMemoryError
+        If the result or the working memory cannot be allocated.
 
     Examples
     --------
@@ -421,6 +451,19 @@ def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
     -------
     ndarray of shape ``input_shape``
 
+    Raises
+    ------
+    ConvxTypeError
+        If an array argument is not a NumPy array of a real numeric dtype, the
+        arrays' dtypes differ, the shape argument is not a tuple of ints, or a
+        geometry argument has the wrong type.
+    ConvxValueError
+        If the shapes do not fit together (as for the forward pass), or
+        ``grad_output`` does not have the forward pass's output shape, or
+        ``method`` does not apply to the call.
+    ConvxMemoryError
+        If the result or the working memory cannot be allocated.
+
     Examples
     --------
     >>> import numpy as np, convx
@@ -437,8 +480,34 @@ def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
                       groups=1, method="auto"):
     """Gradient of a :func:`conv1d` with respect to its input, as ``torch.nn.grad.conv1d_input``.
 
-    ``input_shape`` is (N, C_in, L), ``weight`` (C_out, C_in // groups, k) and
-    ``grad_output`` (N, C_out, L_out).  Returns an ndarray of shape ``input_shape``.
+    Parameters
+    ----------
+    input_shape : tuple (N, C_in, L)
+        The shape of the forward pass's input.
+    weight : ndarray of shape (C_out, C_in // groups, k)
+    grad_output : ndarray of shape (N, C_out, L_out)
+        The gradient of the loss with respect to the forward pass's output.
+    stride, padding, dilation, groups, method
+        As given to :func:`conv1d`.
+
+    Returns
+    -------
+    ndarray of shape ``input_shape``
+        In the dtype of ``weight`` and ``grad_output`` (the rule of
+        :func:`conv2d`).
+
+    Raises
+    ------
+    ConvxTypeError
+        If an array argument is not a NumPy array of a real numeric dtype, the
+        arrays' dtypes differ, the shape argument is not a tuple of ints, or a
+        geometry argument has the wrong type.
+    ConvxValueError
+        If the shapes do not fit together (as for the forward pass), or
+        ``grad_output`` does not have the forward pass's output shape, or
+        ``method`` does not apply to the call.
+    ConvxMemoryError
+        If the result or the working memory cannot be allocated.
 
     Examples
     --------
@@ -466,6 +535,19 @@ def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
     -------
     ndarray of shape ``weight_shape``, summed over the batch
 
+    Raises
+    ------
+    ConvxTypeError
+        If an array argument is not a NumPy array of a real numeric dtype, the
+        arrays' dtypes differ, the shape argument is not a tuple of ints, or a
+        geometry argument has the wrong type.
+    ConvxValueError
+        If the shapes do not fit together (as for the forward pass), or
+        ``grad_output`` does not have the forward pass's output shape, or
+        ``method`` does not apply to the call.
+    ConvxMemoryError
+        If the result or the working memory cannot be allocated.
+
     Examples
     --------
     >>> import numpy as np, convx
@@ -482,8 +564,32 @@ def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
                        groups=1, method="auto"):
     """Gradient of a :func:`conv1d` with respect to its weight, as ``torch.nn.grad.conv1d_weight``.
 
-    ``input`` is (N, C_in, L), ``weight_shape`` (C_out, C_in // groups, k) and
-    ``grad_output`` (N, C_out, L_out).  Returns an ndarray of shape ``weight_shape``.
+    Parameters
+    ----------
+    input : ndarray of shape (N, C_in, L)
+    weight_shape : tuple (C_out, C_in // groups, k)
+    grad_output : ndarray of shape (N, C_out, L_out)
+    stride, padding, dilation, groups, method
+        As given to :func:`conv1d`.
+
+    Returns
+    -------
+    ndarray of shape ``weight_shape``, summed over the batch
+        In the dtype of ``input`` and ``grad_output`` (the rule of
+        :func:`conv2d`).
+
+    Raises
+    ------
+    ConvxTypeError
+        If an array argument is not a NumPy array of a real numeric dtype, the
+        arrays' dtypes differ, the shape argument is not a tuple of ints, or a
+        geometry argument has the wrong type.
+    ConvxValueError
+        If the shapes do not fit together (as for the forward pass), or
+        ``grad_output`` does not have the forward pass's output shape, or
+        ``method`` does not apply to the call.
+    ConvxMemoryError
+        If the result or the working memory cannot be allocated.
 
     Examples
     --------
@@ -524,6 +630,13 @@ def conv2d_bias_grad(grad_output):
         Summed in float64 whatever the dtype, then given back in the dtype
         the other gradients have (``grad_output``'s; float64 for integers).
 
+    Raises
+    ------
+    ConvxTypeError
+        If ``grad_output`` is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If ``grad_output`` has the wrong number of dimensions.
+
     Examples
     --------
     >>> import numpy as np, convx
@@ -534,9 +647,29 @@ def conv2d_bias_grad(grad_output):
 
 
 def conv1d_bias_grad(grad_output):
-    """Gradient of a :func:`conv1d` with respect to its bias:
-    ``grad_output.sum(axis=(0, 2))`` for ``grad_output`` of shape
-    (N, C_out, L_out), or ``grad_output.sum(axis=1)`` for (C_out, L_out).
+    """Gradient of a :func:`conv1d` with respect to its bias.
+
+    ``grad_output`` summed over the batch and the positions:
+    ``grad_output.sum(axis=(0, 2))``, or ``grad_output.sum(axis=1)`` for one
+    unbatched example.
+
+    Parameters
+    ----------
+    grad_output : ndarray of shape (N, C_out, L_out), or (C_out, L_out)
+        The gradient of the loss with respect to the forward pass's output.
+
+    Returns
+    -------
+    ndarray of shape (C_out,)
+        Summed in float64 whatever the dtype, then given back in the dtype
+        the other gradients have (``grad_output``'s; float64 for integers).
+
+    Raises
+    ------
+    ConvxTypeError
+        If ``grad_output`` is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If ``grad_output`` has the wrong number of dimensions.
 
     Examples
     --------

@@ -144,7 +144,39 @@ def _pad(func, inp, num, ndim, layout, spatial):
 # --------------------------------------------------------------------------
 
 def assert_same_shape(output, output_grad):
-    """Raise if ``output`` and ``output_grad`` differ in shape; return None."""
+    """Check that two arrays have the same shape, as the notebook's helper did.
+
+    Parameters
+    ----------
+    output : ndarray
+        Any array (anything with a ``shape``).
+    output_grad : ndarray
+        Any array (anything with a ``shape``).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ConvxValueError
+        If the shapes differ (also an ``AssertionError``, as the notebook's
+        ``assert`` raised).
+    ConvxTypeError
+        If either argument has no ``shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import assert_same_shape
+    >>> assert_same_shape(np.zeros((2, 3)), np.ones((2, 3)))
+    >>> try:
+    ...     assert_same_shape(np.zeros((2, 3)), np.ones((3, 2)))
+    ... except AssertionError as e:      # the notebook's assert raised AssertionError too
+    ...     print(e)
+    assert_same_shape(): 'output' and 'output_grad' must have the same shape,
+    got (2, 3) and (3, 2)
+    """
     shapes = []
     for name, a in (("output", output), ("output_grad", output_grad)):
         try:
@@ -161,7 +193,38 @@ def assert_same_shape(output, output_grad):
 
 
 def assert_dim(t, dim):
-    """Raise unless ``t`` has ``dim`` dimensions; return None."""
+    """Check that an array has ``dim`` dimensions, as the notebook's helper did.
+
+    Parameters
+    ----------
+    t : ndarray
+        Any array (anything with a ``shape``).
+    dim : int
+        The number of dimensions ``t`` must have.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ConvxValueError
+        If ``t.ndim != dim`` (also an ``AssertionError``).
+    ConvxTypeError
+        If ``t`` has no ``shape``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import assert_dim
+    >>> assert_dim(np.zeros((2, 3)), 2)
+    >>> try:
+    ...     assert_dim(np.zeros((2, 3)), 3)
+    ... except AssertionError as e:
+    ...     print(e)
+    assert_dim(): tensor expected to have dimension 3, instead has dimension 2
+    (shape (2, 3))
+    """
     try:
         nd = len(t.shape)
     except AttributeError:
@@ -179,7 +242,38 @@ def assert_dim(t, dim):
 # --------------------------------------------------------------------------
 
 def _pad_1d(inp, num):
-    """``inp`` of shape (L,) with ``num`` zeros on each side: shape (L + 2*num,)."""
+    """Pad a 1-D array with ``num`` zeros on each side.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (L,)
+        Any real dtype.
+    num : int
+        The zeros added before and after, ``num >= 0``.
+
+    Returns
+    -------
+    ndarray of shape (L + 2*num,)
+        Integer input gives int64 (the notebook concatenated an int64 zero
+        array; uint64 gives float64), float32 stays float32, other inputs give
+        float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If ``inp`` is not a NumPy array of a real numeric dtype, or ``num`` is
+        not an int.
+    ConvxValueError
+        If ``inp`` has the wrong number of dimensions, ``num`` is negative, or
+        the padded array would exceed 2**48 elements.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _pad_1d
+    >>> _pad_1d(np.array([1, 2, 3]), 1)
+    array([0, 1, 2, 3, 0])
+    """
     return _pad("_pad_1d", inp, num, 1, "(length,)", spatial=1)
 
 
@@ -191,12 +285,75 @@ def _conv_1d(f, inp, param):
 
 
 def conv_1d(inp, param):
-    """'same' 1-D cross-correlation of ``inp`` (L,) with ``param`` (K,): floats of shape (L,)."""
+    """'Same' 1-D cross-correlation of one sequence with one kernel.
+
+    The notebook's convolution: ``K // 2`` zeros before the sequence and
+    ``K - 1 - K // 2`` after it, so the output has the input's length.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (L,)
+        Any real dtype.
+    param : ndarray of shape (K,)
+        The kernel, ``K >= 1``; any real dtype.
+
+    Returns
+    -------
+    ndarray of shape (L,)
+        ``out[o] = sum(param[k] * inp[o + k - K // 2])`` over the ``k`` that
+        land inside ``inp``.  float32 when both arguments are float32, else
+        float64 (integer input gives floats, as the notebook's
+        ``np.zeros(shape)`` did).
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or a shape does not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import conv_1d
+    >>> conv_1d(np.array([1, 2, 3, 4, 5]), np.array([1, 1, 1]))
+    array([ 3.,  6.,  9., 12.,  9.])
+    """
     return _conv_1d("conv_1d", inp, param)
 
 
 def conv_1d_sum(inp, param):
-    """``conv_1d(inp, param).sum()``."""
+    """The sum of :func:`conv_1d`'s output: the loss of the notebook's 1-D checks.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (L,)
+        Any real dtype.
+    param : ndarray of shape (K,)
+        The kernel, ``K >= 1``; any real dtype.
+
+    Returns
+    -------
+    numpy float
+        ``conv_1d(inp, param).sum()``: a float32 or float64 scalar, as
+        :func:`conv_1d`'s dtype.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or a shape does not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import conv_1d_sum
+    >>> float(conv_1d_sum(np.array([1, 2, 3, 4, 5]), np.array([1, 1, 1])))
+    39.0
+    """
     return np.sum(_conv_1d("conv_1d_sum", inp, param))
 
 
@@ -213,9 +370,42 @@ def _grad_1d_args(f, inp, param, output_grad):
 
 
 def _param_grad_1d(inp, param, output_grad=None):
-    """Gradient of ``sum(conv_1d(inp, param) * output_grad)`` with respect to ``param``.
+    """Gradient of :func:`conv_1d` with respect to its kernel.
 
-    ``output_grad`` defaults to ones.  Shape (K,), dtype of ``param``'s kind.
+    The gradient of ``sum(conv_1d(inp, param) * output_grad)`` with respect to
+    ``param``.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (L,)
+        The forward pass's input.
+    param : ndarray of shape (K,)
+        The kernel, ``K >= 1``.
+    output_grad : ndarray of shape (L,), optional
+        The gradient of the loss with respect to the output; ones by default
+        (the gradient of :func:`conv_1d_sum`).
+
+    Returns
+    -------
+    ndarray of shape (K,)
+        ``param``'s integer dtype when every array argument is an integer array
+        (the notebook accumulated into ``np.zeros_like(param)``; computed
+        exactly, then rounded), else float32 or float64 as for :func:`conv_1d`.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or a shape does not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _param_grad_1d
+    >>> _param_grad_1d(np.array([1, 2, 3, 4, 5]), np.array([1, 1, 1]))
+    array([10, 15, 14])
     """
     f = "_param_grad_1d"
     inp, param, output_grad = _grad_1d_args(f, inp, param, output_grad)
@@ -225,9 +415,40 @@ def _param_grad_1d(inp, param, output_grad=None):
 
 
 def _input_grad_1d(inp, param, output_grad=None):
-    """Gradient of ``sum(conv_1d(inp, param) * output_grad)`` with respect to ``inp``.
+    """Gradient of :func:`conv_1d` with respect to its input.
 
-    ``output_grad`` defaults to ones.  Shape (L,), dtype of ``inp``'s kind.
+    The gradient of ``sum(conv_1d(inp, param) * output_grad)`` with respect to
+    ``inp``.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (L,)
+        The forward pass's input.
+    param : ndarray of shape (K,)
+        The kernel, ``K >= 1``.
+    output_grad : ndarray of shape (L,), optional
+        The gradient of the loss with respect to the output; ones by default.
+
+    Returns
+    -------
+    ndarray of shape (L,)
+        ``inp``'s integer dtype when every array argument is an integer array,
+        else float32 or float64 as for :func:`conv_1d`.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or a shape does not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _input_grad_1d
+    >>> _input_grad_1d(np.array([1, 2, 3, 4, 5]), np.array([1, 1, 1]))
+    array([2, 3, 3, 3, 2])
     """
     f = "_input_grad_1d"
     inp, param, output_grad = _grad_1d_args(f, inp, param, output_grad)
@@ -241,7 +462,38 @@ def _input_grad_1d(inp, param, output_grad=None):
 # --------------------------------------------------------------------------
 
 def _pad_1d_batch(inp, num):
-    """``inp`` of shape (N, L) with ``num`` zeros on each side of each row."""
+    """Pad each row of a batch of sequences with ``num`` zeros on each side.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, L)
+        Any real dtype.
+    num : int
+        The zeros added before and after each row, ``num >= 0``.
+
+    Returns
+    -------
+    ndarray of shape (N, L + 2*num)
+        Integer input gives int64, float32 stays float32, other inputs give
+        float64, as :func:`_pad_1d`.
+
+    Raises
+    ------
+    ConvxTypeError
+        If ``inp`` is not a NumPy array of a real numeric dtype, or ``num`` is
+        not an int.
+    ConvxValueError
+        If ``inp`` has the wrong number of dimensions, ``num`` is negative, or
+        the padded array would exceed 2**48 elements.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _pad_1d_batch
+    >>> _pad_1d_batch(np.array([[1, 2], [3, 4]]), 1)
+    array([[0, 1, 2, 0],
+           [0, 3, 4, 0]])
+    """
     return _pad("_pad_1d_batch", inp, num, 2, "(batch, length)", spatial=1)
 
 
@@ -260,12 +512,70 @@ def _conv_1d_batch(f, inp, param, param_name):
 
 
 def conv_1d_batch(inp, param):
-    """``conv_1d`` of each row of ``inp`` (N, L): floats of shape (N, L)."""
+    """:func:`conv_1d` of each row of a batch, with one kernel.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, L)
+        A batch of sequences; any real dtype.
+    param : ndarray of shape (K,)
+        The kernel, ``K >= 1``; any real dtype.
+
+    Returns
+    -------
+    ndarray of shape (N, L)
+        float32 when both arguments are float32, else float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or a shape does not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import conv_1d_batch
+    >>> conv_1d_batch(np.array([[1, 2, 3], [0, 1, 0]]), np.array([1, 1, 1]))
+    array([[3., 6., 5.],
+           [1., 1., 1.]])
+    """
     return _conv_1d_batch("conv_1d_batch", inp, param, "param")
 
 
 def input_grad_1d_batch(inp, param):
-    """Gradient of ``conv_1d_batch_sum(inp, param)`` with respect to ``inp``: shape (N, L)."""
+    """Gradient of :func:`conv_1d_batch_sum` with respect to the batch.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, L)
+        The forward pass's batch.
+    param : ndarray of shape (K,)
+        The kernel, ``K >= 1``.
+
+    Returns
+    -------
+    ndarray of shape (N, L)
+        ``inp``'s integer dtype when both arguments are integer arrays, else
+        float32 or float64 as for :func:`conv_1d_batch`.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or a shape does not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import input_grad_1d_batch
+    >>> input_grad_1d_batch(np.array([[1, 2, 3, 4, 5]]), np.array([1, 1, 1]))
+    array([[2, 3, 3, 3, 2]])
+    """
     f = "input_grad_1d_batch"
     inp, x, w = _batch_1d_args(f, inp, param)
     g = _conv_input_grad(f, x, w, np.ones(x.shape, inp.dtype))
@@ -273,10 +583,39 @@ def input_grad_1d_batch(inp, param):
 
 
 def param_grad_1d_batch(inp, param):
-    """Gradient of ``conv_1d_batch_sum(inp, param)`` with respect to ``param``: shape (K,).
+    """Gradient of :func:`conv_1d_batch_sum` with respect to the kernel.
 
-    The notebook padded by 1 whatever the kernel size; convx pads by the
-    kernel's half-width, as ``conv_1d`` does.
+    The notebook padded by 1 whatever the kernel size (a kernel of size 5
+    raised an ``IndexError``); convx pads by the kernel's half-width, as
+    :func:`conv_1d` does, and gives the true gradient for every size.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, L)
+        The forward pass's batch.
+    param : ndarray of shape (K,)
+        The kernel, ``K >= 1``.
+
+    Returns
+    -------
+    ndarray of shape (K,)
+        Summed over the batch.  ``param``'s integer dtype when both arguments
+        are integer arrays, else float32 or float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or a shape does not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import param_grad_1d_batch
+    >>> param_grad_1d_batch(np.array([[1, 2, 3, 4, 5], [1, 1, 1, 1, 1]]), np.array([1, 1, 1]))
+    array([14, 20, 18])
     """
     f = "param_grad_1d_batch"
     inp, x, w = _batch_1d_args(f, inp, param)
@@ -285,7 +624,35 @@ def param_grad_1d_batch(inp, param):
 
 
 def conv_1d_batch_sum(inp, fil):
-    """``conv_1d_batch(inp, fil).sum()``."""
+    """The sum of :func:`conv_1d_batch`'s output: the loss of the notebook's batch checks.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, L)
+        A batch of sequences.
+    fil : ndarray of shape (K,)
+        The kernel, ``K >= 1`` (the notebook's name for it here).
+
+    Returns
+    -------
+    numpy float
+        ``conv_1d_batch(inp, fil).sum()``, float32 or float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or a shape does not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import conv_1d_batch_sum
+    >>> float(conv_1d_batch_sum(np.array([[1, 2, 3], [0, 1, 0]]), np.array([1, 1, 1])))
+    17.0
+    """
     return np.sum(_conv_1d_batch("conv_1d_batch_sum", inp, fil, "fil"))
 
 
@@ -294,12 +661,76 @@ def conv_1d_batch_sum(inp, fil):
 # --------------------------------------------------------------------------
 
 def _pad_2d(inp, num):
-    """``inp`` of shape (N, H, W) with a border of ``num`` zeros around each image."""
+    """Pad each image of a batch with a border of ``num`` zeros.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, H, W)
+        Any real dtype.
+    num : int
+        The width of the border, ``num >= 0``.
+
+    Returns
+    -------
+    ndarray of shape (N, H + 2*num, W + 2*num)
+        Floats, as the notebook's stacked float zeros gave: float32 for float32
+        input, float64 otherwise.
+
+    Raises
+    ------
+    ConvxTypeError
+        If ``inp`` is not a NumPy array of a real numeric dtype, or ``num`` is
+        not an int.
+    ConvxValueError
+        If ``inp`` has the wrong number of dimensions, ``num`` is negative, or
+        the padded array would exceed 2**48 elements.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _pad_2d
+    >>> _pad_2d(np.ones((2, 1, 2)), 1).shape
+    (2, 3, 4)
+    """
     return _pad("_pad_2d", inp, num, 3, "(batch, height, width)", spatial=2)
 
 
 def _pad_2d_obs(inp, num):
-    """``inp`` of shape (H, W) with a border of ``num`` zeros; need not be square."""
+    """Pad one image with a border of ``num`` zeros.
+
+    The notebook's version was right for square images only; this one pads any
+    ``H x W``.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (H, W)
+        Any real dtype.
+    num : int
+        The width of the border, ``num >= 0``.
+
+    Returns
+    -------
+    ndarray of shape (H + 2*num, W + 2*num)
+        float32 for float32 input, float64 otherwise.
+
+    Raises
+    ------
+    ConvxTypeError
+        If ``inp`` is not a NumPy array of a real numeric dtype, or ``num`` is
+        not an int.
+    ConvxValueError
+        If ``inp`` has the wrong number of dimensions, ``num`` is negative, or
+        the padded array would exceed 2**48 elements.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _pad_2d_obs
+    >>> _pad_2d_obs(np.array([[1, 2]]), 1)
+    array([[0., 0., 0., 0.],
+           [0., 1., 2., 0.],
+           [0., 0., 0., 0.]])
+    """
     return _pad("_pad_2d_obs", inp, num, 2, "(height, width)", spatial=2)
 
 
@@ -311,7 +742,43 @@ def _check_2d(f, inp, param, ndim, layout):
 
 
 def _compute_output_obs_2d(obs, param):
-    """'same' 2-D cross-correlation of ``obs`` (H, W) with ``param`` (KH, KW): shape (H, W)."""
+    """'Same' 2-D cross-correlation of one image with one kernel.
+
+    ``KH // 2`` rows of zeros above and ``KH - 1 - KH // 2`` below, and the same
+    for the columns, so the output has the image's size for every kernel
+    size.
+
+    Parameters
+    ----------
+    obs : ndarray of shape (H, W)
+        One image; any real dtype.  Need not be square.
+    param : ndarray of shape (KH, KW)
+        The kernel, each size >= 1; any real dtype.
+
+    Returns
+    -------
+    ndarray of shape (H, W)
+        ``obs``'s integer dtype when both arguments are integer arrays (the
+        notebook's output was ``np.zeros_like(obs)``), else float32 when both
+        are float32, else float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or ``output_grad`` does not have the input's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _compute_output_obs_2d
+    >>> _compute_output_obs_2d(np.arange(9.0).reshape(3, 3), np.ones((3, 3)))
+    array([[ 8., 15., 12.],
+           [21., 36., 27.],
+           [20., 33., 24.]])
+    """
     f = "_compute_output_obs_2d"
     obs, param = _check_2d(f, obs, param, 2, "(height, width)")
     out = _conv(f, obs[None, None], param[None, None], ("obs", "param"))[0, 0]
@@ -319,7 +786,38 @@ def _compute_output_obs_2d(obs, param):
 
 
 def _compute_output_2d(img_batch, param):
-    """``_compute_output_obs_2d`` of each image of ``img_batch`` (N, H, W): shape (N, H, W)."""
+    """:func:`_compute_output_obs_2d` of each image of a batch.
+
+    Parameters
+    ----------
+    img_batch : ndarray of shape (N, H, W)
+        A batch of single-channel images; any real dtype.
+    param : ndarray of shape (KH, KW)
+        The kernel, each size >= 1.
+
+    Returns
+    -------
+    ndarray of shape (N, H, W)
+        ``img_batch``'s integer dtype when both arguments are integer arrays,
+        else float32 or float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or ``output_grad`` does not have the input's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _compute_output_2d
+    >>> _compute_output_2d(np.ones((2, 3, 3)), np.ones((3, 3)))[0]
+    array([[4., 6., 4.],
+           [6., 9., 6.],
+           [4., 6., 4.]])
+    """
     return _output_2d("_compute_output_2d", img_batch, param)
 
 
@@ -346,7 +844,41 @@ def _grads_2d_args(f, inp, output_grad, param, batched):
 
 
 def _compute_grads_obs_2d(input_obs, output_grad_obs, param):
-    """Input gradient for one image: ``input_obs`` and ``output_grad_obs`` (H, W)."""
+    """Gradient of :func:`_compute_output_obs_2d` with respect to its image.
+
+    Parameters
+    ----------
+    input_obs : ndarray of shape (H, W)
+        The forward pass's image.
+    output_grad_obs : ndarray of shape (H, W)
+        The gradient of the loss with respect to the output.
+    param : ndarray of shape (KH, KW)
+        The kernel, each size >= 1.
+
+    Returns
+    -------
+    ndarray of shape (H, W)
+        ``input_obs``'s integer dtype when every array argument is an integer
+        array, else float32 or float64.  The true gradient for every kernel
+        size (the notebook's was shifted by one for even sizes).
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or ``output_grad`` does not have the input's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _compute_grads_obs_2d
+    >>> _compute_grads_obs_2d(np.zeros((3, 3)), np.ones((3, 3)), np.ones((3, 3)))
+    array([[4., 6., 4.],
+           [6., 9., 6.],
+           [4., 6., 4.]])
+    """
     f = "_compute_grads_obs_2d"
     x, g, w = _grads_2d_args(f, input_obs, output_grad_obs, param, batched=False)
     out = _conv_input_grad(f, x, w, g, ("param", "output_grad_obs"))[0, 0]
@@ -354,7 +886,39 @@ def _compute_grads_obs_2d(input_obs, output_grad_obs, param):
 
 
 def _compute_grads_2d(inp, output_grad, param):
-    """Input gradient for a batch: ``inp`` and ``output_grad`` (N, H, W)."""
+    """Gradient of :func:`_compute_output_2d` with respect to its batch.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, H, W)
+        The forward pass's batch.
+    output_grad : ndarray of shape (N, H, W)
+        The gradient of the loss with respect to the output.
+    param : ndarray of shape (KH, KW)
+        The kernel, each size >= 1.
+
+    Returns
+    -------
+    ndarray of shape (N, H, W)
+        ``inp``'s integer dtype when every array argument is an integer array,
+        else float32 or float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or ``output_grad`` does not have the input's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _compute_grads_2d
+    >>> _compute_grads_2d(np.zeros((2, 2, 2)), np.ones((2, 2, 2)), np.ones((3, 3)))[1]
+    array([[4., 4.],
+           [4., 4.]])
+    """
     f = "_compute_grads_2d"
     x, g, w = _grads_2d_args(f, inp, output_grad, param, batched=True)
     out = _conv_input_grad(f, x, w, g)[:, 0]
@@ -362,7 +926,40 @@ def _compute_grads_2d(inp, output_grad, param):
 
 
 def _param_grad_2d(inp, output_grad, param):
-    """Parameter gradient for a batch: ``inp`` and ``output_grad`` (N, H, W) -> (KH, KW)."""
+    """Gradient of :func:`_compute_output_2d` with respect to its kernel.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, H, W)
+        The forward pass's batch.
+    output_grad : ndarray of shape (N, H, W)
+        The gradient of the loss with respect to the output.
+    param : ndarray of shape (KH, KW)
+        The kernel, each size >= 1.
+
+    Returns
+    -------
+    ndarray of shape (KH, KW)
+        Summed over the batch.  ``param``'s integer dtype when every array
+        argument is an integer array, else float32 or float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or ``output_grad`` does not have the input's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _param_grad_2d
+    >>> _param_grad_2d(np.ones((2, 3, 3)), np.ones((2, 3, 3)), np.ones((3, 3)))
+    array([[ 8., 12.,  8.],
+           [12., 18., 12.],
+           [ 8., 12.,  8.]])
+    """
     f = "_param_grad_2d"
     x, g, w = _grads_2d_args(f, inp, output_grad, param, batched=True)
     out = _conv_weight_grad(f, x, w, g)[0, 0]
@@ -370,7 +967,35 @@ def _param_grad_2d(inp, output_grad, param):
 
 
 def _compute_output_2d_sum(img_batch, param):
-    """``_compute_output_2d(img_batch, param).sum()``."""
+    """The sum of :func:`_compute_output_2d`'s output: the loss of the notebook's 2-D checks.
+
+    Parameters
+    ----------
+    img_batch : ndarray of shape (N, H, W)
+        A batch of single-channel images.
+    param : ndarray of shape (KH, KW)
+        The kernel, each size >= 1.
+
+    Returns
+    -------
+    numpy scalar
+        ``_compute_output_2d(img_batch, param).sum()``, in its dtype.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, the kernel is
+        empty, or ``output_grad`` does not have the input's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _compute_output_2d_sum
+    >>> float(_compute_output_2d_sum(np.ones((2, 3, 3)), np.ones((3, 3))))
+    98.0
+    """
     return _output_2d("_compute_output_2d_sum", img_batch, param).sum()
 
 
@@ -380,12 +1005,70 @@ def _compute_output_2d_sum(img_batch, param):
 # --------------------------------------------------------------------------
 
 def _pad_2d_channel(inp, num):
-    """``inp`` of shape (C, H, W) with a border of ``num`` zeros around each channel."""
+    """Pad each channel of one image with a border of ``num`` zeros.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (C, H, W)
+        Any real dtype.
+    num : int
+        The width of the border, ``num >= 0``.
+
+    Returns
+    -------
+    ndarray of shape (C, H + 2*num, W + 2*num)
+        float32 for float32 input, float64 otherwise.
+
+    Raises
+    ------
+    ConvxTypeError
+        If ``inp`` is not a NumPy array of a real numeric dtype, or ``num`` is
+        not an int.
+    ConvxValueError
+        If ``inp`` has the wrong number of dimensions, ``num`` is negative, or
+        the padded array would exceed 2**48 elements.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _pad_2d_channel
+    >>> _pad_2d_channel(np.ones((3, 2, 2)), 2).shape
+    (3, 6, 6)
+    """
     return _pad("_pad_2d_channel", inp, num, 3, "(channels, height, width)", spatial=2)
 
 
 def _pad_conv_input(inp, num):
-    """``inp`` of shape (N, C, H, W) with a border of ``num`` zeros around each channel."""
+    """Pad each channel of each image of a batch with a border of ``num`` zeros.
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, C, H, W)
+        Any real dtype.
+    num : int
+        The width of the border, ``num >= 0``.
+
+    Returns
+    -------
+    ndarray of shape (N, C, H + 2*num, W + 2*num)
+        float32 for float32 input, float64 otherwise.
+
+    Raises
+    ------
+    ConvxTypeError
+        If ``inp`` is not a NumPy array of a real numeric dtype, or ``num`` is
+        not an int.
+    ConvxValueError
+        If ``inp`` has the wrong number of dimensions, ``num`` is negative, or
+        the padded array would exceed 2**48 elements.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _pad_conv_input
+    >>> _pad_conv_input(np.ones((10, 3, 32, 32), np.float32), 2).shape
+    (10, 3, 36, 36)
+    """
     return _pad("_pad_conv_input", inp, num, 4, "(batch, channels, height, width)", spatial=2)
 
 
@@ -459,21 +1142,131 @@ def _channels_param_grad(f, inp, output_grad, param, nsp=2, names=("inp", "outpu
 
 
 def _compute_output_obs(obs, param):
-    """Forward for one image: ``obs`` (C_in, H, W), ``param`` (C_in, C_out, KH, KW) -> (C_out, H, W).
+    """Multi-channel 'same' convolution of one image.
 
-    The filter size comes from ``param.shape[2:]`` (the notebook used
-    ``param.shape[0]``, the number of input channels: docs/notebook.md).
+    ``param`` is in the book's layout, ``[in_channels, out_channels, KH, KW]``
+    (PyTorch's weight is ``param.transpose(1, 0, 2, 3)``).
+
+    The filter size is ``param.shape[2:]``: the notebook read it from
+    ``param.shape[0]``, the number of input channels, which is the bug that
+    made its CIFAR gradient check fail (see :doc:`/notebook`).
+
+    Parameters
+    ----------
+    obs : ndarray of shape (C_in, H, W)
+        One image; any real dtype.
+    param : ndarray of shape (C_in, C_out, KH, KW)
+        The filters, each size >= 1.
+
+    Returns
+    -------
+    ndarray of shape (C_out, H, W)
+        ``out[f] = sum over c of the 'same' cross-correlation of obs[c] with
+        param[c, f]``.  float32 when both arguments are float32, else float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, ``param.shape[0]``
+        is not the input's channel count, the kernel is empty, or
+        ``output_grad`` does not have the output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _compute_output_obs
+    >>> out = _compute_output_obs(np.ones((3, 4, 4)), np.ones((3, 2, 3, 3)))
+    >>> out.shape, float(out[0, 1, 1])
+    ((2, 4, 4), 27.0)
     """
     return _forward_channels("_compute_output_obs", obs, param, batched=False)
 
 
 def _output(inp, param):
-    """Forward for a batch: ``inp`` (N, C_in, H, W), ``param`` (C_in, C_out, KH, KW) -> (N, C_out, H, W)."""
+    """Multi-channel 'same' convolution of a batch: the forward pass of the notebook's last section.
+
+    ``param`` is in the book's layout, ``[in_channels, out_channels, KH, KW]``
+    (PyTorch's weight is ``param.transpose(1, 0, 2, 3)``).
+
+    The filter size is ``param.shape[2:]`` (the notebook read
+    ``param.shape[0]``: see :doc:`/notebook`).
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, C_in, H, W)
+        A batch of images; any real dtype.
+    param : ndarray of shape (C_in, C_out, KH, KW)
+        The filters, each size >= 1.
+
+    Returns
+    -------
+    ndarray of shape (N, C_out, H, W)
+        float32 when both arguments are float32, else float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, ``param.shape[0]``
+        is not the input's channel count, the kernel is empty, or
+        ``output_grad`` does not have the output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _output
+    >>> imgs = np.ones((10, 3, 32, 32), np.float32)
+    >>> param = np.ones((3, 16, 5, 5), np.float32)
+    >>> out = _output(imgs, param)
+    >>> out.shape, out.dtype, float(out[0, 0, 16, 16])
+    ((10, 16, 32, 32), dtype('float32'), 75.0)
+    """
     return _forward_channels("_output", inp, param, batched=True)
 
 
 def _compute_grads_obs(input_obs, output_grad_obs, param):
-    """Input gradient for one image: (C_in, H, W), (C_out, H, W), (C_in, C_out, KH, KW) -> (C_in, H, W)."""
+    """Gradient of :func:`_compute_output_obs` with respect to its image.
+
+    ``param`` is in the book's layout, ``[in_channels, out_channels, KH, KW]``
+    (PyTorch's weight is ``param.transpose(1, 0, 2, 3)``).
+
+    Parameters
+    ----------
+    input_obs : ndarray of shape (C_in, H, W)
+        The forward pass's image.
+    output_grad_obs : ndarray of shape (C_out, H, W)
+        The gradient of the loss with respect to the output.
+    param : ndarray of shape (C_in, C_out, KH, KW)
+        The filters, each size >= 1.
+
+    Returns
+    -------
+    ndarray of shape (C_in, H, W)
+        ``input_obs``'s integer dtype when every array argument is an integer
+        array, else float32 or float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, ``param.shape[0]``
+        is not the input's channel count, the kernel is empty, or
+        ``output_grad`` does not have the output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _compute_grads_obs
+    >>> dx = _compute_grads_obs(np.zeros((1, 3, 3)), np.ones((2, 3, 3)), np.ones((1, 2, 3, 3)))
+    >>> dx[0]
+    array([[ 8., 12.,  8.],
+           [12., 18., 12.],
+           [ 8., 12.,  8.]])
+    """
     f = "_compute_grads_obs"
     x, g, w = _grads_channels_args(f, input_obs, output_grad_obs, param, batched=False)
     out = _conv_input_grad(f, x, w, g, ("param", "output_grad_obs"))[0]
@@ -481,15 +1274,123 @@ def _compute_grads_obs(input_obs, output_grad_obs, param):
 
 
 def _input_grad(inp, output_grad, param):
-    """Input gradient for a batch: (N, C_in, H, W), (N, C_out, H, W), param -> (N, C_in, H, W)."""
+    """Gradient of :func:`_output` with respect to its batch.
+
+    ``param`` is in the book's layout, ``[in_channels, out_channels, KH, KW]``
+    (PyTorch's weight is ``param.transpose(1, 0, 2, 3)``).
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, C_in, H, W)
+        The forward pass's batch.
+    output_grad : ndarray of shape (N, C_out, H, W)
+        The gradient of the loss with respect to the output.
+    param : ndarray of shape (C_in, C_out, KH, KW)
+        The filters, each size >= 1.
+
+    Returns
+    -------
+    ndarray of shape (N, C_in, H, W)
+        ``inp``'s integer dtype when every array argument is an integer array,
+        else float32 when all are float32, else float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, ``param.shape[0]``
+        is not the input's channel count, the kernel is empty, or
+        ``output_grad`` does not have the output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _input_grad
+    >>> imgs = np.ones((10, 3, 32, 32), np.float32)
+    >>> param = np.ones((3, 16, 5, 5), np.float32)
+    >>> d_imgs = _input_grad(imgs, np.ones((10, 16, 32, 32), np.float32), param)
+    >>> d_imgs.shape, d_imgs.dtype, float(d_imgs[0, 0, 16, 16])
+    ((10, 3, 32, 32), dtype('float32'), 400.0)
+    """
     return _channels_input_grad("_input_grad", inp, output_grad, param)
 
 
 def _param_grad(inp, output_grad, param):
-    """Parameter gradient for a batch: (N, C_in, H, W), (N, C_out, H, W) -> (C_in, C_out, KH, KW)."""
+    """Gradient of :func:`_output` with respect to its filters.
+
+    ``param`` is in the book's layout, ``[in_channels, out_channels, KH, KW]``
+    (PyTorch's weight is ``param.transpose(1, 0, 2, 3)``).
+
+    Parameters
+    ----------
+    inp : ndarray of shape (N, C_in, H, W)
+        The forward pass's batch.
+    output_grad : ndarray of shape (N, C_out, H, W)
+        The gradient of the loss with respect to the output.
+    param : ndarray of shape (C_in, C_out, KH, KW)
+        The filters, each size >= 1.
+
+    Returns
+    -------
+    ndarray of shape (C_in, C_out, KH, KW)
+        Summed over the batch.  ``param``'s integer dtype when every array
+        argument is an integer array, else float32 when all are float32, else
+        float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, ``param.shape[0]``
+        is not the input's channel count, the kernel is empty, or
+        ``output_grad`` does not have the output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _param_grad
+    >>> d_param = _param_grad(np.ones((2, 1, 3, 3)), np.ones((2, 2, 3, 3)), np.ones((1, 2, 3, 3)))
+    >>> d_param.shape
+    (1, 2, 3, 3)
+    >>> d_param[0, 0]
+    array([[ 8., 12.,  8.],
+           [12., 18., 12.],
+           [ 8., 12.,  8.]])
+    """
     return _channels_param_grad("_param_grad", inp, output_grad, param)
 
 
 def _compute_output_sum(imgs, param):
-    """``_output(imgs, param).sum()``."""
+    """The sum of :func:`_output`'s output: the loss of the notebook's CIFAR gradient check.
+
+    Parameters
+    ----------
+    imgs : ndarray of shape (N, C_in, H, W)
+        A batch of images.
+    param : ndarray of shape (C_in, C_out, KH, KW)
+        The filters in the book's layout, each size >= 1.
+
+    Returns
+    -------
+    numpy float
+        ``_output(imgs, param).sum()``, float32 or float64.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If an argument has the wrong number of dimensions, ``param.shape[0]``
+        is not the input's channel count, the kernel is empty, or
+        ``output_grad`` does not have the output's shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convx import _compute_output_sum
+    >>> float(_compute_output_sum(np.ones((2, 1, 3, 3)), np.ones((1, 2, 3, 3))))
+    196.0
+    """
     return _forward_channels("_compute_output_sum", imgs, param, batched=True, name="imgs").sum()

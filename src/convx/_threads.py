@@ -141,6 +141,17 @@ def get_num_threads():
     OpenMP (see :func:`show_config`) calls run on one thread whatever it says.
     Inside a task of :mod:`convx.dask` it is at most that task's limit (1 by
     default; the dask config key ``convx.threads-per-task``).
+
+    Returns
+    -------
+    int
+        At least 1.
+
+    Examples
+    --------
+    >>> import convx
+    >>> convx.get_num_threads() >= 1
+    True
     """
     limit = getattr(_local, "limit", None)
     n = _core.get_threads()
@@ -150,12 +161,36 @@ def get_num_threads():
 def set_num_threads(n):
     """Use ``n`` threads per call from now on, in every Python thread.
 
-    ``n`` is an int from 1 to the number of CPUs this process may use
-    (``len(os.sched_getaffinity(0))``, or ``os.cpu_count()`` where that does
-    not exist); ``None`` goes back to the default (:func:`get_num_threads`).
     The forward pass and the input gradient give the same bits for every
     thread count; the weight gradient, which adds one partial sum per thread,
     the same bits for the same count.
+
+    Parameters
+    ----------
+    n : int or None
+        From 1 to the number of CPUs this process may use
+        (``len(os.sched_getaffinity(0))``, or ``os.cpu_count()`` where that
+        does not exist); ``None`` goes back to the default
+        (:func:`get_num_threads`).
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ConvxTypeError
+        If ``n`` is neither an int nor None.
+    ConvxValueError
+        If ``n`` is below 1 or above the CPUs this process may use.
+
+    Examples
+    --------
+    >>> import convx
+    >>> convx.set_num_threads(1)
+    >>> convx.get_num_threads()
+    1
+    >>> convx.set_num_threads(None)      # back to the default
     """
     if n is not None:
         if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)):
@@ -243,7 +278,28 @@ _ISA_NAMES = {4: "x86-64-v4 (AVX-512)", 3: "x86-64-v3 (AVX2, FMA)", 1: "the comp
 
 
 def show_config():
-    """Print how this convx was built and how it runs threads."""
+    """Print how this convx was built and how it runs threads.
+
+    The version, whether OpenMP is compiled in, the thread count and where it
+    comes from, how idle threads wait, the instruction set of the SIMD kernels
+    chosen for this CPU, and whether threadpoolctl can see convx's threads.
+
+    Returns
+    -------
+    None
+
+    Examples
+    --------
+    >>> import convx
+    >>> convx.show_config()
+    convx ...
+      OpenMP: ...
+      threads: ...
+      idle threads: ...
+      SIMD kernels: ...
+      matrix product: convx's own (no BLAS)
+      threadpoolctl: ...
+    """
     from . import __version__
     print(f"convx {__version__}")
     print("  OpenMP:        " + ("yes" if _core.openmp_enabled()

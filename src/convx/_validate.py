@@ -16,16 +16,49 @@ __all__ = ["ConvxValueError", "ConvxTypeError", "ConvxMemoryError"]
 
 
 class ConvxValueError(ValueError, AssertionError):
-    """A bad shape or value: catchable as ``ValueError`` and ``AssertionError``."""
+    """A bad shape or value: catchable as ``ValueError`` and ``AssertionError``.
+
+    The notebook signalled bad shapes with ``assert``; code that catches
+    ``AssertionError`` keeps working.  The message names the function, the
+    argument, what was expected and what came.
+
+    Examples
+    --------
+    >>> import numpy as np, convx
+    >>> try:
+    ...     convx.conv2d(np.ones((1, 3, 8, 8)), np.ones((4, 2, 3, 3)))
+    ... except ValueError as e:
+    ...     print(type(e).__name__, isinstance(e, AssertionError))
+    ...     print(e)
+    ConvxValueError True
+    conv2d(): argument 'weight' of shape (4, 2, 3, 3) expects 2 input channels
+    (weight.shape[1] * groups), got 'input' of shape (1, 3, 8, 8)
+    """
 
 
 class ConvxTypeError(TypeError, AssertionError):
-    """A bad type or dtype: catchable as ``TypeError`` and ``AssertionError``."""
+    """A bad type or dtype: catchable as ``TypeError`` and ``AssertionError``.
+
+    Examples
+    --------
+    >>> import numpy as np, convx
+    >>> try:
+    ...     convx.conv2d(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 3, 3)))
+    ... except TypeError as e:
+    ...     print(type(e).__name__, isinstance(e, AssertionError))
+    ...     print(e)
+    ConvxTypeError True
+    conv2d(): arguments 'input' and 'weight' must have the same dtype, got float32
+    and float64
+    """
 
 
 class ConvxMemoryError(MemoryError):
-    """A valid call whose result or working memory cannot be allocated: the
-    message gives the bytes it needs and how to need fewer."""
+    """A valid call whose result or working memory cannot be allocated.
+
+    A ``MemoryError``; the message gives the bytes the call needs and how to
+    need fewer (split the batch or the input, or use fewer threads).
+    """
 
 
 def _describe(obj):

@@ -631,6 +631,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         input's chunks.  Bad arguments raise :func:`convx.conv2d`'s errors
         here, before anything is computed.
 
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv2d`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, convx.dask
@@ -650,6 +659,30 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     """:func:`convx.conv1d` on dask arrays, lazily: ``input`` (N, C_in, L)
     or (C_in, L), ``weight`` (C_out, C_in // groups, k), ``bias`` (C_out,);
     the rest as in :func:`conv2d`.
+
+    Parameters
+    ----------
+    input : dask array or ndarray of shape (N, C_in, L) or (C_in, L)
+        Any chunking, as for :func:`conv2d`.
+    weight : dask array or ndarray of shape (C_out, C_in // groups, k)
+    bias : dask array or ndarray of shape (C_out,), optional
+    stride, padding, dilation, groups, method
+        As in :func:`convx.conv1d`; ``method`` is passed to every block.
+
+    Returns
+    -------
+    dask array of shape (N, C_out, L_out), or (C_out, L_out)
+        Lazy, in :func:`convx.conv1d`'s dtype; chunked as :func:`conv2d`
+        says, along L.
+
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv1d`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
 
     Examples
     --------
@@ -673,6 +706,30 @@ def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
     interior boundary ``o`` of ``grad_output``'s chunks (clamped to the
     input, duplicates dropped): the boundaries the forward pass maps back.
 
+    Parameters
+    ----------
+    input_shape : tuple (N, C_in, H, W)
+        The shape of the forward pass's input.
+    weight : dask array or ndarray of shape (C_out, C_in // groups, kH, kW)
+    grad_output : dask array or ndarray of shape (N, C_out, H_out, W_out)
+        Any chunking.
+    stride, padding, dilation, groups, method
+        As given to :func:`conv2d`.
+
+    Returns
+    -------
+    dask array of shape ``input_shape``
+        Lazy, in :func:`convx.conv2d_input_grad`'s dtype, chunked as above.
+
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv2d_input_grad`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, convx.dask
@@ -695,6 +752,28 @@ def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
     """:func:`convx.conv1d_input_grad` on dask arrays, lazily; chunked as
     :func:`conv2d_input_grad` says, along L.
 
+    Parameters
+    ----------
+    input_shape : tuple (N, C_in, L)
+    weight : dask array or ndarray of shape (C_out, C_in // groups, k)
+    grad_output : dask array or ndarray of shape (N, C_out, L_out)
+    stride, padding, dilation, groups, method
+        As given to :func:`conv1d`.
+
+    Returns
+    -------
+    dask array of shape ``input_shape``
+        Lazy, in :func:`convx.conv1d_input_grad`'s dtype.
+
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv1d_input_grad`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, convx.dask
@@ -715,6 +794,28 @@ def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
     from the input region its windows read; the partials are summed by a
     tree reduction into one chunk of shape ``weight_shape``.
 
+    Parameters
+    ----------
+    input : dask array or ndarray of shape (N, C_in, H, W)
+    weight_shape : tuple (C_out, C_in // groups, kH, kW)
+    grad_output : dask array or ndarray of shape (N, C_out, H_out, W_out)
+    stride, padding, dilation, groups, method
+        As given to :func:`conv2d`.
+
+    Returns
+    -------
+    dask array of shape ``weight_shape``
+        Lazy, one chunk, in :func:`convx.conv2d_weight_grad`'s dtype.
+
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv2d_weight_grad`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, convx.dask
@@ -732,6 +833,28 @@ def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
                        groups=1, method="auto"):
     """:func:`convx.conv1d_weight_grad` on dask arrays, lazily; summed as
     :func:`conv2d_weight_grad` says.
+
+    Parameters
+    ----------
+    input : dask array or ndarray of shape (N, C_in, L)
+    weight_shape : tuple (C_out, C_in // groups, k)
+    grad_output : dask array or ndarray of shape (N, C_out, L_out)
+    stride, padding, dilation, groups, method
+        As given to :func:`conv1d`.
+
+    Returns
+    -------
+    dask array of shape ``weight_shape``
+        Lazy, one chunk, in :func:`convx.conv1d_weight_grad`'s dtype.
+
+    Raises
+    ------
+    ConvxTypeError, ConvxValueError
+        When the graph is built, for every argument :func:`convx.conv1d_weight_grad`
+        refuses (with its message); ``ConvxTypeError`` also for an array that
+        is neither a dask nor a NumPy array, or a dask array whose chunks are
+        not NumPy arrays, and ``ConvxValueError`` for unknown (NaN) chunk
+        sizes or a bad ``convx.threads-per-task`` setting.
 
     Examples
     --------

@@ -78,14 +78,58 @@ class _ParamOp:
     # The book's Operation.forward and ParamOperation.backward.
 
     def forward(self, input_, inference=False):
-        """Keep ``input_``, compute, keep and return ``output``."""
+        """Keep ``input_``, compute the output, keep it and return it.
+
+        Parameters
+        ----------
+        input_ : ndarray of shape (N, C_in, H, W), or (N, C_in, L) for Conv1D_Op
+            Any real dtype; kept (no copy) for :meth:`backward`.
+        inference : bool, optional
+            Accepted for the book's ``Operation.forward`` signature; unused.
+
+        Returns
+        -------
+        ndarray of shape (N, C_out, H, W), or (N, C_out, L)
+            The notebook's ``_output(input_, param)``, also kept as
+            ``self.output``: float32 when ``input_`` and ``param`` are float32,
+            else float64.
+
+        Raises
+        ------
+        ConvxTypeError
+            If ``input_`` is not a NumPy array of a real numeric dtype.
+        ConvxValueError
+            If ``input_`` has the wrong number of dimensions or a channel count
+            other than ``param.shape[0]``.
+        """
         self.input_ = input_
         self.output = self._output(inference)
         return self.output
 
     def backward(self, output_grad):
-        """Check ``output_grad`` against ``output``, set ``input_grad`` and
-        ``param_grad``, and return ``input_grad``."""
+        """Set ``input_grad`` and ``param_grad``; return ``input_grad``.
+
+        Parameters
+        ----------
+        output_grad : ndarray of the shape of ``self.output``
+            The gradient of the loss with respect to the last :meth:`forward`'s
+            output.
+
+        Returns
+        -------
+        ndarray of the shape of ``self.input_``
+            ``input_grad``, the notebook's ``_input_grad``.  ``param_grad`` (the
+            notebook's ``_param_grad``, the shape of ``param``, summed over the
+            batch) is set beside it.
+
+        Raises
+        ------
+        ConvxValueError
+            If :meth:`forward` was not called first, or ``output_grad`` does not
+            have the output's shape.
+        ConvxTypeError
+            If ``output_grad`` is not a NumPy array.
+        """
         name = f"{type(self).__name__}.backward"
         if getattr(self, "output", None) is None:
             raise v.ConvxValueError(f"{name}(): call forward() first: there is no output "
@@ -129,16 +173,30 @@ class Conv2D_Op(_ParamOp):
     Parameters
     ----------
     W : ndarray of shape (C_in, C_out, k_h, k_w)
-        Kept as ``self.param``, the very array (no copy): an optimizer that
-        updates ``param`` in place updates the operation.
+        The book's layout; any real dtype.  Kept as ``self.param``, the very
+        array (no copy): an optimizer that updates ``param`` in place updates
+        the operation.
 
+    Raises
+    ------
+    ConvxTypeError
+        If ``W`` is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If ``W`` is not 4-D or has an empty kernel.
+
+    Notes
+    -----
     ``forward(input_)`` takes ``(N, C_in, H, W)`` and returns
     ``(N, C_out, H, W)``: the notebook's ``_output(input_, param)``.
     ``backward(output_grad)`` sets ``input_grad`` (the notebook's
     ``_input_grad``) and ``param_grad`` (``_param_grad``) and returns
     ``input_grad``.  Both gradients are the true gradients of the forward
-    pass, for any batch and for even kernels (docs/notebook.md says what the
+    pass, for any batch and for even kernels (:doc:`/notebook` says what the
     book's vectorised operation got wrong).
+
+    Mixed into the book's ``ParamOperation`` (``class Conv2D_Op(
+    convx.layers.Conv2D_Op, ParamOperation)``), the book's ``__init__`` runs
+    too, and its ``Layer`` and optimizers use the operation as their own.
 
     Examples
     --------
@@ -154,9 +212,26 @@ class Conv2D_Op(_ParamOp):
 
 
 class Conv1D_Op(_ParamOp):
-    """The 1-D operation of the book's contract: ``W`` of shape
-    (C_in, C_out, k), inputs (N, C_in, L), outputs (N, C_out, L); otherwise
-    as :class:`Conv2D_Op`.
+    """The book's operation in 1-D: :class:`Conv2D_Op` with one spatial axis.
+
+    Parameters
+    ----------
+    W : ndarray of shape (C_in, C_out, k)
+        Kept as ``self.param``, the very array (no copy).
+
+    Raises
+    ------
+    ConvxTypeError
+        If ``W`` is not a NumPy array of a real numeric dtype.
+    ConvxValueError
+        If ``W`` is not 3-D or has an empty kernel.
+
+    Notes
+    -----
+    ``forward(input_)`` takes ``(N, C_in, L)`` and returns ``(N, C_out, L)``
+    with the notebook's "same" padding (``k // 2`` zeros before,
+    ``k - 1 - k // 2`` after); ``backward(output_grad)`` sets ``input_grad``
+    and ``param_grad``, as :class:`Conv2D_Op`.
 
     Examples
     --------
@@ -244,8 +319,28 @@ class _ConvLayer:
         return self.stride, self.padding, self.dilation, self.groups, "auto"
 
     def forward(self, x):
-        """The layer's output for ``x`` (N, C_in, *size), or one unbatched
-        example (C_in, *size); keeps ``x`` for :meth:`backward`."""
+        """The layer's output for a batch, or for one unbatched example.
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, C_in, H, W) or (C_in, H, W); (N, C_in, L) or (C_in, L) for Conv1D
+            Of the layer's dtype (``self.weight.dtype``).  Kept (no copy) for
+            :meth:`backward`.
+
+        Returns
+        -------
+        ndarray of shape (N, C_out, H_out, W_out), or without the batch axis
+            ``conv2d(x, weight, bias, stride, padding, dilation, groups)`` (or
+            ``conv1d``), in the layer's dtype.
+
+        Raises
+        ------
+        ConvxTypeError
+            If ``x`` is not a NumPy array of the layer's dtype.
+        ConvxValueError
+            If ``x`` has the wrong number of dimensions or channels, or is too
+            small for the kernel.
+        """
         func = f"{type(self).__name__}.forward"
         nsp = self._nsp
         if not isinstance(x, np.ndarray) or x.dtype.type is not self.weight.dtype.type:
@@ -266,11 +361,31 @@ class _ConvLayer:
     __call__ = forward
 
     def backward(self, grad_out, input_grad=True):
-        """Given dL/d(output) of the last :meth:`forward`, set ``weight_grad``
-        and ``bias_grad`` (overwriting them) and return dL/dx.
+        """Set ``weight_grad`` and ``bias_grad`` from dL/d(output); return dL/dx.
 
-        ``input_grad=False`` skips dL/dx and returns None: a network's first
-        layer needs no gradient for its input (PyTorch skips it too)."""
+        Parameters
+        ----------
+        grad_out : ndarray of the shape of the last output
+            Of the layer's dtype.
+        input_grad : bool, optional
+            ``False`` skips dL/dx and returns None: a network's first layer needs
+            no gradient for its input (PyTorch skips it too).
+
+        Returns
+        -------
+        ndarray of the shape of the last input, or None
+            dL/dx.  ``weight_grad`` (the shape of ``weight``) and ``bias_grad``
+            (``(out_channels,)``, or None without a bias) are overwritten, not
+            accumulated.
+
+        Raises
+        ------
+        ConvxValueError
+            If :meth:`forward` was not called first, or ``grad_out`` does not
+            have the last output's shape.
+        ConvxTypeError
+            If ``grad_out`` is not a NumPy array of the layer's dtype.
+        """
         func = f"{type(self).__name__}.backward"
         nsp = self._nsp
         if self._x is None:
@@ -293,9 +408,27 @@ class _ConvLayer:
         return dx[0] if unbatched and dx is not None else dx
 
     def parameters(self):
-        """``[(weight, weight_grad), (bias, bias_grad)]`` (without the bias
-        when there is none): the arrays an optimizer updates in place, each
-        with its gradient from the last :meth:`backward`."""
+        """The arrays an optimizer updates, each with its gradient.
+
+        Returns
+        -------
+        list of (ndarray, ndarray or None)
+            ``[(weight, weight_grad), (bias, bias_grad)]``, without the bias when
+            there is none.  The parameters are the layer's own arrays, to be
+            updated in place; the gradients are those of the last
+            :meth:`backward` (None before the first).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from convx.layers import Conv2D
+        >>> layer = Conv2D(1, 2, 3, rng=0)
+        >>> _ = layer.backward(np.ones_like(layer.forward(np.ones((1, 1, 5, 5), np.float32))))
+        >>> for param, grad in layer.parameters():
+        ...     param -= 0.1 * grad
+        >>> [p.shape for p, g in layer.parameters()]
+        [(2, 1, 3, 3), (2,)]
+        """
         pairs = [(self.weight, self.weight_grad)]
         if self.bias is not None:
             pairs.append((self.bias, self.bias_grad))
@@ -335,6 +468,15 @@ class Conv2D(_ConvLayer):
         in_channels // groups * kH * kW``, as PyTorch's ``nn.Conv2d`` does.
     weight_grad, bias_grad : ndarray, or None before the first backward
 
+    Raises
+    ------
+    ConvxTypeError
+        If an argument has the wrong type (a float kernel size, a dtype other
+        than float32 and float64, ...).
+    ConvxValueError
+        If an argument has a bad value (a size below 1, ``groups`` not dividing
+        the channels, ``padding='same'`` with a stride, ...).
+
     Examples
     --------
     >>> import numpy as np
@@ -349,9 +491,32 @@ class Conv2D(_ConvLayer):
 
 
 class Conv1D(_ConvLayer):
-    """A 1-D convolution layer, in PyTorch's layout: inputs (N, C_in, L),
-    weight (out_channels, in_channels // groups, k); otherwise as
-    :class:`Conv2D`.
+    """A 1-D convolution layer for NumPy networks, in PyTorch's layout.
+
+    :class:`Conv2D` with one spatial axis: inputs ``(N, C_in, L)`` or
+    ``(C_in, L)``, ``weight`` of shape ``(out_channels, in_channels // groups,
+    k)``, as PyTorch's ``nn.Conv1d``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int,)
+    stride, padding, dilation, groups
+        As for :func:`convx.conv1d` (``padding`` may be 'same' or 'valid').
+    bias : bool
+    dtype : float32 (default) or float64
+        The layer's parameters; inputs must have this dtype.
+    rng : None, int or numpy.random.Generator
+        Draws the initial weights: a seed reproduces them.
+
+    Raises
+    ------
+    ConvxTypeError
+        If an argument has the wrong type (a float kernel size, a dtype other
+        than float32 and float64, ...).
+    ConvxValueError
+        If an argument has a bad value (a size below 1, ``groups`` not dividing
+        the channels, ``padding='same'`` with a stride, ...).
 
     Examples
     --------
