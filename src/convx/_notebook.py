@@ -22,12 +22,29 @@ Result dtypes follow the notebook: forwards that built their output with
 is an integer array (computed exactly in float64, then rounded).  float32
 arguments give float32 where the notebook would give floats.
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 import numpy as np
 
 from . import _engine
 from . import _validate as v
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from ._engine import Plan
+    from ._typing import Array
+
+
+class _Shaped(Protocol):
+    """What assert_same_shape and assert_dim take: anything with a shape."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
 
 __all__ = [
     "assert_same_shape", "assert_dim",
@@ -50,12 +67,12 @@ _PAD_MAX = 2**48
 # Helpers: every notebook name below is a few lines over these.
 # --------------------------------------------------------------------------
 
-def _same_pads(kh, kw):
+def _same_pads(kh: int, kw: int) -> tuple[int, int, int, int]:
     """The notebook's padding: k // 2 before, k - 1 - k // 2 after."""
     return (kh // 2, kh - 1 - kh // 2, kw // 2, kw - 1 - kw // 2)
 
 
-def _int_result(result, like, *arrays):
+def _int_result(result: Array, like: Array, *arrays: Array) -> Array:
     """The notebook accumulated into ``np.zeros_like(like)``: when every array
     argument is an integer array the answer is an integer array of that dtype."""
     if like.dtype.kind in "iu" and all(a.dtype.kind in "iu" for a in arrays):
@@ -66,23 +83,26 @@ def _int_result(result, like, *arrays):
 # The engine's plans for the notebook's geometry ('same' padding, stride 1),
 # made from shapes alone, so that _engine.planned can keep them.
 
-def _forward_plan(func, dtype, x_shape, w_shape):
+def _forward_plan(func: str, dtype: np.dtype[Any], x_shape: tuple[int, ...],
+                  w_shape: tuple[int, ...]) -> Plan:
     # 'same' keeps the size, even an empty one: the plan is told it, not asked.
     return _engine.forward_plan(func, x_shape, w_shape, _UNIT, _same_pads(*w_shape[2:]), _UNIT,
                                 1, x_shape[2:], dtype=dtype)
 
 
-def _input_grad_plan(func, dtype, x_shape, w_shape, gout_shape):
+def _input_grad_plan(func: str, dtype: np.dtype[Any], x_shape: tuple[int, ...],
+                     w_shape: tuple[int, ...], gout_shape: tuple[int, ...]) -> Plan:
     return _engine.input_grad_plan(func, x_shape, w_shape, gout_shape, _UNIT,
                                    _same_pads(*w_shape[2:]), _UNIT, 1, dtype=dtype)
 
 
-def _weight_grad_plan(func, dtype, x_shape, w_shape, gout_shape):
+def _weight_grad_plan(func: str, dtype: np.dtype[Any], x_shape: tuple[int, ...],
+                      w_shape: tuple[int, ...], gout_shape: tuple[int, ...]) -> Plan:
     return _engine.weight_grad_plan(func, x_shape, w_shape, gout_shape, _UNIT,
                                     _same_pads(*w_shape[2:]), _UNIT, 1, dtype=dtype)
 
 
-def _conv(func, x, w, names=("inp", "param")):
+def _conv(func: str, x: Array, w: Array, names: tuple[str, str] = ("inp", "param")) -> Array:
     """'same' forward: x (N, C, H, W), w (F, C, KH, KW), any real dtypes;
     ``names`` are the arguments they came from."""
     dt = v.float_dtype(x, w)
@@ -93,7 +113,8 @@ def _conv(func, x, w, names=("inp", "param")):
                                v.as_kernel_input(func, names[1], w, dt), None)
 
 
-def _conv_input_grad(func, x, w, gout, names=("param", "output_grad")):
+def _conv_input_grad(func: str, x: Array, w: Array, gout: Array,
+                     names: tuple[str, str] = ("param", "output_grad")) -> Array:
     """'same' input gradient; the result has x's shape; ``names`` are the
     arguments w and gout came from."""
     dt = v.float_dtype(x, w, gout)
@@ -104,7 +125,8 @@ def _conv_input_grad(func, x, w, gout, names=("param", "output_grad")):
                                   v.as_kernel_input(func, names[1], gout, dt))
 
 
-def _conv_weight_grad(func, x, w, gout, names=("inp", "output_grad")):
+def _conv_weight_grad(func: str, x: Array, w: Array, gout: Array,
+                      names: tuple[str, str] = ("inp", "output_grad")) -> Array:
     """'same' weight gradient; the result has w's shape; ``names`` are the
     arguments x and gout came from."""
     dt = v.float_dtype(x, w, gout)
@@ -115,7 +137,7 @@ def _conv_weight_grad(func, x, w, gout, names=("inp", "output_grad")):
                                    v.as_kernel_input(func, names[1], gout, dt))
 
 
-def _pad(func, inp, num, ndim, layout, spatial):
+def _pad(func: str, inp: Array, num: int, ndim: int, layout: str, spatial: int) -> Array:
     """Zero-pad the last ``spatial`` axes (1 or 2) of ``inp`` by ``num`` on each side.
 
     The 1-D pads concatenated an int64 zero array, so integer input stays
@@ -143,7 +165,7 @@ def _pad(func, inp, num, ndim, layout, spatial):
 # Helper objects
 # --------------------------------------------------------------------------
 
-def assert_same_shape(output, output_grad):
+def assert_same_shape(output: _Shaped, output_grad: _Shaped) -> None:
     """Raise if ``output`` and ``output_grad`` differ in shape; return None."""
     shapes = []
     for name, a in (("output", output), ("output_grad", output_grad)):
@@ -160,7 +182,7 @@ def assert_same_shape(output, output_grad):
     return None
 
 
-def assert_dim(t, dim):
+def assert_dim(t: _Shaped, dim: int) -> None:
     """Raise unless ``t`` has ``dim`` dimensions; return None."""
     try:
         nd = len(t.shape)
@@ -178,29 +200,67 @@ def assert_dim(t, dim):
 # 1-D, one observation
 # --------------------------------------------------------------------------
 
-def _pad_1d(inp, num):
+@overload
+def _pad_1d(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_1d(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_1d(inp: Array, num: int) -> Array: ...
+
+
+def _pad_1d(inp: Array, num: int) -> Array:
     """``inp`` of shape (L,) with ``num`` zeros on each side: shape (L + 2*num,)."""
     return _pad("_pad_1d", inp, num, 1, "(length,)", spatial=1)
 
 
-def _conv_1d(f, inp, param):
+def _conv_1d(f: str, inp: Array, param: Array) -> Array:
     inp = v.array(f, "inp", inp, 1, "(length,)")
     param = v.array(f, "param", param, 1, "(kernel_size,)")
     v.kernel_nonempty(f, "param", param.shape, (0,))
-    return _conv(f, inp[None, None, None], param[None, None, None])[0, 0, 0]
+    out: Array = _conv(f, inp[None, None, None], param[None, None, None])[0, 0, 0]
+    return out
 
 
-def conv_1d(inp, param):
+@overload
+def conv_1d(inp: NDArray[np.float32], param: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv_1d(inp: NDArray[np.float64], param: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv_1d(inp: Array, param: Array) -> Array: ...
+
+
+def conv_1d(inp: Array, param: Array) -> Array:
     """'same' 1-D cross-correlation of ``inp`` (L,) with ``param`` (K,): floats of shape (L,)."""
     return _conv_1d("conv_1d", inp, param)
 
 
-def conv_1d_sum(inp, param):
+@overload
+def conv_1d_sum(inp: NDArray[np.float32], param: NDArray[np.float32]) -> np.float32: ...
+
+
+@overload
+def conv_1d_sum(inp: NDArray[np.float64], param: NDArray[np.float64]) -> np.float64: ...
+
+
+@overload
+def conv_1d_sum(inp: Array, param: Array) -> np.floating[Any]: ...
+
+
+def conv_1d_sum(inp: Array, param: Array) -> np.floating[Any]:
     """``conv_1d(inp, param).sum()``."""
     return np.sum(_conv_1d("conv_1d_sum", inp, param))
 
 
-def _grad_1d_args(f, inp, param, output_grad):
+def _grad_1d_args(f: str, inp: Array, param: Array,
+                  output_grad: Array | None) -> tuple[Array, Array, Array]:
     inp = v.array(f, "inp", inp, 1, "(length,)")
     param = v.array(f, "param", param, 1, "(kernel_size,)")
     v.kernel_nonempty(f, "param", param.shape, (0,))
@@ -212,7 +272,25 @@ def _grad_1d_args(f, inp, param, output_grad):
     return inp, param, output_grad
 
 
-def _param_grad_1d(inp, param, output_grad=None):
+@overload
+def _param_grad_1d(
+    inp: NDArray[np.float32], param: NDArray[np.float32],
+    output_grad: NDArray[np.float32] | None = ...,
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _param_grad_1d(
+    inp: NDArray[np.float64], param: NDArray[np.float64],
+    output_grad: NDArray[np.float64] | None = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _param_grad_1d(inp: Array, param: Array, output_grad: Array | None = ...) -> Array: ...
+
+
+def _param_grad_1d(inp: Array, param: Array, output_grad: Array | None = None) -> Array:
     """Gradient of ``sum(conv_1d(inp, param) * output_grad)`` with respect to ``param``.
 
     ``output_grad`` defaults to ones.  Shape (K,), dtype of ``param``'s kind.
@@ -224,7 +302,25 @@ def _param_grad_1d(inp, param, output_grad=None):
     return _int_result(g[0, 0, 0], param, inp, param, output_grad)
 
 
-def _input_grad_1d(inp, param, output_grad=None):
+@overload
+def _input_grad_1d(
+    inp: NDArray[np.float32], param: NDArray[np.float32],
+    output_grad: NDArray[np.float32] | None = ...,
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _input_grad_1d(
+    inp: NDArray[np.float64], param: NDArray[np.float64],
+    output_grad: NDArray[np.float64] | None = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _input_grad_1d(inp: Array, param: Array, output_grad: Array | None = ...) -> Array: ...
+
+
+def _input_grad_1d(inp: Array, param: Array, output_grad: Array | None = None) -> Array:
     """Gradient of ``sum(conv_1d(inp, param) * output_grad)`` with respect to ``inp``.
 
     ``output_grad`` defaults to ones.  Shape (L,), dtype of ``inp``'s kind.
@@ -240,12 +336,25 @@ def _input_grad_1d(inp, param, output_grad=None):
 # 1-D, a batch
 # --------------------------------------------------------------------------
 
-def _pad_1d_batch(inp, num):
+@overload
+def _pad_1d_batch(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_1d_batch(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_1d_batch(inp: Array, num: int) -> Array: ...
+
+
+def _pad_1d_batch(inp: Array, num: int) -> Array:
     """``inp`` of shape (N, L) with ``num`` zeros on each side of each row."""
     return _pad("_pad_1d_batch", inp, num, 2, "(batch, length)", spatial=1)
 
 
-def _batch_1d_args(f, inp, param, param_name="param"):
+def _batch_1d_args(f: str, inp: Array, param: Array,
+                   param_name: str = "param") -> tuple[Array, Array, Array]:
     """The notebook's (N, L) batch and (K,) kernel as NCHW and OIHW views, and
     ``inp`` as a plain ndarray."""
     inp = v.array(f, "inp", inp, 2, "(batch, length)")
@@ -254,17 +363,45 @@ def _batch_1d_args(f, inp, param, param_name="param"):
     return inp, inp[:, None, None], param[None, None, None]
 
 
-def _conv_1d_batch(f, inp, param, param_name):
+def _conv_1d_batch(f: str, inp: Array, param: Array, param_name: str) -> Array:
     _, x, w = _batch_1d_args(f, inp, param, param_name)
     return _conv(f, x, w, ("inp", param_name))[:, 0, 0]
 
 
-def conv_1d_batch(inp, param):
+@overload
+def conv_1d_batch(inp: NDArray[np.float32], param: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv_1d_batch(inp: NDArray[np.float64], param: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv_1d_batch(inp: Array, param: Array) -> Array: ...
+
+
+def conv_1d_batch(inp: Array, param: Array) -> Array:
     """``conv_1d`` of each row of ``inp`` (N, L): floats of shape (N, L)."""
     return _conv_1d_batch("conv_1d_batch", inp, param, "param")
 
 
-def input_grad_1d_batch(inp, param):
+@overload
+def input_grad_1d_batch(
+    inp: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def input_grad_1d_batch(
+    inp: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def input_grad_1d_batch(inp: Array, param: Array) -> Array: ...
+
+
+def input_grad_1d_batch(inp: Array, param: Array) -> Array:
     """Gradient of ``conv_1d_batch_sum(inp, param)`` with respect to ``inp``: shape (N, L)."""
     f = "input_grad_1d_batch"
     inp, x, w = _batch_1d_args(f, inp, param)
@@ -272,7 +409,23 @@ def input_grad_1d_batch(inp, param):
     return _int_result(g[:, 0, 0], inp, inp, param)
 
 
-def param_grad_1d_batch(inp, param):
+@overload
+def param_grad_1d_batch(
+    inp: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def param_grad_1d_batch(
+    inp: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def param_grad_1d_batch(inp: Array, param: Array) -> Array: ...
+
+
+def param_grad_1d_batch(inp: Array, param: Array) -> Array:
     """Gradient of ``conv_1d_batch_sum(inp, param)`` with respect to ``param``: shape (K,).
 
     The notebook padded by 1 whatever the kernel size; convx pads by the
@@ -284,7 +437,19 @@ def param_grad_1d_batch(inp, param):
     return _int_result(g[0, 0, 0], param, inp, param)
 
 
-def conv_1d_batch_sum(inp, fil):
+@overload
+def conv_1d_batch_sum(inp: NDArray[np.float32], fil: NDArray[np.float32]) -> np.float32: ...
+
+
+@overload
+def conv_1d_batch_sum(inp: NDArray[np.float64], fil: NDArray[np.float64]) -> np.float64: ...
+
+
+@overload
+def conv_1d_batch_sum(inp: Array, fil: Array) -> np.floating[Any]: ...
+
+
+def conv_1d_batch_sum(inp: Array, fil: Array) -> np.floating[Any]:
     """``conv_1d_batch(inp, fil).sum()``."""
     return np.sum(_conv_1d_batch("conv_1d_batch_sum", inp, fil, "fil"))
 
@@ -293,24 +458,65 @@ def conv_1d_batch_sum(inp, fil):
 # 2-D, one channel
 # --------------------------------------------------------------------------
 
-def _pad_2d(inp, num):
+@overload
+def _pad_2d(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_2d(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_2d(inp: Array, num: int) -> Array: ...
+
+
+def _pad_2d(inp: Array, num: int) -> Array:
     """``inp`` of shape (N, H, W) with a border of ``num`` zeros around each image."""
     return _pad("_pad_2d", inp, num, 3, "(batch, height, width)", spatial=2)
 
 
-def _pad_2d_obs(inp, num):
+@overload
+def _pad_2d_obs(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_2d_obs(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_2d_obs(inp: Array, num: int) -> Array: ...
+
+
+def _pad_2d_obs(inp: Array, num: int) -> Array:
     """``inp`` of shape (H, W) with a border of ``num`` zeros; need not be square."""
     return _pad("_pad_2d_obs", inp, num, 2, "(height, width)", spatial=2)
 
 
-def _check_2d(f, inp, param, ndim, layout):
+def _check_2d(f: str, inp: Array, param: Array, ndim: int,
+              layout: str) -> tuple[Array, Array]:
     inp = v.array(f, "inp" if ndim == 3 else "obs", inp, ndim, layout)
     param = v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
     v.kernel_nonempty(f, "param", param.shape, (0, 1))
     return inp, param
 
 
-def _compute_output_obs_2d(obs, param):
+@overload
+def _compute_output_obs_2d(
+    obs: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_output_obs_2d(
+    obs: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_output_obs_2d(obs: Array, param: Array) -> Array: ...
+
+
+def _compute_output_obs_2d(obs: Array, param: Array) -> Array:
     """'same' 2-D cross-correlation of ``obs`` (H, W) with ``param`` (KH, KW): shape (H, W)."""
     f = "_compute_output_obs_2d"
     obs, param = _check_2d(f, obs, param, 2, "(height, width)")
@@ -318,12 +524,28 @@ def _compute_output_obs_2d(obs, param):
     return _int_result(out, obs, obs, param)
 
 
-def _compute_output_2d(img_batch, param):
+@overload
+def _compute_output_2d(
+    img_batch: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_output_2d(
+    img_batch: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_output_2d(img_batch: Array, param: Array) -> Array: ...
+
+
+def _compute_output_2d(img_batch: Array, param: Array) -> Array:
     """``_compute_output_obs_2d`` of each image of ``img_batch`` (N, H, W): shape (N, H, W)."""
     return _output_2d("_compute_output_2d", img_batch, param)
 
 
-def _output_2d(f, img_batch, param):
+def _output_2d(f: str, img_batch: Array, param: Array) -> Array:
     img_batch = v.array(f, "img_batch", img_batch, 3, "(batch, height, width)")
     param = v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
     v.kernel_nonempty(f, "param", param.shape, (0, 1))
@@ -331,7 +553,8 @@ def _output_2d(f, img_batch, param):
     return _int_result(out, img_batch, img_batch, param)
 
 
-def _grads_2d_args(f, inp, output_grad, param, batched):
+def _grads_2d_args(f: str, inp: Array, output_grad: Array, param: Array,
+                   batched: bool) -> tuple[Array, Array, Array]:
     names = ("inp", "output_grad") if batched else ("input_obs", "output_grad_obs")
     layout = "(batch, height, width)" if batched else "(height, width)"
     nd = 3 if batched else 2
@@ -345,7 +568,25 @@ def _grads_2d_args(f, inp, output_grad, param, batched):
     return inp[:, None], output_grad[:, None], param[None, None]
 
 
-def _compute_grads_obs_2d(input_obs, output_grad_obs, param):
+@overload
+def _compute_grads_obs_2d(
+    input_obs: NDArray[np.float32], output_grad_obs: NDArray[np.float32],
+    param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_grads_obs_2d(
+    input_obs: NDArray[np.float64], output_grad_obs: NDArray[np.float64],
+    param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_grads_obs_2d(input_obs: Array, output_grad_obs: Array, param: Array) -> Array: ...
+
+
+def _compute_grads_obs_2d(input_obs: Array, output_grad_obs: Array, param: Array) -> Array:
     """Input gradient for one image: ``input_obs`` and ``output_grad_obs`` (H, W)."""
     f = "_compute_grads_obs_2d"
     x, g, w = _grads_2d_args(f, input_obs, output_grad_obs, param, batched=False)
@@ -353,7 +594,23 @@ def _compute_grads_obs_2d(input_obs, output_grad_obs, param):
     return _int_result(out, input_obs, input_obs, output_grad_obs, param)
 
 
-def _compute_grads_2d(inp, output_grad, param):
+@overload
+def _compute_grads_2d(
+    inp: NDArray[np.float32], output_grad: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_grads_2d(
+    inp: NDArray[np.float64], output_grad: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_grads_2d(inp: Array, output_grad: Array, param: Array) -> Array: ...
+
+
+def _compute_grads_2d(inp: Array, output_grad: Array, param: Array) -> Array:
     """Input gradient for a batch: ``inp`` and ``output_grad`` (N, H, W)."""
     f = "_compute_grads_2d"
     x, g, w = _grads_2d_args(f, inp, output_grad, param, batched=True)
@@ -361,7 +618,23 @@ def _compute_grads_2d(inp, output_grad, param):
     return _int_result(out, inp, inp, output_grad, param)
 
 
-def _param_grad_2d(inp, output_grad, param):
+@overload
+def _param_grad_2d(
+    inp: NDArray[np.float32], output_grad: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _param_grad_2d(
+    inp: NDArray[np.float64], output_grad: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _param_grad_2d(inp: Array, output_grad: Array, param: Array) -> Array: ...
+
+
+def _param_grad_2d(inp: Array, output_grad: Array, param: Array) -> Array:
     """Parameter gradient for a batch: ``inp`` and ``output_grad`` (N, H, W) -> (KH, KW)."""
     f = "_param_grad_2d"
     x, g, w = _grads_2d_args(f, inp, output_grad, param, batched=True)
@@ -369,9 +642,26 @@ def _param_grad_2d(inp, output_grad, param):
     return _int_result(out, param, inp, output_grad, param)
 
 
-def _compute_output_2d_sum(img_batch, param):
+@overload
+def _compute_output_2d_sum(
+    img_batch: NDArray[np.float32], param: NDArray[np.float32],
+) -> np.float32: ...
+
+
+@overload
+def _compute_output_2d_sum(
+    img_batch: NDArray[np.float64], param: NDArray[np.float64],
+) -> np.float64: ...
+
+
+@overload
+def _compute_output_2d_sum(img_batch: Array, param: Array) -> np.number[Any]: ...
+
+
+def _compute_output_2d_sum(img_batch: Array, param: Array) -> np.number[Any]:
     """``_compute_output_2d(img_batch, param).sum()``."""
-    return _output_2d("_compute_output_2d_sum", img_batch, param).sum()
+    total: np.number[Any] = _output_2d("_compute_output_2d_sum", img_batch, param).sum()
+    return total
 
 
 # --------------------------------------------------------------------------
@@ -379,12 +669,36 @@ def _compute_output_2d_sum(img_batch, param):
 # kernel_height, kernel_width]; the engine's weight is (out, in, kh, kw).
 # --------------------------------------------------------------------------
 
-def _pad_2d_channel(inp, num):
+@overload
+def _pad_2d_channel(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_2d_channel(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_2d_channel(inp: Array, num: int) -> Array: ...
+
+
+def _pad_2d_channel(inp: Array, num: int) -> Array:
     """``inp`` of shape (C, H, W) with a border of ``num`` zeros around each channel."""
     return _pad("_pad_2d_channel", inp, num, 3, "(channels, height, width)", spatial=2)
 
 
-def _pad_conv_input(inp, num):
+@overload
+def _pad_conv_input(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_conv_input(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_conv_input(inp: Array, num: int) -> Array: ...
+
+
+def _pad_conv_input(inp: Array, num: int) -> Array:
     """``inp`` of shape (N, C, H, W) with a border of ``num`` zeros around each channel."""
     return _pad("_pad_conv_input", inp, num, 4, "(batch, channels, height, width)", spatial=2)
 
@@ -396,12 +710,12 @@ _SPATIAL = {1: "length", 2: "height, width"}
 _KERNEL = {1: "kernel_size", 2: "kernel_height, kernel_width"}
 
 
-def _as_2d(a, nsp):
+def _as_2d(a: Array, nsp: int) -> Array:
     """A 1-D pass's array viewed with a unit height axis before its last."""
     return a if nsp == 2 else a[..., None, :]
 
 
-def _check_param(f, param, in_channels, in_name, nsp=2):
+def _check_param(f: str, param: Array, in_channels: int, in_name: str, nsp: int = 2) -> Array:
     param = v.array(f, "param", param, nsp + 2,
                     f"(in_channels, out_channels, {_KERNEL[nsp]})")
     v.kernel_nonempty(f, "param", param.shape, range(2, nsp + 2))
@@ -412,7 +726,8 @@ def _check_param(f, param, in_channels, in_name, nsp=2):
     return param
 
 
-def _forward_channels(f, inp, param, batched, name=None, nsp=2):
+def _forward_channels(f: str, inp: Array, param: Array, batched: bool, name: str | None = None,
+                      nsp: int = 2) -> Array:
     name = name or ("inp" if batched else "obs")
     layout = f"({'batch, ' if batched else ''}channels, {_SPATIAL[nsp]})"
     nd = nsp + 1 + batched
@@ -424,7 +739,9 @@ def _forward_channels(f, inp, param, batched, name=None, nsp=2):
     return out if batched else out[0]
 
 
-def _grads_channels_args(f, inp, output_grad, param, batched, nsp=2, names=None):
+def _grads_channels_args(f: str, inp: Array, output_grad: Array, param: Array, batched: bool,
+                         nsp: int = 2, names: tuple[str, str] | None = None
+                         ) -> tuple[Array, Array, Array]:
     """The arrays of a gradient as the engine's 4-D views (x, g, w)."""
     names = names or (("inp", "output_grad") if batched else ("input_obs", "output_grad_obs"))
     nd = nsp + 1 + batched
@@ -442,7 +759,8 @@ def _grads_channels_args(f, inp, output_grad, param, batched, nsp=2, names=None)
             _as_2d(param, nsp).transpose(1, 0, 2, 3))
 
 
-def _channels_input_grad(f, inp, output_grad, param, nsp=2, names=("inp", "output_grad")):
+def _channels_input_grad(f: str, inp: Array, output_grad: Array, param: Array, nsp: int = 2,
+                         names: tuple[str, str] = ("inp", "output_grad")) -> Array:
     """The batched input gradient: (N, C_in, *size), in ``inp``'s dtype kind."""
     x, g, w = _grads_channels_args(f, inp, output_grad, param, True, nsp, names)
     out = _conv_input_grad(f, x, w, g, ("param", names[1]))
@@ -450,7 +768,8 @@ def _channels_input_grad(f, inp, output_grad, param, nsp=2, names=("inp", "outpu
     return _int_result(out, inp, inp, output_grad, param)
 
 
-def _channels_param_grad(f, inp, output_grad, param, nsp=2, names=("inp", "output_grad")):
+def _channels_param_grad(f: str, inp: Array, output_grad: Array, param: Array, nsp: int = 2,
+                         names: tuple[str, str] = ("inp", "output_grad")) -> Array:
     """The batched parameter gradient: (C_in, C_out, *kernel), in ``param``'s dtype kind."""
     x, g, w = _grads_channels_args(f, inp, output_grad, param, True, nsp, names)
     out = _conv_weight_grad(f, x, w, g, names).transpose(1, 0, 2, 3)
@@ -458,7 +777,23 @@ def _channels_param_grad(f, inp, output_grad, param, nsp=2, names=("inp", "outpu
     return _int_result(out, param, inp, output_grad, param)
 
 
-def _compute_output_obs(obs, param):
+@overload
+def _compute_output_obs(
+    obs: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_output_obs(
+    obs: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_output_obs(obs: Array, param: Array) -> Array: ...
+
+
+def _compute_output_obs(obs: Array, param: Array) -> Array:
     """Forward for one image: ``obs`` (C_in, H, W), ``param`` (C_in, C_out, KH, KW) -> (C_out, H, W).
 
     The filter size comes from ``param.shape[2:]`` (the notebook used
@@ -467,12 +802,42 @@ def _compute_output_obs(obs, param):
     return _forward_channels("_compute_output_obs", obs, param, batched=False)
 
 
-def _output(inp, param):
+@overload
+def _output(inp: NDArray[np.float32], param: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+@overload
+def _output(inp: NDArray[np.float64], param: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+@overload
+def _output(inp: Array, param: Array) -> Array: ...
+
+
+def _output(inp: Array, param: Array) -> Array:
     """Forward for a batch: ``inp`` (N, C_in, H, W), ``param`` (C_in, C_out, KH, KW) -> (N, C_out, H, W)."""
     return _forward_channels("_output", inp, param, batched=True)
 
 
-def _compute_grads_obs(input_obs, output_grad_obs, param):
+@overload
+def _compute_grads_obs(
+    input_obs: NDArray[np.float32], output_grad_obs: NDArray[np.float32],
+    param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_grads_obs(
+    input_obs: NDArray[np.float64], output_grad_obs: NDArray[np.float64],
+    param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_grads_obs(input_obs: Array, output_grad_obs: Array, param: Array) -> Array: ...
+
+
+def _compute_grads_obs(input_obs: Array, output_grad_obs: Array, param: Array) -> Array:
     """Input gradient for one image: (C_in, H, W), (C_out, H, W), (C_in, C_out, KH, KW) -> (C_in, H, W)."""
     f = "_compute_grads_obs"
     x, g, w = _grads_channels_args(f, input_obs, output_grad_obs, param, batched=False)
@@ -480,16 +845,62 @@ def _compute_grads_obs(input_obs, output_grad_obs, param):
     return _int_result(out, input_obs, input_obs, output_grad_obs, param)
 
 
-def _input_grad(inp, output_grad, param):
+@overload
+def _input_grad(
+    inp: NDArray[np.float32], output_grad: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _input_grad(
+    inp: NDArray[np.float64], output_grad: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _input_grad(inp: Array, output_grad: Array, param: Array) -> Array: ...
+
+
+def _input_grad(inp: Array, output_grad: Array, param: Array) -> Array:
     """Input gradient for a batch: (N, C_in, H, W), (N, C_out, H, W), param -> (N, C_in, H, W)."""
     return _channels_input_grad("_input_grad", inp, output_grad, param)
 
 
-def _param_grad(inp, output_grad, param):
+@overload
+def _param_grad(
+    inp: NDArray[np.float32], output_grad: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _param_grad(
+    inp: NDArray[np.float64], output_grad: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _param_grad(inp: Array, output_grad: Array, param: Array) -> Array: ...
+
+
+def _param_grad(inp: Array, output_grad: Array, param: Array) -> Array:
     """Parameter gradient for a batch: (N, C_in, H, W), (N, C_out, H, W) -> (C_in, C_out, KH, KW)."""
     return _channels_param_grad("_param_grad", inp, output_grad, param)
 
 
-def _compute_output_sum(imgs, param):
+@overload
+def _compute_output_sum(imgs: NDArray[np.float32], param: NDArray[np.float32]) -> np.float32: ...
+
+
+@overload
+def _compute_output_sum(imgs: NDArray[np.float64], param: NDArray[np.float64]) -> np.float64: ...
+
+
+@overload
+def _compute_output_sum(imgs: Array, param: Array) -> np.floating[Any]: ...
+
+
+def _compute_output_sum(imgs: Array, param: Array) -> np.floating[Any]:
     """``_output(imgs, param).sum()``."""
-    return _forward_channels("_compute_output_sum", imgs, param, batched=True, name="imgs").sum()
+    total: np.floating[Any] = _forward_channels("_compute_output_sum", imgs, param, batched=True,
+                                                name="imgs").sum()
+    return total
