@@ -14,10 +14,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import convx
-from convx import (_compute_grads_2d, _compute_output_2d_sum, _compute_output_sum, _input_grad,
-                   _input_grad_1d, _output, _pad_1d, _pad_1d_batch, _param_grad, _param_grad_1d,
-                   _param_grad_2d, conv_1d_batch, conv_1d_batch_sum, conv_1d_sum,
-                   input_grad_1d_batch, param_grad_1d_batch)
+from convx import (
+    _compute_grads_2d,
+    _compute_output_2d_sum,
+    _compute_output_sum,
+    _input_grad,
+    _input_grad_1d,
+    _output,
+    _pad_1d,
+    _pad_1d_batch,
+    _param_grad,
+    _param_grad_1d,
+    _param_grad_2d,
+    conv_1d_batch,
+    conv_1d_batch_sum,
+    conv_1d_sum,
+    input_grad_1d_batch,
+    param_grad_1d_batch,
+)
 from convx._baseline import notebook_loops as loops
 
 if TYPE_CHECKING:
@@ -64,7 +78,9 @@ def _examples() -> bool:
          str(input_grad_1d_batch(batch, param_1d)[0])),
         ("param_grad_1d_batch(batch, param_1d)", "[36 49 48]", str(param_grad_1d_batch(batch, param_1d))),
     ]
-    return all([_row(label, printed, got, printed == got) for label, printed, got in checks])
+    # every row is printed, then the verdict (all() of a generator would stop at a mismatch)
+    rows = [_row(label, printed, got, printed == got) for label, printed, got in checks]
+    return all(rows)
 
 
 def _gradient_checks(imgs: Array, param_2d: Array, cifar_imgs: Array,

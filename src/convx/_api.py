@@ -28,8 +28,16 @@ if TYPE_CHECKING:
     _Face = tuple[np.dtype[Any], np.dtype[Any], tuple[int, ...] | None, tuple[int, ...] | None,
                   tuple[int, ...] | None, Plan]
 
-__all__ = ["conv1d", "conv2d", "conv1d_input_grad", "conv2d_input_grad",
-           "conv1d_weight_grad", "conv2d_weight_grad", "conv1d_bias_grad", "conv2d_bias_grad"]
+__all__ = [
+    "conv1d",
+    "conv1d_bias_grad",
+    "conv1d_input_grad",
+    "conv1d_weight_grad",
+    "conv2d",
+    "conv2d_bias_grad",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+]
 
 
 # Strides, dilations and paddings index 64-bit memory: past this they could

@@ -331,7 +331,7 @@ def _direct_run(who: Who, kernel: Callable[..., bool | None], arrays: tuple[Any,
     groups, macs, col_macs)``; each thread's scratch is ``accumulator`` values
     (the weight gradient's) and a padded image, and for conv_direct's strip
     (:func:`_strip`) its output."""
-    off, cs, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs = d
+    _, cs, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs = d
     threads = _threads.plan(n * groups * rows * cols, macs)
     slack = _DIRECT_JB[dtype]
     rb, cb = _blocks(rows, cols, col_macs, n * groups, threads)
@@ -662,7 +662,7 @@ def _transposed(c: Call) -> Call:
     correlated with the flipped kernel (:func:`_flipped_kernel`) over
     grad_output padded by span - 1 - padding on each side (a negative
     padding crops)."""
-    f, cg, kh, kw = c.w
+    _, cg, kh, kw = c.w
     span_h, span_w = (kh - 1) * c.dilation[0] + 1, (kw - 1) * c.dilation[1] + 1
     pt, pb, pl, pr = c.pads
     return c._replace(x=c.out, w=(c.groups * cg, c.fg, kh, kw), out=c.x,
@@ -703,7 +703,7 @@ def _input_grad_channels_run(who: Who, shape: Shape, args: Any, w: Array, gout: 
 
 def _forward_channels_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
                           bias: Array | None) -> Array:
-    off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, rb_max, macs, vl = args
+    off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, _, macs, vl = args
     n, _, oh, ow = shape
     out = _result(who, shape, x.dtype)
     threads = _threads.plan(n * groups * oh * ow, macs)
@@ -865,7 +865,7 @@ def _input_grad_zero(c: Call, forced: bool = False) -> Any:
 def _input_grad_gemm(c: Call, forced: bool = False) -> Any:
     """The GEMM's arguments (also the direct plan's fallback)."""
     check_gemm_sizes(c.func, c.k, c.p, c.w[0])
-    f, cg, kh, kw = c.w
+    _, cg, kh, kw = c.w
     pointwise = _pointwise(c)
     nb = min(c.p if pointwise else _input_grad_positions(c.k), c.p)
     scratch = _core.input_grad_scratch(cg, c.fg, kh * kw, c.groups, cg, nb, pointwise)
@@ -874,8 +874,8 @@ def _input_grad_gemm(c: Call, forced: bool = False) -> Any:
 
 def _input_grad_direct(c: Call, forced: bool = False) -> Any:
     gemm = _input_grad_gemm(c)   # checks the GEMM's sizes, as before any path
-    n, ch, h, wd = c.x
-    f, cg, kh, kw = c.w
+    _, _, h, wd = c.x
+    _, cg, kh, kw = c.w
     hp, wp = h + (kh - 1) * c.dilation[0], wd + (kw - 1) * c.dilation[1]
     taps = c.fg * kh * kw  # the flipped kernel's: output channels x KH x KW
     if c.stride != (1, 1):
@@ -907,8 +907,8 @@ def _input_grad_depthwise(c: Call, forced: bool = False) -> Any:
     gemm = _input_grad_gemm(c)   # checks the GEMM's sizes, as before any path
     if not (_depthwise(c) and c.stride == (1, 1) and (forced or USE_DIRECT)):
         return None   # (its cost: _forward_depthwise's figures)
-    n, ch, h, wd = c.x
-    f, cg, kh, kw = c.w
+    _, _, h, wd = c.x
+    _, _, kh, kw = c.w
     (dh, dw) = c.dilation
     hp, wp = h + (kh - 1) * dh, wd + (kw - 1) * dw
     if not forced and (not _border_fits(hp * wp, c.p)
@@ -932,7 +932,7 @@ def _input_grad_depthwise_run(who: Who, shape: Shape, args: Any, w: Array, gout:
 
 
 def _input_grad_small(c: Call, forced: bool = False) -> Any:
-    geometry, nb, pointwise, (shared, per), macs, cg, khw, fg = _input_grad_gemm(c)
+    geometry, nb, _, (shared, per), macs, cg, _, _ = _input_grad_gemm(c)
     return geometry + (nb, cg, 1, False) if _fits_small(macs, shared + per) else None
 
 
@@ -986,7 +986,7 @@ def _weight_grad_depthwise(c: Call, forced: bool = False) -> Any:
 
 
 def _weight_grad_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
-    (_, _, hp, wp, top, left, row_step, span_h, span_w, groups, macs, _, kh, kw, dh, dw,
+    (_, _, hp, wp, top, left, row_step, span_h, span_w, _, macs, _, kh, kw, dh, dw,
      chunks) = args
     dtype = x.dtype
     dwt = _result(who, shape, dtype)
@@ -1590,7 +1590,7 @@ def forward_plan(func: str, x_shape: Shape, w_shape: Shape, stride: Shape, pads:
     ``out_hw``: (OH, OW) when the caller has checked the geometry already
     (else :func:`sizes` checks it, naming the notebook's arguments).
     """
-    n, c, h, wd = x_shape
+    n, _, h, wd = x_shape
     oh, ow = out_hw or sizes(func, "param", (h, wd), w_shape, stride, pads, dilation, "inp")
     out_shape = (n, w_shape[0], oh, ow)
     check_result_size(func, out_shape)

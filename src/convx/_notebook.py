@@ -47,14 +47,34 @@ class _Shaped(Protocol):
 
 
 __all__ = [
-    "assert_same_shape", "assert_dim",
-    "_pad_1d", "conv_1d", "conv_1d_sum", "_param_grad_1d", "_input_grad_1d",
-    "_pad_1d_batch", "conv_1d_batch", "input_grad_1d_batch", "param_grad_1d_batch",
+    "_compute_grads_2d",
+    "_compute_grads_obs",
+    "_compute_grads_obs_2d",
+    "_compute_output_2d",
+    "_compute_output_2d_sum",
+    "_compute_output_obs",
+    "_compute_output_obs_2d",
+    "_compute_output_sum",
+    "_input_grad",
+    "_input_grad_1d",
+    "_output",
+    "_pad_1d",
+    "_pad_1d_batch",
+    "_pad_2d",
+    "_pad_2d_channel",
+    "_pad_2d_obs",
+    "_pad_conv_input",
+    "_param_grad",
+    "_param_grad_1d",
+    "_param_grad_2d",
+    "assert_dim",
+    "assert_same_shape",
+    "conv_1d",
+    "conv_1d_batch",
     "conv_1d_batch_sum",
-    "_pad_2d", "_pad_2d_obs", "_compute_output_obs_2d", "_compute_output_2d",
-    "_compute_grads_obs_2d", "_compute_grads_2d", "_param_grad_2d", "_compute_output_2d_sum",
-    "_pad_2d_channel", "_pad_conv_input", "_compute_output_obs", "_output",
-    "_compute_grads_obs", "_input_grad", "_param_grad", "_compute_output_sum",
+    "conv_1d_sum",
+    "input_grad_1d_batch",
+    "param_grad_1d_batch",
 ]
 
 _UNIT = (1, 1)
@@ -179,7 +199,6 @@ def assert_same_shape(output: _Shaped, output_grad: _Shaped) -> None:
         raise v.ConvxValueError(
             f"assert_same_shape(): 'output' and 'output_grad' must have the same shape, "
             f"got {shapes[0]} and {shapes[1]}")
-    return None
 
 
 def assert_dim(t: _Shaped, dim: int) -> None:
@@ -193,7 +212,6 @@ def assert_dim(t: _Shaped, dim: int) -> None:
         raise v.ConvxValueError(
             f"assert_dim(): tensor expected to have dimension {dim}, "
             f"instead has dimension {nd} (shape {tuple(t.shape)})")
-    return None
 
 
 # --------------------------------------------------------------------------

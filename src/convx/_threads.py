@@ -110,7 +110,7 @@ class _Limit:
     """A ``limited(n)`` block: at most ``n`` threads per call, and ``most``,
     the highest count plan() returned in the block (0: plan() was not asked,
     every call ran on the calling thread alone)."""
-    __slots__ = ("n", "most")
+    __slots__ = ("most", "n")
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -193,10 +193,8 @@ def plan(items: int, macs: int, minimum: int | None = None) -> int:
         threads = max(1, min(_core.get_threads(), items))
     limit = getattr(_local, "limit", None)
     if limit is not None:
-        if threads > limit.n:
-            threads = limit.n
-        if threads > limit.most:
-            limit.most = threads
+        threads = min(threads, limit.n)
+        limit.most = max(limit.most, threads)
     _local.last = threads
     return threads
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import operator
 import reprlib
-
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 
     from ._typing import Array
 
-__all__ = ["ConvxValueError", "ConvxTypeError", "ConvxMemoryError"]
+__all__ = ["ConvxMemoryError", "ConvxTypeError", "ConvxValueError"]
 
 
 class ConvxValueError(ValueError, AssertionError):
@@ -47,7 +46,9 @@ def _describe(obj: object) -> str:
     name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     try:
         text = reprlib.repr(obj)
-    except Exception:  # a foreign object whose repr fails: its type says enough
+    # Any exception: a foreign object's repr (or reprlib's look at it) may raise
+    # anything, and an error message must still be made; its type says enough.
+    except Exception:  # noqa: BLE001
         return name
     return f"{name} {text}"
 

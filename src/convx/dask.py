@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import itertools
 import math
 import threading
 from typing import TYPE_CHECKING, Any, overload
@@ -91,7 +92,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from dask.typing import Key
-
     from numpy.typing import DTypeLike
 
     from ._typing import Array, Geometry, Method, Padding, Shape
@@ -101,8 +101,16 @@ if TYPE_CHECKING:
     # (chunk, first, last, at): rows [first, last) of a chunk go to row ``at``
     _Piece = tuple[int, int, int, int]
 
-__all__ = ["conv1d", "conv2d", "conv1d_input_grad", "conv2d_input_grad", "conv1d_weight_grad",
-           "conv2d_weight_grad", "threads_used", "reset_threads_used"]
+__all__ = [
+    "conv1d",
+    "conv1d_input_grad",
+    "conv1d_weight_grad",
+    "conv2d",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+    "reset_threads_used",
+    "threads_used",
+]
 
 _CONFIG_KEY = "convx.threads-per-task"
 
@@ -236,7 +244,7 @@ class _Region:
     """One axis of a block's input region: its ``length``, the padding the
     engine adds (``lo``, ``hi``: the call's own on an unsplit axis, else 0)
     and the ``pieces`` it is gathered from (_pieces)."""
-    __slots__ = ("length", "lo", "hi", "pieces")
+    __slots__ = ("hi", "length", "lo", "pieces")
 
     def __init__(self, length: int, lo: int, hi: int, pieces: tuple[_Piece, ...]) -> None:
         self.length, self.lo, self.hi, self.pieces = length, lo, hi, pieces
@@ -264,7 +272,7 @@ def _forward_axis(bounds: Sequence[int], lo: int, hi: int, k: int, d: int, s: in
     if len(cuts) == 2:   # one block: the whole axis, with the call's padding
         return cuts, [_Region(length, lo, hi, _pieces(bounds, 0, length))]
     return cuts, [_window(bounds, oa * s - lo, (ob - 1) * s - lo + span)
-                  for oa, ob in zip(cuts[:-1], cuts[1:])]
+                  for oa, ob in itertools.pairwise(cuts)]
 
 
 class _Back:
@@ -274,7 +282,7 @@ class _Back:
     lo + span) the engine computes the gradient of (its padding:
     ``gout.lo``, ``gout.hi``), and where the block lies in it: the region's
     rows [``src``, ``src + n``) are the block's [``dst``, ``dst + n``)."""
-    __slots__ = ("size", "gout", "length", "src", "dst", "n")
+    __slots__ = ("dst", "gout", "length", "n", "size", "src")
 
     def __init__(self, size: int, gout: _Region | None = None, length: int = 0, src: int = 0,
                  dst: int = 0, n: int = 0) -> None:
@@ -301,7 +309,7 @@ def _input_grad_axis(gbounds: Sequence[int], length: int, lo: int, hi: int, k: i
         gout = _Region(out_len, lo, hi, _pieces(gbounds, 0, out_len))
         return cuts, [_Back(length, gout, length, 0, 0, length)]
     blocks = []
-    for ra, rb in zip(cuts[:-1], cuts[1:]):
+    for ra, rb in itertools.pairwise(cuts):
         oa = max(0, -(-(ra + lo - d * (k - 1)) // s))
         ob = min(out_len - 1, (rb - 1 + lo) // s)
         if oa > ob:
@@ -322,7 +330,7 @@ def _weight_grad_axis(gbounds: Sequence[int], xbounds: Sequence[int], lo: int, h
     if len(gbounds) == 2:   # one chunk: the whole axis, with the call's padding
         return [(0, 0, gbounds[1], _Region(length, lo, hi, _pieces(xbounds, 0, length)))]
     return [(i, oa, ob, _window(xbounds, oa * s - lo, (ob - 1) * s - lo + span))
-            for i, (oa, ob) in enumerate(zip(gbounds[:-1], gbounds[1:])) if ob > oa]
+            for i, (oa, ob) in enumerate(itertools.pairwise(gbounds)) if ob > oa]
 
 
 # --------------------------------------------------------------------------
@@ -332,8 +340,19 @@ def _weight_grad_axis(gbounds: Sequence[int], xbounds: Sequence[int], lo: int, h
 class _Call:
     """What every block of one call shares: the engine's arguments.  An
     opaque object in the task tuples, so that dask does not look into it."""
-    __slots__ = ("func", "stride", "dilation", "groups", "method", "compute", "result",
-                 "threads", "nsp", "w4", "c")
+    __slots__ = (
+        "c",
+        "compute",
+        "dilation",
+        "func",
+        "groups",
+        "method",
+        "nsp",
+        "result",
+        "stride",
+        "threads",
+        "w4",
+    )
 
     def __init__(self, func: str, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
                  method: str, compute: np.dtype[Any], result: np.dtype[Any], threads: int, nsp: int,
@@ -348,7 +367,7 @@ class _Block:
     axis it gathers from the input (forward pass, weight gradient), or, for
     the input gradient, its two _Back; ``cut[i][k]``: whether its input
     (i, k) is a halo already cut to size (_keys)."""
-    __slots__ = ("call", "n", "rows", "cols", "back", "cut")
+    __slots__ = ("back", "call", "cols", "cut", "n", "rows")
 
     def __init__(self, call: _Call, n: int, rows: Any, cols: Any, back: Any = None,
                  cut: tuple[tuple[bool, ...], ...] = ()) -> None:
@@ -530,7 +549,7 @@ def _forward(func: str, nsp: int, x: Any, weight: Any, bias: Any, stride: Any, p
     x = _four(x, nsp).rechunk({1: -1})
     w = _four(weight, nsp).rechunk(-1)
     b = None if bias is None else bias.rechunk(-1)
-    n_out, f, oh, ow = plan[2]
+    _, f, oh, ow = plan[2]
     kh, kw = w.shape[2:]
     rows_cuts, rows = _forward_axis(_bounds(x.chunks[2]), pads[0], pads[1], kh, dil[0], st[0], oh)
     cols_cuts, cols = _forward_axis(_bounds(x.chunks[3]), pads[2], pads[3], kw, dil[1], st[1], ow)
@@ -557,7 +576,7 @@ def _forward(func: str, nsp: int, x: Any, weight: Any, bias: Any, stride: Any, p
 
 def _input_grad(func: str, nsp: int, input_shape: Any, weight: Any, grad_output: Any, stride: Any,
                 padding: Any, dilation: Any, groups: Any, method: Any) -> da.Array:
-    x_layout, w_layout = _api._LAYOUT[nsp]
+    _, w_layout = _api._LAYOUT[nsp]
     weight = _known(func, "weight", _as_dask(func, "weight", weight, w_layout))
     gout = _known(func, "grad_output", _as_dask(func, "grad_output", grad_output,
                                                 "(batch, out_channels, *output_size)"))

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 # A layer's dtype: its parameters', its inputs' and its outputs'
 _F = TypeVar("_F", np.float32, np.float64)
 
-__all__ = ["Conv2D_Op", "Conv1D_Op", "Conv2D", "Conv1D"]
+__all__ = ["Conv1D", "Conv1D_Op", "Conv2D", "Conv2D_Op"]
 
 
 # --------------------------------------------------------------------------
