@@ -1,5 +1,5 @@
 """convx is typed: mypy --strict and pyright pass on a user's script
-(tests/typing/user_script.py) and on the package, the stub of the compiled
+(tests/typecheck/user_script.py) and on the package, the stub of the compiled
 _core names what the extension defines, and the wheel ships both.
 
 The checkers are the ``typecheck`` extra (also in ``test``): mypy and
@@ -23,7 +23,7 @@ import convx
 import convx._core
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "tests" / "typing" / "user_script.py"
+SCRIPT = ROOT / "tests" / "typecheck" / "user_script.py"
 PACKAGE = pathlib.Path(convx.__file__).resolve().parent
 STUB = ROOT / "src" / "convx" / "_core.pyi"
 
@@ -62,13 +62,20 @@ def test_user_script_runs():
     assert done.stdout.startswith("ok")
 
 
-def test_mypy_strict_user_script():
-    out = _run(_tool("mypy") + ["--strict", str(SCRIPT.relative_to(ROOT))])
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory):
+    """mypy's cache, shared by the two runs, outside the tree."""
+    return str(tmp_path_factory.mktemp("mypy-cache"))
+
+
+def test_mypy_strict_user_script(mypy_cache):
+    out = _run(_tool("mypy") + ["--strict", "--cache-dir", mypy_cache,
+                                str(SCRIPT.relative_to(ROOT))])
     assert "Success" in out
 
 
-def test_mypy_strict_package():
-    out = _run(_tool("mypy") + ["--strict", "-p", "convx"])
+def test_mypy_strict_package(mypy_cache):
+    out = _run(_tool("mypy") + ["--strict", "--cache-dir", mypy_cache, "-p", "convx"])
     assert "Success" in out
 
 

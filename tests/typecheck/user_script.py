@@ -1,7 +1,7 @@
 """A user's script, for the type checkers (tests/test_typing.py runs mypy
 --strict and pyright on it): README-like calls of the public API, the
 layers and the notebook names, with the types they give back checked by
-``assert_type``.  It also runs (``python tests/typing/user_script.py``)."""
+``assert_type``.  It also runs (``python tests/typecheck/user_script.py``)."""
 from __future__ import annotations
 
 import sys
