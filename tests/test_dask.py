@@ -418,7 +418,11 @@ def test_dtypes_follow_the_numpy_api(dtype):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_signatures_are_the_numpy_apis(name):
-    assert inspect.signature(getattr(cd, name)) == inspect.signature(getattr(convx, name))
+    # names, kinds and defaults (the annotations differ: dask arrays in and out)
+    def parameters(function):
+        return [(p.name, p.kind, p.default)
+                for p in inspect.signature(function).parameters.values()]
+    assert parameters(getattr(cd, name)) == parameters(getattr(convx, name))
 
 
 def test_importing_convx_does_not_import_dask():

@@ -32,17 +32,34 @@ finally:
     if _PASSIVE:
         del _os.environ["OMP_WAIT_POLICY"]
 
-from ._api import (conv1d, conv1d_bias_grad, conv1d_input_grad, conv1d_weight_grad,  # noqa: F401
-                   conv2d, conv2d_bias_grad, conv2d_input_grad, conv2d_weight_grad)
-from ._api import __all__ as _api_all
-from ._notebook import *  # noqa: F401,F403
-from ._notebook import __all__ as _notebook_all
-from ._threads import get_num_threads, set_num_threads, show_config  # noqa: F401
-from ._validate import ConvxMemoryError, ConvxTypeError, ConvxValueError  # noqa: F401
-from . import layers  # noqa: F401,E402  (convx.layers, not in __all__)
+from . import layers as layers  # convx.layers, not in __all__
+from ._api import (
+    conv1d,
+    conv1d_bias_grad,
+    conv1d_input_grad,
+    conv1d_weight_grad,
+    conv2d,
+    conv2d_bias_grad,
+    conv2d_input_grad,
+    conv2d_weight_grad,
+)
+from ._notebook import *
+from ._threads import get_num_threads, set_num_threads, show_config
+from ._validate import ConvxMemoryError, ConvxTypeError, ConvxValueError
 
 __version__ = "0.1.0"
 
-__all__ = list(_notebook_all) + list(_api_all) + [
-    "ConvxMemoryError", "ConvxTypeError", "ConvxValueError", "get_num_threads", "set_num_threads",
-    "show_config"]
+# The notebook's names (_notebook.__all__), the public API's (_api.__all__),
+# the errors and the thread settings, spelt out so that type checkers see
+# what ``from convx import *`` exports.
+__all__ = [
+    "ConvxMemoryError", "ConvxTypeError", "ConvxValueError", "_compute_grads_2d",
+    "_compute_grads_obs", "_compute_grads_obs_2d", "_compute_output_2d", "_compute_output_2d_sum",
+    "_compute_output_obs", "_compute_output_obs_2d", "_compute_output_sum", "_input_grad",
+    "_input_grad_1d", "_output", "_pad_1d", "_pad_1d_batch", "_pad_2d", "_pad_2d_channel",
+    "_pad_2d_obs", "_pad_conv_input", "_param_grad", "_param_grad_1d", "_param_grad_2d",
+    "assert_dim", "assert_same_shape", "conv1d", "conv1d_bias_grad", "conv1d_input_grad",
+    "conv1d_weight_grad", "conv2d", "conv2d_bias_grad", "conv2d_input_grad", "conv2d_weight_grad",
+    "conv_1d", "conv_1d_batch", "conv_1d_batch_sum", "conv_1d_sum", "get_num_threads",
+    "input_grad_1d_batch", "param_grad_1d_batch", "set_num_threads", "show_config",
+]

@@ -4,21 +4,45 @@ Prints the notebook's worked examples beside what the notebook printed, its
 gradient checks (which now pass, with the old bug's numbers beside them), and
 the time of each multi-channel pass against the notebook's own loops.
 """
+from __future__ import annotations
+
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import convx
-from convx import (_compute_grads_2d, _compute_output_2d_sum, _compute_output_sum, _input_grad,
-                   _input_grad_1d, _output, _pad_1d, _pad_1d_batch, _param_grad, _param_grad_1d,
-                   _param_grad_2d, conv_1d_batch, conv_1d_batch_sum, conv_1d_sum,
-                   input_grad_1d_batch, param_grad_1d_batch)
+from convx import (
+    _compute_grads_2d,
+    _compute_output_2d_sum,
+    _compute_output_sum,
+    _input_grad,
+    _input_grad_1d,
+    _output,
+    _pad_1d,
+    _pad_1d_batch,
+    _param_grad,
+    _param_grad_1d,
+    _param_grad_2d,
+    conv_1d_batch,
+    conv_1d_batch_sum,
+    conv_1d_sum,
+    input_grad_1d_batch,
+    param_grad_1d_batch,
+)
 from convx._baseline import notebook_loops as loops
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def _replay_notebook_arrays():
+    from numpy.typing import NDArray
+
+    Array = NDArray[np.float64]
+
+
+def _replay_notebook_arrays() -> tuple[Array, Array, Array, Array]:
     """The notebook's random arrays: its cells draw from np.random in this order."""
     rs = np.random.RandomState(190220)
     for high in (5, 3, 2, 7, 3):          # cells 11, 29 and 33
@@ -32,12 +56,12 @@ def _replay_notebook_arrays():
     return imgs, param_2d, cifar_imgs, cifar_param
 
 
-def _row(label, printed, got, ok):
+def _row(label: str, printed: str, got: str, ok: bool) -> bool:
     print(f"  {label:<40} {printed:>30}  {got:>30}  {'ok' if ok else 'MISMATCH'}")
     return ok
 
 
-def _examples():
+def _examples() -> bool:
     print(f"Worked examples{'':<28}{'the notebook printed':>30}  {'convx':>30}")
     input_1d, param_1d = np.array([1, 2, 3, 4, 5]), np.array([1, 1, 1])
     batch = np.array([[0, 1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6, 7]])
@@ -54,15 +78,18 @@ def _examples():
          str(input_grad_1d_batch(batch, param_1d)[0])),
         ("param_grad_1d_batch(batch, param_1d)", "[36 49 48]", str(param_grad_1d_batch(batch, param_1d))),
     ]
-    return all([_row(label, printed, got, printed == got) for label, printed, got in checks])
+    # every row is printed, then the verdict (all() of a generator would stop at a mismatch)
+    rows = [_row(label, printed, got, printed == got) for label, printed, got in checks]
+    return all(rows)
 
 
-def _gradient_checks(imgs, param_2d, cifar_imgs, cifar_param):
+def _gradient_checks(imgs: Array, param_2d: Array, cifar_imgs: Array,
+                     cifar_param: Array) -> bool:
     print("\nGradient checks: a unit step changes the summed output by the gradient")
     print(f"  {'':<40} {'finite difference':>30}  {'gradient':>30}")
     ok = True
 
-    def check(label, fd, grad, old_fd=None):
+    def check(label: str, fd: float, grad: float, old_fd: float | None = None) -> None:
         nonlocal ok
         good = abs(fd - grad) <= 1e-9 * max(1.0, abs(grad))
         ok &= good
@@ -99,7 +126,7 @@ def _gradient_checks(imgs, param_2d, cifar_imgs, cifar_param):
     return ok
 
 
-def _median_time(fn, args, repeat):
+def _median_time(fn: Callable[..., object], args: tuple[Any, ...], repeat: int) -> float:
     fn(*args)  # warm-up
     times = []
     for _ in range(repeat):
@@ -109,14 +136,15 @@ def _median_time(fn, args, repeat):
     return float(np.median(times))
 
 
-def _speed(cifar_imgs, cifar_param, loop_images, repeat):
+def _speed(cifar_imgs: Array, cifar_param: Array, loop_images: int, repeat: int) -> None:
     n = cifar_imgs.shape[0]
     scaled = loop_images < n
     print(f"\nSpeed, the CIFAR-sized example: input {n}x3x32x32, param 3x16x5x5 (float64)")
     print(f"  {'pass':<12} {'notebook loops':>16} {'convx (median)':>16} {'speed-up':>10}")
     ones = np.ones((n, 16, 32, 32))
     sub_imgs, sub_ones = cifar_imgs[:loop_images], ones[:loop_images]
-    passes = [
+    passes: list[tuple[str, Callable[..., object], tuple[Any, ...], Callable[..., object],
+                      tuple[Any, ...]]] = [
         ("_output", _output, (cifar_imgs, cifar_param), loops._output_fixed, (sub_imgs, cifar_param)),
         ("_input_grad", _input_grad, (cifar_imgs, ones, cifar_param),
          loops._input_grad, (sub_imgs, sub_ones, cifar_param)),
@@ -136,8 +164,8 @@ def _speed(cifar_imgs, cifar_param, loop_images, repeat):
     print("  The loops' forward is the notebook's with the filter size fixed, so both compute the same thing.")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m convx", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convx", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--full", action="store_true",
                         help="time the notebook's loops on all 10 CIFAR images (about half a minute)")
     parser.add_argument("--repeat", type=int, default=20, help="convx timing runs per pass (median)")

@@ -5,13 +5,39 @@ Layouts are NCL / NCHW for data and ``(C_out, C_in // groups, k)`` /
 Every function checks its arguments here, brings the arrays to one float dtype
 in C order, and calls the engine: the same core the notebook names use.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, overload
+
+if TYPE_CHECKING:
+    from typing import TypeGuard
+
 import numpy as np
 
 from . import _engine
 from . import _validate as v
 
-__all__ = ["conv1d", "conv2d", "conv1d_input_grad", "conv2d_input_grad",
-           "conv1d_weight_grad", "conv2d_weight_grad", "conv1d_bias_grad", "conv2d_bias_grad"]
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from ._engine import Plan
+    from ._typing import Array, Geometry, Method, Padding, Shape
+
+    # What a face keeps per call signature (see _forward_plan)
+    _Face = tuple[np.dtype[Any], np.dtype[Any], tuple[int, ...] | None, tuple[int, ...] | None,
+                  tuple[int, ...] | None, Plan]
+
+__all__ = [
+    "conv1d",
+    "conv1d_bias_grad",
+    "conv1d_input_grad",
+    "conv1d_weight_grad",
+    "conv2d",
+    "conv2d_bias_grad",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+]
 
 
 # Strides, dilations and paddings index 64-bit memory: past this they could
@@ -19,11 +45,11 @@ __all__ = ["conv1d", "conv2d", "conv1d_input_grad", "conv2d_input_grad",
 _GEOMETRY_MAX = 2**62
 
 
-def _is_int(value):
+def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _pair(func, name, value, nsp, minimum):
+def _pair(func: str, name: str, value: Any, nsp: int, minimum: int) -> tuple[int, ...]:
     """An int or a tuple of ``nsp`` ints, each >= ``minimum``, as a tuple."""
     if type(value) is int and minimum <= value <= _GEOMETRY_MAX:  # the common case, first
         return (value,) * nsp
@@ -42,7 +68,8 @@ def _pair(func, name, value, nsp, minimum):
     return tuple(int(item) for item in items)
 
 
-def _geometry(func, nsp, kernel, stride, padding, dilation):
+def _geometry(func: str, nsp: int, kernel: Sequence[int], stride: object, padding: object,
+              dilation: object) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """Normalise stride, padding and dilation to the engine's 2-D form.
 
     Returns ``(stride, pads, dilation)``: ``(sh, sw)``, ``(top, bottom, left,
@@ -77,7 +104,7 @@ def _geometry(func, nsp, kernel, stride, padding, dilation):
     return stride, lohi, dilation
 
 
-def _groups(func, groups, c_in, c_out):
+def _groups(func: str, groups: Any, c_in: int, c_out: int) -> int:
     if not _is_int(groups):
         raise v.ConvxTypeError(f"{func}(): argument 'groups' must be an int >= 1, got {groups!r}")
     if groups < 1:
@@ -89,7 +116,7 @@ def _groups(func, groups, c_in, c_out):
     return int(groups)
 
 
-def _dtype(func, *named):
+def _dtype(func: str, *named: tuple[str, Array]) -> tuple[np.dtype[Any], np.dtype[Any]]:
     """The compute dtype of same-dtype float or integer arrays, and the result dtype.
 
     "Same dtype" ignores byte order: a big-endian float64 array goes with a
@@ -113,7 +140,7 @@ _LAYOUT = {1: ("(batch, channels, length)", "(out_channels, in_channels // group
                "(out_channels, in_channels // groups, kernel_height, kernel_width)")}
 
 
-def _shape_arg(func, name, shape, ndim, layout):
+def _shape_arg(func: str, name: str, shape: Any, ndim: int, layout: str) -> tuple[int, ...]:
     """A tuple or list of ``ndim`` ints >= 0 (Python or NumPy ints, not bools)."""
     if not isinstance(shape, (tuple, list)) or not all(_is_int(s) for s in shape):
         raise v.ConvxTypeError(
@@ -126,13 +153,15 @@ def _shape_arg(func, name, shape, ndim, layout):
     return tuple(int(s) for s in shape)
 
 
-def _shape4(shape, nsp):
+def _shape4(shape: tuple[int, ...], nsp: int) -> tuple[int, ...]:
     """An NCL / OIK shape as NCHW / OIHW with H = 1."""
     return (shape[0], shape[1], 1, shape[2]) if nsp == 1 else shape
 
 
-def _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride, padding, dilation, groups,
-          shown_shape=None):
+def _plan(func: str, nsp: int, x_shape: tuple[int, ...], x_name: str, w_shape: tuple[int, ...],
+          w_name: str, stride: object, padding: object, dilation: object, groups: object,
+          shown_shape: tuple[int, ...] | None = None
+          ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int, tuple[int, ...]]:
     """Check how input and weight fit together; return the engine's geometry.
 
     Returns ``(stride, pads, dilation, groups, (OH, OW))`` in 2-D form.
@@ -151,7 +180,8 @@ def _plan(func, nsp, x_shape, x_name, w_shape, w_name, stride, padding, dilation
     return st, pads, dil, g, out_hw
 
 
-def _check_gout(func, gout, x_shape, w_shape, out_hw, nsp):
+def _check_gout(func: str, gout: Array, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                out_hw: tuple[int, ...], nsp: int) -> None:
     expected = (x_shape[0], w_shape[0]) + (out_hw[1:] if nsp == 1 else out_hw)
     v.same_shape(func, "grad_output", gout, expected,
                  "the output shape of the forward pass with these arguments")
@@ -160,7 +190,7 @@ def _check_gout(func, gout, x_shape, w_shape, out_hw, nsp):
 _INT_STR = (int, str)
 
 
-def _plain(stride, padding, dilation, groups):
+def _plain(stride: Any, padding: Any, dilation: Any, groups: Any) -> tuple[Any, ...] | None:
     """The geometry arguments as a tuple if each is a plain int, str or tuple
     of plain ints, else None: part of a key for the plan cache
     (``_engine.planned``).
@@ -171,7 +201,7 @@ def _plain(stride, padding, dilation, groups):
     if (type(stride) is int and type(dilation) is int and type(groups) is int
             and type(padding) in _INT_STR):  # the common case, first
         return stride, padding, dilation, groups
-    values = (stride, padding, dilation, groups)
+    values: tuple[Any, ...] = (stride, padding, dilation, groups)
     for value in values:
         kind = type(value)
         if kind is int or kind is str:
@@ -181,7 +211,7 @@ def _plain(stride, padding, dilation, groups):
     return values
 
 
-def _method(func, method):
+def _method(func: str, method: object) -> str:
     """``method`` if it names one of the engine's methods (_engine.METHODS)."""
     names = ", ".join(repr(m) for m in _engine.METHODS)
     if not isinstance(method, str):
@@ -198,7 +228,9 @@ def _method(func, method):
 # the shape the result is given back as (None: as the engine made it), and
 # the engine's plan.
 
-def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups, method):
+def _forward_plan(func: str, nsp: int, x: Array, weight: Array, bias: Array | None,
+                  stride: object, padding: object, dilation: object, groups: object,
+                  method: object) -> _Face:
     x_layout, w_layout = _LAYOUT[nsp]
     shown = None
     if isinstance(x, np.ndarray) and x.ndim == nsp + 1:  # unbatched
@@ -229,7 +261,8 @@ def _forward_plan(func, nsp, x, weight, bias, stride, padding, dilation, groups,
 _NDARRAY = np.ndarray
 
 
-def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups, method="auto"):
+def _forward(func: str, nsp: int, x: Array, weight: Array, bias: Array | None, stride: object,
+             padding: object, dilation: object, groups: object, method: object = "auto") -> Array:
     # Only plain ndarrays are looked up in the cache: anything else (a duck
     # array, a subclass) is checked in full on every call.
     key = None
@@ -257,8 +290,9 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups, meth
     return out if result is compute else out.astype(result)
 
 
-def _grad_plan(func, nsp, which, shape, array, grad_output, stride, padding, dilation, groups,
-               method):
+def _grad_plan(func: str, nsp: int, which: str, shape: object, array: Array, grad_output: Array,
+               stride: object, padding: object, dilation: object, groups: object,
+               method: object) -> _Face:
     """The checks of the two gradients: ``which`` is "input" (``shape`` is the
     input's, ``array`` the weight) or "weight" (``shape`` is the weight's,
     ``array`` the input)."""
@@ -286,7 +320,9 @@ def _grad_plan(func, nsp, which, shape, array, grad_output, stride, padding, dil
     return compute, result, w4 if which == "input" else x4, g4, shape, plan
 
 
-def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups, method):
+def _grad_key(func: str, shape: object, array: Array, grad_output: Array, stride: object,
+              padding: object, dilation: object, groups: object,
+              method: object) -> tuple[object, ...] | None:
     plain = _plain(stride, padding, dilation, groups)
     if not plain or type(shape) is not tuple or type(array) is not _NDARRAY \
             or type(grad_output) is not _NDARRAY or type(method) is not str:
@@ -298,8 +334,9 @@ def _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups
             method)
 
 
-def _grad(func, nsp, which, shape, array, grad_output, stride, padding, dilation, groups,
-          method="auto"):
+def _grad(func: str, nsp: int, which: str, shape: object, array: Array, grad_output: Array,
+          stride: object, padding: object, dilation: object, groups: object,
+          method: object = "auto") -> Array:
     """The two gradients (``which``, ``shape`` and ``array`` as in _grad_plan)."""
     key = _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups, method)
     if key is None:  # checked in full: bring subclasses to plain ndarrays first
@@ -322,8 +359,48 @@ def _grad(func, nsp, which, shape, array, grad_output, stride, padding, dilation
     return d if result is compute else d.astype(result)
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           method="auto"):
+@overload
+def conv2d(
+    input: NDArray[np.float32], weight: NDArray[np.float32],
+    bias: NDArray[np.float32] | None = ..., stride: Geometry = ..., padding: Padding = ...,
+    dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv2d(
+    input: NDArray[np.float64], weight: NDArray[np.float64],
+    bias: NDArray[np.float64] | None = ..., stride: Geometry = ..., padding: Padding = ...,
+    dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv2d(
+    input: NDArray[np.float16], weight: NDArray[np.float16],
+    bias: NDArray[np.float16] | None = ..., stride: Geometry = ..., padding: Padding = ...,
+    dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> NDArray[np.float16]: ...
+
+
+@overload
+def conv2d(
+    input: NDArray[np.integer[Any]], weight: NDArray[np.integer[Any]],
+    bias: NDArray[np.integer[Any]] | None = ..., stride: Geometry = ..., padding: Padding = ...,
+    dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv2d(
+    input: Array, weight: Array, bias: Array | None = ..., stride: Geometry = ...,
+    padding: Padding = ..., dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> Array: ...
+
+
+def conv2d(input: Array, weight: Array, bias: Array | None = None, stride: Geometry = 1,
+           padding: Padding = 0, dilation: Geometry = 1, groups: int = 1,
+           method: Method = "auto") -> Array:
     """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
 
     Parameters
@@ -390,8 +467,48 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                     method)
 
 
-def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           method="auto"):
+@overload
+def conv1d(
+    input: NDArray[np.float32], weight: NDArray[np.float32],
+    bias: NDArray[np.float32] | None = ..., stride: Geometry = ..., padding: Padding = ...,
+    dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv1d(
+    input: NDArray[np.float64], weight: NDArray[np.float64],
+    bias: NDArray[np.float64] | None = ..., stride: Geometry = ..., padding: Padding = ...,
+    dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv1d(
+    input: NDArray[np.float16], weight: NDArray[np.float16],
+    bias: NDArray[np.float16] | None = ..., stride: Geometry = ..., padding: Padding = ...,
+    dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> NDArray[np.float16]: ...
+
+
+@overload
+def conv1d(
+    input: NDArray[np.integer[Any]], weight: NDArray[np.integer[Any]],
+    bias: NDArray[np.integer[Any]] | None = ..., stride: Geometry = ..., padding: Padding = ...,
+    dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv1d(
+    input: Array, weight: Array, bias: Array | None = ..., stride: Geometry = ...,
+    padding: Padding = ..., dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> Array: ...
+
+
+def conv1d(input: Array, weight: Array, bias: Array | None = None, stride: Geometry = 1,
+           padding: Padding = 0, dilation: Geometry = 1, groups: int = 1,
+           method: Method = "auto") -> Array:
     """1-D convolution (cross-correlation), as ``torch.nn.functional.conv1d``.
 
     Parameters
@@ -432,8 +549,48 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                     method)
 
 
-def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1,
-                      groups=1, method="auto"):
+@overload
+def conv2d_input_grad(
+    input_shape: Shape, weight: NDArray[np.float32], grad_output: NDArray[np.float32],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv2d_input_grad(
+    input_shape: Shape, weight: NDArray[np.float64], grad_output: NDArray[np.float64],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv2d_input_grad(
+    input_shape: Shape, weight: NDArray[np.float16], grad_output: NDArray[np.float16],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float16]: ...
+
+
+@overload
+def conv2d_input_grad(
+    input_shape: Shape, weight: NDArray[np.integer[Any]], grad_output: NDArray[np.integer[Any]],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv2d_input_grad(
+    input_shape: Shape, weight: Array, grad_output: Array, stride: Geometry = ...,
+    padding: Padding = ..., dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> Array: ...
+
+
+def conv2d_input_grad(input_shape: Shape, weight: Array, grad_output: Array,
+                      stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1,
+                      groups: int = 1, method: Method = "auto") -> Array:
     """Gradient of a :func:`conv2d` with respect to its input, as ``torch.nn.grad.conv2d_input``.
 
     Parameters
@@ -476,8 +633,48 @@ def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
                  stride, padding, dilation, groups, method)
 
 
-def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1,
-                      groups=1, method="auto"):
+@overload
+def conv1d_input_grad(
+    input_shape: Shape, weight: NDArray[np.float32], grad_output: NDArray[np.float32],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv1d_input_grad(
+    input_shape: Shape, weight: NDArray[np.float64], grad_output: NDArray[np.float64],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv1d_input_grad(
+    input_shape: Shape, weight: NDArray[np.float16], grad_output: NDArray[np.float16],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float16]: ...
+
+
+@overload
+def conv1d_input_grad(
+    input_shape: Shape, weight: NDArray[np.integer[Any]], grad_output: NDArray[np.integer[Any]],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv1d_input_grad(
+    input_shape: Shape, weight: Array, grad_output: Array, stride: Geometry = ...,
+    padding: Padding = ..., dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> Array: ...
+
+
+def conv1d_input_grad(input_shape: Shape, weight: Array, grad_output: Array,
+                      stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1,
+                      groups: int = 1, method: Method = "auto") -> Array:
     """Gradient of a :func:`conv1d` with respect to its input, as ``torch.nn.grad.conv1d_input``.
 
     Parameters
@@ -519,8 +716,48 @@ def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
                  stride, padding, dilation, groups, method)
 
 
-def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1,
-                       groups=1, method="auto"):
+@overload
+def conv2d_weight_grad(
+    input: NDArray[np.float32], weight_shape: Shape, grad_output: NDArray[np.float32],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv2d_weight_grad(
+    input: NDArray[np.float64], weight_shape: Shape, grad_output: NDArray[np.float64],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv2d_weight_grad(
+    input: NDArray[np.float16], weight_shape: Shape, grad_output: NDArray[np.float16],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float16]: ...
+
+
+@overload
+def conv2d_weight_grad(
+    input: NDArray[np.integer[Any]], weight_shape: Shape, grad_output: NDArray[np.integer[Any]],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv2d_weight_grad(
+    input: Array, weight_shape: Shape, grad_output: Array, stride: Geometry = ...,
+    padding: Padding = ..., dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> Array: ...
+
+
+def conv2d_weight_grad(input: Array, weight_shape: Shape, grad_output: Array,
+                       stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1,
+                       groups: int = 1, method: Method = "auto") -> Array:
     """Gradient of a :func:`conv2d` with respect to its weight, as ``torch.nn.grad.conv2d_weight``.
 
     Parameters
@@ -560,8 +797,48 @@ def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
                  stride, padding, dilation, groups, method)
 
 
-def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1,
-                       groups=1, method="auto"):
+@overload
+def conv1d_weight_grad(
+    input: NDArray[np.float32], weight_shape: Shape, grad_output: NDArray[np.float32],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv1d_weight_grad(
+    input: NDArray[np.float64], weight_shape: Shape, grad_output: NDArray[np.float64],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv1d_weight_grad(
+    input: NDArray[np.float16], weight_shape: Shape, grad_output: NDArray[np.float16],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float16]: ...
+
+
+@overload
+def conv1d_weight_grad(
+    input: NDArray[np.integer[Any]], weight_shape: Shape, grad_output: NDArray[np.integer[Any]],
+    stride: Geometry = ..., padding: Padding = ..., dilation: Geometry = ..., groups: int = ...,
+    method: Method = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv1d_weight_grad(
+    input: Array, weight_shape: Shape, grad_output: Array, stride: Geometry = ...,
+    padding: Padding = ..., dilation: Geometry = ..., groups: int = ..., method: Method = ...,
+) -> Array: ...
+
+
+def conv1d_weight_grad(input: Array, weight_shape: Shape, grad_output: Array,
+                       stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1,
+                       groups: int = 1, method: Method = "auto") -> Array:
     """Gradient of a :func:`conv1d` with respect to its weight, as ``torch.nn.grad.conv1d_weight``.
 
     Parameters
@@ -602,7 +879,7 @@ def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
                  stride, padding, dilation, groups, method)
 
 
-def _bias_grad(func, nsp, grad_output):
+def _bias_grad(func: str, nsp: int, grad_output: Array) -> Array:
     layout = "(batch, out_channels, *output_size)"
     if type(grad_output) is not _NDARRAY:
         grad_output = v.plain(func, "grad_output", grad_output, layout)
@@ -615,7 +892,27 @@ def _bias_grad(func, nsp, grad_output):
     return _engine.bias_grad(func, g3).astype(result, copy=False)
 
 
-def conv2d_bias_grad(grad_output):
+@overload
+def conv2d_bias_grad(grad_output: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv2d_bias_grad(grad_output: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv2d_bias_grad(grad_output: NDArray[np.float16]) -> NDArray[np.float16]: ...
+
+
+@overload
+def conv2d_bias_grad(grad_output: NDArray[np.integer[Any]]) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv2d_bias_grad(grad_output: Array) -> Array: ...
+
+
+def conv2d_bias_grad(grad_output: Array) -> Array:
     """Gradient of a :func:`conv2d` with respect to its bias: ``grad_output``
     summed over the batch and the positions, ``grad_output.sum(axis=(0, 2, 3))``.
 
@@ -646,7 +943,27 @@ def conv2d_bias_grad(grad_output):
     return _bias_grad("conv2d_bias_grad", 2, grad_output)
 
 
-def conv1d_bias_grad(grad_output):
+@overload
+def conv1d_bias_grad(grad_output: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv1d_bias_grad(grad_output: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv1d_bias_grad(grad_output: NDArray[np.float16]) -> NDArray[np.float16]: ...
+
+
+@overload
+def conv1d_bias_grad(grad_output: NDArray[np.integer[Any]]) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv1d_bias_grad(grad_output: Array) -> Array: ...
+
+
+def conv1d_bias_grad(grad_output: Array) -> Array:
     """Gradient of a :func:`conv1d` with respect to its bias.
 
     ``grad_output`` summed over the batch and the positions:

@@ -22,14 +22,34 @@ of work and raises ``KeyboardInterrupt`` (docs/reliability.md).
 Geometry is always 2-D: ``stride=(sh, sw)``, ``dilation=(dh, dw)`` and
 ``pads=(top, bottom, left, right)``.  1-D callers pass H = 1.
 """
+from __future__ import annotations
+
 import math
 import threading
-from typing import NamedTuple
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 import numpy as np
 
 from . import _core, _fft, _threads
 from ._validate import ConvxMemoryError, ConvxValueError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from numpy.typing import DTypeLike, NDArray
+
+    from ._typing import Array
+
+    Shape: TypeAlias = tuple[int, ...]
+    # a plan's (func, kernel_arg, w_shape), for messages (w_shape None: no weight)
+    Who: TypeAlias = tuple[str, str, Any]
+    # what each algorithm's plan gives its run: a tuple whose items the
+    # algorithm defines, or None where it does not apply
+    PlanFn: TypeAlias = Callable[["Call", bool], Any]
+    RunFn: TypeAlias = Callable[..., Array]
+    # a pass's plan (_select): (who, algorithm, result shape, the plan's arguments)
+    Plan: TypeAlias = tuple[Who, "Algorithm", Shape, Any]
 
 # The GEMM's sizes are 64-bit, but the engine keeps them below 2**31 so that
 # the arithmetic on products of them (positions x taps, the scratch) stays far
@@ -37,7 +57,8 @@ from ._validate import ConvxMemoryError, ConvxValueError
 _GEMM_MAX = 2**31 - 1
 
 
-def check_gemm_sizes(func, k, p, f, kernel_arg="weight", input_arg="input"):
+def check_gemm_sizes(func: str, k: int, p: int, f: int, kernel_arg: str = "weight",
+                     input_arg: str = "input") -> None:
     """Taps K, output positions P and filters F must each be below 2**31."""
     if max(k, p, f) > _GEMM_MAX:
         culprit = (f"argument '{input_arg}' with this padding, stride and dilation gives"
@@ -47,7 +68,8 @@ def check_gemm_sizes(func, k, p, f, kernel_arg="weight", input_arg="input"):
             f"positions {p}, filters {f}); split the input into smaller pieces")
 
 
-def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation, input_arg="input"):
+def sizes(func: str, kernel_arg: str, in_hw: Shape, w_shape: Shape, stride: Shape, pads: Shape,
+          dilation: Shape, input_arg: str = "input") -> tuple[int, ...]:
     """(OH, OW) for a weight of shape ``w_shape`` (F, Cg, KH, KW).
 
     Raises, before anything is allocated, when the kernel does not fit (naming
@@ -74,22 +96,23 @@ def sizes(func, kernel_arg, in_hw, w_shape, stride, pads, dilation, input_arg="i
 # Memory
 # --------------------------------------------------------------------------
 
-def _nbytes(shape, dtype):
+def _nbytes(shape: Shape, dtype: DTypeLike) -> int:
     return math.prod(shape) * np.dtype(dtype).itemsize
 
 
-def _human(n):
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
+def _human(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
+    return f"{n:.1f} PiB"
 
 
 # NumPy refuses an array of more than this many bytes ("array is too big").
 _NUMPY_MAX_BYTES = 2**63 - 1
 
 
-def check_result_size(func, shape):
+def check_result_size(func: str, shape: Shape) -> None:
     """A result shape NumPy could not even represent (in float64) is refused
     here, at planning, before any argument is copied: its size is known from
     the shapes alone (a zero-size input may have a huge result)."""
@@ -101,7 +124,7 @@ def check_result_size(func, shape):
             f"(of {shape[0]}), or the input, into smaller pieces")
 
 
-def _result(who, shape, dtype, zero=False):
+def _result(who: Who, shape: Shape, dtype: DTypeLike, zero: bool = False) -> Array:
     """The result array, or ConvxMemoryError naming what it needs.  ``who`` is
     a plan's ``(func, kernel_arg, w_shape)``."""
     try:
@@ -115,7 +138,7 @@ def _result(who, shape, dtype, zero=False):
     ) from None
 
 
-def _scratch(who, size, dtype, threads, shared=0):
+def _scratch(who: Who, size: int, dtype: DTypeLike, threads: int, shared: int = 0) -> Array:
     """A kernel's working memory: ``shared`` values plus ``size`` per thread,
     or ConvxMemoryError saying what it needs and how to need less."""
     total = shared + size * threads
@@ -145,7 +168,8 @@ def _scratch(who, size, dtype, threads, shared=0):
 _INTERRUPT_MIN_MACS = _threads._PARALLEL_MIN_MACS
 
 
-def _call(kernel, macs, *args, accumulates_into=None):
+def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
+          accumulates_into: Array | None = None) -> None:
     """``kernel(*args, interruptible)``, which returns False when interrupted.
 
     A call from the main thread of at least _INTERRUPT_MIN_MACS chains a
@@ -202,7 +226,8 @@ USE_DIRECT = _core.direct_fast()
 _ITEM_MACS = 1 << 24
 
 
-def _direct_pays(taps, cols, sw, image, scratch, weight_grad=False, single=False):
+def _direct_pays(taps: int, cols: int, sw: int, image: int, scratch: int, weight_grad: bool = False,
+                 single: bool = False) -> bool:
     """The direct kernel needs a unit horizontal stride, and beats im2col + GEMM
     when there are enough taps to sum and its output-channel blocks of
     _DIRECT_FB are not mostly padding.  Enough taps: K >= 32; for the forward
@@ -235,7 +260,7 @@ def _direct_pays(taps, cols, sw, image, scratch, weight_grad=False, single=False
             and _border_fits(scratch, image))
 
 
-def _tap_offsets(cs, kh, kw, hp, wp, dh, dw):
+def _tap_offsets(cs: int, kh: int, kw: int, hp: int, wp: int, dh: int, dw: int) -> NDArray[np.intp]:
     """Where each tap (c, p, q) reads in a padded (cs, hp, wp) image, relative to
     the output position: c*hp*wp + p*dh*wp + q*dw, in (c, p, q) order.
     Read-only: plans that hold it are shared between calls and threads."""
@@ -245,7 +270,7 @@ def _tap_offsets(cs, kh, kw, hp, wp, dh, dw):
     return off
 
 
-def _direct_weights(w, groups, flip):
+def _direct_weights(w: Array, groups: int, flip: bool) -> Array:
     """The direct kernel's weights: (groups, blocks, K, _DIRECT_FB), the
     output channels packed by blocks of _DIRECT_FB (zero past the last).
 
@@ -267,7 +292,7 @@ def _direct_weights(w, groups, flip):
     return np.ascontiguousarray(wt.transpose(0, 1, 3, 2))
 
 
-def _blocks(rows, cols, col_macs, images, threads):
+def _blocks(rows: int, cols: int, col_macs: int, images: int, threads: int) -> tuple[int, int]:
     """(rows, columns) of output per item of the direct kernels: at most
     _ITEM_MACS of work (whole rows when a row is less; else part of one row,
     a long 1-D signal's say), and enough items for every thread when there
@@ -281,7 +306,7 @@ def _blocks(rows, cols, col_macs, images, threads):
     return max(1, min(rows, rb)), cols
 
 
-def _strip(rows, cols, wp, row_step, slack):
+def _strip(rows: int, cols: int, wp: int, row_step: int, slack: int) -> int:
     """The columns of conv_direct's strip for items of ``rows`` whole rows of
     ``cols`` outputs (the padded image ``wp`` wide), or 0 where row by row
     is as fast: the kernel computes columns in blocks of ``slack`` (two
@@ -297,18 +322,21 @@ def _strip(rows, cols, wp, row_step, slack):
     return strip if -(-strip // slack) * slack < 0.85 * by_rows else 0
 
 
-def _direct_run(who, kernel, arrays, d, n, rows, cols, dtype, accumulator=0):
+def _direct_run(who: Who, kernel: Callable[..., bool | None], arrays: tuple[Any, ...],
+                d: tuple[Any, ...], n: int, rows: int, cols: int, dtype: np.dtype[Any],
+                accumulator: int = 0) -> None:
     """Run a direct kernel (_core.conv_direct or conv_weight_grad_direct) on
     ``arrays`` over a batch of ``n`` images whose output is rows x cols.
     ``d`` is a plan's ``(off, cs, hp, wp, top, left, row_step, span_h, span_w,
     groups, macs, col_macs)``; each thread's scratch is ``accumulator`` values
     (the weight gradient's) and a padded image, and for conv_direct's strip
     (:func:`_strip`) its output."""
-    off, cs, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs = d
+    _, cs, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs = d
     threads = _threads.plan(n * groups * rows * cols, macs)
     slack = _DIRECT_JB[dtype]
     rb, cb = _blocks(rows, cols, col_macs, n * groups, threads)
-    extra, strip_out = (), 0
+    extra: tuple[int, ...] = ()
+    strip_out = 0
     if kernel is _core.conv_direct:
         strip = _strip(rb, cols, wp, row_step, slack) if cb == cols else 0
         extra = (strip,)
@@ -326,7 +354,7 @@ _MR, _KC, _MC, _NC, _NR_MAX = _core.gemm_blocks()
 _STACK_SCRATCH = _core.STACK_SCRATCH
 
 
-def _specialised(kernel):
+def _specialised(kernel: _core._Fused[..., bool]) -> dict[np.dtype[Any], _core._Fused[..., bool]]:
     """The float32 and float64 versions of a fused kernel, by dtype: calling one
     directly skips Cython's run-time dispatch on the buffers' types."""
     return {np.dtype(np.float32): kernel["float"], np.dtype(np.float64): kernel["double"]}
@@ -337,11 +365,11 @@ _INPUT_GRAD = _specialised(_core.conv_input_grad)
 _WEIGHT_GRAD = _specialised(_core.conv_weight_grad)
 
 
-def _round_up(n, m):
+def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
-def _input_grad_positions(k):
+def _input_grad_positions(k: int) -> int:
     """Output positions per block of the GEMM input gradient, whose column
     matrix block (k x positions) each thread keeps: about 2**17 values, from
     shapes alone (the order in which dx sums its terms depends on it, and must
@@ -360,32 +388,32 @@ class Call(NamedTuple):
     values, so a plan may be kept for calls with the same signature."""
     func: str
     kernel_arg: str
-    x: tuple          # (N, C, H, W): the input's shape
-    w: tuple          # (F, C // groups, KH, KW): the weight's
-    out: tuple        # (N, F, OH, OW): the forward pass's output's
-    stride: tuple
-    pads: tuple
-    dilation: tuple
+    x: tuple[int, ...]          # (N, C, H, W): the input's shape
+    w: tuple[int, ...]          # (F, C // groups, KH, KW): the weight's
+    out: tuple[int, ...]        # (N, F, OH, OW): the forward pass's output's
+    stride: tuple[int, ...]
+    pads: tuple[int, ...]
+    dilation: tuple[int, ...]
     groups: int
-    dtype: np.dtype = np.dtype(np.float64)   # the compute dtype
+    dtype: np.dtype[Any] = np.dtype(np.float64)   # the compute dtype
 
     @property
-    def k(self):       # taps per filter: C // groups x KH x KW
+    def k(self) -> int:       # taps per filter: C // groups x KH x KW
         return self.w[1] * self.w[2] * self.w[3]
 
     @property
-    def fg(self):      # filters per group
+    def fg(self) -> int:      # filters per group
         return self.w[0] // self.groups
 
     @property
-    def p(self):       # output positions per image
+    def p(self) -> int:       # output positions per image
         return self.out[2] * self.out[3]
 
     @property
-    def macs(self):    # multiply-adds of any of the three passes
+    def macs(self) -> int:    # multiply-adds of any of the three passes
         return self.x[0] * self.k * self.w[0] * self.p
 
-    def geometry(self):
+    def geometry(self) -> tuple[int, int, int, int, int, int, int]:
         """The kernels' geometry arguments: sh, sw, dh, dw, pt, pl, groups."""
         return (self.stride[0], self.stride[1], self.dilation[0], self.dilation[1],
                 self.pads[0], self.pads[2], self.groups)
@@ -400,9 +428,9 @@ class Algorithm(NamedTuple):
     the name a caller forces it by (None: a degenerate size, always tried);
     ``needs`` says, for messages, what a call must be for it to apply."""
     name: str
-    method: object
-    plan: object
-    run: object
+    method: str | None
+    plan: PlanFn
+    run: RunFn
     needs: str = ""
 
 
@@ -410,7 +438,7 @@ class Algorithm(NamedTuple):
 METHODS = ("auto", "direct", "gemm", "fft", "winograd")
 
 
-def _select(table, call, shape, method="auto"):
+def _select(table: Sequence[Algorithm], call: Call, shape: Shape, method: str = "auto") -> Plan:
     """A pass's plan, ``(who, algorithm, result shape, args)``: the first
     algorithm of ``table`` whose plan applies, among those of ``method``
     ("auto": all of them, by their cost models).  A pure function of the
@@ -427,14 +455,14 @@ def _select(table, call, shape, method="auto"):
         f"{method} algorithm needs {needs}; method='auto' picks one that does")
 
 
-def _fits_small(macs, scratch):
+def _fits_small(macs: int, scratch: int) -> bool:
     """A GEMM call too small for threads or Ctrl-C, whose scratch fits on the
     kernel's stack: its plan holds the kernel's arguments ready, since on a
     tiny input the Python around the kernel is most of the cost."""
     return macs < _threads._PARALLEL_MIN_MACS and scratch <= _STACK_SCRATCH
 
 
-def _small_result(who, shape, dtype, zero=False):
+def _small_result(who: Who, shape: Shape, dtype: DTypeLike, zero: bool = False) -> Array:
     """A small GEMM's result: the allocation, and nothing else on the way
     (a tiny call's time is mostly the Python around its kernel)."""
     try:
@@ -443,7 +471,7 @@ def _small_result(who, shape, dtype, zero=False):
         return _result(who, shape, dtype, zero)
 
 
-def _empty_result(who, shape, args, *arrays):
+def _empty_result(who: Who, shape: Shape, args: Any, *arrays: Array) -> Array:
     """A result with no elements (or with nothing summed into it, zeroed)."""
     return _result(who, shape, arrays[0].dtype, zero=True)
 
@@ -455,11 +483,11 @@ def _empty_result(who, shape, args, *arrays):
 # again in full).  A plan holds the path chosen with USE_DIRECT and the
 # instruction-set level (_core.set_isa) as they were; whoever changes either
 # empties PLANS.
-PLANS = {}
+PLANS: dict[Hashable, Any] = {}
 _PLANS_MAX = 256
 
 
-def planned(key, make, *args):
+def planned(key: Hashable | None, make: Callable[..., Any], *args: Any) -> Any:
     """``make(*args)``, or what it returned before for the same ``key``
     (None: no cache for this call).  ``key`` must name ``make`` and all that
     ``make`` depends on, with values whose equality means "same argument"."""
@@ -476,7 +504,8 @@ def planned(key, make, *args):
     return plan
 
 
-def _direct_geometry(c, hp, wp, top, left, row_step, kh, kw, dilation, groups, macs, col_macs):
+def _direct_geometry(c: int, hp: int, wp: int, top: int, left: int, row_step: int, kh: int, kw: int,
+                     dilation: Shape, groups: int, macs: int, col_macs: int) -> tuple[Any, ...]:
     """A direct plan's arguments (_direct_run's ``d``)."""
     return (_tap_offsets(c, kh, kw, hp, wp, dilation[0], dilation[1]), c, hp, wp, top, left,
             row_step, (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1, groups, macs,
@@ -485,37 +514,39 @@ def _direct_geometry(c, hp, wp, top, left, row_step, kh, kw, dilation, groups, m
 
 # ---- forward --------------------------------------------------------------
 
-def _forward_empty(c, forced=False):
+def _forward_empty(c: Call, forced: bool = False) -> Any:
     return () if c.out[0] * c.out[1] * c.p == 0 else None
 
 
-def _forward_empty_run(who, shape, args, x, w, bias):
+def _forward_empty_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
+                       bias: Array | None) -> Array:
     return _result(who, shape, x.dtype)
 
 
-def _forward_zero(c, forced=False):
+def _forward_zero(c: Call, forced: bool = False) -> Any:
     return () if c.k == 0 else None   # no input channels: the sum is empty
 
 
-def _forward_zero_run(who, shape, args, x, w, bias):
+def _forward_zero_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
+                      bias: Array | None) -> Array:
     out = _result(who, shape, x.dtype)
     out[...] = 0 if bias is None else bias[:, None, None]
     return out
 
 
-def _forward_padded(c):
+def _forward_padded(c: Call) -> tuple[int, int]:
     """(Hp, Wp): the padded input the forward pass reads."""
     (sh, _), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
     return (c.out[2] - 1) * sh + (kh - 1) * dh + 1, c.out[3] + (kw - 1) * dw
 
 
-def _pointwise(c):
+def _pointwise(c: Call) -> bool:
     """A 1x1 kernel at stride 1 without padding: the GEMM reads the image as
     its own column matrix, with no im2col to save."""
     return c.w[2:] == (1, 1) and c.stride == (1, 1) and c.pads == (0, 0, 0, 0)
 
 
-def _forward_direct(c, forced=False):
+def _forward_direct(c: Call, forced: bool = False) -> Any:
     """The direct kernel where _direct_pays says, but never on a pointwise
     kernel (nor in its input gradient): measured on 12 such layers (16 -> 32
     to 256 -> 256 channels, one image to 32, 14x14 to 56x56), 2 threads,
@@ -533,7 +564,8 @@ def _forward_direct(c, forced=False):
                             c.w[2], c.w[3], c.dilation, c.groups, c.macs, c.fg * c.k)
 
 
-def _forward_direct_run(who, shape, args, x, w, bias):
+def _forward_direct_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
+                        bias: Array | None) -> Array:
     out = _result(who, shape, x.dtype)
     _direct_run(who, _core.conv_direct,
                 (x, _direct_weights(w, args[9], flip=False), args[0], bias, out), args,
@@ -544,7 +576,7 @@ def _forward_direct_run(who, shape, args, x, w, bias):
 FORWARD_CHANNELS = None   # None: by _forward_channels_pay; True / False: always (tests)
 
 
-def _forward_channels(c, forced=False):
+def _forward_channels(c: Call, forced: bool = False) -> Any:
     """The forward pass vectorised along the output channels (_direct.h's
     cvx_fwdt), at any stride: no im2col.  Where it pays:
     :func:`_forward_channels_pay`; forced (method='direct'), where the
@@ -552,7 +584,7 @@ def _forward_channels(c, forced=False):
     return _channels_plan(c, forced, _forward_channels_pay)
 
 
-def _forward_channels_pay(c):
+def _forward_channels_pay(c: Call) -> bool:
     """At a width stride (where the direct kernel does not apply), from two
     vectors of filters to 64: measured against im2col + GEMM, 2 threads,
     time over the GEMM's, on 10 strided layers (3 -> 16 to 256 -> 512
@@ -570,7 +602,7 @@ def _forward_channels_pay(c):
     return 2 * _VECTOR[c.dtype] <= c.fg <= 64 and c.w[2] * c.w[3] > 1
 
 
-def _channels_vector(filters, dtype):
+def _channels_vector(filters: int, dtype: np.dtype[Any]) -> int:
     """The values per vector the channels kernels run a call with, by its
     filters per group (a pure function of the shapes and the CPU): 64 bytes
     at x86-64-v4 (_core.channels_wide) where the filters fill chunks of two
@@ -593,7 +625,7 @@ def _channels_vector(filters, dtype):
     return 32 // size
 
 
-def _channels_replace_direct(filters, dtype):
+def _channels_replace_direct(filters: int, dtype: np.dtype[Any]) -> bool:
     """Where the direct kernel would run (unit width stride), the channels
     kernel instead where it runs in 64-byte vectors (:func:`_channels_vector`,
     x86-64-v4): the direct kernel's vectors run along a row, and in 64-byte
@@ -611,7 +643,7 @@ def _channels_replace_direct(filters, dtype):
     return _channels_vector(filters, dtype) * dtype.itemsize == 64
 
 
-def _channels_weights(w, groups, fp, vl):
+def _channels_weights(w: Array, groups: int, fp: int, vl: int) -> Array:
     """The forward channels kernel's weights: per group, chunks of 2*vl
     output channels (the last may be vl), each (K, width), zero past the
     group's channels; chunk c at c*2*vl*K.  ``vl``: the values per vector
@@ -625,28 +657,29 @@ def _channels_weights(w, groups, fp, vl):
     return np.ascontiguousarray(np.concatenate(chunks, axis=1)).ravel()
 
 
-def _transposed(c):
+def _transposed(c: Call) -> Call:
     """The input gradient at stride 1 as a forward pass: grad_output
     correlated with the flipped kernel (:func:`_flipped_kernel`) over
     grad_output padded by span - 1 - padding on each side (a negative
     padding crops)."""
-    f, cg, kh, kw = c.w
+    _, cg, kh, kw = c.w
     span_h, span_w = (kh - 1) * c.dilation[0] + 1, (kw - 1) * c.dilation[1] + 1
     pt, pb, pl, pr = c.pads
     return c._replace(x=c.out, w=(c.groups * cg, c.fg, kh, kw), out=c.x,
                       pads=(span_h - 1 - pt, span_h - 1 - pb, span_w - 1 - pl, span_w - 1 - pr))
 
 
-def _flipped_kernel(w, groups):
+def _flipped_kernel(w: Array, groups: int) -> Array:
     """The kernel of the input gradient as a forward pass: (groups x Cg, Fg,
     KH, KW), each group's input and output channels swapped, flipped along
     both spatial axes."""
     f, cg, kh, kw = w.shape
     k = w.reshape(groups, f // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
-    return k.reshape(groups * cg, f // groups, kh, kw)[..., ::-1, ::-1]
+    flipped: Array = k.reshape(groups * cg, f // groups, kh, kw)[..., ::-1, ::-1]
+    return flipped
 
 
-def _input_grad_channels(c, forced=False):
+def _input_grad_channels(c: Call, forced: bool = False) -> Any:
     """The input gradient at stride 1 by the forward channels kernel, on
     :func:`_transposed`: where the direct kernel would run and
     :func:`_channels_replace_direct` says, forced or not.  Each input
@@ -659,7 +692,7 @@ def _input_grad_channels(c, forced=False):
     return None if plan is None else (plan, direct[1])
 
 
-def _input_grad_channels_run(who, shape, args, w, gout):
+def _input_grad_channels_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
     plan, gemm = args
     # as _input_grad_direct_run: the kernel multiplies grad_output's zero
     # border by every weight, so non-finite weights take the GEMM
@@ -668,8 +701,9 @@ def _input_grad_channels_run(who, shape, args, w, gout):
     return _forward_channels_run(who, shape, plan, gout, _flipped_kernel(w, plan[10]), None)
 
 
-def _forward_channels_run(who, shape, args, x, w, bias):
-    off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, rb_max, macs, vl = args
+def _forward_channels_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
+                          bias: Array | None) -> Array:
+    off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, _, macs, vl = args
     n, _, oh, ow = shape
     out = _result(who, shape, x.dtype)
     threads = _threads.plan(n * groups * oh * ow, macs)
@@ -681,19 +715,19 @@ def _forward_channels_run(who, shape, args, x, w, bias):
     return out
 
 
-def _border_fits(padded, image):
+def _border_fits(padded: int, image: int) -> bool:
     """A padded plane a thread copies at most this much larger than the
     plane itself: a huge padding or dilation is left to im2col, whose
     scratch does not grow with either (as _direct_pays)."""
     return padded <= 4 * image + 4096
 
 
-def _depthwise(c):
+def _depthwise(c: Call) -> bool:
     """One input and one output channel per group, unit horizontal stride."""
     return c.w[1] == 1 and c.fg == 1 and c.stride[1] == 1
 
 
-def _forward_depthwise(c, forced=False):
+def _forward_depthwise(c: Call, forced: bool = False) -> Any:
     """Wherever it applies it pays (where the direct kernels do: USE_DIRECT).
     Measured against what the table chose before it (the direct kernel, whose
     blocks of 4 output channels are 3/4 padding here), 2 threads, time of
@@ -731,7 +765,8 @@ def _forward_depthwise(c, forced=False):
 _DEPTHWISE_MIN_MACS = 1024
 
 
-def _depthwise_run(who, arrays, d, shape, dtype):
+def _depthwise_run(who: Who, arrays: tuple[Any, ...], d: tuple[Any, ...], shape: Shape,
+                   dtype: np.dtype[Any]) -> None:
     """conv_depthwise over ``arrays`` (src, taps, bias, out), ``shape`` the
     output's, by a depthwise plan's ``d``."""
     (_, _, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs,
@@ -753,7 +788,7 @@ DEPTHWISE_STRIP_MAX = 4096
 _DEPTHWISE_STRIP_COLS = 32
 
 
-def _depthwise_strip(rows, cols, wp, row_step, dtype):
+def _depthwise_strip(rows: int, cols: int, wp: int, row_step: int, dtype: np.dtype[Any]) -> int:
     """The columns of conv_depthwise's strip for items of ``rows`` whole
     rows of ``cols`` outputs (the padded image ``wp`` wide), or 0 for row by
     row.  Row by row, a row narrower than a vector is summed tap by tap, and
@@ -774,35 +809,38 @@ def _depthwise_strip(rows, cols, wp, row_step, dtype):
     return strip if cols < vl or _round_up(cols, vl) >= 1.25 * wp else 0
 
 
-def _forward_depthwise_run(who, shape, args, x, w, bias):
+def _forward_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
+                           bias: Array | None) -> Array:
     out = _result(who, shape, x.dtype)
     _depthwise_run(who, (x, w.reshape(w.shape[0], -1), bias, out), args, shape, x.dtype)
     return out
 
 
-def _forward_gemm_sizes(c):
+def _forward_gemm_sizes(c: Call) -> tuple[int, tuple[int, int]]:
     check_gemm_sizes(c.func, c.k, c.p, c.w[0])
     nb = min(c.p, _NC)
     return nb, _core.forward_scratch(c.fg, c.k, c.groups, nb)
 
 
-def _forward_small(c, forced=False):
+def _forward_small(c: Call, forced: bool = False) -> Any:
     nb, (shared, per) = _forward_gemm_sizes(c)
     return c.geometry() + (nb, c.fg, 1, False) if _fits_small(c.macs, shared + per) else None
 
 
-def _forward_small_run(who, shape, args, x, w, bias):
+def _forward_small_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
+                       bias: Array | None) -> Array:
     out = _small_result(who, shape, x.dtype)
     _FORWARD[x.dtype](x, w, bias, out, None, *args)   # on this thread, scratch on its stack
     return out
 
 
-def _forward_gemm(c, forced=False):
+def _forward_gemm(c: Call, forced: bool = False) -> Any:
     nb, (shared, per) = _forward_gemm_sizes(c)
     return (c.geometry(), nb, shared, per, c.macs, c.x[0] * c.groups * -(-c.p // nb), c.fg)
 
 
-def _forward_gemm_run(who, shape, args, x, w, bias):
+def _forward_gemm_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
+                      bias: Array | None) -> Array:
     geometry, nb, shared, per, macs, items, fg = args
     dtype = x.dtype
     out = _result(who, shape, dtype)
@@ -818,26 +856,26 @@ def _forward_gemm_run(who, shape, args, x, w, bias):
 
 # ---- input gradient ---------------------------------------------------------
 
-def _input_grad_zero(c, forced=False):
+def _input_grad_zero(c: Call, forced: bool = False) -> Any:
     n, ch, h, wd = c.x
     empty = n * ch * h * wd == 0 or n * c.w[0] * c.p == 0 or c.k == 0
     return () if empty else None
 
 
-def _input_grad_gemm(c, forced=False):
+def _input_grad_gemm(c: Call, forced: bool = False) -> Any:
     """The GEMM's arguments (also the direct plan's fallback)."""
     check_gemm_sizes(c.func, c.k, c.p, c.w[0])
-    f, cg, kh, kw = c.w
+    _, cg, kh, kw = c.w
     pointwise = _pointwise(c)
     nb = min(c.p if pointwise else _input_grad_positions(c.k), c.p)
     scratch = _core.input_grad_scratch(cg, c.fg, kh * kw, c.groups, cg, nb, pointwise)
     return (c.geometry(), nb, pointwise, scratch, c.macs, cg, kh * kw, c.fg)
 
 
-def _input_grad_direct(c, forced=False):
+def _input_grad_direct(c: Call, forced: bool = False) -> Any:
     gemm = _input_grad_gemm(c)   # checks the GEMM's sizes, as before any path
-    n, ch, h, wd = c.x
-    f, cg, kh, kw = c.w
+    _, _, h, wd = c.x
+    _, cg, kh, kw = c.w
     hp, wp = h + (kh - 1) * c.dilation[0], wd + (kw - 1) * c.dilation[1]
     taps = c.fg * kh * kw  # the flipped kernel's: output channels x KH x KW
     if c.stride != (1, 1):
@@ -850,7 +888,7 @@ def _input_grad_direct(c, forced=False):
                              c.groups, c.macs, cg * taps), gemm)
 
 
-def _input_grad_direct_run(who, shape, args, w, gout):
+def _input_grad_direct_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
     direct, gemm = args
     # The direct kernel multiplies the zero border of the padded output
     # gradient by every weight; 0 * inf would make NaN where the input
@@ -865,12 +903,12 @@ def _input_grad_direct_run(who, shape, args, w, gout):
     return dx
 
 
-def _input_grad_depthwise(c, forced=False):
+def _input_grad_depthwise(c: Call, forced: bool = False) -> Any:
     gemm = _input_grad_gemm(c)   # checks the GEMM's sizes, as before any path
     if not (_depthwise(c) and c.stride == (1, 1) and (forced or USE_DIRECT)):
         return None   # (its cost: _forward_depthwise's figures)
-    n, ch, h, wd = c.x
-    f, cg, kh, kw = c.w
+    _, _, h, wd = c.x
+    _, _, kh, kw = c.w
     (dh, dw) = c.dilation
     hp, wp = h + (kh - 1) * dh, wd + (kw - 1) * dw
     if not forced and (not _border_fits(hp * wp, c.p)
@@ -883,7 +921,7 @@ def _input_grad_depthwise(c, forced=False):
     return d + (kh, kw, dh, dw), gemm
 
 
-def _input_grad_depthwise_run(who, shape, args, w, gout):
+def _input_grad_depthwise_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
     depthwise, gemm = args
     if not np.isfinite(w).all():   # as the direct kernel: the rule of non-finite weights
         return _input_grad_gemm_run(who, shape, gemm, w, gout)
@@ -893,18 +931,18 @@ def _input_grad_depthwise_run(who, shape, args, w, gout):
     return dx
 
 
-def _input_grad_small(c, forced=False):
-    geometry, nb, pointwise, (shared, per), macs, cg, khw, fg = _input_grad_gemm(c)
+def _input_grad_small(c: Call, forced: bool = False) -> Any:
+    geometry, nb, _, (shared, per), macs, cg, _, _ = _input_grad_gemm(c)
     return geometry + (nb, cg, 1, False) if _fits_small(macs, shared + per) else None
 
 
-def _input_grad_small_run(who, shape, args, w, gout):
+def _input_grad_small_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
     dx = _small_result(who, shape, w.dtype, zero=True)   # the GEMM adds into dx
     _INPUT_GRAD[w.dtype](gout, w, dx, None, *args)
     return dx
 
 
-def _input_grad_gemm_run(who, shape, args, w, gout):
+def _input_grad_gemm_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
     geometry, nb, pointwise, (shared, per), macs, cg, khw, fg = args
     # zeroed: the GEMM adds into it (np.zeros takes fresh pages from the
     # system, which cost memory only where they are written)
@@ -925,11 +963,11 @@ def _input_grad_gemm_run(who, shape, args, w, gout):
 
 # ---- weight gradient --------------------------------------------------------
 
-def _weight_grad_zero(c, forced=False):
+def _weight_grad_zero(c: Call, forced: bool = False) -> Any:
     return () if c.k * c.w[0] == 0 or c.x[0] * c.p == 0 else None
 
 
-def _weight_grad_depthwise(c, forced=False):
+def _weight_grad_depthwise(c: Call, forced: bool = False) -> Any:
     """One channel in and out per group, unit width stride (any row stride,
     dilation and padding): each channel's taps summed along its output rows
     in vector registers.  Wherever it applies it pays (where the direct
@@ -947,8 +985,8 @@ def _weight_grad_depthwise(c, forced=False):
             + (_core.depthwise_weight_grad_chunks(c.x[0], c.x[1]),))
 
 
-def _weight_grad_depthwise_run(who, shape, args, x, gout):
-    (_, _, hp, wp, top, left, row_step, span_h, span_w, groups, macs, _, kh, kw, dh, dw,
+def _weight_grad_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
+    (_, _, hp, wp, top, left, row_step, span_h, span_w, _, macs, _, kh, kw, dh, dw,
      chunks) = args
     dtype = x.dtype
     dwt = _result(who, shape, dtype)
@@ -969,7 +1007,7 @@ _VECTOR = {np.dtype(np.float32): 8, np.dtype(np.float64): 4}   # values per 32-b
 _CHANNELS_MAX_PAD = 1 << 24
 
 
-def _weight_grad_channels(c, forced=False):
+def _weight_grad_channels(c: Call, forced: bool = False) -> Any:
     """The weight gradient vectorised along the output channels (_direct.h's
     cvx_wgradt), at any stride: no im2col, no packing.  Where it pays:
     :func:`_channels_pay`; forced (method='direct'), wherever the other
@@ -977,7 +1015,7 @@ def _weight_grad_channels(c, forced=False):
     return _channels_plan(c, forced, _channels_pay)
 
 
-def _channels_plan(c, forced, pays):
+def _channels_plan(c: Call, forced: bool, pays: Callable[[Call], bool]) -> Any:
     """The channels kernels' plan (forward and weight gradient): where
     ``pays(c)``, or forced (method='direct') where the other direct kernels
     need a unit width stride; None where a thread's padded rows would not
@@ -1001,7 +1039,7 @@ def _channels_plan(c, forced, pays):
             sh, sw, span_h, span_w, c.groups, fp, rb_max, c.macs, vl)
 
 
-def _weight_grad_channels_run(who, shape, args, x, gout):
+def _weight_grad_channels_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
     off, cs, hr, wp, top, left, sh, sw, span_h, span_w, groups, fp, rb_max, macs, vl = args
     n, _, oh, ow = gout.shape
     dwt = _result(who, shape, x.dtype)
@@ -1015,7 +1053,7 @@ def _weight_grad_channels_run(who, shape, args, x, gout):
     return dwt
 
 
-def _even_blocks(rows, cols, col_macs, images, threads):
+def _even_blocks(rows: int, cols: int, col_macs: int, images: int, threads: int) -> tuple[int, int]:
     """:func:`_blocks` for a static split (the weight gradient's): where
     there are few items, equal blocks of rows that make the items a multiple
     of the threads, so that none waits for another (one 28-row image on 2
@@ -1035,7 +1073,7 @@ def _even_blocks(rows, cols, col_macs, images, threads):
 WEIGHT_GRAD_CHANNELS = None   # None: by _channels_pay; True / False: always (tests)
 
 
-def _channels_pay(c):
+def _channels_pay(c: Call) -> bool:
     """Measured against the product (2 threads float32 on x86-64-v4, 1
     thread float64 on x86-64-v3; 77 layers each: 1 to 256 input channels per
     group, 4 to 256 filters, 1x1 to 7x7, 14x14 to 56x56, stride 1 and 2),
@@ -1054,7 +1092,7 @@ def _channels_pay(c):
     return c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
 
 
-def _weight_grad_direct(c, forced=False):
+def _weight_grad_direct(c: Call, forced: bool = False) -> Any:
     hp, wp = _forward_padded(c)
     if c.stride[1] != 1:
         return None
@@ -1066,7 +1104,7 @@ def _weight_grad_direct(c, forced=False):
                             c.w[3], c.dilation, c.groups, c.macs, c.fg * c.k)
 
 
-def _weight_grad_direct_run(who, shape, args, x, gout):
+def _weight_grad_direct_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
     dw = _result(who, shape, x.dtype)
     _direct_run(who, _core.conv_weight_grad_direct, (x, gout, args[0], dw), args, x.shape[0],
                 gout.shape[2], gout.shape[3], x.dtype, accumulator=dw.size)
@@ -1081,7 +1119,7 @@ def _weight_grad_direct_run(who, shape, args, x, gout):
 WEIGHT_GRAD_DOT = None   # None: by _weight_grad_by_dots; True / False: always (tests)
 
 
-def _weight_grad_by_dots(fg, k):
+def _weight_grad_by_dots(fg: int, k: int) -> bool:
     """Measured against the product, both threaded and not: 1 -> 16 channels
     k9 (1-D) 0.44-0.87 of its time, 1 -> 16 5x5 0.49-0.95; 6 -> 16 5x5 (k =
     150) 1.1-1.3 times it, 16 -> 32 3x3 1.1-1.6."""
@@ -1090,7 +1128,7 @@ def _weight_grad_by_dots(fg, k):
     return k < 32 or fg * k <= 1024
 
 
-def _weight_grad_split(items, k, p, t):
+def _weight_grad_split(items: int, k: int, p: int, t: int) -> tuple[int, int]:
     """(kb, nb): the taps and the positions of an item of the weight
     gradient's product, given ``items`` (images x groups) of ``k`` taps and
     ``p`` positions, for ``t`` CPUs (one: no split).
@@ -1106,10 +1144,10 @@ def _weight_grad_split(items, k, p, t):
     thread 512 positions and the other 272 (128 -> 128 3x3 float64, 6.4 ms;
     in taps, 5.1).  A function of the shapes and the machine's CPUs only,
     as every plan is."""
-    def shared(blocks):
+    def shared(blocks: int) -> bool:
         return blocks >= 2 * t and blocks % t == 0
 
-    def positions(blocks):   # positions per block, for about that many blocks
+    def positions(blocks: int) -> int:   # positions per block, for about that many blocks
         return -(-p // blocks)
 
     nblk = -(-p // (4 * _NC))
@@ -1128,7 +1166,7 @@ def _weight_grad_split(items, k, p, t):
     return k, positions(least)
 
 
-def _weight_grad_blocks(c, threaded=True):
+def _weight_grad_blocks(c: Call, threaded: bool = True) -> Any:
     """(nb, ipb, kb, off, per): positions per block, images per block, taps
     per block, the dot path's tap offsets (None: the packed product) and each
     thread's scratch."""
@@ -1154,24 +1192,24 @@ def _weight_grad_blocks(c, threaded=True):
     return nb, ipb, kb, off, _core.weight_grad_scratch(f, fg, k, nb, ipb, kb, dot, pointwise)
 
 
-def _weight_grad_small(c, forced=False):
+def _weight_grad_small(c: Call, forced: bool = False) -> Any:
     nb, ipb, kb, off, per = _weight_grad_blocks(c, threaded=False)   # on this thread
     return c.geometry() + (nb, ipb, kb, off, 1, False) if _fits_small(c.macs, per) else None
 
 
-def _weight_grad_small_run(who, shape, args, x, gout):
+def _weight_grad_small_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
     dw = _small_result(who, shape, x.dtype)
     _WEIGHT_GRAD[x.dtype](x, gout, dw, None, *args)
     return dw
 
 
-def _weight_grad_gemm(c, forced=False):
+def _weight_grad_gemm(c: Call, forced: bool = False) -> Any:
     nb, ipb, kb, off, per = _weight_grad_blocks(c)
     return (c.geometry(), nb, ipb, kb, off, per, c.macs,
             -(-c.x[0] // ipb) * c.groups * -(-c.p // nb) * -(-c.k // kb))
 
 
-def _weight_grad_gemm_run(who, shape, args, x, gout):
+def _weight_grad_gemm_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
     geometry, nb, ipb, kb, off, per, macs, items = args
     dtype = x.dtype
     dw = _result(who, shape, dtype)
@@ -1203,7 +1241,7 @@ _NS_PER_MAC = {"depthwise": {4: 0.13, 8: 0.245}, "direct": {4: 0.036, 8: 0.07}}
 _NS_PER_MAC_GEMM = {4: (0.005, 0.35), 8: (0.01, 0.6)}
 
 
-def _ns_per_mac(name, c, pass_):
+def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
     if name == "channels":
         return _NS_PER_MAC["direct"][c.dtype.itemsize] * _round_up(c.fg, _VECTOR[c.dtype]) / c.fg
     if name in _NS_PER_MAC:
@@ -1212,14 +1250,18 @@ def _ns_per_mac(name, c, pass_):
     return a + b / max(min(c.k, c.fg) if pass_ == "input grad" else c.fg, 1)
 
 
-def _fft_geometry(c, pass_):
+def _fft_geometry(c: Call, pass_: str) -> Any:
     """The FFT's tiling for a pass and its cost in ns (convx._fft.geometry),
     or None where the kernel spans one position along both axes."""
     _, cg, kh, kw = c.w
-    span = ((kh - 1) * c.dilation[0] + 1, (kw - 1) * c.dilation[1] + 1)
+    span: tuple[int, ...] = ((kh - 1) * c.dilation[0] + 1, (kw - 1) * c.dilation[1] + 1)
     if span == (1, 1):
         return None
     pads = (c.pads[0], c.pads[2])
+    out1: tuple[int, ...]
+    origin: tuple[int, ...]
+    up: tuple[int, ...]
+    down: tuple[int, ...]
     if pass_ == "input grad":
         out1, up, down, cin, cout = c.x[2:], c.stride, (1, 1), c.fg, cg
         origin = (span[0] - 1 - pads[0], span[1] - 1 - pads[1])
@@ -1233,10 +1275,10 @@ def _fft_geometry(c, pass_):
                          c.groups * cin * cout, c.dtype.itemsize, swap)
 
 
-def _fft_plan(pass_, shape):
+def _fft_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
     """The plan of the FFT for ``pass_``: its geometry and the plan that runs a
     call whose values are not all finite (the best of the other algorithms)."""
-    def plan(c, forced=False):
+    def plan(c: Call, forced: bool = False) -> Any:
         found = _fft_geometry(c, pass_)
         if found is None:
             return None
@@ -1252,7 +1294,7 @@ def _fft_plan(pass_, shape):
 _SPREADING = ("fft", "winograd")
 
 
-def _exact_plan(pass_, c, shape):
+def _exact_plan(pass_: str, c: Call, shape: Shape) -> Plan:
     """The plan the table makes for ``c`` without the algorithms that spread
     a non-finite value: the one that runs a call whose values are not all
     finite."""
@@ -1266,14 +1308,14 @@ def _exact_plan(pass_, c, shape):
 _FINITE_SLAB = 1 << 20
 
 
-def _all_finite(a):
+def _all_finite(a: Array) -> bool:
     """Whether every value of the C-contiguous array ``a`` is finite."""
     flat = a.reshape(-1)
     return all(np.isfinite(flat[i:i + _FINITE_SLAB]).all()
                for i in range(0, flat.size, _FINITE_SLAB))
 
 
-def _finite_run(compute, weights=None):
+def _finite_run(compute: Callable[..., Array | None], weights: int | None = None) -> RunFn:
     """A run of an algorithm that spreads a non-finite value, whose plan is
     ``(own, fallback)``: ``compute(who, shape, own, *arrays)``, unless one of
     the call's first two arrays (those it transforms: the bias is only added)
@@ -1281,7 +1323,8 @@ def _finite_run(compute, weights=None):
     ``weights`` is the index of the weights among those two, only the weights
     are looked at here: ``compute`` looks at the other as it transforms it,
     and returns None when it finds such a value."""
-    def run(who, shape, args, *arrays):
+    def run(who: Who, shape: Shape, args: Any, *arrays: Array) -> Array:
+        fallback: Plan
         own, fallback = args
         looked = arrays[:2] if weights is None else arrays[weights:weights + 1]
         out = compute(who, shape, own, *arrays) if all(map(_all_finite, looked)) else None
@@ -1292,13 +1335,14 @@ def _finite_run(compute, weights=None):
     return run
 
 
-def _fft_own(own):
+def _fft_own(own: Any) -> tuple[Any, Shape, int]:
     """A plan's FFT geometry, dilation and the threads to run it on now."""
     g, dilation, macs = own
     return g, dilation, _threads.plan(g.images * g.tiles[0] * g.tiles[1], macs)
 
 
-def _forward_fft(who, shape, own, x, w, bias):
+def _forward_fft(who: Who, shape: Shape, own: Any, x: Array, w: Array,
+                 bias: Array | None) -> Array | None:
     g, dilation, threads = _fft_own(own)
     out = _result(who, shape, x.dtype)
     _fft.correlate(x, _fft.spectra(w, g, dilation), out, bias, g, x.shape[1] // w.shape[1],
@@ -1306,7 +1350,7 @@ def _forward_fft(who, shape, own, x, w, bias):
     return out
 
 
-def _input_grad_fft(who, shape, own, w, gout):
+def _input_grad_fft(who: Who, shape: Shape, own: Any, w: Array, gout: Array) -> Array | None:
     g, dilation, threads = _fft_own(own)
     groups = shape[1] // w.shape[1]
     dx = _result(who, shape, w.dtype)
@@ -1315,7 +1359,7 @@ def _input_grad_fft(who, shape, own, w, gout):
     return dx
 
 
-def _weight_grad_fft(who, shape, own, x, gout):
+def _weight_grad_fft(who: Who, shape: Shape, own: Any, x: Array, gout: Array) -> Array | None:
     g, dilation, threads = _fft_own(own)
     return _fft.weight_grad(x, gout, shape, dilation, g, x.shape[1] // shape[1], threads)
 
@@ -1351,7 +1395,8 @@ _WINO_SPLIT_BYTES = 16 << 20
 _NS_WINO_SPLIT = 0.4
 
 
-def _winograd_terms(groups, cin, cout, tiles, tb):
+def _winograd_terms(groups: int, cin: int, cout: int, tiles: int,
+                    tb: int) -> tuple[int, int, int, int, int]:
     """What _NS_WINO's five constants multiply: the transforms' values, the
     products' multiply-adds and rows, the transformed kernel's values and
     their reads by the blocks of tiles."""
@@ -1361,7 +1406,7 @@ def _winograd_terms(groups, cin, cout, tiles, tb):
             weights, weights * -(-tiles // tb))
 
 
-def _winograd_pays(c, cin, cout, tiles, tb, copied):
+def _winograd_pays(c: Call, cin: int, cout: int, tiles: int, tb: int, copied: int) -> bool:
     """float32 only: in float64 'auto' keeps the direct sums, whose error
     bound is an element's own terms (docs/design.md, "Accuracy"); forced, the
     method runs in both.  And only where the direct kernels are vectorised
@@ -1374,7 +1419,7 @@ def _winograd_pays(c, cin, cout, tiles, tb, copied):
     return cost < c.macs * _NS_PER_MAC_3X3
 
 
-def _winograd_sides(c, pass_):
+def _winograd_sides(c: Call, pass_: str) -> Any:
     """(channels in, channels out, output height, width, pads top, left) of
     the correlation Winograd computes for ``pass_``: the input gradient is the
     forward sum over the output gradient, the kernel turned and its channel
@@ -1385,7 +1430,7 @@ def _winograd_sides(c, pass_):
     return c.x[1], c.w[0], c.out[2], c.out[3], c.pads[0], c.pads[2]
 
 
-def _winograd_block(cin, cout, tiles, itemsize):
+def _winograd_block(cin: int, cout: int, tiles: int, itemsize: int) -> int:
     """Tiles per item: a multiple of _WINO_COLS whose V and M (36 x (cin +
     cout) values a tile, and a cache line per matrix between matrices:
     cvx_wino_stride) take about _WINO_BLOCK_BYTES, and at least two items
@@ -1396,14 +1441,14 @@ def _winograd_block(cin, cout, tiles, itemsize):
                                _WINO_COLS * 16))
 
 
-def _winograd_plan(pass_, shape):
+def _winograd_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
     """Winograd's F(4x4, 3x3): a 3x3 kernel at unit stride, the forward pass
     and the input gradient; with the plan that runs a call whose values are
     not all finite.  At a dilation (dh, dw) other than 1 the call runs on
     phase images (winograd_split), ``nb`` images at a time: the plan's
     ``split`` is (dh, dw, nb, phase height, width, phase output height,
     width), else None."""
-    def plan(c, forced=False):
+    def plan(c: Call, forced: bool = False) -> Any:
         if c.w[2:] != (3, 3) or c.stride != (1, 1):
             return None
         cin, cout, oh, ow, pt, pl = _winograd_sides(c, pass_)
@@ -1424,7 +1469,8 @@ def _winograd_plan(pass_, shape):
     return plan
 
 
-def _winograd_compute(who, shape, own, src, w, bias):
+def _winograd_compute(who: Who, shape: Shape, own: Any, src: Array, w: Array,
+                      bias: Array | None) -> Array | None:
     """The forward pass (src the input), or with the plan's ``flip`` the
     input gradient (src the output gradient, no bias); None where src holds
     a value that is not finite (the kernel finds it as it transforms src).
@@ -1456,14 +1502,18 @@ def _winograd_compute(who, shape, own, src, w, bias):
     return out
 
 
-def _input_grad_winograd(who, shape, own, w, gout):
+def _input_grad_winograd(who: Who, shape: Shape, own: Any, w: Array, gout: Array) -> Array | None:
     return _winograd_compute(who, shape, own, gout, w, None)
 
 
-def _weight_grad_winograd(c, forced=False):
+def _weight_grad_winograd(c: Call, forced: bool = False) -> None:
     """The weight gradient has no Winograd form here: its entry is in the
     table so that method='winograd' is refused there naming what it needs."""
-    return None
+
+
+def _never_run(who: Who, shape: Shape, args: Any, *arrays: Array) -> NoReturn:
+    """The run of an entry whose plan never applies (_weight_grad_winograd's)."""
+    raise AssertionError(f"{who[0]}(): the engine ran an algorithm it cannot plan")
 
 
 # ---- the table --------------------------------------------------------------
@@ -1515,7 +1565,7 @@ ALGORITHMS = {
         Algorithm("zero", None, _weight_grad_zero, _empty_result),
         Algorithm("fft", "fft", _fft_plan("weight grad", lambda c: c.w),
                   _finite_run(_weight_grad_fft), _FFT_NEEDS),
-        Algorithm("winograd", "winograd", _weight_grad_winograd, None, _WINO_NEEDS),
+        Algorithm("winograd", "winograd", _weight_grad_winograd, _never_run, _WINO_NEEDS),
         Algorithm("depthwise", "direct", _weight_grad_depthwise, _weight_grad_depthwise_run,
                   _BORDER_NEEDS),
         Algorithm("channels", "direct", _weight_grad_channels, _weight_grad_channels_run,
@@ -1530,15 +1580,17 @@ ALGORITHMS = {
 
 # ---- the passes -------------------------------------------------------------
 
-def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=None,
-                 kernel_arg="param", method="auto", dtype=np.float64):
+def forward_plan(func: str, x_shape: Shape, w_shape: Shape, stride: Shape, pads: Shape,
+                 dilation: Shape, groups: int, out_hw: tuple[int, ...] | None = None,
+                 kernel_arg: str = "param", method: str = "auto",
+                 dtype: DTypeLike = np.float64) -> Plan:
     """How to run conv(x, w): ``(who, algorithm, out_shape, args)``, ``who``
     naming the function and its kernel argument for messages.
 
     ``out_hw``: (OH, OW) when the caller has checked the geometry already
     (else :func:`sizes` checks it, naming the notebook's arguments).
     """
-    n, c, h, wd = x_shape
+    n, _, h, wd = x_shape
     oh, ow = out_hw or sizes(func, "param", (h, wd), w_shape, stride, pads, dilation, "inp")
     out_shape = (n, w_shape[0], oh, ow)
     check_result_size(func, out_shape)
@@ -1547,43 +1599,47 @@ def forward_plan(func, x_shape, w_shape, stride, pads, dilation, groups, out_hw=
     return _select(ALGORITHMS["forward"], call, out_shape, method)
 
 
-def forward_run(plan, x, w, bias):
+def forward_run(plan: Plan, x: Array, w: Array, bias: Array | None) -> Array:
     """conv(x, w) + bias by a :func:`forward_plan` made for these shapes."""
     who, algorithm, shape, args = plan
     return algorithm.run(who, shape, args, x, w, bias)
 
 
-def input_grad_run(plan, w, gout):
+def input_grad_run(plan: Plan, w: Array, gout: Array) -> Array:
     """The gradient of sum(conv(x, w) * gout) with respect to x, by an
     :func:`input_grad_plan` made for these shapes."""
     who, algorithm, shape, args = plan
     return algorithm.run(who, shape, args, w, gout)
 
 
-def weight_grad_run(plan, x, gout):
+def weight_grad_run(plan: Plan, x: Array, gout: Array) -> Array:
     """The gradient of sum(conv(x, w) * gout) with respect to w, by a
     :func:`weight_grad_plan` made for these shapes."""
     who, algorithm, shape, args = plan
     return algorithm.run(who, shape, args, x, gout)
 
 
-def _grad_plan(pass_, func, x_shape, w_shape, gout_shape, stride, pads, dilation, groups,
-               kernel_arg, shape, method, dtype):
+def _grad_plan(pass_: str, func: str, x_shape: Shape, w_shape: Shape, gout_shape: Shape,
+               stride: Shape, pads: Shape, dilation: Shape, groups: int, kernel_arg: str,
+               shape: Shape, method: str, dtype: DTypeLike) -> Plan:
     check_result_size(func, shape)
     call = Call(func, kernel_arg, x_shape, w_shape, gout_shape, stride, pads, dilation, groups,
                 np.dtype(dtype))
     return _select(ALGORITHMS[pass_], call, shape, method)
 
 
-def input_grad_plan(func, input_shape, w_shape, gout_shape, stride, pads, dilation, groups,
-                    kernel_arg="param", method="auto", dtype=np.float64):
+def input_grad_plan(func: str, input_shape: Shape, w_shape: Shape, gout_shape: Shape, stride: Shape,
+                    pads: Shape, dilation: Shape, groups: int, kernel_arg: str = "param",
+                    method: str = "auto", dtype: DTypeLike = np.float64) -> Plan:
     """How to run the input gradient: ``(who, algorithm, input_shape, args)``."""
     return _grad_plan("input grad", func, input_shape, w_shape, gout_shape, stride, pads,
                       dilation, groups, kernel_arg, input_shape, method, dtype)
 
 
-def weight_grad_plan(func, x_shape, weight_shape, gout_shape, stride, pads, dilation, groups,
-                     kernel_arg="param", method="auto", dtype=np.float64):
+def weight_grad_plan(func: str, x_shape: Shape, weight_shape: Shape, gout_shape: Shape,
+                     stride: Shape, pads: Shape, dilation: Shape, groups: int,
+                     kernel_arg: str = "param", method: str = "auto",
+                     dtype: DTypeLike = np.float64) -> Plan:
     """How to run the weight gradient: ``(who, algorithm, weight_shape, args)``."""
     return _grad_plan("weight grad", func, x_shape, weight_shape, gout_shape, stride, pads,
                       dilation, groups, kernel_arg, weight_shape, method, dtype)
@@ -1599,7 +1655,7 @@ _SUM_CHUNK = 1 << 15
 _SUM_PARALLEL_MIN = 1 << 16
 
 
-def bias_grad(func, gout):
+def bias_grad(func: str, gout: Array) -> Array:
     """The gradient of sum(out * gout) with respect to a bias added to each
     of out's channels: gout (N, C, P) summed over images and positions, as
     float64 (C,), the same bits for any thread count."""
@@ -1615,7 +1671,7 @@ def bias_grad(func, gout):
     return out
 
 
-def pad(x, pads):
+def pad(x: Array, pads: Shape) -> Array:
     """x (N, C, H, W) with ``pads=(top, bottom, left, right)`` zeros around each image.
 
     ``x`` must be C-contiguous float32, float64 or int64; the result has its dtype.

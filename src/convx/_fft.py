@@ -32,26 +32,44 @@ computed by one thread in a fixed order, so the result is the same bits for
 any thread count.  Working memory is a chunk of images' tiles at a time
 (``_CHUNK_VALUES``): it does not grow with the batch.
 """
+from __future__ import annotations
+
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 
 from . import _core
 
-_scipy_fft = None
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from ._typing import Array
+
+    Pair = tuple[int, ...]   # (rows, columns)
+
+    class _ScipyFFT(Protocol):
+        """What convx calls of scipy.fft (which has no annotations)."""
+
+        def rfft(self, x: Array, n: int, axis: int, workers: int) -> Array: ...
+        def irfft(self, x: Array, n: int, axis: int, workers: int) -> Array: ...
+        def rfft2(self, x: Array, s: Pair, workers: int) -> Array: ...
+        def irfft2(self, x: Array, s: Pair, workers: int) -> Array: ...
 
 
-def _sf():
+_scipy_fft: _ScipyFFT | None = None
+
+
+def _sf() -> _ScipyFFT:
     """scipy.fft, imported on the first FFT call (``import convx`` stays light)."""
     global _scipy_fft
     if _scipy_fft is None:
         import scipy.fft
-        _scipy_fft = scipy.fft
+        _scipy_fft = cast("_ScipyFFT", scipy.fft)
     return _scipy_fft
 
 
-def _smooth(lo, hi):
+def _smooth(lo: int, hi: int) -> list[int]:
     """The 5-smooth numbers (2**a 3**b 5**c, the transform lengths pocketfft
     is fastest on) in [lo, hi], ascending."""
     out = []
@@ -70,7 +88,7 @@ def _smooth(lo, hi):
     return sorted(set(out))
 
 
-def fast_len(n):
+def fast_len(n: int) -> int:
     """The smallest 5-smooth number >= n."""
     return _smooth(n, 2 * n)[0]
 
@@ -110,24 +128,24 @@ class Geometry(NamedTuple):
     result is sampled at, ``images`` how many are transformed at once, and
     ``swap``: the axes are exchanged (a kernel one column wide runs as one
     row tall)."""
-    span: tuple
-    L: tuple
-    T: tuple
-    tiles: tuple
-    out1: tuple
-    origin: tuple
-    up: tuple
-    down: tuple
+    span: tuple[int, ...]
+    L: tuple[int, ...]
+    T: tuple[int, ...]
+    tiles: tuple[int, ...]
+    out1: tuple[int, ...]
+    origin: tuple[int, ...]
+    up: tuple[int, ...]
+    down: tuple[int, ...]
     images: int
     swap: bool
 
     @property
-    def region(self):
+    def region(self) -> tuple[int, ...]:
         """The (rows, columns) of source each image needs: every tile's window."""
         return tuple((t - 1) * s + n for t, s, n in zip(self.tiles, self.T, self.L))
 
 
-def _axis_choices(span, out):
+def _axis_choices(span: int, out: int) -> list[tuple[int, int, int]]:
     """(L, T, tiles) along one axis: the tile lengths worth trying, each
     longer than the last and with fewer transformed values in all (the
     others are never best).  A span of 1 is not transformed: rows are tiles
@@ -146,7 +164,8 @@ def _axis_choices(span, out):
     return choices
 
 
-def _terms(n, tiles, size, bins, cin, cout, mixes, images):
+def _terms(n: int, tiles: int, size: int, bins: int, cin: int, cout: int, mixes: int,
+           images: int) -> tuple[float, int, int]:
     """What the cost model counts for ``n`` images: the transforms' values x
     log2(size), the complex multiply-adds, the chunks.  (Copying the tiles in
     and out costs per value what the transforms' figure absorbs: fitted with
@@ -155,7 +174,9 @@ def _terms(n, tiles, size, bins, cin, cout, mixes, images):
     return values * math.log2(max(size, 2)), n * tiles * mixes * bins, -(-n // images)
 
 
-def geometry(span, out1, origin, up, down, n, cin, cout, mixes, itemsize, swap=False):
+def geometry(span: Pair, out1: Pair, origin: Pair, up: Pair, down: Pair, n: int, cin: int,
+             cout: int, mixes: int, itemsize: int,
+             swap: bool = False) -> tuple[Geometry, float, tuple[float, int, int]] | None:
     """The cheapest tiling of a correlation by the cost model, and its cost in
     nanoseconds: ``(Geometry, ns, terms)`` (terms: :func:`_terms`).  ``n``
     images, ``cin`` and ``cout`` channels transformed in and out of each,
@@ -178,7 +199,7 @@ def geometry(span, out1, origin, up, down, n, cin, cout, mixes, itemsize, swap=F
     return best
 
 
-def spectra(k, g, dilation):
+def spectra(k: Array, g: Geometry, dilation: Pair) -> Array:
     """The kernel's conjugated spectra for a correlation: ``k`` (out, in, KH,
     KW) spread by ``dilation`` to the geometry's span and transformed at its
     tile lengths; (out, in, bins) complex, C order."""
@@ -192,7 +213,7 @@ def spectra(k, g, dilation):
     return np.ascontiguousarray(spec.reshape(k.shape[:2] + (-1,)))
 
 
-def _region(src, g):
+def _region(src: Array, g: Geometry) -> Array:
     """Images ``src`` (N, C, H, W) placed in the zero region their tiles
     read: value (a, b) at (a*up + origin, b*up + origin)."""
     rh, rw = g.region
@@ -210,7 +231,7 @@ def _region(src, g):
     return buf
 
 
-def _tiles(buf, g, threads):
+def _tiles(buf: Array, g: Geometry, threads: int) -> Array:
     """The (N, C, tiles, bins) spectra of the windows of a region."""
     if g.tiles == (1, 1):
         spec = _rfft(buf, g, threads)   # one tile: the region itself, contiguous
@@ -220,7 +241,7 @@ def _tiles(buf, g, threads):
     return np.ascontiguousarray(spec.reshape(buf.shape[:2] + (g.tiles[0] * g.tiles[1], -1)))
 
 
-def _rfft(a, g, threads):
+def _rfft(a: Array, g: Geometry, threads: int) -> Array:
     """The spectra of tiles ``a`` (..., Lh or less, Lw or less), zero-filled
     to the geometry's lengths: along the rows alone when Lh is 1."""
     if g.L[0] == 1:
@@ -228,19 +249,20 @@ def _rfft(a, g, threads):
     return _sf().rfft2(a, s=g.L, workers=threads)
 
 
-def _irfft(a, g, threads):
+def _irfft(a: Array, g: Geometry, threads: int) -> Array:
     """The tiles (..., Lh, Lw) whose spectra are ``a``."""
     if g.L[0] == 1:
         return _sf().irfft(a, n=g.L[1], axis=-1, workers=threads)
     return _sf().irfft2(a, s=g.L, workers=threads)
 
 
-def _float_view(a):
+def _float_view(a: Array) -> Array:
     """A complex array's interleaved (real, imaginary) floats, last axis doubled."""
     return a.view(np.float32 if a.dtype == np.complex64 else np.float64)
 
 
-def correlate(src, spec, out, bias, g, groups, threads):
+def correlate(src: Array, spec: Array, out: Array, bias: Array | None, g: Geometry, groups: int,
+              threads: int) -> None:
     """out[n, o] = bias[o] + the correlation of src[n]'s channels of o's group
     with the kernel whose spectra are ``spec`` (:func:`spectra`), at the
     geometry ``g``: the forward pass (src = the input) and the input gradient
@@ -262,7 +284,8 @@ def correlate(src, spec, out, bias, g, groups, threads):
             part += bias[:, None, None]
 
 
-def weight_grad(x, gout, dw_shape, dilation, g, groups, threads):
+def weight_grad(x: Array, gout: Array, dw_shape: tuple[int, ...], dilation: Pair, g: Geometry,
+                groups: int, threads: int) -> Array:
     """The weight gradient, dw[o, c, p, q] = sum over images and output
     positions of gout[n, o, i, j] * xpad[n, c, i*sh + p*dh, j*sw + q*dw], at
     the geometry ``g`` (its tiles cut the unit-stride output, ``g.down`` the
@@ -283,6 +306,7 @@ def weight_grad(x, gout, dw_shape, dilation, g, groups, threads):
         if acc is None:
             acc = np.zeros((f, cg, xs.shape[3]), xs.dtype)
         _core.fft_mix_grad(_float_view(gs), _float_view(xs), _float_view(acc), groups, threads)
+    assert acc is not None   # the batch is not empty (_engine's zero plans take empty ones)
     k = _irfft(acc.reshape(f, cg, lh, -1), g, threads)
     k = k[:, :, :g.span[0]:dilation[0], :g.span[1]:dilation[1]]
     if g.swap:

@@ -22,22 +22,59 @@ Result dtypes follow the notebook: forwards that built their output with
 is an integer array (computed exactly in float64, then rounded).  float32
 arguments give float32 where the notebook would give floats.
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 import numpy as np
 
 from . import _engine
 from . import _validate as v
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from ._engine import Plan
+    from ._typing import Array
+
+
+class _Shaped(Protocol):
+    """What assert_same_shape and assert_dim take: anything with a shape."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+
 __all__ = [
-    "assert_same_shape", "assert_dim",
-    "_pad_1d", "conv_1d", "conv_1d_sum", "_param_grad_1d", "_input_grad_1d",
-    "_pad_1d_batch", "conv_1d_batch", "input_grad_1d_batch", "param_grad_1d_batch",
+    "_compute_grads_2d",
+    "_compute_grads_obs",
+    "_compute_grads_obs_2d",
+    "_compute_output_2d",
+    "_compute_output_2d_sum",
+    "_compute_output_obs",
+    "_compute_output_obs_2d",
+    "_compute_output_sum",
+    "_input_grad",
+    "_input_grad_1d",
+    "_output",
+    "_pad_1d",
+    "_pad_1d_batch",
+    "_pad_2d",
+    "_pad_2d_channel",
+    "_pad_2d_obs",
+    "_pad_conv_input",
+    "_param_grad",
+    "_param_grad_1d",
+    "_param_grad_2d",
+    "assert_dim",
+    "assert_same_shape",
+    "conv_1d",
+    "conv_1d_batch",
     "conv_1d_batch_sum",
-    "_pad_2d", "_pad_2d_obs", "_compute_output_obs_2d", "_compute_output_2d",
-    "_compute_grads_obs_2d", "_compute_grads_2d", "_param_grad_2d", "_compute_output_2d_sum",
-    "_pad_2d_channel", "_pad_conv_input", "_compute_output_obs", "_output",
-    "_compute_grads_obs", "_input_grad", "_param_grad", "_compute_output_sum",
+    "conv_1d_sum",
+    "input_grad_1d_batch",
+    "param_grad_1d_batch",
 ]
 
 _UNIT = (1, 1)
@@ -50,12 +87,12 @@ _PAD_MAX = 2**48
 # Helpers: every notebook name below is a few lines over these.
 # --------------------------------------------------------------------------
 
-def _same_pads(kh, kw):
+def _same_pads(kh: int, kw: int) -> tuple[int, int, int, int]:
     """The notebook's padding: k // 2 before, k - 1 - k // 2 after."""
     return (kh // 2, kh - 1 - kh // 2, kw // 2, kw - 1 - kw // 2)
 
 
-def _int_result(result, like, *arrays):
+def _int_result(result: Array, like: Array, *arrays: Array) -> Array:
     """The notebook accumulated into ``np.zeros_like(like)``: when every array
     argument is an integer array the answer is an integer array of that dtype."""
     if like.dtype.kind in "iu" and all(a.dtype.kind in "iu" for a in arrays):
@@ -66,23 +103,26 @@ def _int_result(result, like, *arrays):
 # The engine's plans for the notebook's geometry ('same' padding, stride 1),
 # made from shapes alone, so that _engine.planned can keep them.
 
-def _forward_plan(func, dtype, x_shape, w_shape):
+def _forward_plan(func: str, dtype: np.dtype[Any], x_shape: tuple[int, ...],
+                  w_shape: tuple[int, ...]) -> Plan:
     # 'same' keeps the size, even an empty one: the plan is told it, not asked.
     return _engine.forward_plan(func, x_shape, w_shape, _UNIT, _same_pads(*w_shape[2:]), _UNIT,
                                 1, x_shape[2:], dtype=dtype)
 
 
-def _input_grad_plan(func, dtype, x_shape, w_shape, gout_shape):
+def _input_grad_plan(func: str, dtype: np.dtype[Any], x_shape: tuple[int, ...],
+                     w_shape: tuple[int, ...], gout_shape: tuple[int, ...]) -> Plan:
     return _engine.input_grad_plan(func, x_shape, w_shape, gout_shape, _UNIT,
                                    _same_pads(*w_shape[2:]), _UNIT, 1, dtype=dtype)
 
 
-def _weight_grad_plan(func, dtype, x_shape, w_shape, gout_shape):
+def _weight_grad_plan(func: str, dtype: np.dtype[Any], x_shape: tuple[int, ...],
+                      w_shape: tuple[int, ...], gout_shape: tuple[int, ...]) -> Plan:
     return _engine.weight_grad_plan(func, x_shape, w_shape, gout_shape, _UNIT,
                                     _same_pads(*w_shape[2:]), _UNIT, 1, dtype=dtype)
 
 
-def _conv(func, x, w, names=("inp", "param")):
+def _conv(func: str, x: Array, w: Array, names: tuple[str, str] = ("inp", "param")) -> Array:
     """'same' forward: x (N, C, H, W), w (F, C, KH, KW), any real dtypes;
     ``names`` are the arguments they came from."""
     dt = v.float_dtype(x, w)
@@ -93,7 +133,8 @@ def _conv(func, x, w, names=("inp", "param")):
                                v.as_kernel_input(func, names[1], w, dt), None)
 
 
-def _conv_input_grad(func, x, w, gout, names=("param", "output_grad")):
+def _conv_input_grad(func: str, x: Array, w: Array, gout: Array,
+                     names: tuple[str, str] = ("param", "output_grad")) -> Array:
     """'same' input gradient; the result has x's shape; ``names`` are the
     arguments w and gout came from."""
     dt = v.float_dtype(x, w, gout)
@@ -104,7 +145,8 @@ def _conv_input_grad(func, x, w, gout, names=("param", "output_grad")):
                                   v.as_kernel_input(func, names[1], gout, dt))
 
 
-def _conv_weight_grad(func, x, w, gout, names=("inp", "output_grad")):
+def _conv_weight_grad(func: str, x: Array, w: Array, gout: Array,
+                      names: tuple[str, str] = ("inp", "output_grad")) -> Array:
     """'same' weight gradient; the result has w's shape; ``names`` are the
     arguments x and gout came from."""
     dt = v.float_dtype(x, w, gout)
@@ -115,7 +157,7 @@ def _conv_weight_grad(func, x, w, gout, names=("inp", "output_grad")):
                                    v.as_kernel_input(func, names[1], gout, dt))
 
 
-def _pad(func, inp, num, ndim, layout, spatial):
+def _pad(func: str, inp: Array, num: int, ndim: int, layout: str, spatial: int) -> Array:
     """Zero-pad the last ``spatial`` axes (1 or 2) of ``inp`` by ``num`` on each side.
 
     The 1-D pads concatenated an int64 zero array, so integer input stays
@@ -143,7 +185,7 @@ def _pad(func, inp, num, ndim, layout, spatial):
 # Helper objects
 # --------------------------------------------------------------------------
 
-def assert_same_shape(output, output_grad):
+def assert_same_shape(output: _Shaped, output_grad: _Shaped) -> None:
     """Check that two arrays have the same shape, as the notebook's helper did.
 
     Parameters
@@ -189,10 +231,9 @@ def assert_same_shape(output, output_grad):
         raise v.ConvxValueError(
             f"assert_same_shape(): 'output' and 'output_grad' must have the same shape, "
             f"got {shapes[0]} and {shapes[1]}")
-    return None
 
 
-def assert_dim(t, dim):
+def assert_dim(t: _Shaped, dim: int) -> None:
     """Check that an array has ``dim`` dimensions, as the notebook's helper did.
 
     Parameters
@@ -234,14 +275,25 @@ def assert_dim(t, dim):
         raise v.ConvxValueError(
             f"assert_dim(): tensor expected to have dimension {dim}, "
             f"instead has dimension {nd} (shape {tuple(t.shape)})")
-    return None
 
 
 # --------------------------------------------------------------------------
 # 1-D, one observation
 # --------------------------------------------------------------------------
 
-def _pad_1d(inp, num):
+@overload
+def _pad_1d(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_1d(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_1d(inp: Array, num: int) -> Array: ...
+
+
+def _pad_1d(inp: Array, num: int) -> Array:
     """Pad a 1-D array with ``num`` zeros on each side.
 
     Parameters
@@ -277,14 +329,27 @@ def _pad_1d(inp, num):
     return _pad("_pad_1d", inp, num, 1, "(length,)", spatial=1)
 
 
-def _conv_1d(f, inp, param):
+def _conv_1d(f: str, inp: Array, param: Array) -> Array:
     inp = v.array(f, "inp", inp, 1, "(length,)")
     param = v.array(f, "param", param, 1, "(kernel_size,)")
     v.kernel_nonempty(f, "param", param.shape, (0,))
-    return _conv(f, inp[None, None, None], param[None, None, None])[0, 0, 0]
+    out: Array = _conv(f, inp[None, None, None], param[None, None, None])[0, 0, 0]
+    return out
 
 
-def conv_1d(inp, param):
+@overload
+def conv_1d(inp: NDArray[np.float32], param: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv_1d(inp: NDArray[np.float64], param: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv_1d(inp: Array, param: Array) -> Array: ...
+
+
+def conv_1d(inp: Array, param: Array) -> Array:
     """'Same' 1-D cross-correlation of one sequence with one kernel.
 
     The notebook's convolution: ``K // 2`` zeros before the sequence and
@@ -323,7 +388,19 @@ def conv_1d(inp, param):
     return _conv_1d("conv_1d", inp, param)
 
 
-def conv_1d_sum(inp, param):
+@overload
+def conv_1d_sum(inp: NDArray[np.float32], param: NDArray[np.float32]) -> np.float32: ...
+
+
+@overload
+def conv_1d_sum(inp: NDArray[np.float64], param: NDArray[np.float64]) -> np.float64: ...
+
+
+@overload
+def conv_1d_sum(inp: Array, param: Array) -> np.floating[Any]: ...
+
+
+def conv_1d_sum(inp: Array, param: Array) -> np.floating[Any]:
     """The sum of :func:`conv_1d`'s output: the loss of the notebook's 1-D checks.
 
     Parameters
@@ -357,7 +434,8 @@ def conv_1d_sum(inp, param):
     return np.sum(_conv_1d("conv_1d_sum", inp, param))
 
 
-def _grad_1d_args(f, inp, param, output_grad):
+def _grad_1d_args(f: str, inp: Array, param: Array,
+                  output_grad: Array | None) -> tuple[Array, Array, Array]:
     inp = v.array(f, "inp", inp, 1, "(length,)")
     param = v.array(f, "param", param, 1, "(kernel_size,)")
     v.kernel_nonempty(f, "param", param.shape, (0,))
@@ -369,7 +447,25 @@ def _grad_1d_args(f, inp, param, output_grad):
     return inp, param, output_grad
 
 
-def _param_grad_1d(inp, param, output_grad=None):
+@overload
+def _param_grad_1d(
+    inp: NDArray[np.float32], param: NDArray[np.float32],
+    output_grad: NDArray[np.float32] | None = ...,
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _param_grad_1d(
+    inp: NDArray[np.float64], param: NDArray[np.float64],
+    output_grad: NDArray[np.float64] | None = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _param_grad_1d(inp: Array, param: Array, output_grad: Array | None = ...) -> Array: ...
+
+
+def _param_grad_1d(inp: Array, param: Array, output_grad: Array | None = None) -> Array:
     """Gradient of :func:`conv_1d` with respect to its kernel.
 
     The gradient of ``sum(conv_1d(inp, param) * output_grad)`` with respect to
@@ -414,7 +510,25 @@ def _param_grad_1d(inp, param, output_grad=None):
     return _int_result(g[0, 0, 0], param, inp, param, output_grad)
 
 
-def _input_grad_1d(inp, param, output_grad=None):
+@overload
+def _input_grad_1d(
+    inp: NDArray[np.float32], param: NDArray[np.float32],
+    output_grad: NDArray[np.float32] | None = ...,
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _input_grad_1d(
+    inp: NDArray[np.float64], param: NDArray[np.float64],
+    output_grad: NDArray[np.float64] | None = ...,
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _input_grad_1d(inp: Array, param: Array, output_grad: Array | None = ...) -> Array: ...
+
+
+def _input_grad_1d(inp: Array, param: Array, output_grad: Array | None = None) -> Array:
     """Gradient of :func:`conv_1d` with respect to its input.
 
     The gradient of ``sum(conv_1d(inp, param) * output_grad)`` with respect to
@@ -461,7 +575,19 @@ def _input_grad_1d(inp, param, output_grad=None):
 # 1-D, a batch
 # --------------------------------------------------------------------------
 
-def _pad_1d_batch(inp, num):
+@overload
+def _pad_1d_batch(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_1d_batch(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_1d_batch(inp: Array, num: int) -> Array: ...
+
+
+def _pad_1d_batch(inp: Array, num: int) -> Array:
     """Pad each row of a batch of sequences with ``num`` zeros on each side.
 
     Parameters
@@ -497,7 +623,8 @@ def _pad_1d_batch(inp, num):
     return _pad("_pad_1d_batch", inp, num, 2, "(batch, length)", spatial=1)
 
 
-def _batch_1d_args(f, inp, param, param_name="param"):
+def _batch_1d_args(f: str, inp: Array, param: Array,
+                   param_name: str = "param") -> tuple[Array, Array, Array]:
     """The notebook's (N, L) batch and (K,) kernel as NCHW and OIHW views, and
     ``inp`` as a plain ndarray."""
     inp = v.array(f, "inp", inp, 2, "(batch, length)")
@@ -506,12 +633,24 @@ def _batch_1d_args(f, inp, param, param_name="param"):
     return inp, inp[:, None, None], param[None, None, None]
 
 
-def _conv_1d_batch(f, inp, param, param_name):
+def _conv_1d_batch(f: str, inp: Array, param: Array, param_name: str) -> Array:
     _, x, w = _batch_1d_args(f, inp, param, param_name)
     return _conv(f, x, w, ("inp", param_name))[:, 0, 0]
 
 
-def conv_1d_batch(inp, param):
+@overload
+def conv_1d_batch(inp: NDArray[np.float32], param: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+@overload
+def conv_1d_batch(inp: NDArray[np.float64], param: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+@overload
+def conv_1d_batch(inp: Array, param: Array) -> Array: ...
+
+
+def conv_1d_batch(inp: Array, param: Array) -> Array:
     """:func:`conv_1d` of each row of a batch, with one kernel.
 
     Parameters
@@ -545,7 +684,23 @@ def conv_1d_batch(inp, param):
     return _conv_1d_batch("conv_1d_batch", inp, param, "param")
 
 
-def input_grad_1d_batch(inp, param):
+@overload
+def input_grad_1d_batch(
+    inp: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def input_grad_1d_batch(
+    inp: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def input_grad_1d_batch(inp: Array, param: Array) -> Array: ...
+
+
+def input_grad_1d_batch(inp: Array, param: Array) -> Array:
     """Gradient of :func:`conv_1d_batch_sum` with respect to the batch.
 
     Parameters
@@ -582,7 +737,23 @@ def input_grad_1d_batch(inp, param):
     return _int_result(g[:, 0, 0], inp, inp, param)
 
 
-def param_grad_1d_batch(inp, param):
+@overload
+def param_grad_1d_batch(
+    inp: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def param_grad_1d_batch(
+    inp: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def param_grad_1d_batch(inp: Array, param: Array) -> Array: ...
+
+
+def param_grad_1d_batch(inp: Array, param: Array) -> Array:
     """Gradient of :func:`conv_1d_batch_sum` with respect to the kernel.
 
     The notebook padded by 1 whatever the kernel size (a kernel of size 5
@@ -623,7 +794,19 @@ def param_grad_1d_batch(inp, param):
     return _int_result(g[0, 0, 0], param, inp, param)
 
 
-def conv_1d_batch_sum(inp, fil):
+@overload
+def conv_1d_batch_sum(inp: NDArray[np.float32], fil: NDArray[np.float32]) -> np.float32: ...
+
+
+@overload
+def conv_1d_batch_sum(inp: NDArray[np.float64], fil: NDArray[np.float64]) -> np.float64: ...
+
+
+@overload
+def conv_1d_batch_sum(inp: Array, fil: Array) -> np.floating[Any]: ...
+
+
+def conv_1d_batch_sum(inp: Array, fil: Array) -> np.floating[Any]:
     """The sum of :func:`conv_1d_batch`'s output: the loss of the notebook's batch checks.
 
     Parameters
@@ -660,7 +843,19 @@ def conv_1d_batch_sum(inp, fil):
 # 2-D, one channel
 # --------------------------------------------------------------------------
 
-def _pad_2d(inp, num):
+@overload
+def _pad_2d(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_2d(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_2d(inp: Array, num: int) -> Array: ...
+
+
+def _pad_2d(inp: Array, num: int) -> Array:
     """Pad each image of a batch with a border of ``num`` zeros.
 
     Parameters
@@ -695,7 +890,19 @@ def _pad_2d(inp, num):
     return _pad("_pad_2d", inp, num, 3, "(batch, height, width)", spatial=2)
 
 
-def _pad_2d_obs(inp, num):
+@overload
+def _pad_2d_obs(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_2d_obs(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_2d_obs(inp: Array, num: int) -> Array: ...
+
+
+def _pad_2d_obs(inp: Array, num: int) -> Array:
     """Pad one image with a border of ``num`` zeros.
 
     The notebook's version was right for square images only; this one pads any
@@ -734,14 +941,31 @@ def _pad_2d_obs(inp, num):
     return _pad("_pad_2d_obs", inp, num, 2, "(height, width)", spatial=2)
 
 
-def _check_2d(f, inp, param, ndim, layout):
+def _check_2d(f: str, inp: Array, param: Array, ndim: int,
+              layout: str) -> tuple[Array, Array]:
     inp = v.array(f, "inp" if ndim == 3 else "obs", inp, ndim, layout)
     param = v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
     v.kernel_nonempty(f, "param", param.shape, (0, 1))
     return inp, param
 
 
-def _compute_output_obs_2d(obs, param):
+@overload
+def _compute_output_obs_2d(
+    obs: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_output_obs_2d(
+    obs: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_output_obs_2d(obs: Array, param: Array) -> Array: ...
+
+
+def _compute_output_obs_2d(obs: Array, param: Array) -> Array:
     """'Same' 2-D cross-correlation of one image with one kernel.
 
     ``KH // 2`` rows of zeros above and ``KH - 1 - KH // 2`` below, and the same
@@ -785,7 +1009,23 @@ def _compute_output_obs_2d(obs, param):
     return _int_result(out, obs, obs, param)
 
 
-def _compute_output_2d(img_batch, param):
+@overload
+def _compute_output_2d(
+    img_batch: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_output_2d(
+    img_batch: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_output_2d(img_batch: Array, param: Array) -> Array: ...
+
+
+def _compute_output_2d(img_batch: Array, param: Array) -> Array:
     """:func:`_compute_output_obs_2d` of each image of a batch.
 
     Parameters
@@ -821,7 +1061,7 @@ def _compute_output_2d(img_batch, param):
     return _output_2d("_compute_output_2d", img_batch, param)
 
 
-def _output_2d(f, img_batch, param):
+def _output_2d(f: str, img_batch: Array, param: Array) -> Array:
     img_batch = v.array(f, "img_batch", img_batch, 3, "(batch, height, width)")
     param = v.array(f, "param", param, 2, "(kernel_height, kernel_width)")
     v.kernel_nonempty(f, "param", param.shape, (0, 1))
@@ -829,7 +1069,8 @@ def _output_2d(f, img_batch, param):
     return _int_result(out, img_batch, img_batch, param)
 
 
-def _grads_2d_args(f, inp, output_grad, param, batched):
+def _grads_2d_args(f: str, inp: Array, output_grad: Array, param: Array,
+                   batched: bool) -> tuple[Array, Array, Array]:
     names = ("inp", "output_grad") if batched else ("input_obs", "output_grad_obs")
     layout = "(batch, height, width)" if batched else "(height, width)"
     nd = 3 if batched else 2
@@ -843,7 +1084,25 @@ def _grads_2d_args(f, inp, output_grad, param, batched):
     return inp[:, None], output_grad[:, None], param[None, None]
 
 
-def _compute_grads_obs_2d(input_obs, output_grad_obs, param):
+@overload
+def _compute_grads_obs_2d(
+    input_obs: NDArray[np.float32], output_grad_obs: NDArray[np.float32],
+    param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_grads_obs_2d(
+    input_obs: NDArray[np.float64], output_grad_obs: NDArray[np.float64],
+    param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_grads_obs_2d(input_obs: Array, output_grad_obs: Array, param: Array) -> Array: ...
+
+
+def _compute_grads_obs_2d(input_obs: Array, output_grad_obs: Array, param: Array) -> Array:
     """Gradient of :func:`_compute_output_obs_2d` with respect to its image.
 
     Parameters
@@ -885,7 +1144,23 @@ def _compute_grads_obs_2d(input_obs, output_grad_obs, param):
     return _int_result(out, input_obs, input_obs, output_grad_obs, param)
 
 
-def _compute_grads_2d(inp, output_grad, param):
+@overload
+def _compute_grads_2d(
+    inp: NDArray[np.float32], output_grad: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_grads_2d(
+    inp: NDArray[np.float64], output_grad: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_grads_2d(inp: Array, output_grad: Array, param: Array) -> Array: ...
+
+
+def _compute_grads_2d(inp: Array, output_grad: Array, param: Array) -> Array:
     """Gradient of :func:`_compute_output_2d` with respect to its batch.
 
     Parameters
@@ -925,7 +1200,23 @@ def _compute_grads_2d(inp, output_grad, param):
     return _int_result(out, inp, inp, output_grad, param)
 
 
-def _param_grad_2d(inp, output_grad, param):
+@overload
+def _param_grad_2d(
+    inp: NDArray[np.float32], output_grad: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _param_grad_2d(
+    inp: NDArray[np.float64], output_grad: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _param_grad_2d(inp: Array, output_grad: Array, param: Array) -> Array: ...
+
+
+def _param_grad_2d(inp: Array, output_grad: Array, param: Array) -> Array:
     """Gradient of :func:`_compute_output_2d` with respect to its kernel.
 
     Parameters
@@ -966,7 +1257,23 @@ def _param_grad_2d(inp, output_grad, param):
     return _int_result(out, param, inp, output_grad, param)
 
 
-def _compute_output_2d_sum(img_batch, param):
+@overload
+def _compute_output_2d_sum(
+    img_batch: NDArray[np.float32], param: NDArray[np.float32],
+) -> np.float32: ...
+
+
+@overload
+def _compute_output_2d_sum(
+    img_batch: NDArray[np.float64], param: NDArray[np.float64],
+) -> np.float64: ...
+
+
+@overload
+def _compute_output_2d_sum(img_batch: Array, param: Array) -> np.number[Any]: ...
+
+
+def _compute_output_2d_sum(img_batch: Array, param: Array) -> np.number[Any]:
     """The sum of :func:`_compute_output_2d`'s output: the loss of the notebook's 2-D checks.
 
     Parameters
@@ -996,7 +1303,8 @@ def _compute_output_2d_sum(img_batch, param):
     >>> float(_compute_output_2d_sum(np.ones((2, 3, 3)), np.ones((3, 3))))
     98.0
     """
-    return _output_2d("_compute_output_2d_sum", img_batch, param).sum()
+    total: np.number[Any] = _output_2d("_compute_output_2d_sum", img_batch, param).sum()
+    return total
 
 
 # --------------------------------------------------------------------------
@@ -1004,7 +1312,19 @@ def _compute_output_2d_sum(img_batch, param):
 # kernel_height, kernel_width]; the engine's weight is (out, in, kh, kw).
 # --------------------------------------------------------------------------
 
-def _pad_2d_channel(inp, num):
+@overload
+def _pad_2d_channel(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_2d_channel(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_2d_channel(inp: Array, num: int) -> Array: ...
+
+
+def _pad_2d_channel(inp: Array, num: int) -> Array:
     """Pad each channel of one image with a border of ``num`` zeros.
 
     Parameters
@@ -1038,7 +1358,19 @@ def _pad_2d_channel(inp, num):
     return _pad("_pad_2d_channel", inp, num, 3, "(channels, height, width)", spatial=2)
 
 
-def _pad_conv_input(inp, num):
+@overload
+def _pad_conv_input(inp: NDArray[np.float32], num: int) -> NDArray[np.float32]: ...
+
+
+@overload
+def _pad_conv_input(inp: NDArray[np.float64], num: int) -> NDArray[np.float64]: ...
+
+
+@overload
+def _pad_conv_input(inp: Array, num: int) -> Array: ...
+
+
+def _pad_conv_input(inp: Array, num: int) -> Array:
     """Pad each channel of each image of a batch with a border of ``num`` zeros.
 
     Parameters
@@ -1079,12 +1411,12 @@ _SPATIAL = {1: "length", 2: "height, width"}
 _KERNEL = {1: "kernel_size", 2: "kernel_height, kernel_width"}
 
 
-def _as_2d(a, nsp):
+def _as_2d(a: Array, nsp: int) -> Array:
     """A 1-D pass's array viewed with a unit height axis before its last."""
     return a if nsp == 2 else a[..., None, :]
 
 
-def _check_param(f, param, in_channels, in_name, nsp=2):
+def _check_param(f: str, param: Array, in_channels: int, in_name: str, nsp: int = 2) -> Array:
     param = v.array(f, "param", param, nsp + 2,
                     f"(in_channels, out_channels, {_KERNEL[nsp]})")
     v.kernel_nonempty(f, "param", param.shape, range(2, nsp + 2))
@@ -1095,7 +1427,8 @@ def _check_param(f, param, in_channels, in_name, nsp=2):
     return param
 
 
-def _forward_channels(f, inp, param, batched, name=None, nsp=2):
+def _forward_channels(f: str, inp: Array, param: Array, batched: bool, name: str | None = None,
+                      nsp: int = 2) -> Array:
     name = name or ("inp" if batched else "obs")
     layout = f"({'batch, ' if batched else ''}channels, {_SPATIAL[nsp]})"
     nd = nsp + 1 + batched
@@ -1107,7 +1440,9 @@ def _forward_channels(f, inp, param, batched, name=None, nsp=2):
     return out if batched else out[0]
 
 
-def _grads_channels_args(f, inp, output_grad, param, batched, nsp=2, names=None):
+def _grads_channels_args(f: str, inp: Array, output_grad: Array, param: Array, batched: bool,
+                         nsp: int = 2, names: tuple[str, str] | None = None
+                         ) -> tuple[Array, Array, Array]:
     """The arrays of a gradient as the engine's 4-D views (x, g, w)."""
     names = names or (("inp", "output_grad") if batched else ("input_obs", "output_grad_obs"))
     nd = nsp + 1 + batched
@@ -1125,7 +1460,8 @@ def _grads_channels_args(f, inp, output_grad, param, batched, nsp=2, names=None)
             _as_2d(param, nsp).transpose(1, 0, 2, 3))
 
 
-def _channels_input_grad(f, inp, output_grad, param, nsp=2, names=("inp", "output_grad")):
+def _channels_input_grad(f: str, inp: Array, output_grad: Array, param: Array, nsp: int = 2,
+                         names: tuple[str, str] = ("inp", "output_grad")) -> Array:
     """The batched input gradient: (N, C_in, *size), in ``inp``'s dtype kind."""
     x, g, w = _grads_channels_args(f, inp, output_grad, param, True, nsp, names)
     out = _conv_input_grad(f, x, w, g, ("param", names[1]))
@@ -1133,7 +1469,8 @@ def _channels_input_grad(f, inp, output_grad, param, nsp=2, names=("inp", "outpu
     return _int_result(out, inp, inp, output_grad, param)
 
 
-def _channels_param_grad(f, inp, output_grad, param, nsp=2, names=("inp", "output_grad")):
+def _channels_param_grad(f: str, inp: Array, output_grad: Array, param: Array, nsp: int = 2,
+                         names: tuple[str, str] = ("inp", "output_grad")) -> Array:
     """The batched parameter gradient: (C_in, C_out, *kernel), in ``param``'s dtype kind."""
     x, g, w = _grads_channels_args(f, inp, output_grad, param, True, nsp, names)
     out = _conv_weight_grad(f, x, w, g, names).transpose(1, 0, 2, 3)
@@ -1141,7 +1478,23 @@ def _channels_param_grad(f, inp, output_grad, param, nsp=2, names=("inp", "outpu
     return _int_result(out, param, inp, output_grad, param)
 
 
-def _compute_output_obs(obs, param):
+@overload
+def _compute_output_obs(
+    obs: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_output_obs(
+    obs: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_output_obs(obs: Array, param: Array) -> Array: ...
+
+
+def _compute_output_obs(obs: Array, param: Array) -> Array:
     """Multi-channel 'same' convolution of one image.
 
     ``param`` is in the book's layout, ``[in_channels, out_channels, KH, KW]``
@@ -1184,7 +1537,19 @@ def _compute_output_obs(obs, param):
     return _forward_channels("_compute_output_obs", obs, param, batched=False)
 
 
-def _output(inp, param):
+@overload
+def _output(inp: NDArray[np.float32], param: NDArray[np.float32]) -> NDArray[np.float32]: ...
+
+
+@overload
+def _output(inp: NDArray[np.float64], param: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+@overload
+def _output(inp: Array, param: Array) -> Array: ...
+
+
+def _output(inp: Array, param: Array) -> Array:
     """Multi-channel 'same' convolution of a batch: the forward pass of the notebook's last section.
 
     ``param`` is in the book's layout, ``[in_channels, out_channels, KH, KW]``
@@ -1227,7 +1592,25 @@ def _output(inp, param):
     return _forward_channels("_output", inp, param, batched=True)
 
 
-def _compute_grads_obs(input_obs, output_grad_obs, param):
+@overload
+def _compute_grads_obs(
+    input_obs: NDArray[np.float32], output_grad_obs: NDArray[np.float32],
+    param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _compute_grads_obs(
+    input_obs: NDArray[np.float64], output_grad_obs: NDArray[np.float64],
+    param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _compute_grads_obs(input_obs: Array, output_grad_obs: Array, param: Array) -> Array: ...
+
+
+def _compute_grads_obs(input_obs: Array, output_grad_obs: Array, param: Array) -> Array:
     """Gradient of :func:`_compute_output_obs` with respect to its image.
 
     ``param`` is in the book's layout, ``[in_channels, out_channels, KH, KW]``
@@ -1273,7 +1656,23 @@ def _compute_grads_obs(input_obs, output_grad_obs, param):
     return _int_result(out, input_obs, input_obs, output_grad_obs, param)
 
 
-def _input_grad(inp, output_grad, param):
+@overload
+def _input_grad(
+    inp: NDArray[np.float32], output_grad: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _input_grad(
+    inp: NDArray[np.float64], output_grad: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _input_grad(inp: Array, output_grad: Array, param: Array) -> Array: ...
+
+
+def _input_grad(inp: Array, output_grad: Array, param: Array) -> Array:
     """Gradient of :func:`_output` with respect to its batch.
 
     ``param`` is in the book's layout, ``[in_channels, out_channels, KH, KW]``
@@ -1316,7 +1715,23 @@ def _input_grad(inp, output_grad, param):
     return _channels_input_grad("_input_grad", inp, output_grad, param)
 
 
-def _param_grad(inp, output_grad, param):
+@overload
+def _param_grad(
+    inp: NDArray[np.float32], output_grad: NDArray[np.float32], param: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+
+
+@overload
+def _param_grad(
+    inp: NDArray[np.float64], output_grad: NDArray[np.float64], param: NDArray[np.float64],
+) -> NDArray[np.float64]: ...
+
+
+@overload
+def _param_grad(inp: Array, output_grad: Array, param: Array) -> Array: ...
+
+
+def _param_grad(inp: Array, output_grad: Array, param: Array) -> Array:
     """Gradient of :func:`_output` with respect to its filters.
 
     ``param`` is in the book's layout, ``[in_channels, out_channels, KH, KW]``
@@ -1362,7 +1777,19 @@ def _param_grad(inp, output_grad, param):
     return _channels_param_grad("_param_grad", inp, output_grad, param)
 
 
-def _compute_output_sum(imgs, param):
+@overload
+def _compute_output_sum(imgs: NDArray[np.float32], param: NDArray[np.float32]) -> np.float32: ...
+
+
+@overload
+def _compute_output_sum(imgs: NDArray[np.float64], param: NDArray[np.float64]) -> np.float64: ...
+
+
+@overload
+def _compute_output_sum(imgs: Array, param: Array) -> np.floating[Any]: ...
+
+
+def _compute_output_sum(imgs: Array, param: Array) -> np.floating[Any]:
     """The sum of :func:`_output`'s output: the loss of the notebook's CIFAR gradient check.
 
     Parameters
@@ -1393,4 +1820,6 @@ def _compute_output_sum(imgs, param):
     >>> float(_compute_output_sum(np.ones((2, 1, 3, 3)), np.ones((1, 2, 3, 3))))
     196.0
     """
-    return _forward_channels("_compute_output_sum", imgs, param, batched=True, name="imgs").sum()
+    total: np.floating[Any] = _forward_channels("_compute_output_sum", imgs, param, batched=True,
+                                                name="imgs").sum()
+    return total

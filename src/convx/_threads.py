@@ -23,14 +23,20 @@ count, and other Python threads are unaffected.  convx.dask runs each task
 under it, since a scheduler that runs one task per core has already shared
 out the cores.
 """
+from __future__ import annotations
+
 import contextlib
 import os
 import threading
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _core
 from ._validate import ConvxTypeError, ConvxValueError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["get_num_threads", "set_num_threads", "show_config"]
 
@@ -41,14 +47,14 @@ __all__ = ["get_num_threads", "set_num_threads", "show_config"]
 _PARALLEL_MIN_MACS = 1 << 22
 
 
-def _cpus():
+def _cpus() -> int:
     """The CPUs this process may run on."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
 
 
-def _env_threads(name):
+def _env_threads(name: str) -> int:
     """The first number of an OpenMP thread variable (``"4"``, ``"4,2"``), or 0."""
     try:
         return int(os.environ.get(name, "").split(",")[0])
@@ -56,7 +62,7 @@ def _env_threads(name):
         return 0
 
 
-def _env_stack_size():
+def _env_stack_size() -> int:
     """OMP_STACKSIZE or GOMP_STACKSIZE in bytes, as libgomp reads them
     (a number with an optional B, K, M or G; K when there is none), or 0."""
     for name in ("OMP_STACKSIZE", "GOMP_STACKSIZE"):
@@ -72,7 +78,7 @@ def _env_stack_size():
     return 0
 
 
-def _configure():
+def _configure() -> int:
     """The default thread count: OMP_NUM_THREADS if set, else the CPUs, and
     never more than the CPUs (or OMP_THREAD_LIMIT): libgomp ends the process
     when it cannot create a thread, so convx asks for no more than it can have.
@@ -104,15 +110,15 @@ class _Limit:
     """A ``limited(n)`` block: at most ``n`` threads per call, and ``most``,
     the highest count plan() returned in the block (0: plan() was not asked,
     every call ran on the calling thread alone)."""
-    __slots__ = ("n", "most")
+    __slots__ = ("most", "n")
 
-    def __init__(self, n):
+    def __init__(self, n: int) -> None:
         self.n = n
         self.most = 0
 
 
 @contextlib.contextmanager
-def limited(n):
+def limited(n: int) -> Iterator[_Limit]:
     """In this Python thread, for the length of the block, run each call on
     at most ``n`` threads (``n`` >= 1).  Yields the block's record: its
     ``most`` is the highest count plan() returned in the block.
@@ -131,7 +137,7 @@ def limited(n):
             outer.most = record.most
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The number of threads convx uses for one call.
 
     ``set_num_threads(n)`` sets it (and ``threadpoolctl.threadpool_limits``,
@@ -158,7 +164,7 @@ def get_num_threads():
     return n if limit is None else min(n, limit.n)
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | np.integer[Any] | None) -> None:
     """Use ``n`` threads per call from now on, in every Python thread.
 
     The forward pass and the input gradient give the same bits for every
@@ -207,7 +213,7 @@ def set_num_threads(n):
     _core.set_user_threads(0 if n is None else int(n))
 
 
-def plan(items, macs, minimum=None):
+def plan(items: int, macs: int, minimum: int | None = None) -> int:
     """The threads for a call of ``macs`` multiply-adds (or other units of
     work, of which a parallel call needs ``minimum``; default
     _PARALLEL_MIN_MACS) split into ``items`` pieces: one for a small call,
@@ -222,10 +228,8 @@ def plan(items, macs, minimum=None):
         threads = max(1, min(_core.get_threads(), items))
     limit = getattr(_local, "limit", None)
     if limit is not None:
-        if threads > limit.n:
-            threads = limit.n
-        if threads > limit.most:
-            limit.most = threads
+        threads = min(threads, limit.n)
+        limit.most = max(limit.most, threads)
     _local.last = threads
     return threads
 
@@ -234,7 +238,7 @@ def plan(items, macs, minimum=None):
 # threadpoolctl
 # --------------------------------------------------------------------------
 
-def _register_threadpoolctl():
+def _register_threadpoolctl() -> str:
     """Register a threadpoolctl controller for convx's thread count; returns
     what show_config says about it."""
     try:
@@ -250,7 +254,7 @@ def _register_threadpoolctl():
            for c in getattr(threadpoolctl, "_ALL_CONTROLLERS", ())):
         return f"{threadpoolctl.__version__}, convx's pool registered"
 
-    class ConvxController(base):
+    class ConvxController(threadpoolctl.LibController):
         """convx's thread count, found in convx._core by its exported symbols."""
 
         user_api = "openmp"
@@ -258,13 +262,14 @@ def _register_threadpoolctl():
         filename_prefixes = ("_core",)
         check_symbols = ("convx_get_num_threads", "convx_set_num_threads")
 
-        def get_num_threads(self):
-            return self.dynlib.convx_get_num_threads()
+        def get_num_threads(self) -> int:
+            n: int = self.dynlib.convx_get_num_threads()
+            return n
 
-        def set_num_threads(self, num_threads):
+        def set_num_threads(self, num_threads: int) -> None:
             self.dynlib.convx_set_num_threads(int(num_threads))
 
-        def get_version(self):
+        def get_version(self) -> str:
             from . import __version__
             return __version__
 
@@ -277,7 +282,7 @@ _THREADPOOLCTL = _register_threadpoolctl()
 _ISA_NAMES = {4: "x86-64-v4 (AVX-512)", 3: "x86-64-v3 (AVX2, FMA)", 1: "the compiler's baseline"}
 
 
-def show_config():
+def show_config() -> None:
     """Print how this convx was built and how it runs threads.
 
     The version, whether OpenMP is compiled in, the thread count and where it

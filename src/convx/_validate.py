@@ -6,13 +6,21 @@ what was expected and what came.  The notebook signalled bad input with
 against the notebook (``except AssertionError``) keeps working, and code
 written against NumPy (``except ValueError`` / ``except TypeError``) works too.
 """
+from __future__ import annotations
+
 import math
 import operator
 import reprlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["ConvxValueError", "ConvxTypeError", "ConvxMemoryError"]
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._typing import Array
+
+__all__ = ["ConvxMemoryError", "ConvxTypeError", "ConvxValueError"]
 
 
 class ConvxValueError(ValueError, AssertionError):
@@ -61,7 +69,7 @@ class ConvxMemoryError(MemoryError):
     """
 
 
-def _describe(obj):
+def _describe(obj: object) -> str:
     """A short, human description of what the caller passed."""
     if isinstance(obj, np.ndarray):
         return f"an array of dtype {obj.dtype} and shape {obj.shape}"
@@ -71,12 +79,14 @@ def _describe(obj):
     name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     try:
         text = reprlib.repr(obj)
-    except Exception:  # a foreign object whose repr fails: its type says enough
+    # Any exception: a foreign object's repr (or reprlib's look at it) may raise
+    # anything, and an error message must still be made; its type says enough.
+    except Exception:  # noqa: BLE001
         return name
     return f"{name} {text}"
 
 
-def _duck_hint(obj):
+def _duck_hint(obj: object) -> str:
     """What to do with an array-like that is not an ndarray."""
     if hasattr(obj, "__array__") or hasattr(obj, "__array_interface__"):
         return "; convert it with numpy.asarray() first"
@@ -86,7 +96,7 @@ def _duck_hint(obj):
 _NDARRAY = np.ndarray
 
 
-def plain(func, name, a, layout):
+def plain(func: str, name: str, a: object, layout: str) -> Array:
     """``a`` if it is an ndarray, a plain ndarray view of it for a subclass
     (``np.matrix``, ``np.memmap``: the view indexes and reshapes as an ndarray
     does), else ConvxTypeError.  A masked array is refused: its mask would be
@@ -104,7 +114,7 @@ def plain(func, name, a, layout):
     return a.view(np.ndarray)
 
 
-def array(func, name, a, ndim, layout):
+def array(func: str, name: str, a: object, ndim: int, layout: str) -> Array:
     """Check that ``a`` is a real numeric ndarray of rank ``ndim``.
 
     ``layout`` is how the shape reads in words, e.g. ``"(batch, length)"``.
@@ -125,7 +135,7 @@ def array(func, name, a, ndim, layout):
     return a
 
 
-def same_shape(func, name, a, expected, why):
+def same_shape(func: str, name: str, a: Array, expected: Iterable[int], why: str) -> None:
     """Check ``a.shape == expected``; ``why`` says where ``expected`` comes from."""
     if a.shape != tuple(expected):
         raise ConvxValueError(
@@ -133,7 +143,7 @@ def same_shape(func, name, a, expected, why):
             f"got shape {a.shape}")
 
 
-def nonneg_int(func, name, value):
+def nonneg_int(func: str, name: str, value: Any) -> int:
     """An int >= 0 (Python or NumPy integer, not bool)."""
     if isinstance(value, (bool, np.bool_)):
         raise ConvxTypeError(f"{func}(): argument '{name}' must be an int >= 0, got bool {value!r}")
@@ -147,7 +157,7 @@ def nonneg_int(func, name, value):
     return v
 
 
-def kernel_nonempty(func, name, shape, axes):
+def kernel_nonempty(func: str, name: str, shape: tuple[int, ...], axes: Iterable[int]) -> None:
     """Each kernel size in ``shape[axes]`` must be at least 1."""
     for ax in axes:
         if shape[ax] < 1:
@@ -159,7 +169,7 @@ FLOAT32, FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)
 _F32, _F64 = np.float32, np.float64
 
 
-def float_dtype(*arrays):
+def float_dtype(*arrays: Array) -> np.dtype[Any]:
     """The dtype convx computes in: float32 when the arguments promote to
     float32, float64 otherwise (ints and float16 compute in float64)."""
     first = arrays[0].dtype.type
@@ -172,7 +182,8 @@ def float_dtype(*arrays):
     return FLOAT32 if np.result_type(*arrays) == np.float32 else FLOAT64
 
 
-def as_kernel_input(func, name, a, dtype, shape=None):
+def as_kernel_input(func: str, name: str, a: Array, dtype: np.dtype[Any],
+                    shape: tuple[int, ...] | None = None) -> Array:
     """``a`` as a C-contiguous, native-byte-order array of ``dtype``, viewed
     with ``shape`` if given (a shape of the same size, e.g. with unit axes added).
 

@@ -70,10 +70,14 @@ worker that runs fewer tasks than it has cores::
 :func:`threads_used` tells how many threads convx used in this process's
 tasks (on a cluster: ``client.run(convx.dask.threads_used)``).
 """
+from __future__ import annotations
+
 import bisect
 import collections
+import itertools
 import math
 import threading
+from typing import TYPE_CHECKING, Any, overload
 
 import dask
 import dask.array as da
@@ -84,8 +88,29 @@ from dask.highlevelgraph import HighLevelGraph
 from . import _api, _engine, _threads
 from . import _validate as v
 
-__all__ = ["conv1d", "conv2d", "conv1d_input_grad", "conv2d_input_grad", "conv1d_weight_grad",
-           "conv2d_weight_grad", "threads_used", "reset_threads_used"]
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from dask.typing import Key
+    from numpy.typing import DTypeLike
+
+    from ._typing import Array, Geometry, Method, Padding, Shape
+
+    # what the functions take: a dask array, or an ndarray (one chunk)
+    ArrayOrDask = da.Array | Array
+    # (chunk, first, last, at): rows [first, last) of a chunk go to row ``at``
+    _Piece = tuple[int, int, int, int]
+
+__all__ = [
+    "conv1d",
+    "conv1d_input_grad",
+    "conv1d_weight_grad",
+    "conv2d",
+    "conv2d_input_grad",
+    "conv2d_weight_grad",
+    "reset_threads_used",
+    "threads_used",
+]
 
 _CONFIG_KEY = "convx.threads-per-task"
 
@@ -97,11 +122,11 @@ _SPLIT_EVERY = 8
 # What convx used in this process's tasks
 # --------------------------------------------------------------------------
 
-_USED = collections.Counter()
+_USED: collections.Counter[int] = collections.Counter()
 _USED_LOCK = threading.Lock()
 
 
-def threads_used():
+def threads_used() -> dict[int, int]:
     """{thread count: block calls} for the convx.dask tasks run in this
     process since it started (or since :func:`reset_threads_used`): the
     count convx's own planner chose for each block (1 where it ran the block
@@ -110,13 +135,13 @@ def threads_used():
         return dict(_USED)
 
 
-def reset_threads_used():
+def reset_threads_used() -> None:
     """Empty the record :func:`threads_used` reads."""
     with _USED_LOCK:
         _USED.clear()
 
 
-def _note(record):
+def _note(record: _threads._Limit) -> None:
     with _USED_LOCK:
         _USED[max(1, record.most)] += 1
 
@@ -125,7 +150,7 @@ def _note(record):
 # Arguments
 # --------------------------------------------------------------------------
 
-def _as_dask(func, name, a, layout):
+def _as_dask(func: str, name: str, a: object, layout: str) -> da.Array:
     """``a`` as a dask array of NumPy chunks: a dask array as it is, an
     ndarray as one chunk; anything else is refused naming the argument."""
     if isinstance(a, da.Array):
@@ -146,7 +171,7 @@ def _as_dask(func, name, a, layout):
         f"{layout}, got {v._describe(a)}{hint}")
 
 
-def _known(func, name, a):
+def _known(func: str, name: str, a: da.Array) -> da.Array:
     """Refuse unknown (NaN) chunk sizes: the halos and the result's chunks
     follow from them."""
     for axis, sizes in enumerate(a.chunks):
@@ -158,12 +183,20 @@ def _known(func, name, a):
     return a
 
 
-def _stand_in(a):
+@overload
+def _stand_in(a: da.Array) -> Array: ...
+
+
+@overload
+def _stand_in(a: None) -> None: ...
+
+
+def _stand_in(a: da.Array | None) -> Array | None:
     """A zero-memory ndarray of ``a``'s shape and dtype, for the NumPy face's checks."""
     return None if a is None else np.broadcast_to(np.zeros((), a.dtype), a.shape)
 
 
-def _threads_per_task(func):
+def _threads_per_task(func: str) -> int:
     cpus = _threads._cpus()
     t = dask.config.get(_CONFIG_KEY, 1)
     expected = f"an int from 1 to {cpus} (the CPUs this process may use)"
@@ -176,7 +209,7 @@ def _threads_per_task(func):
     return int(t)
 
 
-def _four(a, nsp):
+def _four(a: da.Array, nsp: int) -> da.Array:
     """A 1-D layout's array (N, C, L) as (N, C, 1, L)."""
     return a[:, :, None, :] if nsp == 1 else a
 
@@ -185,7 +218,7 @@ def _four(a, nsp):
 # Chunk arithmetic, per axis
 # --------------------------------------------------------------------------
 
-def _bounds(sizes):
+def _bounds(sizes: Sequence[int]) -> list[int]:
     """Chunk sizes as boundaries: (2, 3) -> [0, 2, 5]."""
     out = [0]
     for s in sizes:
@@ -193,7 +226,7 @@ def _bounds(sizes):
     return out
 
 
-def _pieces(bounds, start, stop):
+def _pieces(bounds: Sequence[int], start: int, stop: int) -> tuple[_Piece, ...]:
     """Where rows [start, stop) (possibly reaching outside the array) come
     from: ``(chunk, first, last, at)`` for each chunk they meet, its rows
     [first, last) going to row ``at`` of the region."""
@@ -211,21 +244,22 @@ class _Region:
     """One axis of a block's input region: its ``length``, the padding the
     engine adds (``lo``, ``hi``: the call's own on an unsplit axis, else 0)
     and the ``pieces`` it is gathered from (_pieces)."""
-    __slots__ = ("length", "lo", "hi", "pieces")
+    __slots__ = ("hi", "length", "lo", "pieces")
 
-    def __init__(self, length, lo, hi, pieces):
+    def __init__(self, length: int, lo: int, hi: int, pieces: tuple[_Piece, ...]) -> None:
         self.length, self.lo, self.hi, self.pieces = length, lo, hi, pieces
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"_Region({self.length}, {self.lo}, {self.hi}, {self.pieces})"
 
 
-def _window(bounds, start, stop):
+def _window(bounds: Sequence[int], start: int, stop: int) -> _Region:
     """The zero-padded region [start, stop) of an axis with chunk ``bounds``."""
     return _Region(stop - start, 0, 0, _pieces(bounds, start, stop))
 
 
-def _forward_axis(bounds, lo, hi, k, d, s, out_len):
+def _forward_axis(bounds: Sequence[int], lo: int, hi: int, k: int, d: int, s: int,
+                  out_len: int) -> tuple[list[int], list[_Region]]:
     """The output's boundaries along one axis, and each block's input _Region."""
     length, span = bounds[-1], d * (k - 1) + 1
     cuts = [0]
@@ -238,7 +272,7 @@ def _forward_axis(bounds, lo, hi, k, d, s, out_len):
     if len(cuts) == 2:   # one block: the whole axis, with the call's padding
         return cuts, [_Region(length, lo, hi, _pieces(bounds, 0, length))]
     return cuts, [_window(bounds, oa * s - lo, (ob - 1) * s - lo + span)
-                  for oa, ob in zip(cuts[:-1], cuts[1:])]
+                  for oa, ob in itertools.pairwise(cuts)]
 
 
 class _Back:
@@ -248,18 +282,20 @@ class _Back:
     lo + span) the engine computes the gradient of (its padding:
     ``gout.lo``, ``gout.hi``), and where the block lies in it: the region's
     rows [``src``, ``src + n``) are the block's [``dst``, ``dst + n``)."""
-    __slots__ = ("size", "gout", "length", "src", "dst", "n")
+    __slots__ = ("dst", "gout", "length", "n", "size", "src")
 
-    def __init__(self, size, gout=None, length=0, src=0, dst=0, n=0):
+    def __init__(self, size: int, gout: _Region | None = None, length: int = 0, src: int = 0,
+                 dst: int = 0, n: int = 0) -> None:
         self.size, self.gout, self.length = size, gout, length
         self.src, self.dst, self.n = src, dst, n
 
-    def whole(self):
+    def whole(self) -> bool:
         """Whether the block is the region itself."""
         return self.src == self.dst == 0 and self.n == self.size == self.length
 
 
-def _input_grad_axis(gbounds, length, lo, hi, k, d, s):
+def _input_grad_axis(gbounds: Sequence[int], length: int, lo: int, hi: int, k: int, d: int,
+                     s: int) -> tuple[list[int], list[_Back]]:
     """The input gradient's boundaries along one axis, and each block's _Back."""
     out_len, span = gbounds[-1], d * (k - 1) + 1
     cuts = [0]
@@ -273,7 +309,7 @@ def _input_grad_axis(gbounds, length, lo, hi, k, d, s):
         gout = _Region(out_len, lo, hi, _pieces(gbounds, 0, out_len))
         return cuts, [_Back(length, gout, length, 0, 0, length)]
     blocks = []
-    for ra, rb in zip(cuts[:-1], cuts[1:]):
+    for ra, rb in itertools.pairwise(cuts):
         oa = max(0, -(-(ra + lo - d * (k - 1)) // s))
         ob = min(out_len - 1, (rb - 1 + lo) // s)
         if oa > ob:
@@ -286,14 +322,15 @@ def _input_grad_axis(gbounds, length, lo, hi, k, d, s):
     return cuts, blocks
 
 
-def _weight_grad_axis(gbounds, xbounds, lo, hi, k, d, s):
+def _weight_grad_axis(gbounds: Sequence[int], xbounds: Sequence[int], lo: int, hi: int, k: int,
+                      d: int, s: int) -> list[tuple[int, int, int, _Region]]:
     """For each non-empty chunk of ``grad_output`` along one axis: its
     index, its rows [oa, ob) and the input _Region its windows read."""
     length, span = xbounds[-1], d * (k - 1) + 1
     if len(gbounds) == 2:   # one chunk: the whole axis, with the call's padding
         return [(0, 0, gbounds[1], _Region(length, lo, hi, _pieces(xbounds, 0, length)))]
     return [(i, oa, ob, _window(xbounds, oa * s - lo, (ob - 1) * s - lo + span))
-            for i, (oa, ob) in enumerate(zip(gbounds[:-1], gbounds[1:])) if ob > oa]
+            for i, (oa, ob) in enumerate(itertools.pairwise(gbounds)) if ob > oa]
 
 
 # --------------------------------------------------------------------------
@@ -303,11 +340,23 @@ def _weight_grad_axis(gbounds, xbounds, lo, hi, k, d, s):
 class _Call:
     """What every block of one call shares: the engine's arguments.  An
     opaque object in the task tuples, so that dask does not look into it."""
-    __slots__ = ("func", "stride", "dilation", "groups", "method", "compute", "result",
-                 "threads", "nsp", "w4", "c")
+    __slots__ = (
+        "c",
+        "compute",
+        "dilation",
+        "func",
+        "groups",
+        "method",
+        "nsp",
+        "result",
+        "stride",
+        "threads",
+        "w4",
+    )
 
-    def __init__(self, func, stride, dilation, groups, method, compute, result, threads, nsp,
-                 w4, c):
+    def __init__(self, func: str, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int,
+                 method: str, compute: np.dtype[Any], result: np.dtype[Any], threads: int, nsp: int,
+                 w4: tuple[int, ...], c: int) -> None:
         self.func, self.stride, self.dilation, self.groups = func, stride, dilation, groups
         self.method, self.compute, self.result, self.threads = method, compute, result, threads
         self.nsp, self.w4, self.c = nsp, w4, c
@@ -318,18 +367,20 @@ class _Block:
     axis it gathers from the input (forward pass, weight gradient), or, for
     the input gradient, its two _Back; ``cut[i][k]``: whether its input
     (i, k) is a halo already cut to size (_keys)."""
-    __slots__ = ("call", "n", "rows", "cols", "back", "cut")
+    __slots__ = ("back", "call", "cols", "cut", "n", "rows")
 
-    def __init__(self, call, n, rows, cols, back=None, cut=()):
+    def __init__(self, call: _Call, n: int, rows: Any, cols: Any, back: Any = None,
+                 cut: tuple[tuple[bool, ...], ...] = ()) -> None:
         self.call, self.n, self.rows, self.cols, self.back = call, n, rows, cols, back
         self.cut = cut
 
 
-def _gather(parts, cut, n, c, rows, cols, dtype):
+def _gather(parts: Sequence[Sequence[Array]], cut: tuple[tuple[bool, ...], ...], n: int, c: int,
+            rows: _Region, cols: _Region, dtype: DTypeLike) -> Array:
     """The region of a block from the chunks it meets (``parts[i][k]``, in
     the order of rows.pieces and cols.pieces; ``cut[i][k]``: already cut to
     the piece), zero where none reaches."""
-    def piece(i, k, r0, r1, c0, c1):
+    def piece(i: int, k: int, r0: int, r1: int, c0: int, c1: int) -> Array:
         return parts[i][k] if cut[i][k] else parts[i][k][:, :, r0:r1, c0:c1]
 
     if len(rows.pieces) == 1 and len(cols.pieces) == 1:
@@ -343,11 +394,11 @@ def _gather(parts, cut, n, c, rows, cols, dtype):
     return region
 
 
-def _pads(block):
+def _pads(block: _Block) -> tuple[int, int, int, int]:
     return (block.rows.lo, block.rows.hi, block.cols.lo, block.cols.hi)
 
 
-def _finish(call, out):
+def _finish(call: _Call, out: Array) -> Array:
     """The engine's result in the result dtype, without the unit H axis of a 1-D call."""
     if call.result is not call.compute:
         out = out.astype(call.result)
@@ -356,14 +407,15 @@ def _finish(call, out):
     return out
 
 
-def _planned(make, *args):
+def _planned(make: Callable[..., Any], *args: Any) -> Any:
     """The engine's plan ``make(*args)``, kept per signature in the engine's
     cache (_engine.planned): blocks of one call mostly share their shapes,
     and planning (the FFT's cost model) costs milliseconds."""
     return _engine.planned(("convx.dask", make.__name__) + args, make, *args)
 
 
-def _forward_task(parts, w, bias, block):
+def _forward_task(parts: Sequence[Sequence[Array]], w: Array, bias: Array | None,
+                  block: _Block) -> Array:
     call = block.call
     x = _gather(parts, block.cut, block.n, call.c, block.rows, block.cols, call.compute)
     pads = _pads(block)
@@ -378,7 +430,7 @@ def _forward_task(parts, w, bias, block):
     return _finish(call, out)
 
 
-def _input_grad_task(parts, w, block):
+def _input_grad_task(parts: Sequence[Sequence[Array]], w: Array, block: _Block) -> Array:
     call = block.call
     back_h, back_w = block.back
     g = _gather(parts, block.cut, block.n, call.w4[0], back_h.gout, back_w.gout, call.compute)
@@ -398,7 +450,7 @@ def _input_grad_task(parts, w, block):
     return _finish(call, dx)
 
 
-def _zeros_task(block):
+def _zeros_task(block: _Block) -> Array:
     """An input-gradient block that no output's window touches."""
     call = block.call
     back_h, back_w = block.back
@@ -407,7 +459,7 @@ def _zeros_task(block):
     return np.zeros(shape, call.result)
 
 
-def _weight_grad_task(parts, g, block):
+def _weight_grad_task(parts: Sequence[Sequence[Array]], g: Array, block: _Block) -> Array:
     call = block.call
     x = _gather(parts, block.cut, block.n, call.c, block.rows, block.cols, call.compute)
     with _threads.limited(call.threads) as record:
@@ -426,19 +478,22 @@ def _weight_grad_task(parts, g, block):
 # The graphs
 # --------------------------------------------------------------------------
 
-def _array(name, dsk, dependencies, chunks, dtype):
+def _array(name: str, dsk: dict[Key, Any], dependencies: Sequence[Any],
+           chunks: tuple[tuple[int, ...], ...], dtype: DTypeLike) -> da.Array:
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=dependencies)
     return da.Array(graph, name, chunks, meta=np.empty((0,) * len(chunks), dtype))
 
 
-def _own(region):
+def _own(region: _Region) -> int:
     """The piece of a _Region that comes from the chunk the block is built
     around: its largest (the first of equals)."""
     sizes = [last - first for _, first, last, _ in region.pieces]
     return sizes.index(max(sizes)) if sizes else -1
 
 
-def _keys(dsk, halos, name, j, rows, cols, bounds_h, bounds_w):
+def _keys(dsk: dict[Key, Any], halos: str, name: str, j: int, rows: _Region, cols: _Region,
+          bounds_h: Sequence[int],
+          bounds_w: Sequence[int]) -> tuple[list[list[Key]], tuple[tuple[bool, ...], ...]]:
     """The inputs of a block gathering ``rows`` x ``cols`` from chunks (j, 0,
     r, c) of the 4-D array ``name``: a nested list of keys, and which of
     them are halos cut to size.
@@ -449,9 +504,11 @@ def _keys(dsk, halos, name, j, rows, cols, bounds_h, bounds_w):
     to ``dsk``), so that the neighbour's chunk is not held in memory until
     this block runs."""
     own_r, own_c = _own(rows), _own(cols)
-    keys, cut = [], []
+    keys: list[list[Key]] = []
+    cut: list[tuple[bool, ...]] = []
     for i, (r, r0, r1, _) in enumerate(rows.pieces):
-        row_keys, row_cut = [], []
+        row_keys: list[Key] = []
+        row_cut: list[bool] = []
         whole_r = r1 - r0 == bounds_h[r + 1] - bounds_h[r]
         for k, (c, c0, c1, _) in enumerate(cols.pieces):
             key = (name, j, 0, r, c)
@@ -469,12 +526,13 @@ def _keys(dsk, halos, name, j, rows, cols, bounds_h, bounds_w):
     return keys, tuple(cut)
 
 
-def _cut(chunk, r0, r1, c0, c1):
+def _cut(chunk: Array, r0: int, r1: int, c0: int, c1: int) -> Array:
     """A copy of a chunk's rows [r0, r1) and columns [c0, c1): a halo."""
     return chunk[:, :, r0:r1, c0:c1].copy()
 
 
-def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups, method):
+def _forward(func: str, nsp: int, x: Any, weight: Any, bias: Any, stride: Any, padding: Any,
+             dilation: Any, groups: Any, method: Any) -> da.Array:
     x_layout, w_layout = _api._LAYOUT[nsp]
     x = _known(func, "input", _as_dask(func, "input", x, x_layout))
     weight = _known(func, "weight", _as_dask(func, "weight", weight, w_layout))
@@ -491,7 +549,7 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups, meth
     x = _four(x, nsp).rechunk({1: -1})
     w = _four(weight, nsp).rechunk(-1)
     b = None if bias is None else bias.rechunk(-1)
-    n_out, f, oh, ow = plan[2]
+    _, f, oh, ow = plan[2]
     kh, kw = w.shape[2:]
     rows_cuts, rows = _forward_axis(_bounds(x.chunks[2]), pads[0], pads[1], kh, dil[0], st[0], oh)
     cols_cuts, cols = _forward_axis(_bounds(x.chunks[3]), pads[2], pads[3], kw, dil[1], st[1], ow)
@@ -501,7 +559,7 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups, meth
                                        st, pads, dil, int(groups), method, threads)
     w_key = (w.name, 0, 0, 0, 0)
     b_key = None if b is None else (b.name, 0)
-    dsk = {}
+    dsk: dict[Key, Any] = {}
     bounds_h, bounds_w = _bounds(x.chunks[2]), _bounds(x.chunks[3])
     for j, n in enumerate(x.chunks[0]):
         for a, rr in enumerate(rows):
@@ -516,9 +574,9 @@ def _forward(func, nsp, x, weight, bias, stride, padding, dilation, groups, meth
     return out[0] if unbatched else out
 
 
-def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, dilation, groups,
-                method):
-    x_layout, w_layout = _api._LAYOUT[nsp]
+def _input_grad(func: str, nsp: int, input_shape: Any, weight: Any, grad_output: Any, stride: Any,
+                padding: Any, dilation: Any, groups: Any, method: Any) -> da.Array:
+    _, w_layout = _api._LAYOUT[nsp]
     weight = _known(func, "weight", _as_dask(func, "weight", weight, w_layout))
     gout = _known(func, "grad_output", _as_dask(func, "grad_output", grad_output,
                                                 "(batch, out_channels, *output_size)"))
@@ -540,7 +598,7 @@ def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, di
     name = f"convx-{func}-" + tokenize(shape, w.name, g.name, g.chunks, st, pads, dil,
                                        int(groups), method, threads)
     w_key = (w.name, 0, 0, 0, 0)
-    dsk = {}
+    dsk: dict[Key, Any] = {}
     bounds_h, bounds_w = _bounds(g.chunks[2]), _bounds(g.chunks[3])
     for j, n in enumerate(g.chunks[0]):
         for a, bh in enumerate(rows):
@@ -558,14 +616,14 @@ def _input_grad(func, nsp, input_shape, weight, grad_output, stride, padding, di
     return _array(name, dsk, [w, g], (g.chunks[0], (c,)) + cuts, result)
 
 
-def _common(a, b):
+def _common(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     """The common refinement of two chunkings of one axis."""
     cuts = sorted(set(_bounds(a)) | set(_bounds(b)))
     return tuple(np.diff(cuts).tolist()) or (0,)
 
 
-def _weight_grad(func, nsp, input, weight_shape, grad_output, stride, padding, dilation,
-                 groups, method):
+def _weight_grad(func: str, nsp: int, input: Any, weight_shape: Any, grad_output: Any, stride: Any,
+                 padding: Any, dilation: Any, groups: Any, method: Any) -> da.Array:
     x_layout, _ = _api._LAYOUT[nsp]
     x = _known(func, "input", _as_dask(func, "input", input, x_layout))
     gout = _known(func, "grad_output", _as_dask(func, "grad_output", grad_output,
@@ -592,7 +650,7 @@ def _weight_grad(func, nsp, input, weight_shape, grad_output, stride, padding, d
     blocks = [blk for blk in blocks if blk[1] > 0] or blocks[:1]   # an empty batch: one block
     name = f"convx-{func}-partials-" + tokenize(x4.name, x4.chunks, g4.name, g4.chunks, shape,
                                                 st, pads, dil, int(groups), method, threads)
-    dsk = {}
+    dsk: dict[Key, Any] = {}
     bounds_h, bounds_w = _bounds(x4.chunks[2]), _bounds(x4.chunks[3])
     for p, (j, n, (ri, _, _, rr), (ci, _, _, cr)) in enumerate(blocks):
         keys, cut = _keys(dsk, name + "-halo", x4.name, j, rr, cr, bounds_h, bounds_w)
@@ -609,8 +667,9 @@ def _weight_grad(func, nsp, input, weight_shape, grad_output, stride, padding, d
 # The public face
 # --------------------------------------------------------------------------
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           method="auto"):
+def conv2d(input: ArrayOrDask, weight: ArrayOrDask, bias: ArrayOrDask | None = None,
+           stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1, groups: int = 1,
+           method: Method = "auto") -> da.Array:
     """:func:`convx.conv2d` on dask arrays, lazily.
 
     Parameters
@@ -654,8 +713,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                     method)
 
 
-def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           method="auto"):
+def conv1d(input: ArrayOrDask, weight: ArrayOrDask, bias: ArrayOrDask | None = None,
+           stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1, groups: int = 1,
+           method: Method = "auto") -> da.Array:
     """:func:`convx.conv1d` on dask arrays, lazily: ``input`` (N, C_in, L)
     or (C_in, L), ``weight`` (C_out, C_in // groups, k), ``bias`` (C_out,);
     the rest as in :func:`conv2d`.
@@ -696,8 +756,9 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                     method)
 
 
-def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1,
-                      groups=1, method="auto"):
+def conv2d_input_grad(input_shape: Shape, weight: ArrayOrDask, grad_output: ArrayOrDask,
+                      stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1,
+                      groups: int = 1, method: Method = "auto") -> da.Array:
     """:func:`convx.conv2d_input_grad` on dask arrays, lazily.
 
     ``grad_output`` (N, C_out, H_out, W_out) may be chunked any way; the
@@ -747,8 +808,9 @@ def conv2d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
                        padding, dilation, groups, method)
 
 
-def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dilation=1,
-                      groups=1, method="auto"):
+def conv1d_input_grad(input_shape: Shape, weight: ArrayOrDask, grad_output: ArrayOrDask,
+                      stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1,
+                      groups: int = 1, method: Method = "auto") -> da.Array:
     """:func:`convx.conv1d_input_grad` on dask arrays, lazily; chunked as
     :func:`conv2d_input_grad` says, along L.
 
@@ -785,8 +847,9 @@ def conv1d_input_grad(input_shape, weight, grad_output, stride=1, padding=0, dil
                        padding, dilation, groups, method)
 
 
-def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1,
-                       groups=1, method="auto"):
+def conv2d_weight_grad(input: ArrayOrDask, weight_shape: Shape, grad_output: ArrayOrDask,
+                       stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1,
+                       groups: int = 1, method: Method = "auto") -> da.Array:
     """:func:`convx.conv2d_weight_grad` on dask arrays, lazily.
 
     Each block of ``grad_output`` (after bringing the batch chunks of
@@ -829,8 +892,9 @@ def conv2d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, di
                         padding, dilation, groups, method)
 
 
-def conv1d_weight_grad(input, weight_shape, grad_output, stride=1, padding=0, dilation=1,
-                       groups=1, method="auto"):
+def conv1d_weight_grad(input: ArrayOrDask, weight_shape: Shape, grad_output: ArrayOrDask,
+                       stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1,
+                       groups: int = 1, method: Method = "auto") -> da.Array:
     """:func:`convx.conv1d_weight_grad` on dask arrays, lazily; summed as
     :func:`conv2d_weight_grad` says.
 

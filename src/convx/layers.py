@@ -25,9 +25,12 @@ Each layer keeps a reference to its last input for the backward pass (no
 copy): change that array in place between the two and the gradients are those
 of the changed input, as in the book's framework.
 """
+from __future__ import annotations
+
 import inspect
 import math
 import operator
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import numpy as np
 
@@ -35,21 +38,37 @@ from . import _api
 from . import _notebook as nb
 from . import _validate as v
 
-__all__ = ["Conv2D_Op", "Conv1D_Op", "Conv2D", "Conv1D"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from numpy.typing import DTypeLike, NDArray
+
+    from ._typing import Array, Geometry, Padding
+
+    # the dtype arguments that give a float32 layer, and a float64 one
+    _Float32Like = type[np.float32] | np.dtype[np.float32] | Literal["float32", "f4", "single"]
+    _Float64Like = (type[np.float64 | float] | np.dtype[np.float64]
+                    | Literal["float64", "f8", "double", "float"])
+    _Seed = int | np.integer[Any] | np.random.Generator | None
+
+# A layer's dtype: its parameters', its inputs' and its outputs'
+_F = TypeVar("_F", np.float32, np.float64)
+
+__all__ = ["Conv1D", "Conv1D_Op", "Conv2D", "Conv2D_Op"]
 
 
 # --------------------------------------------------------------------------
 # The book's operation
 # --------------------------------------------------------------------------
 
-def _next_init(cls, obj):
+def _next_init(cls: type, obj: object) -> Callable[..., object] | None:
     """The ``__init__`` after ``cls`` in ``obj``'s class's MRO, or None when it
     is ``object``'s: a class mixed in after ours (the book's ParamOperation)
     gets to run its own."""
     mro = type(obj).__mro__
     for base in mro[mro.index(cls) + 1:]:
         if "__init__" in vars(base):
-            return None if base is object else base.__init__
+            return None if base is object else vars(base)["__init__"]
     return None
 
 
@@ -58,8 +77,14 @@ class _ParamOp:
     spatial axes; see :class:`Conv2D_Op`."""
 
     _nsp = 2
+    # the book's attributes, set by forward() and backward()
+    param: Array
+    input_: Array
+    output: Array
+    input_grad: Array
+    param_grad: Array
 
-    def __init__(self, W):
+    def __init__(self, W: Array) -> None:
         name = type(self).__name__
         nd = self._nsp + 2
         layout = f"(in_channels, out_channels, {nb._KERNEL[self._nsp]})"
@@ -77,7 +102,7 @@ class _ParamOp:
 
     # The book's Operation.forward and ParamOperation.backward.
 
-    def forward(self, input_, inference=False):
+    def forward(self, input_: Array, inference: bool = False) -> Array:
         """Keep ``input_``, compute the output, keep it and return it.
 
         Parameters
@@ -106,7 +131,7 @@ class _ParamOp:
         self.output = self._output(inference)
         return self.output
 
-    def backward(self, output_grad):
+    def backward(self, output_grad: Array) -> Array:
         """Set ``input_grad`` and ``param_grad``; return ``input_grad``.
 
         Parameters
@@ -143,22 +168,22 @@ class _ParamOp:
     # ``self.input_`` and ``self.param`` only, so they work whichever class
     # set those (this one or the book's).
 
-    def _output(self, inference=False):
+    def _output(self, inference: bool = False) -> Array:
         return nb._forward_channels(f"{type(self).__name__}._output", self.input_, self.param,
                                     batched=True, name="input_", nsp=self._nsp)
 
-    def _input_grad(self, output_grad):
+    def _input_grad(self, output_grad: Array) -> Array:
         return nb._channels_input_grad(f"{type(self).__name__}._input_grad", self.input_,
                                        output_grad, self.param, self._nsp,
                                        ("input_", "output_grad"))
 
-    def _param_grad(self, output_grad):
+    def _param_grad(self, output_grad: Array) -> Array:
         return nb._channels_param_grad(f"{type(self).__name__}._param_grad", self.input_,
                                        output_grad, self.param, self._nsp,
                                        ("input_", "output_grad"))
 
 
-def _same_shape(func, name, a, expected, whose):
+def _same_shape(func: str, name: str, a: object, expected: tuple[int, ...], whose: str) -> None:
     if not isinstance(a, np.ndarray):
         raise v.ConvxTypeError(f"{func}(): argument '{name}' must be a numpy.ndarray, "
                                f"got {v._describe(a)}")
@@ -250,7 +275,7 @@ class Conv1D_Op(_ParamOp):
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _rng(func, rng):
+def _rng(func: str, rng: object) -> np.random.Generator:
     if rng is None or _api._is_int(rng):
         return np.random.default_rng(rng)
     if isinstance(rng, np.random.Generator):
@@ -259,7 +284,7 @@ def _rng(func, rng):
                            f"numpy.random.Generator, got {v._describe(rng)}")
 
 
-def _positive(func, name, value):
+def _positive(func: str, name: str, value: object) -> int:
     if not _api._is_int(value):
         raise v.ConvxTypeError(f"{func}(): argument '{name}' must be an int >= 1, "
                                f"got {v._describe(value)}")
@@ -269,13 +294,25 @@ def _positive(func, name, value):
     return value
 
 
-class _ConvLayer:
+class _ConvLayer(Generic[_F]):
     """A convolution layer with ``nsp`` spatial axes; see :class:`Conv2D`."""
 
     _nsp = 2
+    weight: NDArray[_F]
+    bias: NDArray[_F] | None
+    weight_grad: NDArray[_F] | None
+    bias_grad: NDArray[_F] | None
+    kernel_size: tuple[int, ...]
+    stride: Geometry
+    padding: Padding
+    dilation: Geometry
+    _x: NDArray[_F] | None
+    _out_shape: tuple[int, ...]
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, dtype=np.float32, rng=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, ...],
+                 stride: Geometry = 1, padding: Padding = 0, dilation: Geometry = 1,
+                 groups: int = 1, bias: bool = True, dtype: DTypeLike | None = np.float32,
+                 rng: _Seed = None) -> None:
         func = type(self).__name__
         nsp = self._nsp
         in_channels = _positive(func, "in_channels", in_channels)
@@ -312,13 +349,13 @@ class _ConvLayer:
         self._x = None
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[_F]:
         return self.weight.dtype
 
-    def _conv_args(self):
+    def _conv_args(self) -> tuple[Geometry, Padding, Geometry, int, Literal["auto"]]:
         return self.stride, self.padding, self.dilation, self.groups, "auto"
 
-    def forward(self, x):
+    def forward(self, x: NDArray[_F]) -> NDArray[_F]:
         """The layer's output for a batch, or for one unbatched example.
 
         Parameters
@@ -360,7 +397,16 @@ class _ConvLayer:
 
     __call__ = forward
 
-    def backward(self, grad_out, input_grad=True):
+    @overload
+    def backward(self, grad_out: NDArray[_F], input_grad: Literal[True] = ...) -> NDArray[_F]: ...
+
+    @overload
+    def backward(self, grad_out: NDArray[_F], input_grad: Literal[False]) -> None: ...
+
+    @overload
+    def backward(self, grad_out: NDArray[_F], input_grad: bool = ...) -> NDArray[_F] | None: ...
+
+    def backward(self, grad_out: NDArray[_F], input_grad: bool = True) -> NDArray[_F] | None:
         """Set ``weight_grad`` and ``bias_grad`` from dL/d(output); return dL/dx.
 
         Parameters
@@ -407,7 +453,7 @@ class _ConvLayer:
         self.bias_grad = None if self.bias is None else _api._bias_grad(func, nsp, g)
         return dx[0] if unbatched and dx is not None else dx
 
-    def parameters(self):
+    def parameters(self) -> list[tuple[NDArray[_F], NDArray[_F] | None]]:
         """The arrays an optimizer updates, each with its gradient.
 
         Returns
@@ -434,7 +480,7 @@ class _ConvLayer:
             pairs.append((self.bias, self.bias_grad))
         return pairs
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         size = self.kernel_size if self._nsp == 2 else self.kernel_size[0]
         extra = "".join(f", {name}={value!r}" for name, value, default in (
             ("stride", self.stride, 1), ("padding", self.padding, 0),
@@ -445,7 +491,7 @@ class _ConvLayer:
                 f"kernel_size={size}{extra}, dtype={self.weight.dtype})")
 
 
-class Conv2D(_ConvLayer):
+class Conv2D(_ConvLayer[_F]):
     """A 2-D convolution layer for NumPy networks, in PyTorch's layout.
 
     Parameters
@@ -489,8 +535,35 @@ class Conv2D(_ConvLayer):
     """
     _nsp = 2
 
+    if TYPE_CHECKING:  # the layer's dtype from its ``dtype`` argument, for type checkers
+        @overload
+        def __init__(
+            self: Conv2D[np.float32], in_channels: int, out_channels: int,
+            kernel_size: int | tuple[int, ...], stride: Geometry = ..., padding: Padding = ...,
+            dilation: Geometry = ..., groups: int = ..., bias: bool = ...,
+            dtype: _Float32Like = ..., rng: _Seed = ...,
+        ) -> None: ...
 
-class Conv1D(_ConvLayer):
+        @overload
+        def __init__(
+            self: Conv2D[np.float64], in_channels: int, out_channels: int,
+            kernel_size: int | tuple[int, ...], stride: Geometry = ..., padding: Padding = ...,
+            dilation: Geometry = ..., groups: int = ..., bias: bool = ...,
+            *, dtype: _Float64Like, rng: _Seed = ...,
+        ) -> None: ...
+
+        @overload
+        def __init__(
+            self: Conv2D[Any], in_channels: int, out_channels: int,
+            kernel_size: int | tuple[int, ...], stride: Geometry = ..., padding: Padding = ...,
+            dilation: Geometry = ..., groups: int = ..., bias: bool = ...,
+            dtype: DTypeLike = ..., rng: _Seed = ...,
+        ) -> None: ...
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+
+class Conv1D(_ConvLayer[_F]):
     """A 1-D convolution layer for NumPy networks, in PyTorch's layout.
 
     :class:`Conv2D` with one spatial axis: inputs ``(N, C_in, L)`` or
@@ -527,3 +600,30 @@ class Conv1D(_ConvLayer):
     (2, 4, 18)
     """
     _nsp = 1
+
+    if TYPE_CHECKING:  # the layer's dtype from its ``dtype`` argument, for type checkers
+        @overload
+        def __init__(
+            self: Conv1D[np.float32], in_channels: int, out_channels: int,
+            kernel_size: int | tuple[int, ...], stride: Geometry = ..., padding: Padding = ...,
+            dilation: Geometry = ..., groups: int = ..., bias: bool = ...,
+            dtype: _Float32Like = ..., rng: _Seed = ...,
+        ) -> None: ...
+
+        @overload
+        def __init__(
+            self: Conv1D[np.float64], in_channels: int, out_channels: int,
+            kernel_size: int | tuple[int, ...], stride: Geometry = ..., padding: Padding = ...,
+            dilation: Geometry = ..., groups: int = ..., bias: bool = ...,
+            *, dtype: _Float64Like, rng: _Seed = ...,
+        ) -> None: ...
+
+        @overload
+        def __init__(
+            self: Conv1D[Any], in_channels: int, out_channels: int,
+            kernel_size: int | tuple[int, ...], stride: Geometry = ..., padding: Padding = ...,
+            dilation: Geometry = ..., groups: int = ..., bias: bool = ...,
+            dtype: DTypeLike = ..., rng: _Seed = ...,
+        ) -> None: ...
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
