@@ -113,7 +113,7 @@ def _run(browser, profile, args):
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
            f"--user-data-dir={profile}", "--window-size=1280,900",
            "--virtual-time-budget=5000"] + args
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
 
 
 def check(site, shots):

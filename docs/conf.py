@@ -64,7 +64,7 @@ html_last_updated_fmt = None
 
 # The doctest builder (python -m sphinx -b doctest docs OUT) runs the examples
 # of the API reference's docstrings, with the flags tests/test_docs.py uses.
-import doctest  # noqa: E402
+import doctest
 
 doctest_global_setup = "import numpy as np\nimport convx"
 doctest_default_flags = (doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
