@@ -38,7 +38,7 @@ def readelf(*args):
 
 
 def sections(path):
-    return re.findall(r"^\s*\[\s*\d+\]\s+(\S+)", readelf("-S", "-W", path), re.M)
+    return re.findall(r"^\s*\[\s*\d+\]\s+(\S+)", readelf("-S", "-W", path), re.MULTILINE)
 
 
 def dynamic(path, tag):
@@ -79,8 +79,10 @@ def main():
     with zipfile.ZipFile(args.wheel) as zf:
         names = zf.namelist()
         wheel_file = next((n for n in names if n.endswith(".dist-info/WHEEL")), None)
-        tags = re.findall(r"^Tag: (.*)$", zf.read(wheel_file).decode(), re.M) if wheel_file else []
-        check(tags and all(re.search(rf"-manylinux_\d+_\d+_{arch}$", t) for t in tags),
+        tags = re.findall(r"^Tag: (.*)$", zf.read(wheel_file).decode(), re.MULTILINE) if wheel_file else []
+        # (with its legacy alias where auditwheel adds one: manylinux2014_x86_64)
+        check(tags and all(re.search(rf"-manylinux(_\d+_\d+|1|2010|2014)_{arch}$", t)
+                           for t in tags),
               f"the WHEEL file's tags are not all manylinux_X_Y_{arch}: {tags}")
         print(f"  tags: {', '.join(tags)}")
 
@@ -119,7 +121,8 @@ def main():
                 secs = sections(path)
                 debug = [s for s in secs if s == ".symtab" or s.startswith(".debug")]
                 check(not debug, f"{member} is not stripped: it has {debug}")
-                data = open(path, "rb").read()
+                with open(path, "rb") as fh:
+                    data = fh.read()
                 found = [p.decode() for p in forbidden if p in data]
                 check(not found, f"{member} holds build-machine paths: {found}")
                 print(f"  {member}: {len(data) / 1e3:.0f} KB, "
