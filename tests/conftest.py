@@ -12,7 +12,15 @@ import path and the fixture that runs a test through both kernel paths.
 Both disable the per-example deadline (timings on a loaded 2-core CI machine
 are noise) and the health checks that only complain about slow or large
 examples, and print the blob that replays a failure (``@reproduce_failure``).
+
+``optional(name)``: the tests that need an optional package import it through
+this one helper (``from conftest import optional``), which skips them where
+the package is absent, as in a bare install of the wheel, and fails them
+instead where CI's main environment requires every optional package
+(``CONVX_REQUIRE_OPTIONAL=1``; ``CONVX_REQUIRE_TORCH=1`` for torch alone).
 """
+import importlib
+import os
 import pathlib
 import sys
 
@@ -24,6 +32,48 @@ import convx._engine
 # --import-mode=importlib puts nothing on sys.path; the test modules import
 # their sibling tests/reference.py (the pure-NumPy oracle) as ``reference``.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+# pytest imports this file as tests.conftest; the test modules' ``from
+# conftest import optional`` then finds this very module, not a second copy.
+sys.modules.setdefault("conftest", sys.modules[__name__])
+
+# The optional packages (import names) the tests use; the `test` extra has all
+# but torch, which CI installs itself (.ci/run).
+OPTIONAL = {"torch", "threadpoolctl", "sklearn", "tqdm", "matplotlib", "mnist1d", "dask",
+            "distributed"}
+
+
+def _required(top):
+    if os.environ.get("CONVX_REQUIRE_OPTIONAL") == "1":
+        return "CONVX_REQUIRE_OPTIONAL=1"
+    if top == "torch" and os.environ.get("CONVX_REQUIRE_TORCH") == "1":
+        return "CONVX_REQUIRE_TORCH=1"
+    return None
+
+
+def optional(name, *, skip=True):
+    """The optional module *name* (``"torch"``, ``"dask.array"``...), imported.
+
+    Where it does not import: a skip of the calling test, or of the whole
+    module when called at its top level (or ``None`` with ``skip=False``, for
+    a module that marks its few tests itself); a failure instead where the
+    environment requires it (CONVX_REQUIRE_OPTIONAL=1, CONVX_REQUIRE_TORCH=1).
+    """
+    __tracebackhide__ = True  # a skip or failure is reported at the caller's line
+    top = name.partition(".")[0]
+    assert top in OPTIONAL, f"{top} is not one of conftest.OPTIONAL"
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        error = exc
+    required = _required(top)
+    if required:
+        pytest.fail(f"{required}: the optional package {name!r} is required here "
+                    f"but does not import ({error})", pytrace=False)
+    if skip:
+        pytest.skip(f"optional package {name!r} is not installed ({error})",
+                    allow_module_level=True)
+    return None
+
 
 _COMMON = dict(
     deadline=None,

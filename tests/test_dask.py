@@ -26,7 +26,9 @@ import sys
 import numpy as np
 import pytest
 
-da = pytest.importorskip("dask.array")
+from conftest import optional  # (tests/conftest.py)
+
+da = optional("dask.array")
 import dask
 
 import convx
@@ -696,7 +698,7 @@ def test_local_cluster(default_threads, environ_kept):
     otherwise, which would make convx use one thread there anyway; the test
     unsets it, so that the workers' default is every core (as in this
     process) and the count of 1 is the task limit's doing."""
-    distributed = pytest.importorskip("distributed")
+    distributed = optional("distributed")
     x, w, g = _big_case()
     dx = da.from_array(x, chunks=(1, 16, 24, 48))   # output rows 25 + 23: blocks >= 5M
     dg = da.from_array(g, chunks=(2, 32, 48, 48))

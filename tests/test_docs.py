@@ -4,6 +4,8 @@ import re
 
 import numpy as np
 
+from conftest import optional  # (tests/conftest.py)
+
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -11,14 +13,17 @@ def _blocks(language):
     return re.findall(rf"```{language}\n(.*?)```", README.read_text(), re.DOTALL)
 
 
+def _run(block):
+    namespace = {}
+    exec(compile(block, str(README), "exec"), namespace)  # noqa: S102  (the README's own code)
+    return namespace
+
+
 def test_readme_python_blocks_run():
-    blocks = _blocks("python")
+    """Every block but convx.dask's (test_readme_dask_block_runs)."""
+    blocks = [block for block in _blocks("python") if "dask" not in block]
     assert len(blocks) >= 3
-    namespaces = []
-    for block in blocks:
-        namespace = {}
-        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102  (the README's own code)
-        namespaces.append(namespace)
+    namespaces = [_run(block) for block in blocks]
     drop_in, layers, api = namespaces[0], namespaces[1], namespaces[2]
     assert drop_in["out"].shape == (10, 16, 32, 32)
     assert drop_in["d_param"].shape == (3, 16, 5, 5)
@@ -28,7 +33,13 @@ def test_readme_python_blocks_run():
     assert api["y"].shape == (32, 32, 32, 32) and api["y"].dtype == np.float32
     assert api["dx"].shape == api["x"].shape and api["dw"].shape == api["w"].shape
     assert np.allclose(api["db"], api["g"].sum(axis=(0, 2, 3)))
-    lazy = namespaces[3]                                   # convx.dask
+
+
+def test_readme_dask_block_runs():
+    optional("dask.array")
+    blocks = [block for block in _blocks("python") if "dask" in block]
+    assert len(blocks) == 1
+    lazy = _run(blocks[0])                                 # convx.dask
     assert lazy["ys"].shape == (16, 8, 256, 256) and lazy["ys"].dtype == np.float32
     assert lazy["ys"].chunks[2:] == ((130, 126), (130, 126))   # output 130 starts at row 128
     assert lazy["tile"].shape == (4, 8, 128, 128)

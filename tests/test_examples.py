@@ -4,7 +4,6 @@ network, and the PyTorch twin of the digits network starts from the same
 weights; the out-of-core example convolves an image on disk chunk by chunk
 and checks itself."""
 import importlib
-import os
 import pathlib
 import socket
 import sys
@@ -12,15 +11,9 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import optional  # (tests/conftest.py)
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
-
-
-def _torch():
-    """PyTorch, or a skip; compulsory where CONVX_REQUIRE_TORCH=1 (CI)."""
-    if os.environ.get("CONVX_REQUIRE_TORCH") == "1":
-        import torch
-        return torch
-    return pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +37,8 @@ def offline(monkeypatch):
 
 
 def test_digits_trains(examples, offline, tmp_path):
+    optional("sklearn")
+    optional("matplotlib")
     digits = examples["train_digits"]
     data = digits.load_data()
     assert [a.shape for a in data] == [(1347, 1, 8, 8), (1347,), (450, 1, 8, 8), (450,)]
@@ -56,6 +51,8 @@ def test_digits_trains(examples, offline, tmp_path):
 
 
 def test_digits_progress_bar_and_log(examples, capsys):
+    optional("sklearn")
+    optional("tqdm")
     digits = examples["train_digits"]
     data = digits.load_data()
     small = (data[0][:96], data[1][:96], data[2][:32], data[3][:32])
@@ -66,6 +63,7 @@ def test_digits_progress_bar_and_log(examples, capsys):
 
 
 def test_signals_trains_offline_and_beats_a_linear_model(examples, offline):
+    optional("mnist1d")
     signals = examples["train_signals"]
     data = signals.load_data()           # generated, not downloaded: the network is cut off
     assert [a.shape for a in data] == [(4000, 1, 40), (4000,), (1000, 1, 40), (1000,)]
@@ -76,7 +74,7 @@ def test_signals_trains_offline_and_beats_a_linear_model(examples, offline):
 
 
 def test_digits_torch_twin_starts_from_the_same_weights(examples):
-    torch = _torch()
+    torch = optional("torch")
     digits = examples["train_digits"]
     model = digits.build_model(0)
     net = digits.torch_model(model)
@@ -111,7 +109,7 @@ def test_numpy_nn_gradients_by_finite_differences(examples):
 
 
 def test_adam_matches_torch(examples):
-    torch = _torch()
+    torch = optional("torch")
     nn = examples["numpy_nn"]
     rng = np.random.default_rng(2)
     p = rng.standard_normal(5)
@@ -131,7 +129,7 @@ def test_large_image_small_run(examples, tmp_path):
     64 x 128 (ragged at the edges), the result on disk equal to one
     convx.conv2d of the whole image within the rounding bound, its spot
     checks passing, and catching a wrong tile."""
-    pytest.importorskip("dask.array")
+    optional("dask.array")
     import convx
     large = examples["large_image"]
     lines = []

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import convx
+from conftest import optional  # (tests/conftest.py)
 
 pytestmark = [pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt",
                                  reason="POSIX signals"),
@@ -232,7 +233,7 @@ def test_ctrl_c_in_the_main_thread_leaves_calls_of_other_threads_alone(baseline_
 # --------------------------------------------------------------------------
 
 def _blas_counts():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = optional("threadpoolctl")
     return sorted((d["filepath"], d["num_threads"]) for d in threadpoolctl.threadpool_info()
                   if d["user_api"] == "blas")
 
@@ -241,7 +242,7 @@ def _blas_counts():
 def scipy_blas():
     """SciPy's BLAS loaded, and set by the user to a count other than its
     default (then back)."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = optional("threadpoolctl")
     scipy_linalg = pytest.importorskip("scipy.linalg")
     scipy_linalg.blas.dgemm(1.0, np.ones((8, 8)), np.ones((8, 8)))
     limits = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
@@ -346,7 +347,7 @@ def test_thousands_of_sigints_at_random_points(scipy_blas):
 def test_threadpoolctl_around_a_call_in_another_thread(order, scipy_blas):
     """threadpoolctl entered and left, in both orders, around a convx call in
     another thread: BLAS ends as the user last set it."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = optional("threadpoolctl")
     rng = np.random.default_rng(4)
     x = rng.standard_normal((8, 32, 96, 96)).astype(np.float32)
     w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)

@@ -4,26 +4,20 @@ PyTorch's layout (Conv2D, Conv1D), and the bias gradients they use.
 Oracles: the notebook names (the same arithmetic), the pure-NumPy reference
 (tests/reference.py), finite differences through a stack of two layers, a
 minimal copy of the book's framework written from its contract, and PyTorch
-where installed (CONVX_REQUIRE_TORCH=1 makes it compulsory, as in CI).
+where installed (CONVX_REQUIRE_TORCH=1 makes it compulsory, as in CI; conftest.py).
 """
 import math
-import os
 
 import numpy as np
 import pytest
 
 import convx
 import reference as ref
+from conftest import optional  # (tests/conftest.py)
 from convx import ConvxTypeError, ConvxValueError
 from convx.layers import Conv1D, Conv1D_Op, Conv2D, Conv2D_Op
 
-if os.environ.get("CONVX_REQUIRE_TORCH") == "1":
-    import torch
-else:
-    try:
-        import torch
-    except ImportError:
-        torch = None
+torch = optional("torch", skip=False)
 
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 

@@ -19,6 +19,7 @@ import textwrap
 import pytest
 
 import convx
+from conftest import optional  # (tests/conftest.py)
 
 TIMEOUT = int(os.environ.get("CONVX_TEST_TIMEOUT", "120"))
 
@@ -150,7 +151,7 @@ def test_fork_while_another_thread_is_inside_a_call():
     no count of active calls, and SciPy's BLAS thread count as the user set it
     (convx runs no BLAS, so it never changes it)."""
     _two_threads()
-    pytest.importorskip("threadpoolctl")
+    optional("threadpoolctl")
     pytest.importorskip("scipy")
     out = run_case("""
         import time

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import convx
+from conftest import optional  # (tests/conftest.py)
 
-threadpoolctl = pytest.importorskip("threadpoolctl")
+threadpoolctl = optional("threadpoolctl")
 pytestmark = pytest.mark.usefixtures("default_threads")   # (conftest.py)
 
 

@@ -7,18 +7,15 @@ float64), drawn from another seed.  Gradients with explicit padding are
 compared with torch.nn.grad.conv*_input / conv*_weight; with padding='same'
 with torch's autograd through F.conv*d(..., padding='same').
 
-Without torch this module is skipped, unless CONVX_REQUIRE_TORCH=1 (CI), in
-which case a missing torch is an import error.
+Without torch this module is skipped, unless CONVX_REQUIRE_TORCH=1 or
+CONVX_REQUIRE_OPTIONAL=1 (CI), in which case a missing torch is a failure.
 """
-import os
-
 import numpy as np
 import pytest
 
-if os.environ.get("CONVX_REQUIRE_TORCH") == "1":
-    import torch
-else:
-    torch = pytest.importorskip("torch")
+from conftest import optional  # (tests/conftest.py)
+
+torch = optional("torch")
 
 import torch.nn.functional as TF
 
