@@ -39,7 +39,7 @@ sys.modules.setdefault("conftest", sys.modules[__name__])
 # The optional packages (import names) the tests use; the `test` extra has all
 # but torch, which CI installs itself (.ci/run).
 OPTIONAL = {"torch", "threadpoolctl", "sklearn", "tqdm", "matplotlib", "mnist1d", "dask",
-            "distributed"}
+            "distributed", "mypy", "pyright"}
 
 
 def _required(top):

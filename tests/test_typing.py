@@ -6,8 +6,8 @@ The checkers are the ``typecheck`` extra (also in ``test``): mypy and
 pyright, configured in pyproject.toml ([tool.mypy], [tool.pyright]: pyright's
 "standard" mode).  PyPI's pyright wheel carries pyright, and its ``nodejs``
 extra a node, so nothing is fetched from npm.  A checker that is not
-installed skips its tests, unless CONVX_REQUIRE_TYPECHECK=1, in which case it
-fails them.
+installed skips its tests, as every optional package's do, unless
+CONVX_REQUIRE_OPTIONAL=1 (CI's main run), which fails them (conftest.optional).
 """
 import ast
 import inspect
@@ -21,6 +21,7 @@ import pytest
 
 import convx
 import convx._core
+from conftest import optional  # (tests/conftest.py)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "typecheck" / "user_script.py"
@@ -31,13 +32,9 @@ pytestmark = pytest.mark.slow  # each checker takes seconds, mypy's first run a 
 
 
 def _tool(module, executable=None):
-    """The command that runs ``module`` (``python -m module``), or a skip."""
-    try:
-        __import__(module)
-    except ImportError:
-        if os.environ.get("CONVX_REQUIRE_TYPECHECK") == "1":
-            pytest.fail(f"{module} is not installed (CONVX_REQUIRE_TYPECHECK=1)")
-        pytest.skip(f"{module} is not installed (pip install '.[typecheck]')")
+    """The command that runs ``module`` (``python -m module``), or a skip
+    (a failure where CI requires the optional packages: conftest.optional)."""
+    optional(module)
     if executable is not None:
         path = shutil.which(executable, path=os.path.dirname(sys.executable))
         if path is None:
