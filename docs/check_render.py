@@ -23,7 +23,7 @@ import convx
 
 # Each page and what its DOM must hold: headings (h1-h3, their text without the "#"
 # permalink) and the ids of API entries (autodoc's <dt id="...">).
-NOTEBOOK_NAMES = list(convx._notebook_all)
+NOTEBOOK_NAMES = list(convx._notebook.__all__)
 PAGES = {
     "index.html": {"headings": ["convx"]},
     "quickstart.html": {"headings": ["Quick start", "Install", "In the notebook",
@@ -34,7 +34,7 @@ PAGES = {
                                       "The book's weight layout against PyTorch's", "Padding",
                                       "Dtypes"]},
     "api/public.html": {"headings": ["The public API", "2-D", "1-D"],
-                        "ids": [f"convx.{n}" for n in convx._api_all]},
+                        "ids": [f"convx.{n}" for n in convx._api.__all__]},
     "api/notebook.html": {"headings": ["The notebook's names", "Helpers",
                                        "Channels and a batch"],
                           "ids": [f"convx.{n}" for n in NOTEBOOK_NAMES]},
