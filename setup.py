@@ -82,7 +82,7 @@ def openmp_flags(compiler):
             fh.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
         for cflags, lflags in candidates:
             result = subprocess.run(cc + cflags + [src, "-o", os.path.join(tmp, "omp")] + lflags,
-                                    capture_output=True)
+                                    check=False, capture_output=True)
             if result.returncode == 0:
                 return cflags, lflags
     print(f"convx: {cc[0]} has no OpenMP; building single-threaded batches")
