@@ -3,14 +3,29 @@
 All compiler directives live here.  ``CONVX_DEBUG=1`` turns Cython's bounds,
 wraparound and initialisation checks back on and compiles with
 AddressSanitizer and UndefinedBehaviorSanitizer (see docs/design.md).
+``CONVX_WERROR=1`` makes every compiler warning an error (CI: .ci/sanitize).
+``CONVX_OPENMP=0`` builds without OpenMP, ``CONVX_PORTABLE=1`` without GCC's
+vector extensions (the kernels as plain C: _runtime.h).  The flags are chosen for the
+compiler the build runs ($CC, or MSVC), not for the one Python was built with.
 """
 import os
+import subprocess
+import sys
+import tempfile
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("CONVX_DEBUG", "0") not in ("", "0")
+# CONVX_WERROR=1: -Wall -Werror (MSVC: /W3 /WX), for CI, which proves the
+# build warning-free.
+WERROR = os.environ.get("CONVX_WERROR", "0") not in ("", "0")
+# CONVX_PORTABLE=1: the kernels as plain C, without GCC's vector extensions
+# and target clones (CVX_PORTABLE, _runtime.h): what MSVC compiles, built
+# with GCC or clang to test it (convx.show_config() says so).
+PORTABLE = os.environ.get("CONVX_PORTABLE", "0") not in ("", "0")
 
 directives = {
     "language_level": 3,
@@ -21,42 +36,69 @@ directives = {
     "embedsignature": True,
 }
 
-if DEBUG:
-    compile_args = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined"]
-    link_args = ["-fsanitize=address,undefined"]
-else:
-    # Portable: no -march=native, so a wheel runs on any x86-64 / aarch64 machine.
-    compile_args = ["-O3"]
-    link_args = []
 
-def openmp_flags():
-    """-fopenmp where the C compiler accepts it; otherwise none, said aloud.
+def compiler_flags(compiler):
+    """(compile args, link args) for the compiler setuptools will run."""
+    msvc = compiler.compiler_type == "msvc"
+    if msvc:
+        compile_args, link_args = ["/O2"], []
+        if WERROR:
+            compile_args += ["/W3", "/WX"]
+    else:
+        if DEBUG:
+            compile_args = ["-O1", "-g", "-fno-omit-frame-pointer",
+                            "-fsanitize=address,undefined"]
+            link_args = ["-fsanitize=address,undefined"]
+        else:
+            # Portable: no -march=native, so a wheel runs on any x86-64 / aarch64 machine.
+            compile_args, link_args = ["-O3"], []
+        if WERROR:
+            compile_args += ["-Wall", "-Werror"]
+    omp = openmp_flags(compiler)
+    return compile_args + omp[0], link_args + omp[1]
 
-    convx.show_config() reports at run time whether OpenMP is compiled in.
-    """
+
+def openmp_flags(compiler):
+    """(compile, link) flags for OpenMP with this compiler: /openmp for MSVC,
+    -fopenmp for GCC and clang, -Xpreprocessor -fopenmp and libomp for Apple's
+    clang (where Homebrew's libomp is found); none, said aloud, where the
+    compiler cannot build and link an OpenMP program (CONVX_OPENMP=0: none).
+    convx.show_config() reports at run time whether OpenMP is compiled in."""
     if os.environ.get("CONVX_OPENMP", "1") == "0":
-        return []
-    import shutil
-    import subprocess
-    import sysconfig
-    import tempfile
-
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        return []
+        return [], []
+    if compiler.compiler_type == "msvc":
+        return ["/openmp"], []
+    candidates = [(["-fopenmp"], ["-fopenmp"])]
+    if sys.platform == "darwin":
+        for prefix in (os.environ.get("LIBOMP_PREFIX"), "/opt/homebrew/opt/libomp",
+                       "/usr/local/opt/libomp"):
+            if prefix and os.path.isdir(prefix):
+                candidates.append((["-Xpreprocessor", "-fopenmp", f"-I{prefix}/include"],
+                                   [f"-L{prefix}/lib", "-lomp", f"-Wl,-rpath,{prefix}/lib"]))
+    cc = compiler.compiler_so          # the compiler and CFLAGS the build will use ($CC too)
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "omp.c")
         with open(src, "w") as fh:
             fh.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
-        result = subprocess.run([cc, "-fopenmp", src, "-o", os.path.join(tmp, "omp")],
-                                capture_output=True, check=False)
-    if result.returncode != 0:
-        print("convx: the C compiler has no OpenMP; building single-threaded batches")
-        return []
-    return ["-fopenmp"]
+        for cflags, lflags in candidates:
+            result = subprocess.run(cc + cflags + [src, "-o", os.path.join(tmp, "omp")] + lflags,
+                                    check=False, capture_output=True)
+            if result.returncode == 0:
+                return cflags, lflags
+    print(f"convx: {cc[0]} has no OpenMP; building single-threaded batches")
+    return [], []
 
 
-omp = openmp_flags()
+class BuildExt(build_ext):
+    """Flags chosen for the compiler the build runs, not sysconfig's CC."""
+
+    def build_extensions(self):
+        compile_args, link_args = compiler_flags(self.compiler)
+        for e in self.extensions:
+            e.extra_compile_args = compile_args
+            e.extra_link_args = link_args
+        super().build_extensions()
+
 
 ext = Extension(
     "convx._core",
@@ -68,9 +110,9 @@ ext = Extension(
              "src/convx/_fft_passes.pxi", "src/convx/_depthwise.h",
              "src/convx/_fft.h", "src/convx/_winograd_passes.pxi",
              "src/convx/_winograd.h"],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=compile_args + omp,
-    extra_link_args=link_args + omp,
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    + ([("CVX_PORTABLE", "1")] if PORTABLE else []),
 )
 
-setup(ext_modules=cythonize([ext], compiler_directives=directives))
+setup(ext_modules=cythonize([ext], compiler_directives=directives),
+      cmdclass={"build_ext": BuildExt})

@@ -55,12 +55,13 @@ Work and threads
 ----------------
 Each kernel splits its call into items, (image, group, block), where a block
 is a range of output positions (GEMM), of output rows and columns (direct) or
-of input channels (the GEMM input gradient), sized by the caller.  ``nt`` threads share
-the items in a dynamic schedule, one item at a time, so that a thread whose CPU
-is shared with another process does less (``nt == 1`` runs them in order on
-the calling thread); the weight gradients, whose threads each sum into an
-accumulator of their own, share theirs in a static schedule; each thread has its own slice of ``work``, after a slice all threads
-share (the packed weights).  Every element of the forward pass and of the
+of input channels (the GEMM input gradient), sized by the caller.  ``nt``
+threads share the items in a dynamic schedule, one item at a time, so that a
+thread whose CPU is shared with another process does less (``nt == 1`` runs
+them in order on the calling thread); the weight gradients, whose threads each
+sum into an accumulator of their own, share theirs in a static schedule; each
+thread has its own slice of ``work``, after a slice all threads share (the
+packed weights).  Every element of the forward pass and of the
 input gradient is summed by one item in an order that does not depend on the
 blocks or on the threads, so those results are the same bits for any ``nt``.
 The weight gradient sums over images and positions: each thread adds its
@@ -107,6 +108,7 @@ cdef extern from "_runtime.h" nogil:
     void cvx_runtime_init()
     int cvx_isa_detect()
     int CVX_STOPPED(const int* stop)
+    const int CVX_HAVE_GCC_VECTOR
     void CVX_STORE(int* p, int v)
     unsigned long long cvx_seen
     void cvx_saw(int tid)
@@ -271,6 +273,16 @@ def channels_wide():
 def direct_fast():
     """True when the direct kernels run vectorised on this CPU (see _direct.h)."""
     return bool(cvx_direct_fast())
+
+
+def portable():
+    """True for a portable build (CONVX_PORTABLE=1, or a compiler without
+    GCC's vector extensions, as MSVC): the kernels' vectors are structs of
+    lanes and plain C loops (_runtime.h), with the same sums in the same
+    order as the vector code at the baseline level, and no run-time choice of
+    instruction set (isa() is 1).  The engine's choices are those of a build
+    with vectors but no run-time dispatch (clang's): direct_fast()."""
+    return not CVX_HAVE_GCC_VECTOR
 
 
 def interrupt_begin():

@@ -51,9 +51,9 @@
 
 
 #define CVX_DEFINE_DEPTHWISE(NAME, T)                                               \
-typedef T NAME##_vt __attribute__((vector_size(CVX_DW_BLOCK / CVX_DW_NV)));         \
+CVX_VECTOR_TYPE(T, NAME##_vt, CVX_DW_BLOCK / CVX_DW_NV);                            \
 /* Where vector v of NV starts: v*VL, the last at ``last``.               */     \
-static inline __attribute__((always_inline)) ptrdiff_t NAME##_at(int v, const int NV, \
+static inline CVX_ALWAYS_INLINE ptrdiff_t NAME##_at(int v, const int NV,            \
                                                                  ptrdiff_t last)    \
 {                                                                                   \
     return v < NV - 1 ? v * (ptrdiff_t)(CVX_DW_BLOCK / CVX_DW_NV / sizeof(T)) : last; \
@@ -63,21 +63,21 @@ static inline __attribute__((always_inline)) ptrdiff_t NAME##_at(int v, const in
 /* the last may overlap the one before it, and store its values again.  */      \
 /* (NV independent chains of multiply-adds); vectors may overlap, and then */     \
 /* store the same values twice.                                             */     \
-static inline __attribute__((always_inline)) void NAME##_vectors(                   \
+static inline CVX_ALWAYS_INLINE void NAME##_vectors(                                \
     const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
     ptrdiff_t dh, ptrdiff_t dw, T bias, T *o, ptrdiff_t last, const int NV)         \
 {                                                                                   \
     NAME##_vt acc[CVX_DW_NV];                                                       \
-    for (int v = 0; v < NV; v++) acc[v] = (NAME##_vt){0} + bias;                    \
+    for (int v = 0; v < NV; v++) acc[v] = CVX_V0ADD(NAME##_vt, bias);               \
     for (ptrdiff_t p = 0; p < KH; p++) {                                            \
         const T *row = base + p * dh * Wp;                                          \
         for (ptrdiff_t q = 0; q < KW; q++) {                                        \
-            const NAME##_vt wv = (NAME##_vt){0} + w[p * KW + q];                    \
+            const NAME##_vt wv = CVX_V0ADD(NAME##_vt, w[p * KW + q]);               \
             const T *s = row + q * dw;                                              \
             for (int v = 0; v < NV; v++) {                                          \
                 NAME##_vt x;                                                        \
                 memcpy(&x, s + NAME##_at(v, NV, last), sizeof x);                   \
-                acc[v] = acc[v] + wv * x;                                           \
+                CVX_VMAC(acc[v], wv, x);                                            \
             }                                                                       \
         }                                                                           \
     }                                                                               \
@@ -89,12 +89,12 @@ static inline __attribute__((always_inline)) void NAME##_vectors(               
 /* stride and dilation: input row r serves tap row r of the first and r - 1 */     \
 /* of the second, so each vector of it is loaded once for both (each output */     \
 /* still sums its taps in (p, q) order: the same bits as row by row).       */     \
-static inline __attribute__((always_inline)) void NAME##_vectors2(                  \
+static inline CVX_ALWAYS_INLINE void NAME##_vectors2(                               \
     const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
     ptrdiff_t dw, T bias, T *o, ptrdiff_t OW, ptrdiff_t last, const int NV)         \
 {                                                                                   \
     NAME##_vt a0[CVX_DW_NV], a1[CVX_DW_NV];                                         \
-    for (int v = 0; v < NV; v++) a0[v] = a1[v] = (NAME##_vt){0} + bias;            \
+    for (int v = 0; v < NV; v++) a0[v] = a1[v] = CVX_V0ADD(NAME##_vt, bias);        \
     for (ptrdiff_t r = 0; r <= KH; r++) {                                           \
         const T *row = base + r * Wp;                                               \
         for (ptrdiff_t q = 0; q < KW; q++) {                                        \
@@ -103,12 +103,12 @@ static inline __attribute__((always_inline)) void NAME##_vectors2(              
             for (int v = 0; v < NV; v++)                                            \
                 memcpy(&x[v], s + NAME##_at(v, NV, last), sizeof x[v]);            \
             if (r < KH) {                                                           \
-                const NAME##_vt w0 = (NAME##_vt){0} + w[r * KW + q];                \
-                for (int v = 0; v < NV; v++) a0[v] = a0[v] + w0 * x[v];             \
+                const NAME##_vt w0 = CVX_V0ADD(NAME##_vt, w[r * KW + q]);           \
+                for (int v = 0; v < NV; v++) CVX_VMAC(a0[v], w0, x[v]);             \
             }                                                                       \
             if (r > 0) {                                                            \
-                const NAME##_vt w1 = (NAME##_vt){0} + w[(r - 1) * KW + q];          \
-                for (int v = 0; v < NV; v++) a1[v] = a1[v] + w1 * x[v];             \
+                const NAME##_vt w1 = CVX_V0ADD(NAME##_vt, w[(r - 1) * KW + q]);     \
+                for (int v = 0; v < NV; v++) CVX_VMAC(a1[v], w1, x[v]);             \
             }                                                                       \
         }                                                                           \
     }                                                                               \
@@ -119,7 +119,7 @@ static inline __attribute__((always_inline)) void NAME##_vectors2(              
 }                                                                                   \
                                                                                     \
 /* NV vectors of one output row (R = 1), or of two (R = 2).               */     \
-static inline __attribute__((always_inline)) void NAME##_block(                     \
+static inline CVX_ALWAYS_INLINE void NAME##_block(                                  \
     const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
     ptrdiff_t dh, ptrdiff_t dw, T bias, T *o, ptrdiff_t OW, ptrdiff_t last,         \
     const int NV, const int R)                                                      \
@@ -132,7 +132,7 @@ static inline __attribute__((always_inline)) void NAME##_block(                 
                                                                                     \
 /* One output row (R = 1) or two (R = 2: unit vertical stride and dilation) */     \
 /* from row i.                                                               */    \
-static inline __attribute__((always_inline)) void NAME##_rows(CVX_DW_ARGS(T),       \
+static inline CVX_ALWAYS_INLINE void NAME##_rows(CVX_DW_ARGS(T),                    \
                                                               ptrdiff_t i, const int R) \
 {                                                                                   \
     enum { JB = CVX_DW_BLOCK / sizeof(T), VL = JB / CVX_DW_NV };                    \
@@ -177,7 +177,7 @@ static inline __attribute__((always_inline)) void NAME##_rows(CVX_DW_ARGS(T),   
 /* pair: rows two at a time where they share input rows; x86-64-v4 only  */     \
 /* (its 32 registers hold 8 accumulators, 4 inputs and 2 weights; AVX2's   */     \
 /* 16 spilled them, and took 2.5-6x the time).                              */     \
-static inline __attribute__((always_inline)) void NAME##_body(CVX_DW_ARGS(T),       \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DW_ARGS(T),                    \
                                                               const int pair)       \
 {                                                                                   \
     ptrdiff_t i = 0;                                                                \
@@ -216,15 +216,15 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
         VT a0[NQ], a1[NQ];                                                          \
         T tail[NQ];                                                                 \
         for (int k = 0; k < NQ; k++) {                                              \
-            a0[k] = (VT){0};                                                        \
-            a1[k] = (VT){0};                                                        \
+            a0[k] = CVX_VZERO(VT);                                                  \
+            a1[k] = CVX_VZERO(VT);                                                  \
             tail[k] = 0;                                                            \
         }                                                                           \
         /* a row's last OW % VL columns: one vector ending at OW, its lanes */      \
         /* before them zeroed in both operands (0 * 0, never 0 * inf)       */      \
         const ptrdiff_t jt = OW / VL * VL, last = OW - VL;                          \
         IVT keep;                                                                   \
-        for (int l = 0; l < VL; l++) keep[l] = last + l >= jt ? -1 : 0;             \
+        for (int l = 0; l < VL; l++) CVX_LANE(keep, l) = last + l >= jt ? -1 : 0;   \
         for (ptrdiff_t i = 0; i < rows; i++) {                                      \
             const T *gr = g + i * OW;                                               \
             const T *xr = xpad + (i * sh + p * dh) * Wp + q0 * dw;                  \
@@ -237,8 +237,8 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
                     VT x0, x1;                                                      \
                     memcpy(&x0, xr + k * dw + j, sizeof x0);                        \
                     memcpy(&x1, xr + k * dw + j + VL, sizeof x1);                   \
-                    a0[k] = a0[k] + x0 * g0;                                        \
-                    a1[k] = a1[k] + x1 * g1;                                        \
+                    CVX_VMAC(a0[k], x0, g0);                                        \
+                    CVX_VMAC(a1[k], x1, g1);                                        \
                 }                                                                   \
             }                                                                       \
             if (j + VL <= OW) {                                                     \
@@ -247,18 +247,19 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
                 for (int k = 0; k < NQ; k++) {                                      \
                     VT x0;                                                          \
                     memcpy(&x0, xr + k * dw + j, sizeof x0);                        \
-                    a0[k] = a0[k] + x0 * g0;                                        \
+                    CVX_VMAC(a0[k], x0, g0);                                        \
                 }                                                                   \
                 j += VL;                                                            \
             }                                                                       \
             if (j < OW && last >= 0) {                                              \
                 VT g0;                                                              \
                 memcpy(&g0, gr + last, sizeof g0);                                  \
-                g0 = (VT)((IVT)g0 & keep);                                          \
+                CVX_VMASK(VT, IVT, g0, keep);                                       \
                 for (int k = 0; k < NQ; k++) {                                      \
                     VT x0;                                                          \
                     memcpy(&x0, xr + k * dw + last, sizeof x0);                     \
-                    a1[k] = a1[k] + (VT)((IVT)x0 & keep) * g0;                      \
+                    CVX_VMASK(VT, IVT, x0, keep);                                   \
+                    CVX_VMAC(a1[k], x0, g0);                                        \
                 }                                                                   \
                 j = OW;                                                             \
             }                                                                       \
@@ -267,16 +268,17 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
                     tail[k] = tail[k] + xr[k * dw + j] * gr[j];                     \
         }                                                                           \
         for (int k = 0; k < NQ; k++) {                                              \
-            const VT v = a0[k] + a1[k];                                             \
+            VT v;                                                                   \
+            CVX_VADD(v, a0[k], a1[k]);                                              \
             T sum = 0;                                                              \
-            for (int l = 0; l < VL; l++) sum += v[l];                               \
+            for (int l = 0; l < VL; l++) sum += CVX_LANE(v, l);                     \
             acc[p * KW + q0 + k] += sum + tail[k];                                  \
         }                                                                           \
     } while (0)
 
 #define CVX_DEFINE_DW_WGRAD(NAME, VT, IT, T)                                        \
-typedef IT NAME##_it __attribute__((vector_size(sizeof(VT))));                      \
-static inline __attribute__((always_inline)) void NAME##_body(CVX_DWW_ARGS(T))      \
+CVX_VECTOR_TYPE(IT, NAME##_it, sizeof(VT));                                         \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWW_ARGS(T))                   \
 {                                                                                   \
     for (ptrdiff_t p = 0; p < KH; p++)                                              \
         for (ptrdiff_t q0 = 0; q0 < KW; q0 += 4) {                                  \

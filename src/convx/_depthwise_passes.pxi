@@ -50,7 +50,8 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
                    Py_ssize_t slack, Py_ssize_t rb, Py_ssize_t cb, Py_ssize_t KH,
                    Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t flat, int nt,
                    bint interruptible):
-    """out[n, c, i, j] = bias[c] + sum_{p, q} wt[c, p*KW + q] * pad[c][i*row_step + p*dh*Wp + j + q*dw],
+    """out[n, c, i, j] = bias[c]
+                        + sum_{p, q} wt[c, p*KW + q] * pad[c][i*row_step + p*dh*Wp + j + q*dw],
     each channel of ``src`` padded (or cropped) to (Hp, Wp) at offset (top,
     left), in blocks of ``rb`` output rows by ``cb`` columns.  The forward
     pass (src = x) and, at stride 1, the input gradient (src = grad_output,
@@ -79,6 +80,7 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
                     break
                 _depthwise_item(sp, wp, b, op, scratch, &D, KH, KW, dh, dw, it)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
@@ -151,6 +153,7 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
                     break
                 _dw_wgrad_item(xp, gp, partial, pads, &D, N, chunks, KH, KW, dh, dw, it)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)

@@ -33,7 +33,10 @@
  * channel times 4 vectors (rows at least 4 vectors wide): 4 accumulators of 4
  * would hold zeros.
  *
- * Portability: the vectors are GCC/Clang vector extensions of 32 bytes.  On
+ * Portability: the vectors are GCC/Clang vector extensions of 32 bytes, or,
+ * where there are none or in a portable build (CVX_HAVE_GCC_VECTOR,
+ * _runtime.h), structs of as many lanes, added and multiplied lane by lane
+ * in plain C loops: the same operations in the same order.  On
  * x86-64 each kernel is compiled for more than one instruction set and picks
  * one at run time by cvx_isa (_runtime.h), so a portable wheel runs the fast
  * one where the CPU has it: the forward kernel for x86-64-v4 (AVX-512's 32
@@ -55,40 +58,39 @@
 #define CVX_FB 4        /* output channels per register block */
 
 #define CVX_DEFINE_DIRECT(NAME, T, VT, VL)                                          \
-typedef T VT __attribute__((vector_size(32)));                                      \
-                                                                                    \
-static inline VT NAME##_load(const T *p) { VT v; memcpy(&v, p, sizeof v); return v; } \
-static inline void NAME##_store(T *p, VT v) { memcpy(p, &v, sizeof v); }           \
+CVX_VECTOR_TYPE(T, VT, 32);                                                         \
                                                                                     \
 /* One register block: CVX_FB channels from f0, 2*VL columns from j0, R rows   */  \
 /* (1 or 2, a constant once inlined) from i.                                    */  \
-static inline __attribute__((always_inline)) void NAME##_block(                     \
+static inline CVX_ALWAYS_INLINE void NAME##_block(                                  \
     const T *xpad, ptrdiff_t row_step, const T *wt,                                 \
     const ptrdiff_t *off, ptrdiff_t K, ptrdiff_t F, const T *bias,                  \
     T *out, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t i, ptrdiff_t j0, ptrdiff_t jend,  \
     ptrdiff_t f0, const int R)                                                      \
 {                                                                                   \
     enum { JB = 2 * VL };                                                           \
-    VT acc[2][CVX_FB][2];                                                           \
-    for (int a = 0; a < CVX_FB; a++) {                                              \
-        T b0 = (bias && f0 + a < F) ? bias[f0 + a] : (T)0;                          \
-        for (int r = 0; r < R; r++)                                                 \
-            for (int v = 0; v < 2; v++)                                             \
-                for (int l = 0; l < VL; l++) acc[r][a][v][l] = b0;                  \
-    }                                                                               \
+    /* the accumulators start at the channels' bias (0 past F), broadcast;   */     \
+    /* initialised, not stored into: GCC 12 reads element and broadcast      */     \
+    /* stores into an uninitialised array as reads of it (CVX_FB is 4)       */     \
+    const VT b0 = CVX_VSUB0(VT, bias && f0 < F ? bias[f0] : (T)0);                  \
+    const VT b1 = CVX_VSUB0(VT, bias && f0 + 1 < F ? bias[f0 + 1] : (T)0);          \
+    const VT b2 = CVX_VSUB0(VT, bias && f0 + 2 < F ? bias[f0 + 2] : (T)0);          \
+    const VT b3 = CVX_VSUB0(VT, bias && f0 + 3 < F ? bias[f0 + 3] : (T)0);          \
+    VT acc[2][CVX_FB][2] = {{{b0, b0}, {b1, b1}, {b2, b2}, {b3, b3}},               \
+                            {{b0, b0}, {b1, b1}, {b2, b2}, {b3, b3}}};              \
     const T *xj = xpad + i * row_step + j0;                                         \
     const T *wk = wt + f0 * K;           /* block f0 / CVX_FB, tap 0 */            \
     for (ptrdiff_t k = 0; k < K; k++, wk += CVX_FB) {                               \
         VT x[2][2];                                                                 \
         for (int r = 0; r < R; r++) {                                               \
-            x[r][0] = NAME##_load(xj + r * row_step + off[k]);                      \
-            x[r][1] = NAME##_load(xj + r * row_step + off[k] + VL);                 \
+            x[r][0] = CVX_VLD(VT, xj + r * row_step + off[k]);                      \
+            x[r][1] = CVX_VLD(VT, xj + r * row_step + off[k] + VL);                 \
         }                                                                           \
         for (int a = 0; a < CVX_FB; a++) {                                          \
-            const VT wb = wk[a] - (VT){0};   /* a broadcast (x - 0 is x) */        \
+            const VT wb = CVX_VSUB0(VT, wk[a]);   /* a broadcast (x - 0 is x) */    \
             for (int r = 0; r < R; r++) {                                           \
-                acc[r][a][0] += wb * x[r][0];                                       \
-                acc[r][a][1] += wb * x[r][1];                                       \
+                CVX_VMAC(acc[r][a][0], wb, x[r][0]);                                \
+                CVX_VMAC(acc[r][a][1], wb, x[r][1]);                                \
             }                                                                       \
         }                                                                           \
     }                                                                               \
@@ -98,14 +100,14 @@ static inline __attribute__((always_inline)) void NAME##_block(                 
         if (full_f && full_j) {                                                     \
             for (int a = 0; a < CVX_FB; a++) {                                      \
                 T *o = out + ((f0 + a) * OH + i + r) * OW + j0;                     \
-                NAME##_store(o, acc[r][a][0]);                                      \
-                NAME##_store(o + VL, acc[r][a][1]);                                 \
+                CVX_VST(o, acc[r][a][0]);                                           \
+                CVX_VST(o + VL, acc[r][a][1]);                                      \
             }                                                                       \
         } else {                                                                    \
             T tmp[CVX_FB][JB];                                                      \
             for (int a = 0; a < CVX_FB; a++) {                                      \
-                NAME##_store(tmp[a], acc[r][a][0]);                                 \
-                NAME##_store(tmp[a] + VL, acc[r][a][1]);                            \
+                CVX_VST(tmp[a], acc[r][a][0]);                                      \
+                CVX_VST(tmp[a] + VL, acc[r][a][1]);                                 \
             }                                                                       \
             for (ptrdiff_t a = 0; a < nf; a++)                                      \
                 memcpy(out + ((f0 + a) * OH + i + r) * OW + j0, tmp[a],             \
@@ -119,26 +121,24 @@ static inline __attribute__((always_inline)) void NAME##_block(                 
 /* rows of accumulators, so the register block is 4 vectors of consecutive   */  \
 /* columns instead, 4*VL columns from j0 (all inside the range), R rows.     */  \
 /* The same sum per output, in the same order: the same bits.               */  \
-static inline __attribute__((always_inline)) void NAME##_block1(                    \
+static inline CVX_ALWAYS_INLINE void NAME##_block1(                                 \
     const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
     ptrdiff_t K, const T *bias, T *out, ptrdiff_t OW, ptrdiff_t i, ptrdiff_t j0,    \
     const int R)                                                                    \
 {                                                                                   \
-    VT acc[2][4];                                                                   \
-    const VT b0 = (bias ? bias[0] : (T)0) - (VT){0};   /* a broadcast */           \
-    for (int r = 0; r < R; r++)                                                     \
-        for (int v = 0; v < 4; v++) acc[r][v] = b0;                                 \
+    const VT b0 = CVX_VSUB0(VT, bias ? bias[0] : (T)0);   /* a broadcast */         \
+    VT acc[2][4] = {{b0, b0, b0, b0}, {b0, b0, b0, b0}};                            \
     const T *xj = xpad + i * row_step + j0;                                         \
     for (ptrdiff_t k = 0; k < K; k++) {                                             \
-        const VT wb = wt[k * CVX_FB] - (VT){0};                                     \
+        const VT wb = CVX_VSUB0(VT, wt[k * CVX_FB]);                                \
         const T *p = xj + off[k];    /* (one pointer a tap: constant displacements) */\
         for (int r = 0; r < R; r++, p += row_step)                                  \
             for (int v = 0; v < 4; v++)                                             \
-                acc[r][v] += wb * NAME##_load(p + v * VL);                          \
+                { const VT xv = CVX_VLD(VT, p + v * VL); CVX_VMAC(acc[r][v], wb, xv); } \
     }                                                                               \
     for (int r = 0; r < R; r++)                                                     \
         for (int v = 0; v < 4; v++)                                                 \
-            NAME##_store(out + (i + r) * OW + j0 + v * VL, acc[r][v]);              \
+            CVX_VST(out + (i + r) * OW + j0 + v * VL, acc[r][v]);                   \
 }                                                                                   \
                                                                                     \
 /* A block of columns that would stick out past jb starts at jb - 2*VL       */  \
@@ -153,7 +153,7 @@ static inline ptrdiff_t NAME##_last(ptrdiff_t j0, ptrdiff_t ja, ptrdiff_t jb)   
 /* Rows i .. i + R, one output channel: blocks of 4 vectors, the last moved   */  \
 /* left to end at jb; a range narrower than 4 vectors takes the blocks of     */  \
 /* 2 below.                                                                   */  \
-static inline __attribute__((always_inline)) void NAME##_row1(                      \
+static inline CVX_ALWAYS_INLINE void NAME##_row1(                                   \
     const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
     ptrdiff_t K, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t i,    \
     ptrdiff_t ja, ptrdiff_t jb, const int R)                                        \
@@ -170,7 +170,7 @@ static inline __attribute__((always_inline)) void NAME##_row1(                  
 }                                                                                   \
                                                                                     \
 /* Rows i0..i1, columns ja..jb, R output rows at a time (then one at a time). */  \
-static inline __attribute__((always_inline)) void NAME##_body(                      \
+static inline CVX_ALWAYS_INLINE void NAME##_body(                                   \
     const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
     ptrdiff_t K, ptrdiff_t F, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,    \
     ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t ja, ptrdiff_t jb, const int R)            \
@@ -228,7 +228,7 @@ CVX_DISPATCH_DIRECT(NAME, T)
     T *dw                                                /* IN/OUT: (F, K) */
 #define CVX_WGRAD_PASS xpad, row_step, off, K, g, gs, grs, F, i0, i1, ja, jb, dw
 #define CVX_DEFINE_WGRAD(NAME, T, VT, VL)                                           \
-static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRAD_ARGS(T))    \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_WGRAD_ARGS(T))                 \
 {                                                                                   \
     const ptrdiff_t jv = ja + (jb - ja) / VL * VL;                                  \
     for (ptrdiff_t f0 = 0; f0 < F; f0 += CVX_FB) {                                  \
@@ -239,7 +239,7 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRAD_ARGS(T))
             T sacc[CVX_FB][2];                                                      \
             for (int a = 0; a < CVX_FB; a++)                                        \
                 for (int b = 0; b < 2; b++) {                                       \
-                    acc[a][b] = (VT){0};                                            \
+                    acc[a][b] = CVX_VZERO(VT);                                      \
                     sacc[a][b] = 0;                                                 \
                 }                                                                   \
             /* rows past F or K repeat the last real one; their sums are dropped */ \
@@ -252,11 +252,11 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRAD_ARGS(T))
                 const T *gp[CVX_FB];                                                \
                 for (int a = 0; a < CVX_FB; a++) gp[a] = g + fa[a] * gs + i * grs;  \
                 for (ptrdiff_t j = ja; j < jv; j += VL) {                           \
-                    VT x0 = NAME##_ld(x0p + j), x1 = NAME##_ld(x1p + j);            \
+                    VT x0 = CVX_VLD(VT, x0p + j), x1 = CVX_VLD(VT, x1p + j);        \
                     for (int a = 0; a < CVX_FB; a++) {                              \
-                        VT gv = NAME##_ld(gp[a] + j);                               \
-                        acc[a][0] += gv * x0;                                       \
-                        acc[a][1] += gv * x1;                                       \
+                        VT gv = CVX_VLD(VT, gp[a] + j);                             \
+                        CVX_VMAC(acc[a][0], gv, x0);                                \
+                        CVX_VMAC(acc[a][1], gv, x1);                                \
                     }                                                               \
                 }                                                                   \
                 for (ptrdiff_t j = jv; j < jb; j++)                                 \
@@ -268,7 +268,7 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_WGRAD_ARGS(T))
             for (ptrdiff_t a = 0; a < nf; a++)                                      \
                 for (ptrdiff_t b = 0; b < nk; b++) {                                \
                     T s = sacc[a][b];                                               \
-                    for (int l = 0; l < VL; l++) s += acc[a][b][l];                 \
+                    for (int l = 0; l < VL; l++) s += CVX_LANE(acc[a][b], l);       \
                     dw[(f0 + a) * K + k0 + b] += s;                                 \
                 }                                                                   \
         }                                                                           \
@@ -323,7 +323,7 @@ static void NAME(CVX_WGRAD_ARGS(T)) { NAME##_body(CVX_WGRAD_PASS); }
     T *dwt                                       /* IN/OUT: (K, FP) */
 #define CVX_WGRADT_PASS xpad, row_step, sw, off, K, g, gs, grs, F, FP, i0, i1, ja, jb, gt, dwt
 #define CVX_DEFINE_WGRADT(NAME, T, VT, VL, ATTR)                                    \
-static inline ATTR __attribute__((always_inline)) void NAME##_tile(                 \
+static inline ATTR CVX_ALWAYS_INLINE void NAME##_tile(                              \
     const T *xpad, ptrdiff_t row_step, ptrdiff_t sw, const ptrdiff_t *off,          \
     ptrdiff_t nk, const T *gt, ptrdiff_t FP, ptrdiff_t i0, ptrdiff_t i1,            \
     ptrdiff_t ja, ptrdiff_t jb, T *dwt, const int NV)                               \
@@ -334,26 +334,26 @@ static inline ATTR __attribute__((always_inline)) void NAME##_tile(             
     for (int t = 0; t < MR; t++) {                                                  \
         o[t] = off[t < nk ? t : nk - 1];                                            \
         for (int v = 0; v < NV; v++)                                                \
-            acc[t][v] = t < nk ? NAME##_ld(dwt + t * FP + v * VL) : (VT){0};        \
+            acc[t][v] = t < nk ? CVX_VLD(VT, dwt + t * FP + v * VL) : CVX_VZERO(VT); \
     }                                                                               \
     const T *gp = gt;                                                               \
     for (ptrdiff_t i = i0; i < i1; i++) {                                           \
         const T *xr = xpad + i * row_step + ja * sw;                                \
         for (ptrdiff_t j = ja; j < jb; j++, gp += NV * VL, xr += sw) {              \
             VT gv[2];                                                               \
-            for (int v = 0; v < NV; v++) gv[v] = NAME##_ld(gp + v * VL);            \
+            for (int v = 0; v < NV; v++) gv[v] = CVX_VLD(VT, gp + v * VL);          \
             for (int t = 0; t < MR; t++) {                                          \
-                const VT xb = xr[o[t]] - (VT){0};   /* a broadcast */               \
-                for (int v = 0; v < NV; v++) acc[t][v] += xb * gv[v];               \
+                const VT xb = CVX_VSUB0(VT, xr[o[t]]);   /* a broadcast */          \
+                for (int v = 0; v < NV; v++) CVX_VMAC(acc[t][v], xb, gv[v]);        \
             }                                                                       \
         }                                                                           \
     }                                                                               \
     for (int t = 0; t < MR; t++)                                                    \
         if (t < nk)                                                                 \
-            for (int v = 0; v < NV; v++) NAME##_st(dwt + t * FP + v * VL, acc[t][v]); \
+            for (int v = 0; v < NV; v++) CVX_VST(dwt + t * FP + v * VL, acc[t][v]); \
 }                                                                                   \
                                                                                     \
-static inline ATTR __attribute__((always_inline)) void NAME##_body(CVX_WGRADT_ARGS(T)) \
+static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_WGRADT_ARGS(T))           \
 {                                                                                   \
     enum { MR = CVX_WT_MR };                                                        \
     const ptrdiff_t cols = jb - ja, P = (i1 - i0) * cols;                           \
@@ -427,7 +427,7 @@ static inline ATTR __attribute__((always_inline)) void NAME##_body(CVX_WGRADT_AR
  * ...  At unit stride (SW1) the positions' reads are constant displacements
  * from one pointer, which leaves the general registers free at MR = 12. */
 #define CVX_DEFINE_FWDT(NAME, T, VT, VL, ATTR, MRC, NTC)                            \
-static inline ATTR __attribute__((always_inline)) void NAME##_tile(                 \
+static inline ATTR CVX_ALWAYS_INLINE void NAME##_tile(                              \
     const T *xr, ptrdiff_t sw, const ptrdiff_t *off, ptrdiff_t k0, ptrdiff_t k1,    \
     const T *w, const VT *bv, T *part, ptrdiff_t np, const int NV, const int SW1)   \
 {                                                                                   \
@@ -437,38 +437,38 @@ static inline ATTR __attribute__((always_inline)) void NAME##_tile(             
     for (int m = 0; m < MR; m++) {                                                  \
         xp[m] = xr + (m < np ? m : np - 1) * (SW1 ? 1 : sw);                        \
         for (int v = 0; v < NV; v++)                                                \
-            acc[m][v] = k0 ? NAME##_ld(part + m * 2 * VL + v * VL) : bv[v];         \
+            acc[m][v] = k0 ? CVX_VLD(VT, part + m * 2 * VL + v * VL) : bv[v];       \
     }                                                                               \
     w += k0 * NV * VL;                                                              \
     for (ptrdiff_t k = k0; k < k1; k++, w += NV * VL) {                             \
         VT wv[2];                                                                   \
-        for (int v = 0; v < NV; v++) wv[v] = NAME##_ld(w + v * VL);                 \
+        for (int v = 0; v < NV; v++) wv[v] = CVX_VLD(VT, w + v * VL);               \
         const ptrdiff_t ok = off[k];                                                \
         for (int m = 0; m < MR; m++) {                                              \
-            const VT xb = (SW1 ? xr[ok + m] : xp[m][ok]) - (VT){0}; /* broadcast */  \
-            for (int v = 0; v < NV; v++) acc[m][v] += xb * wv[v];                   \
+            const VT xb = CVX_VSUB0(VT, SW1 ? xr[ok + m] : xp[m][ok]); /* broadcast */ \
+            for (int v = 0; v < NV; v++) CVX_VMAC(acc[m][v], xb, wv[v]);            \
         }                                                                           \
     }                                                                               \
     for (int m = 0; m < MR; m++)                                                    \
         for (int v = 0; v < NV; v++)                                                \
-            NAME##_st(part + m * 2 * VL + v * VL, acc[m][v]);                       \
+            CVX_VST(part + m * 2 * VL + v * VL, acc[m][v]);                         \
 }                                                                                   \
                                                                                     \
 /* NTC tiles at a time (a constant), each block of taps in turn.             */   \
-static inline ATTR __attribute__((always_inline)) void NAME##_body(CVX_FWDT_ARGS(T)) \
+static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_FWDT_ARGS(T))             \
 {                                                                                   \
     enum { MR = MRC };                                                              \
     T part[NTC][MRC * 2 * VL];                                                      \
-    ptrdiff_t is[NTC], js[NTC], np[NTC];                                            \
+    ptrdiff_t is[NTC] = {0}, js[NTC] = {0}, np[NTC] = {0};                          \
     for (ptrdiff_t f0 = 0; f0 < FP; f0 += 2 * VL) {                                \
         const int two = FP - f0 >= 2 * VL;                                          \
         const ptrdiff_t nf = F - f0 < (two ? 2 : 1) * VL ? F - f0 : (two ? 2 : 1) * VL; \
         const ptrdiff_t kb = CVX_FT_KB / (ptrdiff_t)((two ? 2 : 1) * VL * sizeof(T)); \
         const T *w = wt + f0 * K;                                                   \
-        VT bv[2] = {(VT){0}, (VT){0}};    /* the chunk's bias, 0 past its filters */\
+        VT bv[2] = {CVX_VZERO(VT), CVX_VZERO(VT)};    /* the chunk's bias, 0 past its filters */ \
         if (bias)                                                                   \
             for (int l = 0; l < 2 * VL; l++)                                        \
-                if (l < nf) bv[l / VL][l % VL] = bias[f0 + l];                      \
+                if (l < nf) CVX_LANE(bv[l / VL], l % VL) = bias[f0 + l];            \
         for (ptrdiff_t i = i0, j = ja; i < i1;) {                                  \
             /* up to NTC tiles, along a row and on to the next;             */      \
             /* a short last tile of a row repeats its last position; at    */      \
@@ -517,18 +517,9 @@ static inline ATTR __attribute__((always_inline)) void NAME##_body(CVX_FWDT_ARGS
 CVX_DEFINE_DIRECT(cvx_direct_f32, float, cvx_vf32, 8)
 CVX_DEFINE_DIRECT(cvx_direct_f64, double, cvx_vf64, 4)
 
-static inline cvx_vf32 cvx_wgrad_f32_ld(const float *p) { return cvx_direct_f32_load(p); }
-static inline cvx_vf64 cvx_wgrad_f64_ld(const double *p) { return cvx_direct_f64_load(p); }
 CVX_DEFINE_WGRAD(cvx_wgrad_f32, float, cvx_vf32, 8)
 CVX_DEFINE_WGRAD(cvx_wgrad_f64, double, cvx_vf64, 4)
 
-/* NAME_f32_ld / _st and NAME_f64_ld / _st: the vector loads and stores a
- * kernel template names. */
-#define CVX_VECTOR_IO(NAME)                                                         \
-static inline cvx_vf32 NAME##_f32_ld(const float *p) { return cvx_direct_f32_load(p); } \
-static inline cvx_vf64 NAME##_f64_ld(const double *p) { return cvx_direct_f64_load(p); } \
-static inline void NAME##_f32_st(float *p, cvx_vf32 v) { cvx_direct_f32_store(p, v); } \
-static inline void NAME##_f64_st(double *p, cvx_vf64 v) { cvx_direct_f64_store(p, v); }
 /* The channels kernels (forward and weight gradient): vectors of 32 bytes,
  * or, at x86-64-v4 where the caller asks for them (wide: where
  * cvx_channels_wide()), of 64 bytes, so chunks of 2 vectors are 32 floats
@@ -536,26 +527,15 @@ static inline void NAME##_f64_st(double *p, cvx_vf64 v) { cvx_direct_f64_store(p
  * accumulators of its 32 registers), four of them per block of taps.  The
  * caller pads the filters to whole vectors and packs the forward kernel's
  * weights in chunks of two, of the width it asks for. */
-CVX_VECTOR_IO(cvx_wgradt)
 CVX_DEFINE_WGRADT(cvx_wgradt_f32, float, cvx_vf32, 8, )
 CVX_DEFINE_WGRADT(cvx_wgradt_f64, double, cvx_vf64, 4, )
-CVX_VECTOR_IO(cvx_fwdt)
 CVX_DEFINE_FWDT(cvx_fwdt_f32, float, cvx_vf32, 8, , 6, 1)
 CVX_DEFINE_FWDT(cvx_fwdt_f64, double, cvx_vf64, 4, , 6, 1)
 #if CVX_X86_DISPATCH
 typedef float cvx_wf32 __attribute__((vector_size(64)));
 typedef double cvx_wf64 __attribute__((vector_size(64)));
-#define CVX_VECTOR_IO_64(NAME)                                                      \
-static inline CVX_V4 cvx_wf32 NAME##_f32_ld(const float *p)                         \
-{ cvx_wf32 v; memcpy(&v, p, sizeof v); return v; }                                  \
-static inline CVX_V4 cvx_wf64 NAME##_f64_ld(const double *p)                        \
-{ cvx_wf64 v; memcpy(&v, p, sizeof v); return v; }                                  \
-static inline CVX_V4 void NAME##_f32_st(float *p, cvx_wf32 v) { memcpy(p, &v, sizeof v); } \
-static inline CVX_V4 void NAME##_f64_st(double *p, cvx_wf64 v) { memcpy(p, &v, sizeof v); }
-CVX_VECTOR_IO_64(cvx_wgradt4)
 CVX_DEFINE_WGRADT(cvx_wgradt4_f32, float, cvx_wf32, 16, CVX_V4)
 CVX_DEFINE_WGRADT(cvx_wgradt4_f64, double, cvx_wf64, 8, CVX_V4)
-CVX_VECTOR_IO_64(cvx_fwdt4)
 CVX_DEFINE_FWDT(cvx_fwdt4_f32, float, cvx_wf32, 16, CVX_V4, 12, 4)
 CVX_DEFINE_FWDT(cvx_fwdt4_f64, double, cvx_wf64, 8, CVX_V4, 12, 4)
 /* NAME(ARGS, wide): WIDE's body (64-byte vectors) at x86-64-v4 when the
@@ -584,16 +564,16 @@ CVX_DISPATCH_WIDE(cvx_wgradt_f64, cvx_wgradt4_f64, CVX_WGRADT_ARGS(double), CVX_
 CVX_DISPATCH_WIDE(cvx_fwdt_f32, cvx_fwdt4_f32, CVX_FWDT_ARGS(float), CVX_FWDT_PASS)
 CVX_DISPATCH_WIDE(cvx_fwdt_f64, cvx_fwdt4_f64, CVX_FWDT_ARGS(double), CVX_FWDT_PASS)
 
-/* 1 where the kernels above run vectorised code: an x86-64 CPU with AVX2 and
- * FMA (cvx_isa >= 3), or any other target, where the compiler's own SIMD is
- * the baseline; 0 on an x86-64 CPU without AVX2, where the im2col path is
- * faster. */
+/* 1 where the engine takes the direct kernels: everywhere but an x86-64 CPU
+ * without AVX2 and FMA under GCC's run-time dispatch (cvx_isa < 3), where the
+ * im2col path is faster.  Without that dispatch (clang, a portable build,
+ * other targets) there is no CPU to tell apart: the kernels run at the
+ * compiler's baseline, vector extensions or plain C loops, and the engine
+ * makes the same choices as on an x86-64-v3 CPU. */
 static int cvx_direct_fast(void)
 {
 #if CVX_X86_DISPATCH
     return cvx_isa >= 3;
-#elif defined(__x86_64__)
-    return 0;
 #else
     return 1;
 #endif

@@ -42,12 +42,14 @@ cdef struct Direct:
     Py_ssize_t Cs, Hs, Ws, groups        # the source (x, or grad_output): (groups*Cs, Hs, Ws)
     Py_ssize_t Fo, OH, OW, K, blocks     # output channels per group, output size, taps
     Py_ssize_t Hp, Wp, top, left         # the padded image, and where the source lies in it
-    Py_ssize_t sh, span_h, span_w        # rows between output rows; rows and columns one
-                                         # output position reads
+    # sh: rows between output rows; span_h, span_w: the rows and columns one
+    # output position reads
+    Py_ssize_t sh, span_h, span_w
     Py_ssize_t row_step, slack           # row_step = sh*Wp
     Py_ssize_t rb, nrb, cb, ncb          # blocks of rb output rows by cb columns
-    Py_ssize_t flat                      # > 0: whole rows computed as one strip, of at
-                                         # most this many columns (conv_direct)
+    # flat > 0: whole rows computed as one strip, of at most this many columns
+    # (conv_direct)
+    Py_ssize_t flat
     int wide                             # the channels kernels: 64-byte vectors
 
 
@@ -92,7 +94,9 @@ cdef void _direct_item(const floating* src, const floating* wt, const Py_ssize_t
                        Py_ssize_t item) noexcept nogil:
     cdef Py_ssize_t n, g, i0, i1, j0, j1
     _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
-    cdef const floating* b = NULL if bias == NULL else bias + g * D.Fo
+    cdef const floating* b = NULL
+    if bias != NULL:
+        b = bias + g * D.Fo
     _pad_for(src + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
     wt = wt + g * D.blocks * D.K * 4
     out = out + (n * D.groups + g) * D.Fo * D.OH * D.OW
@@ -165,6 +169,7 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
                     break
                 _direct_item(sp, wp, &off[0], b, op, scratch, &D, it)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
@@ -190,7 +195,8 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
                             const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
                             const Py_ssize_t[::1] off,           # IN  (K,)
                             floating[:, :, :, ::1] dw,           # OUT (F, Cg, KH, KW)
-                            floating[::1] work,                  # scratch: (dw.size + Cg*Hp*Wp + slack) per thread
+                            # work: scratch, (dw.size + Cg*Hp*Wp + slack) per thread
+                            floating[::1] work,
                             Py_ssize_t groups, Py_ssize_t Hp, Py_ssize_t Wp,
                             Py_ssize_t top, Py_ssize_t left, Py_ssize_t row_step,
                             Py_ssize_t span_h, Py_ssize_t span_w, Py_ssize_t slack,
@@ -226,6 +232,8 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
                     break
                 _wgrad_direct_item(xp, gp, &off[0], scratch, scratch + size, &D, it)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
+        mine = scratch
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
@@ -288,8 +296,8 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
                               const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
                               const Py_ssize_t[::1] off,           # IN  (K,)
                               floating[:, :, :, ::1] dw,           # OUT (F, Cg, KH, KW)
-                              floating[::1] work,                  # scratch, per thread:
-                                  # groups*K*FP + Cg*Hr*Wp + rb*cb*FP
+                              # work: scratch, groups*K*FP + Cg*Hr*Wp + rb*cb*FP per thread
+                              floating[::1] work,
                               Py_ssize_t groups, Py_ssize_t Hr, Py_ssize_t Wp,
                               Py_ssize_t top, Py_ssize_t left, Py_ssize_t sh, Py_ssize_t sw,
                               Py_ssize_t span_h, Py_ssize_t span_w, Py_ssize_t FP,
@@ -332,6 +340,8 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
                 _wgradt_item(xp, gp, &off[0], scratch, scratch + size,
                              scratch + size + D.Cs * Hr * Wp, &D, sw, FP, it)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
+        mine = scratch
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
@@ -363,7 +373,9 @@ cdef void _fwdt_item(const floating* x, const floating* wt, const Py_ssize_t* of
     cdef Py_ssize_t n, g, i0, i1, j0, j1
     _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
     _pad_item_rows(x, pad, D, sw, n, g, i0, i1, j0, j1)
-    cdef const floating* b = NULL if bias == NULL else bias + g * D.Fo
+    cdef const floating* b = NULL
+    if bias != NULL:
+        b = bias + g * D.Fo
     cdef floating* o = out + (n * D.groups + g) * D.Fo * D.OH * D.OW + i0 * D.OW
     if floating is float:
         cvx_fwdt_f32(pad, D.row_step, sw, off, D.K, wt + g * D.K * FP, D.Fo, FP, b, o,
@@ -414,6 +426,7 @@ def conv_forward_channels(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
                     break
                 _fwdt_item(xp, wp_, &off[0], b, op, scratch, &D, sw, FP, it)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)

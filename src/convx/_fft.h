@@ -32,7 +32,7 @@
 #define CVX_MIXC_PASS g, gns, gts, x, xns, xts, N, NT, acc, B
 
 #define CVX_DEFINE_MIX(NAME, T)                                                     \
-static inline __attribute__((always_inline)) void NAME##_body(CVX_MIX_ARGS(T))      \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_MIX_ARGS(T))                   \
 {                                                                                   \
     T a[2 * CVX_MIX_BLOCK];                                                         \
     for (ptrdiff_t b0 = 0; b0 < B; b0 += CVX_MIX_BLOCK) {                           \
@@ -57,7 +57,7 @@ static inline __attribute__((always_inline)) void NAME##_body(CVX_MIX_ARGS(T))  
             ys[i] = a[i];                                                           \
     }                                                                               \
 }                                                                                   \
-static inline __attribute__((always_inline)) void NAME##_conj_body(CVX_MIXC_ARGS(T)) \
+static inline CVX_ALWAYS_INLINE void NAME##_conj_body(CVX_MIXC_ARGS(T))             \
 {                                                                                   \
     T a[2 * CVX_MIX_BLOCK];                                                         \
     for (ptrdiff_t b0 = 0; b0 < B; b0 += CVX_MIX_BLOCK) {                           \

@@ -42,6 +42,7 @@ def fft_mix(const floating[:, :, :, ::1] x,   # IN  (N, C, T, 2B): spectra of N 
             for it in range(items):
                 _mix_item(xp, wp, yp, C, T, B, F, Cg, Fg, it)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
@@ -81,6 +82,7 @@ def fft_mix_grad(const floating[:, :, :, ::1] g,  # IN  (N, F, T, 2B): the outpu
             for it in range(items):
                 _mix_grad_item(gp, xp, ap, N, C, T, B, F, Cg, Fg, it)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)

@@ -352,20 +352,15 @@ CVX_DEFINE_PACK(double, f64_v1, )
 /* ---------------------------------------------------------------------- */
 
 #define CVX_DEFINE_GEMM(NAME, S, T, VB, ATTR, PANELS)                               \
-typedef T NAME##_vt __attribute__((vector_size(VB)));                               \
+CVX_VECTOR_TYPE(T, NAME##_vt, VB);                                                  \
 enum { NAME##_VL = VB / sizeof(T), NAME##_NR = CVX_NV * (VB / sizeof(T)) };         \
-                                                                                    \
-ATTR static inline __attribute__((always_inline)) NAME##_vt NAME##_load(const T *p) \
-{ NAME##_vt v; memcpy(&v, p, sizeof v); return v; }                                 \
-ATTR static inline __attribute__((always_inline)) void NAME##_store(T *p, NAME##_vt v)\
-{ memcpy(p, &v, sizeof v); }                                                        \
                                                                                     \
 /* C[0:m, 0:n] (=|+=) bias + a (R x kc, R = P*MR rows: P micro-panels,   */     \
 /* pa apart; element (i, k) of a panel at a[i*ia + k*ka]; packed, ka = MR  */     \
 /* and ia = 1; read in place, ka = 1 and ia = its row step; rows past m    */     \
 /* read row m - 1, whose sums are dropped) . b (kc x NR, rows ldb apart).  */     \
 /* P (1 or 2) is a constant once inlined.                                  */     \
-ATTR static inline __attribute__((always_inline)) void NAME##_micro(                \
+ATTR static inline CVX_ALWAYS_INLINE void NAME##_micro(                             \
     ptrdiff_t kc, const T *restrict a, ptrdiff_t ia, ptrdiff_t ka, ptrdiff_t pa,    \
     const T *restrict b, ptrdiff_t ldb, T *c,                                       \
     ptrdiff_t ldc, int accumulate, const T *bias, ptrdiff_t m, ptrdiff_t n,         \
@@ -377,28 +372,32 @@ ATTR static inline __attribute__((always_inline)) void NAME##_micro(            
     const T *ar[RMAX];                                                              \
     for (int i = 0; i < R; i++) {                                                   \
         const T b0 = bias && i < m ? bias[i] : (T)0;                                \
-        for (int v = 0; v < CVX_NV; v++) acc[i][v] = (NAME##_vt){0} + b0;           \
+        for (int v = 0; v < CVX_NV; v++) acc[i][v] = CVX_V0ADD(NAME##_vt, b0);      \
         const ptrdiff_t r = i < m ? i : m - 1;                                      \
         ar[i] = a + r / CVX_MR * pa + r % CVX_MR * ia;                              \
     }                                                                               \
     for (ptrdiff_t k = 0; k < kc; k++) {                                            \
         NAME##_vt bv[CVX_NV];                                                       \
-        for (int v = 0; v < CVX_NV; v++) bv[v] = NAME##_load(b + k * ldb + v * VL); \
+        for (int v = 0; v < CVX_NV; v++) bv[v] = CVX_VLD(NAME##_vt, b + k * ldb + v * VL); \
         for (int i = 0; i < R; i++) {                                               \
-            const NAME##_vt ai = ar[i][k * ka] - (NAME##_vt){0}; /* broadcast */    \
-            for (int v = 0; v < CVX_NV; v++) acc[i][v] += ai * bv[v];               \
+            const NAME##_vt ai = CVX_VSUB0(NAME##_vt, ar[i][k * ka]); /* broadcast */ \
+            for (int v = 0; v < CVX_NV; v++) CVX_VMAC(acc[i][v], ai, bv[v]);        \
         }                                                                           \
     }                                                                               \
     if (m == R && n == NR) {                                                        \
         for (int i = 0; i < R; i++)                                                 \
             for (int v = 0; v < CVX_NV; v++) {                                      \
                 T *p = c + i * ldc + v * VL;                                        \
-                NAME##_store(p, accumulate ? NAME##_load(p) + acc[i][v] : acc[i][v]);\
+                if (accumulate) {                                                   \
+                    const NAME##_vt cv = CVX_VLD(NAME##_vt, p);                     \
+                    CVX_VADD(acc[i][v], cv, acc[i][v]);                             \
+                }                                                                   \
+                CVX_VST(p, acc[i][v]);                                              \
             }                                                                       \
     } else {                                                                        \
         T tmp[RMAX][NR];                                                            \
         for (int i = 0; i < R; i++)                                                 \
-            for (int v = 0; v < CVX_NV; v++) NAME##_store(tmp[i] + v * VL, acc[i][v]);\
+            for (int v = 0; v < CVX_NV; v++) CVX_VST(tmp[i] + v * VL, acc[i][v]);   \
         for (ptrdiff_t i = 0; i < m; i++)                                           \
             for (ptrdiff_t j = 0; j < n; j++)                                       \
                 c[i * ldc + j] = accumulate ? c[i * ldc + j] + tmp[i][j] : tmp[i][j];\

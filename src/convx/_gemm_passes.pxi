@@ -29,7 +29,8 @@ cdef Geom _geom(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
     return G
 
 
-cdef cvx_operand _image(const void* x, const Geom* G, Py_ssize_t p0, bint transposed) noexcept nogil:
+cdef cvx_operand _image(const void* x, const Geom* G, Py_ssize_t p0,
+                        bint transposed) noexcept nogil:
     """One group's channels of an image, read as its im2col matrix (or that
     matrix transposed) from output position p0 on."""
     cdef cvx_operand op
@@ -131,8 +132,10 @@ cdef void _forward_item(const floating* x, const floating* wpack, const floating
     B = _image(x + (n * G.C + g * G.Cg) * G.H * G.W, G, p0, False)
     if G.pointwise:
         B.p = <const floating*> B.p + p0
+    if bias != NULL:
+        bias = bias + f0
     _gemm(_min(mb, G.Fg - m0), np_, G.K, &A, &B, <floating*> NULL, bbuf,
-          out + (n * G.F + f0) * G.P + p0, G.P, 0, NULL if bias == NULL else bias + f0, stop)
+          out + (n * G.F + f0) * G.P + p0, G.P, 0, bias, stop)
 
 
 def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
@@ -175,6 +178,7 @@ def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
                 _forward_item(xp, scratch, b, op, scratch + shared, &G, nb, nblk, mb, nmb, it,
                               stop)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
@@ -308,6 +312,7 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
                     break
                 _input_grad_item(gp, scratch, dp, scratch + shared, &G, nb, cc, nchunk, it, stop)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
@@ -365,7 +370,8 @@ cdef void _weight_grad_item(const floating* x, const floating* gout, const Py_ss
 def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                      const floating[:, :, :, ::1] gout,   # IN  (N, F, OH, OW)
                      floating[:, :, :, ::1] dw,           # OUT (F, C // G, KH, KW)
-                     floating[::1] work,                  # scratch: weight_grad_scratch x nt, or None
+                     floating[::1] work,                  # scratch: weight_grad_scratch x nt,
+                                                          # or None
                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw_,
                      Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups,
                      Py_ssize_t nb, Py_ssize_t ipb, Py_ssize_t kb, const Py_ssize_t[::1] off,
@@ -384,7 +390,9 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                         gout.shape[2], gout.shape[3], sh, sw, dh, dw_, pt, pl, groups)
     cdef floating stack[_STACK_SCRATCH]
     cdef floating* scratch = _scratch(work, stack)
-    cdef const Py_ssize_t* offp = NULL if off is None else &off[0]
+    cdef const Py_ssize_t* offp = NULL
+    if off is not None:
+        offp = &off[0]
     cdef Py_ssize_t size = G.F * G.K, nblk = (G.P + nb - 1) // nb, N = x.shape[0]
     cdef Py_ssize_t nkb = (G.K + kb - 1) // kb
     cdef Py_ssize_t per = size + (((0 if G.pointwise else G.K * ipb * nb)) if offp != NULL
@@ -407,6 +415,8 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                 _weight_grad_item(xp, gp, offp, scratch, scratch + size, &G, N, nb, ipb, nblk,
                                   kb, nkb, it, stop)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
+        mine = scratch
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)

@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(_WIN32)
 #define CVX_EXPORT __declspec(dllexport)
@@ -53,12 +54,93 @@ static int cvx_interrupted = 0;
 #define CVX_STOPPED(stop) CVX_LOAD(stop)
 
 /* ---------------------------------------------------------------------- */
+/* Vectors.  CVX_HAVE_GCC_VECTOR: the kernels' vectors are GCC's vector    */
+/* extensions (GCC and clang), and on x86-64 GCC picks the instruction set  */
+/* at run time (CVX_X86_DISPATCH).  Elsewhere (MSVC), or built with         */
+/* CVX_PORTABLE=1 (setup.py: CONVX_PORTABLE=1), a vector is a struct of     */
+/* lanes and its arithmetic plain C loops over them (the compiler may       */
+/* vectorise them): each lane gets the same operations in the same order,   */
+/* so the same sums as the vector code at the baseline level.  The kernels  */
+/* spell their vector arithmetic with these macros:                         */
+/*   CVX_VECTOR_TYPE(T, VT, BYTES)  typedef VT: BYTES bytes of T            */
+/*   CVX_LANE(v, l)                 lane l of v (an lvalue)                 */
+/*   CVX_VZERO(VT)                  a vector of zeros                       */
+/*   CVX_VSUB0(VT, s), CVX_V0ADD(VT, s)  s broadcast, as s - 0 and 0 + s    */
+/*   CVX_VLD(VT, p), CVX_VST(p, v)  unaligned load and store                */
+/*   CVX_VMAC(acc, a, b)            acc += a * b                            */
+/*   CVX_VADD(d, a, b)              d = a + b                               */
+/*   CVX_VMASK(VT, IVT, x, m)       x's lanes where m's (IVT) are 0 set to 0 */
+/* ---------------------------------------------------------------------- */
+#if defined(__GNUC__) && !(defined(CVX_PORTABLE) && CVX_PORTABLE)
+#define CVX_HAVE_GCC_VECTOR 1
+#else
+#define CVX_HAVE_GCC_VECTOR 0
+#endif
+
+/* (MSVC: none; its __forceinline beside `static inline` is warning C4141) */
+#if defined(__GNUC__)
+#define CVX_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define CVX_ALWAYS_INLINE
+#endif
+#if defined(_MSC_VER) && !defined(__clang__) && !defined(restrict)
+#define restrict __restrict
+#endif
+
+#if CVX_HAVE_GCC_VECTOR
+#define CVX_VECTOR_TYPE(T, VT, BYTES) typedef T VT __attribute__((vector_size(BYTES)))
+#define CVX_LANE(v, l) ((v)[l])
+#define CVX_VZERO(VT) ((VT){0})
+#define CVX_VSUB0(VT, s) ((s) - (VT){0})
+#define CVX_V0ADD(VT, s) ((VT){0} + (s))
+/* Macros, not functions: on the x86-64 baseline a function that takes or
+ * returns a 32-byte vector has an ABI that differs from AVX code's, and GCC
+ * warns of it (-Wpsabi), even for a function always inlined. */
+#define CVX_VLD(VT, p) __extension__ ({ VT cvx_v_; memcpy(&cvx_v_, (p), sizeof cvx_v_); cvx_v_; })
+#define CVX_VST(p, v) __extension__ ({ __typeof__(v) cvx_v_ = (v); memcpy((p), &cvx_v_, sizeof cvx_v_); })
+#define CVX_VMAC(acc, a, b) ((acc) += (a) * (b))
+#define CVX_VADD(d, a, b) ((d) = (a) + (b))
+#define CVX_VMASK(VT, IVT, x, m) ((x) = (VT)((IVT)(x) & (m)))
+#else
+#define CVX_NLANES(x) ((int)(sizeof(x) / sizeof((x).lane[0])))
+#define CVX_VECTOR_TYPE(T, VT, BYTES)                                               \
+typedef struct { T lane[(BYTES) / sizeof(T)]; } VT;                                 \
+static inline VT VT##_sub0(T s)                                                     \
+{ VT r; for (int l = 0; l < CVX_NLANES(r); l++) r.lane[l] = s - (T)0; return r; }   \
+static inline VT VT##_0add(T s)                                                     \
+{ VT r; for (int l = 0; l < CVX_NLANES(r); l++) r.lane[l] = (T)0 + s; return r; }   \
+static inline VT VT##_load(const T *p) { VT r; memcpy(&r, p, sizeof r); return r; }
+#define CVX_LANE(x, l) ((x).lane[l])
+#define CVX_VZERO(VT) ((VT){{0}})
+#define CVX_VSUB0(VT, s) VT##_sub0(s)
+#define CVX_V0ADD(VT, s) VT##_0add(s)
+#define CVX_VLD(VT, p) VT##_load(p)
+#define CVX_VST(p, x) memcpy((p), &(x), sizeof(x))
+#define CVX_VMAC(acc, a, b)                                                         \
+    do {                                                                            \
+        for (int cvx_l_ = 0; cvx_l_ < CVX_NLANES(acc); cvx_l_++)                    \
+            (acc).lane[cvx_l_] += (a).lane[cvx_l_] * (b).lane[cvx_l_];              \
+    } while (0)
+#define CVX_VADD(d, a, b)                                                           \
+    do {                                                                            \
+        for (int cvx_l_ = 0; cvx_l_ < CVX_NLANES(d); cvx_l_++)                      \
+            (d).lane[cvx_l_] = (a).lane[cvx_l_] + (b).lane[cvx_l_];                 \
+    } while (0)
+#define CVX_VMASK(VT, IVT, x, m)                                                    \
+    do {                                                                            \
+        for (int cvx_l_ = 0; cvx_l_ < CVX_NLANES(x); cvx_l_++)                      \
+            if (!(m).lane[cvx_l_])                                                  \
+                (x).lane[cvx_l_] = 0;                                               \
+    } while (0)
+#endif
+
+/* ---------------------------------------------------------------------- */
 /* Instruction-set level: 4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2 and  */
 /* FMA), 1 = the compiler's baseline (and every non-x86 target, where the   */
 /* compiler's own SIMD is the baseline).                                     */
 /* ---------------------------------------------------------------------- */
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CONVX_NO_CLONES)
+#if defined(__x86_64__) && CVX_HAVE_GCC_VECTOR && !defined(__clang__) && !defined(CONVX_NO_CLONES)
 #define CVX_X86_DISPATCH 1
 #else
 #define CVX_X86_DISPATCH 0

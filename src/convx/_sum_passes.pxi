@@ -51,6 +51,7 @@ def bias_grad(const floating[:, :, ::1] g,    # IN  (N, C, P): the output gradie
                     break
                 _bias_item(gp, cell, P, nch, chunk, it)
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)

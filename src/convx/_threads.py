@@ -316,6 +316,8 @@ def show_config() -> None:
     from . import _PASSIVE
     print("  idle threads:  " + ("sleep (OMP_WAIT_POLICY=passive, convx's default)" if _PASSIVE
                                  else "as OMP_WAIT_POLICY / GOMP_SPINCOUNT say (set by you)"))
-    print(f"  SIMD kernels:  {_ISA_NAMES.get(_core.isa(), _core.isa())}")
+    kernels = ("portable C loops (no GCC vector extensions)" if _core.portable()
+               else _ISA_NAMES.get(_core.isa(), str(_core.isa())))
+    print(f"  SIMD kernels:  {kernels}")
     print("  matrix product: convx's own (no BLAS)")
     print(f"  threadpoolctl: {_THREADPOOLCTL}")

@@ -117,7 +117,7 @@ static inline ptrdiff_t cvx_wino_stride(ptrdiff_t rows, ptrdiff_t tb, ptrdiff_t 
 #define CVX_WINO_IN_PASS x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, xs
 
 #define CVX_DEFINE_WINO_IN(NAME, T, L)                                              \
-static inline __attribute__((always_inline)) int NAME##_body(CVX_WINO_IN_ARGS(T))   \
+static inline CVX_ALWAYS_INLINE int NAME##_body(CVX_WINO_IN_ARGS(T))                \
 {                                                                                   \
     T seen = 0;                                                                     \
     for (ptrdiff_t t = 0; t < ncols; t += L) {                                      \
@@ -174,7 +174,7 @@ static int NAME(CVX_WINO_IN_ARGS(T)) { return NAME##_body(CVX_WINO_IN_PASS); }
 #define CVX_WINO_OUT_PASS M, F, tb, xs, t0, nt, TH, TW, bias, out, OH, OW
 
 #define CVX_DEFINE_WINO_OUT(NAME, T, L)                                             \
-static inline __attribute__((always_inline)) void NAME##_body(CVX_WINO_OUT_ARGS(T)) \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_WINO_OUT_ARGS(T))              \
 {                                                                                   \
     for (ptrdiff_t t = 0; t < nt; t += L) {                                         \
         ptrdiff_t img[L], row[L], col[L];                                           \

@@ -27,9 +27,9 @@ cdef extern from "_winograd.h" nogil:
     void cvx_wino_out_f64(const double* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
                           Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
                           const double* bias, double* out, Py_ssize_t OH, Py_ssize_t OW)
-    void cvx_wino_weights_f32(const float* w, Py_ssize_t O, Py_ssize_t I, int flip,
+    void cvx_wino_weights_f32(const float* w, Py_ssize_t Co, Py_ssize_t I, int flip,
                               Py_ssize_t o0, float* pack)
-    void cvx_wino_weights_f64(const double* w, Py_ssize_t O, Py_ssize_t I, int flip,
+    void cvx_wino_weights_f64(const double* w, Py_ssize_t Co, Py_ssize_t I, int flip,
                               Py_ssize_t o0, double* pack)
 
 
@@ -39,14 +39,14 @@ cdef enum:
     _WINO_COLS = CVX_NR_MAX
 
 
-def winograd_scratch(Py_ssize_t C, Py_ssize_t O, Py_ssize_t groups, Py_ssize_t tb,
+def winograd_scratch(Py_ssize_t C, Py_ssize_t Co, Py_ssize_t groups, Py_ssize_t tb,
                      Py_ssize_t itemsize):
-    """(shared, per thread) scratch of conv_winograd from C input to O output
+    """(shared, per thread) scratch of conv_winograd from C input to Co output
     channels with blocks of ``tb`` tiles, in values of ``itemsize`` bytes:
     the transformed kernel, packed, then each thread's V and M."""
-    cdef Py_ssize_t Ig = C // groups, Og = O // groups
+    cdef Py_ssize_t Ig = C // groups, Og = Co // groups
     return (groups * 36 * _round_up(Og, CVX_MR) * Ig,
-            36 * (cvx_wino_stride(C, tb, itemsize) + cvx_wino_stride(O, tb, itemsize)))
+            36 * (cvx_wino_stride(C, tb, itemsize) + cvx_wino_stride(Co, tb, itemsize)))
 
 
 def winograd_cols():
@@ -56,7 +56,7 @@ def winograd_cols():
 
 cdef int _wino_item(const floating* x, const floating* pack, const floating* bias,
                     floating* out, floating* V, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
-                    Py_ssize_t O, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t groups,
+                    Py_ssize_t Co, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t groups,
                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
                     Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t item,
                     const int* stop) noexcept nogil:
@@ -64,10 +64,10 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
     Returns 1, and leaves the item's outputs unwritten, when a value of V is
     not finite (cvx_wino_in_f32)."""
     cdef Py_ssize_t t0 = item * tb, nt = _min(tb, tiles - item * tb)
-    cdef Py_ssize_t ncols = _round_up(nt, _WINO_COLS), Ig = C // groups, Og = O // groups
+    cdef Py_ssize_t ncols = _round_up(nt, _WINO_COLS), Ig = C // groups, Og = Co // groups
     cdef Py_ssize_t Mp = _round_up(Og, CVX_MR), g, xi
     cdef Py_ssize_t vs = cvx_wino_stride(C, tb, sizeof(floating))
-    cdef Py_ssize_t ms = cvx_wino_stride(O, tb, sizeof(floating))
+    cdef Py_ssize_t ms = cvx_wino_stride(Co, tb, sizeof(floating))
     cdef floating* M = V + 36 * vs
     cdef cvx_operand A, B
     if floating is float:
@@ -86,16 +86,16 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
                      M + xi * ms + g * Og * tb, tb, 0, NULL, stop):
                 return 0
     if floating is float:
-        cvx_wino_out_f32(M, O, tb, ms, t0, nt, TH, TW, bias, out, OH, OW)
+        cvx_wino_out_f32(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW)
     else:
-        cvx_wino_out_f64(M, O, tb, ms, t0, nt, TH, TW, bias, out, OH, OW)
+        cvx_wino_out_f64(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW)
     return 0
 
 
 def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
-                  const floating[:, :, :, ::1] w,   # IN  (O, C//G, 3, 3); flip: (C, O//G, 3, 3)
-                  const floating[::1] bias,         # IN  (O,), or None
-                  floating[:, :, :, ::1] out,       # OUT (N, O, OH, OW), every cell written
+                  const floating[:, :, :, ::1] w,   # IN  (Co, C//G, 3, 3); flip: (C, Co//G, 3, 3)
+                  const floating[::1] bias,         # IN  (Co,), or None
+                  floating[:, :, :, ::1] out,       # OUT (N, Co, OH, OW), every cell written
                   floating[::1] work,               # scratch: winograd_scratch
                   int[::1] found,                   # OUT (1,): 1 if not all finite
                   Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, bint flip,
@@ -110,12 +110,12 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     compute another way; else 0.  With ``transformed``, work already holds
     the transformed kernel (a previous call's, with the same w and sizes)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t O = out.shape[1], OH = out.shape[2], OW = out.shape[3]
-    cdef Py_ssize_t Ig = C // groups, Og = O // groups, Mp = _round_up(Og, CVX_MR)
+    cdef Py_ssize_t Co = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t Ig = C // groups, Og = Co // groups, Mp = _round_up(Og, CVX_MR)
     cdef Py_ssize_t TH = (OH + 3) // 4, TW = (OW + 3) // 4, tiles = N * TH * TW
     cdef Py_ssize_t items = (tiles + tb - 1) // tb
     cdef Py_ssize_t per = 36 * (cvx_wino_stride(C, tb, sizeof(floating))
-                                + cvx_wino_stride(O, tb, sizeof(floating)))
+                                + cvx_wino_stride(Co, tb, sizeof(floating)))
     cdef Py_ssize_t it, g, o, tid
     cdef floating* pack = &work[0]
     cdef floating* scratch = pack + groups * 36 * Mp * Ig
@@ -145,17 +145,18 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
-                if _wino_item(xp, pack, b, op, scratch, C, H, W, O, OH, OW, groups, pt, pl,
+                if _wino_item(xp, pack, b, op, scratch, C, H, W, Co, OH, OW, groups, pt, pl,
                               TH, TW, tiles, tb, it, stop):
                     bad[0] = 1
                     break
     else:
+        tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
             for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
-                    if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, O, OH, OW,
+                    if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
                                   groups, pt, pl, TH, TW, tiles, tb, it, stop):
                         CVX_STORE(bad, 1)
     return not CVX_STOPPED(stop)
@@ -175,11 +176,17 @@ def winograd_split(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                    Py_ssize_t pl, int nt):
     """xs[(n*dh + r)*dw + s, c, m, k] = x[n0 + n, c, dh*m + r - pt, dw*k + s - pl],
     zero outside x: the phase images of x's images n0 .. n0 + nb."""
-    cdef Py_ssize_t H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t Cx = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t P = xs.shape[0], C = xs.shape[1], Hp = xs.shape[2], Wp = xs.shape[3]
     cdef Py_ssize_t it, n, r, s, c, m, k, i, j
     cdef const floating* src
     cdef floating* dst
+    # the loop reads and writes through pointers: an index that can raise
+    # inside prange (boundscheck, in CONVX_DEBUG=1 builds) gives the parallel
+    # block an error path whose private line numbers GCC sees as
+    # maybe-uninitialized
+    cdef const floating* xp = _data4(x)
+    cdef floating* xsp = <floating*> _data4(xs)
     with nogil:
         nt = _team(nt)
         for it in prange(P * C, schedule="static", num_threads=nt):
@@ -188,36 +195,40 @@ def winograd_split(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             s = it // C % dw
             c = it % C
             for m in range(Hp):
-                dst = &xs[it // C, c, m, 0]
+                dst = xsp + (it * Hp + m) * Wp        # &xs[it // C, c, m, 0]
                 i = dh * m + r - pt
                 if i < 0 or i >= H:
                     for k in range(Wp):
                         dst[k] = 0
                     continue
-                src = &x[n0 + n, c, i, 0]
+                src = xp + (((n0 + n) * Cx + c) * H + i) * W   # &x[n0 + n, c, i, 0]
                 for k in range(Wp):
                     j = dw * k + s - pl
                     dst[k] = src[j] if 0 <= j < W else 0
 
 
-def winograd_merge(const floating[:, :, :, ::1] ys,  # IN  (nb*dh*dw, O, OHp, OWp)
-                   floating[:, :, :, ::1] out,       # OUT (N, O, OH, OW)
+def winograd_merge(const floating[:, :, :, ::1] ys,  # IN  (nb*dh*dw, Co, OHp, OWp)
+                   floating[:, :, :, ::1] out,       # OUT (N, Co, OH, OW)
                    Py_ssize_t n0, Py_ssize_t dh, Py_ssize_t dw, int nt):
     """out[n0 + n, o, dh*u + r, dw*v + s] = ys[(n*dh + r)*dw + s, o, u, v]: every
     cell of out's images n0 .. n0 + nb from the phase results."""
-    cdef Py_ssize_t nb = ys.shape[0] // (dh * dw), O = out.shape[1]
+    cdef Py_ssize_t nb = ys.shape[0] // (dh * dw), Co = out.shape[1]
     cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t OHp = ys.shape[2], OWp = ys.shape[3]
     cdef Py_ssize_t it, n, o, i, s, v
     cdef const floating* src
     cdef floating* dst
+    cdef const floating* ysp = _data4(ys)      # pointers: as in winograd_phases
+    cdef floating* outp = <floating*> _data4(out)
     with nogil:
         nt = _team(nt)
-        for it in prange(nb * O * OH, schedule="static", num_threads=nt):
-            n = it // (O * OH)
-            o = it // OH % O
+        for it in prange(nb * Co * OH, schedule="static", num_threads=nt):
+            n = it // (Co * OH)
+            o = it // OH % Co
             i = it % OH
-            dst = &out[n0 + n, o, i, 0]
+            dst = outp + (((n0 + n) * Co + o) * OH + i) * OW     # &out[n0 + n, o, i, 0]
             for s in range(dw):
-                src = &ys[(n * dh + i % dh) * dw + s, o, i // dh, 0]
+                # &ys[(n * dh + i % dh) * dw + s, o, i // dh, 0]
+                src = ysp + ((((n * dh + i % dh) * dw + s) * Co + o) * OHp + i // dh) * OWp
                 for v in range((OW - s + dw - 1) // dw):
                     dst[s + v * dw] = src[v]
