@@ -1,7 +1,7 @@
 """convx against an earlier convx, side by side in one process.
 
     python benchmarks/ab.py REV [--overhead] [--passes] [--threads N] [--rounds N]
-                                [--filter WORDS] [--markdown PATH]
+                                [--filter WORDS] [--method M] [--markdown PATH]
 
 Builds revision REV of this repository (a commit, tag or branch) into a
 scratch directory as a package named ``convx_ab`` (its extension module is
@@ -112,6 +112,17 @@ SHAPES = [  # name, x shape, w shape, stride, padding, groups
     ("stem 7x7/2", (8, 3, 64, 64), (32, 3, 7, 7), 2, 3, 1),
     ("lenet-2", (64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),
     ("depthwise", (8, 64, 56, 56), (64, 1, 3, 3), 1, 1, 64),
+    ("depthwise 5x5", (8, 96, 28, 28), (96, 1, 5, 5), 1, 2, 96),
+    ("depthwise 7x7 images", (32, 144, 7, 7), (144, 1, 5, 5), 1, 2, 144),
+    ("depthwise 14x14 images", (4, 256, 14, 14), (256, 1, 3, 3), 1, 1, 256),
+    ("depthwise 7x7 kernel", (8, 24, 64, 64), (24, 1, 7, 7), 1, 3, 24),
+    ("depthwise stride 2", (8, 96, 56, 56), (96, 1, 3, 3), 2, 1, 96),
+    ("plain 3x3", (16, 1, 256, 256), (1, 1, 3, 3), 1, 1, 1),
+    ("plain 1-D k5", (64, 1, 16384), (1, 1, 5), 1, 2, 1),
+    ("plain 11x11", (8, 1, 128, 128), (1, 1, 11, 11), 1, 5, 1),
+    ("plain 15x15", (4, 1, 256, 256), (1, 1, 15, 15), 1, 7, 1),
+    ("plain 1-D k127", (16, 1, 16384), (1, 1, 127), 1, 63, 1),
+    ("plain 1-D k255", (8, 1, 32768), (1, 1, 255), 1, 127, 1),
     ("4 groups", (8, 64, 28, 28), (64, 16, 3, 3), 1, 1, 4),
 ]
 
@@ -129,21 +140,26 @@ def pass_calls(m, x, w, g, kw):
             "weight grad": lambda: fw(x, w.shape, g, **kw)}
 
 
-def passes(a, b, rounds, filt, settle):
+def passes(a, b, rounds, filt, settle, method="auto"):
     rng = np.random.default_rng(0)
     rows, ratios = [], []
     for name, xs, ws, st, pd, gr in SHAPES:
         for dt in ("float32", "float64"):
             x = rng.standard_normal(xs).astype(dt)
             w = rng.standard_normal(ws).astype(dt)
-            kw = dict(stride=st, padding=pd, groups=gr)
-            g = rng.standard_normal(pass_calls(b, x, w, None, kw)["forward"]().shape).astype(dt)
+            kw = dict(stride=st, padding=pd, groups=gr, method=method)
+            shape = pass_calls(b, x, w, None, dict(kw, method="auto"))["forward"]().shape
+            g = rng.standard_normal(shape).astype(dt)
             fa, fb = pass_calls(a, x, w, g, kw), pass_calls(b, x, w, g, kw)
             for p in ("forward", "input grad", "weight grad"):
                 key = f"{name} {p} {dt}"
-                if filt and not all(word in key for word in filt.split(",")):
+                if filt and not any(all(word in key for word in alt.split(","))
+                                    for alt in filt.split("|")):
                     continue
-                ra, rb = fa[p](), fb[p]()
+                try:
+                    ra, rb = fa[p](), fb[p]()
+                except ValueError:   # ConvxValueError: method= does not apply here
+                    continue
                 tol = 1e-4 if dt == "float32" else 1e-10
                 agree = np.allclose(ra, rb, rtol=tol, atol=tol * float(np.abs(ra).max()))
                 t = _sample(fb[p], 1)
@@ -183,7 +199,10 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="threads for both builds")
     ap.add_argument("--rounds", type=int, default=None, metavar="N")
     ap.add_argument("--filter", default="", metavar="WORDS",
-                    help="only the pass cases whose name has all these comma-separated words")
+                    help="only the pass cases whose name has all these comma-separated "
+                         "words (alternatives separated by |)")
+    ap.add_argument("--method", default="auto",
+                    help="the method= both builds are called with (default auto)")
     ap.add_argument("--settle", type=float, default=0.25, metavar="S",
                     help="pause after each pass sample (OpenBLAS's threads spin after calls)")
     ap.add_argument("--markdown", metavar="PATH", help="also write the tables to PATH")
@@ -219,7 +238,8 @@ def main():
                       f"Median over {args.rounds or 45} rounds of 2,000 calls of each case.", "",
                       report.md_table(_dicts(head, rows)), ""]
         if args.passes:
-            head, rows, geo = passes(a, b, args.rounds or 7, args.filter, args.settle)
+            head, rows, geo = passes(a, b, args.rounds or 7, args.filter, args.settle,
+                                     args.method)
             print(report.text_table(_dicts(head, rows)))
             print(f"geometric mean REV/this: {geo:.3f}")
             lines += ["## Passes", "",

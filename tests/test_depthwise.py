@@ -20,6 +20,9 @@ CASES = [  # (x shape, (KH, KW), stride, padding (per side), dilation)
     ((1, 2, 40, 3), (3, 3), 1, 0, 1),                 # narrower than a vector
     ((9, 2, 20, 21), (3, 3), 1, 1, 1),                # two channels: the weight gradient's
     ((5, 3, 13, 40), (5, 5), (3, 1), 2, (1, 2)),      # images in pieces
+    ((2, 2, 1, 9001), (1, 9), 1, (0, 4), 1),          # weight gradient: columns in tiles
+    ((2, 3, 70, 300), (5, 5), 1, 2, 1),               # weight gradient: rows in tiles
+    ((1, 1, 40, 200), (15, 15), 1, 7, 1),             # a large kernel, wide vectors
 ]
 
 
@@ -133,13 +136,13 @@ def test_strip_gives_the_bits_of_row_by_row(x_shape, k, padding, dilation, dtype
                                                  (2, 1, 1)])
 def test_every_output_has_the_same_bits_in_any_block(k, dilation, stride, dtype):
     """Each output sums bias, then its taps in (p, q) order, whether it lies
-    in a block of 4 vectors, in the vectors after it (the last moved left to
+    in a block of vectors, in the vectors after it (the last moved left to
     end at the row's end, overlapping), in a pair of rows that share their
     loads (unit vertical stride and dilation) or alone, or tap by tap in a
     row narrower than a vector: cropping the image, which moves every
     output into other blocks, changes no bit of the outputs that remain."""
     rng = np.random.default_rng(k * 10 + dilation + 100 * stride)
-    x = rng.standard_normal((2, 3, 15, 70)).astype(dtype)
+    x = rng.standard_normal((2, 3, 15, 150)).astype(dtype)
     w = rng.standard_normal((3, 1, k, k)).astype(dtype)
     b = rng.standard_normal(3).astype(dtype)
     geometry = dict(stride=(stride, 1), dilation=dilation, groups=3)
@@ -148,7 +151,8 @@ def test_every_output_has_the_same_bits_in_any_block(k, dilation, stride, dtype)
     assert plan[1].name == "depthwise"
     whole = convx.conv2d(x, w, b, **geometry)
     span = (k - 1) * dilation + 1
-    for width in list(range(span, span + 18)) + [40, 41, 47, 63, 69]:
+    # up to past a block of 8 wide vectors (x86-64-v4: 64 doubles, 128 floats)
+    for width in list(range(span, span + 18)) + [40, 41, 47, 63, 69, 129, 140, 150]:
         for height in (span, span + 1, span + 2, 12, 15):
             got = convx.conv2d(np.ascontiguousarray(x[:, :, :height, :width]), w, b, **geometry)
             assert np.array_equal(got, whole[:, :, :got.shape[2], :got.shape[3]]), (width, height)
@@ -161,7 +165,7 @@ def test_weight_grad_row_ends_keep_the_rule(dtype):
     and in the image alike: a non-finite value there reaches exactly the
     taps that read it, at every width."""
     rng = np.random.default_rng(9)
-    for width in range(3, 40, 3):
+    for width in list(range(3, 40, 3)) + [47, 64, 71, 100]:   # the wide vectors too
         for k in (3, 5):
             x = rng.standard_normal((2, 3, 6, width)).astype(dtype)
             where = (rng.integers(2), rng.integers(3), rng.integers(6), rng.integers(width))

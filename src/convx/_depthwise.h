@@ -7,12 +7,12 @@
  *
  * for 0 <= i < rows and ja <= j < jb, where xpad is the channel with its
  * zero border (rows Wp apart) and ``out`` points at row 0 of the block (rows
- * OW apart).  Along each output row, blocks of CVX_DW_BLOCK bytes of
- * outputs (32 floats, 16 doubles) start at the bias and get one
+ * OW apart).  Along each output row, blocks of NVMAX vectors of outputs
+ * (128 bytes; 512 in the wide variant, x86-64-v4's) start at the bias and get one
  * multiply-add per tap, taps in (p, q) order, in vector registers, reading
  * every input row where it lies (no packing, no channel block to fill: the
  * direct kernel's blocks of 4 output channels would be 3/4 padding here);
- * the rest of the row takes one to four vectors, the last moved left to end
+ * the rest of the row takes one to NVMAX vectors, the last moved left to end
  * at the row's end (overlapping the one before it, whose values it stores
  * again), so that a 28-wide row is 4 independent chains, not 3 chains one
  * after another and 4 columns tap by tap; a row narrower than a vector gets
@@ -37,11 +37,20 @@
 
 #include "_runtime.h"
 
-/* Bytes of outputs kept in registers while the taps are summed: CVX_DW_NV
- * vectors of 32 bytes (32 floats, 16 doubles; two SSE registers each on the
- * baseline). */
-#define CVX_DW_BLOCK 128
-#define CVX_DW_NV 4
+/* Each variant of the kernel keeps up to NVMAX vectors of VB bytes of
+ * outputs in registers while the taps are summed (two rows' worth where
+ * rows are paired).  The narrow variant (32-byte vectors, 4 of them: two
+ * SSE registers each on the baseline) runs on every level; on x86-64-v4
+ * the wide one (64-byte vectors, 8 of them: 16 accumulators, 8 inputs and
+ * 2 weights of its 32 registers where rows are paired) takes rows at least
+ * one of its vectors wide: twice the lanes per instruction and twice the
+ * independent chains, which a kernel of many taps (compute bound) needs
+ * to keep both multiply-add units busy.  The sums are the same per lane
+ * in both: the same bits. */
+#define CVX_DW_NARROW_VB 32
+#define CVX_DW_NARROW_NV 4
+#define CVX_DW_WIDE_VB 64
+#define CVX_DW_WIDE_NV 8
 
 #define CVX_DW_ARGS(T)                                                              \
     const T *xpad, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
@@ -49,143 +58,175 @@
     ptrdiff_t rows, ptrdiff_t ja, ptrdiff_t jb
 #define CVX_DW_PASS xpad, Wp, w, KH, KW, sh, dh, dw, bias, out, OW, rows, ja, jb
 
+/* The rest of a row, nv vectors (1 <= nv <= NVMAX), by a block of that many. */
+#define CVX_DW_TAIL4(V, b0, o0, nv, R)                                              \
+    switch (nv) {                                                                   \
+    case 1: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 1, R); break;  \
+    case 2: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 2, R); break;  \
+    case 3: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 3, R); break;  \
+    default: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 4, R); break; \
+    }
+#define CVX_DW_TAIL8(V, b0, o0, nv, R)                                              \
+    switch (nv) {                                                                   \
+    case 1: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 1, R); break;  \
+    case 2: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 2, R); break;  \
+    case 3: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 3, R); break;  \
+    case 4: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 4, R); break;  \
+    case 5: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 5, R); break;  \
+    case 6: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 6, R); break;  \
+    case 7: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 7, R); break;  \
+    default: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 8, R); break; \
+    }
 
-#define CVX_DEFINE_DEPTHWISE(NAME, T)                                               \
-CVX_VECTOR_TYPE(T, NAME##_vt, CVX_DW_BLOCK / CVX_DW_NV);                            \
+/* One variant V of the kernel for T: vectors of VB bytes, blocks of up to
+ * NVMAX of them, TAIL the switch above for NVMAX. */
+#define CVX_DEFINE_DEPTHWISE_VARIANT(V, T, VB, NVMAX, TAIL)                         \
+CVX_VECTOR_TYPE(T, V##_vt, VB);                                                     \
 /* Where vector v of NV starts: v*VL, the last at ``last``.               */     \
-static inline CVX_ALWAYS_INLINE ptrdiff_t NAME##_at(int v, const int NV,            \
-                                                                 ptrdiff_t last)    \
+static inline CVX_ALWAYS_INLINE ptrdiff_t V##_at(int v, const int NV, ptrdiff_t last) \
 {                                                                                   \
-    return v < NV - 1 ? v * (ptrdiff_t)(CVX_DW_BLOCK / CVX_DW_NV / sizeof(T)) : last; \
+    return v < NV - 1 ? v * (ptrdiff_t)(VB / sizeof(T)) : last;                     \
 }                                                                                   \
 /* NV vectors of outputs, at o + v*VL and the last at o + last, summed    */     \
 /* over the taps in registers (NV independent chains of multiply-adds); */      \
 /* the last may overlap the one before it, and store its values again.  */      \
-/* (NV independent chains of multiply-adds); vectors may overlap, and then */     \
-/* store the same values twice.                                             */     \
-static inline CVX_ALWAYS_INLINE void NAME##_vectors(                                \
+static inline CVX_ALWAYS_INLINE void V##_vectors(                                   \
     const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
     ptrdiff_t dh, ptrdiff_t dw, T bias, T *o, ptrdiff_t last, const int NV)         \
 {                                                                                   \
-    NAME##_vt acc[CVX_DW_NV];                                                       \
-    for (int v = 0; v < NV; v++) acc[v] = CVX_V0ADD(NAME##_vt, bias);               \
+    V##_vt acc[NVMAX];                                                              \
+    for (int v = 0; v < NV; v++) acc[v] = CVX_V0ADD(V##_vt, bias);                  \
     for (ptrdiff_t p = 0; p < KH; p++) {                                            \
         const T *row = base + p * dh * Wp;                                          \
         for (ptrdiff_t q = 0; q < KW; q++) {                                        \
-            const NAME##_vt wv = CVX_V0ADD(NAME##_vt, w[p * KW + q]);               \
+            const V##_vt wv = CVX_V0ADD(V##_vt, w[p * KW + q]);                     \
             const T *s = row + q * dw;                                              \
             for (int v = 0; v < NV; v++) {                                          \
-                NAME##_vt x;                                                        \
-                memcpy(&x, s + NAME##_at(v, NV, last), sizeof x);                   \
+                V##_vt x;                                                           \
+                memcpy(&x, s + V##_at(v, NV, last), sizeof x);                      \
                 CVX_VMAC(acc[v], wv, x);                                            \
             }                                                                       \
         }                                                                           \
     }                                                                               \
     for (int v = 0; v < NV; v++)                                                    \
-        memcpy(o + NAME##_at(v, NV, last), &acc[v], sizeof acc[v]);                 \
+        memcpy(o + V##_at(v, NV, last), &acc[v], sizeof acc[v]);                    \
 }                                                                                   \
                                                                                     \
 /* The same for two output rows at once, o and o + OW, at unit vertical    */     \
 /* stride and dilation: input row r serves tap row r of the first and r - 1 */     \
 /* of the second, so each vector of it is loaded once for both (each output */     \
 /* still sums its taps in (p, q) order: the same bits as row by row).       */     \
-static inline CVX_ALWAYS_INLINE void NAME##_vectors2(                               \
+static inline CVX_ALWAYS_INLINE void V##_vectors2(                                  \
     const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
     ptrdiff_t dw, T bias, T *o, ptrdiff_t OW, ptrdiff_t last, const int NV)         \
 {                                                                                   \
-    NAME##_vt a0[CVX_DW_NV], a1[CVX_DW_NV];                                         \
-    for (int v = 0; v < NV; v++) a0[v] = a1[v] = CVX_V0ADD(NAME##_vt, bias);        \
+    V##_vt a0[NVMAX], a1[NVMAX];                                                    \
+    for (int v = 0; v < NV; v++) a0[v] = a1[v] = CVX_V0ADD(V##_vt, bias);           \
     for (ptrdiff_t r = 0; r <= KH; r++) {                                           \
         const T *row = base + r * Wp;                                               \
         for (ptrdiff_t q = 0; q < KW; q++) {                                        \
             const T *s = row + q * dw;                                              \
-            NAME##_vt x[CVX_DW_NV];                                                 \
+            V##_vt x[NVMAX];                                                        \
             for (int v = 0; v < NV; v++)                                            \
-                memcpy(&x[v], s + NAME##_at(v, NV, last), sizeof x[v]);            \
+                memcpy(&x[v], s + V##_at(v, NV, last), sizeof x[v]);                \
             if (r < KH) {                                                           \
-                const NAME##_vt w0 = CVX_V0ADD(NAME##_vt, w[r * KW + q]);           \
+                const V##_vt w0 = CVX_V0ADD(V##_vt, w[r * KW + q]);                 \
                 for (int v = 0; v < NV; v++) CVX_VMAC(a0[v], w0, x[v]);             \
             }                                                                       \
             if (r > 0) {                                                            \
-                const NAME##_vt w1 = CVX_V0ADD(NAME##_vt, w[(r - 1) * KW + q]);     \
+                const V##_vt w1 = CVX_V0ADD(V##_vt, w[(r - 1) * KW + q]);           \
                 for (int v = 0; v < NV; v++) CVX_VMAC(a1[v], w1, x[v]);             \
             }                                                                       \
         }                                                                           \
     }                                                                               \
     for (int v = 0; v < NV; v++) {                                                  \
-        memcpy(o + NAME##_at(v, NV, last), &a0[v], sizeof a0[v]);                   \
-        memcpy(o + OW + NAME##_at(v, NV, last), &a1[v], sizeof a1[v]);              \
+        memcpy(o + V##_at(v, NV, last), &a0[v], sizeof a0[v]);                      \
+        memcpy(o + OW + V##_at(v, NV, last), &a1[v], sizeof a1[v]);                 \
     }                                                                               \
 }                                                                                   \
                                                                                     \
 /* NV vectors of one output row (R = 1), or of two (R = 2).               */     \
-static inline CVX_ALWAYS_INLINE void NAME##_block(                                  \
+static inline CVX_ALWAYS_INLINE void V##_block(                                     \
     const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
     ptrdiff_t dh, ptrdiff_t dw, T bias, T *o, ptrdiff_t OW, ptrdiff_t last,         \
     const int NV, const int R)                                                      \
 {                                                                                   \
     if (R == 2)                                                                     \
-        NAME##_vectors2(base, Wp, w, KH, KW, dw, bias, o, OW, last, NV);            \
+        V##_vectors2(base, Wp, w, KH, KW, dw, bias, o, OW, last, NV);               \
     else                                                                            \
-        NAME##_vectors(base, Wp, w, KH, KW, dh, dw, bias, o, last, NV);             \
+        V##_vectors(base, Wp, w, KH, KW, dh, dw, bias, o, last, NV);                \
 }                                                                                   \
                                                                                     \
-/* One output row (R = 1) or two (R = 2: unit vertical stride and dilation) */     \
-/* from row i.                                                               */    \
-static inline CVX_ALWAYS_INLINE void NAME##_rows(CVX_DW_ARGS(T),                    \
-                                                              ptrdiff_t i, const int R) \
+/* Output columns ja..jb of one row (R = 1) or two (R = 2: unit vertical   */     \
+/* stride and dilation) from row i, in vectors: jb - ja >= VL.            */     \
+static inline CVX_ALWAYS_INLINE void V##_rows(CVX_DW_ARGS(T), ptrdiff_t i, const int R) \
 {                                                                                   \
-    enum { JB = CVX_DW_BLOCK / sizeof(T), VL = JB / CVX_DW_NV };                    \
+    enum { VL = VB / sizeof(T), JB = VL * NVMAX };                                  \
     T *restrict o = out + i * OW;                                                   \
     const T *base = xpad + i * sh * Wp;                                             \
     ptrdiff_t j = ja;                                                               \
+    (void)rows;                                                                     \
     for (; j + JB <= jb; j += JB)   /* JB outputs in registers over the taps */    \
-        NAME##_block(base + j, Wp, w, KH, KW, dh, dw, bias, o + j, OW, JB - VL,     \
-                     CVX_DW_NV, R);                                                 \
-    if (j == jb)                                                                    \
-        return;                                                                     \
-    if (jb - ja >= VL) {   /* the rest in vectors, the last ending at jb */        \
+        V##_block(base + j, Wp, w, KH, KW, dh, dw, bias, o + j, OW, JB - VL, NVMAX, R); \
+    if (j < jb) {   /* the rest in vectors, the last ending at jb */               \
         const int nv = (int)((jb - j + VL - 1) / VL);                               \
         const ptrdiff_t last = jb - VL - j;                                         \
         const T *b0 = base + j;                                                     \
         T *o0 = o + j;                                                              \
-        switch (nv) {                                                               \
-        case 1: NAME##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 1, R); break; \
-        case 2: NAME##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 2, R); break; \
-        case 3: NAME##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 3, R); break; \
-        default: NAME##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 4, R); break; \
-        }                                                                           \
+        TAIL(V, b0, o0, nv, R)                                                      \
+    }                                                                               \
+}
+
+#define CVX_DEFINE_DEPTHWISE(NAME, T)                                               \
+CVX_DEFINE_DEPTHWISE_VARIANT(NAME##_n, T, CVX_DW_NARROW_VB, CVX_DW_NARROW_NV, CVX_DW_TAIL4) \
+CVX_DEFINE_DEPTHWISE_VARIANT(NAME##_w, T, CVX_DW_WIDE_VB, CVX_DW_WIDE_NV, CVX_DW_TAIL8) \
+typedef NAME##_n_vt NAME##_vt;                                                      \
+                                                                                    \
+/* One output row (R = 1) or two (R = 2) from row i: in the wide variant's  */    \
+/* vectors where wide and the row is one of them wide, else the narrow's,  */     \
+/* or tap by tap where the row is narrower than a narrow vector.            */     \
+static inline CVX_ALWAYS_INLINE void NAME##_rows(CVX_DW_ARGS(T), ptrdiff_t i,       \
+                                                 const int R, const int wide)       \
+{                                                                                   \
+    enum { VW = CVX_DW_WIDE_VB / sizeof(T), VN = CVX_DW_NARROW_VB / sizeof(T) };    \
+    if (wide && jb - ja >= VW) {                                                    \
+        NAME##_w_rows(CVX_DW_PASS, i, R);                                           \
         return;                                                                     \
     }                                                                               \
+    if (jb - ja >= VN) {                                                            \
+        NAME##_n_rows(CVX_DW_PASS, i, R);                                           \
+        return;                                                                     \
+    }                                                                               \
+    T *restrict o = out + i * OW;                                                   \
+    const T *base = xpad + i * sh * Wp;                                             \
     for (int r = 0; r < R; r++) {   /* narrower than a vector: tap by tap */       \
         T *restrict orow = o + r * OW;                                              \
         const T *b = base + r * sh * Wp;                                            \
-        for (ptrdiff_t jj = j; jj < jb; jj++)                                       \
+        for (ptrdiff_t jj = ja; jj < jb; jj++)                                      \
             orow[jj] = bias;                                                        \
         for (ptrdiff_t p = 0; p < KH; p++) {                                        \
             const T *row = b + p * dh * Wp;                                         \
             for (ptrdiff_t q = 0; q < KW; q++) {                                    \
                 const T wv = w[p * KW + q];                                         \
                 const T *restrict s = row + q * dw;                                 \
-                for (ptrdiff_t jj = j; jj < jb; jj++)                               \
+                for (ptrdiff_t jj = ja; jj < jb; jj++)                              \
                     orow[jj] += wv * s[jj];                                         \
             }                                                                       \
         }                                                                           \
     }                                                                               \
 }                                                                                   \
                                                                                     \
-/* pair: rows two at a time where they share input rows; x86-64-v4 only  */     \
-/* (its 32 registers hold 8 accumulators, 4 inputs and 2 weights; AVX2's   */     \
-/* 16 spilled them, and took 2.5-6x the time).                              */     \
-static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DW_ARGS(T),                    \
-                                                              const int pair)       \
+/* v4 (its 32 vector registers): rows two at a time where they share input */    \
+/* rows, and the wide variant.  AVX2's 16 registers spilled the paired     */     \
+/* blocks, which took 2.5-6x the time.                                      */     \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DW_ARGS(T), const int v4)      \
 {                                                                                   \
     ptrdiff_t i = 0;                                                                \
-    if (pair && sh == 1 && dh == 1)                                                 \
+    if (v4 && sh == 1 && dh == 1)                                                   \
         for (; i + 2 <= rows; i += 2)                                               \
-            NAME##_rows(CVX_DW_PASS, i, 2);                                         \
+            NAME##_rows(CVX_DW_PASS, i, 2, v4);                                     \
     for (; i < rows; i++)                                                           \
-        NAME##_rows(CVX_DW_PASS, i, 1);                                             \
+        NAME##_rows(CVX_DW_PASS, i, 1, v4);                                         \
 }                                                                                   \
 CVX_ISA_DISPATCH_BY(NAME, CVX_DW_ARGS(T), CVX_DW_PASS, NAME##_body, 1, 0)
 
@@ -196,13 +237,15 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
  *
  *     acc[p*KW + q] += sum_{i < rows, j < OW} xpad[(i*sh + p*dh)*Wp + j + q*dw] * g[i*OW + j]
  *
- * For each row of taps p and block of up to 4 taps q, the sums run along
- * the output rows in vector registers (two vectors of g at a time, one
- * accumulator pair per tap; then one vector; then the last OW % VL columns
- * as one vector ending at the row's end, the lanes before them zeroed in g
- * and in x alike), or one column at a time in a row narrower than a
- * vector; then each tap's lanes are added in order, then its column tail,
- * then that goes into acc.  The order depends on the shapes only: the same bits for any
+ * The image is cut into tiles of g (below).  In each tile, for each row of
+ * taps p and block of up to 4 taps q (8 in the wide variant), the sums run
+ * along the tile's rows in vector registers (two vectors of g at a time,
+ * one accumulator pair per tap; then one vector; then the last columns,
+ * fewer than a vector, as one vector ending at the tile's end, the lanes
+ * before them zeroed in g and in x alike), or one column at a time in a
+ * tile narrower than a vector; then each tap's lanes are added in order,
+ * then its column tail, then that goes into acc.  The order depends on the
+ * shapes and the instruction-set level only: the same bits for any
  * threads.  Reads stay in xpad (OW - 1 + (KW - 1)*dw < Wp). */
 #define CVX_DWW_ARGS(T)                                                             \
     const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t rows,          \
@@ -226,7 +269,7 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
         IVT keep;                                                                   \
         for (int l = 0; l < VL; l++) CVX_LANE(keep, l) = last + l >= jt ? -1 : 0;   \
         for (ptrdiff_t i = 0; i < rows; i++) {                                      \
-            const T *gr = g + i * OW;                                               \
+            const T *gr = g + i * GS;                                               \
             const T *xr = xpad + (i * sh + p * dh) * Wp + q0 * dw;                  \
             ptrdiff_t j = 0;                                                        \
             for (; j + 2 * VL <= OW; j += 2 * VL) {                                 \
@@ -276,21 +319,70 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
         }                                                                           \
     } while (0)
 
+/* The taps of tap row p, 4 at a time (8 at a time in the wide variant). */
+#define CVX_DWW_ROW4(VT, IVT, T)                                                    \
+    for (ptrdiff_t q0 = 0; q0 < KW; q0 += 4) {                                      \
+        switch (KW - q0 < 4 ? KW - q0 : 4) {                                        \
+        case 1: CVX_DWW_TAPS(VT, IVT, T, 1); break;                                 \
+        case 2: CVX_DWW_TAPS(VT, IVT, T, 2); break;                                 \
+        case 3: CVX_DWW_TAPS(VT, IVT, T, 3); break;                                 \
+        default: CVX_DWW_TAPS(VT, IVT, T, 4); break;                                \
+        }                                                                           \
+    }
+#define CVX_DWW_ROW8(VT, IVT, T)                                                    \
+    for (ptrdiff_t q0 = 0; q0 < KW; q0 += 8) {                                      \
+        switch (KW - q0 < 8 ? KW - q0 : 8) {                                        \
+        case 1: CVX_DWW_TAPS(VT, IVT, T, 1); break;                                 \
+        case 2: CVX_DWW_TAPS(VT, IVT, T, 2); break;                                 \
+        case 3: CVX_DWW_TAPS(VT, IVT, T, 3); break;                                 \
+        case 4: CVX_DWW_TAPS(VT, IVT, T, 4); break;                                 \
+        case 5: CVX_DWW_TAPS(VT, IVT, T, 5); break;                                 \
+        case 6: CVX_DWW_TAPS(VT, IVT, T, 6); break;                                 \
+        case 7: CVX_DWW_TAPS(VT, IVT, T, 7); break;                                 \
+        default: CVX_DWW_TAPS(VT, IVT, T, 8); break;                                \
+        }                                                                           \
+    }
+
+/* The narrow variant (32-byte vectors, 4 taps at a time) on every level;  */
+/* on x86-64-v4, where a row is at least two of its vectors wide, the wide */
+/* one (64-byte vectors, 8 taps at a time: 16 accumulators).  The lanes are */
+/* added in a different order in the two: the bits of a call depend on the  */
+/* instruction-set level, never on the threads.                              */
+#define CVX_DWW_TILE 16384
 #define CVX_DEFINE_DW_WGRAD(NAME, VT, IT, T)                                        \
 CVX_VECTOR_TYPE(IT, NAME##_it, sizeof(VT));                                         \
-static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWW_ARGS(T))                   \
+CVX_VECTOR_TYPE(T, NAME##_wt, CVX_DW_WIDE_VB);                                      \
+CVX_VECTOR_TYPE(IT, NAME##_wit, CVX_DW_WIDE_VB);                                    \
+/* One tile: ``rows`` rows of OW columns of g (rows GS apart) and what     */    \
+/* they read of xpad.                                                       */    \
+static inline CVX_ALWAYS_INLINE void NAME##_tile(CVX_DWW_ARGS(T), ptrdiff_t GS,     \
+                                                 const int wide)                    \
 {                                                                                   \
-    for (ptrdiff_t p = 0; p < KH; p++)                                              \
-        for (ptrdiff_t q0 = 0; q0 < KW; q0 += 4) {                                  \
-            switch (KW - q0 < 4 ? KW - q0 : 4) {                                    \
-            case 1: CVX_DWW_TAPS(VT, NAME##_it, T, 1); break;                       \
-            case 2: CVX_DWW_TAPS(VT, NAME##_it, T, 2); break;                       \
-            case 3: CVX_DWW_TAPS(VT, NAME##_it, T, 3); break;                       \
-            default: CVX_DWW_TAPS(VT, NAME##_it, T, 4); break;                      \
-            }                                                                       \
-        }                                                                           \
+    for (ptrdiff_t p = 0; p < KH; p++) {                                            \
+        if (wide)                                                                   \
+            CVX_DWW_ROW8(NAME##_wt, NAME##_wit, T)                                  \
+        else                                                                        \
+            CVX_DWW_ROW4(VT, NAME##_it, T)                                          \
+    }                                                                               \
 }                                                                                   \
-CVX_ISA_DISPATCH(NAME, CVX_DWW_ARGS(T), CVX_DWW_PASS, NAME##_body)
+/* The image in tiles of about CVX_DWW_TILE bytes of g (whole rows where   */    \
+/* they fit; else columns in multiples of two wide vectors, the last tile  */    \
+/* of a row the rest), each tile's sums added into acc in turn: every tap  */    \
+/* row of a tile reads what the tile's first tap row left in L1, and the   */    \
+/* order of the sums is fixed by the shapes.                                */    \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWW_ARGS(T), const int v4)     \
+{                                                                                   \
+    enum { VALUES = CVX_DWW_TILE / sizeof(T), STEP = 2 * CVX_DW_WIDE_VB / sizeof(T) }; \
+    const int wide = v4 && OW >= STEP;                                              \
+    const ptrdiff_t cb = OW <= VALUES ? OW : VALUES / STEP * STEP;                  \
+    const ptrdiff_t rb = cb < OW ? 1 : (VALUES / OW > 1 ? VALUES / OW : 1);         \
+    for (ptrdiff_t i0 = 0; i0 < rows; i0 += rb)                                     \
+        for (ptrdiff_t j0 = 0; j0 < OW; j0 += cb)                                   \
+            NAME##_tile(xpad + i0 * sh * Wp + j0, Wp, g + i0 * OW + j0,             \
+                        OW - j0 < cb ? OW - j0 : cb, rows - i0 < rb ? rows - i0 : rb, \
+                        sh, KH, KW, dh, dw, acc, OW, wide);                         \
+}                                                                                   \
+CVX_ISA_DISPATCH_BY(NAME, CVX_DWW_ARGS(T), CVX_DWW_PASS, NAME##_body, 1, 0)
 
 CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f32, cvx_depthwise_f32_vt, int32_t, float)
 CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, int64_t, double)

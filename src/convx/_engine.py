@@ -1224,8 +1224,7 @@ def _weight_grad_gemm_run(who: Who, shape: Shape, args: Any, x: Array, gout: Arr
 # What the other algorithms cost, in nanoseconds per multiply-add, for the
 # FFT's cost model to compare with (convx._fft's constants), by the
 # itemsize: the medians over the shapes those constants were fitted on
-# (depthwise 0.06-0.29 float32, 0.15-0.37 float64; direct 0.024-0.056,
-# 0.05-0.12).  The GEMM's rate falls with the rows of its product, m (the
+# (direct 0.024-0.056, 0.05-0.12; the depthwise kernel's model is below).  The GEMM's rate falls with the rows of its product, m (the
 # filters per group; in the input gradient, the taps of a group's input
 # channels, or the filters, its depth, where they are fewer: a product one
 # deep is an outer product): a + b / m, 0.14-0.96 float32 at one row,
@@ -1237,13 +1236,35 @@ def _weight_grad_gemm_run(who: Who, shape: Shape, args: Any, x: Array, gout: Arr
 # gradient's channels kernel runs at the direct kernels' rate on the lanes
 # it fills (0.011-0.03 float32 from 16 filters on, 2 threads, x86-64-v4;
 # 0.04-0.1 at 4, half a vector).
-_NS_PER_MAC = {"depthwise": {4: 0.13, 8: 0.245}, "direct": {4: 0.036, 8: 0.07}}
+_NS_PER_MAC = {"direct": {4: 0.036, 8: 0.07}}
 _NS_PER_MAC_GEMM = {4: (0.005, 0.35), 8: (0.01, 0.6)}
+# The depthwise kernel (a plain filter is one too) costs a + b per
+# multiply-add per output: a kernel of few taps is bound by memory, one of
+# many by the multiply-adds, which a kernel one row tall (every 1-D one)
+# runs at a lower rate than one that pairs rows (b1 against b2; the weight
+# gradient the other way round).  By the pass and the itemsize, (a, b1, b2)
+# in ns; fitted by least squares on the relative error to 16 shapes x 2
+# dtypes, 2 threads, x86-64-v4 with its wide vectors: plain filters 5x5 to
+# 41x41 and 1-D of 21 to 301 taps, depthwise layers 3x3 to 13x13 (the fit
+# is within 0.6-1.33x of every time; benchmarks/fft_costs.py checks the
+# choice it makes).
+_NS_DEPTHWISE = {"forward": {4: (0.53, 0.021, 0.018), 8: (1.0, 0.039, 0.031)},
+                 "weight grad": {4: (0.45, 0.025, 0.036), 8: (0.89, 0.044, 0.063)}}
+
+
+def _depthwise_ns(c: Call, pass_: str) -> float:
+    """The depthwise kernel's cost model for a pass of ``c``, in ns."""
+    a, b1, b2 = _NS_DEPTHWISE["weight grad" if pass_ == "weight grad" else "forward"][
+        c.dtype.itemsize]
+    outputs = math.prod(c.x if pass_ == "input grad" else c.out)
+    return a * outputs + (b1 if c.w[2] == 1 else b2) * c.macs
 
 
 def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
     if name == "channels":
         return _NS_PER_MAC["direct"][c.dtype.itemsize] * _round_up(c.fg, _VECTOR[c.dtype]) / c.fg
+    if name == "depthwise":
+        return _depthwise_ns(c, pass_) / max(c.macs, 1)
     if name in _NS_PER_MAC:
         return _NS_PER_MAC[name][c.dtype.itemsize]
     a, b = _NS_PER_MAC_GEMM[c.dtype.itemsize]
