@@ -238,15 +238,14 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
  *     acc[p*KW + q] += sum_{i < rows, j < OW} xpad[(i*sh + p*dh)*Wp + j + q*dw] * g[i*OW + j]
  *
  * The image is cut into tiles of g (below).  In each tile, for each row of
- * taps p and block of up to 4 taps q (8 in the wide variant), the sums run
+ * taps p and block of up to 4 taps q, the sums run
  * along the tile's rows in vector registers (two vectors of g at a time,
  * one accumulator pair per tap; then one vector; then the last columns,
  * fewer than a vector, as one vector ending at the tile's end, the lanes
  * before them zeroed in g and in x alike), or one column at a time in a
  * tile narrower than a vector; then each tap's lanes are added in order,
  * then its column tail, then that goes into acc.  The order depends on the
- * shapes and the instruction-set level only: the same bits for any
- * threads.  Reads stay in xpad (OW - 1 + (KW - 1)*dw < Wp). */
+ * shapes only: the same bits for any threads.  Reads stay in xpad (OW - 1 + (KW - 1)*dw < Wp). */
 #define CVX_DWW_ARGS(T)                                                             \
     const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t rows,          \
     ptrdiff_t sh, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t dh, ptrdiff_t dw, T *acc
@@ -319,8 +318,10 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
         }                                                                           \
     } while (0)
 
-/* The taps of tap row p, 4 at a time (8 at a time in the wide variant). */
-#define CVX_DWW_ROW4(VT, IVT, T)                                                    \
+/* The taps of tap row p, 4 at a time.  (64-byte vectors, 8 taps at a time,
+ * measured no faster on x86-64-v4: 0.85-1.48x the time of these, geometric
+ * mean 1.08x, on 12 depthwise layers and plain filters; the loads bound it.) */
+#define CVX_DWW_ROW(VT, IVT, T)                                                     \
     for (ptrdiff_t q0 = 0; q0 < KW; q0 += 4) {                                      \
         switch (KW - q0 < 4 ? KW - q0 : 4) {                                        \
         case 1: CVX_DWW_TAPS(VT, IVT, T, 1); break;                                 \
@@ -329,60 +330,39 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
         default: CVX_DWW_TAPS(VT, IVT, T, 4); break;                                \
         }                                                                           \
     }
-#define CVX_DWW_ROW8(VT, IVT, T)                                                    \
-    for (ptrdiff_t q0 = 0; q0 < KW; q0 += 8) {                                      \
-        switch (KW - q0 < 8 ? KW - q0 : 8) {                                        \
-        case 1: CVX_DWW_TAPS(VT, IVT, T, 1); break;                                 \
-        case 2: CVX_DWW_TAPS(VT, IVT, T, 2); break;                                 \
-        case 3: CVX_DWW_TAPS(VT, IVT, T, 3); break;                                 \
-        case 4: CVX_DWW_TAPS(VT, IVT, T, 4); break;                                 \
-        case 5: CVX_DWW_TAPS(VT, IVT, T, 5); break;                                 \
-        case 6: CVX_DWW_TAPS(VT, IVT, T, 6); break;                                 \
-        case 7: CVX_DWW_TAPS(VT, IVT, T, 7); break;                                 \
-        default: CVX_DWW_TAPS(VT, IVT, T, 8); break;                                \
-        }                                                                           \
-    }
 
-/* The narrow variant (32-byte vectors, 4 taps at a time) on every level;  */
-/* on x86-64-v4, where a row is at least two of its vectors wide, the wide */
-/* one (64-byte vectors, 8 taps at a time: 16 accumulators).  The lanes are */
-/* added in a different order in the two: the bits of a call depend on the  */
-/* instruction-set level, never on the threads.                              */
+/* Tiles of about this many bytes of g. */
 #define CVX_DWW_TILE 16384
+
 #define CVX_DEFINE_DW_WGRAD(NAME, VT, IT, T)                                        \
 CVX_VECTOR_TYPE(IT, NAME##_it, sizeof(VT));                                         \
-CVX_VECTOR_TYPE(T, NAME##_wt, CVX_DW_WIDE_VB);                                      \
-CVX_VECTOR_TYPE(IT, NAME##_wit, CVX_DW_WIDE_VB);                                    \
 /* One tile: ``rows`` rows of OW columns of g (rows GS apart) and what     */    \
 /* they read of xpad.                                                       */    \
-static inline CVX_ALWAYS_INLINE void NAME##_tile(CVX_DWW_ARGS(T), ptrdiff_t GS,     \
-                                                 const int wide)                    \
+static inline CVX_ALWAYS_INLINE void NAME##_tile(CVX_DWW_ARGS(T), ptrdiff_t GS)     \
 {                                                                                   \
-    for (ptrdiff_t p = 0; p < KH; p++) {                                            \
-        if (wide)                                                                   \
-            CVX_DWW_ROW8(NAME##_wt, NAME##_wit, T)                                  \
-        else                                                                        \
-            CVX_DWW_ROW4(VT, NAME##_it, T)                                          \
-    }                                                                               \
+    for (ptrdiff_t p = 0; p < KH; p++)                                              \
+        CVX_DWW_ROW(VT, NAME##_it, T)                                               \
 }                                                                                   \
 /* The image in tiles of about CVX_DWW_TILE bytes of g (whole rows where   */    \
-/* they fit; else columns in multiples of two wide vectors, the last tile  */    \
-/* of a row the rest), each tile's sums added into acc in turn: every tap  */    \
-/* row of a tile reads what the tile's first tap row left in L1, and the   */    \
-/* order of the sums is fixed by the shapes.                                */    \
-static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWW_ARGS(T), const int v4)     \
+/* they fit; else columns in multiples of 4 vectors, the last tile of a    */     \
+/* row the rest), each tile's sums added into acc in turn: every tap row   */     \
+/* of a tile reads what the tile's first tap row left in cache, and the    */     \
+/* order of the sums is fixed by the shapes.  (The whole image at once     */     \
+/* streamed it through L2 once per 4 taps: tiles take 0.79-0.93x the time */    \
+/* on plain filters of 11x11 and 15x15 and of 127 and 255 taps, about the  */     \
+/* same on depthwise layers.)                                               */    \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWW_ARGS(T))                   \
 {                                                                                   \
-    enum { VALUES = CVX_DWW_TILE / sizeof(T), STEP = 2 * CVX_DW_WIDE_VB / sizeof(T) }; \
-    const int wide = v4 && OW >= STEP;                                              \
+    enum { VALUES = CVX_DWW_TILE / sizeof(T), STEP = 4 * sizeof(VT) / sizeof(T) };  \
     const ptrdiff_t cb = OW <= VALUES ? OW : VALUES / STEP * STEP;                  \
     const ptrdiff_t rb = cb < OW ? 1 : (VALUES / OW > 1 ? VALUES / OW : 1);         \
     for (ptrdiff_t i0 = 0; i0 < rows; i0 += rb)                                     \
         for (ptrdiff_t j0 = 0; j0 < OW; j0 += cb)                                   \
             NAME##_tile(xpad + i0 * sh * Wp + j0, Wp, g + i0 * OW + j0,             \
                         OW - j0 < cb ? OW - j0 : cb, rows - i0 < rb ? rows - i0 : rb, \
-                        sh, KH, KW, dh, dw, acc, OW, wide);                         \
+                        sh, KH, KW, dh, dw, acc, OW);                               \
 }                                                                                   \
-CVX_ISA_DISPATCH_BY(NAME, CVX_DWW_ARGS(T), CVX_DWW_PASS, NAME##_body, 1, 0)
+CVX_ISA_DISPATCH(NAME, CVX_DWW_ARGS(T), CVX_DWW_PASS, NAME##_body)
 
 CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f32, cvx_depthwise_f32_vt, int32_t, float)
 CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, int64_t, double)
