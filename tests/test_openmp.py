@@ -62,3 +62,8 @@ def test_show_config_says_how_it_was_built():
     if convx._core.portable():
         assert convx._core.isa() == 1
         assert not convx._core.channels_wide()
+    threads = next(line for line in text.splitlines() if line.strip().startswith("threads:"))
+    if convx._core.openmp_enabled():
+        assert threads.split()[1] == str(convx.get_num_threads()), text
+    else:
+        assert threads.split()[1] == "1" and "no OpenMP" in threads, text

@@ -16,21 +16,35 @@ Around them, as thin: :mod:`convx.layers`, the book's ``Conv2D_Op`` /
 """
 import os as _os
 
-# convx's threads sleep between calls instead of spinning.  libgomp reads its
-# wait policy once, when it loads (with convx._core, below); its default spins
-# each thread for up to milliseconds after a parallel region, which in a
+# convx's threads sleep between calls instead of spinning.  The OpenMP
+# runtime reads its wait policy once: libgomp as it loads (with convx._core,
+# below), LLVM's libomp (macOS wheels, clang builds) at its first call, which
+# _core makes as it loads.  libgomp's default spins each thread for up to
+# milliseconds after a parallel region, libomp's for 200 ms, which in a
 # training loop takes the CPUs from NumPy's BLAS between convx's calls (2.7x
 # slower steps measured, docs/reliability.md).  A policy the user set is
-# kept, and the variable is removed again once libgomp has read it, so that
-# child processes and other libraries see the environment as it was.
-_PASSIVE = "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ
+# kept, and the variable is removed again once the runtime has read it, so
+# that child processes and other libraries see the environment as it was.
+# An OMP_NUM_THREADS that is not a list of numbers is hidden from the
+# runtime while it starts (convx reads the number it starts with itself, or
+# ignores it: convx._threads): libomp 14 aborts the process on "abc",
+# libgomp warns.
+_PASSIVE = not any(k in _os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                                              "KMP_BLOCKTIME"))
+_NUM_THREADS = _os.environ.get("OMP_NUM_THREADS")
+_HIDDEN = _NUM_THREADS is not None and not all(
+    f.strip().isdigit() for f in _NUM_THREADS.split(","))
 if _PASSIVE:
     _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+if _HIDDEN:
+    del _os.environ["OMP_NUM_THREADS"]
 try:
     from . import _core  # noqa: F401
 finally:
     if _PASSIVE:
         del _os.environ["OMP_WAIT_POLICY"]
+    if _HIDDEN:
+        _os.environ["OMP_NUM_THREADS"] = _NUM_THREADS or ""
 
 from . import layers as layers  # convx.layers, not in __all__
 from ._api import (

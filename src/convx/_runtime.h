@@ -36,6 +36,9 @@
 #define CVX_EXPORT __attribute__((visibility("default")))
 #include <pthread.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #if defined(__GNUC__)
 #define CVX_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
@@ -346,6 +349,14 @@ static void cvx_runtime_init(void)
 {
     cvx_isa = cvx_isa_detect();
     pthread_atfork(NULL, NULL, cvx_atfork_child);
+#ifdef _OPENMP
+    /* Start the OpenMP runtime now, while convx/__init__.py holds its wait
+     * policy in the environment: libgomp reads the environment as it loads,
+     * but LLVM's libomp (macOS wheels, clang builds) only at its first call,
+     * which would come after the variable is gone (its threads would then
+     * spin for 200 ms after every parallel region). */
+    (void)omp_get_max_threads();
+#endif
 }
 #else
 typedef void (*cvx_sighandler)(int);
@@ -382,7 +393,13 @@ static void cvx_interrupt_end(void)
     }
 }
 
-static void cvx_runtime_init(void) { cvx_isa = cvx_isa_detect(); }
+static void cvx_runtime_init(void)
+{
+    cvx_isa = cvx_isa_detect();
+#ifdef _OPENMP
+    (void)omp_get_max_threads();   /* as above: the runtime reads its environment now */
+#endif
+}
 #endif
 
 #endif

@@ -312,10 +312,15 @@ def show_config() -> None:
     setting = _core.user_threads()
     how = ("one thread in a child of fork()" if _core.forked()
            else "set_num_threads" if setting else "default")
-    print(f"  threads:       {get_num_threads()} ({how}; at most {_MAX_THREADS})")
     from . import _PASSIVE
-    print("  idle threads:  " + ("sleep (OMP_WAIT_POLICY=passive, convx's default)" if _PASSIVE
-                                 else "as OMP_WAIT_POLICY / GOMP_SPINCOUNT say (set by you)"))
+    if _core.openmp_enabled():
+        print(f"  threads:       {get_num_threads()} ({how}; at most {_MAX_THREADS})")
+        print("  idle threads:  " + (
+            "sleep (OMP_WAIT_POLICY=passive, convx's default)" if _PASSIVE
+            else "as OMP_WAIT_POLICY / GOMP_SPINCOUNT / KMP_BLOCKTIME say (set by you)"))
+    else:
+        print(f"  threads:       1 (no OpenMP; get_num_threads() says {get_num_threads()})")
+        print("  idle threads:  none")
     kernels = ("portable C loops (no GCC vector extensions)" if _core.portable()
                else _ISA_NAMES.get(_core.isa(), str(_core.isa())))
     print(f"  SIMD kernels:  {kernels}")
