@@ -179,3 +179,37 @@ def test_weight_grad_row_ends_keep_the_rule(dtype):
             assert np.array_equal(np.isinf(got), np.isinf(want)), (width, k)
             finite = np.isfinite(want)
             np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kh, kw, stride", [(1, 49, 1), (1, 97, 1), (1, 130, 1), (3, 100, 2)])
+def test_many_taps_give_the_same_bits_in_any_block(kh, kw, stride, dtype):
+    """A kernel of many taps along a row runs, on x86-64-v4, one row at a
+    time in blocks of 4 x 4 wide vectors that share their loads: each output
+    still sums bias, then its taps in (p, q) order, so cropping the image
+    (which moves outputs between those blocks, the ordinary ones and the
+    row's last vectors) changes no bit of the outputs that remain; and the
+    values agree with the reference, non-finite inputs reaching exactly the
+    outputs that read them."""
+    rng = np.random.default_rng(kw + 7 * kh)
+    x = rng.standard_normal((2, 2, kh + 2 * stride, 900)).astype(dtype)
+    x[0, 1, 0, 450] = np.inf
+    x[1, 0, kh - 1, 20] = np.nan
+    w = rng.standard_normal((2, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(2).astype(dtype)
+    geometry = dict(stride=(stride, 1), groups=2)
+    plan = _engine.forward_plan("t", x.shape, w.shape, (stride, 1), (0, 0, 0, 0), (1, 1), 2,
+                                kernel_arg="weight", dtype=dtype)
+    assert plan[1].name == "depthwise"
+    whole = convx.conv2d(x, w, b, **geometry)
+    want = ref.conv_nd(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                       stride=(stride, 1), pads=(0, 0, 0, 0), dilation=1, groups=2)
+    assert np.array_equal(np.isnan(whole), np.isnan(want))
+    assert np.array_equal(np.isinf(whole), np.isinf(want))
+    finite = np.isfinite(want)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(whole[finite], want[finite], rtol=tol,
+                               atol=tol * np.abs(want[finite]).max())
+    for width in (kw, kw + 1, kw + 127, kw + 128, kw + 255, kw + 256, kw + 300, 700, 899):
+        got = convx.conv2d(np.ascontiguousarray(x[..., :width]), w, b, **geometry)
+        assert np.array_equal(got, whole[..., :got.shape[-1]], equal_nan=True), width

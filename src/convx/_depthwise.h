@@ -157,6 +157,41 @@ static inline CVX_ALWAYS_INLINE void V##_block(                                 
         V##_vectors(base, Wp, w, KH, KW, dh, dw, bias, o, last, NV);                \
 }                                                                                   \
                                                                                     \
+/* A kernel of many taps along a row (unit dilation), one row at a time:  */     \
+/* 4 blocks of 4 vectors, D = 4*VL outputs apart, 16 accumulators.  Block */     \
+/* b's tap q reads the x vectors of block 0's tap q + b*D, so each vector */     \
+/* of x is loaded once for every block that uses it (up to 4): about a    */     \
+/* load per 2-4 multiply-adds where one block at a time loads one per     */     \
+/* multiply-add, each across a cache line.  Every output still sums bias, */     \
+/* then its taps in (p, q) order: the same bits.                          */     \
+static inline CVX_ALWAYS_INLINE void V##_long(                                      \
+    const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
+    ptrdiff_t dh, T bias, T *o)                                                     \
+{                                                                                   \
+    enum { VL = VB / sizeof(T), D = 4 * VL };                                       \
+    V##_vt acc[4][4];                                                               \
+    for (int b = 0; b < 4; b++)                                                     \
+        for (int v = 0; v < 4; v++) acc[b][v] = CVX_V0ADD(V##_vt, bias);            \
+    for (ptrdiff_t p = 0; p < KH; p++) {                                            \
+        const T *row = base + p * dh * Wp;                                          \
+        const T *wp = w + p * KW;                                                   \
+        for (ptrdiff_t t = 0; t < KW + 3 * D; t++) {                                \
+            V##_vt x[4];                                                            \
+            for (int v = 0; v < 4; v++) memcpy(&x[v], row + t + v * VL, sizeof x[v]); \
+            for (int b = 0; b < 4; b++) {                                           \
+                const ptrdiff_t q = t - b * D;                                      \
+                if (q >= 0 && q < KW) {                                             \
+                    const V##_vt wv = CVX_V0ADD(V##_vt, wp[q]);                     \
+                    for (int v = 0; v < 4; v++) CVX_VMAC(acc[b][v], wv, x[v]);      \
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+    for (int b = 0; b < 4; b++)                                                     \
+        for (int v = 0; v < 4; v++)                                                 \
+            memcpy(o + b * D + v * VL, &acc[b][v], sizeof acc[b][v]);               \
+}                                                                                   \
+                                                                                    \
 /* Output columns ja..jb of one row (R = 1) or two (R = 2: unit vertical   */     \
 /* stride and dilation) from row i, in vectors: jb - ja >= VL.            */     \
 static inline CVX_ALWAYS_INLINE void V##_rows(CVX_DW_ARGS(T), ptrdiff_t i, const int R) \
@@ -166,6 +201,9 @@ static inline CVX_ALWAYS_INLINE void V##_rows(CVX_DW_ARGS(T), ptrdiff_t i, const
     const T *base = xpad + i * sh * Wp;                                             \
     ptrdiff_t j = ja;                                                               \
     (void)rows;                                                                     \
+    if (R == 1 && NVMAX == 8 && dw == 1 && 2 * KW >= 3 * 4 * VL)                    \
+        for (; j + 16 * VL <= jb; j += 16 * VL)   /* many taps: V##_long */        \
+            V##_long(base + j, Wp, w, KH, KW, dh, bias, o + j);                     \
     for (; j + JB <= jb; j += JB)   /* JB outputs in registers over the taps */    \
         V##_block(base + j, Wp, w, KH, KW, dh, dw, bias, o + j, OW, JB - VL, NVMAX, R); \
     if (j < jb) {   /* the rest in vectors, the last ending at jb */               \
@@ -238,14 +276,15 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
  *     acc[p*KW + q] += sum_{i < rows, j < OW} xpad[(i*sh + p*dh)*Wp + j + q*dw] * g[i*OW + j]
  *
  * The image is cut into tiles of g (below).  In each tile, for each row of
- * taps p and block of up to 4 taps q, the sums run
- * along the tile's rows in vector registers (two vectors of g at a time,
- * one accumulator pair per tap; then one vector; then the last columns,
- * fewer than a vector, as one vector ending at the tile's end, the lanes
- * before them zeroed in g and in x alike), or one column at a time in a
- * tile narrower than a vector; then each tap's lanes are added in order,
- * then its column tail, then that goes into acc.  The order depends on the
- * shapes only: the same bits for any threads.  Reads stay in xpad (OW - 1 + (KW - 1)*dw < Wp). */
+ * taps p and block of up to 4 taps q (8 on x86-64-v4), the sums run along
+ * the tile's rows in vector registers (two vectors of g at a time, one
+ * accumulator pair per tap; then one vector; then the last columns, fewer
+ * than a vector, as one vector ending at the tile's end, the lanes before
+ * them zeroed in g and in x alike), or one column at a time in a tile
+ * narrower than a vector; then each tap's lanes are added in order, then
+ * its column tail, then that goes into acc.  The order depends on the
+ * shapes only (not on the block of taps): the same bits for any threads.
+ * Reads stay in xpad (OW - 1 + (KW - 1)*dw < Wp). */
 #define CVX_DWW_ARGS(T)                                                             \
     const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t rows,          \
     ptrdiff_t sh, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t dh, ptrdiff_t dw, T *acc
@@ -318,16 +357,23 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
         }                                                                           \
     } while (0)
 
-/* The taps of tap row p, 4 at a time.  (64-byte vectors, 8 taps at a time,
- * measured no faster on x86-64-v4: 0.85-1.48x the time of these, geometric
- * mean 1.08x, on 12 depthwise layers and plain filters; the loads bound it.) */
-#define CVX_DWW_ROW(VT, IVT, T)                                                     \
-    for (ptrdiff_t q0 = 0; q0 < KW; q0 += 4) {                                      \
-        switch (KW - q0 < 4 ? KW - q0 : 4) {                                        \
+/* The taps of tap row p, up to NQMAX (4 or 8) at a time.  x86-64-v4 takes
+ * 8 (16 accumulators of its 32 registers): a row of 5 to 8 taps is one pass
+ * over the rows, not a block of 4 and a short one that loads g again for
+ * what is left.  (64-byte vectors, 8 taps at a time, measured no faster
+ * there: 0.85-1.48x the time of 32-byte ones, geometric mean 1.08x, on 12
+ * depthwise layers and plain filters.) */
+#define CVX_DWW_ROW(VT, IVT, T, NQMAX)                                              \
+    for (ptrdiff_t q0 = 0; q0 < KW; q0 += NQMAX) {                                  \
+        switch (KW - q0 < NQMAX ? KW - q0 : NQMAX) {                                \
         case 1: CVX_DWW_TAPS(VT, IVT, T, 1); break;                                 \
         case 2: CVX_DWW_TAPS(VT, IVT, T, 2); break;                                 \
         case 3: CVX_DWW_TAPS(VT, IVT, T, 3); break;                                 \
-        default: CVX_DWW_TAPS(VT, IVT, T, 4); break;                                \
+        case 4: CVX_DWW_TAPS(VT, IVT, T, 4); break;                                 \
+        case 5: if (NQMAX >= 5) CVX_DWW_TAPS(VT, IVT, T, 5); break;                 \
+        case 6: if (NQMAX >= 6) CVX_DWW_TAPS(VT, IVT, T, 6); break;                 \
+        case 7: if (NQMAX >= 7) CVX_DWW_TAPS(VT, IVT, T, 7); break;                 \
+        default: if (NQMAX >= 8) CVX_DWW_TAPS(VT, IVT, T, 8); break;                \
         }                                                                           \
     }
 
@@ -338,10 +384,15 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
 CVX_VECTOR_TYPE(IT, NAME##_it, sizeof(VT));                                         \
 /* One tile: ``rows`` rows of OW columns of g (rows GS apart) and what     */    \
 /* they read of xpad.                                                       */    \
-static inline CVX_ALWAYS_INLINE void NAME##_tile(CVX_DWW_ARGS(T), ptrdiff_t GS)     \
+static inline CVX_ALWAYS_INLINE void NAME##_tile(CVX_DWW_ARGS(T), ptrdiff_t GS,     \
+                                                 const int v4)                      \
 {                                                                                   \
-    for (ptrdiff_t p = 0; p < KH; p++)                                              \
-        CVX_DWW_ROW(VT, NAME##_it, T)                                               \
+    for (ptrdiff_t p = 0; p < KH; p++) {                                            \
+        if (v4)                                                                     \
+            CVX_DWW_ROW(VT, NAME##_it, T, 8)                                        \
+        else                                                                        \
+            CVX_DWW_ROW(VT, NAME##_it, T, 4)                                        \
+    }                                                                               \
 }                                                                                   \
 /* The image in tiles of about CVX_DWW_TILE bytes of g (whole rows where   */    \
 /* they fit; else columns in multiples of 4 vectors, the last tile of a    */     \
@@ -351,7 +402,7 @@ static inline CVX_ALWAYS_INLINE void NAME##_tile(CVX_DWW_ARGS(T), ptrdiff_t GS) 
 /* streamed it through L2 once per 4 taps: tiles take 0.79-0.93x the time */    \
 /* on plain filters of 11x11 and 15x15 and of 127 and 255 taps, about the  */     \
 /* same on depthwise layers.)                                               */    \
-static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWW_ARGS(T))                   \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWW_ARGS(T), const int v4)     \
 {                                                                                   \
     enum { VALUES = CVX_DWW_TILE / sizeof(T), STEP = 4 * sizeof(VT) / sizeof(T) };  \
     const ptrdiff_t cb = OW <= VALUES ? OW : VALUES / STEP * STEP;                  \
@@ -360,9 +411,9 @@ static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWW_ARGS(T))               
         for (ptrdiff_t j0 = 0; j0 < OW; j0 += cb)                                   \
             NAME##_tile(xpad + i0 * sh * Wp + j0, Wp, g + i0 * OW + j0,             \
                         OW - j0 < cb ? OW - j0 : cb, rows - i0 < rb ? rows - i0 : rb, \
-                        sh, KH, KW, dh, dw, acc, OW);                               \
+                        sh, KH, KW, dh, dw, acc, OW, v4);                           \
 }                                                                                   \
-CVX_ISA_DISPATCH(NAME, CVX_DWW_ARGS(T), CVX_DWW_PASS, NAME##_body)
+CVX_ISA_DISPATCH_BY(NAME, CVX_DWW_ARGS(T), CVX_DWW_PASS, NAME##_body, 1, 0)
 
 CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f32, cvx_depthwise_f32_vt, int32_t, float)
 CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, int64_t, double)
