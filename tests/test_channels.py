@@ -195,6 +195,14 @@ def test_even_blocks_share_the_rows_evenly():
     ((8, 256, 56, 56), (512, 256, 1, 1), 2, 1, np.float64, "gemm"),
     ((4, 1, 64, 64), (4, 1, 5, 5), 1, 1, np.float32, "direct"),          # few filters, wide
     ((16, 1, 14, 14), (4, 1, 5, 5), 1, 1, np.float32, "channels"),       # few, narrow
+    # an accumulator past L2 summed over items of few positions: the product
+    ((4, 512, 7, 7), (512, 512, 3, 3), 1, 1, np.float32, "gemm"),
+    ((8, 256, 14, 14), (256, 256, 3, 3), 1, 1, np.float64, "gemm"),
+    ((2, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float64, "gemm"),
+    ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float64, "gemm"),
+    ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float32, "channels"),  # 1.3 MiB
+    ((16, 128, 7, 7), (128, 128, 3, 3), 1, 1, np.float64, "channels"),   # 1.2 MiB
+    ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, "channels"),  # 112 positions
 ])
 def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
     monkeypatch.setattr(_engine, "USE_DIRECT", True)

@@ -1087,9 +1087,41 @@ def _channels_pay(c: Call) -> bool:
     at 28, 0.4-0.95 at 14), where most of its lanes are padding."""
     if WEIGHT_GRAD_CHANNELS is not None:
         return WEIGHT_GRAD_CHANNELS
-    if c.w[2:] == (1, 1) and c.fg >= 128:
+    if c.w[2:] == (1, 1) and c.fg >= 128 or _channels_streams(c):
         return False
     return c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
+
+
+# The weight gradient's channels kernel loads and stores its whole (taps,
+# filters) accumulator once per item; where that is larger than this, it
+# streams from L3, and an item of fewer output positions than
+# _CHANNELS_MIN_POSITIONS pays more for that than for its multiply-adds.
+_CHANNELS_MAX_ACCUMULATOR = 3 << 19       # 1.5 MiB
+_CHANNELS_MIN_POSITIONS = 64
+
+
+def _channels_streams(c: Call) -> bool:
+    """Where the weight gradient's channels kernel is bound by its
+    accumulator, not its multiply-adds: an accumulator (taps x filters)
+    larger than a core's L2 (1.25 MiB on the machine measured) summed over
+    items of fewer than 64 output positions.  The positions per item are
+    those of :func:`_blocks` before it splits images between threads, so
+    the rule does not depend on the thread count.  Measured, 2 threads,
+    x86-64-v4, time over the product's (im2col + GEMM): 3x3 layers of 256
+    to 512 channels at 7x7 to 14x14 and 192 at 14x14 to 17x17, batch 1 to
+    32, stride 1 and 2 (items of 7 to 56 positions): 1.16-4.4 in float64
+    and 1.3-3.4 in float32 (192 channels in float32, 1.3 MiB: 0.92); but
+    0.8-1.1 at 128 channels (1.2 MiB in float64) from 49 positions an item,
+    and 0.6-1.0 from 112 positions (64 to 192 channels, 12x12 to 56x56)."""
+    fp = _round_up(c.fg, _channels_vector(c.fg, c.dtype))
+    col_macs = fp * c.k
+    row_macs = c.out[3] * col_macs
+    if row_macs > _ITEM_MACS:
+        positions = min(c.out[3], max(64, _ITEM_MACS // max(col_macs, 1)))
+    else:
+        positions = min(c.out[2], _ITEM_MACS // max(row_macs, 1)) * c.out[3]
+    return (positions < _CHANNELS_MIN_POSITIONS
+            and c.k * fp * c.dtype.itemsize > _CHANNELS_MAX_ACCUMULATOR)
 
 
 def _weight_grad_direct(c: Call, forced: bool = False) -> Any:
