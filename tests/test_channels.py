@@ -203,6 +203,11 @@ def test_even_blocks_share_the_rows_evenly():
     ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float32, "channels"),  # 1.3 MiB
     ((16, 128, 7, 7), (128, 128, 3, 3), 1, 1, np.float64, "channels"),   # 1.2 MiB
     ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, "channels"),  # 112 positions
+    # 1-D, few taps, 48 filters or more: the product
+    ((16, 64, 1, 2048), (64, 64, 1, 3), 1, 1, np.float64, "gemm"),
+    ((4, 48, 1, 8192), (48, 48, 1, 5), 1, 1, np.float32, "gemm"),
+    ((16, 64, 1, 2048), (64, 64, 1, 7), 1, 1, np.float64, "channels"),
+    ((64, 16, 1, 1024), (32, 16, 1, 3), 1, 1, np.float32, "channels"),
 ])
 def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
     monkeypatch.setattr(_engine, "USE_DIRECT", True)

@@ -1084,11 +1084,19 @@ def _channels_pay(c: Call) -> bool:
     vectors run along a row), float32, 2 threads, 162 layers of 1 to 32
     filters: 0.16-0.6 from 8 filters on (0.6-1.1 on 64-wide rows), but
     1.0-1.9 with fewer filters than a vector holds on rows 64 wide (0.9-1.3
-    at 28, 0.4-0.95 at 14), where most of its lanes are padding."""
+    at 28, 0.4-0.95 at 14), where most of its lanes are padding.
+
+    A 1-D layer (one row) of 3 to 5 taps with 48 filters or more takes the
+    product, whose im2col is then short: measured, 2 threads, x86-64-v4, 14
+    layers (32 to 256 channels, 48 to 128 filters, 256 to 8192 long),
+    kernel time over the product's 1.0-1.4 in float64 and 0.93-1.53 in
+    float32; with 7 or 9 taps, or 32 filters, 0.9-1.04."""
     if WEIGHT_GRAD_CHANNELS is not None:
         return WEIGHT_GRAD_CHANNELS
     if c.w[2:] == (1, 1) and c.fg >= 128 or _channels_streams(c):
         return False
+    if c.x[2] == c.w[2] == 1 and c.w[3] <= 5 and c.fg >= 48:
+        return False   # a 1-D layer of few taps: see below
     return c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
 
 
