@@ -360,3 +360,19 @@ def test_stride_1_input_grad_with_non_finite_weights(width, monkeypatch):
     got = convx.conv2d_input_grad(xs, w, g, padding=1)
     want = ref.conv_nd_input_grad(xs, w, g, pads=(1,) * 4)
     _assert_same_non_finite(got, want, 1e-12)
+
+
+@pytest.mark.parametrize("xs, ws, stride, groups, dtype, name", [
+    ((4, 240, 28, 28), (240, 1, 5, 5), 2, 240, np.float32, "channels"),   # depthwise, strided
+    ((8, 32, 112, 112), (32, 1, 3, 3), 2, 32, np.float64, "channels"),
+    ((8, 32, 56, 56), (32, 1, 1, 1), 2, 32, np.float64, "gemm"),          # 1x1: nothing to sum
+    ((8, 32, 56, 56), (64, 1, 3, 3), 2, 32, np.float32, "gemm"),          # two filters a group
+    ((8, 64, 56, 56), (128, 64, 3, 3), 2, 1, np.float32, "gemm"),         # 128 filters
+    ((4, 3, 224, 224), (64, 3, 7, 7), 2, 1, np.float64, "channels"),      # a stem
+])
+def test_forward_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
+    monkeypatch.setattr(_engine, "USE_DIRECT", True)
+    pad = ws[2] // 2
+    plan = _engine.forward_plan("t", xs, ws, (stride, stride), (pad,) * 4, (1, 1), groups,
+                                kernel_arg="weight", dtype=dtype)
+    assert (plan[1].name if name == "channels" else plan[1].method) == name, plan[1].name
