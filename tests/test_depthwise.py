@@ -1,8 +1,8 @@
-"""The depthwise algorithm (one input and one output channel per group, unit
-horizontal stride): chosen for those calls, right against the reference for
-every geometry it takes (its weight gradient too, channels summed in pieces
-of images), the same bits for any thread count, and the rule of non-finite
-values kept."""
+"""The depthwise algorithm (one input and one output channel per group; the
+forward pass at any stride, the gradients at unit width stride): chosen for
+those calls, right against the reference for every geometry it takes (its
+weight gradient too, channels summed in pieces of images), the same bits for
+any thread count, and the rule of non-finite values kept."""
 import numpy as np
 import pytest
 
@@ -23,6 +23,15 @@ CASES = [  # (x shape, (KH, KW), stride, padding (per side), dilation)
     ((2, 2, 1, 9001), (1, 9), 1, (0, 4), 1),          # weight gradient: columns in tiles
     ((2, 3, 70, 300), (5, 5), 1, 2, 1),               # weight gradient: rows in tiles
     ((1, 1, 40, 200), (15, 15), 1, 7, 1),             # a large kernel, wide vectors
+    # a width stride: the forward pass reads phase planes
+    ((2, 6, 20, 21), (3, 3), 2, 1, 1),
+    ((2, 5, 13, 37), (5, 5), (2, 3), 2, 1),
+    ((1, 3, 9, 80), (3, 3), (1, 2), (0, 1), (1, 2)),  # dilated too
+    ((3, 4, 20, 66), (7, 7), 3, 3, 1),
+    ((2, 3, 1, 2001), (1, 9), (1, 2), (0, 4), 1),     # 1-D
+    ((1, 2, 30, 400), (5, 5), (1, 4), 2, (2, 3)),
+    ((2, 3, 12, 40), (2, 4), 2, (1, 2), 1),           # even kernel
+    ((1, 1, 64, 300), (15, 15), 2, 7, 1),             # a large kernel, wide vectors
 ]
 
 
@@ -61,22 +70,23 @@ def test_depthwise_against_the_reference(case, dtype, monkeypatch):
             assert np.array_equal(got, first)
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
     st, dl = (sh, sw), (dilation, dilation) if isinstance(dilation, int) else dilation
-    fwd = _engine.forward_plan("t", x.shape, w.shape, st, pads, dl, c, kernel_arg="weight")
+    fwd = _engine.forward_plan("t", x.shape, w.shape, st, pads, dl, c, kernel_arg="weight",
+                               dtype=dtype)
     assert fwd[1].name == "depthwise"
     grad = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, st, pads, dl, c,
-                                   kernel_arg="weight")
+                                   kernel_arg="weight", dtype=dtype)
     assert (grad[1].name == "depthwise") == (st == (1, 1))
     wgrad = _engine.weight_grad_plan("t", x.shape, w.shape, g.shape, st, pads, dl, c,
-                                     kernel_arg="weight")
-    assert wgrad[1].name == "depthwise"
+                                     kernel_arg="weight", dtype=dtype)
+    assert (wgrad[1].name == "depthwise") == (sw == 1)
 
 
 def test_not_depthwise_is_not_taken():
-    """Two channels per group, or a channel multiplier, or a width stride:
-    the other algorithms."""
+    """Two channels per group, or a channel multiplier, or a width stride
+    with output rows narrower than a vector: the other algorithms."""
     for x, w, groups, stride in [((2, 8, 9, 9), (8, 2, 3, 3), 4, (1, 1)),
                                  ((2, 4, 9, 9), (8, 1, 3, 3), 4, (1, 1)),
-                                 ((2, 4, 9, 9), (4, 1, 3, 3), 4, (1, 2))]:
+                                 ((2, 4, 9, 5), (4, 1, 3, 3), 4, (1, 2))]:
         plan = _engine.forward_plan("t", x, w, stride, (1, 1, 1, 1), (1, 1), groups,
                                     kernel_arg="weight")
         assert plan[1].name != "depthwise"

@@ -119,9 +119,10 @@ def conv_forward_channels(
 def conv_depthwise(
     src: _Floats, wt: _Floats, bias: _MaybeFloats, out: _Floats, work: _MaybeFloats,
     Hp: int, Wp: int, top: int, left: int, row_step: int, span_h: int, span_w: int,
-    slack: int, rb: int, cb: int, KH: int, KW: int, dh: int, dw: int, flat: int, nt: int,
-    interruptible: bool,
+    slack: int, rb: int, cb: int, KH: int, KW: int, dh: int, dw: int, sw: int,
+    qoff: _Offsets, flat: int, nt: int, interruptible: bool,
 ) -> bool: ...
+def depthwise_scratch(Hp: int, Wp: int, sw: int, slack: int, flat: int) -> int: ...
 def depthwise_weight_grad_chunks(N: int, C: int) -> int: ...
 @_fused
 def conv_depthwise_weight_grad(

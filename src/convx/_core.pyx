@@ -198,10 +198,18 @@ cdef extern from "_depthwise.h" nogil:
                            Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t dh, Py_ssize_t dw,
                            float bias, float* out, Py_ssize_t OW, Py_ssize_t rows,
                            Py_ssize_t ja, Py_ssize_t jb)
+    void cvx_depthwise_f32_phases(const float* xpad, Py_ssize_t Wp, const float* w,
+                                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t dh,
+                                  Py_ssize_t dw, const Py_ssize_t* qoff, float bias, float* out,
+                                  Py_ssize_t OW, Py_ssize_t rows, Py_ssize_t ja, Py_ssize_t jb)
     void cvx_depthwise_f64(const double* xpad, Py_ssize_t Wp, const double* w, Py_ssize_t KH,
                            Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t dh, Py_ssize_t dw,
                            double bias, double* out, Py_ssize_t OW, Py_ssize_t rows,
                            Py_ssize_t ja, Py_ssize_t jb)
+    void cvx_depthwise_f64_phases(const double* xpad, Py_ssize_t Wp, const double* w,
+                                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t dh,
+                                  Py_ssize_t dw, const Py_ssize_t* qoff, double bias, double* out,
+                                  Py_ssize_t OW, Py_ssize_t rows, Py_ssize_t ja, Py_ssize_t jb)
 
 
 cvx_runtime_init()

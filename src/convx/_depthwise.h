@@ -1,14 +1,21 @@
 /* convx: the depthwise micro-kernel (one input and one output channel per
- * group), for unit horizontal stride.
+ * group), at any stride.
  *
  * Computes, for one channel of one image,
  *
- *     out[i, j] = bias + sum_{p, q}  w[p*KW + q] * xpad[(i*sh + p*dh)*Wp + j + q*dw]
+ *     out[i, j] = bias + sum_{p, q}  w[p*KW + q] * xpad[(i*sh + p*dh)*Wp + j + qoff[q]]
  *
  * for 0 <= i < rows and ja <= j < jb, where xpad is the channel with its
  * zero border (rows Wp apart) and ``out`` points at row 0 of the block (rows
- * OW apart).  Along each output row, blocks of NVMAX vectors of outputs
- * (128 bytes; 512 in the wide variant, x86-64-v4's) start at the bias and get one
+ * OW apart).  qoff[q] is where tap column q reads (q*dw at unit width
+ * stride, dilation dw).  At a width stride sw the caller stores the padded
+ * rows as sw phase planes, plane a holding columns a, a + sw, a + 2*sw, ...,
+ * so that the outputs along a row read consecutive values again, and
+ * qoff[q] is the plane of column q*dw plus its place in the plane
+ * (_depthwise_passes.pxi).
+ *
+ * Along each output row, blocks of NVMAX vectors of outputs (128 bytes; 512
+ * in the wide variant, x86-64-v4's) start at the bias and get one
  * multiply-add per tap, taps in (p, q) order, in vector registers, reading
  * every input row where it lies (no packing, no channel block to fill: the
  * direct kernel's blocks of 4 output channels would be 3/4 padding here);
@@ -19,14 +26,15 @@
  * the same sums tap by tap.  At unit vertical stride and dilation two output
  * rows go together: each vector of an input row is loaded once for both
  * (for a 5x5 kernel, 6 rows of loads for 10 of multiply-adds, not 10).
- * Each output is
- * summed in the same order whatever the block, so the bits do not depend on
- * the threads (nor on the blocking: the same bits as tap by tap).
+ * Each output is summed in the same order whatever the block, so the bits
+ * do not depend on the threads (nor on the blocking: the same bits as tap
+ * by tap).
  *
  * No checking is done here: _core.pyx guarantees that every read lies in
- * xpad (jb - 1 + (KW - 1)*dw < Wp and the rows exist).  On x86-64 the body
- * is compiled for x86-64-v4, -v3 and the baseline and picked at run time by
- * cvx_isa (CVX_ISA_DISPATCH, _runtime.h).
+ * xpad (jb - 1 + qoff[q] lies in its row, and the rows exist).  At unit
+ * width stride qoff is NULL and tap column q reads q*dw.  On x86-64 the
+ * body is compiled for x86-64-v4, -v3 and the baseline and picked at run
+ * time by cvx_isa (CVX_ISA_DISPATCH, _runtime.h).
  */
 #ifndef CONVX_DEPTHWISE_H
 #define CONVX_DEPTHWISE_H
@@ -52,30 +60,40 @@
 #define CVX_DW_WIDE_VB 64
 #define CVX_DW_WIDE_NV 8
 
+/* The kernel's arguments (cvx_depthwise_f32 and _f64: unit width stride), and
+ * with the phase planes' column offsets (cvx_depthwise_f32_phases, _f64_phases). */
 #define CVX_DW_ARGS(T)                                                              \
     const T *xpad, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
     ptrdiff_t sh, ptrdiff_t dh, ptrdiff_t dw, T bias, T *out, ptrdiff_t OW,         \
     ptrdiff_t rows, ptrdiff_t ja, ptrdiff_t jb
 #define CVX_DW_PASS xpad, Wp, w, KH, KW, sh, dh, dw, bias, out, OW, rows, ja, jb
+#define CVX_DW_QARGS(T)                                                             \
+    const T *xpad, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
+    ptrdiff_t sh, ptrdiff_t dh, ptrdiff_t dw, const ptrdiff_t *qoff, T bias, T *out, \
+    ptrdiff_t OW, ptrdiff_t rows, ptrdiff_t ja, ptrdiff_t jb
+#define CVX_DW_QPASS xpad, Wp, w, KH, KW, sh, dh, dw, qoff, bias, out, OW, rows, ja, jb
+/* Where tap column q reads, relative to its row: the phase planes' offsets
+ * where there are some, else q*dw (NAME##_body passes a literal NULL). */
+#define CVX_DW_COL(q) (qoff ? qoff[q] : (q) * dw)
 
 /* The rest of a row, nv vectors (1 <= nv <= NVMAX), by a block of that many. */
 #define CVX_DW_TAIL4(V, b0, o0, nv, R)                                              \
     switch (nv) {                                                                   \
-    case 1: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 1, R); break;  \
-    case 2: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 2, R); break;  \
-    case 3: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 3, R); break;  \
-    default: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 4, R); break; \
+    case 1: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 1, R); break; \
+    case 2: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 2, R); break; \
+    case 3: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 3, R); break; \
+    default: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 4, R); break; \
     }
 #define CVX_DW_TAIL8(V, b0, o0, nv, R)                                              \
     switch (nv) {                                                                   \
-    case 1: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 1, R); break;  \
-    case 2: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 2, R); break;  \
-    case 3: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 3, R); break;  \
-    case 4: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 4, R); break;  \
-    case 5: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 5, R); break;  \
-    case 6: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 6, R); break;  \
-    case 7: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 7, R); break;  \
-    default: V##_block(b0, Wp, w, KH, KW, dh, dw, bias, o0, OW, last, 8, R); break; \
+    case 1: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 1, R); break; \
+    case 2: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 2, R); break; \
+    case 3: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 3, R); break; \
+    case 4: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 4, R); break; \
+    case 5: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 5, R); break; \
+    case 6: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 6, R); break; \
+    case 7: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 7, R); break; \
+    default: V##_block(b0, Wp, w, KH, KW, dh, dw, qoff, bias, o0, OW, last, 8, R); break; \
     }
 
 /* One variant V of the kernel for T: vectors of VB bytes, blocks of up to
@@ -92,7 +110,8 @@ static inline CVX_ALWAYS_INLINE ptrdiff_t V##_at(int v, const int NV, ptrdiff_t 
 /* the last may overlap the one before it, and store its values again.  */      \
 static inline CVX_ALWAYS_INLINE void V##_vectors(                                   \
     const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
-    ptrdiff_t dh, ptrdiff_t dw, T bias, T *o, ptrdiff_t last, const int NV)         \
+    ptrdiff_t dh, ptrdiff_t dw, const ptrdiff_t *qoff, T bias, T *o, ptrdiff_t last, \
+    const int NV)                                                                   \
 {                                                                                   \
     V##_vt acc[NVMAX];                                                              \
     for (int v = 0; v < NV; v++) acc[v] = CVX_V0ADD(V##_vt, bias);                  \
@@ -100,7 +119,7 @@ static inline CVX_ALWAYS_INLINE void V##_vectors(                               
         const T *row = base + p * dh * Wp;                                          \
         for (ptrdiff_t q = 0; q < KW; q++) {                                        \
             const V##_vt wv = CVX_V0ADD(V##_vt, w[p * KW + q]);                     \
-            const T *s = row + q * dw;                                              \
+            const T *s = row + CVX_DW_COL(q);                                       \
             for (int v = 0; v < NV; v++) {                                          \
                 V##_vt x;                                                           \
                 memcpy(&x, s + V##_at(v, NV, last), sizeof x);                      \
@@ -118,16 +137,17 @@ static inline CVX_ALWAYS_INLINE void V##_vectors(                               
 /* still sums its taps in (p, q) order: the same bits as row by row).       */     \
 static inline CVX_ALWAYS_INLINE void V##_vectors2(                                  \
     const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
-    ptrdiff_t dw, T bias, T *o, ptrdiff_t OW, ptrdiff_t last, const int NV)         \
+    ptrdiff_t dw, const ptrdiff_t *qoff, T bias, T *o, ptrdiff_t OW, ptrdiff_t last, \
+    const int NV)                                                                   \
 {                                                                                   \
     V##_vt a0[NVMAX], a1[NVMAX];                                                    \
     for (int v = 0; v < NV; v++) a0[v] = a1[v] = CVX_V0ADD(V##_vt, bias);           \
     for (ptrdiff_t r = 0; r <= KH; r++) {                                           \
         const T *row = base + r * Wp;                                               \
         for (ptrdiff_t q = 0; q < KW; q++) {                                        \
-            const T *s = row + q * dw;                                              \
+            const T *s = row + CVX_DW_COL(q);                                       \
             V##_vt x[NVMAX];                                                        \
-            for (int v = 0; v < NV; v++)                                            \
+    for (int v = 0; v < NV; v++)                                                    \
                 memcpy(&x[v], s + V##_at(v, NV, last), sizeof x[v]);                \
             if (r < KH) {                                                           \
                 const V##_vt w0 = CVX_V0ADD(V##_vt, w[r * KW + q]);                 \
@@ -139,7 +159,7 @@ static inline CVX_ALWAYS_INLINE void V##_vectors2(                              
             }                                                                       \
         }                                                                           \
     }                                                                               \
-    for (int v = 0; v < NV; v++) {                                                  \
+            for (int v = 0; v < NV; v++) {                                          \
         memcpy(o + V##_at(v, NV, last), &a0[v], sizeof a0[v]);                      \
         memcpy(o + OW + V##_at(v, NV, last), &a1[v], sizeof a1[v]);                 \
     }                                                                               \
@@ -148,13 +168,13 @@ static inline CVX_ALWAYS_INLINE void V##_vectors2(                              
 /* NV vectors of one output row (R = 1), or of two (R = 2).               */     \
 static inline CVX_ALWAYS_INLINE void V##_block(                                     \
     const T *base, ptrdiff_t Wp, const T *w, ptrdiff_t KH, ptrdiff_t KW,            \
-    ptrdiff_t dh, ptrdiff_t dw, T bias, T *o, ptrdiff_t OW, ptrdiff_t last,         \
-    const int NV, const int R)                                                      \
+    ptrdiff_t dh, ptrdiff_t dw, const ptrdiff_t *qoff, T bias, T *o, ptrdiff_t OW,  \
+    ptrdiff_t last, const int NV, const int R)                                      \
 {                                                                                   \
     if (R == 2)                                                                     \
-        V##_vectors2(base, Wp, w, KH, KW, dw, bias, o, OW, last, NV);               \
+        V##_vectors2(base, Wp, w, KH, KW, dw, qoff, bias, o, OW, last, NV);         \
     else                                                                            \
-        V##_vectors(base, Wp, w, KH, KW, dh, dw, bias, o, last, NV);                \
+        V##_vectors(base, Wp, w, KH, KW, dh, dw, qoff, bias, o, last, NV);          \
 }                                                                                   \
                                                                                     \
 /* A kernel of many taps along a row (unit dilation), one row at a time:  */     \
@@ -194,18 +214,19 @@ static inline CVX_ALWAYS_INLINE void V##_long(                                  
                                                                                     \
 /* Output columns ja..jb of one row (R = 1) or two (R = 2: unit vertical   */     \
 /* stride and dilation) from row i, in vectors: jb - ja >= VL.            */     \
-static inline CVX_ALWAYS_INLINE void V##_rows(CVX_DW_ARGS(T), ptrdiff_t i, const int R) \
+static inline CVX_ALWAYS_INLINE void V##_rows(CVX_DW_QARGS(T), ptrdiff_t i, const int R) \
 {                                                                                   \
     enum { VL = VB / sizeof(T), JB = VL * NVMAX };                                  \
     T *restrict o = out + i * OW;                                                   \
     const T *base = xpad + i * sh * Wp;                                             \
     ptrdiff_t j = ja;                                                               \
     (void)rows;                                                                     \
-    if (R == 1 && NVMAX == 8 && dw == 1 && 2 * KW >= 3 * 4 * VL)                    \
+    if (R == 1 && NVMAX == 8 && !qoff && dw == 1 && 2 * KW >= 3 * 4 * VL)           \
         for (; j + 16 * VL <= jb; j += 16 * VL)   /* many taps: V##_long */        \
             V##_long(base + j, Wp, w, KH, KW, dh, bias, o + j);                     \
     for (; j + JB <= jb; j += JB)   /* JB outputs in registers over the taps */    \
-        V##_block(base + j, Wp, w, KH, KW, dh, dw, bias, o + j, OW, JB - VL, NVMAX, R); \
+        V##_block(base + j, Wp, w, KH, KW, dh, dw, qoff, bias, o + j, OW, JB - VL, NVMAX, \
+                  R);                                                               \
     if (j < jb) {   /* the rest in vectors, the last ending at jb */               \
         const int nv = (int)((jb - j + VL - 1) / VL);                               \
         const ptrdiff_t last = jb - VL - j;                                         \
@@ -213,7 +234,7 @@ static inline CVX_ALWAYS_INLINE void V##_rows(CVX_DW_ARGS(T), ptrdiff_t i, const
         T *o0 = o + j;                                                              \
         TAIL(V, b0, o0, nv, R)                                                      \
     }                                                                               \
-}
+    }
 
 #define CVX_DEFINE_DEPTHWISE(NAME, T)                                               \
 CVX_DEFINE_DEPTHWISE_VARIANT(NAME##_n, T, CVX_DW_NARROW_VB, CVX_DW_NARROW_NV, CVX_DW_TAIL4) \
@@ -223,16 +244,16 @@ typedef NAME##_n_vt NAME##_vt;                                                  
 /* One output row (R = 1) or two (R = 2) from row i: in the wide variant's  */    \
 /* vectors where wide and the row is one of them wide, else the narrow's,  */     \
 /* or tap by tap where the row is narrower than a narrow vector.            */     \
-static inline CVX_ALWAYS_INLINE void NAME##_rows(CVX_DW_ARGS(T), ptrdiff_t i,       \
+static inline CVX_ALWAYS_INLINE void NAME##_rows(CVX_DW_QARGS(T), ptrdiff_t i,      \
                                                  const int R, const int wide)       \
 {                                                                                   \
     enum { VW = CVX_DW_WIDE_VB / sizeof(T), VN = CVX_DW_NARROW_VB / sizeof(T) };    \
     if (wide && jb - ja >= VW) {                                                    \
-        NAME##_w_rows(CVX_DW_PASS, i, R);                                           \
+        NAME##_w_rows(CVX_DW_QPASS, i, R);                                          \
         return;                                                                     \
     }                                                                               \
     if (jb - ja >= VN) {                                                            \
-        NAME##_n_rows(CVX_DW_PASS, i, R);                                           \
+        NAME##_n_rows(CVX_DW_QPASS, i, R);                                          \
         return;                                                                     \
     }                                                                               \
     T *restrict o = out + i * OW;                                                   \
@@ -242,12 +263,12 @@ static inline CVX_ALWAYS_INLINE void NAME##_rows(CVX_DW_ARGS(T), ptrdiff_t i,   
         const T *b = base + r * sh * Wp;                                            \
         for (ptrdiff_t jj = ja; jj < jb; jj++)                                      \
             orow[jj] = bias;                                                        \
-        for (ptrdiff_t p = 0; p < KH; p++) {                                        \
+    for (ptrdiff_t p = 0; p < KH; p++) {                                            \
             const T *row = b + p * dh * Wp;                                         \
-            for (ptrdiff_t q = 0; q < KW; q++) {                                    \
+        for (ptrdiff_t q = 0; q < KW; q++) {                                        \
                 const T wv = w[p * KW + q];                                         \
-                const T *restrict s = row + q * dw;                                 \
-                for (ptrdiff_t jj = ja; jj < jb; jj++)                              \
+                const T *restrict s = row + CVX_DW_COL(q);                          \
+        for (ptrdiff_t jj = ja; jj < jb; jj++)                                      \
                     orow[jj] += wv * s[jj];                                         \
             }                                                                       \
         }                                                                           \
@@ -257,16 +278,29 @@ static inline CVX_ALWAYS_INLINE void NAME##_rows(CVX_DW_ARGS(T), ptrdiff_t i,   
 /* v4 (its 32 vector registers): rows two at a time where they share input */    \
 /* rows, and the wide variant.  AVX2's 16 registers spilled the paired     */     \
 /* blocks, which took 2.5-6x the time.                                      */     \
-static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DW_ARGS(T), const int v4)      \
+static inline CVX_ALWAYS_INLINE void NAME##_loops(CVX_DW_QARGS(T), const int v4)    \
 {                                                                                   \
     ptrdiff_t i = 0;                                                                \
     if (v4 && sh == 1 && dh == 1)                                                   \
         for (; i + 2 <= rows; i += 2)                                               \
-            NAME##_rows(CVX_DW_PASS, i, 2, v4);                                     \
+            NAME##_rows(CVX_DW_QPASS, i, 2, v4);                                    \
     for (; i < rows; i++)                                                           \
-        NAME##_rows(CVX_DW_PASS, i, 1, v4);                                         \
+        NAME##_rows(CVX_DW_QPASS, i, 1, v4);                                        \
 }                                                                                   \
-CVX_ISA_DISPATCH_BY(NAME, CVX_DW_ARGS(T), CVX_DW_PASS, NAME##_body, 1, 0)
+/* Two entry points: at unit width stride (qoff a literal NULL once inlined:  */    \
+/* the reads q*dw apart, as the kernel's loops compile without phases), and   */    \
+/* with the phase planes' column offsets.                                     */    \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DW_ARGS(T), const int v4)      \
+{                                                                                   \
+    NAME##_loops(xpad, Wp, w, KH, KW, sh, dh, dw, NULL, bias, out, OW, rows, ja, jb, \
+                 v4);                                                               \
+}                                                                                   \
+static inline CVX_ALWAYS_INLINE void NAME##_phases_body(CVX_DW_QARGS(T), const int v4) \
+{                                                                                   \
+    NAME##_loops(CVX_DW_QPASS, v4);                                                 \
+}                                                                                   \
+CVX_ISA_DISPATCH_BY(NAME, CVX_DW_ARGS(T), CVX_DW_PASS, NAME##_body, 1, 0)           \
+CVX_ISA_DISPATCH_BY(NAME##_phases, CVX_DW_QARGS(T), CVX_DW_QPASS, NAME##_phases_body, 1, 0)
 
 CVX_DEFINE_DEPTHWISE(cvx_depthwise_f32, float)
 CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
@@ -314,7 +348,7 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
                 VT g0, g1;                                                          \
                 memcpy(&g0, gr + j, sizeof g0);                                     \
                 memcpy(&g1, gr + j + VL, sizeof g1);                                \
-                for (int k = 0; k < NQ; k++) {                                      \
+        for (int k = 0; k < NQ; k++) {                                              \
                     VT x0, x1;                                                      \
                     memcpy(&x0, xr + k * dw + j, sizeof x0);                        \
                     memcpy(&x1, xr + k * dw + j + VL, sizeof x1);                   \
@@ -325,7 +359,7 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
             if (j + VL <= OW) {                                                     \
                 VT g0;                                                              \
                 memcpy(&g0, gr + j, sizeof g0);                                     \
-                for (int k = 0; k < NQ; k++) {                                      \
+        for (int k = 0; k < NQ; k++) {                                              \
                     VT x0;                                                          \
                     memcpy(&x0, xr + k * dw + j, sizeof x0);                        \
                     CVX_VMAC(a0[k], x0, g0);                                        \
@@ -336,7 +370,7 @@ CVX_DEFINE_DEPTHWISE(cvx_depthwise_f64, double)
                 VT g0;                                                              \
                 memcpy(&g0, gr + last, sizeof g0);                                  \
                 CVX_VMASK(VT, IVT, g0, keep);                                       \
-                for (int k = 0; k < NQ; k++) {                                      \
+        for (int k = 0; k < NQ; k++) {                                              \
                     VT x0;                                                          \
                     memcpy(&x0, xr + k * dw + last, sizeof x0);                     \
                     CVX_VMASK(VT, IVT, x0, keep);                                   \
@@ -390,7 +424,7 @@ static inline CVX_ALWAYS_INLINE void NAME##_tile(CVX_DWW_ARGS(T), ptrdiff_t GS, 
     for (ptrdiff_t p = 0; p < KH; p++) {                                            \
         if (v4)                                                                     \
             CVX_DWW_ROW(VT, NAME##_it, T, 8)                                        \
-        else                                                                        \
+    else                                                                            \
             CVX_DWW_ROW(VT, NAME##_it, T, 4)                                        \
     }                                                                               \
 }                                                                                   \

@@ -1,11 +1,40 @@
-# convx: depthwise convolution (one input and one output channel per group,
-# unit horizontal stride): the forward pass and, at stride 1, the input
-# gradient.  Included by _core.pyx after _direct_passes.pxi, whose Direct
-# geometry, items and padding it shares (with Cs = Fo = 1).
+# convx: depthwise convolution (one input and one output channel per group):
+# the forward pass at any stride and, at stride 1, the input gradient; the
+# weight gradient at unit width stride.  Included by _core.pyx after
+# _direct_passes.pxi, whose Direct geometry, items and padding it shares
+# (with Cs = Fo = 1).
+
+cdef void _pad_phases(const floating* src, floating* pad, const Direct* D, Py_ssize_t i0,
+                      Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """What outputs (i0..i1, j0..j1) of one channel read of its padded image,
+    in D.sw phase planes of (Hp, Lp): plane a, row r, place m holds the
+    padded image's column a + m*sw (_pad_block's value there: zero outside
+    the source), so that the taps of output j read places j + q*dw // sw
+    of plane q*dw % sw.  The slack values after the planes are zeroed."""
+    cdef Py_ssize_t sw = D.sw, Lp = D.Lp, Hp = D.Hp
+    cdef Py_ssize_t r0 = i0 * D.sh, r1 = _min(Hp, (i1 - 1) * D.sh + D.span_h)
+    cdef Py_ssize_t c1 = _min(D.Wp, (j1 - 1) * sw + D.span_w)
+    cdef Py_ssize_t r, a, m, m1, i, s
+    cdef floating* d
+    cdef const floating* row
+    for r in range(r0, r1):
+        i = r - D.top
+        for a in range(sw):
+            d = pad + (a * Hp + r) * Lp
+            m1 = (c1 - a + sw - 1) // sw      # places j0..m1 hold columns below c1
+            if i < 0 or i >= D.Hs:
+                memset(d + j0, 0, (m1 - j0) * sizeof(floating))
+                continue
+            row = src + i * D.Ws
+            for m in range(j0, m1):
+                s = a + m * sw - D.left
+                d[m] = row[s] if 0 <= s < D.Ws else 0
+    memset(pad + sw * Hp * Lp, 0, D.slack * sizeof(floating))
+
 
 cdef void _depthwise_item(const floating* src, const floating* wt, const floating* bias,
                           floating* out, floating* pad, const Direct* D, Py_ssize_t KH,
-                          Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw,
+                          Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw, const Py_ssize_t* qoff,
                           Py_ssize_t item) noexcept nogil:
     """One block of rows and columns of one channel of one image."""
     cdef Py_ssize_t n, g, i0, i1, j0, j1, i, strip
@@ -13,8 +42,17 @@ cdef void _depthwise_item(const floating* src, const floating* wt, const floatin
     cdef Py_ssize_t plane = n * D.groups + g
     cdef floating b = 0 if bias == NULL else bias[g]
     cdef floating* tmp
-    _pad_for(src + plane * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
     out = out + plane * D.OH * D.OW + i0 * D.OW
+    if D.sw > 1:
+        _pad_phases(src + plane * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
+        if floating is float:
+            cvx_depthwise_f32_phases(pad + i0 * D.sh * D.Lp, D.Lp, wt + g * KH * KW, KH, KW,
+                                     D.sh, dh, dw, qoff, b, out, D.OW, i1 - i0, j0, j1)
+        else:
+            cvx_depthwise_f64_phases(pad + i0 * D.sh * D.Lp, D.Lp, wt + g * KH * KW, KH, KW,
+                                     D.sh, dh, dw, qoff, b, out, D.OW, i1 - i0, j0, j1)
+        return
+    _pad_for(src + plane * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
     if D.flat:
         # Narrow rows (whole rows, unit vertical stride): the rows i0..i1 as
         # one row of (i1 - i0 - 1)*Wp + OW columns of the padded image, the
@@ -40,34 +78,48 @@ cdef void _depthwise_item(const floating* src, const floating* wt, const floatin
                           b, out, D.OW, i1 - i0, j0, j1)
 
 
+def depthwise_scratch(Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t sw, Py_ssize_t slack,
+                      Py_ssize_t flat):
+    """The scratch values conv_depthwise needs per thread."""
+    if sw > 1:
+        return sw * Hp * ((Wp + sw - 1) // sw) + slack
+    return Hp * Wp + slack + flat
+
+
 def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
                    const floating[:, ::1] wt,          # IN  (C, KH*KW): each channel's taps
                    const floating[::1] bias,           # IN  (C,), or None
                    floating[:, :, :, ::1] out,         # OUT (N, C, OH, OW), all written
-                   floating[::1] work,                 # scratch: Hp*Wp + slack + flat per thread
+                   floating[::1] work,                 # scratch: depthwise_scratch per thread
                    Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left,
                    Py_ssize_t row_step, Py_ssize_t span_h, Py_ssize_t span_w,
                    Py_ssize_t slack, Py_ssize_t rb, Py_ssize_t cb, Py_ssize_t KH,
-                   Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t flat, int nt,
+                   Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t sw,
+                   const Py_ssize_t[::1] qoff, Py_ssize_t flat, int nt,
                    bint interruptible):
     """out[n, c, i, j] = bias[c]
-                        + sum_{p, q} wt[c, p*KW + q] * pad[c][i*row_step + p*dh*Wp + j + q*dw],
+                        + sum_{p, q} wt[c, p*KW + q] * pad[c][i*row_step + p*dh*Wp + j*sw + q*dw],
     each channel of ``src`` padded (or cropped) to (Hp, Wp) at offset (top,
     left), in blocks of ``rb`` output rows by ``cb`` columns.  The forward
     pass (src = x) and, at stride 1, the input gradient (src = grad_output,
-    wt = the flipped taps).  ``flat`` > 0 (whole rows, cb = OW, row_step =
-    Wp) computes each item's rows as one strip of at most ``flat`` columns.
-    Returns False when interrupted."""
+    wt = the flipped taps).  At sw > 1 each item pads its rows into sw
+    phase planes of (Hp, ceil(Wp / sw)) (_pad_phases), and the kernel reads
+    tap column q at ``qoff[q]`` = (q*dw % sw) * Hp*ceil(Wp / sw) + q*dw // sw
+    (at sw = 1, at q*dw: qoff is not read).  ``flat`` > 0 (whole rows,
+    cb = OW, row_step = Wp, sw = 1) computes each item's rows as one strip
+    of at most ``flat`` columns.  Returns False when interrupted."""
     cdef Py_ssize_t C = src.shape[1]
     cdef Direct D = _direct_geom(1, src.shape[2], src.shape[3], C, 1, out.shape[2],
                                  out.shape[3], KH * KW, Hp, Wp, top, left, row_step, span_h,
                                  span_w, rb, cb, slack)
     D.flat = flat
-    cdef Py_ssize_t per = Hp * Wp + slack + flat
+    D.sw, D.Lp = sw, (Wp + sw - 1) // sw
+    cdef Py_ssize_t per = depthwise_scratch(Hp, Wp, sw, slack, flat)
     cdef Py_ssize_t items = src.shape[0] * C * D.nrb * D.ncb, it, tid
     cdef const floating* sp = _data4(src)
     cdef const floating* wp = &wt[0, 0]
     cdef const floating* b = _data_or_null(bias)
+    cdef const Py_ssize_t* qo = &qoff[0]
     cdef floating* op = &out[0, 0, 0, 0]
     cdef floating* scratch = &work[0]
     cdef const int* stop = _stop(interruptible)
@@ -78,7 +130,7 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
-                _depthwise_item(sp, wp, b, op, scratch, &D, KH, KW, dh, dw, it)
+                _depthwise_item(sp, wp, b, op, scratch, &D, KH, KW, dh, dw, qo, it)
     else:
         tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
@@ -86,7 +138,8 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
             cvx_saw(tid)
             for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
-                    _depthwise_item(sp, wp, b, op, scratch + tid * per, &D, KH, KW, dh, dw, it)
+                    _depthwise_item(sp, wp, b, op, scratch + tid * per, &D, KH, KW, dh, dw,
+                                    qo, it)
     return not CVX_STOPPED(stop)
 
 

@@ -50,6 +50,9 @@ cdef struct Direct:
     # flat > 0: whole rows computed as one strip, of at most this many columns
     # (conv_direct)
     Py_ssize_t flat
+    # the depthwise kernel at width stride sw > 1: the padded rows in sw phase
+    # planes of (Hp, Lp) (conv_depthwise); else sw = 1, Lp = Wp
+    Py_ssize_t sw, Lp
     int wide                             # the channels kernels: 64-byte vectors
 
 
@@ -66,6 +69,7 @@ cdef Direct _direct_geom(Py_ssize_t Cs, Py_ssize_t Hs, Py_ssize_t Ws, Py_ssize_t
     D.rb, D.nrb, D.cb, D.ncb, D.slack = rb, (OH + rb - 1) // rb, cb, (OW + cb - 1) // cb, slack
     D.flat = 0
     D.wide = 0
+    D.sw, D.Lp = 1, Wp
     return D
 
 

@@ -536,8 +536,8 @@ def _forward_zero_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
 
 def _forward_padded(c: Call) -> tuple[int, int]:
     """(Hp, Wp): the padded input the forward pass reads."""
-    (sh, _), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
-    return (c.out[2] - 1) * sh + (kh - 1) * dh + 1, c.out[3] + (kw - 1) * dw
+    (sh, sw), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
+    return (c.out[2] - 1) * sh + (kh - 1) * dh + 1, (c.out[3] - 1) * sw + (kw - 1) * dw + 1
 
 
 def _pointwise(c: Call) -> bool:
@@ -730,8 +730,17 @@ def _border_fits(padded: int, image: int) -> bool:
 
 
 def _depthwise(c: Call) -> bool:
-    """One input and one output channel per group, unit horizontal stride."""
+    """One input and one output channel per group, unit horizontal stride
+    (the forward pass takes any: :func:`_forward_depthwise`)."""
     return c.w[1] == 1 and c.fg == 1 and c.stride[1] == 1
+
+
+def _column_offsets(kw: int, dw: int, sw: int, hp: int, wp: int) -> NDArray[np.intp]:
+    """Where conv_depthwise's kernel reads tap column q: q*dw at unit width
+    stride; at width stride sw, place q*dw // sw of phase plane q*dw % sw,
+    the planes (hp, ceil(wp / sw)) apart."""
+    q = np.arange(kw, dtype=np.intp) * dw
+    return q if sw == 1 else (q % sw) * (hp * -(-wp // sw)) + q // sw
 
 
 def _forward_depthwise(c: Call, forced: bool = False) -> Any:
@@ -750,16 +759,33 @@ def _forward_depthwise(c: Call, forced: bool = False) -> Any:
     a time, as before, was a single chain of multiply-adds and the GEMM was
     ahead): direct / GEMM time, 2 threads, x86-64-v4 and -v3, float32 and
     float64, 0.12-0.5 on 7 plain filters (3x3 on 28x28 to 256x256, 4x4,
-    5x5 on 512x512, 1-D k5 and k9)."""
-    if not _depthwise(c) or not (forced or USE_DIRECT):
+    5x5 on 512x512, 1-D k5 and k9).
+
+    At a width stride each item pads its rows into phase planes, one per
+    column phase (conv_depthwise), and the same kernel runs along them,
+    where an output row is at least a 32-byte vector wide (narrower ones it
+    sums tap by tap, and the channels kernel takes them).  Measured against
+    the channels kernel (what 'auto' took before, itself 0.3-1.0x the
+    GEMM's time there), 2 threads, x86-64-v4, 9 layers (16 to 672 channels,
+    3x3 to 7x7, stride 2 and 3): 0.54-0.94x its time in float64, 0.47-0.77x
+    in float32, 0.13-0.65x the GEMM's; but 1.35-1.96x in float32 on 7-wide
+    output rows (14x14 at stride 2), which the rule leaves to the channels
+    kernel, and 1.10-1.16x at stride 3 on 10-wide rows.  A 1x1 kernel at a
+    width stride is left to the GEMM, which gathers only the columns it
+    reads (the phase planes took 1.2-1.65x its time)."""
+    if not (c.w[1] == 1 and c.fg == 1) or not (forced or USE_DIRECT):
         return None
     hp, wp = _forward_padded(c)
     if not forced and (not _border_fits(hp * wp, c.x[2] * c.x[3])
                        or c.groups == 1 and c.macs < _DEPTHWISE_MIN_MACS
-                       and _forward_small(c) is not None):
+                       and _forward_small(c) is not None
+                       or c.stride[1] > 1 and (c.out[3] < 32 // c.dtype.itemsize
+                                               or c.w[2] * c.w[3] == 1)):
         return None
-    return _direct_geometry(1, hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp, c.w[2], c.w[3],
-                            c.dilation, c.groups, c.macs, c.k) + (c.w[2], c.w[3]) + c.dilation
+    (sh, sw), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
+    return (_direct_geometry(1, hp, wp, c.pads[0], c.pads[2], sh * wp, kh, kw, c.dilation,
+                             c.groups, c.macs, c.k)
+            + (kh, kw, dh, dw, sw, _column_offsets(kw, dw, sw, hp, wp)))
 
 
 # Below this many multiply-adds the forward pass leaves a plain filter (one
@@ -777,15 +803,15 @@ def _depthwise_run(who: Who, arrays: tuple[Any, ...], d: tuple[Any, ...], shape:
     """conv_depthwise over ``arrays`` (src, taps, bias, out), ``shape`` the
     output's, by a depthwise plan's ``d``."""
     (_, _, hp, wp, top, left, row_step, span_h, span_w, groups, macs, col_macs,
-     kh, kw, dh, dw) = d
+     kh, kw, dh, dw, sw, qoff) = d
     n, _, rows, cols = shape
     threads = _threads.plan(n * groups * rows * cols, macs)
     slack = _DIRECT_JB[dtype]
     rb, cb = _blocks(rows, cols, col_macs, n * groups, threads)
-    strip = _depthwise_strip(rb, cols, wp, row_step, dtype) if cb == cols else 0
-    work = _scratch(who, hp * wp + slack + strip, dtype, threads)
+    strip = _depthwise_strip(rb, cols, wp, row_step, dtype) if cb == cols and sw == 1 else 0
+    work = _scratch(who, _core.depthwise_scratch(hp, wp, sw, slack, strip), dtype, threads)
     _call(_core.conv_depthwise, macs, *arrays, work, hp, wp, top, left, row_step, span_h,
-          span_w, slack, rb, cb, kh, kw, dh, dw, strip, threads)
+          span_w, slack, rb, cb, kh, kw, dh, dw, sw, qoff, strip, threads)
 
 
 # The depthwise kernel's strip: for rows of at most _DEPTHWISE_STRIP_COLS
@@ -925,7 +951,7 @@ def _input_grad_depthwise(c: Call, forced: bool = False) -> Any:
         return None
     d = _direct_geometry(1, hp, wp, (kh - 1) * dh - c.pads[0], (kw - 1) * dw - c.pads[2], wp,
                          kh, kw, c.dilation, c.groups, c.macs, c.k)
-    return d + (kh, kw, dh, dw), gemm
+    return d + (kh, kw, dh, dw, 1, _column_offsets(kw, dw, 1, hp, wp)), gemm
 
 
 def _input_grad_depthwise_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
