@@ -208,6 +208,10 @@ def test_even_blocks_share_the_rows_evenly():
     ((4, 48, 1, 8192), (48, 48, 1, 5), 1, 1, np.float32, "gemm"),
     ((16, 64, 1, 2048), (64, 64, 1, 7), 1, 1, np.float64, "channels"),
     ((64, 16, 1, 1024), (32, 16, 1, 3), 1, 1, np.float32, "channels"),
+    # one channel 3x3 (9 taps in all): the product
+    ((64, 1, 28, 28), (32, 1, 3, 3), 1, 1, np.float32, "gemm"),
+    ((8, 1, 100, 100), (48, 1, 3, 3), 1, 1, np.float64, "gemm"),
+    ((64, 2, 28, 28), (32, 2, 3, 3), 1, 1, np.float32, "channels"),     # 18 taps
 ])
 def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
     monkeypatch.setattr(_engine, "USE_DIRECT", True)

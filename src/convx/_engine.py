@@ -1123,13 +1123,16 @@ def _channels_pay(c: Call) -> bool:
     product, whose im2col is then short: measured, 2 threads, x86-64-v4, 14
     layers (32 to 256 channels, 48 to 128 filters, 256 to 8192 long),
     kernel time over the product's 1.0-1.4 in float64 and 0.93-1.53 in
-    float32; with 7 or 9 taps, or 32 filters, 0.9-1.04."""
+    float32; with 7 or 9 taps, or 32 filters, 0.9-1.04.  So does a 2-D
+    kernel of at most 9 taps in all: :func:`_few_taps`."""
     if WEIGHT_GRAD_CHANNELS is not None:
         return WEIGHT_GRAD_CHANNELS
     if c.w[2:] == (1, 1) and c.fg >= 128 or _channels_streams(c):
         return False
     if c.x[2] == c.w[2] == 1 and c.w[3] <= 5 and c.fg >= 48:
         return False   # a 1-D layer of few taps: see below
+    if _few_taps(c):
+        return False
     return c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
 
 
@@ -1165,9 +1168,22 @@ def _channels_streams(c: Call) -> bool:
             and c.k * fp * c.dtype.itemsize > _CHANNELS_MAX_ACCUMULATOR)
 
 
+def _few_taps(c: Call) -> bool:
+    """A 2-D weight gradient of at most 9 taps in all (one input channel per
+    group, 3x3: an MNIST network's first layer) goes to the product: the
+    channels kernel fills its 6-tap register blocks one and a half times,
+    and the dot products along the rows waste most of a narrow row's
+    vectors.  Measured, 2 threads, x86-64-v4, 8 layers (8 to 64 filters,
+    14x14 to 100x100, batch 8 to 128), time over the product's: channels
+    1.2-2.2 in float32, 0.9-1.8 in float64; dot products 0.88-2.9 and
+    0.83-1.84 (median 1.0).  With 18 taps (two channels), the channels
+    kernel took 0.69 of the product's time."""
+    return c.k <= 9 and c.w[2] > 1 and c.w[3] > 1
+
+
 def _weight_grad_direct(c: Call, forced: bool = False) -> Any:
     hp, wp = _forward_padded(c)
-    if c.stride[1] != 1:
+    if c.stride[1] != 1 or not forced and _few_taps(c):
         return None
     if not forced and not (_direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp,
                                         weight_grad=True)
