@@ -772,7 +772,9 @@ def _forward_depthwise(c: Call, forced: bool = False) -> Any:
     output rows (14x14 at stride 2), which the rule leaves to the channels
     kernel, and 1.10-1.16x at stride 3 on 10-wide rows.  A 1x1 kernel at a
     width stride is left to the GEMM, which gathers only the columns it
-    reads (the phase planes took 1.2-1.65x its time)."""
+    reads (the phase planes took 1.2-1.65x its time), and so is a channel
+    whose phase planes would pass _CHANNELS_MAX_PAD values (a thread's
+    scratch holds them whole), even forced."""
     if not (c.w[1] == 1 and c.fg == 1) or not (forced or USE_DIRECT):
         return None
     hp, wp = _forward_padded(c)
@@ -782,6 +784,8 @@ def _forward_depthwise(c: Call, forced: bool = False) -> Any:
                        or c.stride[1] > 1 and (c.out[3] < 32 // c.dtype.itemsize
                                                or c.w[2] * c.w[3] == 1)):
         return None
+    if c.stride[1] > 1 and _core.depthwise_scratch(hp, wp, c.stride[1], 0, 0) > _CHANNELS_MAX_PAD:
+        return None   # each thread pads a whole channel's phase planes
     (sh, sw), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
     return (_direct_geometry(1, hp, wp, c.pads[0], c.pads[2], sh * wp, kh, kw, c.dilation,
                              c.groups, c.macs, c.k)
