@@ -284,7 +284,8 @@ STRIDE1 = [  # (x shape, w shape, padding, dilation, groups): stride 1, where th
     ((3, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1),            # LeNet-like, one vector
     ((2, 16, 12, 40), (24, 16, 3, 3), 2, 2, 1),          # dilated, a vector and a half
     ((2, 32, 9, 9), (64, 8, 3, 3), 1, 1, 4),             # grouped
-    ((2, 16, 1, 300), (48, 16, 1, 5), (0, 4), (1, 2), 1),  # 1-D, long rows
+    ((2, 16, 1, 300), (48, 16, 1, 7), (0, 6), (1, 2), 1),  # 1-D, long rows (7 taps:
+                                                           # 3 to 5 take the GEMM)
     ((1, 12, 7, 5), (20, 12, 3, 3), (3, 0), 1, 1),       # rows shorter than a tile
 ]
 
@@ -375,6 +376,10 @@ def test_stride_1_input_grad_with_non_finite_weights(width, monkeypatch):
     ((8, 32, 56, 56), (64, 1, 3, 3), 2, 32, np.float32, "gemm"),          # two filters a group
     ((8, 64, 56, 56), (128, 64, 3, 3), 2, 1, np.float32, "gemm"),         # 128 filters
     ((4, 3, 224, 224), (64, 3, 7, 7), 2, 1, np.float64, "channels"),      # a stem
+    # 1-D, 3 to 5 taps, 32 filters or more: the GEMM
+    ((16, 64, 1, 2048), (64, 64, 1, 3), 1, 1, np.float32, "gemm"),
+    ((32, 16, 1, 1024), (32, 16, 1, 5), 1, 1, np.float64, "gemm"),
+    ((64, 16, 1, 1024), (32, 16, 1, 9), 1, 1, np.float64, "direct"),      # 9 taps
 ])
 def test_forward_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
     monkeypatch.setattr(_engine, "USE_DIRECT", True)

@@ -552,11 +552,17 @@ def _forward_direct(c: Call, forced: bool = False) -> Any:
     to 256 -> 256 channels, one image to 32, 14x14 to 56x56), 2 threads,
     direct / GEMM time 0.85-2.2, median 1.41, in float32; 0.98-2.3, median
     1.60, in float64.  The input gradient: 1.03-2.3, median 1.62; 1.08-1.68,
-    median 1.28."""
+    median 1.28.
+
+    Nor (nor the channels kernel in its place) on a 1-D layer of 3 to 5
+    taps with 32 filters or more (:func:`_short_1d`), whose im2col is
+    short: measured, 2 threads, x86-64-v4, 16 such layers (16 to 256
+    channels, 256 to 8000 long), channels kernel time over the GEMM's
+    0.95-1.99 (median 1.33) in float64, 0.98-1.76 (median 1.31) in float32."""
     hp, wp = _forward_padded(c)
     if c.stride[1] != 1:
         return None
-    if not forced and (_pointwise(c) or not (
+    if not forced and (_pointwise(c) or _short_1d(c, 32) or not (
             _direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp, single=True)
             and c.k * c.fg <= _DIRECT_MAX_BLOCK)):
         return None
@@ -1133,8 +1139,8 @@ def _channels_pay(c: Call) -> bool:
         return WEIGHT_GRAD_CHANNELS
     if c.w[2:] == (1, 1) and c.fg >= 128 or _channels_streams(c):
         return False
-    if c.x[2] == c.w[2] == 1 and c.w[3] <= 5 and c.fg >= 48:
-        return False   # a 1-D layer of few taps: see below
+    if _short_1d(c, 48):
+        return False   # see below
     if _few_taps(c):
         return False
     return c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
@@ -1170,6 +1176,12 @@ def _channels_streams(c: Call) -> bool:
         positions = min(c.out[2], _ITEM_MACS // max(row_macs, 1)) * c.out[3]
     return (positions < _CHANNELS_MIN_POSITIONS
             and c.k * fp * c.dtype.itemsize > _CHANNELS_MAX_ACCUMULATOR)
+
+
+def _short_1d(c: Call, filters: int) -> bool:
+    """A 1-D layer (one row, a kernel one row tall) of 3 to 5 taps with at
+    least ``filters`` filters per group: the GEMM's ground."""
+    return c.x[2] == c.w[2] == 1 and 3 <= c.w[3] <= 5 and c.fg >= filters
 
 
 def _few_taps(c: Call) -> bool:
