@@ -1,0 +1,204 @@
+"""How close 'auto' comes to the fastest of the kernels that could run a call.
+
+    python benchmarks/choices.py [--set NAME[,NAME]] [--rounds N] [--dtypes D]
+
+For each shape of the chosen sets (layers picked for the engine's rules, not
+the benchmark suites' shapes), each pass and each dtype, it times 'auto' and
+every kernel that applies: the GEMM (method='gemm'), the FFT and Winograd
+where they apply, and the direct family one kernel at a time (the channels
+kernel, the direct kernel or the weight gradient's dot products, and the
+depthwise kernel), forced through the engine's switches.  Rounds are
+interleaved in one process; each time is the best of the rounds.  It prints
+auto's time over the fastest one's, flags those above 1.15, and sums up: how
+many within 5% of the fastest, and the geometric mean.
+
+The sets:
+  wg-accumulator  weight gradients of 3x3 layers of 128 to 512 channels at 7x7
+                  to 28x28 (_engine._channels_streams)
+  wg-1d           1-D weight gradients of 3 to 9 taps (_engine._short_1d)
+  wg-few-taps     2-D weight gradients of one input channel, 3x3 (_engine._few_taps)
+  fwd-1d          1-D forward passes of 3 to 9 taps (_engine._short_1d)
+  dw-strided      depthwise forward passes at stride 2 and 3 (_engine._forward_depthwise)
+  mixed           one or two of each: the sets above and other layers
+
+Timing is noisy on a shared machine: read the ratios, and rerun a case that
+looks off before trusting it.
+"""
+import argparse
+import math
+import time
+
+import numpy as np
+
+import convx
+from convx import _engine
+
+# (x shape, weight shape (PyTorch layout), stride, padding, dilation, groups, passes)
+WG, FWD, ALL = ("wg",), ("fwd",), ("fwd", "ig", "wg")
+SETS = {
+    "wg-accumulator": [((n, c, h, h), (f, c, 3, 3), s, 1, 1, 1, WG) for n, c, f, h, s in [
+        (1, 128, 128, 28, 1), (4, 128, 128, 28, 1), (1, 256, 256, 14, 1), (8, 256, 256, 14, 1),
+        (1, 512, 512, 7, 1), (16, 512, 512, 7, 1), (16, 128, 128, 7, 1), (8, 192, 192, 14, 1),
+        (4, 192, 192, 17, 1), (8, 320, 320, 10, 1), (2, 256, 512, 14, 2), (1, 128, 256, 28, 2)]],
+    "wg-1d": [((n, c, length), (f, c, k), 1, d * (k // 2), d, 1, WG) for n, c, f, length, k, d in [
+        (16, 64, 64, 2048, 3, 4), (8, 128, 128, 1024, 3, 1), (32, 32, 64, 4096, 5, 1),
+        (4, 48, 48, 8192, 3, 2), (16, 128, 64, 500, 3, 1), (64, 16, 32, 1024, 3, 1),
+        (16, 64, 64, 2048, 7, 1), (64, 16, 32, 1024, 9, 1)]],
+    "wg-few-taps": [((n, c, h, h), (f, c, 3, 3), 1, 1, 1, 1, WG) for n, c, f, h in [
+        (64, 1, 32, 28), (16, 1, 32, 64), (8, 1, 48, 100), (128, 1, 32, 28), (64, 1, 32, 14),
+        (64, 1, 8, 28), (64, 2, 32, 28), (128, 3, 32, 32)]],
+    "fwd-1d": [((n, c, length), (f, c, k), 1, d * (k // 2), d, 1, FWD) for n, c, f, length, k, d in [
+        (16, 64, 64, 2048, 3, 4), (8, 128, 128, 1024, 3, 1), (32, 16, 32, 1024, 5, 1),
+        (8, 32, 48, 4000, 3, 1), (4, 128, 96, 2000, 5, 1), (3, 16, 128, 1024, 3, 1),
+        (16, 64, 128, 1000, 7, 1), (64, 16, 32, 1024, 9, 1)]],
+    "dw-strided": [((n, c, h, h), (c, 1, k, k), s, k // 2, 1, c, FWD) for n, c, h, k, s in [
+        (8, 96, 56, 3, 2), (8, 144, 56, 3, 2), (4, 240, 28, 5, 2), (8, 32, 112, 3, 2),
+        (16, 672, 14, 5, 2), (32, 384, 14, 3, 2), (8, 16, 64, 3, 2), (4, 64, 32, 7, 2),
+        (16, 96, 28, 3, 3)]],
+    "mixed": [
+        ((4, 32, 56, 56), (32, 32, 3, 3), 1, 1, 1, 1, ALL),
+        ((2, 64, 28, 28), (128, 64, 3, 3), 2, 1, 1, 1, ALL),
+        ((2, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1, ALL),
+        ((16, 3, 32, 32), (32, 3, 3, 3), 1, 1, 1, 1, ALL),
+        ((4, 128, 28, 28), (64, 128, 1, 1), 1, 0, 1, 1, ALL),
+        ((2, 3, 227, 227), (96, 3, 11, 11), 4, 0, 1, 1, ALL),
+        ((8, 48, 35, 35), (48, 48, 5, 5), 1, 2, 1, 1, ALL),
+        ((64, 1, 28, 28), (32, 1, 3, 3), 1, 1, 1, 1, ALL),
+        ((4, 64, 56, 56), (64, 16, 3, 3), 1, 1, 1, 4, ALL),
+        ((8, 32, 112, 112), (32, 1, 3, 3), 2, 1, 1, 32, ALL),
+        ((16, 128, 256), (128, 128, 3), 1, 1, 1, 1, ALL),
+        ((4, 64, 32, 32), (64, 64, 3, 3), 1, 3, 3, 1, ALL),
+    ],
+}
+
+
+def best_of(fn, min_time):
+    t0 = time.perf_counter()
+    n = 0
+    while True:
+        fn()
+        n += 1
+        t = time.perf_counter() - t0
+        if t >= min_time:
+            return t / n
+
+
+NO_DEPTHWISE = "no depthwise"   # a switch: the forward table without the depthwise kernel
+
+
+def candidates(passname):
+    """(label, method, engine switches) for each kernel to force.  Forcing
+    method='direct' runs the first kernel of the direct family that
+    applies; the switches pick the others."""
+    out = [("auto", "auto", {}), ("gemm", "gemm", {}), ("fft", "fft", {}),
+           ("winograd", "winograd", {})]
+    if passname == "fwd":
+        out += [("depthwise", "direct", {"depthwise only": True}),
+                ("channels", "direct", {"FORWARD_CHANNELS": True, NO_DEPTHWISE: True}),
+                ("direct", "direct", {"FORWARD_CHANNELS": False, NO_DEPTHWISE: True})]
+    elif passname == "wg":
+        out += [("channels", "direct", {"WEIGHT_GRAD_CHANNELS": True}),
+                ("dots", "direct", {"WEIGHT_GRAD_CHANNELS": False})]
+    else:
+        out += [("direct", "direct", {})]
+    return out
+
+
+FORWARD = _engine.ALGORITHMS["forward"]
+
+
+def switch(switches, on):
+    """Set (on) or reset the engine switches, and empty its plans."""
+    for name, value in switches.items():
+        if name == "depthwise only":
+            continue              # (run_case skips the label on other layers)
+        if name == NO_DEPTHWISE:
+            _engine.ALGORITHMS["forward"] = (tuple(a for a in FORWARD if a.name != "depthwise")
+                                             if on else FORWARD)
+        else:
+            setattr(_engine, name, value if on else None)
+    _engine.PLANS.clear()
+
+
+def call(passname, nsp, x, w, g, geometry, method):
+    f = {1: (convx.conv1d, convx.conv1d_input_grad, convx.conv1d_weight_grad),
+         2: (convx.conv2d, convx.conv2d_input_grad, convx.conv2d_weight_grad)}[nsp]
+    if passname == "fwd":
+        return lambda: f[0](x, w, method=method, **geometry)
+    if passname == "ig":
+        return lambda: f[1](x.shape, w, g, method=method, **geometry)
+    return lambda: f[2](x, w.shape, g, method=method, **geometry)
+
+
+def run_case(case, dtype, rounds, min_time):
+    xs, ws, stride, padding, dilation, groups, passes = case
+    nsp = len(xs) - 2
+    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    conv = convx.conv1d if nsp == 1 else convx.conv2d
+    g = rng.standard_normal(conv(x, w, **geometry).shape).astype(dtype)
+    results = []
+    for passname in passes:
+        fns = {}
+        depthwise = ws[1] == 1 and groups == ws[0]
+        for label, method, switches in candidates(passname):
+            if "depthwise only" in switches and not depthwise:
+                continue
+            switch(switches, True)
+            fn = call(passname, nsp, x, w, g, geometry, method)
+            try:
+                fn()
+            except convx.ConvxValueError:
+                continue          # the method does not apply
+            finally:
+                switch(switches, False)
+            fns[label] = (fn, switches)
+        times = {label: math.inf for label in fns}
+        for _ in range(rounds):
+            for label, (fn, switches) in fns.items():
+                switch(switches, True)
+                try:
+                    times[label] = min(times[label], best_of(fn, min_time))
+                finally:
+                    switch(switches, False)
+        # (forcing the direct family can land on one kernel under two labels)
+        fastest = min(t for label, t in times.items() if label != "auto")
+        results.append((passname, times, times["auto"] / fastest))
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--set", default="mixed",
+                        help="comma-separated, from " + ", ".join(SETS) + " (default: mixed)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--min-time", type=float, default=0.015)
+    parser.add_argument("--dtypes", default="float32,float64")
+    args = parser.parse_args()
+    names = args.set.split(",")
+    for name in names:
+        if name not in SETS:
+            parser.error(f"--set: no set {name!r}; the sets are {', '.join(SETS)}")
+    print(f"convx {convx.__version__}, {convx.get_num_threads()} threads; "
+          f"sets {', '.join(names)}; best of {args.rounds} interleaved rounds")
+    ratios = []
+    for name in names:
+        for case in SETS[name]:
+            for dtype in args.dtypes.split(","):
+                for passname, times, ratio in run_case(case, dtype, args.rounds, args.min_time):
+                    ratios.append(ratio)
+                    shown = "  ".join(f"{label} {t * 1e3:.3f}" for label, t in times.items())
+                    flag = "  <<<" if ratio > 1.15 else ""
+                    print(f"{name:14s} {case[0]!s:20s} {case[1]!s:18s} s{case[2]} "
+                          f"g{case[5]} {dtype:7s} {passname:3s} ms: {shown}  "
+                          f"auto/fastest {ratio:.2f}{flag}", flush=True)
+    within = sum(r <= 1.05 for r in ratios)
+    gmean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    print(f"auto within 5% of the fastest in {within} of {len(ratios)} cases; geometric mean "
+          f"auto/fastest {gmean:.3f}, worst {max(ratios):.2f}")
+
+
+if __name__ == "__main__":
+    main()
