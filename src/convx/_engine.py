@@ -600,12 +600,14 @@ def _forward_channels_pay(c: Call) -> bool:
     packing is a small part of its time; and 1.07-1.64 on 1x1 kernels at
     stride 2 (32 to 256 channels -> 32 or 64), whose rows the GEMM gathers
     while this kernel pads every row of the image.  A depthwise layer (one
-    filter per group) at a width stride takes it too, though a vector holds
-    its one filter and padding: the GEMM's product has one row per group
-    there.  Measured, 2 threads, x86-64-v4, kernel time over the GEMM's on
-    9 layers (16 to 672 channels, 14x14 to 112x112, 3x3 to 7x7, stride 2
-    and 3): 0.34-0.81 in float64, 0.31-0.98 in float32.  At unit stride,
-    in place of the direct kernel: :func:`_channels_replace_direct`."""
+    filter per group) at a width stride that the depthwise kernel leaves
+    (:func:`_forward_depthwise`: rows narrower than a vector) takes it too,
+    though a vector holds its one filter and padding: the GEMM's product has
+    one row per group there.  Measured, 2 threads, x86-64-v4, kernel time
+    over the GEMM's on 9 depthwise layers (16 to 672 channels, 14x14 to
+    112x112, 3x3 to 7x7, stride 2 and 3): 0.34-0.81 in float64, 0.31-0.98
+    in float32.  At unit stride, in place of the direct kernel:
+    :func:`_channels_replace_direct`."""
     if FORWARD_CHANNELS is not None:
         return FORWARD_CHANNELS
     if c.stride[1] == 1:
@@ -1137,11 +1139,8 @@ def _channels_pay(c: Call) -> bool:
     kernel of at most 9 taps in all: :func:`_few_taps`."""
     if WEIGHT_GRAD_CHANNELS is not None:
         return WEIGHT_GRAD_CHANNELS
-    if c.w[2:] == (1, 1) and c.fg >= 128 or _channels_streams(c):
-        return False
-    if _short_1d(c, 48):
-        return False   # see below
-    if _few_taps(c):
+    if (c.w[2:] == (1, 1) and c.fg >= 128 or _channels_streams(c) or _short_1d(c, 48)
+            or _few_taps(c)):
         return False
     return c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
 
