@@ -214,13 +214,21 @@ def test_even_blocks_share_the_rows_evenly():
     ((64, 2, 28, 28), (32, 2, 3, 3), 1, 1, np.float32, "channels"),     # 18 taps
 ])
 def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
+    assert _chosen("weight grad", xs, ws, stride, groups, dtype, monkeypatch).name == name
+
+
+def _chosen(pass_, xs, ws, stride, groups, dtype, monkeypatch):
+    """The algorithm the engine plans for a pass of a layer padded by half
+    its kernel height on every side, where the direct kernels are fast."""
     monkeypatch.setattr(_engine, "USE_DIRECT", True)
     pad = ws[2] // 2
+    if pass_ == "forward":
+        return _engine.forward_plan("t", xs, ws, (stride, stride), (pad,) * 4, (1, 1), groups,
+                                    kernel_arg="weight", dtype=dtype)[1]
     oh, ow = [(n + 2 * pad - k) // stride + 1 for n, k in zip(xs[2:], ws[2:])]
-    plan = _engine.weight_grad_plan("t", xs, ws, (xs[0], ws[0], oh, ow), (stride, stride),
+    return _engine.weight_grad_plan("t", xs, ws, (xs[0], ws[0], oh, ow), (stride, stride),
                                     (pad,) * 4, (1, 1), groups, kernel_arg="weight",
-                                    dtype=dtype)
-    assert plan[1].name == name
+                                    dtype=dtype)[1]
 
 
 @pytest.fixture
@@ -382,8 +390,5 @@ def test_stride_1_input_grad_with_non_finite_weights(width, monkeypatch):
     ((64, 16, 1, 1024), (32, 16, 1, 9), 1, 1, np.float64, "direct"),      # 9 taps
 ])
 def test_forward_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
-    monkeypatch.setattr(_engine, "USE_DIRECT", True)
-    pad = ws[2] // 2
-    plan = _engine.forward_plan("t", xs, ws, (stride, stride), (pad,) * 4, (1, 1), groups,
-                                kernel_arg="weight", dtype=dtype)
-    assert name in (plan[1].name, plan[1].method), plan[1].name
+    algorithm = _chosen("forward", xs, ws, stride, groups, dtype, monkeypatch)
+    assert name in (algorithm.name, algorithm.method), algorithm.name

@@ -105,7 +105,7 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
     wt = the flipped taps).  At sw > 1 each item pads its rows into sw
     phase planes of (Hp, ceil(Wp / sw)) (_pad_phases), and the kernel reads
     tap column q at ``qoff[q]`` = (q*dw % sw) * Hp*ceil(Wp / sw) + q*dw // sw
-    (at sw = 1, at q*dw: qoff is not read).  ``flat`` > 0 (whole rows,
+    (at sw = 1, at q*dw: qoff may be empty, and is not read).  ``flat`` > 0 (whole rows,
     cb = OW, row_step = Wp, sw = 1) computes each item's rows as one strip
     of at most ``flat`` columns.  Returns False when interrupted."""
     cdef Py_ssize_t C = src.shape[1]
@@ -119,7 +119,7 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
     cdef const floating* sp = _data4(src)
     cdef const floating* wp = &wt[0, 0]
     cdef const floating* b = _data_or_null(bias)
-    cdef const Py_ssize_t* qo = &qoff[0]
+    cdef const Py_ssize_t* qo = &qoff[0] if sw > 1 else NULL   # (empty at sw = 1)
     cdef floating* op = &out[0, 0, 0, 0]
     cdef floating* scratch = &work[0]
     cdef const int* stop = _stop(interruptible)

@@ -292,18 +292,24 @@ def _direct_weights(w: Array, groups: int, flip: bool) -> Array:
     return np.ascontiguousarray(wt.transpose(0, 1, 3, 2))
 
 
-def _blocks(rows: int, cols: int, col_macs: int, images: int, threads: int) -> tuple[int, int]:
-    """(rows, columns) of output per item of the direct kernels: at most
-    _ITEM_MACS of work (whole rows when a row is less; else part of one row,
-    a long 1-D signal's say), and enough items for every thread when there
-    are fewer images than threads."""
+def _item_blocks(rows: int, cols: int, col_macs: int) -> tuple[int, int]:
+    """(rows, columns) of output per item of the direct kernels before
+    :func:`_blocks` shares images between threads: at most _ITEM_MACS of
+    work (whole rows when a row is less; else part of one row, a long 1-D
+    signal's say)."""
     row_macs = cols * col_macs
     if row_macs > _ITEM_MACS:
         return 1, min(cols, max(64, _ITEM_MACS // max(col_macs, 1)))
-    rb = _ITEM_MACS // max(row_macs, 1)
-    if images < 2 * threads:
-        rb = min(rb, -(-rows // -(-2 * threads // images)))
-    return max(1, min(rows, rb)), cols
+    return max(1, min(rows, _ITEM_MACS // max(row_macs, 1))), cols
+
+
+def _blocks(rows: int, cols: int, col_macs: int, images: int, threads: int) -> tuple[int, int]:
+    """:func:`_item_blocks`, with enough items for every thread when there
+    are fewer images than threads."""
+    rb, cb = _item_blocks(rows, cols, col_macs)
+    if cb == cols and images < 2 * threads:
+        rb = max(1, min(rb, -(-rows // -(-2 * threads // images))))
+    return rb, cb
 
 
 def _strip(rows: int, cols: int, wp: int, row_step: int, slack: int) -> int:
@@ -744,11 +750,11 @@ def _depthwise(c: Call) -> bool:
 
 
 def _column_offsets(kw: int, dw: int, sw: int, hp: int, wp: int) -> NDArray[np.intp]:
-    """Where conv_depthwise's kernel reads tap column q: q*dw at unit width
-    stride; at width stride sw, place q*dw // sw of phase plane q*dw % sw,
-    the planes (hp, ceil(wp / sw)) apart."""
-    q = np.arange(kw, dtype=np.intp) * dw
-    return q if sw == 1 else (q % sw) * (hp * -(-wp // sw)) + q // sw
+    """Where conv_depthwise's kernel reads tap column q at width stride sw:
+    place q*dw // sw of phase plane q*dw % sw, the planes (hp, ceil(wp / sw))
+    apart.  Empty at unit width stride, where it reads q*dw."""
+    q = np.arange(kw if sw > 1 else 0, dtype=np.intp) * dw
+    return (q % sw) * (hp * -(-wp // sw)) + q // sw
 
 
 def _forward_depthwise(c: Call, forced: bool = False) -> Any:
@@ -1158,7 +1164,7 @@ def _channels_streams(c: Call) -> bool:
     accumulator, not its multiply-adds: an accumulator (taps x filters)
     larger than a core's L2 (1.25 MiB on the machine measured) summed over
     items of fewer than 64 output positions.  The positions per item are
-    those of :func:`_blocks` before it splits images between threads, so
+    :func:`_item_blocks`'s, before images are split between threads, so
     the rule does not depend on the thread count.  Measured, 2 threads,
     x86-64-v4, time over the product's (im2col + GEMM): 3x3 layers of 256
     to 512 channels at 7x7 to 14x14 and 192 at 14x14 to 17x17, batch 1 to
@@ -1167,13 +1173,8 @@ def _channels_streams(c: Call) -> bool:
     0.8-1.1 at 128 channels (1.2 MiB in float64) from 49 positions an item,
     and 0.6-1.0 from 112 positions (64 to 192 channels, 12x12 to 56x56)."""
     fp = _round_up(c.fg, _channels_vector(c.fg, c.dtype))
-    col_macs = fp * c.k
-    row_macs = c.out[3] * col_macs
-    if row_macs > _ITEM_MACS:
-        positions = min(c.out[3], max(64, _ITEM_MACS // max(col_macs, 1)))
-    else:
-        positions = min(c.out[2], _ITEM_MACS // max(row_macs, 1)) * c.out[3]
-    return (positions < _CHANNELS_MIN_POSITIONS
+    rb, cb = _item_blocks(c.out[2], c.out[3], fp * c.k)
+    return (rb * cb < _CHANNELS_MIN_POSITIONS
             and c.k * fp * c.dtype.itemsize > _CHANNELS_MAX_ACCUMULATOR)
 
 
