@@ -19,6 +19,12 @@ The sets:
   wg-few-taps     2-D weight gradients of one input channel, 3x3 (_engine._few_taps)
   fwd-1d          1-D forward passes of 3 to 9 taps (_engine._short_1d)
   dw-strided      depthwise forward passes at stride 2 and 3 (_engine._forward_depthwise)
+  grouped         forward passes of grouped 3x3 layers, 3 to 32 groups of 4 to 80
+                  channels (ResNeXt, RegNet, ShuffleNet)
+  few-channels    forward passes of unpadded layers of 1 to 16 channels and 6 to 32
+                  filters on small images (LeNet-like)
+  valid-ig        input gradients of unpadded 3x3 to 7x7 layers on small images
+                  (LeNet-like), whose transposed pass reads a wide zero border
   mixed           one or two of each: the sets above and other layers
 
 Timing is noisy on a shared machine: read the ratios, and rerun a case that
@@ -34,7 +40,7 @@ import convx
 from convx import _engine
 
 # (x shape, weight shape (PyTorch layout), stride, padding, dilation, groups, passes)
-WG, FWD, ALL = ("wg",), ("fwd",), ("fwd", "ig", "wg")
+WG, FWD, IG, ALL = ("wg",), ("fwd",), ("ig",), ("fwd", "ig", "wg")
 SETS = {
     "wg-accumulator": [((n, c, h, h), (f, c, 3, 3), s, 1, 1, 1, WG) for n, c, f, h, s in [
         (1, 128, 128, 28, 1), (4, 128, 128, 28, 1), (1, 256, 256, 14, 1), (8, 256, 256, 14, 1),
@@ -55,6 +61,15 @@ SETS = {
         (8, 96, 56, 3, 2), (8, 144, 56, 3, 2), (4, 240, 28, 5, 2), (8, 32, 112, 3, 2),
         (16, 672, 14, 5, 2), (32, 384, 14, 3, 2), (8, 16, 64, 3, 2), (4, 64, 32, 7, 2),
         (16, 96, 28, 3, 3)]],
+    "valid-ig": [((n, c, h, h), (f, c, k, k), 1, 0, 1, 1, IG) for n, c, f, h, k in [
+        (64, 6, 16, 14, 5), (128, 6, 16, 14, 5), (32, 20, 50, 12, 5), (32, 16, 32, 12, 5),
+        (16, 32, 64, 16, 5), (16, 64, 64, 14, 7), (64, 8, 16, 10, 3), (8, 64, 64, 28, 5)]],
+    "grouped": [((n, c, h, h), (c, c // g, 3, 3), 1, 1, 1, g, FWD) for n, c, h, g in [
+        (8, 128, 28, 8), (8, 128, 56, 32), (8, 256, 28, 32), (8, 256, 14, 8),
+        (4, 192, 28, 12), (8, 64, 56, 4), (16, 64, 28, 8), (8, 240, 28, 3)]],
+    "few-channels": [((n, c, h, h), (f, c, k, k), 1, 0, 1, 1, FWD) for n, c, f, h, k in [
+        (64, 6, 16, 14, 5), (128, 6, 16, 14, 5), (64, 1, 6, 32, 5), (32, 3, 16, 32, 5),
+        (64, 16, 32, 10, 3), (32, 8, 16, 24, 5), (64, 6, 12, 14, 5), (32, 4, 24, 20, 3)]],
     "mixed": [
         ((4, 32, 56, 56), (32, 32, 3, 3), 1, 1, 1, 1, ALL),
         ((2, 64, 28, 28), (128, 64, 3, 3), 2, 1, 1, 1, ALL),

@@ -217,6 +217,33 @@ def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
     assert _chosen("weight grad", xs, ws, stride, groups, dtype, monkeypatch).name == name
 
 
+@pytest.mark.parametrize("xs, ws, dtype, name", [
+    # unpadded, the input at least 1.5 times the output's positions, 48
+    # filters or more: the GEMM
+    ((32, 20, 12, 12), (50, 20, 5, 5), np.float64, "gemm"),
+    ((16, 24, 12, 12), (96, 24, 5, 5), np.float32, "gemm"),
+    ((32, 32, 8, 8), (128, 32, 3, 3), np.float32, "gemm"),
+    ((32, 16, 10, 10), (64, 16, 3, 3), np.float64, "gemm"),
+    # float64, 16 filters or more, where the direct kernel would run
+    ((64, 6, 14, 14), (16, 6, 5, 5), np.float64, "gemm"),            # LeNet's C3
+    ((32, 8, 12, 12), (32, 8, 5, 5), np.float64, "gemm"),
+    # fewer filters, or less border, or the channels kernel: the direct kernels stay
+    ((64, 6, 14, 14), (16, 6, 5, 5), np.float32, "direct"),
+    ((32, 16, 12, 12), (32, 16, 5, 5), np.float64, "direct"),        # the channels kernel
+    ((64, 6, 14, 14), (8, 6, 5, 5), np.float64, "direct"),
+    ((32, 16, 12, 12), (32, 16, 5, 5), np.float32, "direct"),
+    ((4, 32, 40, 40), (64, 32, 3, 3), np.float64, "direct"),         # 1.11 times
+])
+def test_input_grad_of_unpadded_layers(xs, ws, dtype, name, monkeypatch):
+    """_engine._reads_border: an input gradient whose transposed pass would
+    read mostly zero border goes to the GEMM, where its filters are many."""
+    monkeypatch.setattr(_engine, "USE_DIRECT", True)
+    oh, ow = xs[2] - ws[2] + 1, xs[3] - ws[3] + 1
+    algorithm = _engine.input_grad_plan("t", xs, ws, (xs[0], ws[0], oh, ow), (1, 1), (0,) * 4,
+                                        (1, 1), 1, kernel_arg="weight", dtype=dtype)[1]
+    assert name in (algorithm.name, algorithm.method), algorithm.name
+
+
 def _chosen(pass_, xs, ws, stride, groups, dtype, monkeypatch):
     """The algorithm the engine plans for a pass of a layer padded by half
     its kernel height on every side, where the direct kernels are fast."""

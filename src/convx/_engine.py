@@ -931,12 +931,42 @@ def _input_grad_direct(c: Call, forced: bool = False) -> Any:
     taps = c.fg * kh * kw  # the flipped kernel's: output channels x KH x KW
     if c.stride != (1, 1):
         return None
-    if not forced and (_pointwise(c) or not (_direct_pays(taps, cg, c.stride[1], c.p, hp * wp)
-                                             and taps * cg <= _DIRECT_MAX_BLOCK)):
+    if not forced and (_pointwise(c) or _reads_border(c) or not (
+            _direct_pays(taps, cg, c.stride[1], c.p, hp * wp) and taps * cg <= _DIRECT_MAX_BLOCK)):
         return None   # (a 1x1 kernel: as _forward_direct; direct / GEMM 1.03-2.3)
     return (_direct_geometry(c.fg, hp, wp, (kh - 1) * c.dilation[0] - c.pads[0],
                              (kw - 1) * c.dilation[1] - c.pads[2], wp, kh, kw, c.dilation,
                              c.groups, c.macs, cg * taps), gemm)
+
+
+# _reads_border's limits: input positions per output position, and filters.
+_BORDER_SHARE = 1.5
+_BORDER_MIN_FILTERS = 48
+
+
+def _reads_border(c: Call) -> bool:
+    """An input gradient the direct kernels leave to the GEMM: where the
+    input has at least _BORDER_SHARE times as many positions as the output
+    (a layer without padding, on small images), and the layer has at least
+    _BORDER_MIN_FILTERS filters per group.  The direct kernels compute it
+    as a forward pass over grad_output in a zero border of span - 1 on
+    each side, so that share of their multiply-adds is zeros, while the
+    GEMM's product sums over the output positions that exist (its
+    contraction is the filters, which its blocks want many of).  Measured,
+    2 threads, x86-64-v4, 18 unpadded 3x3 to 7x7 layers on 8x8 to 20x20
+    images, GEMM time over 'auto''s before: where this rule sends them,
+    0.33-0.87 in float64 and 0.43-0.86 in float32 (48 to 128 filters; 1.5
+    to 2.25 times the positions); left, from 16 to 32 filters, 0.59-1.35
+    and 0.80-1.36.  In float64 the direct kernel (4 filters a block, where
+    the channels kernel does not take its place) gains less than the GEMM
+    from the filters: from 16 filters it goes too, GEMM time 0.59-0.99 of
+    its own on 4 such layers (LeNet's C3, (64, 6, 14, 14) -> 16 5x5: 0.64,
+    0.87 and 0.97 in three runs); the channels kernel stays (0.86-1.35).
+    (benchmarks/choices.py --set valid-ig.)"""
+    if c.x[2] * c.x[3] < _BORDER_SHARE * c.p:
+        return False
+    return c.fg >= _BORDER_MIN_FILTERS or (c.dtype.itemsize == 8 and c.fg >= 16
+                                           and not _channels_replace_direct(c.w[1], c.dtype))
 
 
 def _input_grad_direct_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
