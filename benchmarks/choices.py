@@ -23,6 +23,7 @@ The sets:
                   channels (ResNeXt, RegNet, ShuffleNet)
   few-channels    forward passes of unpadded layers of 1 to 16 channels and 6 to 32
                   filters on small images (LeNet-like)
+  one-image       3x3 layers of one image (inference), 32 to 512 channels
   valid-ig        input gradients of unpadded 3x3 to 7x7 layers on small images
                   (LeNet-like), whose transposed pass reads a wide zero border
   mixed           one or two of each: the sets above and other layers
@@ -70,6 +71,9 @@ SETS = {
     "few-channels": [((n, c, h, h), (f, c, k, k), 1, 0, 1, 1, FWD) for n, c, f, h, k in [
         (64, 6, 16, 14, 5), (128, 6, 16, 14, 5), (64, 1, 6, 32, 5), (32, 3, 16, 32, 5),
         (64, 16, 32, 10, 3), (32, 8, 16, 24, 5), (64, 6, 12, 14, 5), (32, 4, 24, 20, 3)]],
+    "one-image": [((1, c, h, h), (f, c, 3, 3), s, 1, 1, 1, ALL) for c, f, h, s in [
+        (128, 128, 28, 1), (256, 256, 14, 1), (64, 64, 56, 1), (512, 512, 7, 1),
+        (32, 32, 112, 1), (64, 128, 56, 2), (128, 256, 28, 2)]],
     "mixed": [
         ((4, 32, 56, 56), (32, 32, 3, 3), 1, 1, 1, 1, ALL),
         ((2, 64, 28, 28), (128, 64, 3, 3), 2, 1, 1, 1, ALL),

@@ -231,6 +231,7 @@ def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
     ((64, 6, 14, 14), (16, 6, 5, 5), np.float32, "direct"),
     ((32, 16, 12, 12), (32, 16, 5, 5), np.float64, "direct"),        # the channels kernel
     ((64, 6, 14, 14), (8, 6, 5, 5), np.float64, "direct"),
+    ((64, 8, 10, 10), (16, 8, 3, 3), np.float64, "direct"),          # 1.56 times
     ((32, 16, 12, 12), (32, 16, 5, 5), np.float32, "direct"),
     ((4, 32, 40, 40), (64, 32, 3, 3), np.float64, "direct"),         # 1.11 times
 ])

@@ -12,9 +12,9 @@ checks, after ``gc.collect()``:
 * the same calls again, with tracemalloc tracing, leave its current traced
   memory with no net growth: less than ``OK_TRACED_LIMIT`` (4 KiB) over the
   successful calls and less than ``BAD_TRACED_LIMIT`` (32 KiB) over the
-  failing ones, each measured on its own.  NumPy reports its data buffers to tracemalloc, so a leaked array
-  shows up with its full size; a leak of one object (>= 16 bytes) per call
-  is >= 1.6 MB here.  The limits are not 0 because CPython and NumPy keep a
+  failing ones, each measured on its own.  NumPy reports its data buffers
+  to tracemalloc, so a leaked array shows up with its full size; a leak of
+  one object (>= 16 bytes) per call is >= 1.6 MB here.  The limits are not 0 because CPython and NumPy keep a
   few small objects now and then: formatting a dtype into an error message,
   alternated with other formatting, leaves a slowly growing, decelerating
   few KiB of 56-byte strings live (about 5 KiB over 300,000 pairs, reproduced
@@ -37,8 +37,9 @@ Two call sizes:
 The successful calls of every function but the pads take both of convx's
 kernels (the direct kernel and im2col + GEMM; see ``_cases``).
 
-Marked slow: about 80 s on the idle 2-core CI machine, several minutes when
-its cores are busy (docs/reliability.md has the figures and the command).
+Marked slow: about 3 minutes on the 2-core CI machine (the calls made twice,
+untraced and traced), more when its cores are busy (docs/reliability.md has
+the figures and the command).
 """
 import gc
 import inspect
