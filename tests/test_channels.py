@@ -227,40 +227,38 @@ def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
     # float64, 16 filters or more, where the direct kernel would run
     ((64, 6, 14, 14), (16, 6, 5, 5), np.float64, "gemm"),            # LeNet's C3
     ((32, 8, 12, 12), (32, 8, 5, 5), np.float64, "gemm"),
-    # fewer filters, or less border, or the channels kernel: the direct kernels stay
+    # fewer filters, or less border: the direct kernels stay
     ((64, 6, 14, 14), (16, 6, 5, 5), np.float32, "direct"),
-    # float64, 16 filters: the channels kernel stays where it would replace
-    # the direct one (x86-64-v4's wide vectors), else the GEMM
-    ((32, 16, 12, 12), (32, 16, 5, 5), np.float64, "channels"),
     ((64, 6, 14, 14), (8, 6, 5, 5), np.float64, "direct"),
     ((64, 8, 10, 10), (16, 8, 3, 3), np.float64, "direct"),          # 1.56 times
     ((32, 16, 12, 12), (32, 16, 5, 5), np.float32, "direct"),
     ((4, 32, 40, 40), (64, 32, 3, 3), np.float64, "direct"),         # 1.11 times
+    # float64, 16 filters: the channels kernel stays where it would replace
+    # the direct one (x86-64-v4's wide vectors), else the GEMM
+    ((32, 16, 12, 12), (32, 16, 5, 5), np.float64, "channels"),
 ])
 def test_input_grad_of_unpadded_layers(xs, ws, dtype, name, monkeypatch):
     """_engine._reads_border: an input gradient whose transposed pass would
     read mostly zero border goes to the GEMM, where its filters are many."""
-    monkeypatch.setattr(_engine, "USE_DIRECT", True)
     if name == "channels":
         name = "direct" if _engine._channels_replace_direct(ws[1], np.dtype(dtype)) else "gemm"
-    oh, ow = xs[2] - ws[2] + 1, xs[3] - ws[3] + 1
-    algorithm = _engine.input_grad_plan("t", xs, ws, (xs[0], ws[0], oh, ow), (1, 1), (0,) * 4,
-                                        (1, 1), 1, kernel_arg="weight", dtype=dtype)[1]
+    algorithm = _chosen("input grad", xs, ws, 1, 1, dtype, monkeypatch, pad=0)
     assert name in (algorithm.name, algorithm.method), algorithm.name
 
 
-def _chosen(pass_, xs, ws, stride, groups, dtype, monkeypatch):
-    """The algorithm the engine plans for a pass of a layer padded by half
-    its kernel height on every side, where the direct kernels are fast."""
+def _chosen(pass_, xs, ws, stride, groups, dtype, monkeypatch, pad=None):
+    """The algorithm the engine plans for a pass of a layer padded by
+    ``pad`` on every side (default: half its kernel height), where the
+    direct kernels are fast."""
     monkeypatch.setattr(_engine, "USE_DIRECT", True)
-    pad = ws[2] // 2
+    pad = ws[2] // 2 if pad is None else pad
     if pass_ == "forward":
         return _engine.forward_plan("t", xs, ws, (stride, stride), (pad,) * 4, (1, 1), groups,
                                     kernel_arg="weight", dtype=dtype)[1]
     oh, ow = [(n + 2 * pad - k) // stride + 1 for n, k in zip(xs[2:], ws[2:])]
-    return _engine.weight_grad_plan("t", xs, ws, (xs[0], ws[0], oh, ow), (stride, stride),
-                                    (pad,) * 4, (1, 1), groups, kernel_arg="weight",
-                                    dtype=dtype)[1]
+    plan = _engine.input_grad_plan if pass_ == "input grad" else _engine.weight_grad_plan
+    return plan("t", xs, ws, (xs[0], ws[0], oh, ow), (stride, stride), (pad,) * 4, (1, 1),
+                groups, kernel_arg="weight", dtype=dtype)[1]
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ checks, after ``gc.collect()``:
   successful calls and less than ``BAD_TRACED_LIMIT`` (32 KiB) over the
   failing ones, each measured on its own.  NumPy reports its data buffers
   to tracemalloc, so a leaked array shows up with its full size; a leak of
-  one object (>= 16 bytes) per call is >= 1.6 MB here.  The limits are not 0 because CPython and NumPy keep a
-  few small objects now and then: formatting a dtype into an error message,
+  one object (>= 16 bytes) per call is >= 1.6 MB here.  The limits are not
+  0 because CPython and NumPy keep a few small objects now and then: formatting a dtype into an error message,
   alternated with other formatting, leaves a slowly growing, decelerating
   few KiB of 56-byte strings live (about 5 KiB over 300,000 pairs, reproduced
   with NumPy alone, no convx: docs/reliability.md), hence the looser limit

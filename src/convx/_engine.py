@@ -958,15 +958,16 @@ def _reads_border(c: Call) -> bool:
     images, GEMM time over the time 'auto' took before: where this rule
     sends them, 0.33-0.87 in float64 and 0.43-0.86 in float32 (48 to 128
     filters; 1.5 to 2.25 times the positions); left, from 16 to 32
-    filters, 0.59-1.35 and 0.80-1.36.  In float64 the direct kernel (4 filters a block, where
-    the channels kernel does not take its place) gains less than the GEMM
-    from the filters: from 16 filters and _BORDER_SHARE_DOUBLE times the
-    positions (5x5 kernels on 12x12 to 16x16 images) it goes too, GEMM
-    time 0.59-0.99 of its own on 4 such layers (LeNet's C3, (64, 6, 14,
-    14) -> 16 5x5: 0.64, 0.87 and 0.97 in three runs), but 1.19-1.33 on
-    (64, 8, 10, 10) -> 16 3x3 (1.56 times), which stays; the channels
-    kernel stays too (0.86-1.35).
-    (benchmarks/choices.py --set valid-ig.)"""
+    filters, 0.59-1.35 and 0.80-1.36.
+
+    In float64 the direct kernel (4 filters a block, where the channels
+    kernel does not take its place) gains less than the GEMM from the
+    filters: from 16 filters and _BORDER_SHARE_DOUBLE times the positions
+    (5x5 kernels on 12x12 to 16x16 images) it goes too, GEMM time
+    0.59-0.99 of its own on 4 such layers (LeNet's C3, (64, 6, 14, 14) ->
+    16 5x5: 0.64, 0.87 and 0.97 in three runs), but 1.19-1.33 on (64, 8,
+    10, 10) -> 16 3x3 (1.56 times), which stays; the channels kernel stays
+    too (0.86-1.35).  (benchmarks/choices.py --set valid-ig.)"""
     share = c.x[2] * c.x[3] / max(c.p, 1)
     if share < _BORDER_SHARE:
         return False
