@@ -109,7 +109,7 @@ ext = Extension(
              "src/convx/_sum_passes.pxi", "src/convx/_depthwise_passes.pxi",
              "src/convx/_fft_passes.pxi", "src/convx/_depthwise.h",
              "src/convx/_fft.h", "src/convx/_winograd_passes.pxi",
-             "src/convx/_winograd.h"],
+             "src/convx/_winograd.h", "src/convx/_rows.h", "src/convx/_rows_passes.pxi"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     + ([("CVX_PORTABLE", "1")] if PORTABLE else []),
 )

@@ -26,6 +26,8 @@ The sets:
   one-image       3x3 layers of one image (inference), 32 to 512 channels
   valid-ig        input gradients of unpadded 3x3 to 7x7 layers on small images
                   (LeNet-like), whose transposed pass reads a wide zero border
+  rows-ig         input gradients of LeNet-like layers, padded or not, 1 to 32
+                  channels, 10x10 to 40x40 (_engine._rows_pay)
   mixed           one or two of each: the sets above and other layers
 
 Timing is noisy on a shared machine: read the ratios, and rerun a case that
@@ -65,6 +67,10 @@ SETS = {
     "valid-ig": [((n, c, h, h), (f, c, k, k), 1, 0, 1, 1, IG) for n, c, f, h, k in [
         (64, 6, 16, 14, 5), (128, 6, 16, 14, 5), (32, 20, 50, 12, 5), (32, 16, 32, 12, 5),
         (16, 32, 64, 16, 5), (16, 64, 64, 14, 7), (64, 8, 16, 10, 3), (8, 64, 64, 28, 5)]],
+    "rows-ig": [((n, c, h, h), (f, c, k, k), 1, pad, 1, 1, IG) for n, c, f, h, k, pad in [
+        (64, 1, 6, 32, 5, 0), (32, 3, 16, 32, 5, 0), (32, 3, 32, 32, 3, 1), (64, 16, 32, 10, 3, 1),
+        (32, 8, 16, 24, 5, 2), (16, 24, 24, 20, 3, 1), (64, 6, 12, 12, 5, 0), (32, 4, 24, 20, 3, 0),
+        (16, 12, 12, 40, 3, 1), (8, 32, 32, 28, 3, 1), (64, 2, 8, 28, 7, 3), (32, 12, 40, 16, 3, 0)]],
     "grouped": [((n, c, h, h), (c, c // g, 3, 3), 1, 1, 1, g, FWD) for n, c, h, g in [
         (8, 128, 28, 8), (8, 128, 56, 32), (8, 256, 28, 32), (8, 256, 14, 8),
         (4, 192, 28, 12), (8, 64, 56, 4), (16, 64, 28, 8), (8, 240, 28, 3)]],
@@ -119,7 +125,7 @@ def candidates(passname):
         out += [("channels", "direct", {"WEIGHT_GRAD_CHANNELS": True}),
                 ("dots", "direct", {"WEIGHT_GRAD_CHANNELS": False})]
     else:
-        out += [("direct", "direct", {})]
+        out += [("rows", "direct", {"ROWS": True}), ("direct", "direct", {"ROWS": False})]
     return out
 
 

@@ -132,6 +132,16 @@ def conv_depthwise_weight_grad(
     interruptible: bool,
 ) -> bool: ...
 
+# _rows_passes.pxi: vectors along the rows, rows outside the source no terms
+
+def rows_max_width(itemsize: int) -> int: ...
+def rows_scratch(Cg: int, Hs: int, Wp: int) -> int: ...
+@_fused
+def conv_rows(
+    src: _Floats, wt: _Floats, bias: _MaybeFloats, out: _Floats, work: _MaybeFloats,
+    K: int, top: int, left: int, groups: int, chunks: int, nt: int, interruptible: bool,
+) -> bool: ...
+
 # _sum_passes.pxi: the bias gradient
 
 @_fused

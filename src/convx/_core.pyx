@@ -212,6 +212,18 @@ cdef extern from "_depthwise.h" nogil:
                                   Py_ssize_t OW, Py_ssize_t rows, Py_ssize_t ja, Py_ssize_t jb)
 
 
+cdef extern from "_rows.h" nogil:
+    enum: CVX_ROWS_SLACK
+    void cvx_rows_f32(const float* xs, Py_ssize_t plane, Py_ssize_t Hs, Py_ssize_t Wp,
+                      Py_ssize_t C, const float* w, Py_ssize_t F, Py_ssize_t KH, Py_ssize_t KW,
+                      Py_ssize_t top, const float* bias, float* out, Py_ssize_t OH,
+                      Py_ssize_t OW)
+    void cvx_rows_f64(const double* xs, Py_ssize_t plane, Py_ssize_t Hs, Py_ssize_t Wp,
+                      Py_ssize_t C, const double* w, Py_ssize_t F, Py_ssize_t KH,
+                      Py_ssize_t KW, Py_ssize_t top, const double* bias, double* out,
+                      Py_ssize_t OH, Py_ssize_t OW)
+    Py_ssize_t cvx_rows_max_width(Py_ssize_t itemsize)
+
 cvx_runtime_init()
 
 
@@ -433,6 +445,7 @@ cdef void _add_accumulators(const floating* scratch, Py_ssize_t per, Py_ssize_t 
 include "_gemm_passes.pxi"
 include "_direct_passes.pxi"
 include "_depthwise_passes.pxi"
+include "_rows_passes.pxi"
 include "_sum_passes.pxi"
 include "_fft_passes.pxi"
 include "_winograd_passes.pxi"

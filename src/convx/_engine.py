@@ -1030,6 +1030,100 @@ def _input_grad_small_run(who: Who, shape: Shape, args: Any, w: Array, gout: Arr
     return dx
 
 
+ROWS = None   # None: by _rows_pay; True / False: always (tests)
+_ROWS_KERNELS = (5, 7)
+# The rows kernel's items: about this many (the images x groups x pieces of
+# their filters), fixed by the shapes (the bits do not depend on them).
+_ROWS_ITEMS = 16
+
+
+def _rows_geometry(t: Call) -> Any:
+    """conv_rows's arguments for the forward-form call ``t``: (K, top, left,
+    groups, pieces of the filters, scratch per thread), or None where the
+    kernel does not apply: a square kernel of 3, 5 or 7 taps at unit stride
+    and dilation, at least 4 output rows, rows at most rows_max_width wide,
+    one filter's plane at most _ITEM_MACS (an item's work, between checks
+    for Ctrl-C) and a group's padded channels at most _CHANNELS_MAX_PAD."""
+    n, _, hs, _ = t.x
+    k = t.w[2]
+    oh, ow = t.out[2:]
+    if not (t.stride == (1, 1) and t.dilation == (1, 1) and t.w[3] == k
+            and k in _ROWS_KERNELS and oh >= 4
+            and ow <= _core.rows_max_width(t.dtype.itemsize)
+            and t.w[1] * k * k * oh * ow <= _ITEM_MACS):
+        return None
+    per = _core.rows_scratch(t.w[1], hs, ow + k - 1)
+    if per > _CHANNELS_MAX_PAD:
+        return None
+    chunks = min(t.fg, max(1, -(-_ROWS_ITEMS // max(n * t.groups, 1)),
+                           -(-t.fg * t.w[1] * k * k * oh * ow // _ITEM_MACS)))
+    return k, t.pads[0], t.pads[2], t.groups, chunks, per
+
+
+def _rows_run(who: Who, src: Array, wt: Array, bias: Array | None, out: Array, d: Any,
+              macs: int) -> None:
+    """conv_rows over ``src`` into ``out`` by a rows plan's ``d``; ``wt`` in
+    the forward layout (F, C // groups, K, K)."""
+    k, top, left, groups, chunks, per = d
+    threads = _threads.plan(src.shape[0] * groups * chunks, macs)
+    work = _scratch(who, per, src.dtype, threads)
+    _call(_core.conv_rows, macs, src, np.ascontiguousarray(wt).reshape(wt.shape[0], -1), bias,
+          out, work, k, top, left, groups, chunks, threads)
+
+
+def _input_grad_rows(c: Call, forced: bool = False) -> Any:
+    """The input gradient at stride 1 by the rows kernel (_rows.h) on
+    :func:`_transposed`: grad_output's rows outside it are no terms, so the
+    zero border of an unpadded layer's transposed pass costs nothing along
+    the height, and its vectors run along the rows, not the channels (which
+    a LeNet-like layer has few of).  Where :func:`_rows_pay` says, forced or
+    not (method='direct' takes the kernel 'auto' would)."""
+    gemm = _input_grad_gemm(c)   # checks the GEMM's sizes, as before any path
+    if c.stride != (1, 1) or ROWS is False:
+        return None
+    t = _transposed(c)
+    d = _rows_geometry(t)
+    if d is None or not (ROWS or USE_DIRECT and _rows_pay(c)):
+        return None
+    return d, gemm
+
+
+def _rows_pay(c: Call) -> bool:
+    """The rows kernel takes an input gradient it applies to (5x5 and 7x7
+    kernels, rows at most rows_max_width wide) at x86-64-v4, unless the
+    layer has _BORDER_MIN_FILTERS filters per group or more (the GEMM's, by
+    :func:`_reads_border`) or the channels kernel fills its 64-byte vectors
+    with the layer's channels (:func:`_channels_replace_direct`).
+
+    Measured, 2 threads, x86-64-v4, kernel time over the fastest of the
+    others (`benchmarks/choices.py --set valid-ig,rows-ig`), on the 8
+    layers of 1 to 16 channels and 6 to 32 filters, 12x12 to 32x32, padded
+    and not, that the rule gives it: 0.56-0.88 in float32, and 0.56-0.80
+    in float64 on the 4 whose rows fit (LeNet's C3, (64, 6, 14, 14) -> 16
+    5x5: 0.79 and 0.75).  Left to the others: 48 filters and more
+    (0.88-1.67), float64 with 16 channels (1.15, against the channels
+    kernel), and 3x3 kernels, where a vector of a source row serves 3 rows
+    of a band, not 4 (the kernel is not compiled for them: up to 1.74 on 9
+    layers of 3 to 32 channels).  At x86-64-v3 (32-byte vectors, rows of
+    at most 16 floats or 8 doubles) it took 1.03-1.15 the time of the
+    fastest on the 3 layers whose rows fit."""
+    return (_core.channels_wide() and c.fg < _BORDER_MIN_FILTERS
+            and not _channels_replace_direct(c.w[1], c.dtype))
+
+
+def _input_grad_rows_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
+    d, gemm = args
+    # as _input_grad_direct_run: the kernel multiplies grad_output's zero
+    # columns by every weight, so non-finite weights take the GEMM
+    if not np.isfinite(w).all():
+        return _input_grad_gemm_run(who, shape, gemm, w, gout)
+    dx = _result(who, shape, w.dtype)
+    _rows_run(who, gout, _flipped_kernel(w, d[3]), None, dx, d,
+              gout.shape[0] * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]
+              * gout.shape[2] * gout.shape[3])
+    return dx
+
+
 def _input_grad_gemm_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
     geometry, nb, pointwise, (shared, per), macs, cg, khw, fg = args
     # zeroed: the GEMM adds into it (np.zeros takes fresh pages from the
@@ -1718,6 +1812,8 @@ ALGORITHMS = {
         Algorithm("winograd", "winograd", _winograd_plan("input grad", lambda c: c.x),
                   _finite_run(_input_grad_winograd, weights=0), _WINO_NEEDS),
         Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,
+                  "stride 1 along both axes"),
+        Algorithm("rows", "direct", _input_grad_rows, _input_grad_rows_run,
                   "stride 1 along both axes"),
         Algorithm("channels", "direct", _input_grad_channels, _input_grad_channels_run,
                   "stride 1 along both axes"),
