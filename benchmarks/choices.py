@@ -26,7 +26,7 @@ The sets:
   one-image       3x3 layers of one image (inference), 32 to 512 channels
   valid-ig        input gradients of unpadded 3x3 to 7x7 layers on small images
                   (LeNet-like), whose transposed pass reads a wide zero border
-  narrow-rows     forward passes of layers of 3 to 16 channels and 12 to 32 filters
+  narrow-rows     forward passes of layers of 3 to 16 channels and 8 to 32 filters
                   whose output rows are 8 to 24 wide (_engine._channels_narrow_rows)
   rows-ig         input gradients of LeNet-like layers, padded or not, 1 to 32
                   channels, 10x10 to 40x40 (_engine._rows_pay)
@@ -77,7 +77,8 @@ SETS = {
         (64, 6, 16, 14, 5, 0), (128, 6, 16, 14, 5, 0), (64, 6, 12, 14, 5, 0), (32, 8, 16, 12, 3, 0),
         (32, 16, 32, 12, 5, 0), (64, 3, 16, 16, 5, 0), (32, 12, 24, 14, 3, 1), (32, 8, 16, 24, 5, 2),
         (64, 4, 16, 20, 3, 0), (16, 16, 32, 28, 5, 0), (64, 6, 16, 10, 3, 1), (32, 10, 20, 18, 5, 0),
-        (64, 16, 16, 12, 5, 0), (32, 6, 32, 14, 5, 0)]],
+        (64, 16, 16, 12, 5, 0), (32, 6, 32, 14, 5, 0), (64, 6, 8, 14, 5, 0), (32, 4, 8, 12, 3, 0),
+        (64, 3, 8, 20, 5, 0)]],
     "grouped": [((n, c, h, h), (c, c // g, 3, 3), 1, 1, 1, g, FWD) for n, c, h, g in [
         (8, 128, 28, 8), (8, 128, 56, 32), (8, 256, 28, 32), (8, 256, 14, 8),
         (4, 192, 28, 12), (8, 64, 56, 4), (16, 64, 28, 8), (8, 240, 28, 3)]],

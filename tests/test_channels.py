@@ -218,6 +218,25 @@ def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
 
 
 @pytest.mark.parametrize("xs, ws, dtype, name", [
+    # rows of 10 fill the direct kernel's 16 float32 columns to 62%; 16
+    # filters fill the channels kernel's chunk of two 32-byte vectors
+    ((64, 6, 14, 14), (16, 6, 5, 5), np.float32, "channels"),        # LeNet's C3
+    ((32, 8, 12, 12), (16, 8, 3, 3), np.float32, "channels"),
+    ((64, 6, 14, 14), (8, 6, 5, 5), np.float64, "channels"),
+    # a chunk and a half of filters, or rows that fill the direct kernel's
+    ((32, 10, 18, 18), (20, 10, 5, 5), np.float32, "direct"),
+    ((64, 6, 14, 14), (12, 6, 5, 5), np.float32, "direct"),
+    ((64, 3, 20, 20), (8, 3, 5, 5), np.float64, "direct"),
+])
+def test_forward_of_narrow_rows(xs, ws, dtype, name, monkeypatch):
+    """_engine._channels_narrow_rows: the forward pass of a layer whose
+    output rows are narrow takes the channels kernel where its filters fill
+    its vectors 1.3 times better than the rows fill the direct kernel's."""
+    algorithm = _chosen("forward", xs, ws, 1, 1, dtype, monkeypatch, pad=0)
+    assert algorithm.name == name
+
+
+@pytest.mark.parametrize("xs, ws, dtype, name", [
     # unpadded, the input at least 1.5 times the output's positions, 48
     # filters or more: the GEMM
     ((32, 20, 12, 12), (50, 20, 5, 5), np.float64, "gemm"),
@@ -367,8 +386,9 @@ def test_stride_1_same_bits_as_the_direct_kernel(case, dtype, width, monkeypatch
                 continue
             runs = {}
             for channels in (True, False):
-                monkeypatch.setattr(_engine, "_channels_replace_direct",
-                                    lambda *args, on=channels: on)
+                for rule in ("_channels_replace_direct", "_channels_narrow_rows"):
+                    monkeypatch.setattr(_engine, rule, lambda *args, on=channels: on)
+                monkeypatch.setattr(_engine, "ROWS", False)   # (its own order of sums)
                 monkeypatch.setattr(_engine, "PLANS", {})
                 dl = geometry["dilation"]
                 fplan = _engine.forward_plan("t", x.shape, w.shape, (1, 1),

@@ -617,7 +617,8 @@ def _forward_channels_pay(c: Call) -> bool:
     if FORWARD_CHANNELS is not None:
         return FORWARD_CHANNELS
     if c.stride[1] == 1:
-        return _channels_replace_direct(c.fg, c.dtype) and _forward_direct(c) is not None
+        return ((_channels_replace_direct(c.fg, c.dtype) or _channels_narrow_rows(c))
+                and _forward_direct(c) is not None)
     if c.w[2] * c.w[3] == 1:
         return False
     return 2 * _VECTOR[c.dtype] <= c.fg <= 64 or c.fg == 1 and c.w[1] == 1
@@ -662,6 +663,37 @@ def _channels_replace_direct(filters: int, dtype: np.dtype[Any]) -> bool:
     0.80-1.34, 0.82-1.19.  Fewer filters than two vectors took 1.1-1.7x the
     direct kernel's time.  At x86-64-v3 the direct kernel stays."""
     return _channels_vector(filters, dtype) * dtype.itemsize == 64
+
+
+# _channels_narrow_rows: how many times the direct kernel's share of useful
+# lanes the channels kernel's must be.
+_NARROW_ROWS_GAIN = 1.3
+
+
+def _channels_narrow_rows(c: Call) -> bool:
+    """Where the direct kernel would run, the channels kernel instead where
+    its vectors hold the filters _NARROW_ROWS_GAIN times better than the
+    direct kernel's hold a row: the direct kernel's vectors run along the
+    output rows in blocks of _DIRECT_JB columns (16 floats, 8 doubles),
+    which a row of 10 fills to 62%; the channels kernel's along the filters
+    in chunks of two vectors (_channels_vector), which 16 float32 filters
+    fill.  Measured, 2 threads, x86-64-v4, channels / direct time of the
+    forward pass on 14 LeNet-like layers of our own (3 to 16 channels, 12 to
+    32 filters, output rows 8 to 24 wide: `benchmarks/choices.py --set
+    narrow-rows`, two runs): where the rule picks the channels kernel,
+    float32 with 16 filters on rows of 8 to 20, 0.82-0.94 on 8 layers
+    (LeNet's C3: 0.83-0.85), and float64 with 8 filters on rows of 10,
+    0.83-0.93 on 2; where it leaves the direct one, 12 float32 filters
+    (0.75 of a chunk) 1.03, 20 and 24 on rows of 14 and 18 (a chunk and a
+    half) 1.32-1.59, 8 on rows of 16 1.27.  At x86-64-v3 (forced on the
+    same CPU) 0.73-0.92 on the 8 float32 layers and 1.40 on the 20-filter
+    one."""
+    vl = _channels_vector(c.fg, c.dtype)
+    jb = _DIRECT_JB[c.dtype]
+    ow = c.out[3]
+    filters = c.fg / _round_up(c.fg, 2 * vl)
+    row = ow / _round_up(ow, jb)
+    return filters >= _NARROW_ROWS_GAIN * row
 
 
 def _channels_weights(w: Array, groups: int, fp: int, vl: int) -> Array:
