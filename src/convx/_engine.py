@@ -1072,7 +1072,7 @@ _ROWS_ITEMS = 16
 def _rows_geometry(t: Call) -> Any:
     """conv_rows's arguments for the forward-form call ``t``: (K, top, left,
     groups, pieces of the filters, scratch per thread), or None where the
-    kernel does not apply: a square kernel of 3, 5 or 7 taps at unit stride
+    kernel does not apply: a square kernel of 5 or 7 taps at unit stride
     and dilation, at least 4 output rows, rows at most rows_max_width wide,
     one filter's plane at most _ITEM_MACS (an item's work, between checks
     for Ctrl-C) and a group's padded channels at most _CHANNELS_MAX_PAD."""

@@ -4,10 +4,10 @@
  *
  * Computes one output channel of one image,
  *
- *     out[i, j] = bias + sum_c sum_p sum_q  w[(c*K + p)*KW + q] * xs_c[i + p - top][j + q]
+ *     out[i, j] = bias + sum_c sum_p sum_q  w[(c*K + p)*K + q] * xs_c[i + p - top][j + q]
  *
  * for 0 <= i < OH, 0 <= j < OW, where xs_c is channel c of the source with
- * its rows padded along the width only (Wp = OW + KW - 1 values a row, rows
+ * its rows padded along the width only (Wp = OW + K - 1 values a row, rows
  * Wp apart, channels ``plane`` apart), and a row i + p - top outside
  * [0, Hs) is no term at all: the zero rows of the border are never
  * multiplied.  That is what the input gradient's rule asks for, and what
@@ -21,7 +21,9 @@
  * again), each row in NV vectors (the last moved left to end at the row's
  * end; a row narrower than a vector takes one vector, reading past the row
  * into the scratch's slack, and stores its first OW lanes), R x NV sums in
- * vector registers over the channels and taps.  Each vector of a source row
+ * vector registers over the channels and taps, for two output channels at
+ * once where a row is one vector (8 chains of multiply-adds: one takes 4
+ * cycles, and two units start one each a cycle).  Each vector of a source row
  * is loaded once per band and tap column, and serves every row of the band
  * that reads it (up to min(R, K)): the source row t of the band (t = 0 ..
  * R + K - 2) is tap row t - r of band row r, known when the kernel is
@@ -43,6 +45,8 @@
 #include "_runtime.h"
 
 #define CVX_ROWS_R 4          /* output rows of a band */
+/* Unroll the loop that follows n times (the band's source rows and tap
+ * columns: their indices then select registers, not memory). */
 #if defined(__GNUC__)
 #define CVX_UNROLL_(n) _Pragma(#n)
 #define CVX_UNROLL(n) CVX_UNROLL_(GCC unroll n)

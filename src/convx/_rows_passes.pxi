@@ -42,14 +42,12 @@ cdef void _rows_item(const floating* src, const floating* wt, const floating* bi
     memset(pad + Cg * plane, 0, CVX_ROWS_SLACK * sizeof(floating))
     if bias != NULL:
         b = bias + g * Fg + f0
+    wt = wt + (g * Fg + f0) * Cg * K * K
+    out = out + (n * F + g * Fg + f0) * OH * OW
     if floating is float:
-        cvx_rows_f32(pad, plane, Hs, Wp, Cg, wt + (g * Fg + f0) * Cg * K * K, f1 - f0, K, K, top,
-                     b,
-                     out + (n * F + g * Fg + f0) * OH * OW, OH, OW)
+        cvx_rows_f32(pad, plane, Hs, Wp, Cg, wt, f1 - f0, K, K, top, b, out, OH, OW)
     else:
-        cvx_rows_f64(pad, plane, Hs, Wp, Cg, wt + (g * Fg + f0) * Cg * K * K, f1 - f0, K, K, top,
-                     b,
-                     out + (n * F + g * Fg + f0) * OH * OW, OH, OW)
+        cvx_rows_f64(pad, plane, Hs, Wp, Cg, wt, f1 - f0, K, K, top, b, out, OH, OW)
 
 
 def conv_rows(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cg, Hs, Ws)
