@@ -745,12 +745,25 @@ def _input_grad_channels(c: Call, forced: bool = False) -> Any:
     return None if plan is None else (plan, direct[1])
 
 
-def _input_grad_channels_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
-    plan, gemm = args
-    # as _input_grad_direct_run: the kernel multiplies grad_output's zero
-    # border by every weight, so non-finite weights take the GEMM
-    if not np.isfinite(w).all():
-        return _input_grad_gemm_run(who, shape, gemm, w, gout)
+def _gemm_if_nonfinite(compute: RunFn) -> RunFn:
+    """The run of an input-gradient plan ``(own, gemm)``: ``compute(who,
+    shape, own, w, gout)``, but the GEMM's run with ``gemm`` where the
+    weights hold a NaN or an infinity.  The direct, channels, depthwise and
+    rows kernels compute the input gradient as a forward pass over the
+    output gradient in a zero border, which they multiply by every weight;
+    0 * inf would make NaN where the input gradient has no term at all,
+    while the GEMM sums over the output positions that exist
+    (docs/reliability.md, section 8)."""
+    def run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
+        own, gemm = args
+        if not np.isfinite(w).all():
+            return _input_grad_gemm_run(who, shape, gemm, w, gout)
+        return compute(who, shape, own, w, gout)
+    return run
+
+
+@_gemm_if_nonfinite
+def _input_grad_channels_run(who: Who, shape: Shape, plan: Any, w: Array, gout: Array) -> Array:
     return _forward_channels_run(who, shape, plan, gout, _flipped_kernel(w, plan[10]), None)
 
 
@@ -1008,14 +1021,8 @@ def _reads_border(c: Call) -> bool:
                                            and not _channels_replace_direct(c.w[1], c.dtype))
 
 
-def _input_grad_direct_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
-    direct, gemm = args
-    # The direct kernel multiplies the zero border of the padded output
-    # gradient by every weight; 0 * inf would make NaN where the input
-    # gradient has no term at all, so non-finite weights take the GEMM,
-    # which sums over the output positions that exist.
-    if not np.isfinite(w).all():
-        return _input_grad_gemm_run(who, shape, gemm, w, gout)
+@_gemm_if_nonfinite
+def _input_grad_direct_run(who: Who, shape: Shape, direct: Any, w: Array, gout: Array) -> Array:
     dx = _result(who, shape, w.dtype)
     _direct_run(who, _core.conv_direct,
                 (gout, _direct_weights(w, direct[9], flip=True), direct[0], None, dx),
@@ -1041,10 +1048,9 @@ def _input_grad_depthwise(c: Call, forced: bool = False) -> Any:
     return d + (kh, kw, dh, dw, 1, _column_offsets(kw, dw, 1, hp, wp)), gemm
 
 
-def _input_grad_depthwise_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
-    depthwise, gemm = args
-    if not np.isfinite(w).all():   # as the direct kernel: the rule of non-finite weights
-        return _input_grad_gemm_run(who, shape, gemm, w, gout)
+@_gemm_if_nonfinite
+def _input_grad_depthwise_run(who: Who, shape: Shape, depthwise: Any, w: Array,
+                              gout: Array) -> Array:
     dx = _result(who, shape, w.dtype)
     taps = np.ascontiguousarray(w[:, 0, ::-1, ::-1]).reshape(w.shape[0], -1)
     _depthwise_run(who, (gout, taps, None, dx), depthwise, shape, w.dtype)
@@ -1143,12 +1149,8 @@ def _rows_pay(c: Call) -> bool:
             and not _channels_replace_direct(c.w[1], c.dtype))
 
 
-def _input_grad_rows_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
-    d, gemm = args
-    # as _input_grad_direct_run: the kernel multiplies grad_output's zero
-    # columns by every weight, so non-finite weights take the GEMM
-    if not np.isfinite(w).all():
-        return _input_grad_gemm_run(who, shape, gemm, w, gout)
+@_gemm_if_nonfinite
+def _input_grad_rows_run(who: Who, shape: Shape, d: Any, w: Array, gout: Array) -> Array:
     dx = _result(who, shape, w.dtype)
     _rows_run(who, gout, _flipped_kernel(w, d[3]), None, dx, d,
               gout.shape[0] * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]
