@@ -46,7 +46,9 @@ def compiler_flags(compiler):
             compile_args += ["/W3", "/WX"]
     else:
         if DEBUG:
-            compile_args = ["-O1", "-g", "-fno-omit-frame-pointer",
+            # -g1: the line tables the sanitizers' stack traces need,
+            # without the variables' locations (docs/reliability.md)
+            compile_args = ["-O1", "-g1", "-fno-omit-frame-pointer",
                             "-fsanitize=address,undefined"]
             link_args = ["-fsanitize=address,undefined"]
         else:
@@ -111,7 +113,10 @@ ext = Extension(
              "src/convx/_fft.h", "src/convx/_winograd_passes.pxi",
              "src/convx/_winograd.h", "src/convx/_rows.h", "src/convx/_rows_passes.pxi"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-    + ([("CVX_PORTABLE", "1")] if PORTABLE else []),
+    + ([("CVX_PORTABLE", "1")] if PORTABLE else [])
+    # the sanitizer build leaves _rows.h's loops rolled: the same sums and
+    # reads; unrolled, they took 85% of its build (docs/reliability.md)
+    + ([("CVX_NO_UNROLL", "1")] if DEBUG else []),
 )
 
 setup(ext_modules=cythonize([ext], compiler_directives=directives),

@@ -28,6 +28,8 @@ The sets:
                   (LeNet-like), whose transposed pass reads a wide zero border
   narrow-rows     forward passes of layers of 3 to 16 channels and 8 to 32 filters
                   whose output rows are 8 to 24 wide (_engine._channels_narrow_rows)
+  dw-rows         depthwise 5x5 and 7x7 layers on 7x7 to 48x48 images, forward and
+                  input gradient (_engine._forward_rows)
   rows-ig         input gradients of LeNet-like layers, padded or not, 1 to 32
                   channels, 10x10 to 40x40 (_engine._rows_pay)
   mixed           one or two of each: the sets above and other layers
@@ -73,6 +75,11 @@ SETS = {
         (64, 1, 6, 32, 5, 0), (32, 3, 16, 32, 5, 0), (32, 3, 32, 32, 3, 1), (64, 16, 32, 10, 3, 1),
         (32, 8, 16, 24, 5, 2), (16, 24, 24, 20, 3, 1), (64, 6, 12, 12, 5, 0), (32, 4, 24, 20, 3, 0),
         (16, 12, 12, 40, 3, 1), (8, 32, 32, 28, 3, 1), (64, 2, 8, 28, 7, 3), (32, 12, 40, 16, 3, 0)]],
+    "dw-rows": [((n, c, h, h), (c, 1, k, k), 1, k // 2, 1, c, ("fwd", "ig"))
+                for n, c, h, k in [
+        (8, 144, 14, 5), (16, 32, 20, 5), (4, 240, 24, 5), (8, 672, 14, 5), (16, 120, 28, 5),
+        (8, 40, 40, 5), (32, 144, 7, 5), (8, 48, 48, 5), (32, 24, 16, 5), (8, 192, 14, 7),
+        (4, 384, 14, 7), (8, 64, 40, 7), (16, 768, 7, 7), (8, 96, 28, 7), (16, 64, 24, 7)]],
     "narrow-rows": [((n, c, h, h), (f, c, k, k), 1, pad, 1, 1, FWD) for n, c, f, h, k, pad in [
         (64, 6, 16, 14, 5, 0), (128, 6, 16, 14, 5, 0), (64, 6, 12, 14, 5, 0), (32, 8, 16, 12, 3, 0),
         (32, 16, 32, 12, 5, 0), (64, 3, 16, 16, 5, 0), (32, 12, 24, 14, 3, 1), (32, 8, 16, 24, 5, 2),
@@ -126,9 +133,12 @@ def candidates(passname):
     out = [("auto", "auto", {}), ("gemm", "gemm", {}), ("fft", "fft", {}),
            ("winograd", "winograd", {})]
     if passname == "fwd":
-        out += [("depthwise", "direct", {"depthwise only": True}),
-                ("channels", "direct", {"FORWARD_CHANNELS": True, NO_DEPTHWISE: True}),
-                ("direct", "direct", {"FORWARD_CHANNELS": False, NO_DEPTHWISE: True})]
+        out += [("rows", "direct", {"depthwise only": True, "ROWS": True}),
+                ("depthwise", "direct", {"depthwise only": True, "ROWS": False}),
+                ("channels", "direct", {"FORWARD_CHANNELS": True, NO_DEPTHWISE: True,
+                                        "ROWS": False}),
+                ("direct", "direct", {"FORWARD_CHANNELS": False, NO_DEPTHWISE: True,
+                                      "ROWS": False})]
     elif passname == "wg":
         out += [("channels", "direct", {"WEIGHT_GRAD_CHANNELS": True}),
                 ("dots", "direct", {"WEIGHT_GRAD_CHANNELS": False})]

@@ -40,6 +40,9 @@ CASES = [  # (x shape, (KH, KW), stride, padding (per side), dilation)
 def test_depthwise_against_the_reference(case, dtype, monkeypatch):
     monkeypatch.setattr(_engine, "PLANS", {})
     monkeypatch.setattr(_engine, "USE_DIRECT", True)
+    # the depthwise kernel itself, also where the rows kernel would take a
+    # 5x5 or 7x7 layer at stride 1 (test_rows.py checks that one)
+    monkeypatch.setattr(_engine, "ROWS", False)
     xs, (kh, kw), stride, padding, dilation = case
     c = xs[1]
     rng = np.random.default_rng(sum(xs))

@@ -1,9 +1,11 @@
 """The rows kernel (_rows.h: vectors along the output rows, source rows
 outside the image no terms), which takes the input gradient of LeNet-like
-layers: right against the reference on every geometry it takes (forced
-through _engine.ROWS, including those 'auto' leaves to others), at every
-instruction-set level, the same bits for any thread count, non-finite
-weights by the GEMM, and chosen where its rule says."""
+layers and both passes of depthwise 5x5 and 7x7 layers on small images:
+right against the reference on every geometry it takes (forced through
+_engine.ROWS, including those 'auto' leaves to others), at every
+instruction-set level, the same bits for any thread count (and, on a
+depthwise layer, as the depthwise kernel), non-finite weights by the
+GEMM or the depthwise kernel, and chosen where its rule says."""
 import numpy as np
 import pytest
 
@@ -144,3 +146,125 @@ def test_rows_chosen_by_its_rule(monkeypatch):
 def test_rows_scratch_and_width():
     assert _core.rows_scratch(3, 10, 18) >= 3 * 10 * 18 + 16
     assert _core.rows_max_width(4) in (16, 48) and _core.rows_max_width(8) in (8, 24)
+
+
+DEPTHWISE = [  # (x shape, K, padding (per side))
+    ((8, 12, 14, 14), 5, 2),               # 5x5 "same"
+    ((3, 10, 28, 28), 5, 2),               # rows of 28: two vectors in float32 at v4
+    ((2, 7, 24, 24), 7, 3),                # 7x7 "same"
+    ((4, 5, 9, 40), 7, 3),                 # rows of 40
+    ((2, 6, 7, 7), 5, (1, 3, 0, 4)),       # asymmetric
+    ((3, 4, 12, 11), 5, (2, 2, 6, 0)),     # a crop of columns (padding > K - 1)
+    ((2, 3, 5, 6), 7, 3),                  # fewer rows than the kernel
+    ((1, 1, 16, 16), 5, 0),                # a plain filter (groups 1)
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("isa", [4, 3, 1])
+def test_rows_depthwise_against_the_reference(case, dtype, isa, monkeypatch):
+    """Both passes of a depthwise layer by the rows kernel: the reference's
+    values, and the depthwise kernel's bits (both sum bias, then the taps in
+    (p, q) order; the rows kernel leaves out the padding's rows, whose
+    products are zeros), at 1 and 2 threads."""
+    xs, k, padding = case
+    monkeypatch.setattr(_engine, "PLANS", {})
+    level = _core.set_isa(isa)
+    try:
+        pads = padding if isinstance(padding, tuple) else ref.pads4(padding)
+        c = xs[1]
+        rng = np.random.default_rng(sum(xs) + k)
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal((c, 1, k, k)).astype(dtype)
+        b = rng.standard_normal(c).astype(dtype)
+        oh, ow = xs[2] + pads[0] + pads[1] - k + 1, xs[3] + pads[2] + pads[3] - k + 1
+        g = rng.standard_normal((xs[0], c, oh, ow)).astype(dtype)
+        fits = oh >= 4 and ow <= _core.rows_max_width(np.dtype(dtype).itemsize)
+        got = {}
+        for rows in (True, False):
+            monkeypatch.setattr(_engine, "ROWS", rows)
+            monkeypatch.setattr(_engine, "PLANS", {})
+            fplan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), pads, (1, 1), c,
+                                         kernel_arg="weight", dtype=dtype)
+            iplan = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1), pads,
+                                            (1, 1), c, kernel_arg="weight", dtype=dtype)
+            assert (fplan[1].name == "rows") == (rows and fits), (fplan[1].name, level)
+            assert (iplan[1].name == "rows") == (rows and fits), (iplan[1].name, level)
+            for t in range(1, min(2, convx._threads._MAX_THREADS) + 1):
+                convx.set_num_threads(t)
+                try:
+                    y = _engine.forward_run(fplan, x, w, b)
+                    dx = _engine.input_grad_run(iplan, w, g)
+                finally:
+                    convx.set_num_threads(None)
+                got.setdefault(rows, (y, dx))
+                assert np.array_equal(y, got[rows][0]) and np.array_equal(dx, got[rows][1])
+        tol = 2e-5 if dtype == np.float32 else 1e-12
+        want_y = ref.conv_nd(x, w, b, 1, pads, 1, c)
+        want_dx = ref.conv_nd_input_grad(x.shape, w, g, 1, pads, 1, c)
+        y, dx = got[True]
+        np.testing.assert_allclose(y, want_y, rtol=tol, atol=tol * np.abs(want_y).max())
+        np.testing.assert_allclose(dx, want_dx, rtol=tol, atol=tol * np.abs(want_dx).max())
+        assert np.array_equal(y, got[False][0]) and np.array_equal(dx, got[False][1])
+    finally:
+        _core.set_isa(4)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_rows_depthwise_nonfinite_weights(bad, monkeypatch):
+    """The rows kernel leaves out the padding's rows, which the depthwise
+    kernel and the GEMM multiply by every weight: a non-finite weight sends
+    the forward pass to the depthwise kernel (and the input gradient to the
+    GEMM), so that 0 * inf makes the NaN it makes on every other path."""
+    monkeypatch.setattr(_engine, "PLANS", {})
+    monkeypatch.setattr(_engine, "ROWS", True)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 4, 12, 12))
+    w = rng.standard_normal((4, 1, 5, 5))
+    w[1, 0, 0, 2] = bad
+    g = rng.standard_normal((2, 4, 12, 12))
+    for got, want in [
+            (convx.conv2d(x, w, padding=2, groups=4), ref.conv_nd(x, w, None, 1, ref.pads4(2), 1, 4)),
+            (convx.conv2d_input_grad(x.shape, w, g, padding=2, groups=4),
+             ref.conv_nd_input_grad(x.shape, w, g, 1, ref.pads4(2), 1, 4))]:
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-12, atol=1e-12)
+    # the padding's top rows times the bad weight: NaN in the first output rows
+    assert np.isnan(ref.conv_nd(x, w, None, 1, ref.pads4(2), 1, 4)[:, 1, :2]).all()
+
+
+def test_rows_takes_depthwise_layers_at_every_level(monkeypatch):
+    """A depthwise 5x5 or 7x7 layer at stride 1 takes the rows kernel in
+    both passes wherever its rows fit (at every level: 0.16-1.0x the
+    depthwise kernel's time), and the depthwise kernel elsewhere: 3x3, a
+    stride, rows too wide, a channel multiplier (two filters a group)."""
+    monkeypatch.setattr(_engine, "USE_DIRECT", True)
+
+    def names(xs, ws, groups, pad, stride=1, dtype=np.float32):
+        n, _, h, wd = xs
+        oh = (h + 2 * pad - ws[2]) // stride + 1
+        ow = (wd + 2 * pad - ws[3]) // stride + 1
+        geometry = ((stride, stride), (pad,) * 4, (1, 1), groups)
+        fwd = _engine.forward_plan("t", xs, ws, *geometry, kernel_arg="weight",
+                                   dtype=np.dtype(dtype))
+        ig = _engine.input_grad_plan("t", xs, ws, (n, ws[0], oh, ow), *geometry,
+                                     kernel_arg="weight", dtype=np.dtype(dtype))
+        return fwd[1].name, ig[1].name
+
+    try:
+        for isa in (4, 3, 1):
+            level = _core.set_isa(isa)
+            monkeypatch.setattr(_engine, "PLANS", {})
+            assert names((8, 96, 14, 14), (96, 1, 5, 5), 96, 2) == ("rows", "rows"), level
+            assert names((8, 32, 7, 7), (32, 1, 7, 7), 32, 3, dtype=np.float64) == (
+                "rows", "rows"), level
+            wide = 48 if level == 4 else 16
+            assert names((4, 16, wide, wide), (16, 1, 5, 5), 16, 2) == ("rows", "rows")
+            assert "rows" not in names((4, 16, wide + 1, wide + 1), (16, 1, 5, 5), 16, 2)
+            assert "rows" not in names((8, 96, 14, 14), (96, 1, 3, 3), 96, 1)
+            assert names((8, 96, 28, 28), (96, 1, 5, 5), 96, 2, stride=2)[0] != "rows"
+            assert "rows" not in names((8, 32, 14, 14), (64, 1, 5, 5), 32, 2)[:1]
+    finally:
+        _core.set_isa(4)

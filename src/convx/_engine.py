@@ -1114,14 +1114,19 @@ def _input_grad_rows(c: Call, forced: bool = False) -> Any:
     :func:`_transposed`: grad_output's rows outside it are no terms, so the
     zero border of an unpadded layer's transposed pass costs nothing along
     the height, and its vectors run along the rows, not the channels (which
-    a LeNet-like layer has few of).  Where :func:`_rows_pay` says, forced or
+    a LeNet-like layer has few of).  Where :func:`_rows_pay` says, and on
+    every depthwise layer it applies to (:func:`_forward_rows`), forced or
     not (method='direct' takes the kernel 'auto' would)."""
     gemm = _input_grad_gemm(c)   # checks the GEMM's sizes, as before any path
     if c.stride != (1, 1) or ROWS is False:
         return None
     t = _transposed(c)
     d = _rows_geometry(t)
-    if d is None or not (ROWS or USE_DIRECT and _rows_pay(c)):
+    if _depthwise(c):   # where the depthwise kernel would run (_forward_rows)
+        pays = _input_grad_depthwise(c, forced) is not None
+    else:
+        pays = USE_DIRECT and _rows_pay(c)
+    if d is None or not (ROWS or pays):
         return None
     return d, gemm
 
@@ -1147,6 +1152,48 @@ def _rows_pay(c: Call) -> bool:
     fastest on the 3 layers whose rows fit."""
     return (_core.channels_wide() and c.fg < _BORDER_MIN_FILTERS
             and not _channels_replace_direct(c.w[1], c.dtype))
+
+
+def _forward_rows(c: Call, forced: bool = False) -> Any:
+    """The forward pass of a depthwise layer (one channel in and out per
+    group) by the rows kernel, wherever it applies (forced or not:
+    method='direct' takes the kernel 'auto' would).  The input gradient
+    does the same (:func:`_input_grad_rows`).  Its plan holds the depthwise
+    kernel's too, which runs where the weights are not finite: the rows
+    kernel skips the padding's rows, the depthwise kernel (and the GEMM)
+    multiply them by every weight, and 0 * inf is NaN.  The two sum every
+    output in the same order (bias, then the taps in (p, q) order), so on
+    finite weights they give the same bits.
+
+    Measured against the depthwise kernel, 2 threads, time of rows /
+    depthwise (`benchmarks/choices.py --set dw-rows`: 15 depthwise layers
+    of 24 to 768 channels, 5x5 and 7x7, 7x7 to 48x48 images, batch 4 to
+    32), forward and input gradient: x86-64-v4 0.63-0.98 in float32 (15
+    layers), 0.64-1.00 in float64 (the 9 whose rows fit); forced to
+    x86-64-v3 (rows of at most 16 floats, 8 doubles; 8 layers of these
+    and 3 others) 0.33-1.01, and to the baseline 0.16-0.83.  Its bands of
+    rows share each loaded vector among up to 4 rows (8 for a single
+    filter on rows one vector wide) and keep 8 chains of multiply-adds
+    going, where the depthwise kernel's rows of 7 to 48 take 1 or 2
+    vectors a row and two rows at most."""
+    if c.stride != (1, 1) or ROWS is False or not (c.w[1] == 1 and c.fg == 1):
+        return None
+    d = _rows_geometry(c)
+    # where the depthwise kernel would not run (a huge padding, a tiny plain
+    # filter: the small GEMM), nor does this one
+    depthwise = _forward_depthwise(c, forced or bool(ROWS))
+    return None if d is None or depthwise is None else (d, depthwise)
+
+
+def _forward_rows_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
+                      bias: Array | None) -> Array:
+    d, depthwise = args
+    if not np.isfinite(w).all():
+        return _forward_depthwise_run(who, shape, depthwise, x, w, bias)
+    out = _result(who, shape, x.dtype)
+    _rows_run(who, x, w, bias, out, d, x.shape[0] * w.shape[0] * w.shape[2] * w.shape[3]
+              * shape[2] * shape[3])
+    return out
 
 
 @_gemm_if_nonfinite
@@ -1535,8 +1582,12 @@ def _depthwise_ns(c: Call, pass_: str) -> float:
 def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
     if name == "channels":
         return _NS_PER_MAC["direct"][c.dtype.itemsize] * _round_up(c.fg, _VECTOR[c.dtype]) / c.fg
-    if name == "depthwise":
+    if name == "depthwise" or name == "rows" and c.w[1] == 1 and c.fg == 1:
+        # (the rows kernel, where it takes a depthwise layer, took 0.16-1.0x
+        # the depthwise kernel's time: _forward_rows)
         return _depthwise_ns(c, pass_) / max(c.macs, 1)
+    if name == "rows":
+        name = "direct"   # (0.56-0.88x the fastest of the others: _rows_pay)
     if name in _NS_PER_MAC:
         return _NS_PER_MAC[name][c.dtype.itemsize]
     a, b = _NS_PER_MAC_GEMM[c.dtype.itemsize]
@@ -1831,6 +1882,8 @@ ALGORITHMS = {
                   _finite_run(_forward_fft), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _winograd_plan("forward", lambda c: c.out),
                   _finite_run(_winograd_compute, weights=1), _WINO_NEEDS),
+        Algorithm("rows", "direct", _forward_rows, _forward_rows_run,
+                  _BORDER_NEEDS),   # (where it does not apply, depthwise and the others may)
         Algorithm("depthwise", "direct", _forward_depthwise, _forward_depthwise_run,
                   _BORDER_NEEDS),
         Algorithm("channels", "direct", _forward_channels, _forward_channels_run,
@@ -1845,9 +1898,9 @@ ALGORITHMS = {
                   _finite_run(_input_grad_fft), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _winograd_plan("input grad", lambda c: c.x),
                   _finite_run(_input_grad_winograd, weights=0), _WINO_NEEDS),
-        Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,
-                  "stride 1 along both axes"),
         Algorithm("rows", "direct", _input_grad_rows, _input_grad_rows_run,
+                  "stride 1 along both axes"),
+        Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,
                   "stride 1 along both axes"),
         Algorithm("channels", "direct", _input_grad_channels, _input_grad_channels_run,
                   "stride 1 along both axes"),

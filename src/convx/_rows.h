@@ -45,9 +45,12 @@
 #include "_runtime.h"
 
 #define CVX_ROWS_R 4          /* output rows of a band */
+#define CVX_ROWS_R_MAX 8      /* ... and of a single filter's band where a row is one vector */
 /* Unroll the loop that follows n times (the band's source rows and tap
- * columns: their indices then select registers, not memory). */
-#if defined(__GNUC__)
+ * columns: their indices then select registers, not memory).  Not in the
+ * sanitizer build (setup.py's CONVX_DEBUG=1 defines CVX_NO_UNROLL): the
+ * same sums and the same reads, in loops, compiled in a tenth of the time. */
+#if defined(__GNUC__) && !defined(CVX_NO_UNROLL)
 #define CVX_UNROLL_(n) _Pragma(#n)
 #define CVX_UNROLL(n) CVX_UNROLL_(GCC unroll n)
 #else
@@ -93,11 +96,11 @@ static inline CVX_ALWAYS_INLINE ptrdiff_t V##_at(int v, const int NV, ptrdiff_t 
 static inline CVX_ALWAYS_INLINE void V##_band(                                      \
     const T *xs, ptrdiff_t plane, ptrdiff_t Hs, ptrdiff_t Wp, ptrdiff_t C,          \
     const T *w, const T *bias, ptrdiff_t s0, T *o, ptrdiff_t OHW, ptrdiff_t OW,     \
-    ptrdiff_t last, const int K, const int NV, const int FB, const int EDGE,        \
-    const int LV)                                                                   \
+    ptrdiff_t last, const int K, const int NV, const int FB, const int R,           \
+    const int EDGE, const int LV)                                                   \
 {                                                                                   \
-    enum { R = CVX_ROWS_R, VL = VB / sizeof(T) };                                   \
-    V##_vt acc[2][CVX_ROWS_R][CVX_ROWS_WIDE_NV];                                    \
+    enum { VL = VB / sizeof(T) };                                                   \
+    V##_vt acc[2][CVX_ROWS_R_MAX][CVX_ROWS_WIDE_NV];                                \
     for (int f = 0; f < FB; f++) {                                                  \
         const T b = bias ? bias[f] : 0;                                             \
         for (int r = 0; r < R; r++)                                                 \
@@ -143,40 +146,50 @@ static inline CVX_ALWAYS_INLINE void V##_band(                                  
         }                                                                           \
     }                                                                               \
 }                                                                                   \
-/* FB output channels (f and f + 1 where FB = 2), band by band (the last   */     \
-/* moved up to end at row OH).                                              */     \
+/* FB output channels (f and f + 1 where FB = 2), in bands of R rows (the  */     \
+/* last moved up to end at row OH).                                          */    \
 static inline CVX_ALWAYS_INLINE void V##_planes(CVX_ROWS_ARGS(T), const int K,      \
                                                 const int NV, const int FB,         \
-                                                const int LV)                       \
+                                                const int R, const int LV)          \
 {                                                                                   \
     enum { VL = VB / sizeof(T) };                                                   \
     const ptrdiff_t last = OW >= (ptrdiff_t)VL ? OW - (ptrdiff_t)VL : 0;            \
     (void)F; (void)KH; (void)KW;                                                    \
-    for (ptrdiff_t i0 = 0; i0 < OH; i0 += CVX_ROWS_R) {                             \
-        const ptrdiff_t i = i0 + CVX_ROWS_R <= OH ? i0 : OH - CVX_ROWS_R;           \
-        if (i - top >= 0 && i - top + CVX_ROWS_R + K - 1 <= Hs)                     \
+    for (ptrdiff_t i0 = 0; i0 < OH; i0 += R) {                                      \
+        const ptrdiff_t i = i0 + R <= OH ? i0 : OH - R;                             \
+        if (i - top >= 0 && i - top + R + K - 1 <= Hs)                              \
             V##_band(xs, plane, Hs, Wp, C, w, bias, i - top, out + i * OW, OH * OW, OW, \
-                     last, K, NV, FB, 0, LV);                                       \
+                     last, K, NV, FB, R, 0, LV);                                    \
         else                                                                        \
             V##_band(xs, plane, Hs, Wp, C, w, bias, i - top, out + i * OW, OH * OW, OW, \
-                     last, K, NV, FB, 1, LV);                                       \
+                     last, K, NV, FB, R, 1, LV);                                    \
     }                                                                               \
 }                                                                                   \
 /* All F output channels: in pairs where a row is one vector (8 chains of  */     \
 /* multiply-adds, not 4: the latency of one is 4 cycles, and two units     */     \
-/* take one each a cycle), else one at a time.                              */     \
+/* take one each a cycle), and the last single one in bands of 8 rows      */     \
+/* there (a depthwise layer's only filter); else one at a time.            */     \
 static inline CVX_ALWAYS_INLINE void V##_all(CVX_ROWS_ARGS(T), const int K,         \
                                              const int NV, const int LV)            \
 {                                                                                   \
     ptrdiff_t f = 0;                                                                \
     const ptrdiff_t wf = C * K * K, of = OH * OW;                                   \
-    if (NV == 1)                                                                    \
+    if (NV == 1) {                                                                  \
         for (; f + 2 <= F; f += 2)                                                  \
             V##_planes(xs, plane, Hs, Wp, C, w + f * wf, 2, KH, KW, top,            \
-                       bias ? bias + f : NULL, out + f * of, OH, OW, K, NV, 2, LV); \
+                       bias ? bias + f : NULL, out + f * of, OH, OW, K, NV, 2,      \
+                       CVX_ROWS_R, LV);                                             \
+        if (f < F && OH >= CVX_ROWS_R_MAX) {                                        \
+            V##_planes(xs, plane, Hs, Wp, C, w + f * wf, 1, KH, KW, top,            \
+                       bias ? bias + f : NULL, out + f * of, OH, OW, K, NV, 1,      \
+                       CVX_ROWS_R_MAX, LV);                                         \
+            f++;                                                                    \
+        }                                                                           \
+    }                                                                               \
     for (; f < F; f++)                                                              \
         V##_planes(xs, plane, Hs, Wp, C, w + f * wf, 1, KH, KW, top,                \
-                   bias ? bias + f : NULL, out + f * of, OH, OW, K, NV, 1, LV);     \
+                   bias ? bias + f : NULL, out + f * of, OH, OW, K, NV, 1,          \
+                   CVX_ROWS_R, LV);                                                 \
 }                                                                                   \
 /* By K (5 or 7) and the vectors a row (1 .. NVMAX). */                           \
 static inline CVX_ALWAYS_INLINE void V##_by(CVX_ROWS_ARGS(T), const int NVMAX,      \

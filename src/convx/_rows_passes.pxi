@@ -26,20 +26,12 @@ cdef void _rows_item(const floating* src, const floating* wt, const floating* bi
     cdef Py_ssize_t k = item % chunks, ng = item // chunks
     cdef Py_ssize_t n = ng // groups, g = ng % groups
     cdef Py_ssize_t f0 = k * Fg // chunks, f1 = (k + 1) * Fg // chunks
-    cdef Py_ssize_t c, s, m, j, plane = Hs * Wp, F = groups * Fg
-    cdef const floating* row
+    cdef Py_ssize_t plane = Hs * Wp, F = groups * Fg
     cdef const floating* b = NULL
-    cdef floating* d
     if f1 <= f0:
         return
-    for c in range(Cg):
-        for s in range(Hs):
-            row = src + ((n * groups * Cg + g * Cg + c) * Hs + s) * Ws
-            d = pad + c * plane + s * Wp
-            for m in range(Wp):
-                j = m - left
-                d[m] = row[j] if 0 <= j < Ws else 0
-    memset(pad + Cg * plane, 0, CVX_ROWS_SLACK * sizeof(floating))
+    _pad_block(src + (n * groups + g) * Cg * Hs * Ws, Cg, Hs, Ws, pad, Hs, Wp, 0, left, 0, Hs,
+               0, Wp, CVX_ROWS_SLACK)
     if bias != NULL:
         b = bias + g * Fg + f0
     wt = wt + (g * Fg + f0) * Cg * K * K
