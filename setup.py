@@ -114,8 +114,9 @@ ext = Extension(
              "src/convx/_winograd.h", "src/convx/_rows.h", "src/convx/_rows_passes.pxi"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     + ([("CVX_PORTABLE", "1")] if PORTABLE else [])
-    # the sanitizer build leaves _rows.h's loops rolled: the same sums and
-    # reads; unrolled, they took 85% of its build (docs/reliability.md)
+    # the sanitizer build leaves the loops of CVX_UNROLL (_runtime.h) rolled:
+    # the same sums and reads; unrolled, they took 85% of its build
+    # (docs/reliability.md)
     + ([("CVX_NO_UNROLL", "1")] if DEBUG else []),
 )
 

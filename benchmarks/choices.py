@@ -30,6 +30,8 @@ The sets:
                   whose output rows are 8 to 24 wide (_engine._channels_narrow_rows)
   dw-rows         depthwise 5x5 and 7x7 layers on 7x7 to 48x48 images, forward and
                   input gradient (_engine._forward_rows)
+  dw-wg           weight gradients of depthwise 5x5 and 7x7 layers, 24x24 to 112x112
+                  (_engine._dw_columns: by columns of vectors, or tap by tap)
   rows-ig         input gradients of LeNet-like layers, padded or not, 1 to 32
                   channels, 10x10 to 40x40 (_engine._rows_pay)
   mixed           one or two of each: the sets above and other layers
@@ -80,6 +82,9 @@ SETS = {
         (8, 144, 14, 5), (16, 32, 20, 5), (4, 240, 24, 5), (8, 672, 14, 5), (16, 120, 28, 5),
         (8, 40, 40, 5), (32, 144, 7, 5), (8, 48, 48, 5), (32, 24, 16, 5), (8, 192, 14, 7),
         (4, 384, 14, 7), (8, 64, 40, 7), (16, 768, 7, 7), (8, 96, 28, 7), (16, 64, 24, 7)]],
+    "dw-wg": [((n, c, h, h), (c, 1, k, k), 1, k // 2, 1, c, WG) for n, c, h, k in [
+        (8, 96, 28, 5), (16, 120, 28, 5), (8, 48, 48, 5), (4, 240, 24, 5), (8, 96, 28, 7),
+        (8, 32, 56, 5), (8, 16, 112, 5), (8, 64, 40, 7)]],
     "narrow-rows": [((n, c, h, h), (f, c, k, k), 1, pad, 1, 1, FWD) for n, c, f, h, k, pad in [
         (64, 6, 16, 14, 5, 0), (128, 6, 16, 14, 5, 0), (64, 6, 12, 14, 5, 0), (32, 8, 16, 12, 3, 0),
         (32, 16, 32, 12, 5, 0), (64, 3, 16, 16, 5, 0), (32, 12, 24, 14, 3, 1), (32, 8, 16, 24, 5, 2),
@@ -140,7 +145,9 @@ def candidates(passname):
                 ("direct", "direct", {"FORWARD_CHANNELS": False, NO_DEPTHWISE: True,
                                       "ROWS": False})]
     elif passname == "wg":
-        out += [("channels", "direct", {"WEIGHT_GRAD_CHANNELS": True}),
+        out += [("columns", "direct", {"depthwise only": True, "DW_COLUMNS": True}),
+                ("taps", "direct", {"depthwise only": True, "DW_COLUMNS": False}),
+                ("channels", "direct", {"WEIGHT_GRAD_CHANNELS": True}),
                 ("dots", "direct", {"WEIGHT_GRAD_CHANNELS": False})]
     else:
         out += [("rows", "direct", {"ROWS": True}), ("direct", "direct", {"ROWS": False})]

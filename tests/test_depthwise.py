@@ -8,7 +8,7 @@ import pytest
 
 import convx
 import reference as ref
-from convx import _engine
+from convx import _core, _engine
 
 CASES = [  # (x shape, (KH, KW), stride, padding (per side), dilation)
     ((2, 6, 10, 11), (3, 3), 1, 1, 1),
@@ -226,3 +226,114 @@ def test_many_taps_give_the_same_bits_in_any_block(kh, kw, stride, dtype):
     for width in (kw, kw + 1, kw + 127, kw + 128, kw + 255, kw + 256, kw + 300, 700, 899):
         got = convx.conv2d(np.ascontiguousarray(x[..., :width]), w, b, **geometry)
         assert np.array_equal(got, whole[..., :got.shape[-1]], equal_nan=True), width
+
+
+COLUMNS = [  # (x shape, K, padding (per side)): where _depthwise.h's cvx_dwr applies
+    ((3, 10, 28, 28), 5, 2),              # 28 wide: the last vector overlaps the one before
+    ((2, 7, 24, 24), 7, 3),
+    ((2, 4, 9, 40), 7, 3),
+    ((2, 6, 12, 17), 5, (1, 3, 0, 4)),    # asymmetric: 16 + 4 - 5 + 1 = 16 wide
+    ((2, 3, 11, 20), 5, (2, 2, 6, 0)),    # a crop of columns (padding > K - 1)
+    ((1, 3, 20, 64), 5, 0),               # whole vectors only
+    ((2, 2, 3, 50), 7, (2, 2, 3, 3)),     # one output row: fewer than the taps
+    ((7, 2, 16, 33), 5, 2),               # images in pieces; 33 wide: one lane new
+]
+
+
+@pytest.mark.parametrize("case", COLUMNS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("isa", [4, 3, 1])
+def test_weight_grad_by_columns(case, dtype, isa, monkeypatch):
+    """The weight gradient by whole columns of vectors (cvx_dwr, 5x5 and 7x7
+    at unit stride): the reference's values at every level, forced where
+    its rule would not take it, the same bits at 1 and 2 threads, and taken
+    only where the rows are at least a vector wide."""
+    xs, k, padding = case
+    monkeypatch.setattr(_engine, "PLANS", {})
+    monkeypatch.setattr(_engine, "DW_COLUMNS", True)
+    level = _core.set_isa(isa)
+    try:
+        pads = padding if isinstance(padding, tuple) else ref.pads4(padding)
+        c = xs[1]
+        rng = np.random.default_rng(sum(xs) + k)
+        x = rng.standard_normal(xs).astype(dtype)
+        oh, ow = xs[2] + pads[0] + pads[1] - k + 1, xs[3] + pads[2] + pads[3] - k + 1
+        g = rng.standard_normal((xs[0], c, oh, ow)).astype(dtype)
+        plan = _engine.weight_grad_plan("t", x.shape, (c, 1, k, k), g.shape, (1, 1), pads,
+                                        (1, 1), c, kernel_arg="weight", dtype=dtype)
+        assert plan[1].name == "depthwise"
+        wide = _core.depthwise_weight_grad_rows_width(np.dtype(dtype).itemsize)
+        assert plan[3][-1] == (ow >= wide), (level, ow, wide)
+        want = ref.conv_nd_weight_grad(x, (c, 1, k, k), g, 1, pads, 1, c)
+        tol = 2e-5 if dtype == np.float32 else 1e-12
+        runs = []
+        for t in range(1, min(2, convx._threads._MAX_THREADS) + 1):
+            convx.set_num_threads(t)
+            try:
+                runs.append(_engine.weight_grad_run(plan, x, g))
+            finally:
+                convx.set_num_threads(None)
+        for dw in runs:
+            np.testing.assert_allclose(dw, want, rtol=tol, atol=tol * np.abs(want).max())
+            assert np.array_equal(dw, runs[0])
+    finally:
+        _core.set_isa(4)
+
+
+@pytest.mark.parametrize("where", ["x", "g"])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_weight_grad_by_columns_non_finite(where, bad, monkeypatch):
+    """A non-finite value in the image or the output gradient makes the
+    NaNs and infinities the GEMM makes (it multiplies the zero padding by
+    the output gradient too), and no other: the columns a vector repeats
+    are left out of its sums, not multiplied by zero."""
+    monkeypatch.setattr(_engine, "PLANS", {})
+    monkeypatch.setattr(_engine, "DW_COLUMNS", True)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 20, 20))
+    g = rng.standard_normal((2, 3, 20, 20))
+    if where == "x":
+        x[1, 1, 7, 14] = bad     # read by the lanes the last vector repeats (float64, v4)
+    else:
+        g[0, 2, 0, 10] = bad     # the first row: its taps p > 0 read the padding
+    got = convx.conv2d_weight_grad(x, (3, 1, 5, 5), g, padding=2, groups=3)
+    gemm = convx.conv2d_weight_grad(x, (3, 1, 5, 5), g, padding=2, groups=3, method="gemm")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(gemm))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(gemm))
+    finite = np.isfinite(gemm)
+    np.testing.assert_allclose(got[finite], gemm[finite], rtol=1e-12, atol=1e-12)
+    assert not finite.all() and finite.any()
+
+
+def test_weight_grad_by_columns_rule(monkeypatch):
+    """By columns at x86-64-v4 (0.63-0.87x the time tap by tap), tap by tap
+    at the lower levels, on rows narrower than a 64-byte vector and at a
+    stride or dilation (the stride along the height: the depthwise weight
+    gradient takes none along the width)."""
+    monkeypatch.setattr(_engine, "USE_DIRECT", True)
+
+    def columns(xs, k, dtype=np.float32, stride=1, dilation=1):
+        monkeypatch.setattr(_engine, "PLANS", {})
+        n, c, h, wd = xs
+        span = (k - 1) * dilation + 1
+        pad = span // 2
+        oh, ow = (h + 2 * pad - span) // stride + 1, wd + 2 * pad - span + 1
+        plan = _engine.weight_grad_plan("t", xs, (c, 1, k, k), (n, c, oh, ow), (stride, 1),
+                                        (pad,) * 4, (dilation, dilation), c,
+                                        kernel_arg="weight", dtype=np.dtype(dtype))
+        assert plan[1].name == "depthwise"
+        return plan[3][-1]
+
+    try:
+        for isa in (4, 3):
+            wide = _core.set_isa(isa) == 4
+            assert columns((8, 96, 28, 28), 5) == wide
+            assert columns((8, 64, 40, 40), 7) == wide
+            assert columns((8, 96, 28, 28), 5, np.float64) == wide
+            assert not columns((8, 144, 14, 14), 5)      # 14 wide: under 16 floats
+            assert not columns((8, 144, 7, 7), 5, np.float64)   # under 8 doubles
+            assert not columns((8, 96, 28, 28), 3)
+            assert not columns((8, 96, 56, 28), 5, stride=2)   # along the height
+            assert not columns((8, 96, 28, 28), 5, dilation=2)
+    finally:
+        _core.set_isa(4)

@@ -128,9 +128,10 @@ def depthwise_weight_grad_chunks(N: int, C: int) -> int: ...
 def conv_depthwise_weight_grad(
     x: _Floats, g: _Floats, dwt: _Floats, work: _MaybeFloats,
     Hp: int, Wp: int, top: int, left: int, row_step: int, span_h: int, span_w: int,
-    slack: int, KH: int, KW: int, dh: int, dw: int, chunks: int, nt: int,
+    slack: int, KH: int, KW: int, dh: int, dw: int, chunks: int, columns: bool, nt: int,
     interruptible: bool,
 ) -> bool: ...
+def depthwise_weight_grad_rows_width(itemsize: int) -> int: ...
 
 # _rows_passes.pxi: vectors along the rows, rows outside the source no terms
 

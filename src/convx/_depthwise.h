@@ -452,4 +452,117 @@ CVX_ISA_DISPATCH_BY(NAME, CVX_DWW_ARGS(T), CVX_DWW_PASS, NAME##_body, 1, 0)
 CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f32, cvx_depthwise_f32_vt, int32_t, float)
 CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, int64_t, double)
 
+/* The same gradient at unit stride and dilation of a K x K kernel (5 or 7)
+ * on rows at least one vector wide, by whole columns of vectors:
+ *
+ *     acc[p*K + q] += sum_{i < OH, j < OW} xpad[(i + p)*Wp + j + q] * g[i*OW + j]
+ *
+ * (Wp = OW + K - 1).  The output columns go in vectors of VL, the last
+ * moved left to end at OW (its lanes that the vector before it holds are
+ * left out of its sums), each over all the rows at once: the K vectors of
+ * row s of xpad at tap columns 0 .. K-1 are loaded once and serve every tap
+ * row p of a block of PB, as output row s - p's, PB*K sums in vector
+ * registers (x86-64-v4: 25 for 5x5; 21 for 7x7, in blocks of 3, 3 and 1
+ * tap rows; one tap row a block elsewhere).  Then each tap's lanes are
+ * added in order into acc: the order depends on the shapes only.  Where
+ * the tap-by-tap kernel above loads about 6 values per 5 multiply-adds,
+ * this one loads K + PB vectors per PB*K. */
+#define CVX_DWR_ARGS(T)                                                             \
+    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, ptrdiff_t K, T *acc
+#define CVX_DWR_PASS xpad, Wp, g, OW, OH, K, acc
+#define CVX_DWR_PB_MAX 5
+
+#define CVX_DEFINE_DWR_VARIANT(V, VT, T)                                            \
+/* Tap rows P0 .. P0 + PB - 1 of the output columns j .. j + VL - 1, lanes */     \
+/* lo .. VL - 1 of them summed.                                             */    \
+static inline CVX_ALWAYS_INLINE void V##_block(                                     \
+    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *acc,    \
+    ptrdiff_t j, int lo, const int K, ptrdiff_t P0, const int PB)                   \
+{                                                                                   \
+    enum { VL = (int)(sizeof(VT) / sizeof(T)) };                                    \
+    VT a[CVX_DWR_PB_MAX][7];                                                        \
+    for (int b = 0; b < PB; b++)                                                    \
+        for (int q = 0; q < K; q++) a[b][q] = CVX_VZERO(VT);                        \
+    for (ptrdiff_t s = P0; s < OH - 1 + P0 + PB; s++) {                             \
+        VT x[7];                                                                    \
+        const T *xr = xpad + s * Wp + j;                                            \
+        CVX_UNROLL(8)                                                               \
+        for (int q = 0; q < K; q++) memcpy(&x[q], xr + q, sizeof x[q]);             \
+        CVX_UNROLL(8)                                                               \
+        for (int b = 0; b < PB; b++) {                                              \
+            const ptrdiff_t i = s - P0 - b;                                         \
+            if (i < 0 || i >= OH)                                                   \
+                continue;                                                           \
+            VT gv;                                                                  \
+            memcpy(&gv, g + i * OW + j, sizeof gv);                                 \
+            CVX_UNROLL(8)                                                           \
+            for (int q = 0; q < K; q++) CVX_VMAC(a[b][q], x[q], gv);                \
+        }                                                                           \
+    }                                                                               \
+    for (int b = 0; b < PB; b++)                                                    \
+        for (int q = 0; q < K; q++) {                                               \
+            T sum = 0;                                                              \
+            for (int l = lo; l < VL; l++) sum += CVX_LANE(a[b][q], l);              \
+            acc[(P0 + b) * K + q] += sum;                                           \
+        }                                                                           \
+}                                                                                   \
+/* Tap rows P0 .. P0 + PB - 1, column by column of vectors.                */     \
+static inline CVX_ALWAYS_INLINE void V##_cols(                                      \
+    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *acc,    \
+    const int K, ptrdiff_t P0, const int PB)                                        \
+{                                                                                   \
+    enum { VL = (int)(sizeof(VT) / sizeof(T)) };                                    \
+    ptrdiff_t j = 0;                                                                \
+    for (; j + VL <= OW; j += VL)                                                   \
+        V##_block(xpad, Wp, g, OW, OH, acc, j, 0, K, P0, PB);                       \
+    if (j < OW)                                                                     \
+        V##_block(xpad, Wp, g, OW, OH, acc, OW - VL, (int)(VL - OW % VL), K, P0, PB); \
+}                                                                                   \
+/* All K tap rows: in one block (5x5) or 3, 3 and 1 (7x7) where BIG, else  */    \
+/* one at a time.                                                           */    \
+static inline CVX_ALWAYS_INLINE void V##_all(CVX_DWR_ARGS(T), const int KK,         \
+                                             const int BIG)                         \
+{                                                                                   \
+    (void)K;                                                                        \
+    if (BIG && KK == 5) {                                                           \
+        V##_cols(xpad, Wp, g, OW, OH, acc, 5, 0, 5);                                \
+    } else if (BIG) {                                                               \
+        V##_cols(xpad, Wp, g, OW, OH, acc, 7, 0, 3);                                \
+        V##_cols(xpad, Wp, g, OW, OH, acc, 7, 3, 3);                                \
+        V##_cols(xpad, Wp, g, OW, OH, acc, 7, 6, 1);                                \
+    } else {                                                                        \
+        for (ptrdiff_t p = 0; p < KK; p++)                                          \
+            V##_cols(xpad, Wp, g, OW, OH, acc, KK, p, 1);                           \
+    }                                                                               \
+}
+
+CVX_DEFINE_DWR_VARIANT(cvx_dwr_f32_n, cvx_depthwise_f32_n_vt, float)
+CVX_DEFINE_DWR_VARIANT(cvx_dwr_f32_w, cvx_depthwise_f32_w_vt, float)
+CVX_DEFINE_DWR_VARIANT(cvx_dwr_f64_n, cvx_depthwise_f64_n_vt, double)
+CVX_DEFINE_DWR_VARIANT(cvx_dwr_f64_w, cvx_depthwise_f64_w_vt, double)
+
+/* x86-64-v4: 64-byte vectors and blocks of tap rows (its 32 registers);
+ * elsewhere 32-byte vectors, one tap row at a time (AVX2's 16). */
+#define CVX_DWR_BODY(NAME, T)                                                       \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWR_ARGS(T), const int v4)     \
+{                                                                                   \
+    if (v4) {                                                                       \
+        if (K == 5) NAME##_w_all(CVX_DWR_PASS, 5, 1);                               \
+        else NAME##_w_all(CVX_DWR_PASS, 7, 1);                                      \
+    } else {                                                                        \
+        if (K == 5) NAME##_n_all(CVX_DWR_PASS, 5, 0);                               \
+        else NAME##_n_all(CVX_DWR_PASS, 7, 0);                                      \
+    }                                                                               \
+}                                                                                   \
+CVX_ISA_DISPATCH_BY(NAME, CVX_DWR_ARGS(T), CVX_DWR_PASS, NAME##_body, 1, 0)
+
+CVX_DWR_BODY(cvx_dwr_f32, float)
+CVX_DWR_BODY(cvx_dwr_f64, double)
+
+/* The narrowest output row cvx_dwr takes: a vector of the level's. */
+static inline ptrdiff_t cvx_dwr_min_width(ptrdiff_t itemsize)
+{
+    return (cvx_isa >= 4 ? CVX_DW_WIDE_VB : CVX_DW_NARROW_VB) / itemsize;
+}
+
 #endif

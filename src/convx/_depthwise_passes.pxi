@@ -150,10 +150,17 @@ def depthwise_weight_grad_chunks(Py_ssize_t N, Py_ssize_t C):
     return _min(N, _max(1, (16 + C - 1) // C)) if N > 0 else 1
 
 
+def depthwise_weight_grad_rows_width(Py_ssize_t itemsize):
+    """The narrowest output row conv_depthwise_weight_grad's columns kernel
+    (``columns=True``) takes on this CPU: a vector of the level's, 64 bytes
+    at x86-64-v4, else 32."""
+    return cvx_dwr_min_width(itemsize)
+
+
 cdef void _dw_wgrad_item(const floating* x, const floating* g, floating* partial,
                          floating* pad, const Direct* D, Py_ssize_t N, Py_ssize_t chunks,
                          Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw,
-                         Py_ssize_t item) noexcept nogil:
+                         bint columns, Py_ssize_t item) noexcept nogil:
     """Channel c, images of piece k (item = c*chunks + k), into partial[item]."""
     cdef Py_ssize_t c = item // chunks, k = item % chunks, n
     cdef Py_ssize_t n0 = k * N // chunks, n1 = (k + 1) * N // chunks
@@ -162,7 +169,12 @@ cdef void _dw_wgrad_item(const floating* x, const floating* g, floating* partial
     memset(acc, 0, K * sizeof(floating))
     for n in range(n0, n1):
         _pad_for(x + (n * C + c) * D.Hs * D.Ws, pad, D, 0, D.OH, 0, D.OW)
-        if floating is float:
+        if columns:
+            if floating is float:
+                cvx_dwr_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, acc)
+            else:
+                cvx_dwr_f64(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, acc)
+        elif floating is float:
             cvx_dw_wgrad_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, D.sh, KH, KW,
                              dh, dw, acc)
         else:
@@ -177,10 +189,14 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
                                Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left,
                                Py_ssize_t row_step, Py_ssize_t span_h, Py_ssize_t span_w,
                                Py_ssize_t slack, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh,
-                               Py_ssize_t dw, Py_ssize_t chunks, int nt, bint interruptible):
+                               Py_ssize_t dw, Py_ssize_t chunks, bint columns, int nt,
+                               bint interruptible):
     """dwt[c, p*KW + q] = sum over n, i, j of pad[n, c][i*row_step + p*dh*Wp + j + q*dw]
     * g[n, c, i, j]: the depthwise weight gradient (one channel in and out
-    per group, unit width stride).  Each item is one channel's images of one
+    per group, unit width stride).  ``columns``: by _depthwise.h's cvx_dwr
+    (unit stride and dilation, a 5x5 or 7x7 kernel, output rows at least
+    depthwise_weight_grad_rows_width wide), else tap by tap (cvx_dw_wgrad).
+    Each item is one channel's images of one
     of ``chunks`` pieces, summed into its own row of partial sums (``work``'s
     first C*chunks*KH*KW values); each thread pads one image's channel at a
     time into its Hp*Wp + slack values after them.  The pieces are added in
@@ -204,7 +220,8 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
-                _dw_wgrad_item(xp, gp, partial, pads, &D, N, chunks, KH, KW, dh, dw, it)
+                _dw_wgrad_item(xp, gp, partial, pads, &D, N, chunks, KH, KW, dh, dw, columns,
+                               it)
     else:
         tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
@@ -213,7 +230,7 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
             for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
                     _dw_wgrad_item(xp, gp, partial, pads + tid * per, &D, N, chunks, KH, KW, dh,
-                                   dw, it)
+                                   dw, columns, it)
     if CVX_STOPPED(stop):
         return False
     with nogil:

@@ -1237,7 +1237,8 @@ def _weight_grad_depthwise(c: Call, forced: bool = False) -> Any:
     kernels do: USE_DIRECT).  Measured against what the table chose before
     (the direct weight-gradient kernel, whose blocks of 4 filters are 3/4
     padding here, or the GEMM's dot products), 2 threads: see
-    docs/design.md's table."""
+    docs/design.md's table.  5x5 and 7x7 kernels at unit stride may go by
+    whole columns of vectors instead of tap by tap (:func:`_dw_columns`)."""
     if not _depthwise(c) or not (forced or USE_DIRECT):
         return None
     hp, wp = _forward_padded(c)
@@ -1245,12 +1246,37 @@ def _weight_grad_depthwise(c: Call, forced: bool = False) -> Any:
         return None
     return (_direct_geometry(1, hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp, c.w[2], c.w[3],
                              c.dilation, c.groups, c.macs, c.k) + (c.w[2], c.w[3]) + c.dilation
-            + (_core.depthwise_weight_grad_chunks(c.x[0], c.x[1]),))
+            + (_core.depthwise_weight_grad_chunks(c.x[0], c.x[1]), _dw_columns(c)))
+
+
+DW_COLUMNS = None   # None: by _dw_columns; True / False: always where it applies (tests)
+
+
+def _dw_columns(c: Call) -> bool:
+    """Whether the depthwise weight gradient runs by whole columns of vectors
+    (_depthwise.h's cvx_dwr: each loaded vector of a padded row serves a
+    block of tap rows, 25 sums in registers for a 5x5 kernel) rather than
+    tap by tap.  It applies at unit stride and dilation to 5x5 and 7x7
+    kernels on output rows at least a vector wide; it pays at x86-64-v4.
+
+    Measured, time of columns / tap by tap, 2 threads, best of 5
+    interleaved rounds (`benchmarks/choices.py --set dw-wg`: 8 depthwise
+    layers of 16 to 240 channels, 24x24 to 112x112, 5x5 and 7x7), at
+    x86-64-v4 on an idle machine: 0.63-0.78 in float32 (the classes
+    suite's (8, 96, 28, 28) 5x5: 0.63), 0.66-0.87 in float64.  Forced to
+    x86-64-v3 (32-byte vectors, one tap row at a time): 0.78-1.07, left
+    tap by tap."""
+    if DW_COLUMNS is False or not (c.stride == (1, 1) and c.dilation == (1, 1)
+                                   and c.w[2] == c.w[3] and c.w[2] in _ROWS_KERNELS
+                                   and c.out[3] >= _core.depthwise_weight_grad_rows_width(
+                                       c.dtype.itemsize)):
+        return False
+    return bool(DW_COLUMNS) or _core.channels_wide()
 
 
 def _weight_grad_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
     (_, _, hp, wp, top, left, row_step, span_h, span_w, _, macs, _, kh, kw, dh, dw,
-     chunks) = args
+     chunks, columns) = args
     dtype = x.dtype
     dwt = _result(who, shape, dtype)
     c = x.shape[1]
@@ -1258,7 +1284,8 @@ def _weight_grad_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, gout
     slack = _DIRECT_JB[dtype]
     work = _scratch(who, hp * wp + slack, dtype, threads, shared=c * chunks * kh * kw)
     _call(_core.conv_depthwise_weight_grad, macs, x, gout, dwt.reshape(c, kh * kw), work, hp,
-          wp, top, left, row_step, span_h, span_w, slack, kh, kw, dh, dw, chunks, threads)
+          wp, top, left, row_step, span_h, span_w, slack, kh, kw, dh, dw, chunks, columns,
+          threads)
     return dwt
 
 

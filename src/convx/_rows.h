@@ -46,16 +46,6 @@
 
 #define CVX_ROWS_R 4          /* output rows of a band */
 #define CVX_ROWS_R_MAX 8      /* ... and of a single filter's band where a row is one vector */
-/* Unroll the loop that follows n times (the band's source rows and tap
- * columns: their indices then select registers, not memory).  Not in the
- * sanitizer build (setup.py's CONVX_DEBUG=1 defines CVX_NO_UNROLL): the
- * same sums and the same reads, in loops, compiled in a tenth of the time. */
-#if defined(__GNUC__) && !defined(CVX_NO_UNROLL)
-#define CVX_UNROLL_(n) _Pragma(#n)
-#define CVX_UNROLL(n) CVX_UNROLL_(GCC unroll n)
-#else
-#define CVX_UNROLL(n)
-#endif
 #define CVX_ROWS_NARROW_VB 32
 #define CVX_ROWS_NARROW_NV 2  /* vectors a row, at most: -v3 and the baseline */
 #define CVX_ROWS_WIDE_VB 64

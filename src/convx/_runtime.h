@@ -90,6 +90,18 @@ static int cvx_interrupted = 0;
 #define restrict __restrict
 #endif
 
+/* Unroll the loop that follows n times (the rows kernels' loops over a
+ * band's source rows and tap columns, _rows.h and _depthwise.h: their
+ * indices then select registers, not memory).  Not in the sanitizer build
+ * (setup.py's CONVX_DEBUG=1 defines CVX_NO_UNROLL): the same sums and the
+ * same reads, in loops, compiled in a sixth of the time. */
+#if defined(__GNUC__) && !defined(CVX_NO_UNROLL)
+#define CVX_UNROLL_(n) _Pragma(#n)
+#define CVX_UNROLL(n) CVX_UNROLL_(GCC unroll n)
+#else
+#define CVX_UNROLL(n)
+#endif
+
 #if CVX_HAVE_GCC_VECTOR
 #define CVX_VECTOR_TYPE(T, VT, BYTES) typedef T VT __attribute__((vector_size(BYTES)))
 #define CVX_LANE(v, l) ((v)[l])
