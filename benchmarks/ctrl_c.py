@@ -2,9 +2,9 @@
 
     python benchmarks/ctrl_c.py [--tries N]
 
-For each long call of tests/test_interrupt.py (every pass, the direct and the
-GEMM paths, one image, a batch, one long 1-D signal), sized to take about
-3 s, on 1 and 2 threads: SIGINT 0.2 s into the call, the time until
+For each long call of tests/test_interrupt.py (every pass, the direct,
+Winograd and GEMM paths, one image, a batch, one long 1-D signal), sized to
+take about 3 s, on 1 and 2 threads: SIGINT 0.2 s into the call, the time until
 KeyboardInterrupt, and the CPU time the process used in the 0.5 s after (its
 threads must have stopped computing).  The calls run at the baseline
 instruction set (convx._core.set_isa(1)), whose kernels are several times

@@ -248,17 +248,13 @@ def test_weight_grad_by_columns(case, dtype, isa, monkeypatch):
     at unit stride): the reference's values at every level, forced where
     its rule would not take it, the same bits at 1 and 2 threads, and taken
     only where the rows are at least a vector wide."""
-    xs, k, padding = case
+    xs, k, _ = case
     monkeypatch.setattr(_engine, "PLANS", {})
     monkeypatch.setattr(_engine, "DW_COLUMNS", True)
     level = _core.set_isa(isa)
     try:
-        pads = padding if isinstance(padding, tuple) else ref.pads4(padding)
-        c = xs[1]
-        rng = np.random.default_rng(sum(xs) + k)
-        x = rng.standard_normal(xs).astype(dtype)
-        oh, ow = xs[2] + pads[0] + pads[1] - k + 1, xs[3] + pads[2] + pads[3] - k + 1
-        g = rng.standard_normal((xs[0], c, oh, ow)).astype(dtype)
+        pads, x, g, _ = ref.depthwise_case(case, dtype)
+        c, ow = xs[1], g.shape[3]
         plan = _engine.weight_grad_plan("t", x.shape, (c, 1, k, k), g.shape, (1, 1), pads,
                                         (1, 1), c, kernel_arg="weight", dtype=dtype)
         assert plan[1].name == "depthwise"

@@ -226,6 +226,68 @@ def test_ctrl_c_in_the_main_thread_leaves_calls_of_other_threads_alone(baseline_
     _assert_clean()
 
 
+
+# --------------------------------------------------------------------------
+# A page's first write can take milliseconds (a virtual machine whose free
+# memory goes back to its host: 5 ms for a 2 MiB page), so a long call
+# touches its fresh output's pages between checks before the kernel starts,
+# and no item pays for many of them at once (docs/reliability.md, "Ctrl-C").
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("offset", [0, 1, 4096, 2**21 - 1])
+@pytest.mark.parametrize("size", [0, 1, 2**21 - 1, 2**21, 2**21 + 1, 9 * 2**20 + 123])
+def test_touch_pages_writes_at_each_2mib_address(size, offset, threads):
+    """The first byte, and each byte at an address that is a multiple of
+    2 MiB, become 0; nothing else changes."""
+    block = np.full(size + 2 * 2**21, 7, np.uint8)
+    base = -block.ctypes.data % 2**21          # block[base] is 2 MiB aligned
+    b = block[base + offset:base + offset + size]
+    assert convx._core.touch_pages(b, threads, False)
+    touched = np.zeros(block.size, bool)
+    touched[base::2**21] = True
+    touched[:base + offset] = touched[base + offset + size:] = False
+    if size:
+        touched[base + offset] = True
+    assert (block[touched] == 0).all() and (block[~touched] == 7).all()
+    assert touched.sum() == (0 if size == 0 else 1 + (offset + size - 1) // 2**21)
+
+
+def _spy_touches(monkeypatch):
+    seen = []
+    real = convx._core.touch_pages
+
+    def spy(b, nt, interruptible):
+        seen.append((b.nbytes, interruptible))
+        return real(b, nt, interruptible)
+    monkeypatch.setattr(convx._core, "touch_pages", spy)
+    return seen
+
+
+@pytest.mark.parametrize("pass_, method", [
+    (p, m) for p in ("forward", "input_grad", "weight_grad")
+    for m in ("auto", "direct", "gemm", "winograd") if (p, m) != ("weight_grad", "winograd")])
+def test_a_long_call_touches_its_output_first(pass_, method, monkeypatch):
+    make = _maker(pass_, 2, 16, 16, 3, 64, method=method)   # 2 MiB out, 2.4e7 MACs
+    call = make(256)
+    expected = call()
+    seen = _spy_touches(monkeypatch)
+    got = call()
+    assert np.array_equal(got, expected)
+    if pass_ == "weight_grad":        # 9 KiB of weights: left to the kernel
+        assert seen == []
+    else:
+        assert seen == [(got.nbytes, True)]
+
+
+def test_a_call_from_another_thread_touches_nothing(monkeypatch):
+    call = _maker("forward", 2, 16, 16, 3, 64)(256)
+    seen = _spy_touches(monkeypatch)
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join()
+    assert seen == []
+
 # --------------------------------------------------------------------------
 # Nothing leaks: SIGINTs at random points, threadpoolctl around calls in
 # other threads, concurrent calls, exceptions.  SciPy's BLAS thread count is

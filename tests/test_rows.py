@@ -168,18 +168,14 @@ def test_rows_depthwise_against_the_reference(case, dtype, isa, monkeypatch):
     values, and the depthwise kernel's bits (both sum bias, then the taps in
     (p, q) order; the rows kernel leaves out the padding's rows, whose
     products are zeros), at 1 and 2 threads."""
-    xs, k, padding = case
+    xs, k, _ = case
     monkeypatch.setattr(_engine, "PLANS", {})
     level = _core.set_isa(isa)
     try:
-        pads = padding if isinstance(padding, tuple) else ref.pads4(padding)
-        c = xs[1]
-        rng = np.random.default_rng(sum(xs) + k)
-        x = rng.standard_normal(xs).astype(dtype)
+        pads, x, g, rng = ref.depthwise_case(case, dtype)
+        c, (oh, ow) = xs[1], g.shape[2:]
         w = rng.standard_normal((c, 1, k, k)).astype(dtype)
         b = rng.standard_normal(c).astype(dtype)
-        oh, ow = xs[2] + pads[0] + pads[1] - k + 1, xs[3] + pads[2] + pads[3] - k + 1
-        g = rng.standard_normal((xs[0], c, oh, ow)).astype(dtype)
         fits = oh >= 4 and ow <= _core.rows_max_width(np.dtype(dtype).itemsize)
         got = {}
         for rows in (True, False):

@@ -358,6 +358,36 @@ def threads_seen():
     return bin(cvx_seen).count("1")
 
 
+cdef enum:
+    _HUGE_PAGE = 1 << 21    # the 2 MiB pages NumPy asks Linux for (madvise) from 4 MiB on
+
+
+def touch_pages(unsigned char[::1] b, int nt, bint interruptible):
+    """Write 0 to the first byte of ``b`` and to each of its bytes whose
+    address is a multiple of 2 MiB, on ``nt`` threads, reading the stop flag
+    before each; returns False when interrupted.  The engine calls it on an
+    output it has just allocated, before a kernel that will write all of it:
+    each 2 MiB page that backs it is then zeroed by the operating system
+    here, one between checks, not inside one of the kernel's items, which
+    may write into dozens of them (docs/reliability.md, "Ctrl-C").  Memory
+    already backed costs a store per 2 MiB."""
+    cdef Py_ssize_t n = b.shape[0], first, pieces, k, at
+    cdef unsigned char* p
+    cdef const int* stop = _stop(interruptible)
+    if n == 0:
+        return True
+    p = &b[0]
+    first = <Py_ssize_t> ((-<size_t> p) & (_HUGE_PAGE - 1))   # b[first] is aligned
+    pieces = 1 + (_max(0, n - first) + _HUGE_PAGE - 1) // _HUGE_PAGE
+    with nogil:
+        nt = _team(nt)
+        for k in prange(pieces, schedule="static", num_threads=nt):
+            if not CVX_STOPPED(stop):
+                at = 0 if k == 0 else first + (k - 1) * _HUGE_PAGE
+                p[at] = 0
+    return not CVX_STOPPED(stop)
+
+
 ctypedef fused pad_t:
     float
     double

@@ -166,10 +166,18 @@ def _scratch(who: Who, size: int, dtype: DTypeLike, threads: int, shared: int = 
 # interrupted by Ctrl-C: installing and removing the signal handler costs
 # about a microsecond, nothing beside a call of this size.
 _INTERRUPT_MIN_MACS = _threads._PARALLEL_MIN_MACS
+# An output this large is touched before such a call (_call); a smaller one
+# spans at most two 2 MiB pages.  From _TOUCH_PARALLEL_BYTES on, on the
+# call's threads: glibc maps an allocation that large afresh each time (its
+# largest mmap threshold), so the touches zero every page, and two threads do
+# that in about half the time; below it the memory is mostly backed already,
+# and a second thread would cost more to wake (30-40 us) than it saves.
+_TOUCH_MIN_BYTES = 1 << 21
+_TOUCH_PARALLEL_BYTES = 32 << 20
 
 
 def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
-          accumulates_into: Array | None = None) -> None:
+          fresh: Array | None = None, accumulates_into: Array | None = None) -> None:
     """``kernel(*args, interruptible)``, which returns False when interrupted.
 
     A call from the main thread of at least _INTERRUPT_MIN_MACS chains a
@@ -180,13 +188,28 @@ def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
     that handler returns instead of raising (a user's handler), the call is
     made again from the start, after zeroing ``accumulates_into`` (the output
     of a kernel that adds into it; the others overwrite theirs).
+
+    Such a call first touches ``fresh`` (or ``accumulates_into``), an output
+    the caller has just allocated, once per 2 MiB between checks
+    (_core.touch_pages): a page's first write makes the operating system
+    zero it, 2 MiB at once where NumPy asks for huge pages, and in a virtual
+    machine whose free memory goes back to its host that takes 5 ms.  An
+    item writing into many channels' planes of a fresh output would
+    otherwise pay it for each of them before its next check
+    (docs/reliability.md, "Ctrl-C").
     """
     if macs < _INTERRUPT_MIN_MACS or threading.get_ident() != threading.main_thread().ident:
         kernel(*args, False)
         return
+    out = fresh if fresh is not None else accumulates_into
+    touch: tuple[Array, int] | None = None
+    if out is not None and out.nbytes >= _TOUCH_MIN_BYTES and out.flags.c_contiguous:
+        touch = (out.reshape(-1).view(np.uint8),
+                 _threads.get_num_threads() if out.nbytes >= _TOUCH_PARALLEL_BYTES else 1)
     installed = _core.interrupt_begin()
     try:
-        while not kernel(*args, installed):
+        while not ((touch is None or _core.touch_pages(*touch, installed))
+                   and kernel(*args, installed)):
             _core.interrupt_end()
             _core.check_signals()  # runs Python's handler: KeyboardInterrupt
             if accumulates_into is not None:
@@ -349,7 +372,7 @@ def _direct_run(who: Who, kernel: Callable[..., bool | None], arrays: tuple[Any,
         strip_out = arrays[4].shape[1] // groups * strip   # out: arrays[4]
     work = _scratch(who, accumulator + strip_out + cs * hp * wp + slack, dtype, threads)
     _call(kernel, macs, *arrays, work, groups, hp, wp, top, left, row_step, span_h, span_w,
-          slack, rb, cb, *extra, threads)
+          slack, rb, cb, *extra, threads, fresh=arrays[-1])
 
 
 # --------------------------------------------------------------------------
@@ -621,7 +644,7 @@ def _forward_channels_pay(c: Call) -> bool:
                 and _forward_direct(c) is not None)
     if c.w[2] * c.w[3] == 1:
         return False
-    return 2 * _VECTOR[c.dtype] <= c.fg <= 64 or c.fg == 1 and c.w[1] == 1
+    return 2 * _VECTOR[c.dtype] <= c.fg <= 64 or _one_to_one(c)
 
 
 def _channels_vector(filters: int, dtype: np.dtype[Any]) -> int:
@@ -745,21 +768,29 @@ def _input_grad_channels(c: Call, forced: bool = False) -> Any:
     return None if plan is None else (plan, direct[1])
 
 
-def _gemm_if_nonfinite(compute: RunFn) -> RunFn:
-    """The run of an input-gradient plan ``(own, gemm)``: ``compute(who,
-    shape, own, w, gout)``, but the GEMM's run with ``gemm`` where the
-    weights hold a NaN or an infinity.  The direct, channels, depthwise and
-    rows kernels compute the input gradient as a forward pass over the
-    output gradient in a zero border, which they multiply by every weight;
-    0 * inf would make NaN where the input gradient has no term at all,
-    while the GEMM sums over the output positions that exist
-    (docs/reliability.md, section 8)."""
-    def run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
-        own, gemm = args
-        if not np.isfinite(w).all():
-            return _input_grad_gemm_run(who, shape, gemm, w, gout)
-        return compute(who, shape, own, w, gout)
-    return run
+def _if_nonfinite(fallback: Callable[[], RunFn], weights: int) -> Callable[[RunFn], RunFn]:
+    """A decorator for the run of a plan ``(own, other)``: the run calls
+    ``compute(who, shape, own, *arrays)``, but ``fallback()(who, shape,
+    other, *arrays)`` where the weights, ``arrays[weights]``, hold a NaN or
+    an infinity.  For kernels that skip terms the others multiply by every
+    weight: the two then differ, as 0 * inf is NaN (docs/reliability.md,
+    section 8).  (:func:`_finite_run` is the rule of the algorithms that
+    spread such a value over a tile.)"""
+    def decorate(compute: RunFn) -> RunFn:
+        def run(who: Who, shape: Shape, args: Any, *arrays: Array) -> Array:
+            own, other = args
+            if not np.isfinite(arrays[weights]).all():
+                return fallback()(who, shape, other, *arrays)
+            return compute(who, shape, own, *arrays)
+        return run
+    return decorate
+
+
+# The direct, channels, depthwise and rows kernels compute the input gradient
+# as a forward pass over the output gradient in a zero border, which they
+# multiply by every weight, where the GEMM sums over the output positions
+# that exist: their plans are (own, the GEMM's).
+_gemm_if_nonfinite = _if_nonfinite(lambda: _input_grad_gemm_run, weights=0)
 
 
 @_gemm_if_nonfinite
@@ -777,7 +808,7 @@ def _forward_channels_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
     work = _scratch(who, cs * hr * wp, x.dtype, threads)
     _call(_core.conv_forward_channels, macs, x,
           _channels_weights(w, groups, fp, vl), off, bias, out, work, groups, hr, wp, top, left,
-          sh, sw, span_h, span_w, fp, vl, rb, cb, threads)
+          sh, sw, span_h, span_w, fp, vl, rb, cb, threads, fresh=out)
     return out
 
 
@@ -788,10 +819,16 @@ def _border_fits(padded: int, image: int) -> bool:
     return padded <= 4 * image + 4096
 
 
+def _one_to_one(c: Call) -> bool:
+    """One input and one output channel per group: a depthwise layer, or a
+    plain filter (one channel in and out)."""
+    return c.w[1] == 1 and c.fg == 1
+
+
 def _depthwise(c: Call) -> bool:
-    """One input and one output channel per group, unit horizontal stride
-    (the forward pass takes any: :func:`_forward_depthwise`)."""
-    return c.w[1] == 1 and c.fg == 1 and c.stride[1] == 1
+    """:func:`_one_to_one` at unit horizontal stride (the forward pass takes
+    any: :func:`_forward_depthwise`)."""
+    return _one_to_one(c) and c.stride[1] == 1
 
 
 def _column_offsets(kw: int, dw: int, sw: int, hp: int, wp: int) -> NDArray[np.intp]:
@@ -834,7 +871,7 @@ def _forward_depthwise(c: Call, forced: bool = False) -> Any:
     reads (the phase planes took 1.2-1.65x its time), and so is a channel
     whose phase planes would pass _CHANNELS_MAX_PAD values (a thread's
     scratch holds them whole), even forced."""
-    if not (c.w[1] == 1 and c.fg == 1) or not (forced or USE_DIRECT):
+    if not _one_to_one(c) or not (forced or USE_DIRECT):
         return None
     hp, wp = _forward_padded(c)
     if not forced and (not _border_fits(hp * wp, c.x[2] * c.x[3])
@@ -874,7 +911,7 @@ def _depthwise_run(who: Who, arrays: tuple[Any, ...], d: tuple[Any, ...], shape:
     strip = _depthwise_strip(rb, cols, wp, row_step, dtype) if cb == cols and sw == 1 else 0
     work = _scratch(who, _core.depthwise_scratch(hp, wp, sw, slack, strip), dtype, threads)
     _call(_core.conv_depthwise, macs, *arrays, work, hp, wp, top, left, row_step, span_h,
-          span_w, slack, rb, cb, kh, kw, dh, dw, sw, qoff, strip, threads)
+          span_w, slack, rb, cb, kh, kw, dh, dw, sw, qoff, strip, threads, fresh=arrays[-1])
 
 
 # The depthwise kernel's strip: for rows of at most _DEPTHWISE_STRIP_COLS
@@ -946,7 +983,7 @@ def _forward_gemm_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
     mb = fg if items >= 2 * threads else _round_up(-(-fg // -(-2 * threads // items)), _MR)
     work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
         _scratch(who, per, dtype, threads, shared)
-    _call(_FORWARD[dtype], macs, x, w, bias, out, work, *geometry, nb, mb, threads)
+    _call(_FORWARD[dtype], macs, x, w, bias, out, work, *geometry, nb, mb, threads, fresh=out)
     return out
 
 
@@ -1106,7 +1143,7 @@ def _rows_run(who: Who, src: Array, wt: Array, bias: Array | None, out: Array, d
     threads = _threads.plan(src.shape[0] * groups * chunks, macs)
     work = _scratch(who, per, src.dtype, threads)
     _call(_core.conv_rows, macs, src, np.ascontiguousarray(wt).reshape(wt.shape[0], -1), bias,
-          out, work, k, top, left, groups, chunks, threads)
+          out, work, k, top, left, groups, chunks, threads, fresh=out)
 
 
 def _input_grad_rows(c: Call, forced: bool = False) -> Any:
@@ -1169,14 +1206,14 @@ def _forward_rows(c: Call, forced: bool = False) -> Any:
     depthwise (`benchmarks/choices.py --set dw-rows`: 15 depthwise layers
     of 24 to 768 channels, 5x5 and 7x7, 7x7 to 48x48 images, batch 4 to
     32), forward and input gradient: x86-64-v4 0.63-0.98 in float32 (15
-    layers), 0.64-1.00 in float64 (the 9 whose rows fit); forced to
+    layers), 0.64-1.00 in float64 (the 10 whose rows fit); forced to
     x86-64-v3 (rows of at most 16 floats, 8 doubles; 8 layers of these
     and 3 others) 0.33-1.01, and to the baseline 0.16-0.83.  Its bands of
     rows share each loaded vector among up to 4 rows (8 for a single
     filter on rows one vector wide) and keep 8 chains of multiply-adds
     going, where the depthwise kernel's rows of 7 to 48 take 1 or 2
     vectors a row and two rows at most."""
-    if c.stride != (1, 1) or ROWS is False or not (c.w[1] == 1 and c.fg == 1):
+    if c.stride != (1, 1) or ROWS is False or not _one_to_one(c):
         return None
     d = _rows_geometry(c)
     # where the depthwise kernel would not run (a huge padding, a tiny plain
@@ -1185,11 +1222,9 @@ def _forward_rows(c: Call, forced: bool = False) -> Any:
     return None if d is None or depthwise is None else (d, depthwise)
 
 
-def _forward_rows_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
+@_if_nonfinite(lambda: _forward_depthwise_run, weights=1)
+def _forward_rows_run(who: Who, shape: Shape, d: Any, x: Array, w: Array,
                       bias: Array | None) -> Array:
-    d, depthwise = args
-    if not np.isfinite(w).all():
-        return _forward_depthwise_run(who, shape, depthwise, x, w, bias)
     out = _result(who, shape, x.dtype)
     _rows_run(who, x, w, bias, out, d, x.shape[0] * w.shape[0] * w.shape[2] * w.shape[3]
               * shape[2] * shape[3])
@@ -1220,7 +1255,7 @@ def _input_grad_gemm_run(who: Who, shape: Shape, args: Any, w: Array, gout: Arra
     work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
         _scratch(who, per, w.dtype, threads, shared)
     _call(_INPUT_GRAD[w.dtype], macs, gout, w, dx, work, *geometry, nb, cc, threads,
-          accumulates_into=None if pointwise else dx)
+          fresh=dx, accumulates_into=None if pointwise else dx)
     return dx
 
 
@@ -1285,7 +1320,7 @@ def _weight_grad_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, gout
     work = _scratch(who, hp * wp + slack, dtype, threads, shared=c * chunks * kh * kw)
     _call(_core.conv_depthwise_weight_grad, macs, x, gout, dwt.reshape(c, kh * kw), work, hp,
           wp, top, left, row_step, span_h, span_w, slack, kh, kw, dh, dw, chunks, columns,
-          threads)
+          threads, fresh=dwt)
     return dwt
 
 
@@ -1339,7 +1374,7 @@ def _weight_grad_channels_run(who: Who, shape: Shape, args: Any, x: Array, gout:
     size = groups * off.shape[0] * fp
     work = _scratch(who, size + cs * hr * wp + rb * cb * fp, x.dtype, threads)
     _call(_core.conv_weight_grad_channels, macs, x, gout, off, dwt, work, groups, hr, wp, top,
-          left, sh, sw, span_h, span_w, fp, vl, rb, cb, threads)
+          left, sh, sw, span_h, span_w, fp, vl, rb, cb, threads, fresh=dwt)
     return dwt
 
 
@@ -1559,7 +1594,8 @@ def _weight_grad_gemm_run(who: Who, shape: Shape, args: Any, x: Array, gout: Arr
     dw = _result(who, shape, dtype)
     threads = _threads.plan(items, macs)
     work = None if threads == 1 and per <= _STACK_SCRATCH else _scratch(who, per, dtype, threads)
-    _call(_WEIGHT_GRAD[dtype], macs, x, gout, dw, work, *geometry, nb, ipb, kb, off, threads)
+    _call(_WEIGHT_GRAD[dtype], macs, x, gout, dw, work, *geometry, nb, ipb, kb, off, threads,
+          fresh=dw)
     return dw
 
 
@@ -1609,7 +1645,7 @@ def _depthwise_ns(c: Call, pass_: str) -> float:
 def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
     if name == "channels":
         return _NS_PER_MAC["direct"][c.dtype.itemsize] * _round_up(c.fg, _VECTOR[c.dtype]) / c.fg
-    if name == "depthwise" or name == "rows" and c.w[1] == 1 and c.fg == 1:
+    if name == "depthwise" or name == "rows" and _one_to_one(c):
         # (the rows kernel, where it takes a depthwise layer, took 0.16-1.0x
         # the depthwise kernel's time: _forward_rows)
         return _depthwise_ns(c, pass_) / max(c.macs, 1)
@@ -1855,7 +1891,7 @@ def _winograd_compute(who: Who, shape: Shape, own: Any, src: Array, w: Array,
     found = np.zeros(1, np.intc)
     if split is None:
         _call(_core.conv_winograd, macs, src, w, bias, out, work, found, pt, pl, groups, flip,
-              tb, False, threads)
+              tb, False, threads, fresh=out)
         return None if found[0] else out
     dh, dw, nb, hp, wp, ohp, owp = split
     sizes = (nb * dh * dw * cin * hp * wp, nb * dh * dw * cout * ohp * owp)
@@ -1866,7 +1902,7 @@ def _winograd_compute(who: Who, shape: Shape, own: Any, src: Array, w: Array,
         k = min(nb, src.shape[0] - n0) * dh * dw
         _core.winograd_split(src, xs[:k], n0, dh, dw, pt, pl, threads)
         _call(_core.conv_winograd, macs, xs[:k], w, bias, ys[:k], work, found, 0, 0, groups,
-              flip, tb, n0 > 0, threads)
+              flip, tb, n0 > 0, threads, fresh=ys[:k])
         if found[0]:
             return None
         _core.winograd_merge(ys[:k], out, n0, dh, dw, threads)

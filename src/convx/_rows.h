@@ -16,7 +16,9 @@
  * K - 1 rows on each side, which LeNet's C3 (10x10 outputs of 14x14
  * inputs, 5x5) makes half of what the direct kernels read.
  *
- * The output is computed in bands of R = 4 rows (the last band moved up to
+ * The output is computed in bands of R = 4 rows (8 for a lone filter of 8
+ * rows or more where a row is one vector, which no pair of filters fills
+ * to the 8 chains below; the last band moved up to
  * end at the last row, recomputing rows of the one before: the same values
  * again), each row in NV vectors (the last moved left to end at the row's
  * end; a row narrower than a vector takes one vector, reading past the row
