@@ -1,6 +1,6 @@
 """How close 'auto' comes to the fastest of the kernels that could run a call.
 
-    python benchmarks/choices.py [--set NAME[,NAME]] [--rounds N] [--dtypes D]
+    python benchmarks/choices.py [--set NAME[,NAME]] [--rounds N] [--dtypes D] [--isa L]
 
 For each shape of the chosen sets (layers picked for the engine's rules, not
 the benchmark suites' shapes), each pass and each dtype, it times 'auto' and
@@ -35,6 +35,12 @@ The sets:
   rows-ig         input gradients of LeNet-like layers, padded or not, 1 to 32
                   channels, 10x10 to 40x40 (_engine._rows_pay)
   mixed           one or two of each: the sets above and other layers
+
+``--isa 3`` (or 1) runs the kernels and the engine's rules at a lower
+instruction-set level than the CPU's (convx._core.set_isa: 4 is x86-64-v4,
+AVX-512; 3 is x86-64-v3, AVX2; 1 the baseline), so that a rule for AVX2
+machines can be checked on an AVX-512 one; the header says the level in
+force.
 
 Timing is noisy on a shared machine: read the ratios, and rerun a case that
 looks off before trusting it.
@@ -226,13 +232,22 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=0.015)
     parser.add_argument("--dtypes", default="float32,float64")
+    parser.add_argument("--isa", type=int, choices=(1, 3, 4),
+                        help="instruction-set level at most (default: the CPU's)")
     args = parser.parse_args()
     names = args.set.split(",")
     for name in names:
         if name not in SETS:
             parser.error(f"--set: no set {name!r}; the sets are {', '.join(SETS)}")
-    print(f"convx {convx.__version__}, {convx.get_num_threads()} threads; "
-          f"sets {', '.join(names)}; best of {args.rounds} interleaved rounds")
+    if args.isa is not None:
+        if convx._core.set_isa(args.isa) != args.isa:
+            parser.error(f"--isa: this CPU runs level {convx._core.isa()} at most, "
+                         f"not {args.isa}")
+        _engine.USE_DIRECT = convx._core.direct_fast()   # (read once, at import)
+        _engine.PLANS.clear()
+    print(f"convx {convx.__version__}, {convx.get_num_threads()} threads, instruction-set "
+          f"level {convx._core.isa()}; sets {', '.join(names)}; best of {args.rounds} "
+          "interleaved rounds")
     ratios = []
     for name in names:
         for case in SETS[name]:
