@@ -226,7 +226,6 @@ def test_ctrl_c_in_the_main_thread_leaves_calls_of_other_threads_alone(baseline_
     _assert_clean()
 
 
-
 # --------------------------------------------------------------------------
 # A page's first write can take milliseconds (a virtual machine whose free
 # memory goes back to its host: 5 ms for a 2 MiB page), so a long call
@@ -287,6 +286,7 @@ def test_a_call_from_another_thread_touches_nothing(monkeypatch):
     worker.start()
     worker.join()
     assert seen == []
+
 
 # --------------------------------------------------------------------------
 # Nothing leaks: SIGINTs at random points, threadpoolctl around calls in

@@ -32,7 +32,9 @@
  * (a vector's worth: 8 floats, 4 doubles): a generic version, one loop over
  * the lanes per step, for the baseline; one with AVX2 intrinsics (below)
  * where cvx_isa is 3 or more (x86-64-v3 and v4).  The kernel's transform is
- * computed in double and rounded once.
+ * computed in double and rounded once, four filters at a time (one AVX2
+ * vector of doubles from v3 on, without fused multiply-adds: each value the
+ * scalar code's, bit for bit).
  *
  * No checking is done here: _winograd_passes.pxi guarantees the sizes.
  */
@@ -548,9 +550,15 @@ CVX_WINO_PICK(void, , cvx_wino_out_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_
  * double, rounded once to T. */
 #define CVX_WINO_IB 32   /* columns per block: divides CVX_KC */
 
-#define CVX_DEFINE_WINO_WEIGHTS(NAME, T)                                            \
-static void NAME(const T *w, ptrdiff_t O, ptrdiff_t I, int flip, ptrdiff_t o0,      \
-                 T *pack)                                                           \
+#define CVX_WINO_WEIGHTS_ARGS(T)                                                    \
+    const T *w, ptrdiff_t O, ptrdiff_t I, int flip, ptrdiff_t o0, T *pack
+#define CVX_WINO_WEIGHTS_PASS w, O, I, flip, o0, pack
+
+/* The panel's CVX_MR rows are the lanes: each step below is one loop over  */
+/* them, which the compiler makes one vector operation (4 doubles with      */
+/* AVX2), with each lane's sums in the scalar order.                        */
+#define CVX_DEFINE_WINO_WEIGHTS(NAME, T, ATTR)                                      \
+ATTR static void NAME(CVX_WINO_WEIGHTS_ARGS(T))                                     \
 {                                                                                   \
     static const double G[6][3] = {                                                 \
         {1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6}, \
@@ -561,32 +569,45 @@ static void NAME(const T *w, ptrdiff_t O, ptrdiff_t I, int flip, ptrdiff_t o0,  
         const ptrdiff_t pc = i0 / CVX_KC * CVX_KC;                                  \
         const ptrdiff_t kc = I - pc < CVX_KC ? I - pc : CVX_KC;                     \
         T u[36][CVX_WINO_IB * CVX_MR];    /* u[xi][(i - i0)*MR + o - o0] */         \
-        for (ptrdiff_t r = 0; r < CVX_MR; r++)                                      \
-            for (ptrdiff_t i = 0; i < ib; i++) {                                    \
+        for (ptrdiff_t i = 0; i < ib; i++) {                                        \
+            double g[9][CVX_MR], h[18][CVX_MR];   /* g[p*3 + q][r], h[a*3 + q][r] */ \
+            for (int r = 0; r < CVX_MR; r++) {                                      \
                 const ptrdiff_t o = o0 + r;                                         \
-                double g[3][3] = {{0}}, h[6][3];                                    \
-                if (o < O) {                                                        \
-                    const T *src = flip ? w + ((i0 + i) * O + o) * 9                \
-                                        : w + (o * I + i0 + i) * 9;                 \
-                    for (int p = 0; p < 3; p++)                                     \
-                        for (int q = 0; q < 3; q++)                                 \
-                            g[p][q] = flip ? src[(2 - p) * 3 + 2 - q] : src[p * 3 + q]; \
-                }                                                                   \
-                for (int a = 0; a < 6; a++)                                         \
-                    for (int q = 0; q < 3; q++)                                     \
-                        h[a][q] = G[a][0] * g[0][q] + G[a][1] * g[1][q] + G[a][2] * g[2][q]; \
-                for (int a = 0; a < 6; a++)                                         \
-                    for (int b = 0; b < 6; b++)                                     \
-                        u[a * 6 + b][i * CVX_MR + r] =                              \
-                            (T)(h[a][0] * G[b][0] + h[a][1] * G[b][1] + h[a][2] * G[b][2]); \
+                const T *src = o >= O ? NULL : flip ? w + ((i0 + i) * O + o) * 9    \
+                                                    : w + (o * I + i0 + i) * 9;     \
+                for (int e = 0; e < 9; e++)                                         \
+                    g[e][r] = src == NULL ? 0.0 : flip ? src[8 - e] : src[e];      \
             }                                                                       \
+            for (int a = 0; a < 6; a++)                                             \
+                for (int q = 0; q < 3; q++)                                         \
+                    for (int r = 0; r < CVX_MR; r++)                                \
+                        h[a * 3 + q][r] = G[a][0] * g[q][r] + G[a][1] * g[3 + q][r] \
+                                          + G[a][2] * g[6 + q][r];                  \
+            for (int a = 0; a < 6; a++)                                             \
+                for (int b = 0; b < 6; b++)                                         \
+                    for (int r = 0; r < CVX_MR; r++)                                \
+                        u[a * 6 + b][i * CVX_MR + r] =                              \
+                            (T)(h[a * 3][r] * G[b][0] + h[a * 3 + 1][r] * G[b][1]   \
+                                + h[a * 3 + 2][r] * G[b][2]);                       \
+        }                                                                           \
         for (int xi = 0; xi < 36; xi++)                                             \
             memcpy(pack + xi * Mp * I + pc * Mp + o0 * kc + (i0 - pc) * CVX_MR, u[xi], \
                    ib * CVX_MR * sizeof(T));                                        \
     }                                                                               \
 }
 
-CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f32, float)
-CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f64, double)
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f32_v1, float, )
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f64_v1, double, )
+#if CVX_X86_DISPATCH
+/* (no fused multiply-adds: the same double sums, so the same bits, as the  */
+/* baseline's)                                                              */
+#define CVX_WINO_WEIGHTS_AVX2 __attribute__((target("arch=x86-64-v3"), optimize("fp-contract=off")))
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f32_avx2, float, CVX_WINO_WEIGHTS_AVX2)
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f64_avx2, double, CVX_WINO_WEIGHTS_AVX2)
+#endif
+CVX_WINO_PICK(void, , cvx_wino_weights_f32, CVX_WINO_WEIGHTS_ARGS(float), CVX_WINO_WEIGHTS_PASS,
+              1)
+CVX_WINO_PICK(void, , cvx_wino_weights_f64, CVX_WINO_WEIGHTS_ARGS(double), CVX_WINO_WEIGHTS_PASS,
+              1)
 
 #endif
