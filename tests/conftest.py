@@ -111,6 +111,19 @@ def kernel_path(request, monkeypatch):
     return request.param
 
 
+def at_each_thread_count(call):
+    """``[call()]`` at 1 thread and at 2 (where this process may use 2), the
+    thread count back at its default after each."""
+    runs = []
+    for threads in range(1, min(2, convx._threads._MAX_THREADS) + 1):
+        convx.set_num_threads(threads)
+        try:
+            runs.append(call())
+        finally:
+            convx.set_num_threads(None)
+    return runs
+
+
 @pytest.fixture
 def default_threads():
     """The test may set convx's thread count; it starts and ends at the default."""

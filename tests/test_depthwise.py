@@ -8,6 +8,7 @@ import pytest
 
 import convx
 import reference as ref
+from conftest import at_each_thread_count  # (tests/conftest.py)
 from convx import _core, _engine
 
 CASES = [  # (x shape, (KH, KW), stride, padding (per side), dilation)
@@ -56,15 +57,9 @@ def test_depthwise_against_the_reference(case, dtype, monkeypatch):
     want_dx = ref.conv_nd_input_grad(x.shape, w, g, stride, pads, dilation, c)
     want_dw = ref.conv_nd_weight_grad(x, w.shape, g, stride, pads, dilation, c)
     tol = 2e-5 if dtype == np.float32 else 1e-12
-    runs = []
-    for threads in range(1, min(2, convx._threads._MAX_THREADS) + 1):
-        convx.set_num_threads(threads)
-        try:
-            runs.append((convx.conv2d(x, w, b, **geometry),
-                         convx.conv2d_input_grad(x.shape, w, g, **geometry),
-                         convx.conv2d_weight_grad(x, w.shape, g, **geometry)))
-        finally:
-            convx.set_num_threads(None)
+    runs = at_each_thread_count(lambda: (convx.conv2d(x, w, b, **geometry),
+                                         convx.conv2d_input_grad(x.shape, w, g, **geometry),
+                                         convx.conv2d_weight_grad(x, w.shape, g, **geometry)))
     for y, dx, dw in runs:
         np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
         np.testing.assert_allclose(dx, want_dx, rtol=tol, atol=tol * np.abs(want_dx).max())
@@ -262,13 +257,7 @@ def test_weight_grad_by_columns(case, dtype, isa, monkeypatch):
         assert plan[3][-1] == (ow >= wide), (level, ow, wide)
         want = ref.conv_nd_weight_grad(x, (c, 1, k, k), g, 1, pads, 1, c)
         tol = 2e-5 if dtype == np.float32 else 1e-12
-        runs = []
-        for t in range(1, min(2, convx._threads._MAX_THREADS) + 1):
-            convx.set_num_threads(t)
-            try:
-                runs.append(_engine.weight_grad_run(plan, x, g))
-            finally:
-                convx.set_num_threads(None)
+        runs = at_each_thread_count(lambda: _engine.weight_grad_run(plan, x, g))
         for dw in runs:
             np.testing.assert_allclose(dw, want, rtol=tol, atol=tol * np.abs(want).max())
             assert np.array_equal(dw, runs[0])

@@ -8,6 +8,7 @@ import pytest
 
 import convx
 import reference as ref
+from conftest import at_each_thread_count  # (tests/conftest.py)
 from convx import _engine
 
 NARROW = [  # (N, C, F, H, W, KH, KW, pad, dilation)
@@ -58,20 +59,14 @@ def test_strip_is_row_by_row_bit_for_bit(case, dtype, direct, monkeypatch):
         return used[-1]
 
     monkeypatch.setattr(_engine, "_strip", spy)
-    results = {}
-    for threads in range(1, min(2, convx._threads._MAX_THREADS) + 1):
-        convx.set_num_threads(threads)
-        try:
-            results[threads] = _run(x, w, g, pad, dil)
-        finally:
-            convx.set_num_threads(None)
+    results = at_each_thread_count(lambda: _run(x, w, g, pad, dil))
     monkeypatch.setattr(_engine, "_strip", lambda *args: 0)
     rows = _run(x, w, g, pad, dil)
     pads = (pad,) * 4
     want = (ref.conv_nd(x, w, pads=pads, dilation=dil),
             ref.conv_nd_input_grad(x.shape, w, g, pads=pads, dilation=dil))
     tol = 2e-5 if dtype == np.float32 else 1e-12
-    for got in results.values():
+    for got in results:
         for a, b, e in zip(got, rows, want):
             assert np.array_equal(a, b)
             np.testing.assert_allclose(a, e, rtol=tol, atol=tol * np.abs(e).max())

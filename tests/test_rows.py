@@ -11,6 +11,7 @@ import pytest
 
 import convx
 import reference as ref
+from conftest import at_each_thread_count  # (tests/conftest.py)
 from convx import _core, _engine
 
 CASES = [  # (x shape, filters, K, padding (per side), groups)
@@ -27,16 +28,6 @@ CASES = [  # (x shape, filters, K, padding (per side), groups)
     ((5, 1, 12, 12), 2, 5, 0, 1),           # one channel: its filters in a pair
     ((3, 12, 9, 9), 20, 5, 2, 4),           # 5 filters a group: pairs and a single one
 ]
-
-
-def _run(plan, w, g, threads):
-    """The engine's run of ``plan`` (the public API pads both sides alike;
-    the engine takes each side's own, as the notebook's even kernels do)."""
-    convx.set_num_threads(threads)
-    try:
-        return _engine.input_grad_run(plan, w, g)
-    finally:
-        convx.set_num_threads(None)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -61,8 +52,9 @@ def test_rows_against_the_reference(case, dtype, isa, monkeypatch):
         assert (plan[1].name == "rows") == fits, (plan[1].name, level)
         want = ref.conv_nd_input_grad(x.shape, w, g, 1, pads, 1, groups)
         tol = 2e-5 if dtype == np.float32 else 1e-12
-        runs = [_run(plan, w, g, t)
-                for t in range(1, min(2, convx._threads._MAX_THREADS) + 1)]
+        # the engine's run (the public API pads both sides alike; the engine
+        # takes each side's own, as the notebook's even kernels do)
+        runs = at_each_thread_count(lambda: _engine.input_grad_run(plan, w, g))
         for dx in runs:
             assert dx.dtype == dtype and dx.shape == x.shape
             np.testing.assert_allclose(dx, want, rtol=tol, atol=tol * np.abs(want).max())
@@ -187,13 +179,9 @@ def test_rows_depthwise_against_the_reference(case, dtype, isa, monkeypatch):
                                             (1, 1), c, kernel_arg="weight", dtype=dtype)
             assert (fplan[1].name == "rows") == (rows and fits), (fplan[1].name, level)
             assert (iplan[1].name == "rows") == (rows and fits), (iplan[1].name, level)
-            for t in range(1, min(2, convx._threads._MAX_THREADS) + 1):
-                convx.set_num_threads(t)
-                try:
-                    y = _engine.forward_run(fplan, x, w, b)
-                    dx = _engine.input_grad_run(iplan, w, g)
-                finally:
-                    convx.set_num_threads(None)
+            def passes(fplan=fplan, iplan=iplan):
+                return _engine.forward_run(fplan, x, w, b), _engine.input_grad_run(iplan, w, g)
+            for y, dx in at_each_thread_count(passes):
                 got.setdefault(rows, (y, dx))
                 assert np.array_equal(y, got[rows][0]) and np.array_equal(dx, got[rows][1])
         tol = 2e-5 if dtype == np.float32 else 1e-12

@@ -189,9 +189,8 @@ def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
     made again from the start, after zeroing ``accumulates_into`` (the output
     of a kernel that adds into it; the others overwrite theirs).
 
-    Such a call first touches ``fresh`` (or ``accumulates_into``), an output
-    the caller has just allocated, once per 2 MiB between checks
-    (_core.touch_pages): a page's first write makes the operating system
+    Such a call first touches ``fresh``, the output the caller has just
+    allocated, once per 2 MiB between checks (_core.touch_pages): a page's first write makes the operating system
     zero it, 2 MiB at once where NumPy asks for huge pages, and in a virtual
     machine whose free memory goes back to its host that takes 5 ms.  An
     item writing into many channels' planes of a fresh output would
@@ -201,11 +200,10 @@ def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
     if macs < _INTERRUPT_MIN_MACS or threading.get_ident() != threading.main_thread().ident:
         kernel(*args, False)
         return
-    out = fresh if fresh is not None else accumulates_into
     touch: tuple[Array, int] | None = None
-    if out is not None and out.nbytes >= _TOUCH_MIN_BYTES and out.flags.c_contiguous:
-        touch = (out.reshape(-1).view(np.uint8),
-                 _threads.get_num_threads() if out.nbytes >= _TOUCH_PARALLEL_BYTES else 1)
+    if fresh is not None and fresh.nbytes >= _TOUCH_MIN_BYTES and fresh.flags.c_contiguous:
+        touch = (fresh.reshape(-1).view(np.uint8),
+                 _threads.get_num_threads() if fresh.nbytes >= _TOUCH_PARALLEL_BYTES else 1)
     installed = _core.interrupt_begin()
     try:
         while not ((touch is None or _core.touch_pages(*touch, installed))
