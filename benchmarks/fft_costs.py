@@ -12,10 +12,12 @@ are shown and not counted.)
 
 With ``--method winograd --fit`` it also fits Winograd's constants to the
 float32 times it measured: _NS_WINO by non-negative least squares on the
-relative error (_NS_WINO_SPLIT, the dilated calls' copies, measured apart
-and held), and _NS_PER_MAC_3X3 as the median over the layers of what the
-table's other choice takes per multiply-add.  It prints them, to be written
-into src/convx/_engine.py and checked by a run without ``--fit``.
+relative error (_NS_WINO_SPLIT, the dilated calls' copies, and
+_NS_WINO_NARROW, narrow rows, measured apart and held), and _NS_PER_MAC_3X3
+as the median over the layers of what the table's other choice takes per
+multiply-add.  It prints them, for this CPU's entry of those tables
+(_engine._tuning()), to be written into src/convx/_engine.py and checked by
+a run without ``--fit``.
 
     python benchmarks/fft_costs.py [--method fft|winograd] [--fit] [--threads N] [--rounds R]
 """
@@ -64,6 +66,17 @@ WINOGRAD_SHAPES = [
     ((1, 256, 33, 33), (256, 256, 3, 3), 2), ((8, 16, 40, 40), (16, 16, 3, 3), 2),
     ((2, 64, 97, 65), (64, 64, 3, 3), 4), ((16, 24, 32, 32), (24, 24, 3, 3), 2),
     ((2, 48, 128, 128), (48, 48, 3, 3), 2), ((8, 128, 16, 16), (128, 128, 3, 3), 2),
+    # added with the Zen 5's fit: grouped, 8 to 48 channels a group; one or
+    # two images; small images (7x7 and 6x6 are narrower than a vector)
+    ((4, 192, 28, 28), (192, 16, 3, 3)), ((8, 256, 14, 14), (256, 32, 3, 3)),
+    ((8, 64, 56, 56), (64, 16, 3, 3)), ((16, 64, 28, 28), (64, 8, 3, 3)),
+    ((8, 96, 28, 28), (96, 24, 3, 3)), ((1, 256, 14, 14), (256, 256, 3, 3)),
+    ((1, 96, 40, 40), (96, 96, 3, 3)), ((2, 160, 20, 20), (160, 160, 3, 3)),
+    ((16, 128, 14, 14), (128, 16, 3, 3)), ((4, 64, 32, 32), (64, 32, 3, 3)),
+    ((1, 192, 24, 24), (192, 48, 3, 3)), ((8, 32, 56, 56), (32, 8, 3, 3)),
+    ((32, 128, 8, 8), (32, 128, 3, 3)), ((32, 64, 6, 6), (64, 64, 3, 3)),
+    ((16, 256, 7, 7), (256, 256, 3, 3)), ((8, 192, 10, 10), (96, 192, 3, 3)),
+    ((64, 32, 12, 12), (64, 32, 3, 3)), ((4, 64, 14, 14), (64, 64, 3, 3)),
 ]
 
 
@@ -158,8 +171,9 @@ def main():
                 total += 1
                 wrong += loss > 1.05
                 if seen:
-                    c, cin, cout, tiles, tb, copied = seen[0]
-                    fits.append((_engine._winograd_terms(c.groups, cin, cout, tiles, tb), copied,
+                    c, cin, cout, tiles, tb, copied, narrow = seen[0]
+                    fits.append((_engine._winograd_terms(c.groups, cin, cout, tiles, tb),
+                                 _engine._NS_WINO_SPLIT * copied + _engine._NS_WINO_NARROW * narrow,
                                  t_fft * 1e9, t_other * 1e9, c.macs))
                 print(f"{xs!s:18} {ws!s:16} {np.dtype(dtype).name:7} {pass_:11} "
                       f"auto: {chosen[1].name:9} {method} {t_fft * 1e3:8.2f} ms  {other.name:9} "
@@ -173,19 +187,20 @@ def main():
 
 
 def fit_winograd(fits):
-    """_NS_WINO and _NS_PER_MAC_3X3 from the float32 cases' times (ns)."""
+    """_NS_WINO and _NS_PER_MAC_3X3 from the float32 cases' times (ns), for
+    this CPU's entry (_engine._tuning())."""
     from scipy.optimize import nnls
     terms = np.array([f[0] for f in fits], float)
-    copied = np.array([f[1] for f in fits], float)
+    held = np.array([f[1] for f in fits], float)   # the split's and narrow rows' ns, held
     t_wino = np.array([f[2] for f in fits])
     t_other = np.array([f[3] for f in fits])
     macs = np.array([f[4] for f in fits], float)
-    rest = t_wino - _engine._NS_WINO_SPLIT * copied
-    ns, _ = nnls(terms / t_wino[:, None], rest / t_wino)
-    model = terms @ ns + _engine._NS_WINO_SPLIT * copied
+    ns, _ = nnls(terms / t_wino[:, None], (t_wino - held) / t_wino)
+    model = terms @ ns + held
     err = model / t_wino - 1
-    print(f"fitted on {len(fits)} float32 passes: _NS_WINO = ({', '.join(f'{v:.3g}' for v in ns)})"
-          f"; the model's error: median {np.median(abs(err)):.0%}, worst {max(abs(err)):.0%}")
+    print(f"fitted on {len(fits)} float32 passes: _NS_WINO[{_engine._tuning()!r}] = "
+          f"({', '.join(f'{v:.3g}' for v in ns)}); the model's error: median "
+          f"{np.median(abs(err)):.0%}, worst {max(abs(err)):.0%}")
     print(f"the other choice per multiply-add: median {np.median(t_other / macs):.4f} ns "
           f"(_NS_PER_MAC_3X3), from {min(t_other / macs):.4f} to {max(t_other / macs):.4f}")
 

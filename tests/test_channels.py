@@ -39,7 +39,7 @@ def width(request, monkeypatch):
     runs them (tests lower it)."""
     bytes_ = request.param
 
-    def vector(filters, dtype):
+    def vector(filters, dtype, weight_grad=False):
         wide = bytes_ == 64 and _engine._core.channels_wide()
         return (64 if wide else 32) // dtype.itemsize
 
@@ -50,15 +50,20 @@ def width(request, monkeypatch):
 
 def test_the_vectors_are_ones_the_cpu_runs():
     """The engine asks for 64-byte vectors only where the CPU runs them, and
-    only where the filters fill two of them to 85%; the kernels refuse any
-    other width (or filters not padded to whole vectors), naming it."""
+    only where the filters fill two of them to 85% (or, for the weight
+    gradient on a Zen 5, whole ones to 75%); the kernels refuse any other
+    width (or filters not padded to whole vectors), naming it."""
     wide = _engine._core.channels_wide()
+    zen5 = _engine._tuning() == "zen5"
     for f in range(1, 200):
         for dt in (np.dtype(np.float32), np.dtype(np.float64)):
+            v = 64 // dt.itemsize
+            full = f >= 2 * v and 100 * f >= 85 * -(-f // (2 * v)) * 2 * v
+            whole = 100 * f >= 75 * -(-f // v) * v
             got = _engine._channels_vector(f, dt) * dt.itemsize
-            full = f >= 128 // dt.itemsize and 100 * f >= 85 * -(-f // (128 // dt.itemsize)) * (
-                128 // dt.itemsize)
             assert got == (64 if wide and full else 32), (f, dt)
+            got = _engine._channels_vector(f, dt, weight_grad=True) * dt.itemsize
+            assert got == (64 if wide and (full or zen5 and whole) else 32), (f, dt)
     x = np.zeros((1, 1, 3, 3), np.float32)
     out = np.zeros((1, 16, 3, 3), np.float32)
     call = dict(groups=1, Hr=3, Wp=3, top=0, left=0, sh=1, sw=1, span_h=1, span_w=1)
@@ -95,6 +100,35 @@ def _plan(x, w_shape, g, stride, padding, dilation, groups):
     dl = (dilation, dilation) if isinstance(dilation, int) else dilation
     return _engine.weight_grad_plan("t", x.shape, w_shape, g.shape, st, ref.pads4(padding), dl,
                                     groups, kernel_arg="weight", dtype=x.dtype)
+
+
+@pytest.mark.parametrize("tuning", ["default", "zen5"])
+def test_each_cores_constants_choose_right_answers(tuning, monkeypatch):
+    """The engine's choices under each core's cost constants (_tuning: a
+    Zen 5's weight gradient in 64-byte vectors of 16 float32 filters, its
+    Winograd constants on a grouped layer) give the reference's results,
+    on whatever CPU runs the test."""
+    monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
+    monkeypatch.setattr(_engine, "PLANS", {})
+    assert _engine._core.cpu_id()[1] >= 0 and isinstance(_engine._core.cpu_id()[0], str)
+    wide = _engine._core.channels_wide() and tuning == "zen5"
+    for fg, dtype, vl in ((16, np.float32, 16), (8, np.float64, 8), (24, np.float32, 16)):
+        got = _engine._channels_vector(fg, np.dtype(dtype), weight_grad=True)
+        assert got == (vl if wide else 32 // np.dtype(dtype).itemsize)
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((4, 64, 14, 14)).astype(dtype)
+        w = rng.standard_normal((64, 16, 3, 3)).astype(dtype)
+        pads = ref.pads4(1)
+        y = ref.conv_nd(x, w, pads=pads, groups=4)
+        g = rng.standard_normal(y.shape).astype(dtype)
+        tol = 2e-5 if dtype == np.float32 else 1e-12
+        for got, want in ((convx.conv2d(x, w, padding=1, groups=4), y),
+                          (convx.conv2d_input_grad(x.shape, w, g, padding=1, groups=4),
+                           ref.conv_nd_input_grad(x.shape, w, g, pads=pads, groups=4)),
+                          (convx.conv2d_weight_grad(x, w.shape, g, padding=1, groups=4),
+                           ref.conv_nd_weight_grad(x, w.shape, g, (1, 1), pads, (1, 1), 4))):
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -200,8 +234,10 @@ def test_even_blocks_share_the_rows_evenly():
     ((8, 256, 14, 14), (256, 256, 3, 3), 1, 1, np.float64, "gemm"),
     ((2, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float64, "gemm"),
     ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float64, "gemm"),
-    ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float32, "channels"),  # 1.3 MiB
-    ((16, 128, 7, 7), (128, 128, 3, 3), 1, 1, np.float64, "channels"),   # 1.2 MiB
+    # 1.3 and 1.2 MiB: inside the Xeon's bound, past the Zen 5's (its L2 is 1 MiB)
+    ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float32, "channels on the Xeon"),
+    ((16, 128, 7, 7), (128, 128, 3, 3), 1, 1, np.float64, "channels on the Xeon"),
+    ((1, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float32, "channels on the Xeon"),  # 1.1 MiB
     ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, "channels"),  # 112 positions
     # 1-D, few taps, 48 filters or more: the product
     ((16, 64, 1, 2048), (64, 64, 1, 3), 1, 1, np.float64, "gemm"),
@@ -213,7 +249,12 @@ def test_even_blocks_share_the_rows_evenly():
     ((8, 1, 100, 100), (48, 1, 3, 3), 1, 1, np.float64, "gemm"),
     ((64, 2, 28, 28), (32, 2, 3, 3), 1, 1, np.float32, "channels"),     # 18 taps
 ])
-def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
+@pytest.mark.parametrize("tuning", ["default", "zen5"])
+def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, tuning, monkeypatch):
+    """Under either core's constants (_engine._tuning), on any CPU."""
+    monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
+    if name == "channels on the Xeon":     # (the accumulator's bound is by core)
+        name = "gemm" if tuning == "zen5" else "channels"
     assert _chosen("weight grad", xs, ws, stride, groups, dtype, monkeypatch).name == name
 
 

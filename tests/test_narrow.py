@@ -26,9 +26,10 @@ NARROW = [  # (N, C, F, H, W, KH, KW, pad, dilation)
 @pytest.fixture
 def direct(monkeypatch):
     """The direct kernel, even where the channels kernel would replace it
-    (x86-64-v4, or rows narrower than its column block) or the rows kernel
-    take its input gradient."""
+    (x86-64-v4, or rows narrower than its column block), the rows kernel
+    take its input gradient, or Winograd either pass."""
     monkeypatch.setattr(_engine, "USE_DIRECT", True)
+    monkeypatch.setattr(_engine, "_winograd_pays", lambda *args: False)
     monkeypatch.setattr(_engine, "_channels_replace_direct", lambda *args: False)
     monkeypatch.setattr(_engine, "_channels_narrow_rows", lambda *args: False)
     monkeypatch.setattr(_engine, "ROWS", False)

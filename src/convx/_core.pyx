@@ -107,6 +107,7 @@ cdef extern from "_runtime.h" nogil:
     void cvx_interrupt_end()
     void cvx_runtime_init()
     int cvx_isa_detect()
+    int cvx_cpu_id(char* vendor)
     int CVX_STOPPED(const int* stop)
     const int CVX_HAVE_GCC_VECTOR
     void CVX_STORE(int* p, int v)
@@ -285,6 +286,15 @@ def set_isa(int level):
     cdef int best = cvx_isa_detect()
     cvx_isa = level if level < best else best
     return cvx_isa
+
+
+def cpu_id():
+    """(vendor, family) from the CPU's cpuid: ('AuthenticAMD', 26) on an AMD
+    Zen 5, ('GenuineIntel', 6) on Intel's cores; ('', 0) where there is no
+    cpuid.  The engine picks its cost constants by it (_engine._tuning)."""
+    cdef char vendor[13]
+    cdef int family = cvx_cpu_id(vendor)
+    return vendor[:12].decode("ascii", "replace").rstrip("\0"), family
 
 
 def channels_wide():

@@ -240,6 +240,21 @@ _DIRECT_MAX_BLOCK_WEIGHT_GRAD = 2048
 # CPU without AVX2 the direct kernels are scalar and the GEMM is faster.
 USE_DIRECT = _core.direct_fast()
 
+# Cost constants that differ between cores running the same instruction
+# set are kept per core (_tuning): 'zen5' where they were measured on an AMD
+# Zen 5 (cpuid family 26: two 512-bit FMA pipes, four loads a cycle) running
+# its x86-64-v4 kernels; 'default' elsewhere (measured on an Intel Xeon with
+# AVX-512).  Both are pure functions of the CPU.
+_CPU = _core.cpu_id()
+
+
+def _tuning() -> str:
+    """Which cost constants this CPU's calls use: 'zen5' or 'default'.  It
+    depends on the instruction-set level in force (_core.isa), so whoever
+    lowers it empties PLANS, as for the level itself."""
+    return "zen5" if _CPU == ("AuthenticAMD", 26) and _core.isa() >= 4 else "default"
+
+
 # Work is split into items of about this many multiply-adds at most: the
 # granularity at which threads share one image and at which a call notices
 # Ctrl-C (a third of a millisecond on AVX2 at 50 GFLOP/s, some 20 ms on the
@@ -645,11 +660,13 @@ def _forward_channels_pay(c: Call) -> bool:
     return 2 * _VECTOR[c.dtype] <= c.fg <= 64 or _one_to_one(c)
 
 
-def _channels_vector(filters: int, dtype: np.dtype[Any]) -> int:
+def _channels_vector(filters: int, dtype: np.dtype[Any], weight_grad: bool = False) -> int:
     """The values per vector the channels kernels run a call with, by its
     filters per group (a pure function of the shapes and the CPU): 64 bytes
     at x86-64-v4 (_core.channels_wide) where the filters fill chunks of two
-    such vectors (32 floats, 16 doubles) to 85% or more; else 32 bytes.  A
+    such vectors (32 floats, 16 doubles) to 85% or more; else 32 bytes.  On
+    a Zen 5 (_tuning), the weight gradient's wherever the filters fill whole
+    64-byte vectors to 75% or more (:func:`_wide_weight_grad`).  A
     chunk of one vector is bound by the broadcasts of the image, not by the
     multiply-adds, and a chunk's padding costs as much as its filters: the
     weight gradient of a grouped layer with 16 float32 filters per group
@@ -662,10 +679,27 @@ def _channels_vector(filters: int, dtype: np.dtype[Any]) -> int:
     whoever changes the instruction-set level empties PLANS."""
     size = dtype.itemsize
     wide = 64 // size
-    if (_core.channels_wide() and filters >= 2 * wide
-            and 100 * filters >= 85 * _round_up(filters, 2 * wide)):
+    if _core.channels_wide() and (
+            filters >= 2 * wide and 100 * filters >= 85 * _round_up(filters, 2 * wide)
+            or weight_grad and _wide_weight_grad(filters, wide)):
         return wide
     return 32 // size
+
+
+def _wide_weight_grad(filters: int, wide: int) -> bool:
+    """The weight gradient's channels kernel in 64-byte vectors (``wide``
+    values) wherever the filters fill whole ones to 75% or more, on a Zen 5
+    (_tuning), whose two FMA pipes are 512 bits wide: the kernel's register
+    block of one vector (the last of a chunk) holds 6 taps' sums, which
+    keep those pipes busier than twice as many 32-byte ones do.  Measured
+    there, 2 threads, time in 64-byte vectors over 32-byte ones, on 30
+    layers of our own (each filter count on a grouped 3x3 layer at 28x28, a
+    3x3 layer of 32 channels at 20x20 and a 1-D k5 layer of 64 channels,
+    1024 long): float32 with 12, 16, 24, 48 and 80 filters 0.60-0.78,
+    float64 with 6, 8, 12, 24 and 40 filters 0.59-0.86; but 1.2-1.4 with 8
+    float32 filters (half a vector).  (On the Xeon the rule was measured on,
+    16 float32 filters took 1.17x.)"""
+    return _tuning() == "zen5" and 100 * filters >= 75 * _round_up(filters, wide)
 
 
 def _channels_replace_direct(filters: int, dtype: np.dtype[Any]) -> bool:
@@ -1335,10 +1369,11 @@ def _weight_grad_channels(c: Call, forced: bool = False) -> Any:
     cvx_wgradt), at any stride: no im2col, no packing.  Where it pays:
     :func:`_channels_pay`; forced (method='direct'), wherever the other
     direct kernel would not run instead."""
-    return _channels_plan(c, forced, _channels_pay)
+    return _channels_plan(c, forced, _channels_pay, weight_grad=True)
 
 
-def _channels_plan(c: Call, forced: bool, pays: Callable[[Call], bool]) -> Any:
+def _channels_plan(c: Call, forced: bool, pays: Callable[[Call], bool],
+                   weight_grad: bool = False) -> Any:
     """The channels kernels' plan (forward and weight gradient): where
     ``pays(c)``, or forced (method='direct') where the other direct kernels
     need a unit width stride; None where a thread's padded rows would not
@@ -1349,7 +1384,7 @@ def _channels_plan(c: Call, forced: bool, pays: Callable[[Call], bool]) -> Any:
     (sh, sw), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
     oh, ow = c.out[2:]
     span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    vl = _channels_vector(c.fg, c.dtype)
+    vl = _channels_vector(c.fg, c.dtype, weight_grad)
     fp = _round_up(c.fg, vl)
     # each thread pads the rows of one item at a time: at most rb_max output
     # rows (_blocks and _even_blocks never give more), hr rows of the padded
@@ -1427,14 +1462,19 @@ def _channels_pay(c: Call) -> bool:
 # filters) accumulator once per item; where that is larger than this, it
 # streams from L3, and an item of fewer output positions than
 # _CHANNELS_MIN_POSITIONS pays more for that than for its multiply-adds.
-_CHANNELS_MAX_ACCUMULATOR = 3 << 19       # 1.5 MiB
+# By core (_tuning): 1.5 MiB on the Xeon (L2 1.25 MiB a core); 1 MiB on the
+# Zen 5 (L2 1 MiB), where one image of 128 channels at 28x28 -> 256 at
+# stride 2, float32 (1.1 MiB, 49 positions an item), took 2.1x the
+# product's time in the channels kernel; 128 -> 128 at stride 1 (0.6 MiB)
+# 0.95-1.0x.
+_CHANNELS_MAX_ACCUMULATOR = {"default": 3 << 19, "zen5": 1 << 20}
 _CHANNELS_MIN_POSITIONS = 64
 
 
 def _channels_streams(c: Call) -> bool:
     """Where the weight gradient's channels kernel is bound by its
     accumulator, not its multiply-adds: an accumulator (taps x filters)
-    larger than a core's L2 (1.25 MiB on the machine measured) summed over
+    larger than a core's L2 (_CHANNELS_MAX_ACCUMULATOR) summed over
     items of fewer than 64 output positions.  The positions per item are
     :func:`_item_blocks`'s, before images are split between threads, so
     the rule does not depend on the thread count.  Measured, 2 threads,
@@ -1444,10 +1484,10 @@ def _channels_streams(c: Call) -> bool:
     and 1.3-3.4 in float32 (192 channels in float32, 1.3 MiB: 0.92); but
     0.8-1.1 at 128 channels (1.2 MiB in float64) from 49 positions an item,
     and 0.6-1.0 from 112 positions (64 to 192 channels, 12x12 to 56x56)."""
-    fp = _round_up(c.fg, _channels_vector(c.fg, c.dtype))
+    fp = _round_up(c.fg, _channels_vector(c.fg, c.dtype, weight_grad=True))
     rb, cb = _item_blocks(c.out[2], c.out[3], fp * c.k)
     return (rb * cb < _CHANNELS_MIN_POSITIONS
-            and c.k * fp * c.dtype.itemsize > _CHANNELS_MAX_ACCUMULATOR)
+            and c.k * fp * c.dtype.itemsize > _CHANNELS_MAX_ACCUMULATOR[_tuning()])
 
 
 def _short_1d(c: Call, filters: int) -> bool:
@@ -1779,18 +1819,26 @@ _WINO_COLS = _core.winograd_cols()
 _WINO_BLOCK_BYTES = 1 << 20
 
 # Winograd's cost in nanoseconds, float32, 2 threads, fitted (non-negative
-# least squares on relative error) to whole calls on 32 layers (22 plain, 10
-# dilated) x 2 passes by `benchmarks/fft_costs.py --method winograd --fit`,
-# on an Intel Xeon with AVX-512: per value of the input and output
-# transforms (36 per tile and channel), per multiply-add of the 36 products
-# (36 per tile, input and output channel of a group), per product row (the
-# same / the rows: short products waste their micro-tiles), per value of the
+# least squares on relative error) to whole calls by `benchmarks/fft_costs.py
+# --method winograd --fit`: per value of the input and output transforms (36
+# per tile and channel), per multiply-add of the 36 products (36 per tile,
+# input and output channel of a group), per product row (the same / the
+# rows: short products waste their micro-tiles), per value of the
 # transformed kernel (transformed into its packed form once per call) and
-# per value of it read by each block of tiles (_winograd_terms).
-_NS_WINO = (0.357, 0.00233, 0.0826, 2.75, 0.0836)
+# per value of it read by each block of tiles (_winograd_terms); by
+# _tuning().  'default': on an Intel Xeon with AVX-512, 32 layers (22
+# plain, 10 dilated) x 2 passes.  'zen5': on an AMD EPYC (Zen 5), 44
+# layers (the same and 12 more: grouped, 8 to 48 channels a group, and one
+# or two images of 96 to 256 channels) x 2 passes, after Winograd's kernel
+# transform was vectorised; the model's median error 12%.
+_NS_WINO = {"default": (0.357, 0.00233, 0.0826, 2.75, 0.0836),
+            "zen5": (0.219, 0.00291, 0.0827, 1.15, 0.00493)}
 # What the direct kernels and the GEMM take on such layers, float32, 2
-# threads, per multiply-add: 0.0094-0.054 on the same 32 layers, median 0.0133.
-_NS_PER_MAC_3X3 = 0.0133
+# threads, per multiply-add, the median over the same layers: 'default'
+# 0.0094-0.054, median 0.0133; 'zen5' 0.0060-0.045, median 0.0107.  With
+# these, 'auto' was within 5% of the faster of Winograd and the rest on
+# 82 of the 88 float32 passes on the Zen 5 (66 with the Xeon's constants).
+_NS_PER_MAC_3X3 = {"default": 0.0133, "zen5": 0.0113}
 # A dilated call's phase images (winograd_split, winograd_merge) are cut for
 # about this many bytes of input and output at a time, one image at least,
 # so that they do not grow with the batch; and what cutting out or putting
@@ -1798,6 +1846,14 @@ _NS_PER_MAC_3X3 = 0.0133
 # docs/design.md, "The Winograd algorithm").
 _WINO_SPLIT_BYTES = 16 << 20
 _NS_WINO_SPLIT = 0.4
+# The input transform reads a tile's rows 8 values at a time where the image
+# (or phase image) it reads is at least 8 wide, else value by value, which
+# costs this much more per value it transforms, in nanoseconds: measured on
+# the Zen 5, float32, 2 threads, 5 layers (32 to 256 channels, 5x5 to 7x7
+# images padded by 2 against the same tiles from 8x8 images padded by 1):
+# 0.50-0.77.  (The input gradient of an unpadded 3x3 layer on an 8x8 image
+# reads a 6x6 output gradient: 1.4x the GEMM's time, against 0.75x at 10x10.)
+_NS_WINO_NARROW = 0.55
 
 
 def _winograd_terms(groups: int, cin: int, cout: int, tiles: int,
@@ -1811,17 +1867,22 @@ def _winograd_terms(groups: int, cin: int, cout: int, tiles: int,
             weights, weights * -(-tiles // tb))
 
 
-def _winograd_pays(c: Call, cin: int, cout: int, tiles: int, tb: int, copied: int) -> bool:
+def _winograd_pays(c: Call, cin: int, cout: int, tiles: int, tb: int, copied: int,
+                   narrow: int) -> bool:
     """float32 only: in float64 'auto' keeps the direct sums, whose error
     bound is an element's own terms (docs/design.md, "Accuracy"); forced, the
     method runs in both.  And only where the direct kernels are vectorised
     (USE_DIRECT: AVX2), as Winograd's transforms are.  ``copied``: the
-    values a dilated call cuts into phase images and puts back."""
+    values a dilated call cuts into phase images and puts back; ``narrow``:
+    the input transform's values where the rows it reads are narrower than
+    a vector (_NS_WINO_NARROW)."""
     if not USE_DIRECT or c.dtype.itemsize != 4:
         return False
     terms = _winograd_terms(c.groups, cin, cout, tiles, tb)
-    cost = sum(t * k for t, k in zip(terms, _NS_WINO)) + _NS_WINO_SPLIT * copied
-    return cost < c.macs * _NS_PER_MAC_3X3
+    tuning = _tuning()
+    cost = (sum(t * k for t, k in zip(terms, _NS_WINO[tuning])) + _NS_WINO_SPLIT * copied
+            + _NS_WINO_NARROW * narrow)
+    return cost < c.macs * _NS_PER_MAC_3X3[tuning]
 
 
 def _winograd_sides(c: Call, pass_: str) -> Any:
@@ -1866,7 +1927,11 @@ def _winograd_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
             split, copied = (dh, dw, nb, ohp + 2, owp + 2, ohp, owp), n * values
         tiles = nb * per_image   # one run of conv_winograd's
         tb = _winograd_block(cin, cout, tiles, c.dtype.itemsize)
-        if not forced and not _winograd_pays(c, cin, cout, n * per_image, tb, copied):
+        # the width of what the input transform reads: the phase images', the
+        # input's, or the output gradient's
+        width = owp + 2 if split else c.out[3] if pass_ == "input grad" else c.x[3]
+        narrow = 36 * n * per_image * cin if width < 8 else 0
+        if not forced and not _winograd_pays(c, cin, cout, n * per_image, tb, copied, narrow):
             return None
         fallback = _exact_plan(pass_, c, shape(c))
         return (tb, pt, pl, c.groups, -(-tiles // tb), c.macs * nb // n, pass_ == "input grad",

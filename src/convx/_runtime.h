@@ -216,6 +216,38 @@ static int cvx_isa_detect(void)
     return 1;
 }
 
+/* The CPU's vendor (cpuid leaf 0: "GenuineIntel", "AuthenticAMD") and
+ * family (leaf 1: the base family, plus the extended family where the base
+ * is 15), for the engine's choice of cost constants (_engine._tuning):
+ * kernels that run at one instruction-set level run at different relative
+ * speeds on different cores.  An empty vendor and family 0 where there is
+ * no cpuid (not x86-64, or a compiler without <cpuid.h>). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#define CVX_HAVE_CPUID 1
+#else
+#define CVX_HAVE_CPUID 0
+#endif
+
+static int cvx_cpu_id(char vendor[13])
+{
+    memset(vendor, 0, 13);
+#if CVX_HAVE_CPUID
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d))
+        return 0;
+    memcpy(vendor, &b, 4);
+    memcpy(vendor + 4, &d, 4);
+    memcpy(vendor + 8, &c, 4);
+    if (a < 1 || !__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    const int base = (a >> 8) & 0xf;
+    return base == 0xf ? base + (int)((a >> 20) & 0xff) : base;
+#else
+    return 0;
+#endif
+}
+
 /* ---------------------------------------------------------------------- */
 /* Threads                                                                 */
 /* ---------------------------------------------------------------------- */

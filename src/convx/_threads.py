@@ -287,7 +287,9 @@ def show_config() -> None:
 
     The version, whether OpenMP is compiled in, the thread count and where it
     comes from, how idle threads wait, the instruction set of the SIMD kernels
-    chosen for this CPU, and whether threadpoolctl can see convx's threads.
+    chosen for this CPU, which of the engine's per-core cost constants it
+    uses ('default', or 'zen5' on an AMD Zen 5), and whether threadpoolctl
+    can see convx's threads.
 
     Returns
     -------
@@ -302,6 +304,7 @@ def show_config() -> None:
       threads: ...
       idle threads: ...
       SIMD kernels: ...
+      cost model: ...
       matrix product: convx's own (no BLAS)
       threadpoolctl: ...
     """
@@ -324,5 +327,9 @@ def show_config() -> None:
     kernels = ("portable C loops (no GCC vector extensions)" if _core.portable()
                else _ISA_NAMES.get(_core.isa(), str(_core.isa())))
     print(f"  SIMD kernels:  {kernels}")
+    from . import _engine
+    vendor, family = _core.cpu_id()
+    print(f"  cost model:    {_engine._tuning()} (the engine's constants for this CPU: "
+          f"{vendor or 'no cpuid'}, family {family})")
     print("  matrix product: convx's own (no BLAS)")
     print(f"  threadpoolctl: {_THREADPOOLCTL}")
