@@ -1448,12 +1448,16 @@ def _channels_pay(c: Call) -> bool:
     product, whose im2col is then short: measured, 2 threads, x86-64-v4, 14
     layers (32 to 256 channels, 48 to 128 filters, 256 to 8192 long),
     kernel time over the product's 1.0-1.4 in float64 and 0.93-1.53 in
-    float32; with 7 or 9 taps, or 32 filters, 0.9-1.04.  So does a 2-D
-    kernel of at most 9 taps in all: :func:`_few_taps`."""
+    float32; with 7 or 9 taps, or 32 filters, 0.9-1.04.  Not on a Zen 5
+    (_tuning), where the channels kernel runs such layers in 64-byte vectors
+    faster than the product: 0.78-0.94 in float32 and 0.77-0.98 in float64
+    on 5 of those layers (48 to 128 filters, 500 to 8192 long;
+    `benchmarks/choices.py --set wg-1d`).  A 2-D kernel of at most 9 taps
+    in all takes the product too: :func:`_few_taps`."""
     if WEIGHT_GRAD_CHANNELS is not None:
         return WEIGHT_GRAD_CHANNELS
-    if (c.w[2:] == (1, 1) and c.fg >= 128 or _channels_streams(c) or _short_1d(c, 48)
-            or _few_taps(c)):
+    if (c.w[2:] == (1, 1) and c.fg >= 128 or _channels_streams(c)
+            or _short_1d(c, 48) and _tuning() != "zen5" or _few_taps(c)):
         return False
     return c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
 
