@@ -1831,17 +1831,17 @@ _WINO_BLOCK_BYTES = 1 << 20
 # transformed kernel (transformed into its packed form once per call) and
 # per value of it read by each block of tiles (_winograd_terms); by
 # _tuning().  'default': on an Intel Xeon with AVX-512, 32 layers (22
-# plain, 10 dilated) x 2 passes.  'zen5': on an AMD EPYC (Zen 5), 44
-# layers (the same and 12 more: grouped, 8 to 48 channels a group, and one
-# or two images of 96 to 256 channels) x 2 passes, after Winograd's kernel
-# transform was vectorised; the model's median error 12%.
+# plain, 10 dilated) x 2 passes.  'zen5': on an AMD EPYC (Zen 5), 50
+# layers (the same and 18 more: grouped, 8 to 48 channels a group; one or
+# two images of 96 to 256 channels; 6x6 to 14x14 images) x 2 passes, after
+# Winograd's kernel transform was vectorised; the model's median error 13%.
 _NS_WINO = {"default": (0.357, 0.00233, 0.0826, 2.75, 0.0836),
             "zen5": (0.219, 0.00291, 0.0827, 1.15, 0.00493)}
 # What the direct kernels and the GEMM take on such layers, float32, 2
 # threads, per multiply-add, the median over the same layers: 'default'
-# 0.0094-0.054, median 0.0133; 'zen5' 0.0060-0.045, median 0.0107.  With
+# 0.0094-0.054, median 0.0133; 'zen5' 0.0052-0.037, median 0.0113.  With
 # these, 'auto' was within 5% of the faster of Winograd and the rest on
-# 82 of the 88 float32 passes on the Zen 5 (66 with the Xeon's constants).
+# 89 of the 100 float32 passes on the Zen 5 (70 with the Xeon's constants).
 _NS_PER_MAC_3X3 = {"default": 0.0133, "zen5": 0.0113}
 # A dilated call's phase images (winograd_split, winograd_merge) are cut for
 # about this many bytes of input and output at a time, one image at least,
