@@ -220,6 +220,12 @@ def test_even_blocks_share_the_rows_evenly():
                                                               cols * col_macs)
 
 
+# the weight gradient's choices that differ by core (_engine._tuning): the
+# accumulator's L2 bound (1.5 MiB, 1 MiB on a Zen 5), and 1-D layers of few taps
+BY_CORE_L2 = {"default": "channels", "zen5": "gemm"}
+BY_CORE_1D = {"default": "gemm", "zen5": "channels"}
+
+
 @pytest.mark.parametrize("xs, ws, stride, groups, dtype, name", [
     ((8, 128, 28, 28), (128, 16, 3, 3), 1, 8, np.float32, "channels"),   # grouped
     ((64, 6, 14, 14), (16, 6, 5, 5), 1, 1, np.float32, "channels"),       # LeNet's C3
@@ -235,13 +241,13 @@ def test_even_blocks_share_the_rows_evenly():
     ((2, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float64, "gemm"),
     ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float64, "gemm"),
     # 1.3 and 1.2 MiB: inside the Xeon's bound, past the Zen 5's (its L2 is 1 MiB)
-    ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float32, "channels on the Xeon"),
-    ((16, 128, 7, 7), (128, 128, 3, 3), 1, 1, np.float64, "channels on the Xeon"),
-    ((1, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float32, "channels on the Xeon"),  # 1.1 MiB
+    ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float32, BY_CORE_L2),
+    ((16, 128, 7, 7), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_L2),
+    ((1, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float32, BY_CORE_L2),  # 1.1 MiB
     ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, "channels"),  # 112 positions
-    # 1-D, few taps, 48 filters or more: the product (on the Xeon)
-    ((16, 64, 1, 2048), (64, 64, 1, 3), 1, 1, np.float64, "gemm on the Xeon"),
-    ((4, 48, 1, 8192), (48, 48, 1, 5), 1, 1, np.float32, "gemm on the Xeon"),
+    # 1-D, few taps, 48 filters or more: the product (not on a Zen 5)
+    ((16, 64, 1, 2048), (64, 64, 1, 3), 1, 1, np.float64, BY_CORE_1D),
+    ((4, 48, 1, 8192), (48, 48, 1, 5), 1, 1, np.float32, BY_CORE_1D),
     ((16, 64, 1, 2048), (64, 64, 1, 7), 1, 1, np.float64, "channels"),
     ((64, 16, 1, 1024), (32, 16, 1, 3), 1, 1, np.float32, "channels"),
     # one channel 3x3 (9 taps in all): the product
@@ -251,12 +257,11 @@ def test_even_blocks_share_the_rows_evenly():
 ])
 @pytest.mark.parametrize("tuning", ["default", "zen5"])
 def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, tuning, monkeypatch):
-    """Under either core's constants (_engine._tuning), on any CPU."""
+    """Under either core's constants (_engine._tuning), on any CPU; ``name``
+    a dict where the choice is by core."""
     monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
-    if name == "channels on the Xeon":     # (the accumulator's bound is by core)
-        name = "gemm" if tuning == "zen5" else "channels"
-    if name == "gemm on the Xeon":         # (1-D layers of few taps: _channels_pay)
-        name = "channels" if tuning == "zen5" else "gemm"
+    if isinstance(name, dict):
+        name = name[tuning]
     assert _chosen("weight grad", xs, ws, stride, groups, dtype, monkeypatch).name == name
 
 
