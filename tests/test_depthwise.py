@@ -33,6 +33,12 @@ CASES = [  # (x shape, (KH, KW), stride, padding (per side), dilation)
     ((1, 2, 30, 400), (5, 5), (1, 4), 2, (2, 3)),
     ((2, 3, 12, 40), (2, 4), 2, (1, 2), 1),           # even kernel
     ((1, 1, 64, 300), (15, 15), 2, 7, 1),             # a large kernel, wide vectors
+    # one output row narrower than a vector: one vector, its lanes past the
+    # row dropped (they read into the scratch's slack)
+    ((4, 6, 7, 7), (7, 7), 1, 0, 1),                  # global: one output per channel
+    ((3, 5, 3, 9), (3, 3), 1, 0, 1),                  # 7 outputs
+    ((2, 3, 5, 12), (5, 3), 1, 0, (1, 2)),            # dilated width
+    ((2, 3, 1, 6), (1, 3), 1, 0, 1),                  # 1-D, 4 outputs
 ]
 
 
@@ -77,6 +83,39 @@ def test_depthwise_against_the_reference(case, dtype, monkeypatch):
     wgrad = _engine.weight_grad_plan("t", x.shape, w.shape, g.shape, st, pads, dl, c,
                                      kernel_arg="weight", dtype=dtype)
     assert (wgrad[1].name == "depthwise") == (sw == 1)
+
+
+@pytest.mark.parametrize("xs, k, stride, dilation", [
+    ((2, 4, 3, 7), (3, 3), (1, 2), 1),      # 3 outputs a row
+    ((3, 3, 5, 7), (3, 3), 2, 1),           # 2 rows
+    ((2, 5, 4, 13), (2, 3), (1, 3), (1, 2)),
+    ((1, 2, 1, 7), (1, 3), (1, 2), 1),      # 1-D
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_narrow_rows_at_a_width_stride(xs, k, stride, dilation, dtype, monkeypatch):
+    """Output rows narrower than a vector at a width stride, which 'auto'
+    leaves to the channels kernel: forced (method='direct'), the depthwise
+    kernel runs them on its phase planes, each row one vector with the lanes
+    past it dropped, right against the reference."""
+    monkeypatch.setattr(_engine, "PLANS", {})
+    monkeypatch.setattr(_engine, "USE_DIRECT", True)
+    monkeypatch.setattr(_engine, "ROWS", False)
+    c = xs[1]
+    rng = np.random.default_rng(sum(xs))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((c, 1) + k).astype(dtype)
+    geometry = dict(stride=stride, padding=0, dilation=dilation, groups=c)
+    want = ref.conv_nd(x, w, None, stride=stride, pads=(0, 0, 0, 0), dilation=dilation,
+                       groups=c)
+    assert want.shape[3] < 32 // np.dtype(dtype).itemsize
+    st = (stride, stride) if isinstance(stride, int) else stride
+    dl = (dilation, dilation) if isinstance(dilation, int) else dilation
+    plan = _engine.forward_plan("t", x.shape, w.shape, st, (0, 0, 0, 0), dl, c,
+                                kernel_arg="weight", method="direct", dtype=dtype)
+    assert plan[1].name == "depthwise"
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for y in at_each_thread_count(lambda: convx.conv2d(x, w, method="direct", **geometry)):
+        np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
 
 
 def test_not_depthwise_is_not_taken():

@@ -243,7 +243,8 @@ typedef NAME##_n_vt NAME##_vt;                                                  
                                                                                     \
 /* One output row (R = 1) or two (R = 2) from row i: in the wide variant's  */    \
 /* vectors where wide and the row is one of them wide, else the narrow's,  */     \
-/* or tap by tap where the row is narrower than a narrow vector.            */     \
+/* or one narrow vector, its lanes past the row dropped, where the row is  */     \
+/* narrower than that.                                                      */     \
 static inline CVX_ALWAYS_INLINE void NAME##_rows(CVX_DW_QARGS(T), ptrdiff_t i,      \
                                                  const int R, const int wide)       \
 {                                                                                   \
@@ -258,20 +259,16 @@ static inline CVX_ALWAYS_INLINE void NAME##_rows(CVX_DW_QARGS(T), ptrdiff_t i,  
     }                                                                               \
     T *restrict o = out + i * OW;                                                   \
     const T *base = xpad + i * sh * Wp;                                             \
-    for (int r = 0; r < R; r++) {   /* narrower than a vector: tap by tap */       \
-        T *restrict orow = o + r * OW;                                              \
-        const T *b = base + r * sh * Wp;                                            \
-        for (ptrdiff_t jj = ja; jj < jb; jj++)                                      \
-            orow[jj] = bias;                                                        \
-    for (ptrdiff_t p = 0; p < KH; p++) {                                            \
-            const T *row = b + p * dh * Wp;                                         \
-        for (ptrdiff_t q = 0; q < KW; q++) {                                        \
-                const T wv = w[p * KW + q];                                         \
-                const T *restrict s = row + CVX_DW_COL(q);                          \
-        for (ptrdiff_t jj = ja; jj < jb; jj++)                                      \
-                    orow[jj] += wv * s[jj];                                         \
-            }                                                                       \
-        }                                                                           \
+    /* Narrower than a vector: one vector of outputs summed in a register  */     \
+    /* over the taps (tap by tap through memory, each output's sum was one */     \
+    /* chain of stores and loads: 3-4x the time), its lanes past jb        */     \
+    /* dropped.  They read up to VN - 1 values past the last output's      */     \
+    /* window, which the scratch's slack holds (conv_depthwise).           */     \
+    for (int r = 0; r < R; r++) {                                                   \
+        T tmp[VN];                                                                  \
+        NAME##_n_vectors(base + r * sh * Wp + ja, Wp, w, KH, KW, dh, dw, qoff, bias, tmp, \
+                         0, 1);                                                     \
+        memcpy(o + r * OW + ja, tmp, (size_t)(jb - ja) * sizeof(T));                \
     }                                                                               \
 }                                                                                   \
                                                                                     \
