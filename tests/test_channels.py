@@ -482,7 +482,9 @@ def test_stride_1_input_grad_with_non_finite_weights(width, monkeypatch):
     ((8, 32, 14, 14), (32, 1, 3, 3), 2, 32, np.float32, "channels"),
     ((8, 32, 14, 14), (32, 1, 3, 3), 2, 32, np.float64, "depthwise"),     # 7 doubles: wider
     ((8, 32, 56, 56), (32, 1, 1, 1), 2, 32, np.float64, "gemm"),          # one tap
-    ((8, 32, 56, 56), (64, 1, 3, 3), 2, 32, np.float32, "gemm"),          # two filters a group
+    ((8, 32, 56, 56), (64, 1, 3, 3), 2, 32, np.float32, "channels"),      # two filters a group
+    ((16, 128, 12, 12), (8, 128, 3, 3), 2, 1, np.float32, "channels"),    # fewer than 2 vectors
+    ((16, 32, 32, 32), (4, 32, 3, 3), 2, 1, np.float64, "channels"),
     ((8, 64, 56, 56), (128, 64, 3, 3), 2, 1, np.float32, "gemm"),         # 128 filters
     ((4, 3, 224, 224), (64, 3, 7, 7), 2, 1, np.float64, "channels"),      # a stem
     # 1-D, 3 to 5 taps, 32 filters or more: the GEMM

@@ -633,13 +633,17 @@ def _forward_channels(c: Call, forced: bool = False) -> Any:
 
 
 def _forward_channels_pay(c: Call) -> bool:
-    """At a width stride (where the direct kernel does not apply), from two
-    vectors of filters to 64: measured against im2col + GEMM, 2 threads,
+    """At a width stride (where the direct kernel does not apply), up to 64
+    filters: measured against im2col + GEMM, 2 threads,
     time over the GEMM's, on 10 strided layers (3 -> 16 to 256 -> 512
     channels, 3x3 to 7x7): float32 0.64-0.92 x86-64-v4 and 0.67-0.98 -v3 up
     to 64 filters (a 7x7 stem: 0.92 and 0.92-0.98), float64 0.60-0.99; but
     0.98-1.09 at 128 filters, 1.15-1.5 at 256 and 512, where the GEMM's
-    packing is a small part of its time; and 1.07-1.64 on 1x1 kernels at
+    packing is a small part of its time.  Fewer filters than two vectors
+    (1 to 12 in float32, 1 to 4 in float64), where the GEMM's product has
+    few rows: 0.22-0.99 in float32, 0.50-0.76 in float64, on 16 layers of
+    our own (3x3 to 7x7, 3 to 256 channels, grouped, 1-D, stride 2 and 3),
+    x86-64-v4 (a Zen 5) and -v3 alike.  But 1.07-1.64 on 1x1 kernels at
     stride 2 (32 to 256 channels -> 32 or 64), whose rows the GEMM gathers
     while this kernel pads every row of the image.  A depthwise layer (one
     filter per group) at a width stride that the depthwise kernel leaves
@@ -657,7 +661,7 @@ def _forward_channels_pay(c: Call) -> bool:
                 and _forward_direct(c) is not None)
     if c.w[2] * c.w[3] == 1:
         return False
-    return 2 * _VECTOR[c.dtype] <= c.fg <= 64 or _one_to_one(c)
+    return c.fg <= 64
 
 
 def _channels_vector(filters: int, dtype: np.dtype[Any], weight_grad: bool = False) -> int:
