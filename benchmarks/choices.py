@@ -34,6 +34,8 @@ The sets:
                   (_engine._dw_columns: by columns of vectors, or tap by tap)
   rows-ig         input gradients of LeNet-like layers, padded or not, 1 to 32
                   channels, 10x10 to 40x40 (_engine._rows_pay)
+  large-kernel    forward passes and input gradients of 5x5 and 7x7 layers of 16 to
+                  128 channels and 24 to 128 filters (_engine._channels_large_kernel)
   mixed           one or two of each: the sets above and other layers
 
 ``--isa 3`` (or 1) runs the kernels and the engine's rules at a lower
@@ -106,6 +108,13 @@ SETS = {
     "one-image": [((1, c, h, h), (f, c, 3, 3), s, 1, 1, 1, ALL) for c, f, h, s in [
         (128, 128, 28, 1), (256, 256, 14, 1), (64, 64, 56, 1), (512, 512, 7, 1),
         (32, 32, 112, 1), (64, 128, 56, 2), (128, 256, 28, 2)]],
+    "large-kernel": [((n, c, h, h), (f, c // g, k, k), 1, k // 2, 1, g, ("fwd", "ig"))
+                     for n, c, f, h, k, g in [
+        (4, 24, 48, 56, 5, 1), (2, 48, 48, 40, 5, 1), (4, 128, 48, 12, 5, 1),
+        (8, 48, 96, 20, 5, 1), (4, 64, 32, 28, 7, 1), (1, 128, 128, 40, 7, 4),
+        (8, 96, 96, 14, 5, 1), (8, 40, 72, 24, 5, 1), (2, 16, 32, 64, 7, 1),
+        (8, 64, 64, 16, 5, 1), (8, 128, 96, 10, 5, 1), (8, 32, 24, 28, 5, 1),
+        (8, 128, 128, 14, 5, 1), (8, 64, 96, 14, 7, 1)]],
     "mixed": [
         ((4, 32, 56, 56), (32, 32, 3, 3), 1, 1, 1, 1, ALL),
         ((2, 64, 28, 28), (128, 64, 3, 3), 2, 1, 1, 1, ALL),

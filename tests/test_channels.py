@@ -39,7 +39,7 @@ def width(request, monkeypatch):
     runs them (tests lower it)."""
     bytes_ = request.param
 
-    def vector(filters, dtype, weight_grad=False):
+    def vector(filters, dtype, weight_grad=False, large=False):
         wide = bytes_ == 64 and _engine._core.channels_wide()
         return (64 if wide else 32) // dtype.itemsize
 
@@ -274,12 +274,14 @@ def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, tuning, monke
     # a chunk and a half of filters, or rows that fill the direct kernel's
     ((32, 10, 18, 18), (20, 10, 5, 5), np.float32, "direct"),
     ((64, 6, 14, 14), (12, 6, 5, 5), np.float32, "direct"),
-    ((64, 3, 20, 20), (8, 3, 5, 5), np.float64, "direct"),
-])
+    ((64, 3, 20, 20), (8, 3, 5, 5), np.float64, "large"),   # one vector of 5x5 filters:
+])                                                         # _channels_large_kernel
 def test_forward_of_narrow_rows(xs, ws, dtype, name, monkeypatch):
     """_engine._channels_narrow_rows: the forward pass of a layer whose
     output rows are narrow takes the channels kernel where its filters fill
     its vectors 1.3 times better than the rows fill the direct kernel's."""
+    if name == "large":
+        name = "channels" if _core.channels_wide() else "direct"
     algorithm = _chosen("forward", xs, ws, 1, 1, dtype, monkeypatch, pad=0)
     assert algorithm.name == name
 
@@ -434,7 +436,8 @@ def test_stride_1_same_bits_as_the_direct_kernel(case, dtype, width, monkeypatch
                 continue
             runs = {}
             for channels in (True, False):
-                for rule in ("_channels_replace_direct", "_channels_narrow_rows"):
+                for rule in ("_channels_replace_direct", "_channels_narrow_rows",
+                             "_channels_large_kernel"):
                     monkeypatch.setattr(_engine, rule, lambda *args, on=channels: on)
                 monkeypatch.setattr(_engine, "ROWS", False)   # (its own order of sums)
                 monkeypatch.setattr(_engine, "PLANS", {})
@@ -495,3 +498,59 @@ def test_stride_1_input_grad_with_non_finite_weights(width, monkeypatch):
 def test_forward_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, monkeypatch):
     algorithm = _chosen("forward", xs, ws, stride, groups, dtype, monkeypatch)
     assert name in (algorithm.name, algorithm.method), algorithm.name
+
+
+LARGE = [  # (x shape, w shape, groups): 5x5 and 7x7 kernels, one vector of filters to 96
+    ((2, 20, 11, 11), (48, 20, 5, 5), 1),     # a chunk and a half (float32)
+    ((1, 70, 9, 9), (16, 70, 5, 5), 1),       # past _DIRECT_MAX_BLOCK's channels x taps
+    ((2, 24, 10, 13), (96, 12, 7, 7), 2),     # grouped, 48 filters a group
+    ((3, 9, 12, 8), (24, 9, 5, 7), 1),        # a 5x7 kernel, one vector and a half
+    ((2, 9, 12, 12), (20, 9, 5, 5), 1),       # 20 filters: 62% of two float32 vectors
+]
+
+
+@pytest.mark.parametrize("xs, ws, groups", LARGE)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_kernels_take_wide_vectors(xs, ws, groups, dtype, monkeypatch, default_threads):
+    """A 5x5 or larger kernel at unit stride whose filters per group fill
+    64-byte vectors to 75%, from one vector to _LARGE_KERNEL_FILTERS, runs
+    the channels kernel in 64-byte vectors at x86-64-v4
+    (_channels_large_kernel), with the reference's values in the forward
+    pass and the input gradient (whose filters are the input channels);
+    below one vector, past the limit, at 62%, at a stride, or on a 3x3
+    kernel the rule does not apply."""
+    monkeypatch.setattr(_engine, "USE_DIRECT", True)
+    monkeypatch.setattr(_engine, "PLANS", {})
+    dt = np.dtype(dtype)
+    wide = _core.channels_wide()
+    limit = _engine._LARGE_KERNEL_FILTERS[dt.itemsize]
+    call = _engine.Call("t", "weight", xs, ws, (xs[0], ws[0], xs[2], xs[3]), (1, 1),
+                        (ws[2] // 2,) * 2 + (ws[3] // 2,) * 2, (1, 1), groups, dt)
+    fg = ws[0] // groups
+    v = 64 // dt.itemsize
+    applies = wide and v <= fg <= limit and 100 * fg >= 75 * -(-fg // v) * v
+    assert _engine._channels_large_kernel(call) == applies
+    pads = (ws[2] // 2, ws[2] // 2, ws[3] // 2, ws[3] // 2)
+    plan = _engine.forward_plan("t", xs, ws, (1, 1), pads, (1, 1), groups, kernel_arg="weight",
+                                dtype=dt)
+    if applies:
+        assert plan[1].name == "channels"
+        assert plan[3][-1] == 64 // dt.itemsize     # the plan's vector
+    for other in (call._replace(stride=(2, 2)), call._replace(w=ws[:2] + (3, 3)),
+                  call._replace(w=(groups * (limit + 1),) + ws[1:]),
+                  call._replace(w=(groups * (v - 1),) + ws[1:]),
+                  call._replace(w=(groups * (v + v // 4),) + ws[1:])):   # 62% of 2 vectors
+        assert not _engine._channels_large_kernel(other)
+    rng = np.random.default_rng(sum(xs) + sum(ws))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    want = ref.conv_nd(x, w, b, pads=pads, groups=groups)
+    g = rng.standard_normal(want.shape).astype(dtype)
+    want_dx = ref.conv_nd_input_grad(xs, w, g, pads=pads, groups=groups)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    padding = (ws[2] // 2, ws[3] // 2)
+    got = convx.conv2d(x, w, b, padding=padding, groups=groups)
+    got_dx = convx.conv2d_input_grad(xs, w, g, padding=padding, groups=groups)
+    for a, e in ((got, want), (got_dx, want_dx)):
+        np.testing.assert_allclose(a, e, rtol=tol, atol=tol * np.abs(e).max())

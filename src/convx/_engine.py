@@ -658,13 +658,14 @@ def _forward_channels_pay(c: Call) -> bool:
         return FORWARD_CHANNELS
     if c.stride[1] == 1:
         return ((_channels_replace_direct(c.fg, c.dtype) or _channels_narrow_rows(c))
-                and _forward_direct(c) is not None)
+                and _forward_direct(c) is not None) or _channels_large_kernel(c)
     if c.w[2] * c.w[3] == 1:
         return False
     return c.fg <= 64
 
 
-def _channels_vector(filters: int, dtype: np.dtype[Any], weight_grad: bool = False) -> int:
+def _channels_vector(filters: int, dtype: np.dtype[Any], weight_grad: bool = False,
+                     large: bool = False) -> int:
     """The values per vector the channels kernels run a call with, by its
     filters per group (a pure function of the shapes and the CPU): 64 bytes
     at x86-64-v4 (_core.channels_wide) where the filters fill chunks of two
@@ -679,12 +680,14 @@ def _channels_vector(filters: int, dtype: np.dtype[Any], weight_grad: bool = Fal
     picks 64 bytes, the weight gradient took 0.81-0.96x the time of 32-byte
     vectors in float32 and 0.84-0.96x in float64 (6 layers of our own: a
     strided 3x3, one image, LeNet-like 5x5, a 7x7 stem, grouped, 1-D; 2
-    threads, x86-64-v4 with two 512-bit FMA units).  Plans hold the width:
-    whoever changes the instruction-set level empties PLANS."""
+    threads, x86-64-v4 with two 512-bit FMA units).  ``large``: a call
+    that :func:`_channels_large_kernel` gives the kernel, 64 bytes whatever
+    the filters fill.  Plans hold the width: whoever changes the
+    instruction-set level empties PLANS."""
     size = dtype.itemsize
     wide = 64 // size
     if _core.channels_wide() and (
-            filters >= 2 * wide and 100 * filters >= 85 * _round_up(filters, 2 * wide)
+            large or filters >= 2 * wide and 100 * filters >= 85 * _round_up(filters, 2 * wide)
             or weight_grad and _wide_weight_grad(filters, wide)):
         return wide
     return 32 // size
@@ -722,6 +725,40 @@ def _channels_replace_direct(filters: int, dtype: np.dtype[Any]) -> bool:
     0.80-1.34, 0.82-1.19.  Fewer filters than two vectors took 1.1-1.7x the
     direct kernel's time.  At x86-64-v3 the direct kernel stays."""
     return _channels_vector(filters, dtype) * dtype.itemsize == 64
+
+
+# _channels_large_kernel's most filters per group, by the size of a value.
+_LARGE_KERNEL_FILTERS = {4: 96, 8: 64}
+
+
+def _channels_large_kernel(c: Call) -> bool:
+    """A forward pass at unit stride with a kernel of 5x5 or more, at
+    x86-64-v4 (_core.channels_wide), whose filters per group fill whole
+    64-byte vectors to 75% or more, from one vector (16 float32, 8
+    float64) to _LARGE_KERNEL_FILTERS: the channels kernel in 64-byte
+    vectors (:func:`_channels_vector`) whatever _channels_replace_direct
+    says and past _DIRECT_MAX_BLOCK, where the direct kernel or the GEMM
+    ran.  With 25 to 49 taps per channel, each broadcast of the image
+    feeds whole vectors of filters for long enough that the rules measured
+    on 3x3 kernels (chunks of two vectors filled to 85%) were too strict.
+    The input gradient (:func:`_input_grad_channels`) asks it of its
+    transposed pass, whose filters are the layer's input channels.
+
+    Measured, 2 threads, on a Zen 5 (two 512-bit FMA pipes), interleaved in
+    one process, the time the rule takes over the time of what ran before,
+    on layers of our own (`benchmarks/choices.py --set large-kernel` and
+    others: 6 to 128 channels, 8 to 96 filters, 5x5 and 7x7, 12x12 to
+    56x56, one image to 16, grouped): 0.45-1.09 (median 0.64) on 19
+    float32 passes, 0.59-1.10 (median 0.87) on 6 float64 ones; on 16
+    passes with one vector to a vector and a half of filters, against the
+    direct kernel, 0.67-0.88.  Left: more filters (float32 128 to 256,
+    0.91-1.12x the GEMM's time; float64 96 to 256, 0.95-1.33x), filters
+    that fill the vectors less (20 float32 filters: 62%), and 3x3 kernels
+    (Winograd's, or the rules above)."""
+    wide = 64 // c.dtype.itemsize
+    return (c.stride == (1, 1) and min(c.w[2:]) >= 5 and _core.channels_wide()
+            and wide <= c.fg <= _LARGE_KERNEL_FILTERS[c.dtype.itemsize]
+            and 100 * c.fg >= 75 * _round_up(c.fg, wide))
 
 
 # _channels_narrow_rows: how many times the direct kernel's share of useful
@@ -794,11 +831,17 @@ def _flipped_kernel(w: Array, groups: int) -> Array:
 def _input_grad_channels(c: Call, forced: bool = False) -> Any:
     """The input gradient at stride 1 by the forward channels kernel, on
     :func:`_transposed`: where the direct kernel would run and
-    :func:`_channels_replace_direct` says, forced or not.  Each input
+    :func:`_channels_replace_direct` says, forced or not; and where
+    :func:`_channels_large_kernel` takes the transposed pass, unless the
+    layer reads a wide zero border (:func:`_reads_border`).  Each input
     gradient value is the same sum in the same order as the direct
     kernel's (tap (f, p, q) by tap), so the bits are the same."""
     direct = _input_grad_direct(c) if c.stride == (1, 1) else None
-    if direct is None or not _channels_replace_direct(c.w[1], c.dtype):
+    large = (c.stride == (1, 1) and _channels_large_kernel(_transposed(c))
+             and not _reads_border(c))
+    if direct is None and large:
+        direct = _input_grad_direct(c, forced=True)
+    if direct is None or not (_channels_replace_direct(c.w[1], c.dtype) or large):
         return None
     plan = _channels_plan(_transposed(c), True, lambda t: True)
     return None if plan is None else (plan, direct[1])
@@ -1388,7 +1431,8 @@ def _channels_plan(c: Call, forced: bool, pays: Callable[[Call], bool],
     (sh, sw), (dh, dw), (kh, kw) = c.stride, c.dilation, c.w[2:]
     oh, ow = c.out[2:]
     span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-    vl = _channels_vector(c.fg, c.dtype, weight_grad)
+    vl = _channels_vector(c.fg, c.dtype, weight_grad,
+                          large=not weight_grad and _channels_large_kernel(c))
     fp = _round_up(c.fg, vl)
     # each thread pads the rows of one item at a time: at most rb_max output
     # rows (_blocks and _even_blocks never give more), hr rows of the padded
@@ -1664,6 +1708,18 @@ def _weight_grad_gemm_run(who: Who, shape: Shape, args: Any, x: Array, gout: Arr
 # it fills (0.011-0.03 float32 from 16 filters on, 2 threads, x86-64-v4;
 # 0.04-0.1 at 4, half a vector).
 _NS_PER_MAC = {"direct": {4: 0.036, 8: 0.07}}
+# The channels kernel where _channels_large_kernel gives it a layer: many
+# channels and filters, 25 to 49 taps, 64-byte vectors, at a rate the
+# medians above (fitted on layers of 1 to 16 channels) missed 4- to 6-fold,
+# so that the FFT took 7x7 float64 layers of 16 to 128 channels at 6.4 to
+# 11 times the time.  Measured, 2 threads, on a Zen 5, 9 layers of 16 to 128
+# channels and 32 to 96 filters, 5x5 and 7x7: float32 0.0061-0.0086, float64
+# 0.0104-0.0116; the upper ends here.  The weight gradient's channels kernel
+# runs such a layer at that rate too ((4, 3, 128, 128) x16 15x15: 0.0070-0.0081
+# and 0.011), where the FFT had taken 1.3x and 2.8x its time.  With these,
+# `benchmarks/fft_costs.py` finds 'auto' within 5% of the faster in 139 of
+# its 144 cases (136 before), 1.41x at worst (2.76x before).
+_NS_PER_MAC_LARGE = {4: 0.009, 8: 0.012}
 _NS_PER_MAC_GEMM = {4: (0.005, 0.35), 8: (0.01, 0.6)}
 # The depthwise kernel (a plain filter is one too) costs a + b per
 # multiply-add per output: a kernel of few taps is bound by memory, one of
@@ -1689,6 +1745,9 @@ def _depthwise_ns(c: Call, pass_: str) -> float:
 
 
 def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
+    if name == "channels" and _channels_large_kernel(_transposed(c) if pass_ == "input grad"
+                                                     else c):
+        return _NS_PER_MAC_LARGE[c.dtype.itemsize]
     if name == "channels":
         return _NS_PER_MAC["direct"][c.dtype.itemsize] * _round_up(c.fg, _VECTOR[c.dtype]) / c.fg
     if name == "depthwise" or name == "rows" and _one_to_one(c):
