@@ -511,7 +511,7 @@ def _bad_calls():
         ("conv2d", (x, w, np.ones(6, np.float32)), {}),                  # bias dtype
         ("conv2d", (x, w), dict(method="bogus")),
         ("conv2d", (x, w), dict(method=3)),
-        ("conv2d", (x, np.ones((6, 4, 5, 5))), dict(method="winograd")),  # does not apply
+        ("conv2d", (x, np.ones((6, 4, 7, 7))), dict(method="winograd")),  # does not apply
         ("conv2d", (x, np.ones((6, 4, 0, 3))), {}),                      # empty kernel
         ("conv1d", (x1, w1), dict(padding=(1, 1))),
         ("conv1d", (x1, w1), dict(stride=(True,))),

@@ -36,7 +36,8 @@ def _applies(method, pass_, stride, w_shape, dilation):
 
 
 NEEDS = {"direct": "stride 1", "fft": "a kernel that spans more than one position",
-         "winograd": "a 3x3 kernel at stride 1, in the forward pass or the input gradient"}
+         "winograd": "a 3x3 or 5x5 kernel at stride 1, in the forward pass or the input "
+                     "gradient"}
 
 
 def _calls(x, w, g, geometry, method):

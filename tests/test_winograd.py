@@ -1,5 +1,6 @@
-"""Winograd's F(4x4, 3x3) (method='winograd'): the forward pass and the input
-gradient against the reference within the documented error bound, at every
+"""Winograd's F(4x4, 3x3) and F(2x2, 5x5) (method='winograd'): the forward
+pass and the input gradient against the reference within the documented
+error bound, at every
 instruction-set level and for images narrower than its vectors; its
 fallback on non-finite values; the same bits for any thread count; working
 memory that does not grow with the batch; and 'auto' choosing it where it
@@ -14,8 +15,8 @@ the result is within
     (K + 16) u  sum over c of  |A|^T [ (|G| |g_c| |G|^T) (.) (|B|^T |d_c| |B|) ] |A|
 
 of the exact sum, plus u |value| for the final rounding; d_c is the 6x6
-input tile the output's 4x4 tile reads in channel c (zero outside the
-image), g_c the 3x3 kernel that channel meets.  Unlike a direct sum's, the
+input tile the output's 4x4 (2x2) tile reads in channel c (zero outside the
+image), g_c the 3x3 (5x5) kernel that channel meets.  Unlike a direct sum's, the
 bound of one output involves its whole tile.
 """
 import numpy as np
@@ -35,78 +36,92 @@ G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]], float)
+# F(2x2, 5x5): the same points, so the same B^T
+G5 = np.array([[1 / 4, 0, 0, 0, 0], [-1 / 6] * 5, [-1 / 6, 1 / 6, -1 / 6, 1 / 6, -1 / 6],
+               [1 / 24, 1 / 12, 1 / 6, 1 / 3, 2 / 3], [1 / 24, -1 / 12, 1 / 6, -1 / 3, 2 / 3],
+               [0, 0, 0, 0, 1]])
+AT2 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1]], float)
+MATRICES = {3: (G, AT), 5: (G5, AT2)}   # by the kernel's size: (G, A^T)
 
 
-def test_the_matrices_compute_a_correlation():
-    """The matrices written here (and in _winograd.h) give the 4x4 valid
-    correlation of a 6x6 tile with a 3x3 kernel, exactly up to rounding."""
+@pytest.mark.parametrize("r", [3, 5])
+def test_the_matrices_compute_a_correlation(r):
+    """The matrices written here (and in _winograd.h) give the m x m valid
+    correlation of a 6x6 tile with an r x r kernel (m = 7 - r), exactly up
+    to rounding."""
+    g_, at = MATRICES[r]
+    m = 7 - r
     rng = np.random.default_rng(0)
-    d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
-    y = AT @ ((G @ g @ G.T) * (BT @ d @ BT.T)) @ AT.T
-    want = np.array([[(d[i:i + 3, j:j + 3] * g).sum() for j in range(4)] for i in range(4)])
+    d, g = rng.standard_normal((6, 6)), rng.standard_normal((r, r))
+    y = at @ ((g_ @ g @ g_.T) * (BT @ d @ BT.T)) @ at.T
+    want = np.array([[(d[i:i + r, j:j + r] * g).sum() for j in range(m)] for i in range(m)])
     np.testing.assert_allclose(y, want, rtol=0, atol=1e-13)
 
 
 def winograd_bound(src, k, out_hw, pt, pl, groups, dilation=(1, 1)):
     """The documented bound in units of u, shaped like the result: ``src``
-    (N, C, H, W) is what the transform reads, ``k`` (O, C // groups, 3, 3)
-    the kernel it meets (for the input gradient, w turned and its channel
+    (N, C, H, W) is what the transform reads, ``k`` (O, C // groups, r, r),
+    r = 3 or 5, the kernel it meets (for the input gradient, w turned and its channel
     axes exchanged), the output's first cell reading src at (-pt, -pl).  At
     a dilation (dh, dw), the output cells (dh u + r, dw v + s) are the
     undilated correlation of the phase image src[dh m + r - pt, dw k + s -
     pl] (docs/design.md): each phase's bound is the undilated one's."""
     dh, dw = dilation
+    r = k.shape[2]
+    g_, at = MATRICES[r]
+    m = 7 - r       # outputs per tile side
     if (dh, dw) != (1, 1):
         oh, ow = out_hw
         bound = np.zeros((src.shape[0], k.shape[0], oh, ow))
-        for r in range(min(dh, oh)):
+        for p in range(min(dh, oh)):
             for s in range(min(dw, ow)):
-                ohp, owp = len(range(r, oh, dh)), len(range(s, ow, dw))
-                rows = dh * np.arange(ohp + 2) + r - pt
-                cols = dw * np.arange(owp + 2) + s - pl
+                ohp, owp = len(range(p, oh, dh)), len(range(s, ow, dw))
+                rows = dh * np.arange(ohp + r - 1) + p - pt
+                cols = dw * np.arange(owp + r - 1) + s - pl
                 inside = np.ix_((rows >= 0) & (rows < src.shape[2]),
                                 (cols >= 0) & (cols < src.shape[3]))
-                phase = np.zeros(src.shape[:2] + (ohp + 2, owp + 2))
+                phase = np.zeros(src.shape[:2] + (ohp + r - 1, owp + r - 1))
                 phase[:, :, inside[0], inside[1]] = src[:, :, rows[inside[0].ravel()]][
                     :, :, :, cols[inside[1].ravel()]]
-                bound[:, :, r::dh, s::dw] = winograd_bound(phase, k, (ohp, owp), 0, 0, groups)
+                bound[:, :, p::dh, s::dw] = winograd_bound(phase, k, (ohp, owp), 0, 0, groups)
         return bound
     n, c, h, wd = src.shape
     o, cg = k.shape[:2]
     oh, ow = out_hw
-    th, tw = -(-oh // 4), -(-ow // 4)
+    th, tw = -(-oh // m), -(-ow // m)
     # src with the zeros the tiles read around it
-    big = np.zeros((n, c, 4 * th + 2, 4 * tw + 2))
-    r0, r1 = max(0, pt), min(4 * th + 2, h + pt)     # big[i] is src[i - pt]
-    c0, c1 = max(0, pl), min(4 * tw + 2, wd + pl)
+    big = np.zeros((n, c, m * th + r - 1, m * tw + r - 1))
+    r0, r1 = max(0, pt), min(m * th + r - 1, h + pt)     # big[i] is src[i - pt]
+    c0, c1 = max(0, pl), min(m * tw + r - 1, wd + pl)
     if r1 > r0 and c1 > c0:
         big[:, :, r0:r1, c0:c1] = np.abs(src[:, :, r0 - pt:r1 - pt, c0 - pl:c1 - pl])
-    tiles = np.lib.stride_tricks.sliding_window_view(big, (6, 6), axis=(2, 3))[:, :, ::4, ::4]
+    tiles = np.lib.stride_tricks.sliding_window_view(big, (6, 6), axis=(2, 3))[:, :, ::m, ::m]
     v = np.einsum("ar,nctsrq,bq->nctsab", np.abs(BT), tiles, np.abs(BT))
-    u = np.einsum("ap,ocpq,bq->ocab", np.abs(G), np.abs(k), np.abs(G))
+    u = np.einsum("ap,ocpq,bq->ocab", np.abs(g_), np.abs(k), np.abs(g_))
     og = o // groups
-    m = np.concatenate([np.einsum("nctsab,ocab->notsab", v[:, i * cg:(i + 1) * cg],
-                                  u[i * og:(i + 1) * og]) for i in range(groups)], axis=1)
-    s = np.einsum("ia,notsab,jb->notisj", np.abs(AT), m, np.abs(AT))
-    s = s.reshape(n, o, 4 * th, 4 * tw)[:, :, :oh, :ow]
+    mm = np.concatenate([np.einsum("nctsab,ocab->notsab", v[:, i * cg:(i + 1) * cg],
+                                   u[i * og:(i + 1) * og]) for i in range(groups)], axis=1)
+    s = np.einsum("ia,notsab,jb->notisj", np.abs(at), mm, np.abs(at))
+    s = s.reshape(n, o, m * th, m * tw)[:, :, :oh, :ow]
     return (cg + 16) * s
 
 
 def turned(w, groups):
     """The input gradient's kernel: w turned by 180 degrees, its channel axes
-    exchanged within each group: (C, F // groups, 3, 3)."""
-    f, cg = w.shape[:2]
-    k = w.reshape(groups, f // groups, cg, 3, 3).transpose(0, 2, 1, 3, 4)
-    return k.reshape(groups * cg, f // groups, 3, 3)[..., ::-1, ::-1]
+    exchanged within each group: (C, F // groups, r, r)."""
+    f, cg, r = w.shape[:3]
+    k = w.reshape(groups, f // groups, cg, r, r).transpose(0, 2, 1, 3, 4)
+    return k.reshape(groups * cg, f // groups, r, r)[..., ::-1, ::-1]
 
 
 def run_case(n, cg, fg, groups, size, pads, dtype, seed, scale=1.0, bias=True,
-             dilation=(1, 1)):
-    """Both passes by method='winograd' against the float64 reference."""
+             dilation=(1, 1), r=3):
+    """Both passes by method='winograd', an r x r kernel, against the float64
+    reference."""
     rng = np.random.default_rng(seed)
     c, f = cg * groups, fg * groups
     x = (rng.standard_normal((n, c) + size) * scale).astype(dtype)
-    w = rng.standard_normal((f, cg, 3, 3)).astype(dtype)
+    w = rng.standard_normal((f, cg, r, r)).astype(dtype)
     b = rng.standard_normal(f).astype(dtype) if bias else None
     kw = dict(padding=pads, groups=groups, dilation=dilation, method="winograd")
     y = convx.conv2d(x, w, b, **kw)
@@ -117,18 +132,21 @@ def run_case(n, cg, fg, groups, size, pads, dtype, seed, scale=1.0, bias=True,
     worst = check_bound("forward", y, ref.y,
                         winograd_bound(xf, wf, y.shape[2:], pads[0], pads[1], groups, dilation),
                         ref.n_y * EPS64 * ref.y_abs, np.dtype(dtype), "Winograd")
-    dx_bound = winograd_bound(gf, turned(wf, groups), x.shape[2:], 2 * dilation[0] - pads[0],
-                              2 * dilation[1] - pads[1], groups, dilation)
+    dx_bound = winograd_bound(gf, turned(wf, groups), x.shape[2:],
+                              (r - 1) * dilation[0] - pads[0], (r - 1) * dilation[1] - pads[1],
+                              groups, dilation)
     return max(worst, check_bound("input grad", dx, ref.dx, dx_bound,
                                   ref.n_dx * EPS64 * ref.dx_abs, np.dtype(dtype), "Winograd"))
 
 
 @st.composite
 def winograd_cases(draw):
+    r = draw(st.sampled_from([3, 3, 5]))
     pads = (draw(st.integers(0, 4)), draw(st.integers(0, 4)))
     dilation = draw(st.sampled_from([(1, 1), (1, 1), (2, 2), (1, 3), (3, 2)]))
-    size = tuple(draw(st.integers(max(1, 2 * d + 1 - 2 * p), 40)) for p, d in zip(pads, dilation))
-    return dict(n=draw(st.integers(1, 3)), cg=draw(st.integers(1, 9)), dilation=dilation,
+    size = tuple(draw(st.integers(max(1, (r - 1) * d + 1 - 2 * p), 40))
+                 for p, d in zip(pads, dilation))
+    return dict(r=r, n=draw(st.integers(1, 3)), cg=draw(st.integers(1, 9)), dilation=dilation,
                 fg=draw(st.integers(1, 9)), groups=draw(st.sampled_from([1, 1, 2, 3])),
                 size=size, pads=pads, dtype=draw(st.sampled_from([np.float32, np.float64])),
                 seed=draw(st.integers(0, 2**32 - 1)),
@@ -156,14 +174,15 @@ def test_both_passes_within_the_bound(case):
     (2, 24, 16, 1, (37, 30), (2, 2), (2, 2)),  # dilated, 'same': four phase images
     (3, 8, 12, 2, (25, 31), (1, 4), (3, 2)),   # dilated unevenly, pads not multiples
 ])
+@pytest.mark.parametrize("r", [3, 5])
 @pytest.mark.parametrize("isa", [1, 9])
-def test_named_cases_within_the_bound(case, dtype, isa):
+def test_named_cases_within_the_bound(case, dtype, r, isa):
     """At the baseline level (isa 1: generic transforms) and at the CPU's own
-    (the AVX2 transforms where it has AVX2)."""
+    (the AVX2 transforms where it has AVX2); 3x3 and 5x5 kernels."""
     before = _core.isa()
     try:
         _core.set_isa(isa)
-        run_case(*case[:6], dtype, seed=11, dilation=case[6] if len(case) > 6 else (1, 1))
+        run_case(*case[:6], dtype, seed=11, dilation=case[6] if len(case) > 6 else (1, 1), r=r)
     finally:
         _core.set_isa(before)
 
@@ -205,7 +224,8 @@ def test_non_finite_values_take_the_other_algorithm(dtype, where, value):
 @pytest.mark.parametrize("isa", [1, 9])
 @pytest.mark.parametrize("pass_", ["forward", "input grad"])
 @pytest.mark.parametrize("dilation", [(1, 1), (2, 3)])
-def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, dilation,
+@pytest.mark.parametrize("r", [3, 5])
+def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, dilation, r,
                                                     default_threads, monkeypatch):
     """The kernel looks for non-finite values itself, as it transforms the
     input (the output gradient): one anywhere the sums read (a corner, an
@@ -219,27 +239,23 @@ def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, dilation,
     # image's phase images one piece (the pieces share the kernel's transform)
     monkeypatch.setattr(_engine, "_WINO_SPLIT_BYTES", 1)
     x = rng.standard_normal((4, 5, 19, 21)).astype(dtype)
-    w = rng.standard_normal((6, 5, 3, 3)).astype(dtype)
-    g = rng.standard_normal((4, 6, 19, 21)).astype(dtype)
+    w = rng.standard_normal((6, 5, r, r)).astype(dtype)
     pads = dilation
     geometry = dict(padding=pads, dilation=dilation)
+    g = rng.standard_normal(convx.conv2d(x, w, **geometry).shape).astype(dtype)
     if pass_ == "forward":
         data = x
         call = lambda m: convx.conv2d(x, w, method=m, **geometry)
-        plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), reference.pads4(pads),
-                                    dilation, 1, method="winograd", dtype=dtype)
+        planner = lambda: _engine.forward_plan("t", x.shape, w.shape, (1, 1),
+                                               reference.pads4(pads), dilation, 1,
+                                               method="winograd", dtype=dtype)
     else:
         data = g
         call = lambda m: convx.conv2d_input_grad(x.shape, w, g, method=m,
                                                  **geometry)
-        plan = _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1),
-                                       reference.pads4(pads), dilation, 1, method="winograd",
-                                       dtype=dtype)
-    if dilation == (1, 1):
-        assert plan[3][0][0] == 48 and plan[3][0][4] == 3, plan[3][0]
-    else:
-        assert plan[3][0][7][2] == 1, plan[3][0]   # one image's phases at a time
-    exact = plan[3][1][1].method
+        planner = lambda: _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1),
+                                                  reference.pads4(pads), dilation, 1,
+                                                  method="winograd", dtype=dtype)
     n, c, h, wd = data.shape
     places = [(0, 0, 0, 0), (n - 1, c - 1, h - 1, wd - 1), (1, 2, 0, wd - 1),
               (n - 1, 0, h - 1, 0), (2, c - 1, 9, 10), (n - 1, 3, h - 2, 1)]
@@ -248,6 +264,14 @@ def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, dilation,
     try:
         _core.set_isa(isa)
         _engine.PLANS.clear()
+        plan = planner()   # at this level: its fallback is this level's exact algorithm
+        if dilation == (1, 1) and r == 3:
+            assert plan[3][0][0] == 48 and plan[3][0][4] == 3, plan[3][0]
+        elif dilation == (1, 1):
+            assert plan[3][0][4] >= 3, plan[3][0]
+        else:
+            assert plan[3][0][7][2] == 1, plan[3][0]   # one image's phases at a time
+        exact = plan[3][1][1].method
         clean = call("winograd")
         assert not np.array_equal(clean, call(exact)), "finite data ran Winograd"
         for threads in sorted({1, convx._threads._MAX_THREADS}):
@@ -294,14 +318,15 @@ def test_the_kernel_says_whether_it_found_a_non_finite_value(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("dilation", [1, 2])
-def test_same_bits_for_any_thread_count(dtype, dilation, default_threads):
+@pytest.mark.parametrize("r", [3, 5])
+def test_same_bits_for_any_thread_count(dtype, dilation, r, default_threads):
     """Each block of tiles is computed by one thread, in an order that does
     not depend on the others."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((5, 16, 30, 31)).astype(dtype)
-    w = rng.standard_normal((12, 16, 3, 3)).astype(dtype)
+    w = rng.standard_normal((12, 16, r, r)).astype(dtype)
     g = rng.standard_normal((5, 12, 30, 31)).astype(dtype)
-    kw = dict(padding=dilation, dilation=dilation, method="winograd")
+    kw = dict(padding=dilation * (r // 2), dilation=dilation, method="winograd")
     results = []
     for threads in range(1, convx._threads._MAX_THREADS + 1):
         convx.set_num_threads(threads)
@@ -355,10 +380,12 @@ def test_working_memory_does_not_grow_with_the_batch():
     assert blocks[:2] == blocks[2:]
 
 
-def test_method_winograd_needs_a_3x3_kernel_at_unit_stride():
+def test_method_winograd_needs_a_3x3_or_5x5_kernel_at_unit_stride():
     x = np.ones((1, 2, 9, 9))
     ok = np.ones((3, 2, 3, 3))
-    calls = [lambda: convx.conv2d(x, np.ones((3, 2, 5, 5)), method="winograd"),
+    calls = [lambda: convx.conv2d(x, np.ones((3, 2, 7, 7)), method="winograd"),
+             lambda: convx.conv2d(x, np.ones((3, 2, 5, 3)), method="winograd"),
+             lambda: convx.conv2d(x, np.ones((3, 2, 5, 5)), stride=2, method="winograd"),
              lambda: convx.conv2d(x, ok, stride=2, method="winograd"),
              lambda: convx.conv2d_input_grad(x.shape, ok, np.ones((1, 3, 4, 4)), stride=2,
                                              method="winograd"),
@@ -369,7 +396,8 @@ def test_method_winograd_needs_a_3x3_kernel_at_unit_stride():
         with pytest.raises(ConvxValueError, match=r"conv[12]d\w*\(\): argument "
                                                   r"'method'='winograd' does not apply to this "
                                                   r"call: the winograd algorithm needs a 3x3 "
-                                                  r"kernel at stride 1, in the forward pass"):
+                                                  r"or 5x5 kernel at stride 1, in the forward "
+                                                  r"pass"):
             call()
 
 
@@ -379,6 +407,10 @@ def test_method_winograd_needs_a_3x3_kernel_at_unit_stride():
     ((16, 64, 56, 56), (64, 64, 3, 3), 1, np.float64, False),    # float64: the exact sums
     ((8, 3, 32, 32), (16, 3, 3, 3), 1, np.float32, False),        # few channels
     ((8, 64, 56, 56), (64, 1, 3, 3), 64, np.float32, False),      # depthwise
+    ((8, 96, 14, 14), (96, 96, 5, 5), 1, np.float32, True),       # F(2x2, 5x5)
+    ((8, 64, 28, 28), (64, 64, 5, 5), 1, np.float32, True),
+    ((8, 64, 28, 28), (64, 64, 5, 5), 1, np.float64, False),
+    ((8, 8, 28, 28), (16, 8, 5, 5), 1, np.float32, False),        # few channels
 ])
 def test_auto_takes_winograd_where_it_pays(x_shape, w_shape, groups, dtype, winograd):
     for pass_, make in (("forward", _engine.forward_plan),

@@ -421,9 +421,10 @@ def conv2d(input: Array, weight: Array, bias: Array | None = None, stride: Geome
         the same bits on every run); 'direct' (the SIMD direct kernels, which
         read the image in place, at any stride), 'gemm' (im2col + convx's matrix product, any
         geometry), 'fft' (products of scipy.fft spectra, overlap-save; a
-        kernel spanning more than one position) or 'winograd' (F(4x4, 3x3):
-        a 3x3 kernel at stride 1, at any dilation, the forward pass and the
-        input gradient; 'auto' takes it in float32 only) force one, for tests
+        kernel spanning more than one position) or 'winograd' (F(4x4, 3x3)
+        for a 3x3 kernel, F(2x2, 5x5) for a 5x5 one, at stride 1, at any
+        dilation, the forward pass and the input gradient; 'auto' takes it
+        in float32 only) force one, for tests
         or to get one algorithm's bits.  The FFT's and Winograd's error
         bounds are in docs/design.md, and a call with a non-finite value
         takes the other algorithms.  A method that does not apply to the call

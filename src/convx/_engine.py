@@ -1906,6 +1906,14 @@ _NS_WINO = {"default": (0.357, 0.00233, 0.0826, 2.75, 0.0836),
 # these, 'auto' was within 5% of the faster of Winograd and the rest on
 # 89 of the 100 float32 passes on the Zen 5 (70 with the Xeon's constants).
 _NS_PER_MAC_3X3 = {"default": 0.0133, "zen5": 0.0113}
+# The same for 5x5 kernels, which run F(2x2, 5x5) (_NS_WINO's terms count
+# its 36-value tiles just as well: its model time was 0.89-1.15x the time
+# measured on 11 of 12 float32 layers of 16 to 256 channels on the Zen 5,
+# 1.94x on one of 8 channels, which it leaves): 'zen5' the median over 24
+# passes of those layers of what the channels kernel, the rows kernel and
+# the GEMM take per multiply-add (0.0065-0.025); 'default' that scaled by
+# the two cores' 3x3 rates above, not measured on the Xeon.
+_NS_PER_MAC_5X5 = {"default": 0.0095, "zen5": 0.0081}
 # A dilated call's phase images (winograd_split, winograd_merge) are cut for
 # about this many bytes of input and output at a time, one image at least,
 # so that they do not grow with the batch; and what cutting out or putting
@@ -1942,13 +1950,16 @@ def _winograd_pays(c: Call, cin: int, cout: int, tiles: int, tb: int, copied: in
     (USE_DIRECT: AVX2), as Winograd's transforms are.  ``copied``: the
     values a dilated call cuts into phase images and puts back; ``narrow``:
     the input transform's values where the rows it reads are narrower than
-    a vector (_NS_WINO_NARROW)."""
+    a vector (_NS_WINO_NARROW).  A 5x5 kernel (F(2x2, 5x5)) is weighed
+    against _NS_PER_MAC_5X5."""
     if not USE_DIRECT or c.dtype.itemsize != 4:
         return False
     terms = _winograd_terms(c.groups, cin, cout, tiles, tb)
     tuning = _tuning()
     cost = (sum(t * k for t, k in zip(terms, _NS_WINO[tuning])) + _NS_WINO_SPLIT * copied
             + _NS_WINO_NARROW * narrow)
+    if c.w[2] == 5:
+        return cost < c.macs * _NS_PER_MAC_5X5[tuning]
     return cost < c.macs * _NS_PER_MAC_3X3[tuning]
 
 
@@ -1956,10 +1967,12 @@ def _winograd_sides(c: Call, pass_: str) -> Any:
     """(channels in, channels out, output height, width, pads top, left) of
     the correlation Winograd computes for ``pass_``: the input gradient is the
     forward sum over the output gradient, the kernel turned and its channel
-    axes exchanged, padded by 2 d - p at dilation d (a negative pad crops)."""
+    axes exchanged, padded by (R - 1) d - p at dilation d for an R x R kernel
+    (a negative pad crops)."""
     if pass_ == "input grad":
-        return (c.w[0], c.x[1], c.x[2], c.x[3], 2 * c.dilation[0] - c.pads[0],
-                2 * c.dilation[1] - c.pads[2])
+        r = c.w[2] - 1
+        return (c.w[0], c.x[1], c.x[2], c.x[3], r * c.dilation[0] - c.pads[0],
+                r * c.dilation[1] - c.pads[2])
     return c.x[1], c.w[0], c.out[2], c.out[3], c.pads[0], c.pads[2]
 
 
@@ -1975,28 +1988,29 @@ def _winograd_block(cin: int, cout: int, tiles: int, itemsize: int) -> int:
 
 
 def _winograd_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
-    """Winograd's F(4x4, 3x3): a 3x3 kernel at unit stride, the forward pass
-    and the input gradient; with the plan that runs a call whose values are
-    not all finite.  At a dilation (dh, dw) other than 1 the call runs on
+    """Winograd's F(4x4, 3x3) for a 3x3 kernel and F(2x2, 5x5) for a 5x5
+    one, at unit stride, the forward pass and the input gradient; with the
+    plan that runs a call whose values are not all finite.  At a dilation (dh, dw) other than 1 the call runs on
     phase images (winograd_split), ``nb`` images at a time: the plan's
     ``split`` is (dh, dw, nb, phase height, width, phase output height,
     width), else None."""
     def plan(c: Call, forced: bool = False) -> Any:
-        if c.w[2:] != (3, 3) or c.stride != (1, 1):
+        if c.w[2:] not in ((3, 3), (5, 5)) or c.stride != (1, 1):
             return None
         cin, cout, oh, ow, pt, pl = _winograd_sides(c, pass_)
         (dh, dw), n, nb, split, copied = c.dilation, c.x[0], c.x[0], None, 0
+        r, step = c.w[2] - 1, 7 - c.w[2]   # the kernel's span - 1, outputs per tile side
         ohp, owp = -(-oh // dh), -(-ow // dw)
-        per_image = dh * dw * -(-ohp // 4) * -(-owp // 4)
+        per_image = dh * dw * -(-ohp // step) * -(-owp // step)
         if (dh, dw) != (1, 1):
-            values = dh * dw * (cin * (ohp + 2) * (owp + 2) + cout * ohp * owp)
+            values = dh * dw * (cin * (ohp + r) * (owp + r) + cout * ohp * owp)
             nb = max(1, min(n, _WINO_SPLIT_BYTES // (values * c.dtype.itemsize)))
-            split, copied = (dh, dw, nb, ohp + 2, owp + 2, ohp, owp), n * values
+            split, copied = (dh, dw, nb, ohp + r, owp + r, ohp, owp), n * values
         tiles = nb * per_image   # one run of conv_winograd's
         tb = _winograd_block(cin, cout, tiles, c.dtype.itemsize)
         # the width of what the input transform reads: the phase images', the
         # input's, or the output gradient's
-        width = owp + 2 if split else c.out[3] if pass_ == "input grad" else c.x[3]
+        width = owp + r if split else c.out[3] if pass_ == "input grad" else c.x[3]
         narrow = 36 * n * per_image * cin if width < 8 else 0
         if not forced and not _winograd_pays(c, cin, cout, n * per_image, tb, copied, narrow):
             return None
@@ -2066,7 +2080,7 @@ _DIRECT_NEEDS = "stride 1 along the width"
 _BORDER_NEEDS = ("a padding and dilation that leave the padded image at most 4 times the "
                  "input's size, and the rows of an item at most 2**24 values")
 _FFT_NEEDS = "a kernel that spans more than one position along an axis"
-_WINO_NEEDS = "a 3x3 kernel at stride 1, in the forward pass or the input gradient"
+_WINO_NEEDS = "a 3x3 or 5x5 kernel at stride 1, in the forward pass or the input gradient"
 ALGORITHMS = {
     "forward": (
         Algorithm("empty", None, _forward_empty, _forward_empty_run),

@@ -1,4 +1,8 @@
-/* convx: the transforms of Winograd's minimal filtering algorithm F(4x4, 3x3).
+/* convx: the transforms of Winograd's minimal filtering algorithm F(4x4, 3x3)
+ * and of F(2x2, 5x5), which shares its points, 6x6 tiles and B^T: its G is
+ * 6x5 (cvx_wino_g5) and its A^T has two rows, [1 1 1 1 1 0] and
+ * [0 1 -1 2 -2 1], 36 multiplies per channel for 4 outputs where the
+ * direct sum takes 100.
  *
  * A 3x3 correlation at unit stride gives each 4x4 tile of output from a 6x6
  * tile of input d (the tiles overlap by 2) as
@@ -74,10 +78,12 @@
 
 /* Where a block's tiles lie: for tile t0 + l, its image, and the row and
  * column (in the input, which may be outside it) of its first value, or
- * img = -1 (row = col = 0) past the block's nt tiles. */
+ * img = -1 (row = col = 0) past the block's nt tiles; tiles ``step`` apart
+ * (4 outputs a side for F(4x4, 3x3), 2 for F(2x2, 5x5)). */
 static inline void cvx_wino_lanes(ptrdiff_t L, ptrdiff_t t0, ptrdiff_t t, ptrdiff_t nt,
                                   ptrdiff_t TH, ptrdiff_t TW, ptrdiff_t pt, ptrdiff_t pl,
-                                  ptrdiff_t *img, ptrdiff_t *row, ptrdiff_t *col)
+                                  ptrdiff_t step, ptrdiff_t *img, ptrdiff_t *row,
+                                  ptrdiff_t *col)
 {
     for (ptrdiff_t l = 0; l < L; l++) {
         if (t + l >= nt) {
@@ -87,8 +93,8 @@ static inline void cvx_wino_lanes(ptrdiff_t L, ptrdiff_t t0, ptrdiff_t t, ptrdif
         }
         const ptrdiff_t tau = t0 + t + l, in_img = tau % (TH * TW);
         img[l] = tau / (TH * TW);
-        row[l] = 4 * (in_img / TW) - pt;
-        col[l] = 4 * (in_img % TW) - pl;
+        row[l] = step * (in_img / TW) - pt;
+        col[l] = step * (in_img % TW) - pl;
     }
 }
 
@@ -115,8 +121,8 @@ static inline ptrdiff_t cvx_wino_stride(ptrdiff_t rows, ptrdiff_t tb, ptrdiff_t 
 #define CVX_WINO_IN_ARGS(T)                                                         \
     const T *x, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, ptrdiff_t pt, ptrdiff_t pl,  \
     ptrdiff_t TH, ptrdiff_t TW, ptrdiff_t t0, ptrdiff_t nt, ptrdiff_t ncols, T *V,  \
-    ptrdiff_t tb, ptrdiff_t xs
-#define CVX_WINO_IN_PASS x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, xs
+    ptrdiff_t tb, ptrdiff_t xs, ptrdiff_t step
+#define CVX_WINO_IN_PASS x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, xs, step
 
 #define CVX_DEFINE_WINO_IN(NAME, T, L)                                              \
 static inline CVX_ALWAYS_INLINE int NAME##_body(CVX_WINO_IN_ARGS(T))                \
@@ -124,7 +130,7 @@ static inline CVX_ALWAYS_INLINE int NAME##_body(CVX_WINO_IN_ARGS(T))            
     T seen = 0;                                                                     \
     for (ptrdiff_t t = 0; t < ncols; t += L) {                                      \
         ptrdiff_t img[L], row[L], col[L];                                           \
-        cvx_wino_lanes(L, t0, t, nt, TH, TW, pt, pl, img, row, col);                \
+        cvx_wino_lanes(L, t0, t, nt, TH, TW, pt, pl, step, img, row, col);          \
         for (ptrdiff_t c = 0; c < C; c++) {                                         \
             T p[36][L], s[36][L];                                                   \
             for (ptrdiff_t l = 0; l < L; l++) {                                     \
@@ -172,15 +178,16 @@ static int NAME(CVX_WINO_IN_ARGS(T)) { return NAME##_body(CVX_WINO_IN_PASS); }
  * OW) output are written.  M has at least nt rounded up to L columns. */
 #define CVX_WINO_OUT_ARGS(T)                                                        \
     const T *M, ptrdiff_t F, ptrdiff_t tb, ptrdiff_t xs, ptrdiff_t t0, ptrdiff_t nt, \
-    ptrdiff_t TH, ptrdiff_t TW, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW
-#define CVX_WINO_OUT_PASS M, F, tb, xs, t0, nt, TH, TW, bias, out, OH, OW
+    ptrdiff_t TH, ptrdiff_t TW, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,      \
+    ptrdiff_t step
+#define CVX_WINO_OUT_PASS M, F, tb, xs, t0, nt, TH, TW, bias, out, OH, OW, step
 
 #define CVX_DEFINE_WINO_OUT(NAME, T, L)                                             \
 static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_WINO_OUT_ARGS(T))              \
 {                                                                                   \
     for (ptrdiff_t t = 0; t < nt; t += L) {                                         \
         ptrdiff_t img[L], row[L], col[L];                                           \
-        cvx_wino_lanes(L, t0, t, nt, TH, TW, 0, 0, img, row, col);                  \
+        cvx_wino_lanes(L, t0, t, nt, TH, TW, 0, 0, step, img, row, col);            \
         for (ptrdiff_t f = 0; f < F; f++) {                                         \
             T m[36][L], s[24][L], y[16][L];                                         \
             for (int e = 0; e < 36; e++)                                            \
@@ -209,8 +216,8 @@ static void NAME(CVX_WINO_OUT_ARGS(T)) { NAME##_body(CVX_WINO_OUT_PASS); }
 
 CVX_DEFINE_WINO_IN(cvx_wino_in_f32_v1, float, 8)
 CVX_DEFINE_WINO_IN(cvx_wino_in_f64_v1, double, 4)
-CVX_DEFINE_WINO_OUT(cvx_wino_out_f32_v1, float, 8)
-CVX_DEFINE_WINO_OUT(cvx_wino_out_f64_v1, double, 4)
+CVX_DEFINE_WINO_OUT(cvx_wino_out4_f32_v1, float, 8)
+CVX_DEFINE_WINO_OUT(cvx_wino_out4_f64_v1, double, 4)
 
 #if CVX_X86_DISPATCH
 /* ---------------------------------------------------------------------- */
@@ -271,10 +278,10 @@ typedef struct {
 static inline void cvx_wino_in_setup(int L, int shift, ptrdiff_t C, ptrdiff_t H,
                                      ptrdiff_t W, ptrdiff_t pt, ptrdiff_t pl, ptrdiff_t TH,
                                      ptrdiff_t TW, ptrdiff_t t0, ptrdiff_t t, ptrdiff_t nt,
-                                     cvx_wino_in_lanes *s)
+                                     ptrdiff_t step, cvx_wino_in_lanes *s)
 {
     ptrdiff_t img[8], row[8], col[8];
-    cvx_wino_lanes(L, t0, t, nt, TH, TW, pt, pl, img, row, col);
+    cvx_wino_lanes(L, t0, t, nt, TH, TW, pt, pl, step, img, row, col);
     for (int l = 0; l < L; l++) {
         const ptrdiff_t r0 = row[l], q0 = col[l];
         ptrdiff_t cs = q0 < 0 ? 0 : q0;
@@ -301,7 +308,7 @@ static inline void cvx_wino_in_setup(int L, int shift, ptrdiff_t C, ptrdiff_t H,
                                                               : CVX_WINO_CHUNK;     \
         for (ptrdiff_t g = 0; g < ng; g++)                                          \
             cvx_wino_in_setup(L, SHIFT, C, H, W, pt, pl, TH, TW, t0, t1 + L * g, nt, \
-                              lanes + g);                                           \
+                              step, lanes + g);                                     \
         for (ptrdiff_t c = 0; c < C; c++)                                           \
             for (ptrdiff_t g = 0; g < ng; g++) {                                    \
                 const cvx_wino_in_lanes *s = lanes + g;                             \
@@ -422,7 +429,8 @@ typedef struct {
                                  ? (nt - t1 + L - 1) / L : CVX_WINO_CHUNK;          \
         for (ptrdiff_t g = 0; g < ng; g++) {                                        \
             cvx_wino_out_lanes *s = lanes + g;                                      \
-            cvx_wino_lanes(L, t0, t1 + L * g, nt, TH, TW, 0, 0, s->img, s->row, s->col); \
+            cvx_wino_lanes(L, t0, t1 + L * g, nt, TH, TW, 0, 0, step, s->img, s->row,  \
+                           s->col);                                                 \
             for (int l = 0; l < L; l++)                                             \
                 s->at[l] = s->img[l] >= 0 && s->row[l] + 4 <= OH && s->col[l] + 4 <= OW \
                            ? (s->img[l] * F * OH + s->row[l]) * OW + s->col[l] : -1; \
@@ -456,7 +464,7 @@ typedef struct {
                     o[i * OW + j] = buf[l][i * 4 + j];                              \
     }
 
-CVX_AVX2 static void cvx_wino_out_f32_avx2(CVX_WINO_OUT_ARGS(float))
+CVX_AVX2 static void cvx_wino_out4_f32_avx2(CVX_WINO_OUT_ARGS(float))
 {
     CVX_WINO_OUT_CHUNKS(8, {
         ptrdiff_t ld[8];
@@ -491,7 +499,7 @@ CVX_AVX2 static void cvx_wino_out_f32_avx2(CVX_WINO_OUT_ARGS(float))
     })
 }
 
-CVX_AVX2 static void cvx_wino_out_f64_avx2(CVX_WINO_OUT_ARGS(double))
+CVX_AVX2 static void cvx_wino_out4_f64_avx2(CVX_WINO_OUT_ARGS(double))
 {
     CVX_WINO_OUT_CHUNKS(4, {
         ptrdiff_t ld[4];
@@ -534,14 +542,82 @@ static TYPE NAME(ARGS) { RET NAME##_v1(PASS); }
 /* (the AVX2 input transforms read 8 values a row: rows of at least 8) */
 CVX_WINO_PICK(int, return, cvx_wino_in_f32, CVX_WINO_IN_ARGS(float), CVX_WINO_IN_PASS, W >= 8)
 CVX_WINO_PICK(int, return, cvx_wino_in_f64, CVX_WINO_IN_ARGS(double), CVX_WINO_IN_PASS, W >= 8)
-CVX_WINO_PICK(void, , cvx_wino_out_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
-CVX_WINO_PICK(void, , cvx_wino_out_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(void, , cvx_wino_out4_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(void, , cvx_wino_out4_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
+
+/* F(2x2, 5x5)'s output transform: out[n, f, 2i + a, 2j + b] = (A^T M A)[a][b]
+ * + bias[f], as CVX_DEFINE_WINO_OUT, with A^T's two rows [1 1 1 1 1 0] and
+ * [0 1 -1 2 -2 1].  L tiles at once, each step one loop over the lanes; the
+ * x86-64-v3 build is the same code, which the compiler vectorises (and
+ * contracts to fused multiply-adds). */
+#define CVX_WINO_A2(T, in, is, o0, o1, l)                                           \
+    do {                                                                            \
+        const T m1 = in[1 * is][l], m2 = in[2 * is][l];                             \
+        const T m3 = in[3 * is][l], m4 = in[4 * is][l];                             \
+        o0 = in[0][l] + (m1 + m2) + (m3 + m4);                                      \
+        o1 = (m1 - m2) + 2 * (m3 - m4) + in[5 * is][l];                             \
+    } while (0)
+
+#define CVX_DEFINE_WINO_OUT2(NAME, T, L, ATTR)                                      \
+ATTR static void NAME(CVX_WINO_OUT_ARGS(T))                                         \
+{                                                                                   \
+    for (ptrdiff_t t = 0; t < nt; t += L) {                                         \
+        ptrdiff_t img[L], row[L], col[L];                                           \
+        cvx_wino_lanes(L, t0, t, nt, TH, TW, 0, 0, step, img, row, col);            \
+        for (ptrdiff_t f = 0; f < F; f++) {                                         \
+            T v[36][L], s[12][L], y[4][L];                                          \
+            for (int e = 0; e < 36; e++)                                            \
+                memcpy(v[e], M + e * xs + f * tb + t, sizeof v[e]);                \
+            for (int b = 0; b < 6; b++) {      /* down each column: s[i][b] */      \
+                T (*in)[L] = v + b;                                                 \
+                for (ptrdiff_t l = 0; l < L; l++)                                   \
+                    CVX_WINO_A2(T, in, 6, s[b][l], s[6 + b][l], l);                 \
+            }                                                                       \
+            const T b0 = bias ? bias[f] : (T)0;                                     \
+            for (int i = 0; i < 2; i++) {      /* along each row: y[i][j] */        \
+                T (*in)[L] = s + i * 6;                                             \
+                for (ptrdiff_t l = 0; l < L; l++) {                                 \
+                    CVX_WINO_A2(T, in, 1, y[2 * i][l], y[2 * i + 1][l], l);         \
+                    y[2 * i][l] += b0;                                              \
+                    y[2 * i + 1][l] += b0;                                          \
+                }                                                                   \
+            }                                                                       \
+            for (ptrdiff_t l = 0; l < L && img[l] >= 0; l++) {                      \
+                T *dst = out + ((img[l] * F + f) * OH + row[l]) * OW + col[l];      \
+                const ptrdiff_t rows = OH - row[l] < 2 ? OH - row[l] : 2;           \
+                const ptrdiff_t cols = OW - col[l] < 2 ? OW - col[l] : 2;           \
+                for (ptrdiff_t i = 0; i < rows; i++)                                \
+                    for (ptrdiff_t j = 0; j < cols; j++)                            \
+                        dst[i * OW + j] = y[i * 2 + j][l];                          \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+}
+
+CVX_DEFINE_WINO_OUT2(cvx_wino_out2_f32_v1, float, 8, )
+CVX_DEFINE_WINO_OUT2(cvx_wino_out2_f64_v1, double, 4, )
+#if CVX_X86_DISPATCH
+CVX_DEFINE_WINO_OUT2(cvx_wino_out2_f32_avx2, float, 8, CVX_AVX2)
+CVX_DEFINE_WINO_OUT2(cvx_wino_out2_f64_avx2, double, 4, CVX_AVX2)
+#endif
+CVX_WINO_PICK(void, , cvx_wino_out2_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(void, , cvx_wino_out2_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
+
+/* The output transform of the tiles ``step`` apart: 4 (F(4x4, 3x3)) or 2. */
+static void cvx_wino_out_f32(CVX_WINO_OUT_ARGS(float))
+{
+    (step == 2 ? cvx_wino_out2_f32 : cvx_wino_out4_f32)(CVX_WINO_OUT_PASS);
+}
+static void cvx_wino_out_f64(CVX_WINO_OUT_ARGS(double))
+{
+    (step == 2 ? cvx_wino_out2_f64 : cvx_wino_out4_f64)(CVX_WINO_OUT_PASS);
+}
 
 /* Rows o0 .. o0 + CVX_MR - 1 (one micro-panel) of each of the 36 matrices
- * U[xi] = (G g G^T)[xi] (O x I; g = w[o, i], rows of 3; or with ``flip``
+ * U[xi] = (G g G^T)[xi] (O x I; g = w[o, i], R x R; or with ``flip``
  * g = w[i, o] turned by 180 degrees, the input gradient's kernel, its outputs
- * being w's inputs; w is one group's (O, I, 3, 3), or (I, O, 3, 3)
- * flipped), written straight into their packed form for the matrix product
+ * being w's inputs; w is one group's (O, I, R, R), or (I, O, R, R)
+ * flipped; cvx_wino_weights_* R = 3, cvx_wino_weights5_* R = 5), written straight into their packed form for the matrix product
  * (_gemm.h, cvx_prepack: K blocks of CVX_KC columns, micro-panels of CVX_MR
  * rows), matrix xi at pack + xi*Mp*I.  Rows o >= O (the last panel's
  * padding, up to Mp) are zeros.  A block of CVX_WINO_IB columns of the
@@ -557,12 +633,25 @@ CVX_WINO_PICK(void, , cvx_wino_out_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_
 /* The panel's CVX_MR rows are the lanes: each step below is one loop over  */
 /* them, which the compiler makes one vector operation (4 doubles with      */
 /* AVX2), with each lane's sums in the scalar order.                        */
-#define CVX_DEFINE_WINO_WEIGHTS(NAME, T, ATTR)                                      \
+/* G of F(4x4, 3x3) (in the table at the top) and of F(2x2, 5x5): row a for
+ * the point a_i is [1, a_i, ..., a_i^(R-1)] / prod_(j != i) (a_i - a_j), the
+ * last (infinity) [0, ..., 0, 1]. */
+static const double cvx_wino_g3[6][5] = {
+    {1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+    {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
+static const double cvx_wino_g5[6][5] = {
+    {1.0 / 4, 0, 0, 0, 0},
+    {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
+    {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6},
+    {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3, 2.0 / 3},
+    {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3, 2.0 / 3},
+    {0, 0, 0, 0, 1}};
+
+/* An R x R kernel (R = 3: G = cvx_wino_g3; R = 5: cvx_wino_g5).  Each sum
+ * is taken left to right, G's column 0 first. */
+#define CVX_DEFINE_WINO_WEIGHTS(NAME, T, ATTR, R, G)                                \
 ATTR static void NAME(CVX_WINO_WEIGHTS_ARGS(T))                                     \
 {                                                                                   \
-    static const double G[6][3] = {                                                 \
-        {1.0 / 4, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6}, \
-        {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};  \
     const ptrdiff_t Mp = (O + CVX_MR - 1) / CVX_MR * CVX_MR;                        \
     for (ptrdiff_t i0 = 0; i0 < I; i0 += CVX_WINO_IB) {                             \
         const ptrdiff_t ib = I - i0 < CVX_WINO_IB ? I - i0 : CVX_WINO_IB;           \
@@ -570,25 +659,31 @@ ATTR static void NAME(CVX_WINO_WEIGHTS_ARGS(T))                                 
         const ptrdiff_t kc = I - pc < CVX_KC ? I - pc : CVX_KC;                     \
         T u[36][CVX_WINO_IB * CVX_MR];    /* u[xi][(i - i0)*MR + o - o0] */         \
         for (ptrdiff_t i = 0; i < ib; i++) {                                        \
-            double g[9][CVX_MR], h[18][CVX_MR];   /* g[p*3 + q][r], h[a*3 + q][r] */ \
+            /* g[p*R + q][r], h[a*R + q][r] */                                      \
+            double g[R * R][CVX_MR], h[6 * R][CVX_MR];                              \
             for (int r = 0; r < CVX_MR; r++) {                                      \
                 const ptrdiff_t o = o0 + r;                                         \
-                const T *src = o >= O ? NULL : flip ? w + ((i0 + i) * O + o) * 9    \
-                                                    : w + (o * I + i0 + i) * 9;     \
-                for (int e = 0; e < 9; e++)                                         \
-                    g[e][r] = src == NULL ? 0.0 : flip ? src[8 - e] : src[e];      \
+                const T *src = o >= O ? NULL : flip ? w + ((i0 + i) * O + o) * R * R \
+                                                    : w + (o * I + i0 + i) * R * R; \
+                for (int e = 0; e < R * R; e++)                                     \
+                    g[e][r] = src == NULL ? 0.0 : flip ? src[R * R - 1 - e] : src[e]; \
             }                                                                       \
             for (int a = 0; a < 6; a++)                                             \
-                for (int q = 0; q < 3; q++)                                         \
-                    for (int r = 0; r < CVX_MR; r++)                                \
-                        h[a * 3 + q][r] = G[a][0] * g[q][r] + G[a][1] * g[3 + q][r] \
-                                          + G[a][2] * g[6 + q][r];                  \
+                for (int q = 0; q < R; q++)                                         \
+                    for (int r = 0; r < CVX_MR; r++) {                              \
+                        double acc = G[a][0] * g[q][r];                             \
+                        for (int p = 1; p < R; p++)                                 \
+                            acc = acc + G[a][p] * g[p * R + q][r];                  \
+                        h[a * R + q][r] = acc;                                      \
+                    }                                                               \
             for (int a = 0; a < 6; a++)                                             \
                 for (int b = 0; b < 6; b++)                                         \
-                    for (int r = 0; r < CVX_MR; r++)                                \
-                        u[a * 6 + b][i * CVX_MR + r] =                              \
-                            (T)(h[a * 3][r] * G[b][0] + h[a * 3 + 1][r] * G[b][1]   \
-                                + h[a * 3 + 2][r] * G[b][2]);                       \
+                    for (int r = 0; r < CVX_MR; r++) {                              \
+                        double acc = h[a * R][r] * G[b][0];                         \
+                        for (int q = 1; q < R; q++)                                 \
+                            acc = acc + h[a * R + q][r] * G[b][q];                  \
+                        u[a * 6 + b][i * CVX_MR + r] = (T)acc;                      \
+                    }                                                               \
         }                                                                           \
         for (int xi = 0; xi < 36; xi++)                                             \
             memcpy(pack + xi * Mp * I + pc * Mp + o0 * kc + (i0 - pc) * CVX_MR, u[xi], \
@@ -596,18 +691,27 @@ ATTR static void NAME(CVX_WINO_WEIGHTS_ARGS(T))                                 
     }                                                                               \
 }
 
-CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f32_v1, float, )
-CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f64_v1, double, )
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f32_v1, float, , 3, cvx_wino_g3)
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f64_v1, double, , 3, cvx_wino_g3)
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights5_f32_v1, float, , 5, cvx_wino_g5)
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights5_f64_v1, double, , 5, cvx_wino_g5)
 #if CVX_X86_DISPATCH
 /* (no fused multiply-adds: the same double sums, so the same bits, as the  */
 /* baseline's)                                                              */
 #define CVX_WINO_WEIGHTS_AVX2 __attribute__((target("arch=x86-64-v3"), optimize("fp-contract=off")))
-CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f32_avx2, float, CVX_WINO_WEIGHTS_AVX2)
-CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f64_avx2, double, CVX_WINO_WEIGHTS_AVX2)
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f32_avx2, float, CVX_WINO_WEIGHTS_AVX2, 3, cvx_wino_g3)
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f64_avx2, double, CVX_WINO_WEIGHTS_AVX2, 3, cvx_wino_g3)
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights5_f32_avx2, float, CVX_WINO_WEIGHTS_AVX2, 5, cvx_wino_g5)
+CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights5_f64_avx2, double, CVX_WINO_WEIGHTS_AVX2, 5,
+                        cvx_wino_g5)
 #endif
 CVX_WINO_PICK(void, , cvx_wino_weights_f32, CVX_WINO_WEIGHTS_ARGS(float), CVX_WINO_WEIGHTS_PASS,
               1)
 CVX_WINO_PICK(void, , cvx_wino_weights_f64, CVX_WINO_WEIGHTS_ARGS(double), CVX_WINO_WEIGHTS_PASS,
+              1)
+CVX_WINO_PICK(void, , cvx_wino_weights5_f32, CVX_WINO_WEIGHTS_ARGS(float), CVX_WINO_WEIGHTS_PASS,
+              1)
+CVX_WINO_PICK(void, , cvx_wino_weights5_f64, CVX_WINO_WEIGHTS_ARGS(double), CVX_WINO_WEIGHTS_PASS,
               1)
 
 #endif

@@ -1,11 +1,12 @@
-# convx: Winograd's F(4x4, 3x3) (_winograd.h) for a 3x3 kernel at unit stride
-# and dilation: the forward pass, and the input gradient (the same sum over
-# the output gradient, the kernel turned by 180 degrees and its channel axes
-# exchanged); and the copies that run a dilated call on phase images (at the
-# end).  Included by _core.pyx after _gemm_passes.pxi, whose matrix product
-# runs the 36 products per block of tiles.
+# convx: Winograd's F(4x4, 3x3) and F(2x2, 5x5) (_winograd.h) for a 3x3 or
+# 5x5 kernel at unit stride and dilation: the forward pass, and the input
+# gradient (the same sum over the output gradient, the kernel turned by 180
+# degrees and its channel axes exchanged); and the copies that run a dilated
+# call on phase images (at the end).  Included by _core.pyx after
+# _gemm_passes.pxi, whose matrix product runs the 36 products per block of
+# tiles.
 #
-# An item is a block of ``tb`` tiles (4x4 outputs each, numbered over the
+# An item is a block of ``tb`` tiles (4x4 or 2x2 outputs each, numbered over the
 # whole batch): its input transform (V, 36 x C rows of tb columns), then for
 # each group and each of the 36 positions xi, M[xi] = U[xi] . V[xi], then the
 # output transform.  Each output is computed by one item, in an order that
@@ -15,22 +16,28 @@ cdef extern from "_winograd.h" nogil:
     int cvx_wino_in_f32(const float* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
                         Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ncols, float* V,
-                        Py_ssize_t tb, Py_ssize_t xs)
+                        Py_ssize_t tb, Py_ssize_t xs, Py_ssize_t step)
     int cvx_wino_in_f64(const double* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                         Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
                         Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ncols, double* V,
-                        Py_ssize_t tb, Py_ssize_t xs)
+                        Py_ssize_t tb, Py_ssize_t xs, Py_ssize_t step)
     Py_ssize_t cvx_wino_stride(Py_ssize_t rows, Py_ssize_t tb, Py_ssize_t size)
     void cvx_wino_out_f32(const float* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
                           Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
-                          const float* bias, float* out, Py_ssize_t OH, Py_ssize_t OW)
+                          const float* bias, float* out, Py_ssize_t OH, Py_ssize_t OW,
+                          Py_ssize_t step)
     void cvx_wino_out_f64(const double* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
                           Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
-                          const double* bias, double* out, Py_ssize_t OH, Py_ssize_t OW)
+                          const double* bias, double* out, Py_ssize_t OH, Py_ssize_t OW,
+                          Py_ssize_t step)
     void cvx_wino_weights_f32(const float* w, Py_ssize_t Co, Py_ssize_t I, int flip,
                               Py_ssize_t o0, float* pack)
     void cvx_wino_weights_f64(const double* w, Py_ssize_t Co, Py_ssize_t I, int flip,
                               Py_ssize_t o0, double* pack)
+    void cvx_wino_weights5_f32(const float* w, Py_ssize_t Co, Py_ssize_t I, int flip,
+                               Py_ssize_t o0, float* pack)
+    void cvx_wino_weights5_f64(const double* w, Py_ssize_t Co, Py_ssize_t I, int flip,
+                               Py_ssize_t o0, double* pack)
 
 
 # A block's tiles are the columns of its products: a multiple of every GEMM
@@ -58,7 +65,7 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
                     floating* out, floating* V, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                     Py_ssize_t Co, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t groups,
                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
-                    Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t item,
+                    Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t item, Py_ssize_t step,
                     const int* stop) noexcept nogil:
     """Tiles item*tb .. of the batch: V and then M in the thread's ``V``.
     Returns 1, and leaves the item's outputs unwritten, when a value of V is
@@ -71,10 +78,10 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
     cdef floating* M = V + 36 * vs
     cdef cvx_operand A, B
     if floating is float:
-        if cvx_wino_in_f32(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, vs):
+        if cvx_wino_in_f32(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, vs, step):
             return 1
     else:
-        if cvx_wino_in_f64(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, vs):
+        if cvx_wino_in_f64(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, vs, step):
             return 1
     for g in range(groups):
         for xi in range(36):
@@ -86,21 +93,22 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
                      M + xi * ms + g * Og * tb, tb, 0, NULL, stop):
                 return 0
     if floating is float:
-        cvx_wino_out_f32(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW)
+        cvx_wino_out_f32(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
     else:
-        cvx_wino_out_f64(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW)
+        cvx_wino_out_f64(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
     return 0
 
 
 def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
-                  const floating[:, :, :, ::1] w,   # IN  (Co, C//G, 3, 3); flip: (C, Co//G, 3, 3)
+                  const floating[:, :, :, ::1] w,   # IN  (Co, C//G, R, R); flip: (C, Co//G, R, R)
                   const floating[::1] bias,         # IN  (Co,), or None
                   floating[:, :, :, ::1] out,       # OUT (N, Co, OH, OW), every cell written
                   floating[::1] work,               # scratch: winograd_scratch
                   int[::1] found,                   # OUT (1,): 1 if not all finite
                   Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, bint flip,
                   Py_ssize_t tb, bint transformed, int nt, bint interruptible):
-    """out = the 3x3 correlation of x (read as zero outside it, ``pt`` rows
+    """out = the R x R correlation of x, R = 3 (F(4x4, 3x3)) or 5 (F(2x2,
+    5x5)) (read as zero outside it, ``pt`` rows
     above and ``pl`` columns left of out's first cell; negative values crop)
     with w, or with ``flip`` with w turned by 180 degrees and its two channel
     axes exchanged, plus bias; by blocks of ``tb`` tiles (a multiple of
@@ -112,7 +120,9 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t Co = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t Ig = C // groups, Og = Co // groups, Mp = _round_up(Og, CVX_MR)
-    cdef Py_ssize_t TH = (OH + 3) // 4, TW = (OW + 3) // 4, tiles = N * TH * TW
+    cdef Py_ssize_t R = w.shape[2], step = 7 - w.shape[2]   # outputs per tile side
+    cdef Py_ssize_t TH = (OH + step - 1) // step, TW = (OW + step - 1) // step
+    cdef Py_ssize_t tiles = N * TH * TW
     cdef Py_ssize_t items = (tiles + tb - 1) // tb
     cdef Py_ssize_t per = 36 * (cvx_wino_stride(C, tb, sizeof(floating))
                                 + cvx_wino_stride(Co, tb, sizeof(floating)))
@@ -135,18 +145,26 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             g = it // (Mp // CVX_MR)
             o = it % (Mp // CVX_MR) * CVX_MR
             if floating is float:
-                cvx_wino_weights_f32(wp + g * Og * Ig * 9, Og, Ig, flip, o,
-                                     pack + g * 36 * Mp * Ig)
+                if R == 5:
+                    cvx_wino_weights5_f32(wp + g * Og * Ig * 25, Og, Ig, flip, o,
+                                          pack + g * 36 * Mp * Ig)
+                else:
+                    cvx_wino_weights_f32(wp + g * Og * Ig * 9, Og, Ig, flip, o,
+                                         pack + g * 36 * Mp * Ig)
             else:
-                cvx_wino_weights_f64(wp + g * Og * Ig * 9, Og, Ig, flip, o,
-                                     pack + g * 36 * Mp * Ig)
+                if R == 5:
+                    cvx_wino_weights5_f64(wp + g * Og * Ig * 25, Og, Ig, flip, o,
+                                          pack + g * 36 * Mp * Ig)
+                else:
+                    cvx_wino_weights_f64(wp + g * Og * Ig * 9, Og, Ig, flip, o,
+                                         pack + g * 36 * Mp * Ig)
     if nt == 1:
         with nogil:
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
                 if _wino_item(xp, pack, b, op, scratch, C, H, W, Co, OH, OW, groups, pt, pl,
-                              TH, TW, tiles, tb, it, stop):
+                              TH, TW, tiles, tb, it, step, stop):
                     bad[0] = 1
                     break
     else:
@@ -157,7 +175,7 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
                     if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
-                                  groups, pt, pl, TH, TW, tiles, tb, it, stop):
+                                  groups, pt, pl, TH, TW, tiles, tb, it, step, stop):
                         CVX_STORE(bad, 1)
     return not CVX_STOPPED(stop)
 
