@@ -274,14 +274,12 @@ def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, tuning, monke
     # a chunk and a half of filters, or rows that fill the direct kernel's
     ((32, 10, 18, 18), (20, 10, 5, 5), np.float32, "direct"),
     ((64, 6, 14, 14), (12, 6, 5, 5), np.float32, "direct"),
-    ((64, 3, 20, 20), (8, 3, 5, 5), np.float64, "large"),   # one vector of 5x5 filters:
-])                                                         # _channels_large_kernel
+    ((64, 3, 20, 20), (8, 3, 5, 5), np.float64, "direct"),
+])
 def test_forward_of_narrow_rows(xs, ws, dtype, name, monkeypatch):
     """_engine._channels_narrow_rows: the forward pass of a layer whose
     output rows are narrow takes the channels kernel where its filters fill
     its vectors 1.3 times better than the rows fill the direct kernel's."""
-    if name == "large":
-        name = "channels" if _core.channels_wide() else "direct"
     algorithm = _chosen("forward", xs, ws, 1, 1, dtype, monkeypatch, pad=0)
     assert algorithm.name == name
 
@@ -517,8 +515,9 @@ def test_large_kernels_take_wide_vectors(xs, ws, groups, dtype, monkeypatch, def
     the channels kernel in 64-byte vectors at x86-64-v4
     (_channels_large_kernel), with the reference's values in the forward
     pass and the input gradient (whose filters are the input channels);
-    below one vector, past the limit, at 62%, at a stride, or on a 3x3
-    kernel the rule does not apply."""
+    below one vector, past the limit, at 62%, at a stride, on a 3x3
+    kernel, or with fewer than 4 channels per group the rule does not
+    apply."""
     monkeypatch.setattr(_engine, "USE_DIRECT", True)
     monkeypatch.setattr(_engine, "PLANS", {})
     dt = np.dtype(dtype)
@@ -528,7 +527,7 @@ def test_large_kernels_take_wide_vectors(xs, ws, groups, dtype, monkeypatch, def
                         (ws[2] // 2,) * 2 + (ws[3] // 2,) * 2, (1, 1), groups, dt)
     fg = ws[0] // groups
     v = 64 // dt.itemsize
-    applies = wide and v <= fg <= limit and 100 * fg >= 75 * -(-fg // v) * v
+    applies = wide and v <= fg <= limit and 100 * fg >= 75 * -(-fg // v) * v and ws[1] >= 4
     assert _engine._channels_large_kernel(call) == applies
     pads = (ws[2] // 2, ws[2] // 2, ws[3] // 2, ws[3] // 2)
     plan = _engine.forward_plan("t", xs, ws, (1, 1), pads, (1, 1), groups, kernel_arg="weight",
@@ -539,7 +538,8 @@ def test_large_kernels_take_wide_vectors(xs, ws, groups, dtype, monkeypatch, def
     for other in (call._replace(stride=(2, 2)), call._replace(w=ws[:2] + (3, 3)),
                   call._replace(w=(groups * (limit + 1),) + ws[1:]),
                   call._replace(w=(groups * (v - 1),) + ws[1:]),
-                  call._replace(w=(groups * (v + v // 4),) + ws[1:])):   # 62% of 2 vectors
+                  call._replace(w=(groups * (v + v // 4),) + ws[1:]),    # 62% of 2 vectors
+                  call._replace(w=ws[:1] + (3,) + ws[2:])):             # 3 channels a group
         assert not _engine._channels_large_kernel(other)
     rng = np.random.default_rng(sum(xs) + sum(ws))
     x = rng.standard_normal(xs).astype(dtype)

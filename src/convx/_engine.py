@@ -727,14 +727,16 @@ def _channels_replace_direct(filters: int, dtype: np.dtype[Any]) -> bool:
     return _channels_vector(filters, dtype) * dtype.itemsize == 64
 
 
-# _channels_large_kernel's most filters per group, by the size of a value.
+# _channels_large_kernel's most filters per group, by the size of a value,
+# and fewest channels per group.
 _LARGE_KERNEL_FILTERS = {4: 96, 8: 64}
+_LARGE_KERNEL_MIN_CHANNELS = 4
 
 
 def _channels_large_kernel(c: Call) -> bool:
     """A forward pass at unit stride with a kernel of 5x5 or more, at
-    x86-64-v4 (_core.channels_wide), whose filters per group fill whole
-    64-byte vectors to 75% or more, from one vector (16 float32, 8
+    x86-64-v4 (_core.channels_wide), with 4 channels per group or more and
+    filters per group that fill whole 64-byte vectors to 75% or more, from one vector (16 float32, 8
     float64) to _LARGE_KERNEL_FILTERS: the channels kernel in 64-byte
     vectors (:func:`_channels_vector`) whatever _channels_replace_direct
     says and past _DIRECT_MAX_BLOCK, where the direct kernel or the GEMM
@@ -753,10 +755,16 @@ def _channels_large_kernel(c: Call) -> bool:
     passes with one vector to a vector and a half of filters, against the
     direct kernel, 0.67-0.88.  Left: more filters (float32 128 to 256,
     0.91-1.12x the GEMM's time; float64 96 to 256, 0.95-1.33x), filters
-    that fill the vectors less (20 float32 filters: 62%), and 3x3 kernels
-    (Winograd's, or the rules above)."""
+    that fill the vectors less (20 float32 filters: 62%), 3x3 kernels
+    (Winograd's, or the rules above), and fewer than
+    _LARGE_KERNEL_MIN_CHANNELS channels per group (an image's first layer,
+    whose 25 to 75 terms per output do not amortise the kernel's per-row
+    work: the book's MNIST layer, (100, 1, 28, 28) x16 5x5, took 1.16x the
+    time of the direct kernel (median of 15 interleaved rounds,
+    `benchmarks/ab.py`), CIFAR's 3 channels 1.0x)."""
     wide = 64 // c.dtype.itemsize
     return (c.stride == (1, 1) and min(c.w[2:]) >= 5 and _core.channels_wide()
+            and c.w[1] >= _LARGE_KERNEL_MIN_CHANNELS
             and wide <= c.fg <= _LARGE_KERNEL_FILTERS[c.dtype.itemsize]
             and 100 * c.fg >= 75 * _round_up(c.fg, wide))
 
