@@ -1998,10 +1998,10 @@ def _winograd_block(cin: int, cout: int, tiles: int, itemsize: int) -> int:
 def _winograd_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
     """Winograd's F(4x4, 3x3) for a 3x3 kernel and F(2x2, 5x5) for a 5x5
     one, at unit stride, the forward pass and the input gradient; with the
-    plan that runs a call whose values are not all finite.  At a dilation (dh, dw) other than 1 the call runs on
-    phase images (winograd_split), ``nb`` images at a time: the plan's
-    ``split`` is (dh, dw, nb, phase height, width, phase output height,
-    width), else None."""
+    plan that runs a call whose values are not all finite.  At a dilation
+    (dh, dw) other than 1 the call runs on phase images (winograd_split),
+    ``nb`` images at a time: the plan's ``split`` is (dh, dw, nb, phase
+    height, width, phase output height, width), else None."""
     def plan(c: Call, forced: bool = False) -> Any:
         if c.w[2:] not in ((3, 3), (5, 5)) or c.stride != (1, 1):
             return None
