@@ -35,7 +35,8 @@
  * (cvx_wino_stride).  The input and output transforms work on L tiles at once
  * (a vector's worth: 8 floats, 4 doubles): a generic version, one loop over
  * the lanes per step, for the baseline; one with AVX2 intrinsics (below)
- * where cvx_isa is 3 or more (x86-64-v3 and v4).  The kernel's transform is
+ * where cvx_isa is 3 or more (x86-64-v3 and v4), except F(2x2, 5x5)'s output
+ * transform, there the generic code compiled for x86-64-v3.  The kernel's transform is
  * computed in double and rounded once, four filters at a time (one AVX2
  * vector of doubles from v3 on, without fused multiply-adds: each value the
  * scalar code's, bit for bit).
@@ -64,9 +65,11 @@
         out[5 * os][l] = 4 * d1 - 5 * d3 + d5;                                      \
     }
 
-/* A^T along one axis: out[i*os] = sum_a AT[i][a] in[a*is], i < 4. */
-#define CVX_WINO_AT(T, L, in, is, out, os)                                          \
-    for (int l = 0; l < L; l++) {                                                   \
+/* A^T along one axis, lane l: out[i*os][l] = sum_a AT[i][a] in[a*is][l], for
+ * F(4x4, 3x3)'s four rows (CVX_WINO_A4) and F(2x2, 5x5)'s two, [1 1 1 1 1 0]
+ * and [0 1 -1 2 -2 1] (CVX_WINO_A2). */
+#define CVX_WINO_A4(T, in, is, out, os, l)                                          \
+    do {                                                                            \
         const T m0 = in[0 * is][l], m1 = in[1 * is][l], m2 = in[2 * is][l];         \
         const T m3 = in[3 * is][l], m4 = in[4 * is][l], m5 = in[5 * is][l];         \
         const T s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;         \
@@ -74,7 +77,15 @@
         out[1 * os][l] = d12 + 2 * d34;                                             \
         out[2 * os][l] = s12 + 4 * s34;                                             \
         out[3 * os][l] = d12 + 8 * d34 + m5;                                        \
-    }
+    } while (0)
+
+#define CVX_WINO_A2(T, in, is, out, os, l)                                          \
+    do {                                                                            \
+        const T m1 = in[1 * is][l], m2 = in[2 * is][l];                             \
+        const T m3 = in[3 * is][l], m4 = in[4 * is][l];                             \
+        out[0 * os][l] = in[0][l] + (m1 + m2) + (m3 + m4);                          \
+        out[1 * os][l] = (m1 - m2) + 2 * (m3 - m4) + in[5 * is][l];                 \
+    } while (0)
 
 /* Where a block's tiles lie: for tile t0 + l, its image, and the row and
  * column (in the input, which may be outside it) of its first value, or
@@ -172,52 +183,59 @@ static inline CVX_ALWAYS_INLINE int NAME##_body(CVX_WINO_IN_ARGS(T))            
 }                                                                                   \
 static int NAME(CVX_WINO_IN_ARGS(T)) { return NAME##_body(CVX_WINO_IN_PASS); }
 
-/* out[n, f, 4i + a, 4j + b] = (A^T M A)[a][b] + bias[f] for each tile t0 + t
+/* out[n, f, Ni + a, Nj + b] = (A^T M A)[a][b] + bias[f] for each tile t0 + t
  * (image n, tile row i, tile column j), 0 <= t < nt, where M's 36 values
- * for filter f are M[xi*xs + f*tb + t]; only the cells inside the (N, F, OH,
- * OW) output are written.  M has at least nt rounded up to L columns. */
+ * for filter f are M[xi*xs + f*tb + t] and A^T (N x 6, N = step: 4 for
+ * F(4x4, 3x3), 2 for F(2x2, 5x5)) is applied by AT (CVX_WINO_A4 or
+ * CVX_WINO_A2); only the cells inside the (N, F, OH, OW) output are
+ * written.  M has at least nt rounded up to L columns.  L tiles at once,
+ * each step one loop over the lanes, which the compiler vectorises (at
+ * x86-64-v3, contracting to fused multiply-adds). */
 #define CVX_WINO_OUT_ARGS(T)                                                        \
     const T *M, ptrdiff_t F, ptrdiff_t tb, ptrdiff_t xs, ptrdiff_t t0, ptrdiff_t nt, \
     ptrdiff_t TH, ptrdiff_t TW, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,      \
     ptrdiff_t step
 #define CVX_WINO_OUT_PASS M, F, tb, xs, t0, nt, TH, TW, bias, out, OH, OW, step
 
-#define CVX_DEFINE_WINO_OUT(NAME, T, L)                                             \
-static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_WINO_OUT_ARGS(T))              \
+#define CVX_DEFINE_WINO_OUT(NAME, T, L, ATTR, N, AT)                                \
+ATTR static void NAME(CVX_WINO_OUT_ARGS(T))                                         \
 {                                                                                   \
     for (ptrdiff_t t = 0; t < nt; t += L) {                                         \
         ptrdiff_t img[L], row[L], col[L];                                           \
-        cvx_wino_lanes(L, t0, t, nt, TH, TW, 0, 0, step, img, row, col);            \
+        cvx_wino_lanes(L, t0, t, nt, TH, TW, 0, 0, N, img, row, col);               \
         for (ptrdiff_t f = 0; f < F; f++) {                                         \
-            T m[36][L], s[24][L], y[16][L];                                         \
+            T m[36][L], s[6 * N][L], y[N * N][L];                                   \
             for (int e = 0; e < 36; e++)                                            \
                 memcpy(m[e], M + e * xs + f * tb + t, sizeof m[e]);                \
             for (int b = 0; b < 6; b++) {      /* down each column: s[i][b] */      \
                 T (*in)[L] = m + b, (*o)[L] = s + b;                                \
-                CVX_WINO_AT(T, L, in, 6, o, 6)                                      \
+                for (ptrdiff_t l = 0; l < L; l++)                                   \
+                    AT(T, in, 6, o, 6, l);                                          \
             }                                                                       \
-            for (int i = 0; i < 4; i++) {      /* along each row: y[i][j] */        \
-                T (*in)[L] = s + i * 6, (*o)[L] = y + i * 4;                        \
-                CVX_WINO_AT(T, L, in, 1, o, 1)                                      \
+            for (int i = 0; i < N; i++) {      /* along each row: y[i][j] */        \
+                T (*in)[L] = s + i * 6, (*o)[L] = y + i * N;                        \
+                for (ptrdiff_t l = 0; l < L; l++)                                   \
+                    AT(T, in, 1, o, 1, l);                                          \
             }                                                                       \
             const T b0 = bias ? bias[f] : (T)0;                                     \
             for (ptrdiff_t l = 0; l < L && img[l] >= 0; l++) {                      \
                 T *dst = out + ((img[l] * F + f) * OH + row[l]) * OW + col[l];      \
-                const ptrdiff_t rows = OH - row[l] < 4 ? OH - row[l] : 4;           \
-                const ptrdiff_t cols = OW - col[l] < 4 ? OW - col[l] : 4;           \
+                const ptrdiff_t rows = OH - row[l] < N ? OH - row[l] : N;           \
+                const ptrdiff_t cols = OW - col[l] < N ? OW - col[l] : N;           \
                 for (ptrdiff_t i = 0; i < rows; i++)                                \
                     for (ptrdiff_t j = 0; j < cols; j++)                            \
-                        dst[i * OW + j] = y[i * 4 + j][l] + b0;                     \
+                        dst[i * OW + j] = y[i * N + j][l] + b0;                     \
             }                                                                       \
         }                                                                           \
     }                                                                               \
-}                                                                                   \
-static void NAME(CVX_WINO_OUT_ARGS(T)) { NAME##_body(CVX_WINO_OUT_PASS); }
+}
 
 CVX_DEFINE_WINO_IN(cvx_wino_in_f32_v1, float, 8)
 CVX_DEFINE_WINO_IN(cvx_wino_in_f64_v1, double, 4)
-CVX_DEFINE_WINO_OUT(cvx_wino_out4_f32_v1, float, 8)
-CVX_DEFINE_WINO_OUT(cvx_wino_out4_f64_v1, double, 4)
+CVX_DEFINE_WINO_OUT(cvx_wino_out4_f32_v1, float, 8, , 4, CVX_WINO_A4)
+CVX_DEFINE_WINO_OUT(cvx_wino_out4_f64_v1, double, 4, , 4, CVX_WINO_A4)
+CVX_DEFINE_WINO_OUT(cvx_wino_out2_f32_v1, float, 8, , 2, CVX_WINO_A2)
+CVX_DEFINE_WINO_OUT(cvx_wino_out2_f64_v1, double, 4, , 2, CVX_WINO_A2)
 
 #if CVX_X86_DISPATCH
 /* ---------------------------------------------------------------------- */
@@ -545,60 +563,10 @@ CVX_WINO_PICK(int, return, cvx_wino_in_f64, CVX_WINO_IN_ARGS(double), CVX_WINO_I
 CVX_WINO_PICK(void, , cvx_wino_out4_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
 CVX_WINO_PICK(void, , cvx_wino_out4_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
 
-/* F(2x2, 5x5)'s output transform: out[n, f, 2i + a, 2j + b] = (A^T M A)[a][b]
- * + bias[f], as CVX_DEFINE_WINO_OUT, with A^T's two rows [1 1 1 1 1 0] and
- * [0 1 -1 2 -2 1].  L tiles at once, each step one loop over the lanes; the
- * x86-64-v3 build is the same code, which the compiler vectorises (and
- * contracts to fused multiply-adds). */
-#define CVX_WINO_A2(T, in, is, o0, o1, l)                                           \
-    do {                                                                            \
-        const T m1 = in[1 * is][l], m2 = in[2 * is][l];                             \
-        const T m3 = in[3 * is][l], m4 = in[4 * is][l];                             \
-        o0 = in[0][l] + (m1 + m2) + (m3 + m4);                                      \
-        o1 = (m1 - m2) + 2 * (m3 - m4) + in[5 * is][l];                             \
-    } while (0)
-
-#define CVX_DEFINE_WINO_OUT2(NAME, T, L, ATTR)                                      \
-ATTR static void NAME(CVX_WINO_OUT_ARGS(T))                                         \
-{                                                                                   \
-    for (ptrdiff_t t = 0; t < nt; t += L) {                                         \
-        ptrdiff_t img[L], row[L], col[L];                                           \
-        cvx_wino_lanes(L, t0, t, nt, TH, TW, 0, 0, step, img, row, col);            \
-        for (ptrdiff_t f = 0; f < F; f++) {                                         \
-            T v[36][L], s[12][L], y[4][L];                                          \
-            for (int e = 0; e < 36; e++)                                            \
-                memcpy(v[e], M + e * xs + f * tb + t, sizeof v[e]);                \
-            for (int b = 0; b < 6; b++) {      /* down each column: s[i][b] */      \
-                T (*in)[L] = v + b;                                                 \
-                for (ptrdiff_t l = 0; l < L; l++)                                   \
-                    CVX_WINO_A2(T, in, 6, s[b][l], s[6 + b][l], l);                 \
-            }                                                                       \
-            const T b0 = bias ? bias[f] : (T)0;                                     \
-            for (int i = 0; i < 2; i++) {      /* along each row: y[i][j] */        \
-                T (*in)[L] = s + i * 6;                                             \
-                for (ptrdiff_t l = 0; l < L; l++) {                                 \
-                    CVX_WINO_A2(T, in, 1, y[2 * i][l], y[2 * i + 1][l], l);         \
-                    y[2 * i][l] += b0;                                              \
-                    y[2 * i + 1][l] += b0;                                          \
-                }                                                                   \
-            }                                                                       \
-            for (ptrdiff_t l = 0; l < L && img[l] >= 0; l++) {                      \
-                T *dst = out + ((img[l] * F + f) * OH + row[l]) * OW + col[l];      \
-                const ptrdiff_t rows = OH - row[l] < 2 ? OH - row[l] : 2;           \
-                const ptrdiff_t cols = OW - col[l] < 2 ? OW - col[l] : 2;           \
-                for (ptrdiff_t i = 0; i < rows; i++)                                \
-                    for (ptrdiff_t j = 0; j < cols; j++)                            \
-                        dst[i * OW + j] = y[i * 2 + j][l];                          \
-            }                                                                       \
-        }                                                                           \
-    }                                                                               \
-}
-
-CVX_DEFINE_WINO_OUT2(cvx_wino_out2_f32_v1, float, 8, )
-CVX_DEFINE_WINO_OUT2(cvx_wino_out2_f64_v1, double, 4, )
+/* F(2x2, 5x5)'s: at x86-64-v3, the generic code compiled for it. */
 #if CVX_X86_DISPATCH
-CVX_DEFINE_WINO_OUT2(cvx_wino_out2_f32_avx2, float, 8, CVX_AVX2)
-CVX_DEFINE_WINO_OUT2(cvx_wino_out2_f64_avx2, double, 4, CVX_AVX2)
+CVX_DEFINE_WINO_OUT(cvx_wino_out2_f32_avx2, float, 8, CVX_AVX2, 2, CVX_WINO_A2)
+CVX_DEFINE_WINO_OUT(cvx_wino_out2_f64_avx2, double, 4, CVX_AVX2, 2, CVX_WINO_A2)
 #endif
 CVX_WINO_PICK(void, , cvx_wino_out2_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
 CVX_WINO_PICK(void, , cvx_wino_out2_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
