@@ -74,7 +74,7 @@ kernel returns False with its output incomplete, and the caller raises.
 """
 
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
@@ -113,6 +113,8 @@ cdef extern from "_runtime.h" nogil:
     void CVX_STORE(int* p, int v)
     unsigned long long cvx_seen
     void cvx_saw(int tid)
+    void cvx_copy(void* dst, const void* src, size_t n)
+    void cvx_zero(void* dst, size_t n)
 
 
 cdef extern from "_gemm.h" nogil:

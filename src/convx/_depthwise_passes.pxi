@@ -23,13 +23,13 @@ cdef void _pad_phases(const floating* src, floating* pad, const Direct* D, Py_ss
             d = pad + (a * Hp + r) * Lp
             m1 = (c1 - a + sw - 1) // sw      # places j0..m1 hold columns below c1
             if i < 0 or i >= D.Hs:
-                memset(d + j0, 0, (m1 - j0) * sizeof(floating))
+                cvx_zero(d + j0, (m1 - j0) * sizeof(floating))
                 continue
             row = src + i * D.Ws
             for m in range(j0, m1):
                 s = a + m * sw - D.left
                 d[m] = row[s] if 0 <= s < D.Ws else 0
-    memset(pad + sw * Hp * Lp, 0, D.slack * sizeof(floating))
+    cvx_zero(pad + sw * Hp * Lp, D.slack * sizeof(floating))
 
 
 cdef void _depthwise_item(const floating* src, const floating* wt, const floating* bias,
@@ -68,7 +68,7 @@ cdef void _depthwise_item(const floating* src, const floating* wt, const floatin
             cvx_depthwise_f64(pad + i0 * D.Wp, D.Wp, wt + g * KH * KW, KH, KW, 1, dh, dw, b,
                               tmp, strip, 1, 0, strip)
         for i in range(i1 - i0):
-            memcpy(out + i * D.OW, tmp + i * D.Wp, D.OW * sizeof(floating))
+            cvx_copy(out + i * D.OW, tmp + i * D.Wp, D.OW * sizeof(floating))
         return
     if floating is float:
         cvx_depthwise_f32(pad + i0 * D.row_step, D.Wp, wt + g * KH * KW, KH, KW, D.sh, dh, dw,

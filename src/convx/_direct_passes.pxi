@@ -27,15 +27,15 @@ cdef void _pad_block(const floating* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t
             d = dst + (c * Hp + r) * Wp
             i = r - top
             if i < 0 or i >= H or s0 == s1:
-                memset(d + c0, 0, (c1 - c0) * sizeof(floating))
+                cvx_zero(d + c0, (c1 - c0) * sizeof(floating))
                 continue
             row = src + (c * H + i) * W - left
             if s0 > c0:
-                memset(d + c0, 0, (s0 - c0) * sizeof(floating))
-            memcpy(d + s0, row + s0, (s1 - s0) * sizeof(floating))
+                cvx_zero(d + c0, (s0 - c0) * sizeof(floating))
+            cvx_copy(d + s0, row + s0, (s1 - s0) * sizeof(floating))
             if c1 > s1:
-                memset(d + s1, 0, (c1 - s1) * sizeof(floating))
-    memset(dst + C * Hp * Wp, 0, slack * sizeof(floating))
+                cvx_zero(d + s1, (c1 - s1) * sizeof(floating))
+    cvx_zero(dst + C * Hp * Wp, slack * sizeof(floating))
 
 
 cdef struct Direct:
@@ -121,8 +121,8 @@ cdef void _direct_item(const floating* src, const floating* wt, const Py_ssize_t
                            strip)
         for f in range(D.Fo):
             for i in range(i0, i1):
-                memcpy(out + (f * D.OH + i) * D.OW, tmp + f * strip + (i - i0) * D.Wp,
-                       D.OW * sizeof(floating))
+                cvx_copy(out + (f * D.OH + i) * D.OW, tmp + f * strip + (i - i0) * D.Wp,
+                         D.OW * sizeof(floating))
         return
     if floating is float:
         cvx_direct_f32(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1, j0, j1)

@@ -149,6 +149,35 @@ static inline VT VT##_load(const T *p) { VT r; memcpy(&r, p, sizeof r); return r
     } while (0)
 #endif
 
+/* n bytes copied (cvx_copy) or zeroed (cvx_zero), n a multiple of 4: the
+ * runs below 128 bytes inline, as at most two fixed-size moves that may
+ * overlap; longer ones by memcpy / memset.  The padding of a small image
+ * copies a row of a few values and zeroes one or two on each side of it, and
+ * a call to the C library for each (with its dispatch) cost more than the
+ * copy: 36% of a depthwise 3x3 layer's time on 12x12 images. */
+#define CVX_SHORT_RUNS(OP2, OPN)                                                    \
+    if (n >= 128) { OPN; return; }                                                  \
+    if (n >= 64) { OP2(64); return; }                                               \
+    if (n >= 32) { OP2(32); return; }                                               \
+    if (n >= 16) { OP2(16); return; }                                               \
+    if (n >= 8) { OP2(8); return; }                                                 \
+    if (n >= 4) OP2(4);
+static inline void cvx_copy(void *dst, const void *src, size_t n)
+{
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+#define CVX_COPY2(k) do { memcpy(d, s, k); memcpy(d + n - (k), s + n - (k), k); } while (0)
+    CVX_SHORT_RUNS(CVX_COPY2, memcpy(d, s, n))
+#undef CVX_COPY2
+}
+static inline void cvx_zero(void *dst, size_t n)
+{
+    char *d = (char *)dst;
+#define CVX_ZERO2(k) do { memset(d, 0, k); memset(d + n - (k), 0, k); } while (0)
+    CVX_SHORT_RUNS(CVX_ZERO2, memset(d, 0, n))
+#undef CVX_ZERO2
+}
+
 /* ---------------------------------------------------------------------- */
 /* Instruction-set level: 4 = x86-64-v4 (AVX-512), 3 = x86-64-v3 (AVX2 and  */
 /* FMA), 1 = the compiler's baseline (and every non-x86 target, where the   */
