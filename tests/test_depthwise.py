@@ -178,6 +178,32 @@ def test_strip_gives_the_bits_of_row_by_row(x_shape, k, padding, dilation, dtype
     np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
 
 
+@pytest.mark.parametrize("level", [4, 3, 1])
+def test_strip_rule_follows_the_instruction_set(level, monkeypatch):
+    """_engine._depthwise_strip at each instruction-set level (the level
+    faked: the rule is a function of it, and the bits do not depend on the
+    choice, test_strip_gives_the_bits_of_row_by_row): the strip where a row
+    is narrower than the rows' vectors (64 bytes at x86-64-v4, else 32), or
+    where whole vectors would compute a quarter more than the strip."""
+    monkeypatch.setattr(_engine._core, "isa", lambda: level)
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    v4 = level >= 4
+
+    def strip(cols, pad, dtype, rows=8):
+        return _engine._depthwise_strip(rows, cols, cols + 2 * pad, cols + 2 * pad, dtype) > 0
+
+    assert strip(14, 1, f32) == v4     # under one 64-byte vector, two 32-byte ones
+    assert strip(7, 1, f64) == v4
+    assert strip(18, 1, f32) == v4     # two 64-byte vectors (32 columns) for 20 of the strip
+    assert strip(9, 1, f64) == v4
+    assert strip(7, 1, f32) and strip(6, 2, f32) and strip(3, 1, f64)   # under a 32-byte one
+    assert strip(10, 1, f32)           # 16 columns in 32-byte vectors for 12 of the strip
+    assert not strip(16, 1, f32) and not strip(8, 1, f64)   # whole vectors at every level
+    assert not strip(14, 1, f64) and not strip(28, 1, f32)
+    assert not strip(40, 1, f32)       # past _DEPTHWISE_STRIP_COLS
+    assert not strip(14, 1, f32, rows=1)   # one row: nothing to join
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k, dilation, stride", [(3, 1, 1), (5, 1, 1), (3, 2, 1), (3, 1, 2),
                                                  (2, 1, 1)])

@@ -1016,16 +1016,24 @@ def _depthwise_strip(rows: int, cols: int, wp: int, row_step: int, dtype: np.dty
     the wp - cols columns between rows and copies its result out, and
     cannot pair rows as x86-64-v4 does.  The strip where a row is narrower
     than a vector, or where whole vectors would compute a quarter more
-    columns than the strip.  Measured, 2 threads, time row by row over the
+    columns than the strip; the vectors those of the rows, 64 bytes at
+    x86-64-v4, else 32.  Measured, 2 threads, time row by row over the
     strip, forward and input gradient, x86-64-v4 / -v3, 8 depthwise layers
-    of 7x7 to 28x28 images: float32 7x7 5x5 4.2 / 3.4, 10x10 3x3 1.09 /
-    1.07; elsewhere 0.78-1.04 / 0.92-1.03, but float64 14x14 3x3 0.97 /
-    1.17."""
+    of 7x7 to 28x28 images, with 32-byte vectors at both levels: float32
+    7x7 5x5 4.2 / 3.4, 10x10 3x3 1.09 / 1.07; elsewhere 0.78-1.04 /
+    0.92-1.03, but float64 14x14 3x3 0.97 / 1.17.  With 64-byte vectors at
+    x86-64-v4 (Zen 5, 2 threads, interleaved, forward and input gradient),
+    time over the earlier rule's on the 12 depthwise 3x3 layers of our own
+    whose choice they change (float32 rows of 11 to 21, float64 rows of 7
+    to 17; 32 to 960 channels, one image to 32): 0.75-0.97, geomean 0.88.
+    Left to row by row, the strip took 0.85-1.09x the time on float64 rows
+    of 11 to 14, 1.11-1.12x on float64 rows of 21, and 0.90-1.02x on
+    float32 rows of 28."""
     strip = (rows - 1) * wp + cols
     if (row_step != wp or rows < 2 or cols > _DEPTHWISE_STRIP_COLS
             or strip > DEPTHWISE_STRIP_MAX):
         return 0
-    vl = _VECTOR[np.dtype(dtype)]
+    vl = (64 if _core.isa() >= 4 else 32) // np.dtype(dtype).itemsize
     return strip if cols < vl or _round_up(cols, vl) >= 1.25 * wp else 0
 
 
