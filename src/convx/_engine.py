@@ -844,14 +844,16 @@ def _input_grad_channels(c: Call, forced: bool = False) -> Any:
     layer reads a wide zero border (:func:`_reads_border`).  Each input
     gradient value is the same sum in the same order as the direct
     kernel's (tap (f, p, q) by tap), so the bits are the same."""
-    direct = _input_grad_direct(c) if c.stride == (1, 1) else None
-    large = (c.stride == (1, 1) and _channels_large_kernel(_transposed(c))
-             and not _reads_border(c))
+    if c.stride != (1, 1):
+        return None
+    t = _transposed(c)
+    direct = _input_grad_direct(c)
+    large = _channels_large_kernel(t) and not _reads_border(c)
     if direct is None and large:
         direct = _input_grad_direct(c, forced=True)
     if direct is None or not (_channels_replace_direct(c.w[1], c.dtype) or large):
         return None
-    plan = _channels_plan(_transposed(c), True, lambda t: True)
+    plan = _channels_plan(t, True, lambda _: True)
     return None if plan is None else (plan, direct[1])
 
 
