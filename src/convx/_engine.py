@@ -1110,7 +1110,7 @@ def _input_grad_direct(c: Call, forced: bool = False) -> Any:
     taps = c.fg * kh * kw  # the flipped kernel's: output channels x KH x KW
     if c.stride != (1, 1):
         return None
-    if not forced and (_pointwise(c) or _reads_border(c) or not (
+    if not forced and (_pointwise(c) or _reads_border(c) or _many_filters(c) or not (
             _direct_pays(taps, cg, c.stride[1], c.p, hp * wp) and taps * cg <= _DIRECT_MAX_BLOCK)):
         return None   # (a 1x1 kernel: as _forward_direct; direct / GEMM 1.03-2.3)
     return (_direct_geometry(c.fg, hp, wp, (kh - 1) * c.dilation[0] - c.pads[0],
@@ -1153,6 +1153,30 @@ def _reads_border(c: Call) -> bool:
     return c.fg >= _BORDER_MIN_FILTERS or (c.dtype.itemsize == 8 and c.fg >= 16
                                            and share >= _BORDER_SHARE_DOUBLE
                                            and not _channels_replace_direct(c.w[1], c.dtype))
+
+
+def _many_filters(c: Call) -> bool:
+    """An input gradient the direct kernel leaves to the GEMM: at least
+    _BORDER_MIN_FILTERS filters per group, an input at least as large as
+    the output, and few channels per group, where the channels kernel
+    would not take the direct kernel's place (:func:`_channels_replace_direct`,
+    :func:`_channels_large_kernel`).  The direct kernel computes it as a
+    forward pass whose output channels are the layer's few input channels
+    (blocks of 4, some of them padding) and whose taps are the many filters
+    x KH x KW; the GEMM's product contracts over the filters, which its
+    blocks want many of.  Measured, 2 threads, on a Zen 5, interleaved,
+    GEMM time over the direct kernel's on the layers of our own the rule
+    sends to it (3 to 14 channels, 48 to 128 filters, 3x3 to 7x7 and a 1-D
+    k15, 'same' and unpadded, 12x12 to 64x64 images): at x86-64-v4 0.45-1.19
+    on 26 passes (geomean 0.65; 1.19 on (16, 4, 56, 56) -> 64 3x3 float64,
+    0.90 in another run); at x86-64-v3 (its AVX2 code, where the rule also
+    takes 16 and 32 float64 channels) 0.58-1.28 on 30 (geomean 0.86; above
+    1.05: that layer, 1.28, and the 1-D (8, 4, 2000) -> 64 k15 float64,
+    1.12).  Unpadded layers with more channels go to the GEMM by
+    :func:`_reads_border`."""
+    return (c.fg >= _BORDER_MIN_FILTERS and c.x[2] * c.x[3] >= c.p
+            and not _channels_replace_direct(c.w[1], c.dtype)
+            and not _channels_large_kernel(_transposed(c)))
 
 
 @_gemm_if_nonfinite
