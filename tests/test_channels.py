@@ -316,6 +316,29 @@ def test_input_grad_of_unpadded_layers(xs, ws, dtype, name, monkeypatch):
     assert name in (algorithm.name, algorithm.method), algorithm.name
 
 
+@pytest.mark.parametrize("xs, ws, pad, dtype", [
+    ((32, 6, 12, 12), (64, 6, 3, 3), 1, np.float32),       # 'same'
+    ((32, 6, 12, 12), (64, 6, 3, 3), 1, np.float64),
+    ((16, 3, 28, 28), (64, 3, 5, 5), 0, np.float32),       # unpadded, under _BORDER_SHARE
+    ((8, 6, 40, 40), (96, 6, 7, 7), 3, np.float64),
+    ((8, 4, 1, 200), (64, 4, 1, 15), 7, np.float64),       # 1-D
+])
+def test_input_grad_of_few_channels_and_many_filters(xs, ws, pad, dtype, monkeypatch):
+    """_engine._many_filters: the input gradient of a layer of few channels
+    and _BORDER_MIN_FILTERS filters or more goes to the GEMM, padded or not;
+    with 32 filters the direct kernels keep it."""
+    def chosen(filters):
+        w = (filters,) + ws[1:]
+        ph = pad if ws[2] > 1 else 0
+        oh, ow = xs[2] + 2 * ph - ws[2] + 1, xs[3] + 2 * pad - ws[3] + 1
+        monkeypatch.setattr(_engine, "USE_DIRECT", True)
+        return _engine.input_grad_plan("t", xs, w, (xs[0], filters, oh, ow), (1, 1),
+                                       (ph, ph, pad, pad), (1, 1), 1, dtype=dtype)[1]
+
+    assert chosen(ws[0]).method == "gemm", chosen(ws[0]).name
+    assert chosen(32).method == "direct", chosen(32).name
+
+
 def _chosen(pass_, xs, ws, stride, groups, dtype, monkeypatch, pad=None):
     """The algorithm the engine plans for a pass of a layer padded by
     ``pad`` on every side (default: half its kernel height), where the
