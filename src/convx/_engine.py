@@ -1018,7 +1018,7 @@ def _depthwise_strip(rows: int, cols: int, wp: int, row_step: int, dtype: np.dty
     the wp - cols columns between rows and copies its result out, and
     cannot pair rows as x86-64-v4 does.  The strip where a row is narrower
     than a vector, or where whole vectors would compute a quarter more
-    columns than the strip; the vectors those of the rows, 64 bytes at
+    columns than the strip, in the vectors the rows run in: 64 bytes at
     x86-64-v4, else 32.  Measured, 2 threads, time row by row over the
     strip, forward and input gradient, x86-64-v4 / -v3, 8 depthwise layers
     of 7x7 to 28x28 images, with 32-byte vectors at both levels: float32

@@ -35,11 +35,11 @@
  * (cvx_wino_stride).  The input and output transforms work on L tiles at once
  * (a vector's worth: 8 floats, 4 doubles): a generic version, one loop over
  * the lanes per step, for the baseline; one with AVX2 intrinsics (below)
- * where cvx_isa is 3 or more (x86-64-v3 and v4), except F(2x2, 5x5)'s output
- * transform, there the generic code compiled for x86-64-v3.  The kernel's transform is
- * computed in double and rounded once, four filters at a time (one AVX2
- * vector of doubles from v3 on, without fused multiply-adds: each value the
- * scalar code's, bit for bit).
+ * where cvx_isa is 3 or more (x86-64-v3 and v4), except F(2x2, 5x5)'s
+ * output transform, there the generic code compiled for x86-64-v3.  The
+ * kernel's transform is computed in double and rounded once, four filters
+ * at a time (one AVX2 vector of doubles from v3 on, without fused
+ * multiply-adds: each value the scalar code's, bit for bit).
  *
  * No checking is done here: _winograd_passes.pxi guarantees the sizes.
  */
