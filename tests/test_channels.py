@@ -577,3 +577,27 @@ def test_large_kernels_take_wide_vectors(xs, ws, groups, dtype, monkeypatch, def
     got_dx = convx.conv2d_input_grad(xs, w, g, padding=padding, groups=groups)
     for a, e in ((got, want), (got_dx, want_dx)):
         np.testing.assert_allclose(a, e, rtol=tol, atol=tol * np.abs(e).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("filters, large", [(48, True), (64, False), (128, False)])
+def test_input_grad_of_many_filters_leaves_the_large_kernel_rule(filters, large, dtype,
+                                                                 monkeypatch):
+    """_engine._input_grad_large_kernel: the input gradient takes the channels
+    kernel by _channels_large_kernel (on its transposed pass, 16 channels: a
+    float32 vector) only below _LARGE_KERNEL_IG_FILTERS times as many filters
+    as channels; from there the GEMM (float32), or the channels kernel where
+    _channels_replace_direct says (float64 channels fill its vectors)."""
+    monkeypatch.setattr(_engine, "USE_DIRECT", True)
+    dt = np.dtype(dtype)
+    xs, ws = (2, 16, 28, 28), (filters, 16, 7, 7)
+    call = _engine.Call("t", "weight", xs, ws, (2, filters, 28, 28), (1, 1), (3,) * 4, (1, 1),
+                        1, dt)
+    wide = _core.channels_wide()
+    assert _engine._input_grad_large_kernel(call) == (wide and large)
+    name = _engine.input_grad_plan("t", xs, ws, (2, filters, 28, 28), (1, 1), (3,) * 4, (1, 1),
+                                   1, dtype=dt)[1].name
+    if wide and large:
+        assert name == "channels"
+    elif wide and dtype == np.float32:
+        assert name == "gemm"

@@ -731,6 +731,9 @@ def _channels_replace_direct(filters: int, dtype: np.dtype[Any]) -> bool:
 # and fewest channels per group.
 _LARGE_KERNEL_FILTERS = {4: 96, 8: 64}
 _LARGE_KERNEL_MIN_CHANNELS = 4
+# _input_grad_channels leaves to the GEMM a layer with this many times as
+# many filters as channels per group, or more (its transposed pass's taps).
+_LARGE_KERNEL_IG_FILTERS = 4
 
 
 def _channels_large_kernel(c: Call) -> bool:
@@ -841,20 +844,33 @@ def _input_grad_channels(c: Call, forced: bool = False) -> Any:
     :func:`_transposed`: where the direct kernel would run and
     :func:`_channels_replace_direct` says, forced or not; and where
     :func:`_channels_large_kernel` takes the transposed pass, unless the
-    layer reads a wide zero border (:func:`_reads_border`).  Each input
+    layer reads a wide zero border (:func:`_reads_border`) or has
+    _LARGE_KERNEL_IG_FILTERS times as many filters as channels per group or
+    more: its transposed pass then has one vector or two of outputs over
+    many taps, and the GEMM, which contracts over the filters, took
+    0.60-0.98x its time (float32 0.60-0.86, float64 0.73-0.98) on 11 passes
+    of 5x5 and 7x7 layers of 16 to 32 channels and 64 to 256 filters, one
+    image to 8, 14x14 to 40x40 (Zen 5, 2 threads, interleaved); with 3 times
+    as many, 1.03-1.17x.  Each input
     gradient value is the same sum in the same order as the direct
     kernel's (tap (f, p, q) by tap), so the bits are the same."""
     if c.stride != (1, 1):
         return None
-    t = _transposed(c)
     direct = _input_grad_direct(c)
-    large = _channels_large_kernel(t) and not _reads_border(c)
+    large = _input_grad_large_kernel(c)
     if direct is None and large:
         direct = _input_grad_direct(c, forced=True)
     if direct is None or not (_channels_replace_direct(c.w[1], c.dtype) or large):
         return None
-    plan = _channels_plan(t, True, lambda _: True)
+    plan = _channels_plan(_transposed(c), True, lambda _: True)
     return None if plan is None else (plan, direct[1])
+
+
+def _input_grad_large_kernel(c: Call) -> bool:
+    """Whether _input_grad_channels takes a call by _channels_large_kernel
+    (see there), at unit stride."""
+    return (c.stride == (1, 1) and c.fg < _LARGE_KERNEL_IG_FILTERS * c.w[1]
+            and _channels_large_kernel(_transposed(c)) and not _reads_border(c))
 
 
 def _if_nonfinite(fallback: Callable[[], RunFn], weights: int) -> Callable[[RunFn], RunFn]:
@@ -1160,7 +1176,7 @@ def _many_filters(c: Call) -> bool:
     _BORDER_MIN_FILTERS filters per group, an input at least as large as
     the output, and few channels per group, where the channels kernel
     would not take the direct kernel's place (:func:`_channels_replace_direct`,
-    :func:`_channels_large_kernel`).  The direct kernel computes it as a
+    :func:`_input_grad_large_kernel`).  The direct kernel computes it as a
     forward pass whose output channels are the layer's few input channels
     (blocks of 4, some of them padding) and whose taps are the many filters
     x KH x KW; the GEMM's product contracts over the filters, which its
@@ -1176,7 +1192,7 @@ def _many_filters(c: Call) -> bool:
     :func:`_reads_border`."""
     return (c.fg >= _BORDER_MIN_FILTERS and c.x[2] * c.x[3] >= c.p
             and not _channels_replace_direct(c.w[1], c.dtype)
-            and not _channels_large_kernel(_transposed(c)))
+            and not _input_grad_large_kernel(c))
 
 
 @_gemm_if_nonfinite
