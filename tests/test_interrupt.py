@@ -201,24 +201,27 @@ def test_ctrl_c_in_the_main_thread_leaves_calls_of_other_threads_alone(baseline_
     make = _maker("forward", 1, 64, 64, 3, 128, method="direct")
     call = make(256)
     expected = call()
-    result, done = {}, threading.Event()
+    result = {}
 
     def work():
         result["out"] = call()
-        done.set()
 
     worker = threading.Thread(target=work)
     worker.start()
     interrupted = False
     fire, _ = _sigint_after(0.05)
-    # Event.wait, not Thread.join: a KeyboardInterrupt inside Thread.join can
-    # make CPython 3.11 take a running thread for finished.
-    try:
-        while not done.wait(0.01):
-            pass
-    except KeyboardInterrupt:
-        interrupted = True
-    done.wait()
+    # Poll with time.sleep, not Event.wait or Thread.join: a KeyboardInterrupt
+    # raised just as one of those has taken its lock can leave the lock held
+    # (the with statement's __exit__ does not run), and the next wait on it
+    # blocks forever (it hung CI once, in Event.wait); and in CPython 3.11
+    # one inside Thread.join can take a running thread for finished.  The
+    # threads are joined once the signal has come and the result is in.
+    deadline = time.monotonic() + 300
+    while not (interrupted and "out" in result) and time.monotonic() < deadline:
+        try:
+            time.sleep(0.01)
+        except KeyboardInterrupt:
+            interrupted = True
     worker.join()
     fire.join()
     assert interrupted
