@@ -843,34 +843,34 @@ def _input_grad_channels(c: Call, forced: bool = False) -> Any:
     """The input gradient at stride 1 by the forward channels kernel, on
     :func:`_transposed`: where the direct kernel would run and
     :func:`_channels_replace_direct` says, forced or not; and where
-    :func:`_channels_large_kernel` takes the transposed pass, unless the
-    layer reads a wide zero border (:func:`_reads_border`) or has
-    _LARGE_KERNEL_IG_FILTERS times as many filters as channels per group or
-    more: its transposed pass then has one vector or two of outputs over
-    many taps, and the GEMM, which contracts over the filters, took
-    0.60-0.98x its time (float32 0.60-0.86, float64 0.73-0.98) on 11 passes
-    of 5x5 and 7x7 layers of 16 to 32 channels and 64 to 256 filters, one
-    image to 8, 14x14 to 40x40 (Zen 5, 2 threads, interleaved); with 3 times
-    as many, 1.03-1.17x.  Each input
-    gradient value is the same sum in the same order as the direct
-    kernel's (tap (f, p, q) by tap), so the bits are the same."""
+    :func:`_input_grad_large_kernel` says.  Each input gradient value is the
+    same sum in the same order as the direct kernel's (tap (f, p, q) by
+    tap), so the bits are the same."""
     if c.stride != (1, 1):
         return None
-    direct = _input_grad_direct(c)
-    large = _input_grad_large_kernel(c)
-    if direct is None and large:
-        direct = _input_grad_direct(c, forced=True)
-    if direct is None or not (_channels_replace_direct(c.w[1], c.dtype) or large):
+    t = _transposed(c)
+    large = _input_grad_large_kernel(c, t)
+    direct = _input_grad_direct(c, forced=large)
+    if direct is None or not (large or _channels_replace_direct(c.w[1], c.dtype)):
         return None
-    plan = _channels_plan(_transposed(c), True, lambda _: True)
+    plan = _channels_plan(t, True, lambda _: True)
     return None if plan is None else (plan, direct[1])
 
 
-def _input_grad_large_kernel(c: Call) -> bool:
-    """Whether _input_grad_channels takes a call by _channels_large_kernel
-    (see there), at unit stride."""
-    return (c.stride == (1, 1) and c.fg < _LARGE_KERNEL_IG_FILTERS * c.w[1]
-            and _channels_large_kernel(_transposed(c)) and not _reads_border(c))
+def _input_grad_large_kernel(c: Call, t: Call | None = None) -> bool:
+    """Whether _input_grad_channels takes a unit-stride call by
+    :func:`_channels_large_kernel`, asked of its transposed pass ``t``
+    (:func:`_transposed`), unless the layer reads a wide zero border
+    (:func:`_reads_border`) or has _LARGE_KERNEL_IG_FILTERS times as many
+    filters as channels per group or more: the transposed pass then has one
+    vector or two of outputs over many taps, and the GEMM, which contracts
+    over the filters, took 0.62-1.03x its time (geomean 0.81) on 15 passes
+    of 5x5 and 7x7 layers of 16 to 32 channels and 64 to 256 filters, one
+    image to 8, 14x14 to 40x40 (Zen 5, 2 threads, interleaved); with 3
+    times as many, 1.03-1.17x."""
+    return (c.fg < _LARGE_KERNEL_IG_FILTERS * c.w[1]
+            and _channels_large_kernel(_transposed(c) if t is None else t)
+            and not _reads_border(c))
 
 
 def _if_nonfinite(fallback: Callable[[], RunFn], weights: int) -> Callable[[RunFn], RunFn]:
@@ -1803,8 +1803,8 @@ def _depthwise_ns(c: Call, pass_: str) -> float:
 
 
 def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
-    if name == "channels" and _channels_large_kernel(_transposed(c) if pass_ == "input grad"
-                                                     else c):
+    if name == "channels" and (_input_grad_large_kernel(c) if pass_ == "input grad"
+                               else _channels_large_kernel(c)):
         return _NS_PER_MAC_LARGE[c.dtype.itemsize]
     if name == "channels":
         return _NS_PER_MAC["direct"][c.dtype.itemsize] * _round_up(c.fg, _VECTOR[c.dtype]) / c.fg
