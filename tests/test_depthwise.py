@@ -185,7 +185,7 @@ def test_strip_rule_follows_the_instruction_set(level, monkeypatch):
     choice, test_strip_gives_the_bits_of_row_by_row): the strip where a row
     is narrower than the rows' vectors (64 bytes at x86-64-v4, else 32), or
     where whole vectors would compute a quarter more than the strip."""
-    monkeypatch.setattr(_engine._core, "isa", lambda: level)
+    monkeypatch.setattr(_engine._core, "channels_wide", lambda: level >= 4)
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
     v4 = level >= 4
 

@@ -1034,8 +1034,8 @@ def _depthwise_strip(rows: int, cols: int, wp: int, row_step: int, dtype: np.dty
     the wp - cols columns between rows and copies its result out, and
     cannot pair rows as x86-64-v4 does.  The strip where a row is narrower
     than a vector, or where whole vectors would compute a quarter more
-    columns than the strip, in the vectors the rows run in: 64 bytes at
-    x86-64-v4, else 32.  Measured, 2 threads, time row by row over the
+    columns than the strip, in the vectors the rows run in: 64 bytes where
+    the kernels have x86-64-v4's (_core.channels_wide), else 32.  Measured, 2 threads, time row by row over the
     strip, forward and input gradient, x86-64-v4 / -v3, 8 depthwise layers
     of 7x7 to 28x28 images, with 32-byte vectors at both levels: float32
     7x7 5x5 4.2 / 3.4, 10x10 3x3 1.09 / 1.07; elsewhere 0.78-1.04 /
@@ -1051,7 +1051,7 @@ def _depthwise_strip(rows: int, cols: int, wp: int, row_step: int, dtype: np.dty
     if (row_step != wp or rows < 2 or cols > _DEPTHWISE_STRIP_COLS
             or strip > DEPTHWISE_STRIP_MAX):
         return 0
-    vl = (64 if _core.isa() >= 4 else 32) // np.dtype(dtype).itemsize
+    vl = _VECTOR[np.dtype(dtype)] * (2 if _core.channels_wide() else 1)
     return strip if cols < vl or _round_up(cols, vl) >= 1.25 * wp else 0
 
 
