@@ -376,6 +376,15 @@ ATTR static inline CVX_ALWAYS_INLINE void NAME##_micro(                         
         const ptrdiff_t r = i < m ? i : m - 1;                                      \
         ar[i] = a + r / CVX_MR * pa + r % CVX_MR * ia;                              \
     }                                                                               \
+    /* C's lines, fetched while the sums run: a tile's rows are ldc apart, */    \
+    /* and stored to at the end they stalled on their misses.             */    \
+    if (m == R && n == NR)                                                          \
+        for (int i = 0; i < R; i++) {                                               \
+            const char *row = (const char *)(c + i * ldc);                          \
+            for (int v = 0; v < NR * (int)sizeof(T); v += 64)                       \
+                CVX_PREFETCH_W(row + v);                                            \
+            CVX_PREFETCH_W(row + NR * sizeof(T) - 1);                               \
+        }                                                                           \
     for (ptrdiff_t k = 0; k < kc; k++) {                                            \
         NAME##_vt bv[CVX_NV];                                                       \
         for (int v = 0; v < CVX_NV; v++) bv[v] = CVX_VLD(NAME##_vt, b + k * ldb + v * VL); \
