@@ -36,7 +36,10 @@
  * 32 registers; a last panel alone takes 4), for x86-64-v3 with 32-byte
  * vectors (24 floats or 12 doubles) and for the baseline with 16-byte
  * vectors (12 floats or 6 doubles; 32-byte vectors on SSE2 spill and run
- * 10x slower), chosen by cvx_isa (_runtime.h) at each call.  The packers move memory and take NR as an argument; they are
+ * 10x slower), chosen by cvx_isa (_runtime.h) at each call.  A last panel of
+ * B narrower than NR sums only the vectors its columns need (a 1x1 weight
+ * gradient of 64 float32 channels: panels of 48 and 16 columns, where three
+ * vectors each computed 96).  The packers move memory and take NR as an argument; they are
  * compiled for x86-64-v3 and the baseline.
  *
  * CVX_KC is 128 so that a B panel of the widest micro-tile, KC x 48 floats
@@ -351,6 +354,26 @@ CVX_DEFINE_PACK(double, f64_v1, )
 /* Micro-kernel and driver, for each element type and instruction set.     */
 /* ---------------------------------------------------------------------- */
 
+/* The driver's call of the micro-kernel for its tile, with NV vectors of
+ * columns: one inlined copy per layout of A (read in place or packed) and
+ * height (one or two micro-panels), all strides fixed.  It reads the
+ * driver's locals. */
+#define CVX_GEMM_MICRO_CALLS(NAME, NV)                                              \
+    do {                                                                            \
+        if (a_here && two)                                                          \
+            NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, CVX_MR * A->rs, bp, ldb, cp, \
+                         ldc, acc, bi, m, n, 2, NV);                                \
+        else if (a_here)                                                            \
+            NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, CVX_MR * A->rs, bp, ldb, cp, \
+                         ldc, acc, bi, m, n, 1, NV);                                \
+        else if (two)                                                               \
+            NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, CVX_MR * kc, bp, ldb, cp, ldc, \
+                         acc, bi, m, n, 2, NV);                                     \
+        else                                                                        \
+            NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, CVX_MR * kc, bp, ldb, cp, ldc, \
+                         acc, bi, m, n, 1, NV);                                     \
+    } while (0)
+
 #define CVX_DEFINE_GEMM(NAME, S, T, VB, ATTR, PANELS)                               \
 CVX_VECTOR_TYPE(T, NAME##_vt, VB);                                                  \
 enum { NAME##_VL = VB / sizeof(T), NAME##_NR = CVX_NV * (VB / sizeof(T)) };         \
@@ -358,13 +381,14 @@ enum { NAME##_VL = VB / sizeof(T), NAME##_NR = CVX_NV * (VB / sizeof(T)) };     
 /* C[0:m, 0:n] (=|+=) bias + a (R x kc, R = P*MR rows: P micro-panels,   */     \
 /* pa apart; element (i, k) of a panel at a[i*ia + k*ka]; packed, ka = MR  */     \
 /* and ia = 1; read in place, ka = 1 and ia = its row step; rows past m    */     \
-/* read row m - 1, whose sums are dropped) . b (kc x NR, rows ldb apart).  */     \
-/* P (1 or 2) is a constant once inlined.                                  */     \
+/* read row m - 1, whose sums are dropped) . b (kc x NV*VL, rows ldb      */     \
+/* apart).  P (1 or 2) and NV (1 to CVX_NV: a last panel of n < NR columns */     \
+/* sums only the vectors it needs) are constants once inlined.             */     \
 ATTR static inline CVX_ALWAYS_INLINE void NAME##_micro(                             \
     ptrdiff_t kc, const T *restrict a, ptrdiff_t ia, ptrdiff_t ka, ptrdiff_t pa,    \
     const T *restrict b, ptrdiff_t ldb, T *c,                                       \
     ptrdiff_t ldc, int accumulate, const T *bias, ptrdiff_t m, ptrdiff_t n,         \
-    const int P)                                                                    \
+    const int P, const int NV)                                                      \
 {                                                                                   \
     enum { VL = NAME##_VL, NR = NAME##_NR, RMAX = 2 * CVX_MR };                     \
     const int R = P * CVX_MR;                                                       \
@@ -372,30 +396,30 @@ ATTR static inline CVX_ALWAYS_INLINE void NAME##_micro(                         
     const T *ar[RMAX];                                                              \
     for (int i = 0; i < R; i++) {                                                   \
         const T b0 = bias && i < m ? bias[i] : (T)0;                                \
-        for (int v = 0; v < CVX_NV; v++) acc[i][v] = CVX_V0ADD(NAME##_vt, b0);      \
+        for (int v = 0; v < NV; v++) acc[i][v] = CVX_V0ADD(NAME##_vt, b0);          \
         const ptrdiff_t r = i < m ? i : m - 1;                                      \
         ar[i] = a + r / CVX_MR * pa + r % CVX_MR * ia;                              \
     }                                                                               \
     /* C's lines, fetched while the sums run: a tile's rows are ldc apart, */    \
     /* and stored to at the end they stalled on their misses.             */    \
-    if (m == R && n == NR)                                                          \
+    if (m == R && n == NV * VL)                                                     \
         for (int i = 0; i < R; i++) {                                               \
             const char *row = (const char *)(c + i * ldc);                          \
-            for (int v = 0; v < NR * (int)sizeof(T); v += 64)                       \
+            for (int v = 0; v < NV * VL * (int)sizeof(T); v += 64)                  \
                 CVX_PREFETCH_W(row + v);                                            \
-            CVX_PREFETCH_W(row + NR * sizeof(T) - 1);                               \
+            CVX_PREFETCH_W(row + NV * VL * sizeof(T) - 1);                          \
         }                                                                           \
     for (ptrdiff_t k = 0; k < kc; k++) {                                            \
         NAME##_vt bv[CVX_NV];                                                       \
-        for (int v = 0; v < CVX_NV; v++) bv[v] = CVX_VLD(NAME##_vt, b + k * ldb + v * VL); \
+        for (int v = 0; v < NV; v++) bv[v] = CVX_VLD(NAME##_vt, b + k * ldb + v * VL); \
         for (int i = 0; i < R; i++) {                                               \
             const NAME##_vt ai = CVX_VSUB0(NAME##_vt, ar[i][k * ka]); /* broadcast */ \
-            for (int v = 0; v < CVX_NV; v++) CVX_VMAC(acc[i][v], ai, bv[v]);        \
+            for (int v = 0; v < NV; v++) CVX_VMAC(acc[i][v], ai, bv[v]);            \
         }                                                                           \
     }                                                                               \
-    if (m == R && n == NR) {                                                        \
+    if (m == R && n == NV * VL) {                                                   \
         for (int i = 0; i < R; i++)                                                 \
-            for (int v = 0; v < CVX_NV; v++) {                                      \
+            for (int v = 0; v < NV; v++) {                                          \
                 T *p = c + i * ldc + v * VL;                                        \
                 if (accumulate) {                                                   \
                     const NAME##_vt cv = CVX_VLD(NAME##_vt, p);                     \
@@ -406,7 +430,7 @@ ATTR static inline CVX_ALWAYS_INLINE void NAME##_micro(                         
     } else {                                                                        \
         T tmp[RMAX][NR];                                                            \
         for (int i = 0; i < R; i++)                                                 \
-            for (int v = 0; v < CVX_NV; v++) CVX_VST(tmp[i] + v * VL, acc[i][v]);   \
+            for (int v = 0; v < NV; v++) CVX_VST(tmp[i] + v * VL, acc[i][v]);       \
         for (ptrdiff_t i = 0; i < m; i++)                                           \
             for (ptrdiff_t j = 0; j < n; j++)                                       \
                 c[i * ldc + j] = accumulate ? c[i * ldc + j] + tmp[i][j] : tmp[i][j];\
@@ -460,19 +484,13 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
                         const int two = PANELS == 2 && mc - ir > CVX_MR;            \
                         const ptrdiff_t m = cvx_min(two ? 2 * CVX_MR : CVX_MR, mc - ir); \
                         const ptrdiff_t n = cvx_min(NR, nc - jr);                   \
-                        /* one copy per layout and height, strides fixed */         \
-                        if (a_here && two)                                          \
-                            NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, CVX_MR * A->rs, \
-                                         bp, ldb, cp, ldc, acc, bi, m, n, 2);       \
-                        else if (a_here)                                            \
-                            NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, CVX_MR * A->rs, \
-                                         bp, ldb, cp, ldc, acc, bi, m, n, 1);       \
-                        else if (two)                                               \
-                            NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, CVX_MR * kc, bp, \
-                                         ldb, cp, ldc, acc, bi, m, n, 2);           \
+                        /* one copy per layout, height and width, strides fixed */  \
+                        if (n > (CVX_NV - 1) * NAME##_VL)                           \
+                            CVX_GEMM_MICRO_CALLS(NAME, CVX_NV);                     \
+                        else if (n > NAME##_VL)                                     \
+                            CVX_GEMM_MICRO_CALLS(NAME, 2);                          \
                         else                                                        \
-                            NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, CVX_MR * kc, bp, \
-                                         ldb, cp, ldc, acc, bi, m, n, 1);           \
+                            CVX_GEMM_MICRO_CALLS(NAME, 1);                          \
                         ir += two ? 2 * CVX_MR : CVX_MR;                            \
                     }                                                               \
                 }                                                                   \
