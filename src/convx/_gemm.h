@@ -39,8 +39,8 @@
  * 10x slower), chosen by cvx_isa (_runtime.h) at each call.  A last panel of
  * B narrower than NR sums only the vectors its columns need (a 1x1 weight
  * gradient of 64 float32 channels: panels of 48 and 16 columns, where three
- * vectors each computed 96).  The packers move memory and take NR as an argument; they are
- * compiled for x86-64-v3 and the baseline.
+ * vectors each computed 96).  The packers move memory and take NR as an
+ * argument; they are compiled for x86-64-v3 and the baseline.
  *
  * CVX_KC is 128 so that a B panel of the widest micro-tile, KC x 48 floats
  * (24 KiB), stays in L1 while the micro-kernel sweeps A across it.  Measured
@@ -64,6 +64,7 @@
 #define CVX_MR 4        /* rows of a micro-tile (cvx_pack_a_dense interleaves 4 rows) */
 _Static_assert(CVX_MR == 4, "cvx_pack_a_dense interleaves exactly 4 rows");
 #define CVX_NV 3        /* vectors of columns in a micro-tile */
+_Static_assert(CVX_NV == 3, "the driver's narrow tiles are of 1 and 2 vectors");
 #define CVX_KC 128      /* depth of a packed block (see above) */
 #define CVX_MC 128      /* rows of A packed at once: a multiple of CVX_MR */
 #define CVX_NC 384      /* columns of B packed at once: a multiple of every NR (48, 24, 12, 6) */
@@ -366,7 +367,7 @@ ATTR static void cvx_pack_cols_##S(const T *src, ptrdiff_t step, ptrdiff_t n,   
         const T *sj = src + j * step;                                               \
         for (ptrdiff_t kk = 0; kk < kc; kk++) d[kk * nr] = sj[kk];                  \
     }                                                                               \
-}                                                                                   \
+}
 
 #define CVX_DEFINE_PACK_COLS_T(T, S, IT, ATTR, LO, HI)                              \
 typedef T cvx_pv_##S __attribute__((vector_size(32)));                              \
@@ -402,7 +403,7 @@ ATTR static void cvx_pack_cols_##S(const T *src, ptrdiff_t step, ptrdiff_t n,   
             for (int i = 0; i < G; i++) d[kk * nr + i] = sj[i * step + kk];         \
         j += G;                                                                     \
     }                                                                               \
-}                                                                                   \
+}
 
 #if CVX_X86_DISPATCH
 CVX_DEFINE_PACK_COLS_T(float, f32_v3, int32_t, CVX_V3, (0, 8, 1, 9, 2, 10, 3, 11),
