@@ -8,7 +8,8 @@ every kernel that applies: the GEMM (method='gemm'), the FFT and Winograd
 where they apply, and the direct family one kernel at a time (the channels
 kernel, the direct kernel or the weight gradient's dot products, and the
 depthwise kernel), forced through the engine's switches.  Rounds are
-interleaved in one process; each time is the best of the rounds.  It prints
+interleaved in one process, each starting with the next kernel; each time is
+the best of the rounds.  It prints
 auto's time over the fastest one's, flags those above 1.15, and sums up: how
 many within 5% of the fastest, and the geometric mean.
 
@@ -221,8 +222,12 @@ def run_case(case, dtype, rounds, min_time):
                 switch(switches, False)
             fns[label] = (fn, switches)
         times = {label: math.inf for label in fns}
-        for _ in range(rounds):
-            for label, (fn, switches) in fns.items():
+        order = list(fns.items())
+        for r in range(rounds):
+            # each round starts one kernel later, so that none is always
+            # timed first (first in every round, 'auto' read up to 1.16x the
+            # GEMM it ran as, within 3% in alternating order)
+            for label, (fn, switches) in order[r % len(order):] + order[:r % len(order)]:
                 switch(switches, True)
                 try:
                     times[label] = min(times[label], best_of(fn, min_time))
