@@ -86,12 +86,15 @@ static int cvx_interrupted = 0;
 #else
 #define CVX_ALWAYS_INLINE
 #endif
-/* A hint to fetch the cache line at p for writing (no effect on results;
- * none where the compiler has no __builtin_prefetch). */
+/* Hints to fetch the cache line at p for writing or for reading (no effect
+ * on results, none on an address outside memory; nothing where the compiler
+ * has no __builtin_prefetch). */
 #if defined(__GNUC__)
 #define CVX_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
+#define CVX_PREFETCH_R(p) __builtin_prefetch((p), 0, 3)
 #else
 #define CVX_PREFETCH_W(p) ((void)(p))
+#define CVX_PREFETCH_R(p) ((void)(p))
 #endif
 #if defined(_MSC_VER) && !defined(__clang__) && !defined(restrict)
 #define restrict __restrict
