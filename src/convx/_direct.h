@@ -51,6 +51,7 @@
 #define CONVX_DIRECT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "_runtime.h"
@@ -420,6 +421,49 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_WGRADT_ARGS(T))       
     T *out, ptrdiff_t plane, ptrdiff_t OW,      /* out: (F, ...) planes apart */    \
     ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t ja, ptrdiff_t jb
 #define CVX_FWDT_PASS xpad, row_step, sw, off, K, wt, F, FP, bias, out, plane, OW, i0, i1, ja, jb
+/* NAME_put: a whole tile's sums (MR positions, p[m*2*VL + f]) into nf    */
+/* channels' planes, o[f*plane + m]: a loop of constant length.  _PUT4    */
+/* (GCC's vectors; MR a multiple of 4): 4 x 4 blocks transposed in        */
+/* registers, each row of 4 positions one store.  perf put 17% of the    */
+/* 7x7 stride-2 stem's float32 forward pass (x86-64-v4) in the value-by- */
+/* value loop with its 12 compares; this took 0.965x the time there,     */
+/* 0.96-1.01x on 6 other layers (geomean 0.991 over 14 passes).          */
+#define CVX_FWDT_PUT_FROM(F0, VL, MRC)                                              \
+    for (ptrdiff_t f = F0; f < nf; f++)                                             \
+        for (int m = 0; m < MRC; m++) o[f * plane + m] = p[m * 2 * VL + f]
+#define CVX_DEFINE_FWDT_PUT(NAME, T, VL, ATTR, MRC)                                 \
+static inline ATTR CVX_ALWAYS_INLINE void NAME##_put(T *o, ptrdiff_t plane,         \
+                                                     const T *p, ptrdiff_t nf)      \
+{                                                                                   \
+    CVX_FWDT_PUT_FROM(0, VL, MRC);                                                  \
+}
+#define CVX_DEFINE_FWDT_PUT4(NAME, T, IT, VL, ATTR, MRC)                            \
+static inline ATTR CVX_ALWAYS_INLINE void NAME##_put(T *o, ptrdiff_t plane,         \
+                                                     const T *p, ptrdiff_t nf)      \
+{                                                                                   \
+    typedef T v4 __attribute__((vector_size(4 * sizeof(T))));                       \
+    typedef IT i4 __attribute__((vector_size(4 * sizeof(T))));                      \
+    _Static_assert(MRC % 4 == 0, "whole blocks of 4 positions");                    \
+    ptrdiff_t f = 0;                                                                \
+    for (; f + 4 <= nf; f += 4)                                                     \
+        for (int m = 0; m < MRC; m += 4) {                                          \
+            v4 r[4], c[4];      /* r[i]: position m + i, channels f..f+3 */         \
+            for (int i = 0; i < 4; i++)                                             \
+                memcpy(&r[i], p + (m + i) * 2 * VL + f, sizeof r[i]);               \
+            const v4 t0 = __builtin_shuffle(r[0], r[1], (i4){0, 4, 1, 5});          \
+            const v4 t1 = __builtin_shuffle(r[0], r[1], (i4){2, 6, 3, 7});          \
+            const v4 t2 = __builtin_shuffle(r[2], r[3], (i4){0, 4, 1, 5});          \
+            const v4 t3 = __builtin_shuffle(r[2], r[3], (i4){2, 6, 3, 7});          \
+            c[0] = __builtin_shuffle(t0, t2, (i4){0, 1, 4, 5});                     \
+            c[1] = __builtin_shuffle(t0, t2, (i4){2, 3, 6, 7});                     \
+            c[2] = __builtin_shuffle(t1, t3, (i4){0, 1, 4, 5});                     \
+            c[3] = __builtin_shuffle(t1, t3, (i4){2, 3, 6, 7});                     \
+            for (int i = 0; i < 4; i++)                                             \
+                memcpy(o + (f + i) * plane + m, &c[i], sizeof c[i]);                \
+        }                                                                           \
+    CVX_FWDT_PUT_FROM(f, VL, MRC);                                                  \
+}
+
 /* NAME_tile: MR positions (a constant once inlined) by NV vectors, taps
  * k0..k1, from the partial sums in part (MR x 2*VL, by position) or, at
  * k0 = 0, from the bias vectors bv; back into part.  Each output is the same
@@ -506,9 +550,12 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_FWDT_ARGS(T))         
             }                                                                       \
             for (int t = 0; t < nt; t++) {                                          \
                 T *o = out + f0 * plane + is[t] * OW + js[t];                       \
-                for (ptrdiff_t f = 0; f < nf; f++)                                  \
-                    for (ptrdiff_t m = 0; m < np[t]; m++)                           \
-                        o[f * plane + m] = part[t][m * 2 * VL + f];                 \
+                if (np[t] == MR)                                                    \
+                    NAME##_put(o, plane, part[t], nf);                              \
+                else                                                                \
+                    for (ptrdiff_t f = 0; f < nf; f++)                              \
+                        for (ptrdiff_t m = 0; m < np[t]; m++)                       \
+                            o[f * plane + m] = part[t][m * 2 * VL + f];             \
             }                                                                       \
         }                                                                           \
     }                                                                               \
@@ -529,6 +576,8 @@ CVX_DEFINE_WGRAD(cvx_wgrad_f64, double, cvx_vf64, 4)
  * weights in chunks of two, of the width it asks for. */
 CVX_DEFINE_WGRADT(cvx_wgradt_f32, float, cvx_vf32, 8, )
 CVX_DEFINE_WGRADT(cvx_wgradt_f64, double, cvx_vf64, 4, )
+CVX_DEFINE_FWDT_PUT(cvx_fwdt_f32, float, 8, , 6)
+CVX_DEFINE_FWDT_PUT(cvx_fwdt_f64, double, 4, , 6)
 CVX_DEFINE_FWDT(cvx_fwdt_f32, float, cvx_vf32, 8, , 6, 1)
 CVX_DEFINE_FWDT(cvx_fwdt_f64, double, cvx_vf64, 4, , 6, 1)
 #if CVX_X86_DISPATCH
@@ -536,6 +585,8 @@ typedef float cvx_wf32 __attribute__((vector_size(64)));
 typedef double cvx_wf64 __attribute__((vector_size(64)));
 CVX_DEFINE_WGRADT(cvx_wgradt4_f32, float, cvx_wf32, 16, CVX_V4)
 CVX_DEFINE_WGRADT(cvx_wgradt4_f64, double, cvx_wf64, 8, CVX_V4)
+CVX_DEFINE_FWDT_PUT4(cvx_fwdt4_f32, float, int32_t, 16, CVX_V4, 12)
+CVX_DEFINE_FWDT_PUT4(cvx_fwdt4_f64, double, int64_t, 8, CVX_V4, 12)
 CVX_DEFINE_FWDT(cvx_fwdt4_f32, float, cvx_wf32, 16, CVX_V4, 12, 4)
 CVX_DEFINE_FWDT(cvx_fwdt4_f64, double, cvx_wf64, 8, CVX_V4, 12, 4)
 /* NAME(ARGS, wide): WIDE's body (64-byte vectors) at x86-64-v4 when the
