@@ -619,3 +619,50 @@ def test_weight_grad_in_blocks_of_taps(x_shape, w_shape, groups, pad, dtype, mon
                                     np.abs(g).astype(np.float64), **rk)
     eps = np.finfo(dtype).eps
     assert np.all(np.abs(got[0] - want) <= 2 * g[0, 0].size * x.shape[0] * eps * bound)
+
+
+# --------------------------------------------------------------------------
+# (g) the GEMM forward pass of one image: blocks of positions, for the CPUs,
+#     before blocks of filters; the same bits whatever the blocks
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_image_forward_in_blocks_of_positions(dtype, monkeypatch):
+    engine = convx._engine
+
+    def block(x_shape, w_shape, cpus):
+        monkeypatch.setattr(convx._threads, "_MAX_THREADS", cpus)
+        n, _, h, wd = x_shape
+        call = engine.Call("t", "param", x_shape, w_shape, (n, w_shape[0], h, wd), (1, 1),
+                           (1, 1, 1, 1), (1, 1), 1, np.dtype(dtype))
+        return engine._forward_gemm_sizes(call)[0]
+
+    nc, least = engine._NC, engine._FORWARD_MIN_BLOCK
+    for cpus in (1, 2, 3, 4, 8):
+        for n in (1, 2, 3):
+            for hw in (7, 10, 14, 20, 28, 40, 56):
+                x_shape, w_shape = (n, 64, hw, hw), (64, 64, 3, 3)
+                p, nb = hw * hw, block(x_shape, w_shape, cpus)
+                blocks = -(-p // nb)
+                assert 1 <= nb <= min(p, nc) and nb * (blocks - 1) < p
+                if blocks > -(-p // nc):   # more blocks than _NC gives: equal, for the CPUs
+                    assert nb >= least and n * (blocks - 1) < 2 * cpus   # no more than needed
+                    assert n * blocks >= 2 * cpus or p // (blocks + 1) < least   # as many as fit
+                else:
+                    assert nb == min(p, nc)
+    assert block((1, 128, 28, 28), (128, 128, 3, 3), 2) == 196   # 4 blocks, not 3 and 2 of filters
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 128, 28, 28)).astype(dtype)
+    w = rng.standard_normal((96, 128, 3, 3)).astype(dtype)
+    got = {}
+    for cpus in (1, 2):   # blocks of 384 positions and of 196
+        monkeypatch.setattr(convx._threads, "_MAX_THREADS", cpus)
+        engine.PLANS.clear()
+        got[cpus] = convx.conv2d(x, w, padding=1, method="gemm")
+    monkeypatch.undo()
+    engine.PLANS.clear()
+    assert np.array_equal(got[1], got[2])
+    want = ref.conv_nd(x.astype(np.float64), w.astype(np.float64), stride=(1, 1), pads=(1, 1, 1, 1))
+    bound = ref.conv_nd(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
+                        stride=(1, 1), pads=(1, 1, 1, 1))
+    assert np.all(np.abs(got[1] - want) <= 2 * 128 * 9 * np.finfo(dtype).eps * bound)

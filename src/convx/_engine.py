@@ -1070,10 +1070,11 @@ def _forward_gemm_sizes(c: Call, threaded: bool = True) -> tuple[int, tuple[int,
     that many equal blocks, each at least _FORWARD_MIN_BLOCK, before the run
     splits the filters too (each block of filters packs the same columns:
     one image of 784 positions, 3 blocks and 2 of filters, packed them
-    twice).  Intel Xeon, 2 threads, 11 layers of one image, 7x7 to 28x28 and
-    1-D: 0.81-0.97x the time (the 3x3 layers of 64 to 256 channels), 1.0-1.06x
-    on 1-D layers of 512 and 1024 positions.  Equal blocks where the blocks
-    were already enough lost up to 1.15x (the ragged last panel of each).
+    twice).  Intel Xeon, 2 threads: 0.81-1.00x the time on 9 layers of one
+    image (3x3 and 5x5, 7x7 to 28x28, 48 to 256 channels; 18 passes), 0.86-
+    1.06x on two 1-D layers of 512 and 1024 positions.  Equal blocks where
+    the blocks were already enough lost up to 1.15x (the ragged last panel
+    of each).
     The plan depends on the machine's CPUs, not on the thread count of the
     call; no block changes a sum's order."""
     check_gemm_sizes(c.func, c.k, c.p, c.w[0])
