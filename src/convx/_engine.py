@@ -1036,8 +1036,9 @@ def _depthwise_strip(rows: int, cols: int, wp: int, row_step: int, dtype: np.dty
     cannot pair rows as x86-64-v4 does.  The strip where a row is narrower
     than a vector, or where whole vectors would compute a quarter more
     columns than the strip, in the vectors the rows run in: 64 bytes where
-    the kernels have x86-64-v4's (_core.channels_wide), else 32.  Measured, 2 threads, time row by row over the
-    strip, forward and input gradient, x86-64-v4 / -v3, 8 depthwise layers
+    the kernels have x86-64-v4's (_core.channels_wide), else 32.  Measured,
+    2 threads, time row by row over the strip, forward and input gradient,
+    x86-64-v4 / -v3, 8 depthwise layers
     of 7x7 to 28x28 images, with 32-byte vectors at both levels: float32
     7x7 5x5 4.2 / 3.4, 10x10 3x3 1.09 / 1.07; elsewhere 0.78-1.04 /
     0.92-1.03, but float64 14x14 3x3 0.97 / 1.17.  With 64-byte vectors at
