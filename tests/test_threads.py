@@ -645,7 +645,9 @@ def test_one_image_forward_in_blocks_of_positions(dtype, monkeypatch):
                 p, nb = hw * hw, block(x_shape, w_shape, cpus)
                 blocks = -(-p // nb)
                 assert 1 <= nb <= min(p, nc) and nb * (blocks - 1) < p
-                if blocks > -(-p // nc):   # more blocks than _NC gives: equal, for the CPUs
+                if cpus == 1:   # nothing to share
+                    assert nb == min(p, nc)
+                elif blocks > -(-p // nc):   # more blocks than _NC gives: equal, for the CPUs
                     assert nb >= least and n * (blocks - 1) < 2 * cpus   # no more than needed
                     assert n * blocks >= 2 * cpus or p // (blocks + 1) < least   # as many as fit
                 else:

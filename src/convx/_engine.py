@@ -1076,14 +1076,14 @@ def _forward_gemm_sizes(c: Call, threaded: bool = True) -> tuple[int, tuple[int,
     1.06x on two 1-D layers of 512 and 1024 positions.  Equal blocks where
     the blocks were already enough lost up to 1.15x (the ragged last panel
     of each).
-    The plan depends on the machine's CPUs, not on the thread count of the
-    call; no block changes a sum's order."""
+    One CPU (or ``threaded=False``, a call run on this thread): blocks of
+    _NC.  The plan depends on the machine's CPUs, not on the thread count of
+    the call; no block changes a sum's order."""
     check_gemm_sizes(c.func, c.k, c.p, c.w[0])
     nb, nblk = min(c.p, _NC), -(-c.p // _NC)
     cpus = _threads._MAX_THREADS if threaded else 1
-    want = -(-2 * cpus // (c.x[0] * c.groups))
-    more = min(want, c.p // _FORWARD_MIN_BLOCK)
-    if more > nblk:
+    more = min(-(-2 * cpus // (c.x[0] * c.groups)), c.p // _FORWARD_MIN_BLOCK)
+    if cpus > 1 and more > nblk:
         nb = -(-c.p // more)
     return nb, _core.forward_scratch(c.fg, c.k, c.groups, nb)
 
