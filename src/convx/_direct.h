@@ -428,9 +428,9 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_WGRADT_ARGS(T))       
 /* 7x7 stride-2 stem's float32 forward pass (x86-64-v4) in the value-by- */
 /* value loop with its 12 compares; this took 0.965x the time there,     */
 /* 0.96-1.01x on 6 other layers (geomean 0.991 over 14 passes).          */
-#define CVX_FWDT_PUT_FROM(F0, VL, MRC)                                              \
-    for (ptrdiff_t f = F0; f < nf; f++)                                             \
-        for (int m = 0; m < MRC; m++) o[f * plane + m] = p[m * 2 * VL + f]
+#define CVX_FWDT_PUT_FROM(F0, VL, MRC)  /* channels F0.. (its own counter, ch) */  \
+    for (ptrdiff_t ch = (F0); ch < nf; ch++)                                        \
+        for (int m = 0; m < MRC; m++) o[ch * plane + m] = p[m * 2 * VL + ch]
 #define CVX_DEFINE_FWDT_PUT(NAME, T, VL, ATTR, MRC)                                 \
 static inline ATTR CVX_ALWAYS_INLINE void NAME##_put(T *o, ptrdiff_t plane,         \
                                                      const T *p, ptrdiff_t nf)      \
