@@ -491,21 +491,21 @@ CVX_DEFINE_PACK(double, f64_v1, )
 /* The driver's call of the micro-kernel for its tile, with NV vectors of
  * columns: one inlined copy per layout of A (read in place or packed) and
  * height (one or two micro-panels), all strides fixed.  It reads the
- * driver's locals. */
+ * driver's locals (`first`: the first panel of B, whose sweep reads A). */
 #define CVX_GEMM_MICRO_CALLS(NAME, NV)                                              \
     do {                                                                            \
         if (a_here && two)                                                          \
             NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, CVX_MR * A->rs, bp, ldb, cp, \
-                         ldc, acc, bi, m, n, 2, NV, jr == 0);                       \
+                         ldc, acc, bi, m, n, 2, NV, first);                         \
         else if (a_here)                                                            \
             NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, CVX_MR * A->rs, bp, ldb, cp, \
-                         ldc, acc, bi, m, n, 1, NV, jr == 0);                       \
+                         ldc, acc, bi, m, n, 1, NV, first);                         \
         else if (two)                                                               \
             NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, CVX_MR * kc, bp, ldb, cp, ldc, \
-                         acc, bi, m, n, 2, NV, jr == 0);                            \
+                         acc, bi, m, n, 2, NV, first);                              \
         else                                                                        \
             NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, CVX_MR * kc, bp, ldb, cp, ldc, \
-                         acc, bi, m, n, 1, NV, jr == 0);                            \
+                         acc, bi, m, n, 1, NV, first);                              \
     } while (0)
 
 #define CVX_DEFINE_GEMM(NAME, S, T, VB, ATTR, PANELS)                               \
@@ -614,7 +614,7 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
                 const T *ap = a_here ? (const T *)A->p + ic * A->rs + pc            \
                                      : cvx_pack_a_##S(A, ic, mc, pc, kc, abuf);     \
                 for (ptrdiff_t jr = 0; jr < nc; jr += NR) {                         \
-                    const int here = jr < inplace;                                  \
+                    const int here = jr < inplace, first = jr == 0;                 \
                     const T *bp = here ? brow + jr : bbuf + (jr - inplace) * kc;    \
                     const ptrdiff_t ldb = here ? B->rs : NR;                        \
                     for (ptrdiff_t ir = 0; ir < mc;) {                              \
