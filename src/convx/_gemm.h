@@ -334,19 +334,22 @@ ATTR static inline void cvx_put_##S(cvx_cursor_##S *c, const T *src, ptrdiff_t s
     }                                                                               \
 }                                                                                   \
                                                                                     \
-/* Row kk of a packed block: tap k at output positions jc..jc+nc.  Into     */     \
-/* panels of the widest width (floats at x86-64-v4) the values are gathered */     \
-/* into one row, then copied panel by panel: 0.90-1.02x the time of writing */     \
-/* them run by run into the panels (Intel Xeon, 2 threads, 11 forward       */     \
-/* passes: 1x1, 3x3, 5x5, 7x7, strided, grouped, dilated, 1-D, one image;   */     \
-/* geomean 0.96).  Into narrower panels the row lost (1.02x at x86-64-v3's  */     \
-/* 24 floats, 1.01x at v4's 24 doubles), so they are written run by run. */        \
+/* Row kk of a packed block: tap k at output positions jc..jc+nc.  Into     */      \
+/* panels of the widest width (floats at x86-64-v4) the values are gathered */      \
+/* into one row, then copied panel by panel: 0.90-1.02x the time of writing */      \
+/* them run by run into the panels (Intel Xeon, 2 threads, 11 forward       */      \
+/* passes: 1x1, 3x3, 5x5, 7x7, strided, grouped, dilated, 1-D, one image;   */      \
+/* geomean 0.96).  Into narrower panels the row lost (1.02x at x86-64-v3's  */      \
+/* 24 floats, 1.01x at v4's 24 doubles), so they are written run by run. A  */      \
+/* block that is one run at unit stride (1-D, no padding in it) is copied   */      \
+/* into the panels from the image: 0.95-0.98x on four 1-D passes.           */      \
 ATTR static inline void cvx_pack_tap_##S(const cvx_operand *X, ptrdiff_t k, ptrdiff_t jc,\
                                     ptrdiff_t nc, T *dst, ptrdiff_t kc,             \
                                     ptrdiff_t nr, ptrdiff_t kk)                     \
 {                                                                                   \
     const int flat = nr == CVX_NR_MAX;                                              \
     T row[CVX_NC];                                                                  \
+    const T *from = row;                                                            \
     cvx_tap_##S t;                                                                  \
     cvx_cursor_##S cur = flat ? cvx_cursor_##S##_at(row, 1, CVX_NC, 0, 0)           \
                               : cvx_cursor_##S##_at(dst, kc, nr, kk, 0);            \
@@ -357,6 +360,10 @@ ATTR static inline void cvx_pack_tap_##S(const cvx_operand *X, ptrdiff_t k, ptrd
         done += cvx_tap_run_##S(X, &t, nc - done, &before, &src, &n, &after);       \
         if (n && k % X->KW == 0) /* the first column of taps: the others   */       \
             cvx_fetch_run_##S(X, src, n); /* read the same lines */                 \
+        if (flat && n == nc && X->sw == 1) { /* one run, in place: the panels */    \
+            from = src;                      /* are copied from the image     */    \
+            break;                                                                  \
+        }                                                                           \
         cvx_put_##S(&cur, NULL, 0, before);                                         \
         cvx_put_##S(&cur, src, X->sw, n);                                           \
         cvx_put_##S(&cur, NULL, 0, after);                                          \
@@ -365,8 +372,8 @@ ATTR static inline void cvx_pack_tap_##S(const cvx_operand *X, ptrdiff_t k, ptrd
         T *p = dst + kk * nr;                                                       \
         ptrdiff_t col = 0;                                                          \
         for (; col + nr <= nc; col += nr, p += kc * nr) /* nr == CVX_NR_MAX */      \
-            for (ptrdiff_t l = 0; l < CVX_NR_MAX; l++) p[l] = row[col + l];         \
-        for (ptrdiff_t l = 0; col + l < nc; l++) p[l] = row[col + l];               \
+            for (ptrdiff_t l = 0; l < CVX_NR_MAX; l++) p[l] = from[col + l];        \
+        for (ptrdiff_t l = 0; col + l < nc; l++) p[l] = from[col + l];              \
     }                                                                               \
 }                                                                                   \
                                                                                     \
