@@ -336,10 +336,10 @@ ATTR static inline void cvx_put_##S(cvx_cursor_##S *c, const T *src, ptrdiff_t s
                                                                                     \
 /* Row kk of a packed block: tap k at output positions jc..jc+nc.  Into     */      \
 /* panels of the widest width (floats at x86-64-v4) the values are gathered */      \
-/* into one row, then copied panel by panel: 0.90-1.02x the time of writing */      \
+/* into one row, then copied panel by panel: 0.89-1.00x the time of writing */      \
 /* them run by run into the panels (Intel Xeon, 2 threads, 11 forward       */      \
 /* passes: 1x1, 3x3, 5x5, 7x7, strided, grouped, dilated, 1-D, one image;   */      \
-/* geomean 0.96).  Into narrower panels the row lost (1.02x at x86-64-v3's  */      \
+/* geomean 0.964).  Into narrower panels the row lost (1.02x at x86-64-v3's */      \
 /* 24 floats, 1.01x at v4's 24 doubles), so they are written run by run. A  */      \
 /* block that is one run at unit stride (1-D, no padding in it) is copied   */      \
 /* into the panels from the image: 0.95-0.98x on four 1-D passes.           */      \
