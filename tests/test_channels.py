@@ -284,6 +284,42 @@ def test_forward_of_narrow_rows(xs, ws, dtype, name, monkeypatch):
     assert algorithm.name == name
 
 
+@pytest.mark.parametrize("xs, ws, groups, stride, name, vector", [
+    # 16 float32 filters a group, rows that three tiles of 12 positions
+    # cover at least 1/1.25 as well as two blocks of 16 columns: the
+    # channels kernel in one 64-byte vector, where the CPU runs those
+    ((8, 128, 28, 28), (128, 16, 3, 3), 8, 1, "channels", 16),   # ResNeXt-like
+    ((4, 64, 56, 56), (128, 8, 3, 3), 8, 1, "channels", 16),
+    ((3, 128, 40, 40), (128, 16, 3, 3), 8, 1, "channels", 16),
+    # rows of 14: two tiles fill 58%, one block 88%
+    ((32, 128, 14, 14), (128, 16, 3, 3), 8, 1, "direct", None),
+    # 27 taps (3 channels, 3x3): too few
+    ((16, 3, 32, 32), (16, 3, 3, 3), 1, 1, "direct", None),
+    # stride 2: the channels kernel, in 32-byte vectors
+    ((8, 128, 56, 56), (128, 16, 3, 3), 8, 2, "channels", 8),
+])
+def test_forward_in_one_wide_vector(xs, ws, groups, stride, name, vector, monkeypatch):
+    """_engine._channels_one_vector_rows: where a group's 16 float32 filters
+    fill one 64-byte vector, the forward pass takes the channels kernel in
+    it, at x86-64-v4, in place of the direct kernel where its tiles cover
+    the rows well enough; elsewhere the rules before stand."""
+    monkeypatch.setattr(_engine, "_winograd_pays", lambda *args: False)
+    wide = _core.channels_wide()
+    if not wide and stride == 1:
+        name, vector = "direct", None
+    algorithm = _chosen("forward", xs, ws, stride, groups, np.float32, monkeypatch, pad=1)
+    assert algorithm.name == name
+    if vector is not None:
+        plan = _engine.forward_plan("t", xs, ws, (stride, stride), (1,) * 4, (1, 1), groups,
+                                    kernel_arg="weight", dtype=np.float32)
+        assert plan[3][-1] == vector
+    if stride == 1 and ws[1] == 16:
+        # the input gradient asks it of its transposed pass, whose filters
+        # are the layer's 16 channels a group
+        algorithm = _chosen("input grad", xs, ws, 1, groups, np.float32, monkeypatch, pad=1)
+        assert algorithm.name == name
+
+
 @pytest.mark.parametrize("xs, ws, dtype, name", [
     # unpadded, the input at least 1.5 times the output's positions, 48
     # filters or more: the GEMM
@@ -461,7 +497,7 @@ def test_stride_1_same_bits_as_the_direct_kernel(case, dtype, width, monkeypatch
             runs = {}
             for channels in (True, False):
                 for rule in ("_channels_replace_direct", "_channels_narrow_rows",
-                             "_channels_large_kernel"):
+                             "_channels_large_kernel", "_channels_one_vector_rows"):
                     monkeypatch.setattr(_engine, rule, lambda *args, on=channels: on)
                 monkeypatch.setattr(_engine, "ROWS", False)   # (its own order of sums)
                 monkeypatch.setattr(_engine, "PLANS", {})

@@ -32,6 +32,7 @@ def direct(monkeypatch):
     monkeypatch.setattr(_engine, "_winograd_pays", lambda *args: False)
     monkeypatch.setattr(_engine, "_channels_replace_direct", lambda *args: False)
     monkeypatch.setattr(_engine, "_channels_narrow_rows", lambda *args: False)
+    monkeypatch.setattr(_engine, "_channels_one_vector_rows", lambda *args: False)
     monkeypatch.setattr(_engine, "ROWS", False)
     monkeypatch.setattr(_engine, "PLANS", {})
 

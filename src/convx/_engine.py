@@ -658,7 +658,8 @@ def _forward_channels_pay(c: Call) -> bool:
     if FORWARD_CHANNELS is not None:
         return FORWARD_CHANNELS
     if c.stride[1] == 1:
-        return ((_channels_replace_direct(c.fg, c.dtype) or _channels_narrow_rows(c))
+        return ((_channels_replace_direct(c.fg, c.dtype) or _channels_narrow_rows(c)
+                 or _channels_one_vector_rows(c))
                 and _forward_direct(c) is not None) or _channels_large_kernel(c)
     if c.w[2] * c.w[3] == 1:
         return False
@@ -681,9 +682,10 @@ def _channels_vector(filters: int, dtype: np.dtype[Any], weight_grad: bool = Fal
     picks 64 bytes, the weight gradient took 0.81-0.96x the time of 32-byte
     vectors in float32 and 0.84-0.96x in float64 (6 layers of our own: a
     strided 3x3, one image, LeNet-like 5x5, a 7x7 stem, grouped, 1-D; 2
-    threads, x86-64-v4 with two 512-bit FMA units).  ``large``: a call
-    that :func:`_channels_large_kernel` gives the kernel, 64 bytes whatever
-    the filters fill.  Plans hold the width: whoever changes the
+    threads, x86-64-v4 with two 512-bit FMA units).  ``large``: a forward
+    pass that :func:`_channels_large_kernel` gives the kernel, or whose
+    filters fill one 64-byte vector (:func:`_channels_one_vector`), 64
+    bytes whatever the rule above says.  Plans hold the width: whoever changes the
     instruction-set level empties PLANS."""
     size = dtype.itemsize
     wide = 64 // size
@@ -773,6 +775,65 @@ def _channels_large_kernel(c: Call) -> bool:
             and 100 * c.fg >= 75 * _round_up(c.fg, wide))
 
 
+# The forward channels kernel's tiles at x86-64-v4 (64-byte vectors), in
+# output positions along a row (_direct.h: cvx_fwdt4_*'s MRC).
+_CHANNELS_WIDE_TILE = 12
+# _channels_one_vector_rows: how many times the direct kernel's share of
+# the row its blocks compute the channels kernel's tiles' share must be;
+# and the fewest taps per filter.
+_ONE_VECTOR_GAIN = 1.25
+_ONE_VECTOR_MIN_TAPS = 32
+
+
+def _channels_one_vector(c: Call) -> bool:
+    """The forward channels kernel in 64-byte vectors (_channels_vector's
+    ``large``) where a group's float32 filters fill exactly one (16), at a
+    unit width stride, at x86-64-v4 (_core.channels_wide): each broadcast
+    of the image feeds one vector of filters, where in 32-byte vectors it
+    feeds the same filters in two, at half the width.  Measured, 2 threads,
+    an Intel Xeon with two 512-bit FMA units, interleaved in one process,
+    time over that of 32-byte vectors where the channels kernel ran before
+    (rows of 7 to 20): 0.74-0.97 on 5 passes.  At a 2-D stride of 2 it
+    took 1.03-1.08 (3 layers), and float64's 8 filters
+    0.94-1.09 in place of the direct kernel (12 passes): both stay.  (The
+    weight gradient keeps its own rule: _channels_vector.)"""
+    return (_core.channels_wide() and c.dtype.itemsize == 4 and c.fg == 16
+            and c.stride[1] == 1)
+
+
+def _channels_one_vector_rows(c: Call) -> bool:
+    """Where the direct kernel would run, the channels kernel in one 64-byte
+    vector of filters (:func:`_channels_one_vector`), with at least
+    _ONE_VECTOR_MIN_TAPS taps per filter, where its tiles of
+    _CHANNELS_WIDE_TILE positions cover the output rows at least
+    1/_ONE_VECTOR_GAIN as well as the direct kernel's blocks of _DIRECT_JB
+    columns do: a row of 14 fills two tiles to 58% and one block to 88%,
+    a row of 28 three tiles to 78% and two blocks to 88%.  Where the direct
+    kernel runs an image's rows as one strip (:func:`_strip`), that strip's
+    share: 10 rows of 10 padded to 12, 78%.  The input gradient
+    (:func:`_input_grad_channels`) asks it of its transposed pass.
+
+    Measured as above, time over the direct kernel's, the forward pass and
+    the input gradient: 0.74-0.97 (median 0.83) on 23 passes of layers of
+    our own where the rule takes it (grouped 3x3 with 8 to 16 channels a
+    group on 10x10 to 56x56 rows, one image, dilated 2, 16 -> 16 channels,
+    1-D k3 to k9); on rows of 14, where it does not, 1.10-1.22 (4 passes).
+    With 27 taps (CIFAR's first layer: 3 channels, 3x3) it took 1.10; with
+    72 (8 channels) 0.75-0.92 on 3 layers, and 0.92-1.06 in five runs on
+    one, (8, 8, 28, 28) -> 16."""
+    if not _channels_one_vector(c) or c.k < _ONE_VECTOR_MIN_TAPS:
+        return False
+    oh, ow = c.out[2:]
+    jb = _DIRECT_JB[c.dtype]
+    tiles = ow / _round_up(ow, _CHANNELS_WIDE_TILE)
+    row = ow / _round_up(ow, jb)
+    wp = ow + (c.w[3] - 1) * c.dilation[1]
+    strip = _strip(oh, ow, wp, c.stride[0] * wp, jb)
+    if strip:
+        row = oh * ow / _round_up(strip, jb)
+    return _ONE_VECTOR_GAIN * tiles >= row
+
+
 # _channels_narrow_rows: how many times the direct kernel's share of useful
 # lanes the channels kernel's must be.
 _NARROW_ROWS_GAIN = 1.3
@@ -852,7 +913,8 @@ def _input_grad_channels(c: Call, forced: bool = False) -> Any:
     t = _transposed(c)
     large = _input_grad_large_kernel(c, t)
     direct = _input_grad_direct(c, forced=large)
-    if direct is None or not (large or _channels_replace_direct(c.w[1], c.dtype)):
+    if direct is None or not (large or _channels_replace_direct(c.w[1], c.dtype)
+                              or _channels_one_vector_rows(t)):
         return None
     plan = _channels_plan(t, True, lambda _: True)
     return None if plan is None else (plan, direct[1])
@@ -1510,7 +1572,8 @@ def _channels_plan(c: Call, forced: bool, pays: Callable[[Call], bool],
     oh, ow = c.out[2:]
     span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     vl = _channels_vector(c.fg, c.dtype, weight_grad,
-                          large=not weight_grad and _channels_large_kernel(c))
+                          large=not weight_grad and (_channels_large_kernel(c)
+                                                     or _channels_one_vector(c)))
     fp = _round_up(c.fg, vl)
     # each thread pads the rows of one item at a time: at most rb_max output
     # rows (_blocks and _even_blocks never give more), hr rows of the padded
