@@ -254,6 +254,17 @@ BY_CORE_1D = {"default": "gemm", "zen5": "channels"}
     ((64, 1, 28, 28), (32, 1, 3, 3), 1, 1, np.float32, "gemm"),
     ((8, 1, 100, 100), (48, 1, 3, 3), 1, 1, np.float64, "gemm"),
     ((64, 2, 28, 28), (32, 2, 3, 3), 1, 1, np.float32, "channels"),     # 18 taps
+    # 1x1, any filters: the product
+    ((8, 32, 28, 28), (64, 32, 1, 1), 1, 1, np.float32, "gemm"),
+    ((4, 64, 1, 1000), (64, 64, 1, 1), 2, 1, np.float64, "gemm"),
+    # 1-D of at most 31 taps: the dot products along the rows, not the channels kernel
+    ((8, 4, 1, 2000), (32, 4, 1, 3), 1, 1, np.float32, "direct"),
+    ((8, 1, 1, 2000), (32, 1, 1, 9), 1, 1, np.float64, "direct"),
+    # few filters on wide rows, past the dot products' block: the channels kernel
+    ((8, 64, 56, 56), (4, 64, 3, 3), 1, 1, np.float32, "channels"),
+    ((4, 128, 32, 32), (8, 64, 3, 3), 1, 2, np.float64, "channels"),
+    # one float32 filter on rows of 4000: the dot products, though 3 of 4 are padding
+    ((4, 24, 1, 4000), (1, 24, 1, 5), 1, 1, np.float32, "direct"),
 ])
 @pytest.mark.parametrize("tuning", ["default", "zen5"])
 def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, tuning, monkeypatch):

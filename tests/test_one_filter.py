@@ -104,3 +104,33 @@ def test_auto_takes_the_direct_kernel_for_one_filter(x_shape, w_shape, dtype):
     plan = _engine.forward_plan("t", x_shape, w_shape, (1, 1), (p,) * 4, (1, 1), 1,
                                 dtype=dtype)
     assert (plan[1].name == "direct") == _engine.USE_DIRECT, plan[1].name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pass_, x_shape, w_shape, groups", [
+    # the forward pass of 1 or 2 filters a group, 12 taps or more
+    ("forward", (8, 6, 1, 4000), (2, 3, 1, 5), 2),
+    ("forward", (16, 2, 28, 28), (1, 2, 3, 3), 1),
+    ("forward", (4, 3, 100, 100), (2, 3, 3, 3), 1),
+    # the input gradient of few filters a group, over which the product would
+    # contract: from 9 taps, or 8 channels a group, or at most 2 filters
+    ("input grad", (1, 512, 28, 28), (8, 64, 3, 3), 8),
+    ("input grad", (4, 32, 1, 784), (1, 32, 1, 3), 1),
+    ("input grad", (8, 3, 64, 64), (1, 3, 3, 3), 1),
+    ("input grad", (8, 5, 1, 3000), (1, 5, 1, 3), 1),
+    ("input grad", (16, 2, 28, 28), (1, 2, 3, 3), 1),
+])
+def test_auto_takes_a_direct_kernel_where_the_product_is_thin(pass_, x_shape, w_shape, groups,
+                                                               dtype, monkeypatch):
+    """The GEMM's product would have 1 to 3 rows, or contract over 1 to 8
+    filters: 0.05-0.9x the direct kernels' time.  (Where the direct kernels
+    are not vectorised, USE_DIRECT, never.)"""
+    monkeypatch.setattr(_engine, "PLANS", {})
+    pads = (0, 0) + ((w_shape[3] - 1) // 2,) * 2 if x_shape[2] == 1 else ((w_shape[2] - 1) // 2,) * 4
+    if pass_ == "forward":
+        plan = _engine.forward_plan("t", x_shape, w_shape, (1, 1), pads, (1, 1), groups,
+                                    dtype=dtype)
+    else:
+        plan = _engine.input_grad_plan("t", x_shape, w_shape, (x_shape[0], w_shape[0]) + x_shape[2:],
+                                       (1, 1), pads, (1, 1), groups, dtype=dtype)
+    assert (plan[1].method == "direct") == _engine.USE_DIRECT, plan[1].name

@@ -262,8 +262,20 @@ def _tuning() -> str:
 _ITEM_MACS = 1 << 24
 
 
+# _direct_pays's rules for few filters or few channels, where the GEMM's
+# product is thin: the forward pass of fewer filters per group than a block
+# (_DIRECT_FB) from _FEW_FILTERS_MIN_TAPS taps; the input gradient (whose
+# product contracts over the filters) from _IG_DIRECT_MIN_TAPS taps or
+# _IG_DIRECT_MIN_COLS channels per group, and at any count of either with
+# at most _IG_SHALLOW filters per group.
+_FEW_FILTERS_MIN_TAPS = 12
+_IG_DIRECT_MIN_TAPS = 9
+_IG_DIRECT_MIN_COLS = 8
+_IG_SHALLOW = 2
+
+
 def _direct_pays(taps: int, cols: int, sw: int, image: int, scratch: int, weight_grad: bool = False,
-                 single: bool = False) -> bool:
+                 single: bool = False, ig_filters: int = 0, padding_ok: bool = False) -> bool:
     """The direct kernel needs a unit horizontal stride, and beats im2col + GEMM
     when there are enough taps to sum and its output-channel blocks of
     _DIRECT_FB are not mostly padding.  Enough taps: K >= 32; for the forward
@@ -289,10 +301,33 @@ def _direct_pays(taps: int, cols: int, sw: int, image: int, scratch: int, weight
     new: 0.15-0.48x the time 'auto' took before (the GEMM), 1.5-48x torch's
     speed.  The input gradient of one input channel keeps the rule: there
     the GEMM's product has a row per tap, and the direct kernel, its padded
-    output gradient past the L1 cache, took 1.2-1.7x its time on 28x28."""
+    output gradient past the L1 cache, took 1.2-1.7x its time on 28x28.
+
+    Where the GEMM's product is thin the rules above were too strict
+    (measured, 2 threads, x86-64-v4, interleaved, direct time over the
+    GEMM's).  The forward pass with fewer filters per group than a block
+    (``single``, ``cols`` < _DIRECT_FB: the product has 1 to 3 rows) pays
+    from _FEW_FILTERS_MIN_TAPS taps, its padding whatever it is: 0.21-0.89
+    on 22 passes of 11 layers (1 or 2 filters, 1-D and 2-D, 12 to 27 taps,
+    256 to 10000 positions); with 9 taps on 200 positions, 1.03-1.18.  The
+    input gradient (``ig_filters``: the layer's filters per group, over
+    which the GEMM's product contracts) pays from _IG_DIRECT_MIN_TAPS taps
+    or _IG_DIRECT_MIN_COLS channels per group: 0.05-0.6 on 48 passes of 24
+    layers (1 to 8 filters, 3 to 128 channels, 1-D k3 to 2-D 5x5, one image
+    to 16; (1, 512, 28, 28) -> 8 3x3 in 8 groups 0.08); and with at most
+    _IG_SHALLOW filters per group at any count of either, its padding
+    whatever it is: 0.23-0.59 on 18 passes from 784 positions (1-D and 2-D,
+    2 to 5 channels), 0.8-1.3 on 4 of 200 to 256 (about 10 us).  Left: 8
+    filters on 2 channels, 1-D (1.7-1.9)."""
     padded = cols if single and cols == 1 else -(-cols // _DIRECT_FB) * _DIRECT_FB
     enough = weight_grad or taps >= 32 or (taps >= 24 and cols <= 16)
-    return (USE_DIRECT and sw == 1 and enough and padded <= 1.5 * cols
+    if single and cols < _DIRECT_FB and taps >= _FEW_FILTERS_MIN_TAPS:
+        enough = padding_ok = True
+    if ig_filters and (taps >= _IG_DIRECT_MIN_TAPS or cols >= _IG_DIRECT_MIN_COLS
+                       or ig_filters <= _IG_SHALLOW):
+        enough = True
+        padding_ok = padding_ok or ig_filters <= _IG_SHALLOW
+    return (USE_DIRECT and sw == 1 and enough and (padding_ok or padded <= 1.5 * cols)
             and _border_fits(scratch, image))
 
 
@@ -1209,7 +1244,8 @@ def _input_grad_direct(c: Call, forced: bool = False) -> Any:
     if c.stride != (1, 1):
         return None
     if not forced and (_pointwise(c) or _reads_border(c) or _many_filters(c) or not (
-            _direct_pays(taps, cg, c.stride[1], c.p, hp * wp) and taps * cg <= _DIRECT_MAX_BLOCK)):
+            _direct_pays(taps, cg, c.stride[1], c.p, hp * wp, ig_filters=c.fg)
+            and taps * cg <= _DIRECT_MAX_BLOCK)):
         return None   # (a 1x1 kernel: as _forward_direct; direct / GEMM 1.03-2.3)
     return (_direct_geometry(c.fg, hp, wp, (kh - 1) * c.dilation[0] - c.pads[0],
                              (kw - 1) * c.dilation[1] - c.pads[2], wp, kh, kw, c.dilation,
@@ -1642,13 +1678,23 @@ def _channels_pay(c: Call) -> bool:
     faster than the product: 0.78-0.94 in float32 and 0.77-0.98 in float64
     on 5 of those layers (48 to 128 filters, 500 to 8192 long;
     `benchmarks/choices.py --set wg-1d`).  A 2-D kernel of at most 9 taps
-    in all takes the product too: :func:`_few_taps`."""
+    in all takes the product too: :func:`_few_taps`; and any 1x1 kernel,
+    and a 1-D one of at most _ONE_ROW_MAX_TAPS taps (:func:`_one_row_few_taps`).
+
+    Fewer filters than a vector holds on rows 32 or more wide go to the dot
+    products only where they take the call (:func:`_weight_grad_direct`:
+    not past their block, _DIRECT_MAX_BLOCK_WEIGHT_GRAD taps x filters, nor
+    where their blocks of filters are mostly padding,
+    :func:`_few_filters_wide_rows`); the product, where both left it, took
+    2.7-3.4x the channels kernel's time on 3x3 layers of 2 to 8 filters and
+    64 to 256 channels (56x56 and 32x32, 2 threads, x86-64-v4)."""
     if WEIGHT_GRAD_CHANNELS is not None:
         return WEIGHT_GRAD_CHANNELS
-    if (c.w[2:] == (1, 1) and c.fg >= 128 or _channels_streams(c)
-            or _short_1d(c, 48) and _tuning() != "zen5" or _few_taps(c)):
+    if (c.w[2:] == (1, 1) or _channels_streams(c)
+            or _short_1d(c, 48) and _tuning() != "zen5" or _few_taps(c) or _one_row_few_taps(c)):
         return False
-    return c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
+    return (c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
+            or _weight_grad_direct(c) is None)
 
 
 # The weight gradient's channels kernel loads and stores its whole (taps,
@@ -1702,12 +1748,45 @@ def _few_taps(c: Call) -> bool:
     return c.k <= 9 and c.w[2] > 1 and c.w[3] > 1
 
 
+# _one_row_few_taps: the most taps per filter it sends to the product.
+_ONE_ROW_MAX_TAPS = 31
+
+
+def _one_row_few_taps(c: Call) -> bool:
+    """A weight gradient whose kernel is one row tall (1-D, or 1x1) with at
+    most _ONE_ROW_MAX_TAPS taps per filter in all, which the channels
+    kernel leaves: its register blocks of taps are then mostly empty.
+    Measured, 2 threads, x86-64-v4, interleaved, its time over the
+    product's on such layers of our own (1 to 16 channels, 16 to 256
+    filters, 1-D k1 to k9 of 200 to 4000 and 1x1 on 10x10 to 56x56, grouped
+    and strided among them): 1.5-5.9 on 26 passes of k <= 24 (1x1 at k =
+    16: 1.08-1.12).  The dot products (:func:`_weight_grad_direct`) take
+    the 1-D ones at unit stride, at 0.81-1.00x the product's time; 1x1
+    kernels, where they lost too (1.6-3.1), go to the product.  Every 1x1
+    kernel does (:func:`_channels_pay`): the channels kernel took 1.09-1.53x
+    the product's time on 19 of 20 passes of 1x1 layers of 24 to 96
+    filters and 32 to 256 channels, 0.92 on one."""
+    return c.w[2] == 1 and c.k <= _ONE_ROW_MAX_TAPS
+
+
+def _few_filters_wide_rows(c: Call) -> bool:
+    """A float32 weight gradient of one to three filters per group on
+    output rows at least 64 wide: the dot products along the rows run it in
+    blocks of _DIRECT_FB filters, most of them padding, and still faster
+    than the channels kernel (whose chunks are padding too) and the
+    product.  Measured, 2 threads, x86-64-v4, interleaved: 0.56-0.82x the
+    channels kernel's time and 0.37-0.70x the product's on 5 layers (1-D
+    of 1 and 2 filters, 2000 and 4000 long; 2-D 64x64, 1 and 2 filters).
+    In float64 the channels kernel was faster (0.85-0.98x the dots')."""
+    return c.dtype.itemsize == 4 and c.fg < _DIRECT_FB and c.out[3] >= 64
+
+
 def _weight_grad_direct(c: Call, forced: bool = False) -> Any:
     hp, wp = _forward_padded(c)
-    if c.stride[1] != 1 or not forced and _few_taps(c):
+    if c.stride[1] != 1 or not forced and (_few_taps(c) or c.w[2:] == (1, 1)):
         return None
     if not forced and not (_direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp,
-                                        weight_grad=True)
+                                        weight_grad=True, padding_ok=_few_filters_wide_rows(c))
                            and c.k * c.fg <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
         return None
     return _direct_geometry(c.w[1], hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp, c.w[2],
@@ -1889,8 +1968,9 @@ def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
     if name == "channels" and (_input_grad_large_kernel(c) if pass_ == "input grad"
                                else _channels_large_kernel(c)):
         return _NS_PER_MAC_LARGE[c.dtype.itemsize]
-    if name == "channels":
-        return _NS_PER_MAC["direct"][c.dtype.itemsize] * _round_up(c.fg, _VECTOR[c.dtype]) / c.fg
+    if name == "channels":   # (the input gradient's filters are the layer's channels)
+        f = c.w[1] if pass_ == "input grad" else c.fg
+        return _NS_PER_MAC["direct"][c.dtype.itemsize] * _round_up(f, _VECTOR[c.dtype]) / f
     if name == "depthwise" or name == "rows" and _one_to_one(c):
         # (the rows kernel, where it takes a depthwise layer, took 0.16-1.0x
         # the depthwise kernel's time: _forward_rows)
