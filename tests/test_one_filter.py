@@ -134,3 +134,24 @@ def test_auto_takes_a_direct_kernel_where_the_product_is_thin(pass_, x_shape, w_
         plan = _engine.input_grad_plan("t", x_shape, w_shape, (x_shape[0], w_shape[0]) + x_shape[2:],
                                        (1, 1), pads, (1, 1), groups, dtype=dtype)
     assert (plan[1].method == "direct") == _engine.USE_DIRECT, plan[1].name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pass_, x_shape, w_shape", [
+    ("input grad", (1, 1, 1, 5), (1, 1, 1, 3)),        # the core suite's tiny call
+    ("input grad", (8, 3, 1, 200), (2, 3, 1, 3)),      # 29k multiply-adds
+    ("forward", (2, 3, 1, 64), (1, 3, 1, 5)),
+])
+def test_tiny_thin_products_stay_with_the_small_gemm(pass_, x_shape, w_shape, dtype,
+                                                      monkeypatch):
+    """Below _THIN_MIN_MACS the Python around the direct kernel costs more
+    than the thin product saves (the tiny input gradient took 9.8 us a call
+    there, 3.1 in the small GEMM): the rules for thin products leave it."""
+    monkeypatch.setattr(_engine, "PLANS", {})
+    pads = (0, 0) + ((w_shape[3] - 1) // 2,) * 2
+    if pass_ == "forward":
+        plan = _engine.forward_plan("t", x_shape, w_shape, (1, 1), pads, (1, 1), 1, dtype=dtype)
+    else:
+        plan = _engine.input_grad_plan("t", x_shape, w_shape, (x_shape[0], w_shape[0]) + x_shape[2:],
+                                       (1, 1), pads, (1, 1), 1, dtype=dtype)
+    assert plan[1].method == "gemm", plan[1].name

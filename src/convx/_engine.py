@@ -272,10 +272,18 @@ _FEW_FILTERS_MIN_TAPS = 12
 _IG_DIRECT_MIN_TAPS = 9
 _IG_DIRECT_MIN_COLS = 8
 _IG_SHALLOW = 2
+# ... from this many multiply-adds: below, the Python around the direct
+# kernel (its threads, scratch and zero border) costs more than the thin
+# product saves.  The core suite's tiny input gradient (a length-5 signal, a
+# length-3 kernel) took 9.8 us per call in the direct kernel, 3.1 in the
+# small GEMM; 1-D layers of 3 channels and 29k to 147k multiply-adds 0.8-1.5x
+# the GEMM's time, of 4 channels and 96k 0.6x.
+_THIN_MIN_MACS = 1 << 16
 
 
 def _direct_pays(taps: int, cols: int, sw: int, image: int, scratch: int, weight_grad: bool = False,
-                 single: bool = False, ig_filters: int = 0, padding_ok: bool = False) -> bool:
+                 single: bool = False, ig_filters: int = 0, padding_ok: bool = False,
+                 macs: int = 0) -> bool:
     """The direct kernel needs a unit horizontal stride, and beats im2col + GEMM
     when there are enough taps to sum and its output-channel blocks of
     _DIRECT_FB are not mostly padding.  Enough taps: K >= 32; for the forward
@@ -317,14 +325,16 @@ def _direct_pays(taps: int, cols: int, sw: int, image: int, scratch: int, weight
     to 16; (1, 512, 28, 28) -> 8 3x3 in 8 groups 0.08); and with at most
     _IG_SHALLOW filters per group at any count of either, its padding
     whatever it is: 0.23-0.59 on 18 passes from 784 positions (1-D and 2-D,
-    2 to 5 channels), 0.8-1.3 on 4 of 200 to 256 (about 10 us).  Left: 8
-    filters on 2 channels, 1-D (1.7-1.9)."""
+    2 to 5 channels), 0.8-1.3 on 4 of 200 to 256 (about 10 us).  Both from
+    _THIN_MIN_MACS multiply-adds (``macs``).  Left: 8 filters on 2
+    channels, 1-D (1.7-1.9)."""
     padded = cols if single and cols == 1 else -(-cols // _DIRECT_FB) * _DIRECT_FB
     enough = weight_grad or taps >= 32 or (taps >= 24 and cols <= 16)
-    if single and cols < _DIRECT_FB and taps >= _FEW_FILTERS_MIN_TAPS:
+    thin = macs >= _THIN_MIN_MACS
+    if thin and single and cols < _DIRECT_FB and taps >= _FEW_FILTERS_MIN_TAPS:
         enough = padding_ok = True
-    if ig_filters and (taps >= _IG_DIRECT_MIN_TAPS or cols >= _IG_DIRECT_MIN_COLS
-                       or ig_filters <= _IG_SHALLOW):
+    if thin and ig_filters and (taps >= _IG_DIRECT_MIN_TAPS or cols >= _IG_DIRECT_MIN_COLS
+                                or ig_filters <= _IG_SHALLOW):
         enough = True
         padding_ok = padding_ok or ig_filters <= _IG_SHALLOW
     return (USE_DIRECT and sw == 1 and enough and (padding_ok or padded <= 1.5 * cols)
@@ -641,7 +651,8 @@ def _forward_direct(c: Call, forced: bool = False) -> Any:
     if c.stride[1] != 1:
         return None
     if not forced and (_pointwise(c) or _short_1d(c, 32) or not (
-            _direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp, single=True)
+            _direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp, single=True,
+                         macs=c.macs)
             and c.k * c.fg <= _DIRECT_MAX_BLOCK)):
         return None
     return _direct_geometry(c.x[1] // c.groups, hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp,
@@ -1244,7 +1255,7 @@ def _input_grad_direct(c: Call, forced: bool = False) -> Any:
     if c.stride != (1, 1):
         return None
     if not forced and (_pointwise(c) or _reads_border(c) or _many_filters(c) or not (
-            _direct_pays(taps, cg, c.stride[1], c.p, hp * wp, ig_filters=c.fg)
+            _direct_pays(taps, cg, c.stride[1], c.p, hp * wp, ig_filters=c.fg, macs=c.macs)
             and taps * cg <= _DIRECT_MAX_BLOCK)):
         return None   # (a 1x1 kernel: as _forward_direct; direct / GEMM 1.03-2.3)
     return (_direct_geometry(c.fg, hp, wp, (kh - 1) * c.dilation[0] - c.pads[0],
