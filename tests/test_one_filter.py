@@ -106,6 +106,20 @@ def test_auto_takes_the_direct_kernel_for_one_filter(x_shape, w_shape, dtype):
     assert (plan[1].name == "direct") == _engine.USE_DIRECT, plan[1].name
 
 
+def _same_plan(pass_, x_shape, w_shape, groups, dtype):
+    """The engine's plan for a pass of a 'same'-padded layer at unit stride
+    (a 1-D layer as (N, C, 1, W), padded along the width only)."""
+    if x_shape[2] == 1:
+        pads = (0, 0) + ((w_shape[3] - 1) // 2,) * 2
+    else:
+        pads = ((w_shape[2] - 1) // 2,) * 4
+    if pass_ == "forward":
+        return _engine.forward_plan("t", x_shape, w_shape, (1, 1), pads, (1, 1), groups,
+                                    dtype=dtype)
+    return _engine.input_grad_plan("t", x_shape, w_shape, (x_shape[0], w_shape[0]) + x_shape[2:],
+                                   (1, 1), pads, (1, 1), groups, dtype=dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("pass_, x_shape, w_shape, groups", [
     # the forward pass of 1 or 2 filters a group, 12 taps or more
@@ -126,13 +140,7 @@ def test_auto_takes_a_direct_kernel_where_the_product_is_thin(pass_, x_shape, w_
     filters: 0.05-0.9x the direct kernels' time.  (Where the direct kernels
     are not vectorised, USE_DIRECT, never.)"""
     monkeypatch.setattr(_engine, "PLANS", {})
-    pads = (0, 0) + ((w_shape[3] - 1) // 2,) * 2 if x_shape[2] == 1 else ((w_shape[2] - 1) // 2,) * 4
-    if pass_ == "forward":
-        plan = _engine.forward_plan("t", x_shape, w_shape, (1, 1), pads, (1, 1), groups,
-                                    dtype=dtype)
-    else:
-        plan = _engine.input_grad_plan("t", x_shape, w_shape, (x_shape[0], w_shape[0]) + x_shape[2:],
-                                       (1, 1), pads, (1, 1), groups, dtype=dtype)
+    plan = _same_plan(pass_, x_shape, w_shape, groups, dtype)
     assert (plan[1].method == "direct") == _engine.USE_DIRECT, plan[1].name
 
 
@@ -148,10 +156,5 @@ def test_tiny_thin_products_stay_with_the_small_gemm(pass_, x_shape, w_shape, dt
     than the thin product saves (the tiny input gradient took 9.8 us a call
     there, 3.1 in the small GEMM): the rules for thin products leave it."""
     monkeypatch.setattr(_engine, "PLANS", {})
-    pads = (0, 0) + ((w_shape[3] - 1) // 2,) * 2
-    if pass_ == "forward":
-        plan = _engine.forward_plan("t", x_shape, w_shape, (1, 1), pads, (1, 1), 1, dtype=dtype)
-    else:
-        plan = _engine.input_grad_plan("t", x_shape, w_shape, (x_shape[0], w_shape[0]) + x_shape[2:],
-                                       (1, 1), pads, (1, 1), 1, dtype=dtype)
+    plan = _same_plan(pass_, x_shape, w_shape, 1, dtype)
     assert plan[1].method == "gemm", plan[1].name

@@ -1693,7 +1693,7 @@ def _channels_pay(c: Call) -> bool:
     and a 1-D one of at most _ONE_ROW_MAX_TAPS taps (:func:`_one_row_few_taps`).
 
     Fewer filters than a vector holds on rows 32 or more wide go to the dot
-    products only where they take the call (:func:`_weight_grad_direct`:
+    products only where they take the call (:func:`_weight_grad_dots_pay`:
     not past their block, _DIRECT_MAX_BLOCK_WEIGHT_GRAD taps x filters, nor
     where their blocks of filters are mostly padding,
     :func:`_few_filters_wide_rows`); the product, where both left it, took
@@ -1705,7 +1705,7 @@ def _channels_pay(c: Call) -> bool:
             or _short_1d(c, 48) and _tuning() != "zen5" or _few_taps(c) or _one_row_few_taps(c)):
         return False
     return (c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
-            or _weight_grad_direct(c) is None)
+            or not _weight_grad_dots_pay(c))
 
 
 # The weight gradient's channels kernel loads and stores its whole (taps,
@@ -1792,14 +1792,20 @@ def _few_filters_wide_rows(c: Call) -> bool:
     return c.dtype.itemsize == 4 and c.fg < _DIRECT_FB and c.out[3] >= 64
 
 
-def _weight_grad_direct(c: Call, forced: bool = False) -> Any:
+def _weight_grad_dots_pay(c: Call) -> bool:
+    """Whether the dot products along the rows (:func:`_weight_grad_direct`)
+    take a call at unit width stride, unforced."""
     hp, wp = _forward_padded(c)
-    if c.stride[1] != 1 or not forced and (_few_taps(c) or c.w[2:] == (1, 1)):
+    return (not (_few_taps(c) or c.w[2:] == (1, 1))
+            and _direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp,
+                             weight_grad=True, padding_ok=_few_filters_wide_rows(c))
+            and c.k * c.fg <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD)
+
+
+def _weight_grad_direct(c: Call, forced: bool = False) -> Any:
+    if c.stride[1] != 1 or not forced and not _weight_grad_dots_pay(c):
         return None
-    if not forced and not (_direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp,
-                                        weight_grad=True, padding_ok=_few_filters_wide_rows(c))
-                           and c.k * c.fg <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD):
-        return None
+    hp, wp = _forward_padded(c)
     return _direct_geometry(c.w[1], hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp, c.w[2],
                             c.w[3], c.dilation, c.groups, c.macs, c.fg * c.k)
 
