@@ -10,6 +10,16 @@ Winograd's in _engine.py's _NS_WINO); a choice within 5% of the faster
 counts as right.  ('auto' takes Winograd in float32 only: its float64 lines
 are shown and not counted.)
 
+With ``--seed S`` (the FFT) it times random layers drawn from that seed
+instead (``--layers`` of them: 1-D and 2-D, 1 to 16 images, 1 to 16
+channels, 1 to 64 filters, some depthwise, kernels 5x5 to 31x31 or 15 to
+255 taps): the check on layers the constants were not fitted on.  With
+``--fit`` (the FFT) it prints, for the FFT and for each algorithm the table
+takes instead, by pass and dtype, the median over the cases of the time
+measured over the time the engine's model gives: the factors to scale those
+constants by on this machine (src/convx/_fft.py's, and _engine.py's
+_NS_PER_MAC, _NS_PER_MAC_LARGE, _NS_PER_MAC_GEMM, _NS_DEPTHWISE).
+
 With ``--method winograd --fit`` it also fits Winograd's constants to the
 float32 times it measured: _NS_WINO by non-negative least squares on the
 relative error (_NS_WINO_SPLIT, the dilated calls' copies, and
@@ -19,7 +29,8 @@ multiply-add.  It prints them, for this CPU's entry of those tables
 (_engine._tuning()), to be written into src/convx/_engine.py and checked by
 a run without ``--fit``.
 
-    python benchmarks/fft_costs.py [--method fft|winograd] [--fit] [--threads N] [--rounds R]
+    python benchmarks/fft_costs.py [--method fft|winograd] [--fit] [--seed S] [--layers N]
+                                   [--threads N] [--rounds R]
 """
 import argparse
 import functools
@@ -80,6 +91,32 @@ WINOGRAD_SHAPES = [
 ]
 
 
+def random_layers(seed, count):
+    """``count`` layers (input, weight) drawn from ``seed``, of 3e6 to 6e8
+    multiply-adds, with large kernels: where the FFT is a contender."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    while len(layers) < count:
+        nd = int(rng.choice([1, 2], p=[0.35, 0.65]))
+        n = int(rng.choice([1, 2, 4, 8, 16]))
+        cg = int(rng.choice([1, 1, 2, 3, 4, 8, 16]))
+        f = int(rng.choice([1, 2, 4, 8, 16, 32, 64]))
+        groups = 1
+        if rng.random() < 0.15:   # depthwise
+            groups, f, cg = cg, cg * int(rng.choice([1, 2])), 1
+        if nd == 2:
+            k = int(rng.choice([5, 7, 9, 11, 13, 15, 17, 21, 25, 31]))
+            size = int(rng.choice([32, 48, 64, 96, 128, 200, 256]))
+            xs, ws = (n, cg * groups, size, size), (f, cg, k, k)
+        else:
+            k = int(rng.choice([15, 31, 63, 127, 255]))
+            size = int(rng.choice([500, 1000, 4000, 16000]))
+            xs, ws = (n, cg * groups, 1, size), (f, cg, 1, k)
+        if 3e6 <= n * size ** nd * f * cg * k ** nd <= 6e8:
+            layers.append((xs, ws))
+    return layers
+
+
 def best_of(f, rounds):
     f()
     best = math.inf
@@ -123,7 +160,10 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--fit", action="store_true",
-                    help="with --method winograd: fit its constants to the times measured")
+                    help="fit the constants to the times measured (see above)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the FFT: time random layers drawn from this seed")
+    ap.add_argument("--layers", type=int, default=30, help="with --seed: how many")
     args = ap.parse_args()
     if args.threads:
         convx.set_num_threads(args.threads)
@@ -131,7 +171,10 @@ def main():
     losses, wrong, total = [], 0, 0
     method = args.method
     fits = []   # float32 Winograd: (its terms, copied values, its time, the other's, macs)
-    for xs, ws, *dilated in SHAPES if method == "fft" else WINOGRAD_SHAPES:
+    ratios = {}   # the FFT: {(algorithm, pass, dtype): [time measured / the model's]}
+    cases = (WINOGRAD_SHAPES if method == "winograd" else SHAPES if args.seed is None
+             else random_layers(args.seed, args.layers))
+    for xs, ws, *dilated in cases:
         d = dilated[0] if dilated else 1
         pads = (d * (ws[2] - 1) // 2, d * (ws[3] - 1) // 2)
         groups = xs[1] // ws[1]
@@ -170,6 +213,17 @@ def main():
                 losses.append(loss)
                 total += 1
                 wrong += loss > 1.05
+                if method == "fft":
+                    out = convx.conv2d(x, w, **geometry).shape
+                    c = _engine.Call("t", "param", xs, ws, out, (1, 1), pads4, (d, d), groups,
+                                     np.dtype(dtype))
+                    rates = "weight grad" if pass_ == "weight grad" else "forward"
+                    for name, t, model in (
+                            ("fft", t_fft, _engine._fft_geometry(c, pass_)[1]),
+                            (other.name, t_other,
+                             c.macs * _engine._ns_per_mac(other.name, c, pass_))):
+                        ratios.setdefault((name, rates, np.dtype(dtype).name), []).append(
+                            t * 1e9 / model)
                 if seen:
                     c, cin, cout, tiles, tb, copied, narrow = seen[0]
                     fits.append((_engine._winograd_terms(c.groups, cin, cout, tiles, tb),
@@ -184,6 +238,12 @@ def main():
           f"worst {max(losses):.2f}")
     if args.fit and fits:
         fit_winograd(fits)
+    if args.fit and ratios:
+        print("time measured / the model's, by algorithm, pass (the input gradient's are the "
+              "forward pass's) and dtype: median (range) over the cases")
+        for (name, rates, dtype), r in sorted(ratios.items()):
+            print(f"  {name:10} {rates:11} {dtype:7} {np.median(r):.2f} "
+                  f"({min(r):.2f}-{max(r):.2f}), {len(r)} cases")
 
 
 def fit_winograd(fits):

@@ -1929,73 +1929,101 @@ def _weight_grad_gemm_run(who: Who, shape: Shape, args: Any, x: Array, gout: Arr
 # ---- the FFT ------------------------------------------------------------------
 
 # What the other algorithms cost, in nanoseconds per multiply-add, for the
-# FFT's cost model to compare with (convx._fft's constants), by the
-# itemsize: the medians over the shapes those constants were fitted on
-# (direct 0.024-0.056, 0.05-0.12; the depthwise kernel's model is below).
-# The GEMM's rate falls with the rows of its product, m (the filters per
-# group; in the input gradient, the taps of a group's input
-# channels, or the filters, its depth, where they are fewer: a product one
-# deep is an outer product): a + b / m, 0.14-0.96 float32 at one row,
-# 0.07-0.08 at 16, 0.004-0.008 at 64 (a 7x7 stem); the formula errs towards
-# the GEMM in between.  (The input gradient's m was its channels per group
-# until the book's MNIST layer, (100, 1, 28, 28) x16 5x5, one channel: m = 1
-# sent its float32 input gradient to the FFT, 8.2 ms, where the GEMM takes
-# 2.0; m = min(25 taps, 16 filters) now.)  The weight
-# gradient's channels kernel runs at the direct kernels' rate on the lanes
-# it fills (0.011-0.03 float32 from 16 filters on, 2 threads, x86-64-v4;
-# 0.04-0.1 at 4, half a vector).
-_NS_PER_MAC = {"direct": {4: 0.036, 8: 0.07}}
+# FFT's cost model to compare with (convx._fft's constants), by the pass
+# ("weight grad", or "forward" for the forward pass and the input gradient)
+# and the itemsize.  Measured as the FFT's were, on the same calls (2
+# threads, an Intel Xeon, x86-64-v4; `benchmarks/fft_costs.py --seed 11
+# --layers 24 --fit` and `--seed 12 --layers 30`).  The direct kernel runs
+# blocks of 4 filters (the input gradient's are the layer's channels): its
+# rate is the median over the calls that fill them (float32 0.0083-0.024,
+# forward and input gradient, 24 calls), per filled lane; 1 or 2 filters
+# took 0.009-0.042 (29 calls), one filter alone about twice the full rate
+# forward, where it runs in blocks of its own.  The channels kernel's rate
+# is per filled lane of its vectors (along the filters); it got 64-byte
+# vectors and blocks of 12 positions after the first fit (on an x86-64-v3
+# machine, one rate for both kernels), which had sent (4, 3, 128, 128) x16
+# 15x15 to the FFT at 2.9x and 3.3x the channels kernel's time (forward),
+# and (2, 3, 96, 96) x32 13x13 at 7.0x and 10.4x (forward, weight
+# gradient).  The others: the first fit's rates times the median of the
+# time measured over the time they gave (the GEMM 0.63 and 0.68 on 27 input
+# gradients; _NS_DEPTHWISE below).  On those 324 calls, timed again with
+# these constants, the choice between the FFT and the other was within 5%
+# of the faster on 305 (with _FFT_MARGIN); on calls not fitted on, see
+# docs/design.md ("The FFT algorithm").
+_NS_PER_MAC = {"direct": {"forward": {4: 0.0104, 8: 0.020},
+                          "weight grad": {4: 0.015, 8: 0.03}},
+               "channels": {"forward": {4: 0.0069, 8: 0.012},
+                            "weight grad": {4: 0.0117, 8: 0.0242}}}
 # The channels kernel where _channels_large_kernel gives it a layer: many
 # channels and filters, 25 to 49 taps, 64-byte vectors, at a rate the
-# medians above (fitted on layers of 1 to 16 channels) missed 4- to 6-fold,
-# so that the FFT took 7x7 float64 layers of 16 to 128 channels at 6.4 to
-# 11 times the time.  Measured, 2 threads, on a Zen 5, 9 layers of 16 to 128
-# channels and 32 to 96 filters, 5x5 and 7x7: float32 0.0061-0.0086, float64
-# 0.0104-0.0116; the upper ends here.  The weight gradient's channels kernel
-# runs such a layer at that rate too ((4, 3, 128, 128) x16 15x15: 0.0070-0.0081
-# and 0.011), where the FFT had taken 1.3x and 2.8x its time.  With these,
-# `benchmarks/fft_costs.py` finds 'auto' within 5% of the faster in 139 of
-# its 144 cases (136 before), 1.41x at worst (2.76x before).
-_NS_PER_MAC_LARGE = {4: 0.009, 8: 0.012}
-_NS_PER_MAC_GEMM = {4: (0.005, 0.35), 8: (0.01, 0.6)}
-# The depthwise kernel (a plain filter is one too) costs a + b per
-# multiply-add per output: a kernel of few taps is bound by memory, one of
-# many by the multiply-adds, which a kernel one row tall (every 1-D one)
-# runs at a lower rate than one that pairs rows (b1 against b2; the weight
-# gradient the other way round).  By the pass and the itemsize, (a, b1, b2)
-# in ns; fitted by least squares on the relative error to 16 shapes x 2
-# dtypes, 2 threads, x86-64-v4 with its wide vectors: plain filters 5x5 to
-# 41x41 and 1-D of 21 to 301 taps, depthwise layers 3x3 to 13x13 (the fit
-# gives 0.6-1.33x the time measured, the float32 weight gradient 0.45-1.2x;
-# benchmarks/fft_costs.py checks the choices against the FFT: 'auto' within
-# 5% of the faster in 134 of its 144 cases, 1.03x its time on average).
-_NS_DEPTHWISE = {"forward": {4: (0.53, 0.021, 0.018), 8: (1.0, 0.039, 0.031)},
-                 "weight grad": {4: (0.45, 0.025, 0.036), 8: (0.89, 0.044, 0.063)}}
+# medians of the first fit (on layers of 1 to 16 channels) missed 4- to
+# 6-fold, so that the FFT took 7x7 float64 layers of 16 to 128 channels at
+# 6.4 to 11 times the time.  First measured on a Zen 5 (9 layers of 16 to
+# 128 channels and 32 to 96 filters, 5x5 and 7x7: float32 0.0061-0.0086,
+# float64 0.0104-0.0116); scaled as above (medians 0.76 and 1.12 forward,
+# 0.96 and 1.19 weight gradient, 23 calls).
+_NS_PER_MAC_LARGE = {"forward": {4: 0.0068, 8: 0.0135}, "weight grad": {4: 0.0087, 8: 0.0143}}
+# The GEMM's rate falls with the rows of its product, m (the filters per
+# group; in the input gradient, the taps of a group's input channels, or
+# the filters, its depth, where they are fewer: a product one deep is an
+# outer product): a + b / m.  (The input gradient's m was its channels per
+# group until the book's MNIST layer, (100, 1, 28, 28) x16 5x5, one
+# channel: m = 1 sent its float32 input gradient to the FFT, 8.2 ms, where
+# the GEMM takes 2.0; m = min(25 taps, 16 filters) now.)
+_NS_PER_MAC_GEMM = {4: (0.0031, 0.22), 8: (0.0068, 0.41)}
+# The depthwise kernel (a plain filter is one too) costs a per output, b
+# per multiply-add and r per multiply-add over the output's width: a kernel
+# of few taps is bound by memory, one of many by the multiply-adds, which a
+# kernel one row tall (every 1-D one) runs at a rate of its own (b1 against
+# b2), and each output row pays a fixed cost per tap (r: 64-wide rows took
+# 1.5-2.5x the time per multiply-add of 512-wide ones).  By the pass and the
+# itemsize, (a, b1, b2, r) in ns; a, b2 and r fitted by non-negative least
+# squares on the relative error to 54 random 2-D depthwise layers and plain
+# filters (1 to 16 channels, 1 to 8 images, 5x5 to 41x41, rows 32 to 512
+# wide; 2 threads, an Intel Xeon, x86-64-v4); b1 first fitted on 1-D
+# filters of 21 to 301 taps and scaled to the same machine as the FFT's
+# constants (the median, 0.61 and 0.51 forward, 0.49 and 0.48 weight
+# gradient), then forward by a further 0.68 (one-row kernels of 255 taps:
+# 0.60-0.77 of the time scaled, 12 calls; `fft_costs.py --seed S --fit`
+# reports the model's median error where the depthwise kernel is the FFT's
+# rival).  Fitted on one seed's 30 layers,
+# the model gave 0.52-1.31 of the times of the other seed's 24 (0.51-1.48
+# without r).  Where it mattered: (2, 1, 512, 512) 31x31 float32 would have
+# gone to the FFT at 1.4x the depthwise kernel's time, and (2, 1, 44100) k511
+# went to it at 2.0-2.2x.
+_NS_DEPTHWISE = {"forward": {4: (0.27, 0.0087, 0.0069, 0.31), 8: (0.52, 0.0134, 0.0131, 0.29)},
+                 "weight grad": {4: (0.10, 0.0123, 0.0158, 0.16),
+                                 8: (0.29, 0.0209, 0.0299, 0.12)}}
 
 
 def _depthwise_ns(c: Call, pass_: str) -> float:
     """The depthwise kernel's cost model for a pass of ``c``, in ns."""
-    a, b1, b2 = _NS_DEPTHWISE["weight grad" if pass_ == "weight grad" else "forward"][
+    a, b1, b2, r = _NS_DEPTHWISE["weight grad" if pass_ == "weight grad" else "forward"][
         c.dtype.itemsize]
     outputs = math.prod(c.x if pass_ == "input grad" else c.out)
-    return a * outputs + (b1 if c.w[2] == 1 else b2) * c.macs
+    return a * outputs + (b1 if c.w[2] == 1 else b2) * c.macs + r * c.macs / max(c.out[3], 1)
 
 
 def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
+    rates = "weight grad" if pass_ == "weight grad" else "forward"
     if name == "channels" and (_input_grad_large_kernel(c) if pass_ == "input grad"
                                else _channels_large_kernel(c)):
-        return _NS_PER_MAC_LARGE[c.dtype.itemsize]
+        return _NS_PER_MAC_LARGE[rates][c.dtype.itemsize]
     if name == "channels":   # (the input gradient's filters are the layer's channels)
         f = c.w[1] if pass_ == "input grad" else c.fg
-        return _NS_PER_MAC["direct"][c.dtype.itemsize] * _round_up(f, _VECTOR[c.dtype]) / f
+        return _NS_PER_MAC["channels"][rates][c.dtype.itemsize] * _round_up(
+            f, _VECTOR[c.dtype]) / f
     if name == "depthwise" or name == "rows" and _one_to_one(c):
         # (the rows kernel, where it takes a depthwise layer, took 0.16-1.0x
         # the depthwise kernel's time: _forward_rows)
         return _depthwise_ns(c, pass_) / max(c.macs, 1)
-    if name == "rows":
-        name = "direct"   # (0.56-0.88x the fastest of the others: _rows_pay)
-    if name in _NS_PER_MAC:
-        return _NS_PER_MAC[name][c.dtype.itemsize]
+    if name in ("direct", "rows"):   # (rows: 0.56-0.88x the fastest of the others, _rows_pay)
+        # blocks of _DIRECT_FB filters (the transposed pass's: the layer's
+        # channels); one filter alone runs in blocks of its own, at half the
+        # rate forward, and a quarter in the weight gradient's dot products
+        f = c.w[1] if pass_ == "input grad" else c.fg
+        waste = 2 if f == 1 and rates == "forward" else _round_up(f, _DIRECT_FB) / f
+        return _NS_PER_MAC["direct"][rates][c.dtype.itemsize] * waste
     a, b = _NS_PER_MAC_GEMM[c.dtype.itemsize]
     return a + b / max(min(c.k, c.fg) if pass_ == "input grad" else c.fg, 1)
 
@@ -2025,6 +2053,16 @@ def _fft_geometry(c: Call, pass_: str) -> Any:
                          c.groups * cin * cout, c.dtype.itemsize, swap)
 
 
+# 'auto' takes the FFT where its model says it takes at most 1/_FFT_MARGIN
+# of the other's time: near a tie the exact algorithm is worth more (the
+# FFT's error grows with its transforms, docs/design.md), and the FFT's own
+# time varies more (one 512x512 31x31 float64 call: 6.8-8.8 ms, where the
+# depthwise kernel took 7.3-7.7).  On the 324 calls its constants were
+# fitted on, the choice took 1.017x the faster's time on average (1.020x
+# without the margin), 1.91x at worst (2.23x).
+_FFT_MARGIN = 1.1
+
+
 def _fft_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
     """The plan of the FFT for ``pass_``: its geometry and the plan that runs a
     call whose values are not all finite (the best of the other algorithms)."""
@@ -2033,7 +2071,8 @@ def _fft_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
         if found is None:
             return None
         fallback = _exact_plan(pass_, c, shape(c))
-        if not forced and found[1] >= c.macs * _ns_per_mac(fallback[1].name, c, pass_):
+        if not forced and found[1] * _FFT_MARGIN >= c.macs * _ns_per_mac(fallback[1].name, c,
+                                                                          pass_):
             return None
         return (found[0], c.dilation, c.macs), fallback
     return plan

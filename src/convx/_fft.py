@@ -93,24 +93,31 @@ def fast_len(n: int) -> int:
     return _smooth(n, 2 * n)[0]
 
 
-# Cost constants, in nanoseconds on one thread, written here so that the
-# choice is a function of the shapes and the dtype alone.  They were fitted
-# on an x86-64-v3 machine (scipy 1.17's pocketfft) to the times of whole
-# calls, 34 shapes x 3 passes x 2 dtypes on one thread and 24 of the shapes
-# on two (1 to 64 channels, kernels 5x5 to 63x63 and 15 to 511 taps), by the
-# choice they make rather than by least squares: the FFT or the other
-# algorithm, chosen by them, takes on average 1.04x (float32) and 1.03x
-# (float64) the time of the faster of the two, 2.4x at worst
-# (benchmarks/fft_costs.py measures this again).  By the itemsize:
+# Cost constants, in nanoseconds, written here so that the choice is a
+# function of the shapes and the dtype alone.  The engine sets them against
+# its own rates for the other algorithms (_engine._NS_PER_MAC and the tables
+# beside it), so both were measured alike: 2 threads on an Intel Xeon
+# (x86-64-v4, cpuid family 6, model 167), scipy 1.17's pocketfft, whole
+# calls of 54 random layers x 3 passes x 2 dtypes (1-D and 2-D, 1 to 16
+# images, 1 to 16 channels, 1 to 64 filters, kernels 5x5 to 31x31 and 15
+# to 255 taps; `benchmarks/fft_costs.py --seed 11 --layers 24` and `--seed
+# 12 --layers 30`).  The chunk's cost is measured on its own; the other two
+# are fitted with it held, by non-negative least squares on the relative
+# error.  Fitted on one seed's calls, the choice between the FFT and the
+# table's other algorithm was within 5% of the faster on 174 of the other
+# seed's 180 and 133 of 144.  By the itemsize:
 # - per real value x log2(tile size) of the transforms (forward and inverse;
-#   pocketfft alone takes 0.3-0.6 forward and 0.45-1.1 inverse);
-_NS_TRANSFORM = {4: 0.5, 8: 1.0}
+#   pocketfft alone takes 0.3-0.6 forward and 0.45-1.1 inverse, one thread);
+_NS_TRANSFORM = {4: 0.18, 8: 0.29}
 # - per complex multiply-add of the channel mixing (_fft.h alone: 0.8-1.5,
-#   bound by memory) with what else each bin costs (the products' arrays);
-_NS_MIX = {4: 2.0, 8: 3.0}
+#   bound by memory, one thread) with what else each bin costs (the
+#   products' arrays);
+_NS_MIX = {4: 0.45, 8: 0.74}
 # - per chunk of images: the Python around the transforms (a dozen NumPy
-#   and scipy.fft calls).
-_NS_CHUNK = 20_000.0
+#   and scipy.fft calls): a call on one 16x16 image takes 74-80 us, any
+#   pass, either dtype.  (Fitted at 8 us, small calls went to the FFT at up
+#   to 2.1x the direct kernel's time: (4, 1, 128, 128) 35x35.)
+_NS_CHUNK = 70_000.0
 # A chunk of images is transformed at once, up to this many values of tiles
 # (input and output channels): a bound on the working memory, whatever the
 # batch.  A tile of more values than this is cut smaller.
@@ -167,10 +174,17 @@ def _axis_choices(span: int, out: int) -> list[tuple[int, int, int]]:
 def _terms(n: int, tiles: int, size: int, bins: int, cin: int, cout: int, mixes: int,
            images: int) -> tuple[float, int, int]:
     """What the cost model counts for ``n`` images: the transforms' values x
-    log2(size), the complex multiply-adds, the chunks.  (Copying the tiles in
+    log2(size), the complex multiply-adds, the chunks.  The transformed
+    values are the images' tiles in and out, and the kernel's ``mixes``
+    spectra (the forward pass and the input gradient transform every pair
+    of channels' kernel once per call; the weight gradient transforms every
+    pair's product back once).  Without those, a call of few images and
+    many pairs cost 2.4-3.4x what the model said: (1, 8, 64, 64) x16 9x9,
+    input gradient, 1.96 ms against 0.65 ms of the model scaled to the
+    machine, where the direct kernel takes 0.47 ms.  (Copying the tiles in
     and out costs per value what the transforms' figure absorbs: fitted with
     a term of its own, that term came out zero.)"""
-    values = n * tiles * (cin + cout) * size
+    values = (n * tiles * (cin + cout) + mixes) * size
     return values * math.log2(max(size, 2)), n * tiles * mixes * bins, -(-n // images)
 
 
