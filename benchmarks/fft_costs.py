@@ -172,6 +172,7 @@ def main():
     method = args.method
     fits = []   # float32 Winograd: (its terms, copied values, its time, the other's, macs)
     ratios = {}   # the FFT: {(algorithm, pass, dtype): [time measured / the model's]}
+    fft_terms = {}   # the FFT: {itemsize: [(its model's terms, its time in ns)]}
     cases = (WINOGRAD_SHAPES if method == "winograd" else SHAPES if args.seed is None
              else random_layers(args.seed, args.layers))
     for xs, ws, *dilated in cases:
@@ -218,8 +219,11 @@ def main():
                     c = _engine.Call("t", "param", xs, ws, out, (1, 1), pads4, (d, d), groups,
                                      np.dtype(dtype))
                     rates = "weight grad" if pass_ == "weight grad" else "forward"
+                    found = _engine._fft_geometry(c, pass_)
+                    fft_terms.setdefault(np.dtype(dtype).itemsize, []).append(
+                        (found[2], t_fft * 1e9))
                     for name, t, model in (
-                            ("fft", t_fft, _engine._fft_geometry(c, pass_)[1]),
+                            ("fft", t_fft, found[1]),
                             (other.name, t_other,
                              c.macs * _engine._ns_per_mac(other.name, c, pass_))):
                         ratios.setdefault((name, rates, np.dtype(dtype).name), []).append(
@@ -244,6 +248,22 @@ def main():
         for (name, rates, dtype), r in sorted(ratios.items()):
             print(f"  {name:10} {rates:11} {dtype:7} {np.median(r):.2f} "
                   f"({min(r):.2f}-{max(r):.2f}), {len(r)} cases")
+        fit_fft(fft_terms)
+
+
+def fit_fft(fft_terms):
+    """_fft._NS_TRANSFORM and _NS_MIX by non-negative least squares on the
+    relative error of the FFT's times, with _NS_CHUNK (measured on its own:
+    the time of a call on one tiny image) held."""
+    from scipy.optimize import nnls
+
+    from convx import _fft
+    for itemsize, rows in sorted(fft_terms.items()):
+        terms = np.array([r[0] for r in rows], float)
+        t = np.array([r[1] for r in rows])
+        ns, _ = nnls(terms[:, :2] / t[:, None], 1 - _fft._NS_CHUNK * terms[:, 2] / t)
+        print(f"fitted on {len(rows)} passes, with _NS_CHUNK = {_fft._NS_CHUNK:.0f} held: "
+              f"_NS_TRANSFORM[{itemsize}] = {ns[0]:.3g}, _NS_MIX[{itemsize}] = {ns[1]:.3g}")
 
 
 def fit_winograd(fits):

@@ -101,9 +101,9 @@ def fast_len(n: int) -> int:
 # calls of 54 random layers x 3 passes x 2 dtypes (1-D and 2-D, 1 to 16
 # images, 1 to 16 channels, 1 to 64 filters, kernels 5x5 to 31x31 and 15
 # to 255 taps; `benchmarks/fft_costs.py --seed 11 --layers 24` and `--seed
-# 12 --layers 30`).  The chunk's cost is measured on its own; the other two
-# are fitted with it held, by non-negative least squares on the relative
-# error.  Fitted on one seed's calls, the choice between the FFT and the
+# 12 --layers 30`, with `--fit`).  The chunk's cost is measured on its own;
+# the other two are fitted with it held, by non-negative least squares on
+# the relative error (`--fit` prints them).  Fitted on one seed's calls, the choice between the FFT and the
 # table's other algorithm was within 5% of the faster on 174 of the other
 # seed's 180 and 133 of 144.  By the itemsize:
 # - per real value x log2(tile size) of the transforms (forward and inverse;
