@@ -561,6 +561,14 @@ def test_stride_1_input_grad_with_non_finite_weights(width, monkeypatch):
     ((16, 32, 32, 32), (4, 32, 3, 3), 2, 1, np.float64, "channels"),
     ((8, 64, 56, 56), (128, 64, 3, 3), 2, 1, np.float32, "gemm"),         # 128 filters
     ((4, 3, 224, 224), (64, 3, 7, 7), 2, 1, np.float64, "channels"),      # a stem
+    # strided, few taps per filter: the GEMM (the channels kernel took
+    # 1.6-2.5x its time), but not with 1 to 4 filters a group from 9 taps
+    ((16, 1, 1, 1000), (24, 1, 1, 3), 2, 1, np.float32, "gemm"),
+    ((8, 3, 1, 4000), (12, 1, 1, 3), 2, 3, np.float32, "gemm"),
+    ((8, 1, 64, 64), (24, 1, 3, 3), 2, 1, np.float32, "gemm"),
+    ((16, 3, 1, 1000), (24, 3, 1, 3), 2, 1, np.float64, "gemm"),
+    ((8, 16, 28, 28), (32, 1, 3, 3), 2, 16, np.float32, "channels"),
+    ((8, 32, 56, 56), (64, 2, 3, 3), 2, 16, np.float64, "channels"),     # 18 taps
     # 1-D, 3 to 5 taps, 32 filters or more: the GEMM
     ((16, 64, 1, 2048), (64, 64, 1, 3), 1, 1, np.float32, "gemm"),
     ((32, 16, 1, 1024), (32, 16, 1, 5), 1, 1, np.float64, "gemm"),

@@ -700,7 +700,19 @@ def _forward_channels_pay(c: Call) -> bool:
     over the GEMM's on 9 depthwise layers (16 to 672 channels, 14x14 to
     112x112, 3x3 to 7x7, stride 2 and 3): 0.34-0.81 in float64, 0.31-0.98
     in float32.  At unit stride, in place of the direct kernel:
-    :func:`_channels_replace_direct`."""
+    :func:`_channels_replace_direct`.
+
+    Few taps per filter (the layers above had 27 or more) leave the kernel
+    little to do per padded row: measured, 2 threads, x86-64-v4, stride 2,
+    time over the GEMM's, on 12 layers of 3 to 6 taps (1-D k3 to k5 of 1 to
+    3 channels a group, grouped or not, 8 to 64 filters) 1.14-3.74 (median
+    1.9 in float32, 1.6 in float64); with 9 to 12 taps and 8 filters a
+    group or more (3x3 of one channel, 1-D k3 of 3 and 4 channels, k9 of
+    one; 24 to 32 filters) 1.16-2.31, but with 1 to 4 filters a group
+    0.63-0.95 on 6 grouped 3x3 layers of 8 to 32 groups (the GEMM's product
+    has 2 to 4 rows a group), 0.53-1.30 on 4 others.  From 18 taps 0.59-1.2.
+    A layer of one channel in and out per group keeps it whatever its taps
+    (:func:`_forward_depthwise` leaves it only narrow rows)."""
     if FORWARD_CHANNELS is not None:
         return FORWARD_CHANNELS
     if c.stride[1] == 1:
@@ -709,7 +721,18 @@ def _forward_channels_pay(c: Call) -> bool:
                 and _forward_direct(c) is not None) or _channels_large_kernel(c)
     if c.w[2] * c.w[3] == 1:
         return False
+    if not _one_to_one(c) and (c.k < _STRIDED_FEW_TAPS or c.k < _STRIDED_MIN_TAPS
+                               and c.fg > _STRIDED_FEW_FILTERS):
+        return False
     return c.fg <= 64
+
+
+# _forward_channels_pay at a width stride: below _STRIDED_FEW_TAPS taps per
+# filter the GEMM; below _STRIDED_MIN_TAPS, the GEMM unless the filters per
+# group are at most _STRIDED_FEW_FILTERS.
+_STRIDED_FEW_TAPS = 9
+_STRIDED_MIN_TAPS = 16
+_STRIDED_FEW_FILTERS = 4
 
 
 def _channels_vector(filters: int, dtype: np.dtype[Any], weight_grad: bool = False,
