@@ -704,13 +704,14 @@ def _forward_channels_pay(c: Call) -> bool:
 
     Few taps per filter (the layers above had 27 or more) leave the kernel
     little to do per padded row: measured, 2 threads, x86-64-v4, stride 2,
-    time over the GEMM's, on 12 layers of 3 to 6 taps (1-D k3 to k5 of 1 to
-    3 channels a group, grouped or not, 8 to 64 filters) 1.14-3.74 (median
+    time over the GEMM's, on 12 layers of 3 to 7 taps (1-D k3 to k7 of 1 to
+    4 channels a group, grouped or not, 8 to 64 filters) 1.14-3.74 (median
     1.9 in float32, 1.6 in float64); with 9 to 12 taps and 8 filters a
     group or more (3x3 of one channel, 1-D k3 of 3 and 4 channels, k9 of
-    one; 24 to 32 filters) 1.16-2.31, but with 1 to 4 filters a group
-    0.63-0.95 on 6 grouped 3x3 layers of 8 to 32 groups (the GEMM's product
-    has 2 to 4 rows a group), 0.53-1.30 on 4 others.  From 18 taps 0.59-1.2.
+    one; 24 to 32 filters; 5 layers) 1.16-2.31, but with 1 to 4 filters a
+    group 0.63-0.95 on 3 grouped 3x3 layers of 8 to 32 groups (the GEMM's
+    product has 2 to 4 rows a group), 0.53-1.30 on 3 others.  From 18 taps
+    0.59-1.2.
     A layer of one channel in and out per group keeps it whatever its taps
     (:func:`_forward_depthwise` leaves it only narrow rows)."""
     if FORWARD_CHANNELS is not None:
