@@ -215,10 +215,9 @@ def main():
                 total += 1
                 wrong += loss > 1.05
                 if method == "fft":
-                    out = convx.conv2d(x, w, **geometry).shape
-                    c = _engine.Call("t", "param", xs, ws, out, (1, 1), pads4, (d, d), groups,
-                                     np.dtype(dtype))
-                    rates = "weight grad" if pass_ == "weight grad" else "forward"
+                    c = _engine.Call("t", "param", xs, ws, g.shape, (1, 1), pads4, (d, d),
+                                     groups, np.dtype(dtype))
+                    rates = _engine._cost_pass(pass_)
                     found = _engine._fft_geometry(c, pass_)
                     fft_terms.setdefault(np.dtype(dtype).itemsize, []).append(
                         (found[2], t_fft * 1e9))

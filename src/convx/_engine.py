@@ -2010,9 +2010,8 @@ _NS_PER_MAC_GEMM = {4: (0.0031, 0.22), 8: (0.0068, 0.41)}
 # gradient), then forward by a further 0.68 (one-row kernels of 255 taps:
 # 0.60-0.77 of the time scaled, 12 calls; `fft_costs.py --seed S --fit`
 # reports the model's median error where the depthwise kernel is the FFT's
-# rival).  Fitted on one seed's 30 layers,
-# the model gave 0.52-1.31 of the times of the other seed's 24 (0.51-1.48
-# without r).  Where it mattered: (2, 1, 512, 512) 31x31 float32 would have
+# rival).  Fitted on one seed's 30 layers, the model gave 0.52-1.31 of the
+# times of the other seed's 24 (0.51-1.48 without r).  Where it mattered: (2, 1, 512, 512) 31x31 float32 would have
 # gone to the FFT at 1.4x the depthwise kernel's time, and (2, 1, 44100) k511
 # went to it at 2.0-2.2x.
 _NS_DEPTHWISE = {"forward": {4: (0.27, 0.0087, 0.0069, 0.31), 8: (0.52, 0.0134, 0.0131, 0.29)},
@@ -2020,21 +2019,26 @@ _NS_DEPTHWISE = {"forward": {4: (0.27, 0.0087, 0.0069, 0.31), 8: (0.52, 0.0134, 
                                  8: (0.29, 0.0209, 0.0299, 0.12)}}
 
 
+def _cost_pass(pass_: str) -> str:
+    """The pass the cost tables above are keyed by: the weight gradient's
+    own, or the forward pass's, which the input gradient shares."""
+    return "weight grad" if pass_ == "weight grad" else "forward"
+
+
 def _depthwise_ns(c: Call, pass_: str) -> float:
     """The depthwise kernel's cost model for a pass of ``c``, in ns."""
-    a, b1, b2, r = _NS_DEPTHWISE["weight grad" if pass_ == "weight grad" else "forward"][
-        c.dtype.itemsize]
+    a, b1, b2, r = _NS_DEPTHWISE[_cost_pass(pass_)][c.dtype.itemsize]
     outputs = math.prod(c.x if pass_ == "input grad" else c.out)
     return a * outputs + (b1 if c.w[2] == 1 else b2) * c.macs + r * c.macs / max(c.out[3], 1)
 
 
 def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
-    rates = "weight grad" if pass_ == "weight grad" else "forward"
+    rates = _cost_pass(pass_)
+    f = c.w[1] if pass_ == "input grad" else c.fg   # the filters of the pass the kernel runs
     if name == "channels" and (_input_grad_large_kernel(c) if pass_ == "input grad"
                                else _channels_large_kernel(c)):
         return _NS_PER_MAC_LARGE[rates][c.dtype.itemsize]
-    if name == "channels":   # (the input gradient's filters are the layer's channels)
-        f = c.w[1] if pass_ == "input grad" else c.fg
+    if name == "channels":
         return _NS_PER_MAC["channels"][rates][c.dtype.itemsize] * _round_up(
             f, _VECTOR[c.dtype]) / f
     if name == "depthwise" or name == "rows" and _one_to_one(c):
@@ -2045,7 +2049,6 @@ def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
         # blocks of _DIRECT_FB filters (the transposed pass's: the layer's
         # channels); one filter alone runs in blocks of its own, at half the
         # rate forward, and a quarter in the weight gradient's dot products
-        f = c.w[1] if pass_ == "input grad" else c.fg
         waste = 2 if f == 1 and rates == "forward" else _round_up(f, _DIRECT_FB) / f
         return _NS_PER_MAC["direct"][rates][c.dtype.itemsize] * waste
     a, b = _NS_PER_MAC_GEMM[c.dtype.itemsize]

@@ -103,9 +103,10 @@ def fast_len(n: int) -> int:
 # to 255 taps; `benchmarks/fft_costs.py --seed 11 --layers 24` and `--seed
 # 12 --layers 30`, with `--fit`).  The chunk's cost is measured on its own;
 # the other two are fitted with it held, by non-negative least squares on
-# the relative error (`--fit` prints them).  Fitted on one seed's calls, the choice between the FFT and the
-# table's other algorithm was within 5% of the faster on 174 of the other
-# seed's 180 and 133 of 144.  By the itemsize:
+# the relative error (`--fit` prints them).  Fitted on one seed's calls,
+# the choice between the FFT and the table's other algorithm was within 5%
+# of the faster on 174 of the other seed's 180 and 133 of 144.  By the
+# itemsize:
 # - per real value x log2(tile size) of the transforms (forward and inverse;
 #   pocketfft alone takes 0.3-0.6 forward and 0.45-1.1 inverse, one thread);
 _NS_TRANSFORM = {4: 0.18, 8: 0.29}
