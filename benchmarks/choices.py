@@ -17,6 +17,8 @@ The sets:
   wg-accumulator  weight gradients of 3x3 layers of 128 to 512 channels at 7x7
                   to 28x28 (_engine._channels_streams)
   wg-1d           1-D weight gradients of 3 to 9 taps (_engine._short_1d)
+  wg-1d-taps      1-D weight gradients of 1 to 128 channels, 4 to 64 filters and 3
+                  to 31 taps (_engine._rows_product)
   wg-few-taps     2-D weight gradients of one input channel, 3x3 (_engine._few_taps)
   fwd-1d          1-D forward passes of 3 to 9 taps (_engine._short_1d)
   dw-strided      depthwise forward passes at stride 2 and 3 (_engine._forward_depthwise)
@@ -68,6 +70,12 @@ SETS = {
         (16, 64, 64, 2048, 3, 4), (8, 128, 128, 1024, 3, 1), (32, 32, 64, 4096, 5, 1),
         (4, 48, 48, 8192, 3, 2), (16, 128, 64, 500, 3, 1), (64, 16, 32, 1024, 3, 1),
         (16, 64, 64, 2048, 7, 1), (64, 16, 32, 1024, 9, 1)]],
+    "wg-1d-taps": [((n, c, length), (f, c, k), 1, d * (k // 2), d, 1, WG)
+                   for n, c, f, length, k, d in [
+        (32, 8, 8, 1024, 3, 1), (32, 8, 16, 1024, 5, 1), (16, 32, 16, 2048, 3, 1),
+        (16, 32, 24, 1000, 7, 2), (8, 64, 32, 2000, 3, 1), (8, 16, 4, 4000, 9, 1),
+        (16, 3, 32, 1000, 7, 1), (32, 1, 16, 2000, 15, 1), (8, 64, 48, 1000, 15, 1),
+        (4, 32, 64, 4000, 31, 1), (16, 128, 16, 500, 3, 1), (64, 4, 64, 512, 5, 1)]],
     "wg-few-taps": [((n, c, h, h), (f, c, 3, 3), 1, 1, 1, 1, WG) for n, c, f, h in [
         (64, 1, 32, 28), (16, 1, 32, 64), (8, 1, 48, 100), (128, 1, 32, 28), (64, 1, 32, 14),
         (64, 1, 8, 28), (64, 2, 32, 28), (128, 3, 32, 32)]],

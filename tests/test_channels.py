@@ -245,11 +245,16 @@ BY_CORE_1D = {"default": "gemm", "zen5": "channels"}
     ((16, 128, 7, 7), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_L2),
     ((1, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float32, BY_CORE_L2),  # 1.1 MiB
     ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, "channels"),  # 112 positions
-    # 1-D, few taps, 48 filters or more: the product (not on a Zen 5)
+    # 1-D at unit stride, 16 filters or more: the product, taps as rows (not
+    # on a Zen 5); at a stride, 3 to 5 taps and 48 filters or more
     ((16, 64, 1, 2048), (64, 64, 1, 3), 1, 1, np.float64, BY_CORE_1D),
     ((4, 48, 1, 8192), (48, 48, 1, 5), 1, 1, np.float32, BY_CORE_1D),
-    ((16, 64, 1, 2048), (64, 64, 1, 7), 1, 1, np.float64, "channels"),
-    ((64, 16, 1, 1024), (32, 16, 1, 3), 1, 1, np.float32, "channels"),
+    ((16, 64, 1, 2048), (64, 64, 1, 7), 1, 1, np.float64, BY_CORE_1D),
+    ((64, 16, 1, 1024), (32, 16, 1, 3), 1, 1, np.float32, BY_CORE_1D),
+    ((8, 64, 1, 2048), (24, 64, 1, 7), 1, 1, np.float32, BY_CORE_1D),
+    ((16, 64, 1, 2048), (8, 64, 1, 3), 1, 1, np.float32, "channels"),    # 8 filters
+    ((16, 64, 1, 2048), (64, 64, 1, 3), 2, 1, np.float32, BY_CORE_1D),
+    ((16, 64, 1, 2048), (32, 64, 1, 3), 2, 1, np.float32, "channels"),
     # one channel 3x3 (9 taps in all): the product
     ((64, 1, 28, 28), (32, 1, 3, 3), 1, 1, np.float32, "gemm"),
     ((8, 1, 100, 100), (48, 1, 3, 3), 1, 1, np.float64, "gemm"),

@@ -63,7 +63,8 @@ def input_grad_scratch(
     Cg: int, Fg: int, KHW: int, groups: int, cc: int, nb: int, pointwise: bool
 ) -> tuple[int, int]: ...
 def weight_grad_scratch(
-    F: int, Fg: int, K: int, nb: int, ipb: int, kb: int, dot: bool, pointwise: bool
+    F: int, Fg: int, K: int, nb: int, ipb: int, kb: int, dot: bool, pointwise: bool,
+    KW: int = 1, dw: int = 1, taps: bool = False,
 ) -> int: ...
 def gemm_blocks() -> tuple[int, int, int, int, int]: ...
 @_fused
@@ -82,7 +83,8 @@ def conv_input_grad(
 def conv_weight_grad(
     x: _Floats, gout: _Floats, dw: _Floats, work: _MaybeFloats,
     sh: int, sw: int, dh: int, dw_: int, pt: int, pl: int, groups: int,
-    nb: int, ipb: int, kb: int, off: _Offsets | None, nt: int, interruptible: bool,
+    nb: int, ipb: int, kb: int, off: _Offsets | None, taps: bool, nt: int,
+    interruptible: bool,
 ) -> bool: ...
 
 # _direct_passes.pxi: the direct kernels

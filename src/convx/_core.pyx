@@ -121,6 +121,7 @@ cdef extern from "_gemm.h" nogil:
     enum:
         CVX_DENSE
         CVX_ROWS
+        CVX_PANELS
         CVX_PREPACKED
         CVX_IM2COL
         CVX_IM2COL_T
@@ -141,6 +142,12 @@ cdef extern from "_gemm.h" nogil:
                         Py_ssize_t np, float* dst, Py_ssize_t ld)
     void cvx_im2col_f64(const cvx_operand* X, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t p0,
                         Py_ssize_t np, double* dst, Py_ssize_t ld)
+    void cvx_pack_panels_f32(const float* p, Py_ssize_t rs, Py_ssize_t off, Py_ssize_t M,
+                             Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t K, float* dst,
+                             Py_ssize_t ps)
+    void cvx_pack_panels_f64(const double* p, Py_ssize_t rs, Py_ssize_t off, Py_ssize_t M,
+                             Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t K, double* dst,
+                             Py_ssize_t ps)
     void cvx_prepack_f32(const cvx_operand* A, Py_ssize_t M, Py_ssize_t K, float* dst)
     void cvx_prepack_f64(const cvx_operand* A, Py_ssize_t M, Py_ssize_t K, double* dst)
     int cvx_gemm_f32(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
@@ -149,6 +156,12 @@ cdef extern from "_gemm.h" nogil:
     int cvx_gemm_f64(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
                      const cvx_operand* B, double* abuf, double* bbuf, double* C, Py_ssize_t ldc,
                      int accumulate, const double* bias, const int* stop)
+    int cvx_gemm_taps_f32(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
+                          const cvx_operand* B, float* bbuf, float* C, Py_ssize_t ldc,
+                          Py_ssize_t taps, Py_ssize_t astep, Py_ssize_t cstep, const int* stop)
+    int cvx_gemm_taps_f64(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
+                          const cvx_operand* B, double* bbuf, double* C, Py_ssize_t ldc,
+                          Py_ssize_t taps, Py_ssize_t astep, Py_ssize_t cstep, const int* stop)
 
 
 cdef extern from "_direct.h" nogil:
@@ -482,6 +495,25 @@ cdef void _add_accumulators(const floating* scratch, Py_ssize_t per, Py_ssize_t 
         for t in range(1, nt):
             s = s + scratch[t * per + i]
         out[i] = s
+
+
+cdef void _add_accumulators_taps(const floating* scratch, Py_ssize_t per, Py_ssize_t groups,
+                                 Py_ssize_t Fg, Py_ssize_t Cg, Py_ssize_t KW, int nt,
+                                 floating* out) noexcept nogil:
+    """The same, from accumulators whose groups are (KW, Cg, Fg) (the taps as
+    rows) into out, (groups*Fg, Cg, KW)."""
+    cdef Py_ssize_t g, q, c, f, i = 0
+    cdef int t
+    cdef floating s
+    for g in range(groups):
+        for q in range(KW):
+            for c in range(Cg):
+                for f in range(Fg):
+                    s = scratch[i]
+                    for t in range(1, nt):
+                        s = s + scratch[t * per + i]
+                    out[((g * Fg + f) * Cg + c) * KW + q] = s
+                    i += 1
 
 
 # --------------------------------------------------------------------------

@@ -1725,7 +1725,7 @@ def _channels_pay(c: Call) -> bool:
     64 to 256 channels (56x56 and 32x32, 2 threads, x86-64-v4)."""
     if WEIGHT_GRAD_CHANNELS is not None:
         return WEIGHT_GRAD_CHANNELS
-    if (c.w[2:] == (1, 1) or _channels_streams(c)
+    if (c.w[2:] == (1, 1) or _channels_streams(c) or _rows_product(c)
             or _short_1d(c, 48) and _tuning() != "zen5" or _few_taps(c) or _one_row_few_taps(c)):
         return False
     return (c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
@@ -1768,6 +1768,33 @@ def _short_1d(c: Call, filters: int) -> bool:
     """A 1-D layer (one row, a kernel one row tall) of 3 to 5 taps with at
     least ``filters`` filters per group: the GEMM's ground."""
     return c.x[2] == c.w[2] == 1 and 3 <= c.w[3] <= 5 and c.fg >= filters
+
+
+# _rows_product: the fewest filters per group it sends to the product, and
+# the fewest channels per group with which it takes them from the dot
+# products along the rows too.
+_ROWS_PRODUCT_MIN_FILTERS = 16
+_ROWS_PRODUCT_MIN_CHANNELS = 16
+
+
+def _rows_product(c: Call, min_channels: int = 1) -> bool:
+    """A 1-D weight gradient at unit stride with at least
+    _ROWS_PRODUCT_MIN_FILTERS filters per group goes to the product, whose
+    taps as rows (:func:`_taps_as_rows`) run it faster than the channels
+    kernel.  Measured, 2 threads, x86-64-v4, interleaved, channels kernel
+    time over the product's on 14 layers of our own (16 to 128 channels, 16
+    to 64 filters, 3 to 31 taps, 500 to 8192 long; `benchmarks/choices.py
+    --set wg-1d,wg-1d-taps`): 1.07-1.74 in float32 and 1.02-1.58 in float64,
+    but 0.98-1.02 at 31 taps; with 4 filters, 1.05 and 0.61 (the dot
+    products took it).  The dot products along the rows (their time over
+    the product's): 1.23-1.87 with 16 and 32 channels (48 and 96 taps in
+    all), where the channels kernel had left them; 0.95-1.05 with 1 to 8
+    channels, whose product has as many rows, so they keep those
+    (``min_channels``: :func:`_weight_grad_dots_pay`).  Not on a Zen 5
+    (_tuning), not measured there: it keeps the choices measured against
+    the taps as columns (:func:`_channels_pay`)."""
+    return (_taps_as_rows(c) and c.fg >= _ROWS_PRODUCT_MIN_FILTERS
+            and c.w[1] >= min_channels and _tuning() != "zen5")
 
 
 def _few_taps(c: Call) -> bool:
@@ -1823,7 +1850,8 @@ def _weight_grad_dots_pay(c: Call) -> bool:
     return (not (_few_taps(c) or c.w[2:] == (1, 1))
             and _direct_pays(c.k, c.fg, c.stride[1], c.x[2] * c.x[3], hp * wp,
                              weight_grad=True, padding_ok=_few_filters_wide_rows(c))
-            and c.k * c.fg <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD)
+            and c.k * c.fg <= _DIRECT_MAX_BLOCK_WEIGHT_GRAD
+            and not _rows_product(c, _ROWS_PRODUCT_MIN_CHANNELS))
 
 
 def _weight_grad_direct(c: Call, forced: bool = False) -> Any:
@@ -1858,7 +1886,29 @@ def _weight_grad_by_dots(fg: int, k: int) -> bool:
     return k < 32 or fg * k <= 1024
 
 
-def _weight_grad_split(items: int, k: int, p: int, t: int) -> tuple[int, int]:
+WEIGHT_GRAD_TAPS = None  # None: by _weight_grad_by_taps; True / False: always (tests)
+
+
+def _taps_as_rows(c: Call) -> bool:
+    """A 1-D layer at unit stride of more than one tap: its weight
+    gradient's product can take the taps as its rows (the image's channels
+    packed once, read at each tap's shift; the output gradient packed once
+    for every tap).  Measured against the taps as columns, 2 threads,
+    x86-64-v4, 10 layers of our own (16 to 256 channels, 3 to 11 taps, one
+    to 32 signals; `benchmarks/wgrad_taps.py`): 0.49-1.00x the time in
+    float32 and 0.61-1.02x in float64, geomean 0.80, the same bits."""
+    return c.x[2] == c.w[2] == c.out[2] == 1 and c.stride[1] == 1 and c.w[3] > 1
+
+
+def _weight_grad_by_taps(c: Call) -> bool:
+    """Whether the product takes the taps as its rows: wherever it can."""
+    if not _taps_as_rows(c):
+        return False
+    return True if WEIGHT_GRAD_TAPS is None else WEIGHT_GRAD_TAPS
+
+
+def _weight_grad_split(items: int, k: int, p: int, t: int,
+                       taps: bool = False) -> tuple[int, int]:
     """(kb, nb): the taps and the positions of an item of the weight
     gradient's product, given ``items`` (images x groups) of ``k`` taps and
     ``p`` positions, for ``t`` CPUs (one: no split).
@@ -1885,7 +1935,7 @@ def _weight_grad_split(items: int, k: int, p: int, t: int) -> tuple[int, int]:
         nb = positions(more)
         if t == 1 or shared(items * -(-p // nb)) and (more == nblk or nb >= _KC):
             return k, nb
-    for nkb in range(2, k // _NR_MAX + 1):
+    for nkb in range(2, 1 if taps else k // _NR_MAX + 1):
         kb = _round_up(-(-k // nkb), _NR_MAX)
         if shared(items * nblk * -(-k // kb)) and 8 * (kb * nkb - k) <= k:
             return kb, positions(nblk)
@@ -1897,15 +1947,16 @@ def _weight_grad_split(items: int, k: int, p: int, t: int) -> tuple[int, int]:
 
 
 def _weight_grad_blocks(c: Call, threaded: bool = True) -> Any:
-    """(nb, ipb, kb, off, per): positions per block, images per block, taps
-    per block, the dot path's tap offsets (None: the packed product) and each
-    thread's scratch."""
+    """(nb, ipb, kb, off, taps, per): positions per block, images per block,
+    taps per block, the dot path's tap offsets (None: the packed product),
+    whether the product takes the taps as its rows, and each thread's
+    scratch."""
     check_gemm_sizes(c.func, c.k, c.p, c.w[0])
     n, f = c.x[0], c.w[0]
     k, fg, p = c.k, c.fg, c.p
     pointwise = _pointwise(c)
     dot = _weight_grad_by_dots(fg, k)
-    ipb, kb = 1, k
+    ipb, kb, taps = 1, k, False
     if dot:
         # Blocks of the column matrix (k x positions) small enough to stay in
         # L2; several images per block when they are small (each block ends
@@ -1918,13 +1969,15 @@ def _weight_grad_blocks(c: Call, threaded: bool = True) -> Any:
         off.flags.writeable = False
     else:
         cpus = _threads._MAX_THREADS if threaded else 1
-        (kb, nb), off = _weight_grad_split(n * c.groups, k, p, cpus), None
-    return nb, ipb, kb, off, _core.weight_grad_scratch(f, fg, k, nb, ipb, kb, dot, pointwise)
+        taps = _weight_grad_by_taps(c)
+        (kb, nb), off = _weight_grad_split(n * c.groups, k, p, cpus, taps), None
+    return nb, ipb, kb, off, taps, _core.weight_grad_scratch(
+        f, fg, k, nb, ipb, kb, dot, pointwise, c.w[3], c.dilation[1], taps)
 
 
 def _weight_grad_small(c: Call, forced: bool = False) -> Any:
-    nb, ipb, kb, off, per = _weight_grad_blocks(c, threaded=False)   # on this thread
-    return c.geometry() + (nb, ipb, kb, off, 1, False) if _fits_small(c.macs, per) else None
+    nb, ipb, kb, off, taps, per = _weight_grad_blocks(c, threaded=False)   # on this thread
+    return c.geometry() + (nb, ipb, kb, off, taps, 1, False) if _fits_small(c.macs, per) else None
 
 
 def _weight_grad_small_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
@@ -1934,18 +1987,18 @@ def _weight_grad_small_run(who: Who, shape: Shape, args: Any, x: Array, gout: Ar
 
 
 def _weight_grad_gemm(c: Call, forced: bool = False) -> Any:
-    nb, ipb, kb, off, per = _weight_grad_blocks(c)
-    return (c.geometry(), nb, ipb, kb, off, per, c.macs,
+    nb, ipb, kb, off, taps, per = _weight_grad_blocks(c)
+    return (c.geometry(), nb, ipb, kb, off, taps, per, c.macs,
             -(-c.x[0] // ipb) * c.groups * -(-c.p // nb) * -(-c.k // kb))
 
 
 def _weight_grad_gemm_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
-    geometry, nb, ipb, kb, off, per, macs, items = args
+    geometry, nb, ipb, kb, off, taps, per, macs, items = args
     dtype = x.dtype
     dw = _result(who, shape, dtype)
     threads = _threads.plan(items, macs)
     work = None if threads == 1 and per <= _STACK_SCRATCH else _scratch(who, per, dtype, threads)
-    _call(_WEIGHT_GRAD[dtype], macs, x, gout, dw, work, *geometry, nb, ipb, kb, off, threads,
+    _call(_WEIGHT_GRAD[dtype], macs, x, gout, dw, work, *geometry, nb, ipb, kb, off, taps, threads,
           fresh=dw)
     return dw
 

@@ -70,6 +70,17 @@
  *     0.93x, smaller images (14x14, 28x28) 0.99-1.02x (geomean 0.957).  One
  *     channel ahead gained less (geomean 0.972).
  *
+ * The weight gradient of a 1-D layer at unit stride has a product of its
+ * own, NAME##_taps, with the taps as rows: tap q's row of the column matrix
+ * is each channel shifted by q*dw, so the channels, packed once per block
+ * of positions into panels of 4 rows along the whole span of the taps
+ * (CVX_PANELS), serve every tap from a moved origin, and each block of the
+ * output gradient, packed once, serves every tap.  The other order packs
+ * the column matrix, KW times the values, transposed.  Against it, 2
+ * threads on that Xeon, the same bits: the dilated 1-D layer (TCN, 64 ->
+ * 64 channels, 3 taps) 0.75-0.80x the time in float32, 0.88-0.91x in
+ * float64; 9 other 1-D layers: benchmarks/wgrad_taps.py.
+ *
  * No checking is done here: the callers in _core.pyx guarantee the sizes.
  */
 #ifndef CONVX_GEMM_H
@@ -91,13 +102,16 @@ _Static_assert(CVX_NV == 3, "the driver's narrow tiles are of 1 and 2 vectors");
 #define CVX_NR_MAX 48   /* the widest panel: float32 at x86-64-v4 */
 _Static_assert(CVX_NC % CVX_NR_MAX == 0, "CVX_NC holds whole panels of every width");
 
-enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_ROWS = 4 };
+enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_ROWS = 4,
+       CVX_PANELS = 5 };
 
 /* One operand.  DENSE: element (r, c) at p[r*rs + c*cs].  ROWS (B only):
  * element (k, j) at p[k*rs + j], read in place by the micro-kernel, not
  * packed (worth it when M or K is small: each value is then used by few
  * rows of A, and copying it into a panel costs as much as using it).  PREPACKED: packed by
- * cvx_prepack_*, rs = the rows rounded up to CVX_MR.  IM2COL, IM2COL_T: p is
+ * cvx_prepack_*, rs = the rows rounded up to CVX_MR.  PANELS (A only): packed
+ * by cvx_pack_panels_* along the whole depth, element (i, k) at
+ * p[(i / MR)*rs + k*MR + i % MR], so that moving p by s*MR moves the depth by s.  IM2COL, IM2COL_T: p is
  * one group's channels of an image, (C, H, W) in C order, and the geometry
  * below says how it is read; its positions are the output positions p0,
  * p0 + 1, ... (a block of the image's). */
@@ -183,6 +197,34 @@ ATTR static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K,
     const ptrdiff_t Mp = (M + CVX_MR - 1) / CVX_MR * CVX_MR;                        \
     for (ptrdiff_t pc = 0; pc < K; pc += CVX_KC)                                    \
         cvx_pack_a_dense_##S(A, 0, M, pc, cvx_min(CVX_KC, K - pc), dst + pc * Mp);  \
+}                                                                                   \
+                                                                                    \
+/* Rows 0..M of a dense matrix, columns 0..K, as cvx_operand PANELS reads    */     \
+/* them (rs = ps): element (r, k) is p[r*rs + off + k] for k0 <= k < k1, and */     \
+/* zero elsewhere (the padding) and in the rows past M.                      */     \
+ATTR static void cvx_pack_panels_##S(const T *p, ptrdiff_t rs, ptrdiff_t off, ptrdiff_t M,\
+                                     ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t K, T *dst,\
+                                     ptrdiff_t ps)                                  \
+{                                                                                   \
+    for (ptrdiff_t ir = 0; ir < M; ir += CVX_MR) {                                  \
+        const ptrdiff_t mr = cvx_min(CVX_MR, M - ir);                               \
+        T *d = dst + ir / CVX_MR * ps;                                              \
+        memset(d, 0, k0 * CVX_MR * sizeof(T));                                      \
+        if (mr == CVX_MR) {                 /* 4 rows interleaved: vectorised */    \
+            const T *s0 = p + ir * rs + off, *s1 = s0 + rs, *s2 = s1 + rs, *s3 = s2 + rs;\
+            for (ptrdiff_t k = k0; k < k1; k++) {                                   \
+                d[k * 4] = s0[k];                                                   \
+                d[k * 4 + 1] = s1[k];                                               \
+                d[k * 4 + 2] = s2[k];                                               \
+                d[k * 4 + 3] = s3[k];                                               \
+            }                                                                       \
+        } else {                                                                    \
+            for (ptrdiff_t k = k0; k < k1; k++)                                     \
+                for (ptrdiff_t i = 0; i < CVX_MR; i++)                              \
+                    d[k * CVX_MR + i] = i < mr ? p[(ir + i) * rs + off + k] : 0;    \
+        }                                                                           \
+        memset(d + k1 * CVX_MR, 0, (K - k1) * CVX_MR * sizeof(T));                  \
+    }                                                                               \
 }                                                                                   \
                                                                                     \
 ATTR static const T *cvx_pack_a_##S(const cvx_operand *A, ptrdiff_t ic, ptrdiff_t mc,    \
@@ -342,10 +384,12 @@ ATTR static inline void cvx_put_##S(cvx_cursor_##S *c, const T *src, ptrdiff_t s
 /* geomean 0.964).  Into narrower panels the row lost (1.02x at x86-64-v3's */      \
 /* 24 floats, 1.01x at v4's 24 doubles), so they are written run by run. A  */      \
 /* block that is one run at unit stride (1-D, no padding in it) is copied   */      \
-/* into the panels from the image: 0.95-0.98x on four 1-D passes.           */      \
-ATTR static inline void cvx_pack_tap_##S(const cvx_operand *X, ptrdiff_t k, ptrdiff_t jc,\
-                                    ptrdiff_t nc, T *dst, ptrdiff_t kc,             \
-                                    ptrdiff_t nr, ptrdiff_t kk)                     \
+/* into the panels from the image: 0.95-0.98x on four 1-D passes.  Always  */      \
+/* inlined: as this file grew, GCC stopped inlining it into cvx_pack_b and  */      \
+/* the forward passes took 1.05-1.14x the time (3x3 and 5x5 float32).       */      \
+ATTR static inline CVX_ALWAYS_INLINE void cvx_pack_tap_##S(                        \
+    const cvx_operand *X, ptrdiff_t k, ptrdiff_t jc, ptrdiff_t nc, T *dst, ptrdiff_t kc,\
+    ptrdiff_t nr, ptrdiff_t kk)                                                     \
 {                                                                                   \
     const int flat = nr == CVX_NR_MAX;                                              \
     T row[CVX_NC];                                                                  \
@@ -496,8 +540,10 @@ CVX_DEFINE_PACK(double, f64_v1, )
 /* ---------------------------------------------------------------------- */
 
 /* The driver's call of the micro-kernel for its tile, with NV vectors of
- * columns: one inlined copy per layout of A (read in place or packed) and
- * height (one or two micro-panels), all strides fixed.  It reads the
+ * columns: one inlined copy per layout of A (read in place, packed by
+ * blocks, or packed in panels along its whole depth: `a_here`, `a_panels`,
+ * constants in each driver, so that each holds only the copies it runs)
+ * and height (one or two micro-panels), all strides fixed.  It reads the
  * driver's locals (`first`: the first panel of B, whose sweep reads A). */
 #define CVX_GEMM_MICRO_CALLS(NAME, NV)                                              \
     do {                                                                            \
@@ -506,6 +552,12 @@ CVX_DEFINE_PACK(double, f64_v1, )
                          ldc, acc, bi, m, n, 2, NV, first);                         \
         else if (a_here)                                                            \
             NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, CVX_MR * A->rs, bp, ldb, cp, \
+                         ldc, acc, bi, m, n, 1, NV, first);                         \
+        else if (a_panels && two)                                                   \
+            NAME##_micro(kc, ap + ir / CVX_MR * A->rs, 1, CVX_MR, A->rs, bp, ldb, cp, \
+                         ldc, acc, bi, m, n, 2, NV, first);                         \
+        else if (a_panels)                                                          \
+            NAME##_micro(kc, ap + ir / CVX_MR * A->rs, 1, CVX_MR, A->rs, bp, ldb, cp, \
                          ldc, acc, bi, m, n, 1, NV, first);                         \
         else if (two)                                                               \
             NAME##_micro(kc, ap + ir * kc, 1, CVX_MR, CVX_MR * kc, bp, ldb, cp, ldc, \
@@ -617,7 +669,7 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
                     return 1;                                                       \
                 /* A dense along the depth is read in place (packing it    */ \
                 /* would copy each value to use it NR times); else packed.  */ \
-                const int a_here = A->kind == CVX_DENSE && A->cs == 1;              \
+                const int a_here = A->kind == CVX_DENSE && A->cs == 1, a_panels = 0;\
                 const T *ap = a_here ? (const T *)A->p + ic * A->rs + pc            \
                                      : cvx_pack_a_##S(A, ic, mc, pc, kc, abuf);     \
                 for (ptrdiff_t jr = 0; jr < nc; jr += NR) {                         \
@@ -644,6 +696,64 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
         }                                                                           \
     }                                                                               \
     return 0;                                                                       \
+}                                                                                   \
+                                                                                    \
+/* C + t*cstep += A_t . B for taps t = 0 .. taps - 1, where A_t is A, of  */    \
+/* kind CVX_PANELS, moved t*astep values along its depth: each block of B */    \
+/* is packed once and serves every tap (a 1-D weight gradient with the    */    \
+/* taps as rows, B the output gradient).  Its panels are of 2 vectors     */    \
+/* where NR's would end with one of 1 (64 floats at x86-64-v4: 32 + 32    */    \
+/* columns, not 48 + 16, whose last sums 8 vectors to 9 loads).  The loops */    \
+/* below NAME's own, not shared with it: as one function, or with a sweep */    \
+/* of a block shared by both, NAME took 1.07-1.23x the time on float64     */    \
+/* 1x1 weight gradients and 3x3 forward passes (Intel Xeon, 2 threads).    */    \
+/* Returns 1 when *stop was seen set, checked as NAME does.                */    \
+ATTR static int NAME##_taps(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,\
+                            const cvx_operand *B, T *bbuf, T *C, ptrdiff_t ldc,     \
+                            ptrdiff_t taps, ptrdiff_t astep, ptrdiff_t cstep,       \
+                            const int *stop)                                        \
+{                                                                                   \
+    enum { NR = NAME##_NR, VL = NAME##_VL };                                        \
+    const int a_here = 0, a_panels = 1, acc = 1;  /* for CVX_GEMM_MICRO_CALLS */    \
+    const T *bi = NULL;                                                             \
+    for (ptrdiff_t jc = 0; jc < N; jc += CVX_NC) {                                  \
+        const ptrdiff_t nc = cvx_min(CVX_NC, N - jc), rem = nc % NR;                \
+        const ptrdiff_t nr = rem && rem <= VL && nc % (2 * VL) == 0 ? 2 * VL : NR;  \
+        for (ptrdiff_t pc = 0; pc < K; pc += CVX_KC) {                              \
+            const ptrdiff_t kc = cvx_min(CVX_KC, K - pc);                           \
+            cvx_pack_b_##S(B, pc, kc, jc, nc, nr, bbuf);                            \
+            for (ptrdiff_t t = 0; t < taps; t++) {                                  \
+                const T *a0 = (const T *)A->p + t * astep + pc * CVX_MR;            \
+                T *c0 = C + t * cstep + jc;                                         \
+                for (ptrdiff_t ic = 0; ic < M; ic += CVX_MC) {                      \
+                    const ptrdiff_t mc = cvx_min(CVX_MC, M - ic);                   \
+                    if (CVX_STOPPED(stop)) /* at most MC x NC x KC between checks */\
+                        return 1;                                                   \
+                    const T *ap = a0 + ic / CVX_MR * A->rs;                         \
+                    for (ptrdiff_t jr = 0; jr < nc; jr += nr) {                     \
+                        const int first = jr == 0;                                  \
+                        const T *bp = bbuf + jr * kc;                               \
+                        const ptrdiff_t ldb = nr;                                   \
+                        for (ptrdiff_t ir = 0; ir < mc;) {                          \
+                            T *cp = c0 + (ic + ir) * ldc + jr;                      \
+                            const int two = PANELS == 2 && mc - ir > CVX_MR;        \
+                            const ptrdiff_t m = cvx_min(two ? 2 * CVX_MR : CVX_MR,  \
+                                                        mc - ir);                   \
+                            const ptrdiff_t n = cvx_min(nr, nc - jr);               \
+                            if (n > (CVX_NV - 1) * VL)                              \
+                                CVX_GEMM_MICRO_CALLS(NAME, CVX_NV);                 \
+                            else if (n > VL)                                        \
+                                CVX_GEMM_MICRO_CALLS(NAME, 2);                      \
+                            else                                                    \
+                                CVX_GEMM_MICRO_CALLS(NAME, 1);                      \
+                            ir += two ? 2 * CVX_MR : CVX_MR;                        \
+                        }                                                           \
+                    }                                                               \
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+    return 0;                                                                       \
 }
 
 #if CVX_X86_DISPATCH
@@ -655,7 +765,7 @@ CVX_DEFINE_GEMM(cvx_gemm_f64_v3, f64_v3, double, 32, CVX_V3, 1)
 CVX_DEFINE_GEMM(cvx_gemm_f32_v1, f32_v1, float, 16, , 1)
 CVX_DEFINE_GEMM(cvx_gemm_f64_v1, f64_v1, double, 16, , 1)
 
-/* The product at the instruction-set level cvx_isa. */
+/* The products at the instruction-set level cvx_isa. */
 #if CVX_X86_DISPATCH
 #define CVX_DISPATCH_GEMM(S, T)                                                     \
 static int cvx_gemm_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,\
@@ -667,13 +777,29 @@ static int cvx_gemm_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand
     if (cvx_isa >= 3)                                                               \
         return cvx_gemm_##S##_v3(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop);\
     return cvx_gemm_##S##_v1(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop);\
+}                                                                                   \
+static int cvx_gemm_taps_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,\
+                             const cvx_operand *B, T *bbuf, T *C, ptrdiff_t ldc,    \
+                             ptrdiff_t taps, ptrdiff_t astep, ptrdiff_t cstep,      \
+                             const int *stop)                                       \
+{                                                                                   \
+    if (cvx_isa >= 4)                                                               \
+        return cvx_gemm_##S##_v4_taps(M, N, K, A, B, bbuf, C, ldc, taps, astep, cstep, stop);\
+    if (cvx_isa >= 3)                                                               \
+        return cvx_gemm_##S##_v3_taps(M, N, K, A, B, bbuf, C, ldc, taps, astep, cstep, stop);\
+    return cvx_gemm_##S##_v1_taps(M, N, K, A, B, bbuf, C, ldc, taps, astep, cstep, stop);\
 }
 #else
 #define CVX_DISPATCH_GEMM(S, T)                                                     \
 static int cvx_gemm_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,\
                         const cvx_operand *B, T *abuf, T *bbuf, T *C, ptrdiff_t ldc,\
                         int accumulate, const T *bias, const int *stop)             \
-{ return cvx_gemm_##S##_v1(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop); }
+{ return cvx_gemm_##S##_v1(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop); }\
+static int cvx_gemm_taps_##S(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,\
+                             const cvx_operand *B, T *bbuf, T *C, ptrdiff_t ldc,    \
+                             ptrdiff_t taps, ptrdiff_t astep, ptrdiff_t cstep,      \
+                             const int *stop)                                       \
+{ return cvx_gemm_##S##_v1_taps(M, N, K, A, B, bbuf, C, ldc, taps, astep, cstep, stop); }
 #endif
 
 CVX_DISPATCH_GEMM(f32, float)
@@ -692,6 +818,13 @@ static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1,    
 {                                                                                   \
     if (cvx_isa >= 3) cvx_im2col_##S##_v3(X, k0, k1, p0, np, dst, ld);              \
     else cvx_im2col_##S##_v1(X, k0, k1, p0, np, dst, ld);                           \
+}                                                                                   \
+static void cvx_pack_panels_##S(const T *p, ptrdiff_t rs, ptrdiff_t off, ptrdiff_t M,\
+                                ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t K, T *dst,    \
+                                ptrdiff_t ps)                                       \
+{                                                                                   \
+    if (cvx_isa >= 3) cvx_pack_panels_##S##_v3(p, rs, off, M, k0, k1, K, dst, ps);  \
+    else cvx_pack_panels_##S##_v1(p, rs, off, M, k0, k1, K, dst, ps);               \
 }
 #else
 #define CVX_DISPATCH_PACK(S, T)                                                     \
@@ -699,7 +832,11 @@ static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K, T *d
 { cvx_prepack_##S##_v1(A, M, K, dst); }                                             \
 static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1,        \
                            ptrdiff_t p0, ptrdiff_t np, T *dst, ptrdiff_t ld)        \
-{ cvx_im2col_##S##_v1(X, k0, k1, p0, np, dst, ld); }
+{ cvx_im2col_##S##_v1(X, k0, k1, p0, np, dst, ld); }                               \
+static void cvx_pack_panels_##S(const T *p, ptrdiff_t rs, ptrdiff_t off, ptrdiff_t M,\
+                                ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t K, T *dst,    \
+                                ptrdiff_t ps)                                       \
+{ cvx_pack_panels_##S##_v1(p, rs, off, M, k0, k1, K, dst, ps); }
 #endif
 
 CVX_DISPATCH_PACK(f32, float)

@@ -68,6 +68,18 @@ cdef inline int _gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operan
         return cvx_gemm_f64(M, N, K, A, B, abuf, bbuf, C, ldc, accumulate, bias, stop)
 
 
+cdef inline int _gemm_taps(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
+                           const cvx_operand* B, floating* bbuf, floating* C, Py_ssize_t ldc,
+                           Py_ssize_t taps, Py_ssize_t astep, Py_ssize_t cstep,
+                           const int* stop) noexcept nogil:
+    """C + t*cstep += (A moved t*astep) @ B for t < taps, A of kind
+    CVX_PANELS, B packed once for all of them."""
+    if floating is float:
+        return cvx_gemm_taps_f32(M, N, K, A, B, bbuf, C, ldc, taps, astep, cstep, stop)
+    else:
+        return cvx_gemm_taps_f64(M, N, K, A, B, bbuf, C, ldc, taps, astep, cstep, stop)
+
+
 # Scratch: sizes in elements, shared by the engine (which allocates) and the
 # kernels (which carve it up).  A product's packed panels of B hold at most
 # CVX_KC x CVX_NC values, rounded to the widest panel (CVX_NR_MAX) so that the
@@ -97,15 +109,26 @@ def input_grad_scratch(Py_ssize_t Cg, Py_ssize_t Fg, Py_ssize_t KHW, Py_ssize_t 
             _bpack(Fg, nb) + (0 if pointwise else cc * KHW * nb))
 
 
+cdef inline Py_ssize_t _taps_row(Py_ssize_t nb, Py_ssize_t KW, Py_ssize_t dw) noexcept nogil:
+    """The row of one channel in a block of ``nb`` positions, taps as rows:
+    the positions and the span of the taps, in whole 64-byte lines."""
+    return _round_up(nb + (KW - 1) * dw, 16)
+
+
 def weight_grad_scratch(Py_ssize_t F, Py_ssize_t Fg, Py_ssize_t K, Py_ssize_t nb,
-                        Py_ssize_t ipb, Py_ssize_t kb, bint dot, bint pointwise):
+                        Py_ssize_t ipb, Py_ssize_t kb, bint dot, bint pointwise,
+                        Py_ssize_t KW=1, Py_ssize_t dw=1, bint taps=False):
     """Per-thread scratch of conv_weight_grad: the thread's accumulator
     (F x K), then its packed output gradient and column-matrix block of
-    ``kb`` taps (the matrix product), or its block of the column matrix,
-    ``ipb`` images of ``nb`` positions (the dot products; none when the kernel
-    is pointwise)."""
+    ``kb`` taps (the matrix product), or its packed output gradient and
+    block of the image's channels (``K // KW`` rows of
+    ``_taps_row(nb, KW, dw)``; the product with taps as rows), or its block
+    of the column matrix, ``ipb`` images of ``nb`` positions (the dot
+    products; none when the kernel is pointwise)."""
     if dot:
         return F * K + (0 if pointwise else K * ipb * nb)
+    if taps:
+        return F * K + _bpack(nb, Fg) + _round_up(K // KW, CVX_MR) * _taps_row(nb, KW, dw)
     return F * K + _apack(Fg, nb) + _bpack(nb, kb)
 
 
@@ -323,10 +346,41 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
     return not CVX_STOPPED(stop)
 
 
+cdef void _weight_grad_taps(const floating* xg, const floating* gg, floating* acc,
+                            floating* scratch, const Geom* G, Py_ssize_t p0, Py_ssize_t np_,
+                            const int* stop) noexcept nogil:
+    """acc[q, c, f] += sum over positions p0..p0+np_ of x[c, p + q*dw - pl] *
+    g[f, p]: one group of one 1-D image at unit stride, with the taps as the
+    rows of the product.  Tap q's row of the column matrix is channel c
+    shifted by q*dw, so the image's channels, packed once with their padding
+    into panels along the whole span (CVX_PANELS), serve every tap at its
+    shift; the output gradient, its positions by filters, is packed once per
+    block for every tap: KW times fewer values than the column matrix that
+    the other order packs, transposed."""
+    cdef Py_ssize_t span = np_ + (G.KW - 1) * G.dw, ps = CVX_MR * _taps_row(np_, G.KW, G.dw)
+    cdef Py_ssize_t start = p0 - G.pl, j0, j1
+    cdef floating* rows = scratch + _bpack(np_, G.Fg)
+    cdef cvx_operand A, B
+    j0 = _min(_max(-start, 0), span)             # rows[c, j] = x[c, start + j], 0 outside
+    j1 = _max(_min(G.W - start, span), j0)
+    if floating is float:
+        cvx_pack_panels_f32(xg, G.W, start, G.Cg, j0, j1, span, rows, ps)
+    else:
+        cvx_pack_panels_f64(xg, G.W, start, G.Cg, j0, j1, span, rows, ps)
+    memset(&A, 0, sizeof(A))
+    A.kind = CVX_PANELS
+    A.p = rows
+    A.rs = ps
+    B = _dense(gg, 1, G.P)                       # B[p, f] = g[f, p]
+    _gemm_taps(G.Cg, G.Fg, np_, &A, &B, scratch, acc, G.Fg, G.KW, G.dw * CVX_MR, G.Cg * G.Fg,
+               stop)
+
+
 cdef void _weight_grad_item(const floating* x, const floating* gout, const Py_ssize_t* off,
                             floating* acc, floating* scratch, const Geom* G, Py_ssize_t N,
                             Py_ssize_t nb, Py_ssize_t ipb, Py_ssize_t nblk, Py_ssize_t kb,
-                            Py_ssize_t nkb, Py_ssize_t item, const int* stop) noexcept nogil:
+                            Py_ssize_t nkb, bint taps, Py_ssize_t item,
+                            const int* stop) noexcept nogil:
     """acc[group g] += g_g @ col.T over positions b*nb.. of images n0..n0+ipb,
     taps t*kb.. (the matrix product; every tap for the dot products, nkb = 1),
     for item = (((n0 // ipb)*groups + g)*nblk + b)*nkb + t.
@@ -335,7 +389,9 @@ cdef void _weight_grad_item(const floating* x, const floating* gout, const Py_ss
     off[k]), as blocks of dot products along the positions (the direct
     kernel's weight gradient, each image a row), over the block written to
     ``scratch`` (or over x itself when pointwise); else by the matrix product
-    (one image per item), whose packed panels ``scratch`` holds."""
+    (one image per item), whose packed panels ``scratch`` holds: with
+    ``taps``, a 1-D layer at unit stride, taps as rows (_weight_grad_taps;
+    group g's part of acc is then (KW, Cg, Fg))."""
     cdef Py_ssize_t t = item % nkb, b = (item // nkb) % nblk, ng = item // (nkb * nblk)
     cdef Py_ssize_t k0 = t * kb
     cdef Py_ssize_t n0 = (ng // G.groups) * ipb, g = ng % G.groups
@@ -357,6 +413,9 @@ cdef void _weight_grad_item(const floating* x, const floating* gout, const Py_ss
         _wgrad(scratch, np_, off, G.K, gg, G.P, G.F * G.P, G.Fg, 0, ni, 0, np_,
                acc + g * G.Fg * G.K)
         return
+    if taps:
+        _weight_grad_taps(xg, gg, acc + g * G.Fg * G.K, scratch, G, p0, np_, stop)
+        return
     A = _dense(gg, G.P, 1)
     B = _image(xg, G, p0, True)
     if G.pointwise:  # B[pos, c] = x[c, pos]
@@ -375,13 +434,14 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw_,
                      Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups,
                      Py_ssize_t nb, Py_ssize_t ipb, Py_ssize_t kb, const Py_ssize_t[::1] off,
-                     int nt, bint interruptible):
+                     bint taps, int nt, bint interruptible):
     """dw = the gradient of sum(conv(x, w) * gout) with respect to w, each item
     a block of ``nb`` output positions of ``ipb`` images (``nb`` is every
     position when ``ipb`` > 1) and one group: by blocks of dot products when
     ``off`` is given (off[k] = k*ipb*nb, or k*OH*OW for a pointwise kernel),
     else by the matrix product (``ipb`` = 1), for a block of ``kb`` taps
-    (every tap, K, with the dot products).
+    (every tap, K, with the dot products), with the taps as its rows when
+    ``taps`` (a 1-D layer at unit stride, kb = K).
 
     Each thread's scratch starts with its accumulator (F x K): thread t sums
     its items there, then the threads' parts are added, in thread order, into
@@ -391,12 +451,17 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     cdef floating stack[_STACK_SCRATCH]
     cdef floating* scratch = _scratch(work, stack)
     cdef const Py_ssize_t* offp = NULL
+    if taps and not (G.H == 1 and G.KH == 1 and G.OH == 1 and G.sw == 1 and kb == G.K
+                     and off is None):
+        raise ValueError("conv_weight_grad: taps as rows need a 1-D layer at unit stride")
     if off is not None:
         offp = &off[0]
     cdef Py_ssize_t size = G.F * G.K, nblk = (G.P + nb - 1) // nb, N = x.shape[0]
     cdef Py_ssize_t nkb = (G.K + kb - 1) // kb
     cdef Py_ssize_t per = size + (((0 if G.pointwise else G.K * ipb * nb)) if offp != NULL
-                                  else _apack(G.Fg, nb) + _bpack(nb, kb))
+                                  else _bpack(nb, G.Fg)
+                                  + _round_up(G.Cg, CVX_MR) * _taps_row(nb, G.KW, G.dw)
+                                  if taps else _apack(G.Fg, nb) + _bpack(nb, kb))
     cdef Py_ssize_t items = (N + ipb - 1) // ipb * groups * nblk * nkb, it, tid
     cdef const floating* xp = _data4(x)
     cdef const floating* gp = _data4(gout)
@@ -413,7 +478,7 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                 if CVX_STOPPED(stop):
                     break
                 _weight_grad_item(xp, gp, offp, scratch, scratch + size, &G, N, nb, ipb, nblk,
-                                  kb, nkb, it, stop)
+                                  kb, nkb, taps, it, stop)
     else:
         tid = 0    # firstprivate in the parallel block: defined before it
         mine = scratch
@@ -424,7 +489,10 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
             for it in prange(items, schedule="static"):
                 if not CVX_STOPPED(stop):
                     _weight_grad_item(xp, gp, offp, mine, mine + size, &G, N, nb, ipb, nblk,
-                                      kb, nkb, it, stop)
+                                      kb, nkb, taps, it, stop)
     with nogil:
-        _add_accumulators(scratch, per, size, nt, out)
+        if taps:
+            _add_accumulators_taps(scratch, per, G.groups, G.Fg, G.Cg, G.KW, nt, out)
+        else:
+            _add_accumulators(scratch, per, size, nt, out)
     return not CVX_STOPPED(stop)
