@@ -262,6 +262,12 @@ BY_CORE_1D = {"default": "gemm", "zen5": "channels"}
     # 1x1, any filters: the product
     ((8, 32, 28, 28), (64, 32, 1, 1), 1, 1, np.float32, "gemm"),
     ((4, 64, 1, 1000), (64, 64, 1, 1), 2, 1, np.float64, "gemm"),
+    # 1-D of at most 31 taps at a width stride: the channels kernel with at most 8
+    # filters a group, the product with more or on tiny calls
+    ((16, 32, 1, 200), (32, 4, 1, 7), 2, 8, np.float32, "channels"),
+    ((32, 16, 1, 2000), (16, 2, 1, 15), 2, 8, np.float64, "channels"),
+    ((8, 4, 1, 2000), (24, 2, 1, 3), 2, 2, np.float32, "gemm"),          # 12 filters
+    ((8, 4, 1, 1000), (8, 1, 1, 3), 3, 4, np.float32, "gemm"),           # 64 thousand
     # 1-D of at most 31 taps: the dot products along the rows, not the channels kernel
     ((8, 4, 1, 2000), (32, 4, 1, 3), 1, 1, np.float32, "direct"),
     ((8, 1, 1, 2000), (32, 1, 1, 9), 1, 1, np.float64, "direct"),

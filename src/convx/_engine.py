@@ -1810,8 +1810,12 @@ def _few_taps(c: Call) -> bool:
     return c.k <= 9 and c.w[2] > 1 and c.w[3] > 1
 
 
-# _one_row_few_taps: the most taps per filter it sends to the product.
+# _one_row_few_taps: the most taps per filter it sends to the product; at a
+# width stride, the most filters per group and the fewest multiply-adds with
+# which the channels kernel keeps them.
 _ONE_ROW_MAX_TAPS = 31
+_ONE_ROW_STRIDED_FILTERS = 8
+_ONE_ROW_STRIDED_MIN_MACS = 1 << 18
 
 
 def _one_row_few_taps(c: Call) -> bool:
@@ -1827,8 +1831,23 @@ def _one_row_few_taps(c: Call) -> bool:
     kernels, where they lost too (1.6-3.1), go to the product.  Every 1x1
     kernel does (:func:`_channels_pay`): the channels kernel took 1.09-1.53x
     the product's time on 19 of 20 passes of 1x1 layers of 24 to 96
-    filters and 32 to 256 channels, 0.92 on one."""
-    return c.w[2] == 1 and c.k <= _ONE_ROW_MAX_TAPS
+    filters and 32 to 256 channels, 0.92 on one.
+
+    But at a width stride, with at most _ONE_ROW_STRIDED_FILTERS filters
+    per group (where the dot products cannot run and the product's tiles
+    are mostly empty) and at least _ONE_ROW_STRIDED_MIN_MACS multiply-adds,
+    the channels
+    kernel keeps them.  Measured, 2 threads, x86-64-v4, channels kernel
+    time over the product's: 0.48-0.90 on 8 such layers of our own (1 to 8
+    channels and 2 to 8 filters a group, 1 to 16 groups, 3 to 15 taps,
+    stride 2), 1.45 on one (float32, one channel a group, 4 filters); held
+    out, 28 layers of random draws at stride 2 and 3, 0.47-0.86 on 17 of
+    the 20 with at most 8 filters (1.28-2.04 on three calls of 64 to 160
+    thousand multiply-adds, where the product runs alone on the calling
+    thread), 0.79-4.4 with 12."""
+    return (c.w[2] == 1 and c.k <= _ONE_ROW_MAX_TAPS
+            and not (c.stride[1] > 1 and c.fg <= _ONE_ROW_STRIDED_FILTERS
+                     and c.macs >= _ONE_ROW_STRIDED_MIN_MACS))
 
 
 def _few_filters_wide_rows(c: Call) -> bool:
