@@ -111,7 +111,8 @@ enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_R
  * rows of A, and copying it into a panel costs as much as using it).  PREPACKED: packed by
  * cvx_prepack_*, rs = the rows rounded up to CVX_MR.  PANELS (A only): packed
  * by cvx_pack_panels_* along the whole depth, element (i, k) at
- * p[(i / MR)*rs + k*MR + i % MR], so that moving p by s*MR moves the depth by s.  IM2COL, IM2COL_T: p is
+ * p[(i / MR)*rs + k*MR + i % MR], so that moving p by s*MR moves the depth
+ * by s.  IM2COL, IM2COL_T: p is
  * one group's channels of an image, (C, H, W) in C order, and the geometry
  * below says how it is read; its positions are the output positions p0,
  * p0 + 1, ... (a block of the image's). */
@@ -201,7 +202,7 @@ ATTR static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K,
                                                                                     \
 /* Rows 0..M of a dense matrix, columns 0..K, as cvx_operand PANELS reads    */     \
 /* them (rs = ps): element (r, k) is p[r*rs + off + k] for k0 <= k < k1, and */     \
-/* zero elsewhere (the padding) and in the rows past M.                      */     \
+/* zero elsewhere (the padding) and in the rows past M; off + k0 >= 0.       */     \
 ATTR static void cvx_pack_panels_##S(const T *p, ptrdiff_t rs, ptrdiff_t off, ptrdiff_t M,\
                                      ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t K, T *dst,\
                                      ptrdiff_t ps)                                  \
@@ -210,18 +211,20 @@ ATTR static void cvx_pack_panels_##S(const T *p, ptrdiff_t rs, ptrdiff_t off, pt
         const ptrdiff_t mr = cvx_min(CVX_MR, M - ir);                               \
         T *d = dst + ir / CVX_MR * ps;                                              \
         memset(d, 0, k0 * CVX_MR * sizeof(T));                                      \
+        const T *s0 = p + ir * rs + (off + k0);   /* (row ir, column k0): in x */   \
+        T *dk = d + k0 * CVX_MR;                                                    \
         if (mr == CVX_MR) {                 /* 4 rows interleaved: vectorised */    \
-            const T *s0 = p + ir * rs + off, *s1 = s0 + rs, *s2 = s1 + rs, *s3 = s2 + rs;\
-            for (ptrdiff_t k = k0; k < k1; k++) {                                   \
-                d[k * 4] = s0[k];                                                   \
-                d[k * 4 + 1] = s1[k];                                               \
-                d[k * 4 + 2] = s2[k];                                               \
-                d[k * 4 + 3] = s3[k];                                               \
+            const T *s1 = s0 + rs, *s2 = s1 + rs, *s3 = s2 + rs;                    \
+            for (ptrdiff_t j = 0; j < k1 - k0; j++) {                               \
+                dk[j * 4] = s0[j];                                                  \
+                dk[j * 4 + 1] = s1[j];                                              \
+                dk[j * 4 + 2] = s2[j];                                              \
+                dk[j * 4 + 3] = s3[j];                                              \
             }                                                                       \
         } else {                                                                    \
-            for (ptrdiff_t k = k0; k < k1; k++)                                     \
+            for (ptrdiff_t j = 0; j < k1 - k0; j++)                                 \
                 for (ptrdiff_t i = 0; i < CVX_MR; i++)                              \
-                    d[k * CVX_MR + i] = i < mr ? p[(ir + i) * rs + off + k] : 0;    \
+                    dk[j * CVX_MR + i] = i < mr ? s0[i * rs + j] : 0;               \
         }                                                                           \
         memset(d + k1 * CVX_MR, 0, (K - k1) * CVX_MR * sizeof(T));                  \
     }                                                                               \
