@@ -1836,14 +1836,13 @@ def _one_row_few_taps(c: Call) -> bool:
     But at a width stride, with at most _ONE_ROW_STRIDED_FILTERS filters
     per group (where the dot products cannot run and the product's tiles
     are mostly empty) and at least _ONE_ROW_STRIDED_MIN_MACS multiply-adds,
-    the channels
-    kernel keeps them.  Measured, 2 threads, x86-64-v4, channels kernel
-    time over the product's: 0.48-0.90 on 8 such layers of our own (1 to 8
-    channels and 2 to 8 filters a group, 1 to 16 groups, 3 to 15 taps,
-    stride 2), 1.45 on one (float32, one channel a group, 4 filters); held
-    out, 28 layers of random draws at stride 2 and 3, 0.47-0.86 on 17 of
-    the 20 with at most 8 filters (1.28-2.04 on three calls of 64 to 160
-    thousand multiply-adds, where the product runs alone on the calling
+    the channels kernel keeps them.  Measured, 2 threads, x86-64-v4,
+    channels kernel time over the product's: 0.48-0.90 on 8 such layers of
+    our own (1 to 8 channels and 2 to 8 filters a group, 1 to 16 groups, 3
+    to 15 taps, stride 2), 1.45 on one (float32, one channel a group, 4
+    filters); on 28 layers of random draws at stride 2 and 3, 0.47-0.86 on
+    17 of the 20 with at most 8 filters (1.28-2.04 on three calls of 64 to
+    160 thousand multiply-adds, where the product runs alone on the calling
     thread), 0.79-4.4 with 12."""
     return (c.w[2] == 1 and c.k <= _ONE_ROW_MAX_TAPS
             and not (c.stride[1] > 1 and c.fg <= _ONE_ROW_STRIDED_FILTERS
@@ -1941,8 +1940,9 @@ def _weight_grad_split(items: int, k: int, p: int, t: int,
     columns of the accumulator); else smaller blocks of positions.  Unequal
     blocks cost: on one image of 784 positions, blocks of 256 gave one
     thread 512 positions and the other 272 (128 -> 128 3x3 float64, 6.4 ms;
-    in taps, 5.1).  A function of the shapes and the machine's CPUs only,
-    as every plan is."""
+    in taps, 5.1).  With ``taps`` (the taps as the product's rows, every
+    tap in each item) the positions alone are split.  A function of the
+    shapes and the machine's CPUs only, as every plan is."""
     def shared(blocks: int) -> bool:
         return blocks >= 2 * t and blocks % t == 0
 
