@@ -570,6 +570,25 @@ CVX_DEFINE_PACK(double, f64_v1, )
                          acc, bi, m, n, 1, NV, first);                              \
     } while (0)
 
+/* The driver's tile at row ir of its block and column jr of its panels: one
+ * or two micro-panels high (two where PANELS is 2 and the rows remain), at
+ * most W columns wide, one inlined copy per layout, height and vector count,
+ * strides fixed; ir then moves past it.  Both drivers expand it, each into
+ * its own loops (a macro, not a shared function: see NAME##_taps). */
+#define CVX_GEMM_TILE(NAME, PANELS, W)                                              \
+    do {                                                                            \
+        const int two = (PANELS) == 2 && mc - ir > CVX_MR;                          \
+        const ptrdiff_t m = cvx_min(two ? 2 * CVX_MR : CVX_MR, mc - ir);            \
+        const ptrdiff_t n = cvx_min((W), nc - jr);                                  \
+        if (n > (CVX_NV - 1) * NAME##_VL)                                           \
+            CVX_GEMM_MICRO_CALLS(NAME, CVX_NV);                                     \
+        else if (n > NAME##_VL)                                                     \
+            CVX_GEMM_MICRO_CALLS(NAME, 2);                                          \
+        else                                                                        \
+            CVX_GEMM_MICRO_CALLS(NAME, 1);                                          \
+        ir += two ? 2 * CVX_MR : CVX_MR;                                            \
+    } while (0)
+
 #define CVX_DEFINE_GEMM(NAME, S, T, VB, ATTR, PANELS)                               \
 CVX_VECTOR_TYPE(T, NAME##_vt, VB);                                                  \
 enum { NAME##_VL = VB / sizeof(T), NAME##_NR = CVX_NV * (VB / sizeof(T)) };         \
@@ -682,17 +701,7 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
                     for (ptrdiff_t ir = 0; ir < mc;) {                              \
                         T *cp = C + (ic + ir) * ldc + jc + jr;                      \
                         const T *bi = acc || !bias ? NULL : bias + ic + ir;         \
-                        const int two = PANELS == 2 && mc - ir > CVX_MR;            \
-                        const ptrdiff_t m = cvx_min(two ? 2 * CVX_MR : CVX_MR, mc - ir); \
-                        const ptrdiff_t n = cvx_min(NR, nc - jr);                   \
-                        /* one copy per layout, height and width, strides fixed */  \
-                        if (n > (CVX_NV - 1) * NAME##_VL)                           \
-                            CVX_GEMM_MICRO_CALLS(NAME, CVX_NV);                     \
-                        else if (n > NAME##_VL)                                     \
-                            CVX_GEMM_MICRO_CALLS(NAME, 2);                          \
-                        else                                                        \
-                            CVX_GEMM_MICRO_CALLS(NAME, 1);                          \
-                        ir += two ? 2 * CVX_MR : CVX_MR;                            \
+                        CVX_GEMM_TILE(NAME, PANELS, NR);                            \
                     }                                                               \
                 }                                                                   \
             }                                                                       \
@@ -739,17 +748,7 @@ ATTR static int NAME##_taps(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_ope
                         const ptrdiff_t ldb = nr;                                   \
                         for (ptrdiff_t ir = 0; ir < mc;) {                          \
                             T *cp = c0 + (ic + ir) * ldc + jr;                      \
-                            const int two = PANELS == 2 && mc - ir > CVX_MR;        \
-                            const ptrdiff_t m = cvx_min(two ? 2 * CVX_MR : CVX_MR,  \
-                                                        mc - ir);                   \
-                            const ptrdiff_t n = cvx_min(nr, nc - jr);               \
-                            if (n > (CVX_NV - 1) * VL)                              \
-                                CVX_GEMM_MICRO_CALLS(NAME, CVX_NV);                 \
-                            else if (n > VL)                                        \
-                                CVX_GEMM_MICRO_CALLS(NAME, 2);                      \
-                            else                                                    \
-                                CVX_GEMM_MICRO_CALLS(NAME, 1);                      \
-                            ir += two ? 2 * CVX_MR : CVX_MR;                        \
+                            CVX_GEMM_TILE(NAME, PANELS, nr);                        \
                         }                                                           \
                     }                                                               \
                 }                                                                   \

@@ -125,6 +125,14 @@ def weight_grad_scratch(Py_ssize_t F, Py_ssize_t Fg, Py_ssize_t K, Py_ssize_t nb
     ``_taps_row(nb, KW, dw)``; the product with taps as rows), or its block
     of the column matrix, ``ipb`` images of ``nb`` positions (the dot
     products; none when the kernel is pointwise)."""
+    return _weight_grad_per(F, Fg, K, nb, ipb, kb, dot, pointwise, KW, dw, taps)
+
+
+cdef inline Py_ssize_t _weight_grad_per(Py_ssize_t F, Py_ssize_t Fg, Py_ssize_t K,
+                                        Py_ssize_t nb, Py_ssize_t ipb, Py_ssize_t kb, bint dot,
+                                        bint pointwise, Py_ssize_t KW, Py_ssize_t dw,
+                                        bint taps) noexcept nogil:
+    """weight_grad_scratch, for it and conv_weight_grad (one formula)."""
     if dot:
         return F * K + (0 if pointwise else K * ipb * nb)
     if taps:
@@ -458,10 +466,8 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
         offp = &off[0]
     cdef Py_ssize_t size = G.F * G.K, nblk = (G.P + nb - 1) // nb, N = x.shape[0]
     cdef Py_ssize_t nkb = (G.K + kb - 1) // kb
-    cdef Py_ssize_t per = size + (((0 if G.pointwise else G.K * ipb * nb)) if offp != NULL
-                                  else _bpack(nb, G.Fg)
-                                  + _round_up(G.Cg, CVX_MR) * _taps_row(nb, G.KW, G.dw)
-                                  if taps else _apack(G.Fg, nb) + _bpack(nb, kb))
+    cdef Py_ssize_t per = _weight_grad_per(G.F, G.Fg, G.K, nb, ipb, kb, offp != NULL,
+                                           G.pointwise, G.KW, G.dw, taps)
     cdef Py_ssize_t items = (N + ipb - 1) // ipb * groups * nblk * nkb, it, tid
     cdef const floating* xp = _data4(x)
     cdef const floating* gp = _data4(gout)
