@@ -19,6 +19,8 @@ The sets:
   wg-1d           1-D weight gradients of 3 to 9 taps (_engine._short_1d)
   wg-1d-taps      1-D weight gradients of 1 to 128 channels, 4 to 64 filters and 3
                   to 31 taps (_engine._rows_product)
+  wg-pw-strided   1x1 weight gradients at stride 2 and 3, 1-D and 2-D, 8 to 1024
+                  filters (_engine._pointwise_strided_few)
   wg-few-taps     2-D weight gradients of one input channel, 3x3 (_engine._few_taps)
   fwd-1d          1-D forward passes of 3 to 9 taps (_engine._short_1d)
   dw-strided      depthwise forward passes at stride 2 and 3 (_engine._forward_depthwise)
@@ -76,6 +78,15 @@ SETS = {
         (16, 32, 24, 1000, 7, 2), (8, 64, 32, 2000, 3, 1), (8, 16, 4, 4000, 9, 1),
         (16, 3, 32, 1000, 7, 1), (32, 1, 16, 2000, 15, 1), (8, 64, 48, 1000, 15, 1),
         (4, 32, 64, 4000, 31, 1), (16, 128, 16, 500, 3, 1), (64, 4, 64, 512, 5, 1)]],
+    "wg-pw-strided": [((n, c) + (h,) * nd, (f, c // g) + (1,) * nd, s, 0, 1, g, WG)
+                      for n, c, f, nd, h, s, g in [
+        (16, 128, 16, 1, 100, 2, 1), (16, 32, 32, 2, 7, 2, 1), (8, 192, 256, 2, 14, 2, 8),
+        (4, 192, 256, 1, 200, 2, 8), (2, 256, 16, 2, 17, 2, 1), (8, 64, 96, 1, 100, 3, 4),
+        (4, 128, 256, 2, 17, 2, 8), (32, 256, 128, 2, 14, 3, 4), (1, 1024, 192, 2, 17, 2, 8),
+        (16, 128, 8, 2, 17, 2, 1), (8, 64, 128, 2, 56, 2, 1), (4, 256, 512, 2, 14, 2, 1),
+        (32, 64, 64, 2, 16, 2, 1), (16, 16, 32, 1, 2000, 2, 1), (4, 32, 64, 2, 56, 2, 4),
+        (16, 64, 16, 1, 1000, 2, 1), (4, 256, 16, 2, 28, 3, 1), (4, 128, 32, 2, 28, 3, 1),
+        (4, 512, 16, 2, 20, 2, 1), (4, 1024, 16, 1, 256, 2, 1), (4, 128, 16, 2, 20, 2, 1)]],
     "wg-few-taps": [((n, c, h, h), (f, c, 3, 3), 1, 1, 1, 1, WG) for n, c, f, h in [
         (64, 1, 32, 28), (16, 1, 32, 64), (8, 1, 48, 100), (128, 1, 32, 28), (64, 1, 32, 14),
         (64, 1, 8, 28), (64, 2, 32, 28), (128, 3, 32, 32)]],

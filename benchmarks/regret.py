@@ -11,7 +11,12 @@ passes where 'auto' took more than ``--over`` times the fastest, and how
 many of all.  The engine's rules are fitted on layers of our own; this is
 how to check them on layers that are not (a seed not used while tuning).
 
+``--family pw-strided`` draws 1x1 layers at stride 2 and 3 instead (1-D and
+2-D, 8 to 256 channels and filters per group, up to 8 groups) and times
+their weight gradients only (_engine._pointwise_strided_few).
+
     python benchmarks/regret.py [--seed S] [--layers N] [--over X] [--rounds R]
+                                [--family all|pw-strided]
 """
 import argparse
 import functools
@@ -58,6 +63,25 @@ def draw_layer(rng):
     return xs, ws, stride, (k // 2) * dilation, dilation, groups
 
 
+def draw_pw_strided(rng):
+    """A 1x1 layer at a width stride, as draw_layer's tuple, or None."""
+    nd = int(rng.choice([1, 2]))
+    n = int(rng.choice([1, 2, 4, 8, 16, 32]))
+    groups = int(rng.choice([1, 1, 1, 2, 4, 8]))
+    cg = int(rng.choice([8, 16, 24, 32, 64, 128, 256]))
+    fg = int(rng.choice([8, 16, 24, 32, 64, 128, 256]))
+    stride = int(rng.choice([2, 2, 3]))
+    size = int(rng.choice([7, 14, 17, 28, 35, 56] if nd == 2 else [100, 300, 1000, 3000]))
+    macs = n * (-(-size // stride)) ** nd * fg * groups * cg
+    if not 1e5 <= macs <= 4e8:
+        return None
+    return (n, cg * groups) + (size,) * nd, (fg * groups, cg) + (1,) * nd, stride, 0, 1, groups
+
+
+DRAWS = {"all": (draw_layer, ("forward", "input grad", "weight grad")),
+         "pw-strided": (draw_pw_strided, ("weight grad",))}
+
+
 def passes(layer, dtype, rng):
     """{pass name: function of the method} for one layer and dtype."""
     xs, ws, stride, padding, dilation, groups = layer
@@ -79,17 +103,22 @@ def main():
     ap.add_argument("--layers", type=int, default=40, help="layers drawn (some are skipped)")
     ap.add_argument("--over", type=float, default=1.25)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--family", choices=sorted(DRAWS), default="all")
     args = ap.parse_args()
+    draw, timed = DRAWS[args.family]
     rng = np.random.default_rng(args.seed)
-    print(f"threads: {convx.get_num_threads()}; seed {args.seed}; best of {args.rounds}")
+    print(f"threads: {convx.get_num_threads()}; seed {args.seed}; family {args.family}; "
+          f"best of {args.rounds}")
     total, over, worst = 0, 0, 1.0
     for _ in range(args.layers):
-        layer = draw_layer(rng)
+        layer = draw(rng)
         if layer is None:
             continue
         xs, ws, stride, _, dilation, groups = layer
         for dtype in (np.float32, np.float64):
             for name, call in passes(layer, dtype, rng).items():
+                if name not in timed:
+                    continue
                 times = {}
                 for method in ("auto",) + METHODS:
                     try:

@@ -23,6 +23,7 @@ CASES = [  # (x shape, w shape, stride, padding (per side), dilation, groups)
     ((2, 4, 9, 300), (20, 2, 1, 5), 1, (0, 2), (1, 3), 2),  # long rows
     ((1, 2, 1, 257), (9, 2, 1, 9), (1, 2), (0, 4), 1, 1),   # 1-D, one row
     ((3, 16, 6, 6), (40, 16, 1, 1), (2, 2), 0, 1, 1),     # 1x1 strided
+    ((3, 12, 1, 100), (24, 3, 1, 1), (1, 3), 0, 1, 4),    # 1-D 1x1 strided, grouped
     ((2, 1, 20, 20), (33, 1, 3, 3), 1, 1, 1, 1),          # one channel
 ]
 
@@ -224,6 +225,7 @@ def test_even_blocks_share_the_rows_evenly():
 # accumulator's L2 bound (1.5 MiB, 1 MiB on a Zen 5), and 1-D layers of few taps
 BY_CORE_L2 = {"default": "channels", "zen5": "gemm"}
 BY_CORE_1D = {"default": "gemm", "zen5": "channels"}
+BY_CORE_PW = {"default": "channels", "zen5": "gemm"}   # _pointwise_strided_few
 
 
 @pytest.mark.parametrize("xs, ws, stride, groups, dtype, name", [
@@ -259,9 +261,20 @@ BY_CORE_1D = {"default": "gemm", "zen5": "channels"}
     ((64, 1, 28, 28), (32, 1, 3, 3), 1, 1, np.float32, "gemm"),
     ((8, 1, 100, 100), (48, 1, 3, 3), 1, 1, np.float64, "gemm"),
     ((64, 2, 28, 28), (32, 2, 3, 3), 1, 1, np.float32, "channels"),     # 18 taps
-    # 1x1, any filters: the product
+    # 1x1: the product
     ((8, 32, 28, 28), (64, 32, 1, 1), 1, 1, np.float32, "gemm"),
     ((4, 64, 1, 1000), (64, 64, 1, 1), 2, 1, np.float64, "gemm"),
+    # but at a width stride with few positions an image, the channels kernel
+    # (not on a Zen 5)
+    ((8, 192, 14, 14), (256, 24, 1, 1), 2, 8, np.float32, BY_CORE_PW),   # 49 positions
+    ((16, 128, 1, 100), (16, 128, 1, 1), 2, 1, np.float64, BY_CORE_PW),  # 1-D, 50
+    ((32, 24, 7, 7), (64, 24, 1, 1), 3, 1, np.float32, BY_CORE_PW),      # 9, 64 filters
+    ((4, 128, 20, 20), (16, 128, 1, 1), 2, 1, np.float64, BY_CORE_PW),   # 100, 16 filters
+    ((32, 24, 7, 7), (128, 24, 1, 1), 3, 1, np.float32, "gemm"),         # 128 filters
+    ((8, 64, 1, 300), (64, 64, 1, 1), 2, 1, np.float32, "gemm"),         # 150, 64 filters
+    ((4, 128, 20, 20), (8, 128, 1, 1), 2, 1, np.float32, "gemm"),        # 2 per value
+    ((4, 128, 28, 28), (32, 128, 1, 1), 3, 1, np.float32, "gemm"),       # 100, stride 3
+    ((4, 512, 20, 20), (16, 512, 1, 1), 2, 1, np.float64, "gemm"),       # 1.6 MiB
     # 1-D of at most 31 taps at a width stride: the channels kernel with at most 8
     # filters a group, the product with more or on tiny calls
     ((16, 32, 1, 200), (32, 4, 1, 7), 2, 8, np.float32, "channels"),

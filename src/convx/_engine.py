@@ -1725,6 +1725,8 @@ def _channels_pay(c: Call) -> bool:
     64 to 256 channels (56x56 and 32x32, 2 threads, x86-64-v4)."""
     if WEIGHT_GRAD_CHANNELS is not None:
         return WEIGHT_GRAD_CHANNELS
+    if _pointwise_strided_few(c):
+        return not _channels_streams(c)
     if (c.w[2:] == (1, 1) or _channels_streams(c) or _rows_product(c)
             or _short_1d(c, 48) and _tuning() != "zen5" or _few_taps(c) or _one_row_few_taps(c)):
         return False
@@ -1808,6 +1810,62 @@ def _few_taps(c: Call) -> bool:
     0.83-1.84 (median 1.0).  With 18 taps (two channels), the channels
     kernel took 0.69 of the product's time."""
     return c.k <= 9 and c.w[2] > 1 and c.w[3] > 1
+
+
+# _pointwise_strided_few: the most bytes of a group's channels of one image;
+# the most output positions an image and filters per group with which the
+# channels kernel keeps any such call; and, up to twice as many positions,
+# the most filters, the largest stride (height x width) and the fewest
+# multiply-adds per input value with which it keeps the others.
+_POINTWISE_STRIDED_FILTERS = 32
+_POINTWISE_STRIDED_POSITIONS = 128
+_POINTWISE_STRIDED_MACS_PER_VALUE = 4
+_POINTWISE_STRIDED_BYTES = 1 << 20
+_POINTWISE_STRIDED_STEP = 4
+_POINTWISE_STRIDED_SHORT = 64
+_POINTWISE_STRIDED_SHORT_FILTERS = 64
+
+
+def _pointwise_strided_few(c: Call) -> bool:
+    """A 1x1 weight gradient (1-D or 2-D) at a width stride that the
+    channels kernel keeps (:func:`_channels_pay` leaves 1x1 kernels to the
+    product otherwise): one of few output positions an image.  The
+    product's depth is then the positions of one image, so that each of its
+    tiles loads and stores its sums for a few multiply-adds, while the
+    channels kernel reads the strided rows in place.  But it pads the whole
+    rows it reads, every value of the image, where the product packs only
+    the strided ones: past 1 MiB of a group's channels of one image, or at
+    fewer than 4 multiply-adds per input value (filters / the stride's
+    area: 16 filters at stride 2), the copy costs more than the product
+    loses.  Not on a Zen 5 (_tuning), not measured there.
+
+    Measured, 2 threads, x86-64-v4, interleaved, the channels kernel's time
+    over the product's:
+    - on the layers that informed the bounds: 80 random layers (the draws
+      of `benchmarks/regret.py --family pw-strided`, seeds 5 and 17),
+      0.41-0.99 on 37 of the 44 passes inside them, 1.01-1.14 on seven;
+      'auto' within 5% of the faster on 120 of 160 passes, against 89
+      with the product alone (geomean 1.048 against 1.126);
+    - on 21 layers of our own (`benchmarks/choices.py --set
+      wg-pw-strided`), 'auto' within 5% of the fastest on 40 of 42 passes
+      (23 with the product alone), geomean 1.012 (1.181), worst 1.31
+      (2.48).  Outside the bounds there: 1.3-2.0 with 8 and 16 channels a
+      group on 784 and 1000 positions, 1.4-1.8 in float64 at stride 3 on
+      28x28 images, 1.06-1.20 in float64 past 1 MiB;
+    - held out (seed 53, drawn after the bounds were set): on its first 40
+      layers, 0.46-1.01 on 13 of the 16 passes it takes, 1.16-1.33 on
+      three; `regret.py --family pw-strided --seed 53 --layers 60 --over
+      1.05` (56 layers): 'auto' more than 5% slower than the fastest on 24
+      of 112 passes, against 49 with the product alone."""
+    hw, positions = c.x[2] * c.x[3], c.out[2] * c.out[3]
+    if (c.stride[1] == 1 or c.w[1] * hw * c.dtype.itemsize > _POINTWISE_STRIDED_BYTES
+            or _tuning() == "zen5"):
+        return False
+    if positions <= _POINTWISE_STRIDED_SHORT and c.fg <= _POINTWISE_STRIDED_SHORT_FILTERS:
+        return True
+    return (c.stride[0] * c.stride[1] <= _POINTWISE_STRIDED_STEP
+            and c.fg <= _POINTWISE_STRIDED_FILTERS and positions <= _POINTWISE_STRIDED_POSITIONS
+            and c.fg * positions >= _POINTWISE_STRIDED_MACS_PER_VALUE * hw)
 
 
 # _one_row_few_taps: the most taps per filter it sends to the product; at a
