@@ -21,6 +21,8 @@ The sets:
                   to 31 taps (_engine._rows_product)
   wg-pw-strided   1x1 weight gradients at stride 2 and 3, 1-D and 2-D, 8 to 1024
                   filters (_engine._pointwise_strided_few)
+  thin-forward    forward passes of 1 or 2 channels and 4 to 32 filters a group, 3x3
+                  and 1-D k3 to k9 (_engine._direct_pays: from _THIN_MIN_TAPS taps)
   wg-few-taps     2-D weight gradients of one input channel, 3x3 (_engine._few_taps)
   fwd-1d          1-D forward passes of 3 to 9 taps (_engine._short_1d)
   dw-strided      depthwise forward passes at stride 2 and 3 (_engine._forward_depthwise)
@@ -87,6 +89,12 @@ SETS = {
         (32, 64, 64, 2, 16, 2, 1), (16, 16, 32, 1, 2000, 2, 1), (4, 32, 64, 2, 56, 2, 4),
         (16, 64, 16, 1, 1000, 2, 1), (4, 256, 16, 2, 28, 3, 1), (4, 128, 32, 2, 28, 3, 1),
         (4, 512, 16, 2, 20, 2, 1), (4, 1024, 16, 1, 256, 2, 1), (4, 128, 16, 2, 20, 2, 1)]],
+    "thin-forward": [((n, c * g) + (h,) * nd, (f * g, c) + (k,) * nd, 1, k // 2, 1, g, FWD)
+                     for n, c, f, g, nd, h, k in [
+        (16, 1, 8, 4, 2, 56, 3), (16, 1, 4, 16, 2, 56, 3), (8, 2, 8, 16, 2, 28, 3),
+        (32, 2, 16, 4, 2, 14, 3), (64, 1, 8, 1, 2, 28, 3), (8, 1, 16, 1, 2, 28, 3),
+        (16, 2, 16, 16, 2, 56, 3), (8, 1, 32, 4, 2, 28, 3), (64, 1, 16, 1, 1, 4096, 9),
+        (8, 2, 16, 4, 1, 4000, 7), (16, 2, 8, 4, 1, 1000, 7), (32, 2, 8, 1, 1, 200, 3)]],
     "wg-few-taps": [((n, c, h, h), (f, c, 3, 3), 1, 1, 1, 1, WG) for n, c, f, h in [
         (64, 1, 32, 28), (16, 1, 32, 64), (8, 1, 48, 100), (128, 1, 32, 28), (64, 1, 32, 14),
         (64, 1, 8, 28), (64, 2, 32, 28), (128, 3, 32, 32)]],

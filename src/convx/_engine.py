@@ -269,6 +269,10 @@ _ITEM_MACS = 1 << 24
 # _IG_DIRECT_MIN_COLS channels per group, and at any count of either with
 # at most _IG_SHALLOW filters per group.
 _FEW_FILTERS_MIN_TAPS = 12
+# ... and of at most _THIN_MAX_FILTERS filters per group from _THIN_MIN_TAPS
+# taps (a 3x3 kernel over one or two channels a group), whatever the block.
+_THIN_MIN_TAPS = 9
+_THIN_MAX_FILTERS = 16
 _IG_DIRECT_MIN_TAPS = 9
 _IG_DIRECT_MIN_COLS = 8
 _IG_SHALLOW = 2
@@ -327,12 +331,31 @@ def _direct_pays(taps: int, cols: int, sw: int, image: int, scratch: int, weight
     whatever it is: 0.23-0.59 on 18 passes from 784 positions (1-D and 2-D,
     2 to 5 channels), 0.8-1.3 on 4 of 200 to 256 (about 10 us).  Both from
     _THIN_MIN_MACS multiply-adds (``macs``).  Left: 8 filters on 2
-    channels, 1-D (1.7-1.9)."""
+    channels, 1-D (1.7-1.9).
+
+    The forward pass of at most _THIN_MAX_FILTERS filters per group pays
+    from _THIN_MIN_TAPS taps (the rule above asked 24: a 3x3 kernel over
+    one or two channels a group, grouped or not, the GEMM's product 4 to 16
+    rows deep 9 or 18).  Measured, 2 threads, interleaved, direct time
+    over the GEMM's: 0.25-0.94 in float32 and 0.28-1.00 in float64 on 108
+    passes of 54 such 2-D layers at x86-64-v4 (4, 8 and 16 filters:
+    medians 0.43, 0.58 and 0.82; 1, 4 and 16 groups; 14x14 to 56x56, batch
+    8 to 32), 0.27-0.80 on 48 passes at x86-64-v3 (to 112x112); 1-D layers
+    of 10 to 20 taps, 0.49-1.00 on 36 passes.  With 32 filters, 0.75-1.24
+    on 36 passes: left to the GEMM; below 9 taps (1-D k3 to k7 over one or
+    two channels), 0.64-1.16 on 44, left too.  Held out (30 layers of
+    shapes not tuned on: 3x3 over one or two channels a group and 1-D k9
+    and k11, 6, 12 and 16 filters, 1 to 32 groups), 'auto' within 5% of
+    the faster on 52 of 60 passes, against 15 with the GEMM alone (geomean
+    1.027 against 1.196, worst 1.25 against 1.83); the misses, 1.09-1.25,
+    were 1-D layers of 9 and 11 taps."""
     padded = cols if single and cols == 1 else -(-cols // _DIRECT_FB) * _DIRECT_FB
     enough = weight_grad or taps >= 32 or (taps >= 24 and cols <= 16)
     thin = macs >= _THIN_MIN_MACS
     if thin and single and cols < _DIRECT_FB and taps >= _FEW_FILTERS_MIN_TAPS:
         enough = padding_ok = True
+    if thin and single and cols <= _THIN_MAX_FILTERS and taps >= _THIN_MIN_TAPS:
+        enough = True
     if thin and ig_filters and (taps >= _IG_DIRECT_MIN_TAPS or cols >= _IG_DIRECT_MIN_COLS
                                 or ig_filters <= _IG_SHALLOW):
         enough = True
@@ -717,8 +740,8 @@ def _forward_channels_pay(c: Call) -> bool:
     if FORWARD_CHANNELS is not None:
         return FORWARD_CHANNELS
     if c.stride[1] == 1:
-        return ((_channels_replace_direct(c.fg, c.dtype) or _channels_narrow_rows(c)
-                 or _channels_one_vector_rows(c))
+        return ((_channels_replace_direct(c.fg, c.dtype) and c.k >= _CHANNELS_REPLACE_MIN_TAPS
+                 or _channels_narrow_rows(c) or _channels_one_vector_rows(c))
                 and _forward_direct(c) is not None) or _channels_large_kernel(c)
     if c.w[2] * c.w[3] == 1:
         return False
@@ -780,6 +803,17 @@ def _wide_weight_grad(filters: int, wide: int) -> bool:
     float32 filters (half a vector).  (On the Xeon the rule was measured on,
     16 float32 filters took 1.17x.)"""
     return _tuning() == "zen5" and 100 * filters >= 75 * _round_up(filters, wide)
+
+
+# The forward pass replaces the direct kernel with the channels one
+# (_channels_replace_direct) from this many taps per filter.  Below it the
+# direct kernel runs only by _direct_pays's rule for thin products (at most
+# _THIN_MAX_FILTERS filters, from _THIN_MIN_TAPS taps: float64 16 filters
+# is the one count that rule and _channels_replace_direct share), and the
+# channels kernel gained nothing there: 0.86-1.25x the direct kernel's
+# time on 13 float64 passes of 16 filters and 9 to 20 taps (geomean 1.02;
+# the core suite's 1-D (64, 1, 4096) x16 k9: 1.25x).
+_CHANNELS_REPLACE_MIN_TAPS = 24
 
 
 def _channels_replace_direct(filters: int, dtype: np.dtype[Any]) -> bool:
