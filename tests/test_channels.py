@@ -275,6 +275,8 @@ BY_CORE_PW = {"default": "channels", "zen5": "gemm"}   # _pointwise_strided_few
     ((4, 128, 20, 20), (8, 128, 1, 1), 2, 1, np.float32, "gemm"),        # 2 per value
     ((4, 128, 28, 28), (32, 128, 1, 1), 3, 1, np.float32, "gemm"),       # 100, stride 3
     ((4, 512, 20, 20), (16, 512, 1, 1), 2, 1, np.float64, "gemm"),       # 1.6 MiB
+    ((64, 1, 14, 14), (32, 1, 3, 3), 2, 1, np.float32, "gemm"),          # not 1x1: _few_taps
+    ((16, 4, 1, 100), (64, 4, 1, 5), 2, 1, np.float64, "gemm"),          # _one_row_few_taps
     # 1-D of at most 31 taps at a width stride: the channels kernel with at most 8
     # filters a group, the product with more or on tiny calls
     ((16, 32, 1, 200), (32, 4, 1, 7), 2, 8, np.float32, "channels"),

@@ -1892,8 +1892,8 @@ def _pointwise_strided_few(c: Call) -> bool:
       1.05` (56 layers): 'auto' more than 5% slower than the fastest on 24
       of 112 passes, against 49 with the product alone."""
     hw, positions = c.x[2] * c.x[3], c.out[2] * c.out[3]
-    if (c.stride[1] == 1 or c.w[1] * hw * c.dtype.itemsize > _POINTWISE_STRIDED_BYTES
-            or _tuning() == "zen5"):
+    if (c.w[2:] != (1, 1) or c.stride[1] == 1
+            or c.w[1] * hw * c.dtype.itemsize > _POINTWISE_STRIDED_BYTES or _tuning() == "zen5"):
         return False
     if positions <= _POINTWISE_STRIDED_SHORT and c.fg <= _POINTWISE_STRIDED_SHORT_FILTERS:
         return True

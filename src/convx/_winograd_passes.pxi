@@ -155,8 +155,7 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef int* bad = &found[0]
     bad[0] = 0
     cdef Py_ssize_t blocks = 0 if transformed else groups * (Mp // CVX_MR)
-    with nogil:
-        nt = _team(nt)
+    nt = _team(nt)
     # the kernel's transform, packed for the products (_wino_weights), then
     # the items, in one parallel region: a region of its own for the
     # transform woke the team twice a call, which cost small calls more than
