@@ -105,16 +105,18 @@ cdef void _wino_weights(const floating* w, Py_ssize_t R, Py_ssize_t Og, Py_ssize
     micro-panel of rows of each of group g's 36 matrices (rows past Og are
     zeros), it = g * (Mp / MR) + the panel."""
     cdef Py_ssize_t g = it // (Mp // CVX_MR), o = it % (Mp // CVX_MR) * CVX_MR
+    cdef const floating* wg = w + g * Og * Ig * R * R
+    cdef floating* pg = pack + g * 36 * Mp * Ig
     if floating is float:
         if R == 5:
-            cvx_wino_weights5_f32(w + g * Og * Ig * 25, Og, Ig, flip, o, pack + g * 36 * Mp * Ig)
+            cvx_wino_weights5_f32(wg, Og, Ig, flip, o, pg)
         else:
-            cvx_wino_weights_f32(w + g * Og * Ig * 9, Og, Ig, flip, o, pack + g * 36 * Mp * Ig)
+            cvx_wino_weights_f32(wg, Og, Ig, flip, o, pg)
     else:
         if R == 5:
-            cvx_wino_weights5_f64(w + g * Og * Ig * 25, Og, Ig, flip, o, pack + g * 36 * Mp * Ig)
+            cvx_wino_weights5_f64(wg, Og, Ig, flip, o, pg)
         else:
-            cvx_wino_weights_f64(w + g * Og * Ig * 9, Og, Ig, flip, o, pack + g * 36 * Mp * Ig)
+            cvx_wino_weights_f64(wg, Og, Ig, flip, o, pg)
 
 
 def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
@@ -161,7 +163,8 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     # transform woke the team twice a call, which cost small calls more than
     # their work (2 threads, x86-64-v4: 0.61-1.00x the time with one region,
     # geomean 0.80, on 80 passes of 8 to 48 channels; an (8, 12, 16, 16) ->
-    # 24 layer took 0.22 ms on 2 threads with two regions, 0.07 on one)
+    # 24 layer took 0.22 ms on 2 threads with two regions, 0.17 with one,
+    # and 0.07 on one thread)
     if nt == 1:
         with nogil:
             for it in range(blocks):
