@@ -594,6 +594,36 @@ def test_layer_unbatched_and_gradients_overwritten():
     assert repr(layer) == "Conv2D(3, 5, kernel_size=(3, 3), padding=1, dtype=float64)"
 
 
+@pytest.mark.parametrize("layer_class, shape, padding", [
+    (Conv2D, (2, 2, 3, 3), 1), (Conv2D, (1, 1, 3, 3), 0), (Conv2D, (4, 4, 5, 5), 2),
+    (Conv1D, (3, 3, 3), 0), (Conv1D, (2, 2, 5), 2),
+])
+@pytest.mark.parametrize("weight_first", [False, True])
+def test_layer_gradients_where_the_input_is_shaped_as_the_weight(layer_class, shape, padding,
+                                                                 weight_first):
+    """Both gradients right, in either order, where the input's shape is the
+    weight's: the layer names its two gradient calls alike, and their plans
+    were once cached under one key, so that the second reused the first's."""
+    rng = np.random.default_rng(13)
+    layer = layer_class(shape[1], shape[0], shape[2:], padding=padding, bias=False,
+                        dtype=np.float64, rng=rng)
+    assert layer.weight.shape == shape
+    x = rng.standard_normal(shape)
+    g = rng.standard_normal(layer.forward(x).shape)
+    # the reference in 2-D: a 1-D layer's arrays one row tall
+    x4, w4, g4 = (a.reshape(a.shape[:2] + (1,) * (4 - a.ndim) + a.shape[2:])
+                  for a in (x, layer.weight, g))
+    pads = ref.pads4(padding if len(shape) == 4 else (0, padding))
+    want_dw = ref.conv_nd_weight_grad(x4, w4.shape, g4, pads=pads).reshape(shape)
+    want_dx = ref.conv_nd_input_grad(x4.shape, w4, g4, pads=pads).reshape(shape)
+    if weight_first:
+        assert layer.backward(g, input_grad=False) is None
+        np.testing.assert_allclose(layer.weight_grad, want_dw, rtol=1e-12, atol=1e-12)
+    dx = layer.backward(g)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.weight_grad, want_dw, rtol=1e-12, atol=1e-12)
+
+
 def test_layer_errors():
     with pytest.raises(ConvxTypeError, match=r"Conv2D.forward\(\): argument 'x' must be a "
                                              r"numpy.ndarray of the layer's dtype float32, "

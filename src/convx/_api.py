@@ -270,7 +270,7 @@ def _forward(func: str, nsp: int, x: Array, weight: Array, bias: Array | None, s
                                                               or type(bias) is _NDARRAY):
         geometry = _plain(stride, padding, dilation, groups)
         if geometry and type(method) is str:
-            key = (func, x.shape, x.dtype, weight.shape, weight.dtype,
+            key = ("forward", func, x.shape, x.dtype, weight.shape, weight.dtype,
                    None if bias is None else (bias.shape, bias.dtype), geometry, method)
     else:
         x_layout, w_layout = _LAYOUT[nsp]
@@ -320,9 +320,13 @@ def _grad_plan(func: str, nsp: int, which: str, shape: object, array: Array, gra
     return compute, result, w4 if which == "input" else x4, g4, shape, plan
 
 
-def _grad_key(func: str, shape: object, array: Array, grad_output: Array, stride: object,
-              padding: object, dilation: object, groups: object,
+def _grad_key(func: str, which: str, shape: object, array: Array, grad_output: Array,
+              stride: object, padding: object, dilation: object, groups: object,
               method: object) -> tuple[object, ...] | None:
+    """The plan cache's key of a gradient call, or None where its arguments
+    are not plain enough to key on.  ``which`` is in it: a caller may name
+    both of its gradients alike (a layer's backward), and where the input's
+    shape is the weight's, their other fields are the same."""
     plain = _plain(stride, padding, dilation, groups)
     if not plain or type(shape) is not tuple or type(array) is not _NDARRAY \
             or type(grad_output) is not _NDARRAY or type(method) is not str:
@@ -330,15 +334,16 @@ def _grad_key(func: str, shape: object, array: Array, grad_output: Array, stride
     for item in shape:
         if type(item) is not int:
             return None
-    return (func, shape, array.shape, array.dtype, grad_output.shape, grad_output.dtype, plain,
-            method)
+    return (which, func, shape, array.shape, array.dtype, grad_output.shape, grad_output.dtype,
+            plain, method)
 
 
 def _grad(func: str, nsp: int, which: str, shape: object, array: Array, grad_output: Array,
           stride: object, padding: object, dilation: object, groups: object,
           method: object = "auto") -> Array:
     """The two gradients (``which``, ``shape`` and ``array`` as in _grad_plan)."""
-    key = _grad_key(func, shape, array, grad_output, stride, padding, dilation, groups, method)
+    key = _grad_key(func, which, shape, array, grad_output, stride, padding, dilation, groups,
+                    method)
     if key is None:  # checked in full: bring subclasses to plain ndarrays first
         x_layout, w_layout = _LAYOUT[nsp]
         if which == "input":
