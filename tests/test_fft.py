@@ -217,6 +217,87 @@ def test_non_finite_values_take_the_other_algorithm(dtype, where, value):
             assert np.isfinite(got).all(), pass_   # this pass never reads the value
 
 
+def _fft_passes(x, w, g, padding):
+    return (convx.conv2d(x, w, padding=padding, method="fft"),
+            convx.conv2d_input_grad(x.shape, w, g, padding=padding, method="fft"),
+            convx.conv2d_weight_grad(x, w.shape, g, padding=padding, method="fft"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_magnitudes_near_the_largest_and_smallest_scale_exactly(dtype):
+    """The transforms' sums grow with the tile: values far below the dtype's
+    largest once overflowed in them, and every output came back NaN, where
+    the true result was finite.  Each array now enters the transforms scaled
+    by a power of two, exact: scaling the inputs by 2**k scales each pass's
+    result by 2**k bit for bit, near the largest and the smallest normal
+    numbers alike, so the bound tested above holds at every magnitude."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 2, 48, 40)).astype(dtype)
+    w = rng.standard_normal((3, 2, 13, 11)).astype(dtype)
+    g = rng.standard_normal((2, 3, 48, 40)).astype(dtype)
+    y, dx, dw = _fft_passes(x, w, g, (6, 5))
+    info = np.finfo(dtype)
+    top = info.maxexp - 14   # the results stay below the largest number
+    low = info.minexp + 24   # and their values above the smallest normal one
+    for kx, kw, kg in ((top, 0, 0), (0, top, 0), (0, 0, top), (top, -top, 0), (low, 0, 0),
+                       (0, low, low // 2)):
+        xs, ws, gs = (np.ldexp(a, k).astype(dtype) for a, k in ((x, kx), (w, kw), (g, kg)))
+        got = _fft_passes(xs, ws, gs, (6, 5))
+        for name, a, b, k in (("forward", got[0], y, kx + kw), ("input grad", got[1], dx, kw + kg),
+                              ("weight grad", got[2], dw, kx + kg)):
+            assert np.isfinite(a).all(), (name, kx, kw, kg)
+            np.testing.assert_array_equal(a, np.ldexp(b, k).astype(dtype),
+                                          err_msg=f"{name} at 2**{(kx, kw, kg)}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_auto_answers_large_finite_values(dtype):
+    """A large kernel, whose 'auto' is the FFT, on finite values whose sum of
+    |w| is 1, the largest near the dtype's largest: the result is finite and
+    within the bound of the values scaled down (the exact algorithms give
+    the same)."""
+    rng = np.random.default_rng(0)
+    shape, k = ((1, 1, 256, 256), 41) if dtype == np.float64 else ((1, 1, 512, 512), 63)
+    w = rng.standard_normal((1, 1, k, k))
+    w = (w / np.abs(w).sum()).astype(dtype)
+    plan = _engine.forward_plan("t", shape, w.shape, (1, 1), (0,) * 4, (1, 1), 1,
+                                dtype=np.dtype(dtype))
+    assert plan[1].name == "fft"
+    big = 2.0 ** (np.finfo(dtype).maxexp - 3)
+    x = (rng.uniform(-1, 1, shape) * big).astype(dtype)
+    got = convx.conv2d(x, w)
+    want = convx.conv2d(x, w, method="gemm")
+    assert np.isfinite(got).all() and np.isfinite(want).all()
+    scaled = convx.conv2d((x / big).astype(dtype), w, method="fft")
+    np.testing.assert_array_equal(got, (scaled.astype(np.float64) * big).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_that_overflow_take_the_other_algorithm(dtype):
+    """Where the true result overflows, the FFT's does too: such a call runs
+    the table's other choice, bit for bit, as a non-finite input does."""
+    big = float(np.finfo(dtype).max) / 4
+    x = np.full((1, 1, 40, 40), big, dtype)
+    x[0, 0, :20] = 1.0
+    w = np.ones((1, 1, 15, 15), dtype)
+    g = np.full((1, 1, 40, 40), big, dtype)
+    got = _fft_passes(x, w, g, 7)
+    plans = (_engine.forward_plan("t", x.shape, w.shape, (1, 1), (7,) * 4, (1, 1), 1,
+                                  method="fft", dtype=np.dtype(dtype)),
+             _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1), (7,) * 4, (1, 1),
+                                     1, method="fft", dtype=np.dtype(dtype)),
+             _engine.weight_grad_plan("t", x.shape, w.shape, g.shape, (1, 1), (7,) * 4, (1, 1),
+                                      1, method="fft", dtype=np.dtype(dtype)))
+    methods = [plan[3][1][1].method for plan in plans]   # each fallback's
+    assert "fft" not in methods
+    want = (convx.conv2d(x, w, padding=7, method=methods[0]),
+            convx.conv2d_input_grad(x.shape, w, g, padding=7, method=methods[1]),
+            convx.conv2d_weight_grad(x, w.shape, g, padding=7, method=methods[2]))
+    for name, a, b in zip(PASSES, got, want):
+        assert not np.isfinite(a).all(), name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_same_bits_for_any_thread_count(dtype, default_threads):
     """Each transform and each bin of a product is computed by one thread."""

@@ -2295,24 +2295,60 @@ def _all_finite(a: Array) -> bool:
                for i in range(0, flat.size, _FINITE_SLAB))
 
 
-def _finite_run(compute: Callable[..., Array | None], weights: int | None = None) -> RunFn:
+def _finite_run(compute: Callable[..., Array | None], looked: tuple[int, ...]) -> RunFn:
     """A run of an algorithm that spreads a non-finite value, whose plan is
     ``(own, fallback)``: ``compute(who, shape, own, *arrays)``, unless one of
-    the call's first two arrays (those it transforms: the bias is only added)
-    holds a NaN or an infinity; then the fallback plan runs the call.  Where
-    ``weights`` is the index of the weights among those two, only the weights
-    are looked at here: ``compute`` looks at the other as it transforms it,
-    and returns None when it finds such a value."""
+    the arrays at the indices ``looked`` (among the first two, those it
+    transforms: the bias is only added) holds a NaN or an infinity, or
+    ``compute`` returns None; then the fallback plan runs the call.
+    ``compute`` looks at the arrays not looked at here as it reads them, and
+    returns None when it finds such a value, or when its own arithmetic
+    overflowed."""
     def run(who: Who, shape: Shape, args: Any, *arrays: Array) -> Array:
         fallback: Plan
         own, fallback = args
-        looked = arrays[:2] if weights is None else arrays[weights:weights + 1]
-        out = compute(who, shape, own, *arrays) if all(map(_all_finite, looked)) else None
+        seen = all(_all_finite(arrays[i]) for i in looked)
+        out = compute(who, shape, own, *arrays) if seen else None
         if out is None:
             fwho, algorithm, fshape, fargs = fallback
             return algorithm.run(fwho, fshape, fargs, *arrays)
         return out
     return run
+
+
+# _shift reads this many values at a time, twice (their largest, their
+# smallest): 256 KiB of float64, which the second read finds in L2.
+_SHIFT_SLAB = 1 << 15
+
+
+def _shift(a: Array) -> int | None:
+    """The power of two the FFT divides ``a``'s values by on their way into
+    its transforms, so that no sum in them overflows, nor falls among the
+    subnormal numbers: e where a's largest magnitude is f x 2**e (0.5 <= f
+    < 1), 0 where ``a`` is zero; None where a value of ``a`` is not finite.
+    The transforms see the same values whatever power of two scaled the
+    input, so the result scales with it bit for bit (where the input's
+    values and the result's are normal numbers).  The FFT's own look at its
+    arrays: one pass, in slabs."""
+    flat = a.reshape(-1)
+    top = 0.0
+    for i in range(0, flat.size, _SHIFT_SLAB):
+        part = flat[i:i + _SHIFT_SLAB]
+        hi, lo = float(part.max()), float(part.min())
+        if not (math.isfinite(hi) and math.isfinite(lo)):
+            return None
+        top = max(top, hi, -lo)
+    return math.frexp(top)[1]
+
+
+def _overflowed(a: Array, shift: int, terms: int) -> bool:
+    """Whether the FFT's result ``a``, scaled back by 2**shift, holds a value
+    that overflowed: each of its values sums ``terms`` products of values
+    below 1 (scaled), so it is looked at only where 2 x terms x 2**shift
+    could reach the dtype's largest number."""
+    if shift + terms.bit_length() + 1 < np.finfo(a.dtype).maxexp:
+        return False
+    return not _all_finite(a)
 
 
 def _fft_own(own: Any) -> tuple[Any, Shape, int]:
@@ -2323,25 +2359,37 @@ def _fft_own(own: Any) -> tuple[Any, Shape, int]:
 
 def _forward_fft(who: Who, shape: Shape, own: Any, x: Array, w: Array,
                  bias: Array | None) -> Array | None:
+    sx, sw = _shift(x), _shift(w)
+    if sx is None or sw is None:
+        return None
     g, dilation, threads = _fft_own(own)
     out = _result(who, shape, x.dtype)
-    _fft.correlate(x, _fft.spectra(w, g, dilation), out, bias, g, x.shape[1] // w.shape[1],
-                   threads)
-    return out
+    _fft.correlate(x, _fft.spectra(w, g, dilation, sw), out, bias, g, x.shape[1] // w.shape[1],
+                   threads, sx, sx + sw)
+    return None if _overflowed(out, sx + sw, math.prod(w.shape[1:])) else out
 
 
 def _input_grad_fft(who: Who, shape: Shape, own: Any, w: Array, gout: Array) -> Array | None:
+    sw, sg = _shift(w), _shift(gout)
+    if sw is None or sg is None:
+        return None
     g, dilation, threads = _fft_own(own)
     groups = shape[1] // w.shape[1]
     dx = _result(who, shape, w.dtype)
     k = _flipped_kernel(w, groups)
-    _fft.correlate(gout, _fft.spectra(k, g, dilation), dx, None, g, groups, threads)
-    return dx
+    _fft.correlate(gout, _fft.spectra(k, g, dilation, sw), dx, None, g, groups, threads, sg,
+                   sw + sg)
+    return None if _overflowed(dx, sw + sg, math.prod(k.shape[1:])) else dx
 
 
 def _weight_grad_fft(who: Who, shape: Shape, own: Any, x: Array, gout: Array) -> Array | None:
+    sx, sg = _shift(x), _shift(gout)
+    if sx is None or sg is None:
+        return None
     g, dilation, threads = _fft_own(own)
-    return _fft.weight_grad(x, gout, shape, dilation, g, x.shape[1] // shape[1], threads)
+    dw = _fft.weight_grad(x, gout, shape, dilation, g, x.shape[1] // shape[1], threads, sx, sg)
+    terms = gout.shape[0] * gout.shape[2] * gout.shape[3]
+    return None if _overflowed(dw, sx + sg, terms) else dw
 
 
 # ---- Winograd -------------------------------------------------------------------
@@ -2564,9 +2612,9 @@ ALGORITHMS = {
         Algorithm("empty", None, _forward_empty, _forward_empty_run),
         Algorithm("zero", None, _forward_zero, _forward_zero_run),
         Algorithm("fft", "fft", _fft_plan("forward", lambda c: c.out),
-                  _finite_run(_forward_fft), _FFT_NEEDS),
+                  _finite_run(_forward_fft, ()), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _winograd_plan("forward", lambda c: c.out),
-                  _finite_run(_winograd_compute, weights=1), _WINO_NEEDS),
+                  _finite_run(_winograd_compute, (1,)), _WINO_NEEDS),
         Algorithm("rows", "direct", _forward_rows, _forward_rows_run,
                   _BORDER_NEEDS),   # (where it does not apply, depthwise and the others may)
         Algorithm("depthwise", "direct", _forward_depthwise, _forward_depthwise_run,
@@ -2580,9 +2628,9 @@ ALGORITHMS = {
     "input grad": (
         Algorithm("zero", None, _input_grad_zero, _empty_result),
         Algorithm("fft", "fft", _fft_plan("input grad", lambda c: c.x),
-                  _finite_run(_input_grad_fft), _FFT_NEEDS),
+                  _finite_run(_input_grad_fft, ()), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _winograd_plan("input grad", lambda c: c.x),
-                  _finite_run(_input_grad_winograd, weights=0), _WINO_NEEDS),
+                  _finite_run(_input_grad_winograd, (0,)), _WINO_NEEDS),
         Algorithm("rows", "direct", _input_grad_rows, _input_grad_rows_run,
                   "stride 1 along both axes"),
         Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,
@@ -2597,7 +2645,7 @@ ALGORITHMS = {
     "weight grad": (
         Algorithm("zero", None, _weight_grad_zero, _empty_result),
         Algorithm("fft", "fft", _fft_plan("weight grad", lambda c: c.w),
-                  _finite_run(_weight_grad_fft), _FFT_NEEDS),
+                  _finite_run(_weight_grad_fft, ()), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _weight_grad_winograd, _never_run, _WINO_NEEDS),
         Algorithm("depthwise", "direct", _weight_grad_depthwise, _weight_grad_depthwise_run,
                   _BORDER_NEEDS),

@@ -214,23 +214,39 @@ def geometry(span: Pair, out1: Pair, origin: Pair, up: Pair, down: Pair, n: int,
     return best
 
 
-def spectra(k: Array, g: Geometry, dilation: Pair) -> Array:
+def _pow2_into(a: Array, e: int, out: Array) -> None:
+    """out[...] = a x 2**e: exact where the products are normal numbers.  By
+    one multiply where 2**e is a normal number of out's dtype, else (the
+    largest and smallest magnitudes: rare) by ldexp.  A value that leaves
+    the dtype's range does so quietly, as in the kernels' own arithmetic
+    (the engine looks for one where it could happen: _engine._overflowed)."""
+    if e == 0:
+        out[...] = a
+        return
+    with np.errstate(over="ignore", under="ignore"):
+        if abs(e) < np.finfo(out.dtype).maxexp - 1:
+            np.multiply(a, out.dtype.type(2.0 ** e), out=out)
+        else:
+            np.ldexp(a, e, out=out)
+
+
+def spectra(k: Array, g: Geometry, dilation: Pair, shift: int = 0) -> Array:
     """The kernel's conjugated spectra for a correlation: ``k`` (out, in, KH,
-    KW) spread by ``dilation`` to the geometry's span and transformed at its
-    tile lengths; (out, in, bins) complex, C order."""
+    KW) divided by 2**shift, spread by ``dilation`` to the geometry's span
+    and transformed at its tile lengths; (out, in, bins) complex, C order."""
     if g.swap:
         k = k.swapaxes(-1, -2)
         dilation = dilation[::-1]
     kd = np.zeros(k.shape[:2] + g.span, k.dtype)
-    kd[..., ::dilation[0], ::dilation[1]] = k
+    _pow2_into(k, -shift, kd[..., ::dilation[0], ::dilation[1]])
     spec = _rfft(kd, g, 1)
     spec = np.conj(spec, out=spec)
     return np.ascontiguousarray(spec.reshape(k.shape[:2] + (-1,)))
 
 
-def _region(src: Array, g: Geometry) -> Array:
-    """Images ``src`` (N, C, H, W) placed in the zero region their tiles
-    read: value (a, b) at (a*up + origin, b*up + origin)."""
+def _region(src: Array, g: Geometry, shift: int) -> Array:
+    """Images ``src`` (N, C, H, W), divided by 2**shift, placed in the zero
+    region their tiles read: value (a, b) at (a*up + origin, b*up + origin)."""
     rh, rw = g.region
     buf = np.zeros(src.shape[:2] + (rh, rw), src.dtype)
     spans = []
@@ -242,7 +258,7 @@ def _region(src: Array, g: Geometry) -> Array:
         if a1 <= a0:
             return buf
         spans.append((slice(a0, a1), slice(a0 * up + o, (a1 - 1) * up + o + 1, up)))
-    buf[:, :, spans[0][1], spans[1][1]] = src[:, :, spans[0][0], spans[1][0]]
+    _pow2_into(src[:, :, spans[0][0], spans[1][0]], -shift, buf[:, :, spans[0][1], spans[1][1]])
     return buf
 
 
@@ -277,34 +293,39 @@ def _float_view(a: Array) -> Array:
 
 
 def correlate(src: Array, spec: Array, out: Array, bias: Array | None, g: Geometry, groups: int,
-              threads: int) -> None:
+              threads: int, shift: int = 0, unshift: int = 0) -> None:
     """out[n, o] = bias[o] + the correlation of src[n]'s channels of o's group
     with the kernel whose spectra are ``spec`` (:func:`spectra`), at the
     geometry ``g``: the forward pass (src = the input) and the input gradient
-    (src = the output gradient).  ``out`` is written whole."""
+    (src = the output gradient).  src enters the transforms divided by
+    2**shift, and their result leaves multiplied by 2**unshift (the
+    kernel's shift and src's: so that no sum in the transforms overflows).
+    ``out`` is written whole."""
     if g.swap:
         src, out = src.swapaxes(2, 3), out.swapaxes(2, 3)
     (th, tw), lh, (nh, nw) = g.T, g.L[0], g.tiles
     f, (oh, ow), (sh, sw) = out.shape[1], out.shape[2:], g.down
     for n0 in range(0, src.shape[0], g.images):
-        x = _tiles(_region(src[n0:n0 + g.images], g), g, threads)
+        x = _tiles(_region(src[n0:n0 + g.images], g, shift), g, threads)
         y = np.empty((x.shape[0], f) + x.shape[2:], x.dtype)
         _core.fft_mix(_float_view(x), _float_view(spec), _float_view(y), groups, threads)
         del x
         y = _irfft(y.reshape(y.shape[:2] + (nh, nw, lh, -1)), g, threads)
         y = y[..., :th, :tw].transpose(0, 1, 2, 4, 3, 5).reshape(y.shape[:2] + (nh * th, nw * tw))
         part = out[n0:n0 + g.images]
-        part[...] = y[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw]
+        _pow2_into(y[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw], unshift, part)
         if bias is not None:
             part += bias[:, None, None]
 
 
 def weight_grad(x: Array, gout: Array, dw_shape: tuple[int, ...], dilation: Pair, g: Geometry,
-                groups: int, threads: int) -> Array:
+                groups: int, threads: int, shift_x: int = 0, shift_g: int = 0) -> Array:
     """The weight gradient, dw[o, c, p, q] = sum over images and output
     positions of gout[n, o, i, j] * xpad[n, c, i*sh + p*dh, j*sw + q*dw], at
     the geometry ``g`` (its tiles cut the unit-stride output, ``g.down`` the
-    stride).  Returns a new (F, Cg, KH, KW) array of x's dtype."""
+    stride); x and gout enter the transforms divided by 2**shift_x and
+    2**shift_g, and the result leaves multiplied by both.  Returns a new
+    (F, Cg, KH, KW) array of x's dtype."""
     if g.swap:
         x, gout = x.swapaxes(2, 3), gout.swapaxes(2, 3)
         dilation = dilation[::-1]
@@ -313,9 +334,10 @@ def weight_grad(x: Array, gout: Array, dw_shape: tuple[int, ...], dilation: Pair
     (sh, sw), (oh, ow) = g.down, gout.shape[2:]
     acc = None
     for n0 in range(0, x.shape[0], g.images):
-        xs = _tiles(_region(x[n0:n0 + g.images], g), g, threads)
+        xs = _tiles(_region(x[n0:n0 + g.images], g, shift_x), g, threads)
         gbuf = np.zeros((xs.shape[0], f, nh * th, nw * tw), x.dtype)
-        gbuf[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw] = gout[n0:n0 + g.images]
+        _pow2_into(gout[n0:n0 + g.images], -shift_g,
+                   gbuf[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw])
         gt = gbuf.reshape(xs.shape[0], f, nh, th, nw, tw).transpose(0, 1, 2, 4, 3, 5)
         gs = np.ascontiguousarray(_rfft(gt, g, threads).reshape(xs.shape[0], f, nh * nw, -1))
         if acc is None:
@@ -326,4 +348,6 @@ def weight_grad(x: Array, gout: Array, dw_shape: tuple[int, ...], dilation: Pair
     k = k[:, :, :g.span[0]:dilation[0], :g.span[1]:dilation[1]]
     if g.swap:
         k = k.swapaxes(2, 3)
-    return np.ascontiguousarray(k, dtype=x.dtype)
+    dw = np.empty(k.shape, x.dtype)
+    _pow2_into(k, shift_x + shift_g, dw)
+    return dw
