@@ -177,7 +177,7 @@ def _call_with_handler(handler, call):
 
 def test_a_handler_that_does_not_raise_gets_the_full_result(baseline_isa):
     """A SIGINT handler of the user's that returns: the call is interrupted,
-    the handler runs, and the call starts again and completes."""
+    the handler runs, and the call starts again and runs to its end."""
     make = _maker("input_grad", 2, 32, 32, 3, 64, stride=2)   # the GEMM path, which adds into dx
     call = make(256)
     expected = call()
@@ -186,6 +186,89 @@ def test_a_handler_that_does_not_raise_gets_the_full_result(baseline_isa):
     assert seen == [signal.SIGINT]
     assert np.array_equal(got, expected)
     _assert_clean()
+
+
+def test_signals_faster_than_the_call_let_it_end():
+    """A user's SIGINT handler that returns, and SIGINTs three times a call's
+    length: the call starts again once, runs to its end, and gives the full
+    result (restarted at each signal, it ran until the signals stopped)."""
+    x = np.random.default_rng(2).standard_normal((4, 64, 64, 64))
+    w = np.random.default_rng(3).standard_normal((64, 64, 3, 3))
+
+    def call():
+        return convx.conv2d(x, w, padding=1, method="direct")
+    expected = call()
+    period = min(_timed(call) for _ in range(3)) / 3
+    seen, stop = [], threading.Event()
+    old = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+
+    def periodic():
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not stop.wait(period):
+            os.kill(os.getpid(), signal.SIGINT)
+    th = threading.Thread(target=periodic)
+    try:
+        th.start()
+        got = call()
+        still_sending = th.is_alive()
+        stop.set()
+        th.join()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert still_sending, "the call ended only when the signals stopped"
+    assert seen and np.array_equal(got, expected)
+    _assert_clean()
+
+
+_NESTED = """
+import os, signal, sys, time
+import numpy as np
+import convx
+x = np.ones((2, 32, 128, 128), np.float32)
+w = np.ones((32, 32, 3, 3), np.float32)
+seen = []
+def on_alarm(signum, frame):   # a long call (> 2**22 multiply-adds) inside the other
+    seen.append(convx._core.sigint_chained())
+    convx.conv2d(x[:1, :, :64, :64], w, padding=1)
+    if sys.argv[1] == "dfl":
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+signal.signal(signal.SIGALRM, on_alarm)
+for _ in range(50):   # until the alarm lands inside a long call
+    signal.setitimer(signal.ITIMER_REAL, 0.002)
+    convx.conv2d(x, w, padding=1)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    if seen and seen[-1] or sys.argv[1] == "dfl" and seen:
+        break
+print(seen[-1] if seen else None, convx._core.sigint_chained(), flush=True)
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(2)
+    print("no KeyboardInterrupt", flush=True)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+@pytest.mark.parametrize("then", ["call", "dfl"])
+def test_a_long_call_inside_another_leaves_sigint_as_it_found_it(then):
+    """A Python signal handler that runs while a long call is in progress
+    (between its kernel and its end) and makes a long call of its own: the
+    handler convx chains is chained once, not in front of itself (then
+    every later SIGINT looped in it: the process hung), and put back by the
+    outer call.  And a SIGINT handler set meanwhile (SIG_DFL) stays set:
+    the process then dies of SIGINT, as Python promises."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _NESTED, then], capture_output=True, text=True,
+                         timeout=120, check=False)
+    if then == "call":
+        assert out.returncode == 0, out.stderr
+        inside, chained = out.stdout.split()[:2]
+        assert inside == "True" and chained == "False", out.stdout   # nested; nothing left
+        assert out.stdout.splitlines()[-1] == "KeyboardInterrupt"
+    else:
+        assert out.returncode == -signal.SIGINT, (out.returncode, out.stdout, out.stderr)
+        assert "no KeyboardInterrupt" not in out.stdout
 
 
 def test_an_ignored_sigint_does_not_stop_a_call(baseline_isa):

@@ -340,6 +340,47 @@ def test_omp_num_threads_is_clamped_to_the_cpus(env, expected):
     assert seen == env
 
 
+@pytest.mark.parametrize("name, value, size", [
+    ("OMP_STACKSIZE", "-1", 0), ("GOMP_STACKSIZE", "-4M", 0),
+    ("OMP_STACKSIZE", "20000000000000G", 0), ("OMP_STACKSIZE", "1.5M", 0),
+    ("OMP_STACKSIZE", "abc", 0), ("OMP_STACKSIZE", " 16 M ", 16 << 20),
+    ("OMP_STACKSIZE", "512", 512 << 10), ("GOMP_STACKSIZE", "2g", 2 << 30),
+    ("OMP_STACKSIZE", "\u0661\u0662", 0),   # digits, but not ASCII ones
+])
+def test_stack_size_variables_as_libgomp_reads_them(name, value, size, monkeypatch):
+    """OMP_STACKSIZE / GOMP_STACKSIZE: a size libgomp would take, or 0 (the
+    system's) where libgomp warns and ignores the value; convx imports
+    whatever the value (a negative one or one past 2**64 bytes once made the
+    import fail converting it to size_t)."""
+    monkeypatch.delenv("OMP_STACKSIZE", raising=False)
+    monkeypatch.delenv("GOMP_STACKSIZE", raising=False)
+    monkeypatch.setenv(name, value)
+    assert convx._threads._env_stack_size() == size
+    if size == 0:
+        out = subprocess.run([sys.executable, "-c", "import convx; print(convx.get_num_threads())"],
+                             capture_output=True, text=True, env={**os.environ, name: value},
+                             timeout=120, check=False)
+        assert out.returncode == 0 and int(out.stdout) >= 1, out.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or not convx._core.openmp_enabled(),
+                    reason="CPU affinity and OpenMP")
+@pytest.mark.parametrize("env", [{"OMP_PROC_BIND": "true"}, {"OMP_PROC_BIND": "spread"},
+                                 {"OMP_PLACES": "cores"}])
+def test_thread_binding_keeps_the_cpus(env):
+    """Told to bind its threads, libgomp binds the thread that loads it to
+    its first place as it loads: the process's affinity read after that is
+    one CPU, and convx took it for all it had (one thread, set_num_threads(2)
+    refused).  convx reads the CPUs before its runtime loads."""
+    code = ("import os; cpus = len(os.sched_getaffinity(0)); import convx; "
+            "convx.set_num_threads(cpus); print(cpus, convx.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    cpus, got = map(int, out.stdout.split())
+    assert got == cpus == _cpus()
+
+
 _IDLE_CPU = """
 import os, time
 import numpy as np

@@ -29,6 +29,11 @@ import os as _os
 # runtime while it starts (convx reads the number it starts with itself, or
 # ignores it: convx._threads): libomp 14 aborts the process on "abc",
 # libgomp warns.
+# The CPUs this process may use are read here, before the runtime loads:
+# under OMP_PROC_BIND or OMP_PLACES libgomp binds the loading thread to its
+# first place as it loads, and the process's affinity read after that is
+# one CPU (convx._threads._cpus).
+_CPUS = len(_os.sched_getaffinity(0)) if hasattr(_os, "sched_getaffinity") else 0
 _PASSIVE = not any(k in _os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
                                               "KMP_BLOCKTIME"))
 _NUM_THREADS = _os.environ.get("OMP_NUM_THREADS")

@@ -187,7 +187,10 @@ def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
     handler raises KeyboardInterrupt here.  If
     that handler returns instead of raising (a user's handler), the call is
     made again from the start, after zeroing ``accumulates_into`` (the output
-    of a kernel that adds into it; the others overwrite theirs).
+    of a kernel that adds into it; the others overwrite theirs), and this time
+    to its end: SIGINTs that come during it are handled after it, as they
+    are during a call too short to watch for them (restarted at each, a call
+    under signals more frequent than itself never ended).
 
     Such a call first touches ``fresh``, the output the caller has just
     allocated, once per 2 MiB between checks (_core.touch_pages): a page's first write makes the operating system
@@ -206,15 +209,15 @@ def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
                  _threads.get_num_threads() if fresh.nbytes >= _TOUCH_PARALLEL_BYTES else 1)
     installed = _core.interrupt_begin()
     try:
-        while not ((touch is None or _core.touch_pages(*touch, installed))
-                   and kernel(*args, installed)):
-            _core.interrupt_end()
-            _core.check_signals()  # runs Python's handler: KeyboardInterrupt
-            if accumulates_into is not None:
-                accumulates_into[...] = 0
-            installed = _core.interrupt_begin()
+        done = ((touch is None or _core.touch_pages(*touch, installed))
+                and kernel(*args, installed))
     finally:
         _core.interrupt_end()
+    if not done:
+        _core.check_signals()  # runs Python's handler: KeyboardInterrupt
+        if accumulates_into is not None:
+            accumulates_into[...] = 0
+        kernel(*args, False)
 
 
 # --------------------------------------------------------------------------

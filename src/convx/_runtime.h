@@ -374,6 +374,10 @@ static int cvx_team_size(int want) { return want; }
 /* SIGINT during a long call from the main thread                          */
 /* ---------------------------------------------------------------------- */
 
+/* The calls that asked for the handler and have not yet put it back: a
+ * long call can run inside another's, from a Python signal handler that
+ * runs between the outer call's kernel and its interrupt_end.  The handler
+ * is chained once, by the outermost, and put back by it. */
 static int cvx_sigint_installed = 0;
 
 #if !defined(_WIN32)
@@ -390,33 +394,52 @@ static void cvx_on_sigint(int sig, siginfo_t *info, void *context)
         cvx_sigint_prev.sa_handler(sig);
 }
 
+static int cvx_is_ours(const struct sigaction *a)
+{
+    return (a->sa_flags & SA_SIGINFO) && a->sa_sigaction == cvx_on_sigint;
+}
+
 /* Chain cvx_on_sigint in front of the current SIGINT handler; 0 when SIGINT
  * is ignored or left at its default (then nothing is installed, and there is
- * nothing to stop for). */
+ * nothing to stop for).  Inside a call that chained it already, it counts
+ * that call, and chains nothing twice (which would have made the handler
+ * its own predecessor: every SIGINT after, a loop). */
 static int cvx_interrupt_begin(void)
 {
-    struct sigaction act;
+    struct sigaction act, now;
     CVX_STORE(&cvx_interrupted, 0);
-    if (sigaction(SIGINT, NULL, &cvx_sigint_prev) != 0)
+    if (sigaction(SIGINT, NULL, &now) != 0)
         return 0;
-    if (!(cvx_sigint_prev.sa_flags & SA_SIGINFO) &&
-        (cvx_sigint_prev.sa_handler == SIG_DFL || cvx_sigint_prev.sa_handler == SIG_IGN))
+    if (cvx_is_ours(&now)) {
+        if (cvx_sigint_installed == 0)   /* cannot happen: ours with no call */
+            return 0;
+        cvx_sigint_installed++;
+        return 1;
+    }
+    if (!(now.sa_flags & SA_SIGINFO) &&
+        (now.sa_handler == SIG_DFL || now.sa_handler == SIG_IGN))
         return 0;
-    act = cvx_sigint_prev;
+    cvx_sigint_prev = now;
+    act = now;
     act.sa_sigaction = cvx_on_sigint;
-    act.sa_flags = (cvx_sigint_prev.sa_flags | SA_SIGINFO) & ~SA_RESETHAND;
+    act.sa_flags = (now.sa_flags | SA_SIGINFO) & ~SA_RESETHAND;
     if (sigaction(SIGINT, &act, NULL) != 0)
         return 0;
     cvx_sigint_installed = 1;
     return 1;
 }
 
+/* The end of a call that interrupt_begin counted: the outermost puts the
+ * handler it found back, unless SIGINT's handler has been set since (by
+ * Python code that ran inside the call: a signal handler's), which it
+ * leaves in place. */
 static void cvx_interrupt_end(void)
 {
-    if (cvx_sigint_installed) {
+    struct sigaction now;
+    if (cvx_sigint_installed == 0 || --cvx_sigint_installed > 0)
+        return;
+    if (sigaction(SIGINT, NULL, &now) == 0 && cvx_is_ours(&now))
         sigaction(SIGINT, &cvx_sigint_prev, NULL);
-        cvx_sigint_installed = 0;
-    }
 }
 
 static void cvx_atfork_child(void)
@@ -424,7 +447,10 @@ static void cvx_atfork_child(void)
     /* only the forking thread exists here: no libgomp team, no other call */
     cvx_forked = 1;
     cvx_team_ok = 1;
-    cvx_interrupt_end();
+    if (cvx_sigint_installed > 0) {   /* the child is in no call: put it back */
+        cvx_sigint_installed = 1;
+        cvx_interrupt_end();
+    }
     CVX_STORE(&cvx_interrupted, 0);
 }
 
@@ -459,6 +485,12 @@ static int cvx_interrupt_begin(void)
     cvx_sighandler prev = signal(SIGINT, cvx_on_sigint);
     if (prev == SIG_ERR)
         return 0;
+    if (prev == cvx_on_sigint) {   /* inside a call that chained it (as above) */
+        if (cvx_sigint_installed == 0)
+            return 0;
+        cvx_sigint_installed++;
+        return 1;
+    }
     if (prev == SIG_DFL || prev == SIG_IGN) {
         signal(SIGINT, prev);
         return 0;
@@ -470,10 +502,11 @@ static int cvx_interrupt_begin(void)
 
 static void cvx_interrupt_end(void)
 {
-    if (cvx_sigint_installed) {
-        signal(SIGINT, cvx_sigint_prev_handler);
-        cvx_sigint_installed = 0;
-    }
+    if (cvx_sigint_installed == 0 || --cvx_sigint_installed > 0)
+        return;
+    cvx_sighandler now = signal(SIGINT, cvx_sigint_prev_handler);
+    if (now != cvx_on_sigint && now != SIG_ERR)   /* set since: leave it */
+        signal(SIGINT, now);
 }
 
 static void cvx_runtime_init(void)

@@ -48,10 +48,12 @@ _PARALLEL_MIN_MACS = 1 << 22
 
 
 def _cpus() -> int:
-    """The CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+    """The CPUs this process may run on, as convx/__init__.py found them
+    before the OpenMP runtime loaded (which, told to bind threads, binds the
+    thread that loads it to one CPU); os.cpu_count() where the system does
+    not say."""
+    from . import _CPUS
+    return _CPUS if _CPUS >= 1 else max(1, os.cpu_count() or 1)
 
 
 def _env_threads(name: str) -> int:
@@ -64,17 +66,19 @@ def _env_threads(name: str) -> int:
 
 def _env_stack_size() -> int:
     """OMP_STACKSIZE or GOMP_STACKSIZE in bytes, as libgomp reads them
-    (a number with an optional B, K, M or G; K when there is none), or 0."""
+    (a number with an optional B, K, M or G; K when there is none), or 0
+    where the first one set is not such a number (libgomp warns and ignores
+    it: a sign, a fraction, a size past 2**63 bytes)."""
     for name in ("OMP_STACKSIZE", "GOMP_STACKSIZE"):
         text = os.environ.get(name, "").strip().upper()
         if not text:
             continue
         unit = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1])
-        digits = text[:-1] if unit else text
-        try:
-            return int(digits) * (unit or 1 << 10)
-        except ValueError:
+        digits = text[:-1].rstrip() if unit else text
+        if not (digits.isascii() and digits.isdigit()):
             return 0
+        size = int(digits) * (unit or 1 << 10)
+        return size if size < 1 << 63 else 0
     return 0
 
 
