@@ -25,7 +25,8 @@ float32 times it measured: _NS_WINO by non-negative least squares on the
 relative error (_NS_WINO_SPLIT, the dilated calls' copies, and
 _NS_WINO_NARROW, narrow rows, measured apart and held), and _NS_PER_MAC_3X3
 as the median over the layers of what the table's other choice takes per
-multiply-add.  It prints them, for this CPU's entry of those tables
+multiply-add (_NS_PER_MAC_5X5 the same over the 5x5 layers, which the
+_NS_WINO fit leaves out).  It prints them, for this CPU's entry of those tables
 (_engine._tuning()), to be written into src/convx/_engine.py and checked by
 a run without ``--fit``.
 
@@ -88,6 +89,17 @@ WINOGRAD_SHAPES = [
     ((32, 128, 8, 8), (32, 128, 3, 3)), ((32, 64, 6, 6), (64, 64, 3, 3)),
     ((16, 256, 7, 7), (256, 256, 3, 3)), ((8, 192, 10, 10), (96, 192, 3, 3)),
     ((64, 32, 12, 12), (64, 32, 3, 3)), ((4, 64, 14, 14), (64, 64, 3, 3)),
+]
+# 5x5 kernels (F(2x2, 5x5)), 6 to 256 channels: timed with the 3x3 ones,
+# left out of _NS_WINO's fit (its terms count their tiles as F(4x4, 3x3)'s),
+# and the source of _NS_PER_MAC_5X5 (added with the Zen 4's fit).
+WINOGRAD_5X5_SHAPES = [
+    ((32, 6, 14, 14), (16, 6, 5, 5)), ((16, 8, 28, 28), (16, 8, 5, 5)),
+    ((16, 16, 28, 28), (32, 16, 5, 5)), ((8, 32, 28, 28), (32, 32, 5, 5)),
+    ((8, 48, 20, 20), (96, 48, 5, 5)), ((8, 64, 14, 14), (64, 64, 5, 5)),
+    ((4, 64, 32, 32), (64, 64, 5, 5)), ((8, 96, 14, 14), (96, 96, 5, 5)),
+    ((4, 128, 14, 14), (128, 128, 5, 5)), ((2, 192, 14, 14), (192, 192, 5, 5)),
+    ((2, 256, 7, 7), (256, 256, 5, 5)), ((4, 32, 56, 56), (32, 32, 5, 5)),
 ]
 
 
@@ -173,8 +185,8 @@ def main():
     fits = []   # float32 Winograd: (its terms, copied values, its time, the other's, macs)
     ratios = {}   # the FFT: {(algorithm, pass, dtype): [time measured / the model's]}
     fft_terms = {}   # the FFT: {itemsize: [(its model's terms, its time in ns)]}
-    cases = (WINOGRAD_SHAPES if method == "winograd" else SHAPES if args.seed is None
-             else random_layers(args.seed, args.layers))
+    cases = (WINOGRAD_SHAPES + WINOGRAD_5X5_SHAPES if method == "winograd"
+             else SHAPES if args.seed is None else random_layers(args.seed, args.layers))
     for xs, ws, *dilated in cases:
         d = dilated[0] if dilated else 1
         pads = (d * (ws[2] - 1) // 2, d * (ws[3] - 1) // 2)
@@ -231,7 +243,7 @@ def main():
                     c, cin, cout, tiles, tb, copied, narrow = seen[0]
                     fits.append((_engine._winograd_terms(c.groups, cin, cout, tiles, tb),
                                  _engine._NS_WINO_SPLIT * copied + _engine._NS_WINO_NARROW * narrow,
-                                 t_fft * 1e9, t_other * 1e9, c.macs))
+                                 t_fft * 1e9, t_other * 1e9, c.macs, ws[2]))
                 print(f"{xs!s:18} {ws!s:16} {np.dtype(dtype).name:7} {pass_:11} "
                       f"auto: {chosen[1].name:9} {method} {t_fft * 1e3:8.2f} ms  {other.name:9} "
                       f"{t_other * 1e3:8.2f} ms  {'' if loss <= 1.05 else f'{loss:.2f}x slower'}",
@@ -266,9 +278,12 @@ def fit_fft(fft_terms):
 
 
 def fit_winograd(fits):
-    """_NS_WINO and _NS_PER_MAC_3X3 from the float32 cases' times (ns), for
-    this CPU's entry (_engine._tuning())."""
+    """_NS_WINO and _NS_PER_MAC_3X3 from the float32 3x3 cases' times (ns),
+    _NS_PER_MAC_5X5 from the 5x5 ones', for this CPU's entry
+    (_engine._tuning())."""
     from scipy.optimize import nnls
+    five = [f for f in fits if f[5] == 5]
+    fits = [f for f in fits if f[5] == 3]
     terms = np.array([f[0] for f in fits], float)
     held = np.array([f[1] for f in fits], float)   # the split's and narrow rows' ns, held
     t_wino = np.array([f[2] for f in fits])
@@ -282,6 +297,11 @@ def fit_winograd(fits):
           f"{np.median(abs(err)):.0%}, worst {max(abs(err)):.0%}")
     print(f"the other choice per multiply-add: median {np.median(t_other / macs):.4f} ns "
           f"(_NS_PER_MAC_3X3), from {min(t_other / macs):.4f} to {max(t_other / macs):.4f}")
+    if five:
+        per = np.array([f[3] / f[4] for f in five])
+        print(f"5x5, {len(five)} float32 passes: the other choice per multiply-add: median "
+              f"{np.median(per):.4f} ns (_NS_PER_MAC_5X5), from {per.min():.4f} to "
+              f"{per.max():.4f}")
 
 
 if __name__ == "__main__":

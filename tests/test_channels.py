@@ -103,7 +103,27 @@ def _plan(x, w_shape, g, stride, padding, dilation, groups):
                                     groups, kernel_arg="weight", dtype=x.dtype)
 
 
-@pytest.mark.parametrize("tuning", ["default", "zen5"])
+@pytest.mark.parametrize("cpu, isa, tuning", [
+    (("AuthenticAMD", 26), 4, "zen5"), (("AuthenticAMD", 25), 4, "zen4"),
+    (("AuthenticAMD", 25), 3, "default"),   # a Zen 3 (no AVX-512), or a Zen 4 held to AVX2
+    (("AuthenticAMD", 26), 3, "default"), (("AuthenticAMD", 23), 3, "default"),
+    (("GenuineIntel", 6), 4, "default"), (("GenuineIntel", 25), 4, "default"), (("", 0), 1, "default"),
+])
+def test_each_core_gets_its_constants(cpu, isa, tuning, monkeypatch):
+    """_tuning names the core from the cpuid vendor and family and the
+    instruction-set level in force; a table without the core's entry gives
+    it the default's (_per_core)."""
+    monkeypatch.setattr(_engine, "_CPU", cpu)
+    monkeypatch.setattr(_engine._core, "isa", lambda: isa)
+    assert _engine._tuning() == tuning
+    assert _engine._per_core({"default": 1, tuning: 2}) == 2
+    assert _engine._per_core({"default": 1, "elsewhere": 2}) == 1
+    for table in (_engine._NS_WINO, _engine._NS_PER_MAC_3X3, _engine._NS_PER_MAC_5X5,
+                  _engine._CHANNELS_MAX_ACCUMULATOR):
+        assert _engine._per_core(table) == table.get(tuning, table["default"])
+
+
+@pytest.mark.parametrize("tuning", ["default", "zen4", "zen5"])
 def test_each_cores_constants_choose_right_answers(tuning, monkeypatch):
     """The engine's choices under each core's cost constants (_tuning: a
     Zen 5's weight gradient in 64-byte vectors of 16 float32 filters, its
@@ -223,9 +243,10 @@ def test_even_blocks_share_the_rows_evenly():
 
 # the weight gradient's choices that differ by core (_engine._tuning): the
 # accumulator's L2 bound (1.5 MiB, 1 MiB on a Zen 5), and 1-D layers of few taps
-BY_CORE_L2 = {"default": "channels", "zen5": "gemm"}
-BY_CORE_1D = {"default": "gemm", "zen5": "channels"}
-BY_CORE_PW = {"default": "channels", "zen5": "gemm"}   # _pointwise_strided_few
+# (a Zen 4 takes the default's rules: only its Winograd constants are its own)
+BY_CORE_L2 = {"default": "channels", "zen4": "channels", "zen5": "gemm"}
+BY_CORE_1D = {"default": "gemm", "zen4": "gemm", "zen5": "channels"}
+BY_CORE_PW = {"default": "channels", "zen4": "channels", "zen5": "gemm"}  # _pointwise_strided_few
 
 
 @pytest.mark.parametrize("xs, ws, stride, groups, dtype, name", [
@@ -292,7 +313,7 @@ BY_CORE_PW = {"default": "channels", "zen5": "gemm"}   # _pointwise_strided_few
     # one float32 filter on rows of 4000: the dot products, though 3 of 4 are padding
     ((4, 24, 1, 4000), (1, 24, 1, 5), 1, 1, np.float32, "direct"),
 ])
-@pytest.mark.parametrize("tuning", ["default", "zen5"])
+@pytest.mark.parametrize("tuning", ["default", "zen4", "zen5"])
 def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, tuning, monkeypatch):
     """Under either core's constants (_engine._tuning), on any CPU; ``name``
     a dict where the choice is by core."""

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 import numpy as np
 
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     RunFn: TypeAlias = Callable[..., Array]
     # a pass's plan (_select): (who, algorithm, result shape, the plan's arguments)
     Plan: TypeAlias = tuple[Who, "Algorithm", Shape, Any]
+
+_T = TypeVar("_T")
 
 # The GEMM's sizes are 64-bit, but the engine keeps them below 2**31 so that
 # the arithmetic on products of them (positions x taps, the scratch) stays far
@@ -246,16 +248,29 @@ USE_DIRECT = _core.direct_fast()
 # Cost constants that differ between cores running the same instruction
 # set are kept per core (_tuning): 'zen5' where they were measured on an AMD
 # Zen 5 (cpuid family 26: two 512-bit FMA pipes, four loads a cycle) running
-# its x86-64-v4 kernels; 'default' elsewhere (measured on an Intel Xeon with
-# AVX-512).  Both are pure functions of the CPU.
+# its x86-64-v4 kernels; 'zen4' on an AMD Zen 4 (family 25 with AVX-512:
+# its 512-bit instructions run as two halves on 256-bit pipes, so a
+# multiply-add costs twice a Zen 5's per cycle); 'default' elsewhere
+# (measured on an Intel Xeon with AVX-512).  All are pure functions of the
+# CPU.  A table without an entry for a core gives it the default's
+# (_per_core).
 _CPU = _core.cpu_id()
 
 
 def _tuning() -> str:
-    """Which cost constants this CPU's calls use: 'zen5' or 'default'.  It
-    depends on the instruction-set level in force (_core.isa), so whoever
-    lowers it empties PLANS, as for the level itself."""
-    return "zen5" if _CPU == ("AuthenticAMD", 26) and _core.isa() >= 4 else "default"
+    """Which cost constants this CPU's calls use: 'zen5', 'zen4' or
+    'default'.  It depends on the instruction-set level in force
+    (_core.isa), so whoever lowers it empties PLANS, as for the level
+    itself.  (A family-25 CPU without AVX-512 is a Zen 3: 'default'.)"""
+    if _core.isa() < 4 or _CPU[0] != "AuthenticAMD":
+        return "default"
+    return {26: "zen5", 25: "zen4"}.get(_CPU[1], "default")
+
+
+def _per_core(table: Mapping[str, _T]) -> _T:
+    """This CPU's entry of a per-core table of constants: the 'default'
+    entry where the table has none for its core (_tuning)."""
+    return table.get(_tuning(), table["default"])
 
 
 # Work is split into items of about this many multiply-adds at most: the
@@ -1800,7 +1815,7 @@ def _channels_streams(c: Call) -> bool:
     fp = _round_up(c.fg, _channels_vector(c.fg, c.dtype, weight_grad=True))
     rb, cb = _item_blocks(c.out[2], c.out[3], fp * c.k)
     return (rb * cb < _CHANNELS_MIN_POSITIONS
-            and c.k * fp * c.dtype.itemsize > _CHANNELS_MAX_ACCUMULATOR[_tuning()])
+            and c.k * fp * c.dtype.itemsize > _per_core(_CHANNELS_MAX_ACCUMULATOR))
 
 
 def _short_1d(c: Call, filters: int) -> bool:
@@ -2421,9 +2436,12 @@ _WINO_BLOCK_BYTES = 1 << 20
 # on an AMD EPYC (Zen 5), 50 layers (the 32 first and 18 more: grouped, 8
 # to 48 channels a group; one or two images of 96 to 256 channels; 6x6 to
 # 14x14 images) x 2 passes, after Winograd's kernel transform was
-# vectorised; the model's median error 13%.
+# vectorised; the model's median error 13%.  'zen4': on an AMD EPYC (Zen 4,
+# cpuid family 25 with AVX-512), the same 50 layers x 2 passes; the model's
+# median error 14%.
 _NS_WINO = {"default": (0.243, 0.0, 0.0851, 1.29, 0.145),
-            "zen5": (0.219, 0.00291, 0.0827, 1.15, 0.00493)}
+            "zen5": (0.219, 0.00291, 0.0827, 1.15, 0.00493),
+            "zen4": (0.372, 0.0037, 0.166, 2.28, 0.154)}
 # What the direct kernels and the GEMM take on such layers, float32, 2
 # threads, per multiply-add, the median over the same layers: 'default'
 # 0.0057-0.035, median 0.0104 (by the algorithm: the channels kernel
@@ -2433,16 +2451,23 @@ _NS_WINO = {"default": (0.243, 0.0, 0.0851, 1.29, 0.145),
 # 0.0113.  With these, 'auto' was within 5% of the faster of Winograd and
 # the rest on 94 of the 100 float32 passes on the Xeon (81 with the older
 # Xeon's constants; on 18 layers it was not fitted on, 33 of 36 passes,
-# against 31), and 89 of 100 on the Zen 5.
-_NS_PER_MAC_3X3 = {"default": 0.0104, "zen5": 0.0113}
+# against 31), and 89 of 100 on the Zen 5.  'zen4' 0.0118-0.060, median
+# 0.0191 (its 512-bit multiply-adds run as two halves: per cycle, half a
+# Zen 5's).  There 'auto' was within 5% of the faster on 113-117 of the
+# fitted layers' 124 passes with these and 112-117 with the default's; on
+# 130 float32 passes of choices.py's sets, not fitted on, 76-91 (geomean
+# 1.031-1.054) against 71-86 (1.036-1.057), three runs of each.
+_NS_PER_MAC_3X3 = {"default": 0.0104, "zen5": 0.0113, "zen4": 0.0191}
 # The same for 5x5 kernels, which run F(2x2, 5x5) (_NS_WINO's terms count
 # its 36-value tiles just as well: its model time was 0.89-1.15x the time
 # measured on 11 of 12 float32 layers of 16 to 256 channels on the Zen 5,
 # 1.94x on one of 8 channels, which it leaves): 'zen5' the median over 24
 # passes of those layers of what the channels kernel, the rows kernel and
 # the GEMM take per multiply-add (0.0065-0.025); 'default' the same on the
-# Xeon, 24 passes of 12 layers of 6 to 256 channels (0.0056-0.020).
-_NS_PER_MAC_5X5 = {"default": 0.009, "zen5": 0.0081}
+# Xeon, 24 passes of 12 layers of 6 to 256 channels (0.0056-0.020); 'zen4'
+# the same over fft_costs.py's 12 5x5 layers (6 to 256 channels), 24
+# passes (0.0119-0.041).
+_NS_PER_MAC_5X5 = {"default": 0.009, "zen5": 0.0081, "zen4": 0.0189}
 # A dilated call's phase images (winograd_split, winograd_merge) are cut for
 # about this many bytes of input and output at a time, one image at least,
 # so that they do not grow with the batch; and what cutting out or putting
@@ -2484,12 +2509,9 @@ def _winograd_pays(c: Call, cin: int, cout: int, tiles: int, tb: int, copied: in
     if not USE_DIRECT or c.dtype.itemsize != 4:
         return False
     terms = _winograd_terms(c.groups, cin, cout, tiles, tb)
-    tuning = _tuning()
-    cost = (sum(t * k for t, k in zip(terms, _NS_WINO[tuning])) + _NS_WINO_SPLIT * copied
+    cost = (sum(t * k for t, k in zip(terms, _per_core(_NS_WINO))) + _NS_WINO_SPLIT * copied
             + _NS_WINO_NARROW * narrow)
-    if c.w[2] == 5:
-        return cost < c.macs * _NS_PER_MAC_5X5[tuning]
-    return cost < c.macs * _NS_PER_MAC_3X3[tuning]
+    return cost < c.macs * _per_core(_NS_PER_MAC_5X5 if c.w[2] == 5 else _NS_PER_MAC_3X3)
 
 
 def _winograd_sides(c: Call, pass_: str) -> Any:

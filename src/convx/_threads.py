@@ -292,7 +292,7 @@ def show_config() -> None:
     The version, whether OpenMP is compiled in, the thread count and where it
     comes from, how idle threads wait, the instruction set of the SIMD kernels
     chosen for this CPU, which of the engine's per-core cost constants it
-    uses ('default', or 'zen5' on an AMD Zen 5), and whether threadpoolctl
+    uses ('default'; 'zen5', 'zen4' on AMD Zen 5, Zen 4), and whether threadpoolctl
     can see convx's threads.
 
     Returns
