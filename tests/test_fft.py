@@ -298,6 +298,27 @@ def test_results_that_overflow_take_the_other_algorithm(dtype):
         np.testing.assert_array_equal(a, b, err_msg=name)
 
 
+@pytest.mark.parametrize("pass_", PASSES)
+def test_transforms_out_of_memory_name_the_call(pass_, monkeypatch):
+    """Working memory of the transforms that NumPy cannot allocate (their
+    arrays grow with the kernel's span: a forced FFT at dilation 2**31 asked
+    for 96 GiB) is ConvxMemoryError naming the function and the kernel's
+    argument, and what to do, not NumPy's bare MemoryError."""
+    def refuse(*args, **kwargs):
+        raise MemoryError("Unable to allocate 96.0 GiB for an array")
+    monkeypatch.setattr(_fft, "_rfft", refuse)
+    x, w = np.ones((1, 2, 40)), np.ones((3, 2, 9))
+    g = np.ones((1, 3, 40))
+    call = {"forward": lambda: convx.conv1d(x, w, padding=4, method="fft"),
+            "input grad": lambda: convx.conv1d_input_grad(x.shape, w, g, padding=4,
+                                                          method="fft"),
+            "weight grad": lambda: convx.conv1d_weight_grad(x, w.shape, g, padding=4,
+                                                            method="fft")}[pass_]
+    with pytest.raises(convx.ConvxMemoryError, match=r"^conv1d(_input_grad|_weight_grad)?\(\): "
+                       r"with argument '(weight|weight_shape)' .*96\.0 GiB.*method='direct'"):
+        call()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_same_bits_for_any_thread_count(dtype, default_threads):
     """Each transform and each bin of a product is computed by one thread."""

@@ -2313,6 +2313,17 @@ def _all_finite(a: Array) -> bool:
                for i in range(0, flat.size, _FINITE_SLAB))
 
 
+def _transforms_memory_error(who: Who, e: MemoryError) -> ConvxMemoryError:
+    """The error of a transform's working memory that NumPy could not
+    allocate (the FFT's arrays grow with the kernel's span and the tiles),
+    naming the call and what to do."""
+    func, kernel_arg, (f, cg, kh, kw) = who
+    return ConvxMemoryError(
+        f"{func}(): with argument '{kernel_arg}' of {f} filters of {cg} channels and {kh}x{kw} "
+        f"taps, the transforms of this method need working memory that could not be allocated "
+        f"({e}); use method='direct' or method='gemm', or split the input into smaller pieces")
+
+
 def _finite_run(compute: Callable[..., Array | None], looked: tuple[int, ...]) -> RunFn:
     """A run of an algorithm that spreads a non-finite value, whose plan is
     ``(own, fallback)``: ``compute(who, shape, own, *arrays)``, unless one of
@@ -2326,7 +2337,12 @@ def _finite_run(compute: Callable[..., Array | None], looked: tuple[int, ...]) -
         fallback: Plan
         own, fallback = args
         seen = all(_all_finite(arrays[i]) for i in looked)
-        out = compute(who, shape, own, *arrays) if seen else None
+        try:
+            out = compute(who, shape, own, *arrays) if seen else None
+        except ConvxMemoryError:
+            raise
+        except MemoryError as e:   # NumPy's, from the FFT's transforms
+            raise _transforms_memory_error(who, e) from None
         if out is None:
             fwho, algorithm, fshape, fargs = fallback
             return algorithm.run(fwho, fshape, fargs, *arrays)
