@@ -41,19 +41,24 @@ def _as4(shape):
     return shape if len(shape) == 4 else shape[:2] + (1,) + shape[2:]
 
 
-def _geometry(pass_, x, w, y_shape, stride, pads, dilation, groups):
-    """The FFT plan's tiling for this call (convx._fft.Geometry)."""
+def _plan(pass_, x, w, y_shape, stride, pads, dilation, groups):
+    """The engine's plan of this call with method='fft': (who, algorithm,
+    shape, (the FFT's own arguments, the fallback plan))."""
     two = (lambda v: (1,) + tuple(v)) if x.ndim == 3 else tuple
     flat = tuple(p for pair in pads for p in pair)
     pads4 = (0, 0) + flat if x.ndim == 3 else flat
     args = ("t", _as4(x.shape), _as4(w.shape))
     if pass_ == "forward":
-        plan = _engine.forward_plan(*args, two(stride), pads4, two(dilation), groups,
+        return _engine.forward_plan(*args, two(stride), pads4, two(dilation), groups,
                                     method="fft", dtype=x.dtype)
-    else:
-        make = _engine.input_grad_plan if pass_ == "input grad" else _engine.weight_grad_plan
-        plan = make(*args, _as4(y_shape), two(stride), pads4, two(dilation), groups,
-                    method="fft", dtype=x.dtype)
+    make = _engine.input_grad_plan if pass_ == "input grad" else _engine.weight_grad_plan
+    return make(*args, _as4(y_shape), two(stride), pads4, two(dilation), groups,
+                method="fft", dtype=x.dtype)
+
+
+def _geometry(pass_, x, w, y_shape, stride, pads, dilation, groups):
+    """The FFT plan's tiling for this call (convx._fft.Geometry)."""
+    plan = _plan(pass_, x, w, y_shape, stride, pads, dilation, groups)
     assert plan[1].name == "fft"
     return plan[3][0][0]
 
@@ -199,16 +204,7 @@ def test_non_finite_values_take_the_other_algorithm(dtype, where, value):
     for pass_, call in calls.items():
         got = call("fft")
         if where in uses[pass_]:
-            plan = {"forward": lambda: _engine.forward_plan(
-                        "t", x.shape, w.shape, (1, 1), (7,) * 4, (1, 1), 1, method="fft",
-                        dtype=dtype),
-                    "input grad": lambda: _engine.input_grad_plan(
-                        "t", x.shape, w.shape, g.shape, (1, 1), (7,) * 4, (1, 1), 1,
-                        method="fft", dtype=dtype),
-                    "weight grad": lambda: _engine.weight_grad_plan(
-                        "t", x.shape, w.shape, g.shape, (1, 1), (7,) * 4, (1, 1), 1,
-                        method="fft", dtype=dtype)}[pass_]()
-            fallback = plan[3][1][1]
+            fallback = _plan(pass_, x, w, g.shape, (1, 1), ((7, 7), (7, 7)), (1, 1), 1)[3][1][1]
             assert fallback.name != "fft"
             want = call(fallback.method)
             np.testing.assert_array_equal(got, want, err_msg=pass_)
@@ -282,13 +278,8 @@ def test_results_that_overflow_take_the_other_algorithm(dtype):
     w = np.ones((1, 1, 15, 15), dtype)
     g = np.full((1, 1, 40, 40), big, dtype)
     got = _fft_passes(x, w, g, 7)
-    plans = (_engine.forward_plan("t", x.shape, w.shape, (1, 1), (7,) * 4, (1, 1), 1,
-                                  method="fft", dtype=np.dtype(dtype)),
-             _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1), (7,) * 4, (1, 1),
-                                     1, method="fft", dtype=np.dtype(dtype)),
-             _engine.weight_grad_plan("t", x.shape, w.shape, g.shape, (1, 1), (7,) * 4, (1, 1),
-                                      1, method="fft", dtype=np.dtype(dtype)))
-    methods = [plan[3][1][1].method for plan in plans]   # each fallback's
+    methods = [_plan(pass_, x, w, g.shape, (1, 1), ((7, 7), (7, 7)), (1, 1), 1)[3][1][1].method
+               for pass_ in PASSES]   # each fallback's
     assert "fft" not in methods
     want = (convx.conv2d(x, w, padding=7, method=methods[0]),
             convx.conv2d_input_grad(x.shape, w, g, padding=7, method=methods[1]),

@@ -2299,18 +2299,32 @@ def _exact_plan(pass_: str, c: Call, shape: Shape) -> Plan:
     return _select([a for a in ALGORITHMS[pass_] if a.method not in _SPREADING], c, shape)
 
 
-# _all_finite looks at this many values per np.isfinite call: 4 MiB of
-# float32, about a millisecond.  No temporary grows with the input, and
-# Python runs a Ctrl-C's handler between slabs (800 MB checked at once took
-# 0.14-0.18 s, beyond the interrupt latency's budget on its own).
-_FINITE_SLAB = 1 << 20
+# _largest reads this many values at a time, twice (their largest, their
+# smallest): 256 KiB of float64, which the second read finds in L2.  No
+# temporary grows with the input, and Python runs a Ctrl-C's handler between
+# slabs (800 MB looked at in one NumPy call took 0.14-0.18 s, beyond the
+# interrupt latency's budget on its own).
+_SLAB = 1 << 15
+
+
+def _largest(a: Array) -> float:
+    """The largest magnitude among the values of the C-contiguous array
+    ``a`` (0 where it has none): NaN or infinite where one of them is not
+    finite."""
+    flat = a.reshape(-1)
+    top = 0.0
+    for i in range(0, flat.size, _SLAB):
+        part = flat[i:i + _SLAB]
+        hi, lo = float(part.max()), float(part.min())
+        if not (math.isfinite(hi) and math.isfinite(lo)):
+            return hi if not math.isfinite(hi) else lo
+        top = max(top, hi, -lo)
+    return top
 
 
 def _all_finite(a: Array) -> bool:
     """Whether every value of the C-contiguous array ``a`` is finite."""
-    flat = a.reshape(-1)
-    return all(np.isfinite(flat[i:i + _FINITE_SLAB]).all()
-               for i in range(0, flat.size, _FINITE_SLAB))
+    return math.isfinite(_largest(a))
 
 
 def _transforms_memory_error(who: Who, e: MemoryError) -> ConvxMemoryError:
@@ -2350,11 +2364,6 @@ def _finite_run(compute: Callable[..., Array | None], looked: tuple[int, ...]) -
     return run
 
 
-# _shift reads this many values at a time, twice (their largest, their
-# smallest): 256 KiB of float64, which the second read finds in L2.
-_SHIFT_SLAB = 1 << 15
-
-
 def _shift(a: Array) -> int | None:
     """The power of two the FFT divides ``a``'s values by on their way into
     its transforms, so that no sum in them overflows, nor falls among the
@@ -2363,16 +2372,9 @@ def _shift(a: Array) -> int | None:
     The transforms see the same values whatever power of two scaled the
     input, so the result scales with it bit for bit (where the input's
     values and the result's are normal numbers).  The FFT's own look at its
-    arrays: one pass, in slabs."""
-    flat = a.reshape(-1)
-    top = 0.0
-    for i in range(0, flat.size, _SHIFT_SLAB):
-        part = flat[i:i + _SHIFT_SLAB]
-        hi, lo = float(part.max()), float(part.min())
-        if not (math.isfinite(hi) and math.isfinite(lo)):
-            return None
-        top = max(top, hi, -lo)
-    return math.frexp(top)[1]
+    arrays: one pass (_largest)."""
+    top = _largest(a)
+    return math.frexp(top)[1] if math.isfinite(top) else None
 
 
 def _overflowed(a: Array, shift: int, terms: int) -> bool:
