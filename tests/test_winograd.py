@@ -420,3 +420,72 @@ def test_auto_takes_winograd_where_it_pays(x_shape, w_shape, groups, dtype, wino
         plan = make("t", *args, (1, 1), (1,) * 4, (1, 1), groups, dtype=dtype)
         assert (plan[1].name == "winograd") == (winograd and _engine.USE_DIRECT), \
             (pass_, plan[1].name)
+
+
+def _near_the_top(rng, x_shape, w_shape, dtype, r):
+    """Finite x and w whose direct results, the forward pass and the input
+    gradient with x as the output gradient, reach 1/4 of the dtype's largest
+    number: the products of their transforms overflow (V is up to 100 times
+    the input, U of a 5x5 kernel 1.3 times the weights)."""
+    x = rng.standard_normal(x_shape)
+    w = np.abs(rng.standard_normal(w_shape))   # sums of one sign: no cancelling
+    top = max(np.abs(reference.conv_nd(x, w, None, 1, (r // 2,) * 4)).max(),
+              np.abs(reference.conv_nd_input_grad(x.shape, w, x, 1, (r // 2,) * 4)).max())
+    scale = np.sqrt(np.finfo(dtype).max / 4 / top)
+    return (x * scale).astype(dtype), (w * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("isa", [1, 9])
+@pytest.mark.parametrize("r", [3, 5])
+def test_finite_values_whose_transform_overflows_take_the_other_algorithm(dtype, isa, r):
+    """Where the direct sums are finite and Winograd's products or their sums
+    overflow, the output transform finds the infinity and the call runs the
+    exact algorithm: no NaN or infinity where the exact result is finite
+    (before: 2114 of 131072 outputs of a float32 layer, under 'auto')."""
+    rng = np.random.default_rng(8)
+    x, w = _near_the_top(rng, (2, 8, 14, 14), (8, 8, r, r), dtype, r)
+    before = _core.isa()
+    _core.set_isa(isa)
+    try:
+        _engine.PLANS.clear()
+        out = np.empty((2, 8, 14, 14), dtype)
+        tb = _core.winograd_cols()
+        shared, per = _core.winograd_scratch(8, 8, 1, tb, x.itemsize)
+        found = np.zeros(1, np.intc)
+        _core.conv_winograd(x, w, None, out, np.empty(shared + 2 * per, dtype), found, r // 2,
+                            r // 2, 1, False, tb, False, 1, False)
+        assert found[0] == 1                   # the kernel saw its transform overflow
+        plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), (r // 2,) * 4, (1, 1), 1,
+                                    method="winograd", dtype=dtype)
+        fallback = plan[3][1][1].method
+        for pass_, call in (("forward", lambda m: convx.conv2d(x, w, padding=r // 2, method=m)),
+                            ("input grad", lambda m: convx.conv2d_input_grad(
+                                x.shape, w, x, padding=r // 2, method=m))):
+            got = call("winograd")
+            assert np.isfinite(got).all(), pass_
+            np.testing.assert_array_equal(got, call(fallback), err_msg=pass_)
+    finally:
+        _core.set_isa(before)
+        _engine.PLANS.clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weights_whose_transform_underflows_take_the_other_algorithm(dtype):
+    """A kernel below 2**12 x the smallest normal number would have its
+    transform rounded among the subnormal numbers, beyond Winograd's bound
+    (weights of 1e-42 in float32: 104 times it): such a call runs the exact
+    algorithm, bit for bit; one a little larger runs Winograd."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 8, 12, 12)).astype(dtype)
+    tiny = np.finfo(dtype).tiny
+    for scale, exact in ((tiny * 2.0 ** -3, True), (tiny * 2.0 ** 20, False)):
+        w = (rng.standard_normal((8, 8, 3, 3)) * scale).astype(dtype)
+        plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), (1,) * 4, (1, 1), 1,
+                                    method="winograd", dtype=dtype)
+        fallback = plan[3][1][1].method
+        got = convx.conv2d(x, w, padding=1, method="winograd")
+        same = np.array_equal(got, convx.conv2d(x, w, padding=1, method=fallback))
+        assert same if exact else not same, scale
+        want = reference.conv_nd(x, w, None, 1, (1,) * 4)
+        assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()

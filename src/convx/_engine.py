@@ -2589,12 +2589,28 @@ def _winograd_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
     return plan
 
 
+def _kernel_underflows(w: Array) -> bool:
+    """Whether a (filter, channel) kernel of ``w`` is so small (below
+    2**12 x the dtype's smallest normal number, but not zero) that values of
+    its transform G g G^T, rounded once to the dtype, could fall among the
+    subnormal numbers: their error is then no longer relative to the kernel,
+    and Winograd's bound fails (weights of 1e-42 in float32 gave 104 times
+    it).  One pass over the weights, which are small."""
+    top = np.abs(w.reshape(w.shape[0] * w.shape[1], -1)).max(axis=1)
+    return bool(((top > 0) & (top < np.finfo(w.dtype).tiny * 2.0 ** 12)).any())
+
+
 def _winograd_compute(who: Who, shape: Shape, own: Any, src: Array, w: Array,
                       bias: Array | None) -> Array | None:
     """The forward pass (src the input), or with the plan's ``flip`` the
     input gradient (src the output gradient, no bias); None where src holds
-    a value that is not finite (the kernel finds it as it transforms src).
+    a value that is not finite (the kernel finds it as it transforms src),
+    where a value of the output's transform is not finite (the kernel finds
+    it too: finite products can overflow where the direct sums do not), or
+    where the kernel's transform could underflow (:func:`_kernel_underflows`).
     A dilated call runs on the phase images of ``nb`` images at a time."""
+    if _kernel_underflows(w):
+        return None
     tb, pt, pl, groups, items, macs, flip, split = own
     out = _result(who, shape, src.dtype)
     cin, cout = src.shape[1], shape[1]

@@ -190,7 +190,10 @@ static int NAME(CVX_WINO_IN_ARGS(T)) { return NAME##_body(CVX_WINO_IN_PASS); }
  * CVX_WINO_A2); only the cells inside the (N, F, OH, OW) output are
  * written.  M has at least nt rounded up to L columns.  L tiles at once,
  * each step one loop over the lanes, which the compiler vectorises (at
- * x86-64-v3, contracting to fused multiply-adds). */
+ * x86-64-v3, contracting to fused multiply-adds).  Returns 1 when a value
+ * of a tile's transform (written or cut off at the output's edge) is not
+ * finite, else 0: the products of finite values, or their sums, can
+ * overflow where the direct sums do not (V is up to 100 times the input). */
 #define CVX_WINO_OUT_ARGS(T)                                                        \
     const T *M, ptrdiff_t F, ptrdiff_t tb, ptrdiff_t xs, ptrdiff_t t0, ptrdiff_t nt, \
     ptrdiff_t TH, ptrdiff_t TW, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW,      \
@@ -198,8 +201,9 @@ static int NAME(CVX_WINO_IN_ARGS(T)) { return NAME##_body(CVX_WINO_IN_PASS); }
 #define CVX_WINO_OUT_PASS M, F, tb, xs, t0, nt, TH, TW, bias, out, OH, OW, step
 
 #define CVX_DEFINE_WINO_OUT(NAME, T, L, ATTR, N, AT)                                \
-ATTR static void NAME(CVX_WINO_OUT_ARGS(T))                                         \
+ATTR static int NAME(CVX_WINO_OUT_ARGS(T))                                          \
 {                                                                                   \
+    T seen = 0;                                                                     \
     for (ptrdiff_t t = 0; t < nt; t += L) {                                         \
         ptrdiff_t img[L], row[L], col[L];                                           \
         cvx_wino_lanes(L, t0, t, nt, TH, TW, 0, 0, N, img, row, col);               \
@@ -218,6 +222,9 @@ ATTR static void NAME(CVX_WINO_OUT_ARGS(T))                                     
                     AT(T, in, 1, o, 1, l);                                          \
             }                                                                       \
             const T b0 = bias ? bias[f] : (T)0;                                     \
+            for (int e = 0; e < N * N; e++)                                         \
+                for (ptrdiff_t l = 0; l < L; l++)                                   \
+                    seen += (y[e][l] + b0) * 0;                                     \
             for (ptrdiff_t l = 0; l < L && img[l] >= 0; l++) {                      \
                 T *dst = out + ((img[l] * F + f) * OH + row[l]) * OW + col[l];      \
                 const ptrdiff_t rows = OH - row[l] < N ? OH - row[l] : N;           \
@@ -228,6 +235,7 @@ ATTR static void NAME(CVX_WINO_OUT_ARGS(T))                                     
             }                                                                       \
         }                                                                           \
     }                                                                               \
+    return seen != seen;                                                            \
 }
 
 CVX_DEFINE_WINO_IN(cvx_wino_in_f32_v1, float, 8)
@@ -482,8 +490,9 @@ typedef struct {
                     o[i * OW + j] = buf[l][i * 4 + j];                              \
     }
 
-CVX_AVX2 static void cvx_wino_out4_f32_avx2(CVX_WINO_OUT_ARGS(float))
+CVX_AVX2 static int cvx_wino_out4_f32_avx2(CVX_WINO_OUT_ARGS(float))
 {
+    __m256 seen = _mm256_setzero_ps();   /* sums of 0 * y: NaN once one is not finite */
     CVX_WINO_OUT_CHUNKS(8, {
         ptrdiff_t ld[8];
         float *dst[8];
@@ -499,7 +508,10 @@ CVX_AVX2 static void cvx_wino_out4_f32_avx2(CVX_WINO_OUT_ARGS(float))
         const __m256 bv = _mm256_set1_ps(bias ? bias[f] : 0.0f);
         for (int i = 0; i < 4; i++) {        /* along each row */
             CVX_WINO_AT_V(s4[i], y);
-            for (int j = 0; j < 4; j++) y[j] = y[j] + bv;
+            for (int j = 0; j < 4; j++) {
+                y[j] = y[j] + bv;
+                seen = _mm256_fmadd_ps(y[j], _mm256_setzero_ps(), seen);
+            }
             /* lanes (l | l + 4) of r_l: row i of tiles l and l + 4 */
             const __m256 t0_ = _mm256_unpacklo_ps(y[0], y[1]), t1_ = _mm256_unpackhi_ps(y[0], y[1]);
             const __m256 t2_ = _mm256_unpacklo_ps(y[2], y[3]), t3_ = _mm256_unpackhi_ps(y[2], y[3]);
@@ -515,10 +527,12 @@ CVX_AVX2 static void cvx_wino_out4_f32_avx2(CVX_WINO_OUT_ARGS(float))
         }
         CVX_WINO_CLIP(float, 8)
     })
+    return _mm256_movemask_ps(_mm256_cmp_ps(seen, seen, _CMP_UNORD_Q)) != 0;
 }
 
-CVX_AVX2 static void cvx_wino_out4_f64_avx2(CVX_WINO_OUT_ARGS(double))
+CVX_AVX2 static int cvx_wino_out4_f64_avx2(CVX_WINO_OUT_ARGS(double))
 {
+    __m256d seen = _mm256_setzero_pd();
     CVX_WINO_OUT_CHUNKS(4, {
         ptrdiff_t ld[4];
         double *dst[4];
@@ -534,7 +548,10 @@ CVX_AVX2 static void cvx_wino_out4_f64_avx2(CVX_WINO_OUT_ARGS(double))
         const __m256d bv = _mm256_set1_pd(bias ? bias[f] : 0.0);
         for (int i = 0; i < 4; i++) {
             CVX_WINO_AT_V(s4[i], y);
-            for (int j = 0; j < 4; j++) y[j] = y[j] + bv;
+            for (int j = 0; j < 4; j++) {
+                y[j] = y[j] + bv;
+                seen = _mm256_fmadd_pd(y[j], _mm256_setzero_pd(), seen);
+            }
             const __m256d t0_ = _mm256_unpacklo_pd(y[0], y[1]), t1_ = _mm256_unpackhi_pd(y[0], y[1]);
             const __m256d t2_ = _mm256_unpacklo_pd(y[2], y[3]), t3_ = _mm256_unpackhi_pd(y[2], y[3]);
             _mm256_storeu_pd(dst[0] + i * ld[0], _mm256_permute2f128_pd(t0_, t2_, 0x20));
@@ -544,11 +561,12 @@ CVX_AVX2 static void cvx_wino_out4_f64_avx2(CVX_WINO_OUT_ARGS(double))
         }
         CVX_WINO_CLIP(double, 4)
     })
+    return _mm256_movemask_pd(_mm256_cmp_pd(seen, seen, _CMP_UNORD_Q)) != 0;
 }
 #endif
 
 /* The transforms at the level cvx_isa (RET: ``return``, or nothing for the
- * output's, which return nothing). */
+ * kernel's, which return nothing). */
 #if CVX_X86_DISPATCH
 #define CVX_WINO_PICK(TYPE, RET, NAME, ARGS, PASS, WIDE)                            \
 static TYPE NAME(ARGS) { RET (cvx_isa >= 3 && WIDE ? NAME##_avx2 : NAME##_v1)(PASS); }
@@ -560,25 +578,25 @@ static TYPE NAME(ARGS) { RET NAME##_v1(PASS); }
 /* (the AVX2 input transforms read 8 values a row: rows of at least 8) */
 CVX_WINO_PICK(int, return, cvx_wino_in_f32, CVX_WINO_IN_ARGS(float), CVX_WINO_IN_PASS, W >= 8)
 CVX_WINO_PICK(int, return, cvx_wino_in_f64, CVX_WINO_IN_ARGS(double), CVX_WINO_IN_PASS, W >= 8)
-CVX_WINO_PICK(void, , cvx_wino_out4_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
-CVX_WINO_PICK(void, , cvx_wino_out4_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(int, return, cvx_wino_out4_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(int, return, cvx_wino_out4_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
 
 /* F(2x2, 5x5)'s: at x86-64-v3, the generic code compiled for it. */
 #if CVX_X86_DISPATCH
 CVX_DEFINE_WINO_OUT(cvx_wino_out2_f32_avx2, float, 8, CVX_AVX2, 2, CVX_WINO_A2)
 CVX_DEFINE_WINO_OUT(cvx_wino_out2_f64_avx2, double, 4, CVX_AVX2, 2, CVX_WINO_A2)
 #endif
-CVX_WINO_PICK(void, , cvx_wino_out2_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
-CVX_WINO_PICK(void, , cvx_wino_out2_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(int, return, cvx_wino_out2_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(int, return, cvx_wino_out2_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
 
 /* The output transform of the tiles ``step`` apart: 4 (F(4x4, 3x3)) or 2. */
-static void cvx_wino_out_f32(CVX_WINO_OUT_ARGS(float))
+static int cvx_wino_out_f32(CVX_WINO_OUT_ARGS(float))
 {
-    (step == 2 ? cvx_wino_out2_f32 : cvx_wino_out4_f32)(CVX_WINO_OUT_PASS);
+    return (step == 2 ? cvx_wino_out2_f32 : cvx_wino_out4_f32)(CVX_WINO_OUT_PASS);
 }
-static void cvx_wino_out_f64(CVX_WINO_OUT_ARGS(double))
+static int cvx_wino_out_f64(CVX_WINO_OUT_ARGS(double))
 {
-    (step == 2 ? cvx_wino_out2_f64 : cvx_wino_out4_f64)(CVX_WINO_OUT_PASS);
+    return (step == 2 ? cvx_wino_out2_f64 : cvx_wino_out4_f64)(CVX_WINO_OUT_PASS);
 }
 
 /* Rows o0 .. o0 + CVX_MR - 1 (one micro-panel) of each of the 36 matrices

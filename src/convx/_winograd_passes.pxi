@@ -22,11 +22,11 @@ cdef extern from "_winograd.h" nogil:
                         Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t ncols, double* V,
                         Py_ssize_t tb, Py_ssize_t xs, Py_ssize_t step)
     Py_ssize_t cvx_wino_stride(Py_ssize_t rows, Py_ssize_t tb, Py_ssize_t size)
-    void cvx_wino_out_f32(const float* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
+    int cvx_wino_out_f32(const float* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
                           Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
                           const float* bias, float* out, Py_ssize_t OH, Py_ssize_t OW,
                           Py_ssize_t step)
-    void cvx_wino_out_f64(const double* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
+    int cvx_wino_out_f64(const double* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
                           Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
                           const double* bias, double* out, Py_ssize_t OH, Py_ssize_t OW,
                           Py_ssize_t step)
@@ -69,7 +69,9 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
                     const int* stop) noexcept nogil:
     """Tiles item*tb .. of the batch: V and then M in the thread's ``V``.
     Returns 1, and leaves the item's outputs unwritten, when a value of V is
-    not finite (cvx_wino_in_f32)."""
+    not finite (cvx_wino_in_f32); returns 1 too when a value of the output
+    transform is not finite (cvx_wino_out_f32: finite products overflowed,
+    or the kernel's transform did), its outputs written."""
     cdef Py_ssize_t t0 = item * tb, nt = _min(tb, tiles - item * tb)
     cdef Py_ssize_t ncols = _round_up(nt, _WINO_COLS), Ig = C // groups, Og = Co // groups
     cdef Py_ssize_t Mp = _round_up(Og, CVX_MR), g, xi
@@ -93,10 +95,9 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
                      M + xi * ms + g * Og * tb, tb, 0, NULL, stop):
                 return 0
     if floating is float:
-        cvx_wino_out_f32(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
+        return cvx_wino_out_f32(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
     else:
-        cvx_wino_out_f64(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
-    return 0
+        return cvx_wino_out_f64(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
 
 
 cdef void _wino_weights(const floating* w, Py_ssize_t R, Py_ssize_t Og, Py_ssize_t Ig,
@@ -133,9 +134,9 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     with w, or with ``flip`` with w turned by 180 degrees and its two channel
     axes exchanged, plus bias; by blocks of ``tb`` tiles (a multiple of
     winograd_cols()).  Returns False when interrupted.  found[0] becomes 1,
-    and the items not yet begun are left, when the transform of x holds a
-    value that is not finite: out is then unfinished, for the caller to
-    compute another way; else 0.  With ``transformed``, work already holds
+    and the items not yet begun are left, when the transform of x, or that
+    of an item's outputs, holds a value that is not finite: out is then
+    unfinished, for the caller to compute another way; else 0.  With ``transformed``, work already holds
     the transformed kernel (a previous call's, with the same w and sizes)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t Co = out.shape[1], OH = out.shape[2], OW = out.shape[3]
