@@ -385,3 +385,27 @@ def test_method_fft_needs_a_kernel_wider_than_one_tap():
     y = convx.conv2d(x, np.ones((3, 2, 1, 2)), method="fft")
     np.testing.assert_allclose(y, convx.conv2d(x, np.ones((3, 2, 1, 2)), method="gemm"),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_the_notebook_names_keep_integer_results_exact():
+    """The notebook's integer results are exact below 2**53
+    (docs/notebook.md): where every array is an integer array, the engine
+    chooses among its exact algorithms only.  The same call in float64 takes
+    the FFT, whose rounding error reached whole units here (1914 of 36864
+    integers off by one, before)."""
+    rng = np.random.default_rng(12)
+    img = rng.integers(-2**24, 2**24, (160, 160))
+    k = rng.integers(-2**21, 2**21, (51, 51))
+    plan = _engine.forward_plan("t", (1, 1, 160, 160), (1, 1, 51, 51), (1, 1), (25,) * 4,
+                                (1, 1), 1, dtype=np.float64)
+    assert plan[1].method == "fft"      # what 'auto' takes for floats
+    got = convx._compute_output_obs_2d(img, k)
+    assert got.dtype == img.dtype
+    padded = np.pad(img, 25)
+    want = np.einsum("ijpq,pq->ij", np.lib.stride_tricks.sliding_window_view(padded, (51, 51)),
+                     k)                 # int64 sums: exact (below 2**62 here)
+    assert np.abs(want).max() < 2**53
+    np.testing.assert_array_equal(got, want)
+    # and floats still take the FFT, within its bound
+    np.testing.assert_allclose(convx._compute_output_obs_2d(img.astype(float), k.astype(float)),
+                               want, rtol=0, atol=1e-9 * np.abs(want).max())

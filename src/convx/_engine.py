@@ -570,11 +570,13 @@ METHODS = ("auto", "direct", "gemm", "fft", "winograd")
 def _select(table: Sequence[Algorithm], call: Call, shape: Shape, method: str = "auto") -> Plan:
     """A pass's plan, ``(who, algorithm, result shape, args)``: the first
     algorithm of ``table`` whose plan applies, among those of ``method``
-    ("auto": all of them, by their cost models).  A pure function of the
-    call's shapes, geometry and the CPU (USE_DIRECT): never of the thread
-    count or of timings."""
+    ("auto": all of them, by their cost models; "exact", which no public
+    function takes: those of "auto" that do not spread a rounding error over
+    a tile, _SPREADING).  A pure function of the call's shapes, geometry and
+    the CPU (USE_DIRECT): never of the thread count or of timings."""
     for algorithm in table:
-        if method == "auto" or algorithm.method in (None, method):
+        if method == "auto" or algorithm.method in (None, method) or (
+                method == "exact" and algorithm.method not in _SPREADING):
             args = algorithm.plan(call, algorithm.method == method)
             if args is not None:
                 return (call.func, call.kernel_arg, call.w), algorithm, shape, args
@@ -2296,7 +2298,7 @@ def _exact_plan(pass_: str, c: Call, shape: Shape) -> Plan:
     """The plan the table makes for ``c`` without the algorithms that spread
     a non-finite value: the one that runs a call whose values are not all
     finite."""
-    return _select([a for a in ALGORITHMS[pass_] if a.method not in _SPREADING], c, shape)
+    return _select(ALGORITHMS[pass_], c, shape, "exact")
 
 
 # _largest reads this many values at a time, twice (their largest, their

@@ -103,32 +103,41 @@ def _int_result(result: Array, like: Array, *arrays: Array) -> Array:
 # The engine's plans for the notebook's geometry ('same' padding, stride 1),
 # made from shapes alone, so that _engine.planned can keep them.
 
+def _method(*arrays: Array) -> str:
+    """The engine's choice among all its algorithms ("auto"), or where every
+    array is an integer array among the exact ones ("exact": not the FFT,
+    whose rounding error spreads over its tiles), so that integer results
+    below 2**53 are the exact integers (docs/notebook.md, "Result dtypes")."""
+    return "exact" if all(a.dtype.kind in "iub" for a in arrays) else "auto"
+
+
 def _forward_plan(func: str, dtype: np.dtype[Any], x_shape: tuple[int, ...],
-                  w_shape: tuple[int, ...]) -> Plan:
+                  w_shape: tuple[int, ...], method: str) -> Plan:
     # 'same' keeps the size, even an empty one: the plan is told it, not asked.
     return _engine.forward_plan(func, x_shape, w_shape, _UNIT, _same_pads(*w_shape[2:]), _UNIT,
-                                1, x_shape[2:], dtype=dtype)
+                                1, x_shape[2:], method=method, dtype=dtype)
 
 
 def _input_grad_plan(func: str, dtype: np.dtype[Any], x_shape: tuple[int, ...],
-                     w_shape: tuple[int, ...], gout_shape: tuple[int, ...]) -> Plan:
+                     w_shape: tuple[int, ...], gout_shape: tuple[int, ...], method: str) -> Plan:
     return _engine.input_grad_plan(func, x_shape, w_shape, gout_shape, _UNIT,
-                                   _same_pads(*w_shape[2:]), _UNIT, 1, dtype=dtype)
+                                   _same_pads(*w_shape[2:]), _UNIT, 1, method=method, dtype=dtype)
 
 
 def _weight_grad_plan(func: str, dtype: np.dtype[Any], x_shape: tuple[int, ...],
-                      w_shape: tuple[int, ...], gout_shape: tuple[int, ...]) -> Plan:
+                      w_shape: tuple[int, ...], gout_shape: tuple[int, ...], method: str) -> Plan:
     return _engine.weight_grad_plan(func, x_shape, w_shape, gout_shape, _UNIT,
-                                    _same_pads(*w_shape[2:]), _UNIT, 1, dtype=dtype)
+                                    _same_pads(*w_shape[2:]), _UNIT, 1, method=method,
+                                    dtype=dtype)
 
 
 def _conv(func: str, x: Array, w: Array, names: tuple[str, str] = ("inp", "param")) -> Array:
     """'same' forward: x (N, C, H, W), w (F, C, KH, KW), any real dtypes;
     ``names`` are the arguments they came from."""
-    dt = v.float_dtype(x, w)
+    dt, m = v.float_dtype(x, w), _method(x, w)
     xs, ws = x.shape, w.shape
-    key = (_forward_plan, func, dt, xs, ws)
-    plan = _engine.PLANS.get(key) or _engine.planned(key, _forward_plan, func, dt, xs, ws)
+    key = (_forward_plan, func, dt, xs, ws, m)
+    plan = _engine.PLANS.get(key) or _engine.planned(key, _forward_plan, func, dt, xs, ws, m)
     return _engine.forward_run(plan, v.as_kernel_input(func, names[0], x, dt),
                                v.as_kernel_input(func, names[1], w, dt), None)
 
@@ -137,10 +146,10 @@ def _conv_input_grad(func: str, x: Array, w: Array, gout: Array,
                      names: tuple[str, str] = ("param", "output_grad")) -> Array:
     """'same' input gradient; the result has x's shape; ``names`` are the
     arguments w and gout came from."""
-    dt = v.float_dtype(x, w, gout)
+    dt, m = v.float_dtype(x, w, gout), _method(w, gout)
     shapes = (x.shape, w.shape, gout.shape)
-    key = (_input_grad_plan, func, dt) + shapes
-    plan = _engine.PLANS.get(key) or _engine.planned(key, _input_grad_plan, func, dt, *shapes)
+    key = (_input_grad_plan, func, dt) + shapes + (m,)
+    plan = _engine.PLANS.get(key) or _engine.planned(key, _input_grad_plan, func, dt, *shapes, m)
     return _engine.input_grad_run(plan, v.as_kernel_input(func, names[0], w, dt),
                                   v.as_kernel_input(func, names[1], gout, dt))
 
@@ -149,10 +158,10 @@ def _conv_weight_grad(func: str, x: Array, w: Array, gout: Array,
                       names: tuple[str, str] = ("inp", "output_grad")) -> Array:
     """'same' weight gradient; the result has w's shape; ``names`` are the
     arguments x and gout came from."""
-    dt = v.float_dtype(x, w, gout)
+    dt, m = v.float_dtype(x, w, gout), _method(x, gout)
     shapes = (x.shape, w.shape, gout.shape)
-    key = (_weight_grad_plan, func, dt) + shapes
-    plan = _engine.PLANS.get(key) or _engine.planned(key, _weight_grad_plan, func, dt, *shapes)
+    key = (_weight_grad_plan, func, dt) + shapes + (m,)
+    plan = _engine.PLANS.get(key) or _engine.planned(key, _weight_grad_plan, func, dt, *shapes, m)
     return _engine.weight_grad_run(plan, v.as_kernel_input(func, names[0], x, dt),
                                    v.as_kernel_input(func, names[1], gout, dt))
 
