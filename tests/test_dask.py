@@ -728,3 +728,29 @@ def test_local_cluster(default_threads, environ_kept):
     assert {n for counts in used_more.values() for n in counts} == {both}
     assert set(user.values()) == {0}   # the global setting was never changed
     _assert_big_case(x, w, g, y, gx, gw)
+
+
+def test_the_thread_record_can_be_read_from_inside_itself():
+    """A signal handler or a finalizer that runs while this thread updates
+    the record (inside _note) may read or reset it: the lock is re-entrant
+    (before, the thread waited on itself forever: 5 hangs in 5 runs).  The
+    record's counter stands in for such a handler."""
+    import threading
+
+    class Reading(dict):
+        def __missing__(self, key):
+            seen.append(cd.threads_used())   # what a handler would call, here
+            cd.reset_threads_used()
+            return 0
+
+    seen = []
+    saved = cd._USED
+    cd._USED = Reading()
+    try:
+        th = threading.Thread(target=cd._note, args=(convx._threads._Limit(1),), daemon=True)
+        th.start()
+        th.join(10)
+        assert not th.is_alive(), "the record's lock waited on its own thread"
+        assert seen == [{}] and cd.threads_used() == {1: 1}
+    finally:
+        cd._USED = saved

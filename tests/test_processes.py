@@ -302,3 +302,66 @@ def test_first_team_under_an_address_space_limit():
         print("threads", convx._core.threads_seen(), "of", convx.get_num_threads(), flush=True)
     """, prelude="")
     assert "threads 1 of" in out
+
+
+@needs_fork
+def test_fork_while_another_thread_imports_scipy_fft():
+    """convx imports scipy.fft on its first FFT call.  A fork while another
+    thread is inside that import leaves the child the import's lock, held by
+    a thread the child does not have: the child's FFT calls then waited on it
+    forever.  They now run by the exact algorithm.  The import is held open
+    by a finder that waits (before the fix: 5 hangs in 5 runs)."""
+    pytest.importorskip("scipy")
+    out = run_case("""
+        import threading, time
+        assert "scipy.fft" not in sys.modules
+        XF, WF = np.ones((1, 1, 64, 64)), np.ones((1, 1, 15, 15))
+        inside = threading.Event()
+        class Slow:
+            def find_spec(self, name, path=None, target=None):
+                if name == "scipy.fft":      # the module's import lock is held here
+                    inside.set()
+                    time.sleep(1.0)
+                return None
+        sys.meta_path.insert(0, Slow())
+        th = threading.Thread(target=lambda: convx.conv2d(XF, WF, method="fft"))
+        th.start()
+        inside.wait()
+        def child():
+            y = convx.conv2d(XF, WF, method="fft")     # the corner sums 8 x 8 ones
+            z = convx.conv2d(XF, WF)
+            print("child", y[0, 0, 0, 0], z[0, 0, 0, 0], y.shape, flush=True)
+        fork_and_wait(child)
+        th.join()
+        print("parent", convx.conv2d(XF, WF, method="fft")[0, 0, 0, 0])
+    """, prelude="import os, sys, numpy as np, convx\n" + PRELUDE[PRELUDE.index("def fork_and_wait"):])
+    assert "child 225.0 225.0 (1, 1, 50, 50)" in out and "parent 225.0" in out
+
+
+def test_set_num_threads_while_the_interpreter_shuts_down():
+    """A finalizer that runs as the interpreter shuts down (a gc callback
+    after atexit) may set the thread count: convx read the CPUs it may use at
+    import, not with an import as it runs (which raised ModuleNotFoundError
+    once sys.modules was being emptied)."""
+    out = run_case("""
+        import atexit, gc
+        state = {"exiting": False, "done": 0}
+        atexit.register(lambda: state.update(exiting=True))
+        ones = (np.ones((1, 1, 40, 40)), np.ones((1, 1, 11, 11)))
+        def cb(phase, info, state=state, convx=convx, print=print, BaseException=BaseException,
+               ones=ones):
+            if phase != "start" or not state["exiting"] or state["done"] >= 4:
+                return
+            state["done"] += 1
+            for what in ("set_num_threads", "conv2d"):
+                try:
+                    if what == "set_num_threads":
+                        convx.set_num_threads(1)
+                    else:
+                        convx.conv2d(ones[0], ones[1], method="fft")
+                    print(what, "ok", flush=True)
+                except BaseException as e:
+                    print(what, "raised", repr(e), flush=True)
+        gc.callbacks.append(cb)
+    """, prelude="import numpy as np, convx\n")
+    assert out.count("set_num_threads ok") >= 2 and "raised" not in out, out

@@ -16,6 +16,8 @@ Around them, as thin: :mod:`convx.layers`, the book's ``Conv2D_Op`` /
 """
 import os as _os
 
+__version__ = "0.1.0"
+
 # convx's threads sleep between calls instead of spinning.  The OpenMP
 # runtime reads its wait policy once: libgomp as it loads (with convx._core,
 # below), LLVM's libomp (macOS wheels, clang builds) at its first call, which
@@ -65,8 +67,6 @@ from ._api import (
 from ._notebook import *
 from ._threads import get_num_threads, set_num_threads, show_config
 from ._validate import ConvxMemoryError, ConvxTypeError, ConvxValueError
-
-__version__ = "0.1.0"
 
 # The notebook's names (_notebook.__all__), the public API's (_api.__all__),
 # the errors and the thread settings, spelt out so that type checkers see

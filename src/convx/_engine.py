@@ -2348,7 +2348,8 @@ def _finite_run(compute: Callable[..., Array | None], looked: tuple[int, ...]) -
     ``compute`` returns None; then the fallback plan runs the call.
     ``compute`` looks at the arrays not looked at here as it reads them, and
     returns None when it finds such a value, or when its own arithmetic
-    overflowed."""
+    overflowed; the fallback also runs where the FFT cannot import scipy.fft
+    (_fft.Unavailable)."""
     def run(who: Who, shape: Shape, args: Any, *arrays: Array) -> Array:
         fallback: Plan
         own, fallback = args
@@ -2359,6 +2360,8 @@ def _finite_run(compute: Callable[..., Array | None], looked: tuple[int, ...]) -
             raise
         except MemoryError as e:   # NumPy's, from the FFT's transforms
             raise _transforms_memory_error(who, e) from None
+        except _fft.Unavailable:   # no scipy.fft in a child forked as it was imported
+            out = None
         if out is None:
             fwho, algorithm, fshape, fargs = fallback
             return algorithm.run(fwho, fshape, fargs, *arrays)

@@ -35,6 +35,8 @@ any thread count.  Working memory is a chunk of images' tiles at a time
 from __future__ import annotations
 
 import math
+import os
+import threading
 from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
@@ -60,11 +62,46 @@ if TYPE_CHECKING:
 _scipy_fft: _ScipyFFT | None = None
 
 
+class Unavailable(Exception):
+    """scipy.fft cannot be imported in this process: a child forked while
+    another thread of its parent was importing it (the engine runs the call
+    by its exact algorithm instead)."""
+
+
+# Imports of scipy.fft under way (_sf), and whether this process is a child
+# forked during one.  Such a child holds the import's module lock for a
+# thread it does not have, and importing scipy.fft there waits forever; the
+# fork itself cannot wait for the import (another library's fork handler,
+# logging's, holds a lock the import may need).  So the child does without.
+_importing = 0
+_count_lock = threading.Lock()
+_broken = False
+
+
+def _after_fork_in_child() -> None:
+    global _broken, _importing, _count_lock
+    _broken = _broken or (_scipy_fft is None and _importing > 0)
+    _importing, _count_lock = 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _sf() -> _ScipyFFT:
-    """scipy.fft, imported on the first FFT call (``import convx`` stays light)."""
-    global _scipy_fft
+    """scipy.fft, imported on the first FFT call (``import convx`` stays
+    light).  Raises Unavailable in a child forked during that import."""
+    global _scipy_fft, _importing
     if _scipy_fft is None:
-        import scipy.fft
+        if _broken:
+            raise Unavailable
+        with _count_lock:
+            _importing += 1
+        try:
+            import scipy.fft
+        finally:
+            with _count_lock:
+                _importing -= 1
         _scipy_fft = cast("_ScipyFFT", scipy.fft)
     return _scipy_fft
 

@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _core
+# (what convx/__init__.py read before it loaded _core: here, not as each
+# function runs, which fails once the interpreter has begun to shut down)
+from . import _CPUS, _PASSIVE, __version__, _core
 from ._validate import ConvxTypeError, ConvxValueError
 
 if TYPE_CHECKING:
@@ -52,7 +54,6 @@ def _cpus() -> int:
     before the OpenMP runtime loaded (which, told to bind threads, binds the
     thread that loads it to one CPU); os.cpu_count() where the system does
     not say."""
-    from . import _CPUS
     return _CPUS if _CPUS >= 1 else max(1, os.cpu_count() or 1)
 
 
@@ -274,7 +275,6 @@ def _register_threadpoolctl() -> str:
             self.dynlib.convx_set_num_threads(int(num_threads))
 
         def get_version(self) -> str:
-            from . import __version__
             return __version__
 
     register(ConvxController)
@@ -312,14 +312,12 @@ def show_config() -> None:
       matrix product: convx's own (no BLAS)
       threadpoolctl: ...
     """
-    from . import __version__
     print(f"convx {__version__}")
     print("  OpenMP:        " + ("yes" if _core.openmp_enabled()
                                  else "no (compiled without it: calls run on one thread)"))
     setting = _core.user_threads()
     how = ("one thread in a child of fork()" if _core.forked()
            else "set_num_threads" if setting else "default")
-    from . import _PASSIVE
     if _core.openmp_enabled():
         print(f"  threads:       {get_num_threads()} ({how}; at most {_MAX_THREADS})")
         print("  idle threads:  " + (

@@ -123,7 +123,9 @@ _SPLIT_EVERY = 8
 # --------------------------------------------------------------------------
 
 _USED: collections.Counter[int] = collections.Counter()
-_USED_LOCK = threading.Lock()
+# re-entrant: a signal handler or a finalizer that runs while this thread
+# holds it (in _note, or threads_used's copy) may read or reset the record
+_USED_LOCK = threading.RLock()
 
 
 def threads_used() -> dict[int, int]:
