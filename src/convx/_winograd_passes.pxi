@@ -23,13 +23,13 @@ cdef extern from "_winograd.h" nogil:
                         Py_ssize_t tb, Py_ssize_t xs, Py_ssize_t step)
     Py_ssize_t cvx_wino_stride(Py_ssize_t rows, Py_ssize_t tb, Py_ssize_t size)
     int cvx_wino_out_f32(const float* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
-                          Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
-                          const float* bias, float* out, Py_ssize_t OH, Py_ssize_t OW,
-                          Py_ssize_t step)
+                         Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
+                         const float* bias, float* out, Py_ssize_t OH, Py_ssize_t OW,
+                         Py_ssize_t step)
     int cvx_wino_out_f64(const double* M, Py_ssize_t F, Py_ssize_t tb, Py_ssize_t xs,
-                          Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
-                          const double* bias, double* out, Py_ssize_t OH, Py_ssize_t OW,
-                          Py_ssize_t step)
+                         Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
+                         const double* bias, double* out, Py_ssize_t OH, Py_ssize_t OW,
+                         Py_ssize_t step)
     void cvx_wino_weights_f32(const float* w, Py_ssize_t Co, Py_ssize_t I, int flip,
                               Py_ssize_t o0, float* pack)
     void cvx_wino_weights_f64(const double* w, Py_ssize_t Co, Py_ssize_t I, int flip,
@@ -136,8 +136,9 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     winograd_cols()).  Returns False when interrupted.  found[0] becomes 1,
     and the items not yet begun are left, when the transform of x, or that
     of an item's outputs, holds a value that is not finite: out is then
-    unfinished, for the caller to compute another way; else 0.  With ``transformed``, work already holds
-    the transformed kernel (a previous call's, with the same w and sizes)."""
+    unfinished, for the caller to compute another way; else 0.  With
+    ``transformed``, work already holds the transformed kernel (a previous
+    call's, with the same w and sizes)."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t Co = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t Ig = C // groups, Og = Co // groups, Mp = _round_up(Og, CVX_MR)
