@@ -6,7 +6,9 @@ Oracles: the notebook names (the same arithmetic), the pure-NumPy reference
 minimal copy of the book's framework written from its contract, and PyTorch
 where installed (CONVX_REQUIRE_TORCH=1 makes it compulsory, as in CI; conftest.py).
 """
+import copy
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -761,3 +763,66 @@ def test_mixin_with_a_framework_class_whose_init_takes_no_param():
         Operation.__init__ = original
     assert calls == [op] and op.param is W
     assert op.forward(np.ones((1, 2, 5))).shape == (1, 3, 5)
+
+
+@pytest.mark.parametrize("geometry", [dict(stride=np.int64(1), padding=np.int32(1)),
+                                      dict(stride=[1, 1], padding=[1, 1], dilation=[1, 1]),
+                                      dict(stride=(np.int64(1), 1), padding="same")])
+def test_layer_geometry_is_kept_as_plain_values(geometry):
+    """NumPy integers or lists (from a config file) are kept as plain ints
+    and tuples, which the plan cache keys on: otherwise every call was
+    checked and planned again (7-8x the time of a small step)."""
+    layer = Conv2D(2, 3, 3, rng=0, **geometry)
+    for value in (layer.stride, layer.padding, layer.dilation):
+        assert isinstance(value, str) or type(value) is int or (
+            type(value) is tuple and all(type(v) is int for v in value)), value
+    x = np.ones((2, 2, 6, 6), np.float32)
+    layer.backward(layer.forward(x))
+    convx._engine.PLANS.clear()
+    layer.backward(layer.forward(x))
+    planned = len(convx._engine.PLANS)
+    layer.backward(layer.forward(x))
+    assert planned > 0 and len(convx._engine.PLANS) == planned
+    plain = Conv2D(2, 3, 3, rng=0, stride=1, padding=geometry["padding"] if isinstance(
+        geometry["padding"], str) else 1)
+    np.testing.assert_array_equal(layer.forward(x), plain.forward(x))
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy", "copy"])
+def test_pickle_and_copy_leave_the_last_input_out(how):
+    """forward() keeps its input for backward(); a pickle or a copy of the
+    layer leaves it out (a 41 KB model pickled to 140 MiB after one forward
+    pass) and takes backward() after a forward() of its own."""
+    layer = Conv2D(3, 4, 3, padding=1, rng=0)
+    x = np.ones((64, 3, 32, 32), np.float32)
+    layer.forward(x)
+    clone = {"pickle": lambda: pickle.loads(pickle.dumps(layer)),
+             "deepcopy": lambda: copy.deepcopy(layer), "copy": lambda: copy.copy(layer)}[how]()
+    assert clone._x is None and layer._x is x
+    assert len(pickle.dumps(layer)) < 10 * layer.weight.nbytes + 4096
+    np.testing.assert_array_equal(clone.weight, layer.weight)
+    with pytest.raises(ConvxValueError, match=r"Conv2D\.backward\(\): call forward\(\) first"):
+        clone.backward(np.ones((64, 4, 32, 32), np.float32))
+    y = clone.forward(x)
+    np.testing.assert_array_equal(y, layer.forward(x))
+    assert clone.backward(np.ones_like(y)).shape == x.shape
+
+
+def test_replaced_parameters_are_named():
+    """A weight replaced by one of another shape between forward and
+    backward, or a bias left in another dtype than the weight (an update by
+    a float64 learning rate), is named as the layer's parameter."""
+    layer = Conv2D(3, 4, 3, rng=0)
+    x = np.ones((2, 3, 8, 8), np.float32)
+    y = layer.forward(x)
+    layer.weight = np.ones((4, 3, 5, 5), np.float32)
+    with pytest.raises(ConvxValueError, match=r"backward\(\): the layer's weight has shape "
+                                              r"\(4, 3, 5, 5\), but forward\(\) ran with a "
+                                              r"weight of shape \(4, 3, 3, 3\)"):
+        layer.backward(np.ones_like(y))
+    layer.weight = layer.weight[:, :, :3, :3].astype(np.float64)
+    with pytest.raises(ConvxTypeError, match=r"forward\(\): the layer's bias must have its "
+                                             r"weight's dtype float64, got an array of dtype "
+                                             r"float32"):
+        layer.forward(x.astype(np.float64))
+    assert Conv2D(1, 1, 1, dtype=None).weight.dtype == np.float32   # None: the default

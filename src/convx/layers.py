@@ -294,6 +294,16 @@ def _positive(func: str, name: str, value: object) -> int:
     return value
 
 
+def _plain_geometry(value: Any) -> Any:
+    """A checked stride, padding or dilation as plain Python values: an int,
+    a tuple of ints, or the padding's str."""
+    if isinstance(value, str):
+        return value
+    if _api._is_int(value):
+        return int(value)
+    return tuple(int(v) for v in value)
+
+
 class _ConvLayer(Generic[_F]):
     """A convolution layer with ``nsp`` spatial axes; see :class:`Conv2D`."""
 
@@ -321,7 +331,7 @@ class _ConvLayer(Generic[_F]):
         groups = _positive(func, "groups", groups)
         _api._groups(func, groups, in_channels, out_channels)
         try:
-            dtype = np.dtype(dtype)
+            dtype = np.dtype(np.float32 if dtype is None else dtype)   # None: the default
         except TypeError:
             dtype = None
         if dtype not in _FLOATS:
@@ -336,7 +346,11 @@ class _ConvLayer(Generic[_F]):
         _api._geometry(func, nsp, kernel, stride, padding, dilation)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = kernel
-        self.stride, self.padding, self.dilation = stride, padding, dilation
+        # kept as plain ints, a tuple of them or a str: NumPy integers or
+        # lists (from a config file) would be checked and planned again at
+        # every call (convx._api._plain), 7-8x the time of a small step
+        self.stride, self.padding, self.dilation = (
+            _plain_geometry(value) for value in (stride, padding, dilation))
         # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both (its
         # kaiming_uniform_ with a = sqrt(5) gives that bound for the weight).
         fan_in = in_channels // groups * math.prod(kernel)
@@ -380,6 +394,7 @@ class _ConvLayer(Generic[_F]):
         """
         func = f"{type(self).__name__}.forward"
         nsp = self._nsp
+        self._check_parameters(func)
         if not isinstance(x, np.ndarray) or x.dtype.type is not self.weight.dtype.type:
             raise v.ConvxTypeError(
                 f"{func}(): argument 'x' must be a numpy.ndarray of the layer's dtype "
@@ -392,8 +407,37 @@ class _ConvLayer(Generic[_F]):
                 f"or ({self.in_channels}, {size}), for the layer's {self.in_channels} input "
                 f"channels, got shape {x.shape}")
         out = _api._forward(func, nsp, x, self.weight, self.bias, *self._conv_args())
-        self._x, self._out_shape = x, out.shape
+        self._x, self._out_shape, self._weight_shape = x, out.shape, self.weight.shape
         return out
+
+    def _check_parameters(self, func: str) -> None:
+        """The layer's weight and bias, which the user may have replaced, as
+        its calls need them: one float dtype for both (an update by a
+        float64 learning rate makes a float32 weight float64), and in
+        backward() the weight's shape that forward() ran with."""
+        w, b = self.weight, self.bias
+        if not isinstance(w, np.ndarray) or w.dtype not in _FLOATS:
+            raise v.ConvxTypeError(f"{func}(): the layer's weight must be a numpy.ndarray of "
+                                   f"float32 or float64, got {v._describe(w)}")
+        if b is not None and (not isinstance(b, np.ndarray) or b.dtype != w.dtype):
+            raise v.ConvxTypeError(
+                f"{func}(): the layer's bias must have its weight's dtype {w.dtype}, got "
+                f"{v._describe(b)}; an update in another dtype changes a parameter's (a float64 "
+                f"learning rate times a float32 gradient is float64): cast it back, e.g. "
+                f"layer.bias = layer.bias.astype(np.{w.dtype})")
+        if func.endswith("backward") and w.shape != self._weight_shape:
+            raise v.ConvxValueError(
+                f"{func}(): the layer's weight has shape {w.shape}, but forward() ran with a "
+                f"weight of shape {self._weight_shape}; call forward() again")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickle and copy keep: the layer without its last input (kept
+        for backward(), it would be saved with the weights: a 140 MiB pickle
+        of a 41 KB model after one forward pass).  A copy takes backward()
+        only after a forward() of its own."""
+        state = dict(self.__dict__)
+        state["_x"] = None
+        return state
 
     __call__ = forward
 
@@ -437,6 +481,7 @@ class _ConvLayer(Generic[_F]):
         if self._x is None:
             raise v.ConvxValueError(f"{func}(): call forward() first: there is no input to "
                                     f"take the gradient at")
+        self._check_parameters(func)
         _same_shape(func, "grad_out", grad_out, self._out_shape, "the last output's")
         if grad_out.dtype.type is not self.weight.dtype.type:
             raise v.ConvxTypeError(
@@ -523,6 +568,12 @@ class Conv2D(_ConvLayer[_F]):
         If an argument has a bad value (a size below 1, ``groups`` not dividing
         the channels, ``padding='same'`` with a stride, ...).
 
+    Notes
+    -----
+    :meth:`forward` keeps its input (no copy) for :meth:`backward`, until the
+    next forward; pickle and copy leave it out.  A layer holds that one
+    forward's state, so threads that train at once each need their own layer.
+
     Examples
     --------
     >>> import numpy as np
@@ -590,6 +641,12 @@ class Conv1D(_ConvLayer[_F]):
     ConvxValueError
         If an argument has a bad value (a size below 1, ``groups`` not dividing
         the channels, ``padding='same'`` with a stride, ...).
+
+    Notes
+    -----
+    :meth:`forward` keeps its input (no copy) for :meth:`backward`, until the
+    next forward; pickle and copy leave it out.  A layer holds that one
+    forward's state, so threads that train at once each need their own layer.
 
     Examples
     --------
