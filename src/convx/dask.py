@@ -51,7 +51,9 @@ Output position o reads input rows [o*s - lo, o*s - lo + span).
   split each block is exactly the NumPy API's call on that block, so batch
   and channel chunkings give the NumPy call's bits for the forward pass and
   the input gradient (pass a fixed ``method``: with 'auto' the engine may
-  pick another algorithm for a smaller batch).
+  pick another algorithm for a smaller batch; and not 'fft', which
+  transforms several images at once and rounds differently for another
+  number: it agrees within its error bound).
 
 ``method`` is passed to every block; since a split axis runs without
 padding, a method applies to a block when it applies to the whole call.
