@@ -25,6 +25,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 import convx
+import reference
 from convx import ConvxValueError, _engine, _fft
 from test_fuzz import EPS64, Ref
 
@@ -452,3 +453,41 @@ def test_the_notebook_names_keep_integer_results_exact():
     # and floats still take the FFT, within its bound
     np.testing.assert_allclose(convx._compute_output_obs_2d(img.astype(float), k.astype(float)),
                                want, rtol=0, atol=1e-9 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_each_image_and_filter_is_scaled_alone(dtype):
+    """Each image, filter and channel enters the transforms scaled by its
+    own power of two: a slice 2**-120 times another (float32; 2**-1000 in
+    float64) keeps its relative accuracy.  With one shift for the whole
+    array such a slice became zeros and subnormal numbers in the transforms
+    (3000 times the error bound, under 'auto'); its result depended on the
+    other images in the batch."""
+    rng = np.random.default_rng(21)
+    e = 60 if dtype == np.float32 else 500
+    big_small = np.array([2.0 ** e, 2.0 ** -e])
+    x = rng.standard_normal((2, 2, 40, 40))
+    w = rng.standard_normal((2, 2, 15, 15))
+    g = rng.standard_normal((2, 2, 40, 40))
+    cases = {   # pass: (arrays scaled along the axes the pass keeps apart)
+        "forward": (x * big_small[:, None, None, None], w * big_small[:, None, None, None] / 2**8,
+                    g),
+        "input grad": (x, w * big_small[None, :, None, None] / 2**8,
+                       g * big_small[:, None, None, None]),
+        "weight grad": (x * big_small[None, :, None, None], w,
+                        g * big_small[None, :, None, None] / 2**8),
+    }
+    for pass_, (xs, ws, gs) in cases.items():
+        xs, ws, gs = (a.astype(dtype) for a in (xs, ws, gs))
+        if pass_ == "forward":
+            got = convx.conv2d(xs, ws, padding=7, method="fft")
+            want = reference.conv_nd(xs, ws, None, 1, (7,) * 4)
+        elif pass_ == "input grad":
+            got = convx.conv2d_input_grad(xs.shape, ws, gs, padding=7, method="fft")
+            want = reference.conv_nd_input_grad(xs.shape, ws, gs, 1, (7,) * 4)
+        else:
+            got = convx.conv2d_weight_grad(xs, ws.shape, gs, padding=7, method="fft")
+            want = reference.conv_nd_weight_grad(xs, ws.shape, gs, 1, (7,) * 4)
+        for i in np.ndindex(got.shape[:2]):   # each slice against its own magnitude
+            top = np.abs(want[i]).max()
+            assert top > 0 and np.abs(got[i] - want[i]).max() <= 1e-4 * top, (pass_, i)

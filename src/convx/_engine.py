@@ -2369,24 +2369,41 @@ def _finite_run(compute: Callable[..., Array | None], looked: tuple[int, ...]) -
     return run
 
 
-def _shift(a: Array) -> int | None:
-    """The power of two the FFT divides ``a``'s values by on their way into
-    its transforms, so that no sum in them overflows, nor falls among the
-    subnormal numbers: e where a's largest magnitude is f x 2**e (0.5 <= f
-    < 1), 0 where ``a`` is zero; None where a value of ``a`` is not finite.
-    The transforms see the same values whatever power of two scaled the
-    input, so the result scales with it bit for bit (where the input's
-    values and the result's are normal numbers).  The FFT's own look at its
-    arrays: one pass (_largest)."""
-    top = _largest(a)
-    return math.frexp(top)[1] if math.isfinite(top) else None
+def _shifts(a: Array, axis: int) -> Array | None:
+    """The powers of two the FFT divides the values of ``a`` (N, C, ...) by
+    on their way into its transforms, one for each image (``axis`` 0) or
+    each channel (1), so that no sum in them overflows, nor falls among the
+    subnormal numbers: e where the slice's largest magnitude is f x 2**e
+    (0.5 <= f < 1), 0 where it is zero; None where a value of ``a`` is not
+    finite.  The transforms see the same values whatever power of two scaled
+    a slice, so the result scales with it bit for bit (where the values are
+    normal numbers), and no image's or filter's magnitude changes another's
+    result (one shift for the whole batch turned an image 1e-15 times
+    another's into zeros and subnormal numbers: 3000 times the error bound).
+    The FFT's own look at its arrays: one pass, a slab of images at a time
+    (as _largest)."""
+    flat = a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))
+    top = np.zeros(a.shape[axis])
+    if flat.size:
+        per = max(1, _SLAB // (flat.shape[1] * flat.shape[2]))   # images a slab
+        red = (1, 2) if axis == 0 else (0, 2)
+        for i in range(0, flat.shape[0], per):
+            part = flat[i:i + per]
+            m = np.maximum(part.max(axis=red), -part.min(axis=red))
+            if axis == 0:
+                top[i:i + per] = m
+            else:
+                np.maximum(top, m, out=top)
+    if not np.isfinite(top).all():
+        return None
+    return np.frexp(top)[1].astype(np.int64)
 
 
 def _overflowed(a: Array, shift: int, terms: int) -> bool:
-    """Whether the FFT's result ``a``, scaled back by 2**shift, holds a value
-    that overflowed: each of its values sums ``terms`` products of values
-    below 1 (scaled), so it is looked at only where 2 x terms x 2**shift
-    could reach the dtype's largest number."""
+    """Whether the FFT's result ``a``, scaled back by at most 2**shift, holds
+    a value that overflowed: each of its values sums ``terms`` products of
+    values below 1 (scaled), so it is looked at only where 2 x terms x
+    2**shift could reach the dtype's largest number."""
     if shift + terms.bit_length() + 1 < np.finfo(a.dtype).maxexp:
         return False
     return not _all_finite(a)
@@ -2400,37 +2417,37 @@ def _fft_own(own: Any) -> tuple[Any, Shape, int]:
 
 def _forward_fft(who: Who, shape: Shape, own: Any, x: Array, w: Array,
                  bias: Array | None) -> Array | None:
-    sx, sw = _shift(x), _shift(w)
+    sx, sw = _shifts(x, 0), _shifts(w, 0)
     if sx is None or sw is None:
         return None
     g, dilation, threads = _fft_own(own)
     out = _result(who, shape, x.dtype)
     _fft.correlate(x, _fft.spectra(w, g, dilation, sw), out, bias, g, x.shape[1] // w.shape[1],
-                   threads, sx, sx + sw)
-    return None if _overflowed(out, sx + sw, math.prod(w.shape[1:])) else out
+                   threads, sx, sx[:, None] + sw[None, :])
+    return None if _overflowed(out, int(sx.max() + sw.max()), math.prod(w.shape[1:])) else out
 
 
 def _input_grad_fft(who: Who, shape: Shape, own: Any, w: Array, gout: Array) -> Array | None:
-    sw, sg = _shift(w), _shift(gout)
-    if sw is None or sg is None:
+    groups = shape[1] // w.shape[1]
+    k = _flipped_kernel(w, groups)
+    sk, sg = _shifts(k, 0), _shifts(gout, 0)
+    if sk is None or sg is None:
         return None
     g, dilation, threads = _fft_own(own)
-    groups = shape[1] // w.shape[1]
     dx = _result(who, shape, w.dtype)
-    k = _flipped_kernel(w, groups)
-    _fft.correlate(gout, _fft.spectra(k, g, dilation, sw), dx, None, g, groups, threads, sg,
-                   sw + sg)
-    return None if _overflowed(dx, sw + sg, math.prod(k.shape[1:])) else dx
+    _fft.correlate(gout, _fft.spectra(k, g, dilation, sk), dx, None, g, groups, threads, sg,
+                   sg[:, None] + sk[None, :])
+    return None if _overflowed(dx, int(sk.max() + sg.max()), math.prod(k.shape[1:])) else dx
 
 
 def _weight_grad_fft(who: Who, shape: Shape, own: Any, x: Array, gout: Array) -> Array | None:
-    sx, sg = _shift(x), _shift(gout)
+    sx, sg = _shifts(x, 1), _shifts(gout, 1)
     if sx is None or sg is None:
         return None
     g, dilation, threads = _fft_own(own)
     dw = _fft.weight_grad(x, gout, shape, dilation, g, x.shape[1] // shape[1], threads, sx, sg)
     terms = gout.shape[0] * gout.shape[2] * gout.shape[3]
-    return None if _overflowed(dw, sx + sg, terms) else dw
+    return None if _overflowed(dw, int(sx.max() + sg.max()), terms) else dw
 
 
 # ---- Winograd -------------------------------------------------------------------

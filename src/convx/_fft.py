@@ -292,39 +292,42 @@ def geometry(span: Pair, out1: Pair, origin: Pair, up: Pair, down: Pair, n: int,
     return best
 
 
-def _pow2_into(a: Array, e: int, out: Array) -> None:
-    """out[...] = a x 2**e: exact where the products are normal numbers.  By
-    one multiply where 2**e is a normal number of out's dtype, else (the
-    largest and smallest magnitudes: rare) by ldexp.  A value that leaves
-    the dtype's range does so quietly, as in the kernels' own arithmetic
-    (the engine looks for one where it could happen: _engine._overflowed)."""
-    if e == 0:
+def _pow2_into(a: Array, e: Array, out: Array) -> None:
+    """out[...] = a x 2**e, ``e`` integers broadcast against ``a``: exact
+    where the products are normal numbers.  By one multiply where every 2**e
+    is a normal number of out's dtype, else (the largest and smallest
+    magnitudes: rare) by ldexp.  A value that leaves the dtype's range does
+    so quietly, as in the kernels' own arithmetic (the engine looks for one
+    where it could happen: _engine._overflowed)."""
+    if not e.any():
         out[...] = a
         return
     with np.errstate(over="ignore", under="ignore"):
-        if abs(e) < np.finfo(out.dtype).maxexp - 1:
-            np.multiply(a, out.dtype.type(2.0 ** e), out=out)
+        if int(np.abs(e).max()) < np.finfo(out.dtype).maxexp - 1:
+            np.multiply(a, np.ldexp(np.ones(e.shape, out.dtype), e), out=out)
         else:
             np.ldexp(a, e, out=out)
 
 
-def spectra(k: Array, g: Geometry, dilation: Pair, shift: int = 0) -> Array:
+def spectra(k: Array, g: Geometry, dilation: Pair, shift: Array) -> Array:
     """The kernel's conjugated spectra for a correlation: ``k`` (out, in, KH,
-    KW) divided by 2**shift, spread by ``dilation`` to the geometry's span
-    and transformed at its tile lengths; (out, in, bins) complex, C order."""
+    KW), each out's divided by 2**shift[out], spread by ``dilation`` to the
+    geometry's span and transformed at its tile lengths; (out, in, bins)
+    complex, C order."""
     if g.swap:
         k = k.swapaxes(-1, -2)
         dilation = dilation[::-1]
     kd = np.zeros(k.shape[:2] + g.span, k.dtype)
-    _pow2_into(k, -shift, kd[..., ::dilation[0], ::dilation[1]])
+    _pow2_into(k, -shift[:, None, None, None], kd[..., ::dilation[0], ::dilation[1]])
     spec = _rfft(kd, g, 1)
     spec = np.conj(spec, out=spec)
     return np.ascontiguousarray(spec.reshape(k.shape[:2] + (-1,)))
 
 
-def _region(src: Array, g: Geometry, shift: int) -> Array:
-    """Images ``src`` (N, C, H, W), divided by 2**shift, placed in the zero
-    region their tiles read: value (a, b) at (a*up + origin, b*up + origin)."""
+def _region(src: Array, g: Geometry, shift: Array) -> Array:
+    """Images ``src`` (N, C, H, W), divided by 2**shift (broadcast against
+    them), placed in the zero region their tiles read: value (a, b) at (a*up
+    + origin, b*up + origin)."""
     rh, rw = g.region
     buf = np.zeros(src.shape[:2] + (rh, rw), src.dtype)
     spans = []
@@ -377,20 +380,22 @@ def _float_view(a: Array) -> Array:
 
 
 def correlate(src: Array, spec: Array, out: Array, bias: Array | None, g: Geometry, groups: int,
-              threads: int, shift: int = 0, unshift: int = 0) -> None:
+              threads: int, shift: Array, unshift: Array) -> None:
     """out[n, o] = bias[o] + the correlation of src[n]'s channels of o's group
     with the kernel whose spectra are ``spec`` (:func:`spectra`), at the
     geometry ``g``: the forward pass (src = the input) and the input gradient
-    (src = the output gradient).  src enters the transforms divided by
-    2**shift, and their result leaves multiplied by 2**unshift (the
-    kernel's shift and src's: so that no sum in the transforms overflows).
-    ``out`` is written whole."""
+    (src = the output gradient).  src[n] enters the transforms divided by
+    2**shift[n], and their result for (n, o) leaves multiplied by
+    2**unshift[n, o] (src[n]'s shift and the kernel's o's: so that no sum in
+    the transforms overflows, nor falls among the subnormal numbers, whatever
+    the other images' and filters' magnitudes).  ``out`` is written whole."""
     if g.swap:
         src, out = src.swapaxes(2, 3), out.swapaxes(2, 3)
     f = out.shape[1]
     for n0 in range(0, src.shape[0], g.images):
-        win = _windows(_region(src[n0:n0 + g.images], g, shift), g)
-        part = out[n0:n0 + g.images]
+        part, back = out[n0:n0 + g.images], unshift[n0:n0 + g.images, :, None, None]
+        win = _windows(_region(src[n0:n0 + g.images], g, shift[n0:n0 + g.images, None, None, None]),
+                       g)
         for rows, cols in g.blocks():
             x = _spectra_of(win[:, :, rows, cols], g, threads)
             y = np.empty((x.shape[0], f) + x.shape[2:], x.dtype)
@@ -398,16 +403,16 @@ def correlate(src: Array, spec: Array, out: Array, bias: Array | None, g: Geomet
             del x
             nr, nc = rows.stop - rows.start, cols.stop - cols.start
             y = _irfft(y.reshape(y.shape[:2] + (nr, nc, g.L[0], -1)), g, threads)
-            _place(y, rows, cols, g, part, unshift)
+            _place(y, rows, cols, g, part, back)
         if bias is not None:
             part += bias[:, None, None]
 
 
-def _place(y: Array, rows: slice, cols: slice, g: Geometry, out: Array, unshift: int) -> None:
+def _place(y: Array, rows: slice, cols: slice, g: Geometry, out: Array, unshift: Array) -> None:
     """out[..., i, j] = y's unit-stride result at (i, j) x the geometry's
-    stride, x 2**unshift, for the (i, j) that the block of tiles ``y`` (N,
-    F, rows, columns, Lh, Lw), at ``rows`` and ``cols`` of the grid,
-    holds."""
+    stride, x 2**unshift (broadcast against out), for the (i, j) that the
+    block of tiles ``y`` (N, F, rows, columns, Lh, Lw), at ``rows`` and
+    ``cols`` of the grid, holds."""
     (th, tw), (sh, sw) = g.T, g.down
     nr, nc = y.shape[2], y.shape[3]
     y = y[..., :th, :tw]
@@ -427,13 +432,13 @@ def _place(y: Array, rows: slice, cols: slice, g: Geometry, out: Array, unshift:
 
 
 def weight_grad(x: Array, gout: Array, dw_shape: tuple[int, ...], dilation: Pair, g: Geometry,
-                groups: int, threads: int, shift_x: int = 0, shift_g: int = 0) -> Array:
+                groups: int, threads: int, shift_x: Array, shift_g: Array) -> Array:
     """The weight gradient, dw[o, c, p, q] = sum over images and output
     positions of gout[n, o, i, j] * xpad[n, c, i*sh + p*dh, j*sw + q*dw], at
     the geometry ``g`` (its tiles cut the unit-stride output, ``g.down`` the
-    stride); x and gout enter the transforms divided by 2**shift_x and
-    2**shift_g, and the result leaves multiplied by both.  Returns a new
-    (F, Cg, KH, KW) array of x's dtype."""
+    stride); x's channel c and gout's channel o enter the transforms divided
+    by 2**shift_x[c] and 2**shift_g[o], and dw[o, c] leaves multiplied by
+    both.  Returns a new (F, Cg, KH, KW) array of x's dtype."""
     if g.swap:
         x, gout = x.swapaxes(2, 3), gout.swapaxes(2, 3)
         dilation = dilation[::-1]
@@ -442,9 +447,9 @@ def weight_grad(x: Array, gout: Array, dw_shape: tuple[int, ...], dilation: Pair
     (sh, sw), (oh, ow) = g.down, gout.shape[2:]
     acc = None
     for n0 in range(0, x.shape[0], g.images):
-        win = _windows(_region(x[n0:n0 + g.images], g, shift_x), g)
+        win = _windows(_region(x[n0:n0 + g.images], g, shift_x[None, :, None, None]), g)
         gbuf = np.zeros((win.shape[0], f, nh * th, nw * tw), x.dtype)
-        _pow2_into(gout[n0:n0 + g.images], -shift_g,
+        _pow2_into(gout[n0:n0 + g.images], -shift_g[None, :, None, None],
                    gbuf[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw])
         gt = gbuf.reshape(win.shape[0], f, nh, th, nw, tw).transpose(0, 1, 2, 4, 3, 5)
         for rows, cols in g.blocks():
@@ -460,5 +465,7 @@ def weight_grad(x: Array, gout: Array, dw_shape: tuple[int, ...], dilation: Pair
     if g.swap:
         k = k.swapaxes(2, 3)
     dw = np.empty(k.shape, x.dtype)
-    _pow2_into(k, shift_x + shift_g, dw)
+    # dw[o, c] is x's channel (o's group) x Cg + c against gout's o
+    back = shift_g[:, None] + shift_x.reshape(groups, 1, cg).repeat(f // groups, 1).reshape(f, cg)
+    _pow2_into(k, back[:, :, None, None], dw)
     return dw
