@@ -2617,9 +2617,19 @@ def _kernel_underflows(w: Array) -> bool:
     its transform G g G^T, rounded once to the dtype, could fall among the
     subnormal numbers: their error is then no longer relative to the kernel,
     and Winograd's bound fails (weights of 1e-42 in float32 gave 104 times
-    it).  One pass over the weights, which are small."""
-    top = np.abs(w.reshape(w.shape[0] * w.shape[1], -1)).max(axis=1)
-    return bool(((top > 0) & (top < np.finfo(w.dtype).tiny * 2.0 ** 12)).any())
+    it).  One pass over the weights, which are small: a second, kernel by
+    kernel, only where a weight is that small.  (NumPy's maximum along rows
+    of 9 values took 0.7 ms for 128 x 128 3x3 kernels, a third of the
+    layer's time with one image; the taps' columns take 0.1 ms, the first
+    pass 0.03 ms.)"""
+    small = np.finfo(w.dtype).tiny * 2.0 ** 12
+    a = np.abs(w).reshape(w.shape[0] * w.shape[1], -1)
+    if not a.size or a.min() >= small:
+        return False
+    top = a[:, 0].copy()
+    for tap in range(1, a.shape[1]):
+        np.maximum(top, a[:, tap], out=top)
+    return bool(((top > 0) & (top < small)).any())
 
 
 def _winograd_compute(who: Who, shape: Shape, own: Any, src: Array, w: Array,
