@@ -456,7 +456,8 @@ def test_the_notebook_names_keep_integer_results_exact():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_each_image_and_filter_is_scaled_alone(dtype):
+@pytest.mark.parametrize("groups", [1, 2])
+def test_each_image_and_filter_is_scaled_alone(dtype, groups):
     """Each image, filter and channel enters the transforms scaled by its
     own power of two: a slice 2**-120 times another (float32; 2**-1000 in
     float64) keeps its relative accuracy.  With one shift for the whole
@@ -465,29 +466,32 @@ def test_each_image_and_filter_is_scaled_alone(dtype):
     other images in the batch."""
     rng = np.random.default_rng(21)
     e = 60 if dtype == np.float32 else 500
-    big_small = np.array([2.0 ** e, 2.0 ** -e])
-    x = rng.standard_normal((2, 2, 40, 40))
-    w = rng.standard_normal((2, 2, 15, 15))
-    g = rng.standard_normal((2, 2, 40, 40))
+    c = 2 * groups                                  # channels in and out
+    big_small = np.tile([2.0 ** e, 2.0 ** -e], c // 2)
+    x = rng.standard_normal((2, c, 40, 40))
+    w = rng.standard_normal((c, 2, 15, 15))
+    g = rng.standard_normal((2, c, 40, 40))
+    along = {axis: big_small[:n].reshape((1,) * axis + (n,) + (1,) * (3 - axis))
+             for axis, n in ((0, 2), (1, 2))}
+    along_c = big_small.reshape(1, c, 1, 1)
     cases = {   # pass: (arrays scaled along the axes the pass keeps apart)
-        "forward": (x * big_small[:, None, None, None], w * big_small[:, None, None, None] / 2**8,
-                    g),
-        "input grad": (x, w * big_small[None, :, None, None] / 2**8,
-                       g * big_small[:, None, None, None]),
-        "weight grad": (x * big_small[None, :, None, None], w,
-                        g * big_small[None, :, None, None] / 2**8),
+        "forward": (x * along[0], w * along_c.reshape(c, 1, 1, 1) / 2**8, g),
+        "input grad": (x, w * along[1] / 2**8, g * along[0]),
+        "weight grad": (x * along_c, w, g * along_c / 2**8),
     }
     for pass_, (xs, ws, gs) in cases.items():
         xs, ws, gs = (a.astype(dtype) for a in (xs, ws, gs))
         if pass_ == "forward":
-            got = convx.conv2d(xs, ws, padding=7, method="fft")
-            want = reference.conv_nd(xs, ws, None, 1, (7,) * 4)
+            got = convx.conv2d(xs, ws, padding=7, groups=groups, method="fft")
+            want = reference.conv_nd(xs, ws, None, 1, (7,) * 4, 1, groups)
         elif pass_ == "input grad":
-            got = convx.conv2d_input_grad(xs.shape, ws, gs, padding=7, method="fft")
-            want = reference.conv_nd_input_grad(xs.shape, ws, gs, 1, (7,) * 4)
+            got = convx.conv2d_input_grad(xs.shape, ws, gs, padding=7, groups=groups,
+                                          method="fft")
+            want = reference.conv_nd_input_grad(xs.shape, ws, gs, 1, (7,) * 4, 1, groups)
         else:
-            got = convx.conv2d_weight_grad(xs, ws.shape, gs, padding=7, method="fft")
-            want = reference.conv_nd_weight_grad(xs, ws.shape, gs, 1, (7,) * 4)
+            got = convx.conv2d_weight_grad(xs, ws.shape, gs, padding=7, groups=groups,
+                                           method="fft")
+            want = reference.conv_nd_weight_grad(xs, ws.shape, gs, 1, (7,) * 4, 1, groups)
         for i in np.ndindex(got.shape[:2]):   # each slice against its own magnitude
             top = np.abs(want[i]).max()
             assert top > 0 and np.abs(got[i] - want[i]).max() <= 1e-4 * top, (pass_, i)
