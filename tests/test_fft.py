@@ -170,32 +170,6 @@ def test_large_kernels_within_the_bound(case, dtype):
     run_case(len(case[4]), *case, dtype, seed=7)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", [
-    # (n, cg, fg, groups, size, kernel, stride, pads, dilation)
-    (2, 1, 1, 1, (300, 280), (31, 31), (1, 1), ((15, 15), (15, 15)), (1, 1)),
-    (2, 2, 3, 1, (90, 100), (13, 11), (2, 3), ((6, 6), (2, 2)), (1, 2)),  # strided, dilated
-    (2, 2, 2, 2, (70, 61), (9, 1), (3, 1), ((4, 4), (0, 0)), (1, 1)),     # one column wide
-    (3, 1, 2, 1, (5000,), (63,), (2,), ((31, 31),), (3,)),
-])
-def test_blocks_of_one_tile_within_the_bound(case, dtype, monkeypatch):
-    """Tiles go through the transforms a block at a time: with blocks of one
-    tile each, every block's outputs land where they belong, at any stride
-    (the cases above would be one block)."""
-    monkeypatch.setattr(_fft, "_BLOCK_BYTES", 1)
-    monkeypatch.setattr(_fft, "_ROW_BLOCK_VALUES", 1)
-    monkeypatch.setattr(_fft, "_NS_CHUNK", 0.0)   # (blocks cost nothing: tiles stay small)
-    _engine.PLANS.clear()
-    try:
-        x = np.zeros((case[0], case[1] * case[3]) + case[4])
-        w = np.zeros((case[2] * case[3], case[1]) + case[5])
-        g = _geometry("forward", x, w, None, case[6], case[7], case[8], case[3])
-        assert g.block == (1, 1) and g.images == 1 and g.tiles[0] * g.tiles[1] > 1, g
-        run_case(len(case[4]), *case, dtype, seed=5)
-    finally:
-        _engine.PLANS.clear()
-
-
 def test_tiles_are_cut():
     """The first case above is cut into several tiles (the bound is tested
     where overlap-save actually happens), the 1-D one along its length."""
@@ -355,34 +329,17 @@ def test_same_bits_for_any_thread_count(dtype, default_threads):
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("x_shape, w_shape", [
-    ((1, 1, 64, 64), (1, 1, 15, 15)),       # several images in a block
-    ((1, 1, 512, 512), (1, 1, 31, 31)),     # blocks of rows of tiles
-    ((1, 2, 1, 3_000_000), (3, 2, 1, 255)),  # blocks along one row of tiles
-    ((1, 64, 64, 64), (64, 64, 9, 9)),      # one tile is more than a block
-])
-def test_working_memory_does_not_grow_with_the_batch(x_shape, w_shape):
-    """Tiles are transformed in blocks of a size fixed by the shapes of one
-    image (a batch of 100,000 plans the same chunk and blocks as a batch of
-    1,000), of at most _BLOCK_BYTES in and out (_ROW_BLOCK_VALUES values
-    for 1-D tiles), or one tile; the blocks cover each image's tiles once."""
-    plans = []
+def test_working_memory_does_not_grow_with_the_batch():
+    """Images are transformed in chunks of a size fixed by the shapes of one
+    image: a batch of 100,000 plans the same chunk as a batch of 1,000."""
+    chunks = []
     for n in (1000, 100_000):
-        plan = _engine.forward_plan("t", (n,) + x_shape[1:], w_shape, (1, 1),
-                                    (0, 0) + (w_shape[3] // 2,) * 2 if w_shape[2] == 1
-                                    else (w_shape[3] // 2,) * 4,
+        plan = _engine.forward_plan("t", (n, 1, 64, 64), (1, 1, 15, 15), (1, 1), (7,) * 4,
                                     (1, 1), 1, method="fft", dtype=np.float32)
         g = plan[3][0][0]
-        plans.append((g.images, g.block))
-        channels = x_shape[1] + w_shape[0]
-        per_block = g.images * g.block[0] * g.block[1] * channels * g.L[0] * g.L[1]
-        most = _fft._BLOCK_BYTES // 4 if g.L[0] > 1 else _fft._ROW_BLOCK_VALUES
-        assert per_block <= max(most, channels * g.L[0] * g.L[1])
-        covered = np.zeros(g.tiles, int)
-        for rows, cols in g.blocks():
-            covered[rows, cols] += 1
-        assert (covered == 1).all()
-    assert plans[0] == plans[1] and plans[0][0] < 1000
+        chunks.append(g.images)
+        assert g.images * 2 * g.tiles[0] * g.tiles[1] * g.L[0] * g.L[1] <= _fft._CHUNK_VALUES
+    assert chunks[0] == chunks[1] < 1000
 
 
 @pytest.mark.parametrize("x_shape, w_shape, padding, fft", [

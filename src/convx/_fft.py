@@ -29,11 +29,8 @@ values (a non-finite value would spread over a whole tile: such calls take
 the direct or GEMM path instead).  The transforms are scipy.fft's, on the
 call's threads (``workers``); each transform and each bin of a product is
 computed by one thread in a fixed order, so the result is the same bits for
-any thread count.  Tiles go through the transforms, the mixing and back a
-block at a time (``_BLOCK_BYTES``), so that a block's spectra stay in the
-cache between those steps and between a 2-D transform's passes; a chunk of
-images shares one padded copy of their input.  Neither grows with the
-batch.
+any thread count.  Working memory is a chunk of images' tiles at a time
+(``_CHUNK_VALUES``): it does not grow with the batch.
 """
 from __future__ import annotations
 
@@ -141,7 +138,7 @@ def fast_len(n: int) -> int:
 # calls of 54 random layers x 3 passes x 2 dtypes (1-D and 2-D, 1 to 16
 # images, 1 to 16 channels, 1 to 64 filters, kernels 5x5 to 31x31 and 15
 # to 255 taps; `benchmarks/fft_costs.py --seed 11 --layers 24` and `--seed
-# 12 --layers 30`, with `--fit`).  The block's cost is measured on its own;
+# 12 --layers 30`, with `--fit`).  The chunk's cost is measured on its own;
 # the other two are fitted with it held, by non-negative least squares on
 # the relative error (`--fit` prints them).  Fitted on one seed's calls,
 # the choice between the FFT and the table's other algorithm was within 5%
@@ -154,31 +151,15 @@ _NS_TRANSFORM = {4: 0.18, 8: 0.29}
 #   bound by memory, one thread) with what else each bin costs (the
 #   products' arrays);
 _NS_MIX = {4: 0.45, 8: 0.74}
-# - per block of tiles: the Python around the transforms (a dozen NumPy
+# - per chunk of images: the Python around the transforms (a dozen NumPy
 #   and scipy.fft calls): a call on one 16x16 image takes 74-80 us, any
 #   pass, either dtype.  (Fitted at 8 us, small calls went to the FFT at up
 #   to 2.1x the direct kernel's time: (4, 1, 128, 128) 35x35.)
 _NS_CHUNK = 70_000.0
-# Tiles are transformed, mixed and transformed back a block at a time: 2-D
-# tiles up to this many bytes of tiles in and out (input and output
-# channels), or one tile where a tile alone has more.  Whole images where
-# theirs fit (a chunk: several images share one padded copy), else blocks of
-# whole rows of tiles, else of tiles along one row.  A 2-D transform passes
-# over its batch once per axis: a larger batch leaves the cache in between
-# (eight 288x288 float64 tiles took 1.8x the time of four batches of two,
-# transformed back; 1.2x forward), and a whole call (2, 1, 512, 512) 31x31
-# in float64 took 0.55-0.7x its time in one block, on 2 threads of an AMD
-# Zen 4, any pass.  Blocks of 1, 4 and 16 MiB were within 10% of 2 MiB's
-# time on 8 layers.  A 1-D transform reads each row once: its tiles go in
-# blocks of up to _ROW_BLOCK_VALUES, which only bound the memory (at 2 MiB,
-# long signals took up to 1.2x the time, for the Python of more blocks).
-# The cost constants above were kept: with blocks, `fft_costs.py` found
-# 'auto' within 5% of the faster on 142 of its 144 passes (134 before),
-# and on 158 of 180 of `--seed 71 --layers 30` (162 before; the misses are
-# 1-D layers of several channels, which blocks do not change).
-_BLOCK_BYTES = 1 << 21
-_ROW_BLOCK_VALUES = 1 << 21
-# A tile of more values than this is cut smaller.
+# A chunk of images is transformed at once, up to this many values of tiles
+# (input and output channels): a bound on the working memory, whatever the
+# batch.  A tile of more values than this is cut smaller.
+_CHUNK_VALUES = 1 << 21
 _MAX_TILE = 1 << 21
 
 
@@ -189,10 +170,9 @@ class Geometry(NamedTuple):
     unit-stride output it computes, ``origin`` where output (0, 0)'s window
     starts in the source (negative: inside the padding), ``up`` the spacing of
     the source's values (the input gradient's stride), ``down`` the stride the
-    result is sampled at, ``images`` how many share a padded copy of their
-    input (a chunk), ``block`` the (rows, columns) of tiles transformed at
-    once, and ``swap``: the axes are exchanged (a kernel one column wide runs
-    as one row tall)."""
+    result is sampled at, ``images`` how many are transformed at once, and
+    ``swap``: the axes are exchanged (a kernel one column wide runs as one
+    row tall)."""
     span: tuple[int, ...]
     L: tuple[int, ...]
     T: tuple[int, ...]
@@ -202,19 +182,12 @@ class Geometry(NamedTuple):
     up: tuple[int, ...]
     down: tuple[int, ...]
     images: int
-    block: tuple[int, ...]
     swap: bool
 
     @property
     def region(self) -> tuple[int, ...]:
         """The (rows, columns) of source each image needs: every tile's window."""
         return tuple((t - 1) * s + n for t, s, n in zip(self.tiles, self.T, self.L))
-
-    def blocks(self) -> list[tuple[slice, slice]]:
-        """The blocks of an image's tiles, in order: (rows, columns) of the grid."""
-        (nh, nw), (bh, bw) = self.tiles, self.block
-        return [(slice(r, min(r + bh, nh)), slice(c, min(c + bw, nw)))
-                for r in range(0, nh, bh) for c in range(0, nw, bw)]
 
 
 def _axis_choices(span: int, out: int) -> list[tuple[int, int, int]]:
@@ -236,23 +209,10 @@ def _axis_choices(span: int, out: int) -> list[tuple[int, int, int]]:
     return choices
 
 
-def _blocking(n: int, tiles: tuple[int, int], L: tuple[int, int], channels: int,
-              itemsize: int) -> tuple[int, tuple[int, int]]:
-    """(images per chunk, (rows, columns) of tiles per block) for ``n``
-    images cut into ``tiles`` of L values, ``channels`` in and out
-    (_BLOCK_BYTES, _ROW_BLOCK_VALUES)."""
-    (nh, nw), per_tile = tiles, channels * L[0] * L[1]
-    most = _BLOCK_BYTES // itemsize if L[0] > 1 else _ROW_BLOCK_VALUES
-    if per_tile * nh * nw <= most:
-        return max(1, min(n, most // (per_tile * nh * nw))), (nh, nw)
-    fit = max(1, most // per_tile)
-    return 1, ((fit // nw, nw) if fit >= nw else (1, fit))
-
-
 def _terms(n: int, tiles: int, size: int, bins: int, cin: int, cout: int, mixes: int,
-           blocks: int) -> tuple[float, int, int]:
+           images: int) -> tuple[float, int, int]:
     """What the cost model counts for ``n`` images: the transforms' values x
-    log2(size), the complex multiply-adds, the blocks.  The transformed
+    log2(size), the complex multiply-adds, the chunks.  The transformed
     values are the images' tiles in and out, and the kernel's ``mixes``
     spectra (the forward pass and the input gradient transform every pair
     of channels' kernel once per call; the weight gradient transforms every
@@ -263,7 +223,7 @@ def _terms(n: int, tiles: int, size: int, bins: int, cin: int, cout: int, mixes:
     and out costs per value what the transforms' figure absorbs: fitted with
     a term of its own, that term came out zero.)"""
     values = (n * tiles * (cin + cout) + mixes) * size
-    return values * math.log2(max(size, 2)), n * tiles * mixes * bins, blocks
+    return values * math.log2(max(size, 2)), n * tiles * mixes * bins, -(-n // images)
 
 
 def geometry(span: Pair, out1: Pair, origin: Pair, up: Pair, down: Pair, n: int, cin: int,
@@ -282,13 +242,12 @@ def geometry(span: Pair, out1: Pair, origin: Pair, up: Pair, down: Pair, n: int,
             if size > _MAX_TILE and best is not None:
                 continue
             tiles = nh * nw
-            images, (bh, bw) = _blocking(n, (nh, nw), (lh, lw), cin + cout, itemsize)
-            blocks = -(-n // images) * -(-nh // bh) * -(-nw // bw)
-            terms = _terms(n, tiles, size, lh * (lw // 2 + 1), cin, cout, mixes, blocks)
+            images = max(1, min(n, _CHUNK_VALUES // ((cin + cout) * tiles * size)))
+            terms = _terms(n, tiles, size, lh * (lw // 2 + 1), cin, cout, mixes, images)
             ns = sum(t * k for t, k in zip(terms, costs))
             if best is None or ns < best[1]:
                 best = (Geometry(span, (lh, lw), (th, tw), (nh, nw), out1, origin, up, down,
-                                 images, (bh, bw), swap), ns, terms)
+                                 images, swap), ns, terms)
     return best
 
 
@@ -343,20 +302,14 @@ def _region(src: Array, g: Geometry, shift: Array) -> Array:
     return buf
 
 
-def _windows(buf: Array, g: Geometry) -> Array:
-    """The tiles' windows of a region (N, C, rows, columns): an (N, C, nh,
-    nw, Lh, Lw) view."""
+def _tiles(buf: Array, g: Geometry, threads: int) -> Array:
+    """The (N, C, tiles, bins) spectra of the windows of a region."""
     if g.tiles == (1, 1):
-        return buf[:, :, None, None]   # one tile: the region itself, contiguous
-    win = np.lib.stride_tricks.sliding_window_view(buf, g.L, axis=(2, 3))
-    return win[:, :, ::g.T[0], ::g.T[1]]
-
-
-def _spectra_of(tiles: Array, g: Geometry, threads: int) -> Array:
-    """The (N, C, tiles, bins) spectra of a block of tiles (N, C, rows,
-    columns, at most Lh, at most Lw), C order."""
-    spec = _rfft(tiles, g, threads)
-    return np.ascontiguousarray(spec.reshape(spec.shape[:2] + (-1, spec.shape[-2] * spec.shape[-1])))
+        spec = _rfft(buf, g, threads)   # one tile: the region itself, contiguous
+    else:
+        win = np.lib.stride_tricks.sliding_window_view(buf, g.L, axis=(2, 3))
+        spec = _rfft(win[:, :, ::g.T[0], ::g.T[1]], g, threads)
+    return np.ascontiguousarray(spec.reshape(buf.shape[:2] + (g.tiles[0] * g.tiles[1], -1)))
 
 
 def _rfft(a: Array, g: Geometry, threads: int) -> Array:
@@ -389,46 +342,24 @@ def correlate(src: Array, spec: Array, out: Array, bias: Array | None, g: Geomet
     2**unshift[n, o] (src[n]'s shift and the kernel's o's: so that no sum in
     the transforms overflows, nor falls among the subnormal numbers, whatever
     the other images' and filters' magnitudes).  ``out`` is written whole."""
+
     if g.swap:
         src, out = src.swapaxes(2, 3), out.swapaxes(2, 3)
-    f = out.shape[1]
+    (th, tw), lh, (nh, nw) = g.T, g.L[0], g.tiles
+    f, (oh, ow), (sh, sw) = out.shape[1], out.shape[2:], g.down
     for n0 in range(0, src.shape[0], g.images):
-        part, back = out[n0:n0 + g.images], unshift[n0:n0 + g.images, :, None, None]
-        win = _windows(_region(src[n0:n0 + g.images], g, shift[n0:n0 + g.images, None, None, None]),
-                       g)
-        for rows, cols in g.blocks():
-            x = _spectra_of(win[:, :, rows, cols], g, threads)
-            y = np.empty((x.shape[0], f) + x.shape[2:], x.dtype)
-            _core.fft_mix(_float_view(x), _float_view(spec), _float_view(y), groups, threads)
-            del x
-            nr, nc = rows.stop - rows.start, cols.stop - cols.start
-            y = _irfft(y.reshape(y.shape[:2] + (nr, nc, g.L[0], -1)), g, threads)
-            _place(y, rows, cols, g, part, back)
+        x = _tiles(_region(src[n0:n0 + g.images], g, shift[n0:n0 + g.images, None, None, None]),
+                   g, threads)
+        y = np.empty((x.shape[0], f) + x.shape[2:], x.dtype)
+        _core.fft_mix(_float_view(x), _float_view(spec), _float_view(y), groups, threads)
+        del x
+        y = _irfft(y.reshape(y.shape[:2] + (nh, nw, lh, -1)), g, threads)
+        y = y[..., :th, :tw].transpose(0, 1, 2, 4, 3, 5).reshape(y.shape[:2] + (nh * th, nw * tw))
+        part = out[n0:n0 + g.images]
+        _pow2_into(y[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw],
+                   unshift[n0:n0 + g.images, :, None, None], part)
         if bias is not None:
             part += bias[:, None, None]
-
-
-def _place(y: Array, rows: slice, cols: slice, g: Geometry, out: Array, unshift: Array) -> None:
-    """out[..., i, j] = y's unit-stride result at (i, j) x the geometry's
-    stride, x 2**unshift (broadcast against out), for the (i, j) that the
-    block of tiles ``y`` (N, F, rows, columns, Lh, Lw), at ``rows`` and
-    ``cols`` of the grid, holds."""
-    (th, tw), (sh, sw) = g.T, g.down
-    nr, nc = y.shape[2], y.shape[3]
-    y = y[..., :th, :tw]
-    if nr * nc == 1:
-        y = y[:, :, 0, 0]
-    else:
-        y = y.transpose(0, 1, 2, 4, 3, 5).reshape(y.shape[:2] + (nr * th, nc * tw))
-    cut = []
-    for start, stop, t, step, size in ((rows.start, rows.stop, th, sh, out.shape[2]),
-                                       (cols.start, cols.stop, tw, sw, out.shape[3])):
-        a = start * t                                  # the block's first unit-stride position
-        i0, i1 = -(-a // step), min(size, -(-(stop * t) // step))
-        if i1 <= i0:
-            return
-        cut.append((slice(i0, i1), slice(i0 * step - a, (i1 - 1) * step - a + 1, step)))
-    _pow2_into(y[:, :, cut[0][1], cut[1][1]], unshift, out[:, :, cut[0][0], cut[1][0]])
 
 
 def weight_grad(x: Array, gout: Array, dw_shape: tuple[int, ...], dilation: Pair, g: Geometry,
@@ -443,24 +374,21 @@ def weight_grad(x: Array, gout: Array, dw_shape: tuple[int, ...], dilation: Pair
         x, gout = x.swapaxes(2, 3), gout.swapaxes(2, 3)
         dilation = dilation[::-1]
     f, cg = dw_shape[0], dw_shape[1]
-    (th, tw), (nh, nw) = g.T, g.tiles
+    (th, tw), lh, (nh, nw) = g.T, g.L[0], g.tiles
     (sh, sw), (oh, ow) = g.down, gout.shape[2:]
     acc = None
     for n0 in range(0, x.shape[0], g.images):
-        win = _windows(_region(x[n0:n0 + g.images], g, shift_x[None, :, None, None]), g)
-        gbuf = np.zeros((win.shape[0], f, nh * th, nw * tw), x.dtype)
+        xs = _tiles(_region(x[n0:n0 + g.images], g, shift_x[None, :, None, None]), g, threads)
+        gbuf = np.zeros((xs.shape[0], f, nh * th, nw * tw), x.dtype)
         _pow2_into(gout[n0:n0 + g.images], -shift_g[None, :, None, None],
                    gbuf[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw])
-        gt = gbuf.reshape(win.shape[0], f, nh, th, nw, tw).transpose(0, 1, 2, 4, 3, 5)
-        for rows, cols in g.blocks():
-            xs = _spectra_of(win[:, :, rows, cols], g, threads)
-            gs = _spectra_of(gt[:, :, rows, cols], g, threads)
-            if acc is None:
-                acc = np.zeros((f, cg, xs.shape[3]), xs.dtype)
-            _core.fft_mix_grad(_float_view(gs), _float_view(xs), _float_view(acc), groups,
-                               threads)
+        gt = gbuf.reshape(xs.shape[0], f, nh, th, nw, tw).transpose(0, 1, 2, 4, 3, 5)
+        gs = np.ascontiguousarray(_rfft(gt, g, threads).reshape(xs.shape[0], f, nh * nw, -1))
+        if acc is None:
+            acc = np.zeros((f, cg, xs.shape[3]), xs.dtype)
+        _core.fft_mix_grad(_float_view(gs), _float_view(xs), _float_view(acc), groups, threads)
     assert acc is not None   # the batch is not empty (_engine's zero plans take empty ones)
-    k = _irfft(acc.reshape(f, cg, g.L[0], -1), g, threads)
+    k = _irfft(acc.reshape(f, cg, lh, -1), g, threads)
     k = k[:, :, :g.span[0]:dilation[0], :g.span[1]:dilation[1]]
     if g.swap:
         k = k.swapaxes(2, 3)
