@@ -342,7 +342,6 @@ def correlate(src: Array, spec: Array, out: Array, bias: Array | None, g: Geomet
     2**unshift[n, o] (src[n]'s shift and the kernel's o's: so that no sum in
     the transforms overflows, nor falls among the subnormal numbers, whatever
     the other images' and filters' magnitudes).  ``out`` is written whole."""
-
     if g.swap:
         src, out = src.swapaxes(2, 3), out.swapaxes(2, 3)
     (th, tw), lh, (nh, nw) = g.T, g.L[0], g.tiles

@@ -410,11 +410,11 @@ class _ConvLayer(Generic[_F]):
         self._x, self._out_shape, self._weight_shape = x, out.shape, self.weight.shape
         return out
 
-    def _check_parameters(self, func: str) -> None:
+    def _check_parameters(self, func: str, backward: bool = False) -> None:
         """The layer's weight and bias, which the user may have replaced, as
         its calls need them: one float dtype for both (an update by a
-        float64 learning rate makes a float32 weight float64), and in
-        backward() the weight's shape that forward() ran with."""
+        float64 learning rate makes a float32 weight float64), and with
+        ``backward`` the weight's shape that forward() ran with."""
         w, b = self.weight, self.bias
         if not isinstance(w, np.ndarray) or w.dtype not in _FLOATS:
             raise v.ConvxTypeError(f"{func}(): the layer's weight must be a numpy.ndarray of "
@@ -425,7 +425,7 @@ class _ConvLayer(Generic[_F]):
                 f"{v._describe(b)}; an update in another dtype changes a parameter's (a float64 "
                 f"learning rate times a float32 gradient is float64): cast it back, e.g. "
                 f"layer.bias = layer.bias.astype(np.{w.dtype})")
-        if func.endswith("backward") and w.shape != self._weight_shape:
+        if backward and w.shape != self._weight_shape:
             raise v.ConvxValueError(
                 f"{func}(): the layer's weight has shape {w.shape}, but forward() ran with a "
                 f"weight of shape {self._weight_shape}; call forward() again")
@@ -481,7 +481,7 @@ class _ConvLayer(Generic[_F]):
         if self._x is None:
             raise v.ConvxValueError(f"{func}(): call forward() first: there is no input to "
                                     f"take the gradient at")
-        self._check_parameters(func)
+        self._check_parameters(func, backward=True)
         _same_shape(func, "grad_out", grad_out, self._out_shape, "the last output's")
         if grad_out.dtype.type is not self.weight.dtype.type:
             raise v.ConvxTypeError(
