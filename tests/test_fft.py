@@ -452,3 +452,86 @@ def test_each_image_and_filter_is_scaled_alone(dtype, groups):
         for i in np.ndindex(got.shape[:2]):   # each slice against its own magnitude
             top = np.abs(want[i]).max()
             assert top > 0 and np.abs(got[i] - want[i]).max() <= 1e-4 * top, (pass_, i)
+
+
+def _varied_calls(rng):
+    """FFT calls of every pass whose regions differ in size, padding, stride
+    (the input gradient's spread source) and dilation, 1-D and 2-D: each
+    writes the kept arrays in a different place."""
+    calls = []
+    for nsp, size, k, pad, stride, dil, groups in [
+            (2, (37, 41), 7, 3, 1, 1, 1), (2, (20, 23), 5, 0, 2, 1, 2),
+            (2, (64, 30), 9, 6, 1, 2, 1), (1, (300,), 31, 15, 3, 1, 1),
+            (1, (257,), 15, 0, 1, 2, 2), (2, (11, 13), 3, 2, 1, 1, 1)]:
+        conv, conv_dx, conv_dw = _public(nsp)
+        x = rng.standard_normal((2, 2) + size)
+        w = rng.standard_normal((4, 2 // groups) + (k,) * nsp)
+        kw = dict(stride=stride, padding=pad, dilation=dil, groups=groups, method="fft")
+        g = rng.standard_normal(conv(x, w, **kw).shape)
+        calls += [lambda x=x, w=w, kw=kw, conv=conv: conv(x, w, **kw),
+                  lambda x=x, w=w, g=g, kw=kw, f=conv_dx: f(x.shape, w, g, **kw),
+                  lambda x=x, w=w, g=g, kw=kw, f=conv_dw: f(x, w.shape, g, **kw)]
+    return calls
+
+
+def test_kept_arrays_give_the_bits_of_fresh_ones(monkeypatch):
+    """Each thread keeps the FFT's two largest working arrays between calls
+    (_fft._HOLD_BYTES).  Filled with NaN before every call, so that a value
+    a call forgot to zero would show, they give the bits of arrays allocated
+    afresh."""
+    calls = _varied_calls(np.random.default_rng(8))
+    kept = []
+    for call in calls:
+        for raw in _fft._held.buffers.values():
+            raw.fill(0xFF)            # every float a NaN
+        kept.append(call())
+    assert _fft._held.buffers, "no array was kept"
+    monkeypatch.setattr(_fft, "_HOLD_BYTES", 0)
+    for call, got in zip(calls, kept):
+        np.testing.assert_array_equal(got, call())
+
+
+def test_a_call_from_inside_a_call_uses_arrays_of_its_own(monkeypatch):
+    """A call that starts while another holds the thread's kept arrays (from
+    a signal handler or a finalizer) does not write into them."""
+    rng = np.random.default_rng(9)
+    x, w = rng.standard_normal((2, 3, 50, 50)), rng.standard_normal((4, 3, 9, 9))
+    x2, w2 = rng.standard_normal((2, 3, 60, 50)), rng.standard_normal((4, 3, 9, 9))
+    want = convx.conv2d(x, w, padding=4, method="fft")
+    want2 = convx.conv2d(x2, w2, padding=4, method="fft")
+    inner = []
+    irfft = _fft._irfft
+
+    def interrupted(a, g, threads):
+        if not inner:   # once, between the products and their inverse transform
+            inner.append(None)
+            inner[0] = convx.conv2d(x2, w2, padding=4, method="fft")
+        return irfft(a, g, threads)
+    monkeypatch.setattr(_fft, "_irfft", interrupted)
+    got = convx.conv2d(x, w, padding=4, method="fft")
+    np.testing.assert_array_equal(inner[0], want2)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_kept_arrays_are_bounded_and_per_thread(monkeypatch):
+    """An array larger than _HOLD_BYTES is not kept; threads keep their own."""
+    import threading
+    monkeypatch.setattr(_fft, "_HOLD_BYTES", 1 << 16)
+    rng = np.random.default_rng(10)
+    x, w = rng.standard_normal((2, 2, 200, 200)), rng.standard_normal((2, 2, 15, 15))
+    want = convx.conv2d(x, w, padding=7, method="fft")
+    results, kept = {}, {}
+
+    def work(i):
+        results[i] = convx.conv2d(x, w, padding=7, method="fft")
+        kept[i] = dict(_fft._held.buffers)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        np.testing.assert_array_equal(results[i], want)
+        assert all(raw.nbytes <= (1 << 16) + _fft._ALIGN for raw in kept[i].values())
+    ids = [id(raw) for i in range(4) for raw in kept[i].values()]
+    assert len(ids) == len(set(ids)), "two threads share a kept array"
