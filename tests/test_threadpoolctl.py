@@ -121,6 +121,37 @@ def test_leaving_puts_convx_setting_back():
     assert convx.get_num_threads() == default
 
 
+def _threads_line():
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        convx.show_config()
+    return next(line for line in out.getvalue().splitlines() if "threads:  " in line)
+
+
+def test_show_config_still_says_default_after_a_block():
+    """threadpoolctl puts back the count it found through convx's setter:
+    show_config() still calls the default count "default" after the block
+    (empty or not), and a count set by set_num_threads what it is."""
+    if not convx._core.openmp_enabled():
+        pytest.skip("one thread without OpenMP: no count to label")
+    convx.set_num_threads(None)
+    assert "(default;" in _threads_line()
+    with threadpoolctl.threadpool_limits(limits=1):
+        assert "(set_num_threads;" in _threads_line() or convx._threads._DEFAULT_THREADS == 1
+    assert "(default;" in _threads_line(), _threads_line()
+    with threadpoolctl.threadpool_limits(limits=1):
+        _call()
+    assert "(default;" in _threads_line(), _threads_line()
+    if convx._threads._DEFAULT_THREADS > 1:
+        convx.set_num_threads(1)
+        assert "1 (set_num_threads;" in _threads_line()
+        with threadpoolctl.threadpool_limits(limits=2):
+            pass
+        assert "1 (set_num_threads;" in _threads_line()
+
+
 def test_threadpool_limits_above_the_cpus_is_clamped():
     """threadpoolctl may ask for any count; convx takes at most its CPUs (it
     must never ask libgomp for threads it cannot have)."""

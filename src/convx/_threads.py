@@ -83,10 +83,11 @@ def _env_stack_size() -> int:
     return 0
 
 
-def _configure() -> int:
-    """The default thread count: OMP_NUM_THREADS if set, else the CPUs, and
-    never more than the CPUs (or OMP_THREAD_LIMIT): libgomp ends the process
-    when it cannot create a thread, so convx asks for no more than it can have.
+def _configure() -> tuple[int, int]:
+    """The default thread count and the most: OMP_NUM_THREADS if set, else the
+    CPUs, and never more than the CPUs (or OMP_THREAD_LIMIT): libgomp ends the
+    process when it cannot create a thread, so convx asks for no more than it
+    can have.
 
     Read once, for the whole process: OpenMP's own omp_get_max_threads() is
     per thread (another library's omp_set_num_threads changes it in one
@@ -100,10 +101,10 @@ def _configure() -> int:
     n = _env_threads("OMP_NUM_THREADS")
     default = min(n, cpus) if n >= 1 else cpus
     _core.configure_threads(default, cpus, _env_stack_size())
-    return cpus
+    return default, cpus
 
 
-_MAX_THREADS = _configure()
+_DEFAULT_THREADS, _MAX_THREADS = _configure()
 
 
 # Per Python thread: the innermost ``limited`` block's _Limit (None outside
@@ -315,9 +316,12 @@ def show_config() -> None:
     print(f"convx {__version__}")
     print("  OpenMP:        " + ("yes" if _core.openmp_enabled()
                                  else "no (compiled without it: calls run on one thread)"))
+    # A count set to the default's value reads "default": threadpoolctl puts
+    # back the count it found through the setter, as if set_num_threads had
+    # been called with it.
     setting = _core.user_threads()
     how = ("one thread in a child of fork()" if _core.forked()
-           else "set_num_threads" if setting else "default")
+           else "set_num_threads" if setting and setting != _DEFAULT_THREADS else "default")
     if _core.openmp_enabled():
         print(f"  threads:       {get_num_threads()} ({how}; at most {_MAX_THREADS})")
         print("  idle threads:  " + (
