@@ -111,6 +111,13 @@ def kernel_path(request, monkeypatch):
     return request.param
 
 
+def thread_counts(*counts):
+    """Those of ``counts`` this process may use: set_num_threads refuses more
+    threads than the CPUs it may run on, so on a machine (or a cpuset, a
+    ``taskset``) of one CPU ``thread_counts(1, 2)`` is ``(1,)``."""
+    return tuple(n for n in counts if n <= convx._threads._MAX_THREADS)
+
+
 def at_each_thread_count(call):
     """``[call()]`` at 1 thread and at 2 (where this process may use 2), the
     thread count back at its default after each."""

@@ -713,7 +713,8 @@ def test_local_cluster(default_threads, environ_kept):
         used = client.run(cd.threads_used)
         default = client.run(convx.get_num_threads)
         client.run(cd.reset_threads_used)
-        with dask.config.set({"convx.threads-per-task": 2}):
+        # (the key takes at most the CPUs this process may use)
+        with dask.config.set({"convx.threads-per-task": min(2, convx._threads._MAX_THREADS)}):
             more = cd.conv2d(dx, w, padding=1)
         assert_close(more.compute(), y, ref.conv_nd(np.abs(x), np.abs(w), pads=(1, 1, 1, 1)),
                      w[0].size, F32)

@@ -226,8 +226,9 @@ def two_threads(monkeypatch):
     multiply-adds, the size of the ``openmp`` cases, so that 10,000 calls on
     the threaded path stay quick.
     """
-    if not convx._core.openmp_enabled():
-        pytest.skip("convx was built without OpenMP: there is no OpenMP path to check")
+    if not convx._core.openmp_enabled() or _threads._MAX_THREADS < 2:
+        pytest.skip("convx was built without OpenMP, or this process may use one CPU: "
+                    "there is no OpenMP path to check")
     monkeypatch.setattr(_threads, "_PARALLEL_MIN_MACS", 1 << 17)
     convx.set_num_threads(2)
     yield

@@ -13,6 +13,7 @@ import pytest
 
 import convx
 import reference as ref
+from conftest import thread_counts  # (tests/conftest.py)
 from convx import _core, _engine
 
 CASES = [  # (x shape, kernel (KH, KW), padding, dilation)
@@ -42,7 +43,7 @@ def _check_everywhere(one, two, want, dtype):
         for level in _levels():
             assert _core.set_isa(level) == level
             _engine.PLANS.clear()
-            for threads in (1, 2):
+            for threads in thread_counts(1, 2):
                 convx.set_num_threads(threads)
                 got = one()
                 np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())

@@ -20,6 +20,7 @@ import pytest
 import convx
 import convx._threads
 import reference as ref  # tests/reference.py; see conftest.py
+from conftest import thread_counts  # (tests/conftest.py)
 
 EPS64 = np.finfo(np.float64).eps
 pytestmark = pytest.mark.usefixtures("default_threads")   # (conftest.py)
@@ -149,7 +150,7 @@ def _calls(a):
     ]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", thread_counts(1, 2))
 def test_concurrent_python_threads_match_serial(threads):
     # An explicit thread count, 1 and 2: a different count legitimately changes
     # the weight gradient's rounding, so each is compared with its own serial run.

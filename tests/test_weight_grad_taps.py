@@ -14,6 +14,7 @@ import pytest
 
 import convx
 import reference as ref
+from conftest import thread_counts  # (tests/conftest.py)
 from convx import _core, _engine
 
 CASES = [  # (x shape (N, C, L), weight shape, padding, dilation, groups)
@@ -96,7 +97,7 @@ def test_taps_as_rows_right_at_every_level(case, dtype, monkeypatch, default_thr
     try:
         for level in _levels():
             assert _core.set_isa(level) == level
-            for threads in (1, 2):
+            for threads in thread_counts(1, 2):
                 convx.set_num_threads(threads)
                 got = _weight_grad(x, ws, g, padding, dilation, groups, True, monkeypatch)
                 assert got.dtype == dtype and got.shape == ws
@@ -114,7 +115,7 @@ def test_taps_as_rows_right_at_every_level(case, dtype, monkeypatch, default_thr
 def test_the_same_bits_on_every_run_and_thread_count(dtype, monkeypatch, default_threads):
     x, ws, g, _ = _case(CASES[4], dtype)
     runs = []
-    for threads in (1, 2, 1, 2):
+    for threads in thread_counts(1, 2) * 2:
         convx.set_num_threads(threads)
         runs.append(_weight_grad(x, ws, g, 1, 1, 1, True, monkeypatch))
     assert all(np.array_equal(runs[0], r) for r in runs[1:])
