@@ -402,11 +402,12 @@ def _irfft(a: Array, g: Geometry, threads: int) -> Array:
     times Lh x Lw: not normalised (the caller's :func:`_pow2_into` divides,
     in the multiply it makes anyway).  One axis at a time, the columns'
     complex transform in place: scipy's irfft2 makes the same passes in the
-    same order (so the same bits), but into a temporary array of its own as
-    large as ``a``, and with the output that is two such arrays a call.  Past
-    a few MiB, glibc hands the memory back and faults it in again at every
-    call: irfft2 of 8 float64 tiles of 288x288 took 2.1-2.8x the time of
-    these two passes, 10.5 ns a value against 5.0 (an AMD Zen 4)."""
+    same order (so the same bits), but first copies ``a`` into a temporary
+    array of its own, which with the output makes two large allocations a
+    call.  Past a few MiB, glibc hands such memory back to the kernel and
+    faults it in again at every call: irfft2 of 8 float64 tiles of 288x288
+    took 2.1-2.8x the time of these two passes, 10.5 ns a value against 5.0
+    (an AMD Zen 4)."""
     sf = _sf()
     if g.L[0] > 1:
         a = sf.ifft(a, axis=-2, norm="forward", overwrite_x=True, workers=threads)
