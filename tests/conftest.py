@@ -122,7 +122,7 @@ def at_each_thread_count(call):
     """``[call()]`` at 1 thread and at 2 (where this process may use 2), the
     thread count back at its default after each."""
     runs = []
-    for threads in range(1, min(2, convx._threads._MAX_THREADS) + 1):
+    for threads in thread_counts(1, 2):
         convx.set_num_threads(threads)
         try:
             runs.append(call())
