@@ -508,6 +508,47 @@ def test_forward_non_finite_values_follow_the_rule(value, forward_channels):
     _assert_same_non_finite(got, want, 1e-12)
 
 
+# Output widths around the tiles (6 or 12 positions): a tile that spans 2 or
+# 3 rows, ends exactly at a row's end, or leaves a short tile at the item's
+# end; rows over 64 wide, which a small _ITEM_MACS cuts into items of 64
+# columns and a rest
+RUNS = [((2, 3, 9, 9), (24, 3, 3, 3), 2, 1),       # 5 wide: a tile spans 2-3 rows
+        ((1, 4, 15, 27), (32, 4, 3, 3), 2, 1),     # 14 wide
+        ((2, 3, 24, 47), (40, 3, 7, 7), 2, 3),     # 24 wide: tiles end at rows' ends
+        ((1, 2, 11, 25), (16, 2, 3, 3), 2, 0),     # 12 wide
+        ((2, 5, 10, 13), (20, 5, 3, 3), 1, 1),     # stride 1, 13 wide
+        ((1, 6, 9, 7), (16, 6, 3, 3), 1, 1),       # stride 1, 7 wide
+        ((1, 3, 8, 141), (24, 3, 3, 3), 2, 1),     # 71 wide: 64 + 7 columns an item
+        ((2, 4, 5, 79), (16, 4, 3, 3), 1, 1)]      # stride 1, 79 wide: 64 + 15
+
+
+@pytest.mark.parametrize("case", RUNS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_tiles_run_across_rows(case, dtype, forward_channels, monkeypatch,
+                                       default_threads):
+    """An item of whole rows is one run of tiles across its rows; an item of
+    part of a row (here forced by a small _ITEM_MACS) keeps each tile to its
+    row.  Both sum each output's terms in the same order, so they give the
+    same bits, right against the reference."""
+    xs, ws, stride, pad = case
+    rng = np.random.default_rng(sum(xs) + sum(ws))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    want = ref.conv_nd(x, w, b, stride=stride, pads=(pad,) * 4)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    runs = []
+    for item_macs in (_engine._ITEM_MACS, 1):    # whole rows; then a few columns an item
+        monkeypatch.setattr(_engine, "_ITEM_MACS", item_macs)
+        monkeypatch.setattr(_engine, "PLANS", {})
+        for threads in thread_counts(1, 2):
+            convx.set_num_threads(threads)
+            got = convx.conv2d(x, w, b, stride=stride, padding=pad)
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+            runs.append(got)
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+
+
 STRIDE1 = [  # (x shape, w shape, padding, dilation, groups): stride 1, where the
     # channels kernel may replace the direct one (x86-64-v4)
     ((2, 8, 13, 29), (32, 8, 3, 3), 1, 1, 1),

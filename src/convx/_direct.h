@@ -404,15 +404,18 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_WGRADT_ARGS(T))       
  *
  * wt is the group's weights packed by chunks of 2 vectors of channels (the
  * last may be 1), each (K, width), zero past F: chunk c starts at
- * wt + c*2*VL*K.  A register block (a tile) is MR output positions along a
- * row by the chunk's vectors: each tap broadcasts one image value per
+ * wt + c*2*VL*K.  A register block (a tile) is MR consecutive output
+ * positions by the chunk's vectors: each tap broadcasts one image value per
  * position against the tap's weight vectors, so the image is read in place
- * (no im2col) at any stride.  Positions past jb repeat the last and are
- * dropped (at unit stride a row's last tile moves left instead).  The taps
- * run in blocks whose weights, at most CVX_FT_KB bytes, stay in L1 while NTC
- * tiles (along a row, then the next) read them; a tile's sums wait in a
- * buffer between blocks of taps, and go from it, position by position, into
- * the channels' planes.  Each output sums bias, then k = 0, 1, ..., K - 1:
+ * (no im2col) at any stride.  An item of whole rows is one run of tiles
+ * across its rows (rows 112 wide at MR = 12 took 10 tiles a row before, for
+ * 9.3 tiles' outputs); else tiles keep to their row, and positions past jb
+ * repeat the last and are dropped (at unit stride a row's last tile moves
+ * left instead).  The taps run in blocks whose weights, at most CVX_FT_KB
+ * bytes, stay in L1 while NTC tiles (along the run) read them; a tile's
+ * sums wait in a buffer between blocks of taps, and go from it, position by
+ * position, into the channels' planes.  Each output sums bias, then k = 0,
+ * 1, ..., K - 1:
  * the same bits for any blocking and any thread count. */
 #define CVX_FT_KB (16 * 1024)    /* bytes of weights per block of taps */
 #define CVX_FWDT_ARGS(T)                                                            \
@@ -472,18 +475,20 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_put(T *o, ptrdiff_t plane,     
  * k0..k1, from the partial sums in part (MR x 2*VL, by position) or, at
  * k0 = 0, from the bias vectors bv; back into part.  Each output is the same
  * sum in the same order whatever the blocks of taps: bias, then k = 0, 1,
- * ...  At unit stride (SW1) the positions' reads are constant displacements
- * from one pointer, which leaves the general registers free at MR = 12. */
+ * ...  Position m reads from xs[m]; at unit stride along one row (SW1) the
+ * positions' reads are constant displacements from xs[0], which leaves the
+ * general registers free at MR = 12. */
 #define CVX_DEFINE_FWDT(NAME, T, VT, VL, ATTR, MRC, NTC)                            \
 static inline ATTR CVX_ALWAYS_INLINE void NAME##_tile(                              \
-    const T *xr, ptrdiff_t sw, const ptrdiff_t *off, ptrdiff_t k0, ptrdiff_t k1,    \
-    const T *w, const VT *bv, T *part, ptrdiff_t np, const int NV, const int SW1)   \
+    const T *const *xs, const ptrdiff_t *off, ptrdiff_t k0, ptrdiff_t k1,           \
+    const T *w, const VT *bv, T *part, const int NV, const int SW1)                 \
 {                                                                                   \
     enum { MR = MRC };                                                              \
     VT acc[MRC][2];                                                                 \
     const T *xp[MRC];                                                               \
+    const T *xr = xs[0];                                                            \
     for (int m = 0; m < MR; m++) {                                                  \
-        xp[m] = xr + (m < np ? m : np - 1) * (SW1 ? 1 : sw);                        \
+        xp[m] = SW1 ? xr : xs[m];                                                   \
         for (int v = 0; v < NV; v++)                                                \
             acc[m][v] = k0 ? CVX_VLD(VT, part + m * 2 * VL + v * VL) : bv[v];       \
     }                                                                               \
@@ -502,12 +507,18 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_tile(                          
             CVX_VST(part + m * 2 * VL + v * VL, acc[m][v]);                         \
 }                                                                                   \
                                                                                     \
-/* NTC tiles at a time (a constant), each block of taps in turn.             */   \
+/* NTC tiles at a time (a constant), each block of taps in turn.  Where the   */   \
+/* item is whole rows (ja = 0, jb = OW) its outputs are one run of positions  */   \
+/* in each plane, and a tile takes the next MR of them, on across rows: only  */   \
+/* the item's last tile is short.  Else a tile keeps to its row.             */   \
 static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_FWDT_ARGS(T))             \
 {                                                                                   \
     enum { MR = MRC };                                                              \
     T part[NTC][MRC * 2 * VL];                                                      \
-    ptrdiff_t is[NTC] = {0}, js[NTC] = {0}, np[NTC] = {0};                          \
+    const T *xs[NTC][MRC];                                                          \
+    ptrdiff_t at[NTC] = {0}, np[NTC] = {0};                                         \
+    int unit[NTC] = {0};                                                            \
+    const int flat = ja == 0 && jb == OW;                                           \
     for (ptrdiff_t f0 = 0; f0 < FP; f0 += 2 * VL) {                                \
         const int two = FP - f0 >= 2 * VL;                                          \
         const ptrdiff_t nf = F - f0 < (two ? 2 : 1) * VL ? F - f0 : (two ? 2 : 1) * VL; \
@@ -518,21 +529,35 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_FWDT_ARGS(T))         
             for (int l = 0; l < 2 * VL; l++)                                        \
                 if (l < nf) CVX_LANE(bv[l / VL], l % VL) = bias[f0 + l];            \
         for (ptrdiff_t i = i0, j = ja; i < i1;) {                                  \
-            /* up to NTC tiles, along a row and on to the next;             */      \
-            /* a short last tile of a row repeats its last position; at    */      \
-            /* unit stride it moves left instead, when the row is that     */      \
-            /* long (it recomputes the same values)                        */      \
+            /* up to NTC tiles; a short tile repeats its last position;    */      \
+            /* at unit stride a row's short last tile moves left instead,  */      \
+            /* when the row is that long (it recomputes the same values)   */      \
             int nt = 0;                                                             \
             for (; nt < NTC && i < i1; nt++) {                                      \
-                np[nt] = jb - j < MR ? jb - j : MR;                                 \
-                js[nt] = j;                                                         \
-                is[nt] = i;                                                         \
-                if (sw == 1 && np[nt] < MR && jb - ja >= MR) {                      \
-                    js[nt] = jb - MR;                                               \
-                    np[nt] = MR;                                                    \
+                ptrdiff_t ti = i, tj = j, n;                                        \
+                if (flat) {                                                         \
+                    n = (i1 - i) * OW - j < MR ? (i1 - i) * OW - j : MR;            \
+                } else {                                                            \
+                    n = jb - j < MR ? jb - j : MR;                                  \
+                    if (sw == 1 && n < MR && jb - ja >= MR) {                       \
+                        tj = jb - MR;                                               \
+                        n = MR;                                                     \
+                    }                                                               \
                 }                                                                   \
-                j += MR;                                                            \
-                if (j >= jb) {                                                      \
+                np[nt] = n;                                                         \
+                at[nt] = ti * OW + tj;                                              \
+                unit[nt] = sw == 1 && n == MR && tj + MR <= jb;                     \
+                for (ptrdiff_t m = 0, mi = ti, mj = tj; m < MR; m++) {             \
+                    xs[nt][m] = xpad + mi * row_step + mj * sw;                     \
+                    if (m + 1 < n && ++mj == jb) {                                  \
+                        mj = ja;                                                    \
+                        mi++;                                                       \
+                    }                                                               \
+                }                                                                   \
+                if (flat) {                                                         \
+                    i += (j + n) / OW;                                              \
+                    j = (j + n) % OW;                                               \
+                } else if ((j += MR) >= jb) {                                       \
                     j = ja;                                                         \
                     i++;                                                            \
                 }                                                                   \
@@ -540,20 +565,19 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_FWDT_ARGS(T))         
             for (ptrdiff_t k0 = 0; k0 < K; k0 += kb) {                              \
                 const ptrdiff_t k1 = K - k0 < kb ? K : k0 + kb;                     \
                 for (int t = 0; t < nt; t++) {                                      \
-                    const T *xr = xpad + is[t] * row_step + js[t] * sw;             \
-                    if (sw == 1 && np[t] == MR) {                                   \
+                    if (unit[t]) {                                                  \
                         if (two)                                                    \
-                            NAME##_tile(xr, 1, off, k0, k1, w, bv, part[t], MR, 2, 1); \
+                            NAME##_tile(xs[t], off, k0, k1, w, bv, part[t], 2, 1);  \
                         else                                                        \
-                            NAME##_tile(xr, 1, off, k0, k1, w, bv, part[t], MR, 1, 1); \
+                            NAME##_tile(xs[t], off, k0, k1, w, bv, part[t], 1, 1);  \
                     } else if (two)                                                 \
-                        NAME##_tile(xr, sw, off, k0, k1, w, bv, part[t], np[t], 2, 0); \
+                        NAME##_tile(xs[t], off, k0, k1, w, bv, part[t], 2, 0);      \
                     else                                                            \
-                        NAME##_tile(xr, sw, off, k0, k1, w, bv, part[t], np[t], 1, 0); \
+                        NAME##_tile(xs[t], off, k0, k1, w, bv, part[t], 1, 0);      \
                 }                                                                   \
             }                                                                       \
             for (int t = 0; t < nt; t++) {                                          \
-                T *o = out + f0 * plane + is[t] * OW + js[t];                       \
+                T *o = out + f0 * plane + at[t];                                    \
                 if (np[t] == MR)                                                    \
                     NAME##_put(o, plane, part[t], nf);                              \
                 else                                                                \
