@@ -475,20 +475,23 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_put(T *o, ptrdiff_t plane,     
  * k0..k1, from the partial sums in part (MR x 2*VL, by position) or, at
  * k0 = 0, from the bias vectors bv; back into part.  Each output is the same
  * sum in the same order whatever the blocks of taps: bias, then k = 0, 1,
- * ...  Position m reads from xs[m]; at unit stride along one row (SW1) the
- * positions' reads are constant displacements from xs[0], which leaves the
- * general registers free at MR = 12. */
+ * ...  Where the positions read (AT, a constant): along one row from xr,
+ * sw apart (CVX_FT_ROW; past np they repeat the last), or at unit stride
+ * (CVX_FT_UNIT), whose reads are constant displacements from xr, which
+ * leaves the general registers free at MR = 12; or position m from xs[m]
+ * (CVX_FT_RUN: a tile across rows). */
+enum { CVX_FT_ROW, CVX_FT_UNIT, CVX_FT_RUN };
 #define CVX_DEFINE_FWDT(NAME, T, VT, VL, ATTR, MRC, NTC)                            \
 static inline ATTR CVX_ALWAYS_INLINE void NAME##_tile(                              \
-    const T *const *xs, const ptrdiff_t *off, ptrdiff_t k0, ptrdiff_t k1,           \
-    const T *w, const VT *bv, T *part, const int NV, const int SW1)                 \
+    const T *xr, ptrdiff_t sw, ptrdiff_t np, const T *const *xs,                    \
+    const ptrdiff_t *off, ptrdiff_t k0, ptrdiff_t k1, const T *w, const VT *bv,     \
+    T *part, const int NV, const int AT)                                            \
 {                                                                                   \
     enum { MR = MRC };                                                              \
     VT acc[MRC][2];                                                                 \
     const T *xp[MRC];                                                               \
-    const T *xr = xs[0];                                                            \
     for (int m = 0; m < MR; m++) {                                                  \
-        xp[m] = SW1 ? xr : xs[m];                                                   \
+        xp[m] = AT == CVX_FT_RUN ? xs[m] : xr + (m < np ? m : np - 1) * sw;         \
         for (int v = 0; v < NV; v++)                                                \
             acc[m][v] = k0 ? CVX_VLD(VT, part + m * 2 * VL + v * VL) : bv[v];       \
     }                                                                               \
@@ -498,7 +501,7 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_tile(                          
         for (int v = 0; v < NV; v++) wv[v] = CVX_VLD(VT, w + v * VL);               \
         const ptrdiff_t ok = off[k];                                                \
         for (int m = 0; m < MR; m++) {                                              \
-            const VT xb = CVX_VSUB0(VT, SW1 ? xr[ok + m] : xp[m][ok]); /* broadcast */ \
+            const VT xb = CVX_VSUB0(VT, AT == CVX_FT_UNIT ? xr[ok + m] : xp[m][ok]); \
             for (int v = 0; v < NV; v++) CVX_VMAC(acc[m][v], xb, wv[v]);            \
         }                                                                           \
     }                                                                               \
@@ -507,19 +510,39 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_tile(                          
             CVX_VST(part + m * 2 * VL + v * VL, acc[m][v]);                         \
 }                                                                                   \
                                                                                     \
-/* NTC tiles at a time (a constant), each block of taps in turn.  Where the   */   \
-/* item is whole rows (ja = 0, jb = OW) its outputs are one run of positions  */   \
-/* in each plane, and a tile takes the next MR of them, on across rows: only  */   \
-/* the item's last tile is short.  Else a tile keeps to its row.             */   \
+/* NAME_tiles: the NV-vector tiles of one block of taps.                     */     \
+static inline ATTR CVX_ALWAYS_INLINE void NAME##_tiles(                             \
+    int nt, const T *const *xr, ptrdiff_t sw, const ptrdiff_t *np,                  \
+    const T *(*xs)[MRC], const int *at, const ptrdiff_t *off, ptrdiff_t k0,         \
+    ptrdiff_t k1, const T *w, const VT *bv, T (*part)[MRC * 2 * VL], const int NV)  \
+{                                                                                   \
+    for (int t = 0; t < nt; t++) {                                                  \
+        if (at[t] == CVX_FT_UNIT)                                                   \
+            NAME##_tile(xr[t], 1, MRC, xs[t], off, k0, k1, w, bv, part[t], NV,      \
+                        CVX_FT_UNIT);                                               \
+        else if (at[t] == CVX_FT_ROW)                                               \
+            NAME##_tile(xr[t], sw, np[t], xs[t], off, k0, k1, w, bv, part[t], NV,   \
+                        CVX_FT_ROW);                                                \
+        else                                                                        \
+            NAME##_tile(xr[t], sw, np[t], xs[t], off, k0, k1, w, bv, part[t], NV,   \
+                        CVX_FT_RUN);                                                \
+    }                                                                               \
+}                                                                                   \
+                                                                                    \
+/* NTC tiles at a time (a constant), each block of taps in turn.  Where the   */    \
+/* item is whole rows (ja = 0, jb = OW) its outputs are one run of positions  */    \
+/* in each plane, and a tile takes the next MR of them, on across rows: only  */    \
+/* the item's last tile is short.  Else a tile keeps to its row.             */     \
 static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_FWDT_ARGS(T))             \
 {                                                                                   \
     enum { MR = MRC };                                                              \
     T part[NTC][MRC * 2 * VL];                                                      \
     const T *xs[NTC][MRC];                                                          \
-    ptrdiff_t at[NTC] = {0}, np[NTC] = {0};                                         \
-    int unit[NTC] = {0};                                                            \
+    const T *xr[NTC] = {0};                                                         \
+    ptrdiff_t to[NTC] = {0}, np[NTC] = {0};                                         \
+    int at[NTC] = {0};                                                              \
     const int flat = ja == 0 && jb == OW;                                           \
-    for (ptrdiff_t f0 = 0; f0 < FP; f0 += 2 * VL) {                                \
+    for (ptrdiff_t f0 = 0; f0 < FP; f0 += 2 * VL) {                                 \
         const int two = FP - f0 >= 2 * VL;                                          \
         const ptrdiff_t nf = F - f0 < (two ? 2 : 1) * VL ? F - f0 : (two ? 2 : 1) * VL; \
         const ptrdiff_t kb = CVX_FT_KB / (ptrdiff_t)((two ? 2 : 1) * VL * sizeof(T)); \
@@ -528,56 +551,46 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_FWDT_ARGS(T))         
         if (bias)                                                                   \
             for (int l = 0; l < 2 * VL; l++)                                        \
                 if (l < nf) CVX_LANE(bv[l / VL], l % VL) = bias[f0 + l];            \
-        for (ptrdiff_t i = i0, j = ja; i < i1;) {                                  \
-            /* up to NTC tiles; a short tile repeats its last position;    */      \
-            /* at unit stride a row's short last tile moves left instead,  */      \
-            /* when the row is that long (it recomputes the same values)   */      \
+        for (ptrdiff_t i = i0, j = ja; i < i1;) {                                   \
+            /* up to NTC tiles; a short tile repeats its last position;    */       \
+            /* at unit stride a row's short last tile moves left instead,  */       \
+            /* when the row is that long (it recomputes the same values)   */       \
             int nt = 0;                                                             \
             for (; nt < NTC && i < i1; nt++) {                                      \
-                ptrdiff_t ti = i, tj = j, n;                                        \
-                if (flat) {                                                         \
+                ptrdiff_t tj = j, n = jb - j < MR ? jb - j : MR;                    \
+                if (flat && n < MR) {      /* on into the next rows */              \
                     n = (i1 - i) * OW - j < MR ? (i1 - i) * OW - j : MR;            \
-                } else {                                                            \
-                    n = jb - j < MR ? jb - j : MR;                                  \
-                    if (sw == 1 && n < MR && jb - ja >= MR) {                       \
-                        tj = jb - MR;                                               \
-                        n = MR;                                                     \
-                    }                                                               \
+                } else if (sw == 1 && n < MR && jb - ja >= MR) {                    \
+                    tj = jb - MR;                                                   \
+                    n = MR;                                                         \
                 }                                                                   \
                 np[nt] = n;                                                         \
-                at[nt] = ti * OW + tj;                                              \
-                unit[nt] = sw == 1 && n == MR && tj + MR <= jb;                     \
-                for (ptrdiff_t m = 0, mi = ti, mj = tj; m < MR; m++) {             \
-                    xs[nt][m] = xpad + mi * row_step + mj * sw;                     \
-                    if (m + 1 < n && ++mj == jb) {                                  \
-                        mj = ja;                                                    \
-                        mi++;                                                       \
+                to[nt] = i * OW + tj;                                               \
+                xr[nt] = xpad + i * row_step + tj * sw;                             \
+                if (tj + n <= jb) {                                                 \
+                    at[nt] = sw == 1 && n == MR ? CVX_FT_UNIT : CVX_FT_ROW;         \
+                } else {                                                            \
+                    at[nt] = CVX_FT_RUN;                                            \
+                    for (ptrdiff_t m = 0, mi = i, mj = tj; m < MR; m++) {           \
+                        xs[nt][m] = xpad + mi * row_step + mj * sw;                 \
+                        if (m + 1 < n && ++mj == OW) {                              \
+                            mj = 0;                                                 \
+                            mi++;                                                   \
+                        }                                                           \
                     }                                                               \
                 }                                                                   \
-                if (flat) {                                                         \
-                    i += (j + n) / OW;                                              \
-                    j = (j + n) % OW;                                               \
-                } else if ((j += MR) >= jb) {                                       \
-                    j = ja;                                                         \
+                for (j = tj + n; j >= jb && i < i1; j -= jb - ja)                   \
                     i++;                                                            \
-                }                                                                   \
             }                                                                       \
             for (ptrdiff_t k0 = 0; k0 < K; k0 += kb) {                              \
                 const ptrdiff_t k1 = K - k0 < kb ? K : k0 + kb;                     \
-                for (int t = 0; t < nt; t++) {                                      \
-                    if (unit[t]) {                                                  \
-                        if (two)                                                    \
-                            NAME##_tile(xs[t], off, k0, k1, w, bv, part[t], 2, 1);  \
-                        else                                                        \
-                            NAME##_tile(xs[t], off, k0, k1, w, bv, part[t], 1, 1);  \
-                    } else if (two)                                                 \
-                        NAME##_tile(xs[t], off, k0, k1, w, bv, part[t], 2, 0);      \
-                    else                                                            \
-                        NAME##_tile(xs[t], off, k0, k1, w, bv, part[t], 1, 0);      \
-                }                                                                   \
+                if (two)                                                            \
+                    NAME##_tiles(nt, xr, sw, np, xs, at, off, k0, k1, w, bv, part, 2); \
+                else                                                                \
+                    NAME##_tiles(nt, xr, sw, np, xs, at, off, k0, k1, w, bv, part, 1); \
             }                                                                       \
             for (int t = 0; t < nt; t++) {                                          \
-                T *o = out + f0 * plane + at[t];                                    \
+                T *o = out + f0 * plane + to[t];                                    \
                 if (np[t] == MR)                                                    \
                     NAME##_put(o, plane, part[t], nf);                              \
                 else                                                                \
