@@ -415,8 +415,7 @@ static inline ATTR CVX_ALWAYS_INLINE void NAME##_body(CVX_WGRADT_ARGS(T))       
  * bytes, stay in L1 while NTC tiles (along the run) read them; a tile's
  * sums wait in a buffer between blocks of taps, and go from it, position by
  * position, into the channels' planes.  Each output sums bias, then k = 0,
- * 1, ..., K - 1:
- * the same bits for any blocking and any thread count. */
+ * 1, ..., K - 1: the same bits for any blocking and any thread count. */
 #define CVX_FT_KB (16 * 1024)    /* bytes of weights per block of taps */
 #define CVX_FWDT_ARGS(T)                                                            \
     const T *xpad, ptrdiff_t row_step, ptrdiff_t sw, const ptrdiff_t *off,          \
