@@ -19,7 +19,9 @@ the package is absent, as in a bare install of the wheel, and fails them
 instead where CI's main environment requires every optional package
 (``CONVX_REQUIRE_OPTIONAL=1``; ``CONVX_REQUIRE_TORCH=1`` for torch alone).
 """
+import contextlib
 import importlib
+import io
 import os
 import pathlib
 import sys
@@ -109,6 +111,14 @@ def kernel_path(request, monkeypatch):
     monkeypatch.setattr(convx._engine, "USE_DIRECT", request.param == "direct")
     monkeypatch.setattr(convx._engine, "PLANS", {})
     return request.param
+
+
+def show_config_text():
+    """What convx.show_config() prints, as a string."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        convx.show_config()
+    return out.getvalue()
 
 
 def thread_counts(*counts):

@@ -26,7 +26,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import optional  # (tests/conftest.py)
+from conftest import optional, thread_counts  # (tests/conftest.py)
 
 da = optional("dask.array")
 import dask
@@ -714,7 +714,7 @@ def test_local_cluster(default_threads, environ_kept):
         default = client.run(convx.get_num_threads)
         client.run(cd.reset_threads_used)
         # (the key takes at most the CPUs this process may use)
-        with dask.config.set({"convx.threads-per-task": min(2, convx._threads._MAX_THREADS)}):
+        with dask.config.set({"convx.threads-per-task": max(thread_counts(1, 2))}):
             more = cd.conv2d(dx, w, padding=1)
         assert_close(more.compute(), y, ref.conv_nd(np.abs(x), np.abs(w), pads=(1, 1, 1, 1)),
                      w[0].size, F32)

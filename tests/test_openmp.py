@@ -2,13 +2,11 @@
 extension has OpenMP, one where it has none, and show_config() says which
 (setup.py picks the OpenMP flag for the compiler it runs, and builds without
 OpenMP, said aloud, where that compiler has none)."""
-import contextlib
-import io
-
 import numpy as np
 import pytest
 
 import convx
+from conftest import show_config_text  # (tests/conftest.py)
 
 METHODS = ["gemm", "direct", "winograd"]
 
@@ -51,10 +49,7 @@ def test_without_openmp_a_call_runs_one_thread():
 
 
 def test_show_config_says_how_it_was_built():
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        convx.show_config()
-    text = out.getvalue()
+    text = show_config_text()
     openmp = next(line for line in text.splitlines() if line.strip().startswith("OpenMP:"))
     assert ("yes" in openmp) == convx._core.openmp_enabled(), text
     simd = next(line for line in text.splitlines() if line.strip().startswith("SIMD kernels:"))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import convx
-from conftest import optional  # (tests/conftest.py)
+from conftest import optional, show_config_text  # (tests/conftest.py)
 
 threadpoolctl = optional("threadpoolctl")
 pytestmark = pytest.mark.usefixtures("default_threads")   # (conftest.py)
@@ -122,12 +122,7 @@ def test_leaving_puts_convx_setting_back():
 
 
 def _threads_line():
-    import contextlib
-    import io
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        convx.show_config()
-    return next(line for line in out.getvalue().splitlines() if "threads:  " in line)
+    return next(line for line in show_config_text().splitlines() if "threads:  " in line)
 
 
 def test_show_config_still_says_default_after_a_block():

@@ -5,9 +5,7 @@ threadpoolctl and Ctrl-C have files of their own.
 Every test leaves convx at its default thread count (the autouse fixture).
 """
 import concurrent.futures
-import contextlib
 import ctypes
-import io
 import os
 import subprocess
 import sys
@@ -20,7 +18,7 @@ import pytest
 import convx
 import convx._threads
 import reference as ref  # tests/reference.py; see conftest.py
-from conftest import thread_counts  # (tests/conftest.py)
+from conftest import show_config_text, thread_counts  # (tests/conftest.py)
 
 EPS64 = np.finfo(np.float64).eps
 pytestmark = pytest.mark.usefixtures("default_threads")   # (conftest.py)
@@ -527,10 +525,7 @@ def test_limited_calls_give_the_same_bits():
 
 
 def test_show_config_says_how_convx_runs():
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        convx.show_config()
-    text = out.getvalue()
+    text = show_config_text()
     if convx._core.openmp_enabled():
         assert f"threads:       {convx.get_num_threads()} (default; at most {_cpus()})" in text
     else:
