@@ -10,6 +10,11 @@ Winograd's in _engine.py's _NS_WINO); a choice within 5% of the faster
 counts as right.  ('auto' takes Winograd in float32 only: its float64 lines
 are shown and not counted.)
 
+With ``--large fit`` or ``--large check`` (the FFT) it times large
+one-channel images and long signals of our own instead, the ones the
+'zen4' constants were fitted on or the ones they were checked on: the
+random layers' images are at most 256 wide.
+
 With ``--seed S`` (the FFT) it times random layers drawn from that seed
 instead (``--layers`` of them: 1-D and 2-D, 1 to 16 images, 1 to 16
 channels, 1 to 64 filters, some depthwise, kernels 5x5 to 31x31 or 15 to
@@ -31,7 +36,7 @@ _NS_WINO fit leaves out).  It prints them, for this CPU's entry of those tables
 a run without ``--fit``.
 
     python benchmarks/fft_costs.py [--method fft|winograd] [--fit] [--seed S] [--layers N]
-                                   [--threads N] [--rounds R]
+                                   [--large fit|check] [--threads N] [--rounds R]
 """
 import argparse
 import functools
@@ -101,6 +106,29 @@ WINOGRAD_5X5_SHAPES = [
     ((4, 128, 14, 14), (128, 128, 5, 5)), ((2, 192, 14, 14), (192, 192, 5, 5)),
     ((2, 256, 7, 7), (256, 256, 5, 5)), ((4, 32, 56, 56), (32, 32, 5, 5)),
 ]
+
+
+# Large images and long signals (--large): 'same' padding, groups =
+# channels when the weight has one.
+LARGE_SHAPES = {
+    "fit": [
+        ((2, 1, 512, 512), (1, 1, 31, 31)), ((1, 1, 512, 512), (1, 1, 25, 25)),
+        ((2, 1, 400, 400), (1, 1, 27, 27)), ((4, 1, 384, 384), (1, 1, 21, 21)),
+        ((1, 1, 1024, 1024), (1, 1, 31, 31)), ((2, 1, 512, 512), (1, 1, 19, 19)),
+        ((1, 3, 512, 512), (3, 1, 29, 29)), ((2, 1, 640, 480), (1, 1, 33, 33)),
+        ((1, 1, 768, 768), (1, 1, 23, 23)), ((8, 1, 256, 256), (1, 1, 29, 29)),
+        ((1, 2, 512, 512), (2, 2, 31, 31)), ((4, 1, 1, 65536), (1, 1, 1, 255)),
+        ((2, 1, 1, 100000), (1, 1, 1, 511)), ((8, 1, 1, 32768), (1, 1, 1, 191)),
+    ],
+    "check": [
+        ((1, 1, 600, 600), (1, 1, 27, 27)), ((2, 1, 480, 640), (1, 1, 25, 25)),
+        ((3, 1, 512, 512), (1, 1, 23, 23)), ((1, 1, 900, 900), (1, 1, 35, 35)),
+        ((2, 2, 300, 300), (2, 2, 21, 21)), ((1, 4, 256, 256), (4, 1, 31, 31)),
+        ((4, 1, 320, 320), (1, 1, 33, 33)), ((1, 1, 1, 200000), (1, 1, 1, 301)),
+        ((3, 1, 1, 48000), (1, 1, 1, 383)), ((16, 1, 1, 8192), (1, 1, 1, 255)),
+        ((1, 1, 384, 512), (1, 1, 45, 45)), ((1, 1, 720, 540), (1, 1, 29, 29)),
+    ],
+}
 
 
 def random_layers(seed, count):
@@ -176,6 +204,8 @@ def main():
     ap.add_argument("--seed", type=int, default=None,
                     help="the FFT: time random layers drawn from this seed")
     ap.add_argument("--layers", type=int, default=30, help="with --seed: how many")
+    ap.add_argument("--large", choices=("fit", "check"), default=None,
+                    help="the FFT: time the large images and long signals of LARGE_SHAPES")
     args = ap.parse_args()
     if args.threads:
         convx.set_num_threads(args.threads)
@@ -186,6 +216,7 @@ def main():
     ratios = {}   # the FFT: {(algorithm, pass, dtype): [time measured / the model's]}
     fft_terms = {}   # the FFT: {itemsize: [(its model's terms, its time in ns)]}
     cases = (WINOGRAD_SHAPES + WINOGRAD_5X5_SHAPES if method == "winograd"
+             else LARGE_SHAPES[args.large] if args.large
              else SHAPES if args.seed is None else random_layers(args.seed, args.layers))
     for xs, ws, *dilated in cases:
         d = dilated[0] if dilated else 1
@@ -263,18 +294,22 @@ def main():
 
 
 def fit_fft(fft_terms):
-    """_fft._NS_TRANSFORM and _NS_MIX by non-negative least squares on the
-    relative error of the FFT's times, with _NS_CHUNK (measured on its own:
-    the time of a call on one tiny image) held."""
+    """This core's entry of _fft._NS_FFT: the transform and mix terms by
+    non-negative least squares on the relative error of the FFT's times,
+    with the chunk's (measured on its own: the time of a call on one tiny
+    image) held."""
     from scipy.optimize import nnls
 
     from convx import _fft
+    costs = _engine._per_core(_fft._NS_FFT)
     for itemsize, rows in sorted(fft_terms.items()):
         terms = np.array([r[0] for r in rows], float)
         t = np.array([r[1] for r in rows])
-        ns, _ = nnls(terms[:, :2] / t[:, None], 1 - _fft._NS_CHUNK * terms[:, 2] / t)
-        print(f"fitted on {len(rows)} passes, with _NS_CHUNK = {_fft._NS_CHUNK:.0f} held: "
-              f"_NS_TRANSFORM[{itemsize}] = {ns[0]:.3g}, _NS_MIX[{itemsize}] = {ns[1]:.3g}")
+        chunk = costs[itemsize][2]
+        ns, _ = nnls(terms[:, :2] / t[:, None], 1 - chunk * terms[:, 2] / t)
+        print(f"fitted on {len(rows)} passes, with the chunk's {chunk:.0f} held: "
+              f"_NS_FFT[{_engine._tuning()!r}][{itemsize}] = "
+              f"({ns[0]:.3g}, {ns[1]:.3g}, {chunk:.0f})")
 
 
 def fit_winograd(fits):

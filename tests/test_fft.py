@@ -354,7 +354,12 @@ def test_working_memory_does_not_grow_with_the_batch():
     ((1, 8, 64, 64), (16, 8, 9, 9), 4, False),
     ((2, 8, 32, 32), (32, 8, 9, 9), 4, False),
 ])
-def test_auto_takes_the_fft_where_it_pays(x_shape, w_shape, padding, fft):
+@pytest.mark.parametrize("tuning", ["default", "zen4"])
+def test_auto_takes_the_fft_where_it_pays(x_shape, w_shape, padding, fft, tuning, monkeypatch):
+    """Under each core's cost constants (_engine._tuning), whatever CPU runs
+    the test."""
+    monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
+    monkeypatch.setattr(_engine, "PLANS", {})
     nsp = len(x_shape) - 2
     st_, pads, dl = (1, 1), (padding,) * 4, (1, 1)
     if nsp == 1:
@@ -367,6 +372,20 @@ def test_auto_takes_the_fft_where_it_pays(x_shape, w_shape, padding, fft):
             args = (x4, w4) if pass_ == "forward" else (x4, w4, x4[:1] + w4[:1] + x4[2:])
             plan = make("t", *args, st_, pads, dl, 1, dtype=dtype)
             assert (plan[1].name == "fft") == fft, (pass_, dtype, plan[1].name)
+
+
+@pytest.mark.parametrize("tuning, fft", [("default", False), ("zen4", True)])
+def test_a_cores_constants_move_the_threshold(tuning, fft, monkeypatch):
+    """Where the FFT starts to pay depends on the core (_fft._NS_FFT,
+    _engine._NS_SCALE): on a Zen 4, (2, 1, 512, 512) 31x31 took 0.53-0.76x
+    the depthwise kernel's time in the FFT, forward, where on the Xeon the
+    'default' constants come from a 33x33 kernel took 1.07x."""
+    monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
+    monkeypatch.setattr(_engine, "PLANS", {})
+    for dtype in (np.float32, np.float64):
+        plan = _engine.forward_plan("t", (2, 1, 512, 512), (1, 1, 31, 31), (1, 1), (15,) * 4,
+                                    (1, 1), 1, dtype=dtype)
+        assert (plan[1].name == "fft") == fft, (dtype, plan[1].name)
 
 
 def test_method_fft_needs_a_kernel_wider_than_one_tap():

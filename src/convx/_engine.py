@@ -2203,6 +2203,23 @@ _NS_DEPTHWISE = {"forward": {4: (0.27, 0.0087, 0.0069, 0.31), 8: (0.52, 0.0134, 
                                  8: (0.29, 0.0209, 0.0299, 0.12)}}
 
 
+# The rates above, measured on the Xeon, times these by core for the FFT's
+# comparison: (the algorithm, the pass the rates are keyed by) -> factor,
+# 1 where the core's entry has none.  'zen4': the median, over both dtypes,
+# of the time measured over the time the rates give, on the passes where
+# that algorithm was the FFT's rival in the calls _fft._NS_FFT's 'zen4'
+# entry was fitted on (14 to 148 passes each; the rows kernel counts as the
+# kernel whose rate it is costed at).  The depthwise kernel's 1.31 matters
+# most: (2, 1, 512, 512) 31x31, forward, took 9.3 ms in it against 7.2
+# modelled, and 5.3-7.0 ms in the FFT.
+_NS_SCALE: dict[str, dict[tuple[str, str], float]] = {
+    "default": {},
+    "zen4": {("depthwise", "forward"): 1.31, ("depthwise", "weight grad"): 1.41,
+             ("channels", "forward"): 1.59, ("channels", "weight grad"): 1.11,
+             ("direct", "forward"): 1.04, ("direct", "weight grad"): 1.37,
+             ("gemm", "forward"): 1.33, ("gemm", "weight grad"): 1.21}}
+
+
 def _cost_pass(pass_: str) -> str:
     """The pass the cost tables above are keyed by: the weight gradient's
     own, or the forward pass's, which the input gradient shares."""
@@ -2217,6 +2234,17 @@ def _depthwise_ns(c: Call, pass_: str) -> float:
 
 
 def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
+    """What algorithm ``name`` takes per multiply-add on a pass of ``c``, in
+    ns, on this core (_NS_SCALE)."""
+    costed = name
+    if name == "rows":
+        costed = "depthwise" if _one_to_one(c) else "direct"
+    scale = _per_core(_NS_SCALE).get((costed, _cost_pass(pass_)), 1.0)
+    return scale * _xeon_ns_per_mac(name, c, pass_)
+
+
+def _xeon_ns_per_mac(name: str, c: Call, pass_: str) -> float:
+    """_ns_per_mac as the tables above give it (the Xeon's rates)."""
     rates = _cost_pass(pass_)
     f = c.w[1] if pass_ == "input grad" else c.fg   # the filters of the pass the kernel runs
     if name == "channels" and (_input_grad_large_kernel(c) if pass_ == "input grad"
@@ -2261,7 +2289,7 @@ def _fft_geometry(c: Call, pass_: str) -> Any:
     if swap:
         span, out1, origin, up, down = (v[::-1] for v in (span, out1, origin, up, down))
     return _fft.geometry(span, out1, origin, up, down, c.x[0], cin * c.groups, cout * c.groups,
-                         c.groups * cin * cout, c.dtype.itemsize, swap)
+                         c.groups * cin * cout, _per_core(_fft._NS_FFT)[c.dtype.itemsize], swap)
 
 
 # 'auto' takes the FFT where its model says it takes at most 1/_FFT_MARGIN

@@ -133,31 +133,46 @@ def fast_len(n: int) -> int:
 
 
 # Cost constants, in nanoseconds, written here so that the choice is a
-# function of the shapes and the dtype alone.  The engine sets them against
-# its own rates for the other algorithms (_engine._NS_PER_MAC and the tables
-# beside it), so both were measured alike: 2 threads on an Intel Xeon
-# (x86-64-v4, cpuid family 6, model 167), scipy 1.17's pocketfft, whole
-# calls of 54 random layers x 3 passes x 2 dtypes (1-D and 2-D, 1 to 16
-# images, 1 to 16 channels, 1 to 64 filters, kernels 5x5 to 31x31 and 15
-# to 255 taps; `benchmarks/fft_costs.py --seed 11 --layers 24` and `--seed
-# 12 --layers 30`, with `--fit`).  The chunk's cost is measured on its own;
-# the other two are fitted with it held, by non-negative least squares on
-# the relative error (`--fit` prints them).  Fitted on one seed's calls,
-# the choice between the FFT and the table's other algorithm was within 5%
-# of the faster on 174 of the other seed's 180 and 133 of 144.  By the
-# itemsize:
-# - per real value x log2(tile size) of the transforms (forward and inverse;
-#   pocketfft alone takes 0.3-0.6 forward and 0.45-1.1 inverse, one thread);
-_NS_TRANSFORM = {4: 0.18, 8: 0.29}
-# - per complex multiply-add of the channel mixing (_fft.h alone: 0.8-1.5,
-#   bound by memory, one thread) with what else each bin costs (the
+# function of the shapes, the dtype and the CPU: by the core (the engine's
+# _tuning, which picks the entry) and the itemsize, (transform, mix, chunk):
+# - transform: per real value x log2(tile size) of the transforms (forward
+#   and inverse; pocketfft alone takes 0.3-0.6 forward and 0.45-1.1
+#   inverse, one thread, an Intel Xeon);
+# - mix: per complex multiply-add of the channel mixing (_fft.h alone:
+#   0.8-1.5, bound by memory, one thread) with what else each bin costs (the
 #   products' arrays);
-_NS_MIX = {4: 0.45, 8: 0.74}
-# - per chunk of images: the Python around the transforms (a dozen NumPy
-#   and scipy.fft calls): a call on one 16x16 image takes 74-80 us, any
-#   pass, either dtype.  (Fitted at 8 us, small calls went to the FFT at up
-#   to 2.1x the direct kernel's time: (4, 1, 128, 128) 35x35.)
-_NS_CHUNK = 70_000.0
+# - chunk: per chunk of images: the Python around the transforms (a dozen
+#   NumPy and scipy.fft calls), measured on its own as the time of a call
+#   on one 16x16 image, any pass, either dtype.  (Fitted at 8 us on the
+#   Xeon, small calls went to the FFT at up to 2.1x the direct kernel's
+#   time: (4, 1, 128, 128) 35x35.)
+# The engine sets them against its own rates for the other algorithms
+# (_engine._NS_PER_MAC and the tables beside it, scaled by core:
+# _engine._NS_SCALE), so both were measured alike: whole calls on 2
+# threads, scipy 1.17's pocketfft, the transform and mix terms fitted with
+# the chunk's held, by non-negative least squares on the relative error
+# (`benchmarks/fft_costs.py --fit` prints them).
+# - 'default': an Intel Xeon (x86-64-v4, cpuid family 6, model 167), 54
+#   random layers x 3 passes x 2 dtypes (1-D and 2-D, 1 to 16 images, 1 to
+#   16 channels, 1 to 64 filters, kernels 5x5 to 31x31 and 15 to 255 taps;
+#   `fft_costs.py --seed 11 --layers 24` and `--seed 12 --layers 30`).
+#   Fitted on one seed's calls, the choice between the FFT and the table's
+#   other algorithm was within 5% of the faster on 174 of the other seed's
+#   180 and 133 of 144.  A tiny call took 74-80 us.
+# - 'zen4': an AMD EPYC Zen 4 (family 25, a shared 2-core VM), the same 54
+#   layers, fft_costs.py's own 24, and 14 large images and long signals of
+#   our own (`fft_costs.py --large fit`: 256x256 to 1024x1024 under 19x19 to
+#   33x33 kernels, 32k to 100k samples under 191 to 511 taps), which the
+#   random layers (images up to 256 wide) leave out and where the 'default'
+#   constants were furthest off: the FFT took 0.65-0.9 of its modelled time
+#   there, 1.23 (the median) on the random layers.  A tiny call takes
+#   141-156 us here.  On 12 other large layers (`--large check`, 72 passes,
+#   not fitted on), 'auto' was within 5% of the faster in 66 (51 with the
+#   'default' constants and scales), 1.023x its time on average (1.097x),
+#   1.94x at worst (1.89x); on `--seed 13 --layers 24` (144 passes, not
+#   fitted on) in 137 (135), 1.009x (1.016x), 1.43x at worst (1.82x).
+_NS_FFT = {"default": {4: (0.18, 0.45, 70_000.0), 8: (0.29, 0.74, 70_000.0)},
+           "zen4": {4: (0.167, 0.511, 145_000.0), 8: (0.279, 0.811, 145_000.0)}}
 # A chunk of images is transformed at once, up to this many values of tiles
 # (input and output channels): a bound on the working memory, whatever the
 # batch.  A tile of more values than this is cut smaller.
@@ -229,15 +244,14 @@ def _terms(n: int, tiles: int, size: int, bins: int, cin: int, cout: int, mixes:
 
 
 def geometry(span: Pair, out1: Pair, origin: Pair, up: Pair, down: Pair, n: int, cin: int,
-             cout: int, mixes: int, itemsize: int,
+             cout: int, mixes: int, costs: tuple[float, float, float],
              swap: bool = False) -> tuple[Geometry, float, tuple[float, int, int]] | None:
     """The cheapest tiling of a correlation by the cost model, and its cost in
     nanoseconds: ``(Geometry, ns, terms)`` (terms: :func:`_terms`).  ``n``
     images, ``cin`` and ``cout`` channels transformed in and out of each,
     ``mixes`` complex multiply-adds per bin and image (channels in x out per
-    group, x groups)."""
+    group, x groups); ``costs`` the core's entry of _NS_FFT for the dtype."""
     best = None
-    costs = (_NS_TRANSFORM[itemsize], _NS_MIX[itemsize], _NS_CHUNK)
     for lh, th, nh in _axis_choices(span[0], out1[0]):
         for lw, tw, nw in _axis_choices(span[1], out1[1]):
             size = lh * lw
