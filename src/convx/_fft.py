@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from typing import TYPE_CHECKING, NamedTuple, cast, final
+from typing import TYPE_CHECKING, Any, NamedTuple, cast, final
 
 import numpy as np
 
@@ -106,6 +106,48 @@ def _sf() -> _ScipyFFT:
                 _importing -= 1
         _scipy_fft = cast("_ScipyFFT", scipy.fft)
     return _scipy_fft
+
+
+_UNCHECKED = object()
+_pocket: Any = _UNCHECKED
+
+
+def _pf() -> Any:
+    """scipy.fft's own transforms (its module scipy.fft._pocketfft.pypocketfft,
+    which scipy.fft's functions call), whose calls take the array to write
+    the result into, where it is there and gives scipy.fft's results bit for
+    bit: checked once per process, on a small transform each way; else None
+    (and the public functions, which return a new array at every call).
+    Fresh arrays of a few MiB cost page faults on each call where the C
+    library has handed the last call's back to the kernel (_HOLD_BYTES)."""
+    global _pocket
+    if _pocket is _UNCHECKED:
+        _pocket = _checked(getattr(getattr(_sf(), "_pocketfft", None), "pypocketfft", None))
+    return _pocket
+
+
+def _checked(p: Any) -> Any:
+    """``p`` (see _pf) where its transforms into given arrays are scipy.fft's
+    own, else None."""
+    if p is None:
+        return None
+    sf = _sf()
+    try:
+        for dtype in (np.float32, np.float64):
+            a = np.random.default_rng(0).standard_normal((2, 6, 10)).astype(dtype)
+            spec = np.empty((2, 6, 6), np.result_type(dtype, np.complex64))
+            back = np.empty((2, 6, 10), dtype)
+            p.r2c(a, (1, 2), True, 0, spec, 1)
+            want = sf.rfft2(a, s=(6, 10), workers=1)
+            p.c2r(spec, (2,), 10, False, 0, back, 1)
+            if not (spec.dtype == want.dtype and np.array_equal(spec, want)
+                    and np.array_equal(back, sf.irfft(spec, n=10, axis=2, norm="forward",
+                                                      workers=1))):
+                return None
+    except (TypeError, ValueError, AttributeError, RuntimeError):
+        # a scipy whose module differs: its public functions
+        return None
+    return p
 
 
 def _smooth(lo: int, hi: int) -> list[int]:
@@ -309,15 +351,21 @@ def spectra(k: Array, g: Geometry, dilation: Pair, shift: Array) -> Array:
 
 
 # Each thread keeps its largest working arrays of the FFT between calls, up
-# to this many bytes each (two in all: the region the tiles are read from
-# and the products' spectra; the weight gradient's output-gradient region
-# is the second).  Allocated afresh at every call, they cost more than the
-# transforms on some machines: above a few MiB glibc hands freed memory back
-# to the kernel, and the next call faults it in again page by page.  (2, 1,
-# 512, 512) 31x31 float64, forward, one thread on an AMD Zen 4 VM: 1,719
-# page faults and 10.7 ms a call, against none and 7.7 ms with them kept.)
-# Larger arrays (one chunk of a large image) are allocated and freed per
-# call, as before.
+# to this many bytes each, three in all, each used for one thing and then
+# another (correlate, weight_grad): "region" (the zero-padded source, then
+# the inverse transforms, or the output gradient's tiles), "spectra" (the
+# source's tiles' spectra, then the output joined from its tiles) and "mix"
+# (the products' spectra).  The transforms write into them through scipy's
+# own module (_pf).  Allocated afresh at every call, they cost more than
+# the transforms on some machines: above a few MiB glibc hands freed memory
+# back to the kernel, and the next call faults it in again page by page.
+# (2, 1, 512, 512) 31x31 float64, forward, one thread on an AMD Zen 4 VM:
+# 1,719 page faults and 10.7 ms a call, against none and 7.7 ms with the
+# region and the products kept; its weight gradient, 2 threads, 1,036 to
+# 1,830 faults and 8.3-9.5 ms, against none and 5.9 ms with the transforms'
+# outputs kept too.)  Larger arrays (one chunk of a large image) are
+# allocated and freed per call, as before; so is the kernel's spectra
+# (one per pair of channels).
 _HOLD_BYTES = 1 << 24
 _ALIGN = 64
 
@@ -393,38 +441,56 @@ def _region(src: Array, g: Geometry, shift: Array, lease: _Lease) -> Array:
     return buf
 
 
-def _tiles(buf: Array, g: Geometry, threads: int) -> Array:
-    """The (N, C, tiles, bins) spectra of the windows of a region."""
-    if g.tiles == (1, 1):
-        spec = _rfft(buf, g, threads)   # one tile: the region itself, contiguous
-    else:
+def _tiles(buf: Array, g: Geometry, threads: int, lease: _Lease) -> Array:
+    """The (N, C, tiles, bins) spectra of the windows of a region, in the
+    lease's "spectra" array where scipy's module allows (_pf)."""
+    a = buf
+    if g.tiles != (1, 1):   # (one tile: the region itself, contiguous)
         win = np.lib.stride_tricks.sliding_window_view(buf, g.L, axis=(2, 3))
-        spec = _rfft(win[:, :, ::g.T[0], ::g.T[1]], g, threads)
+        a = win[:, :, ::g.T[0], ::g.T[1]]
+    out = lease.take("spectra", a.shape[:-1] + (g.L[1] // 2 + 1,), _spectra_dtype(buf.dtype))
+    spec = _rfft(a, g, threads, out)
     return np.ascontiguousarray(spec.reshape(buf.shape[:2] + (g.tiles[0] * g.tiles[1], -1)))
 
 
-def _rfft(a: Array, g: Geometry, threads: int) -> Array:
+def _spectra_dtype(dtype: np.dtype) -> np.dtype:
+    """The complex dtype of a real dtype's spectra."""
+    return np.dtype(np.complex64 if dtype == np.float32 else np.complex128)
+
+
+def _rfft(a: Array, g: Geometry, threads: int, out: Array | None = None) -> Array:
     """The spectra of tiles ``a`` (..., Lh or less, Lw or less), zero-filled
-    to the geometry's lengths: along the rows alone when Lh is 1."""
-    if g.L[0] == 1:
+    to the geometry's lengths: along the rows alone when Lh is 1.  Into
+    ``out`` (C order, the spectra's shape and dtype) where it is given, the
+    tiles are whole and scipy's module allows (_pf)."""
+    one = g.L[0] == 1
+    p = _pf() if out is not None and a.shape[-2 + one:] == g.L[one:] else None
+    if p is not None:
+        axes = (a.ndim - 1,) if one else (a.ndim - 2, a.ndim - 1)
+        return cast("Array", p.r2c(a, axes, True, 0, out, threads))
+    if one:
         return _sf().rfft(a, n=g.L[1], axis=-1, workers=threads)
     return _sf().rfft2(a, s=g.L, workers=threads)
 
 
-def _irfft(a: Array, g: Geometry, threads: int) -> Array:
+def _irfft(a: Array, g: Geometry, threads: int, out: Array | None = None) -> Array:
     """The tiles (..., Lh, Lw) whose spectra are ``a`` (which it overwrites),
     times Lh x Lw: not normalised (the caller's :func:`_pow2_into` divides,
-    in the multiply it makes anyway).  One axis at a time, the columns'
-    complex transform in place: scipy's irfft2 makes the same passes in the
-    same order (so the same bits), but first copies ``a`` into a temporary
-    array of its own, which with the output makes two large allocations a
-    call.  Past a few MiB, glibc hands such memory back to the kernel and
-    faults it in again at every call: irfft2 of 8 float64 tiles of 288x288
-    took 2.1-2.8x the time of these two passes, 10.5 ns a value against 5.0
-    (an AMD Zen 4)."""
+    in the multiply it makes anyway); into ``out`` (C order, real) where it
+    is given and scipy's module allows (_pf).  One axis at a time, the
+    columns' complex transform in place: scipy's irfft2 makes the same
+    passes in the same order (so the same bits), but first copies ``a`` into
+    a temporary array of its own, which with the output makes two large
+    allocations a call.  Past a few MiB, glibc hands such memory back to the
+    kernel and faults it in again at every call: irfft2 of 8 float64 tiles
+    of 288x288 took 2.1-2.8x the time of these two passes, 10.5 ns a value
+    against 5.0 (an AMD Zen 4)."""
     sf = _sf()
     if g.L[0] > 1:
         a = sf.ifft(a, axis=-2, norm="forward", overwrite_x=True, workers=threads)
+    p = _pf() if out is not None else None
+    if p is not None:
+        return cast("Array", p.c2r(a, (a.ndim - 1,), g.L[1], False, 0, out, threads))
     return sf.irfft(a, n=g.L[1], axis=-1, norm="forward", workers=threads)
 
 
@@ -447,18 +513,24 @@ def correlate(src: Array, spec: Array, out: Array, bias: Array | None, g: Geomet
         src, out = src.swapaxes(2, 3), out.swapaxes(2, 3)
     (th, tw), lh, (nh, nw) = g.T, g.L[0], g.tiles
     f, (oh, ow), (sh, sw) = out.shape[1], out.shape[2:], g.down
+    # Each array goes where the lease's role is free again: the region, read
+    # by the transforms, then their inverse; the spectra, mixed, then the
+    # output's tiles joined
     with _Lease() as lease:
         for n0 in range(0, src.shape[0], g.images):
             x = _tiles(_region(src[n0:n0 + g.images], g,
-                               shift[n0:n0 + g.images, None, None, None], lease), g, threads)
+                               shift[n0:n0 + g.images, None, None, None], lease), g, threads,
+                       lease)
             y = lease.take("mix", (x.shape[0], f) + x.shape[2:], x.dtype)
             _core.fft_mix(_float_view(x), _float_view(spec), _float_view(y), groups, threads)
             del x
-            y = _irfft(y.reshape(y.shape[:2] + (nh, nw, lh, -1)), g, threads)
-            y = y[..., :th, :tw].transpose(0, 1, 2, 4, 3, 5).reshape(
-                y.shape[:2] + (nh * th, nw * tw))
+            y = y.reshape(y.shape[:2] + (nh, nw, lh, -1))
+            z = _irfft(y, g, threads, lease.take("region", y.shape[:-1] + g.L[1:], src.dtype))
+            joined = lease.take("spectra", z.shape[:2] + (nh * th, nw * tw), src.dtype)
+            joined.reshape(z.shape[:2] + (nh, th, nw, tw))[...] = (
+                z[..., :th, :tw].transpose(0, 1, 2, 4, 3, 5))
             part = out[n0:n0 + g.images]
-            _pow2_into(y[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw],
+            _pow2_into(joined[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw],
                        unshift[n0:n0 + g.images, :, None, None], part, lh * g.L[1])
             if bias is not None:
                 part += bias[:, None, None]
@@ -479,16 +551,25 @@ def weight_grad(x: Array, gout: Array, dw_shape: tuple[int, ...], dilation: Pair
     (th, tw), lh, (nh, nw) = g.T, g.L[0], g.tiles
     (sh, sw), (oh, ow) = g.down, gout.shape[2:]
     acc = None
+    # (the lease's roles as in correlate: the output gradient's tiles, zero-
+    # filled to the transforms' lengths, take the region's once it is read,
+    # and their spectra the products' once the tiles are copied)
     with _Lease() as lease:
         for n0 in range(0, x.shape[0], g.images):
             xs = _tiles(_region(x[n0:n0 + g.images], g, shift_x[None, :, None, None], lease), g,
-                        threads)
-            gbuf = lease.take("mix", (xs.shape[0], f, nh * th, nw * tw), x.dtype)
+                        threads, lease)
+            n = xs.shape[0]
+            gbuf = lease.take("mix", (n, f, nh * th, nw * tw), x.dtype)
             gbuf.fill(0)
             _pow2_into(gout[n0:n0 + g.images], -shift_g[None, :, None, None],
                        gbuf[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw])
-            gt = gbuf.reshape(xs.shape[0], f, nh, th, nw, tw).transpose(0, 1, 2, 4, 3, 5)
-            gs = np.ascontiguousarray(_rfft(gt, g, threads).reshape(xs.shape[0], f, nh * nw, -1))
+            gt = lease.take("region", (n, f, nh, nw) + g.L, x.dtype)
+            gt[..., th:, :] = 0
+            gt[..., :th, tw:] = 0
+            gt[..., :th, :tw] = gbuf.reshape(n, f, nh, th, nw, tw).transpose(0, 1, 2, 4, 3, 5)
+            del gbuf
+            out = lease.take("mix", gt.shape[:-1] + (g.L[1] // 2 + 1,), xs.dtype)
+            gs = np.ascontiguousarray(_rfft(gt, g, threads, out).reshape(n, f, nh * nw, -1))
             if acc is None:
                 acc = np.zeros((f, cg, xs.shape[3]), xs.dtype)
             _core.fft_mix_grad(_float_view(gs), _float_view(xs), _float_view(acc), groups,
