@@ -512,6 +512,17 @@ def test_assert_dim_fails(shape, dim):
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize("dim, shown", [("2", "str '2'"), (2.0, "float"), (None, "None")])
+def test_assert_dim_names_a_dim_that_is_not_an_integer(dim, shown):
+    """A dim of '2' read "expected to have dimension 2, instead has
+    dimension 2"; it now names the argument and what came."""
+    with pytest.raises(AssertionError, match=rf"assert_dim\(\): argument 'dim' must be an "
+                                             rf"integer, got .*{shown}") as info:
+        convx.assert_dim(np.zeros((2, 3)), dim)
+    assert isinstance(info.value, TypeError)
+    convx.assert_dim(np.zeros((2, 3)), np.int64(2))   # any integer type
+
+
 @pytest.mark.parametrize("bad", [[1, 2, 3], None, 3])
 def test_assert_dim_non_array(bad):
     with pytest.raises(AssertionError, match=r"(?s)assert_dim.*'t'") as info:

@@ -25,6 +25,7 @@ arguments give float32 where the notebook would give floats.
 from __future__ import annotations
 
 import math
+import operator
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
 import numpy as np
@@ -261,7 +262,7 @@ def assert_dim(t: _Shaped, dim: int) -> None:
     ConvxValueError
         If ``t.ndim != dim`` (also an ``AssertionError``).
     ConvxTypeError
-        If ``t`` has no ``shape``.
+        If ``t`` has no ``shape``, or ``dim`` is not an integer.
 
     Examples
     --------
@@ -280,6 +281,13 @@ def assert_dim(t: _Shaped, dim: int) -> None:
     except AttributeError:
         raise v.ConvxTypeError(
             f"assert_dim(): argument 't' must be an array, got {v._describe(t)}") from None
+    try:
+        dim = operator.index(dim)
+    except TypeError:
+        # (else a dim of '2' read: expected dimension 2, instead has 2)
+        raise v.ConvxTypeError(
+            f"assert_dim(): argument 'dim' must be an integer, got {v._describe(dim)}"
+        ) from None
     if nd != dim:
         raise v.ConvxValueError(
             f"assert_dim(): tensor expected to have dimension {dim}, "
