@@ -26,6 +26,8 @@ CASES = [  # (x shape, w shape, stride, padding (per side), dilation, groups)
     ((3, 16, 6, 6), (40, 16, 1, 1), (2, 2), 0, 1, 1),     # 1x1 strided
     ((3, 12, 1, 100), (24, 3, 1, 1), (1, 3), 0, 1, 4),    # 1-D 1x1 strided, grouped
     ((2, 1, 20, 20), (33, 1, 3, 3), 1, 1, 1, 1),          # one channel
+    ((2, 3, 10, 9), (7, 3, 3, 3), 1, 1, 1, 1),            # 7 filters, 9 wide: past the
+    #                                                       gradient's 4 x 4 blocks
 ]
 
 
