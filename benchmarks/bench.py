@@ -987,6 +987,7 @@ def machine_info():
         "torch threads": torch.get_num_threads() if torch is not None else None,
         "openblas env": {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ},
         "thread env": report.thread_env(),
+        "free page reporting": report.free_page_reporting(),
     }
 
 
@@ -1102,6 +1103,12 @@ def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, c
     busy = busy_note(info["load before"], info["nproc"])
     if busy:
         lines.append(f"- **Busy machine at the start of this run**: {busy}.")
+    if info.get("free page reporting"):
+        lines.append("- **A virtual machine whose balloon reports free pages to the host**: "
+                     "memory left free for a few seconds is faulted in again by the host "
+                     "when next written, unseen by the guest, so a pass that writes a large "
+                     "fresh result can take several times its time in one run and not in "
+                     "the next (docs/performance.md, `benchmarks/fresh_memory.py`).")
     lines += [
         "",
         "`convx.show_config()`:",

@@ -18,30 +18,11 @@ docs/performance.md gives its figures on the machine the benchmark pages
 were written on.
 """
 import argparse
-import glob
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPORTING_BIT = 5   # VIRTIO_BALLOON_F_REPORTING, in the device's feature bits
-
-
-def free_page_reporting():
-    """True where a virtio balloon device (id 5) has free page reporting on,
-    False where one has it off, None where there is none (or it cannot be
-    read)."""
-    found = None
-    for dev in glob.glob("/sys/bus/virtio/devices/*"):
-        try:
-            if int(Path(dev, "device").read_text(), 16) != 5:
-                continue
-            features = Path(dev, "features").read_text().strip()
-        except (OSError, ValueError):
-            continue
-        found = bool(found) or (len(features) > REPORTING_BIT
-                                and features[REPORTING_BIT] == "1")
-    return found
+from report import free_page_reporting
 
 
 def write_ms(n):

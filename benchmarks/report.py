@@ -1,7 +1,9 @@
 """What bench.py and bench_notebook.py share: the machine they ran on, its
 load, and how times and tables are written."""
+import glob
 import os
 import platform
+from pathlib import Path
 
 # the variables that set BLAS's and OpenMP's thread counts
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -31,6 +33,27 @@ def cpu_model():
 def thread_env():
     """{variable: value} for the thread-count variables that are set."""
     return {k: os.environ[k] for k in THREAD_VARS if k in os.environ}
+
+
+REPORTING_BIT = 5   # VIRTIO_BALLOON_F_REPORTING, in a virtio device's feature bits
+
+
+def free_page_reporting():
+    """True where a virtio balloon device (id 5) reports free pages to the
+    host (the host then faults them in again when they are next written:
+    benchmarks/fresh_memory.py), False where one does not, None where there
+    is none or it cannot be read."""
+    found = None
+    for dev in glob.glob("/sys/bus/virtio/devices/*"):
+        try:
+            if int(Path(dev, "device").read_text(), 16) != 5:
+                continue
+            features = Path(dev, "features").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        found = bool(found) or (len(features) > REPORTING_BIT
+                                and features[REPORTING_BIT] == "1")
+    return found
 
 
 def load_average():
