@@ -1,4 +1,4 @@
-"""What bench.py and bench_notebook.py share: the machine they ran on, its
+"""What the benchmark scripts share: the machine they ran on, its
 load, and how times and tables are written."""
 import glob
 import os
