@@ -548,3 +548,27 @@ def test_concurrent_calls_and_exceptions_leave_blas_alone(scipy_blas):
         t.join()
     assert _blas_counts() == scipy_blas
     _assert_clean()
+
+
+def test_the_direct_kernels_scratch_is_touched_between_checks(monkeypatch, baseline_isa):
+    """A long call's working memory, just allocated, is touched once per 2 MiB
+    between checks before the kernel starts, as its output is (_engine._call):
+    the direct kernels' holds each thread's padded rows (at the baseline
+    level, all of them: 27 MiB a thread for a (1, 64, 850, 128) image), and after a few seconds idle, on a virtual
+    machine whose free memory goes back to its host, their first items paid
+    150-400 ms for it before their first check (this file's direct one-image
+    calls on 2 threads, 0.25-0.43 s from SIGINT to KeyboardInterrupt)."""
+    touched = []
+    touch = convx._engine._core.touch_pages
+
+    def spy(b, nt, interruptible):
+        touched.append(b.nbytes)
+        return touch(b, nt, interruptible)
+
+    monkeypatch.setattr(convx._engine._core, "touch_pages", spy)
+    x = np.full((1, 64, 200, 128), 0.5, np.float32)
+    w = np.full((64, 64, 3, 3), 0.25, np.float32)
+    got = convx.conv2d(x, w, padding=1, method="direct")
+    np.testing.assert_allclose(got[0, :, 100, 64], 64 * 9 * 0.125, rtol=1e-6)
+    assert touched[0] == got.nbytes                      # the output
+    assert len(touched) == 2 and touched[1] >= 64 * 200 * 128 * 4   # the padded rows

@@ -179,7 +179,8 @@ _TOUCH_PARALLEL_BYTES = 32 << 20
 
 
 def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
-          fresh: Array | None = None, accumulates_into: Array | None = None) -> None:
+          fresh: Array | None = None, accumulates_into: Array | None = None,
+          scratch: Array | None = None) -> None:
     """``kernel(*args, interruptible)``, which returns False when interrupted.
 
     A call from the main thread of at least _INTERRUPT_MIN_MACS chains a
@@ -200,18 +201,23 @@ def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
     machine whose free memory goes back to its host that takes 5 ms.  An
     item writing into many channels' planes of a fresh output would
     otherwise pay it for each of them before its next check
-    (docs/reliability.md, "Ctrl-C").
+    (docs/reliability.md, "Ctrl-C").  So is ``scratch``, the kernel's
+    working memory, just allocated: the direct kernels' holds each thread's
+    padded rows, 27 MiB a thread for one (850, 128) image of 64 channels,
+    and after a few seconds idle the first items paid 150-400 ms for it
+    before their first check (tests/test_interrupt.py's direct one-image
+    calls on 2 threads, 0.25-0.43 s from SIGINT to KeyboardInterrupt).
     """
     if macs < _INTERRUPT_MIN_MACS or threading.get_ident() != threading.main_thread().ident:
         kernel(*args, False)
         return
-    touch: tuple[Array, int] | None = None
-    if fresh is not None and fresh.nbytes >= _TOUCH_MIN_BYTES and fresh.flags.c_contiguous:
-        touch = (fresh.reshape(-1).view(np.uint8),
-                 _threads.get_num_threads() if fresh.nbytes >= _TOUCH_PARALLEL_BYTES else 1)
+    touch = [(a.reshape(-1).view(np.uint8),
+              _threads.get_num_threads() if a.nbytes >= _TOUCH_PARALLEL_BYTES else 1)
+             for a in (fresh, scratch)
+             if a is not None and a.nbytes >= _TOUCH_MIN_BYTES and a.flags.c_contiguous]
     installed = _core.interrupt_begin()
     try:
-        done = ((touch is None or _core.touch_pages(*touch, installed))
+        done = (all(_core.touch_pages(b, nt, installed) for b, nt in touch)
                 and kernel(*args, installed))
     finally:
         _core.interrupt_end()
@@ -471,7 +477,7 @@ def _direct_run(who: Who, kernel: Callable[..., bool | None], arrays: tuple[Any,
         strip_out = arrays[4].shape[1] // groups * strip   # out: arrays[4]
     work = _scratch(who, accumulator + strip_out + cs * hp * wp + slack, dtype, threads)
     _call(kernel, macs, *arrays, work, groups, hp, wp, top, left, row_step, span_h, span_w,
-          slack, rb, cb, *extra, threads, fresh=arrays[-1])
+          slack, rb, cb, *extra, threads, fresh=arrays[-1], scratch=work)
 
 
 # --------------------------------------------------------------------------
