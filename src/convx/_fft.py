@@ -135,7 +135,7 @@ def _checked(p: Any) -> Any:
     try:
         for dtype in (np.float32, np.float64):
             a = np.random.default_rng(0).standard_normal((2, 6, 10)).astype(dtype)
-            spec = np.empty((2, 6, 6), np.result_type(dtype, np.complex64))
+            spec = np.empty((2, 6, 6), _spectra_dtype(np.dtype(dtype)))
             back = np.empty((2, 6, 10), dtype)
             p.r2c(a, (1, 2), True, 0, spec, 1)
             want = sf.rfft2(a, s=(6, 10), workers=1)
@@ -448,7 +448,9 @@ def _tiles(buf: Array, g: Geometry, threads: int, lease: _Lease) -> Array:
     if g.tiles != (1, 1):   # (one tile: the region itself, contiguous)
         win = np.lib.stride_tricks.sliding_window_view(buf, g.L, axis=(2, 3))
         a = win[:, :, ::g.T[0], ::g.T[1]]
-    out = lease.take("spectra", a.shape[:-1] + (g.L[1] // 2 + 1,), _spectra_dtype(buf.dtype))
+    out = None
+    if _pf() is not None:
+        out = lease.take("spectra", a.shape[:-1] + (g.L[1] // 2 + 1,), _spectra_dtype(buf.dtype))
     spec = _rfft(a, g, threads, out)
     return np.ascontiguousarray(spec.reshape(buf.shape[:2] + (g.tiles[0] * g.tiles[1], -1)))
 
