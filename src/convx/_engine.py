@@ -2242,11 +2242,18 @@ def _depthwise_ns(c: Call, pass_: str) -> float:
 def _ns_per_mac(name: str, c: Call, pass_: str) -> float:
     """What algorithm ``name`` takes per multiply-add on a pass of ``c``, in
     ns, on this core (_NS_SCALE)."""
-    costed = name
-    if name == "rows":
-        costed = "depthwise" if _one_to_one(c) else "direct"
-    scale = _per_core(_NS_SCALE).get((costed, _cost_pass(pass_)), 1.0)
+    scale = _per_core(_NS_SCALE).get((_costed_as(name, c), _cost_pass(pass_)), 1.0)
     return scale * _xeon_ns_per_mac(name, c, pass_)
+
+
+def _costed_as(name: str, c: Call) -> str:
+    """The algorithm whose rates cost ``name`` on ``c``: the rows kernel is
+    costed as the depthwise kernel where it takes a depthwise layer (it took
+    0.16-1.0x that kernel's time there: _forward_rows), and as the direct
+    kernel elsewhere (0.56-0.88x the fastest of the others: _rows_pay)."""
+    if name == "rows":
+        return "depthwise" if _one_to_one(c) else "direct"
+    return name
 
 
 def _xeon_ns_per_mac(name: str, c: Call, pass_: str) -> float:
@@ -2259,11 +2266,10 @@ def _xeon_ns_per_mac(name: str, c: Call, pass_: str) -> float:
     if name == "channels":
         return _NS_PER_MAC["channels"][rates][c.dtype.itemsize] * _round_up(
             f, _VECTOR[c.dtype]) / f
-    if name == "depthwise" or name == "rows" and _one_to_one(c):
-        # (the rows kernel, where it takes a depthwise layer, took 0.16-1.0x
-        # the depthwise kernel's time: _forward_rows)
+    costed = _costed_as(name, c)
+    if costed == "depthwise":
         return _depthwise_ns(c, pass_) / max(c.macs, 1)
-    if name in ("direct", "rows"):   # (rows: 0.56-0.88x the fastest of the others, _rows_pay)
+    if costed == "direct":
         # blocks of _DIRECT_FB filters (the transposed pass's: the layer's
         # channels); one filter alone runs in blocks of its own, at half the
         # rate forward, and a quarter in the weight gradient's dot products
