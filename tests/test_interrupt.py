@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import convx
+import reference as ref  # tests/reference.py; see conftest.py
 from conftest import optional  # (tests/conftest.py)
 
 pytestmark = [pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name == "nt",
@@ -572,3 +573,62 @@ def test_the_direct_kernels_scratch_is_touched_between_checks(monkeypatch, basel
     np.testing.assert_allclose(got[0, :, 100, 64], 64 * 9 * 0.125, rtol=1e-6)
     assert touched[0] == got.nbytes                      # the output
     assert len(touched) == 2 and touched[1] >= 64 * 200 * 128 * 4   # the padded rows
+
+
+# Layers whose 'auto' paths span the kernel families that take working memory
+# (_engine._scratch): (x shape, weight shape, stride, padding, groups).
+_SCRATCH_LAYERS = {
+    "depthwise": ((2, 32, 96, 96), (32, 1, 3, 3), 1, 1, 32),
+    "stem": ((2, 3, 160, 160), (32, 3, 7, 7), 2, 3, 1),
+    "gemm": ((4, 64, 28, 28), (128, 64, 3, 3), 2, 1, 1),
+    "winograd": ((4, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1),
+    "lenet": ((64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1),
+    "pointwise": ((4, 128, 28, 28), (256, 128, 1, 1), 1, 0, 1),
+}
+
+
+@pytest.mark.parametrize("pass_", ["forward", "input grad", "weight grad"])
+@pytest.mark.parametrize("layer", sorted(_SCRATCH_LAYERS))
+def test_every_kernels_scratch_is_touched_between_checks(monkeypatch, layer, pass_):
+    """Every kernel's working memory, not only the direct kernels', is handed
+    to _engine._call, which touches it between checks as it does the output
+    (the test above says why): with the threshold lowered to one page, each
+    array _engine._scratch allocates for a long call is touched before its
+    kernel runs.  The results are checked against the reference."""
+    xs, ws, stride, padding, groups = _SCRATCH_LAYERS[layer]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    geometry = dict(stride=stride, padding=padding, groups=groups)
+    g = rng.standard_normal(convx.conv2d(x, w, **geometry).shape).astype(np.float32)
+    allocated, touched = [], []
+    scratch, touch = convx._engine._scratch, convx._engine._core.touch_pages
+
+    def spy_scratch(*args, **kwargs):
+        a = scratch(*args, **kwargs)
+        allocated.append((a.__array_interface__["data"][0], a.nbytes))
+        return a
+
+    def spy_touch(b, nt, interruptible):
+        touched.append((b.__array_interface__["data"][0], b.nbytes))
+        return touch(b, nt, interruptible)
+
+    monkeypatch.setattr(convx._engine, "_scratch", spy_scratch)
+    monkeypatch.setattr(convx._engine._core, "touch_pages", spy_touch)
+    monkeypatch.setattr(convx._engine, "_TOUCH_MIN_BYTES", 4096)
+    monkeypatch.setattr(convx._engine, "_INTERRUPT_MIN_MACS", 1)
+    convx._engine.PLANS.clear()
+    ref_geometry = dict(stride=stride, pads=(padding,) * 4, groups=groups)
+    if pass_ == "forward":
+        got, want = convx.conv2d(x, w, **geometry), ref.conv_nd(x, w, **ref_geometry)
+    elif pass_ == "input grad":
+        got = convx.conv2d_input_grad(x.shape, w, g, **geometry)
+        want = ref.conv_nd_input_grad(x.shape, w, g, **ref_geometry)
+    else:
+        got = convx.conv2d_weight_grad(x, w.shape, g, **geometry)
+        want = ref.conv_nd_weight_grad(x, w.shape, g, **ref_geometry)
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * scale)
+    big = [a for a in allocated if a[1] >= 4096]
+    assert big, "this layer's pass takes no working memory: pick another"
+    assert all(a in touched for a in big), (big, touched)

@@ -202,7 +202,7 @@ def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
     item writing into many channels' planes of a fresh output would
     otherwise pay it for each of them before its next check
     (docs/reliability.md, "Ctrl-C").  So is ``scratch``, the kernel's
-    working memory, just allocated: the direct kernels' holds each thread's
+    working memory, just allocated (every run passes its own): the direct kernels' holds each thread's
     padded rows, 27 MiB a thread for one (850, 128) image of 64 channels,
     and after a few seconds idle the first items paid 150-400 ms for it
     before their first check (tests/test_interrupt.py's direct one-image
@@ -1106,7 +1106,7 @@ def _forward_channels_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
     work = _scratch(who, cs * hr * wp, x.dtype, threads)
     _call(_core.conv_forward_channels, macs, x,
           _channels_weights(w, groups, fp, vl), off, bias, out, work, groups, hr, wp, top, left,
-          sh, sw, span_h, span_w, fp, vl, rb, cb, threads, fresh=out)
+          sh, sw, span_h, span_w, fp, vl, rb, cb, threads, fresh=out, scratch=work)
     return out
 
 
@@ -1209,7 +1209,8 @@ def _depthwise_run(who: Who, arrays: tuple[Any, ...], d: tuple[Any, ...], shape:
     strip = _depthwise_strip(rb, cols, wp, row_step, dtype) if cb == cols and sw == 1 else 0
     work = _scratch(who, _core.depthwise_scratch(hp, wp, sw, slack, strip), dtype, threads)
     _call(_core.conv_depthwise, macs, *arrays, work, hp, wp, top, left, row_step, span_h,
-          span_w, slack, rb, cb, kh, kw, dh, dw, sw, qoff, strip, threads, fresh=arrays[-1])
+          span_w, slack, rb, cb, kh, kw, dh, dw, sw, qoff, strip, threads, fresh=arrays[-1],
+          scratch=work)
 
 
 # The depthwise kernel's strip: for rows of at most _DEPTHWISE_STRIP_COLS
@@ -1308,7 +1309,8 @@ def _forward_gemm_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
     mb = fg if items >= 2 * threads else _round_up(-(-fg // -(-2 * threads // items)), _MR)
     work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
         _scratch(who, per, dtype, threads, shared)
-    _call(_FORWARD[dtype], macs, x, w, bias, out, work, *geometry, nb, mb, threads, fresh=out)
+    _call(_FORWARD[dtype], macs, x, w, bias, out, work, *geometry, nb, mb, threads, fresh=out,
+          scratch=work)
     return out
 
 
@@ -1493,7 +1495,7 @@ def _rows_run(who: Who, src: Array, wt: Array, bias: Array | None, out: Array, d
     threads = _threads.plan(src.shape[0] * groups * chunks, macs)
     work = _scratch(who, per, src.dtype, threads)
     _call(_core.conv_rows, macs, src, np.ascontiguousarray(wt).reshape(wt.shape[0], -1), bias,
-          out, work, k, top, left, groups, chunks, threads, fresh=out)
+          out, work, k, top, left, groups, chunks, threads, fresh=out, scratch=work)
 
 
 def _input_grad_rows(c: Call, forced: bool = False) -> Any:
@@ -1605,7 +1607,7 @@ def _input_grad_gemm_run(who: Who, shape: Shape, args: Any, w: Array, gout: Arra
     work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
         _scratch(who, per, w.dtype, threads, shared)
     _call(_INPUT_GRAD[w.dtype], macs, gout, w, dx, work, *geometry, nb, cc, threads,
-          fresh=dx, accumulates_into=None if pointwise else dx)
+          fresh=dx, accumulates_into=None if pointwise else dx, scratch=work)
     return dx
 
 
@@ -1670,7 +1672,7 @@ def _weight_grad_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, gout
     work = _scratch(who, hp * wp + slack, dtype, threads, shared=c * chunks * kh * kw)
     _call(_core.conv_depthwise_weight_grad, macs, x, gout, dwt.reshape(c, kh * kw), work, hp,
           wp, top, left, row_step, span_h, span_w, slack, kh, kw, dh, dw, chunks, columns,
-          threads, fresh=dwt)
+          threads, fresh=dwt, scratch=work)
     return dwt
 
 
@@ -1727,7 +1729,7 @@ def _weight_grad_channels_run(who: Who, shape: Shape, args: Any, x: Array, gout:
     size = groups * off.shape[0] * fp
     work = _scratch(who, size + cs * hr * wp + rb * cb * fp, x.dtype, threads)
     _call(_core.conv_weight_grad_channels, macs, x, gout, off, dwt, work, groups, hr, wp, top,
-          left, sh, sw, span_h, span_w, fp, vl, rb, cb, threads, fresh=dwt)
+          left, sh, sw, span_h, span_w, fp, vl, rb, cb, threads, fresh=dwt, scratch=work)
     return dwt
 
 
@@ -2136,7 +2138,7 @@ def _weight_grad_gemm_run(who: Who, shape: Shape, args: Any, x: Array, gout: Arr
     threads = _threads.plan(items, macs)
     work = None if threads == 1 and per <= _STACK_SCRATCH else _scratch(who, per, dtype, threads)
     _call(_WEIGHT_GRAD[dtype], macs, x, gout, dw, work, *geometry, nb, ipb, kb, off, taps, threads,
-          fresh=dw)
+          fresh=dw, scratch=work)
     return dw
 
 
@@ -2692,7 +2694,7 @@ def _winograd_compute(who: Who, shape: Shape, own: Any, src: Array, w: Array,
     found = np.zeros(1, np.intc)
     if split is None:
         _call(_core.conv_winograd, macs, src, w, bias, out, work, found, pt, pl, groups, flip,
-              tb, False, threads, fresh=out)
+              tb, False, threads, fresh=out, scratch=work)
         return None if found[0] else out
     dh, dw, nb, hp, wp, ohp, owp = split
     sizes = (nb * dh * dw * cin * hp * wp, nb * dh * dw * cout * ohp * owp)
@@ -2703,7 +2705,7 @@ def _winograd_compute(who: Who, shape: Shape, own: Any, src: Array, w: Array,
         k = min(nb, src.shape[0] - n0) * dh * dw
         _core.winograd_split(src, xs[:k], n0, dh, dw, pt, pl, threads)
         _call(_core.conv_winograd, macs, xs[:k], w, bias, ys[:k], work, found, 0, 0, groups,
-              flip, tb, n0 > 0, threads, fresh=ys[:k])
+              flip, tb, n0 > 0, threads, fresh=ys[:k], scratch=work)
         if found[0]:
             return None
         _core.winograd_merge(ys[:k], out, n0, dh, dw, threads)
