@@ -217,6 +217,7 @@ def main():
         sys.path.insert(0, str(build(args.rev, scratch)))
         a = importlib.import_module("convx_ab")
         import convx as b
+        report.require_fresh_build(b)
         if args.threads:
             a.set_num_threads(args.threads)
             b.set_num_threads(args.threads)

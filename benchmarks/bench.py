@@ -1242,6 +1242,7 @@ def main(argv=None):
     ap.add_argument("--markdown", metavar="PATH",
                     help="write the report to PATH and the plot to PATH with suffix .png")
     args = ap.parse_args(argv)
+    report.require_fresh_build(convx)
     args.repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
     args.min_time = args.min_time if args.min_time is not None else (0.005 if args.quick else 0.02)
     args.overhead_calls = 1000 if args.quick else 2000

@@ -61,6 +61,7 @@ import time
 import numpy as np
 
 import convx
+import report  # benchmarks/report.py
 from convx import _engine
 
 # (x shape, weight shape (PyTorch layout), stride, padding, dilation, groups, passes)
@@ -276,6 +277,7 @@ def main():
     parser.add_argument("--isa", type=int, choices=(1, 3, 4),
                         help="instruction-set level at most (default: the CPU's)")
     args = parser.parse_args()
+    report.require_fresh_build(convx)
     names = args.set.split(",")
     for name in names:
         if name not in SETS:

@@ -46,6 +46,7 @@ import time
 import numpy as np
 
 import convx
+import report  # benchmarks/report.py
 from convx import _engine
 
 SHAPES = [  # (input, weight): 'same' padding, groups = channels when the weight has one
@@ -207,6 +208,7 @@ def main():
     ap.add_argument("--large", choices=("fit", "check"), default=None,
                     help="the FFT: time the large images and long signals of LARGE_SHAPES")
     args = ap.parse_args()
+    report.require_fresh_build(convx)
     if args.threads:
         convx.set_num_threads(args.threads)
     print(f"threads: {convx.get_num_threads()}; best of {args.rounds}")

@@ -56,6 +56,26 @@ def free_page_reporting():
     return found
 
 
+def stale_sources(package):
+    """The kernel sources (.pyx, .pxi, .h) beside ``package``'s compiled
+    extension that changed after it was built: in an editable install, an
+    edit not yet rebuilt (``pip install -e .``) times the old kernels (a
+    classes-suite page once timed a weight-gradient kernel from before its
+    last change, and the change's gain did not show)."""
+    core = Path(package._core.__file__)
+    built = core.stat().st_mtime
+    return sorted(p.name for p in core.parent.iterdir()
+                  if p.suffix in (".pyx", ".pxi", ".h") and p.stat().st_mtime > built)
+
+
+def require_fresh_build(package):
+    """Stops the script where :func:`stale_sources` finds any."""
+    stale = stale_sources(package)
+    if stale:
+        raise SystemExit(f"{Path(package._core.__file__).name} is older than {', '.join(stale)}: "
+                         "rebuild it (pip install -e .) before timing")
+
+
 def load_average():
     try:
         return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
