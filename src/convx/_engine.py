@@ -202,11 +202,12 @@ def _call(kernel: Callable[..., bool | None], macs: int, *args: Any,
     item writing into many channels' planes of a fresh output would
     otherwise pay it for each of them before its next check
     (docs/reliability.md, "Ctrl-C").  So is ``scratch``, the kernel's
-    working memory, just allocated (every run passes its own): the direct kernels' holds each thread's
-    padded rows, 27 MiB a thread for one (850, 128) image of 64 channels,
-    and after a few seconds idle the first items paid 150-400 ms for it
-    before their first check (tests/test_interrupt.py's direct one-image
-    calls on 2 threads, 0.25-0.43 s from SIGINT to KeyboardInterrupt).
+    working memory, just allocated (every run passes its own): the direct
+    kernels' holds each thread's padded rows, 27 MiB a thread for one
+    (850, 128) image of 64 channels, and after a few seconds idle the first
+    items paid 150-400 ms for it before their first check
+    (tests/test_interrupt.py's direct one-image calls on 2 threads,
+    0.25-0.43 s from SIGINT to KeyboardInterrupt).
     """
     if macs < _INTERRUPT_MIN_MACS or threading.get_ident() != threading.main_thread().ident:
         kernel(*args, False)
