@@ -148,8 +148,10 @@ cdef extern from "_gemm.h" nogil:
     void cvx_pack_panels_f64(const double* p, Py_ssize_t rs, Py_ssize_t off, Py_ssize_t M,
                              Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t K, double* dst,
                              Py_ssize_t ps)
-    void cvx_prepack_f32(const cvx_operand* A, Py_ssize_t M, Py_ssize_t K, float* dst)
-    void cvx_prepack_f64(const cvx_operand* A, Py_ssize_t M, Py_ssize_t K, double* dst)
+    void cvx_prepack_f32(const cvx_operand* A, Py_ssize_t M, Py_ssize_t K, Py_ssize_t r0,
+                         Py_ssize_t r1, float* dst)
+    void cvx_prepack_f64(const cvx_operand* A, Py_ssize_t M, Py_ssize_t K, Py_ssize_t r0,
+                         Py_ssize_t r1, double* dst)
     int cvx_gemm_f32(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
                      const cvx_operand* B, float* abuf, float* bbuf, float* C, Py_ssize_t ldc,
                      int accumulate, const float* bias, const int* stop)

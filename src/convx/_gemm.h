@@ -176,6 +176,12 @@ ATTR static void cvx_pack_a_dense_##S(const cvx_operand *A, ptrdiff_t ic, ptrdif
             }                                                                       \
             continue;                                                               \
         }                                                                           \
+        if (mr == CVX_MR && A->rs == 1) {   /* the 4 rows side by side: 4 values a */ \
+            const T *s = p + ic + ir + pc * A->cs;  /* step, one short copy each */ \
+            for (ptrdiff_t k = 0; k < kc; k++)                                      \
+                memcpy(d + k * 4, s + k * A->cs, 4 * sizeof(T));                    \
+            continue;                                                               \
+        }                                                                           \
         for (ptrdiff_t i = 0; i < CVX_MR; i++) {                                    \
             if (i >= mr) {                                                          \
                 for (ptrdiff_t k = 0; k < kc; k++) d[k * CVX_MR + i] = 0;           \
@@ -190,14 +196,18 @@ ATTR static void cvx_pack_a_dense_##S(const cvx_operand *A, ptrdiff_t ic, ptrdif
     }                                                                               \
 }                                                                                   \
                                                                                     \
-/* The whole of a dense A (M x K), packed block by block along K: block pc  */     \
-/* starts at dst + pc*Mp (Mp = M rounded up to MR), as cvx_operand PREPACKED */     \
-/* reads it.                                                                 */     \
-ATTR static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K, T *dst) \
+/* Rows r0 .. r1 (r0 a multiple of MR; r1 <= M) of a dense A (M x K),     */     \
+/* packed block by block along K: block pc starts at dst + pc*Mp (Mp = M     */     \
+/* rounded up to MR), as cvx_operand PREPACKED reads it; the whole of A for  */     \
+/* r0 = 0, r1 = M.  Parts of disjoint rows can be packed side by side.       */     \
+ATTR static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K,    \
+                                 ptrdiff_t r0, ptrdiff_t r1, T *dst)                \
 {                                                                                   \
     const ptrdiff_t Mp = (M + CVX_MR - 1) / CVX_MR * CVX_MR;                        \
-    for (ptrdiff_t pc = 0; pc < K; pc += CVX_KC)                                    \
-        cvx_pack_a_dense_##S(A, 0, M, pc, cvx_min(CVX_KC, K - pc), dst + pc * Mp);  \
+    for (ptrdiff_t pc = 0; pc < K; pc += CVX_KC) {                                  \
+        const ptrdiff_t kc = cvx_min(CVX_KC, K - pc);                               \
+        cvx_pack_a_dense_##S(A, r0, r1 - r0, pc, kc, dst + pc * Mp + r0 * kc);      \
+    }                                                                               \
 }                                                                                   \
                                                                                     \
 /* Rows 0..M of a dense matrix, columns 0..K, as cvx_operand PANELS reads    */     \
@@ -810,10 +820,11 @@ CVX_DISPATCH_GEMM(f64, double)
 /* The packers the kernels in _core.pyx call directly, at the level cvx_isa. */
 #if CVX_X86_DISPATCH
 #define CVX_DISPATCH_PACK(S, T)                                                     \
-static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K, T *dst) \
+static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K,       \
+                            ptrdiff_t r0, ptrdiff_t r1, T *dst)                     \
 {                                                                                   \
-    if (cvx_isa >= 3) cvx_prepack_##S##_v3(A, M, K, dst);                           \
-    else cvx_prepack_##S##_v1(A, M, K, dst);                                        \
+    if (cvx_isa >= 3) cvx_prepack_##S##_v3(A, M, K, r0, r1, dst);                   \
+    else cvx_prepack_##S##_v1(A, M, K, r0, r1, dst);                                \
 }                                                                                   \
 static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1,        \
                            ptrdiff_t p0, ptrdiff_t np, T *dst, ptrdiff_t ld)        \
@@ -830,8 +841,9 @@ static void cvx_pack_panels_##S(const T *p, ptrdiff_t rs, ptrdiff_t off, ptrdiff
 }
 #else
 #define CVX_DISPATCH_PACK(S, T)                                                     \
-static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K, T *dst) \
-{ cvx_prepack_##S##_v1(A, M, K, dst); }                                             \
+static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K,       \
+                            ptrdiff_t r0, ptrdiff_t r1, T *dst)                     \
+{ cvx_prepack_##S##_v1(A, M, K, r0, r1, dst); }                                     \
 static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1,        \
                            ptrdiff_t p0, ptrdiff_t np, T *dst, ptrdiff_t ld)        \
 { cvx_im2col_##S##_v1(X, k0, k1, p0, np, dst, ld); }                               \

@@ -256,6 +256,33 @@ cdef inline Py_ssize_t _chunk_pack(Py_ssize_t cc, Py_ssize_t khw, Py_ssize_t Fg)
     return _round_up(cc * khw, CVX_MR) * Fg
 
 
+# Rows of w.T a unit of its packing takes (a multiple of CVX_MR): the units
+# are shared among the threads.  On one thread the packing of a 3x3 layer of
+# 512 -> 512 channels took a fifth of the input gradient of a 7x7 image.
+cdef enum:
+    _PACK_ROWS = 256
+    _PACK_SPLIT = 1 << 18   # values of the packed w.T from which the team packs it
+
+
+cdef void _input_grad_pack(const floating* w, const Geom* G, Py_ssize_t cc, Py_ssize_t nchunk,
+                           Py_ssize_t nrb, Py_ssize_t u, floating* pack) noexcept nogil:
+    """Unit ``u`` of w.T's packing, chunk by chunk (``nrb`` units a chunk):
+    rows r0 .. r1 of group g's chunk, A[r, f] = w[g*Fg + f, c0*khw + r]."""
+    cdef Py_ssize_t rb = u % nrb, chunk = u // nrb % nchunk, g = u // (nrb * nchunk)
+    cdef Py_ssize_t khw = G.KH * G.KW, c0 = chunk * cc
+    cdef Py_ssize_t M = (_min(G.Cg, c0 + cc) - c0) * khw
+    cdef Py_ssize_t r0 = rb * _PACK_ROWS, r1 = _min(M, r0 + _PACK_ROWS)
+    cdef floating* dst = pack + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg)
+    cdef cvx_operand W
+    if r0 >= M:
+        return
+    W = _dense(w + g * G.Fg * G.K + c0 * khw, 1, G.K)
+    if floating is float:
+        cvx_prepack_f32(&W, M, G.Fg, r0, r1, dst)
+    else:
+        cvx_prepack_f64(&W, M, G.Fg, r0, r1, dst)
+
+
 cdef void _input_grad_item(const floating* gout, const floating* wpack, floating* dx,
                            floating* scratch, const Geom* G, Py_ssize_t nb, Py_ssize_t cc,
                            Py_ssize_t nchunk, Py_ssize_t item, const int* stop) noexcept nogil:
@@ -310,25 +337,25 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
     cdef floating stack[_STACK_SCRATCH]
     cdef floating* scratch = _scratch(work, stack)
     cdef Py_ssize_t khw = G.KH * G.KW, nchunk = (G.Cg + cc - 1) // cc
-    cdef Py_ssize_t items = dx.shape[0] * groups * nchunk, it, tid, g, chunk, c0
+    cdef Py_ssize_t items = dx.shape[0] * groups * nchunk, it, tid
     cdef Py_ssize_t shared = groups * nchunk * _chunk_pack(cc, khw, G.Fg)
     cdef Py_ssize_t per = _bpack(G.Fg, nb) + (0 if G.pointwise else cc * khw * nb)
     cdef const floating* gp = _data4(gout)
     cdef floating* dp = &dx[0, 0, 0, 0]
     cdef const int* stop = _stop(interruptible)
-    cdef cvx_operand W
+    cdef Py_ssize_t nrb = (cc * khw + _PACK_ROWS - 1) // _PACK_ROWS
+    cdef Py_ssize_t units = groups * nchunk * nrb, u
+    cdef const floating* wp = _data4(w)
+    # w.T packed by the team, in the items' parallel region (as conv_winograd:
+    # a region of its own would wake the team twice), where it is large;
+    # else before it, on this thread (the team's barrier cost small calls
+    # more than the packing: 1.18x the time with 3 -> 16 channels, 5x5)
+    cdef bint shared_pack = units > 1 and shared >= _PACK_SPLIT
     with nogil:
-        for g in range(groups):  # w.T, chunk by chunk: A[r, f] = w[g*Fg + f, c0*khw + r]
-            for chunk in range(nchunk):
-                c0 = chunk * cc
-                W = _dense(&w[g * G.Fg, 0, 0, 0] + c0 * khw, 1, G.K)
-                if floating is float:
-                    cvx_prepack_f32(&W, (_min(G.Cg, c0 + cc) - c0) * khw, G.Fg,
-                                    scratch + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg))
-                else:
-                    cvx_prepack_f64(&W, (_min(G.Cg, c0 + cc) - c0) * khw, G.Fg,
-                                    scratch + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg))
         nt = _team(nt)
+        if nt == 1 or not shared_pack:
+            for u in range(units):
+                _input_grad_pack(wp, &G, cc, nchunk, nrb, u, scratch)
     if nt == 1:
         with nogil:
             for it in range(items):
@@ -340,6 +367,9 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
+            if shared_pack:
+                for u in prange(units, schedule="static"):   # (a barrier at its end)
+                    _input_grad_pack(wp, &G, cc, nchunk, nrb, u, scratch)
             for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
                     _input_grad_item(gp, scratch, dp, scratch + shared + tid * per, &G, nb, cc,
