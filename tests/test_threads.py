@@ -18,7 +18,7 @@ import pytest
 import convx
 import convx._threads
 import reference as ref  # tests/reference.py; see conftest.py
-from conftest import show_config_text, thread_counts  # (tests/conftest.py)
+from conftest import at_each_thread_count, show_config_text, thread_counts  # (tests/conftest.py)
 
 EPS64 = np.finfo(np.float64).eps
 pytestmark = pytest.mark.usefixtures("default_threads")   # (conftest.py)
@@ -705,3 +705,72 @@ def test_one_image_forward_in_blocks_of_positions(dtype, monkeypatch):
     bound = ref.conv_nd(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
                         stride=(1, 1), pads=(1, 1, 1, 1))
     assert np.all(np.abs(got[1] - want) <= 2 * 128 * 9 * np.finfo(dtype).eps * bound)
+
+
+# --------------------------------------------------------------------------
+# (h) layers of many channels on small images: the team packs the input
+#     gradient's transposed weights and zeroes and adds the weight gradient's
+#     accumulators (one image's goes straight into its result); the forward
+#     pass reads the weights in place.  Every pass
+#     agrees with the reference; the forward pass and the input gradient are
+#     the same bits on every thread count, the weight gradient on repeated
+#     calls.
+# --------------------------------------------------------------------------
+
+# w.T of 256 x 2304 and 96 x 2880 values (team-packed from 2**18), in parts
+# of 256 rows, the last part short; accumulators of 589,824 and 276,480
+# values (team-summed from 2**16), the last part short.
+DEEP_CASES = [
+    pytest.param((1, 256, 7, 7), (256, 256, 3, 3), 1, id="one-image-7x7"),
+    pytest.param((2, 96, 9, 9), (320, 96, 3, 3), 2, id="two-images-stride2"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, stride", DEEP_CASES)
+def test_deep_layers_share_packing_and_sums(x_shape, w_shape, stride, dtype, monkeypatch):
+    scratch, result = convx._engine._scratch, convx._engine._result
+
+    def poisoned(*args, **kwargs):   # what a kernel reads before it writes: NaN
+        work = scratch(*args, **kwargs)
+        work.fill(np.nan)
+        return work
+
+    def poisoned_result(who, shape, dtype, zero=False):   # (a zeroed one is added into)
+        out = result(who, shape, dtype, zero)
+        if not zero:
+            out.fill(np.nan)
+        return out
+
+    monkeypatch.setattr(convx._engine, "_scratch", poisoned)
+    monkeypatch.setattr(convx._engine, "_result", poisoned_result)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    kw = dict(stride=stride, padding=1, method="gemm")
+    g = rng.standard_normal(convx.conv2d(x, w, **kw).shape).astype(dtype)
+
+    def passes():
+        return (convx.conv2d(x, w, **kw), convx.conv2d_input_grad(x.shape, w, g, **kw),
+                convx.conv2d_weight_grad(x, w.shape, g, **kw))
+
+    runs = at_each_thread_count(lambda: (passes(), passes()))
+    for first, again in runs:
+        assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    for a, b in zip(runs[0][0][:2], runs[-1][0][:2]):
+        assert np.array_equal(a, b)
+    x64, w64, g64 = (v.astype(np.float64) for v in (x, w, g))
+    rk = dict(stride=(stride, stride), pads=(1, 1, 1, 1))
+    eps = np.finfo(dtype).eps
+    for first, _ in runs:
+        for got, want, bound, n in (
+                (first[0], ref.conv_nd(x64, w64, **rk),
+                 ref.conv_nd(np.abs(x64), np.abs(w64), **rk), w[0].size),
+                (first[1], ref.conv_nd_input_grad(x.shape, w64, g64, **rk),
+                 ref.conv_nd_input_grad(x.shape, np.abs(w64), np.abs(g64), **rk),
+                 w_shape[0] * 9),
+                (first[2], ref.conv_nd_weight_grad(x64, w.shape, g64, **rk),
+                 ref.conv_nd_weight_grad(np.abs(x64), w.shape, np.abs(g64), **rk),
+                 g[:, 0].size)):
+            assert got.dtype == np.dtype(dtype)
+            assert np.all(np.abs(got - want) <= 2 * n * eps * bound)
