@@ -242,7 +242,7 @@ def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, dilation,
     on one thread and on several.  So does a finite value whose transform
     overflows."""
     rng = np.random.default_rng(5)
-    # 4 images of 5 x 6 tiles: 120 tiles, three blocks of 48; dilated, each
+    # 4 images of 5 x 6 tiles: 120 tiles, four blocks of 30; dilated, each
     # image's phase images one piece (the pieces share the kernel's transform)
     monkeypatch.setattr(_engine, "_WINO_SPLIT_BYTES", 1)
     x = rng.standard_normal((4, 5, 19, 21)).astype(dtype)
@@ -272,11 +272,11 @@ def test_the_transform_finds_every_non_finite_value(dtype, isa, pass_, dilation,
         _core.set_isa(isa)
         _engine.PLANS.clear()
         plan = planner()   # at this level: its fallback is this level's exact algorithm
-        # at least two items per CPU: with one CPU, two blocks of 96 and 24
+        # two equal items per CPU: with one CPU, two blocks of 60
         one_cpu = convx._threads._MAX_THREADS == 1
         if dilation == (1, 1) and r == 3:
-            assert plan[3][0][0] == (96 if one_cpu else 48), plan[3][0]
-            assert plan[3][0][4] == (2 if one_cpu else 3), plan[3][0]
+            assert plan[3][0][0] == (60 if one_cpu else 30), plan[3][0]
+            assert plan[3][0][4] == (2 if one_cpu else 4), plan[3][0]
         elif dilation == (1, 1):
             assert plan[3][0][4] >= (2 if one_cpu else 3), plan[3][0]
         else:
@@ -311,7 +311,7 @@ def test_the_kernel_says_whether_it_found_a_non_finite_value(dtype):
     x = rng.standard_normal((3, 8, 20, 20)).astype(dtype)
     w = rng.standard_normal((8, 8, 3, 3)).astype(dtype)
     out = np.empty((3, 8, 20, 20), dtype)
-    tb = _core.winograd_cols()
+    tb = 20   # blocks of 20, 20, 20 and 15 of the 75 tiles, in rows of 32 values
     shared, per = _core.winograd_scratch(8, 8, 1, tb, x.itemsize)
     work = np.empty(shared + 2 * per, dtype)
     found = np.full(1, 7, np.intc)
@@ -460,7 +460,7 @@ def test_finite_values_whose_transform_overflows_take_the_other_algorithm(dtype,
     try:
         _engine.PLANS.clear()
         out = np.empty((2, 8, 14, 14), dtype)
-        tb = _core.winograd_cols()
+        tb = _core.winograd_lanes()
         shared, per = _core.winograd_scratch(8, 8, 1, tb, x.itemsize)
         found = np.zeros(1, np.intc)
         _core.conv_winograd(x, w, None, out, np.empty(shared + 2 * per, dtype), found, r // 2,

@@ -121,6 +121,7 @@ cdef extern from "_gemm.h" nogil:
     enum:
         CVX_DENSE
         CVX_ROWS
+        CVX_ROWS_WHOLE
         CVX_PANELS
         CVX_PREPACKED
         CVX_IM2COL

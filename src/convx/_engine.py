@@ -2495,12 +2495,13 @@ def _weight_grad_fft(who: Who, shape: Shape, own: Any, x: Array, gout: Array) ->
 
 # ---- Winograd -------------------------------------------------------------------
 
-_WINO_COLS = _core.winograd_cols()
+_WINO_LANES = _core.winograd_lanes()
 # A block of tiles whose V and M take about this much: on four layers (32 to
 # 256 channels, float32, one thread), 512 KiB and 1 MiB were within the
 # noise of each other, 2 MiB and 4 MiB up to 1.35x slower, 256 KiB slower
 # on 32 channels.  The cost model below was fitted with 1 MiB.
 _WINO_BLOCK_BYTES = 1 << 20
+_WINO_ITEMS_PER_CPU = 2
 
 # Winograd's cost in nanoseconds, float32, 2 threads, fitted (non-negative
 # least squares on relative error) to whole calls by `benchmarks/fft_costs.py
@@ -2611,14 +2612,16 @@ def _winograd_sides(c: Call, pass_: str) -> Any:
 
 
 def _winograd_block(cin: int, cout: int, tiles: int, itemsize: int) -> int:
-    """Tiles per item: a multiple of _WINO_COLS whose V and M (36 x (cin +
-    cout) values a tile, and a cache line per matrix between matrices:
-    cvx_wino_stride) take about _WINO_BLOCK_BYTES, and at least two items
-    per CPU when the batch has few tiles."""
+    """Tiles per item, the items as equal as they can be: as few as keep
+    each one's V and M (36 x (cin + cout) values a tile, and a cache line per
+    matrix between matrices: cvx_wino_stride) within about _WINO_BLOCK_BYTES
+    (but 48 tiles at least, 768 at most), and at least _WINO_ITEMS_PER_CPU
+    per CPU when the batch has few tiles (at least _WINO_LANES each)."""
     fit = (_WINO_BLOCK_BYTES - 72 * 64) // (36 * (cin + cout) * itemsize)
-    spread = -(-tiles // (2 * _threads._MAX_THREADS))
-    return max(_WINO_COLS, min(_round_up(spread, _WINO_COLS), fit // _WINO_COLS * _WINO_COLS,
-                               _WINO_COLS * 16))
+    cap = max(48, min(fit // _WINO_LANES * _WINO_LANES, 768))
+    items = max(-(-tiles // cap),
+                min(_WINO_ITEMS_PER_CPU * _threads._MAX_THREADS, -(-tiles // _WINO_LANES)))
+    return -(-tiles // items)
 
 
 def _winograd_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:

@@ -103,12 +103,15 @@ _Static_assert(CVX_NV == 3, "the driver's narrow tiles are of 1 and 2 vectors");
 _Static_assert(CVX_NC % CVX_NR_MAX == 0, "CVX_NC holds whole panels of every width");
 
 enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_ROWS = 4,
-       CVX_PANELS = 5 };
+       CVX_PANELS = 5, CVX_ROWS_WHOLE = 6 };
 
 /* One operand.  DENSE: element (r, c) at p[r*rs + c*cs].  ROWS (B only):
  * element (k, j) at p[k*rs + j], read in place by the micro-kernel, not
  * packed (worth it when M or K is small: each value is then used by few
- * rows of A, and copying it into a panel costs as much as using it).  PREPACKED: packed by
+ * rows of A, and copying it into a panel costs as much as using it); its last
+ * panel, narrower than NR, is packed.  ROWS_WHOLE: ROWS whose rows can be read
+ * past the last column up to a multiple of 16 values (whose sums are
+ * dropped): every panel is read in place.  PREPACKED: packed by
  * cvx_prepack_*, rs = the rows rounded up to CVX_MR.  PANELS (A only): packed
  * by cvx_pack_panels_* along the whole depth, element (i, k) at
  * p[(i / MR)*rs + k*MR + i % MR], so that moving p by s*MR moves the depth
@@ -681,8 +684,10 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
             if (CVX_STOPPED(stop))                                                  \
                 return 1;                                                           \
             /* ROWS: full panels read in place, the last partial one packed */    \
-            const ptrdiff_t inplace = B->kind == CVX_ROWS ? nc / NR * NR : 0;       \
-            if (B->kind == CVX_ROWS) {                                              \
+            const int rows = B->kind == CVX_ROWS || B->kind == CVX_ROWS_WHOLE;      \
+            const ptrdiff_t inplace = B->kind == CVX_ROWS_WHOLE ? nc                \
+                                    : rows ? nc / NR * NR : 0;                      \
+            if (rows) {                                                             \
                 if (nc > inplace) {                                                 \
                     cvx_operand tail = *B;                                          \
                     tail.kind = CVX_DENSE;                                          \

@@ -40,10 +40,19 @@ cdef extern from "_winograd.h" nogil:
                                Py_ssize_t o0, double* pack)
 
 
-# A block's tiles are the columns of its products: a multiple of every GEMM
-# panel width, CVX_NR_MAX (_gemm.h), so that each panel is whole.
+# A block's tiles are the columns of its products, in rows of a multiple of
+# _WINO_LANES values: of every vector's (16 floats at x86-64-v4) and of the
+# transforms' lanes (8), so that the product reads each row in whole
+# vectors, in place (CVX_ROWS_WHOLE), and a block of few tiles computes few
+# more columns (one image of 49 tiles in two blocks: 64 columns, where
+# blocks of whole 48-column panels computed 96).
 cdef enum:
-    _WINO_COLS = CVX_NR_MAX
+    _WINO_LANES = 16
+
+
+cdef inline Py_ssize_t _wino_row(Py_ssize_t tb) noexcept nogil:
+    """The values of a row of V or M for blocks of ``tb`` tiles."""
+    return _round_up(tb, _WINO_LANES)
 
 
 def winograd_scratch(Py_ssize_t C, Py_ssize_t Co, Py_ssize_t groups, Py_ssize_t tb,
@@ -51,14 +60,14 @@ def winograd_scratch(Py_ssize_t C, Py_ssize_t Co, Py_ssize_t groups, Py_ssize_t 
     """(shared, per thread) scratch of conv_winograd from C input to Co output
     channels with blocks of ``tb`` tiles, in values of ``itemsize`` bytes:
     the transformed kernel, packed, then each thread's V and M."""
-    cdef Py_ssize_t Ig = C // groups, Og = Co // groups
+    cdef Py_ssize_t Ig = C // groups, Og = Co // groups, row = _wino_row(tb)
     return (groups * 36 * _round_up(Og, CVX_MR) * Ig,
-            36 * (cvx_wino_stride(C, tb, itemsize) + cvx_wino_stride(Co, tb, itemsize)))
+            36 * (cvx_wino_stride(C, row, itemsize) + cvx_wino_stride(Co, row, itemsize)))
 
 
-def winograd_cols():
-    """The multiple of which a block's tiles ``tb`` must be."""
-    return _WINO_COLS
+def winograd_lanes():
+    """The multiple of which a block's columns are (its tiles rounded up)."""
+    return _WINO_LANES
 
 
 cdef int _wino_item(const floating* x, const floating* pack, const floating* bias,
@@ -72,32 +81,32 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
     not finite (cvx_wino_in_f32); returns 1 too when a value of the output
     transform is not finite (cvx_wino_out_f32: finite products overflowed,
     or the kernel's transform did), its outputs written."""
-    cdef Py_ssize_t t0 = item * tb, nt = _min(tb, tiles - item * tb)
-    cdef Py_ssize_t ncols = _round_up(nt, _WINO_COLS), Ig = C // groups, Og = Co // groups
+    cdef Py_ssize_t t0 = item * tb, nt = _min(tb, tiles - item * tb), row = _wino_row(tb)
+    cdef Py_ssize_t ncols = _round_up(nt, _WINO_LANES), Ig = C // groups, Og = Co // groups
     cdef Py_ssize_t Mp = _round_up(Og, CVX_MR), g, xi
-    cdef Py_ssize_t vs = cvx_wino_stride(C, tb, sizeof(floating))
-    cdef Py_ssize_t ms = cvx_wino_stride(Co, tb, sizeof(floating))
+    cdef Py_ssize_t vs = cvx_wino_stride(C, row, sizeof(floating))
+    cdef Py_ssize_t ms = cvx_wino_stride(Co, row, sizeof(floating))
     cdef floating* M = V + 36 * vs
     cdef cvx_operand A, B
     if floating is float:
-        if cvx_wino_in_f32(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, vs, step):
+        if cvx_wino_in_f32(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, row, vs, step):
             return 1
     else:
-        if cvx_wino_in_f64(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, tb, vs, step):
+        if cvx_wino_in_f64(x, C, H, W, pt, pl, TH, TW, t0, nt, ncols, V, row, vs, step):
             return 1
     for g in range(groups):
         for xi in range(36):
             A = _dense(pack + (g * 36 + xi) * Mp * Ig, Mp, 0)
             A.kind = CVX_PREPACKED
-            B = _dense(V + xi * vs + g * Ig * tb, tb, 1)
-            B.kind = CVX_ROWS
+            B = _dense(V + xi * vs + g * Ig * row, row, 1)
+            B.kind = CVX_ROWS_WHOLE
             if _gemm(Og, ncols, Ig, &A, &B, <floating*> NULL, <floating*> NULL,
-                     M + xi * ms + g * Og * tb, tb, 0, NULL, stop):
+                     M + xi * ms + g * Og * row, row, 0, NULL, stop):
                 return 0
     if floating is float:
-        return cvx_wino_out_f32(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
+        return cvx_wino_out_f32(M, Co, row, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
     else:
-        return cvx_wino_out_f64(M, Co, tb, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
+        return cvx_wino_out_f64(M, Co, row, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
 
 
 cdef void _wino_weights(const floating* w, Py_ssize_t R, Py_ssize_t Og, Py_ssize_t Ig,
@@ -132,8 +141,9 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     5x5)) (read as zero outside it, ``pt`` rows
     above and ``pl`` columns left of out's first cell; negative values crop)
     with w, or with ``flip`` with w turned by 180 degrees and its two channel
-    axes exchanged, plus bias; by blocks of ``tb`` tiles (a multiple of
-    winograd_cols()).  Returns False when interrupted.  found[0] becomes 1,
+    axes exchanged, plus bias; by blocks of ``tb`` tiles (any number: a
+    block's rows hold them rounded up to winograd_lanes()).  Returns False
+    when interrupted.  found[0] becomes 1,
     and the items not yet begun are left, when the transform of x, or that
     of an item's outputs, holds a value that is not finite: out is then
     unfinished, for the caller to compute another way; else 0.  With
@@ -146,8 +156,8 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef Py_ssize_t TH = (OH + step - 1) // step, TW = (OW + step - 1) // step
     cdef Py_ssize_t tiles = N * TH * TW
     cdef Py_ssize_t items = (tiles + tb - 1) // tb
-    cdef Py_ssize_t per = 36 * (cvx_wino_stride(C, tb, sizeof(floating))
-                                + cvx_wino_stride(Co, tb, sizeof(floating)))
+    cdef Py_ssize_t per = 36 * (cvx_wino_stride(C, _wino_row(tb), sizeof(floating))
+                                + cvx_wino_stride(Co, _wino_row(tb), sizeof(floating)))
     cdef Py_ssize_t it, tid
     cdef floating* pack = &work[0]
     cdef floating* scratch = pack + groups * 36 * Mp * Ig
