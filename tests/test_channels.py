@@ -122,7 +122,7 @@ def test_each_core_gets_its_constants(cpu, isa, tuning, monkeypatch):
     assert _engine._per_core({"default": 1, tuning: 2}) == 2
     assert _engine._per_core({"default": 1, "elsewhere": 2}) == 1
     for table in (_engine._NS_WINO, _engine._NS_PER_MAC_3X3, _engine._NS_PER_MAC_5X5,
-                  _engine._CHANNELS_MAX_ACCUMULATOR):
+                  _engine._CHANNELS_MAX_ACCUMULATOR, _engine._CHANNELS_MIN_POSITIONS):
         assert _engine._per_core(table) == table.get(tuning, table["default"])
 
 
@@ -248,7 +248,8 @@ def test_even_blocks_share_the_rows_evenly():
 # the weight gradient's choices that differ by core (_engine._tuning): the
 # accumulator's L2 bound (1.5 MiB, 1 MiB on a Zen 5), and 1-D layers of few taps
 # (a Zen 4 takes the default's rules: only its Winograd constants are its own)
-BY_CORE_L2 = {"default": "channels", "zen4": "channels", "zen5": "gemm"}
+BY_CORE_L2 = {"default": "channels", "zen4": "gemm", "zen5": "gemm"}
+BY_CORE_112 = {"default": "channels", "zen4": "gemm", "zen5": "channels"}  # items of 64-127
 BY_CORE_1D = {"default": "gemm", "zen4": "gemm", "zen5": "channels"}
 BY_CORE_PW = {"default": "channels", "zen4": "channels", "zen5": "gemm"}  # _pointwise_strided_few
 
@@ -267,11 +268,11 @@ BY_CORE_PW = {"default": "channels", "zen4": "channels", "zen5": "gemm"}  # _poi
     ((8, 256, 14, 14), (256, 256, 3, 3), 1, 1, np.float64, "gemm"),
     ((2, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float64, "gemm"),
     ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float64, "gemm"),
-    # 1.3 and 1.2 MiB: inside the Xeon's bound, past the Zen 5's (its L2 is 1 MiB)
+    # 1.3 and 1.2 MiB: inside the Xeon's bound, past the Zen 4's and Zen 5's (L2 1 MiB)
     ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float32, BY_CORE_L2),
     ((16, 128, 7, 7), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_L2),
     ((1, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float32, BY_CORE_L2),  # 1.1 MiB
-    ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, "channels"),  # 112 positions
+    ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_112),  # 112 positions
     # 1-D at unit stride, 16 filters or more: the product, taps as rows (not
     # on a Zen 5); at a stride, 3 to 5 taps and 48 filters or more
     ((16, 64, 1, 2048), (64, 64, 1, 3), 1, 1, np.float64, BY_CORE_1D),

@@ -1805,16 +1805,23 @@ def _channels_pay(c: Call) -> bool:
 # Zen 5 (L2 1 MiB), where one image of 128 channels at 28x28 -> 256 at
 # stride 2, float32 (1.1 MiB, 49 positions an item), took 2.1x the
 # product's time in the channels kernel; 128 -> 128 at stride 1 (0.6 MiB)
-# 0.95-1.0x.
-_CHANNELS_MAX_ACCUMULATOR = {"default": 3 << 19, "zen5": 1 << 20}
-_CHANNELS_MIN_POSITIONS = 64
+# 0.95-1.0x.  1 MiB and items of fewer than 128 positions on the Zen 4 (L2
+# 1 MiB), once the product's accumulators were zeroed and added by the team
+# (2 threads, one process, against method='gemm'): the channels kernel took
+# 1.38-1.85x its time on 1.1-1.3 MiB float32 accumulators of 42-56
+# positions an item (0.98x at batch 8), and at 112 positions 1.39-1.41x
+# (float32, 1.1-1.3 MiB, stride 2) and 1.03-1.80x (float64; 0.85x on 256 ->
+# 128 at stride 2).
+_CHANNELS_MAX_ACCUMULATOR = {"default": 3 << 19, "zen5": 1 << 20, "zen4": 1 << 20}
+_CHANNELS_MIN_POSITIONS = {"default": 64, "zen4": 128}
 
 
 def _channels_streams(c: Call) -> bool:
     """Where the weight gradient's channels kernel is bound by its
     accumulator, not its multiply-adds: an accumulator (taps x filters)
     larger than a core's L2 (_CHANNELS_MAX_ACCUMULATOR) summed over
-    items of fewer than 64 output positions.  The positions per item are
+    items of fewer output positions than _CHANNELS_MIN_POSITIONS (64; 128 on
+    the Zen 4).  The positions per item are
     :func:`_item_blocks`'s, before images are split between threads, so
     the rule does not depend on the thread count.  Measured, 2 threads,
     x86-64-v4, time over the product's (im2col + GEMM): 3x3 layers of 256
@@ -1825,7 +1832,7 @@ def _channels_streams(c: Call) -> bool:
     and 0.6-1.0 from 112 positions (64 to 192 channels, 12x12 to 56x56)."""
     fp = _round_up(c.fg, _channels_vector(c.fg, c.dtype, weight_grad=True))
     rb, cb = _item_blocks(c.out[2], c.out[3], fp * c.k)
-    return (rb * cb < _CHANNELS_MIN_POSITIONS
+    return (rb * cb < _per_core(_CHANNELS_MIN_POSITIONS)
             and c.k * fp * c.dtype.itemsize > _per_core(_CHANNELS_MAX_ACCUMULATOR))
 
 
