@@ -683,7 +683,8 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
             const ptrdiff_t kc = cvx_min(CVX_KC, K - pc);                           \
             if (CVX_STOPPED(stop))                                                  \
                 return 1;                                                           \
-            /* ROWS: full panels read in place, the last partial one packed */    \
+            /* ROWS: full panels read in place, the last partial one packed; */   \
+            /* ROWS_WHOLE: that one read in place too                        */   \
             const int rows = B->kind == CVX_ROWS || B->kind == CVX_ROWS_WHOLE;      \
             const ptrdiff_t inplace = B->kind == CVX_ROWS_WHOLE ? nc                \
                                     : rows ? nc / NR * NR : 0;                      \
