@@ -246,8 +246,9 @@ def test_even_blocks_share_the_rows_evenly():
 
 
 # the weight gradient's choices that differ by core (_engine._tuning): the
-# accumulator's L2 bound (1.5 MiB, 1 MiB on a Zen 5), and 1-D layers of few taps
-# (a Zen 4 takes the default's rules: only its Winograd constants are its own)
+# accumulator's L2 bound (1.5 MiB, 1 MiB on a Zen 4 and a Zen 5) and the
+# positions an item below which it counts (64, 128 on a Zen 4), and 1-D layers
+# of few taps (a Zen 4 takes the default's rules there)
 BY_CORE_L2 = {"default": "channels", "zen4": "gemm", "zen5": "gemm"}
 BY_CORE_112 = {"default": "channels", "zen4": "gemm", "zen5": "channels"}  # items of 64-127
 BY_CORE_1D = {"default": "gemm", "zen4": "gemm", "zen5": "channels"}

@@ -711,10 +711,9 @@ def test_one_image_forward_in_blocks_of_positions(dtype, monkeypatch):
 # (h) layers of many channels on small images: the team packs the input
 #     gradient's transposed weights and zeroes and adds the weight gradient's
 #     accumulators (one image's goes straight into its result); the forward
-#     pass reads the weights in place.  Every pass
-#     agrees with the reference; the forward pass and the input gradient are
-#     the same bits on every thread count, the weight gradient on repeated
-#     calls.
+#     pass reads the weights in place.  Every pass agrees with the reference;
+#     the forward pass and the input gradient are the same bits on every
+#     thread count, the weight gradient on repeated calls.
 # --------------------------------------------------------------------------
 
 # w.T of 256 x 2304 and 96 x 2880 values (team-packed from 2**18), in parts
