@@ -1,6 +1,6 @@
 """How close 'auto' comes to the fastest of the kernels that could run a call.
 
-    python benchmarks/choices.py [--set NAME[,NAME]] [--rounds N] [--dtypes D] [--isa L]
+    python benchmarks/choices.py [--set NAME[,NAME]] [--rounds N] [--dtypes D] [--isa L] [--skip K]
 
 For each shape of the chosen sets (layers picked for the engine's rules, not
 the benchmark suites' shapes), each pass and each dtype, it times 'auto' and
@@ -31,6 +31,8 @@ The sets:
   few-channels    forward passes of unpadded layers of 1 to 16 channels and 6 to 32
                   filters on small images (LeNet-like)
   one-image       3x3 layers of one image (inference), 32 to 512 channels
+  wg-one-image    weight gradients of one image, 3x3 and 5x5 layers of 32 to 512
+                  channels at 7x7 to 64x64, stride 1 and 2 (_engine._channels_one_image)
   valid-ig        input gradients of unpadded 3x3 to 7x7 layers on small images
                   (LeNet-like), whose transposed pass reads a wide zero border
   narrow-rows     forward passes of layers of 3 to 16 channels and 8 to 32 filters
@@ -137,6 +139,12 @@ SETS = {
     "one-image": [((1, c, h, h), (f, c, 3, 3), s, 1, 1, 1, ALL) for c, f, h, s in [
         (128, 128, 28, 1), (256, 256, 14, 1), (64, 64, 56, 1), (512, 512, 7, 1),
         (32, 32, 112, 1), (64, 128, 56, 2), (128, 256, 28, 2)]],
+    "wg-one-image": [((1, c, h, h), (f, c, k, k), s, k // 2, 1, 1, WG) for c, f, h, k, s in [
+        (48, 96, 56, 3, 2), (64, 256, 28, 3, 2), (96, 96, 20, 3, 1), (96, 192, 40, 3, 2),
+        (128, 128, 28, 3, 1), (128, 256, 28, 3, 2), (144, 160, 14, 3, 1), (160, 160, 24, 3, 1),
+        (192, 192, 17, 3, 1), (192, 384, 34, 3, 2), (256, 256, 14, 3, 1), (256, 512, 14, 3, 2),
+        (320, 320, 10, 3, 1), (384, 384, 13, 3, 1), (512, 512, 7, 3, 1), (64, 64, 30, 5, 1),
+        (96, 128, 16, 5, 1), (32, 64, 48, 5, 2), (80, 80, 36, 3, 1), (40, 120, 64, 3, 2)]],
     "large-kernel": [((n, c, h, h), (f, c // g, k, k), 1, k // 2, 1, g, ("fwd", "ig"))
                      for n, c, f, h, k, g in [
         (4, 24, 48, 56, 5, 1), (2, 48, 48, 40, 5, 1), (4, 128, 48, 12, 5, 1),
@@ -224,7 +232,7 @@ def call(passname, nsp, x, w, g, geometry, method):
     return lambda: f[2](x, w.shape, g, method=method, **geometry)
 
 
-def run_case(case, dtype, rounds, min_time):
+def run_case(case, dtype, rounds, min_time, skip=()):
     xs, ws, stride, padding, dilation, groups, passes = case
     nsp = len(xs) - 2
     geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
@@ -238,7 +246,7 @@ def run_case(case, dtype, rounds, min_time):
         fns = {}
         depthwise = ws[1] == 1 and groups == ws[0]
         for label, method, switches in candidates(passname):
-            if "depthwise only" in switches and not depthwise:
+            if "depthwise only" in switches and not depthwise or label in skip:
                 continue
             switch(switches, True)
             fn = call(passname, nsp, x, w, g, geometry, method)
@@ -274,6 +282,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=0.015)
     parser.add_argument("--dtypes", default="float32,float64")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated kernels not to time (say fft, where it is far slower)")
     parser.add_argument("--isa", type=int, choices=(1, 3, 4),
                         help="instruction-set level at most (default: the CPU's)")
     args = parser.parse_args()
@@ -291,11 +301,13 @@ def main():
     print(f"convx {convx.__version__}, {convx.get_num_threads()} threads, instruction-set "
           f"level {convx._core.isa()}; sets {', '.join(names)}; best of {args.rounds} "
           "interleaved rounds")
+    skip = set(filter(None, args.skip.split(",")))
     ratios = []
     for name in names:
         for case in SETS[name]:
             for dtype in args.dtypes.split(","):
-                for passname, times, ratio in run_case(case, dtype, args.rounds, args.min_time):
+                for passname, times, ratio in run_case(case, dtype, args.rounds, args.min_time,
+                                                       skip):
                     ratios.append(ratio)
                     shown = "  ".join(f"{label} {t * 1e3:.3f}" for label, t in times.items())
                     flag = "  <<<" if ratio > 1.15 else ""

@@ -253,6 +253,7 @@ BY_CORE_L2 = {"default": "channels", "zen4": "gemm", "zen5": "gemm"}
 BY_CORE_112 = {"default": "channels", "zen4": "gemm", "zen5": "channels"}  # items of 64-127
 BY_CORE_1D = {"default": "gemm", "zen4": "gemm", "zen5": "channels"}
 BY_CORE_PW = {"default": "channels", "zen4": "channels", "zen5": "gemm"}  # _pointwise_strided_few
+BY_CORE_ONE = {"default": "gemm", "zen4": "gemm", "zen5": "channels"}     # _channels_one_image
 
 
 @pytest.mark.parametrize("xs, ws, stride, groups, dtype, name", [
@@ -272,8 +273,13 @@ BY_CORE_PW = {"default": "channels", "zen4": "channels", "zen5": "gemm"}  # _poi
     # 1.3 and 1.2 MiB: inside the Xeon's bound, past the Zen 4's and Zen 5's (L2 1 MiB)
     ((8, 192, 14, 14), (192, 192, 3, 3), 1, 1, np.float32, BY_CORE_L2),
     ((16, 128, 7, 7), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_L2),
-    ((1, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float32, BY_CORE_L2),  # 1.1 MiB
-    ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_112),  # 112 positions
+    ((2, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float32, BY_CORE_L2),  # 1.1 MiB
+    ((2, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_112),  # 112 positions
+    # one image of at most 2 positions per filter an item: the product, which
+    # writes into the result (_channels_one_image; not on a Zen 5)
+    ((1, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float32, "gemm"),       # (and 1.1 MiB)
+    ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_ONE),  # 0.88 a filter
+    ((1, 64, 30, 30), (64, 64, 5, 5), 1, 1, np.float32, "channels"),      # 2.3 a filter
     # 1-D at unit stride, 16 filters or more: the product, taps as rows (not
     # on a Zen 5); at a stride, 3 to 5 taps and 48 filters or more
     ((16, 64, 1, 2048), (64, 64, 1, 3), 1, 1, np.float64, BY_CORE_1D),
@@ -753,3 +759,53 @@ def test_input_grad_of_many_filters_leaves_the_large_kernel_rule(filters, large,
         assert name == "channels"
     elif wide and dtype == np.float32:
         assert name == "gemm"
+
+
+@pytest.mark.parametrize("tuning", ["default", "zen4", "zen5"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_image_of_few_positions_per_filter_takes_the_product(tuning, dtype, monkeypatch):
+    """_engine._channels_one_image: one image whose items of the channels
+    kernel hold at most two output positions per filter takes the product,
+    which writes its blocks of taps into the result; more positions per
+    filter, a batch, or groups keep the channels kernel; a Zen 5 keeps its
+    own bounds.  The choice does not change with the thread count, and
+    each choice gives the reference's gradient."""
+    monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
+    monkeypatch.setattr(_engine, "PLANS", {})
+    cases = [  # (x, w, stride, groups, the product's where the rule applies)
+        ((1, 64, 28, 28), (256, 64, 3, 3), 2, 1, True),     # 0.44 positions per filter
+        ((1, 112, 18, 18), (112, 112, 3, 3), 1, 1, True),   # 1.3
+        ((1, 64, 30, 30), (64, 64, 5, 5), 1, 1, False),     # 2.3
+        ((2, 64, 28, 28), (256, 64, 3, 3), 2, 1, False),    # a batch: not one block
+        ((1, 64, 28, 28), (256, 16, 3, 3), 2, 4, False),    # groups
+    ]
+    def chosen(rule=True):
+        names = set()
+        with monkeypatch.context() as m:
+            if not rule:
+                m.setattr(_engine, "_channels_one_image", lambda c: False)
+            for threads in thread_counts(1, 2):
+                convx.set_num_threads(threads)
+                _engine.PLANS.clear()
+                names.add(_chosen("weight grad", xs, ws, stride, groups, np.dtype(dtype),
+                                  monkeypatch).name)
+        _engine.PLANS.clear()
+        assert len(names) == 1, (xs, ws, names)
+        return names.pop()
+
+    rng = np.random.default_rng(11)
+    for xs, ws, stride, groups, product in cases:
+        if product and tuning != "zen5":
+            assert chosen() == "gemm", (xs, ws, tuning)
+        else:   # as the other rules have it
+            assert chosen() == chosen(rule=False), (xs, ws, tuning)
+        x = rng.standard_normal(xs).astype(dtype)
+        y = ref.conv_nd(x, np.ones(ws, dtype), stride=stride, pads=ref.pads4(ws[2] // 2),
+                        groups=groups)
+        g = rng.standard_normal(y.shape).astype(dtype)
+        want = ref.conv_nd_weight_grad(x, ws, g, (stride, stride), ref.pads4(ws[2] // 2),
+                                       (1, 1), groups)
+        tol = 2e-5 if dtype == np.float32 else 1e-12
+        got = convx.conv2d_weight_grad(x, ws, g, stride=stride, padding=ws[2] // 2,
+                                       groups=groups)
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())

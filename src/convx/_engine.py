@@ -1790,7 +1790,7 @@ def _channels_pay(c: Call) -> bool:
         return WEIGHT_GRAD_CHANNELS
     if _pointwise_strided_few(c):
         return not _channels_streams(c)
-    if (c.w[2:] == (1, 1) or _channels_streams(c) or _rows_product(c)
+    if (c.w[2:] == (1, 1) or _channels_streams(c) or _channels_one_image(c) or _rows_product(c)
             or _short_1d(c, 48) and _tuning() != "zen5" or _few_taps(c) or _one_row_few_taps(c)):
         return False
     return (c.stride[1] != 1 or c.fg >= _VECTOR[c.dtype] or c.out[3] < 32
@@ -1834,6 +1834,50 @@ def _channels_streams(c: Call) -> bool:
     rb, cb = _item_blocks(c.out[2], c.out[3], fp * c.k)
     return (rb * cb < _per_core(_CHANNELS_MIN_POSITIONS)
             and c.k * fp * c.dtype.itemsize > _per_core(_CHANNELS_MAX_ACCUMULATOR))
+
+
+# _channels_one_image: the most output positions per filter an item of the
+# channels kernel may hold for the product to take one image's weight
+# gradient from it.
+_ONE_IMAGE_POSITIONS_PER_FILTER = 2
+
+
+def _channels_one_image(c: Call) -> bool:
+    """One image of one group whose product takes every position in one
+    block (at most 4 x _NC): conv_weight_grad then has each item sum its own
+    block of taps straight into the result, with no accumulators.  What
+    each kernel pays besides its multiply-adds: the channels kernel loads
+    and stores its whole accumulator (taps x filters) once per item, about
+    1 / (positions of an item) of its work, and the threads' accumulators
+    are then added, whatever their size; the product packs the columns
+    (taps x positions), about 1 / filters of its work.  So the product
+    takes the call where an item (:func:`_item_blocks`'s, which do not
+    depend on the thread count) holds at most
+    _ONE_IMAGE_POSITIONS_PER_FILTER output positions per filter.  Not on a
+    Zen 5 (_tuning), not measured there.
+
+    Measured, 2 threads, interleaved, the channels kernel's time over the
+    product's, both dtypes (`python benchmarks/choices.py --set
+    wg-one-image --skip fft,dots`: 20 one-image layers of our own, 3x3 and
+    5x5, 32 to 512 channels, 7x7 to 64x64, stride 1 and 2), on an Intel
+    Xeon (AVX-512, the 'default' constants):
+    - 1.0-2.4 on the 13 passes of 0.18 to 0.88 positions per filter that
+      the bounds of :func:`_channels_streams` had left it (64 to 192
+      channels, 14x14 to 40x40; 1.0 only on 128 -> 128 at 28x28);
+    - 0.59-0.95 on the 10 passes of 2.3 to 4.9 positions per filter, and
+      0.99-1.05 on 96 -> 96 at 20x20 (2.1).
+    Held out (layers chosen after the bound, 0.34 to 1.3 positions per
+    filter): 72 -> 144 at 30x30, stride 2, 1.05 and 1.38; 112 -> 112 at
+    18x18, 1.2 and 1.24; 176 -> 176 at 12x12 and 56 -> 224 at 22x22,
+    stride 2, 1.25-2.3.  On the Zen 4, (1, 64, 28, 28) -> 256 at stride 2
+    and (1, 144, 14, 14) -> 160 in float32 (0.44 positions per filter)
+    took 1.16-1.19x the product's time."""
+    if (c.x[0] != 1 or c.groups != 1 or c.p > 4 * _NC or _tuning() == "zen5"
+            or _weight_grad_by_dots(c.fg, c.k) or _weight_grad_by_taps(c)):
+        return False
+    fp = _round_up(c.fg, _channels_vector(c.fg, c.dtype, weight_grad=True))
+    rb, cb = _item_blocks(c.out[2], c.out[3], fp * c.k)
+    return rb * cb <= _ONE_IMAGE_POSITIONS_PER_FILTER * c.fg
 
 
 def _short_1d(c: Call, filters: int) -> bool:
