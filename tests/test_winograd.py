@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 import convx
 import reference
+from conftest import thread_counts  # (tests/conftest.py)
 from convx import ConvxValueError, _core, _engine
 from test_fft import _check as check_bound
 from test_fuzz import EPS64, Ref
@@ -319,7 +320,7 @@ def test_the_kernel_says_whether_it_found_a_non_finite_value(dtype):
         x[2, 7, 19, 19] = value
         for threads in (1, 2):
             assert _core.conv_winograd(x, w, None, out, work, found, 1, 1, 1, False, tb,
-                                       False, threads, False)
+                                       False, threads, 1, False)
             assert found[0] == want, (value, threads)
             if want == 0:   # what the public call gives, which the bound tests check
                 np.testing.assert_array_equal(out, convx.conv2d(x, w, padding=1,
@@ -411,6 +412,113 @@ def test_method_winograd_needs_a_3x3_or_5x5_kernel_at_unit_stride():
             call()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("r", [3, 5])
+@pytest.mark.parametrize("flip", [False, True])
+def test_filter_parts_give_the_same_bits(dtype, r, flip):
+    """conv_winograd's ``parts``: one image's filters cut into parts, each
+    item one part over a block of tiles, on 1 and 2 threads and any block,
+    give the bits of the call without parts, bias included, with filters
+    that do not fill their last micro-panel; the working memory is filled
+    with NaN first, so that a part left uncomputed or a transform read
+    before it is written shows."""
+    rng = np.random.default_rng(8)
+    cin, cout, side = 24, 42, 18                # 42 filters: 11 micro-panels of 4
+    x = rng.standard_normal((1, cin, side, side)).astype(dtype)
+    w = rng.standard_normal((cin, cout, r, r) if flip else (cout, cin, r, r)).astype(dtype)
+    bias = None if flip else rng.standard_normal(cout).astype(dtype)
+    step = 7 - r
+    tiles = (-(-side // step)) ** 2
+
+    def run(parts, tb, threads):
+        shared, per = _core.winograd_scratch(cin, cout, 1, tb, x.itemsize)
+        work = np.full(shared + 2 * per, np.nan, dtype)
+        out = np.full((1, cout, side, side), np.nan, dtype)
+        found = np.zeros(1, np.intc)
+        assert _core.conv_winograd(x, w, bias, out, work, found, r // 2, r // 2, 1, flip, tb,
+                                   False, threads, parts, False)
+        assert found[0] == 0
+        return out
+
+    want = run(1, 16, 1)
+    assert np.isfinite(want).all()
+    for parts, tb, threads in ((2, tiles, 2), (2, 16, 2), (3, 20, 2), (2, tiles, 1),
+                               (11, 16, 2), (4, tiles, 2)):
+        np.testing.assert_array_equal(run(parts, tb, threads), want, err_msg=str((parts, tb)))
+    # a value that is not finite is found whatever the part
+    x[0, cin - 1, side - 1, side - 1] = np.nan
+    shared, per = _core.winograd_scratch(cin, cout, 1, tiles, x.itemsize)
+    found = np.zeros(1, np.intc)
+    _core.conv_winograd(x, w, bias, np.empty((1, cout, side, side), dtype),
+                        np.empty(shared + 2 * per, dtype), found, r // 2, r // 2, 1, flip,
+                        tiles, False, 2, 2, False)
+    assert found[0] == 1
+
+
+def test_filter_parts_need_one_image_of_one_group():
+    x = np.zeros((2, 8, 8, 8), np.float32)
+    w = np.zeros((16, 8, 3, 3), np.float32)
+    shared, per = _core.winograd_scratch(8, 16, 1, 16, 4)
+    work, found = np.empty(shared + 2 * per, np.float32), np.zeros(1, np.intc)
+    out = np.empty((2, 16, 8, 8), np.float32)
+    for xs, parts in (((2, 8, 8, 8), 2), ((1, 8, 8, 8), 5), ((1, 8, 8, 8), 0)):
+        with pytest.raises(ValueError, match="parts of the filters need one image"):
+            _core.conv_winograd(x[:xs[0]], w, None, out[:xs[0]], work, found, 1, 1, 1, False,
+                                16, False, 2, parts, False)   # 16 filters: 4 micro-panels
+
+
+@pytest.mark.parametrize("pass_", ["forward", "input grad"])
+def test_one_image_of_few_tiles_shares_its_filters(pass_, monkeypatch):
+    """_engine._winograd_parts_block: one image of few tiles (fewer blocks
+    of the cache's size than two per CPU) and enough filters has its
+    threads share the filters; a batch, groups, a dilation, few filters or
+    many tiles keep the tiles' split.  The public call gives the same bits
+    either way, on every thread count."""
+    cpus = convx._threads._MAX_THREADS
+    monkeypatch.setattr(convx._threads, "_MAX_THREADS", 2)
+
+    def parts_tb(xs, ws, groups=1, dilation=(1, 1)):
+        c = _engine.Call("t", "weight", xs, ws, (xs[0], ws[0]) + xs[2:], (1, 1), (1,) * 4,
+                         dilation, groups, np.dtype(np.float32))
+        cin, cout = (ws[1] * groups, ws[0]) if pass_ == "forward" else (ws[0], ws[1] * groups)
+        tiles = xs[0] * -(-xs[2] // 4) * -(-xs[3] // 4)
+        return _engine._winograd_parts_block(c, cin, cout, tiles)
+
+    assert parts_tb((1, 128, 28, 28), (128, 128, 3, 3)) == 25     # 49 tiles: 2 blocks of 48
+    assert parts_tb((1, 256, 14, 14), (256, 256, 3, 3)) == 16
+    assert parts_tb((2, 128, 28, 28), (128, 128, 3, 3)) == 0      # a batch
+    assert parts_tb((1, 128, 28, 28), (128, 32, 3, 3), groups=4) == 0
+    assert parts_tb((1, 128, 28, 28), (128, 128, 3, 3), dilation=(2, 2)) == 0
+    assert parts_tb((1, 24, 28, 28), (24, 24, 3, 3)) == 0          # 6 micro-panels
+    assert parts_tb((1, 32, 112, 112), (32, 32, 3, 3)) == 0        # 784 tiles: 7 blocks
+    monkeypatch.setattr(convx._threads, "_MAX_THREADS", cpus)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 64, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((96, 64, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((1, 96, 20, 20)).astype(np.float32)
+    kw = dict(padding=1, method="winograd")
+
+    def call():
+        _engine.PLANS.clear()
+        if pass_ == "forward":
+            return convx.conv2d(x, w, **kw)
+        return convx.conv2d_input_grad(x.shape, w, g, **kw)
+
+    results = []
+    for shared in (True, False):
+        if not shared:
+            monkeypatch.setattr(_engine, "_winograd_parts_block", lambda *a: 0)
+        for threads in thread_counts(1, 2):
+            convx.set_num_threads(threads)
+            results.append(call())
+    _engine.PLANS.clear()
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    ref = reference.conv_nd(x.astype(np.float64), w, None, 1, (1,) * 4) if pass_ == "forward" \
+        else reference.conv_nd_input_grad(x.shape, w.astype(np.float64), g, 1, (1,) * 4)
+    np.testing.assert_allclose(results[0], ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
 @pytest.mark.parametrize("x_shape, w_shape, groups, dtype, winograd", [
     ((16, 64, 56, 56), (64, 64, 3, 3), 1, np.float32, True),     # the issue's layer
     ((8, 128, 28, 28), (128, 128, 3, 3), 1, np.float32, True),
@@ -464,7 +572,7 @@ def test_finite_values_whose_transform_overflows_take_the_other_algorithm(dtype,
         shared, per = _core.winograd_scratch(8, 8, 1, tb, x.itemsize)
         found = np.zeros(1, np.intc)
         _core.conv_winograd(x, w, None, out, np.empty(shared + 2 * per, dtype), found, r // 2,
-                            r // 2, 1, False, tb, False, 1, False)
+                            r // 2, 1, False, tb, False, 1, 1, False)
         assert found[0] == 1                   # the kernel saw its transform overflow
         plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), (r // 2,) * 4, (1, 1), 1,
                                     method="winograd", dtype=dtype)

@@ -170,7 +170,7 @@ def winograd_lanes() -> int: ...
 def conv_winograd(
     x: _Floats, w: _Floats, bias: _MaybeFloats, out: _Floats, work: _MaybeFloats,
     found: NDArray[np.intc], pt: int, pl: int, groups: int, flip: bool, tb: int,
-    transformed: bool, nt: int, interruptible: bool,
+    transformed: bool, nt: int, parts: int, interruptible: bool,
 ) -> bool: ...
 @_fused
 def winograd_split(

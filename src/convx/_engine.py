@@ -2662,17 +2662,57 @@ def _winograd_sides(c: Call, pass_: str) -> Any:
     return c.x[1], c.w[0], c.out[2], c.out[3], c.pads[0], c.pads[2]
 
 
+# A block's fewest and most tiles (_winograd_block).
+_WINO_MIN_TILES = 48
+_WINO_MAX_TILES = 768
+
+
+def _winograd_cap(cin: int, cout: int, itemsize: int) -> int:
+    """The most tiles of a block whose V and M (36 x (cin + cout) values a
+    tile, and a cache line per matrix between matrices: cvx_wino_stride)
+    stay within about _WINO_BLOCK_BYTES, in whole rows of _WINO_LANES, but
+    _WINO_MIN_TILES at least and _WINO_MAX_TILES at most."""
+    fit = (_WINO_BLOCK_BYTES - 72 * 64) // (36 * (cin + cout) * itemsize)
+    return max(_WINO_MIN_TILES, min(fit // _WINO_LANES * _WINO_LANES, _WINO_MAX_TILES))
+
+
 def _winograd_block(cin: int, cout: int, tiles: int, itemsize: int) -> int:
     """Tiles per item, the items as equal as they can be: as few as keep
-    each one's V and M (36 x (cin + cout) values a tile, and a cache line per
-    matrix between matrices: cvx_wino_stride) within about _WINO_BLOCK_BYTES
-    (but 48 tiles at least, 768 at most), and at least _WINO_ITEMS_PER_CPU
+    each one within :func:`_winograd_cap`, and at least _WINO_ITEMS_PER_CPU
     per CPU when the batch has few tiles (at least _WINO_LANES each)."""
-    fit = (_WINO_BLOCK_BYTES - 72 * 64) // (36 * (cin + cout) * itemsize)
-    cap = max(48, min(fit // _WINO_LANES * _WINO_LANES, 768))
-    items = max(-(-tiles // cap),
+    items = max(-(-tiles // _winograd_cap(cin, cout, itemsize)),
                 min(_WINO_ITEMS_PER_CPU * _threads._MAX_THREADS, -(-tiles // _WINO_LANES)))
     return -(-tiles // items)
+
+
+# The fewest micro-panels of filters (CVX_MR each) of a part, where the
+# threads share one image's filters (_winograd_parts_block).
+_WINO_PART_PANELS = 4
+
+
+def _winograd_parts_block(c: Call, cin: int, cout: int, tiles: int) -> int:
+    """Tiles per item where the threads share the filters of one image
+    (conv_winograd's ``parts``), or 0 where they share its tiles.  Where
+    :func:`_winograd_block` cut the tiles into smaller blocks than its cap
+    to give every CPU items, each of those blocks multiplied the whole
+    transformed kernel, which both threads had written (a 128 -> 128 3x3
+    layer's is 2.4 MB in float32); with the filters cut instead, thread t
+    transforms its part of the kernel and multiplies only that, at the cost
+    of transforming every tile's input on every thread.  One image of one
+    group and _WINO_PART_PANELS micro-panels of filters or more for each
+    CPU, not on phase images (dilated).  Measured, 2 threads, float32,
+    interleaved, conv_winograd's time with parts over without, on an
+    Intel Xeon (AVX-512): 0.52-0.88 on 7 one-image layers of 64 to 512
+    channels of 4 to 49 tiles (7x7 to 28x28); 1.03 and 1.13 on 196 and
+    784 tiles (64 channels at 56x56 and 32 at 112x112), which this leaves
+    to the tiles."""
+    cap = _winograd_cap(cin, cout, c.dtype.itemsize)
+    blocks, cpus = -(-tiles // cap), _threads._MAX_THREADS
+    if (c.x[0] != 1 or c.groups != 1 or c.dilation != (1, 1) or cpus < 2
+            or blocks >= _WINO_ITEMS_PER_CPU * cpus
+            or -(-cout // _MR) < _WINO_PART_PANELS * cpus):
+        return 0
+    return -(-tiles // blocks)
 
 
 def _winograd_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
@@ -2696,15 +2736,20 @@ def _winograd_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
             split, copied = (dh, dw, nb, ohp + r, owp + r, ohp, owp), n * values
         tiles = nb * per_image   # one run of conv_winograd's
         tb = _winograd_block(cin, cout, tiles, c.dtype.itemsize)
+        parts_tb = _winograd_parts_block(c, cin, cout, tiles)
         # the width of what the input transform reads: the phase images', the
         # input's, or the output gradient's
         width = owp + r if split else c.out[3] if pass_ == "input grad" else c.x[3]
         narrow = 36 * n * per_image * cin if width < 8 else 0
-        if not forced and not _winograd_pays(c, cin, cout, n * per_image, tb, copied, narrow):
+        if not forced and not _winograd_pays(c, cin, cout, n * per_image, parts_tb or tb, copied,
+                                             narrow):
             return None
         fallback = _exact_plan(pass_, c, shape(c))
-        return (tb, pt, pl, c.groups, -(-tiles // tb), c.macs * nb // n, pass_ == "input grad",
-                split), fallback
+        # (the items the threads can share: with parts, each block of tiles
+        # once per CPU)
+        items = -(-tiles // parts_tb) * _threads._MAX_THREADS if parts_tb else -(-tiles // tb)
+        return (tb, pt, pl, c.groups, items, c.macs * nb // n, pass_ == "input grad", split,
+                parts_tb), fallback
     return plan
 
 
@@ -2740,16 +2785,21 @@ def _winograd_compute(who: Who, shape: Shape, own: Any, src: Array, w: Array,
     A dilated call runs on the phase images of ``nb`` images at a time."""
     if _kernel_underflows(w):
         return None
-    tb, pt, pl, groups, items, macs, flip, split = own
+    tb, pt, pl, groups, items, macs, flip, split, parts_tb = own
     out = _result(who, shape, src.dtype)
     cin, cout = src.shape[1], shape[1]
-    shared, per = _core.winograd_scratch(cin, cout, groups, tb, src.dtype.itemsize)
     threads = _threads.plan(items, macs)
+    # the threads share the filters of one image where the plan has them do
+    # so (_winograd_parts_block), whatever their number now: the same bits
+    parts = threads if parts_tb and threads > 1 else 1
+    if parts > 1:
+        tb = parts_tb
+    shared, per = _core.winograd_scratch(cin, cout, groups, tb, src.dtype.itemsize)
     work = _scratch(who, per, src.dtype, threads, shared)
     found = np.zeros(1, np.intc)
     if split is None:
         _call(_core.conv_winograd, macs, src, w, bias, out, work, found, pt, pl, groups, flip,
-              tb, False, threads, fresh=out, scratch=work)
+              tb, False, threads, parts, fresh=out, scratch=work)
         return None if found[0] else out
     dh, dw, nb, hp, wp, ohp, owp = split
     sizes = (nb * dh * dw * cin * hp * wp, nb * dh * dw * cout * ohp * owp)
@@ -2760,7 +2810,7 @@ def _winograd_compute(who: Who, shape: Shape, own: Any, src: Array, w: Array,
         k = min(nb, src.shape[0] - n0) * dh * dw
         _core.winograd_split(src, xs[:k], n0, dh, dw, pt, pl, threads)
         _call(_core.conv_winograd, macs, xs[:k], w, bias, ys[:k], work, found, 0, 0, groups,
-              flip, tb, n0 > 0, threads, fresh=ys[:k], scratch=work)
+              flip, tb, n0 > 0, threads, 1, fresh=ys[:k], scratch=work)
         if found[0]:
             return None
         _core.winograd_merge(ys[:k], out, n0, dh, dw, threads)

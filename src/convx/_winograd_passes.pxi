@@ -75,15 +75,18 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
                     Py_ssize_t Co, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t groups,
                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
                     Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t item, Py_ssize_t step,
-                    const int* stop) noexcept nogil:
-    """Tiles item*tb .. of the batch: V and then M in the thread's ``V``.
-    Returns 1, and leaves the item's outputs unwritten, when a value of V is
-    not finite (cvx_wino_in_f32); returns 1 too when a value of the output
-    transform is not finite (cvx_wino_out_f32: finite products overflowed,
-    or the kernel's transform did), its outputs written."""
+                    Py_ssize_t o0, Py_ssize_t o1, const int* stop) noexcept nogil:
+    """Tiles item*tb .. of the batch, filters o0 .. o1 of each group (o0 a
+    multiple of CVX_MR; filters 0 .. Og, every one, but for one image of one
+    group, whose outputs lie at filter o's plane whatever the filters in
+    cvx_wino_out's count): V and then M in the thread's ``V``.  Returns 1,
+    and leaves the item's outputs unwritten, when a value of V is not finite
+    (cvx_wino_in_f32); returns 1 too when a value of the output transform is
+    not finite (cvx_wino_out_f32: finite products overflowed, or the
+    kernel's transform did), its outputs written."""
     cdef Py_ssize_t t0 = item * tb, nt = _min(tb, tiles - item * tb), row = _wino_row(tb)
     cdef Py_ssize_t ncols = _round_up(nt, _WINO_LANES), Ig = C // groups, Og = Co // groups
-    cdef Py_ssize_t Mp = _round_up(Og, CVX_MR), g, xi
+    cdef Py_ssize_t Mp = _round_up(Og, CVX_MR), g, xi, nf = o1 - o0
     cdef Py_ssize_t vs = cvx_wino_stride(C, row, sizeof(floating))
     cdef Py_ssize_t ms = cvx_wino_stride(Co, row, sizeof(floating))
     cdef floating* M = V + 36 * vs
@@ -98,15 +101,21 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
         for xi in range(36):
             A = _dense(pack + (g * 36 + xi) * Mp * Ig, Mp, 0)
             A.kind = CVX_PREPACKED
+            A.p0 = o0
             B = _dense(V + xi * vs + g * Ig * row, row, 1)
             B.kind = CVX_ROWS_WHOLE
-            if _gemm(Og, ncols, Ig, &A, &B, <floating*> NULL, <floating*> NULL,
-                     M + xi * ms + g * Og * row, row, 0, NULL, stop):
+            if _gemm(nf, ncols, Ig, &A, &B, <floating*> NULL, <floating*> NULL,
+                     M + xi * ms + (g * Og + o0) * row, row, 0, NULL, stop):
                 return 0
+    if o0 != 0:     # one image, one group: filters o0 .. o1 (see above)
+        M += o0 * row
+        out += o0 * OH * OW
+        if bias != NULL:
+            bias += o0
     if floating is float:
-        return cvx_wino_out_f32(M, Co, row, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
+        return cvx_wino_out_f32(M, nf * groups, row, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
     else:
-        return cvx_wino_out_f64(M, Co, row, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
+        return cvx_wino_out_f64(M, nf * groups, row, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
 
 
 cdef void _wino_weights(const floating* w, Py_ssize_t R, Py_ssize_t Og, Py_ssize_t Ig,
@@ -136,7 +145,8 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                   floating[::1] work,               # scratch: winograd_scratch
                   int[::1] found,                   # OUT (1,): 1 if not all finite
                   Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, bint flip,
-                  Py_ssize_t tb, bint transformed, int nt, bint interruptible):
+                  Py_ssize_t tb, bint transformed, int nt, Py_ssize_t parts,
+                  bint interruptible):
     """out = the R x R correlation of x, R = 3 (F(4x4, 3x3)) or 5 (F(2x2,
     5x5)) (read as zero outside it, ``pt`` rows
     above and ``pl`` columns left of out's first cell; negative values crop)
@@ -148,14 +158,23 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     of an item's outputs, holds a value that is not finite: out is then
     unfinished, for the caller to compute another way; else 0.  With
     ``transformed``, work already holds the transformed kernel (a previous
-    call's, with the same w and sizes)."""
+    call's, with the same w and sizes).
+
+    With ``parts`` > 1 (one image, one group, not ``transformed``) the
+    filters are cut into that many parts of whole micro-panels, and each
+    item is one part's filters over a block of tiles: the items of part p
+    run on thread p when ``nt`` = ``parts`` (a static schedule), which also
+    transforms that part's kernel, so that a thread reads only the
+    transformed kernel it wrote.  Every output is computed as without parts:
+    the same bits."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t Co = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t Ig = C // groups, Og = Co // groups, Mp = _round_up(Og, CVX_MR)
     cdef Py_ssize_t R = w.shape[2], step = 7 - w.shape[2]   # outputs per tile side
     cdef Py_ssize_t TH = (OH + step - 1) // step, TW = (OW + step - 1) // step
     cdef Py_ssize_t tiles = N * TH * TW
-    cdef Py_ssize_t items = (tiles + tb - 1) // tb
+    cdef Py_ssize_t blocks_t = (tiles + tb - 1) // tb, items = blocks_t * parts
+    cdef Py_ssize_t panels = Mp // CVX_MR, part
     cdef Py_ssize_t per = 36 * (cvx_wino_stride(C, _wino_row(tb), sizeof(floating))
                                 + cvx_wino_stride(Co, _wino_row(tb), sizeof(floating)))
     cdef Py_ssize_t it, tid
@@ -168,7 +187,10 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef const int* stop = _stop(interruptible)
     cdef int* bad = &found[0]
     bad[0] = 0
-    cdef Py_ssize_t blocks = 0 if transformed else groups * (Mp // CVX_MR)
+    cdef Py_ssize_t blocks = 0 if transformed else groups * panels
+    if parts < 1 or parts > 1 and (N != 1 or groups != 1 or transformed or parts > panels):
+        raise ValueError(f"conv_winograd: {parts} parts of the filters need one image, one "
+                         f"group and at least one micro-panel of filters a part")
     nt = _team(nt)
     # the kernel's transform, packed for the products (_wino_weights), then
     # the items, in one parallel region: a region of its own for the
@@ -184,10 +206,29 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
+                part = it // blocks_t
                 if _wino_item(xp, pack, b, op, scratch, C, H, W, Co, OH, OW, groups, pt, pl,
-                              TH, TW, tiles, tb, it, step, stop):
+                              TH, TW, tiles, tb, it % blocks_t, step,
+                              part * panels // parts * CVX_MR,
+                              _min(Og, (part + 1) * panels // parts * CVX_MR), stop):
                     bad[0] = 1
                     break
+    elif parts > 1:
+        tid = 0
+        with nogil, parallel(num_threads=nt):
+            tid = threadid()
+            cvx_saw(tid)
+            for part in prange(parts, schedule="static"):   # (a barrier at its end)
+                for it in range(part * panels // parts, (part + 1) * panels // parts):
+                    _wino_weights(wp, R, Og, Ig, flip, Mp, it, pack)
+            for it in prange(items, schedule="static"):    # part it // blocks_t
+                if not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
+                    if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
+                                  groups, pt, pl, TH, TW, tiles, tb, it % blocks_t, step,
+                                  it // blocks_t * panels // parts * CVX_MR,
+                                  _min(Og, (it // blocks_t + 1) * panels // parts * CVX_MR),
+                                  stop):
+                        CVX_STORE(bad, 1)
     else:
         tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
@@ -198,7 +239,7 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
                     if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
-                                  groups, pt, pl, TH, TW, tiles, tb, it, step, stop):
+                                  groups, pt, pl, TH, TW, tiles, tb, it, step, 0, Og, stop):
                         CVX_STORE(bad, 1)
     return not CVX_STOPPED(stop)
 
