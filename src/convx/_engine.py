@@ -2552,6 +2552,10 @@ _WINO_LANES = _core.winograd_lanes()
 # noise of each other, 2 MiB and 4 MiB up to 1.35x slower, 256 KiB slower
 # on 32 channels.  The cost model below was fitted with 1 MiB.
 _WINO_BLOCK_BYTES = 1 << 20
+# Where the tiles are few, at least this many items a CPU (the threads take
+# them one at a time: with one each, a thread that falls behind holds the
+# call); and where one image's tiles make fewer blocks of that size, its
+# threads share the filters instead (_winograd_parts_block).
 _WINO_ITEMS_PER_CPU = 2
 
 # Winograd's cost in nanoseconds, float32, 2 threads, fitted (non-negative

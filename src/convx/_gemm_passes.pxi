@@ -540,7 +540,7 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
             mine = scratch + tid * per
             if team_sums:   # every accumulator, whatever the team's size
                 for t in prange(nt, schedule="static"):
-                    memset(scratch + t * per, 0, size * sizeof(floating))
+                    _zero_accumulators(scratch + t * per, per, size, 1)
             for it in prange(items, schedule="static"):
                 if not CVX_STOPPED(stop):
                     _weight_grad_item(xp, gp, offp, out if own else mine, mine + size, &G, N,
