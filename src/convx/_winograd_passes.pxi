@@ -76,10 +76,11 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t TH, Py_ssize_t TW,
                     Py_ssize_t tiles, Py_ssize_t tb, Py_ssize_t item, Py_ssize_t step,
                     Py_ssize_t o0, Py_ssize_t o1, const int* stop) noexcept nogil:
-    """Tiles item*tb .. of the batch, filters o0 .. o1 of each group (o0 a
-    multiple of CVX_MR; filters 0 .. Og, every one, but for one image of one
-    group, whose outputs lie at filter o's plane whatever the filters in
-    cvx_wino_out's count): V and then M in the thread's ``V``.  Returns 1,
+    """Tiles item*tb .. of the batch, filters o0 .. o1 of each group: all of
+    them (0, Og), or for one image of one group a part (o0 a multiple of
+    CVX_MR), whose output transform is given the part's filters from o0 on
+    (with one image, their planes lie where a call of Co filters puts them):
+    V and then M in the thread's ``V``.  Returns 1,
     and leaves the item's outputs unwritten, when a value of V is not finite
     (cvx_wino_in_f32); returns 1 too when a value of the output transform is
     not finite (cvx_wino_out_f32: finite products overflowed, or the
