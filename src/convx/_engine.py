@@ -1830,10 +1830,18 @@ def _channels_streams(c: Call) -> bool:
     and 1.3-3.4 in float32 (192 channels in float32, 1.3 MiB: 0.92); but
     0.8-1.1 at 128 channels (1.2 MiB in float64) from 49 positions an item,
     and 0.6-1.0 from 112 positions (64 to 192 channels, 12x12 to 56x56)."""
+    fp, positions = _channels_item_positions(c)
+    return (positions < _per_core(_CHANNELS_MIN_POSITIONS)
+            and c.k * fp * c.dtype.itemsize > _per_core(_CHANNELS_MAX_ACCUMULATOR))
+
+
+def _channels_item_positions(c: Call) -> tuple[int, int]:
+    """The weight gradient's channels kernel: its filters padded to whole
+    vectors, and the output positions of an item (:func:`_item_blocks`'s,
+    before images are split between threads)."""
     fp = _round_up(c.fg, _channels_vector(c.fg, c.dtype, weight_grad=True))
     rb, cb = _item_blocks(c.out[2], c.out[3], fp * c.k)
-    return (rb * cb < _per_core(_CHANNELS_MIN_POSITIONS)
-            and c.k * fp * c.dtype.itemsize > _per_core(_CHANNELS_MAX_ACCUMULATOR))
+    return fp, rb * cb
 
 
 # _channels_one_image: the most output positions per filter an item of the
@@ -1875,9 +1883,7 @@ def _channels_one_image(c: Call) -> bool:
     if (c.x[0] != 1 or c.groups != 1 or c.p > 4 * _NC or _tuning() == "zen5"
             or _weight_grad_by_dots(c.fg, c.k) or _weight_grad_by_taps(c)):
         return False
-    fp = _round_up(c.fg, _channels_vector(c.fg, c.dtype, weight_grad=True))
-    rb, cb = _item_blocks(c.out[2], c.out[3], fp * c.k)
-    return rb * cb <= _ONE_IMAGE_POSITIONS_PER_FILTER * c.fg
+    return _channels_item_positions(c)[1] <= _ONE_IMAGE_POSITIONS_PER_FILTER * c.fg
 
 
 def _short_1d(c: Call, filters: int) -> bool:

@@ -70,6 +70,13 @@ def winograd_lanes():
     return _WINO_LANES
 
 
+cdef inline Py_ssize_t _wino_part(Py_ssize_t part, Py_ssize_t panels,
+                                  Py_ssize_t parts) noexcept nogil:
+    """The first micro-panel of filters of part ``part`` of ``parts``
+    (conv_winograd's parts; ``part`` = ``parts``: the end of the last)."""
+    return part * panels // parts
+
+
 cdef int _wino_item(const floating* x, const floating* pack, const floating* bias,
                     floating* out, floating* V, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                     Py_ssize_t Co, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t groups,
@@ -210,8 +217,8 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                 part = it // blocks_t
                 if _wino_item(xp, pack, b, op, scratch, C, H, W, Co, OH, OW, groups, pt, pl,
                               TH, TW, tiles, tb, it % blocks_t, step,
-                              part * panels // parts * CVX_MR,
-                              _min(Og, (part + 1) * panels // parts * CVX_MR), stop):
+                              _wino_part(part, panels, parts) * CVX_MR,
+                              _min(Og, _wino_part(part + 1, panels, parts) * CVX_MR), stop):
                     bad[0] = 1
                     break
     elif parts > 1:
@@ -220,15 +227,16 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             tid = threadid()
             cvx_saw(tid)
             for part in prange(parts, schedule="static"):   # (a barrier at its end)
-                for it in range(part * panels // parts, (part + 1) * panels // parts):
+                for it in range(_wino_part(part, panels, parts),
+                                _wino_part(part + 1, panels, parts)):
                     _wino_weights(wp, R, Og, Ig, flip, Mp, it, pack)
             for it in prange(items, schedule="static"):    # part it // blocks_t
                 if not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
                     if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
                                   groups, pt, pl, TH, TW, tiles, tb, it % blocks_t, step,
-                                  it // blocks_t * panels // parts * CVX_MR,
-                                  _min(Og, (it // blocks_t + 1) * panels // parts * CVX_MR),
-                                  stop):
+                                  _wino_part(it // blocks_t, panels, parts) * CVX_MR,
+                                  _min(Og, _wino_part(it // blocks_t + 1, panels, parts)
+                                       * CVX_MR), stop):
                         CVX_STORE(bad, 1)
     else:
         tid = 0    # firstprivate in the parallel block: defined before it
