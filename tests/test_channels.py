@@ -52,22 +52,28 @@ def width(request, monkeypatch):
     return bytes_
 
 
-def test_the_vectors_are_ones_the_cpu_runs():
+@pytest.mark.parametrize("tuning", ["default", "zen4", "zen5"])
+def test_the_vectors_are_ones_the_cpu_runs(tuning, monkeypatch):
     """The engine asks for 64-byte vectors only where the CPU runs them, and
-    only where the filters fill two of them to 85% (or, for the weight
-    gradient on a Zen 5, whole ones to 75%); the kernels refuse any other
-    width (or filters not padded to whole vectors), naming it."""
+    only where the filters fill two of them to 85%, or by the core's
+    _WIDE_FILL: on the 'default' core wherever they fill more than half of
+    whole ones, on a Zen 5 in the weight gradient where they fill 75%; the
+    kernels refuse any other width (or filters not padded to whole
+    vectors), naming it."""
+    monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
     wide = _engine._core.channels_wide()
-    zen5 = _engine._tuning() == "zen5"
     for f in range(1, 200):
         for dt in (np.dtype(np.float32), np.dtype(np.float64)):
             v = 64 // dt.itemsize
             full = f >= 2 * v and 100 * f >= 85 * -(-f // (2 * v)) * 2 * v
+            half = 2 * f > -(-f // v) * v
             whole = 100 * f >= 75 * -(-f // v) * v
+            forward = full or tuning == "default" and half
             got = _engine._channels_vector(f, dt) * dt.itemsize
-            assert got == (64 if wide and full else 32), (f, dt)
+            assert got == (64 if wide and forward else 32), (f, dt)
+            weight_grad = forward or tuning == "zen5" and whole
             got = _engine._channels_vector(f, dt, weight_grad=True) * dt.itemsize
-            assert got == (64 if wide and (full or zen5 and whole) else 32), (f, dt)
+            assert got == (64 if wide and weight_grad else 32), (f, dt)
     x = np.zeros((1, 1, 3, 3), np.float32)
     out = np.zeros((1, 16, 3, 3), np.float32)
     call = dict(groups=1, Hr=3, Wp=3, top=0, left=0, sh=1, sw=1, span_h=1, span_w=1)
@@ -128,14 +134,15 @@ def test_each_core_gets_its_constants(cpu, isa, tuning, monkeypatch):
 
 @pytest.mark.parametrize("tuning", ["default", "zen4", "zen5"])
 def test_each_cores_constants_choose_right_answers(tuning, monkeypatch):
-    """The engine's choices under each core's cost constants (_tuning: a
-    Zen 5's weight gradient in 64-byte vectors of 16 float32 filters, its
-    Winograd constants on a grouped layer) give the reference's results,
+    """The engine's choices under each core's cost constants (_tuning: the
+    weight gradient in 64-byte vectors of 16 float32 filters on a Zen 5 and
+    on the 'default' core, a Zen 5's Winograd constants on a grouped layer)
+    give the reference's results,
     on whatever CPU runs the test."""
     monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
     monkeypatch.setattr(_engine, "PLANS", {})
     assert _engine._core.cpu_id()[1] >= 0 and isinstance(_engine._core.cpu_id()[0], str)
-    wide = _engine._core.channels_wide() and tuning == "zen5"
+    wide = _engine._core.channels_wide() and tuning in ("default", "zen5")
     for fg, dtype, vl in ((16, np.float32, 16), (8, np.float64, 8), (24, np.float32, 16)):
         got = _engine._channels_vector(fg, np.dtype(dtype), weight_grad=True)
         assert got == (vl if wide else 32 // np.dtype(dtype).itemsize)
@@ -254,6 +261,7 @@ BY_CORE_112 = {"default": "channels", "zen4": "gemm", "zen5": "channels"}  # ite
 BY_CORE_1D = {"default": "gemm", "zen4": "gemm", "zen5": "channels"}
 BY_CORE_PW = {"default": "channels", "zen4": "channels", "zen5": "gemm"}  # _pointwise_strided_few
 BY_CORE_ONE = {"default": "gemm", "zen4": "gemm", "zen5": "channels"}     # _channels_one_image
+BY_CORE_HALF = {"default": "channels", "zen4": "direct", "zen5": "direct"}  # _WIDE_FILL's forward
 
 
 @pytest.mark.parametrize("xs, ws, stride, groups, dtype, name", [
@@ -341,15 +349,26 @@ def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, tuning, monke
     ((64, 6, 14, 14), (16, 6, 5, 5), np.float32, "channels"),        # LeNet's C3
     ((32, 8, 12, 12), (16, 8, 3, 3), np.float32, "channels"),
     ((64, 6, 14, 14), (8, 6, 5, 5), np.float64, "channels"),
-    # a chunk and a half of filters, or rows that fill the direct kernel's
-    ((32, 10, 18, 18), (20, 10, 5, 5), np.float32, "direct"),
-    ((64, 6, 14, 14), (12, 6, 5, 5), np.float32, "direct"),
-    ((64, 3, 20, 20), (8, 3, 5, 5), np.float64, "direct"),
+    # a chunk and a half of filters, or rows that fill the direct kernel's:
+    # the direct kernel, but on the core whose _WIDE_FILL gives filters that
+    # fill more than half a 64-byte vector those vectors, where they have 64
+    # taps or more (float32; float64 24), the channels kernel in its place
+    ((32, 10, 18, 18), (20, 10, 5, 5), np.float32, BY_CORE_HALF),
+    ((64, 6, 14, 14), (12, 6, 5, 5), np.float32, BY_CORE_HALF),
+    ((64, 3, 20, 20), (8, 3, 5, 5), np.float64, BY_CORE_HALF),
+    ((16, 3, 32, 32), (12, 3, 3, 3), np.float32, "direct"),          # 27 taps
+    ((16, 6, 32, 32), (12, 6, 3, 3), np.float32, "direct"),          # 54 taps
 ])
-def test_forward_of_narrow_rows(xs, ws, dtype, name, monkeypatch):
+@pytest.mark.parametrize("tuning", ["default", "zen4", "zen5"])
+def test_forward_of_narrow_rows(xs, ws, dtype, name, tuning, monkeypatch):
     """_engine._channels_narrow_rows: the forward pass of a layer whose
     output rows are narrow takes the channels kernel where its filters fill
-    its vectors 1.3 times better than the rows fill the direct kernel's."""
+    its vectors 1.3 times better than the rows fill the direct kernel's;
+    and where _channels_replace_direct says."""
+    monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
+    monkeypatch.setattr(_engine, "_winograd_pays", lambda *args: False)
+    if isinstance(name, dict):
+        name = name[tuning] if _core.channels_wide() else "direct"
     algorithm = _chosen("forward", xs, ws, 1, 1, dtype, monkeypatch, pad=0)
     assert algorithm.name == name
 
@@ -361,22 +380,31 @@ def test_forward_of_narrow_rows(xs, ws, dtype, name, monkeypatch):
     ((8, 128, 28, 28), (128, 16, 3, 3), 8, 1, "channels", 16),   # ResNeXt-like
     ((4, 64, 56, 56), (128, 8, 3, 3), 8, 1, "channels", 16),
     ((3, 128, 40, 40), (128, 16, 3, 3), 8, 1, "channels", 16),
-    # rows of 14: two tiles fill 58%, one block 88%
-    ((32, 128, 14, 14), (128, 16, 3, 3), 8, 1, "direct", None),
+    # rows of 14: two tiles fill 58%, one block 88% (but with 144 taps, the
+    # channels kernel where _WIDE_FILL takes one whole vector)
+    ((32, 128, 14, 14), (128, 16, 3, 3), 8, 1, BY_CORE_HALF, None),
     # 27 taps (3 channels, 3x3): too few
     ((16, 3, 32, 32), (16, 3, 3, 3), 1, 1, "direct", None),
-    # stride 2: the channels kernel, in 32-byte vectors
-    ((8, 128, 56, 56), (128, 16, 3, 3), 8, 2, "channels", 8),
+    # stride 2: the channels kernel, in 32-byte vectors (in 64-byte ones
+    # where _WIDE_FILL takes one whole vector)
+    ((8, 128, 56, 56), (128, 16, 3, 3), 8, 2, "channels", {"default": 16, "zen4": 8, "zen5": 8}),
 ])
-def test_forward_in_one_wide_vector(xs, ws, groups, stride, name, vector, monkeypatch):
+@pytest.mark.parametrize("tuning", ["default", "zen4", "zen5"])
+def test_forward_in_one_wide_vector(xs, ws, groups, stride, name, vector, tuning, monkeypatch):
     """_engine._channels_one_vector_rows: where a group's 16 float32 filters
     fill one 64-byte vector, the forward pass takes the channels kernel in
     it, at x86-64-v4, in place of the direct kernel where its tiles cover
-    the rows well enough; elsewhere the rules before stand."""
+    the rows well enough; elsewhere the rules before stand, and on a core
+    whose _WIDE_FILL takes whole vectors, _channels_replace_direct."""
+    monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
     monkeypatch.setattr(_engine, "_winograd_pays", lambda *args: False)
+    name = name[tuning] if isinstance(name, dict) else name
+    vector = vector[tuning] if isinstance(vector, dict) else vector
     wide = _core.channels_wide()
     if not wide and stride == 1:
         name, vector = "direct", None
+    if not wide and vector is not None:
+        vector = 8
     algorithm = _chosen("forward", xs, ws, stride, groups, np.float32, monkeypatch, pad=1)
     assert algorithm.name == name
     if vector is not None:
@@ -418,7 +446,8 @@ def test_input_grad_of_unpadded_layers(xs, ws, dtype, name, monkeypatch):
     """_engine._reads_border: an input gradient whose transposed pass would
     read mostly zero border goes to the GEMM, where its filters are many."""
     if name == "channels":
-        name = "direct" if _engine._channels_replace_direct(ws[1], np.dtype(dtype)) else "gemm"
+        taps = ws[0] * ws[2] * ws[3]   # the transposed pass's (one group)
+        name = "direct" if _engine._channels_replace_direct(ws[1], np.dtype(dtype), taps) else "gemm"
     if name == "rows" and not _core.channels_wide():
         name = "gemm"
     algorithm = _chosen("input grad", xs, ws, 1, 1, dtype, monkeypatch, pad=0)

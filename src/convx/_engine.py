@@ -767,7 +767,7 @@ def _forward_channels_pay(c: Call) -> bool:
     if FORWARD_CHANNELS is not None:
         return FORWARD_CHANNELS
     if c.stride[1] == 1:
-        return ((_channels_replace_direct(c.fg, c.dtype) and c.k >= _CHANNELS_REPLACE_MIN_TAPS
+        return ((_channels_replace_direct(c.fg, c.dtype, c.k) and c.k >= _CHANNELS_REPLACE_MIN_TAPS
                  or _channels_narrow_rows(c) or _channels_one_vector_rows(c))
                 and _forward_direct(c) is not None) or _channels_large_kernel(c)
     if c.w[2] * c.w[3] == 1:
@@ -786,68 +786,107 @@ _STRIDED_MIN_TAPS = 16
 _STRIDED_FEW_FILTERS = 4
 
 
+# The channels kernels' 64-byte vectors (_channels_vector) by core: the
+# fill of whole ones, in percent, from which the filters per group take
+# them, for the forward kernel (which the input gradient's transposed pass
+# runs too) and for the weight gradient's; None: only where they fill
+# chunks of two (:func:`_fills_chunks`).  The 'default' core (an Intel Xeon
+# with two 512-bit FMA units, where this was measured) takes them wherever
+# the filters fill more than half of them.  A Zen 5 took them in the weight
+# gradient from 75%: measured there, 2 threads, time in 64-byte vectors
+# over 32-byte ones, on 30 layers of our own (each filter count on a grouped
+# 3x3 layer at 28x28, a 3x3 layer of 32 channels at 20x20 and a 1-D k5
+# layer of 64 channels, 1024 long): float32 with 12, 16, 24, 48 and 80
+# filters 0.60-0.78, float64 with 6, 8, 12, 24 and 40 filters 0.59-0.86;
+# but 1.2-1.4 with 8 float32 filters (half a vector).  Its forward kernel,
+# and a Zen 4's (whose 512-bit operations take two passes through 256-bit
+# pipes) kernels, were not measured at partial fills.
+_WIDE_FILL: dict[str, tuple[int | None, int | None]] = {
+    "default": (51, 51), "zen4": (None, None), "zen5": (None, 75)}
+
+
+def _fills_chunks(filters: int, dtype: np.dtype[Any]) -> bool:
+    """Whether the channels kernels run in 64-byte vectors on every core at
+    x86-64-v4 (_core.channels_wide): where the filters fill chunks of two
+    of them (32 floats, 16 doubles) to 85% or more.  The rules measured
+    before the per-core fills of :data:`_WIDE_FILL` (:func:`_rows_pay`,
+    :func:`_reads_border`, :func:`_many_filters`,
+    :func:`_channels_narrow_rows`) ask this, not the width a plan takes."""
+    wide = 64 // dtype.itemsize
+    return (_core.channels_wide() and filters >= 2 * wide
+            and 100 * filters >= 85 * _round_up(filters, 2 * wide))
+
+
 def _channels_vector(filters: int, dtype: np.dtype[Any], weight_grad: bool = False,
                      large: bool = False) -> int:
     """The values per vector the channels kernels run a call with, by its
     filters per group (a pure function of the shapes and the CPU): 64 bytes
     at x86-64-v4 (_core.channels_wide) where the filters fill chunks of two
-    such vectors (32 floats, 16 doubles) to 85% or more; else 32 bytes.  On
-    a Zen 5 (_tuning), the weight gradient's wherever the filters fill whole
-    64-byte vectors to 75% or more (:func:`_wide_weight_grad`).  A
-    chunk of one vector is bound by the broadcasts of the image, not by the
-    multiply-adds, and a chunk's padding costs as much as its filters: the
-    weight gradient of a grouped layer with 16 float32 filters per group
-    took 1.17x the time in one 64-byte vector as in two 32-byte ones, and a
-    1-D layer with 48 filters (a chunk and a half) 1.38x.  Where the rule
-    picks 64 bytes, the weight gradient took 0.81-0.96x the time of 32-byte
-    vectors in float32 and 0.84-0.96x in float64 (6 layers of our own: a
-    strided 3x3, one image, LeNet-like 5x5, a 7x7 stem, grouped, 1-D; 2
-    threads, x86-64-v4 with two 512-bit FMA units).  ``large``: a forward
-    pass that :func:`_channels_large_kernel` gives the kernel, or whose
-    filters fill one 64-byte vector (:func:`_channels_one_vector`), 64
-    bytes whatever the rule above says.  Plans hold the width: whoever changes the
-    instruction-set level empties PLANS."""
+    such vectors to 85% (:func:`_fills_chunks`), or whole ones to this
+    core's :data:`_WIDE_FILL` for the pass; else 32 bytes.  ``large``: a
+    forward pass that :func:`_channels_large_kernel` gives the kernel, or
+    whose filters fill one 64-byte vector (:func:`_channels_one_vector`), 64
+    bytes whatever the rules above say.
+
+    Measured, 'default' (an Intel Xeon with AVX-512 and AMX, two 512-bit FMA
+    units), 2 threads, interleaved in one process, time with this rule's
+    width over the time with the other (`benchmarks/vector_width.py`: 22
+    layers of our own, 5 to 40 filters per group: grouped 3x3 at 14x14 and
+    28x28, a 7x7 stride-2 stem, LeNet-like 5x5, 3x3 at stride 2, dense 3x3,
+    one image, 1-D k3 to k9; geomean 0.77 on 112 passes).  Where it takes
+    64 bytes: the weight gradient 0.60-1.01 (median 0.77, 36 passes); the
+    forward pass and the input gradient in place of the direct kernel
+    (:func:`_channels_replace_direct`) 0.54-1.02 (median 0.72, 43), and
+    where the channels kernel ran in either width 0.60-0.81 (13).  Where it
+    keeps 32 bytes (half a vector or less: 5, 6 and 8 float32 filters), 64
+    bytes took 1.18-1.61x the time of the weight gradient, and 1.09-1.30x
+    in place of the direct kernel.  (The figures behind the chunks' 85%
+    rule, measured on the same kind of CPU before the kernels' blocks of
+    taps, had the weight gradient of 16 float32 filters per group take
+    1.17x the time in one 64-byte vector; a layer like it now takes
+    0.81-0.90x.)  Plans hold the width: whoever changes the instruction-set
+    level empties PLANS."""
     size = dtype.itemsize
     wide = 64 // size
+    fill = _per_core(_WIDE_FILL)[weight_grad]
     if _core.channels_wide() and (
-            large or filters >= 2 * wide and 100 * filters >= 85 * _round_up(filters, 2 * wide)
-            or weight_grad and _wide_weight_grad(filters, wide)):
+            large or _fills_chunks(filters, dtype)
+            or fill is not None and 100 * filters >= fill * _round_up(filters, wide)):
         return wide
     return 32 // size
-
-
-def _wide_weight_grad(filters: int, wide: int) -> bool:
-    """The weight gradient's channels kernel in 64-byte vectors (``wide``
-    values) wherever the filters fill whole ones to 75% or more, on a Zen 5
-    (_tuning), whose two FMA pipes are 512 bits wide: the kernel's register
-    block of one vector (the last of a chunk) holds 6 taps' sums, which
-    keep those pipes busier than twice as many 32-byte ones do.  Measured
-    there, 2 threads, time in 64-byte vectors over 32-byte ones, on 30
-    layers of our own (each filter count on a grouped 3x3 layer at 28x28, a
-    3x3 layer of 32 channels at 20x20 and a 1-D k5 layer of 64 channels,
-    1024 long): float32 with 12, 16, 24, 48 and 80 filters 0.60-0.78,
-    float64 with 6, 8, 12, 24 and 40 filters 0.59-0.86; but 1.2-1.4 with 8
-    float32 filters (half a vector).  (On the Xeon the rule was measured on,
-    16 float32 filters took 1.17x.)"""
-    return _tuning() == "zen5" and 100 * filters >= 75 * _round_up(filters, wide)
 
 
 # The forward pass replaces the direct kernel with the channels one
 # (_channels_replace_direct) from this many taps per filter.  Below it the
 # direct kernel runs only by _direct_pays's rule for thin products (at most
-# _THIN_MAX_FILTERS filters, from _THIN_MIN_TAPS taps: float64 16 filters
-# is the one count that rule and _channels_replace_direct share), and the
+# _THIN_MAX_FILTERS filters, from _THIN_MIN_TAPS taps: counts that
+# _channels_replace_direct shares where _WIDE_FILL gives them 64-byte
+# vectors, such as float64 16 filters), and the
 # channels kernel gained nothing there: 0.86-1.25x the direct kernel's
 # time on 13 float64 passes of 16 filters and 9 to 20 taps (geomean 1.02;
 # the core suite's 1-D (64, 1, 4096) x16 k9: 1.25x).
 _CHANNELS_REPLACE_MIN_TAPS = 24
 
 
-def _channels_replace_direct(filters: int, dtype: np.dtype[Any]) -> bool:
+# _channels_replace_direct, where the filters take 64-byte vectors by the
+# core's _WIDE_FILL but fill no chunks of two: the fewest taps per filter,
+# by the size of a value.  Measured on the 'default' core, 2 threads,
+# interleaved, the forward pass in those vectors over the direct kernel's
+# time, float32, 9 to 24 filters: 1.00-1.22 on 11 3x3 and 5x5 layers of 25
+# to 45 taps (1 to 5 channels, 32x32 and 64x64 images), 0.95-1.15 on 4 of
+# 54 and 63 (12 filters: 1.13 and 1.15), 0.83-0.93 on 1-D k7 layers of 56,
+# and 0.71-0.96 on 9 layers of 72 to 288; float64, 8 to 16 filters,
+# 0.86-0.99 from 27 taps (5 layers) (`benchmarks/vector_width.py`).
+_WIDE_REPLACE_MIN_TAPS = {4: 64, 8: _CHANNELS_REPLACE_MIN_TAPS}
+
+
+def _channels_replace_direct(filters: int, dtype: np.dtype[Any], taps: int) -> bool:
     """Where the direct kernel would run (unit width stride), the channels
     kernel instead where it runs in 64-byte vectors (:func:`_channels_vector`,
-    x86-64-v4): the direct kernel's vectors run along a row, and in 64-byte
-    vectors their unaligned loads gained nothing there.
+    x86-64-v4), from _WIDE_REPLACE_MIN_TAPS ``taps`` per filter where the
+    filters fill no chunks of two (:func:`_fills_chunks`): the direct
+    kernel's vectors run along a row, and in 64-byte vectors their
+    unaligned loads gained nothing there.
 
     Measured, 2 threads, x86-64-v4 with two 512-bit FMA units, channels /
     direct time of the forward pass and the input gradient (the same
@@ -857,8 +896,13 @@ def _channels_replace_direct(filters: int, dtype: np.dtype[Any]) -> bool:
     float64: 32, 48, 64, 96): 0.67-0.95 in float32, 0.57-1.00 in float64.
     Where it leaves the direct one (float32: 24, 40, 48; float64: 24, 40):
     0.80-1.34, 0.82-1.19.  Fewer filters than two vectors took 1.1-1.7x the
-    direct kernel's time.  At x86-64-v3 the direct kernel stays."""
-    return _channels_vector(filters, dtype) * dtype.itemsize == 64
+    direct kernel's time.  Those were 32-byte vectors where the filters did
+    not fill chunks of two 64-byte ones: where a core's :data:`_WIDE_FILL`
+    now gives them 64-byte vectors, the channels kernel took 0.57-0.95x the
+    direct kernel's time ('default', 5 to 40 filters per group, 27 passes;
+    :func:`_channels_vector`).  At x86-64-v3 the direct kernel stays."""
+    return _channels_vector(filters, dtype) * dtype.itemsize == 64 and (
+        _fills_chunks(filters, dtype) or taps >= _WIDE_REPLACE_MIN_TAPS[dtype.itemsize])
 
 
 # _channels_large_kernel's most filters per group, by the size of a value,
@@ -926,8 +970,10 @@ def _channels_one_vector(c: Call) -> bool:
     time over that of 32-byte vectors where the channels kernel ran before
     (rows of 7 to 20): 0.74-0.97 on 5 passes.  At a 2-D stride of 2 it
     took 1.03-1.08 (3 layers), and float64's 8 filters
-    0.94-1.09 in place of the direct kernel (12 passes): both stay.  (The
-    weight gradient keeps its own rule: _channels_vector.)"""
+    0.94-1.09 in place of the direct kernel (12 passes).  Those
+    measurements predate the kernel's blocks of taps: on the 'default' core
+    :data:`_WIDE_FILL` now gives both 64-byte vectors (0.74-0.84x the time at
+    stride 2 on 4 layers, 0.68-0.81x in place of the direct kernel on 4)."""
     return (_core.channels_wide() and c.dtype.itemsize == 4 and c.fg == 16
             and c.stride[1] == 1)
 
@@ -988,7 +1034,7 @@ def _channels_narrow_rows(c: Call) -> bool:
     half) 1.32-1.59, 8 on rows of 16 1.27.  At x86-64-v3 (forced on the
     same CPU) 0.73-0.92 on the 8 float32 layers and 1.40 on the 20-filter
     one."""
-    vl = _channels_vector(c.fg, c.dtype)
+    vl = (64 if _fills_chunks(c.fg, c.dtype) else 32) // c.dtype.itemsize
     jb = _DIRECT_JB[c.dtype]
     ow = c.out[3]
     filters = c.fg / _round_up(c.fg, 2 * vl)
@@ -1044,7 +1090,7 @@ def _input_grad_channels(c: Call, forced: bool = False) -> Any:
     t = _transposed(c)
     large = _input_grad_large_kernel(c, t)
     direct = _input_grad_direct(c, forced=large)
-    if direct is None or not (large or _channels_replace_direct(c.w[1], c.dtype)
+    if direct is None or not (large or _channels_replace_direct(c.w[1], c.dtype, t.k)
                               or _channels_one_vector_rows(t)):
         return None
     plan = _channels_plan(t, True, lambda _: True)
@@ -1372,7 +1418,7 @@ def _reads_border(c: Call) -> bool:
     filters, 0.59-1.35 and 0.80-1.36.
 
     In float64 the direct kernel (4 filters a block, where the channels
-    kernel does not take its place) gains less than the GEMM from the
+    kernel does not take its place: :func:`_fills_chunks`) gains less than the GEMM from the
     filters: from 16 filters and _BORDER_SHARE_DOUBLE times the positions
     (5x5 kernels on 12x12 to 16x16 images) it goes too, GEMM time
     0.59-0.99 of its own on 4 such layers (LeNet's C3, (64, 6, 14, 14) ->
@@ -1384,15 +1430,15 @@ def _reads_border(c: Call) -> bool:
         return False
     return c.fg >= _BORDER_MIN_FILTERS or (c.dtype.itemsize == 8 and c.fg >= 16
                                            and share >= _BORDER_SHARE_DOUBLE
-                                           and not _channels_replace_direct(c.w[1], c.dtype))
+                                           and not _fills_chunks(c.w[1], c.dtype))
 
 
 def _many_filters(c: Call) -> bool:
     """An input gradient the direct kernel leaves to the GEMM: at least
     _BORDER_MIN_FILTERS filters per group, an input at least as large as
     the output, and few channels per group, where the channels kernel
-    would not take the direct kernel's place (:func:`_channels_replace_direct`,
-    :func:`_input_grad_large_kernel`).  The direct kernel computes it as a
+    would not take the direct kernel's place in chunks of two 64-byte
+    vectors (:func:`_fills_chunks`, :func:`_input_grad_large_kernel`).  The direct kernel computes it as a
     forward pass whose output channels are the layer's few input channels
     (blocks of 4, some of them padding) and whose taps are the many filters
     x KH x KW; the GEMM's product contracts over the filters, which its
@@ -1407,7 +1453,7 @@ def _many_filters(c: Call) -> bool:
     1.12).  Unpadded layers with more channels go to the GEMM by
     :func:`_reads_border`."""
     return (c.fg >= _BORDER_MIN_FILTERS and c.x[2] * c.x[3] >= c.p
-            and not _channels_replace_direct(c.w[1], c.dtype)
+            and not _fills_chunks(c.w[1], c.dtype)
             and not _input_grad_large_kernel(c))
 
 
@@ -1525,8 +1571,10 @@ def _rows_pay(c: Call) -> bool:
     """The rows kernel takes an input gradient it applies to (5x5 and 7x7
     kernels, rows at most rows_max_width wide) at x86-64-v4, unless the
     layer has _BORDER_MIN_FILTERS filters per group or more (the GEMM's, by
-    :func:`_reads_border`) or the channels kernel fills its 64-byte vectors
-    with the layer's channels (:func:`_channels_replace_direct`).
+    :func:`_reads_border`) or the layer's channels fill the channels
+    kernel's chunks of two 64-byte vectors (:func:`_fills_chunks`: float64
+    LeNet-like layers of 6 channels, which fill whole 64-byte vectors to
+    75%, took 1.35-1.42x the rows kernel's time in the channels kernel).
 
     Measured, 2 threads, x86-64-v4, kernel time over the fastest of the
     others (`benchmarks/choices.py --set valid-ig,rows-ig`), on the 8
@@ -1541,7 +1589,7 @@ def _rows_pay(c: Call) -> bool:
     at most 16 floats or 8 doubles) it took 1.03-1.15 the time of the
     fastest on the 3 layers whose rows fit."""
     return (_core.channels_wide() and c.fg < _BORDER_MIN_FILTERS
-            and not _channels_replace_direct(c.w[1], c.dtype))
+            and not _fills_chunks(c.w[1], c.dtype))
 
 
 def _forward_rows(c: Call, forced: bool = False) -> Any:
