@@ -349,6 +349,10 @@ def test_chosen_where_it_pays(xs, ws, stride, groups, dtype, name, tuning, monke
     ((64, 6, 14, 14), (16, 6, 5, 5), np.float32, "channels"),        # LeNet's C3
     ((32, 8, 12, 12), (16, 8, 3, 3), np.float32, "channels"),
     ((64, 6, 14, 14), (8, 6, 5, 5), np.float64, "channels"),
+    # too few taps for _channels_replace_direct's fills (27 and 18): the
+    # rule is the chunks' on every core (_engine._fills_chunks)
+    ((32, 3, 12, 12), (16, 3, 3, 3), np.float32, "channels"),
+    ((32, 2, 12, 12), (8, 2, 3, 3), np.float64, "channels"),
     # a chunk and a half of filters, or rows that fill the direct kernel's:
     # the direct kernel, but on the core whose _WIDE_FILL gives filters that
     # fill more than half a 64-byte vector those vectors, where they have 64

@@ -100,10 +100,14 @@ def test_rows_nonfinite_weights_take_the_gemm(bad, monkeypatch):
     assert np.isnan(want[:, 2]).sum() < want[:, 2].size
 
 
-def test_rows_chosen_by_its_rule(monkeypatch):
+@pytest.mark.parametrize("tuning", ["default", "zen4", "zen5"])
+def test_rows_chosen_by_its_rule(tuning, monkeypatch):
     """LeNet's C3 takes the kernel where its vectors are 64 bytes (x86-64-v4)
-    and not at 32; 48 filters stay with the GEMM, 3x3 kernels and a float64
-    layer of 16 channels with the others."""
+    and not at 32, on every core (its 6 float64 channels fill more than half
+    a 64-byte vector, but no chunk of two: _engine._fills_chunks); 48
+    filters stay with the GEMM, 3x3 kernels and a float64 layer of 16
+    channels with the others."""
+    monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
     monkeypatch.setattr(_engine, "PLANS", {})
     monkeypatch.setattr(_engine, "USE_DIRECT", True)
 
