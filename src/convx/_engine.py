@@ -833,19 +833,19 @@ def _channels_vector(filters: int, dtype: np.dtype[Any], weight_grad: bool = Fal
     width over the time with the other (`benchmarks/vector_width.py`: 22
     layers of our own, 5 to 40 filters per group: grouped 3x3 at 14x14 and
     28x28, a 7x7 stride-2 stem, LeNet-like 5x5, 3x3 at stride 2, dense 3x3,
-    one image, 1-D k3 to k9; geomean 0.77 on 112 passes).  Where it takes
-    64 bytes: the weight gradient 0.60-1.01 (median 0.77, 36 passes); the
-    forward pass and the input gradient in place of the direct kernel
-    (:func:`_channels_replace_direct`) 0.54-1.02 (median 0.72, 43), and
-    where the channels kernel ran in either width 0.60-0.81 (13).  Where it
-    keeps 32 bytes (half a vector or less: 5, 6 and 8 float32 filters), 64
-    bytes took 1.18-1.61x the time of the weight gradient, and 1.09-1.30x
-    in place of the direct kernel.  (The figures behind the chunks' 85%
-    rule, measured on the same kind of CPU before the kernels' blocks of
-    taps, had the weight gradient of 16 float32 filters per group take
-    1.17x the time in one 64-byte vector; a layer like it now takes
-    0.81-0.90x.)  Plans hold the width: whoever changes the instruction-set
-    level empties PLANS."""
+    one image, 1-D k3 to k9; geomean 0.76 on 98 passes; ranges over two
+    runs).  Where it takes 64 bytes: the weight gradient 0.60-1.01 (median
+    0.77-0.80, 36 passes); the forward pass and the input gradient in place
+    of the direct kernel (:func:`_channels_replace_direct`) 0.50-1.02
+    (median 0.72-0.76, 42), and where the channels kernel ran in either
+    width 0.60-0.91 (14).  Where it keeps 32 bytes (half a vector or less:
+    5, 6 and 8 float32 filters), 64 bytes took 1.18-1.79x the time of the
+    weight gradient, and 1.09-1.47x in place of the direct kernel.  (The
+    figures behind the chunks' 85% rule, measured on the same kind of CPU
+    on older kernels, had the weight gradient of 16 float32 filters per
+    group take 1.17x the time in one 64-byte vector; a layer like it now
+    takes 0.81-0.90x.)  Plans hold the width: whoever changes the
+    instruction-set level empties PLANS."""
     size = dtype.itemsize
     wide = 64 // size
     fill = _per_core(_WIDE_FILL)[weight_grad]
@@ -898,8 +898,8 @@ def _channels_replace_direct(filters: int, dtype: np.dtype[Any], taps: int) -> b
     0.80-1.34, 0.82-1.19.  Fewer filters than two vectors took 1.1-1.7x the
     direct kernel's time.  Those were 32-byte vectors where the filters did
     not fill chunks of two 64-byte ones: where a core's :data:`_WIDE_FILL`
-    now gives them 64-byte vectors, the channels kernel took 0.57-0.95x the
-    direct kernel's time ('default', 5 to 40 filters per group, 27 passes;
+    now gives them 64-byte vectors, the channels kernel took 0.50-1.02x the
+    direct kernel's time ('default', 5 to 40 filters per group, 42 passes;
     :func:`_channels_vector`).  At x86-64-v3 the direct kernel stays."""
     return _channels_vector(filters, dtype) * dtype.itemsize == 64 and (
         _fills_chunks(filters, dtype) or taps >= _WIDE_REPLACE_MIN_TAPS[dtype.itemsize])
