@@ -792,7 +792,8 @@ _STRIDED_FEW_FILTERS = 4
 # runs too) and for the weight gradient's; None: only where they fill
 # chunks of two (:func:`_fills_chunks`).  The 'default' core (an Intel Xeon
 # with two 512-bit FMA units, where this was measured) takes them wherever
-# the filters fill more than half of them.  A Zen 5 took them in the weight
+# the filters fill more than half of them (51%: no filter count fills whole
+# vectors to between 50% and 53%; :func:`_channels_vector`).  A Zen 5 took them in the weight
 # gradient from 75%: measured there, 2 threads, time in 64-byte vectors
 # over 32-byte ones, on 30 layers of our own (each filter count on a grouped
 # 3x3 layer at 28x28, a 3x3 layer of 32 channels at 20x20 and a 1-D k5
@@ -970,10 +971,10 @@ def _channels_one_vector(c: Call) -> bool:
     time over that of 32-byte vectors where the channels kernel ran before
     (rows of 7 to 20): 0.74-0.97 on 5 passes.  At a 2-D stride of 2 it
     took 1.03-1.08 (3 layers), and float64's 8 filters
-    0.94-1.09 in place of the direct kernel (12 passes).  Those
-    measurements predate the kernel's blocks of taps: on the 'default' core
-    :data:`_WIDE_FILL` now gives both 64-byte vectors (0.74-0.84x the time at
-    stride 2 on 4 layers, 0.68-0.81x in place of the direct kernel on 4)."""
+    0.94-1.09 in place of the direct kernel (12 passes).  Those were
+    measured on older kernels: on the 'default' core :data:`_WIDE_FILL` now
+    gives both 64-byte vectors (0.74-0.84x the time at stride 2 on 4
+    layers, 0.68-0.81x in place of the direct kernel on 4)."""
     return (_core.channels_wide() and c.dtype.itemsize == 4 and c.fg == 16
             and c.stride[1] == 1)
 
@@ -1417,14 +1418,14 @@ def _reads_border(c: Call) -> bool:
     filters; 1.5 to 2.25 times the positions); left, from 16 to 32
     filters, 0.59-1.35 and 0.80-1.36.
 
-    In float64 the direct kernel (4 filters a block, where the channels
-    kernel does not take its place: :func:`_fills_chunks`) gains less than the GEMM from the
-    filters: from 16 filters and _BORDER_SHARE_DOUBLE times the positions
-    (5x5 kernels on 12x12 to 16x16 images) it goes too, GEMM time
-    0.59-0.99 of its own on 4 such layers (LeNet's C3, (64, 6, 14, 14) ->
-    16 5x5: 0.64, 0.87 and 0.97 in three runs), but 1.19-1.33 on (64, 8,
-    10, 10) -> 16 3x3 (1.56 times), which stays; the channels kernel stays
-    too (0.86-1.35).  (benchmarks/choices.py --set valid-ig.)"""
+    In float64 the direct kernel (4 filters a block, where the channels kernel
+    does not take its place: :func:`_fills_chunks`) gains less than the GEMM
+    from the filters: from 16 filters and _BORDER_SHARE_DOUBLE times the
+    positions (5x5 kernels on 12x12 to 16x16 images) it goes too, GEMM time
+    0.59-0.99 of its own on 4 such layers (LeNet's C3, (64, 6, 14, 14) -> 16
+    5x5: 0.64, 0.87 and 0.97 in three runs), but 1.19-1.33 on (64, 8, 10, 10)
+    -> 16 3x3 (1.56 times), which stays; the channels kernel stays too
+    (0.86-1.35).  (benchmarks/choices.py --set valid-ig.)"""
     share = c.x[2] * c.x[3] / max(c.p, 1)
     if share < _BORDER_SHARE:
         return False
@@ -1435,20 +1436,20 @@ def _reads_border(c: Call) -> bool:
 
 def _many_filters(c: Call) -> bool:
     """An input gradient the direct kernel leaves to the GEMM: at least
-    _BORDER_MIN_FILTERS filters per group, an input at least as large as
-    the output, and few channels per group, where the channels kernel
-    would not take the direct kernel's place in chunks of two 64-byte
-    vectors (:func:`_fills_chunks`, :func:`_input_grad_large_kernel`).  The direct kernel computes it as a
-    forward pass whose output channels are the layer's few input channels
-    (blocks of 4, some of them padding) and whose taps are the many filters
-    x KH x KW; the GEMM's product contracts over the filters, which its
-    blocks want many of.  Measured, 2 threads, on a Zen 5, interleaved,
-    GEMM time over the direct kernel's on the layers of our own the rule
-    sends to it (3 to 14 channels, 48 to 128 filters, 3x3 to 7x7 and a 1-D
-    k15, 'same' and unpadded, 12x12 to 64x64 images): at x86-64-v4 0.45-1.19
-    on 26 passes (geomean 0.65; 1.19 on (16, 4, 56, 56) -> 64 3x3 float64,
-    0.90 in another run); at x86-64-v3 (its AVX2 code, where the rule also
-    takes 16 and 32 float64 channels) 0.58-1.28 on 30 (geomean 0.86; above
+    _BORDER_MIN_FILTERS filters per group, an input at least as large as the
+    output, and few channels per group, where the channels kernel would not
+    take the direct kernel's place in chunks of two 64-byte vectors
+    (:func:`_fills_chunks`, :func:`_input_grad_large_kernel`).  The direct
+    kernel computes it as a forward pass whose output channels are the layer's
+    few input channels (blocks of 4, some of them padding) and whose taps are
+    the many filters x KH x KW; the GEMM's product contracts over the filters,
+    which its blocks want many of.  Measured, 2 threads, on a Zen 5,
+    interleaved, GEMM time over the direct kernel's on the layers of our own
+    the rule sends to it (3 to 14 channels, 48 to 128 filters, 3x3 to 7x7 and a
+    1-D k15, 'same' and unpadded, 12x12 to 64x64 images): at x86-64-v4
+    0.45-1.19 on 26 passes (geomean 0.65; 1.19 on (16, 4, 56, 56) -> 64 3x3
+    float64, 0.90 in another run); at x86-64-v3 (its AVX2 code, where the rule
+    also takes 16 and 32 float64 channels) 0.58-1.28 on 30 (geomean 0.86; above
     1.05: that layer, 1.28, and the 1-D (8, 4, 2000) -> 64 k15 float64,
     1.12).  Unpadded layers with more channels go to the GEMM by
     :func:`_reads_border`."""
