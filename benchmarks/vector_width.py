@@ -20,12 +20,12 @@ Winograd, whose fallback for non-finite values is all that differs) are
 left out.  The machine may be shared: quote the ratios.
 """
 import argparse
-import time
 
 import numpy as np
 
 import convx
 import report
+from choices import best_of, call
 from convx import _engine
 
 LAYERS = [  # x shape, weight shape, stride, padding, groups
@@ -53,7 +53,8 @@ LAYERS = [  # x shape, weight shape, stride, padding, groups
     ((16, 24, 2048), (20, 24, 3), 1, 1, 1),
 ]
 
-PASSES = ("forward", "input grad", "weight grad")
+# the passes by name, and as benchmarks/choices.py names them
+PASSES = {"forward": "fwd", "input grad": "ig", "weight grad": "wg"}
 
 
 def _algorithms(plan, found):
@@ -65,28 +66,6 @@ def _algorithms(plan, found):
         for part in plan:
             _algorithms(part, found)
     return found
-
-
-def _calls(x, w, gout, stride, padding, groups):
-    one = x.ndim == 3
-    fwd = convx.conv1d if one else convx.conv2d
-    ig = convx.conv1d_input_grad if one else convx.conv2d_input_grad
-    wg = convx.conv1d_weight_grad if one else convx.conv2d_weight_grad
-    kw = dict(stride=stride, padding=padding, groups=groups)
-    return {"forward": lambda: fwd(x, w, **kw),
-            "input grad": lambda: ig(x.shape, w, gout, **kw),
-            "weight grad": lambda: wg(x, w.shape, gout, **kw)}
-
-
-def _per_call(f, seconds=0.03):
-    f()
-    n, t0 = 0, time.perf_counter()
-    while True:
-        f()
-        n += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed > seconds:
-            return elapsed / n
 
 
 def main():
@@ -125,9 +104,9 @@ def main():
                 fwd = convx.conv1d if x.ndim == 3 else convx.conv2d
                 shape = fwd(x, w, stride=stride, padding=padding, groups=groups).shape
                 gout = rng.standard_normal(shape).astype(dtype)
-                calls = _calls(x, w, gout, stride, padding, groups)
+                geometry = dict(stride=stride, padding=padding, groups=groups)
                 for pass_ in args.passes.split(","):
-                    f = calls[pass_]
+                    f = call(PASSES[pass_], x.ndim - 2, x, w, gout, geometry, "auto")
                     out, names, vl = {}, {}, {}
                     for name, width in widths.items():
                         use(name)
@@ -146,7 +125,7 @@ def main():
                     for r in range(args.rounds):
                         for name in (widths if r % 2 else reversed(list(widths))):
                             use(name)
-                            best[name] = min(best[name], _per_call(f))
+                            best[name] = min(best[name], best_of(f, 0.03))
                     ratio = best["rule"] / best["other"]
                     ratios.append(ratio)
                     size = np.dtype(dtype).itemsize
