@@ -902,8 +902,9 @@ def _channels_replace_direct(filters: int, dtype: np.dtype[Any], taps: int) -> b
     now gives them 64-byte vectors, the channels kernel took 0.50-1.02x the
     direct kernel's time ('default', 5 to 40 filters per group, 42 passes;
     :func:`_channels_vector`).  At x86-64-v3 the direct kernel stays."""
-    return _channels_vector(filters, dtype) * dtype.itemsize == 64 and (
-        _fills_chunks(filters, dtype) or taps >= _WIDE_REPLACE_MIN_TAPS[dtype.itemsize])
+    return _fills_chunks(filters, dtype) or (
+        taps >= _WIDE_REPLACE_MIN_TAPS[dtype.itemsize]
+        and _channels_vector(filters, dtype) * dtype.itemsize == 64)
 
 
 # _channels_large_kernel's most filters per group, by the size of a value,
