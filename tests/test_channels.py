@@ -206,6 +206,56 @@ def test_exact_where_the_sums_are(case, channels, default_threads):
         assert np.array_equal(got, want), threads
 
 
+# Weight gradients whose tap blocks are kernel rows of 3 unit-spaced taps (a
+# 3x3 or 1x3 kernel at stride 1, undilated: _direct.h's rows3 blocks), in
+# chunks of one and of two vectors at each width, rows that end in 1 to 3
+# positions past a block of 4, and taps that end in a short block.
+ROWS3 = [
+    ((2, 6, 9, 11), (16, 3, 3, 3), 1, 1, 2),          # 27 taps: 12 + 12 + 3
+    ((2, 8, 7, 13), (40, 8, 3, 3), (1, 2), 1, 1),     # 40 filters: 2 + 2 + 1 vectors
+    ((3, 4, 1, 50), (24, 4, 1, 3), (0, 1), 1, 1),     # 1-D
+    ((1, 32, 6, 6), (32, 16, 3, 3), 1, 1, 2),         # 144 taps, 16 filters a group
+    ((2, 4, 10, 10), (16, 4, 3, 3), 2, 2, 1),         # dilated: not rows of 3
+]
+
+
+@pytest.mark.parametrize("case", ROWS3)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_of_three_taps_give_the_same_bits_at_each_level(case, dtype, channels,
+                                                              default_threads):
+    """The rows-of-3 blocks take the same products in the same order as
+    the other blocks, which the 32-byte chunks of two vectors keep (and the
+    64-byte ones do not): the same bits at x86-64-v3 and v4, at 1 and 2
+    threads, and the reference's values at every level this CPU has."""
+    xs, ws, padding, dilation, groups = case
+    rng = np.random.default_rng(len(str(case)))
+    x = rng.standard_normal(xs).astype(dtype)
+    geometry = dict(padding=padding, dilation=dilation, groups=groups)
+    pads = ref.pads4(padding)
+    out = ref.conv_nd(x, np.ones(ws, dtype), pads=pads, dilation=dilation, groups=groups)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    want = ref.conv_nd_weight_grad(x, ws, g, (1, 1), pads, (dilation,) * 2, groups)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    before = _engine._core.isa()
+    fused = {}
+    try:
+        for level in sorted({1, 3, before}):
+            if _engine._core.set_isa(level) != level:
+                continue
+            _engine.PLANS.clear()
+            assert _plan(x, ws, g, 1, **geometry)[1].name == "channels"
+            for threads in thread_counts(1, 2):
+                convx.set_num_threads(threads)
+                got = convx.conv2d_weight_grad(x, ws, g, **geometry)
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+                if level >= 3:
+                    fused[level, threads] = got
+    finally:
+        _engine._core.set_isa(before)
+    first = next(iter(fused.values()))
+    assert all(np.array_equal(got, first) for got in fused.values())
+
+
 def test_the_caller_arrays_are_not_written(channels):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 4, 10, 10)).astype(np.float32)
