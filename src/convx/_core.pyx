@@ -500,6 +500,32 @@ cdef void _add_accumulators(const floating* scratch, Py_ssize_t per, Py_ssize_t 
         out[i] = s
 
 
+cdef enum:
+    _ADD_TAPS = 16   # taps of the channels kernel's accumulators added as one block
+
+
+cdef void _add_accumulators_block(const floating* scratch, Py_ssize_t per, Py_ssize_t K,
+                                  Py_ssize_t FP, Py_ssize_t Fo, int nt, Py_ssize_t item,
+                                  floating* out) noexcept nogil:
+    """The same, from accumulators whose groups are (K, FP) (the channels
+    kernel's) into out, (groups*Fo, K): block ``item`` of _ADD_TAPS taps of
+    one group, filter by filter, so that the reads stay in L1 and each
+    filter's taps are one run of writes."""
+    cdef Py_ssize_t nb = (K + _ADD_TAPS - 1) // _ADD_TAPS
+    cdef Py_ssize_t g = item // nb
+    cdef Py_ssize_t k0 = item % nb * _ADD_TAPS
+    cdef Py_ssize_t k1 = _min(K, k0 + _ADD_TAPS), f, k, i
+    cdef int t
+    cdef floating s
+    for f in range(Fo):
+        for k in range(k0, k1):
+            i = (g * K + k) * FP + f
+            s = scratch[i]
+            for t in range(1, nt):
+                s = s + scratch[t * per + i]
+            out[(g * Fo + f) * K + k] = s
+
+
 cdef void _add_accumulators_taps(const floating* scratch, Py_ssize_t per, Py_ssize_t groups,
                                  Py_ssize_t Fg, Py_ssize_t Cg, Py_ssize_t KW, int nt,
                                  floating* out) noexcept nogil:

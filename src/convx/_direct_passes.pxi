@@ -325,7 +325,7 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
     D.wide = wide
     cdef Py_ssize_t size = groups * D.K * FP
     cdef Py_ssize_t per = size + D.Cs * Hr * Wp + rb * cb * FP
-    cdef Py_ssize_t items = x.shape[0] * groups * D.nrb * D.ncb, it, tid, g, f, k
+    cdef Py_ssize_t items = x.shape[0] * groups * D.nrb * D.ncb, it, tid
     cdef const floating* xp = _data4(x)
     cdef const floating* gp = _data4(gout)
     cdef floating* scratch = &work[0]
@@ -354,12 +354,16 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
                 if not CVX_STOPPED(stop):
                     _wgradt_item(xp, gp, &off[0], mine, mine + size,
                                  mine + size + D.Cs * Hr * Wp, &D, sw, FP, it)
-    with nogil:
-        _add_accumulators(scratch, per, size, nt, scratch)
-        for g in range(groups):
-            for f in range(D.Fo):
-                for k in range(D.K):
-                    out[(g * D.Fo + f) * D.K + k] = scratch[(g * D.K + k) * FP + f]
+    # the threads' accumulators added and transposed into dw by the team
+    items = groups * ((D.K + _ADD_TAPS - 1) // _ADD_TAPS)
+    if nt == 1:
+        with nogil:
+            for it in range(items):
+                _add_accumulators_block(scratch, per, D.K, FP, D.Fo, nt, it, out)
+    else:
+        with nogil, parallel(num_threads=nt):
+            for it in prange(items, schedule="static"):
+                _add_accumulators_block(scratch, per, D.K, FP, D.Fo, nt, it, out)
     return not CVX_STOPPED(stop)
 
 
