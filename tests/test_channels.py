@@ -311,7 +311,6 @@ BY_CORE_L2 = {"default": "channels", "zen4": "gemm", "zen5": "gemm"}
 BY_CORE_112 = {"default": "channels", "zen4": "gemm", "zen5": "channels"}  # items of 64-127
 BY_CORE_1D = {"default": "gemm", "zen4": "gemm", "zen5": "channels"}
 BY_CORE_PW = {"default": "channels", "zen4": "channels", "zen5": "gemm"}  # _pointwise_strided_few
-BY_CORE_ONE = {"default": "gemm", "zen4": "gemm", "zen5": "channels"}     # _channels_one_image
 BY_CORE_HALF = {"default": "channels", "zen4": "direct", "zen5": "direct"}  # _WIDE_FILL's forward
 
 
@@ -334,11 +333,11 @@ BY_CORE_HALF = {"default": "channels", "zen4": "direct", "zen5": "direct"}  # _W
     ((16, 128, 7, 7), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_L2),
     ((2, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float32, BY_CORE_L2),  # 1.1 MiB
     ((2, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_112),  # 112 positions
-    # one image of at most 2 positions per filter an item: the product, which
+    # one image of fewer than 4 positions per filter: the product, which
     # writes into the result (_channels_one_image; not on a Zen 5)
     ((1, 128, 28, 28), (256, 128, 3, 3), 2, 1, np.float32, "gemm"),       # (and 1.1 MiB)
-    ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_ONE),  # 0.88 a filter
-    ((1, 64, 30, 30), (64, 64, 5, 5), 1, 1, np.float32, "channels"),      # 2.3 a filter
+    ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, np.float64, BY_CORE_112),  # 6.1 a filter
+    ((1, 64, 30, 30), (64, 64, 5, 5), 1, 1, np.float32, "channels"),      # 14 a filter
     # 1-D at unit stride, 16 filters or more: the product, taps as rows (not
     # on a Zen 5); at a stride, 3 to 5 taps and 48 filters or more
     ((16, 64, 1, 2048), (64, 64, 1, 3), 1, 1, np.float64, BY_CORE_1D),
@@ -848,18 +847,21 @@ def test_input_grad_of_many_filters_leaves_the_large_kernel_rule(filters, large,
 @pytest.mark.parametrize("tuning", ["default", "zen4", "zen5"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_one_image_of_few_positions_per_filter_takes_the_product(tuning, dtype, monkeypatch):
-    """_engine._channels_one_image: one image whose items of the channels
-    kernel hold at most two output positions per filter takes the product,
-    which writes its blocks of taps into the result; more positions per
-    filter, a batch, or groups keep the channels kernel; a Zen 5 keeps its
-    own bounds.  The choice does not change with the thread count, and
+    """_engine._channels_one_image: one image of fewer than four output
+    positions per filter takes the product, which writes its blocks of taps
+    into the result; more positions per filter (counted over the image, not
+    an item of the channels kernel), a batch, or groups keep the channels
+    kernel; a Zen 5 keeps its own bounds.  The choice does not change with the thread count, and
     each choice gives the reference's gradient."""
     monkeypatch.setattr(_engine, "_tuning", lambda: tuning)
     monkeypatch.setattr(_engine, "PLANS", {})
     cases = [  # (x, w, stride, groups, the product's where the rule applies)
-        ((1, 64, 28, 28), (256, 64, 3, 3), 2, 1, True),     # 0.44 positions per filter
-        ((1, 112, 18, 18), (112, 112, 3, 3), 1, 1, True),   # 1.3
-        ((1, 64, 30, 30), (64, 64, 5, 5), 1, 1, False),     # 2.3
+        ((1, 64, 28, 28), (256, 64, 3, 3), 2, 1, True),     # 0.77 positions per filter
+        ((1, 112, 18, 18), (112, 112, 3, 3), 1, 1, True),   # 2.9
+        ((1, 144, 22, 22), (144, 144, 3, 3), 1, 1, True),   # 3.4
+        ((1, 72, 48, 48), (144, 72, 3, 3), 2, 1, False),    # 4: the bound
+        ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1, False),  # 6.1 (0.88 in an item)
+        ((1, 64, 30, 30), (64, 64, 5, 5), 1, 1, False),     # 14
         ((2, 64, 28, 28), (256, 64, 3, 3), 2, 1, False),    # a batch: not one block
         ((1, 64, 28, 28), (256, 16, 3, 3), 2, 4, False),    # groups
     ]

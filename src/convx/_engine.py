@@ -1894,46 +1894,50 @@ def _channels_item_positions(c: Call) -> tuple[int, int]:
     return fp, rb * cb
 
 
-# _channels_one_image: the most output positions per filter an item of the
-# channels kernel may hold for the product to take one image's weight
-# gradient from it.
-_ONE_IMAGE_POSITIONS_PER_FILTER = 2
+# _channels_one_image: the fewest output positions of the image per filter
+# with which the channels kernel keeps one image's weight gradient from the
+# product.
+_ONE_IMAGE_POSITIONS_PER_FILTER = 4
 
 
 def _channels_one_image(c: Call) -> bool:
     """One image of one group whose product takes every position in one
     block (at most 4 x _NC): conv_weight_grad then has each item sum its own
     block of taps straight into the result, with no accumulators.  What
-    each kernel pays besides its multiply-adds: the channels kernel loads
-    and stores its whole accumulator (taps x filters) once per item, about
-    1 / (positions of an item) of its work, and the threads' accumulators
-    are then added, whatever their size; the product packs the columns
-    (taps x positions), about 1 / filters of its work.  So the product
-    takes the call where an item (:func:`_item_blocks`'s, which do not
-    depend on the thread count) holds at most
-    _ONE_IMAGE_POSITIONS_PER_FILTER output positions per filter.  Not on a
-    Zen 5 (_tuning), not measured there.
+    each kernel pays once for the image, besides its multiply-adds (taps x
+    filters x positions): the channels kernel zeroes, adds and transposes
+    the threads' accumulators (taps x filters), about 1 / positions of its
+    work; the product packs the columns (taps x positions), about 1 /
+    filters of its.  So the product takes the call where the image has
+    fewer than _ONE_IMAGE_POSITIONS_PER_FILTER output positions per filter.
+    The count is the whole image's, which does not depend on the thread
+    count.  Not on a Zen 5 (_tuning), not measured there.
 
     Measured, 2 threads, interleaved, the channels kernel's time over the
-    product's, both dtypes (`python benchmarks/choices.py --set
-    wg-one-image --skip fft,dots`: 20 one-image layers of our own, 3x3 and
-    5x5, 32 to 512 channels, 7x7 to 64x64, stride 1 and 2), on an Intel
-    Xeon (AVX-512, the 'default' constants):
-    - 1.0-2.4 on the 13 passes of 0.18 to 0.88 positions per filter that
-      the bounds of :func:`_channels_streams` had left it (64 to 192
-      channels, 14x14 to 40x40; 1.0 only on 128 -> 128 at 28x28);
-    - 0.59-0.95 on the 10 passes of 2.3 to 4.9 positions per filter, and
-      0.99-1.05 on 96 -> 96 at 20x20 (2.1).
-    Held out (layers chosen after the bound, 0.34 to 1.3 positions per
-    filter): 72 -> 144 at 30x30, stride 2, 1.05 and 1.38; 112 -> 112 at
-    18x18, 1.2 and 1.24; 176 -> 176 at 12x12 and 56 -> 224 at 22x22,
-    stride 2, 1.25-2.3.  On the Zen 4, (1, 64, 28, 28) -> 256 at stride 2
-    and (1, 144, 14, 14) -> 160 in float32 (0.44 positions per filter)
+    product's (`python benchmarks/choices.py --set wg-one-image --skip
+    fft,dots`: 20 one-image layers of our own, 3x3 and 5x5, 32 to 512
+    channels, 7x7 to 64x64, stride 1 and 2; and 14 held-out layers chosen
+    around the bound), on an Intel Xeon (AVX-512, the 'default' constants):
+    - 0.76-0.97 in float32 and 0.90-1.00 in float64 on the 5 layers of 4
+      to 6.1 positions per filter that the rule's former count (at most 2
+      positions per filter in an item) sent to the product: 128 -> 128 at
+      28x28, 112 at 26x26, 128 at 24x24, 96 -> 192 at 30x30, 72 -> 144 at
+      48x48 stride 2; at x86-64-v3 (``choices.py --isa 3``), 0.83-1.00 and
+      0.73-0.99;
+    - from 3 to 3.6 positions per filter (5 layers), 0.85-1.03 in float32
+      but 0.93-1.21 in float64; 144 -> 144 at 22x22 (3.4), 1.13 and 1.35
+      (x86-64-v3: 1.23 and 1.25); so the bound is 4;
+    - 0.97-2.0 in float32 and 1.07-2.1 in float64 on 11 layers of 0.77 to
+      2.3 positions per filter (3x3 and 5x5, stride 1 and 2).
+    Before the channels kernel's threads added their accumulators as a team
+    (and its 3x3 taps shared their loads), 128 -> 128 at 28x28 took 1.0x the
+    product's time.  On the Zen 4, (1, 64, 28, 28) -> 256 at stride 2 and
+    (1, 144, 14, 14) -> 160 in float32 (0.77 and 1.2 positions per filter)
     took 1.16-1.19x the product's time."""
     if (c.x[0] != 1 or c.groups != 1 or c.p > 4 * _NC or _tuning() == "zen5"
             or _weight_grad_by_dots(c.fg, c.k) or _weight_grad_by_taps(c)):
         return False
-    return _channels_item_positions(c)[1] <= _ONE_IMAGE_POSITIONS_PER_FILTER * c.fg
+    return c.p < _ONE_IMAGE_POSITIONS_PER_FILTER * c.fg
 
 
 def _short_1d(c: Call, filters: int) -> bool:
