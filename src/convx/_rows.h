@@ -59,20 +59,12 @@
     const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW
 #define CVX_ROWS_PASS xs, plane, Hs, Wp, C, w, F, KH, KW, top, bias, out, OH, OW
 
-/* A loaded vector kept in a register for all its uses: GCC otherwise loads
- * it again in each multiply-add that reads it, and with the weight's
- * broadcast that is two loads a multiply-add, the load ports the bound.
- * Only where a register holds the vector: 64 bytes at x86-64-v4, 32 at -v3
- * (LV, the level the body is compiled for). */
-#if CVX_HAVE_GCC_VECTOR && defined(__x86_64__)
-#define CVX_ROWS_KEEP(x, LV, VB)                                                    \
-    do {                                                                            \
-        if ((LV) == 4 || ((LV) == 3 && (VB) == 32))                                 \
-            __asm__("" : "+v"(x));                                                  \
-    } while (0)
-#else
-#define CVX_ROWS_KEEP(x, LV, VB) ((void)(LV))
-#endif
+/* A loaded vector kept in a register for all its uses (CVX_KEEP_IF): with
+ * the weight's broadcast, loading it again in each multiply-add is two
+ * loads a multiply-add, the load ports the bound.  Only where a register
+ * holds the vector: 64 bytes at x86-64-v4, 32 at -v3 (LV, the level the
+ * body is compiled for). */
+#define CVX_ROWS_KEEP(x, LV, VB) CVX_KEEP_IF(x, (LV) == 4 || ((LV) == 3 && (VB) == 32))
 
 /* One variant V for T: vectors of VB bytes. */
 #define CVX_DEFINE_ROWS_VARIANT(V, T, VB)                                           \
@@ -211,28 +203,7 @@ static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_ROWS_ARGS(T), const int LV)
     else                                                                            \
         NAME##_n_by(CVX_ROWS_PASS, CVX_ROWS_NARROW_NV, LV);                         \
 }                                                                                   \
-CVX_ROWS_CLONES(NAME, T)
-
-/* The body compiled for each level, its own constant given to each (the
- * register constraints differ between -v3 and the baseline). */
-#if CVX_X86_DISPATCH
-#define CVX_ROWS_CLONES(NAME, T)                                                    \
-CVX_V4 static void NAME##_v4(CVX_ROWS_ARGS(T)) { NAME##_body(CVX_ROWS_PASS, 4); }  \
-CVX_V3 static void NAME##_v3(CVX_ROWS_ARGS(T)) { NAME##_body(CVX_ROWS_PASS, 3); }  \
-static void NAME##_v1(CVX_ROWS_ARGS(T)) { NAME##_body(CVX_ROWS_PASS, 1); }         \
-static void NAME(CVX_ROWS_ARGS(T))                                                  \
-{                                                                                   \
-    if (cvx_isa >= 4)                                                               \
-        NAME##_v4(CVX_ROWS_PASS);                                                   \
-    else if (cvx_isa >= 3)                                                          \
-        NAME##_v3(CVX_ROWS_PASS);                                                   \
-    else                                                                            \
-        NAME##_v1(CVX_ROWS_PASS);                                                   \
-}
-#else
-#define CVX_ROWS_CLONES(NAME, T)                                                    \
-static void NAME(CVX_ROWS_ARGS(T)) { NAME##_body(CVX_ROWS_PASS, 1); }
-#endif
+CVX_ISA_DISPATCH_LEVEL(NAME, CVX_ROWS_ARGS(T), CVX_ROWS_PASS, NAME##_body)
 
 CVX_DEFINE_ROWS(cvx_rows_f32, float)
 CVX_DEFINE_ROWS(cvx_rows_f64, double)

@@ -112,6 +112,21 @@ static int cvx_interrupted = 0;
 #define CVX_UNROLL(n)
 #endif
 
+/* A loaded vector x kept in a register for all its uses where COND (a
+ * constant): GCC otherwise may load it again in each multiply-add that reads
+ * it (a memory operand), and where a vector serves several sums that
+ * multiplies the loads.  COND must hold only where a register holds x: 64
+ * bytes at x86-64-v4, 32 at -v3. */
+#if CVX_HAVE_GCC_VECTOR && defined(__x86_64__)
+#define CVX_KEEP_IF(x, COND)                                                        \
+    do {                                                                            \
+        if (COND)                                                                   \
+            __asm__("" : "+v"(x));                                                  \
+    } while (0)
+#else
+#define CVX_KEEP_IF(x, COND) ((void)(COND))
+#endif
+
 #if CVX_HAVE_GCC_VECTOR
 #define CVX_VECTOR_TYPE(T, VT, BYTES) typedef T VT __attribute__((vector_size(BYTES)))
 #define CVX_LANE(v, l) ((v)[l])
@@ -216,19 +231,24 @@ static int cvx_isa = 1;
  * CVX_ISA_DISPATCH_BY(NAME, ARGS, PASS, BODY, V4, V3) is the same with one
  * more argument, a constant per level: BODY(PASS, V4) on x86-64-v4 (its 32
  * vector registers hold larger blocks), BODY(PASS, V3) on -v3 and the
- * baseline. */
+ * baseline.  CVX_ISA_DISPATCH_LEVEL(NAME, ARGS, PASS, BODY) gives BODY the
+ * level itself: 4, 3, or 1 (the baseline, and where there is no dispatch),
+ * for a body whose register constraints differ between -v3 and the
+ * baseline (CVX_KEEP_IF). */
 #define CVX_UNPAREN(...) __VA_ARGS__
 #define CVX_ISA_DISPATCH(NAME, ARGS, PASS, BODY)                                    \
-    CVX_ISA_CLONES_(NAME, (ARGS), (PASS), BODY, (), ())
+    CVX_ISA_CLONES_(NAME, (ARGS), (PASS), BODY, (), (), ())
 #define CVX_ISA_DISPATCH_BY(NAME, ARGS, PASS, BODY, V4, V3)                         \
-    CVX_ISA_CLONES_(NAME, (ARGS), (PASS), BODY, (, V4), (, V3))
+    CVX_ISA_CLONES_(NAME, (ARGS), (PASS), BODY, (, V4), (, V3), (, V3))
+#define CVX_ISA_DISPATCH_LEVEL(NAME, ARGS, PASS, BODY)                              \
+    CVX_ISA_CLONES_(NAME, (ARGS), (PASS), BODY, (, 4), (, 3), (, 1))
 #if CVX_X86_DISPATCH
-#define CVX_ISA_CLONES_(NAME, ARGS, PASS, BODY, X4, X3)                             \
+#define CVX_ISA_CLONES_(NAME, ARGS, PASS, BODY, X4, X3, X1)                         \
 CVX_V4 static void NAME##_v4(CVX_UNPAREN ARGS)                                     \
 { BODY(CVX_UNPAREN PASS CVX_UNPAREN X4); }                                          \
 CVX_V3 static void NAME##_v3(CVX_UNPAREN ARGS)                                     \
 { BODY(CVX_UNPAREN PASS CVX_UNPAREN X3); }                                          \
-static void NAME##_v1(CVX_UNPAREN ARGS) { BODY(CVX_UNPAREN PASS CVX_UNPAREN X3); }  \
+static void NAME##_v1(CVX_UNPAREN ARGS) { BODY(CVX_UNPAREN PASS CVX_UNPAREN X1); }  \
 static void NAME(CVX_UNPAREN ARGS)                                                  \
 {                                                                                   \
     if (cvx_isa >= 4)                                                               \
@@ -239,8 +259,8 @@ static void NAME(CVX_UNPAREN ARGS)                                              
         NAME##_v1(CVX_UNPAREN PASS);                                                \
 }
 #else
-#define CVX_ISA_CLONES_(NAME, ARGS, PASS, BODY, X4, X3)                             \
-static void NAME(CVX_UNPAREN ARGS) { BODY(CVX_UNPAREN PASS CVX_UNPAREN X3); }
+#define CVX_ISA_CLONES_(NAME, ARGS, PASS, BODY, X4, X3, X1)                         \
+static void NAME(CVX_UNPAREN ARGS) { BODY(CVX_UNPAREN PASS CVX_UNPAREN X1); }
 #endif
 
 static int cvx_isa_detect(void)
