@@ -41,6 +41,9 @@ The sets:
                   input gradient (_engine._forward_rows)
   dw-wg           weight gradients of depthwise 5x5 and 7x7 layers, 24x24 to 112x112
                   (_engine._dw_columns: by columns of vectors, or tap by tap)
+  dw-wg-columns   weight gradients of depthwise layers and plain filters, 2x23 to
+                  31x31 and 3x3, 20x20 to 512x512 (_engine._dw_columns, beyond 5x5
+                  and 7x7)
   rows-ig         input gradients of LeNet-like layers, padded or not, 1 to 32
                   channels, 10x10 to 40x40 (_engine._rows_pay)
   large-kernel    forward passes and input gradients of 5x5 and 7x7 layers of 16 to
@@ -124,6 +127,16 @@ SETS = {
     "dw-wg": [((n, c, h, h), (c, 1, k, k), 1, k // 2, 1, c, WG) for n, c, h, k in [
         (8, 96, 28, 5), (16, 120, 28, 5), (8, 48, 48, 5), (4, 240, 24, 5), (8, 96, 28, 7),
         (8, 32, 56, 5), (8, 16, 112, 5), (8, 64, 40, 7)]],
+    "dw-wg-columns": [((n, c, h, w), (c, 1, kh, kw), 1, (kh // 2, kw // 2), 1, c, WG)
+                      for n, c, h, w, kh, kw in [
+        (4, 1, 256, 256, 15, 15), (2, 1, 512, 512, 31, 31), (8, 1, 128, 128, 11, 11),
+        (4, 1, 200, 300, 13, 13), (4, 1, 256, 256, 9, 9), (8, 32, 64, 64, 9, 9),
+        (8, 64, 28, 28, 13, 13), (4, 128, 14, 14, 31, 31), (2, 16, 56, 56, 9, 9),
+        (4, 1, 100, 400, 5, 21), (4, 3, 64, 64, 1, 15), (8, 1, 64, 64, 8, 8),
+        (8, 48, 32, 32, 7, 11), (4, 1, 96, 96, 21, 5), (8, 16, 64, 64, 2, 23),
+        (8, 32, 48, 48, 4, 4), (4, 3, 128, 128, 1, 7), (8, 64, 56, 56, 3, 3),
+        (8, 32, 112, 112, 3, 3), (8, 144, 56, 56, 3, 3), (8, 192, 28, 28, 3, 3),
+        (16, 96, 32, 32, 3, 3), (4, 1, 256, 256, 3, 3), (8, 384, 20, 20, 3, 3)]],
     "narrow-rows": [((n, c, h, h), (f, c, k, k), 1, pad, 1, 1, FWD) for n, c, f, h, k, pad in [
         (64, 6, 16, 14, 5, 0), (128, 6, 16, 14, 5, 0), (64, 6, 12, 14, 5, 0), (32, 8, 16, 12, 3, 0),
         (32, 16, 32, 12, 5, 0), (64, 3, 16, 16, 5, 0), (32, 12, 24, 14, 3, 1), (32, 8, 16, 24, 5, 2),

@@ -186,14 +186,16 @@ def pads4(padding):
 
 def depthwise_case(case, dtype):
     """A depthwise layer's test data from ``case`` = (input shape, k,
-    padding), a k x k kernel at stride 1: its (top, bottom, left, right)
-    pads, a random input and output gradient, and the generator that made
-    them (seeded by the shapes), for the weights."""
+    padding), a k x k kernel (or kh x kw, ``k`` a pair) at stride 1: its
+    (top, bottom, left, right) pads, a random input and output gradient,
+    and the generator that made them (seeded by the shapes), for the
+    weights."""
     xs, k, padding = case
+    kh, kw = k if isinstance(k, tuple) else (k, k)
     pads = padding if isinstance(padding, tuple) else pads4(padding)
-    rng = np.random.default_rng(sum(xs) + k)
+    rng = np.random.default_rng(sum(xs) + kh + 1000 * abs(kw - kh))
     x = rng.standard_normal(xs).astype(dtype)
-    oh, ow = xs[2] + pads[0] + pads[1] - k + 1, xs[3] + pads[2] + pads[3] - k + 1
+    oh, ow = xs[2] + pads[0] + pads[1] - kh + 1, xs[3] + pads[2] + pads[3] - kw + 1
     g = rng.standard_normal((xs[0], xs[1], oh, ow)).astype(dtype)
     return pads, x, g, rng
 

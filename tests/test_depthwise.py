@@ -288,7 +288,7 @@ def test_many_taps_give_the_same_bits_in_any_block(kh, kw, stride, dtype):
         assert np.array_equal(got, whole[..., :got.shape[-1]], equal_nan=True), width
 
 
-COLUMNS = [  # (x shape, K, padding (per side)): where _depthwise.h's cvx_dwr applies
+COLUMNS = [  # (x shape, K or (KH, KW), padding (per side)): where _depthwise.h's cvx_dwr applies
     ((3, 10, 28, 28), 5, 2),              # 28 wide: the last vector overlaps the one before
     ((2, 7, 24, 24), 7, 3),
     ((2, 4, 9, 40), 7, 3),
@@ -297,6 +297,14 @@ COLUMNS = [  # (x shape, K, padding (per side)): where _depthwise.h's cvx_dwr ap
     ((1, 3, 20, 64), 5, 0),               # whole vectors only
     ((2, 2, 3, 50), 7, (2, 2, 3, 3)),     # one output row: fewer than the taps
     ((7, 2, 16, 33), 5, 2),               # images in pieces; 33 wide: one lane new
+    # kernels past 7x7 and not square: blocks of 4 to 7 tap columns by 1 to 5 rows
+    ((1, 1, 40, 50), 15, 7),              # 3 blocks of 5 columns, 3 of 5 rows
+    ((2, 2, 30, 36), (11, 4), (5, 5, 2, 1)),   # 4 columns: rows in blocks of 5, 3 and 3
+    ((1, 3, 21, 40), (13, 8), 0),         # 4 and 4 columns; 13 rows by 5 or 3 of 7
+    ((2, 1, 18, 47), (9, 13), 4),         # 6 and 7 columns: 4 or 3 rows a block
+    ((1, 2, 25, 44), (6, 9), (2, 3, 4, 4)),    # 4 and 5 columns; 6 rows
+    ((3, 1, 1, 300), (1, 31), (0, 0, 15, 15)),  # one tap row, 5 blocks of 6 and 7
+    ((1, 1, 3, 70), (2, 23), 0),          # one output row, 2 tap rows
 ]
 
 
@@ -304,23 +312,25 @@ COLUMNS = [  # (x shape, K, padding (per side)): where _depthwise.h's cvx_dwr ap
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("isa", [4, 3, 1])
 def test_weight_grad_by_columns(case, dtype, isa, monkeypatch):
-    """The weight gradient by whole columns of vectors (cvx_dwr, 5x5 and 7x7
-    at unit stride): the reference's values at every level, forced where
-    its rule would not take it, the same bits at 1 and 2 threads, and taken
-    only where the rows are at least a vector wide."""
+    """The weight gradient by whole columns of vectors (cvx_dwr, kernels of 3
+    columns or more at unit stride, in blocks of tap rows and columns): the
+    reference's values at every level, forced where its rule would not take
+    it, the same bits at 1 and 2 threads, and taken only where the rows are
+    at least a vector wide."""
     xs, k, _ = case
+    kh, kw = k if isinstance(k, tuple) else (k, k)
     monkeypatch.setattr(_engine, "PLANS", {})
     monkeypatch.setattr(_engine, "DW_COLUMNS", True)
     level = _core.set_isa(isa)
     try:
         pads, x, g, _ = ref.depthwise_case(case, dtype)
         c, ow = xs[1], g.shape[3]
-        plan = _engine.weight_grad_plan("t", x.shape, (c, 1, k, k), g.shape, (1, 1), pads,
+        plan = _engine.weight_grad_plan("t", x.shape, (c, 1, kh, kw), g.shape, (1, 1), pads,
                                         (1, 1), c, kernel_arg="weight", dtype=dtype)
         assert plan[1].name == "depthwise"
         wide = _core.depthwise_weight_grad_rows_width(np.dtype(dtype).itemsize)
         assert plan[3][-1] == (ow >= wide), (level, ow, wide)
-        want = ref.conv_nd_weight_grad(x, (c, 1, k, k), g, 1, pads, 1, c)
+        want = ref.conv_nd_weight_grad(x, (c, 1, kh, kw), g, 1, pads, 1, c)
         tol = 2e-5 if dtype == np.float32 else 1e-12
         runs = at_each_thread_count(lambda: _engine.weight_grad_run(plan, x, g))
         for dw in runs:
@@ -356,33 +366,42 @@ def test_weight_grad_by_columns_non_finite(where, bad, monkeypatch):
 
 
 def test_weight_grad_by_columns_rule(monkeypatch):
-    """By columns at x86-64-v4 (0.63-0.87x the time tap by tap), tap by tap
-    at the lower levels, on rows narrower than a 64-byte vector and at a
-    stride or dilation (the stride along the height: the depthwise weight
+    """By columns where the kernel has two rows or more: at x86-64-v4 from 3
+    columns, at -v3 from 4, never at the baseline; tap by tap on one tap
+    row, on rows narrower than a vector (64 bytes at -v4, 32 at -v3), and at
+    a stride or dilation (the stride along the height: the depthwise weight
     gradient takes none along the width)."""
     monkeypatch.setattr(_engine, "USE_DIRECT", True)
 
     def columns(xs, k, dtype=np.float32, stride=1, dilation=1):
         monkeypatch.setattr(_engine, "PLANS", {})
         n, c, h, wd = xs
-        span = (k - 1) * dilation + 1
-        pad = span // 2
-        oh, ow = (h + 2 * pad - span) // stride + 1, wd + 2 * pad - span + 1
-        plan = _engine.weight_grad_plan("t", xs, (c, 1, k, k), (n, c, oh, ow), (stride, 1),
-                                        (pad,) * 4, (dilation, dilation), c,
+        kh, kw = k if isinstance(k, tuple) else (k, k)
+        span_h, span_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+        pads = (span_h // 2, span_h // 2, span_w // 2, span_w // 2)
+        oh = (h + 2 * pads[0] - span_h) // stride + 1
+        ow = wd + 2 * pads[2] - span_w + 1
+        plan = _engine.weight_grad_plan("t", xs, (c, 1, kh, kw), (n, c, oh, ow), (stride, 1),
+                                        pads, (dilation, dilation), c,
                                         kernel_arg="weight", dtype=np.dtype(dtype))
         assert plan[1].name == "depthwise"
         return plan[3][-1]
 
     try:
-        for isa in (4, 3):
-            wide = _core.set_isa(isa) == 4
-            assert columns((8, 96, 28, 28), 5) == wide
-            assert columns((8, 64, 40, 40), 7) == wide
-            assert columns((8, 96, 28, 28), 5, np.float64) == wide
-            assert not columns((8, 144, 14, 14), 5)      # 14 wide: under 16 floats
-            assert not columns((8, 144, 7, 7), 5, np.float64)   # under 8 doubles
-            assert not columns((8, 96, 28, 28), 3)
+        for isa in (4, 3, 1):
+            level = _core.set_isa(isa)
+            assert columns((8, 96, 28, 28), 5) == (level >= 3)
+            assert columns((8, 64, 40, 40), 7) == (level >= 3)
+            assert columns((8, 96, 28, 28), 5, np.float64) == (level >= 3)
+            assert columns((4, 1, 256, 256), 15) == (level >= 3)
+            assert columns((8, 16, 64, 64), (2, 23), np.float64) == (level >= 3)
+            assert columns((8, 32, 48, 48), 4) == (level >= 3)
+            assert columns((8, 96, 28, 28), 3) == (level == 4)
+            assert columns((8, 96, 28, 28), 3, np.float64) == (level == 4)
+            assert not columns((4, 3, 64, 64), (1, 15))     # one tap row
+            assert not columns((8, 3, 64, 64), (5, 2))      # two columns
+            assert columns((8, 144, 14, 14), 5) == (level == 3)   # 14 wide: under 16 floats
+            assert columns((8, 144, 7, 7), 5, np.float64) == (level == 3)   # under 8 doubles
             assert not columns((8, 96, 56, 28), 5, stride=2)   # along the height
             assert not columns((8, 96, 28, 28), 5, dilation=2)
     finally:

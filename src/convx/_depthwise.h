@@ -449,88 +449,150 @@ CVX_ISA_DISPATCH_BY(NAME, CVX_DWW_ARGS(T), CVX_DWW_PASS, NAME##_body, 1, 0)
 CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f32, cvx_depthwise_f32_vt, int32_t, float)
 CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, int64_t, double)
 
-/* The same gradient at unit stride and dilation of a K x K kernel (5 or 7)
- * on rows at least one vector wide, by whole columns of vectors:
+/* The same gradient at unit stride and dilation of a KH x KW kernel (KW at
+ * least 3) on rows at least one vector wide, by whole columns of vectors:
  *
- *     acc[p*K + q] += sum_{i < OH, j < OW} xpad[(i + p)*Wp + j + q] * g[i*OW + j]
+ *     acc[p*KW + q] += sum_{i < OH, j < OW} xpad[(i + p)*Wp + j + q] * g[i*OW + j]
  *
- * (Wp = OW + K - 1).  The output columns go in vectors of VL, the last
+ * (Wp >= OW + KW - 1).  The output columns go in vectors of VL, the last
  * moved left to end at OW (its lanes that the vector before it holds are
- * left out of its sums), each over all the rows at once: the K vectors of
- * row s of xpad at tap columns 0 .. K-1 are loaded once and serve every tap
- * row p of a block of PB, as output row s - p's, PB*K sums in vector
- * registers (x86-64-v4: 25 for 5x5; 21 for 7x7, in blocks of 3, 3 and 1
- * tap rows; one tap row a block elsewhere).  Then each tap's lanes are
- * added in order into acc: the order depends on the shapes only.  Where
- * the tap-by-tap kernel above loads about 6 values per 5 multiply-adds,
- * this one loads K + PB vectors per PB*K. */
+ * left out of its sums), each over all the rows at once.  The taps go in
+ * blocks of PB tap rows by QB tap columns: the QB vectors of row s of xpad
+ * at tap columns Q0 .. Q0 + QB - 1 are loaded once and serve every tap row
+ * p of the block, as output row s - p's, PB*QB sums in vector registers.
+ * At x86-64-v4 a row of taps is cut into blocks of 3 to 7 columns (KW /
+ * ceil(KW / 7), as even as they come), and the tap rows go in blocks of 5,
+ * 5, 5, 4 and 3 for blocks of 3, 4, 5, 6 and 7 columns, the last block what
+ * is left (15 to 25 sums of its 32 registers: a 5x5 kernel in one block,
+ * 7x7 in blocks of 3, 3 and 1 tap rows).  Elsewhere the blocks are of 2 to
+ * 4 columns (KW / ceil(KW / 4)) by 3 rows, or 2 rows for 4 columns: 6 to 9
+ * sums of AVX2's 16 registers.  Each column's sums run down all its rows,
+ * the first and last PB - 1 rows of xpad serving only some of the block's
+ * tap rows; then each tap's lanes are added in order into acc, so that the
+ * blocks change nothing: the order depends on the shapes only.  Where the
+ * tap-by-tap kernel above loads about 9 vectors per 8 multiply-adds, this
+ * one loads QB + PB per PB*QB (0.4 for 5 by 5), each of row s's QB vectors
+ * kept in its register for the PB tap rows (CVX_KEEP_IF: GCC would load it
+ * again in each multiply-add). */
 #define CVX_DWR_ARGS(T)                                                             \
-    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, ptrdiff_t K, T *acc
-#define CVX_DWR_PASS xpad, Wp, g, OW, OH, K, acc
+    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, ptrdiff_t KH, \
+    ptrdiff_t KW, T *acc
+#define CVX_DWR_PASS xpad, Wp, g, OW, OH, KH, KW, acc
+#define CVX_DWR_BPASS xpad, Wp, g, OW, OH, acc, KW, j, lo, LV
 #define CVX_DWR_PB_MAX 5
+#define CVX_DWR_QB_MAX 7
+/* The most tap columns a block at level LV, and tap rows a block for QB
+ * columns: 15 to 25 sums of x86-64-v4's 32 registers, 6 to 9 of AVX2's 16
+ * (the baseline as AVX2: it runs the same blocks in pairs of registers). */
+#define CVX_DWR_QB_FOR(LV) ((LV) == 4 ? 7 : 4)
+#define CVX_DWR_PB_FOR(QB, LV)                                                      \
+    ((LV) == 4 ? ((QB) <= 5 ? 5 : (QB) == 6 ? 4 : 3) : ((QB) <= 3 ? 3 : 2))
+/* (in V##_taps: the block of tap rows P0 .. P0 + PB - 1 by QB columns from Q0) */
+#define CVX_DWR_ROWS(V, QB) V##_rows(CVX_DWR_BPASS, P0, PB, Q0, QB, CVX_DWR_PB_FOR(QB, LV))
 
 #define CVX_DEFINE_DWR_VARIANT(V, VT, T)                                            \
-/* Tap rows P0 .. P0 + PB - 1 of the output columns j .. j + VL - 1, lanes */     \
-/* lo .. VL - 1 of them summed.                                             */    \
+/* Row s of xpad into the sums of the tap rows it serves (CHECK: not every */     \
+/* one of P0 .. P0 + PB - 1).                                               */    \
+static inline CVX_ALWAYS_INLINE void V##_row(                                       \
+    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH,            \
+    VT a[CVX_DWR_PB_MAX][CVX_DWR_QB_MAX], ptrdiff_t j, ptrdiff_t s, ptrdiff_t P0,    \
+    const int PB, ptrdiff_t Q0, const int QB, const int CHECK, const int LV)        \
+{                                                                                   \
+    VT x[CVX_DWR_QB_MAX];                                                           \
+    const T *xr = xpad + s * Wp + j + Q0;                                           \
+    CVX_UNROLL(8)                                                                   \
+    for (int q = 0; q < QB; q++) {                                                  \
+        memcpy(&x[q], xr + q, sizeof x[q]);                                         \
+        CVX_KEEP_IF(x[q], LV >= 3 && PB > 1);   /* one load for the PB rows */      \
+    }                                                                               \
+    CVX_UNROLL(8)                                                                   \
+    for (int b = 0; b < PB; b++) {                                                  \
+        const ptrdiff_t i = s - P0 - b;                                             \
+        if (CHECK && (i < 0 || i >= OH))                                            \
+            continue;                                                               \
+        VT gv;                                                                      \
+        memcpy(&gv, g + i * OW + j, sizeof gv);                                     \
+        CVX_UNROLL(8)                                                               \
+        for (int q = 0; q < QB; q++) CVX_VMAC(a[b][q], x[q], gv);                   \
+    }                                                                               \
+}                                                                                   \
+/* Tap rows P0 .. P0 + PB - 1 by tap columns Q0 .. Q0 + QB - 1 of the      */     \
+/* output columns j .. j + VL - 1, lanes lo .. VL - 1 of them summed.      */     \
 static inline CVX_ALWAYS_INLINE void V##_block(                                     \
     const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *acc,    \
-    ptrdiff_t j, int lo, const int K, ptrdiff_t P0, const int PB)                   \
+    ptrdiff_t KW, ptrdiff_t j, int lo, const int LV, ptrdiff_t P0, const int PB,    \
+    ptrdiff_t Q0, const int QB)                                                     \
 {                                                                                   \
     enum { VL = (int)(sizeof(VT) / sizeof(T)) };                                    \
-    VT a[CVX_DWR_PB_MAX][7];                                                        \
+    VT a[CVX_DWR_PB_MAX][CVX_DWR_QB_MAX];                                           \
     for (int b = 0; b < PB; b++)                                                    \
-        for (int q = 0; q < K; q++) a[b][q] = CVX_VZERO(VT);                        \
-    for (ptrdiff_t s = P0; s < OH - 1 + P0 + PB; s++) {                             \
-        VT x[7];                                                                    \
-        const T *xr = xpad + s * Wp + j;                                            \
-        CVX_UNROLL(8)                                                               \
-        for (int q = 0; q < K; q++) memcpy(&x[q], xr + q, sizeof x[q]);             \
-        CVX_UNROLL(8)                                                               \
-        for (int b = 0; b < PB; b++) {                                              \
-            const ptrdiff_t i = s - P0 - b;                                         \
-            if (i < 0 || i >= OH)                                                   \
-                continue;                                                           \
-            VT gv;                                                                  \
-            memcpy(&gv, g + i * OW + j, sizeof gv);                                 \
-            CVX_UNROLL(8)                                                           \
-            for (int q = 0; q < K; q++) CVX_VMAC(a[b][q], x[q], gv);                \
-        }                                                                           \
-    }                                                                               \
+        for (int q = 0; q < QB; q++) a[b][q] = CVX_VZERO(VT);                       \
+    /* rows s of xpad: those before P0 + PB - 1 and from P0 + OH serve only */    \
+    /* some of the block's tap rows (CHECK)                                 */    \
+    const ptrdiff_t end = OH - 1 + P0 + PB;                                         \
+    const ptrdiff_t s1 = P0 + PB - 1 < end ? P0 + PB - 1 : end;                     \
+    const ptrdiff_t s2 = P0 + OH > s1 ? P0 + OH : s1;                               \
+    ptrdiff_t s = P0;                                                               \
+    for (; s < s1; s++)                                                             \
+        V##_row(xpad, Wp, g, OW, OH, a, j, s, P0, PB, Q0, QB, 1, LV);               \
+    for (; s < s2; s++)                                                             \
+        V##_row(xpad, Wp, g, OW, OH, a, j, s, P0, PB, Q0, QB, 0, LV);               \
+    for (; s < end; s++)                                                            \
+        V##_row(xpad, Wp, g, OW, OH, a, j, s, P0, PB, Q0, QB, 1, LV);               \
     for (int b = 0; b < PB; b++)                                                    \
-        for (int q = 0; q < K; q++) {                                               \
+        for (int q = 0; q < QB; q++) {                                              \
             T sum = 0;                                                              \
             for (int l = lo; l < VL; l++) sum += CVX_LANE(a[b][q], l);              \
-            acc[(P0 + b) * K + q] += sum;                                           \
+            acc[(P0 + b) * KW + Q0 + q] += sum;                                     \
         }                                                                           \
 }                                                                                   \
-/* Tap rows P0 .. P0 + PB - 1, column by column of vectors.                */     \
-static inline CVX_ALWAYS_INLINE void V##_cols(                                      \
+/* A block of QB tap columns (a constant) by PB tap rows (up to PBMAX).   */     \
+static inline CVX_ALWAYS_INLINE void V##_rows(                                      \
     const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *acc,    \
-    const int K, ptrdiff_t P0, const int PB)                                        \
+    ptrdiff_t KW, ptrdiff_t j, int lo, const int LV, ptrdiff_t P0, ptrdiff_t PB,    \
+    ptrdiff_t Q0, const int QB, const int PBMAX)                                    \
+{                                                                                   \
+    switch (PB) {                                                                   \
+    case 5: if (PBMAX >= 5) V##_block(CVX_DWR_BPASS, P0, 5, Q0, QB); break;          \
+    case 4: if (PBMAX >= 4) V##_block(CVX_DWR_BPASS, P0, 4, Q0, QB); break;          \
+    case 3: if (PBMAX >= 3) V##_block(CVX_DWR_BPASS, P0, 3, Q0, QB); break;          \
+    case 2: if (PBMAX >= 2) V##_block(CVX_DWR_BPASS, P0, 2, Q0, QB); break;          \
+    default: V##_block(CVX_DWR_BPASS, P0, 1, Q0, QB); break;                        \
+    }                                                                               \
+}                                                                                   \
+/* Every block of taps of the output columns j .. j + VL - 1.              */     \
+static inline CVX_ALWAYS_INLINE void V##_taps(                                      \
+    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *acc,    \
+    ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t j, int lo, const int LV)                  \
+{                                                                                   \
+    const ptrdiff_t nq = (KW + CVX_DWR_QB_FOR(LV) - 1) / CVX_DWR_QB_FOR(LV);        \
+    for (ptrdiff_t iq = 0; iq < nq; iq++) {                                         \
+        const ptrdiff_t Q0 = iq * KW / nq, QB = (iq + 1) * KW / nq - Q0;            \
+        const ptrdiff_t pbmax = CVX_DWR_PB_FOR(QB, LV);                             \
+        for (ptrdiff_t P0 = 0; P0 < KH; P0 += pbmax) {                              \
+            const ptrdiff_t PB = KH - P0 < pbmax ? KH - P0 : pbmax;                 \
+            switch (QB) {                                                           \
+            case 2: CVX_DWR_ROWS(V, 2); break;                                      \
+            case 3: CVX_DWR_ROWS(V, 3); break;                                      \
+            case 4: CVX_DWR_ROWS(V, 4); break;                                      \
+            case 5: if (LV == 4) CVX_DWR_ROWS(V, 5); break;                         \
+            case 6: if (LV == 4) CVX_DWR_ROWS(V, 6); break;                         \
+            default: if (LV == 4) CVX_DWR_ROWS(V, 7); break;                        \
+            }                                                                       \
+        }                                                                           \
+    }                                                                               \
+}                                                                                   \
+/* Column by column of vectors, all the taps of one before the next: a     */     \
+/* column's rows of xpad (VL + KW - 1 values each) stay in L2 for all the  */     \
+/* blocks of taps.                                                          */    \
+static inline CVX_ALWAYS_INLINE void V##_all(CVX_DWR_ARGS(T), const int LV)         \
 {                                                                                   \
     enum { VL = (int)(sizeof(VT) / sizeof(T)) };                                    \
     ptrdiff_t j = 0;                                                                \
     for (; j + VL <= OW; j += VL)                                                   \
-        V##_block(xpad, Wp, g, OW, OH, acc, j, 0, K, P0, PB);                       \
+        V##_taps(xpad, Wp, g, OW, OH, acc, KH, KW, j, 0, LV);                       \
     if (j < OW)                                                                     \
-        V##_block(xpad, Wp, g, OW, OH, acc, OW - VL, (int)(VL - OW % VL), K, P0, PB); \
-}                                                                                   \
-/* All K tap rows: in one block (5x5) or 3, 3 and 1 (7x7) where BIG, else  */    \
-/* one at a time.                                                           */    \
-static inline CVX_ALWAYS_INLINE void V##_all(CVX_DWR_ARGS(T), const int KK,         \
-                                             const int BIG)                         \
-{                                                                                   \
-    (void)K;                                                                        \
-    if (BIG && KK == 5) {                                                           \
-        V##_cols(xpad, Wp, g, OW, OH, acc, 5, 0, 5);                                \
-    } else if (BIG) {                                                               \
-        V##_cols(xpad, Wp, g, OW, OH, acc, 7, 0, 3);                                \
-        V##_cols(xpad, Wp, g, OW, OH, acc, 7, 3, 3);                                \
-        V##_cols(xpad, Wp, g, OW, OH, acc, 7, 6, 1);                                \
-    } else {                                                                        \
-        for (ptrdiff_t p = 0; p < KK; p++)                                          \
-            V##_cols(xpad, Wp, g, OW, OH, acc, KK, p, 1);                           \
-    }                                                                               \
+        V##_taps(xpad, Wp, g, OW, OH, acc, KH, KW, OW - VL, (int)(VL - OW % VL), LV); \
 }
 
 CVX_DEFINE_DWR_VARIANT(cvx_dwr_f32_n, cvx_depthwise_f32_n_vt, float)
@@ -538,20 +600,17 @@ CVX_DEFINE_DWR_VARIANT(cvx_dwr_f32_w, cvx_depthwise_f32_w_vt, float)
 CVX_DEFINE_DWR_VARIANT(cvx_dwr_f64_n, cvx_depthwise_f64_n_vt, double)
 CVX_DEFINE_DWR_VARIANT(cvx_dwr_f64_w, cvx_depthwise_f64_w_vt, double)
 
-/* x86-64-v4: 64-byte vectors and blocks of tap rows (its 32 registers);
- * elsewhere 32-byte vectors, one tap row at a time (AVX2's 16). */
+/* x86-64-v4: 64-byte vectors in blocks of up to 7 tap columns by 5 rows
+ * (its 32 registers); elsewhere 32-byte vectors, up to 4 by 3 (AVX2's 16). */
 #define CVX_DWR_BODY(NAME, T)                                                       \
-static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWR_ARGS(T), const int v4)     \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWR_ARGS(T), const int LV)     \
 {                                                                                   \
-    if (v4) {                                                                       \
-        if (K == 5) NAME##_w_all(CVX_DWR_PASS, 5, 1);                               \
-        else NAME##_w_all(CVX_DWR_PASS, 7, 1);                                      \
-    } else {                                                                        \
-        if (K == 5) NAME##_n_all(CVX_DWR_PASS, 5, 0);                               \
-        else NAME##_n_all(CVX_DWR_PASS, 7, 0);                                      \
-    }                                                                               \
+    if (LV == 4)                                                                    \
+        NAME##_w_all(CVX_DWR_PASS, LV);                                             \
+    else                                                                            \
+        NAME##_n_all(CVX_DWR_PASS, LV);                                             \
 }                                                                                   \
-CVX_ISA_DISPATCH_BY(NAME, CVX_DWR_ARGS(T), CVX_DWR_PASS, NAME##_body, 1, 0)
+CVX_ISA_DISPATCH_LEVEL(NAME, CVX_DWR_ARGS(T), CVX_DWR_PASS, NAME##_body)
 
 CVX_DWR_BODY(cvx_dwr_f32, float)
 CVX_DWR_BODY(cvx_dwr_f64, double)

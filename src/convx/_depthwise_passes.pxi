@@ -171,9 +171,9 @@ cdef void _dw_wgrad_item(const floating* x, const floating* g, floating* partial
         _pad_for(x + (n * C + c) * D.Hs * D.Ws, pad, D, 0, D.OH, 0, D.OW)
         if columns:
             if floating is float:
-                cvx_dwr_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, acc)
+                cvx_dwr_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, KW, acc)
             else:
-                cvx_dwr_f64(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, acc)
+                cvx_dwr_f64(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, KW, acc)
         elif floating is float:
             cvx_dw_wgrad_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, D.sh, KH, KW,
                              dh, dw, acc)
@@ -194,7 +194,7 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
     """dwt[c, p*KW + q] = sum over n, i, j of pad[n, c][i*row_step + p*dh*Wp + j + q*dw]
     * g[n, c, i, j]: the depthwise weight gradient (one channel in and out
     per group, unit width stride).  ``columns``: by _depthwise.h's cvx_dwr
-    (unit stride and dilation, a 5x5 or 7x7 kernel, output rows at least
+    (unit stride and dilation, kernel rows of 4 taps or more, output rows at least
     depthwise_weight_grad_rows_width wide), else tap by tap (cvx_dw_wgrad).
     Each item is one channel's images of one
     of ``chunks`` pieces, summed into its own row of partial sums (``work``'s

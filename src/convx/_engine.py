@@ -1693,23 +1693,35 @@ DW_COLUMNS = None   # None: by _dw_columns; True / False: always where it applie
 def _dw_columns(c: Call) -> bool:
     """Whether the depthwise weight gradient runs by whole columns of vectors
     (_depthwise.h's cvx_dwr: each loaded vector of a padded row serves a
-    block of tap rows, 25 sums in registers for a 5x5 kernel) rather than
-    tap by tap.  It applies at unit stride and dilation to 5x5 and 7x7
-    kernels on output rows at least a vector wide; it pays at x86-64-v4.
+    block of tap rows, up to 25 sums in registers) rather than tap by tap.
+    It applies at unit stride and dilation to kernels of 3 columns or more
+    on output rows at least a vector wide.  It pays where the kernel has two
+    rows or more (one row gives it nothing to share): at x86-64-v4, and at
+    x86-64-v3 from 4 columns.
 
-    Measured, time of columns / tap by tap, 2 threads, best of 5
-    interleaved rounds (`benchmarks/choices.py --set dw-wg`: 8 depthwise
-    layers of 16 to 240 channels, 24x24 to 112x112, 5x5 and 7x7), at
-    x86-64-v4 on an idle machine: 0.63-0.78 in float32 (the classes
-    suite's (8, 96, 28, 28) 5x5: 0.63), 0.66-0.87 in float64.  Forced to
-    x86-64-v3 (32-byte vectors, one tap row at a time): 0.78-1.07, left
-    tap by tap."""
+    Measured, time of columns / tap by tap, 2 threads, best of 7
+    interleaved rounds, on depthwise layers and plain filters of our own
+    (`python benchmarks/choices.py --set dw-wg-columns --skip
+    fft,gemm,channels,dots`: 1 to 384 channels, 20x20 to 512x512), on an
+    Intel Xeon:
+    - x86-64-v4, 4 columns or more: 0.39-0.85 in float32 and 0.47-0.80 in
+      float64 on 27 passes of 14 layers (4x4 to 15x15, 5x21, 21x5, 7x11,
+      2x23 kernels; 31x31 on 14x14 in float64); 31x31 on 512x512 0.62 and
+      0.96 (the FFT takes it);
+    - x86-64-v4, 3x3: 0.73-1.0 in float32, 0.85-1.05 in float64 (7 layers);
+    - x86-64-v3 (``--isa 3``), 4 columns or more: 0.76-0.95 in float32 and
+      0.79-1.07 in float64 on 11 layers; 3x3, 0.74-1.66, left tap by tap;
+    - one tap row (1x7, 1x15): 0.79-1.15 at either level, left tap by tap.
+    5x5 and 7x7 at x86-64-v4 give the same bits as before the blocks of
+    tap columns, when 0.63-0.78 in float32 and 0.66-0.87 in float64 were
+    measured (`--set dw-wg`)."""
     if DW_COLUMNS is False or not (c.stride == (1, 1) and c.dilation == (1, 1)
-                                   and c.w[2] == c.w[3] and c.w[2] in _ROWS_KERNELS
+                                   and c.w[3] >= 3
                                    and c.out[3] >= _core.depthwise_weight_grad_rows_width(
                                        c.dtype.itemsize)):
         return False
-    return bool(DW_COLUMNS) or _core.channels_wide()
+    return bool(DW_COLUMNS) or (c.w[2] >= 2 and (_core.isa() >= 4
+                                                 or _core.isa() == 3 and c.w[3] >= 4))
 
 
 def _weight_grad_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
