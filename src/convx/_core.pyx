@@ -214,9 +214,11 @@ cdef extern from "_depthwise.h" nogil:
                           Py_ssize_t rows, Py_ssize_t sh, Py_ssize_t KH, Py_ssize_t KW,
                           Py_ssize_t dh, Py_ssize_t dw, double* acc)
     void cvx_dwr_f32(const float* xpad, Py_ssize_t Wp, const float* g, Py_ssize_t OW,
-                     Py_ssize_t OH, Py_ssize_t KH, Py_ssize_t KW, float* acc)
+                     Py_ssize_t OH, Py_ssize_t KH, Py_ssize_t KW, float* vacc)
     void cvx_dwr_f64(const double* xpad, Py_ssize_t Wp, const double* g, Py_ssize_t OW,
-                     Py_ssize_t OH, Py_ssize_t KH, Py_ssize_t KW, double* acc)
+                     Py_ssize_t OH, Py_ssize_t KH, Py_ssize_t KW, double* vacc)
+    void cvx_dwr_lanes_f32(const float* vacc, Py_ssize_t K, float* acc)
+    void cvx_dwr_lanes_f64(const double* vacc, Py_ssize_t K, double* acc)
     Py_ssize_t cvx_dwr_min_width(Py_ssize_t itemsize)
     void cvx_depthwise_f32(const float* xpad, Py_ssize_t Wp, const float* w, Py_ssize_t KH,
                            Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t dh, Py_ssize_t dw,

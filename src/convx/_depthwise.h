@@ -452,11 +452,11 @@ CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, int64_t, double)
 /* The same gradient at unit stride and dilation of a KH x KW kernel (KW at
  * least 3) on rows at least one vector wide, by whole columns of vectors:
  *
- *     acc[p*KW + q] += sum_{i < OH, j < OW} xpad[(i + p)*Wp + j + q] * g[i*OW + j]
+ *     vacc[p*KW + q] (lanes summed) += sum_{i < OH, j < OW}
+ *                                       xpad[(i + p)*Wp + j + q] * g[i*OW + j]
  *
  * (Wp >= OW + KW - 1).  The output columns go in vectors of VL, the last
- * moved left to end at OW (its lanes that the vector before it holds are
- * left out of its sums), each over all the rows at once.  The taps go in
+ * moved left to end at OW, each over all the rows at once.  The taps go in
  * blocks of PB tap rows by QB tap columns: the QB vectors of row s of xpad
  * at tap columns Q0 .. Q0 + QB - 1 are loaded once and serve every tap row
  * p of the block, as output row s - p's, PB*QB sums in vector registers.
@@ -468,17 +468,22 @@ CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, int64_t, double)
  * 4 columns (KW / ceil(KW / 4)) by 3 rows, or 2 rows for 4 columns: 6 to 9
  * sums of AVX2's 16 registers.  Each column's sums run down all its rows,
  * the first and last PB - 1 rows of xpad serving only some of the block's
- * tap rows; then each tap's lanes are added in order into acc, so that the
- * blocks change nothing: the order depends on the shapes only.  Where the
- * tap-by-tap kernel above loads about 9 vectors per 8 multiply-adds, this
- * one loads QB + PB per PB*QB (0.4 for 5 by 5), each of row s's QB vectors
- * kept in its register for the PB tap rows (CVX_KEEP_IF: GCC would load it
- * again in each multiply-add). */
+ * tap rows, into the tap's vector of sums in vacc (K vectors of VL, loaded
+ * and stored once a block), which the caller keeps over an item's images
+ * and adds lane by lane at its end (cvx_dwr_lanes_*); the last column's
+ * lanes that the column before it holds are zeroed in x and g alike.  The
+ * order of the sums depends on the shapes only.  Where the tap-by-tap
+ * kernel above loads about 9 vectors per 8 multiply-adds, this one loads
+ * QB + PB per PB*QB (0.4 for 5 by 5), each of row s's QB vectors kept in
+ * its register for the PB tap rows (CVX_KEEP_IF: GCC would load it again
+ * in each multiply-add).  (Adding each column's lanes into acc, not the
+ * item's once, took 1.0-1.35x the time: 28x28 images of a 5x5 kernel have
+ * about 2 multiply-adds per lane added.) */
 #define CVX_DWR_ARGS(T)                                                             \
     const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, ptrdiff_t KH, \
-    ptrdiff_t KW, T *acc
-#define CVX_DWR_PASS xpad, Wp, g, OW, OH, KH, KW, acc
-#define CVX_DWR_BPASS xpad, Wp, g, OW, OH, acc, KW, j, lo, LV
+    ptrdiff_t KW, T *vacc
+#define CVX_DWR_PASS xpad, Wp, g, OW, OH, KH, KW, vacc
+#define CVX_DWR_BPASS xpad, Wp, g, OW, OH, vacc, KW, j, keep, MASK, LV
 #define CVX_DWR_PB_MAX 5
 #define CVX_DWR_QB_MAX 7
 /* The most tap columns a block at level LV, and tap rows a block for QB
@@ -490,19 +495,24 @@ CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, int64_t, double)
 /* (in V##_taps: the block of tap rows P0 .. P0 + PB - 1 by QB columns from Q0) */
 #define CVX_DWR_ROWS(V, QB) V##_rows(CVX_DWR_BPASS, P0, PB, Q0, QB, CVX_DWR_PB_FOR(QB, LV))
 
-#define CVX_DEFINE_DWR_VARIANT(V, VT, T)                                            \
+#define CVX_DEFINE_DWR_VARIANT(V, VT, IT, T)                                        \
+CVX_VECTOR_TYPE(IT, V##_it, sizeof(VT));                                            \
 /* Row s of xpad into the sums of the tap rows it serves (CHECK: not every */     \
-/* one of P0 .. P0 + PB - 1).                                               */    \
+/* one of P0 .. P0 + PB - 1); MASK: lanes where keep is 0 zeroed in x and  */     \
+/* g alike (0 * 0, never 0 * inf).                                          */    \
 static inline CVX_ALWAYS_INLINE void V##_row(                                       \
     const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH,            \
-    VT a[CVX_DWR_PB_MAX][CVX_DWR_QB_MAX], ptrdiff_t j, ptrdiff_t s, ptrdiff_t P0,    \
-    const int PB, ptrdiff_t Q0, const int QB, const int CHECK, const int LV)        \
+    VT a[CVX_DWR_PB_MAX][CVX_DWR_QB_MAX], ptrdiff_t j, V##_it keep, ptrdiff_t s,    \
+    ptrdiff_t P0, const int PB, ptrdiff_t Q0, const int QB, const int CHECK,        \
+    const int MASK, const int LV)                                                   \
 {                                                                                   \
     VT x[CVX_DWR_QB_MAX];                                                           \
     const T *xr = xpad + s * Wp + j + Q0;                                           \
     CVX_UNROLL(8)                                                                   \
     for (int q = 0; q < QB; q++) {                                                  \
         memcpy(&x[q], xr + q, sizeof x[q]);                                         \
+        if (MASK)                                                                   \
+            CVX_VMASK(VT, V##_it, x[q], keep);                                      \
         CVX_KEEP_IF(x[q], LV >= 3 && PB > 1);   /* one load for the PB rows */      \
     }                                                                               \
     CVX_UNROLL(8)                                                                   \
@@ -512,21 +522,24 @@ static inline CVX_ALWAYS_INLINE void V##_row(                                   
             continue;                                                               \
         VT gv;                                                                      \
         memcpy(&gv, g + i * OW + j, sizeof gv);                                     \
+        if (MASK)                                                                   \
+            CVX_VMASK(VT, V##_it, gv, keep);                                        \
         CVX_UNROLL(8)                                                               \
         for (int q = 0; q < QB; q++) CVX_VMAC(a[b][q], x[q], gv);                   \
     }                                                                               \
 }                                                                                   \
 /* Tap rows P0 .. P0 + PB - 1 by tap columns Q0 .. Q0 + QB - 1 of the      */     \
-/* output columns j .. j + VL - 1, lanes lo .. VL - 1 of them summed.      */     \
+/* output columns j .. j + VL - 1, into their vectors of sums in vacc.     */     \
 static inline CVX_ALWAYS_INLINE void V##_block(                                     \
-    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *acc,    \
-    ptrdiff_t KW, ptrdiff_t j, int lo, const int LV, ptrdiff_t P0, const int PB,    \
-    ptrdiff_t Q0, const int QB)                                                     \
+    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *vacc,   \
+    ptrdiff_t KW, ptrdiff_t j, V##_it keep, const int MASK, const int LV,           \
+    ptrdiff_t P0, const int PB, ptrdiff_t Q0, const int QB)                         \
 {                                                                                   \
     enum { VL = (int)(sizeof(VT) / sizeof(T)) };                                    \
     VT a[CVX_DWR_PB_MAX][CVX_DWR_QB_MAX];                                           \
     for (int b = 0; b < PB; b++)                                                    \
-        for (int q = 0; q < QB; q++) a[b][q] = CVX_VZERO(VT);                       \
+        for (int q = 0; q < QB; q++)                                                \
+            memcpy(&a[b][q], vacc + ((P0 + b) * KW + Q0 + q) * VL, sizeof a[b][q]); \
     /* rows s of xpad: those before P0 + PB - 1 and from P0 + OH serve only */    \
     /* some of the block's tap rows (CHECK)                                 */    \
     const ptrdiff_t end = OH - 1 + P0 + PB;                                         \
@@ -534,23 +547,20 @@ static inline CVX_ALWAYS_INLINE void V##_block(                                 
     const ptrdiff_t s2 = P0 + OH > s1 ? P0 + OH : s1;                               \
     ptrdiff_t s = P0;                                                               \
     for (; s < s1; s++)                                                             \
-        V##_row(xpad, Wp, g, OW, OH, a, j, s, P0, PB, Q0, QB, 1, LV);               \
+        V##_row(xpad, Wp, g, OW, OH, a, j, keep, s, P0, PB, Q0, QB, 1, MASK, LV);   \
     for (; s < s2; s++)                                                             \
-        V##_row(xpad, Wp, g, OW, OH, a, j, s, P0, PB, Q0, QB, 0, LV);               \
+        V##_row(xpad, Wp, g, OW, OH, a, j, keep, s, P0, PB, Q0, QB, 0, MASK, LV);   \
     for (; s < end; s++)                                                            \
-        V##_row(xpad, Wp, g, OW, OH, a, j, s, P0, PB, Q0, QB, 1, LV);               \
+        V##_row(xpad, Wp, g, OW, OH, a, j, keep, s, P0, PB, Q0, QB, 1, MASK, LV);   \
     for (int b = 0; b < PB; b++)                                                    \
-        for (int q = 0; q < QB; q++) {                                              \
-            T sum = 0;                                                              \
-            for (int l = lo; l < VL; l++) sum += CVX_LANE(a[b][q], l);              \
-            acc[(P0 + b) * KW + Q0 + q] += sum;                                     \
-        }                                                                           \
+        for (int q = 0; q < QB; q++)                                                \
+            memcpy(vacc + ((P0 + b) * KW + Q0 + q) * VL, &a[b][q], sizeof a[b][q]); \
 }                                                                                   \
 /* A block of QB tap columns (a constant) by PB tap rows (up to PBMAX).   */     \
 static inline CVX_ALWAYS_INLINE void V##_rows(                                      \
-    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *acc,    \
-    ptrdiff_t KW, ptrdiff_t j, int lo, const int LV, ptrdiff_t P0, ptrdiff_t PB,    \
-    ptrdiff_t Q0, const int QB, const int PBMAX)                                    \
+    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *vacc,   \
+    ptrdiff_t KW, ptrdiff_t j, V##_it keep, const int MASK, const int LV,           \
+    ptrdiff_t P0, ptrdiff_t PB, ptrdiff_t Q0, const int QB, const int PBMAX)        \
 {                                                                                   \
     switch (PB) {                                                                   \
     case 5: if (PBMAX >= 5) V##_block(CVX_DWR_BPASS, P0, 5, Q0, QB); break;          \
@@ -562,8 +572,9 @@ static inline CVX_ALWAYS_INLINE void V##_rows(                                  
 }                                                                                   \
 /* Every block of taps of the output columns j .. j + VL - 1.              */     \
 static inline CVX_ALWAYS_INLINE void V##_taps(                                      \
-    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *acc,    \
-    ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t j, int lo, const int LV)                  \
+    const T *xpad, ptrdiff_t Wp, const T *g, ptrdiff_t OW, ptrdiff_t OH, T *vacc,   \
+    ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t j, V##_it keep, const int MASK,           \
+    const int LV)                                                                   \
 {                                                                                   \
     const ptrdiff_t nq = (KW + CVX_DWR_QB_FOR(LV) - 1) / CVX_DWR_QB_FOR(LV);        \
     for (ptrdiff_t iq = 0; iq < nq; iq++) {                                         \
@@ -584,21 +595,34 @@ static inline CVX_ALWAYS_INLINE void V##_taps(                                  
 }                                                                                   \
 /* Column by column of vectors, all the taps of one before the next: a     */     \
 /* column's rows of xpad (VL + KW - 1 values each) stay in L2 for all the  */     \
-/* blocks of taps.                                                          */    \
+/* blocks of taps.  The last column, moved left to end at OW, has the      */     \
+/* lanes the column before it holds zeroed.                                 */    \
 static inline CVX_ALWAYS_INLINE void V##_all(CVX_DWR_ARGS(T), const int LV)         \
 {                                                                                   \
     enum { VL = (int)(sizeof(VT) / sizeof(T)) };                                    \
+    V##_it keep;                                                                    \
+    for (int l = 0; l < VL; l++) CVX_LANE(keep, l) = l >= VL - OW % VL ? -1 : 0;    \
     ptrdiff_t j = 0;                                                                \
     for (; j + VL <= OW; j += VL)                                                   \
-        V##_taps(xpad, Wp, g, OW, OH, acc, KH, KW, j, 0, LV);                       \
+        V##_taps(xpad, Wp, g, OW, OH, vacc, KH, KW, j, keep, 0, LV);                \
     if (j < OW)                                                                     \
-        V##_taps(xpad, Wp, g, OW, OH, acc, KH, KW, OW - VL, (int)(VL - OW % VL), LV); \
+        V##_taps(xpad, Wp, g, OW, OH, vacc, KH, KW, OW - VL, keep, 1, LV);          \
+}                                                                                   \
+/* acc[t] += the lanes of vacc's vector t, in order.                       */     \
+static inline CVX_ALWAYS_INLINE void V##_lanes(const T *vacc, ptrdiff_t K, T *acc)  \
+{                                                                                   \
+    enum { VL = (int)(sizeof(VT) / sizeof(T)) };                                    \
+    for (ptrdiff_t t = 0; t < K; t++) {                                             \
+        T sum = 0;                                                                  \
+        for (int l = 0; l < VL; l++) sum += vacc[t * VL + l];                       \
+        acc[t] += sum;                                                              \
+    }                                                                               \
 }
 
-CVX_DEFINE_DWR_VARIANT(cvx_dwr_f32_n, cvx_depthwise_f32_n_vt, float)
-CVX_DEFINE_DWR_VARIANT(cvx_dwr_f32_w, cvx_depthwise_f32_w_vt, float)
-CVX_DEFINE_DWR_VARIANT(cvx_dwr_f64_n, cvx_depthwise_f64_n_vt, double)
-CVX_DEFINE_DWR_VARIANT(cvx_dwr_f64_w, cvx_depthwise_f64_w_vt, double)
+CVX_DEFINE_DWR_VARIANT(cvx_dwr_f32_n, cvx_depthwise_f32_n_vt, int32_t, float)
+CVX_DEFINE_DWR_VARIANT(cvx_dwr_f32_w, cvx_depthwise_f32_w_vt, int32_t, float)
+CVX_DEFINE_DWR_VARIANT(cvx_dwr_f64_n, cvx_depthwise_f64_n_vt, int64_t, double)
+CVX_DEFINE_DWR_VARIANT(cvx_dwr_f64_w, cvx_depthwise_f64_w_vt, int64_t, double)
 
 /* x86-64-v4: 64-byte vectors in blocks of up to 7 tap columns by 5 rows
  * (its 32 registers); elsewhere 32-byte vectors, up to 4 by 3 (AVX2's 16). */
@@ -614,6 +638,23 @@ CVX_ISA_DISPATCH_LEVEL(NAME, CVX_DWR_ARGS(T), CVX_DWR_PASS, NAME##_body)
 
 CVX_DWR_BODY(cvx_dwr_f32, float)
 CVX_DWR_BODY(cvx_dwr_f64, double)
+
+/* acc[t] += the lanes of cvx_dwr's vector of sums t, in order, t < K: at
+ * the level cvx_dwr ran at, its vectors' width. */
+#define CVX_DWR_LANES_ARGS(T) const T *vacc, ptrdiff_t K, T *acc
+#define CVX_DWR_LANES_PASS vacc, K, acc
+#define CVX_DWR_LANES(NAME, V, T)                                                   \
+static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_DWR_LANES_ARGS(T), const int LV) \
+{                                                                                   \
+    if (LV == 4)                                                                    \
+        V##_w_lanes(CVX_DWR_LANES_PASS);                                            \
+    else                                                                            \
+        V##_n_lanes(CVX_DWR_LANES_PASS);                                            \
+}                                                                                   \
+CVX_ISA_DISPATCH_LEVEL(NAME, CVX_DWR_LANES_ARGS(T), CVX_DWR_LANES_PASS, NAME##_body)
+
+CVX_DWR_LANES(cvx_dwr_lanes_f32, cvx_dwr_f32, float)
+CVX_DWR_LANES(cvx_dwr_lanes_f64, cvx_dwr_f64, double)
 
 /* The narrowest output row cvx_dwr takes: a vector of the level's. */
 static inline ptrdiff_t cvx_dwr_min_width(ptrdiff_t itemsize)

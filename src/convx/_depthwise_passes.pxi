@@ -150,6 +150,19 @@ def depthwise_weight_grad_chunks(Py_ssize_t N, Py_ssize_t C):
     return _min(N, _max(1, (16 + C - 1) // C)) if N > 0 else 1
 
 
+cdef inline Py_ssize_t dw_wgrad_lanes(Py_ssize_t itemsize) noexcept nogil:
+    """The widest vector of cvx_dwr's sums: 64 bytes' values."""
+    return 64 // itemsize
+
+
+def depthwise_weight_grad_scratch(Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t slack, Py_ssize_t K,
+                                  Py_ssize_t itemsize, bint columns):
+    """conv_depthwise_weight_grad's values per thread: a padded image
+    (Hp*Wp + slack), and by columns one item's vectors of sums (K of them,
+    64 bytes each)."""
+    return Hp * Wp + slack + (K * dw_wgrad_lanes(itemsize) if columns else 0)
+
+
 def depthwise_weight_grad_rows_width(Py_ssize_t itemsize):
     """The narrowest output row conv_depthwise_weight_grad's columns kernel
     (``columns=True``) takes on this CPU: a vector of the level's, 64 bytes
@@ -158,28 +171,36 @@ def depthwise_weight_grad_rows_width(Py_ssize_t itemsize):
 
 
 cdef void _dw_wgrad_item(const floating* x, const floating* g, floating* partial,
-                         floating* pad, const Direct* D, Py_ssize_t N, Py_ssize_t chunks,
-                         Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh, Py_ssize_t dw,
-                         bint columns, Py_ssize_t item) noexcept nogil:
-    """Channel c, images of piece k (item = c*chunks + k), into partial[item]."""
+                         floating* pad, floating* vacc, const Direct* D, Py_ssize_t N,
+                         Py_ssize_t chunks, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh,
+                         Py_ssize_t dw, bint columns, Py_ssize_t item) noexcept nogil:
+    """Channel c, images of piece k (item = c*chunks + k), into partial[item];
+    by columns, through the item's vectors of sums in ``vacc``."""
     cdef Py_ssize_t c = item // chunks, k = item % chunks, n
     cdef Py_ssize_t n0 = k * N // chunks, n1 = (k + 1) * N // chunks
     cdef Py_ssize_t C = D.groups, K = KH * KW
     cdef floating* acc = partial + item * K
     memset(acc, 0, K * sizeof(floating))
+    if columns:
+        memset(vacc, 0, K * dw_wgrad_lanes(sizeof(floating)) * sizeof(floating))
     for n in range(n0, n1):
         _pad_for(x + (n * C + c) * D.Hs * D.Ws, pad, D, 0, D.OH, 0, D.OW)
         if columns:
             if floating is float:
-                cvx_dwr_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, KW, acc)
+                cvx_dwr_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, KW, vacc)
             else:
-                cvx_dwr_f64(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, KW, acc)
+                cvx_dwr_f64(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, KW, vacc)
         elif floating is float:
             cvx_dw_wgrad_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, D.sh, KH, KW,
                              dh, dw, acc)
         else:
             cvx_dw_wgrad_f64(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, D.sh, KH, KW,
                              dh, dw, acc)
+    if columns:
+        if floating is float:
+            cvx_dwr_lanes_f32(vacc, K, acc)
+        else:
+            cvx_dwr_lanes_f64(vacc, K, acc)
 
 
 def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
@@ -195,18 +216,23 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
     * g[n, c, i, j]: the depthwise weight gradient (one channel in and out
     per group, unit width stride).  ``columns``: by _depthwise.h's cvx_dwr
     (unit stride and dilation, kernel rows of 4 taps or more, output rows at least
-    depthwise_weight_grad_rows_width wide), else tap by tap (cvx_dw_wgrad).
+    depthwise_weight_grad_rows_width wide: each item sums its images into K
+    vectors of sums, their lanes added at its end), else tap by tap
+    (cvx_dw_wgrad).
     Each item is one channel's images of one
     of ``chunks`` pieces, summed into its own row of partial sums (``work``'s
     first C*chunks*KH*KW values); each thread pads one image's channel at a
-    time into its Hp*Wp + slack values after them.  The pieces are added in
+    time into its Hp*Wp + slack values after them, followed by its item's
+    vectors of sums (depthwise_weight_grad_scratch's values per thread).  The pieces are added in
     order at the end: the same bits for any ``nt``.  Returns False when
     interrupted."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = KH * KW, items = C * chunks
     cdef Direct D = _direct_geom(1, x.shape[2], x.shape[3], C, 1, g.shape[2], g.shape[3], K, Hp,
                                  Wp, top, left, row_step, span_h, span_w, g.shape[2],
                                  g.shape[3], slack)
-    cdef Py_ssize_t per = Hp * Wp + slack, it, tid, c, k, t
+    cdef Py_ssize_t per = depthwise_weight_grad_scratch(Hp, Wp, slack, K,
+                                                        sizeof(floating), columns)
+    cdef Py_ssize_t it, tid, c, k, t
     cdef const floating* xp = _data4(x)
     cdef const floating* gp = &g[0, 0, 0, 0]
     cdef floating* partial = &work[0]
@@ -220,8 +246,8 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
-                _dw_wgrad_item(xp, gp, partial, pads, &D, N, chunks, KH, KW, dh, dw, columns,
-                               it)
+                _dw_wgrad_item(xp, gp, partial, pads, pads + Hp * Wp + slack, &D, N, chunks, KH,
+                               KW, dh, dw, columns, it)
     else:
         tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
@@ -229,8 +255,9 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
             cvx_saw(tid)
             for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
-                    _dw_wgrad_item(xp, gp, partial, pads + tid * per, &D, N, chunks, KH, KW, dh,
-                                   dw, columns, it)
+                    _dw_wgrad_item(xp, gp, partial, pads + tid * per,
+                                   pads + tid * per + Hp * Wp + slack, &D, N, chunks, KH, KW,
+                                   dh, dw, columns, it)
     if CVX_STOPPED(stop):
         return False
     with nogil:

@@ -1712,9 +1712,9 @@ def _dw_columns(c: Call) -> bool:
     - x86-64-v3 (``--isa 3``), 4 columns or more: 0.76-0.95 in float32 and
       0.79-1.07 in float64 on 11 layers; 3x3, 0.74-1.66, left tap by tap;
     - one tap row (1x7, 1x15): 0.79-1.15 at either level, left tap by tap.
-    5x5 and 7x7 at x86-64-v4 give the same bits as before the blocks of
-    tap columns, when 0.63-0.78 in float32 and 0.66-0.87 in float64 were
-    measured (`--set dw-wg`)."""
+    Those were measured with each column's lanes added at its end; the
+    vectors of sums kept over an item's images then took 0.74-0.95x that
+    time in float32 and 0.76-1.00x in float64 (6 layers, 3x3 to 15x15)."""
     if DW_COLUMNS is False or not (c.stride == (1, 1) and c.dilation == (1, 1)
                                    and c.w[3] >= 3
                                    and c.out[3] >= _core.depthwise_weight_grad_rows_width(
@@ -1732,7 +1732,8 @@ def _weight_grad_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, gout
     c = x.shape[1]
     threads = _threads.plan(c * chunks, macs)
     slack = _DIRECT_JB[dtype]
-    work = _scratch(who, hp * wp + slack, dtype, threads, shared=c * chunks * kh * kw)
+    per = _core.depthwise_weight_grad_scratch(hp, wp, slack, kh * kw, dtype.itemsize, columns)
+    work = _scratch(who, per, dtype, threads, shared=c * chunks * kh * kw)
     _call(_core.conv_depthwise_weight_grad, macs, x, gout, dwt.reshape(c, kh * kw), work, hp,
           wp, top, left, row_step, span_h, span_w, slack, kh, kw, dh, dw, chunks, columns,
           threads, fresh=dwt, scratch=work)
