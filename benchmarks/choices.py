@@ -44,6 +44,8 @@ The sets:
   dw-wg-columns   weight gradients of depthwise layers and plain filters, 2x23 to
                   31x31 and 3x3, 20x20 to 512x512 (_engine._dw_columns, beyond 5x5
                   and 7x7)
+  dw-wg-fold      1-D weight gradients of depthwise layers and plain filters, 9 to
+                  511 taps, 1 to 64 signals of 1024 to 262144 values (_engine._dw_fold)
   rows-ig         input gradients of LeNet-like layers, padded or not, 1 to 32
                   channels, 10x10 to 40x40 (_engine._rows_pay)
   large-kernel    forward passes and input gradients of 5x5 and 7x7 layers of 16 to
@@ -137,6 +139,13 @@ SETS = {
         (8, 32, 48, 48, 4, 4), (4, 3, 128, 128, 1, 7), (8, 64, 56, 56, 3, 3),
         (8, 32, 112, 112, 3, 3), (8, 144, 56, 56, 3, 3), (8, 192, 28, 28, 3, 3),
         (16, 96, 32, 32, 3, 3), (4, 1, 256, 256, 3, 3), (8, 384, 20, 20, 3, 3)]],
+    "dw-wg-fold": [((n, c, length), (c, 1, k), 1, k // 2, 1, c, WG) for n, c, length, k in [
+        (16, 1, 16384, 127), (4, 1, 65536, 255), (1, 1, 262144, 63), (1, 1, 100000, 511),
+        (4, 16, 4096, 127), (8, 4, 8192, 31), (8, 4, 8192, 33), (8, 1, 4096, 48),
+        (32, 1, 2048, 64), (2, 8, 16384, 24), (64, 1, 1024, 31), (8, 4, 8192, 9),
+        (8, 4, 8192, 12), (8, 4, 8192, 16), (8, 4, 8192, 20), (8, 4, 8192, 25),
+        (4, 1, 8192, 29), (16, 1, 4096, 40), (1, 1, 65536, 21), (2, 8, 16384, 17),
+        (8, 1, 16384, 255), (4, 32, 2048, 13)]],
     "narrow-rows": [((n, c, h, h), (f, c, k, k), 1, pad, 1, 1, FWD) for n, c, f, h, k, pad in [
         (64, 6, 16, 14, 5, 0), (128, 6, 16, 14, 5, 0), (64, 6, 12, 14, 5, 0), (32, 8, 16, 12, 3, 0),
         (32, 16, 32, 12, 5, 0), (64, 3, 16, 16, 5, 0), (32, 12, 24, 14, 3, 1), (32, 8, 16, 24, 5, 2),
@@ -210,8 +219,11 @@ def candidates(passname):
                 ("direct", "direct", {"FORWARD_CHANNELS": False, NO_DEPTHWISE: True,
                                       "ROWS": False})]
     elif passname == "wg":
-        out += [("columns", "direct", {"depthwise only": True, "DW_COLUMNS": True}),
-                ("taps", "direct", {"depthwise only": True, "DW_COLUMNS": False}),
+        out += [("fold", "direct", {"depthwise only": True, "DW_FOLD": True}),
+                ("columns", "direct", {"depthwise only": True, "DW_COLUMNS": True,
+                                       "DW_FOLD": False}),
+                ("taps", "direct", {"depthwise only": True, "DW_COLUMNS": False,
+                                    "DW_FOLD": False}),
                 ("channels", "direct", {"WEIGHT_GRAD_CHANNELS": True}),
                 ("dots", "direct", {"WEIGHT_GRAD_CHANNELS": False})]
     else:

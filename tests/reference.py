@@ -184,6 +184,11 @@ def pads4(padding):
     return (ph, ph, pw, pw)
 
 
+def kernel_hw(k):
+    """A kernel's (height, width) from ``k``, a pair or one size for both."""
+    return k if isinstance(k, tuple) else (k, k)
+
+
 def depthwise_case(case, dtype):
     """A depthwise layer's test data from ``case`` = (input shape, k,
     padding), a k x k kernel (or kh x kw, ``k`` a pair) at stride 1: its
@@ -191,7 +196,7 @@ def depthwise_case(case, dtype):
     and the generator that made them (seeded by the shapes), for the
     weights."""
     xs, k, padding = case
-    kh, kw = k if isinstance(k, tuple) else (k, k)
+    kh, kw = kernel_hw(k)
     pads = padding if isinstance(padding, tuple) else pads4(padding)
     rng = np.random.default_rng(sum(xs) + kh + 1000 * abs(kw - kh))
     x = rng.standard_normal(xs).astype(dtype)

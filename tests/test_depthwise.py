@@ -288,6 +288,18 @@ def test_many_taps_give_the_same_bits_in_any_block(kh, kw, stride, dtype):
         assert np.array_equal(got, whole[..., :got.shape[-1]], equal_nan=True), width
 
 
+def _weight_grad_as_reference(plan, x, g, pads):
+    """A depthwise weight-gradient plan gives the reference's values, and the
+    same bits at 1 and 2 threads."""
+    c, kh, kw = x.shape[1], plan[3][-7], plan[3][-6]
+    want = ref.conv_nd_weight_grad(x, (c, 1, kh, kw), g, 1, pads, 1, c)
+    tol = 2e-5 if x.dtype == np.float32 else 1e-12
+    runs = at_each_thread_count(lambda: _engine.weight_grad_run(plan, x, g))
+    for dw in runs:
+        np.testing.assert_allclose(dw, want, rtol=tol, atol=tol * np.abs(want).max())
+        assert np.array_equal(dw, runs[0])
+
+
 COLUMNS = [  # (x shape, K or (KH, KW), padding (per side)): where _depthwise.h's cvx_dwr applies
     ((3, 10, 28, 28), 5, 2),              # 28 wide: the last vector overlaps the one before
     ((2, 7, 24, 24), 7, 3),
@@ -297,10 +309,11 @@ COLUMNS = [  # (x shape, K or (KH, KW), padding (per side)): where _depthwise.h'
     ((1, 3, 20, 64), 5, 0),               # whole vectors only
     ((2, 2, 3, 50), 7, (2, 2, 3, 3)),     # one output row: fewer than the taps
     ((7, 2, 16, 33), 5, 2),               # images in pieces; 33 wide: one lane new
-    # kernels past 7x7 and not square: blocks of 4 to 7 tap columns by 1 to 5 rows
+    # kernels past 7x7 and not square, the blocks at x86-64-v4: 4 to 7 tap
+    # columns by 1 to 5 rows
     ((1, 1, 40, 50), 15, 7),              # 3 blocks of 5 columns, 3 of 5 rows
-    ((2, 2, 30, 36), (11, 4), (5, 5, 2, 1)),   # 4 columns: rows in blocks of 5, 3 and 3
-    ((1, 3, 21, 40), (13, 8), 0),         # 4 and 4 columns; 13 rows by 5 or 3 of 7
+    ((2, 2, 30, 36), (11, 4), (5, 5, 2, 1)),   # 4 columns: rows in blocks of 5, 5 and 1
+    ((1, 3, 21, 40), (13, 8), 0),         # 4 and 4 columns; rows in blocks of 5, 5 and 3
     ((2, 1, 18, 47), (9, 13), 4),         # 6 and 7 columns: 4 or 3 rows a block
     ((1, 2, 25, 44), (6, 9), (2, 3, 4, 4)),    # 4 and 5 columns; 6 rows
     ((3, 1, 1, 300), (1, 31), (0, 0, 15, 15)),  # one tap row, 5 blocks of 6 and 7
@@ -318,9 +331,10 @@ def test_weight_grad_by_columns(case, dtype, isa, monkeypatch):
     it, the same bits at 1 and 2 threads, and taken only where the rows are
     at least a vector wide."""
     xs, k, _ = case
-    kh, kw = k if isinstance(k, tuple) else (k, k)
+    kh, kw = ref.kernel_hw(k)
     monkeypatch.setattr(_engine, "PLANS", {})
     monkeypatch.setattr(_engine, "DW_COLUMNS", True)
+    monkeypatch.setattr(_engine, "DW_FOLD", False)
     level = _core.set_isa(isa)
     try:
         pads, x, g, _ = ref.depthwise_case(case, dtype)
@@ -329,13 +343,8 @@ def test_weight_grad_by_columns(case, dtype, isa, monkeypatch):
                                         (1, 1), c, kernel_arg="weight", dtype=dtype)
         assert plan[1].name == "depthwise"
         wide = _core.depthwise_weight_grad_rows_width(np.dtype(dtype).itemsize)
-        assert plan[3][-1] == (ow >= wide), (level, ow, wide)
-        want = ref.conv_nd_weight_grad(x, (c, 1, kh, kw), g, 1, pads, 1, c)
-        tol = 2e-5 if dtype == np.float32 else 1e-12
-        runs = at_each_thread_count(lambda: _engine.weight_grad_run(plan, x, g))
-        for dw in runs:
-            np.testing.assert_allclose(dw, want, rtol=tol, atol=tol * np.abs(want).max())
-            assert np.array_equal(dw, runs[0])
+        assert plan[3][-2] == (ow >= wide), (level, ow, wide)
+        _weight_grad_as_reference(plan, x, g, pads)
     finally:
         _core.set_isa(4)
 
@@ -376,7 +385,7 @@ def test_weight_grad_by_columns_rule(monkeypatch):
     def columns(xs, k, dtype=np.float32, stride=1, dilation=1):
         monkeypatch.setattr(_engine, "PLANS", {})
         n, c, h, wd = xs
-        kh, kw = k if isinstance(k, tuple) else (k, k)
+        kh, kw = ref.kernel_hw(k)
         span_h, span_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
         pads = (span_h // 2, span_h // 2, span_w // 2, span_w // 2)
         oh = (h + 2 * pads[0] - span_h) // stride + 1
@@ -385,7 +394,7 @@ def test_weight_grad_by_columns_rule(monkeypatch):
                                         pads, (dilation, dilation), c,
                                         kernel_arg="weight", dtype=np.dtype(dtype))
         assert plan[1].name == "depthwise"
-        return plan[3][-1]
+        return plan[3][-2]
 
     try:
         for isa in (4, 3, 1):
@@ -404,5 +413,108 @@ def test_weight_grad_by_columns_rule(monkeypatch):
             assert columns((8, 144, 7, 7), 5, np.float64) == (level == 3)   # under 8 doubles
             assert not columns((8, 96, 56, 28), 5, stride=2)   # along the height
             assert not columns((8, 96, 28, 28), 5, dilation=2)
+    finally:
+        _core.set_isa(4)
+
+
+FOLDED = [  # (x shape, (1, K), padding (per side)): 1-D, where the fold applies
+    ((2, 3, 1, 100), (1, 33), (0, 0, 16, 16)),     # 3 rows of taps, the last one tap
+    ((3, 2, 1, 300), (1, 127), (0, 0, 63, 63)),    # a tail of 12 (float32) or 4 positions
+    ((1, 1, 1, 47), (1, 32), 0),                   # 16 outputs: one whole row of floats
+    ((2, 1, 1, 500), (1, 511), (0, 0, 255, 255)),  # a kernel longer than the signal
+    ((5, 2, 1, 80), (1, 16), (0, 0, 3, 12)),       # one row of taps of floats, asymmetric
+    ((2, 1, 1, 40), (1, 9), (0, 0, 4, 4)),         # fewer taps than a row
+    ((7, 1, 1, 64), (1, 40), (0, 0, 20, 19)),      # images in pieces
+    ((1, 1, 1, 5000), (1, 63), (0, 0, 31, 31)),
+    ((2, 1, 1, 50), (1, 20), (0, 0, 25, 0)),       # padding past K - 1: a crop
+    ((2, 2, 1, 30), (1, 24), 0),                   # 7 outputs: under a row, tap by tap
+]
+
+
+@pytest.mark.parametrize("case", FOLDED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("isa", [4, 3, 1])
+def test_weight_grad_folded(case, dtype, isa, monkeypatch):
+    """A 1-D weight gradient folded into rows of 64 bytes, its taps a 2-D
+    kernel taken by columns (cvx_dwr) and the positions past the last whole
+    row tap by tap: the reference's values at every level, forced where the
+    rule would not take it, the same bits at 1 and 2 threads, and taken
+    only where the output is at least a row long."""
+    xs, (_, kw), _ = case
+    monkeypatch.setattr(_engine, "PLANS", {})
+    monkeypatch.setattr(_engine, "DW_FOLD", True)
+    _core.set_isa(isa)
+    try:
+        pads, x, g, _ = ref.depthwise_case(case, dtype)
+        c, ow = xs[1], g.shape[3]
+        plan = _engine.weight_grad_plan("t", x.shape, (c, 1, 1, kw), g.shape, (1, 1), pads,
+                                        (1, 1), c, kernel_arg="weight", dtype=dtype)
+        assert plan[1].name == "depthwise"
+        width = 64 // np.dtype(dtype).itemsize
+        assert plan[3][-1] == (width if ow >= width else 0), (ow, width)
+        _weight_grad_as_reference(plan, x, g, pads)
+    finally:
+        _core.set_isa(4)
+
+
+@pytest.mark.parametrize("where", ["x first", "x last", "g last"])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_grad_folded_non_finite(where, bad, dtype, monkeypatch):
+    """A non-finite value in the signal or the output gradient makes the
+    NaNs and infinities the GEMM makes, and no other: the fold's unused taps
+    and the positions past the last whole row (tap by tap) add nothing, not
+    zeros times it."""
+    monkeypatch.setattr(_engine, "PLANS", {})
+    monkeypatch.setattr(_engine, "DW_FOLD", True)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 2, 70)).astype(dtype)
+    g = rng.standard_normal((2, 2, 70 + 2 * 17 - 35 + 1)).astype(dtype)
+    if where == "x first":
+        x[1, 0, 0] = bad
+    elif where == "x last":
+        x[0, 1, -1] = bad      # read by the taps past 35 of the last rows, unused
+    else:
+        g[1, 1, -1] = bad      # a position past the last whole row
+    got = convx.conv1d_weight_grad(x, (2, 1, 35), g, padding=17, groups=2)
+    gemm = convx.conv1d_weight_grad(x, (2, 1, 35), g, padding=17, groups=2, method="gemm")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(gemm))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(gemm))
+    finite = np.isfinite(gemm)
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got[finite], gemm[finite], rtol=tol, atol=tol)
+    assert not finite.all() and finite.any()
+
+
+def test_weight_grad_folded_rule(monkeypatch):
+    """Folded at x86-64-v4 on 1-D calls of more than one and a half rows of
+    taps (25 floats, 13 doubles) whose output is at least a row long; never
+    at -v3 or the baseline, on 2-D calls, at a stride or a dilation."""
+    monkeypatch.setattr(_engine, "USE_DIRECT", True)
+
+    def fold(xs, kw, dtype=np.float32, stride=1, dilation=1, kh=1):
+        monkeypatch.setattr(_engine, "PLANS", {})
+        n, c, h, length = xs
+        span = (kw - 1) * dilation + 1
+        oh, ow = h - kh + 1, (length + 2 * (span // 2) - span) // stride + 1
+        plan = _engine.weight_grad_plan("t", xs, (c, 1, kh, kw), (n, c, oh, ow), (1, stride),
+                                        (0, 0, span // 2, span // 2), (1, dilation), c,
+                                        kernel_arg="weight", dtype=np.dtype(dtype))
+        return plan[3][-1] if plan[1].name == "depthwise" else None
+
+    try:
+        for isa in (4, 3, 1):
+            level = _core.set_isa(isa)
+            assert fold((16, 1, 1, 16384), 127) == (16 if level == 4 else 0)
+            assert fold((16, 1, 1, 16384), 127, np.float64) == (8 if level == 4 else 0)
+            assert fold((8, 4, 1, 8192), 25) == (16 if level == 4 else 0)
+            assert fold((8, 4, 1, 8192), 24) == 0
+            assert fold((8, 4, 1, 8192), 13, np.float64) == (8 if level == 4 else 0)
+            assert fold((8, 4, 1, 8192), 12, np.float64) == 0
+            assert fold((8, 4, 1, 10), 33) == 0                # 10 outputs: under a row
+            assert fold((8, 4, 1, 8192), 63, dilation=2) == 0
+            assert fold((8, 4, 1, 8192), 63, stride=2) in (0, None)
+            assert fold((8, 4, 8, 8192), 63) == 0              # 8 rows of 1 x 63 taps
+            assert fold((8, 4, 2, 8192), 63, kh=2) == 0        # one row of 2 x 63 taps
     finally:
         _core.set_isa(4)

@@ -155,12 +155,36 @@ cdef inline Py_ssize_t dw_wgrad_lanes(Py_ssize_t itemsize) noexcept nogil:
     return 64 // itemsize
 
 
-def depthwise_weight_grad_scratch(Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t slack, Py_ssize_t K,
-                                  Py_ssize_t itemsize, bint columns):
+cdef inline Py_ssize_t _dw_wgrad_sums(Py_ssize_t KH, Py_ssize_t KW,
+                                      Py_ssize_t fold) noexcept nogil:
+    """How many vectors of sums cvx_dwr keeps: one a tap, and folded, one a
+    tap of the ceil(KW / fold) x fold kernel (the taps from KW on unused)."""
+    return KH * KW if fold == 0 else (KW + fold - 1) // fold * fold
+
+
+def depthwise_weight_grad_scratch(Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t slack, Py_ssize_t KH,
+                                  Py_ssize_t KW, Py_ssize_t itemsize, bint columns,
+                                  Py_ssize_t fold):
     """conv_depthwise_weight_grad's values per thread: a padded image
-    (Hp*Wp + slack), and by columns one item's vectors of sums (K of them,
-    64 bytes each)."""
-    return Hp * Wp + slack + (K * dw_wgrad_lanes(itemsize) if columns else 0)
+    (Hp*Wp + slack), and by columns or folded one item's vectors of sums (64
+    bytes each)."""
+    return Hp * Wp + slack + (_dw_wgrad_sums(KH, KW, fold) * dw_wgrad_lanes(itemsize)
+                              if columns or fold else 0)
+
+
+def depthwise_weight_grad_fold(Py_ssize_t itemsize):
+    """The width of the rows conv_depthwise_weight_grad folds a 1-D signal
+    into (``fold``): the widest vector's values, 64 bytes, so that any
+    level's vectors fit a row."""
+    return dw_wgrad_lanes(itemsize)
+
+
+def depthwise_weight_grad_fold_slack(Py_ssize_t Wp, Py_ssize_t OW, Py_ssize_t KW,
+                                     Py_ssize_t fold):
+    """The zeros a folded signal of Wp values needs after it: cvx_dwr reads
+    its rows up to (OW // fold + ceil(KW / fold)) * fold - 1 (the taps from
+    KW on, unused, read past the signal)."""
+    return _max(0, (OW // fold + (KW + fold - 1) // fold) * fold - 1 - Wp)
 
 
 def depthwise_weight_grad_rows_width(Py_ssize_t itemsize):
@@ -170,33 +194,59 @@ def depthwise_weight_grad_rows_width(Py_ssize_t itemsize):
     return cvx_dwr_min_width(itemsize)
 
 
+cdef inline void _dw_wgrad_folded(const floating* pad, const floating* g, floating* vacc,
+                                  floating* acc, const Direct* D, Py_ssize_t KW,
+                                  Py_ssize_t fold) noexcept nogil:
+    """One image's channel of a 1-D signal (one row, one tap row, unit stride
+    and dilation), folded into rows of ``fold`` values ``fold`` apart: tap
+    t = a*fold + b is tap (a, b) of a ceil(KW / fold) x fold kernel on the
+    OW // fold whole rows of g, which cvx_dwr takes by columns (each loaded
+    vector serving a block of tap rows); the OW % fold positions after them,
+    tap by tap (cvx_dw_wgrad), into acc."""
+    cdef Py_ssize_t rows = D.OW // fold, KH2 = (KW + fold - 1) // fold, j = rows * fold
+    if rows > 0:
+        if floating is float:
+            cvx_dwr_f32(pad, fold, g, fold, rows, KH2, fold, vacc)
+        else:
+            cvx_dwr_f64(pad, fold, g, fold, rows, KH2, fold, vacc)
+    if j < D.OW:
+        if floating is float:
+            cvx_dw_wgrad_f32(pad + j, D.Wp, g + j, D.OW - j, 1, 1, 1, KW, 1, 1, acc)
+        else:
+            cvx_dw_wgrad_f64(pad + j, D.Wp, g + j, D.OW - j, 1, 1, 1, KW, 1, 1, acc)
+
+
 cdef void _dw_wgrad_item(const floating* x, const floating* g, floating* partial,
                          floating* pad, floating* vacc, const Direct* D, Py_ssize_t N,
                          Py_ssize_t chunks, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh,
-                         Py_ssize_t dw, bint columns, Py_ssize_t item) noexcept nogil:
+                         Py_ssize_t dw, bint columns, Py_ssize_t fold,
+                         Py_ssize_t item) noexcept nogil:
     """Channel c, images of piece k (item = c*chunks + k), into partial[item];
-    by columns, through the item's vectors of sums in ``vacc``."""
+    by columns or folded, through the item's vectors of sums in ``vacc``."""
     cdef Py_ssize_t c = item // chunks, k = item % chunks, n
     cdef Py_ssize_t n0 = k * N // chunks, n1 = (k + 1) * N // chunks
     cdef Py_ssize_t C = D.groups, K = KH * KW
     cdef floating* acc = partial + item * K
+    cdef const floating* gi
     memset(acc, 0, K * sizeof(floating))
-    if columns:
-        memset(vacc, 0, K * dw_wgrad_lanes(sizeof(floating)) * sizeof(floating))
+    if columns or fold:
+        memset(vacc, 0,
+               _dw_wgrad_sums(KH, KW, fold) * dw_wgrad_lanes(sizeof(floating)) * sizeof(floating))
     for n in range(n0, n1):
         _pad_for(x + (n * C + c) * D.Hs * D.Ws, pad, D, 0, D.OH, 0, D.OW)
-        if columns:
+        gi = g + (n * C + c) * D.OH * D.OW
+        if fold:
+            _dw_wgrad_folded(pad, gi, vacc, acc, D, KW, fold)
+        elif columns:
             if floating is float:
-                cvx_dwr_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, KW, vacc)
+                cvx_dwr_f32(pad, D.Wp, gi, D.OW, D.OH, KH, KW, vacc)
             else:
-                cvx_dwr_f64(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, KH, KW, vacc)
+                cvx_dwr_f64(pad, D.Wp, gi, D.OW, D.OH, KH, KW, vacc)
         elif floating is float:
-            cvx_dw_wgrad_f32(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, D.sh, KH, KW,
-                             dh, dw, acc)
+            cvx_dw_wgrad_f32(pad, D.Wp, gi, D.OW, D.OH, D.sh, KH, KW, dh, dw, acc)
         else:
-            cvx_dw_wgrad_f64(pad, D.Wp, g + (n * C + c) * D.OH * D.OW, D.OW, D.OH, D.sh, KH, KW,
-                             dh, dw, acc)
-    if columns:
+            cvx_dw_wgrad_f64(pad, D.Wp, gi, D.OW, D.OH, D.sh, KH, KW, dh, dw, acc)
+    if columns or fold:
         if floating is float:
             cvx_dwr_lanes_f32(vacc, K, acc)
         else:
@@ -210,28 +260,34 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
                                Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t top, Py_ssize_t left,
                                Py_ssize_t row_step, Py_ssize_t span_h, Py_ssize_t span_w,
                                Py_ssize_t slack, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t dh,
-                               Py_ssize_t dw, Py_ssize_t chunks, bint columns, int nt,
-                               bint interruptible):
+                               Py_ssize_t dw, Py_ssize_t chunks, bint columns, Py_ssize_t fold,
+                               int nt, bint interruptible):
     """dwt[c, p*KW + q] = sum over n, i, j of pad[n, c][i*row_step + p*dh*Wp + j + q*dw]
     * g[n, c, i, j]: the depthwise weight gradient (one channel in and out
-    per group, unit width stride).  ``columns``: by _depthwise.h's cvx_dwr
-    (unit stride and dilation, kernel rows of 4 taps or more, output rows at least
-    depthwise_weight_grad_rows_width wide: each item sums its images into K
-    vectors of sums, their lanes added at its end), else tap by tap
-    (cvx_dw_wgrad).
-    Each item is one channel's images of one
-    of ``chunks`` pieces, summed into its own row of partial sums (``work``'s
-    first C*chunks*KH*KW values); each thread pads one image's channel at a
-    time into its Hp*Wp + slack values after them, followed by its item's
-    vectors of sums (depthwise_weight_grad_scratch's values per thread).  The pieces are added in
-    order at the end: the same bits for any ``nt``.  Returns False when
-    interrupted."""
+    per group, unit width stride), tap by tap (cvx_dw_wgrad) unless:
+    - ``columns``: by _depthwise.h's cvx_dwr (unit stride and dilation,
+      kernels of 3 columns or more, output rows at least
+      depthwise_weight_grad_rows_width wide, else tap by tap): each item
+      sums its images into a vector of sums a tap, their lanes added at its
+      end;
+    - ``fold`` > 0 (depthwise_weight_grad_fold's width): a 1-D signal (one
+      row, one tap row, unit stride and dilation, ``slack`` at least
+      depthwise_weight_grad_fold_slack) folded into rows of ``fold``
+      values, its taps a 2-D kernel that cvx_dwr takes by columns.
+    Each item is one channel's images of one of ``chunks`` pieces, summed
+    into its own row of partial sums (``work``'s first C*chunks*KH*KW
+    values); each thread pads one image's channel at a time into its
+    Hp*Wp + slack values after them, followed by its item's vectors of sums
+    (depthwise_weight_grad_scratch's values per thread).  The pieces are
+    added in order at the end: the same bits for any ``nt``.  Returns False
+    when interrupted."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], K = KH * KW, items = C * chunks
     cdef Direct D = _direct_geom(1, x.shape[2], x.shape[3], C, 1, g.shape[2], g.shape[3], K, Hp,
                                  Wp, top, left, row_step, span_h, span_w, g.shape[2],
                                  g.shape[3], slack)
-    cdef Py_ssize_t per = depthwise_weight_grad_scratch(Hp, Wp, slack, K,
-                                                        sizeof(floating), columns)
+    cdef Py_ssize_t padded = Hp * Wp + slack    # the padded image, then the vectors of sums
+    cdef Py_ssize_t per = depthwise_weight_grad_scratch(Hp, Wp, slack, KH, KW, sizeof(floating),
+                                                        columns, fold)
     cdef Py_ssize_t it, tid, c, k, t
     cdef const floating* xp = _data4(x)
     cdef const floating* gp = &g[0, 0, 0, 0]
@@ -239,6 +295,8 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
     cdef floating* pads = partial + items * K
     cdef floating s
     cdef const int* stop = _stop(interruptible)
+    # (a plan made at a narrower level's vectors: tap by tap)
+    columns = columns and D.OW >= cvx_dwr_min_width(sizeof(floating))
     with nogil:
         nt = _team(nt)
     if nt == 1:
@@ -246,8 +304,8 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
-                _dw_wgrad_item(xp, gp, partial, pads, pads + Hp * Wp + slack, &D, N, chunks, KH,
-                               KW, dh, dw, columns, it)
+                _dw_wgrad_item(xp, gp, partial, pads, pads + padded, &D, N, chunks, KH, KW, dh,
+                               dw, columns, fold, it)
     else:
         tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
@@ -255,9 +313,8 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
             cvx_saw(tid)
             for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
-                    _dw_wgrad_item(xp, gp, partial, pads + tid * per,
-                                   pads + tid * per + Hp * Wp + slack, &D, N, chunks, KH, KW,
-                                   dh, dw, columns, it)
+                    _dw_wgrad_item(xp, gp, partial, pads + tid * per, pads + tid * per + padded,
+                                   &D, N, chunks, KH, KW, dh, dw, columns, fold, it)
     if CVX_STOPPED(stop):
         return False
     with nogil:

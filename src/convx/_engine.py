@@ -1675,8 +1675,9 @@ def _weight_grad_depthwise(c: Call, forced: bool = False) -> Any:
     kernels do: USE_DIRECT).  Measured against what the table chose before
     (the direct weight-gradient kernel, whose blocks of 4 filters are 3/4
     padding here, or the GEMM's dot products), 2 threads: see
-    docs/design.md's table.  5x5 and 7x7 kernels at unit stride may go by
-    whole columns of vectors instead of tap by tap (:func:`_dw_columns`)."""
+    docs/design.md's table.  Kernels of 2 rows and 3 columns or more at unit
+    stride may go by whole columns of vectors instead of tap by tap
+    (:func:`_dw_columns`), and 1-D ones folded into rows (:func:`_dw_fold`)."""
     if not _depthwise(c) or not (forced or USE_DIRECT):
         return None
     hp, wp = _forward_padded(c)
@@ -1684,7 +1685,7 @@ def _weight_grad_depthwise(c: Call, forced: bool = False) -> Any:
         return None
     return (_direct_geometry(1, hp, wp, c.pads[0], c.pads[2], c.stride[0] * wp, c.w[2], c.w[3],
                              c.dilation, c.groups, c.macs, c.k) + (c.w[2], c.w[3]) + c.dilation
-            + (_core.depthwise_weight_grad_chunks(c.x[0], c.x[1]), _dw_columns(c)))
+            + (_core.depthwise_weight_grad_chunks(c.x[0], c.x[1]), _dw_columns(c), _dw_fold(c)))
 
 
 DW_COLUMNS = None   # None: by _dw_columns; True / False: always where it applies (tests)
@@ -1724,19 +1725,53 @@ def _dw_columns(c: Call) -> bool:
                                                  or _core.isa() == 3 and c.w[3] >= 4))
 
 
+DW_FOLD = None   # None: by _dw_fold; True / False: always where it applies (tests)
+
+
+def _dw_fold(c: Call) -> int:
+    """The width of the rows the depthwise weight gradient folds a 1-D
+    signal into, or 0: 64 bytes' values, the taps then a ceil(kw / width) x
+    width 2-D kernel that goes by columns (cvx_dwr), each loaded vector
+    serving a block of tap rows.  It applies to one output row and one tap
+    row at unit stride and dilation, on an output at least a row long.  It
+    pays at x86-64-v4 on more than one and a half rows of taps (25 floats,
+    13 doubles); at x86-64-v3, whose blocks are 4 tap columns by 2 rows, it
+    does not.
+
+    Measured, time folded / tap by tap, 2 threads, best of 7 interleaved
+    rounds, on 22 1-D depthwise layers and plain filters of our own (1 to 32
+    channels, 1 to 64 signals of 1024 to 262144 values, 9 to 511 taps), on
+    an Intel Xeon (`python benchmarks/choices.py --set dw-wg-fold --skip
+    fft,gemm,channels,dots,columns`):
+    - x86-64-v4, float32: 0.40-0.64 from 63 taps, 0.62-0.82 at 25 to 48,
+      0.87-1.16 at 13 to 24 (0.87 at 24 the only gain), 1.38-1.52 at 9 and 12;
+    - x86-64-v4, float64: 0.42-0.64 from 63 taps, 0.50-0.89 at 13 to 48,
+      1.01-1.11 at 9 and 12;
+    - x86-64-v3 (``--isa 3``): 0.84-1.30 from 63 taps, 0.92-2.05 below.
+    """
+    width = _core.depthwise_weight_grad_fold(c.dtype.itemsize)
+    if DW_FOLD is False or not (c.out[2] == 1 and c.w[2] == 1 and c.stride == (1, 1)
+                                and c.dilation == (1, 1) and c.out[3] >= width):
+        return 0
+    return width if DW_FOLD or (_core.isa() >= 4 and 2 * c.w[3] > 3 * width) else 0
+
+
 def _weight_grad_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, gout: Array) -> Array:
     (_, _, hp, wp, top, left, row_step, span_h, span_w, _, macs, _, kh, kw, dh, dw,
-     chunks, columns) = args
+     chunks, columns, fold) = args
     dtype = x.dtype
     dwt = _result(who, shape, dtype)
     c = x.shape[1]
     threads = _threads.plan(c * chunks, macs)
     slack = _DIRECT_JB[dtype]
-    per = _core.depthwise_weight_grad_scratch(hp, wp, slack, kh * kw, dtype.itemsize, columns)
+    if fold:
+        slack = max(slack, _core.depthwise_weight_grad_fold_slack(wp, gout.shape[3], kw, fold))
+    per = _core.depthwise_weight_grad_scratch(hp, wp, slack, kh, kw, dtype.itemsize, columns,
+                                              fold)
     work = _scratch(who, per, dtype, threads, shared=c * chunks * kh * kw)
     _call(_core.conv_depthwise_weight_grad, macs, x, gout, dwt.reshape(c, kh * kw), work, hp,
           wp, top, left, row_step, span_h, span_w, slack, kh, kw, dh, dw, chunks, columns,
-          threads, fresh=dwt, scratch=work)
+          fold, threads, fresh=dwt, scratch=work)
     return dwt
 
 
