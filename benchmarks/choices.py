@@ -33,6 +33,8 @@ The sets:
   one-image       3x3 layers of one image (inference), 32 to 512 channels
   wg-one-image    weight gradients of one image, 3x3 and 5x5 layers of 32 to 512
                   channels at 7x7 to 64x64, stride 1 and 2 (_engine._channels_one_image)
+  wg-one-image-2  14 more such layers, 64 to 208 channels at 16x16 to 48x48, which
+                  _engine._channels_one_image's bound was checked on, not fitted on
   valid-ig        input gradients of unpadded 3x3 to 7x7 layers on small images
                   (LeNet-like), whose transposed pass reads a wide zero border
   narrow-rows     forward passes of layers of 3 to 16 channels and 8 to 32 filters
@@ -167,6 +169,11 @@ SETS = {
         (192, 192, 17, 3, 1), (192, 384, 34, 3, 2), (256, 256, 14, 3, 1), (256, 512, 14, 3, 2),
         (320, 320, 10, 3, 1), (384, 384, 13, 3, 1), (512, 512, 7, 3, 1), (64, 64, 30, 5, 1),
         (96, 128, 16, 5, 1), (32, 64, 48, 5, 2), (80, 80, 36, 3, 1), (40, 120, 64, 3, 2)]],
+    "wg-one-image-2": [((1, c, h, h), (f, c, k, k), s, k // 2, 1, 1, WG) for c, f, h, k, s in [
+        (112, 112, 26, 3, 1), (176, 176, 20, 3, 1), (144, 144, 22, 3, 1), (208, 208, 18, 3, 1),
+        (96, 192, 30, 3, 1), (128, 128, 20, 3, 1), (160, 160, 16, 3, 1), (192, 192, 24, 3, 1),
+        (128, 256, 32, 3, 2), (120, 240, 28, 3, 1), (72, 144, 48, 3, 2), (112, 224, 32, 5, 2),
+        (128, 128, 24, 3, 1), (64, 192, 24, 5, 1)]],
     "large-kernel": [((n, c, h, h), (f, c // g, k, k), 1, k // 2, 1, g, ("fwd", "ig"))
                      for n, c, f, h, k, g in [
         (4, 24, 48, 56, 5, 1), (2, 48, 48, 40, 5, 1), (4, 128, 48, 12, 5, 1),

@@ -484,14 +484,15 @@ CVX_DEFINE_DW_WGRAD(cvx_dw_wgrad_f64, cvx_depthwise_f64_vt, int64_t, double)
     ptrdiff_t KW, T *vacc
 #define CVX_DWR_PASS xpad, Wp, g, OW, OH, KH, KW, vacc
 #define CVX_DWR_BPASS xpad, Wp, g, OW, OH, vacc, KW, j, keep, MASK, LV
-#define CVX_DWR_PB_MAX 5
-#define CVX_DWR_QB_MAX 7
 /* The most tap columns a block at level LV, and tap rows a block for QB
  * columns: 15 to 25 sums of x86-64-v4's 32 registers, 6 to 9 of AVX2's 16
  * (the baseline as AVX2: it runs the same blocks in pairs of registers). */
 #define CVX_DWR_QB_FOR(LV) ((LV) == 4 ? 7 : 4)
 #define CVX_DWR_PB_FOR(QB, LV)                                                      \
     ((LV) == 4 ? ((QB) <= 5 ? 5 : (QB) == 6 ? 4 : 3) : ((QB) <= 3 ? 3 : 2))
+/* The largest of those at any level: the sums' array */
+#define CVX_DWR_QB_MAX CVX_DWR_QB_FOR(4)
+#define CVX_DWR_PB_MAX CVX_DWR_PB_FOR(1, 4)
 /* (in V##_taps: the block of tap rows P0 .. P0 + PB - 1 by QB columns from Q0) */
 #define CVX_DWR_ROWS(V, QB) V##_rows(CVX_DWR_BPASS, P0, PB, Q0, QB, CVX_DWR_PB_FOR(QB, LV))
 

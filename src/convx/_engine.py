@@ -1965,7 +1965,7 @@ def _channels_one_image(c: Call) -> bool:
     product's (`python benchmarks/choices.py --set wg-one-image --skip
     fft,dots`: 20 one-image layers of our own, 3x3 and 5x5, 32 to 512
     channels, 7x7 to 64x64, stride 1 and 2; and 14 held-out layers chosen
-    around the bound), on an Intel Xeon (AVX-512, the 'default' constants):
+    around the bound, ``--set wg-one-image-2``), on an Intel Xeon (AVX-512, the 'default' constants):
     - 0.76-0.97 in float32 and 0.90-1.00 in float64 on the 5 layers of 4
       to 6.1 positions per filter that the rule's former count (at most 2
       positions per filter in an item) sent to the product: 128 -> 128 at
