@@ -26,6 +26,8 @@ The sets:
   wg-few-taps     2-D weight gradients of one input channel, 3x3 (_engine._few_taps)
   fwd-1d          1-D forward passes of 3 to 9 taps (_engine._short_1d)
   dw-strided      depthwise forward passes at stride 2 and 3 (_engine._forward_depthwise)
+  strided-filters forward passes at stride 2 of 80 to 160 filters, 3x3 to 7x7 and 1-D
+                  (_engine._STRIDED_MAX_FILTERS)
   grouped         forward passes of grouped 3x3 layers, 3 to 32 groups of 4 to 80
                   channels (ResNeXt, RegNet, ShuffleNet)
   few-channels    forward passes of unpadded layers of 1 to 16 channels and 6 to 32
@@ -154,6 +156,16 @@ SETS = {
         (64, 4, 16, 20, 3, 0), (16, 16, 32, 28, 5, 0), (64, 6, 16, 10, 3, 1), (32, 10, 20, 18, 5, 0),
         (64, 16, 16, 12, 5, 0), (32, 6, 32, 14, 5, 0), (64, 6, 8, 14, 5, 0), (32, 4, 8, 12, 3, 0),
         (64, 3, 8, 20, 5, 0)]],
+    "strided-filters": [((n, c, h, h), (f, c, 3, 3), 2, 1, 1, 1, FWD) for n, c, h, f in [
+        (8, 64, 56, 128), (8, 32, 56, 96), (4, 96, 48, 128), (16, 48, 32, 128), (8, 128, 28, 128),
+        (8, 64, 40, 112), (4, 80, 64, 160), (8, 128, 32, 96), (2, 64, 112, 128),
+        (16, 64, 28, 128), (8, 160, 20, 128), (8, 40, 56, 80)]] + [
+        ((8, 32, 56, 56), (96, 32, 5, 5), 2, 2, 1, 1, FWD),
+        ((8, 64, 28, 28), (128, 64, 5, 5), 2, 2, 1, 1, FWD),
+        ((4, 16, 64, 64), (128, 16, 7, 7), 2, 3, 1, 1, FWD),
+        ((16, 64, 1024), (128, 64, 3), 2, 1, 1, 1, FWD),
+        ((16, 128, 512), (96, 128, 5), 2, 2, 1, 1, FWD),
+        ((8, 128, 28, 28), (256, 64, 3, 3), 2, 1, 1, 2, FWD)],
     "grouped": [((n, c, h, h), (c, c // g, 3, 3), 1, 1, 1, g, FWD) for n, c, h, g in [
         (8, 128, 28, 8), (8, 128, 56, 32), (8, 256, 28, 32), (8, 256, 14, 8),
         (4, 192, 28, 12), (8, 64, 56, 4), (16, 64, 28, 8), (8, 240, 28, 3)]],

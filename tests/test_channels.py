@@ -742,7 +742,12 @@ def test_stride_1_input_grad_with_non_finite_weights(width, monkeypatch):
     ((8, 32, 56, 56), (64, 1, 3, 3), 2, 32, np.float32, "channels"),      # two filters a group
     ((16, 128, 12, 12), (8, 128, 3, 3), 2, 1, np.float32, "channels"),    # fewer than 2 vectors
     ((16, 32, 32, 32), (4, 32, 3, 3), 2, 1, np.float64, "channels"),
-    ((8, 64, 56, 56), (128, 64, 3, 3), 2, 1, np.float32, "gemm"),         # 128 filters
+    # filters per group: float32 to 128, float64 to 64 (_STRIDED_MAX_FILTERS)
+    ((8, 64, 56, 56), (128, 64, 3, 3), 2, 1, np.float32, "channels"),
+    ((8, 64, 56, 56), (160, 64, 3, 3), 2, 1, np.float32, "gemm"),
+    ((8, 64, 56, 56), (128, 64, 3, 3), 2, 1, np.float64, "gemm"),
+    ((8, 64, 56, 56), (64, 64, 3, 3), 2, 1, np.float64, "channels"),
+    ((8, 128, 28, 28), (256, 64, 3, 3), 2, 2, np.float32, "channels"),   # 128 a group
     ((4, 3, 224, 224), (64, 3, 7, 7), 2, 1, np.float64, "channels"),      # a stem
     # strided, few taps per filter: the GEMM (the channels kernel took
     # 1.6-2.5x its time), but not with 1 to 4 filters a group from 9 taps

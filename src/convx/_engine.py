@@ -736,7 +736,8 @@ def _forward_channels_pay(c: Call) -> bool:
     channels, 3x3 to 7x7): float32 0.64-0.92 x86-64-v4 and 0.67-0.98 -v3 up
     to 64 filters (a 7x7 stem: 0.92 and 0.92-0.98), float64 0.60-0.99; but
     0.98-1.09 at 128 filters, 1.15-1.5 at 256 and 512, where the GEMM's
-    packing is a small part of its time.  Fewer filters than two vectors
+    packing is a small part of its time (since then, float32 to 128
+    filters: _STRIDED_MAX_FILTERS).  Fewer filters than two vectors
     (1 to 12 in float32, 1 to 4 in float64), where the GEMM's product has
     few rows: 0.22-0.99 in float32, 0.50-0.76 in float64, on 16 layers of
     our own (3x3 to 7x7, 3 to 256 channels, grouped, 1-D, stride 2 and 3),
@@ -775,7 +776,7 @@ def _forward_channels_pay(c: Call) -> bool:
     if not _one_to_one(c) and (c.k < _STRIDED_FEW_TAPS or c.k < _STRIDED_MIN_TAPS
                                and c.fg > _STRIDED_FEW_FILTERS):
         return False
-    return c.fg <= 64
+    return c.fg <= _STRIDED_MAX_FILTERS[c.dtype.itemsize]
 
 
 # _forward_channels_pay at a width stride: below _STRIDED_FEW_TAPS taps per
@@ -784,6 +785,17 @@ def _forward_channels_pay(c: Call) -> bool:
 _STRIDED_FEW_TAPS = 9
 _STRIDED_MIN_TAPS = 16
 _STRIDED_FEW_FILTERS = 4
+# ... and above _STRIDED_MAX_FILTERS filters per group (by itemsize), the
+# GEMM.  Float32 from 65 to 128 filters, measured later than the docstring's
+# layers (2 threads, best of 7 interleaved rounds, time over the GEMM's, 12
+# 3x3 stride-2 layers of our own, 32 to 160 channels, 80 to 160 filters,
+# 20x20 to 112x112; 6 more: 5x5 and 7x7, 1-D k3 and k5, grouped): x86-64-v4
+# 0.78-0.90 on 10 of the 3x3 layers, 0.99 at 160 filters and on 2 images of
+# 112x112; 0.76-0.99 on the 6 others (`choices.py --set strided-filters`);
+# x86-64-v3 0.82-0.99 on the 3x3 layers, 1.00 at 160.  In float64 the gain
+# is small and mixed (0.78-1.05, median 0.96, at x86-64-v4; 0.92-1.07 at
+# -v3): it stays at 64.
+_STRIDED_MAX_FILTERS = {4: 128, 8: 64}
 
 
 # The channels kernels' 64-byte vectors (_channels_vector) by core: the
