@@ -50,6 +50,8 @@ The sets:
                   and 7x7)
   dw-wg-fold      1-D weight gradients of depthwise layers and plain filters, 9 to
                   511 taps, 1 to 64 signals of 1024 to 262144 values (_engine._dw_fold)
+  rows-f64        float64 input gradients of 1 to 8 channels and depthwise layers,
+                  5x5 and 7x7, rows of 25 to 32 (the rows kernel's 4 vectors of doubles)
   rows-ig         input gradients of LeNet-like layers, padded or not, 1 to 32
                   channels, 10x10 to 40x40 (_engine._rows_pay)
   large-kernel    forward passes and input gradients of 5x5 and 7x7 layers of 16 to
@@ -125,6 +127,15 @@ SETS = {
         (64, 1, 6, 32, 5, 0), (32, 3, 16, 32, 5, 0), (32, 3, 32, 32, 3, 1), (64, 16, 32, 10, 3, 1),
         (32, 8, 16, 24, 5, 2), (16, 24, 24, 20, 3, 1), (64, 6, 12, 12, 5, 0), (32, 4, 24, 20, 3, 0),
         (16, 12, 12, 40, 3, 1), (8, 32, 32, 28, 3, 1), (64, 2, 8, 28, 7, 3), (32, 12, 40, 16, 3, 0)]],
+    "rows-f64": [(xs, ws, 1, p, 1, 1, IG) for xs, ws, p in [
+        ((100, 1, 28, 28), (16, 1, 5, 5), 2), ((64, 1, 32, 32), (16, 1, 5, 5), 2),
+        ((128, 1, 28, 28), (8, 1, 5, 5), 2), ((64, 1, 28, 28), (20, 1, 5, 5), 0),
+        ((100, 1, 28, 28), (6, 1, 5, 5), 2), ((64, 1, 32, 32), (6, 1, 5, 5), 0),
+        ((32, 3, 32, 32), (16, 3, 5, 5), 0), ((32, 8, 28, 28), (16, 8, 5, 5), 2),
+        ((64, 2, 28, 28), (8, 2, 7, 7), 3), ((8, 4, 26, 26), (8, 4, 5, 5), 2),
+        ((16, 6, 30, 30), (16, 6, 7, 7), 0), ((32, 3, 32, 32), (32, 3, 5, 5), 2)]] + [
+        ((n, c, h, h), (c, 1, k, k), 1, k // 2, 1, c, ("fwd", "ig")) for n, c, h, k in [
+            (16, 120, 28, 5), (8, 96, 28, 7), (8, 64, 32, 5), (16, 32, 30, 7), (8, 144, 26, 5)]],
     "dw-rows": [((n, c, h, h), (c, 1, k, k), 1, k // 2, 1, c, ("fwd", "ig"))
                 for n, c, h, k in [
         (8, 144, 14, 5), (16, 32, 20, 5), (4, 240, 24, 5), (8, 672, 14, 5), (16, 120, 28, 5),

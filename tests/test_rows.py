@@ -19,11 +19,14 @@ CASES = [  # (x shape, filters, K, padding (per side), groups)
     ((3, 4, 10, 10), 6, 5, 0, 1),           # 6 output rows: two bands, overlapping
     ((2, 3, 8, 8), 5, 5, 0, 1),             # 4 output rows of the forward pass
     ((2, 2, 4, 13), 3, 5, 2, 1),            # 4 input rows: one band
-    ((3, 5, 9, 30), 7, 7, 3, 1),            # 30 wide: vectors overlapping the last
+    ((3, 5, 9, 30), 7, 7, 3, 1),            # 30 wide: 4 vectors of doubles, the last overlapping
+    ((2, 3, 10, 25), 4, 5, 2, 1),           # 25 wide: 4 vectors of doubles, one lane new
     ((2, 4, 12, 7), 4, 7, (2, 1, 5, 0), 1),  # asymmetric, a crop (padding > K - 1)
     ((2, 8, 11, 9), 6, 5, (4, 3, 1, 2), 2),  # groups
     ((4, 6, 7, 3), 9, 5, 2, 3),             # rows of 3: narrower than any vector
-    ((2, 3, 6, 24), 4, 5, 0, 1),            # rows of 24 (float64's widest at x86-64-v4)
+    ((2, 3, 6, 24), 4, 5, 0, 1),            # rows of 24: 3 vectors of doubles
+    ((2, 3, 8, 32), 4, 5, 2, 1),            # rows of 32 (float64's widest at x86-64-v4)
+    ((2, 3, 8, 33), 4, 5, 2, 1),            # 33: wider than float64's widest
     ((1, 2, 30, 48), 3, 7, 3, 1),           # rows of 48 (float32's widest)
     ((5, 1, 12, 12), 2, 5, 0, 1),           # one channel: its filters in a pair
     ((3, 12, 9, 9), 20, 5, 2, 4),           # 5 filters a group: pairs and a single one
@@ -126,8 +129,10 @@ def test_rows_chosen_by_its_rule(tuning, monkeypatch):
         assert name((64, 8, 10, 10), (16, 8, 3, 3), dtype=dtype) != "rows"
     assert name((32, 16, 12, 12), (32, 16, 5, 5)) != "rows"
     assert (name((32, 16, 12, 12), (32, 16, 5, 5), dtype=np.float32) == "rows") == wide
-    # rows wider than the kernel takes: float64's 24 at x86-64-v4
-    assert name((8, 4, 26, 26), (8, 4, 5, 5), 2) != "rows"
+    # float64's rows of 25 to 32 at x86-64-v4 (4 vectors), and wider than
+    # the kernel takes
+    assert (name((8, 4, 26, 26), (8, 4, 5, 5), 2) == "rows") == wide
+    assert name((8, 4, 34, 34), (8, 4, 5, 5), 2) != "rows"
     if not wide:
         return
     # method='direct' runs what 'auto' runs
@@ -141,7 +146,7 @@ def test_rows_chosen_by_its_rule(tuning, monkeypatch):
 
 def test_rows_scratch_and_width():
     assert _core.rows_scratch(3, 10, 18) >= 3 * 10 * 18 + 16
-    assert _core.rows_max_width(4) in (16, 48) and _core.rows_max_width(8) in (8, 24)
+    assert _core.rows_max_width(4) in (16, 48) and _core.rows_max_width(8) in (8, 32)
 
 
 DEPTHWISE = [  # (x shape, K, padding (per side))

@@ -1595,7 +1595,10 @@ def _rows_pay(c: Call) -> bool:
     layers of 1 to 16 channels and 6 to 32 filters, 12x12 to 32x32, padded
     and not, that the rule gives it: 0.56-0.88 in float32, and 0.56-0.80
     in float64 on the 4 whose rows fit (LeNet's C3, (64, 6, 14, 14) -> 16
-    5x5: 0.79 and 0.75).  Left to the others: 48 filters and more
+    5x5: 0.79 and 0.75).  Float64 rows of 25 to 32 (4 vectors, since):
+    0.42-0.86 on 10 of 12 layers of 1 to 8 channels and 6 to 32 filters,
+    26x26 to 32x32 (the book's MNIST layer 0.74), 1.02 and 1.05 on two
+    (`choices.py --set rows-f64`).  Left to the others: 48 filters and more
     (0.88-1.67), float64 with 16 channels (1.15, against the channels
     kernel), and 3x3 kernels, where a vector of a source row serves 3 rows
     of a band, not 4 (the kernel is not compiled for them: up to 1.74 on 9

@@ -34,7 +34,8 @@
  *
  * No checking is done here: _rows_passes.pxi guarantees that every read lies
  * in the scratch (the slack after the last row is at least a vector).  On
- * x86-64 the body is compiled for x86-64-v4 (64-byte vectors, up to 3 a row),
+ * x86-64 the body is compiled for x86-64-v4 (64-byte vectors, up to 3 a row of
+ * floats and 4 of doubles: 16 sums of its 32 registers),
  * -v3 and the baseline (32-byte vectors, up to 2 a row: 8 of AVX2's 16
  * registers hold the sums) and picked at run time by cvx_isa.
  */
@@ -51,7 +52,8 @@
 #define CVX_ROWS_NARROW_VB 32
 #define CVX_ROWS_NARROW_NV 2  /* vectors a row, at most: -v3 and the baseline */
 #define CVX_ROWS_WIDE_VB 64
-#define CVX_ROWS_WIDE_NV 3    /* x86-64-v4 */
+#define CVX_ROWS_WIDE_NV 4    /* x86-64-v4: 3 of floats, 4 of doubles (CVX_ROWS_WIDE_NV_OF) */
+#define CVX_ROWS_WIDE_NV_OF(itemsize) ((itemsize) == 8 ? 4 : 3)
 
 #define CVX_ROWS_ARGS(T)                                                            \
     const T *xs, ptrdiff_t plane, ptrdiff_t Hs, ptrdiff_t Wp, ptrdiff_t C,          \
@@ -187,9 +189,12 @@ static inline CVX_ALWAYS_INLINE void V##_by(CVX_ROWS_ARGS(T), const int NVMAX,  
     } else if (nv == 2 || NVMAX < 3) {                                              \
         if (KH == 5) V##_all(CVX_ROWS_PASS, 5, 2, LV);                              \
         else V##_all(CVX_ROWS_PASS, 7, 2, LV);                                      \
-    } else {                                                                        \
+    } else if (nv == 3 || NVMAX < 4) {                                              \
         if (KH == 5) V##_all(CVX_ROWS_PASS, 5, 3, LV);                              \
         else V##_all(CVX_ROWS_PASS, 7, 3, LV);                                      \
+    } else {                                                                        \
+        if (KH == 5) V##_all(CVX_ROWS_PASS, 5, 4, LV);                              \
+        else V##_all(CVX_ROWS_PASS, 7, 4, LV);                                      \
     }                                                                               \
 }
 
@@ -199,7 +204,7 @@ CVX_DEFINE_ROWS_VARIANT(NAME##_w, T, CVX_ROWS_WIDE_VB)                          
 static inline CVX_ALWAYS_INLINE void NAME##_body(CVX_ROWS_ARGS(T), const int LV)    \
 {                                                                                   \
     if (LV == 4)                                                                    \
-        NAME##_w_by(CVX_ROWS_PASS, CVX_ROWS_WIDE_NV, LV);                           \
+        NAME##_w_by(CVX_ROWS_PASS, CVX_ROWS_WIDE_NV_OF(sizeof(T)), LV);             \
     else                                                                            \
         NAME##_n_by(CVX_ROWS_PASS, CVX_ROWS_NARROW_NV, LV);                         \
 }                                                                                   \
@@ -215,7 +220,7 @@ CVX_DEFINE_ROWS(cvx_rows_f64, double)
 /* The widest output row the kernel takes: NVMAX vectors of the level's. */
 static inline ptrdiff_t cvx_rows_max_width(ptrdiff_t itemsize)
 {
-    return cvx_isa >= 4 ? CVX_ROWS_WIDE_NV * CVX_ROWS_WIDE_VB / itemsize
+    return cvx_isa >= 4 ? CVX_ROWS_WIDE_NV_OF(itemsize) * CVX_ROWS_WIDE_VB / itemsize
                         : CVX_ROWS_NARROW_NV * CVX_ROWS_NARROW_VB / itemsize;
 }
 
