@@ -473,7 +473,7 @@ def test_weight_grad_folded_non_finite(where, bad, dtype, monkeypatch):
     if where == "x first":
         x[1, 0, 0] = bad
     elif where == "x last":
-        x[0, 1, -1] = bad      # read by the taps past 35 of the last rows, unused
+        x[0, 1, -1] = bad      # read by the last positions' taps, and the unused ones past 35
     else:
         g[1, 1, -1] = bad      # a position past the last whole row
     got = convx.conv1d_weight_grad(x, (2, 1, 35), g, padding=17, groups=2)
