@@ -659,8 +659,9 @@ def test_weight_grad_in_blocks_of_taps(x_shape, w_shape, groups, pad, dtype, mon
 
 
 # --------------------------------------------------------------------------
-# (g) the GEMM forward pass of one image: blocks of positions, for the CPUs,
-#     before blocks of filters; the same bits whatever the blocks
+# (g) the GEMM forward pass of few images: blocks of positions, a multiple
+#     of the CPUs in number, or one image's filters shared; the same bits
+#     whatever the blocks
 # --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -680,16 +681,29 @@ def test_one_image_forward_in_blocks_of_positions(dtype, monkeypatch):
             for hw in (7, 10, 14, 20, 28, 40, 56):
                 x_shape, w_shape = (n, 64, hw, hw), (64, 64, 3, 3)
                 p, nb = hw * hw, block(x_shape, w_shape, cpus)
-                blocks = -(-p // nb)
+                blocks, nblk = -(-p // nb), -(-p // nc)
                 assert 1 <= nb <= min(p, nc) and nb * (blocks - 1) < p
-                if cpus == 1:   # nothing to share
+                if cpus == 1 or n * nblk >= 2 * cpus:   # nothing to share, or enough
                     assert nb == min(p, nc)
-                elif blocks > -(-p // nc):   # more blocks than _NC gives: equal, for the CPUs
-                    assert nb >= least and n * (blocks - 1) < 2 * cpus   # no more than needed
-                    assert n * blocks >= 2 * cpus or p // (blocks + 1) < least   # as many as fit
-                else:
-                    assert nb == min(p, nc)
-    assert block((1, 128, 28, 28), (128, 128, 3, 3), 2) == 196   # 4 blocks, not 3 and 2 of filters
+                    continue
+                assert nb == -(-p // blocks)   # equal blocks
+                if n == 1 and nblk == 1:   # whole: the run shares the filters
+                    assert nb == p
+                elif n * blocks % cpus == 0:   # the fewest blocks that share evenly
+                    assert all(n * b % cpus for b in range(nblk, blocks))
+                    assert blocks == nblk or nb >= least
+                else:   # too small to cut for that: the run shares the filters
+                    even = next(b for b in range(nblk, nblk + cpus + 1) if n * b % cpus == 0)
+                    assert blocks == nblk and -(-p // even) < least
+    assert block((1, 128, 28, 28), (128, 128, 3, 3), 2) == 196   # 4 blocks, not 3
+    assert block((1, 256, 14, 14), (256, 256, 3, 3), 2) == 196   # whole, not 2 blocks
+    assert block((2, 256, 14, 14), (256, 256, 3, 3), 2) == 196   # one an image
+    assert block((3, 64, 14, 14), (128, 64, 3, 3), 2) == 98      # two an image
+    assert block((1, 160, 20, 20), (160, 160, 3, 3), 2) == 200   # two, not 384 and 16
+    mb = engine._forward_filter_block
+    assert [mb(items, 256, 2) for items in (1, 2, 3, 4, 5, 6)] == [128, 256, 128, 256, 256, 256]
+    assert mb(1, 100, 2) == 56 and mb(3, 100, 2) == 56 and mb(1, 4, 2) == 4   # whole tiles
+    assert mb(2, 96, 3) == 32 and mb(3, 96, 3) == 96 and mb(4, 96, 3) == 32   # 12 items
     rng = np.random.default_rng(3)
     x = rng.standard_normal((1, 128, 28, 28)).astype(dtype)
     w = rng.standard_normal((96, 128, 3, 3)).astype(dtype)

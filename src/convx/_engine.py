@@ -1321,25 +1321,48 @@ def _forward_depthwise_run(who: Who, shape: Shape, args: Any, x: Array, w: Array
 def _forward_gemm_sizes(c: Call, threaded: bool = True) -> tuple[int, tuple[int, int]]:
     """(nb, scratch): the output positions of an item and the scratch
     sizes.  Blocks of _NC positions (whole panels), except where the images
-    are too few to give each CPU two items: then an image's positions go in
-    that many equal blocks, each at least _FORWARD_MIN_BLOCK, before the run
-    splits the filters too (each block of filters packs the same columns:
-    one image of 784 positions, 3 blocks and 2 of filters, packed them
-    twice).  Intel Xeon, 2 threads: 0.81-1.00x the time on 9 layers of one
-    image (3x3 and 5x5, 7x7 to 28x28, 48 to 256 channels; 18 passes), 0.86-
-    1.06x on two 1-D layers of 512 and 1024 positions.  Equal blocks where
-    the blocks were already enough lost up to 1.15x (the ragged last panel
-    of each).
+    (times the groups) give the CPUs fewer than two items each: then an
+    image's positions go in equal blocks, as few as make the items a
+    multiple of the CPUs, each at least _FORWARD_MIN_BLOCK.  One image whose
+    positions fit one block stays whole, and the run shares its filters
+    among the threads instead (:func:`_forward_filter_block`): each block of
+    filters packs the same columns, but a block of positions reads every
+    filter's weights again and ends in a ragged panel of its own.
+
+    Intel Xeon (AVX-512), 2 threads, interleaved against the earlier rule
+    (blocks for two items a CPU, then blocks of filters), the same bits:
+    one image of 7x7 to 24x24 (P of 49 to 576; 48 to 1024 channels, 3x3,
+    5x5 and 1x1), 0.66-0.99x the time in float32 and 0.74-0.94x in float64;
+    two images of 7x7 and 14x14 (256 and 512 channels), 0.77-0.98x; three
+    images of 14x14 keep two blocks of positions an image (64 -> 128
+    channels: their filters in halves took 1.09-1.15x).
     One CPU (or ``threaded=False``, a call run on this thread): blocks of
     _NC.  The plan depends on the machine's CPUs, not on the thread count of
     the call; no block changes a sum's order."""
     check_gemm_sizes(c.func, c.k, c.p, c.w[0])
     nb, nblk = min(c.p, _NC), -(-c.p // _NC)
     cpus = _threads._MAX_THREADS if threaded else 1
-    more = min(-(-2 * cpus // (c.x[0] * c.groups)), c.p // _FORWARD_MIN_BLOCK)
-    if cpus > 1 and more > nblk:
-        nb = -(-c.p // more)
+    images = c.x[0] * c.groups
+    if cpus > 1 and images * nblk < 2 * cpus and (images > 1 or nblk > 1):
+        blocks = nblk
+        while images * blocks % cpus:
+            blocks += 1
+        if blocks > nblk and -(-c.p // blocks) < _FORWARD_MIN_BLOCK:
+            blocks = nblk   # (the run shares the filters instead)
+        nb = -(-c.p // blocks)
     return nb, _core.forward_scratch(c.fg, c.k, c.groups, nb)
+
+
+def _forward_filter_block(items: int, fg: int, threads: int) -> int:
+    """The filters of an item of the forward GEMM: all of the group's, or,
+    where the ``items`` (blocks of positions of every image and group) do
+    not share evenly among the ``threads`` and are fewer than two each, an
+    equal part of them (in whole micro-tiles of 8 rows), as few parts as
+    make the items a multiple of the threads."""
+    if items >= 2 * threads or items % threads == 0:
+        return fg
+    parts = threads // math.gcd(items, threads)
+    return min(fg, _round_up(-(-fg // parts), 2 * _MR))
 
 
 def _forward_small(c: Call, forced: bool = False) -> Any:
@@ -1365,9 +1388,7 @@ def _forward_gemm_run(who: Who, shape: Shape, args: Any, x: Array, w: Array,
     dtype = x.dtype
     out = _result(who, shape, dtype)
     threads = _threads.plan(items * fg, macs)
-    # Blocks of filters too, when one image's blocks are fewer than the
-    # threads (one image, few positions): rows of the micro-tile at a time.
-    mb = fg if items >= 2 * threads else _round_up(-(-fg // -(-2 * threads // items)), _MR)
+    mb = _forward_filter_block(items, fg, threads)
     work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
         _scratch(who, per, dtype, threads, shared)
     _call(_FORWARD[dtype], macs, x, w, bias, out, work, *geometry, nb, mb, threads, fresh=out,
