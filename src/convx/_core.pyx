@@ -139,6 +139,9 @@ cdef extern from "_gemm.h" nogil:
         Py_ssize_t p0, k0
     Py_ssize_t cvx_first_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t n)
     Py_ssize_t cvx_end_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t size, Py_ssize_t n)
+    int cvx_vector_runs
+    void cvx_add_run_f32(float* dst, const float* src, Py_ssize_t n)
+    void cvx_add_run_f64(double* dst, const double* src, Py_ssize_t n)
     void cvx_im2col_f32(const cvx_operand* X, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t p0,
                         Py_ssize_t np, float* dst, Py_ssize_t ld)
     void cvx_im2col_f64(const cvx_operand* X, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t p0,
@@ -306,6 +309,17 @@ def set_isa(int level):
     cdef int best = cvx_isa_detect()
     cvx_isa = level if level < best else best
     return cvx_isa
+
+
+def set_vector_runs(bint on):
+    """For tests: with False, the GEMM's im2col packing and the input
+    gradient's col2im go run by run, value by value, at every level, as
+    below x86-64-v3 (with True, in masked vectors from x86-64-v3 on: the same
+    values, so the same bits).  Returns the setting before."""
+    global cvx_vector_runs
+    before = bool(cvx_vector_runs)
+    cvx_vector_runs = 1 if on else 0
+    return before
 
 
 def cpu_id():

@@ -160,6 +160,188 @@ static inline ptrdiff_t cvx_end_valid(ptrdiff_t offset, ptrdiff_t stride, ptrdif
 /* zero past nc.                                                           */
 /* ---------------------------------------------------------------------- */
 
+/* ---------------------------------------------------------------------- */
+/* Runs of output rows in vectors (x86-64-v3 and v4).  A tap's row of the   */
+/* im2col matrix at unit column stride, over several output rows, is       */
+/* gathered one output row's run at a time with masked loads of whole      */
+/* vectors, which touch only the cells of the image (the padding's come as */
+/* zeros); col2im adds its runs back the same way.  Run by run, value by   */
+/* value, the cutting into runs cost more than the copying on small images */
+/* (cvx_pack_tap_##S has the numbers).  The same values, the same sums: the */
+/* same bits.                                                               */
+/* ---------------------------------------------------------------------- */
+/* 0: run by run, value by value, at every level (set by tests, through
+ * _core.set_vector_runs, to compare the two). */
+static int cvx_vector_runs = 1;
+
+#if CVX_X86_DISPATCH
+#include <immintrin.h>
+
+CVX_V4 static inline __m512 cvx_row_ld_f32_v4(const float *p, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const __mmask16 m = hi > lo ? (__mmask16)(((1u << hi) - 1) ^ ((1u << lo) - 1)) : 0;
+    return _mm512_maskz_loadu_ps(m, p);
+}
+CVX_V4 static inline __m512d cvx_row_ld_f64_v4(const double *p, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const __mmask8 m = hi > lo ? (__mmask8)(((1u << hi) - 1) ^ ((1u << lo) - 1)) : 0;
+    return _mm512_maskz_loadu_pd(m, p);
+}
+CVX_V3 static inline __m256 cvx_row_ld_f32_v3(const float *p, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i a = _mm256_set1_epi32((int)cvx_min(lo, 8) - 1);
+    const __m256i b = _mm256_set1_epi32((int)hi);
+    return _mm256_maskload_ps(p, _mm256_and_si256(_mm256_cmpgt_epi32(idx, a),
+                                                  _mm256_cmpgt_epi32(b, idx)));
+}
+CVX_V3 static inline __m256d cvx_row_ld_f64_v3(const double *p, ptrdiff_t lo, ptrdiff_t hi)
+{
+    const __m256i idx = _mm256_setr_epi64x(0, 1, 2, 3);
+    const __m256i a = _mm256_set1_epi64x(cvx_min(lo, 4) - 1), b = _mm256_set1_epi64x(hi);
+    return _mm256_maskload_pd(p, _mm256_and_si256(_mm256_cmpgt_epi64(idx, a),
+                                                  _mm256_cmpgt_epi64(b, idx)));
+}
+
+/* The tap (plane, column offset off_w, row offset off_h, output columns   */
+/* j0 .. j1 that read the image) at nc output positions from row i, column */
+/* j on: row[0 .. nc), and up to VL - 1 values past it, which the caller   */
+/* leaves room for (each run is stored in whole vectors; the next run      */
+/* overwrites what lies past its end).  With `fetch`, the cache lines two  */
+/* channels on, as cvx_fetch_run does.                                     */
+#define CVX_DEFINE_TAP_ROW(NAME, T, ATTR, VL, LOAD, STORE, ZERO)                    \
+ATTR static void NAME(const cvx_operand *X, const T *plane, ptrdiff_t off_w,        \
+                      ptrdiff_t off_h, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t i,     \
+                      ptrdiff_t j, ptrdiff_t nc, T *row, int fetch)                 \
+{                                                                                   \
+    const ptrdiff_t ahead = 2 * X->H * X->W;                                        \
+    for (ptrdiff_t done = 0; done < nc; i++, j = 0) {                               \
+        const ptrdiff_t len = cvx_min(X->OW - j, nc - done), end = j + len;         \
+        const ptrdiff_t r = i * X->sh + off_h;                                      \
+        T *d = row + done - j;               /* d[col]: output column col */        \
+        done += len;                                                                \
+        if (r < 0 || r >= X->H || j1 <= j0) {                                       \
+            for (ptrdiff_t c = j; c < end; c += VL) STORE(d + c, ZERO);             \
+            continue;                                                               \
+        }                                                                           \
+        /* src[col]: the cell output column col reads (col in j0 .. j1) */          \
+        const uintptr_t base = (uintptr_t)(plane + r * X->W);                       \
+        const ptrdiff_t va = j > j0 ? j : j0, vb = end < j1 ? end : j1;             \
+        if (fetch && vb > va) {                                                     \
+            const uintptr_t a = base + (va + off_w + ahead) * sizeof(T);            \
+            const uintptr_t z = base + (vb - 1 + off_w + ahead) * sizeof(T);        \
+            for (uintptr_t l = a; l < z; l += 64) CVX_PREFETCH_R((const void *)l);  \
+            CVX_PREFETCH_R((const void *)z);                                        \
+        }                                                                           \
+        for (ptrdiff_t c = j; c < end; c += VL) {                                   \
+            const ptrdiff_t lo = (c > j0 ? c : j0) - c;                             \
+            const ptrdiff_t hi = cvx_min(cvx_min(c + VL, end), j1) - c;             \
+            STORE(d + c, LOAD((const T *)(base + (c + off_w) * sizeof(T)), lo, hi));\
+        }                                                                           \
+    }                                                                               \
+}
+
+CVX_DEFINE_TAP_ROW(cvx_tap_row_f32_v4, float, CVX_V4, 16, cvx_row_ld_f32_v4,
+                   _mm512_storeu_ps, _mm512_setzero_ps())
+CVX_DEFINE_TAP_ROW(cvx_tap_row_f64_v4, double, CVX_V4, 8, cvx_row_ld_f64_v4,
+                   _mm512_storeu_pd, _mm512_setzero_pd())
+CVX_DEFINE_TAP_ROW(cvx_tap_row_f32_v3, float, CVX_V3, 8, cvx_row_ld_f32_v3,
+                   _mm256_storeu_ps, _mm256_setzero_ps())
+CVX_DEFINE_TAP_ROW(cvx_tap_row_f64_v3, double, CVX_V3, 4, cvx_row_ld_f64_v3,
+                   _mm256_storeu_pd, _mm256_setzero_pd())
+
+/* The row at the level cvx_isa: 1 when built, 0 below x86-64-v3 (or when  */
+/* cvx_vector_runs is 0). */
+#define CVX_DEFINE_TAP_ROW_PICK(S, T)                                               \
+static int cvx_tap_row_##S(const cvx_operand *X, const T *plane, ptrdiff_t off_w,   \
+                           ptrdiff_t off_h, ptrdiff_t j0, ptrdiff_t j1, ptrdiff_t i,\
+                           ptrdiff_t j, ptrdiff_t nc, T *row, int fetch)            \
+{                                                                                   \
+    if (!cvx_vector_runs)                                                           \
+        return 0;                                                                   \
+    if (cvx_isa >= 4)                                                               \
+        cvx_tap_row_##S##_v4(X, plane, off_w, off_h, j0, j1, i, j, nc, row, fetch); \
+    else if (cvx_isa >= 3)                                                          \
+        cvx_tap_row_##S##_v3(X, plane, off_w, off_h, j0, j1, i, j, nc, row, fetch); \
+    else                                                                            \
+        return 0;                                                                   \
+    return 1;                                                                       \
+}
+CVX_DEFINE_TAP_ROW_PICK(f32, float)
+CVX_DEFINE_TAP_ROW_PICK(f64, double)
+#define CVX_TAP_ROW_f32_v3 cvx_tap_row_f32
+#define CVX_TAP_ROW_f64_v3 cvx_tap_row_f64
+
+/* The first n values of a vector (n <= VL) stored at p, the others left. */
+CVX_V4 static inline void cvx_row_st_f32_v4(float *p, ptrdiff_t n, __m512 v)
+{
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v);
+}
+CVX_V4 static inline void cvx_row_st_f64_v4(double *p, ptrdiff_t n, __m512d v)
+{
+    _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), v);
+}
+CVX_V3 static inline void cvx_row_st_f32_v3(float *p, ptrdiff_t n, __m256 v)
+{
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n),
+                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), v);
+}
+CVX_V3 static inline void cvx_row_st_f64_v3(double *p, ptrdiff_t n, __m256d v)
+{
+    _mm256_maskstore_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n),
+                                              _mm256_setr_epi64x(0, 1, 2, 3)), v);
+}
+
+/* dst[j] += src[j], j < n: the input gradient's col2im adding one run of a */
+/* tap's row back into the image, in vectors, the last one masked (it reads */
+/* and writes only the run's cells): the same sums.  Runs are an output row */
+/* long at most, a few vectors.                                             */
+#define CVX_DEFINE_ADD_RUN(NAME, T, ATTR, VL, LOAD, STORE, ADD)                     \
+ATTR static void NAME(T *dst, const T *src, ptrdiff_t n)                            \
+{                                                                                   \
+    for (ptrdiff_t j = 0; j < n; j += VL) {                                         \
+        const ptrdiff_t m = cvx_min(VL, n - j);                                     \
+        STORE(dst + j, m, ADD(LOAD(dst + j, 0, m), LOAD(src + j, 0, m)));           \
+    }                                                                               \
+}
+
+CVX_DEFINE_ADD_RUN(cvx_add_run_f32_v4, float, CVX_V4, 16, cvx_row_ld_f32_v4,
+                   cvx_row_st_f32_v4, _mm512_add_ps)
+CVX_DEFINE_ADD_RUN(cvx_add_run_f64_v4, double, CVX_V4, 8, cvx_row_ld_f64_v4,
+                   cvx_row_st_f64_v4, _mm512_add_pd)
+CVX_DEFINE_ADD_RUN(cvx_add_run_f32_v3, float, CVX_V3, 8, cvx_row_ld_f32_v3,
+                   cvx_row_st_f32_v3, _mm256_add_ps)
+CVX_DEFINE_ADD_RUN(cvx_add_run_f64_v3, double, CVX_V3, 4, cvx_row_ld_f64_v3,
+                   cvx_row_st_f64_v3, _mm256_add_pd)
+#endif
+
+/* The same at the level cvx_isa (below x86-64-v3, or with cvx_vector_runs */
+/* 0, value by value). */
+#if CVX_X86_DISPATCH
+#define CVX_ADD_RUN_VECTORS(S)                                                      \
+    if (cvx_vector_runs && cvx_isa >= 4) { cvx_add_run_##S##_v4(dst, src, n); return; }\
+    if (cvx_vector_runs && cvx_isa >= 3) { cvx_add_run_##S##_v3(dst, src, n); return; }
+#else
+#define CVX_ADD_RUN_VECTORS(S)
+#endif
+#define CVX_DEFINE_ADD_RUN_PICK(S, T)                                               \
+static void cvx_add_run_##S(T *dst, const T *src, ptrdiff_t n)                      \
+{                                                                                   \
+    CVX_ADD_RUN_VECTORS(S)                                                          \
+    for (ptrdiff_t j = 0; j < n; j++) dst[j] += src[j];                             \
+}
+CVX_DEFINE_ADD_RUN_PICK(f32, float)
+CVX_DEFINE_ADD_RUN_PICK(f64, double)
+#define CVX_TAP_ROW_f32_v1(...) 0
+#define CVX_TAP_ROW_f64_v1(...) 0
+/* the room a row leaves for its builder's last vector */
+#define CVX_ROW_SLACK 16
+/* into panels narrower than the widest, the row builder only for output  */
+/* rows of at most this many bytes */
+#ifndef CVX_ROW_SHORT
+#define CVX_ROW_SHORT 128
+#endif
+
 #define CVX_DEFINE_PACK(T, S, ATTR)                                                   \
 ATTR static void cvx_pack_a_dense_##S(const cvx_operand *A, ptrdiff_t ic, ptrdiff_t mc,  \
                                  ptrdiff_t pc, ptrdiff_t kc, T *dst)                \
@@ -262,19 +444,34 @@ typedef struct {                                                                
     ptrdiff_t i, j;                       /* the next position's row and column */  \
 } cvx_tap_##S;                                                                      \
                                                                                     \
+/* Tap (c, p, q) from output row i, column j on (no divisions where the   */     \
+/* column stride is 1). */                                                          \
+ATTR static inline void cvx_tap_at_##S(const cvx_operand *X, ptrdiff_t c, ptrdiff_t p,   \
+                                       ptrdiff_t q, ptrdiff_t i, ptrdiff_t j,       \
+                                       cvx_tap_##S *t)                              \
+{                                                                                   \
+    t->plane = (const T *)X->p + c * X->H * X->W;                                   \
+    t->off_w = q * X->dw - X->pl;                                                   \
+    t->off_h = p * X->dh - X->pt;                                                   \
+    if (X->sw == 1) {                                                               \
+        t->j0 = cvx_min(t->off_w < 0 ? -t->off_w : 0, X->OW);                       \
+        t->j1 = X->W - t->off_w <= 0 ? 0 : cvx_min(X->W - t->off_w, X->OW);         \
+    } else {                                                                        \
+        t->j0 = cvx_first_valid(t->off_w, X->sw, X->OW);                            \
+        t->j1 = cvx_end_valid(t->off_w, X->sw, X->W, X->OW);                        \
+    }                                                                               \
+    if (t->j1 < t->j0)                                                              \
+        t->j1 = t->j0;                                                              \
+    t->i = i;                                                                       \
+    t->j = j;                                                                       \
+}                                                                                   \
+                                                                                    \
 ATTR static inline void cvx_tap_start_##S(const cvx_operand *X, ptrdiff_t k, ptrdiff_t pos0,\
                                      cvx_tap_##S *t)                                \
 {                                                                                   \
     const ptrdiff_t q = k % X->KW, p = (k / X->KW) % X->KH, c = k / (X->KW * X->KH);\
-    t->plane = (const T *)X->p + c * X->H * X->W;                                   \
-    t->off_w = q * X->dw - X->pl;                                                   \
-    t->off_h = p * X->dh - X->pt;                                                   \
-    t->j0 = cvx_first_valid(t->off_w, X->sw, X->OW);                                \
-    t->j1 = cvx_end_valid(t->off_w, X->sw, X->W, X->OW);                            \
-    if (t->j1 < t->j0)                                                              \
-        t->j1 = t->j0;                                                              \
-    t->i = pos0 / X->OW;                                                            \
-    t->j = pos0 - t->i * X->OW;                                                     \
+    const ptrdiff_t i = pos0 / X->OW;                                               \
+    cvx_tap_at_##S(X, c, p, q, i, pos0 - i * X->OW, t);                             \
 }                                                                                   \
                                                                                     \
 /* The next run of at most `left` positions, within one output row. */             \
@@ -392,34 +589,79 @@ ATTR static inline void cvx_put_##S(cvx_cursor_##S *c, const T *src, ptrdiff_t s
     }                                                                               \
 }                                                                                   \
                                                                                     \
-/* Row kk of a packed block: tap k at output positions jc..jc+nc.  Into     */      \
-/* panels of the widest width (floats at x86-64-v4) the values are gathered */      \
-/* into one row, then copied panel by panel: 0.89-1.00x the time of writing */      \
-/* them run by run into the panels (Intel Xeon, 2 threads, 11 forward       */      \
-/* passes: 1x1, 3x3, 5x5, 7x7, strided, grouped, dilated, 1-D, one image;   */      \
-/* geomean 0.964).  Into narrower panels the row lost (1.02x at x86-64-v3's */      \
-/* 24 floats, 1.01x at v4's 24 doubles), so they are written run by run. A  */      \
-/* block that is one run at unit stride (1-D, no padding in it) is copied   */      \
-/* into the panels from the image: 0.95-0.98x on four 1-D passes.  Always  */      \
-/* inlined: as this file grew, GCC stopped inlining it into cvx_pack_b and  */      \
-/* the forward passes took 1.05-1.14x the time (3x3 and 5x5 float32).       */      \
+/* Row kk's values, built in `from`, copied into the panels of nr columns. */     \
+ATTR static inline CVX_ALWAYS_INLINE void cvx_row_panels_##S(                      \
+    const T *from, ptrdiff_t nc, T *dst, ptrdiff_t kc, ptrdiff_t nr, ptrdiff_t kk)  \
+{                                                                                   \
+    T *p = dst + kk * nr;                                                           \
+    ptrdiff_t col = 0;                                                              \
+    if (nr == CVX_NR_MAX)                                                           \
+        for (; col + CVX_NR_MAX <= nc; col += CVX_NR_MAX, p += kc * CVX_NR_MAX)     \
+            for (ptrdiff_t l = 0; l < CVX_NR_MAX; l++) p[l] = from[col + l];        \
+    else                                                                            \
+        for (; col + nr <= nc; col += nr, p += kc * nr)                             \
+            for (ptrdiff_t l = 0; l < nr; l++) p[l] = from[col + l];                \
+    for (ptrdiff_t l = 0; col + l < nc; l++) p[l] = from[col + l];                  \
+}                                                                                   \
+                                                                                    \
+/* Row kk of a packed block by the vector row builder (CVX_TAP_ROW_*):     */      \
+/* 1 when built, 0 where it does not apply (out of line: the products     */      \
+/* inline cvx_pack_b, which it would make larger).                       */      \
+ATTR static CVX_NOINLINE int cvx_pack_tap_row_##S(                                  \
+    const cvx_operand *X, const cvx_tap_##S *t, int first, ptrdiff_t nc, T *dst,    \
+    ptrdiff_t kc, ptrdiff_t nr, ptrdiff_t kk)                                       \
+{                                                                                   \
+    T row[CVX_NC + CVX_ROW_SLACK];                                                  \
+    if (!CVX_TAP_ROW_##S(X, t->plane, t->off_w, t->off_h, t->j0, t->j1, t->i, t->j, \
+                         nc, row, first))                                           \
+        return 0;                                                                   \
+    cvx_row_panels_##S(row, nc, dst, kc, nr, kk);                                   \
+    return 1;                                                                       \
+}                                                                                   \
+                                                                                    \
+/* Row kk of a packed block: tap (c, p, q) at nc output positions from     */      \
+/* row i, column j on.  At unit column stride, where they span several     */      \
+/* output rows, from x86-64-v3 on: the vector row builder                  */      \
+/* (cvx_pack_tap_row), into panels narrower than the widest only for       */      \
+/* output rows of at most CVX_ROW_SHORT bytes.  Intel Xeon (AVX-512), one  */      \
+/* thread, the packing alone, per value, run by run -> by the builder:     */      \
+/* 3x3 float32 at x86-64-v4, 7x7 images 1.35 -> 0.58 ns, 14x14 0.66 ->     */      \
+/* 0.27, 28x28 0.33 -> 0.19, 56x56 0.23 -> 0.15; float64 in panels of 24,  */      \
+/* 7x7 1.29 -> 0.70, 14x14 0.72 -> 0.48, but 56x56 0.28 -> 0.40 (the copy  */      \
+/* into narrow panels), which CVX_ROW_SHORT leaves run by run.  Else: into */      \
+/* panels of the widest width (floats at x86-64-v4) the values are         */      \
+/* gathered into one row, then copied panel by panel: 0.89-1.00x the time  */      \
+/* of writing them run by run into the panels (Intel Xeon, 2 threads, 11   */      \
+/* forward passes: 1x1, 3x3, 5x5, 7x7, strided, grouped, dilated, 1-D, one */      \
+/* image; geomean 0.964).  Into narrower panels the row lost (1.02x at     */      \
+/* x86-64-v3's 24 floats, 1.01x at v4's 24 doubles), so they are written   */      \
+/* run by run.  A block that is one run at unit stride (1-D, no padding in */      \
+/* it) is copied into the panels from the image: 0.95-0.98x on four 1-D   */      \
+/* passes.  Always inlined: as this file grew, GCC stopped inlining it     */      \
+/* into cvx_pack_b and the forward passes took 1.05-1.14x the time (3x3    */      \
+/* and 5x5 float32).                                                       */      \
 ATTR static inline CVX_ALWAYS_INLINE void cvx_pack_tap_##S(                        \
-    const cvx_operand *X, ptrdiff_t k, ptrdiff_t jc, ptrdiff_t nc, T *dst, ptrdiff_t kc,\
-    ptrdiff_t nr, ptrdiff_t kk)                                                     \
+    const cvx_operand *X, ptrdiff_t c, ptrdiff_t p, ptrdiff_t q, ptrdiff_t i, ptrdiff_t j,\
+    ptrdiff_t nc, T *dst, ptrdiff_t kc, ptrdiff_t nr, ptrdiff_t kk)                 \
 {                                                                                   \
     const int flat = nr == CVX_NR_MAX;                                              \
+    const int first = q == 0;   /* the first column of taps */                     \
     T row[CVX_NC];                                                                  \
     const T *from = row;                                                            \
     cvx_tap_##S t;                                                                  \
+    cvx_tap_at_##S(X, c, p, q, i, j, &t);                                           \
+    if (X->sw == 1 && X->OW - t.j < nc                                              \
+        && (flat || X->OW * (ptrdiff_t)sizeof(T) <= CVX_ROW_SHORT)                  \
+        && cvx_pack_tap_row_##S(X, &t, first, nc, dst, kc, nr, kk))                 \
+        return;   /* several output rows' runs, by the vector row builder */        \
     cvx_cursor_##S cur = flat ? cvx_cursor_##S##_at(row, 1, CVX_NC, 0, 0)           \
                               : cvx_cursor_##S##_at(dst, kc, nr, kk, 0);            \
-    cvx_tap_start_##S(X, k, jc, &t);                                                \
     for (ptrdiff_t done = 0; done < nc;) {                                          \
         ptrdiff_t before, n, after;                                                 \
         const T *src;                                                               \
         done += cvx_tap_run_##S(X, &t, nc - done, &before, &src, &n, &after);       \
-        if (n && k % X->KW == 0) /* the first column of taps: the others   */       \
-            cvx_fetch_run_##S(X, src, n); /* read the same lines */                 \
+        if (n && first) /* the first column of taps: the others read */            \
+            cvx_fetch_run_##S(X, src, n); /* the same lines */                      \
         if (flat && n == nc && X->sw == 1) { /* one run, in place: the panels */    \
             from = src;                      /* are copied from the image     */    \
             break;                                                                  \
@@ -428,17 +670,17 @@ ATTR static inline CVX_ALWAYS_INLINE void cvx_pack_tap_##S(                     
         cvx_put_##S(&cur, src, X->sw, n);                                           \
         cvx_put_##S(&cur, NULL, 0, after);                                          \
     }                                                                               \
-    if (flat) {                                                                     \
-        T *p = dst + kk * nr;                                                       \
-        ptrdiff_t col = 0;                                                          \
-        for (; col + nr <= nc; col += nr, p += kc * nr) /* nr == CVX_NR_MAX */      \
-            for (ptrdiff_t l = 0; l < CVX_NR_MAX; l++) p[l] = from[col + l];        \
-        for (ptrdiff_t l = 0; col + l < nc; l++) p[l] = from[col + l];              \
-    }                                                                               \
+    if (flat)                                                                       \
+        cvx_row_panels_##S(from, nc, dst, kc, CVX_NR_MAX, kk);                      \
 }                                                                                   \
                                                                                     \
-ATTR static void cvx_pack_b_##S(const cvx_operand *B, ptrdiff_t pc, ptrdiff_t kc,        \
-                           ptrdiff_t jc, ptrdiff_t nc, ptrdiff_t nr, T *dst)        \
+/* Always inlined into the products: once the row builder was added, GCC  */      \
+/* kept it out of line, and the forward passes of float64 3x3 and 5x5     */      \
+/* layers on 28x28 to 32x32 images, packed run by run, took 1.03-1.10x    */      \
+/* the time (2 threads, the same bits).                                   */      \
+ATTR static inline CVX_ALWAYS_INLINE void cvx_pack_b_##S(                           \
+    const cvx_operand *B, ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t jc, ptrdiff_t nc,    \
+    ptrdiff_t nr, T *dst)                                                           \
 {                                                                                   \
     const ptrdiff_t ncp = (nc + nr - 1) / nr * nr;                                  \
     if (B->kind == CVX_DENSE && B->rs == 1 && B->cs != 1) {                         \
@@ -452,13 +694,30 @@ ATTR static void cvx_pack_b_##S(const cvx_operand *B, ptrdiff_t pc, ptrdiff_t kc
         }                                                                           \
         return;                                                                     \
     }                                                                               \
+    /* an im2col block: its first tap (c, p, q) and output position (i0, j0), */  \
+    /* the tap then stepped along the block */                                     \
+    ptrdiff_t c = 0, p = 0, q = 0, i0 = 0, j0 = 0;                                  \
+    if (B->kind == CVX_IM2COL) {                                                    \
+        q = pc % B->KW;                                                             \
+        p = (pc / B->KW) % B->KH;                                                   \
+        c = pc / (B->KW * B->KH);                                                   \
+        i0 = (B->p0 + jc) / B->OW;                                                  \
+        j0 = B->p0 + jc - i0 * B->OW;                                               \
+    }                                                                               \
     for (ptrdiff_t kk = 0; kk < kc; kk++) {                                         \
         if (B->kind == CVX_DENSE) {                                                 \
             cvx_cursor_##S cur = cvx_cursor_##S##_at(dst, kc, nr, kk, 0);           \
             cvx_put_##S(&cur, (const T *)B->p + (pc + kk) * B->rs + jc * B->cs,     \
                         B->cs, nc);                                                 \
         } else if (B->kind == CVX_IM2COL) {                                         \
-            cvx_pack_tap_##S(B, pc + kk, B->p0 + jc, nc, dst, kc, nr, kk);          \
+            cvx_pack_tap_##S(B, c, p, q, i0, j0, nc, dst, kc, nr, kk);              \
+            if (++q == B->KW) {                                                     \
+                q = 0;                                                              \
+                if (++p == B->KH) {                                                 \
+                    p = 0;                                                          \
+                    c++;                                                            \
+                }                                                                   \
+            }                                                                       \
         }                                                                           \
         /* the unused columns of the last panel */                                  \
         cvx_cursor_##S cur = cvx_cursor_##S##_at(dst, kc, nr, kk, nc);              \

@@ -83,8 +83,10 @@ static int cvx_interrupted = 0;
 /* (MSVC: none; its __forceinline beside `static inline` is warning C4141) */
 #if defined(__GNUC__)
 #define CVX_ALWAYS_INLINE __attribute__((always_inline))
+#define CVX_NOINLINE __attribute__((noinline))
 #else
 #define CVX_ALWAYS_INLINE
+#define CVX_NOINLINE
 #endif
 /* Hints to fetch the cache line at p for writing or for reading (no effect
  * on results, none on an address outside memory; nothing where the compiler

@@ -1,0 +1,107 @@
+"""The matrix product's reading of the image and the input gradient's
+col2im, output row by output row.  From x86-64-v3 on, a tap's values over
+several output rows are gathered with masked vector loads (_gemm.h,
+cvx_tap_row_*) and col2im adds its runs in masked vectors (cvx_add_run_*);
+below it, and at any level with ``_core.set_vector_runs(False)``, both go
+run by run, value by value.  They move the same values, so the forward pass
+and the input gradient must be the same bits both ways, at every level the
+CPU has, and agree with the reference.
+"""
+import numpy as np
+import pytest
+
+import convx
+import reference as ref
+from convx import _core, _engine
+
+LEVELS = [pytest.param(level, id=f"isa{level}") for level in (4, 3)]
+
+# (x shape, w shape, stride, padding, dilation, groups): output rows
+# narrower than a vector and wider (floats: 16 at x86-64-v4, 8 at v3;
+# doubles 8 and 4), one row of 1, padding wider than the kernel reaches
+# (whole rows and columns of zeros), a dilation, a row stride (the
+# column stride of 1 that the vectors need), a column stride of 2 (run by
+# run at every level), more positions than a block (_engine._NC: blocks
+# that begin inside an output row), groups, a kernel as wide as the padded
+# image, and 1-D signals.
+CASES = [
+    ((2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1, 1),
+    ((1, 5, 14, 14), (6, 5, 3, 3), 1, 1, 1, 1),
+    ((1, 2, 9, 13), (3, 2, 5, 3), 1, (2, 1), 1, 1),
+    ((2, 3, 6, 5), (2, 3, 3, 3), 1, 3, 1, 1),
+    ((1, 2, 11, 17), (3, 2, 3, 3), 1, 2, 2, 1),
+    ((1, 3, 12, 10), (4, 3, 3, 3), (2, 1), 1, 1, 1),
+    ((1, 3, 12, 12), (4, 3, 3, 3), (1, 2), 1, 1, 1),
+    ((1, 3, 30, 30), (5, 3, 3, 3), 1, 1, 1, 1),
+    ((1, 2, 23, 41), (3, 2, 3, 5), 1, (1, 2), (1, 2), 1),
+    ((2, 4, 10, 10), (6, 2, 3, 3), 1, 1, 1, 2),
+    ((1, 2, 5, 1), (3, 2, 3, 1), 1, (1, 0), 1, 1),
+    ((1, 2, 4, 4), (3, 2, 6, 6), 1, 1, 1, 1),
+    ((1, 1, 3, 33), (2, 1, 3, 3), 1, 1, 1, 1),
+    ((2, 3, 500), (4, 3, 5), 1, 2, 1, 1),
+    ((1, 2, 9), (3, 2, 3), 1, 4, 2, 1),
+]
+
+
+def _ids(case):
+    xs, ws, s, p, d, g = case
+    return f"x{'x'.join(map(str, xs))}-w{'x'.join(map(str, ws))}-s{s}-p{p}-d{d}-g{g}"
+
+
+def _passes(x, w, gout, kw):
+    nd = x.ndim - 2
+    fwd = convx.conv1d if nd == 1 else convx.conv2d
+    ig = convx.conv1d_input_grad if nd == 1 else convx.conv2d_input_grad
+    return fwd(x, w, **kw), ig(x.shape, w, gout, **kw)
+
+
+@pytest.fixture
+def level_and_runs(request):
+    """Restores the instruction-set level and the vector runs after a test."""
+    before = _core.set_isa(99)
+    yield
+    _core.set_vector_runs(True)
+    _core.set_isa(before)
+    _engine.PLANS.clear()
+
+
+@pytest.mark.usefixtures("level_and_runs")
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_vector_runs_same_bits(case, dtype, level):
+    if _core.set_isa(level) != level:
+        pytest.skip(f"this CPU has no x86-64-v{level}")
+    _engine.PLANS.clear()
+    xs, ws, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(len(xs) * 100 + xs[-1])
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, method="gemm")
+    out = (convx.conv1d if len(xs) == 3 else convx.conv2d)(x, w, **kw)
+    gout = rng.standard_normal(out.shape).astype(dtype)
+    x_before, w_before, g_before = x.copy(), w.copy(), gout.copy()
+    _core.set_vector_runs(True)
+    vector = _passes(x, w, gout, kw)
+    _core.set_vector_runs(False)
+    runs = _passes(x, w, gout, kw)
+    for got, want in zip(vector, runs):
+        assert got.dtype == dtype
+        assert np.array_equal(got, want)
+    assert np.array_equal(x, x_before) and np.array_equal(w, w_before)
+    assert np.array_equal(gout, g_before)
+    # and right: against the float64 reference, within the rounding bound
+    def pair(v):
+        return v if not isinstance(v, int) else (v, v) if len(xs) == 4 else (1, v)
+    ph, pw = padding if not isinstance(padding, int) else \
+        (padding, padding) if len(xs) == 4 else (0, padding)
+    rk = dict(stride=pair(stride), pads=(ph, ph, pw, pw), dilation=pair(dilation),
+              groups=groups)
+    x8, w8, g8 = (v.astype(np.float64) for v in (x, w, gout))
+    want = ref.conv_nd(x8, w8, **rk)
+    bound = ref.conv_nd(np.abs(x8), np.abs(w8), **rk)
+    want_ig = ref.conv_nd_input_grad(xs, w8, g8, **rk)
+    bound_ig = ref.conv_nd_input_grad(xs, np.abs(w8), np.abs(g8), **rk)
+    eps, taps = np.finfo(dtype).eps, w[0].size
+    assert np.all(np.abs(vector[0] - want) <= 2 * taps * eps * bound)
+    assert np.all(np.abs(vector[1] - want_ig) <= 2 * ws[0] * taps * eps * bound_ig)
