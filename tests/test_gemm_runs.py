@@ -1,11 +1,17 @@
-"""The matrix product's reading of the image and the input gradient's
-col2im, output row by output row.  From x86-64-v3 on, a tap's values over
+"""The matrix product's two ways of reading its operands, which must give
+the same bits.
+
+The image and the input gradient's col2im, output row by output row.  From x86-64-v3 on, a tap's values over
 several output rows are gathered with masked vector loads (_gemm.h,
 cvx_tap_row_*) and col2im adds its runs in masked vectors (cvx_add_run_*);
 below it, and at any level with ``_core.set_vector_runs(False)``, both go
 run by run, value by value.  They move the same values, so the forward pass
 and the input gradient must be the same bits both ways, at every level the
 CPU has, and agree with the reference.
+
+The input gradient's w.T: packed once a call, or read in place by the
+product (one small float32 image, CVX_COLUMNS); the same values in the
+same sums.
 """
 import numpy as np
 import pytest
@@ -55,6 +61,16 @@ def _passes(x, w, gout, kw):
     return fwd(x, w, **kw), ig(x.shape, w, gout, **kw)
 
 
+def _ref_geometry(xs, stride, padding, dilation, groups):
+    """The reference's keywords for the API's geometry (1-D: H = 1)."""
+    def pair(v):
+        return v if not isinstance(v, int) else (v, v) if len(xs) == 4 else (1, v)
+    ph, pw = padding if not isinstance(padding, int) else \
+        (padding, padding) if len(xs) == 4 else (0, padding)
+    return dict(stride=pair(stride), pads=(ph, ph, pw, pw), dilation=pair(dilation),
+                groups=groups)
+
+
 @pytest.fixture
 def level_and_runs(request):
     """Restores the instruction-set level and the vector runs after a test."""
@@ -91,12 +107,7 @@ def test_vector_runs_same_bits(case, dtype, level):
     assert np.array_equal(x, x_before) and np.array_equal(w, w_before)
     assert np.array_equal(gout, g_before)
     # and right: against the float64 reference, within the rounding bound
-    def pair(v):
-        return v if not isinstance(v, int) else (v, v) if len(xs) == 4 else (1, v)
-    ph, pw = padding if not isinstance(padding, int) else \
-        (padding, padding) if len(xs) == 4 else (0, padding)
-    rk = dict(stride=pair(stride), pads=(ph, ph, pw, pw), dilation=pair(dilation),
-              groups=groups)
+    rk = _ref_geometry(xs, stride, padding, dilation, groups)
     x8, w8, g8 = (v.astype(np.float64) for v in (x, w, gout))
     want = ref.conv_nd(x8, w8, **rk)
     bound = ref.conv_nd(np.abs(x8), np.abs(w8), **rk)
@@ -105,3 +116,54 @@ def test_vector_runs_same_bits(case, dtype, level):
     eps, taps = np.finfo(dtype).eps, w[0].size
     assert np.all(np.abs(vector[0] - want) <= 2 * taps * eps * bound)
     assert np.all(np.abs(vector[1] - want_ig) <= 2 * ws[0] * taps * eps * bound_ig)
+
+
+# (x shape, w shape, stride, padding, dilation, groups) for w.T read in
+# place: one image (the rule's case) and a batch; groups, a stride, a
+# dilation, a 1x1 kernel, 1-D; channels that are no multiple of the 8-row
+# micro-tile, and more filters than a depth block (_engine._KC)
+IN_PLACE = [
+    ((1, 64, 7, 7), (160, 64, 3, 3), 1, 1, 1, 1),
+    ((2, 30, 13, 13), (20, 30, 5, 5), 2, 2, 1, 1),
+    ((1, 16, 9, 9), (24, 4, 3, 3), 1, 1, 1, 4),
+    ((1, 8, 11, 11), (12, 4, 3, 3), 1, 2, 2, 2),
+    ((1, 33, 10, 10), (7, 33, 1, 1), 1, 0, 1, 1),
+    ((1, 5, 40), (300, 5, 3), 1, 1, 1, 1),
+]
+
+
+@pytest.mark.usefixtures("level_and_runs")
+@pytest.mark.parametrize("level", [pytest.param(v, id=f"isa{v}") for v in (4, 3, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", IN_PLACE, ids=_ids)
+def test_weights_in_place_same_bits(case, dtype, level, monkeypatch):
+    if _core.set_isa(level) != level:
+        pytest.skip(f"this CPU has no x86-64-v{level}")
+    _engine.PLANS.clear()
+    xs, ws, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(xs[1] * 10 + ws[0])
+    w = rng.standard_normal(ws).astype(dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, method="gemm")
+    fwd, ig = (convx.conv1d, convx.conv1d_input_grad) if len(xs) == 3 else \
+        (convx.conv2d, convx.conv2d_input_grad)
+    gout = rng.standard_normal(fwd(np.zeros(xs, dtype), w, **kw).shape).astype(dtype)
+    w_before = w.copy()
+    got = {}
+    for pack in (True, False):
+        monkeypatch.setattr(_engine, "IG_PACK", pack)
+        got[pack] = ig(xs, w, gout, **kw)
+    assert np.array_equal(got[True], got[False])
+    assert np.array_equal(w, w_before)
+    eps = np.finfo(dtype).eps
+    want = ref.conv_nd_input_grad(xs, w.astype(np.float64), gout.astype(np.float64),
+                                  **_ref_geometry(xs, stride, padding, dilation, groups))
+    bound = ref.conv_nd_input_grad(xs, np.abs(w).astype(np.float64),
+                                   np.abs(gout).astype(np.float64),
+                                   **_ref_geometry(xs, stride, padding, dilation, groups))
+    assert np.all(np.abs(got[False] - want) <= 2 * ws[0] * w[0].size * eps * bound)
+
+
+def test_weights_in_place_for_one_small_float32_image():
+    packs, most = _engine._input_grad_packs, _engine._IG_IN_PLACE_POSITIONS
+    assert not packs(1, 49, 4) and not packs(1, most, 4)
+    assert packs(1, most + 1, 4) and packs(2, 49, 4) and packs(1, 49, 8)

@@ -78,7 +78,7 @@ def conv_forward(
 def conv_input_grad(
     gout: _Floats, w: _Floats, dx: _Floats, work: _MaybeFloats,
     sh: int, sw: int, dh: int, dw: int, pt: int, pl: int, groups: int,
-    nb: int, cc: int, nt: int, interruptible: bool,
+    nb: int, cc: int, pack: bool, nt: int, interruptible: bool,
 ) -> bool: ...
 @_fused
 def conv_weight_grad(

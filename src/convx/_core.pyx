@@ -122,6 +122,7 @@ cdef extern from "_gemm.h" nogil:
         CVX_DENSE
         CVX_ROWS
         CVX_ROWS_WHOLE
+        CVX_COLUMNS
         CVX_PANELS
         CVX_PREPACKED
         CVX_IM2COL

@@ -1530,7 +1530,7 @@ def _input_grad_depthwise_run(who: Who, shape: Shape, depthwise: Any, w: Array,
 
 def _input_grad_small(c: Call, forced: bool = False) -> Any:
     geometry, nb, _, (shared, per), macs, cg, _, _ = _input_grad_gemm(c)
-    return geometry + (nb, cg, 1, False) if _fits_small(macs, shared + per) else None
+    return geometry + (nb, cg, True, 1, False) if _fits_small(macs, shared + per) else None
 
 
 def _input_grad_small_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
@@ -1679,6 +1679,26 @@ def _input_grad_rows_run(who: Who, shape: Shape, d: Any, w: Array, gout: Array) 
     return dx
 
 
+IG_PACK = None   # None: by _input_grad_packs; True / False: always (tests)
+# One float32 image of at most this many output positions reads w.T in place.
+_IG_IN_PLACE_POSITIONS = 400
+
+
+def _input_grad_packs(images: int, positions: int, itemsize: int) -> bool:
+    """Whether the GEMM input gradient packs w.T once a call, for every
+    item to read, or its product reads w.T in place (CVX_COLUMNS: a
+    micro-tile's rows side by side in each depth step's line): one float32
+    image of at most _IG_IN_PLACE_POSITIONS output positions, where the
+    packing, which reads w a row apart, is a large share of the call (40% of
+    one 7x7 image's at 512 channels, by perf).  Measured, 2 threads, the
+    same bits, in place over packed: float32, one image of 7x7 to 20x20
+    (144 to 1024 channels, 3x3 and 1x1) 0.77-0.94; from 28x28 0.96-1.04.
+    float64 mixed (0.83-1.12 on the same layers): packed."""
+    if IG_PACK is not None:
+        return IG_PACK
+    return not (images == 1 and positions <= _IG_IN_PLACE_POSITIONS and itemsize == 4)
+
+
 def _input_grad_gemm_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
     geometry, nb, pointwise, (shared, per), macs, cg, khw, fg = args
     # zeroed: the GEMM adds into it (np.zeros takes fresh pages from the
@@ -1691,9 +1711,12 @@ def _input_grad_gemm_run(who: Who, shape: Shape, args: Any, w: Array, gout: Arra
     cc = cg if items >= 2 * threads else -(-cg // -(-2 * threads // items))
     if cc != cg:
         shared, per = _core.input_grad_scratch(cg, fg, khw, groups, cc, nb, pointwise)
+    pack = _input_grad_packs(gout.shape[0], gout.shape[2] * gout.shape[3], w.dtype.itemsize)
+    if not pack:
+        shared = 0
     work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
         _scratch(who, per, w.dtype, threads, shared)
-    _call(_INPUT_GRAD[w.dtype], macs, gout, w, dx, work, *geometry, nb, cc, threads,
+    _call(_INPUT_GRAD[w.dtype], macs, gout, w, dx, work, *geometry, nb, cc, pack, threads,
           fresh=dx, accumulates_into=None if pointwise else dx, scratch=work)
     return dx
 

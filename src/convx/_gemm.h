@@ -103,15 +103,18 @@ _Static_assert(CVX_NV == 3, "the driver's narrow tiles are of 1 and 2 vectors");
 _Static_assert(CVX_NC % CVX_NR_MAX == 0, "CVX_NC holds whole panels of every width");
 
 enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_ROWS = 4,
-       CVX_PANELS = 5, CVX_ROWS_WHOLE = 6 };
+       CVX_PANELS = 5, CVX_ROWS_WHOLE = 6, CVX_COLUMNS = 7 };
 
-/* One operand.  DENSE: element (r, c) at p[r*rs + c*cs].  ROWS (B only):
- * element (k, j) at p[k*rs + j], read in place by the micro-kernel, not
- * packed (worth it when M or K is small: each value is then used by few
- * rows of A, and copying it into a panel costs as much as using it); its last
- * panel, narrower than NR, is packed.  ROWS_WHOLE: ROWS whose rows can be read
- * past the last column up to a multiple of 16 values (whose sums are
- * dropped): every panel is read in place.  PREPACKED: packed by
+/* One operand.  DENSE: element (r, c) at p[r*rs + c*cs].  COLUMNS (A
+ * only): element (i, k) at p[i + k*cs], read in place by the micro-kernel
+ * (a micro-tile's rows side by side in each depth step's line: the input
+ * gradient's w.T for one small image, which packing read a row of w
+ * apart).  ROWS (B only): element (k, j) at p[k*rs + j], read in place by
+ * the micro-kernel, not packed (worth it when M or K is small: each value
+ * is then used by few rows of A, and copying it into a panel costs as much
+ * as using it); its last panel, narrower than NR, is packed.  ROWS_WHOLE:
+ * ROWS whose rows can be read past the last column up to a multiple of 16
+ * values (whose sums are dropped): every panel is read in place.  PREPACKED: packed by
  * cvx_prepack_*, rs = the rows rounded up to CVX_MR.  PANELS (A only): packed
  * by cvx_pack_panels_* along the whole depth, element (i, k) at
  * p[(i / MR)*rs + k*MR + i % MR], so that moving p by s*MR moves the depth
@@ -828,6 +831,12 @@ CVX_DEFINE_PACK(double, f64_v1, )
         else if (a_here)                                                            \
             NAME##_micro(kc, ap + ir * A->rs, A->rs, 1, CVX_MR * A->rs, bp, ldb, cp, \
                          ldc, acc, bi, m, n, 1, NV, first);                         \
+        else if (a_columns && two)                                                  \
+            NAME##_micro(kc, ap + ir, 1, A->cs, CVX_MR, bp, ldb, cp, ldc, acc, bi, m, \
+                         n, 2, NV, first);                                          \
+        else if (a_columns)                                                         \
+            NAME##_micro(kc, ap + ir, 1, A->cs, CVX_MR, bp, ldb, cp, ldc, acc, bi, m, \
+                         n, 1, NV, first);                                          \
         else if (a_panels && two)                                                   \
             NAME##_micro(kc, ap + ir / CVX_MR * A->rs, 1, CVX_MR, A->rs, bp, ldb, cp, \
                          ldc, acc, bi, m, n, 2, NV, first);                         \
@@ -967,8 +976,10 @@ ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A
                 /* A dense along the depth is read in place (packing it    */ \
                 /* would copy each value to use it NR times); else packed.  */ \
                 const int a_here = A->kind == CVX_DENSE && A->cs == 1, a_panels = 0;\
+                const int a_columns = A->kind == CVX_COLUMNS;                       \
                 const T *ap = a_here ? (const T *)A->p + ic * A->rs + pc            \
-                                     : cvx_pack_a_##S(A, ic, mc, pc, kc, abuf);     \
+                            : a_columns ? (const T *)A->p + ic + pc * A->cs         \
+                                        : cvx_pack_a_##S(A, ic, mc, pc, kc, abuf);  \
                 for (ptrdiff_t jr = 0; jr < nc; jr += NR) {                         \
                     const int here = jr < inplace, first = jr == 0;                 \
                     const T *bp = here ? brow + jr : bbuf + (jr - inplace) * kc;    \
@@ -1001,7 +1012,8 @@ ATTR static int NAME##_taps(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_ope
                             const int *stop)                                        \
 {                                                                                   \
     enum { NR = NAME##_NR, VL = NAME##_VL };                                        \
-    const int a_here = 0, a_panels = 1, acc = 1;  /* for CVX_GEMM_MICRO_CALLS */    \
+    const int a_here = 0, a_panels = 1, a_columns = 0, acc = 1;  /* (for the */     \
+    /* calls of CVX_GEMM_MICRO_CALLS) */                                            \
     const T *bi = NULL;                                                             \
     for (ptrdiff_t jc = 0; jc < N; jc += CVX_NC) {                                  \
         const ptrdiff_t nc = cvx_min(CVX_NC, N - jc), rem = nc % NR;                \

@@ -289,10 +289,12 @@ cdef void _input_grad_pack(const floating* w, const Geom* G, Py_ssize_t cc, Py_s
         cvx_prepack_f64(&W, M, G.Fg, r0, r1, dst)
 
 
-cdef void _input_grad_item(const floating* gout, const floating* wpack, floating* dx,
-                           floating* scratch, const Geom* G, Py_ssize_t nb, Py_ssize_t cc,
-                           Py_ssize_t nchunk, Py_ssize_t item, const int* stop) noexcept nogil:
-    """dx[n, channels c0..c1 of group g] for item = (n*groups + g)*nchunk + chunk."""
+cdef void _input_grad_item(const floating* gout, const floating* wpack, const floating* w,
+                           floating* dx, floating* scratch, const Geom* G, Py_ssize_t nb,
+                           Py_ssize_t cc, Py_ssize_t nchunk, Py_ssize_t item,
+                           const int* stop) noexcept nogil:
+    """dx[n, channels c0..c1 of group g] for item = (n*groups + g)*nchunk + chunk;
+    w.T from ``wpack``, or, where it is NULL, read in place from ``w``."""
     cdef Py_ssize_t chunk = item % nchunk, ng = item // nchunk
     cdef Py_ssize_t n = ng // G.groups, g = ng % G.groups
     cdef Py_ssize_t c0 = chunk * cc, c1 = _min(G.Cg, c0 + cc), khw = G.KH * G.KW
@@ -300,11 +302,17 @@ cdef void _input_grad_item(const floating* gout, const floating* wpack, floating
     cdef floating* bbuf = scratch
     cdef floating* dcol = bbuf + _bpack(G.Fg, nb)
     cdef floating* dxg = dx + (n * G.C + g * G.Cg) * G.H * G.W
-    # A = w_g.T restricted to the chunk's taps, packed once per call
-    cdef cvx_operand A = _dense(wpack + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg),
-                                _round_up(M, CVX_MR), 0)
+    # A = w_g.T restricted to the chunk's taps: packed once per call, or read
+    # in place (CVX_COLUMNS: element (r, f) at w[g*Fg + f, c0*khw + r])
+    cdef cvx_operand A
     cdef cvx_operand B
-    A.kind = CVX_PREPACKED
+    if wpack != NULL:
+        A = _dense(wpack + (g * nchunk + chunk) * _chunk_pack(cc, khw, G.Fg),
+                   _round_up(M, CVX_MR), 0)
+        A.kind = CVX_PREPACKED
+    else:
+        A = _dense(w + g * G.Fg * G.K + c0 * khw, 1, G.K)
+        A.kind = CVX_COLUMNS
     # B = the output gradient: read in place where few rows of A use each of
     # its values or its rows are few; else packed, as a panel of its many rows
     # (each G.P apart) read in place misses the caches.  Packed, with 2
@@ -334,24 +342,26 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
                     floating[::1] work,                 # scratch: input_grad_scratch, or None
                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                     Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups,
-                    Py_ssize_t nb, Py_ssize_t cc, int nt, bint interruptible):
+                    Py_ssize_t nb, Py_ssize_t cc, bint pack, int nt, bint interruptible):
     """dx = the gradient of sum(conv(x, w) * gout) with respect to x, each item
     a block of ``cc`` input channels of one image, in blocks of ``nb`` output
-    positions.  Returns False when interrupted."""
+    positions; w.T packed once (``pack``: input_grad_scratch's shared part),
+    or read in place by the product.  Returns False when interrupted."""
     cdef Geom G = _geom(dx.shape[1], dx.shape[2], dx.shape[3], w.shape[0], w.shape[2], w.shape[3],
                         gout.shape[2], gout.shape[3], sh, sw, dh, dw, pt, pl, groups)
     cdef floating stack[_STACK_SCRATCH]
     cdef floating* scratch = _scratch(work, stack)
     cdef Py_ssize_t khw = G.KH * G.KW, nchunk = (G.Cg + cc - 1) // cc
     cdef Py_ssize_t items = dx.shape[0] * groups * nchunk, it, tid
-    cdef Py_ssize_t shared = groups * nchunk * _chunk_pack(cc, khw, G.Fg)
+    cdef Py_ssize_t shared = groups * nchunk * _chunk_pack(cc, khw, G.Fg) if pack else 0
     cdef Py_ssize_t per = _bpack(G.Fg, nb) + (0 if G.pointwise else cc * khw * nb)
     cdef const floating* gp = _data4(gout)
     cdef floating* dp = &dx[0, 0, 0, 0]
     cdef const int* stop = _stop(interruptible)
     cdef Py_ssize_t nrb = (cc * khw + _PACK_ROWS - 1) // _PACK_ROWS
-    cdef Py_ssize_t units = groups * nchunk * nrb, u
+    cdef Py_ssize_t units = groups * nchunk * nrb if pack else 0, u
     cdef const floating* wp = _data4(w)
+    cdef const floating* wpack = scratch if pack else NULL
     # w.T packed by the team, in the items' parallel region (as conv_winograd:
     # a region of its own would wake the team twice), where it is large;
     # else before it, on this thread (the team's barrier cost small calls
@@ -367,7 +377,8 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
-                _input_grad_item(gp, scratch, dp, scratch + shared, &G, nb, cc, nchunk, it, stop)
+                _input_grad_item(gp, wpack, wp, dp, scratch + shared, &G, nb, cc, nchunk, it,
+                                 stop)
     else:
         tid = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
@@ -378,8 +389,8 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
                     _input_grad_pack(wp, &G, cc, nchunk, nrb, u, scratch)
             for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop):
-                    _input_grad_item(gp, scratch, dp, scratch + shared + tid * per, &G, nb, cc,
-                                     nchunk, it, stop)
+                    _input_grad_item(gp, wpack, wp, dp, scratch + shared + tid * per, &G, nb,
+                                     cc, nchunk, it, stop)
     return not CVX_STOPPED(stop)
 
 
