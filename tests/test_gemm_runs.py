@@ -1,13 +1,14 @@
 """The matrix product's two ways of reading its operands, which must give
 the same bits.
 
-The image and the input gradient's col2im, output row by output row.  From x86-64-v3 on, a tap's values over
-several output rows are gathered with masked vector loads (_gemm.h,
-cvx_tap_row_*) and col2im adds its runs in masked vectors (cvx_add_run_*);
-below it, and at any level with ``_core.set_vector_runs(False)``, both go
-run by run, value by value.  They move the same values, so the forward pass
-and the input gradient must be the same bits both ways, at every level the
-CPU has, and agree with the reference.
+The image and the input gradient's col2im, output row by output row.  From
+x86-64-v3 on, a tap's values over several output rows are gathered with
+masked vector loads (_gemm.h, cvx_tap_row_*) and col2im adds its runs in
+masked vectors (cvx_add_run_*); below it, and at any level with
+``_core.set_vector_runs(False)``, both go run by run, value by value.  They
+move the same values, so the forward pass and the input gradient must be
+the same bits both ways, at every level the CPU has, and agree with the
+reference.
 
 The input gradient's w.T: packed once a call, or read in place by the
 product (one small float32 image, CVX_COLUMNS); the same values in the

@@ -341,9 +341,7 @@ CVX_DEFINE_ADD_RUN_PICK(f64, double)
 #define CVX_ROW_SLACK 16
 /* into panels narrower than the widest, the row builder only for output  */
 /* rows of at most this many bytes */
-#ifndef CVX_ROW_SHORT
 #define CVX_ROW_SHORT 128
-#endif
 
 #define CVX_DEFINE_PACK(T, S, ATTR)                                                   \
 ATTR static void cvx_pack_a_dense_##S(const cvx_operand *A, ptrdiff_t ic, ptrdiff_t mc,  \
