@@ -455,6 +455,54 @@ def test_filter_parts_give_the_same_bits(dtype, r, flip):
     assert found[0] == 1
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("r", [3, 5])
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("groups, cin, cout", [
+    (1, 5, 7),        # an odd number of channels, filters short of a micro-panel
+    (1, 131, 10),     # more channels than a depth block (128), an odd number past it
+    (3, 12, 33),      # groups of 4 channels, 11 filters
+    (1, 64, 64),
+])
+def test_the_kernel_transform_has_the_same_bits_at_every_level(dtype, r, flip, groups, cin,
+                                                                cout):
+    """The kernel's transform, packed for the products, computed in double
+    and rounded once, is the same at the baseline level, at x86-64-v3 and at
+    the CPU's own (v4: two columns of a micro-panel a step, gathered):
+    compared in conv_winograd's working memory, filled with NaN first, with
+    signed zeros, values near float32's limits and an infinity among the
+    weights (its NaNs must lie in the same places)."""
+    rng = np.random.default_rng(12)
+    shape = (cin, cout // groups, r, r) if flip else (cout, cin // groups, r, r)
+    w = rng.standard_normal(shape)
+    w.flat[::7] = 0.0
+    w.flat[3::11] = -0.0
+    w.flat[5::13] *= 1e37 if dtype == np.float32 else 1e300
+    w.flat[-1] = np.inf
+    w = w.astype(dtype)
+    x = rng.standard_normal((1, cin, 8, 8)).astype(dtype)
+    shared, per = _core.winograd_scratch(cin, cout, groups, 4, x.itemsize)
+    packs = []
+    before = _core.isa()
+    try:
+        for isa in sorted({1, min(3, before), before}):
+            _core.set_isa(isa)
+            work = np.full(shared + per, np.nan, dtype)
+            _core.conv_winograd(x, w, None, np.empty((1, cout, 8, 8), dtype), work,
+                                np.zeros(1, np.intc), r // 2, r // 2, groups, flip, 4, False,
+                                1, 1, False)
+            packs.append((isa, work[:shared]))
+    finally:
+        _core.set_isa(before)
+    (_, want), *others = packs
+    assert np.isnan(want).sum() < want.size // 4   # (the transform was written)
+    bits = want.view(np.uint32 if dtype == np.float32 else np.uint64)
+    for isa, got in others:
+        nan = np.isnan(want)
+        np.testing.assert_array_equal(np.isnan(got), nan, err_msg=str(isa))
+        np.testing.assert_array_equal(got.view(bits.dtype)[~nan], bits[~nan], err_msg=str(isa))
+
+
 def test_filter_parts_need_one_image_of_one_group():
     x = np.zeros((2, 8, 8, 8), np.float32)
     w = np.zeros((16, 8, 3, 3), np.float32)
@@ -589,21 +637,120 @@ def test_finite_values_whose_transform_overflows_take_the_other_algorithm(dtype,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_weights_whose_transform_underflows_take_the_other_algorithm(dtype):
+@pytest.mark.parametrize("isa", [1, 9])
+@pytest.mark.parametrize("r", [3, 5])
+@pytest.mark.parametrize("pass_", ["forward", "input grad"])
+@pytest.mark.parametrize("n", [1, 2])
+def test_weights_whose_transform_underflows_take_the_other_algorithm(dtype, isa, r, pass_, n,
+                                                                      default_threads):
     """A kernel below 2**12 x the smallest normal number would have its
     transform rounded among the subnormal numbers, beyond Winograd's bound
-    (weights of 1e-42 in float32: 104 times it): such a call runs the exact
-    algorithm, bit for bit; one a little larger runs Winograd."""
+    (weights of 1e-42 in float32: 104 times it): a call with one such
+    (filter, channel) kernel, even among normal ones, runs the exact
+    algorithm, bit for bit; one whose smallest kernels are at that bound,
+    or zero, runs Winograd.  The kernel transform finds them, at the
+    baseline level and the CPU's own, on one thread and on several, where
+    the threads share one image's filters (n = 1: 40 filters, parts) and
+    where they share its tiles (n = 2)."""
     rng = np.random.default_rng(9)
-    x = rng.standard_normal((2, 8, 12, 12)).astype(dtype)
-    tiny = np.finfo(dtype).tiny
-    for scale, exact in ((tiny * 2.0 ** -3, True), (tiny * 2.0 ** 20, False)):
-        w = (rng.standard_normal((8, 8, 3, 3)) * scale).astype(dtype)
-        plan = _engine.forward_plan("t", x.shape, w.shape, (1, 1), (1,) * 4, (1, 1), 1,
-                                    method="winograd", dtype=dtype)
+    c, size = (32, 24) if n == 1 else (16, 20)   # (calls the threads share)
+    x = rng.standard_normal((n, c, size, size)).astype(dtype)
+    g = rng.standard_normal((n, 40, size, size)).astype(dtype)
+    base = rng.standard_normal((40, c, r, r)).astype(dtype)
+    small = np.finfo(dtype).tiny * 2.0 ** 12
+    pads = (r // 2,) * 4
+
+    def with_kernel(f, c, top):
+        """base, kernel (f, c) scaled to its largest magnitude ``top``."""
+        w, k = base.copy(), base[f, c].astype(np.float64)
+        at = np.unravel_index(np.abs(k).argmax(), k.shape)
+        if np.isfinite(top):
+            k *= top / np.abs(k).max()
+        k[at] = np.sign(k[at]) * dtype(top)       # the largest, exactly
+        w[f, c] = k
+        assert np.array_equal(np.abs(w[f, c]).max(), dtype(top), equal_nan=True)
+        return w
+
+    weights = [   # (weights, runs the exact algorithm)
+        ((base * dtype(np.finfo(dtype).tiny * 2.0 ** -3)).astype(dtype), True),   # every kernel
+        ((base * dtype(np.finfo(dtype).tiny * 2.0 ** 20)).astype(dtype), False),
+        (with_kernel(39, c - 1, small / 2), True),  # the last filter's last channel
+        (with_kernel(17, c // 2, small * 0.999), True),  # one in a middle micro-panel
+        (with_kernel(0, 0, small), False),          # at the bound
+        (with_kernel(21, c - 3, 0.0), False),       # zero
+        (with_kernel(39, c - 1, np.inf), True),     # not finite (the kernel finds these too)
+        (with_kernel(9, 1, np.nan), True),
+    ]
+    plan_of = {
+        "forward": lambda w: _engine.forward_plan("t", x.shape, w.shape, (1, 1), pads, (1, 1), 1,
+                                                  method="winograd", dtype=dtype),
+        "input grad": lambda w: _engine.input_grad_plan("t", x.shape, w.shape, g.shape, (1, 1),
+                                                        pads, (1, 1), 1, method="winograd",
+                                                        dtype=dtype),
+    }[pass_]
+    call = {
+        "forward": lambda w, m: convx.conv2d(x, w, padding=r // 2, method=m),
+        "input grad": lambda w, m: convx.conv2d_input_grad(x.shape, w, g, padding=r // 2,
+                                                           method=m),
+    }[pass_]
+    want_of = {
+        "forward": lambda w: reference.conv_nd(x, w, None, 1, pads),
+        "input grad": lambda w: reference.conv_nd_input_grad(x.shape, w, g, 1, pads),
+    }[pass_]
+    before = _core.isa()
+    try:
+        _core.set_isa(isa)
+        _engine.PLANS.clear()
+        plan = plan_of(base)
+        many = convx._threads._MAX_THREADS > 1
+        if pass_ == "forward" and many:   # (the input gradient's "filters" are 8 channels)
+            assert bool(plan[3][0][8]) == (n == 1), plan[3][0]   # parts for one image
         fallback = plan[3][1][1].method
-        got = convx.conv2d(x, w, padding=1, method="winograd")
-        same = np.array_equal(got, convx.conv2d(x, w, padding=1, method=fallback))
-        assert same if exact else not same, scale
-        want = reference.conv_nd(x, w, None, 1, (1,) * 4)
-        assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
+        for threads in sorted({1, convx._threads._MAX_THREADS}):
+            convx.set_num_threads(threads)
+            for k, (w, exact) in enumerate(weights):
+                got = call(w, "winograd")
+                assert convx._threads._local.last == threads   # (all of them ran)
+                same = np.array_equal(got, call(w, fallback), equal_nan=True)
+                assert same if exact else not same, (k, threads)
+                if np.isfinite(w).all():
+                    want = want_of(w)
+                    assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max(), (k, threads)
+    finally:
+        _core.set_isa(before)
+        _engine.PLANS.clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("value", [np.nan, np.inf, "small"])
+@pytest.mark.parametrize("threads, parts", [(1, 1), (2, 1), (2, 2)])
+def test_the_kernel_transform_stops_the_call_before_its_items(dtype, flip, value, threads,
+                                                             parts):
+    """A kernel that is not finite, or too small (every weight 1/8 of the
+    smallest normal number), is found as the kernel is
+    transformed, before any item runs: conv_winograd says so in ``found``
+    and leaves every output cell as it was, on one thread and two, with
+    and without parts; at every ISA level."""
+    rng = np.random.default_rng(13)
+    cin, cout, side = 16, 40, 20
+    x = rng.standard_normal((1, cin, side, side)).astype(dtype)
+    w = rng.standard_normal((cin, cout, 3, 3) if flip else (cout, cin, 3, 3)).astype(dtype)
+    if value == "small":
+        w[cin - 1 if flip else cout - 1, 2] = np.finfo(dtype).tiny / 8
+    else:
+        w[3, 5, 2, 1] = value
+    before = _core.isa()
+    try:
+        for isa in sorted({1, before}):
+            _core.set_isa(isa)
+            tb = 32
+            shared, per = _core.winograd_scratch(cin, cout, 1, tb, x.itemsize)
+            out = np.full((1, cout, side, side), 7.0, dtype)
+            found = np.zeros(1, np.intc)
+            assert _core.conv_winograd(x, w, None, out, np.empty(shared + 2 * per, dtype), found,
+                                       1, 1, 1, flip, tb, False, threads, parts, False)
+            assert found[0] == 1, isa
+            assert (out == 7.0).all(), isa
+    finally:
+        _core.set_isa(before)

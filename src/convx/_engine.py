@@ -2924,38 +2924,19 @@ def _winograd_plan(pass_: str, shape: Callable[[Call], Shape]) -> PlanFn:
     return plan
 
 
-def _kernel_underflows(w: Array) -> bool:
-    """Whether a (filter, channel) kernel of ``w`` is so small (below
-    2**12 x the dtype's smallest normal number, but not zero) that values of
-    its transform G g G^T, rounded once to the dtype, could fall among the
-    subnormal numbers: their error is then no longer relative to the kernel,
-    and Winograd's bound fails (weights of 1e-42 in float32 gave 104 times
-    it).  One pass over the weights, which are small: a second, kernel by
-    kernel, only where a weight is that small.  (NumPy's maximum along rows
-    of 9 values took 0.7 ms for 128 x 128 3x3 kernels, a third of the
-    layer's time with one image; the taps' columns take 0.1 ms, the first
-    pass 0.03 ms.)"""
-    small = np.finfo(w.dtype).tiny * 2.0 ** 12
-    a = np.abs(w).reshape(w.shape[0] * w.shape[1], -1)
-    if not a.size or a.min() >= small:
-        return False
-    top = a[:, 0].copy()
-    for tap in range(1, a.shape[1]):
-        np.maximum(top, a[:, tap], out=top)
-    return bool(((top > 0) & (top < small)).any())
-
-
 def _winograd_compute(who: Who, shape: Shape, own: Any, src: Array, w: Array,
                       bias: Array | None) -> Array | None:
     """The forward pass (src the input), or with the plan's ``flip`` the
-    input gradient (src the output gradient, no bias); None where src holds
-    a value that is not finite (the kernel finds it as it transforms src),
+    input gradient (src the output gradient, no bias); None where src or w
+    holds a value that is not finite (the kernel finds it as it transforms
+    them: in NumPy, a look at the weights took 3% of a one-image call),
     where a value of the output's transform is not finite (the kernel finds
     it too: finite products can overflow where the direct sums do not), or
-    where the kernel's transform could underflow (:func:`_kernel_underflows`).
-    A dilated call runs on the phase images of ``nb`` images at a time."""
-    if _kernel_underflows(w):
-        return None
+    where the kernel's transform could underflow (the kernel finds that as
+    it transforms the weights: a (filter, channel) kernel below 2**12 times
+    the dtype's smallest normal number; in NumPy, a pass over the weights
+    took 4-12% of a one-image call's time).  A dilated call runs on the
+    phase images of ``nb`` images at a time."""
     tb, pt, pl, groups, items, macs, flip, split, parts_tb = own
     out = _result(who, shape, src.dtype)
     cin, cout = src.shape[1], shape[1]
@@ -3023,7 +3004,7 @@ ALGORITHMS = {
         Algorithm("fft", "fft", _fft_plan("forward", lambda c: c.out),
                   _finite_run(_forward_fft, ()), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _winograd_plan("forward", lambda c: c.out),
-                  _finite_run(_winograd_compute, (1,)), _WINO_NEEDS),
+                  _finite_run(_winograd_compute, ()), _WINO_NEEDS),
         Algorithm("rows", "direct", _forward_rows, _forward_rows_run,
                   _BORDER_NEEDS),   # (where it does not apply, depthwise and the others may)
         Algorithm("depthwise", "direct", _forward_depthwise, _forward_depthwise_run,
@@ -3039,7 +3020,7 @@ ALGORITHMS = {
         Algorithm("fft", "fft", _fft_plan("input grad", lambda c: c.x),
                   _finite_run(_input_grad_fft, ()), _FFT_NEEDS),
         Algorithm("winograd", "winograd", _winograd_plan("input grad", lambda c: c.x),
-                  _finite_run(_input_grad_winograd, (0,)), _WINO_NEEDS),
+                  _finite_run(_input_grad_winograd, ()), _WINO_NEEDS),
         Algorithm("rows", "direct", _input_grad_rows, _input_grad_rows_run,
                   "stride 1 along both axes"),
         Algorithm("depthwise", "direct", _input_grad_depthwise, _input_grad_depthwise_run,

@@ -38,14 +38,16 @@
  * where cvx_isa is 3 or more (x86-64-v3 and v4), except F(2x2, 5x5)'s
  * output transform, there the generic code compiled for x86-64-v3.  The
  * kernel's transform is computed in double and rounded once, four filters
- * at a time (one AVX2 vector of doubles from v3 on, without fused
- * multiply-adds: each value the scalar code's, bit for bit).
+ * at a time (one AVX2 vector of doubles at v3), or at x86-64-v4 four
+ * filters of two channels, gathered into one AVX-512 vector; without fused
+ * multiply-adds: each value the scalar code's, bit for bit.
  *
  * No checking is done here: _winograd_passes.pxi guarantees the sizes.
  */
 #ifndef CONVX_WINOGRAD_H
 #define CONVX_WINOGRAD_H
 
+#include <float.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -565,29 +567,28 @@ CVX_AVX2 static int cvx_wino_out4_f64_avx2(CVX_WINO_OUT_ARGS(double))
 }
 #endif
 
-/* The transforms at the level cvx_isa (RET: ``return``, or nothing for the
- * kernel's, which return nothing). */
+/* The input and output transforms at the level cvx_isa. */
 #if CVX_X86_DISPATCH
-#define CVX_WINO_PICK(TYPE, RET, NAME, ARGS, PASS, WIDE)                            \
-static TYPE NAME(ARGS) { RET (cvx_isa >= 3 && WIDE ? NAME##_avx2 : NAME##_v1)(PASS); }
+#define CVX_WINO_PICK(NAME, ARGS, PASS, WIDE)                                        \
+static int NAME(ARGS) { return (cvx_isa >= 3 && WIDE ? NAME##_avx2 : NAME##_v1)(PASS); }
 #else
-#define CVX_WINO_PICK(TYPE, RET, NAME, ARGS, PASS, WIDE)                            \
-static TYPE NAME(ARGS) { RET NAME##_v1(PASS); }
+#define CVX_WINO_PICK(NAME, ARGS, PASS, WIDE)                                        \
+static int NAME(ARGS) { return NAME##_v1(PASS); }
 #endif
 
 /* (the AVX2 input transforms read 8 values a row: rows of at least 8) */
-CVX_WINO_PICK(int, return, cvx_wino_in_f32, CVX_WINO_IN_ARGS(float), CVX_WINO_IN_PASS, W >= 8)
-CVX_WINO_PICK(int, return, cvx_wino_in_f64, CVX_WINO_IN_ARGS(double), CVX_WINO_IN_PASS, W >= 8)
-CVX_WINO_PICK(int, return, cvx_wino_out4_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
-CVX_WINO_PICK(int, return, cvx_wino_out4_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(cvx_wino_in_f32, CVX_WINO_IN_ARGS(float), CVX_WINO_IN_PASS, W >= 8)
+CVX_WINO_PICK(cvx_wino_in_f64, CVX_WINO_IN_ARGS(double), CVX_WINO_IN_PASS, W >= 8)
+CVX_WINO_PICK(cvx_wino_out4_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(cvx_wino_out4_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
 
 /* F(2x2, 5x5)'s: at x86-64-v3, the generic code compiled for it. */
 #if CVX_X86_DISPATCH
 CVX_DEFINE_WINO_OUT(cvx_wino_out2_f32_avx2, float, 8, CVX_AVX2, 2, CVX_WINO_A2)
 CVX_DEFINE_WINO_OUT(cvx_wino_out2_f64_avx2, double, 4, CVX_AVX2, 2, CVX_WINO_A2)
 #endif
-CVX_WINO_PICK(int, return, cvx_wino_out2_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
-CVX_WINO_PICK(int, return, cvx_wino_out2_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(cvx_wino_out2_f32, CVX_WINO_OUT_ARGS(float), CVX_WINO_OUT_PASS, 1)
+CVX_WINO_PICK(cvx_wino_out2_f64, CVX_WINO_OUT_ARGS(double), CVX_WINO_OUT_PASS, 1)
 
 /* The output transform of the tiles ``step`` apart: 4 (F(4x4, 3x3)) or 2. */
 static int cvx_wino_out_f32(CVX_WINO_OUT_ARGS(float))
@@ -609,8 +610,15 @@ static int cvx_wino_out_f64(CVX_WINO_OUT_ARGS(double))
  * padding, up to Mp) are zeros.  A block of CVX_WINO_IB columns of the
  * panel is one contiguous run in each matrix: it is computed first, then
  * copied, so that every cache line is written whole, at once.  Computed in
- * double, rounded once to T. */
+ * double, rounded once to T.  Returns 1 when a kernel holds a value that is
+ * not finite (it would spread over every value of its transform), or when
+ * its largest magnitude is above zero and below CVX_WINO_SMALL(T) (its
+ * transform, rounded to T, could fall among the subnormal numbers, where
+ * its error is no longer relative to the kernel's: weights of 1e-42 in
+ * float32 gave 104 times Winograd's bound); else 0. */
 #define CVX_WINO_IB 32   /* columns per block: divides CVX_KC */
+/* 2**12 times T's smallest normal number */
+#define CVX_WINO_SMALL(T) ((sizeof(T) == sizeof(float) ? (double)FLT_MIN : DBL_MIN) * 4096.0)
 
 #define CVX_WINO_WEIGHTS_ARGS(T)                                                    \
     const T *w, ptrdiff_t O, ptrdiff_t I, int flip, ptrdiff_t o0, T *pack
@@ -636,9 +644,10 @@ static const double cvx_wino_g5[6][5] = {
 /* An R x R kernel (R = 3: G = cvx_wino_g3; R = 5: cvx_wino_g5).  Each sum
  * is taken left to right, G's column 0 first. */
 #define CVX_DEFINE_WINO_WEIGHTS(NAME, T, ATTR, R, G)                                \
-ATTR static void NAME(CVX_WINO_WEIGHTS_ARGS(T))                                     \
+ATTR static int NAME(CVX_WINO_WEIGHTS_ARGS(T))                                      \
 {                                                                                   \
     const ptrdiff_t Mp = (O + CVX_MR - 1) / CVX_MR * CVX_MR;                        \
+    int small = 0;                                                                  \
     for (ptrdiff_t i0 = 0; i0 < I; i0 += CVX_WINO_IB) {                             \
         const ptrdiff_t ib = I - i0 < CVX_WINO_IB ? I - i0 : CVX_WINO_IB;           \
         const ptrdiff_t pc = i0 / CVX_KC * CVX_KC;                                  \
@@ -653,6 +662,15 @@ ATTR static void NAME(CVX_WINO_WEIGHTS_ARGS(T))                                 
                                                     : w + (o * I + i0 + i) * R * R; \
                 for (int e = 0; e < R * R; e++)                                     \
                     g[e][r] = src == NULL ? 0.0 : flip ? src[R * R - 1 - e] : src[e]; \
+            }                                                                       \
+            for (int r = 0; r < CVX_MR; r++) {                                      \
+                double top = 0.0;                                                   \
+                for (int e = 0; e < R * R; e++) {                                   \
+                    const double m = g[e][r] < 0 ? -g[e][r] : g[e][r];              \
+                    small |= !(m <= DBL_MAX);    /* NaN or infinite */              \
+                    top = m > top ? m : top;                                        \
+                }                                                                   \
+                small |= top > 0 && top < CVX_WINO_SMALL(T);                        \
             }                                                                       \
             for (int a = 0; a < 6; a++)                                             \
                 for (int q = 0; q < R; q++)                                         \
@@ -675,6 +693,7 @@ ATTR static void NAME(CVX_WINO_WEIGHTS_ARGS(T))                                 
             memcpy(pack + xi * Mp * I + pc * Mp + o0 * kc + (i0 - pc) * CVX_MR, u[xi], \
                    ib * CVX_MR * sizeof(T));                                        \
     }                                                                               \
+    return small;                                                                   \
 }
 
 CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f32_v1, float, , 3, cvx_wino_g3)
@@ -690,14 +709,101 @@ CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights_f64_avx2, double, CVX_WINO_WEIGHTS_AVX2
 CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights5_f32_avx2, float, CVX_WINO_WEIGHTS_AVX2, 5, cvx_wino_g5)
 CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights5_f64_avx2, double, CVX_WINO_WEIGHTS_AVX2, 5,
                         cvx_wino_g5)
+
+/* x86-64-v4: two columns of the panel at once, in 8 lanes of one AVX-512
+ * vector of doubles (lane l: column i + l / CVX_MR, filter o0 + l % CVX_MR,
+ * the order the panel holds them in), each lane's kernel gathered from w.
+ * The same double sums as above, in the same order and without fused
+ * multiply-adds, each rounded once to T: the same bits.  Each of the 36
+ * values is one vector, stored as the panel's 2*CVX_MR values there.  (The
+ * generic code above, one column of 4 lanes a step, spent most of its time
+ * filling g lane by lane: 17-35 ns a kernel, a third to three quarters of
+ * a one-image layer's time.) */
+#define CVX_WINO_WEIGHTS_V4 __attribute__((target("arch=x86-64-v4"), optimize("fp-contract=off")))
+#define CVX_WINO_GATHER_F32(k, idx, p)                                              \
+    _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), k, idx, p, 4))
+#define CVX_WINO_GATHER_F64(k, idx, p) _mm512_mask_i32gather_pd(_mm512_setzero_pd(), k, idx, p, 8)
+#define CVX_WINO_PUT_F32(p, v) _mm256_store_ps(p, _mm512_cvtpd_ps(v))
+#define CVX_WINO_PUT_F64(p, v) _mm512_store_pd(p, v)
+#define CVX_DEFINE_WINO_WEIGHTS_V4(NAME, T, R, G, GATHER, PUT)                      \
+CVX_WINO_WEIGHTS_V4 static int NAME(CVX_WINO_WEIGHTS_ARGS(T))                       \
+{                                                                                   \
+    const ptrdiff_t Mp = (O + CVX_MR - 1) / CVX_MR * CVX_MR;                        \
+    __mmask8 small = 0;                                                             \
+    int32_t at[2 * CVX_MR];        /* lane l's kernel, from the first's */         \
+    __mmask8 rows = 0;             /* the lanes of filters o < O */               \
+    for (int l = 0; l < 2 * CVX_MR; l++) {                                          \
+        const ptrdiff_t c = l / CVX_MR, r = l % CVX_MR;                             \
+        at[l] = (int32_t)((flip ? c * O + r : r * I + c) * R * R);                  \
+        if (o0 + r < O)                                                             \
+            rows |= (__mmask8)(1u << l);                                            \
+    }                                                                               \
+    const __m256i idx = _mm256_loadu_si256((const __m256i *)at);                    \
+    for (ptrdiff_t i0 = 0; i0 < I; i0 += CVX_WINO_IB) {                             \
+        const ptrdiff_t ib = I - i0 < CVX_WINO_IB ? I - i0 : CVX_WINO_IB;           \
+        const ptrdiff_t pc = i0 / CVX_KC * CVX_KC;                                  \
+        const ptrdiff_t kc = I - pc < CVX_KC ? I - pc : CVX_KC;                     \
+        _Alignas(64) T u[36][CVX_WINO_IB * CVX_MR];                                 \
+        for (ptrdiff_t i = 0; i < ib; i += 2) {                                     \
+            const __mmask8 k = i + 1 < ib ? rows : (__mmask8)(rows & ((1u << CVX_MR) - 1)); \
+            const T *src = flip ? w + ((i0 + i) * O + o0) * R * R                    \
+                                : w + (o0 * I + i0 + i) * R * R;                    \
+            __m512d g[R * R];                                                       \
+            for (int e = 0; e < R * R; e++)                                         \
+                g[e] = GATHER(k, idx, src + (flip ? R * R - 1 - e : e));            \
+            __m512d top = _mm512_setzero_pd();                                      \
+            for (int e = 0; e < R * R; e++) {                                       \
+                const __m512d m = _mm512_abs_pd(g[e]);                              \
+                small |= _mm512_cmp_pd_mask(m, _mm512_set1_pd(DBL_MAX), _CMP_NLE_UQ); \
+                top = _mm512_max_pd(top, m);                                        \
+            }                                                                       \
+            small |= _mm512_cmp_pd_mask(top, _mm512_setzero_pd(), _CMP_GT_OQ)       \
+                     & _mm512_cmp_pd_mask(top, _mm512_set1_pd(CVX_WINO_SMALL(T)), _CMP_LT_OQ); \
+            for (int a = 0; a < 6; a++) {                                           \
+                __m512d h[R];                                                       \
+                for (int q = 0; q < R; q++) {                                       \
+                    __m512d acc = _mm512_mul_pd(_mm512_set1_pd(G[a][0]), g[q]);     \
+                    for (int p = 1; p < R; p++)                                     \
+                        acc = _mm512_add_pd(acc, _mm512_mul_pd(_mm512_set1_pd(G[a][p]), \
+                                                               g[p * R + q]));      \
+                    h[q] = acc;                                                     \
+                }                                                                   \
+                for (int b = 0; b < 6; b++) {                                       \
+                    __m512d acc = _mm512_mul_pd(h[0], _mm512_set1_pd(G[b][0]));     \
+                    for (int q = 1; q < R; q++)                                     \
+                        acc = _mm512_add_pd(acc, _mm512_mul_pd(h[q], _mm512_set1_pd(G[b][q]))); \
+                    PUT(u[a * 6 + b] + i * CVX_MR, acc);                            \
+                }                                                                   \
+            }                                                                       \
+        }                                                                           \
+        for (int xi = 0; xi < 36; xi++)                                             \
+            memcpy(pack + xi * Mp * I + pc * Mp + o0 * kc + (i0 - pc) * CVX_MR, u[xi], \
+                   ib * CVX_MR * sizeof(T));                                        \
+    }                                                                               \
+    return small != 0;                                                              \
+}
+CVX_DEFINE_WINO_WEIGHTS_V4(cvx_wino_weights_f32_v4, float, 3, cvx_wino_g3, CVX_WINO_GATHER_F32,
+                           CVX_WINO_PUT_F32)
+CVX_DEFINE_WINO_WEIGHTS_V4(cvx_wino_weights_f64_v4, double, 3, cvx_wino_g3, CVX_WINO_GATHER_F64,
+                           CVX_WINO_PUT_F64)
+CVX_DEFINE_WINO_WEIGHTS_V4(cvx_wino_weights5_f32_v4, float, 5, cvx_wino_g5, CVX_WINO_GATHER_F32,
+                           CVX_WINO_PUT_F32)
+CVX_DEFINE_WINO_WEIGHTS_V4(cvx_wino_weights5_f64_v4, double, 5, cvx_wino_g5, CVX_WINO_GATHER_F64,
+                           CVX_WINO_PUT_F64)
+/* (the kernel's transforms: at x86-64-v4, v3 or the baseline) */
+#define CVX_WINO_WEIGHTS_PICK(NAME, T)                                              \
+static int NAME(CVX_WINO_WEIGHTS_ARGS(T))                                           \
+{                                                                                   \
+    return (cvx_isa >= 4 ? NAME##_v4 : cvx_isa >= 3 ? NAME##_avx2 : NAME##_v1)(     \
+        CVX_WINO_WEIGHTS_PASS);                                                     \
+}
+#else
+#define CVX_WINO_WEIGHTS_PICK(NAME, T)                                              \
+static int NAME(CVX_WINO_WEIGHTS_ARGS(T)) { return NAME##_v1(CVX_WINO_WEIGHTS_PASS); }
 #endif
-CVX_WINO_PICK(void, , cvx_wino_weights_f32, CVX_WINO_WEIGHTS_ARGS(float), CVX_WINO_WEIGHTS_PASS,
-              1)
-CVX_WINO_PICK(void, , cvx_wino_weights_f64, CVX_WINO_WEIGHTS_ARGS(double), CVX_WINO_WEIGHTS_PASS,
-              1)
-CVX_WINO_PICK(void, , cvx_wino_weights5_f32, CVX_WINO_WEIGHTS_ARGS(float), CVX_WINO_WEIGHTS_PASS,
-              1)
-CVX_WINO_PICK(void, , cvx_wino_weights5_f64, CVX_WINO_WEIGHTS_ARGS(double), CVX_WINO_WEIGHTS_PASS,
-              1)
+CVX_WINO_WEIGHTS_PICK(cvx_wino_weights_f32, float)
+CVX_WINO_WEIGHTS_PICK(cvx_wino_weights_f64, double)
+CVX_WINO_WEIGHTS_PICK(cvx_wino_weights5_f32, float)
+CVX_WINO_WEIGHTS_PICK(cvx_wino_weights5_f64, double)
 
 #endif

@@ -30,14 +30,14 @@ cdef extern from "_winograd.h" nogil:
                          Py_ssize_t t0, Py_ssize_t nt, Py_ssize_t TH, Py_ssize_t TW,
                          const double* bias, double* out, Py_ssize_t OH, Py_ssize_t OW,
                          Py_ssize_t step)
-    void cvx_wino_weights_f32(const float* w, Py_ssize_t Co, Py_ssize_t I, int flip,
+    int cvx_wino_weights_f32(const float* w, Py_ssize_t Co, Py_ssize_t I, int flip,
+                             Py_ssize_t o0, float* pack)
+    int cvx_wino_weights_f64(const double* w, Py_ssize_t Co, Py_ssize_t I, int flip,
+                             Py_ssize_t o0, double* pack)
+    int cvx_wino_weights5_f32(const float* w, Py_ssize_t Co, Py_ssize_t I, int flip,
                               Py_ssize_t o0, float* pack)
-    void cvx_wino_weights_f64(const double* w, Py_ssize_t Co, Py_ssize_t I, int flip,
+    int cvx_wino_weights5_f64(const double* w, Py_ssize_t Co, Py_ssize_t I, int flip,
                               Py_ssize_t o0, double* pack)
-    void cvx_wino_weights5_f32(const float* w, Py_ssize_t Co, Py_ssize_t I, int flip,
-                               Py_ssize_t o0, float* pack)
-    void cvx_wino_weights5_f64(const double* w, Py_ssize_t Co, Py_ssize_t I, int flip,
-                               Py_ssize_t o0, double* pack)
 
 
 # A block's tiles are the columns of its products, in rows of a multiple of
@@ -126,24 +126,24 @@ cdef int _wino_item(const floating* x, const floating* pack, const floating* bia
         return cvx_wino_out_f64(M, nf * groups, row, ms, t0, nt, TH, TW, bias, out, OH, OW, step)
 
 
-cdef void _wino_weights(const floating* w, Py_ssize_t R, Py_ssize_t Og, Py_ssize_t Ig,
-                        bint flip, Py_ssize_t Mp, Py_ssize_t it, floating* pack) noexcept nogil:
+cdef int _wino_weights(const floating* w, Py_ssize_t R, Py_ssize_t Og, Py_ssize_t Ig,
+                       bint flip, Py_ssize_t Mp, Py_ssize_t it, floating* pack) noexcept nogil:
     """Block ``it`` of the kernel's transform, packed for the products: a
     micro-panel of rows of each of group g's 36 matrices (rows past Og are
-    zeros), it = g * (Mp / MR) + the panel."""
+    zeros), it = g * (Mp / MR) + the panel.  Returns 1 when one of its
+    kernels holds a value that is not finite, or is so small that its
+    transform could underflow (cvx_wino_weights_f32), else 0."""
     cdef Py_ssize_t g = it // (Mp // CVX_MR), o = it % (Mp // CVX_MR) * CVX_MR
     cdef const floating* wg = w + g * Og * Ig * R * R
     cdef floating* pg = pack + g * 36 * Mp * Ig
     if floating is float:
         if R == 5:
-            cvx_wino_weights5_f32(wg, Og, Ig, flip, o, pg)
-        else:
-            cvx_wino_weights_f32(wg, Og, Ig, flip, o, pg)
+            return cvx_wino_weights5_f32(wg, Og, Ig, flip, o, pg)
+        return cvx_wino_weights_f32(wg, Og, Ig, flip, o, pg)
     else:
         if R == 5:
-            cvx_wino_weights5_f64(wg, Og, Ig, flip, o, pg)
-        else:
-            cvx_wino_weights_f64(wg, Og, Ig, flip, o, pg)
+            return cvx_wino_weights5_f64(wg, Og, Ig, flip, o, pg)
+        return cvx_wino_weights_f64(wg, Og, Ig, flip, o, pg)
 
 
 def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
@@ -163,8 +163,11 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     block's rows hold them rounded up to winograd_lanes()).  Returns False
     when interrupted.  found[0] becomes 1,
     and the items not yet begun are left, when the transform of x, or that
-    of an item's outputs, holds a value that is not finite: out is then
-    unfinished, for the caller to compute another way; else 0.  With
+    of an item's outputs, holds a value that is not finite, or when a
+    kernel does, or is so small that its transform could underflow
+    (_wino_weights: then before any item begins): out is then unfinished,
+    for the caller to compute another way; else 0.
+    With
     ``transformed``, work already holds the transformed kernel (a previous
     call's, with the same w and sizes).
 
@@ -210,9 +213,10 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     if nt == 1:
         with nogil:
             for it in range(blocks):
-                _wino_weights(wp, R, Og, Ig, flip, Mp, it, pack)
+                if _wino_weights(wp, R, Og, Ig, flip, Mp, it, pack):
+                    bad[0] = 1
             for it in range(items):
-                if CVX_STOPPED(stop):
+                if CVX_STOPPED(stop) or bad[0]:
                     break
                 part = it // blocks_t
                 if _wino_item(xp, pack, b, op, scratch, C, H, W, Co, OH, OW, groups, pt, pl,
@@ -229,7 +233,8 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             for part in prange(parts, schedule="static"):   # (a barrier at its end)
                 for it in range(_wino_part(part, panels, parts),
                                 _wino_part(part + 1, panels, parts)):
-                    _wino_weights(wp, R, Og, Ig, flip, Mp, it, pack)
+                    if _wino_weights(wp, R, Og, Ig, flip, Mp, it, pack):
+                        CVX_STORE(bad, 1)
             for it in prange(items, schedule="static"):    # part it // blocks_t
                 if not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
                     if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
@@ -244,7 +249,8 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
             tid = threadid()
             cvx_saw(tid)
             for it in prange(blocks, schedule="static"):   # (a barrier at its end)
-                _wino_weights(wp, R, Og, Ig, flip, Mp, it, pack)
+                if _wino_weights(wp, R, Og, Ig, flip, Mp, it, pack):
+                    CVX_STORE(bad, 1)
             for it in prange(items, schedule="dynamic"):
                 if not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
                     if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
