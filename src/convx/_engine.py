@@ -2733,47 +2733,53 @@ _WINO_ITEMS_PER_CPU = 2
 # rows: short products waste their micro-tiles), per value of the
 # transformed kernel (transformed into its packed form once per call) and
 # per value of it read by each block of tiles (_winograd_terms); by
-# _tuning().  'default': on an Intel Xeon with AVX-512 (cpuid family 6,
-# model 167; two 512-bit FMA units), fft_costs.py's 50 layers x 2 passes; the
-# model's median error 11%.  (The constants of an older Xeon, fitted on 32
-# of them before the kernel transform was vectorised, took Winograd to
-# cost 1.2-1.6x what this one measured: 'auto' missed it on grouped layers
-# and on 16 channels, 81 of 100 passes within 5% of the faster.)  'zen5':
+# _tuning().  'default': on an Intel Xeon with AVX-512 and AMX (cpuid family
+# 6, model 207), fft_costs.py's 50 layers x 2 passes, after the kernel
+# transform took two channels a vector at x86-64-v4; the model's median
+# error 12%.  With them 'auto' was within 5% of the faster on 118 of the
+# fitted layers' 124 passes (geomean 1.005), against 111 (1.022) with those
+# fitted before on a Xeon of cpuid model 167, (0.243, 0, 0.0851, 1.29,
+# 0.145) and per multiply-add 0.0104 (3x3) and 0.009 (5x5); on 85 float32
+# passes of choices.py's sets grouped, one-image, valid-ig, rows-ig and
+# mixed, not fitted on, 69-71 (geomean 1.044-1.047) against 67-70
+# (1.044-1.050).  (Older constants still, fitted on 32 layers before the
+# kernel transform was vectorised, took Winograd to cost 1.2-1.6x what the
+# model 167 measured.)  'zen5':
 # on an AMD EPYC (Zen 5), 50 layers (the 32 first and 18 more: grouped, 8
 # to 48 channels a group; one or two images of 96 to 256 channels; 6x6 to
 # 14x14 images) x 2 passes, after Winograd's kernel transform was
 # vectorised; the model's median error 13%.  'zen4': on an AMD EPYC (Zen 4,
 # cpuid family 25 with AVX-512), the same 50 layers x 2 passes; the model's
 # median error 14%.
-_NS_WINO = {"default": (0.243, 0.0, 0.0851, 1.29, 0.145),
+_NS_WINO = {"default": (0.217, 0.00338, 0.0343, 0.844, 0.016),
             "zen5": (0.219, 0.00291, 0.0827, 1.15, 0.00493),
             "zen4": (0.372, 0.0037, 0.166, 2.28, 0.154)}
 # What the direct kernels and the GEMM take on such layers, float32, 2
 # threads, per multiply-add, the median over the same layers: 'default'
-# 0.0057-0.035, median 0.0104 (by the algorithm: the channels kernel
-# 0.0076, the GEMM 0.0087-0.0091, the direct kernel 0.0129; taken apart,
-# those medians had 'auto' within 5% on 82 of the 100 passes, as the
-# Winograd model's errors follow them); 'zen5' 0.0052-0.037, median
-# 0.0113.  With these, 'auto' was within 5% of the faster of Winograd and
-# the rest on 94 of the 100 float32 passes on the Xeon (81 with the older
-# Xeon's constants; on 18 layers it was not fitted on, 33 of 36 passes,
-# against 31), and 89 of 100 on the Zen 5.  'zen4' 0.0118-0.060, median
+# 0.0053-0.043, median 0.0074 (on the model 167: 0.0057-0.035, median
+# 0.0104; by the algorithm there, the channels kernel 0.0076, the GEMM
+# 0.0087-0.0091, the direct kernel 0.0129; taken apart, those medians had
+# 'auto' within 5% on 82 of the 100 passes, as the Winograd model's errors
+# follow them); 'zen5' 0.0052-0.037, median 0.0113, with which 'auto' was
+# within 5% of the faster of Winograd and the rest on 89 of 100 float32
+# passes on the Zen 5.  'zen4' 0.0118-0.060, median
 # 0.0191 (its 512-bit multiply-adds run as two halves: per cycle, half a
 # Zen 5's).  There 'auto' was within 5% of the faster on 113-117 of the
 # fitted layers' 124 passes with these and 112-117 with the default's; on
 # 130 float32 passes of choices.py's sets, not fitted on, 76-91 (geomean
 # 1.031-1.054) against 71-86 (1.036-1.057), three runs of each.
-_NS_PER_MAC_3X3 = {"default": 0.0104, "zen5": 0.0113, "zen4": 0.0191}
+_NS_PER_MAC_3X3 = {"default": 0.0074, "zen5": 0.0113, "zen4": 0.0191}
 # The same for 5x5 kernels, which run F(2x2, 5x5) (_NS_WINO's terms count
 # its 36-value tiles just as well: its model time was 0.89-1.15x the time
 # measured on 11 of 12 float32 layers of 16 to 256 channels on the Zen 5,
 # 1.94x on one of 8 channels, which it leaves): 'zen5' the median over 24
 # passes of those layers of what the channels kernel, the rows kernel and
 # the GEMM take per multiply-add (0.0065-0.025); 'default' the same on the
-# Xeon, 24 passes of 12 layers of 6 to 256 channels (0.0056-0.020); 'zen4'
+# Xeon of model 207, 24 passes of 12 layers of 6 to 256 channels
+# (0.0049-0.0109; 0.0056-0.020, median 0.009, on the model 167); 'zen4'
 # the same over fft_costs.py's 12 5x5 layers (6 to 256 channels), 24
 # passes (0.0119-0.041).
-_NS_PER_MAC_5X5 = {"default": 0.009, "zen5": 0.0081, "zen4": 0.0189}
+_NS_PER_MAC_5X5 = {"default": 0.0060, "zen5": 0.0081, "zen4": 0.0189}
 # A dilated call's phase images (winograd_split, winograd_merge) are cut for
 # about this many bytes of input and output at a time, one image at least,
 # so that they do not grow with the batch; and what cutting out or putting
