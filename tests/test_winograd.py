@@ -417,8 +417,9 @@ def test_method_winograd_needs_a_3x3_or_5x5_kernel_at_unit_stride():
 @pytest.mark.parametrize("flip", [False, True])
 def test_filter_parts_give_the_same_bits(dtype, r, flip):
     """conv_winograd's ``parts``: one image's filters cut into parts, each
-    item one part over a block of tiles, on 1 and 2 threads and any block,
-    give the bits of the call without parts, bias included, with filters
+    item one part over a block of tiles, on 1 and 2 threads and any block
+    and number of parts, give the bits of the call without parts, bias
+    included, with filters
     that do not fill their last micro-panel; the working memory is filled
     with NaN first, so that a part left uncomputed or a transform read
     before it is written shows."""
@@ -443,7 +444,7 @@ def test_filter_parts_give_the_same_bits(dtype, r, flip):
     want = run(1, 16, 1)
     assert np.isfinite(want).all()
     for parts, tb, threads in ((2, tiles, 2), (2, 16, 2), (3, 20, 2), (2, tiles, 1),
-                               (11, 16, 2), (4, tiles, 2)):
+                               (11, 16, 2), (4, tiles, 2), (5, tiles, 2), (7, tiles, 2)):
         np.testing.assert_array_equal(run(parts, tb, threads), want, err_msg=str((parts, tb)))
     # a value that is not finite is found whatever the part
     x[0, cin - 1, side - 1, side - 1] = np.nan

@@ -716,9 +716,12 @@ CVX_DEFINE_WINO_WEIGHTS(cvx_wino_weights5_f64_avx2, double, CVX_WINO_WEIGHTS_AVX
  * The same double sums as above, in the same order and without fused
  * multiply-adds, each rounded once to T: the same bits.  Each of the 36
  * values is one vector, stored as the panel's 2*CVX_MR values there.  (The
- * generic code above, one column of 4 lanes a step, spent most of its time
- * filling g lane by lane: 17-35 ns a kernel, a third to three quarters of
- * a one-image layer's time.) */
+ * generic code above, one column of 4 lanes a step filled value by value,
+ * took 18-24 ns a 3x3 float32 kernel at x86-64-v3 and v4 on one thread, 64
+ * to 256 channels, a third to three quarters of a one-image layer's time;
+ * this takes 11-16, about half of it the copies into the panels, which
+ * write U: 4 times the weights' bytes.)  The lanes' offsets are 32-bit:
+ * CVX_WINO_WEIGHTS_PICK takes it where they fit. */
 #define CVX_WINO_WEIGHTS_V4 __attribute__((target("arch=x86-64-v4"), optimize("fp-contract=off")))
 #define CVX_WINO_GATHER_F32(k, idx, p)                                              \
     _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), k, idx, p, 4))
@@ -794,7 +797,8 @@ CVX_DEFINE_WINO_WEIGHTS_V4(cvx_wino_weights5_f64_v4, double, 5, cvx_wino_g5, CVX
 #define CVX_WINO_WEIGHTS_PICK(NAME, T)                                              \
 static int NAME(CVX_WINO_WEIGHTS_ARGS(T))                                           \
 {                                                                                   \
-    return (cvx_isa >= 4 ? NAME##_v4 : cvx_isa >= 3 ? NAME##_avx2 : NAME##_v1)(     \
+    const int fits = (I > O ? I : O) < (ptrdiff_t)1 << 24;   /* x 4 rows x 25 */    \
+    return (cvx_isa >= 4 && fits ? NAME##_v4 : cvx_isa >= 3 ? NAME##_avx2 : NAME##_v1)( \
         CVX_WINO_WEIGHTS_PASS);                                                     \
 }
 #else
