@@ -703,15 +703,17 @@ def test_weights_whose_transform_underflows_take_the_other_algorithm(dtype, isa,
         _core.set_isa(isa)
         _engine.PLANS.clear()
         plan = plan_of(base)
-        many = convx._threads._MAX_THREADS > 1
-        if pass_ == "forward" and many:   # (the input gradient's "filters" are 8 channels)
-            assert bool(plan[3][0][8]) == (n == 1), plan[3][0]   # parts for one image
+        cpus = convx._threads._MAX_THREADS
+        # (one image: parts where each CPU has enough filters, as on 2 CPUs;
+        # the input gradient's "filters" are the c channels)
+        if pass_ == "forward" and 1 < cpus and 40 // _engine._MR >= _engine._WINO_PART_PANELS * cpus:
+            assert bool(plan[3][0][8]) == (n == 1), plan[3][0]
         fallback = plan[3][1][1].method
         for threads in sorted({1, convx._threads._MAX_THREADS}):
             convx.set_num_threads(threads)
             for k, (w, exact) in enumerate(weights):
                 got = call(w, "winograd")
-                assert convx._threads._local.last == threads   # (all of them ran)
+                assert (convx._threads._local.last > 1) == (threads > 1)   # (they shared it)
                 same = np.array_equal(got, call(w, fallback), equal_nan=True)
                 assert same if exact else not same, (k, threads)
                 if np.isfinite(w).all():
