@@ -113,6 +113,13 @@ cdef extern from "_runtime.h" nogil:
     void CVX_STORE(int* p, int v)
     unsigned long long cvx_seen
     void cvx_saw(int tid)
+    ctypedef struct cvx_team:
+        pass
+    cvx_team cvx_team_new()
+    Py_ssize_t cvx_claim(cvx_team* t)
+    void cvx_team_wait(cvx_team* t)
+    int cvx_team_threads()
+    Py_ssize_t cvx_share(Py_ssize_t n, Py_ssize_t t)
     void cvx_copy(void* dst, const void* src, size_t n)
     void cvx_zero(void* dst, size_t n)
 

@@ -123,6 +123,7 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
     cdef floating* op = &out[0, 0, 0, 0]
     cdef floating* scratch = &work[0]
     cdef const int* stop = _stop(interruptible)
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
     if nt == 1:
@@ -132,14 +133,16 @@ def conv_depthwise(const floating[:, :, :, ::1] src,   # IN  (N, C, Hs, Ws)
                     break
                 _depthwise_item(sp, wp, b, op, scratch, &D, KH, KW, dh, dw, qo, it)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="dynamic"):
-                if not CVX_STOPPED(stop):
-                    _depthwise_item(sp, wp, b, op, scratch + tid * per, &D, KH, KW, dh, dw,
-                                    qo, it)
+            it = cvx_claim(&team)
+            while it < items and not CVX_STOPPED(stop):
+                _depthwise_item(sp, wp, b, op, scratch + tid * per, &D, KH, KW, dh, dw,
+                                qo, it)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
     return not CVX_STOPPED(stop)
 
 
@@ -295,6 +298,7 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
     cdef floating* pads = partial + items * K
     cdef floating s
     cdef const int* stop = _stop(interruptible)
+    cdef cvx_team team = cvx_team_new()
     # (a plan made at a narrower level's vectors: tap by tap)
     columns = columns and D.OW >= cvx_dwr_min_width(sizeof(floating))
     with nogil:
@@ -307,14 +311,16 @@ def conv_depthwise_weight_grad(const floating[:, :, :, ::1] x,    # IN  (N, C, H
                 _dw_wgrad_item(xp, gp, partial, pads, pads + padded, &D, N, chunks, KH, KW, dh,
                                dw, columns, fold, it)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="dynamic"):
-                if not CVX_STOPPED(stop):
-                    _dw_wgrad_item(xp, gp, partial, pads + tid * per, pads + tid * per + padded,
-                                   &D, N, chunks, KH, KW, dh, dw, columns, fold, it)
+            it = cvx_claim(&team)
+            while it < items and not CVX_STOPPED(stop):
+                _dw_wgrad_item(xp, gp, partial, pads + tid * per, pads + tid * per + padded,
+                               &D, N, chunks, KH, KW, dh, dw, columns, fold, it)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
     if CVX_STOPPED(stop):
         return False
     with nogil:

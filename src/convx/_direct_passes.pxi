@@ -164,6 +164,7 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
     cdef floating* op = &out[0, 0, 0, 0]
     cdef floating* scratch = &work[0]
     cdef const int* stop = _stop(interruptible)
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
     if nt == 1:
@@ -173,13 +174,15 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
                     break
                 _direct_item(sp, wp, &off[0], b, op, scratch, &D, it)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="dynamic"):
-                if not CVX_STOPPED(stop):
-                    _direct_item(sp, wp, &off[0], b, op, scratch + tid * per, &D, it)
+            it = cvx_claim(&team)
+            while it < items and not CVX_STOPPED(stop):
+                _direct_item(sp, wp, &off[0], b, op, scratch + tid * per, &D, it)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
     return not CVX_STOPPED(stop)
 
 
@@ -225,6 +228,7 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
     cdef floating* out = &dw[0, 0, 0, 0]
     cdef floating* mine
     cdef const int* stop = _stop(interruptible)
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
     with nogil:
@@ -236,15 +240,17 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
                     break
                 _wgrad_direct_item(xp, gp, &off[0], scratch, scratch + size, &D, it)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         mine = scratch
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
             mine = scratch + tid * per
-            for it in prange(items, schedule="static"):
-                if not CVX_STOPPED(stop):
-                    _wgrad_direct_item(xp, gp, &off[0], mine, mine + size, &D, it)
+            for it in range(cvx_share(items, tid), cvx_share(items, tid + 1)):
+                if CVX_STOPPED(stop):
+                    break
+                _wgrad_direct_item(xp, gp, &off[0], mine, mine + size, &D, it)
+            cvx_team_wait(&team)
     with nogil:
         _add_accumulators(scratch, per, size, nt, out)
     return not CVX_STOPPED(stop)
@@ -332,38 +338,45 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
     cdef floating* out = &dw[0, 0, 0, 0]
     cdef floating* mine
     cdef const int* stop = _stop(interruptible)
+    cdef cvx_team team = cvx_team_new()
+    cdef Py_ssize_t adds = groups * ((D.K + _ADD_TAPS - 1) // _ADD_TAPS)
     with nogil:
         nt = _team(nt)
-    with nogil:
-        _zero_accumulators(scratch, per, size, nt)
     if nt == 1:
         with nogil:
+            _zero_accumulators(scratch, per, size, 1)
             for it in range(items):
                 if CVX_STOPPED(stop):
                     break
                 _wgradt_item(xp, gp, &off[0], scratch, scratch + size,
                              scratch + size + D.Cs * Hr * Wp, &D, sw, FP, it)
+            for it in range(adds):
+                _add_accumulators_block(scratch, per, D.K, FP, D.Fo, 1, it, out)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        # One region: each thread zeroes its accumulator (the first, those
+        # of threads the region did not get too) and sums its share of the
+        # items into it; then the team adds the accumulators in thread order,
+        # a block of taps each, into dw.  The waits between spin
+        # (cvx_team_wait).
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         mine = scratch
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
             mine = scratch + tid * per
-            for it in prange(items, schedule="static"):
-                if not CVX_STOPPED(stop):
-                    _wgradt_item(xp, gp, &off[0], mine, mine + size,
-                                 mine + size + D.Cs * Hr * Wp, &D, sw, FP, it)
-    # the threads' accumulators added and transposed into dw by the team
-    items = groups * ((D.K + _ADD_TAPS - 1) // _ADD_TAPS)
-    if nt == 1:
-        with nogil:
-            for it in range(items):
+            memset(mine, 0, size * sizeof(floating))
+            if tid == 0:
+                _zero_accumulators(scratch + cvx_team_threads() * per, per, size,
+                                   nt - cvx_team_threads())
+            for it in range(cvx_share(items, tid), cvx_share(items, tid + 1)):
+                if CVX_STOPPED(stop):
+                    break
+                _wgradt_item(xp, gp, &off[0], mine, mine + size,
+                             mine + size + D.Cs * Hr * Wp, &D, sw, FP, it)
+            cvx_team_wait(&team)
+            for it in range(cvx_share(adds, tid), cvx_share(adds, tid + 1)):
                 _add_accumulators_block(scratch, per, D.K, FP, D.Fo, nt, it, out)
-    else:
-        with nogil, parallel(num_threads=nt):
-            for it in prange(items, schedule="static"):
-                _add_accumulators_block(scratch, per, D.K, FP, D.Fo, nt, it, out)
+            cvx_team_wait(&team)
     return not CVX_STOPPED(stop)
 
 
@@ -425,6 +438,7 @@ def conv_forward_channels(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
     cdef floating* op = &out[0, 0, 0, 0]
     cdef floating* scratch = &work[0]
     cdef const int* stop = _stop(interruptible)
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
     if nt == 1:
@@ -434,11 +448,13 @@ def conv_forward_channels(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
                     break
                 _fwdt_item(xp, wp_, &off[0], b, op, scratch, &D, sw, FP, it)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="dynamic"):
-                if not CVX_STOPPED(stop):
-                    _fwdt_item(xp, wp_, &off[0], b, op, scratch + tid * per, &D, sw, FP, it)
+            it = cvx_claim(&team)
+            while it < items and not CVX_STOPPED(stop):
+                _fwdt_item(xp, wp_, &off[0], b, op, scratch + tid * per, &D, sw, FP, it)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
     return not CVX_STOPPED(stop)

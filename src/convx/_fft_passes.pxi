@@ -35,6 +35,7 @@ def fft_mix(const floating[:, :, :, ::1] x,   # IN  (N, C, T, 2B): spectra of N 
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef const floating* wp = &w[0, 0, 0]
     cdef floating* yp = &y[0, 0, 0, 0]
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
     if nt == 1 or items < 2:
@@ -42,12 +43,15 @@ def fft_mix(const floating[:, :, :, ::1] x,   # IN  (N, C, T, 2B): spectra of N 
             for it in range(items):
                 _mix_item(xp, wp, yp, C, T, B, F, Cg, Fg, it)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="dynamic"):
+            it = cvx_claim(&team)
+            while it < items:
                 _mix_item(xp, wp, yp, C, T, B, F, Cg, Fg, it)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
 
 
 cdef inline void _mix_item(const floating* x, const floating* w, floating* y, Py_ssize_t C,
@@ -75,6 +79,7 @@ def fft_mix_grad(const floating[:, :, :, ::1] g,  # IN  (N, F, T, 2B): the outpu
     cdef const floating* gp = &g[0, 0, 0, 0]
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef floating* ap = &acc[0, 0, 0]
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
     if nt == 1 or items < 2:
@@ -82,12 +87,15 @@ def fft_mix_grad(const floating[:, :, :, ::1] g,  # IN  (N, F, T, 2B): the outpu
             for it in range(items):
                 _mix_grad_item(gp, xp, ap, N, C, T, B, F, Cg, Fg, it)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="dynamic"):
+            it = cvx_claim(&team)
+            while it < items:
                 _mix_grad_item(gp, xp, ap, N, C, T, B, F, Cg, Fg, it)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
 
 
 cdef inline void _mix_grad_item(const floating* g, const floating* x, floating* acc,

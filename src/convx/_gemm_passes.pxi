@@ -193,6 +193,7 @@ def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
     cdef const floating* b = _data_or_null(bias)
     cdef floating* op = &out[0, 0, 0, 0]
     cdef const int* stop = _stop(interruptible)
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
     if nt == 1:
@@ -202,14 +203,16 @@ def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
                     break
                 _forward_item(xp, wp, b, op, scratch, &G, nb, nblk, mb, nmb, it, stop)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="dynamic"):
-                if not CVX_STOPPED(stop):
-                    _forward_item(xp, wp, b, op, scratch + tid * per, &G, nb, nblk, mb, nmb,
-                                  it, stop)
+            it = cvx_claim(&team)
+            while it < items and not CVX_STOPPED(stop):
+                _forward_item(xp, wp, b, op, scratch + tid * per, &G, nb, nblk, mb, nmb,
+                              it, stop)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
     return not CVX_STOPPED(stop)
 
 
@@ -367,6 +370,7 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
     # else before it, on this thread (the team's barrier cost small calls
     # more than the packing: 1.18x the time with 3 -> 16 channels, 5x5)
     cdef bint shared_pack = units > 1 and shared >= _PACK_SPLIT
+    cdef cvx_team team = cvx_team_new(), packs = cvx_team_new()
     with nogil:
         nt = _team(nt)
         if nt == 1 or not shared_pack:
@@ -380,17 +384,22 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
                 _input_grad_item(gp, wpack, wp, dp, scratch + shared, &G, nb, cc, nchunk, it,
                                  stop)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = u = 0   # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            if shared_pack:
-                for u in prange(units, schedule="static"):   # (a barrier at its end)
+            if shared_pack:   # the packing's units, then a barrier
+                u = cvx_claim(&packs)
+                while u < units:
                     _input_grad_pack(wp, &G, cc, nchunk, nrb, u, scratch)
-            for it in prange(items, schedule="dynamic"):
-                if not CVX_STOPPED(stop):
-                    _input_grad_item(gp, wpack, wp, dp, scratch + shared + tid * per, &G, nb,
-                                     cc, nchunk, it, stop)
+                    u = cvx_claim(&packs)
+                cvx_team_wait(&team)
+            it = cvx_claim(&team)
+            while it < items and not CVX_STOPPED(stop):
+                _input_grad_item(gp, wpack, wp, dp, scratch + shared + tid * per, &G, nb,
+                                 cc, nchunk, it, stop)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
     return not CVX_STOPPED(stop)
 
 
@@ -526,7 +535,8 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     cdef floating* out = &dw[0, 0, 0, 0]
     cdef floating* mine
     cdef const int* stop = _stop(interruptible)
-    cdef Py_ssize_t parts = (size + _ACC_PART - 1) // _ACC_PART, t, part
+    cdef Py_ssize_t parts = (size + _ACC_PART - 1) // _ACC_PART, part
+    cdef cvx_team team = cvx_team_new()
     cdef bint team_sums, own
     with nogil:
         nt = _team(nt)
@@ -549,24 +559,29 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                 _weight_grad_item(xp, gp, offp, out if own else scratch, scratch + size, &G, N,
                                   nb, ipb, nblk, kb, nkb, taps, it, not own, stop)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = part = 0   # firstprivate in the parallel block: defined before it
         mine = scratch
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
             mine = scratch + tid * per
-            if team_sums:   # every accumulator, whatever the team's size
-                for t in prange(nt, schedule="static"):
-                    _zero_accumulators(scratch + t * per, per, size, 1)
-            for it in prange(items, schedule="static"):
-                if not CVX_STOPPED(stop):
-                    _weight_grad_item(xp, gp, offp, out if own else mine, mine + size, &G, N,
-                                      nb, ipb, nblk, kb, nkb, taps, it, not own, stop)
+            if team_sums:   # its own accumulator; the first, those the region lacks
+                memset(mine, 0, size * sizeof(floating))
+                if tid == 0:
+                    _zero_accumulators(scratch + cvx_team_threads() * per, per, size,
+                                       nt - cvx_team_threads())
+            for it in range(cvx_share(items, tid), cvx_share(items, tid + 1)):
+                if CVX_STOPPED(stop):
+                    break
+                _weight_grad_item(xp, gp, offp, out if own else mine, mine + size, &G, N,
+                                  nb, ipb, nblk, kb, nkb, taps, it, not own, stop)
+            cvx_team_wait(&team)
             if team_sums:
-                for part in prange(parts, schedule="static"):
+                for part in range(cvx_share(parts, tid), cvx_share(parts, tid + 1)):
                     _add_accumulators(scratch + part * _ACC_PART, per,
                                       _min(_ACC_PART, size - part * _ACC_PART), nt,
                                       out + part * _ACC_PART)
+                cvx_team_wait(&team)
     if not (own or team_sums):
         with nogil:
             if taps:

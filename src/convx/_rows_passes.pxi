@@ -68,6 +68,7 @@ def conv_rows(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cg, Hs, Ws)
     cdef floating* op = &out[0, 0, 0, 0]
     cdef floating* scratch = &work[0]
     cdef const int* stop = _stop(interruptible)
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
     if nt == 1:
@@ -78,12 +79,14 @@ def conv_rows(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cg, Hs, Ws)
                 _rows_item(sp, wp, b, op, scratch, Cg, Hs, Ws, Wp, K, top, left, groups, Fg,
                            OH, OW, chunks, it)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="dynamic"):
-                if not CVX_STOPPED(stop):
-                    _rows_item(sp, wp, b, op, scratch + tid * per, Cg, Hs, Ws, Wp, K, top,
-                               left, groups, Fg, OH, OW, chunks, it)
+            it = cvx_claim(&team)
+            while it < items and not CVX_STOPPED(stop):
+                _rows_item(sp, wp, b, op, scratch + tid * per, Cg, Hs, Ws, Wp, K, top,
+                           left, groups, Fg, OH, OW, chunks, it)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
     return not CVX_STOPPED(stop)

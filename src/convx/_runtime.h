@@ -331,6 +331,168 @@ static inline void cvx_saw(int tid)
 #endif
 }
 
+/* ---------------------------------------------------------------------- */
+/* A team's items and its barrier                                          */
+/* ---------------------------------------------------------------------- */
+
+/* Between calls convx's threads sleep (OMP_WAIT_POLICY=passive, convx's
+ * default: docs/reliability.md, "Idle threads").  libgomp then sleeps at
+ * every wait inside a parallel region too: a thread that reaches the
+ * barrier closing a worksharing loop, or the region, before the others goes
+ * to sleep there, and the last one wakes it.  In a virtual machine a
+ * sleeping CPU is a halted guest CPU the host must schedule again: an empty
+ * region of 2 threads took 60 us on average (2.8 us at best), one with two
+ * barriers inside 114 us (Intel Xeon guest, 2 CPUs, passive; 2-5 us with
+ * the threads spinning).
+ *
+ * So the kernels share out their items with cvx_claim (one at a time, as
+ * schedule(dynamic)) or cvx_share (equal runs, as schedule(static)), and
+ * wait for each other with cvx_team_wait, which spins first: for up to
+ * CVX_SPIN_NS, about what a sleep and a wake cost there, pausing and
+ * yielding the CPU every CVX_SPIN_YIELD pauses (a thread that waits for one
+ * the scheduler has put aside must not hold a CPU it needs); then, on
+ * Linux, it sleeps on the barrier's word (futex).  Most waits inside a call
+ * are shorter: an item, or the time the last thread took to wake.  A long
+ * one spun, the 1x1 stride-2 input gradient's last image of 3 ms (8 images
+ * on 2 threads), cost the working thread 1.28x its time: the spinning CPU
+ * must take the kernel's interrupts (TLB shootdowns as the output's fresh
+ * pages fault in) that a sleeping one is spared.  Each region ends with
+ * cvx_team_wait, so that its threads reach libgomp's own closing barrier
+ * together and none sleeps in it.  The threads still sleep between calls.
+ *
+ * Both count the threads the region has (omp_get_num_threads), not those
+ * it asked for: a region started inside another one may have fewer. */
+#if defined(__GNUC__)
+#define CVX_LINE __attribute__((aligned(64)))
+#elif defined(_MSC_VER)
+#define CVX_LINE __declspec(align(64))
+#else
+#define CVX_LINE
+#endif
+typedef struct {
+    CVX_LINE ptrdiff_t next;   /* the next item to claim */
+    CVX_LINE int arrived;      /* threads at the barrier */
+    int phase;                 /* barriers passed: the word sleepers wait on */
+    int sleepers;              /* threads asleep on it */
+    CVX_LINE char end;         /* nothing else on their cache lines */
+} cvx_team;
+
+#define CVX_SPIN_YIELD 64
+#define CVX_SPIN_NS 100000
+
+static inline cvx_team cvx_team_new(void)
+{
+    cvx_team t;
+    memset(&t, 0, sizeof t);
+    return t;
+}
+
+#if defined(__GNUC__)
+#include <sched.h>
+#if defined(__linux__)
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#endif
+static inline void cvx_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static inline ptrdiff_t cvx_claim(cvx_team *t)
+{
+    return __atomic_fetch_add(&t->next, 1, __ATOMIC_RELAXED);
+}
+
+#if defined(__linux__)
+static inline long long cvx_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+#endif
+
+static inline void cvx_team_wait(cvx_team *t)
+{
+#ifdef _OPENMP
+    const int n = omp_get_num_threads();
+    if (n <= 1)
+        return;
+    const int phase = __atomic_load_n(&t->phase, __ATOMIC_SEQ_CST);
+    if (__atomic_add_fetch(&t->arrived, 1, __ATOMIC_ACQ_REL) == n) {
+        __atomic_store_n(&t->arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&t->phase, phase + 1, __ATOMIC_SEQ_CST);
+#if defined(__linux__)
+        if (__atomic_load_n(&t->sleepers, __ATOMIC_SEQ_CST))
+            syscall(SYS_futex, &t->phase, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#endif
+        return;
+    }
+#if defined(__linux__)
+    const long long start = cvx_now_ns();
+#endif
+    for (unsigned spins = 1; __atomic_load_n(&t->phase, __ATOMIC_ACQUIRE) == phase; spins++) {
+        cvx_pause();
+        if (spins % CVX_SPIN_YIELD == 0) {
+#if defined(__linux__)
+            if (cvx_now_ns() - start > CVX_SPIN_NS) {   /* sleep until the last one comes */
+                __atomic_add_fetch(&t->sleepers, 1, __ATOMIC_SEQ_CST);
+                while (__atomic_load_n(&t->phase, __ATOMIC_SEQ_CST) == phase)
+                    syscall(SYS_futex, &t->phase, FUTEX_WAIT_PRIVATE, phase, NULL, NULL, 0);
+                __atomic_sub_fetch(&t->sleepers, 1, __ATOMIC_SEQ_CST);
+                return;
+            }
+#endif
+            sched_yield();
+        }
+    }
+#else
+    (void)t;
+#endif
+}
+#else   /* MSVC: its OpenMP 2.0 barrier, and an interlocked add */
+#include <intrin.h>
+static inline ptrdiff_t cvx_claim(cvx_team *t)
+{
+    return (ptrdiff_t)_InterlockedExchangeAdd64((volatile __int64 *)&t->next, 1);
+}
+
+static inline void cvx_team_wait(cvx_team *t)
+{
+    (void)t;
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+#endif
+
+/* The threads of the region this thread runs in (1 outside any). */
+static inline int cvx_team_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Where thread t's run of n items starts when the region's threads share
+ * them as schedule(static) does: equal runs in thread order, the first
+ * n % threads one longer.  Thread t takes [cvx_share(n, t),
+ * cvx_share(n, t + 1)). */
+static inline ptrdiff_t cvx_share(ptrdiff_t n, ptrdiff_t t)
+{
+    const ptrdiff_t nt = cvx_team_threads(), q = n / nt, r = n % nt;
+    return t * q + (t < r ? t : r);
+}
+
 static int cvx_get_threads(void)
 {
     if (cvx_forked)

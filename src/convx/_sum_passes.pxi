@@ -42,6 +42,7 @@ def bias_grad(const floating[:, :, ::1] g,    # IN  (N, C, P): the output gradie
     cdef double* cell = &partial[0, 0, 0]
     cdef double s
     cdef const int* stop = _stop(interruptible)
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
     if nt == 1:
@@ -51,13 +52,15 @@ def bias_grad(const floating[:, :, ::1] g,    # IN  (N, C, P): the output gradie
                     break
                 _bias_item(gp, cell, P, nch, chunk, it)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(items, schedule="dynamic"):
-                if not CVX_STOPPED(stop):
-                    _bias_item(gp, cell, P, nch, chunk, it)
+            it = cvx_claim(&team)
+            while it < items and not CVX_STOPPED(stop):
+                _bias_item(gp, cell, P, nch, chunk, it)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
     if CVX_STOPPED(stop):
         return False
     with nogil:

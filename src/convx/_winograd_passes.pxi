@@ -189,6 +189,7 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef Py_ssize_t per = 36 * (cvx_wino_stride(C, _wino_row(tb), sizeof(floating))
                                 + cvx_wino_stride(Co, _wino_row(tb), sizeof(floating)))
     cdef Py_ssize_t it, tid
+    cdef cvx_team team = cvx_team_new()
     cdef floating* pack = &work[0]
     cdef floating* scratch = pack + groups * 36 * Mp * Ig
     cdef const floating* wp = &w[0, 0, 0, 0]
@@ -226,36 +227,42 @@ def conv_winograd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                     bad[0] = 1
                     break
     elif parts > 1:
-        tid = 0
+        tid = it = part = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for part in prange(parts, schedule="static"):   # (a barrier at its end)
+            for part in range(cvx_share(parts, tid), cvx_share(parts, tid + 1)):
                 for it in range(_wino_part(part, panels, parts),
                                 _wino_part(part + 1, panels, parts)):
                     if _wino_weights(wp, R, Og, Ig, flip, Mp, it, pack):
                         CVX_STORE(bad, 1)
-            for it in prange(items, schedule="static"):    # part it // blocks_t
-                if not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
-                    if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
-                                  groups, pt, pl, TH, TW, tiles, tb, it % blocks_t, step,
-                                  _wino_part(it // blocks_t, panels, parts) * CVX_MR,
-                                  _min(Og, _wino_part(it // blocks_t + 1, panels, parts)
-                                       * CVX_MR), stop):
-                        CVX_STORE(bad, 1)
+            cvx_team_wait(&team)
+            for it in range(cvx_share(items, tid), cvx_share(items, tid + 1)):
+                if CVX_STOPPED(stop) or CVX_STOPPED(bad):   # (part it // blocks_t)
+                    break
+                if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
+                              groups, pt, pl, TH, TW, tiles, tb, it % blocks_t, step,
+                              _wino_part(it // blocks_t, panels, parts) * CVX_MR,
+                              _min(Og, _wino_part(it // blocks_t + 1, panels, parts)
+                                   * CVX_MR), stop):
+                    CVX_STORE(bad, 1)
+            cvx_team_wait(&team)
     else:
-        tid = 0    # firstprivate in the parallel block: defined before it
+        tid = it = 0    # firstprivate in the parallel block: defined before it
         with nogil, parallel(num_threads=nt):
             tid = threadid()
             cvx_saw(tid)
-            for it in prange(blocks, schedule="static"):   # (a barrier at its end)
+            for it in range(cvx_share(blocks, tid), cvx_share(blocks, tid + 1)):
                 if _wino_weights(wp, R, Og, Ig, flip, Mp, it, pack):
                     CVX_STORE(bad, 1)
-            for it in prange(items, schedule="dynamic"):
-                if not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
-                    if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
-                                  groups, pt, pl, TH, TW, tiles, tb, it, step, 0, Og, stop):
-                        CVX_STORE(bad, 1)
+            cvx_team_wait(&team)
+            it = cvx_claim(&team)
+            while it < items and not CVX_STOPPED(stop) and not CVX_STOPPED(bad):
+                if _wino_item(xp, pack, b, op, scratch + tid * per, C, H, W, Co, OH, OW,
+                              groups, pt, pl, TH, TW, tiles, tb, it, step, 0, Og, stop):
+                    CVX_STORE(bad, 1)
+                it = cvx_claim(&team)
+            cvx_team_wait(&team)
     return not CVX_STOPPED(stop)
 
 
@@ -284,9 +291,13 @@ def winograd_split(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     # maybe-uninitialized
     cdef const floating* xp = _data4(x)
     cdef floating* xsp = <floating*> _data4(xs)
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
-        for it in prange(P * C, schedule="static", num_threads=nt):
+    it = n = r = s = c = m = k = i = j = 0   # private in the parallel block: defined before it
+    src = dst = NULL
+    with nogil, parallel(num_threads=nt):
+        for it in range(cvx_share(P * C, threadid()), cvx_share(P * C, threadid() + 1)):
             n = it // (C * dh * dw)
             r = it // (C * dw) % dh
             s = it // C % dw
@@ -302,6 +313,7 @@ def winograd_split(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                 for k in range(Wp):
                     j = dw * k + s - pl
                     dst[k] = src[j] if 0 <= j < W else 0
+        cvx_team_wait(&team)
 
 
 def winograd_merge(const floating[:, :, :, ::1] ys,  # IN  (nb*dh*dw, Co, OHp, OWp)
@@ -317,9 +329,14 @@ def winograd_merge(const floating[:, :, :, ::1] ys,  # IN  (nb*dh*dw, Co, OHp, O
     cdef floating* dst
     cdef const floating* ysp = _data4(ys)      # pointers: as in winograd_phases
     cdef floating* outp = <floating*> _data4(out)
+    cdef cvx_team team = cvx_team_new()
     with nogil:
         nt = _team(nt)
-        for it in prange(nb * Co * OH, schedule="static", num_threads=nt):
+    it = n = o = i = s = v = 0   # private in the parallel block: defined before it
+    src = dst = NULL
+    with nogil, parallel(num_threads=nt):
+        for it in range(cvx_share(nb * Co * OH, threadid()),
+                        cvx_share(nb * Co * OH, threadid() + 1)):
             n = it // (Co * OH)
             o = it // OH % Co
             i = it % OH
@@ -329,3 +346,4 @@ def winograd_merge(const floating[:, :, :, ::1] ys,  # IN  (nb*dh*dw, Co, OHp, O
                 src = ysp + ((((n * dh + i % dh) * dw + s) * Co + o) * OHp + i // dh) * OWp
                 for v in range((OW - s + dw - 1) // dw):
                     dst[s + v * dw] = src[v]
+        cvx_team_wait(&team)
