@@ -216,6 +216,32 @@ def conv_forward(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
     return not CVX_STOPPED(stop)
 
 
+cdef inline void _add_strided(floating* dst, const floating* src, Py_ssize_t n,
+                              Py_ssize_t s) noexcept nogil:
+    """dst[j*s] += src[j] for j < n (dst and src apart), four at a time.
+    With one sum an iteration the loop is seven instructions, and its speed
+    followed where the compiler happened to put it: builds whose loop
+    crossed a 32-byte boundary took 1.13-1.18x the time of one whose loop
+    did not on the input gradient of a 7x7 stride-2 stem and a depthwise
+    stride-2 layer (sources that differed elsewhere, interleaved, 2 threads,
+    Intel Xeon; perf put the time in this loop)."""
+    cdef Py_ssize_t j = 0
+    cdef floating a0, a1, a2, a3
+    while j + 4 <= n:
+        a0 = dst[j * s] + src[j]
+        a1 = dst[(j + 1) * s] + src[j + 1]
+        a2 = dst[(j + 2) * s] + src[j + 2]
+        a3 = dst[(j + 3) * s] + src[j + 3]
+        dst[j * s] = a0
+        dst[(j + 1) * s] = a1
+        dst[(j + 2) * s] = a2
+        dst[(j + 3) * s] = a3
+        j += 4
+    while j < n:
+        dst[j * s] += src[j]
+        j += 1
+
+
 cdef void _col2im_add(const floating* dcol, Py_ssize_t ld, floating* dx, Py_ssize_t c0,
                       Py_ssize_t c1, Py_ssize_t p0, Py_ssize_t npos, const Geom* G) noexcept nogil:
     """The adjoint of reading the im2col matrix: row ``((c - c0)*KH + p)*KW + q``
@@ -226,7 +252,7 @@ cdef void _col2im_add(const floating* dcol, Py_ssize_t ld, floating* dx, Py_ssiz
     Intel Xeon, one image of 14x14, 256 channels, 3x3, float32: col2im took
     15% of the input gradient's time value by value with a division a run,
     11% so."""
-    cdef Py_ssize_t c, p, q, i, ja, jb, va, vb, j0, j1, j, r, pos, off_w, off_h
+    cdef Py_ssize_t c, p, q, i, ja, jb, va, vb, j0, j1, r, pos, off_w, off_h
     cdef Py_ssize_t i0 = p0 // G.OW, ja0 = p0 - i0 * G.OW
     cdef const floating* row
     cdef const floating* src
@@ -254,8 +280,7 @@ cdef void _col2im_add(const floating* dcol, Py_ssize_t ld, floating* dx, Py_ssiz
                             else:
                                 cvx_add_run_f64(dst, src, vb - va)
                         else:
-                            for j in range(vb - va):
-                                dst[j * G.sw] += src[j]
+                            _add_strided(dst, src, vb - va, G.sw)
                     pos += jb - ja
                     i, ja = i + 1, 0
 
