@@ -354,9 +354,8 @@ static inline void cvx_saw(int tid)
  * Linux, it sleeps on the barrier's word (futex).  Most waits inside a call
  * are shorter: an item, or the time the last thread took to wake.  A long
  * one spun, the 1x1 stride-2 input gradient's last image of 3 ms (8 images
- * on 2 threads), cost the working thread 1.28x its time: the spinning CPU
- * must take the kernel's interrupts (TLB shootdowns as the output's fresh
- * pages fault in) that a sleeping one is spared.  Each region ends with
+ * on 2 threads), made the call take 1.28x its time (perf put more of it in
+ * the kernel's cross-CPU calls while the thread spun).  Each region ends with
  * cvx_team_wait, so that its threads reach libgomp's own closing barrier
  * together and none sleeps in it.  The threads still sleep between calls.
  *
