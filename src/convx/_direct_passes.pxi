@@ -165,6 +165,10 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
     cdef floating* scratch = &work[0]
     cdef const int* stop = _stop(interruptible)
     cdef cvx_team team = cvx_team_new()
+    # (read through a pointer in the parallel block: an index there, which
+    # boundscheck can raise in CONVX_DEBUG=1 builds, gives the block an error
+    # path whose line numbers GCC sees as maybe-uninitialized)
+    cdef const Py_ssize_t* offs = &off[0]
     with nogil:
         nt = _team(nt)
     if nt == 1:
@@ -180,7 +184,7 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
             cvx_saw(tid)
             it = cvx_claim(&team)
             while it < items and not CVX_STOPPED(stop):
-                _direct_item(sp, wp, &off[0], b, op, scratch + tid * per, &D, it)
+                _direct_item(sp, wp, offs, b, op, scratch + tid * per, &D, it)
                 it = cvx_claim(&team)
             cvx_team_wait(&team)
     return not CVX_STOPPED(stop)
@@ -229,6 +233,10 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
     cdef floating* mine
     cdef const int* stop = _stop(interruptible)
     cdef cvx_team team = cvx_team_new()
+    # (read through a pointer in the parallel block: an index there, which
+    # boundscheck can raise in CONVX_DEBUG=1 builds, gives the block an error
+    # path whose line numbers GCC sees as maybe-uninitialized)
+    cdef const Py_ssize_t* offs = &off[0]
     with nogil:
         nt = _team(nt)
     with nogil:
@@ -249,7 +257,7 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
             for it in range(cvx_share(items, tid), cvx_share(items, tid + 1)):
                 if CVX_STOPPED(stop):
                     break
-                _wgrad_direct_item(xp, gp, &off[0], mine, mine + size, &D, it)
+                _wgrad_direct_item(xp, gp, offs, mine, mine + size, &D, it)
             cvx_team_wait(&team)
     with nogil:
         _add_accumulators(scratch, per, size, nt, out)
@@ -339,6 +347,10 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
     cdef floating* mine
     cdef const int* stop = _stop(interruptible)
     cdef cvx_team team = cvx_team_new()
+    # (read through a pointer in the parallel block: an index there, which
+    # boundscheck can raise in CONVX_DEBUG=1 builds, gives the block an error
+    # path whose line numbers GCC sees as maybe-uninitialized)
+    cdef const Py_ssize_t* offs = &off[0]
     cdef Py_ssize_t adds = groups * ((D.K + _ADD_TAPS - 1) // _ADD_TAPS)
     with nogil:
         nt = _team(nt)
@@ -371,7 +383,7 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
             for it in range(cvx_share(items, tid), cvx_share(items, tid + 1)):
                 if CVX_STOPPED(stop):
                     break
-                _wgradt_item(xp, gp, &off[0], mine, mine + size,
+                _wgradt_item(xp, gp, offs, mine, mine + size,
                              mine + size + D.Cs * Hr * Wp, &D, sw, FP, it)
             cvx_team_wait(&team)
             for it in range(cvx_share(adds, tid), cvx_share(adds, tid + 1)):
@@ -439,6 +451,10 @@ def conv_forward_channels(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
     cdef floating* scratch = &work[0]
     cdef const int* stop = _stop(interruptible)
     cdef cvx_team team = cvx_team_new()
+    # (read through a pointer in the parallel block: an index there, which
+    # boundscheck can raise in CONVX_DEBUG=1 builds, gives the block an error
+    # path whose line numbers GCC sees as maybe-uninitialized)
+    cdef const Py_ssize_t* offs = &off[0]
     with nogil:
         nt = _team(nt)
     if nt == 1:
@@ -454,7 +470,7 @@ def conv_forward_channels(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
             cvx_saw(tid)
             it = cvx_claim(&team)
             while it < items and not CVX_STOPPED(stop):
-                _fwdt_item(xp, wp_, &off[0], b, op, scratch + tid * per, &D, sw, FP, it)
+                _fwdt_item(xp, wp_, offs, b, op, scratch + tid * per, &D, sw, FP, it)
                 it = cvx_claim(&team)
             cvx_team_wait(&team)
     return not CVX_STOPPED(stop)
