@@ -510,6 +510,17 @@ cdef void _zero_accumulators(floating* scratch, Py_ssize_t per, Py_ssize_t size,
         memset(scratch + t * per, 0, size * sizeof(floating))
 
 
+cdef inline void _zero_own_accumulator(floating* scratch, Py_ssize_t per, Py_ssize_t size,
+                                       int tid, int nt) noexcept nogil:
+    """In a parallel region asked for ``nt`` threads: thread ``tid`` zeroes
+    its accumulator, and thread 0 also those of the threads the region did
+    not get (fewer than asked for, when nested), which the team's sum reads."""
+    memset(scratch + tid * per, 0, size * sizeof(floating))
+    if tid == 0:
+        _zero_accumulators(scratch + cvx_team_threads() * per, per, size,
+                           nt - cvx_team_threads())
+
+
 cdef void _add_accumulators(const floating* scratch, Py_ssize_t per, Py_ssize_t size, int nt,
                             floating* out) noexcept nogil:
     """out = the threads' accumulators added in thread order (the same bits

@@ -1,5 +1,11 @@
 # convx: the direct passes, unit horizontal stride (see _core.pyx).
 # Included by _core.pyx, whose helpers and declarations it uses.
+#
+# The passes below read their tap offsets through ``offs``, a pointer taken
+# before the parallel block: an index into the memoryview there, which
+# boundscheck can raise in CONVX_DEBUG=1 builds (the sanitizer build), gives
+# the block an error path whose line numbers GCC -O1 sees as
+# maybe-uninitialized, and that build fails (-Werror).
 
 # --------------------------------------------------------------------------
 # The direct path (unit horizontal stride): pad the rows of one image that a
@@ -165,10 +171,7 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
     cdef floating* scratch = &work[0]
     cdef const int* stop = _stop(interruptible)
     cdef cvx_team team = cvx_team_new()
-    # (read through a pointer in the parallel block: an index there, which
-    # boundscheck can raise in CONVX_DEBUG=1 builds, gives the block an error
-    # path whose line numbers GCC sees as maybe-uninitialized)
-    cdef const Py_ssize_t* offs = &off[0]
+    cdef const Py_ssize_t* offs = &off[0]   # (see the file's head)
     with nogil:
         nt = _team(nt)
     if nt == 1:
@@ -233,10 +236,7 @@ def conv_weight_grad_direct(const floating[:, :, :, ::1] x,      # IN  (N, C, H,
     cdef floating* mine
     cdef const int* stop = _stop(interruptible)
     cdef cvx_team team = cvx_team_new()
-    # (read through a pointer in the parallel block: an index there, which
-    # boundscheck can raise in CONVX_DEBUG=1 builds, gives the block an error
-    # path whose line numbers GCC sees as maybe-uninitialized)
-    cdef const Py_ssize_t* offs = &off[0]
+    cdef const Py_ssize_t* offs = &off[0]   # (see the file's head)
     with nogil:
         nt = _team(nt)
     with nogil:
@@ -347,10 +347,7 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
     cdef floating* mine
     cdef const int* stop = _stop(interruptible)
     cdef cvx_team team = cvx_team_new()
-    # (read through a pointer in the parallel block: an index there, which
-    # boundscheck can raise in CONVX_DEBUG=1 builds, gives the block an error
-    # path whose line numbers GCC sees as maybe-uninitialized)
-    cdef const Py_ssize_t* offs = &off[0]
+    cdef const Py_ssize_t* offs = &off[0]   # (see the file's head)
     cdef Py_ssize_t adds = groups * ((D.K + _ADD_TAPS - 1) // _ADD_TAPS)
     with nogil:
         nt = _team(nt)
@@ -376,10 +373,7 @@ def conv_weight_grad_channels(const floating[:, :, :, ::1] x,      # IN  (N, C, 
             tid = threadid()
             cvx_saw(tid)
             mine = scratch + tid * per
-            memset(mine, 0, size * sizeof(floating))
-            if tid == 0:
-                _zero_accumulators(scratch + cvx_team_threads() * per, per, size,
-                                   nt - cvx_team_threads())
+            _zero_own_accumulator(scratch, per, size, tid, nt)
             for it in range(cvx_share(items, tid), cvx_share(items, tid + 1)):
                 if CVX_STOPPED(stop):
                     break
@@ -451,10 +445,7 @@ def conv_forward_channels(const floating[:, :, :, ::1] x,     # IN  (N, C, H, W)
     cdef floating* scratch = &work[0]
     cdef const int* stop = _stop(interruptible)
     cdef cvx_team team = cvx_team_new()
-    # (read through a pointer in the parallel block: an index there, which
-    # boundscheck can raise in CONVX_DEBUG=1 builds, gives the block an error
-    # path whose line numbers GCC sees as maybe-uninitialized)
-    cdef const Py_ssize_t* offs = &off[0]
+    cdef const Py_ssize_t* offs = &off[0]   # (see the file's head)
     with nogil:
         nt = _team(nt)
     if nt == 1:

@@ -590,11 +590,8 @@ def conv_weight_grad(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
             tid = threadid()
             cvx_saw(tid)
             mine = scratch + tid * per
-            if team_sums:   # its own accumulator; the first, those the region lacks
-                memset(mine, 0, size * sizeof(floating))
-                if tid == 0:
-                    _zero_accumulators(scratch + cvx_team_threads() * per, per, size,
-                                       nt - cvx_team_threads())
+            if team_sums:
+                _zero_own_accumulator(scratch, per, size, tid, nt)
             for it in range(cvx_share(items, tid), cvx_share(items, tid + 1)):
                 if CVX_STOPPED(stop):
                     break
