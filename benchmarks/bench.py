@@ -57,7 +57,9 @@ and dtype and ``np.allclose(got, ref, rtol=tol, atol=tol * max|ref|)`` with tol
 1e-8 for float64 and 1e-3 for float32.  A case that disagrees is not timed and
 fails the run.  Timing is round-robin: each round times one sample of each
 implementation in turn (so a noisy moment on a shared machine hits all of them
-alike); a sample is enough back-to-back calls to last about ``--min-time``
+alike), in reverse order every other round (a call right after another
+library's runs slower than right after its own: each then follows itself as
+often as another); a sample is enough back-to-back calls to last about ``--min-time``
 seconds and gives the time per call.  NumPy's OpenBLAS threads busy-wait for
 about 0.1 s after a call, and measured here a convx or torch call right after
 a NumPy matmul ran 1.5-2.2x slower; so each im2col sample is followed by a
@@ -409,6 +411,14 @@ def measure_roofline(dtypes, rounds=3):
 def time_round_robin(fns, repeat, min_time, settle_after=(), settle=0.0):
     """{name: [seconds per call, one per round]} for already warmed-up callables.
 
+    The rounds take the implementations in turn, in reverse order every other
+    round, so that each follows itself as often as it follows another: a call
+    right after another library's ran slower than right after its own (one
+    call a sample, best of 21, 2 threads, Intel Xeon: convx after torch
+    1.02-1.30x, torch after convx 0.97-1.11x, on 5 layers of the classes
+    suite in both dtypes), and a fixed order charged that to the same one
+    every round.
+
     After each sample of an implementation named in ``settle_after`` the run
     sleeps ``settle`` seconds, so that its idle worker threads stop spinning
     before the next implementation is timed.
@@ -424,9 +434,10 @@ def time_round_robin(fns, repeat, min_time, settle_after=(), settle=0.0):
         t = sample(name, fn, 1)
         numbers[name] = max(1, min(100000, math.ceil(min_time / max(t, 1e-7))))
     samples = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            samples[name].append(sample(name, fn, numbers[name]))
+    order = list(fns)
+    for r in range(repeat):
+        for name in order if r % 2 == 0 else order[::-1]:
+            samples[name].append(sample(name, fns[name], numbers[name]))
     return samples
 
 
@@ -1119,7 +1130,9 @@ def write_markdown(path, png, plot_error, rs, rows, ov, mem, sums, info, args, c
         "",
         "**The machine is shared**: other work may have run beside the benchmark, so absolute "
         "times are noisy.  The ratios are measured side by side in one process: every round "
-        "times torch, convx and the im2col baseline in turn on the same arrays, "
+        "times torch, convx and the im2col baseline in turn on the same arrays, in reverse "
+        "order every other round (a call right after another library's ran up to 1.3x "
+        "slower than right after its own), "
         f"{args.repeat} rounds, each sample about {args.min_time * 1e3:g} ms of back-to-back "
         f"calls, with a {args.settle:g} s pause after each im2col sample while NumPy's BLAS "
         "threads stop spinning (they slow whatever runs next by up to 2x).  Ratios use the minimum over the rounds (best of several); the median is shown "
