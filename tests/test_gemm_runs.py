@@ -152,6 +152,7 @@ def test_weights_in_place_same_bits(case, dtype, level, monkeypatch):
     got = {}
     for pack in (True, False):
         monkeypatch.setattr(_engine, "IG_PACK", pack)
+        _engine.PLANS.clear()   # (the plan holds the choice)
         got[pack] = ig(xs, w, gout, **kw)
     assert np.array_equal(got[True], got[False])
     assert np.array_equal(w, w_before)

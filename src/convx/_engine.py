@@ -1410,8 +1410,9 @@ def _input_grad_gemm(c: Call, forced: bool = False) -> Any:
     _, cg, kh, kw = c.w
     pointwise = _pointwise(c)
     nb = min(c.p if pointwise else _input_grad_positions(c.k), c.p)
-    scratch = _core.input_grad_scratch(cg, c.fg, kh * kw, c.groups, cg, nb, pointwise)
-    return (c.geometry(), nb, pointwise, scratch, c.macs, cg, kh * kw, c.fg)
+    pack = _input_grad_packs(c.x[0], c.p, c.dtype.itemsize)
+    scratch = _core.input_grad_scratch(cg, c.fg, kh * kw, c.groups, cg, nb, pointwise, pack)
+    return (c.geometry(), nb, pointwise, scratch, c.macs, cg, kh * kw, c.fg, pack)
 
 
 def _input_grad_direct(c: Call, forced: bool = False) -> Any:
@@ -1529,7 +1530,9 @@ def _input_grad_depthwise_run(who: Who, shape: Shape, depthwise: Any, w: Array,
 
 
 def _input_grad_small(c: Call, forced: bool = False) -> Any:
-    geometry, nb, _, (shared, per), macs, cg, _, _ = _input_grad_gemm(c)
+    geometry, nb, pointwise, _, macs, cg, khw, fg, _ = _input_grad_gemm(c)
+    # (w.T packed, on this thread's stack)
+    shared, per = _core.input_grad_scratch(cg, fg, khw, c.groups, cg, nb, pointwise, True)
     return geometry + (nb, cg, True, 1, False) if _fits_small(macs, shared + per) else None
 
 
@@ -1679,7 +1682,8 @@ def _input_grad_rows_run(who: Who, shape: Shape, d: Any, w: Array, gout: Array) 
     return dx
 
 
-IG_PACK = None   # None: by _input_grad_packs; True / False: always (tests)
+IG_PACK = None   # None: by _input_grad_packs; True / False: always (tests; read
+#                  when a call is planned: clear PLANS after setting it)
 # One float32 image of at most this many output positions reads w.T in place.
 _IG_IN_PLACE_POSITIONS = 400
 
@@ -1700,7 +1704,7 @@ def _input_grad_packs(images: int, positions: int, itemsize: int) -> bool:
 
 
 def _input_grad_gemm_run(who: Who, shape: Shape, args: Any, w: Array, gout: Array) -> Array:
-    geometry, nb, pointwise, (shared, per), macs, cg, khw, fg = args
+    geometry, nb, pointwise, (shared, per), macs, cg, khw, fg, pack = args
     # zeroed: the GEMM adds into it (np.zeros takes fresh pages from the
     # system, which cost memory only where they are written)
     dx = _result(who, shape, w.dtype, zero=True)
@@ -1710,10 +1714,7 @@ def _input_grad_gemm_run(who: Who, shape: Shape, args: Any, w: Array, gout: Arra
     # Blocks of input channels when the images are fewer than the threads.
     cc = cg if items >= 2 * threads else -(-cg // -(-2 * threads // items))
     if cc != cg:
-        shared, per = _core.input_grad_scratch(cg, fg, khw, groups, cc, nb, pointwise)
-    pack = _input_grad_packs(gout.shape[0], gout.shape[2] * gout.shape[3], w.dtype.itemsize)
-    if not pack:
-        shared = 0
+        shared, per = _core.input_grad_scratch(cg, fg, khw, groups, cc, nb, pointwise, pack)
     work = None if threads == 1 and shared + per <= _STACK_SCRATCH else \
         _scratch(who, per, w.dtype, threads, shared)
     _call(_INPUT_GRAD[w.dtype], macs, gout, w, dx, work, *geometry, nb, cc, pack, threads,

@@ -101,13 +101,27 @@ def forward_scratch(Py_ssize_t Fg, Py_ssize_t K, Py_ssize_t groups, Py_ssize_t n
 
 
 def input_grad_scratch(Py_ssize_t Cg, Py_ssize_t Fg, Py_ssize_t KHW, Py_ssize_t groups,
-                       Py_ssize_t cc, Py_ssize_t nb, bint pointwise):
+                       Py_ssize_t cc, Py_ssize_t nb, bint pointwise, bint pack):
     """(shared, per thread) scratch of conv_input_grad with blocks of ``cc``
-    channels and ``nb`` positions: the packed weights, chunk by chunk, then
-    each thread's packed tail of the output gradient and block of the column
+    channels and ``nb`` positions: the packed weights, chunk by chunk (none
+    unless ``pack``: the product then reads w.T in place), then each
+    thread's packed tail of the output gradient and block of the column
     matrix's gradient (none when the kernel is pointwise)."""
-    return (groups * ((Cg + cc - 1) // cc) * _chunk_pack(cc, KHW, Fg),
-            _bpack(Fg, nb) + (0 if pointwise else cc * KHW * nb))
+    return (_input_grad_shared(Cg, Fg, KHW, groups, cc, pack),
+            _input_grad_each(Fg, KHW, cc, nb, pointwise))
+
+
+cdef inline Py_ssize_t _input_grad_shared(Py_ssize_t Cg, Py_ssize_t Fg, Py_ssize_t KHW,
+                                          Py_ssize_t groups, Py_ssize_t cc,
+                                          bint pack) noexcept nogil:
+    """input_grad_scratch's shared part, for it and conv_input_grad (one formula)."""
+    return groups * ((Cg + cc - 1) // cc) * _chunk_pack(cc, KHW, Fg) if pack else 0
+
+
+cdef inline Py_ssize_t _input_grad_each(Py_ssize_t Fg, Py_ssize_t KHW, Py_ssize_t cc,
+                                        Py_ssize_t nb, bint pointwise) noexcept nogil:
+    """input_grad_scratch's part per thread, for it and conv_input_grad."""
+    return _bpack(Fg, nb) + (0 if pointwise else cc * KHW * nb)
 
 
 cdef inline Py_ssize_t _taps_row(Py_ssize_t nb, Py_ssize_t KW, Py_ssize_t dw) noexcept nogil:
@@ -381,8 +395,8 @@ def conv_input_grad(const floating[:, :, :, ::1] gout,  # IN  (N, F, OH, OW)
     cdef floating* scratch = _scratch(work, stack)
     cdef Py_ssize_t khw = G.KH * G.KW, nchunk = (G.Cg + cc - 1) // cc
     cdef Py_ssize_t items = dx.shape[0] * groups * nchunk, it, tid
-    cdef Py_ssize_t shared = groups * nchunk * _chunk_pack(cc, khw, G.Fg) if pack else 0
-    cdef Py_ssize_t per = _bpack(G.Fg, nb) + (0 if G.pointwise else cc * khw * nb)
+    cdef Py_ssize_t shared = _input_grad_shared(G.Cg, G.Fg, khw, groups, cc, pack)
+    cdef Py_ssize_t per = _input_grad_each(G.Fg, khw, cc, nb, G.pointwise)
     cdef const floating* gp = _data4(gout)
     cdef floating* dp = &dx[0, 0, 0, 0]
     cdef const int* stop = _stop(interruptible)
