@@ -413,11 +413,11 @@ def time_round_robin(fns, repeat, min_time, settle_after=(), settle=0.0):
 
     The rounds take the implementations in turn, in reverse order every other
     round, so that each follows itself as often as it follows another: a call
-    right after another library's ran slower than right after its own (one
-    call a sample, best of 21, 2 threads, Intel Xeon: convx after torch
-    1.02-1.30x, torch after convx 0.97-1.11x, on 5 layers of the classes
-    suite in both dtypes), and a fixed order charged that to the same one
-    every round.
+    right after another library's mostly ran slower than right after its own
+    (one call a sample, best of 21, 2 threads, Intel Xeon, 5 layers of the
+    classes suite in both dtypes: convx after torch 0.99-1.30x, 9 of 10 over
+    1.02; torch after convx 0.97-1.11x, 7 of 10 over 1.02), and a fixed order
+    charged that to the same one every round.
 
     After each sample of an implementation named in ``settle_after`` the run
     sleeps ``settle`` seconds, so that its idle worker threads stop spinning
