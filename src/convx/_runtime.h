@@ -379,6 +379,16 @@ typedef struct {
 #define CVX_SPIN_YIELD 64
 #define CVX_SPIN_NS 100000
 
+/* The threads of the region this thread runs in (1 outside any). */
+static inline int cvx_team_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 static inline cvx_team cvx_team_new(void)
 {
     cvx_team t;
@@ -421,7 +431,7 @@ static inline long long cvx_now_ns(void)
 static inline void cvx_team_wait(cvx_team *t)
 {
 #ifdef _OPENMP
-    const int n = omp_get_num_threads();
+    const int n = cvx_team_threads();
     if (n <= 1)
         return;
     const int phase = __atomic_load_n(&t->phase, __ATOMIC_SEQ_CST);
@@ -471,16 +481,6 @@ static inline void cvx_team_wait(cvx_team *t)
 #endif
 }
 #endif
-
-/* The threads of the region this thread runs in (1 outside any). */
-static inline int cvx_team_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_num_threads();
-#else
-    return 1;
-#endif
-}
 
 /* Where thread t's run of n items starts when the region's threads share
  * them as schedule(static) does: equal runs in thread order, the first
