@@ -30,7 +30,8 @@ LEVELS = [pytest.param(level, id=f"isa{level}") for level in (4, 3)]
 # column stride of 1 that the vectors need), a column stride of 2 (run by
 # run at every level), more positions than a block (_engine._NC: blocks
 # that begin inside an output row), groups, a kernel as wide as the padded
-# image, and 1-D signals.
+# image, depths of 200 and 256 at stride 2 (one block in float64: _gemm.h,
+# cvx_kc_step), and 1-D signals.
 CASES = [
     ((2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1, 1),
     ((1, 5, 14, 14), (6, 5, 3, 3), 1, 1, 1, 1),
@@ -45,6 +46,8 @@ CASES = [
     ((1, 2, 5, 1), (3, 2, 3, 1), 1, (1, 0), 1, 1),
     ((1, 2, 4, 4), (3, 2, 6, 6), 1, 1, 1, 1),
     ((1, 1, 3, 33), (2, 1, 3, 3), 1, 1, 1, 1),
+    ((1, 8, 15, 15), (5, 8, 5, 5), 2, 2, 1, 1),
+    ((1, 256, 9, 9), (6, 256, 1, 1), 2, 0, 1, 1),
     ((2, 3, 500), (4, 3, 5), 1, 2, 1, 1),
     ((1, 2, 9), (3, 2, 3), 1, 4, 2, 1),
 ]

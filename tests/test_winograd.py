@@ -178,6 +178,8 @@ def test_both_passes_within_the_bound(case):
     (1, 40, 8, 1, (9, 70), (0, 2)),        # long rows, tiles past several blocks
     (5, 8, 8, 4, (14, 14), (1, 1)),        # grouped
     (2, 300, 5, 1, (7, 7), (1, 1)),        # more channels than one GEMM block (256)
+    (1, 200, 6, 1, (9, 9), (1, 1)),        # one block of 200 (cvx_kc_step), not 32s
+    (1, 6, 144, 1, (8, 8), (1, 1)),        # input gradient: one block of 144 filters
     (1, 3, 3, 1, (5, 6), (2, 2)),          # rows narrower than a vector
     (2, 24, 16, 1, (37, 30), (2, 2), (2, 2)),  # dilated, 'same': four phase images
     (3, 8, 12, 2, (25, 31), (1, 4), (3, 2)),   # dilated unevenly, pads not multiples

@@ -136,6 +136,7 @@ cdef extern from "_gemm.h" nogil:
         CVX_IM2COL_T
         CVX_MR
         CVX_KC
+        CVX_KC_ONE
         CVX_MC
         CVX_NC
         CVX_NR_MAX
@@ -161,9 +162,9 @@ cdef extern from "_gemm.h" nogil:
                              Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t K, double* dst,
                              Py_ssize_t ps)
     void cvx_prepack_f32(const cvx_operand* A, Py_ssize_t M, Py_ssize_t K, Py_ssize_t r0,
-                         Py_ssize_t r1, float* dst)
+                         Py_ssize_t r1, int b_kind, float* dst)
     void cvx_prepack_f64(const cvx_operand* A, Py_ssize_t M, Py_ssize_t K, Py_ssize_t r0,
-                         Py_ssize_t r1, double* dst)
+                         Py_ssize_t r1, int b_kind, double* dst)
     int cvx_gemm_f32(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_operand* A,
                      const cvx_operand* B, float* abuf, float* bbuf, float* C, Py_ssize_t ldc,
                      int accumulate, const float* bias, const int* stop)

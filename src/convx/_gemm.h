@@ -22,13 +22,14 @@
  * order that does not depend on the number of threads.
  *
  * Blocking (Goto / BLIS): the columns of B in blocks of CVX_NC, its rows in
- * blocks of CVX_KC, packed into micro-panels of NR columns; the rows of A in
- * blocks of CVX_MC, packed into micro-panels of CVX_MR rows; a micro-tile of
- * CVX_MR x NR elements of C accumulates in vector registers over a block of
- * CVX_KC, then is stored (the first block) or added to C (the later ones).
- * Each element of C is therefore summed in the same order, bias first, then
- * k = 0, 1, ..., K - 1 in blocks of CVX_KC, whatever the tile it falls in
- * and whoever computes it.
+ * blocks of CVX_KC (or one block: cvx_kc_step), packed into micro-panels of
+ * NR columns; the rows of A in blocks of CVX_MC, packed into micro-panels of
+ * CVX_MR rows; a micro-tile of CVX_MR x NR elements of C accumulates in
+ * vector registers over a block of K, then is stored (the first block) or
+ * added to C (the later ones).  Each element of C is therefore summed in the
+ * same order, bias first, then k = 0, 1, ..., K - 1 in blocks that depend
+ * only on K and the operands' kinds, whatever the tile it falls in and
+ * whoever computes it.
  *
  * Instruction sets: the micro-kernel and its driver are compiled for
  * x86-64-v4 with 64-byte vectors (NR = 3 vectors: 48 floats or 24 doubles)
@@ -97,6 +98,7 @@ _Static_assert(CVX_MR == 4, "cvx_pack_a_dense interleaves exactly 4 rows");
 #define CVX_NV 3        /* vectors of columns in a micro-tile */
 _Static_assert(CVX_NV == 3, "the driver's narrow tiles are of 1 and 2 vectors");
 #define CVX_KC 128      /* depth of a packed block (see above) */
+#define CVX_KC_ONE 256  /* the deepest single block (cvx_kc_step) */
 #define CVX_MC 128      /* rows of A packed at once: a multiple of CVX_MR */
 #define CVX_NC 384      /* columns of B packed at once: a multiple of every NR (48, 24, 12, 6) */
 #define CVX_NR_MAX 48   /* the widest panel: float32 at x86-64-v4 */
@@ -104,6 +106,27 @@ _Static_assert(CVX_NC % CVX_NR_MAX == 0, "CVX_NC holds whole panels of every wid
 
 enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_ROWS = 4,
        CVX_PANELS = 5, CVX_ROWS_WHOLE = 6, CVX_COLUMNS = 7 };
+
+/* The depth of the blocks of a product of depth K whose B is of kind b_kind,
+ * of elements of elem bytes: CVX_KC; but all of K, one block, when K <=
+ * CVX_KC_ONE and B is a Winograd transform's tiles (ROWS_WHOLE) or, in
+ * doubles, is packed from an image (IM2COL).  Each block past the first
+ * reads back the tiles of C the ones before wrote.  Against blocks of
+ * CVX_KC, 2 threads on the AVX-512 Xeon (model 167), interleaved, median of
+ * 9-13 rounds: a 3x3 layer of 256 channels on 14x14 images by Winograd,
+ * float32, 0.78-0.90x the time forward and 0.85-0.93x the input gradient
+ * (a 160 -> 256 channel layer's, 0.78x); a 1x1 stride-2 layer of 256 -> 512
+ * channels, float64, 0.91-0.92x forward.
+ * Elsewhere one deeper block lost: that layer in float32 1.05x; input
+ * gradients of 256 filters, whose B is the output gradient, 1.04-1.10x.
+ * Depths of 160-224 moved 0.98-1.03x, inside the noise (docs/design.md,
+ * "Where the product stands").  cvx_prepack and the Winograd weight
+ * transform lay out A's blocks by it too. */
+static inline ptrdiff_t cvx_kc_step(ptrdiff_t K, int b_kind, size_t elem)
+{
+    const int one = b_kind == CVX_ROWS_WHOLE || (b_kind == CVX_IM2COL && elem == 8);
+    return one && K <= CVX_KC_ONE ? K : CVX_KC;
+}
 
 /* One operand.  DENSE: element (r, c) at p[r*rs + c*cs].  COLUMNS (A
  * only): element (i, k) at p[i + k*cs], read in place by the micro-kernel
@@ -384,14 +407,16 @@ ATTR static void cvx_pack_a_dense_##S(const cvx_operand *A, ptrdiff_t ic, ptrdif
                                                                                     \
 /* Rows r0 .. r1 (r0 a multiple of MR; r1 <= M) of a dense A (M x K),     */     \
 /* packed block by block along K: block pc starts at dst + pc*Mp (Mp = M     */     \
-/* rounded up to MR), as cvx_operand PREPACKED reads it; the whole of A for  */     \
-/* r0 = 0, r1 = M.  Parts of disjoint rows can be packed side by side.       */     \
+/* rounded up to MR), as cvx_operand PREPACKED reads it beside a B of kind   */     \
+/* b_kind (cvx_kc_step); the whole of A for r0 = 0, r1 = M.  Parts of        */     \
+/* disjoint rows can be packed side by side.                                 */     \
 ATTR static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K,    \
-                                 ptrdiff_t r0, ptrdiff_t r1, T *dst)                \
+                                 ptrdiff_t r0, ptrdiff_t r1, int b_kind, T *dst)    \
 {                                                                                   \
     const ptrdiff_t Mp = (M + CVX_MR - 1) / CVX_MR * CVX_MR;                        \
-    for (ptrdiff_t pc = 0; pc < K; pc += CVX_KC) {                                  \
-        const ptrdiff_t kc = cvx_min(CVX_KC, K - pc);                               \
+    const ptrdiff_t step = cvx_kc_step(K, b_kind, sizeof(T));                       \
+    for (ptrdiff_t pc = 0; pc < K; pc += step) {                                    \
+        const ptrdiff_t kc = cvx_min(step, K - pc);                                 \
         cvx_pack_a_dense_##S(A, r0, r1 - r0, pc, kc, dst + pc * Mp + r0 * kc);      \
     }                                                                               \
 }                                                                                   \
@@ -956,16 +981,17 @@ ATTR static inline CVX_ALWAYS_INLINE void NAME##_micro(                         
 }                                                                                   \
                                                                                     \
 /* Returns 1 when *stop was seen set (C is then incomplete), else 0; *stop */    \
-/* is read before each block of CVX_MC x CVX_NC x CVX_KC multiply-adds.     */    \
+/* is read before each block of CVX_MC x CVX_NC x step multiply-adds.        */     \
 ATTR static int NAME(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const cvx_operand *A,   \
                      const cvx_operand *B, T *abuf, T *bbuf, T *C, ptrdiff_t ldc,   \
                      int accumulate, const T *bias, const int *stop)                \
 {                                                                                   \
     enum { NR = NAME##_NR };                                                        \
+    const ptrdiff_t step = cvx_kc_step(K, B->kind, sizeof(T));                      \
     for (ptrdiff_t jc = 0; jc < N; jc += CVX_NC) {                                  \
         const ptrdiff_t nc = cvx_min(CVX_NC, N - jc);                               \
-        for (ptrdiff_t pc = 0; pc < K; pc += CVX_KC) {                              \
-            const ptrdiff_t kc = cvx_min(CVX_KC, K - pc);                           \
+        for (ptrdiff_t pc = 0; pc < K; pc += step) {                                \
+            const ptrdiff_t kc = cvx_min(step, K - pc);                             \
             if (CVX_STOPPED(stop))                                                  \
                 return 1;                                                           \
             /* ROWS: full panels read in place, the last partial one packed; */   \
@@ -1115,10 +1141,10 @@ CVX_DISPATCH_GEMM(f64, double)
 #if CVX_X86_DISPATCH
 #define CVX_DISPATCH_PACK(S, T)                                                     \
 static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K,       \
-                            ptrdiff_t r0, ptrdiff_t r1, T *dst)                     \
+                            ptrdiff_t r0, ptrdiff_t r1, int b_kind, T *dst)         \
 {                                                                                   \
-    if (cvx_isa >= 3) cvx_prepack_##S##_v3(A, M, K, r0, r1, dst);                   \
-    else cvx_prepack_##S##_v1(A, M, K, r0, r1, dst);                                \
+    if (cvx_isa >= 3) cvx_prepack_##S##_v3(A, M, K, r0, r1, b_kind, dst);           \
+    else cvx_prepack_##S##_v1(A, M, K, r0, r1, b_kind, dst);                        \
 }                                                                                   \
 static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1,        \
                            ptrdiff_t p0, ptrdiff_t np, T *dst, ptrdiff_t ld)        \
@@ -1136,8 +1162,8 @@ static void cvx_pack_panels_##S(const T *p, ptrdiff_t rs, ptrdiff_t off, ptrdiff
 #else
 #define CVX_DISPATCH_PACK(S, T)                                                     \
 static void cvx_prepack_##S(const cvx_operand *A, ptrdiff_t M, ptrdiff_t K,       \
-                            ptrdiff_t r0, ptrdiff_t r1, T *dst)                     \
-{ cvx_prepack_##S##_v1(A, M, K, r0, r1, dst); }                                     \
+                            ptrdiff_t r0, ptrdiff_t r1, int b_kind, T *dst)         \
+{ cvx_prepack_##S##_v1(A, M, K, r0, r1, b_kind, dst); }                             \
 static void cvx_im2col_##S(const cvx_operand *X, ptrdiff_t k0, ptrdiff_t k1,        \
                            ptrdiff_t p0, ptrdiff_t np, T *dst, ptrdiff_t ld)        \
 { cvx_im2col_##S##_v1(X, k0, k1, p0, np, dst, ld); }                               \

@@ -82,15 +82,21 @@ cdef inline int _gemm_taps(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_o
 
 # Scratch: sizes in elements, shared by the engine (which allocates) and the
 # kernels (which carve it up).  A product's packed panels of B hold at most
-# CVX_KC x CVX_NC values, rounded to the widest panel (CVX_NR_MAX) so that the
-# sizes do not depend on the instruction set.
+# one block of its depth (_kc_max) x CVX_NC values, rounded to the widest
+# panel (CVX_NR_MAX) so that the sizes do not depend on the instruction set.
+
+cdef inline Py_ssize_t _kc_max(Py_ssize_t depth) noexcept nogil:
+    """The deepest block of a product this deep, whatever its operands
+    (cvx_kc_step in _gemm.h)."""
+    return depth if depth <= CVX_KC_ONE else CVX_KC
+
 
 cdef inline Py_ssize_t _bpack(Py_ssize_t depth, Py_ssize_t cols) noexcept nogil:
-    return _min(depth, CVX_KC) * _round_up(_min(cols, CVX_NC), CVX_NR_MAX)
+    return _kc_max(depth) * _round_up(_min(cols, CVX_NC), CVX_NR_MAX)
 
 
 cdef inline Py_ssize_t _apack(Py_ssize_t rows, Py_ssize_t depth) noexcept nogil:
-    return _min(_round_up(rows, CVX_MR), CVX_MC) * _min(depth, CVX_KC)
+    return _min(_round_up(rows, CVX_MR), CVX_MC) * _kc_max(depth)
 
 
 def forward_scratch(Py_ssize_t Fg, Py_ssize_t K, Py_ssize_t groups, Py_ssize_t nb):
@@ -325,10 +331,12 @@ cdef void _input_grad_pack(const floating* w, const Geom* G, Py_ssize_t cc, Py_s
     if r0 >= M:
         return
     W = _dense(w + g * G.Fg * G.K + c0 * khw, 1, G.K)
+    # blocked as the product reads it beside the output gradient, DENSE or
+    # ROWS (_input_grad_item): blocks of CVX_KC either way (cvx_kc_step)
     if floating is float:
-        cvx_prepack_f32(&W, M, G.Fg, r0, r1, dst)
+        cvx_prepack_f32(&W, M, G.Fg, r0, r1, CVX_DENSE, dst)
     else:
-        cvx_prepack_f64(&W, M, G.Fg, r0, r1, dst)
+        cvx_prepack_f64(&W, M, G.Fg, r0, r1, CVX_DENSE, dst)
 
 
 cdef void _input_grad_item(const floating* gout, const floating* wpack, const floating* w,

@@ -601,22 +601,23 @@ static int cvx_wino_out_f64(CVX_WINO_OUT_ARGS(double))
 }
 
 /* Rows o0 .. o0 + CVX_MR - 1 (one micro-panel) of each of the 36 matrices
- * U[xi] = (G g G^T)[xi] (O x I; g = w[o, i], R x R; or with ``flip``
- * g = w[i, o] turned by 180 degrees, the input gradient's kernel, its outputs
- * being w's inputs; w is one group's (O, I, R, R), or (I, O, R, R)
- * flipped; cvx_wino_weights_* R = 3, cvx_wino_weights5_* R = 5), written straight into their packed form for the matrix product
- * (_gemm.h, cvx_prepack: K blocks of CVX_KC columns, micro-panels of CVX_MR
- * rows), matrix xi at pack + xi*Mp*I.  Rows o >= O (the last panel's
- * padding, up to Mp) are zeros.  A block of CVX_WINO_IB columns of the
- * panel is one contiguous run in each matrix: it is computed first, then
- * copied, so that every cache line is written whole, at once.  Computed in
- * double, rounded once to T.  Returns 1 when a kernel holds a value that is
- * not finite (it would spread over every value of its transform), or when
- * its largest magnitude is above zero and below CVX_WINO_SMALL(T) (its
- * transform, rounded to T, could fall among the subnormal numbers, where
- * its error is no longer relative to the kernel's: weights of 1e-42 in
- * float32 gave 104 times Winograd's bound); else 0. */
-#define CVX_WINO_IB 32   /* columns per block: divides CVX_KC */
+ * U[xi] = (G g G^T)[xi] (O x I; g = w[o, i], R x R; or with ``flip`` g =
+ * w[i, o] turned by 180 degrees, the input gradient's kernel, its outputs
+ * being w's inputs; w is one group's (O, I, R, R), or (I, O, R, R) flipped;
+ * cvx_wino_weights_* R = 3, cvx_wino_weights5_* R = 5), written straight
+ * into their packed form for the matrix product (_gemm.h, cvx_prepack: K
+ * blocks of cvx_kc_step(I, CVX_ROWS_WHOLE, ...) columns, micro-panels of
+ * CVX_MR rows), matrix xi at pack + xi*Mp*I.  Rows o >= O (the last panel's
+ * padding, up to Mp) are zeros.  A block of CVX_WINO_IB columns of the panel
+ * is one contiguous run in each matrix: it is computed first, then copied,
+ * so that every cache line is written whole, at once.  Computed in double,
+ * rounded once to T.  Returns 1 when a kernel holds a value that is not
+ * finite (it would spread over every value of its transform), or when its
+ * largest magnitude is above zero and below CVX_WINO_SMALL(T) (its
+ * transform, rounded to T, could fall among the subnormal numbers, where its
+ * error is no longer relative to the kernel's: weights of 1e-42 in float32
+ * gave 104 times Winograd's bound); else 0. */
+#define CVX_WINO_IB 32   /* columns per block: divides CVX_KC, or falls in one block */
 /* 2**12 times T's smallest normal number */
 #define CVX_WINO_SMALL(T) ((sizeof(T) == sizeof(float) ? (double)FLT_MIN : DBL_MIN) * 4096.0)
 
@@ -647,11 +648,12 @@ static const double cvx_wino_g5[6][5] = {
 ATTR static int NAME(CVX_WINO_WEIGHTS_ARGS(T))                                      \
 {                                                                                   \
     const ptrdiff_t Mp = (O + CVX_MR - 1) / CVX_MR * CVX_MR;                        \
+    const ptrdiff_t step = cvx_kc_step(I, CVX_ROWS_WHOLE, sizeof(T));               \
     int small = 0;                                                                  \
     for (ptrdiff_t i0 = 0; i0 < I; i0 += CVX_WINO_IB) {                             \
         const ptrdiff_t ib = I - i0 < CVX_WINO_IB ? I - i0 : CVX_WINO_IB;           \
-        const ptrdiff_t pc = i0 / CVX_KC * CVX_KC;                                  \
-        const ptrdiff_t kc = I - pc < CVX_KC ? I - pc : CVX_KC;                     \
+        const ptrdiff_t pc = i0 / step * step;                                      \
+        const ptrdiff_t kc = I - pc < step ? I - pc : step;                         \
         T u[36][CVX_WINO_IB * CVX_MR];    /* u[xi][(i - i0)*MR + o - o0] */         \
         for (ptrdiff_t i = 0; i < ib; i++) {                                        \
             /* g[p*R + q][r], h[a*R + q][r] */                                      \
@@ -742,10 +744,11 @@ CVX_WINO_WEIGHTS_V4 static int NAME(CVX_WINO_WEIGHTS_ARGS(T))                   
             rows |= (__mmask8)(1u << l);                                            \
     }                                                                               \
     const __m256i idx = _mm256_loadu_si256((const __m256i *)at);                    \
+    const ptrdiff_t step = cvx_kc_step(I, CVX_ROWS_WHOLE, sizeof(T));               \
     for (ptrdiff_t i0 = 0; i0 < I; i0 += CVX_WINO_IB) {                             \
         const ptrdiff_t ib = I - i0 < CVX_WINO_IB ? I - i0 : CVX_WINO_IB;           \
-        const ptrdiff_t pc = i0 / CVX_KC * CVX_KC;                                  \
-        const ptrdiff_t kc = I - pc < CVX_KC ? I - pc : CVX_KC;                     \
+        const ptrdiff_t pc = i0 / step * step;                                      \
+        const ptrdiff_t kc = I - pc < step ? I - pc : step;                         \
         _Alignas(64) T u[36][CVX_WINO_IB * CVX_MR];                                 \
         for (ptrdiff_t i = 0; i < ib; i += 2) {                                     \
             const __mmask8 k = i + 1 < ib ? rows : (__mmask8)(rows & ((1u << CVX_MR) - 1)); \
