@@ -136,7 +136,6 @@ cdef extern from "_gemm.h" nogil:
         CVX_IM2COL_T
         CVX_MR
         CVX_KC
-        CVX_KC_ONE
         CVX_MC
         CVX_NC
         CVX_NR_MAX
@@ -146,6 +145,7 @@ cdef extern from "_gemm.h" nogil:
         Py_ssize_t rs, cs
         Py_ssize_t H, W, KH, KW, OW, sh, sw, dh, dw, pt, pl
         Py_ssize_t p0, k0
+    Py_ssize_t cvx_kc_max(Py_ssize_t K)
     Py_ssize_t cvx_first_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t n)
     Py_ssize_t cvx_end_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t size, Py_ssize_t n)
     int cvx_vector_runs

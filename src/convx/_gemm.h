@@ -98,7 +98,7 @@ _Static_assert(CVX_MR == 4, "cvx_pack_a_dense interleaves exactly 4 rows");
 #define CVX_NV 3        /* vectors of columns in a micro-tile */
 _Static_assert(CVX_NV == 3, "the driver's narrow tiles are of 1 and 2 vectors");
 #define CVX_KC 128      /* depth of a packed block (see above) */
-#define CVX_KC_ONE 256  /* the deepest single block (cvx_kc_step) */
+#define CVX_KC_ONE 256  /* the deepest single block (cvx_kc_max) */
 #define CVX_MC 128      /* rows of A packed at once: a multiple of CVX_MR */
 #define CVX_NC 384      /* columns of B packed at once: a multiple of every NR (48, 24, 12, 6) */
 #define CVX_NR_MAX 48   /* the widest panel: float32 at x86-64-v4 */
@@ -106,6 +106,14 @@ _Static_assert(CVX_NC % CVX_NR_MAX == 0, "CVX_NC holds whole panels of every wid
 
 enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_ROWS = 4,
        CVX_PANELS = 5, CVX_ROWS_WHOLE = 6, CVX_COLUMNS = 7 };
+
+/* The deepest block cvx_kc_step gives a product of depth K, whatever its
+ * operands: what a packed block of A or B must hold (the scratch sizes in
+ * _gemm_passes.pxi). */
+static inline ptrdiff_t cvx_kc_max(ptrdiff_t K)
+{
+    return K <= CVX_KC_ONE ? K : CVX_KC;
+}
 
 /* The depth of the blocks of a product of depth K whose B is of kind b_kind,
  * of elements of elem bytes: CVX_KC; but all of K, one block, when K <=
@@ -125,7 +133,7 @@ enum { CVX_DENSE = 0, CVX_PREPACKED = 1, CVX_IM2COL = 2, CVX_IM2COL_T = 3, CVX_R
 static inline ptrdiff_t cvx_kc_step(ptrdiff_t K, int b_kind, size_t elem)
 {
     const int one = b_kind == CVX_ROWS_WHOLE || (b_kind == CVX_IM2COL && elem == 8);
-    return one && K <= CVX_KC_ONE ? K : CVX_KC;
+    return one ? cvx_kc_max(K) : CVX_KC;
 }
 
 /* One operand.  DENSE: element (r, c) at p[r*rs + c*cs].  COLUMNS (A

@@ -82,21 +82,15 @@ cdef inline int _gemm_taps(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const cvx_o
 
 # Scratch: sizes in elements, shared by the engine (which allocates) and the
 # kernels (which carve it up).  A product's packed panels of B hold at most
-# one block of its depth (_kc_max) x CVX_NC values, rounded to the widest
+# one block of its depth (cvx_kc_max) x CVX_NC values, rounded to the widest
 # panel (CVX_NR_MAX) so that the sizes do not depend on the instruction set.
 
-cdef inline Py_ssize_t _kc_max(Py_ssize_t depth) noexcept nogil:
-    """The deepest block of a product this deep, whatever its operands
-    (cvx_kc_step in _gemm.h)."""
-    return depth if depth <= CVX_KC_ONE else CVX_KC
-
-
 cdef inline Py_ssize_t _bpack(Py_ssize_t depth, Py_ssize_t cols) noexcept nogil:
-    return _kc_max(depth) * _round_up(_min(cols, CVX_NC), CVX_NR_MAX)
+    return cvx_kc_max(depth) * _round_up(_min(cols, CVX_NC), CVX_NR_MAX)
 
 
 cdef inline Py_ssize_t _apack(Py_ssize_t rows, Py_ssize_t depth) noexcept nogil:
-    return _min(_round_up(rows, CVX_MR), CVX_MC) * _kc_max(depth)
+    return _min(_round_up(rows, CVX_MR), CVX_MC) * cvx_kc_max(depth)
 
 
 def forward_scratch(Py_ssize_t Fg, Py_ssize_t K, Py_ssize_t groups, Py_ssize_t nb):
