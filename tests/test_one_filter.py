@@ -1,7 +1,9 @@
 """One output channel in the direct kernel (_direct.h's ``block1``): a
 single filter's forward pass, and the input gradient of a layer with one
-input channel, run in blocks of that one channel by 4 vectors of columns
-instead of blocks of 4 channels, 3 of them padding.  Right against the
+input channel, run in blocks of that one channel by 8 vectors of columns
+(64-byte ones on x86-64-v4 where the row is that wide) instead of blocks of
+4 channels, 3 of them padding; columns whose taps lie inside the image read
+it in place, the border's through the padded scratch.  Right against the
 reference for rows narrower than a block, exactly one block, a block and a
 few columns (the last block moved left over the one before), odd row
 counts, bias or none, 1-D; the same sums in the same order as the blocks of
@@ -24,6 +26,14 @@ CASES = [  # (x shape, kernel (KH, KW), padding, dilation)
     ((2, 2, 12, 41), (3, 3), 2, 2),        # dilated
     ((4, 8, 1, 300), (1, 9), (0, 4), 1),   # 1-D
     ((1, 1, 15, 64), (7, 7), 3, 1),        # one channel in as well
+    # rows of 64 doubles and more take x86-64-v4's 64-byte vectors; columns
+    # whose reads lie inside the image read it in place, the border's
+    # through the scratch
+    ((2, 3, 5, 150), (3, 5), (0, 2), 1),   # no rows of border: in place, 2 rows at once
+    ((2, 2, 6, 97), (3, 3), (0, 1), (1, 2)),   # dilated along the width
+    ((3, 2, 1, 260), (1, 3), (0, 5), 1),   # 1-D, a border wider than the kernel
+    ((2, 3, 1, 36), (1, 5), (0, 2), 1),    # 32 columns in place: the least
+    ((2, 3, 1, 35), (1, 5), (0, 2), 1),    # 31: all through the scratch
 ]
 
 
@@ -90,6 +100,47 @@ def test_input_grad_of_one_input_channel(case, dtype, default_threads):
         lambda: convx.conv2d_input_grad(xs, w, g, method="direct", **geometry),
         lambda: convx.conv2d_input_grad((xs[0], 2) + xs[2:], w2, g, method="direct", **geometry),
         want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, kernel, padding", [
+    ((2, 3, 1, 300), (1, 9), (0, 4)),
+    ((2, 2, 9, 130), (3, 5), (1, 2)),
+    ((1, 1, 7, 70), (3, 3), (1, 1)),
+    ((2, 2, 1, 120), (1, 3), (0, 5)),   # the input gradient crops the gradient
+])
+def test_in_place_reads_give_the_bits_of_the_scratch(x_shape, kernel, padding, dtype,
+                                                     default_threads):
+    """Columns whose reads lie inside the image (or the output gradient) are
+    read in place; those that read the border, through the padded scratch.
+    The same sums in the same order: padding given as ``padding=`` (border
+    through the scratch) and as explicit zeros (everything in place) give the
+    same bits, one filter and two, forward and input gradient."""
+    rng = np.random.default_rng(sum(x_shape))
+    x = rng.standard_normal(x_shape).astype(dtype)
+    ph, pw = padding
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    for f in (1, 2):
+        w = rng.standard_normal((f, x_shape[1]) + kernel).astype(dtype)
+        assert np.array_equal(convx.conv2d(x, w, padding=padding, method="direct"),
+                              convx.conv2d(xpad, w, method="direct"))
+        # the input gradient of one input channel: the gradient padded by the
+        # kernel's extent less the padding (cropped where that is negative)
+        w1 = rng.standard_normal((f, 1) + kernel).astype(dtype)
+        x1 = x[:, :1]
+        g = rng.standard_normal(convx.conv2d(x1, w1, padding=padding).shape).astype(dtype)
+        got = convx.conv2d_input_grad(x1.shape, w1, g, padding=padding, method="direct")
+        want = ref.conv_nd_input_grad(x1.shape, w1, g, 1, ref.pads4(padding), 1, 1)
+        tol = 2e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+        # the same sums with the kernel's whole extent as padding, over the
+        # gradient padded (or cropped) by the difference: every read in place
+        a = [k - 1 - p for k, p in zip(kernel, padding)]
+        gpad = g[:, :, max(0, -a[0]):g.shape[2] - max(0, -a[0]),
+                 max(0, -a[1]):g.shape[3] - max(0, -a[1])]
+        gpad = np.pad(gpad, ((0, 0), (0, 0), (max(0, a[0]),) * 2, (max(0, a[1]),) * 2))
+        assert np.array_equal(got, convx.conv2d_input_grad(
+            x1.shape, w1, gpad, padding=(kernel[0] - 1, kernel[1] - 1), method="direct"))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -74,6 +74,7 @@ kernel returns False with its output incomplete, and the caller raises.
 """
 
 from libc.stdint cimport int64_t
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memset
 
 from cython cimport floating

@@ -30,8 +30,11 @@
  * wide is moved left to end at jb (it overlaps the one before); a block that
  * still sticks out past F or jb is computed into a stack buffer and its valid
  * part copied out.  With one output channel (F = 1) the block is that
- * channel times 4 vectors (rows at least 4 vectors wide): 4 accumulators of 4
- * would hold zeros.
+ * channel times 8 vectors for one row, 4 for two (rows at least 4 vectors
+ * wide): 4 accumulators of 4 would hold zeros.  On x86-64-v4 those vectors
+ * are 64 bytes wide where the row is wide enough: one row of a 1-D signal
+ * then runs 16 doubles or 32 floats per multiply-add, as its 2-row blocks do
+ * on 2-D images.
  *
  * Portability: the vectors are GCC/Clang vector extensions of 32 bytes, or,
  * where there are none or in a portable build (CVX_HAVE_GCC_VECTOR,
@@ -57,6 +60,33 @@
 #include "_runtime.h"
 
 #define CVX_FB 4        /* output channels per register block */
+
+/* The one-output-channel block (F = 1), in vectors VT of VL lanes: R rows  */
+/* (1 or 2) by V vectors of consecutive columns from j0 (all inside the      */
+/* range), R*V <= 8 accumulators: 2 FMAs a cycle of 4 cycles' latency need   */
+/* 8 (4 left the FMA units half idle on one-row, 1-D calls).  The same sum   */
+/* per output, in the same order, whatever VT: the same bits.                */
+#define CVX_DIRECT_BLOCK1(FN, T, VT, VL)                                            \
+static inline CVX_ALWAYS_INLINE void FN(                                            \
+    const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
+    ptrdiff_t K, const T *bias, T *out, ptrdiff_t OW, ptrdiff_t i, ptrdiff_t j0,    \
+    const int R, const int V)                                                       \
+{                                                                                   \
+    const VT b0 = CVX_VSUB0(VT, bias ? bias[0] : (T)0);   /* a broadcast */         \
+    VT acc[2][8] = {{b0, b0, b0, b0, b0, b0, b0, b0},                               \
+                    {b0, b0, b0, b0, b0, b0, b0, b0}};                              \
+    const T *xj = xpad + i * row_step + j0;                                         \
+    for (ptrdiff_t k = 0; k < K; k++) {                                             \
+        const VT wb = CVX_VSUB0(VT, wt[k * CVX_FB]);                                \
+        const T *p = xj + off[k];    /* (one pointer a tap: constant displacements) */\
+        for (int r = 0; r < R; r++, p += row_step)                                  \
+            for (int v = 0; v < V; v++)                                             \
+                { const VT xv = CVX_VLD(VT, p + v * VL); CVX_VMAC(acc[r][v], wb, xv); } \
+    }                                                                               \
+    for (int r = 0; r < R; r++)                                                     \
+        for (int v = 0; v < V; v++)                                                 \
+            CVX_VST(out + (i + r) * OW + j0 + v * VL, acc[r][v]);                   \
+}
 
 #define CVX_DEFINE_DIRECT(NAME, T, VT, VL)                                          \
 CVX_VECTOR_TYPE(T, VT, 32);                                                         \
@@ -119,28 +149,12 @@ static inline CVX_ALWAYS_INLINE void NAME##_block(                              
                                                                                     \
 /* One output channel (F = 1: a single filter, or the input gradient of a    */  \
 /* layer with one input channel): CVX_FB blocks would waste 3 of their 4     */  \
-/* rows of accumulators, so the register block is 4 vectors of consecutive   */  \
-/* columns instead, 4*VL columns from j0 (all inside the range), R rows.     */  \
-/* The same sum per output, in the same order: the same bits.               */  \
-static inline CVX_ALWAYS_INLINE void NAME##_block1(                                 \
-    const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
-    ptrdiff_t K, const T *bias, T *out, ptrdiff_t OW, ptrdiff_t i, ptrdiff_t j0,    \
-    const int R)                                                                    \
-{                                                                                   \
-    const VT b0 = CVX_VSUB0(VT, bias ? bias[0] : (T)0);   /* a broadcast */         \
-    VT acc[2][4] = {{b0, b0, b0, b0}, {b0, b0, b0, b0}};                            \
-    const T *xj = xpad + i * row_step + j0;                                         \
-    for (ptrdiff_t k = 0; k < K; k++) {                                             \
-        const VT wb = CVX_VSUB0(VT, wt[k * CVX_FB]);                                \
-        const T *p = xj + off[k];    /* (one pointer a tap: constant displacements) */\
-        for (int r = 0; r < R; r++, p += row_step)                                  \
-            for (int v = 0; v < 4; v++)                                             \
-                { const VT xv = CVX_VLD(VT, p + v * VL); CVX_VMAC(acc[r][v], wb, xv); } \
-    }                                                                               \
-    for (int r = 0; r < R; r++)                                                     \
-        for (int v = 0; v < 4; v++)                                                 \
-            CVX_VST(out + (i + r) * OW + j0 + v * VL, acc[r][v]);                   \
-}                                                                                   \
+/* rows of accumulators, so the register block is V vectors of consecutive   */  \
+/* columns instead, R rows (CVX_DIRECT_BLOCK1): in x86-64-v4's 64-byte       */  \
+/* vectors (block1w) where the row is that wide, else in 32-byte ones.       */  \
+CVX_VECTOR_TYPE(T, NAME##_wt, 64);                                                  \
+CVX_DIRECT_BLOCK1(NAME##_block1, T, VT, VL)                                         \
+CVX_DIRECT_BLOCK1(NAME##_block1w, T, NAME##_wt, 2 * VL)                             \
                                                                                     \
 /* A block of columns that would stick out past jb starts at jb - 2*VL       */  \
 /* instead, when the range is that wide: it recomputes a few columns the     */  \
@@ -151,23 +165,33 @@ static inline ptrdiff_t NAME##_last(ptrdiff_t j0, ptrdiff_t ja, ptrdiff_t jb)   
     return j0 + 2 * VL > jb && jb - ja >= 2 * VL ? jb - 2 * VL : j0;                \
 }                                                                                   \
                                                                                     \
-/* Rows i .. i + R, one output channel: blocks of 4 vectors, the last moved   */  \
-/* left to end at jb; a range narrower than 4 vectors takes the blocks of     */  \
-/* 2 below.                                                                   */  \
+/* Rows i .. i + R, one output channel, R*V = 8 accumulators: blocks of     */  \
+/* 8/R 64-byte vectors where ``wide`` (x86-64-v4) and the row is that wide,  */  \
+/* else of 8/R 32-byte vectors, else of 4 (one row), else the blocks of 2    */  \
+/* below 4; the last of a row moved left to end at jb.                       */  \
 static inline CVX_ALWAYS_INLINE void NAME##_row1(                                   \
     const T *xpad, ptrdiff_t row_step, const T *wt, const ptrdiff_t *off,           \
     ptrdiff_t K, const T *bias, T *out, ptrdiff_t OH, ptrdiff_t OW, ptrdiff_t i,    \
-    ptrdiff_t ja, ptrdiff_t jb, const int R)                                        \
+    ptrdiff_t ja, ptrdiff_t jb, const int R, const int wide)                        \
 {                                                                                   \
-    if (jb - ja < 4 * VL) {                                                         \
+    const ptrdiff_t n = jb - ja;                                                    \
+    if (n < 4 * VL) {                                                               \
         for (ptrdiff_t j0 = ja; j0 < jb; j0 += 2 * VL)                              \
             NAME##_block(xpad, row_step, wt, off, K, 1, bias, out, OH, OW, i,       \
                          NAME##_last(j0, ja, jb), jb, 0, R);                        \
         return;                                                                     \
     }                                                                               \
-    for (ptrdiff_t j0 = ja; j0 < jb; j0 += 4 * VL)                                  \
-        NAME##_block1(xpad, row_step, wt, off, K, bias, out, OW, i,                 \
-                      j0 + 4 * VL > jb ? jb - 4 * VL : j0, R);                      \
+    const int V = 8 / R, w = wide && n >= V * 2 * VL ? 2 * VL : 0;                  \
+    const ptrdiff_t bw = w ? V * w : n >= V * VL ? V * VL : 4 * VL;                 \
+    for (ptrdiff_t j0 = ja; j0 < jb; j0 += bw) {                                    \
+        const ptrdiff_t js = j0 + bw > jb ? jb - bw : j0;                           \
+        if (w)                                                                      \
+            NAME##_block1w(xpad, row_step, wt, off, K, bias, out, OW, i, js, R, V); \
+        else if (bw == V * VL)                                                      \
+            NAME##_block1(xpad, row_step, wt, off, K, bias, out, OW, i, js, R, V);  \
+        else                                                                        \
+            NAME##_block1(xpad, row_step, wt, off, K, bias, out, OW, i, js, R, 4);  \
+    }                                                                               \
 }                                                                                   \
                                                                                     \
 /* Rows i0..i1, columns ja..jb, R output rows at a time (then one at a time). */  \
@@ -177,11 +201,13 @@ static inline CVX_ALWAYS_INLINE void NAME##_body(                               
     ptrdiff_t i0, ptrdiff_t i1, ptrdiff_t ja, ptrdiff_t jb, const int R)            \
 {                                                                                   \
     ptrdiff_t i = i0;                                                               \
-    if (F == 1) {                                                                   \
+    if (F == 1) {        /* R == 2: x86-64-v4 (the dispatch's constant), wide */  \
         for (; i + R <= i1; i += R)                                                 \
-            NAME##_row1(xpad, row_step, wt, off, K, bias, out, OH, OW, i, ja, jb, R); \
+            NAME##_row1(xpad, row_step, wt, off, K, bias, out, OH, OW, i, ja, jb,   \
+                        R, R == 2);                                                 \
         for (; i < i1; i++)                                                         \
-            NAME##_row1(xpad, row_step, wt, off, K, bias, out, OH, OW, i, ja, jb, 1); \
+            NAME##_row1(xpad, row_step, wt, off, K, bias, out, OH, OW, i, ja, jb,   \
+                        1, R == 2);                                                 \
         return;                                                                     \
     }                                                                               \
     for (; i + R <= i1; i += R)                                                     \

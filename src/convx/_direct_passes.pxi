@@ -10,7 +10,8 @@
 # --------------------------------------------------------------------------
 # The direct path (unit horizontal stride): pad the rows of one image that a
 # block of output rows reads into the thread's scratch, then run the SIMD
-# micro-kernel of _direct.h over them.
+# micro-kernel of _direct.h over them.  conv_direct reads the columns whose
+# taps all lie inside the image in place, and pads only the border's.
 # --------------------------------------------------------------------------
 
 cdef void _pad_block(const floating* src, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
@@ -60,6 +61,10 @@ cdef struct Direct:
     # planes of (Hp, Lp) (conv_depthwise); else sw = 1, Lp = Wp
     Py_ssize_t sw, Lp
     int wide                             # the channels kernels: 64-byte vectors
+    # conv_direct's blocks whose reads lie inside the source read it in place
+    # (_direct_item): rows sh*Ws apart, from columns at least ``inplace`` wide
+    # (0: never)
+    Py_ssize_t inplace
 
 
 cdef Direct _direct_geom(Py_ssize_t Cs, Py_ssize_t Hs, Py_ssize_t Ws, Py_ssize_t groups,
@@ -76,6 +81,7 @@ cdef Direct _direct_geom(Py_ssize_t Cs, Py_ssize_t Hs, Py_ssize_t Ws, Py_ssize_t
     D.flat = 0
     D.wide = 0
     D.sw, D.Lp = 1, Wp
+    D.inplace = 0
     return D
 
 
@@ -99,15 +105,26 @@ cdef inline void _pad_for(const floating* src, floating* pad, const Direct* D, P
                D.slack)
 
 
+cdef inline void _direct_kernel(const floating* xpad, Py_ssize_t row_step, const floating* wt,
+                                const Py_ssize_t* off, const floating* b, floating* out,
+                                const Direct* D, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t i0,
+                                Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """out (Fo, OH, OW)'s rows i0..i1, columns j0..j1, by _direct.h's kernel."""
+    if floating is float:
+        cvx_direct_f32(xpad, row_step, wt, off, D.K, D.Fo, b, out, OH, OW, i0, i1, j0, j1)
+    else:
+        cvx_direct_f64(xpad, row_step, wt, off, D.K, D.Fo, b, out, OH, OW, i0, i1, j0, j1)
+
+
 cdef void _direct_item(const floating* src, const floating* wt, const Py_ssize_t* off,
-                       const floating* bias, floating* out, floating* pad, const Direct* D,
-                       Py_ssize_t item) noexcept nogil:
-    cdef Py_ssize_t n, g, i0, i1, j0, j1
+                       const Py_ssize_t* off_src, const floating* bias, floating* out,
+                       floating* pad, const Direct* D, Py_ssize_t item) noexcept nogil:
+    cdef Py_ssize_t n, g, i0, i1, j0, j1, jl, jr
     _item_block(D, item, &n, &g, &i0, &i1, &j0, &j1)
     cdef const floating* b = NULL
     if bias != NULL:
         b = bias + g * D.Fo
-    _pad_for(src + (n * D.groups + g) * D.Cs * D.Hs * D.Ws, pad, D, i0, i1, j0, j1)
+    src = src + (n * D.groups + g) * D.Cs * D.Hs * D.Ws
     wt = wt + g * D.blocks * D.K * 4
     out = out + (n * D.groups + g) * D.Fo * D.OH * D.OW
     cdef Py_ssize_t strip, f, i
@@ -117,23 +134,56 @@ cdef void _direct_item(const floating* src, const floating* wt, const Py_ssize_t
         # one strip of (i1 - i0 - 1)*Wp + OW columns of the padded image, the
         # Wp - OW columns between two rows computed and dropped.  Each value
         # is the same sum, in the same order, as row by row.
+        _pad_for(src, pad, D, i0, i1, j0, j1)
         strip = (i1 - i0 - 1) * D.Wp + D.OW
         tmp = pad + D.Cs * D.Hp * D.Wp + D.slack
-        if floating is float:
-            cvx_direct_f32(pad + i0 * D.Wp, 0, wt, off, D.K, D.Fo, b, tmp, 1, strip, 0, 1, 0,
-                           strip)
-        else:
-            cvx_direct_f64(pad + i0 * D.Wp, 0, wt, off, D.K, D.Fo, b, tmp, 1, strip, 0, 1, 0,
-                           strip)
+        _direct_kernel(pad + i0 * D.Wp, 0, wt, off, b, tmp, D, 1, strip, 0, 1, 0, strip)
         for f in range(D.Fo):
             for i in range(i0, i1):
                 cvx_copy(out + (f * D.OH + i) * D.OW, tmp + f * strip + (i - i0) * D.Wp,
                          D.OW * sizeof(floating))
         return
-    if floating is float:
-        cvx_direct_f32(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1, j0, j1)
-    else:
-        cvx_direct_f64(pad, D.row_step, wt, off, D.K, D.Fo, b, out, D.OH, D.OW, i0, i1, j0, j1)
+    # The columns jl..jr whose reads all lie inside the source (rows too) are
+    # read there, in place, through off_src: no copy into the scratch.  The
+    # columns on either side, which read the zero border, are padded as
+    # before.  Each value is the same sum, in the same order: the same bits.
+    jl, jr = j0, j0
+    if D.inplace and i0 * D.sh >= D.top and (i1 - 1) * D.sh + D.span_h <= D.top + D.Hs:
+        jl = _max(j0, D.left)
+        jr = _min(j1, D.left + D.Ws - D.span_w + 1)
+        if jr - jl < D.inplace:
+            jl = jr = j0
+    if jr == j0:
+        _pad_for(src, pad, D, i0, i1, j0, j1)
+        _direct_kernel(pad, D.row_step, wt, off, b, out, D, D.OH, D.OW, i0, i1, j0, j1)
+        return
+    _direct_kernel(src, D.sh * D.Ws, wt, off_src, b, out, D, D.OH, D.OW, i0, i1, jl, jr)
+    if jl > j0:
+        _pad_for(src, pad, D, i0, i1, j0, jl)
+        _direct_kernel(pad, D.row_step, wt, off, b, out, D, D.OH, D.OW, i0, i1, j0, jl)
+    if j1 > jr:
+        _pad_for(src, pad, D, i0, i1, jr, j1)
+        _direct_kernel(pad, D.row_step, wt, off, b, out, D, D.OH, D.OW, i0, i1, jr, j1)
+
+
+cdef enum:
+    # A block reads its columns in place from this many on (_direct_item): 4
+    # blocks of the kernel's 2 vectors of doubles, 2 of floats.
+    _INPLACE_MIN_COLS = 32
+
+
+cdef void _source_offsets(const Py_ssize_t* off, Py_ssize_t* off_src,
+                          const Direct* D) noexcept:
+    """off_src[k]: where tap k reads in the source, relative to an output
+    position, for off[k] = c*Hp*Wp + r*Wp + s in the padded image: source
+    channel c, row r - top, column s - left (r < Hp and s < Wp, so the three
+    are off[k]'s digits)."""
+    cdef Py_ssize_t k, c, r, s
+    for k in range(D.K):
+        c = off[k] // (D.Hp * D.Wp)
+        r = off[k] % (D.Hp * D.Wp) // D.Wp
+        s = off[k] % D.Wp
+        off_src[k] = (c * D.Hs + r - D.top) * D.Ws + s - D.left
 
 
 def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
@@ -172,24 +222,34 @@ def conv_direct(const floating[:, :, :, ::1] src,   # IN  (N, groups*Cs, Hs, Ws)
     cdef const int* stop = _stop(interruptible)
     cdef cvx_team team = cvx_team_new()
     cdef const Py_ssize_t* offs = &off[0]   # (see the file's head)
-    with nogil:
-        nt = _team(nt)
-    if nt == 1:
+    cdef Py_ssize_t* off_src = NULL
+    if not flat and D.OW >= _INPLACE_MIN_COLS:
+        off_src = <Py_ssize_t*>PyMem_Malloc(D.K * sizeof(Py_ssize_t))
+        if off_src == NULL:
+            raise MemoryError()
+        _source_offsets(offs, off_src, &D)
+        D.inplace = _INPLACE_MIN_COLS
+    try:
         with nogil:
-            for it in range(items):
-                if CVX_STOPPED(stop):
-                    break
-                _direct_item(sp, wp, &off[0], b, op, scratch, &D, it)
-    else:
-        tid = it = 0    # firstprivate in the parallel block: defined before it
-        with nogil, parallel(num_threads=nt):
-            tid = threadid()
-            cvx_saw(tid)
-            it = cvx_claim(&team)
-            while it < items and not CVX_STOPPED(stop):
-                _direct_item(sp, wp, offs, b, op, scratch + tid * per, &D, it)
+            nt = _team(nt)
+        if nt == 1:
+            with nogil:
+                for it in range(items):
+                    if CVX_STOPPED(stop):
+                        break
+                    _direct_item(sp, wp, offs, off_src, b, op, scratch, &D, it)
+        else:
+            tid = it = 0    # firstprivate in the parallel block: defined before it
+            with nogil, parallel(num_threads=nt):
+                tid = threadid()
+                cvx_saw(tid)
                 it = cvx_claim(&team)
-            cvx_team_wait(&team)
+                while it < items and not CVX_STOPPED(stop):
+                    _direct_item(sp, wp, offs, off_src, b, op, scratch + tid * per, &D, it)
+                    it = cvx_claim(&team)
+                cvx_team_wait(&team)
+    finally:
+        PyMem_Free(off_src)
     return not CVX_STOPPED(stop)
 
 
