@@ -31,7 +31,9 @@ LEVELS = [pytest.param(level, id=f"isa{level}") for level in (4, 3)]
 # run at every level), more positions than a block (_engine._NC: blocks
 # that begin inside an output row), groups, a kernel as wide as the padded
 # image, depths of 200 and 256 at stride 2 (one block in float64: _gemm.h,
-# cvx_kc_step), and 1-D signals.
+# cvx_kc_step), and 1-D signals (whose col2im sums a kernel's runs in one
+# pass: longer than a block of positions, 16 and 17 taps, dilated, a
+# kernel wider than the signal).
 CASES = [
     ((2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1, 1),
     ((1, 5, 14, 14), (6, 5, 3, 3), 1, 1, 1, 1),
@@ -50,6 +52,11 @@ CASES = [
     ((1, 256, 9, 9), (6, 256, 1, 1), 2, 0, 1, 1),
     ((2, 3, 500), (4, 3, 5), 1, 2, 1, 1),
     ((1, 2, 9), (3, 2, 3), 1, 4, 2, 1),
+    ((1, 2, 20000), (3, 2, 9), 1, 4, 1, 1),
+    ((2, 1, 300), (4, 1, 16), 1, 7, 1, 1),
+    ((2, 1, 300), (4, 1, 17), 1, 8, 1, 1),
+    ((1, 3, 100), (2, 3, 5), 1, 5, 3, 1),
+    ((2, 2, 6), (3, 2, 5), 1, 4, 1, 1),
 ]
 
 
@@ -120,6 +127,36 @@ def test_vector_runs_same_bits(case, dtype, level):
     eps, taps = np.finfo(dtype).eps, w[0].size
     assert np.all(np.abs(vector[0] - want) <= 2 * taps * eps * bound)
     assert np.all(np.abs(vector[1] - want_ig) <= 2 * ws[0] * taps * eps * bound_ig)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, padding, dilation", [
+    ((2, 3, 500), (4, 3, 9), 4, 1),
+    ((1, 2, 300), (3, 2, 16), 9, 1),
+    ((2, 1, 120), (5, 1, 5), 6, 3),
+    ((2, 2, 6), (3, 2, 5), 4, 1),
+])
+def test_one_pass_col2im_same_bits_as_run_by_run(xs, ws, padding, dilation, dtype):
+    """A 1-D input gradient's col2im sums a kernel's runs in one pass
+    (_col2im_add_1d); a 2-D one of the same kernel (one row of taps) over two
+    rows adds them run by run.  Each cell gets its terms in the same order:
+    row 0 of the 2-D gradient is the 1-D one, bit for bit."""
+    rng = np.random.default_rng(xs[-1] + ws[-1])
+    w = rng.standard_normal(ws).astype(dtype)
+    ow = xs[2] + 2 * padding - dilation * (ws[2] - 1)
+    gout = rng.standard_normal((xs[0], ws[0], ow)).astype(dtype)
+    kw = dict(padding=padding, dilation=dilation, method="gemm")
+    one = convx.conv1d_input_grad(xs, w, gout, **kw)
+    g2 = np.stack([gout, rng.standard_normal(gout.shape).astype(dtype)], axis=2)
+    two = convx.conv2d_input_grad((xs[0], xs[1], 2, xs[2]), w[:, :, None, :], g2,
+                                  padding=(0, padding), dilation=(1, dilation), method="gemm")
+    assert np.array_equal(one, two[:, :, 0])
+    want = ref.conv_nd_input_grad((xs[0], xs[1], 1, xs[2]), w[:, :, None, :].astype(np.float64),
+                                  gout[:, :, None, :].astype(np.float64), stride=(1, 1),
+                                  pads=(0, 0, padding, padding), dilation=(1, dilation),
+                                  groups=1)[:, :, 0]
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(one, want, rtol=tol, atol=tol * np.abs(want).max())
 
 
 # (x shape, w shape, stride, padding, dilation, groups) for w.T read in

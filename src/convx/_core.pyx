@@ -152,6 +152,8 @@ cdef extern from "_gemm.h" nogil:
     int cvx_vector_runs
     void cvx_add_run_f32(float* dst, const float* src, Py_ssize_t n)
     void cvx_add_run_f64(double* dst, const double* src, Py_ssize_t n)
+    void cvx_add_runs_f32(float* dst, const float** src, int m, Py_ssize_t n)
+    void cvx_add_runs_f64(double* dst, const double** src, int m, Py_ssize_t n)
     void cvx_im2col_f32(const cvx_operand* X, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t p0,
                         Py_ssize_t np, float* dst, Py_ssize_t ld)
     void cvx_im2col_f64(const cvx_operand* X, Py_ssize_t k0, Py_ssize_t k1, Py_ssize_t p0,

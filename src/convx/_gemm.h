@@ -326,43 +326,66 @@ CVX_V3 static inline void cvx_row_st_f64_v3(double *p, ptrdiff_t n, __m256d v)
                                               _mm256_setr_epi64x(0, 1, 2, 3)), v);
 }
 
-/* dst[j] += src[j], j < n: the input gradient's col2im adding one run of a */
-/* tap's row back into the image, in vectors, the last one masked (it reads */
-/* and writes only the run's cells): the same sums.  Runs are an output row */
-/* long at most, a few vectors.                                             */
-#define CVX_DEFINE_ADD_RUN(NAME, T, ATTR, VL, LOAD, STORE, ADD)                     \
-ATTR static void NAME(T *dst, const T *src, ptrdiff_t n)                            \
+/* cvx_add_run_S: dst[j] += src[j], j < n: the input gradient's col2im     */
+/* adding one run of a tap's row back into the image, in vectors, the last  */
+/* one masked (it reads and writes only the run's cells): the same sums.    */
+/* Runs are an output row long at most, a few vectors.                      */
+/* cvx_add_runs_S: dst[j] += src[0][j], then += src[1][j], ... src[m-1][j]: */
+/* the runs of a kernel row's taps that land on the same cells of an image  */
+/* row, summed in one pass in registers, in the order m calls of add_run    */
+/* would add them: the same sums.                                           */
+#define CVX_DEFINE_ADD_RUN(S, T, ATTR, VL, LOAD, STORE, ADD)                        \
+ATTR static void cvx_add_run_##S(T *dst, const T *src, ptrdiff_t n)                 \
 {                                                                                   \
     for (ptrdiff_t j = 0; j < n; j += VL) {                                         \
         const ptrdiff_t m = cvx_min(VL, n - j);                                     \
         STORE(dst + j, m, ADD(LOAD(dst + j, 0, m), LOAD(src + j, 0, m)));           \
     }                                                                               \
+}                                                                                   \
+ATTR static void cvx_add_runs_##S(T *dst, const T *const *src, int m, ptrdiff_t n)  \
+{                                                                                   \
+    for (ptrdiff_t j = 0; j < n; j += VL) {                                         \
+        const ptrdiff_t r = cvx_min(VL, n - j);                                     \
+        __typeof__(LOAD(dst, 0, VL)) acc = LOAD(dst + j, 0, r);                     \
+        for (int k = 0; k < m; k++)                                                 \
+            acc = ADD(acc, LOAD(src[k] + j, 0, r));                                 \
+        STORE(dst + j, r, acc);                                                     \
+    }                                                                               \
 }
 
-CVX_DEFINE_ADD_RUN(cvx_add_run_f32_v4, float, CVX_V4, 16, cvx_row_ld_f32_v4,
-                   cvx_row_st_f32_v4, _mm512_add_ps)
-CVX_DEFINE_ADD_RUN(cvx_add_run_f64_v4, double, CVX_V4, 8, cvx_row_ld_f64_v4,
-                   cvx_row_st_f64_v4, _mm512_add_pd)
-CVX_DEFINE_ADD_RUN(cvx_add_run_f32_v3, float, CVX_V3, 8, cvx_row_ld_f32_v3,
-                   cvx_row_st_f32_v3, _mm256_add_ps)
-CVX_DEFINE_ADD_RUN(cvx_add_run_f64_v3, double, CVX_V3, 4, cvx_row_ld_f64_v3,
-                   cvx_row_st_f64_v3, _mm256_add_pd)
+CVX_DEFINE_ADD_RUN(f32_v4, float, CVX_V4, 16, cvx_row_ld_f32_v4, cvx_row_st_f32_v4,
+                   _mm512_add_ps)
+CVX_DEFINE_ADD_RUN(f64_v4, double, CVX_V4, 8, cvx_row_ld_f64_v4, cvx_row_st_f64_v4,
+                   _mm512_add_pd)
+CVX_DEFINE_ADD_RUN(f32_v3, float, CVX_V3, 8, cvx_row_ld_f32_v3, cvx_row_st_f32_v3,
+                   _mm256_add_ps)
+CVX_DEFINE_ADD_RUN(f64_v3, double, CVX_V3, 4, cvx_row_ld_f64_v3, cvx_row_st_f64_v3,
+                   _mm256_add_pd)
 #endif
 
 /* The same at the level cvx_isa (below x86-64-v3, or with cvx_vector_runs */
 /* 0, value by value). */
 #if CVX_X86_DISPATCH
-#define CVX_ADD_RUN_VECTORS(S)                                                      \
-    if (cvx_vector_runs && cvx_isa >= 4) { cvx_add_run_##S##_v4(dst, src, n); return; }\
-    if (cvx_vector_runs && cvx_isa >= 3) { cvx_add_run_##S##_v3(dst, src, n); return; }
+#define CVX_RUN_VECTORS(F, S, ...)                                                  \
+    if (cvx_vector_runs && cvx_isa >= 4) { F##S##_v4(__VA_ARGS__); return; }        \
+    if (cvx_vector_runs && cvx_isa >= 3) { F##S##_v3(__VA_ARGS__); return; }
 #else
-#define CVX_ADD_RUN_VECTORS(S)
+#define CVX_RUN_VECTORS(F, S, ...)
 #endif
 #define CVX_DEFINE_ADD_RUN_PICK(S, T)                                               \
 static void cvx_add_run_##S(T *dst, const T *src, ptrdiff_t n)                      \
 {                                                                                   \
-    CVX_ADD_RUN_VECTORS(S)                                                          \
+    CVX_RUN_VECTORS(cvx_add_run_, S, dst, src, n)                                   \
     for (ptrdiff_t j = 0; j < n; j++) dst[j] += src[j];                             \
+}                                                                                   \
+static void cvx_add_runs_##S(T *dst, const T *const *src, int m, ptrdiff_t n)       \
+{                                                                                   \
+    CVX_RUN_VECTORS(cvx_add_runs_, S, dst, src, m, n)                               \
+    for (ptrdiff_t j = 0; j < n; j++) {                                             \
+        T acc = dst[j];                                                             \
+        for (int k = 0; k < m; k++) acc += src[k][j];                               \
+        dst[j] = acc;                                                               \
+    }                                                                               \
 }
 CVX_DEFINE_ADD_RUN_PICK(f32, float)
 CVX_DEFINE_ADD_RUN_PICK(f64, double)

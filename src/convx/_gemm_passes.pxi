@@ -256,6 +256,20 @@ cdef inline void _add_strided(floating* dst, const floating* src, Py_ssize_t n,
         j += 1
 
 
+cdef inline void _add_run(floating* dst, const floating* src, Py_ssize_t n,
+                          Py_ssize_t sw) noexcept nogil:
+    if sw != 1:
+        _add_strided(dst, src, n, sw)
+    elif floating is float:
+        cvx_add_run_f32(dst, src, n)
+    else:
+        cvx_add_run_f64(dst, src, n)
+
+
+cdef enum:
+    _FUSE_MAX_KW = 16   # kernel widths whose runs col2im sums in one pass
+
+
 cdef void _col2im_add(const floating* dcol, Py_ssize_t ld, floating* dx, Py_ssize_t c0,
                       Py_ssize_t c1, Py_ssize_t p0, Py_ssize_t npos, const Geom* G) noexcept nogil:
     """The adjoint of reading the im2col matrix: row ``((c - c0)*KH + p)*KW + q``
@@ -265,12 +279,13 @@ cdef void _col2im_add(const floating* dcol, Py_ssize_t ld, floating* dx, Py_ssiz
     stride are added in vectors (cvx_add_run_*: the same sums).  By perf,
     Intel Xeon, one image of 14x14, 256 channels, 3x3, float32: col2im took
     15% of the input gradient's time value by value with a division a run,
-    11% so."""
+    11% so.  1-D layers take _col2im_add_1d."""
     cdef Py_ssize_t c, p, q, i, ja, jb, va, vb, j0, j1, r, pos, off_w, off_h
     cdef Py_ssize_t i0 = p0 // G.OW, ja0 = p0 - i0 * G.OW
     cdef const floating* row
-    cdef const floating* src
-    cdef floating* dst
+    if G.H == 1 and G.OH == 1 and G.KH == 1 and G.sw == 1 and 1 < G.KW <= _FUSE_MAX_KW:
+        _col2im_add_1d(dcol, ld, dx, c0, c1, p0, npos, G)
+        return
     for c in range(c0, c1):
         for p in range(G.KH):
             for q in range(G.KW):
@@ -286,17 +301,58 @@ cdef void _col2im_add(const floating* dcol, Py_ssize_t ld, floating* dx, Py_ssiz
                     va = ja if ja > j0 else j0
                     vb = jb if jb < j1 else j1
                     if 0 <= r < G.H and vb > va:
-                        src = row + (pos - p0) + (va - ja)
-                        dst = dx + (c * G.H + r) * G.W + va * G.sw + off_w
-                        if G.sw == 1:
-                            if floating is float:
-                                cvx_add_run_f32(dst, src, vb - va)
-                            else:
-                                cvx_add_run_f64(dst, src, vb - va)
-                        else:
-                            _add_strided(dst, src, vb - va, G.sw)
+                        _add_run(dx + (c * G.H + r) * G.W + va * G.sw + off_w,
+                                 row + (pos - p0) + (va - ja), vb - va, G.sw)
                     pos += jb - ja
                     i, ja = i + 1, 0
+
+
+cdef void _col2im_add_1d(const floating* dcol, Py_ssize_t ld, floating* dx, Py_ssize_t c0,
+                         Py_ssize_t c1, Py_ssize_t p0, Py_ssize_t npos,
+                         const Geom* G) noexcept nogil:
+    """_col2im_add for a 1-D layer (H = OH = KH = 1) at unit stride with 2 to
+    _FUSE_MAX_KW taps: each channel's KW runs land on its one row, and are
+    summed in one pass over the cells they all reach (cvx_add_runs_*), each
+    run's cells outside that range on their own before and after.  Every
+    cell still gets its terms in the order of q: the same sums as one run at
+    a time.  A (64, 1, 4096) input gradient of 16 filters of 9 taps, float64,
+    2 threads: 0.93-0.95x the time (col2im was 14% of it by perf, 9 passes
+    over dx).  2-D layers keep a run at a time: with the runs' bounds found
+    per row, 3x3 layers of 24 to 256 channels took 1.08-1.11x in float64."""
+    cdef Py_ssize_t c, q, lo, hi, n, x0 = 0, x1 = G.W
+    cdef Py_ssize_t va[_FUSE_MAX_KW]
+    cdef Py_ssize_t vb[_FUSE_MAX_KW]
+    cdef Py_ssize_t off[_FUSE_MAX_KW]
+    cdef const floating* srcs[_FUSE_MAX_KW]
+    cdef const floating* row
+    cdef floating* drow
+    # run q: outputs va..vb of p0..p0+npos (one row: OH = 1), image cells
+    # from va + off[q], values from row q at va - p0
+    for q in range(G.KW):
+        off[q] = q * G.dw - G.pl
+        va[q] = _max(p0, cvx_first_valid(off[q], 1, G.OW))
+        vb[q] = _min(p0 + npos, cvx_end_valid(off[q], 1, G.W, G.OW))
+        x0 = _max(x0, va[q] + off[q])
+        x1 = _min(x1, vb[q] + off[q])
+    if x1 <= x0:
+        x0 = x1 = G.W   # no cell every run reaches: each run whole
+    for c in range(c0, c1):
+        row = dcol + (c - c0) * G.KH * G.KW * ld
+        drow = dx + c * G.W
+        for q in range(G.KW):   # the cells before x0
+            n = _min(vb[q], x0 - off[q]) - va[q]
+            if n > 0:
+                _add_run(drow + va[q] + off[q], row + q * ld + va[q] - p0, n, 1)
+            srcs[q] = row + q * ld + x0 - off[q] - p0
+        if x1 > x0:
+            if floating is float:
+                cvx_add_runs_f32(drow + x0, srcs, <int> G.KW, x1 - x0)
+            else:
+                cvx_add_runs_f64(drow + x0, srcs, <int> G.KW, x1 - x0)
+        for q in range(G.KW):   # the cells from x1
+            lo = _max(va[q], x1 - off[q])
+            if vb[q] > lo:
+                _add_run(drow + lo + off[q], row + q * ld + lo - p0, vb[q] - lo, 1)
 
 
 cdef inline Py_ssize_t _chunk_pack(Py_ssize_t cc, Py_ssize_t khw, Py_ssize_t Fg) noexcept nogil:
